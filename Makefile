@@ -1,0 +1,36 @@
+# TruckLLM: make install | run | test | lint | bench
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+CONFIG ?= config/truckllm.yaml
+PLUGINS := $(sort $(wildcard plugins/*))
+
+.PHONY: install run test lint typecheck bench clean
+
+$(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]' $(foreach p,$(PLUGINS),-e $(p))
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(VENV)/bin/truckllm serve --config $(CONFIG)
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m pytest -q bench --benchmark-only $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,169 @@
+"""The gateway object: the current runtime, live health, the upstream session, background work.
+
+One :class:`Gateway` per app. It owns every piece of mutable state (no module globals): the
+runtime snapshot (swapped whole on reload), the health registry (kept across reloads), the
+shared aiohttp session, the retry budget and the after-response queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+from loguru import logger
+
+from truckllm.background import Background, call_each
+from truckllm.config.loader import load_config, parse_config
+from truckllm.config.schema import Config
+from truckllm.health import Clock, HealthRegistry
+from truckllm.plugins import PluginHost, make_plugin_manager
+from truckllm.runtime import Runtime, build_runtime
+
+__all__ = ["Gateway", "RetryBudget"]
+
+
+class RetryBudget:
+    """Envoy-style retry budget: retries in flight may not exceed ``ratio`` of requests in flight,
+    with a floor of ``minimum`` concurrent retries."""
+
+    def __init__(self) -> None:
+        self.active_requests = 0
+        self.active_retries = 0
+        self.denied = 0
+
+    def allow(self, ratio: float, minimum: int) -> bool:
+        """May one more retry start now?"""
+        if self.active_retries < max(minimum, ratio * self.active_requests):
+            return True
+        self.denied += 1
+        return False
+
+
+class Gateway:
+    """Everything one running gateway holds."""
+
+    def __init__(
+        self,
+        config_source: str | None = None,
+        *,
+        config_text: str | None = None,
+        env: Mapping[str, str] | None = None,
+        extra_plugins: tuple[object, ...] = (),
+        autoload: bool | None = None,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.config_source = config_source
+        self.env = env
+        self.extra_plugins = extra_plugins
+        self.autoload = autoload
+        self.clock = clock
+        self.random = rng or random.Random()
+        self.sleep = sleep
+        self.health = HealthRegistry(clock)
+        self.budget = RetryBudget()
+        self.background = Background()
+        self.strategy_state: dict[tuple[str, str], dict[str, Any]] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self.in_flight = 0
+        self.draining = False
+        self.started = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.version = 0
+        self.runtime: Runtime = self._build(config_text)
+
+    # --- config ---------------------------------------------------------------------------------
+
+    def _load(self, host: PluginHost, text: str | None) -> Config:
+        registry = host.registry()
+        if text is not None:
+            return parse_config(text, registry, source=self.config_source or "<config>", env=self.env)
+        if self.config_source is None:
+            raise ValueError("no config source")
+        return load_config(self.config_source, registry, env=self.env)
+
+    def _build(self, text: str | None = None) -> Runtime:
+        host = make_plugin_manager(extra=self.extra_plugins, autoload=self.autoload)
+        config = self._load(host, text)
+        if config.plugins.disable:
+            host = make_plugin_manager(config.plugins.disable, self.extra_plugins, autoload=self.autoload)
+            config = self._load(host, text)
+        self.version += 1
+        runtime = build_runtime(
+            config, host, self.health, version=self.version, source=self.config_source or ""
+        )
+        return runtime
+
+    def reload(self, text: str | None = None) -> Runtime:
+        """Build a runtime from the config source (or ``text``) and swap it in atomically.
+
+        :raises ConfigError: the new config is invalid; the running one stays.
+        """
+        runtime = self._build(text)
+        self.runtime = runtime
+        logger.info("config version {} applied from {}", runtime.version, runtime.source or "<text>")
+        return runtime
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the upstream session and start background work (ASGI lifespan start)."""
+        if self.started:
+            return
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            keepalive_timeout=60,
+            enable_cleanup_closed=False,
+            family=socket.AF_UNSPEC,
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+            timeout=aiohttp.ClientTimeout(total=None),
+            trust_env=False,
+        )
+        self.background.start()
+        await call_each(self.runtime.host, "startup", app=self)
+        self.started = True
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain in-flight requests (up to ``grace`` s), flush records, close the session."""
+        if not self.started:
+            return
+        self.draining = True
+        grace = self.runtime.config.server.graceful_timeout if grace is None else grace
+        if self.in_flight:
+            logger.info("draining {} in-flight requests (grace {}s)", self.in_flight, grace)
+            try:
+                async with asyncio.timeout(grace):
+                    await self._idle.wait()
+            except TimeoutError:
+                logger.warning("{} requests still in flight after {}s grace", self.in_flight, grace)
+        await self.background.stop()
+        await call_each(self.runtime.host, "shutdown", app=self)
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        self.started = False
+
+    def enter(self) -> None:
+        """A request started."""
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        """A request finished (its response fully sent or abandoned)."""
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self.in_flight = 0
+            self._idle.set()

@@ -1,0 +1,211 @@
+"""Live per-key and per-candidate state: in flight, latency, cooldowns, ejection, limits.
+
+Owned by the gateway (not by a config snapshot), keyed by names, so that the state of unchanged
+keys survives a config reload. Updated in place on the event loop: no locks, no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from truckllm.config.schema import CooldownConfig
+from truckllm.types import RateLimits
+
+__all__ = ["Clock", "HealthRegistry", "KeyState", "PairStats", "WindowCounter"]
+
+Clock = Callable[[], float]
+
+EWMA_ALPHA = 0.3
+
+
+class WindowCounter:
+    """Counts over the last 60 seconds in one-second buckets (O(1) add and read)."""
+
+    __slots__ = ("_buckets", "_seconds", "_total")
+
+    def __init__(self) -> None:
+        self._buckets = [0] * 60
+        self._seconds = [0] * 60
+        self._total = 0
+
+    def add(self, now: float, amount: int = 1) -> None:
+        """Count ``amount`` at time ``now``."""
+        second = int(now)
+        slot = second % 60
+        if self._seconds[slot] != second:
+            self._seconds[slot] = second
+            self._buckets[slot] = 0
+        self._buckets[slot] += amount
+
+    def total(self, now: float) -> int:
+        """The sum over the 60 seconds up to ``now``."""
+        second = int(now)
+        return sum(b for b, s in zip(self._buckets, self._seconds, strict=True) if second - s < 60)
+
+
+@dataclass
+class KeyState:
+    """One provider key's health, shared by every deployment that uses it."""
+
+    provider: str
+    name: str
+    in_flight: int = 0
+    cooldown_until: float = 0.0
+    cooldown_reason: str = ""
+    consecutive_failures: int = 0
+    ejections: int = 0
+    ejected_until: float = 0.0
+    recovered_at: float = 0.0
+    disabled: str = ""  # non-empty: why the key is out until re-enabled (401/403)
+    limits: RateLimits | None = None
+    limits_at: float = 0.0
+    requests: WindowCounter = field(default_factory=WindowCounter)
+    tokens: WindowCounter = field(default_factory=WindowCounter)
+    successes: int = 0
+    failures: int = 0
+
+    def available_at(self, now: float) -> float:
+        """When the key may take traffic again (``now`` or earlier: it may now)."""
+        if self.disabled:
+            return float("inf")
+        return max(self.cooldown_until, self.ejected_until)
+
+    def state(self, now: float) -> str:
+        """``ok``, ``cooldown``, ``ejected``, ``disabled`` or ``recovering`` (slow start)."""
+        if self.disabled:
+            return "disabled"
+        if self.ejected_until > now:
+            return "ejected"
+        if self.cooldown_until > now:
+            return "cooldown"
+        if self.recovered_at and now - self.recovered_at < SLOW_START_SECONDS:
+            return "recovering"
+        return "ok"
+
+    def cool(self, now: float, seconds: float, reason: str) -> None:
+        """Cool the key down for ``seconds``; a later cooldown extends, never shortens."""
+        until = now + seconds
+        if until > self.cooldown_until:
+            self.cooldown_until = until
+            self.cooldown_reason = reason
+            self.recovered_at = until
+
+    def weight_factor(self, now: float) -> float:
+        """Slow start: from 10% right after recovery to 100% after ``SLOW_START_SECONDS``."""
+        if not self.recovered_at or now <= self.recovered_at:
+            return 1.0
+        elapsed = now - self.recovered_at
+        if elapsed >= SLOW_START_SECONDS:
+            return 1.0
+        return max(0.1, elapsed / SLOW_START_SECONDS)
+
+
+SLOW_START_SECONDS = 30.0
+
+
+class PairStats:
+    """Live metrics of one (deployment, key) candidate; the read-only view strategies get."""
+
+    __slots__ = ("_clock", "failures", "in_flight", "key_state", "latency_ewma", "successes", "ttft_ewma")
+
+    def __init__(self, key_state: KeyState, clock: Clock) -> None:
+        self.key_state = key_state
+        self._clock = clock
+        self.in_flight = 0
+        self.latency_ewma: float | None = None
+        self.ttft_ewma: float | None = None
+        self.successes = 0
+        self.failures = 0
+
+    @property
+    def key_in_flight(self) -> int:
+        """Requests in flight on the key, whatever the deployment."""
+        return self.key_state.in_flight
+
+    @property
+    def requests_last_minute(self) -> int:
+        """Requests sent on the key in the last 60 s."""
+        return self.key_state.requests.total(self._clock())
+
+    @property
+    def tokens_last_minute(self) -> int:
+        """Tokens used on the key in the last 60 s."""
+        return self.key_state.tokens.total(self._clock())
+
+    @property
+    def remaining_requests(self) -> int | None:
+        """The provider's last remaining-requests figure for the key."""
+        limits = self.key_state.limits
+        return limits.remaining_requests if limits else None
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        """The provider's last remaining-tokens figure for the key."""
+        limits = self.key_state.limits
+        return limits.remaining_tokens if limits else None
+
+    @property
+    def weight_factor(self) -> float:
+        """Slow-start factor of the key (1.0 when fully recovered)."""
+        return self.key_state.weight_factor(self._clock())
+
+    def observe(self, latency: float, ttft: float | None) -> None:
+        """Fold one successful attempt's latency (and TTFT) into the EWMAs."""
+        self.successes += 1
+        self.latency_ewma = (
+            latency
+            if self.latency_ewma is None
+            else (EWMA_ALPHA * latency + (1 - EWMA_ALPHA) * self.latency_ewma)
+        )
+        if ttft is not None:
+            self.ttft_ewma = (
+                ttft if self.ttft_ewma is None else (EWMA_ALPHA * ttft + (1 - EWMA_ALPHA) * self.ttft_ewma)
+            )
+
+
+class HealthRegistry:
+    """Every key's and candidate's live state, by name; survives config reloads."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
+        self.keys: dict[tuple[str, str], KeyState] = {}
+        self.pairs: dict[tuple[str, str, str, str], PairStats] = {}
+
+    def key(self, provider: str, name: str) -> KeyState:
+        """The state of one provider key (made on first use)."""
+        state = self.keys.get((provider, name))
+        if state is None:
+            state = self.keys[(provider, name)] = KeyState(provider=provider, name=name)
+        return state
+
+    def pair(self, alias: str, provider: str, model: str, key: str) -> PairStats:
+        """The stats of one candidate (made on first use)."""
+        ident = (alias, provider, model, key)
+        stats = self.pairs.get(ident)
+        if stats is None:
+            stats = self.pairs[ident] = PairStats(self.key(provider, key), self.clock)
+        return stats
+
+    def record_failure(self, state: KeyState, cooldown: CooldownConfig, now: float) -> None:
+        """Count a failure that says the key (or its provider) is unwell; eject after N in a row.
+
+        An ejection lasts ``cooldown.duration`` times the number of ejections so far, capped at
+        ``cooldown.max_duration``.
+        """
+        state.failures += 1
+        state.consecutive_failures += 1
+        if state.consecutive_failures >= cooldown.failures:
+            state.ejections += 1
+            seconds = min(cooldown.duration * state.ejections, cooldown.max_duration)
+            state.ejected_until = now + seconds
+            state.recovered_at = state.ejected_until
+            state.consecutive_failures = 0
+
+    def record_success(self, state: KeyState) -> None:
+        """A success: the key is healthy again (ejection count decays by one)."""
+        state.successes += 1
+        state.consecutive_failures = 0
+        if state.ejections and state.ejected_until <= self.clock():
+            state.ejections -= 1

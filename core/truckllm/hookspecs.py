@@ -1,0 +1,250 @@
+"""The plugin API: every hook a TruckLLM plugin may implement.
+
+Plugins are modules (or objects) registered with the kernel's pluggy manager; their functions
+carry ``@hookimpl`` (``from truckllm import hookimpl``). Hooks on the request path are plain,
+synchronous and pure: they build values and the kernel does the I/O. Hooks after the response
+(``store_usage``, ``emit_log``) and lifecycle hooks may return an awaitable, which the kernel
+awaits on its own so that one failing plugin silences no other.
+
+``HOOKSPEC_VERSION`` changes only when a hook changes incompatibly. A plugin declares the version
+it was written for with a module-level ``TRUCKLLM_API = 1``; the kernel refuses to load a plugin
+declaring another version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pluggy import HookimplMarker, HookspecMarker
+
+from truckllm.types import (
+    Candidate,
+    ChatRequest,
+    Provider,
+    ProviderResult,
+    ProviderSpec,
+    RequestRecord,
+    SelectionContext,
+    StrategySpec,
+    StreamTranslator,
+    UpstreamRequest,
+    UpstreamResponse,
+    Usage,
+)
+
+HOOKSPEC_VERSION = 1
+"""The plugin API version this kernel serves."""
+
+hookspec = HookspecMarker("truckllm")
+"""Marks a hook specification (kernel use)."""
+
+hookimpl = HookimplMarker("truckllm")
+"""Marks a plugin's hook implementation: ``@hookimpl def transform_request(...)``."""
+
+
+# --- registration: called once per plugin manager, at start-up and on reload ---------------------
+
+
+@hookspec
+def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+    """Declare the provider types this plugin serves.
+
+    Called once when the kernel builds its plugin manager, before config is validated, so that
+    ``providers.<name>.type`` can be checked. A type registered twice stops start-up.
+
+    :param register: call it once per :class:`~truckllm.types.ProviderSpec`.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_strategies(register: Callable[[StrategySpec], None]) -> None:
+    """Declare the balancing strategies this plugin implements in ``select_provider``.
+
+    :param register: call it once per :class:`~truckllm.types.StrategySpec`.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_stores(register: Callable[[str, type], None]) -> None:
+    """Declare runtime-store classes: ``register("redis", RedisStore)``.
+
+    The kernel builds the one named by ``store.type`` in the app's lifespan, decoding the rest of
+    the ``store:`` section strictly with the class's ``Options`` struct, and registers the instance
+    with the plugin manager so that its ``store_usage`` hookimpl is called.
+
+    :param register: call it with the store type name and its class.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_loggers(register: Callable[[str, type], None]) -> None:
+    """Declare logger classes: ``register("stdout", StdoutLogger)``.
+
+    The kernel builds each logger named in ``loggers:`` in the app's lifespan, with its
+    ``Options`` struct decoded strictly from the config entry, and registers the instance with the
+    plugin manager so that its ``emit_log`` hookimpl is called.
+
+    :param register: call it with the logger name and its class.
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- request path: synchronous, pure, no I/O ------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def select_provider(
+    strategy: str, candidates: Sequence[Candidate], context: SelectionContext
+) -> list[Candidate] | None:
+    """Once per request: order its (deployment, key) candidates, best first.
+
+    The kernel has already removed keys that are cooling down, ejected or over their limits.
+    Return every candidate you are willing to try, in order; the kernel tries them in that order.
+    Must be pure and cheap: no I/O, no awaiting, no sleeping.
+
+    :param strategy: the alias's ``strategy``, e.g. ``"weighted"``.
+    :param candidates: the usable candidates, never empty.
+    :param context: the clock, a random source and per-alias scratch state.
+    :returns: the ordered candidates, or ``None`` if ``strategy`` is not yours.
+
+    First non-None result wins.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def transform_request(
+    provider: Provider, model: str, request: ChatRequest, api_key: str
+) -> UpstreamRequest | None:
+    """Once per attempt: build the upstream call for one provider; the kernel sends it.
+
+    May raise :class:`truckllm.errors.UnsupportedRequest` when this provider cannot serve the
+    request as asked (the kernel then tries another candidate).
+
+    :param provider: the ``providers.<name>`` entry; check ``provider.type``.
+    :param model: the deployment's upstream model name.
+    :param request: the client's request, decoded and validated once.
+    :param api_key: this attempt's key value; never log it, never put it in a body.
+    :returns: URL, headers and body, or ``None`` if ``provider.type`` is not yours.
+
+    First non-None result wins.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def transform_response(
+    provider: Provider, request: ChatRequest, response: UpstreamResponse
+) -> ProviderResult | None:
+    """Once per non-stream attempt (and per stream attempt that failed before streaming).
+
+    Read the complete upstream answer, success or error: translate a success into the client's
+    dialect, classify an error (:class:`~truckllm.types.UpstreamError`) and read rate-limit
+    headers.
+
+    :param provider: the provider the attempt went to.
+    :param request: the client's request.
+    :param response: status, lower-case headers and the whole body.
+    :returns: the result, or ``None`` if ``provider.type`` is not yours.
+
+    First non-None result wins.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def transform_stream(
+    provider: Provider, request: ChatRequest, response: UpstreamResponse
+) -> StreamTranslator | None:
+    """Once per stream attempt whose upstream answered 2xx: make the stream's translator.
+
+    :param provider: the provider the attempt went to.
+    :param request: the client's request.
+    :param response: status and headers; ``body`` is empty (the stream follows).
+    :returns: a fresh :class:`~truckllm.types.StreamTranslator`, or ``None`` if not yours.
+
+    First non-None result wins.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage | None:
+    """Once per successful non-stream answer: the token counts it reports.
+
+    Streams report usage through their translator's ``usage`` attribute instead.
+
+    :param provider: the provider that answered.
+    :param request: the client's request.
+    :param body: the upstream's response body, as received.
+    :returns: the usage, or ``None`` if ``provider.type`` is not yours.
+
+    First non-None result wins.
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- after the response: may do I/O ---------------------------------------------------------------
+
+
+@hookspec
+def store_usage(record: RequestRecord) -> Awaitable[None] | None:
+    """Once per finished request, for the configured store, off the response path.
+
+    :param record: the finished request; frozen; key names only.
+    :returns: ``None``, or an awaitable the kernel awaits.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def emit_log(record: RequestRecord) -> Awaitable[None] | None:
+    """Once per finished request, for every logger, after the response was sent.
+
+    A logger that raises or is slow never fails or delays a request: the kernel awaits each
+    result separately, off the response path, and counts failures.
+
+    :param record: the finished request; frozen; key names only, never key values.
+    :returns: ``None``, or an awaitable the kernel awaits.
+
+    .. versionadded:: 0.1
+    """
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+
+
+@hookspec
+def startup(app: Any) -> Awaitable[None] | None:
+    """Once when the gateway starts serving (in the ASGI lifespan), after stores and loggers.
+
+    :param app: the :class:`truckllm.gateway.Gateway`.
+    :returns: ``None``, or an awaitable the kernel awaits.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def shutdown(app: Any) -> Awaitable[None] | None:
+    """Once when the gateway stops, after in-flight requests drained: flush and close.
+
+    :param app: the :class:`truckllm.gateway.Gateway`.
+    :returns: ``None``, or an awaitable the kernel awaits.
+
+    .. versionadded:: 0.1
+    """

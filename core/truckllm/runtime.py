@@ -1,0 +1,146 @@
+"""A config snapshot made ready to serve: providers, candidates, effective routing.
+
+One :class:`Runtime` is built per config version and never changed; the gateway swaps it as a
+whole on reload, and requests keep the runtime they started with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from truckllm.auth import KeyRing
+from truckllm.config.loader import merge_routing
+from truckllm.config.schema import Config, RoutingConfig
+from truckllm.health import HealthRegistry
+from truckllm.plugins import PluginHost
+from truckllm.secrets import Secret
+from truckllm.types import Candidate, Deployment, KeyRef, Price, Provider, ProviderSpec
+
+__all__ = ["AliasPlan", "Runtime", "build_runtime"]
+
+
+@dataclass(frozen=True)
+class AliasPlan:
+    """How one alias is served."""
+
+    alias: str
+    strategy: str
+    candidates: tuple[Candidate, ...]
+    routing: RoutingConfig
+    candidate_routing: dict[str, RoutingConfig]
+    fallbacks: tuple[str, ...]
+    context_window_fallbacks: tuple[str, ...]
+    endpoints: frozenset[str]
+    owned_by: str
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """An immutable, ready-to-serve view of one config version."""
+
+    config: Config
+    host: PluginHost
+    providers: dict[str, Provider]
+    specs: dict[str, ProviderSpec]
+    secrets: dict[tuple[str, str], Secret]
+    aliases: dict[str, AliasPlan]
+    keyring: KeyRing
+    version: int = 0
+    source: str = ""
+    loaded_at: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def api_key(self, candidate: Candidate) -> str:
+        """The plain key value for one attempt (empty for key-less providers)."""
+        secret = self.secrets.get((candidate.key.provider, candidate.key.name))
+        return secret.reveal() if secret is not None else ""
+
+
+def build_runtime(
+    config: Config, host: PluginHost, health: HealthRegistry, *, version: int = 0, source: str = ""
+) -> Runtime:
+    """Resolve providers, candidates and the routing each candidate inherits."""
+    providers: dict[str, Provider] = {}
+    specs: dict[str, ProviderSpec] = {}
+    secrets: dict[tuple[str, str], Secret] = {}
+    for name, pc in config.providers.items():
+        spec = host.providers[pc.type]
+        specs[name] = spec
+        base_url = (pc.base_url or spec.default_base_url).rstrip("/")
+        providers[name] = Provider(
+            name=name, type=pc.type, base_url=base_url, headers=dict(pc.headers), options=pc.options
+        )
+        for key in pc.keys:
+            if key.value is not None:
+                secrets[(name, key.name)] = key.value
+
+    registry_default = host.registry().default_strategy
+    aliases: dict[str, AliasPlan] = {}
+    for alias, model in config.models.items():
+        alias_routing = merge_routing(config.routing, model.routing)
+        candidates: list[Candidate] = []
+        candidate_routing: dict[str, RoutingConfig] = {}
+        endpoints: set[str] = set()
+        for index, dep in enumerate(model.deployments):
+            pc = config.providers[dep.provider]
+            spec = specs[dep.provider]
+            endpoints |= spec.endpoints
+            price = (
+                Price(**{f: getattr(dep.price, f) for f in dep.price.__struct_fields__})
+                if dep.price
+                else None
+            )
+            deployment = Deployment(
+                alias=alias,
+                index=index,
+                provider=dep.provider,
+                model=dep.model,
+                weight=dep.weight,
+                priority=dep.priority,
+                price=price,
+            )
+            keys = pc.keys if spec.needs_keys or pc.keys else ()
+            key_refs = [
+                (KeyRef(provider=dep.provider, name=k.name, weight=k.weight, rpm=k.rpm, tpm=k.tpm), k.routing)
+                for k in keys
+                if k.models is None or dep.model in k.models
+            ]
+            if not key_refs:
+                key_refs = [(KeyRef(provider=dep.provider, name="-"), None)]
+            for ref, key_routing in key_refs:
+                cid = f"{alias}#{index}:{dep.provider}/{ref.name}"
+                candidates.append(
+                    Candidate(
+                        id=cid,
+                        deployment=deployment,
+                        provider=providers[dep.provider],
+                        key=ref,
+                        stats=health.pair(alias, dep.provider, dep.model, ref.name),
+                    )
+                )
+                candidate_routing[cid] = merge_routing(
+                    config.routing, pc.routing, model.routing, dep.routing, key_routing
+                )
+        first_type = config.providers[model.deployments[0].provider].type
+        aliases[alias] = AliasPlan(
+            alias=alias,
+            strategy=model.strategy or registry_default,
+            candidates=tuple(candidates),
+            routing=alias_routing,
+            candidate_routing=candidate_routing,
+            fallbacks=model.fallbacks,
+            context_window_fallbacks=model.context_window_fallbacks,
+            endpoints=frozenset(endpoints),
+            owned_by=first_type,
+        )
+    return Runtime(
+        config=config,
+        host=host,
+        providers=providers,
+        specs=specs,
+        secrets=secrets,
+        aliases=aliases,
+        keyring=KeyRing(config.keys),
+        version=version,
+        source=source,
+    )

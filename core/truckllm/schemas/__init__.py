@@ -1,0 +1,1 @@
+"""Typed wire schemas the kernel decodes and encodes with msgspec."""

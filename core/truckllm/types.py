@@ -1,0 +1,435 @@
+"""The kernel's value types: what hooks receive and return.
+
+Every hook in :mod:`truckllm.hookspecs` is typed with these msgspec Structs. They are the plugin
+API together with the hookspecs: fields are only ever added (with defaults), never removed or
+renamed within one ``HOOKSPEC_VERSION``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import msgspec
+from msgspec import Raw, Struct
+
+from truckllm.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+__all__ = [
+    "AttemptRecord",
+    "Candidate",
+    "CandidateStats",
+    "ChatRequest",
+    "Deployment",
+    "KeyRef",
+    "Price",
+    "Provider",
+    "ProviderResult",
+    "ProviderSpec",
+    "RateLimits",
+    "RequestRecord",
+    "SelectionContext",
+    "StrategySpec",
+    "StreamTranslator",
+    "UpstreamError",
+    "UpstreamRequest",
+    "UpstreamResponse",
+    "Usage",
+]
+
+Endpoint = str  # "chat" | "completions" | "embeddings"
+
+
+# --- config as plugins see it -------------------------------------------------------------------
+
+
+class Price(Struct, frozen=True, omit_defaults=True):
+    """USD per one million tokens."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cached_input: float | None = None
+    cache_write: float | None = None
+
+
+class Provider(Struct, frozen=True, kw_only=True):
+    """One ``providers.<name>`` entry, without its keys.
+
+    :ivar name: the config name (``openai``, ``azure-east``...).
+    :ivar type: the provider plugin type (``openai``, ``anthropic``, ``gemini``, ``mock``...).
+    :ivar base_url: the API root, never ending in ``/``; the plugin's default when omitted.
+    :ivar headers: extra headers sent upstream with every request.
+    :ivar options: the plugin's own options, decoded with its ``ProviderSpec.options`` struct.
+    """
+
+    name: str
+    type: str
+    base_url: str
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
+    options: Any = None
+
+
+class Deployment(Struct, frozen=True, kw_only=True):
+    """One place an alias can be served: a provider and its upstream model name."""
+
+    alias: str
+    index: int
+    provider: str
+    model: str
+    weight: float = 1.0
+    priority: int = 0
+    price: Price | None = None
+
+    @property
+    def label(self) -> str:
+        """``alias#index`` (stable within one config)."""
+        return f"{self.alias}#{self.index}"
+
+
+class KeyRef(Struct, frozen=True, kw_only=True):
+    """A provider key as strategies see it: its name and limits, never its value."""
+
+    provider: str
+    name: str
+    weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+class CandidateStats(Protocol):
+    """A read-only view of one candidate's live metrics (kept by the kernel).
+
+    Strategies read these fields; they never write them.
+    """
+
+    @property
+    def in_flight(self) -> int:
+        """Requests now in flight on this (deployment, key)."""
+
+    @property
+    def key_in_flight(self) -> int:
+        """Requests now in flight on this key, whatever the deployment."""
+
+    @property
+    def latency_ewma(self) -> float | None:
+        """EWMA of whole-request latency in seconds, ``None`` before the first success."""
+
+    @property
+    def ttft_ewma(self) -> float | None:
+        """EWMA of time to first token (streams) in seconds."""
+
+    @property
+    def successes(self) -> int:
+        """Successful attempts since start."""
+
+    @property
+    def failures(self) -> int:
+        """Failed attempts since start."""
+
+    @property
+    def requests_last_minute(self) -> int:
+        """Requests sent on this key during the last 60 s."""
+
+    @property
+    def tokens_last_minute(self) -> int:
+        """Tokens used on this key during the last 60 s."""
+
+    @property
+    def remaining_requests(self) -> int | None:
+        """The provider's last ``remaining requests`` header for this key."""
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        """The provider's last ``remaining tokens`` header for this key."""
+
+    @property
+    def weight_factor(self) -> float:
+        """0..1: below 1 while the key slow-starts after a cooldown or ejection."""
+
+
+class Candidate(Struct, frozen=True, kw_only=True):
+    """One (deployment, key) pair a request may be sent to."""
+
+    id: str
+    deployment: Deployment
+    provider: Provider
+    key: KeyRef
+    stats: Any  # a CandidateStats; typed Any so msgspec need not know the kernel's class
+
+
+class SelectionContext(Struct, kw_only=True):
+    """What a strategy may use besides the candidates.
+
+    :ivar alias: the alias being served.
+    :ivar now: the kernel clock (seconds, monotonic).
+    :ivar random: a ``random.Random``; use it, not the ``random`` module, so tests are deterministic.
+    :ivar state: scratch space owned by the kernel, one dict per (alias, strategy), kept across
+        requests and config reloads of the same alias: rotation counters and the like.
+    :ivar headers: the client's request headers (lower-case names), read-only.
+    :ivar estimated_tokens: prompt estimate plus ``max_tokens``, for headroom strategies.
+    """
+
+    alias: str
+    now: float
+    random: Any
+    state: dict[str, Any]
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
+    estimated_tokens: int = 0
+
+
+# --- the request ---------------------------------------------------------------------------------
+
+
+class ChatRequest(Struct, kw_only=True):
+    """A client request, decoded once by the kernel.
+
+    :ivar endpoint: ``chat``, ``completions`` or ``embeddings``.
+    :ivar dialect: the client's API dialect (``openai``; inbound dialect plugins add others).
+    :ivar body: the request body exactly as received.
+    :ivar model: the ``model`` the client asked for (an alias).
+    :ivar stream: the client asked for a stream.
+    :ivar include_usage: the client asked for the final usage chunk.
+    :ivar typed: the validated request (a struct of :mod:`truckllm.schemas.openai`).
+    :ivar headers: the client's headers (lower-case names), minus credentials.
+    """
+
+    endpoint: Endpoint
+    dialect: str = "openai"
+    body: bytes
+    model: str
+    stream: bool = False
+    include_usage: bool = False
+    typed: ChatCompletionRequest | CompletionRequest | EmbeddingRequest | Any = None
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
+    _fields: dict[str, Raw] | None = None
+
+    def fields(self) -> dict[str, Raw]:
+        """The body's top-level members as raw JSON (decoded once, cached)."""
+        if self._fields is None:
+            self._fields = msgspec.json.decode(self.body, type=dict[str, Raw])
+        return self._fields
+
+    def encode(self, **overrides: Any) -> bytes:
+        """The body with top-level members replaced (``None`` removes one); the rest byte-exact."""
+        fields: dict[str, Any] = dict(self.fields())
+        for name, value in overrides.items():
+            if value is None:
+                fields.pop(name, None)
+            else:
+                fields[name] = value
+        return msgspec.json.encode(fields)
+
+    def with_model(self, model: str) -> bytes:
+        """The body with only ``model`` rewritten (the original bytes when it is unchanged)."""
+        if model == self.model:
+            return self.body
+        return self.encode(model=model)
+
+
+class UpstreamRequest(Struct, kw_only=True):
+    """The call a provider plugin builds and the kernel sends.
+
+    :ivar url: absolute URL.
+    :ivar headers: request headers, credentials included (never logged).
+    :ivar body: request body bytes.
+    :ivar stream: the upstream answer is a stream (SSE or chunked JSON).
+    :ivar method: HTTP method.
+    :ivar local: for providers that answer in-process (``mock``): an async callable the kernel
+        awaits instead of sending HTTP; it returns an :class:`UpstreamResponse`.
+    """
+
+    url: str
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    body: bytes = b""
+    stream: bool = False
+    method: str = "POST"
+    local: Callable[[], Awaitable[UpstreamResponse]] | None = None
+
+
+class UpstreamResponse(Struct, kw_only=True):
+    """An upstream answer as the kernel received it.
+
+    :ivar status: HTTP status.
+    :ivar headers: response headers, lower-case names.
+    :ivar body: the whole body (non-stream answers and error answers).
+    :ivar chunks: for a local stream: the body as it arrives.
+    """
+
+    status: int
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
+    body: bytes = b""
+    chunks: AsyncIterator[bytes] | None = None
+
+
+class Usage(Struct, kw_only=True, omit_defaults=True):
+    """Token counts in OpenAI's sense: prompt includes cached, completion includes reasoning."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+class RateLimits(Struct, kw_only=True, omit_defaults=True):
+    """What an upstream said about a key's remaining quota (any field may be unknown)."""
+
+    limit_requests: int | None = None
+    limit_tokens: int | None = None
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests: float | None = None  # seconds from now
+    reset_tokens: float | None = None
+
+
+class UpstreamError(Struct, kw_only=True):
+    """A failed attempt, classified.
+
+    :ivar status: the status to give the client if this is the last error.
+    :ivar message: the upstream's message, with secrets removed.
+    :ivar type: OpenAI error type.
+    :ivar code: OpenAI error code.
+    :ivar kind: the kernel's class: ``rate_limit``, ``quota``, ``overloaded``, ``server``,
+        ``timeout``, ``connect``, ``auth``, ``permission``, ``bad_request``, ``context_length``,
+        ``not_found``, ``too_large``, ``stream``, ``plugin``.
+    :ivar retry_after: seconds the provider asked to wait, when it said.
+    :ivar param: the request field at fault.
+    """
+
+    status: int
+    message: str
+    kind: str
+    type: str = "server_error"
+    code: str | None = None
+    retry_after: float | None = None
+    param: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        """Another attempt (same key after backoff, or another candidate) may succeed."""
+        return self.kind in RETRYABLE_KINDS
+
+
+RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connect", "stream", "plugin"})
+#: Failures that say nothing about the key (the client's request is at fault).
+CLIENT_KINDS = frozenset({"bad_request", "context_length", "too_large", "not_found"})
+
+
+class ProviderResult(Struct, kw_only=True):
+    """A provider plugin's reading of a complete (non-stream) upstream answer.
+
+    :ivar body: on success, the answer in the client's dialect (JSON bytes).
+    :ivar error: set when the upstream failed.
+    :ivar limits: rate-limit state from the response headers.
+    :ivar dialect: the dialect ``body`` is in (``openai``; or the client's own when passed through).
+    """
+
+    body: bytes = b""
+    error: UpstreamError | None = None
+    limits: RateLimits | None = None
+    dialect: str = "openai"
+
+
+class StreamTranslator(Protocol):
+    """Turns one upstream stream into client frames; one object per attempt.
+
+    The kernel calls :meth:`feed` with each chunk of bytes as it arrives (chunks split events at
+    arbitrary boundaries) and sends what it returns to the client at once; at the upstream's end it
+    calls :meth:`close`. Either may raise :class:`truckllm.errors.UpstreamStreamError` for an error
+    the upstream reported or a stream cut short: before any byte reached the client the kernel then
+    tries another candidate; after, it sends an error event in the client's dialect.
+    """
+
+    usage: Usage | None
+    dialect: str
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Translate one chunk; return the bytes to send (possibly empty)."""
+
+    def close(self) -> bytes:
+        """The upstream ended: return the final frames, or raise if the stream was truncated."""
+
+
+# --- registration --------------------------------------------------------------------------------
+
+
+class ProviderSpec(Struct, frozen=True, kw_only=True):
+    """What a provider plugin offers, given to ``register_providers``.
+
+    :ivar type: the YAML ``type:`` it answers to.
+    :ivar default_base_url: used when config gives no ``base_url``.
+    :ivar dialect: the API dialect it speaks upstream (``openai``, ``anthropic``, ``gemini``).
+    :ivar endpoints: which client endpoints it can serve.
+    :ivar options: a msgspec Struct type for ``providers.<name>.options`` (decoded strictly).
+    :ivar needs_keys: ``False`` for providers that take no API key (``mock``, local servers).
+    """
+
+    type: str
+    default_base_url: str = ""
+    dialect: str = "openai"
+    endpoints: frozenset[str] = frozenset({"chat"})
+    options: Any = None
+    needs_keys: bool = True
+
+
+class StrategySpec(Struct, frozen=True, kw_only=True):
+    """A strategy name given to ``register_strategies``, with one line saying what it does."""
+
+    name: str
+    description: str = ""
+
+
+# --- records -------------------------------------------------------------------------------------
+
+
+class AttemptRecord(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One upstream attempt of a request."""
+
+    provider: str
+    provider_key: str
+    deployment: str
+    model: str
+    status: int
+    latency_ms: float
+    error_kind: str | None = None
+    alias: str = ""
+
+
+class RequestRecord(Struct, frozen=True, kw_only=True):
+    """Everything known about one finished request; key names only, never values or hashes."""
+
+    request_id: str
+    started_at: float  # unix time
+    endpoint: str
+    dialect: str
+    alias: str
+    gateway_key: str | None
+    stream: bool
+    status: int
+    latency_ms: float
+    ttft_ms: float | None = None
+    upstream_ms: float | None = None
+    provider: str | None = None
+    provider_type: str | None = None
+    deployment: str | None = None
+    model: str | None = None
+    provider_key: str | None = None
+    attempts: tuple[AttemptRecord, ...] = ()
+    fallbacks: tuple[str, ...] = ()
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+    error_kind: str | None = None
+    error_message: str | None = None
+    client_disconnected: bool = False
+    extra: Mapping[str, Any] = msgspec.field(default_factory=dict)

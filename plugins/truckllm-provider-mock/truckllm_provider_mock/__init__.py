@@ -1,0 +1,373 @@
+"""TruckLLM provider plugin ``mock``: deterministic in-process answers in OpenAI's wire format."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import random
+import struct
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+from truckllm import hookimpl
+from truckllm.config.durations import Duration
+from truckllm.errors import UpstreamFailure
+from truckllm.openai_wire import ChunkBuilder, chat_completion, completion_id, upstream_error, usage_object
+from truckllm.schemas.openai import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    UserMessage,
+    text_of,
+)
+from truckllm.types import (
+    ChatRequest,
+    Provider,
+    ProviderResult,
+    ProviderSpec,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamResponse,
+    Usage,
+)
+
+TRUCKLLM_API = 1
+
+TYPE = "mock"
+
+
+class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``providers.<name>.options`` for ``type: mock``."""
+
+    latency: Duration = Duration(0)
+    chunks: int = 4
+    chunk_interval: Duration = Duration(0)
+    error_rate: float = 0.0
+    error_status: int = 503
+    max_reply_words: int = 64
+    dimensions: int = 8
+
+
+_DEFAULTS = Options()
+
+
+@hookimpl
+def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+    """Offer the ``mock`` provider type."""
+    register(
+        ProviderSpec(
+            type=TYPE,
+            default_base_url="mock://local",
+            dialect="openai",
+            endpoints=frozenset({"chat", "completions", "embeddings"}),
+            options=Options,
+            needs_keys=False,
+        )
+    )
+
+
+class Fault(msgspec.Struct, kw_only=True):
+    """A fault asked for by the ``x-mock-fault`` header."""
+
+    status: int | None = None
+    retry_after: float | None = None
+    latency: float | None = None
+    cut_after: int | None = None
+
+
+def parse_fault(text: str | None) -> Fault:
+    """Read ``key=value,key=value`` from the ``x-mock-fault`` header (unknown keys ignored)."""
+    fault = Fault()
+    if not text:
+        return fault
+    for part in text.split(","):
+        name, _, value = part.strip().partition("=")
+        try:
+            if name == "status":
+                fault.status = int(value)
+            elif name == "retry_after":
+                fault.retry_after = float(value)
+            elif name == "latency":
+                fault.latency = max(0.0, min(float(value), 600.0))
+            elif name == "cut_after":
+                fault.cut_after = int(value)
+        except ValueError:
+            continue
+    return fault
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _prompt_text(typed: Any) -> tuple[str, str]:
+    """(all input text, the text to echo)."""
+    if isinstance(typed, ChatCompletionRequest):
+        texts = [text_of(getattr(m, "content", None)) for m in typed.messages]  # type: ignore[arg-type]
+        last_user = next(
+            (text_of(m.content) for m in reversed(typed.messages) if isinstance(m, UserMessage)),
+            "",
+        )
+        return " ".join(texts), last_user
+    if isinstance(typed, CompletionRequest):
+        prompt = typed.prompt
+        text = prompt if isinstance(prompt, str) else " ".join(p for p in prompt if isinstance(p, str))
+        return text, text
+    return "", ""
+
+
+def _reply(typed: Any, options: Options) -> tuple[str, Usage]:
+    full, echo = _prompt_text(typed)
+    words = echo.split()[: options.max_reply_words]
+    reply = "mock: " + " ".join(words)
+    max_tokens = getattr(typed, "max_completion_tokens", None) or getattr(typed, "max_tokens", None)
+    finish_words = reply.split()
+    if isinstance(max_tokens, int) and 0 < max_tokens < len(finish_words):
+        reply = " ".join(finish_words[:max_tokens])
+    prompt = _words(full) + 1
+    completion = _words(reply)
+    return reply, Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def _embedding(text: str, dims: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    rng = random.Random(digest)
+    vec = [rng.uniform(-1, 1) for _ in range(dims)]
+    norm = sum(v * v for v in vec) ** 0.5 or 1.0
+    return [round(v / norm, 6) for v in vec]
+
+
+def _split(text: str, parts: int) -> list[str]:
+    parts = max(1, parts)
+    size = max(1, -(-len(text) // parts))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+class _Local:
+    """The in-process upstream of one attempt."""
+
+    def __init__(self, request: ChatRequest, model: str, options: Options, fault: Fault) -> None:
+        self.request = request
+        self.model = model
+        self.options = options
+        self.fault = fault
+
+    async def __call__(self) -> UpstreamResponse:
+        latency = self.fault.latency if self.fault.latency is not None else self.options.latency
+        if latency:
+            await asyncio.sleep(latency)
+        status = self.fault.status
+        if status is None and self.options.error_rate and random.random() < self.options.error_rate:
+            status = self.options.error_status
+        if status is not None and status >= 400:
+            headers = {"content-type": "application/json"}
+            if self.fault.retry_after is not None:
+                headers["retry-after"] = str(self.fault.retry_after)
+            body = msgspec.json.encode(
+                {
+                    "error": {
+                        "message": f"mock error {status}",
+                        "type": "mock_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
+            )
+            return UpstreamResponse(status=status, headers=headers, body=body)
+        typed = self.request.typed
+        if isinstance(typed, EmbeddingRequest):
+            return UpstreamResponse(
+                status=200, headers={"content-type": "application/json"}, body=self._embeddings(typed)
+            )
+        reply, usage = _reply(typed, self.options)
+        if self.request.stream:
+            return UpstreamResponse(
+                status=200, headers={"content-type": "text/event-stream"}, chunks=self._stream(reply, usage)
+            )
+        return UpstreamResponse(
+            status=200, headers={"content-type": "application/json"}, body=self._whole(reply, usage)
+        )
+
+    def _whole(self, reply: str, usage: Usage) -> bytes:
+        if self.request.endpoint == "completions":
+            return msgspec.json.encode(
+                {
+                    "id": completion_id("cmpl-"),
+                    "object": "text_completion",
+                    "created": 0,
+                    "model": self.model,
+                    "choices": [{"text": reply, "index": 0, "logprobs": None, "finish_reason": "stop"}],
+                    "usage": usage_object(usage),
+                }
+            )
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": reply, "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+        return chat_completion(model=self.model, choices=[choice], usage=usage)
+
+    async def _stream(self, reply: str, usage: Usage) -> AsyncIterator[bytes]:
+        pieces = _split(reply, self.options.chunks)
+        interval = self.options.chunk_interval
+        if self.request.endpoint == "completions":
+            rid = completion_id("cmpl-")
+            for n, piece in enumerate(pieces):
+                if n and interval:
+                    await asyncio.sleep(interval)
+                if self.fault.cut_after is not None and n >= self.fault.cut_after:
+                    return
+                finish = "stop" if n == len(pieces) - 1 else None
+                yield (
+                    b"data: "
+                    + msgspec.json.encode(
+                        {
+                            "id": rid,
+                            "object": "text_completion",
+                            "created": 0,
+                            "model": self.model,
+                            "choices": [
+                                {"text": piece, "index": 0, "logprobs": None, "finish_reason": finish}
+                            ],
+                        }
+                    )
+                    + b"\n\n"
+                )
+            if self.request.include_usage:
+                yield (
+                    b"data: "
+                    + msgspec.json.encode(
+                        {
+                            "id": rid,
+                            "object": "text_completion",
+                            "created": 0,
+                            "model": self.model,
+                            "choices": [],
+                            "usage": usage_object(usage),
+                        }
+                    )
+                    + b"\n\n"
+                )
+            yield b"data: [DONE]\n\n"
+            return
+        chunks = ChunkBuilder(self.model, self.request.include_usage)
+        yield chunks.delta({"role": "assistant", "content": ""})
+        for n, piece in enumerate(pieces):
+            if interval:
+                await asyncio.sleep(interval)
+            if self.fault.cut_after is not None and n >= self.fault.cut_after:
+                return
+            yield chunks.delta({"content": piece})
+        yield chunks.delta({}, finish_reason="stop")
+        yield chunks.usage(usage)
+        yield chunks.done()
+
+    def _embeddings(self, typed: EmbeddingRequest) -> bytes:
+        inputs: list[Any] = (
+            [typed.input]
+            if isinstance(typed.input, str) or (typed.input and isinstance(typed.input[0], int))
+            else list(typed.input)
+        )
+        dims = typed.dimensions if isinstance(typed.dimensions, int) else self.options.dimensions
+        data = []
+        tokens = 0
+        for i, item in enumerate(inputs):
+            text = item if isinstance(item, str) else " ".join(map(str, item))
+            tokens += len(item) if isinstance(item, list) else _words(text)
+            vector = _embedding(text, dims)
+            value: Any = vector
+            if typed.encoding_format == "base64":
+                value = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        return msgspec.json.encode(
+            {
+                "object": "list",
+                "model": self.model,
+                "data": data,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+
+@hookimpl
+def transform_request(
+    provider: Provider, model: str, request: ChatRequest, api_key: str
+) -> UpstreamRequest | None:
+    """Answer in-process: an :class:`UpstreamRequest` whose ``local`` makes the answer."""
+    if provider.type != TYPE:
+        return None
+    options = provider.options if isinstance(provider.options, Options) else _DEFAULTS
+    fault = parse_fault(request.headers.get("x-mock-fault"))
+    return UpstreamRequest(
+        url=f"mock://{provider.name}/{request.endpoint}",
+        stream=request.stream,
+        local=_Local(request, model, options, fault),
+    )
+
+
+_USAGE = msgspec.json.Decoder(dict[str, Any])
+
+
+@hookimpl
+def transform_response(
+    provider: Provider, request: ChatRequest, response: UpstreamResponse
+) -> ProviderResult | None:
+    """The mock's answers are already in OpenAI's form."""
+    if provider.type != TYPE:
+        return None
+    if response.status >= 400:
+        retry = response.headers.get("retry-after")
+        return ProviderResult(
+            error=upstream_error(
+                response.status, f"mock error {response.status}", retry_after=float(retry) if retry else None
+            )
+        )
+    return ProviderResult(body=response.body)
+
+
+@hookimpl
+def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage | None:
+    """Usage from the mock's own answer."""
+    if provider.type != TYPE:
+        return None
+    usage = _USAGE.decode(body).get("usage") or {}
+    prompt = int(usage.get("prompt_tokens", 0))
+    completion = int(usage.get("completion_tokens", 0))
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+class MockStream:
+    """The mock's frames pass through as they are; usage is known in advance."""
+
+    dialect = "openai"
+
+    def __init__(self, usage: Usage) -> None:
+        self.usage: Usage | None = usage
+        self._done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Forward the frame."""
+        if chunk.endswith(b"data: [DONE]\n\n"):
+            self._done = True
+        return chunk
+
+    def close(self) -> bytes:
+        """A mock stream cut by ``cut_after`` ends in an error."""
+        if not self._done:
+            raise UpstreamFailure(UpstreamError(status=502, kind="stream", message="mock stream cut short"))
+        return b""
+
+
+@hookimpl
+def transform_stream(
+    provider: Provider, request: ChatRequest, response: UpstreamResponse
+) -> MockStream | None:
+    """A pass-through translator carrying the mock's usage."""
+    if provider.type != TYPE:
+        return None
+    options = provider.options if isinstance(provider.options, Options) else _DEFAULTS
+    _, usage = _reply(request.typed, options)
+    return MockStream(usage)
