@@ -225,6 +225,18 @@ def emit_log(record: RequestRecord) -> Awaitable[None] | None:
     """
 
 
+@hookspec
+def render_metrics() -> bytes | None:
+    """When ``GET /metrics`` is scraped: Prometheus text to include in the answer.
+
+    Every implementation's text is concatenated (each must use its own metric names).
+
+    :returns: Prometheus text exposition bytes, or ``None``.
+
+    .. versionadded:: 0.1
+    """
+
+
 # --- lifecycle -----------------------------------------------------------------------------------
 
 

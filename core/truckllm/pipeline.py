@@ -156,7 +156,12 @@ class _Pipeline:
     def _order(self, plan: AliasPlan, usable: list[Candidate], now: float) -> list[Candidate]:
         state = self.gw.strategy_state.setdefault((plan.alias, plan.strategy), {})
         context = SelectionContext(
-            alias=plan.alias, now=now, random=self.gw.random, state=state, headers=self.request.headers
+            alias=plan.alias,
+            now=now,
+            random=self.gw.random,
+            state=state,
+            headers=self.request.headers,
+            stream=self.request.stream,
         )
         try:
             ordered = self.hook.select_provider(strategy=plan.strategy, candidates=usable, context=context)

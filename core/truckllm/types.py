@@ -167,6 +167,7 @@ class SelectionContext(Struct, kw_only=True):
         requests and config reloads of the same alias: rotation counters and the like.
     :ivar headers: the client's request headers (lower-case names), read-only.
     :ivar estimated_tokens: prompt estimate plus ``max_tokens``, for headroom strategies.
+    :ivar stream: the client asked for a stream (time to first token matters more than latency).
     """
 
     alias: str
@@ -175,6 +176,7 @@ class SelectionContext(Struct, kw_only=True):
     state: dict[str, Any]
     headers: Mapping[str, str] = msgspec.field(default_factory=dict)
     estimated_tokens: int = 0
+    stream: bool = False
 
 
 # --- the request ---------------------------------------------------------------------------------
