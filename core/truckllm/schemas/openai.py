@@ -146,6 +146,7 @@ class AssistantMessage(Struct, tag_field="role", tag="assistant", omit_defaults=
     refusal: str | UnsetType | None = UNSET
     name: str | UnsetType = UNSET
     reasoning_content: str | UnsetType | None = UNSET
+    thinking_blocks: list[Raw] | UnsetType | None = UNSET
 
 
 class ToolMessage(Struct, tag_field="role", tag="tool", omit_defaults=True):
