@@ -16,6 +16,7 @@ from typing import Any
 from loguru import logger
 
 from truckllm.plugins import PluginHost
+from truckllm.store import Settlement
 from truckllm.types import RequestRecord
 
 __all__ = ["Background", "call_each"]
@@ -42,7 +43,9 @@ class Background:
     """The after-response queue of request records."""
 
     def __init__(self, maxsize: int = 10000) -> None:
-        self.queue: asyncio.Queue[tuple[PluginHost, RequestRecord]] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[tuple[PluginHost, RequestRecord] | tuple[Any, Settlement]] = asyncio.Queue(
+            maxsize
+        )
         self.dropped = 0
         self.plugin_errors: Counter[tuple[str, str]] = Counter()
         self._task: asyncio.Task[None] | None = None
@@ -61,7 +64,22 @@ class Background:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.warning("after-response queue full: {} records dropped", self.dropped)
 
-    async def _handle(self, host: PluginHost, record: RequestRecord) -> None:
+    def settle(self, store: Any, settlement: Settlement) -> None:
+        """Queue a store settlement (applied off the response path, before the next records)."""
+        try:
+            self.queue.put_nowait((store, settlement))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def _handle(self, target: Any, item: RequestRecord | Settlement) -> None:
+        if isinstance(item, Settlement):
+            try:
+                await target.settle(item)
+            except Exception as exc:
+                self.plugin_errors[("store", "settle")] += 1
+                logger.bind(plugin="store").error("store settle failed: {}", exc)
+            return
+        host, record = target, item
         for hook_name in ("store_usage", "emit_log"):
             for name, _exc in await call_each(host, hook_name, record=record):
                 self.plugin_errors[(name, hook_name)] += 1

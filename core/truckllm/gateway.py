@@ -8,6 +8,7 @@ shared aiohttp session, the retry budget and the after-response queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import time
@@ -18,11 +19,20 @@ import aiohttp
 from loguru import logger
 
 from truckllm.background import Background, call_each
+from truckllm.components import (
+    attach,
+    build_loggers,
+    build_store,
+    call_method,
+    logger_signature,
+    store_signature,
+)
 from truckllm.config.loader import load_config, parse_config
 from truckllm.config.schema import Config
 from truckllm.health import Clock, HealthRegistry
 from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm.runtime import Runtime, build_runtime
+from truckllm.store import CooldownMark
 
 __all__ = ["Gateway", "RetryBudget"]
 
@@ -77,6 +87,13 @@ class Gateway:
         self._idle = asyncio.Event()
         self._idle.set()
         self.version = 0
+        self.store: Any | None = None
+        self.loggers: list[tuple[str, Any]] = []
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self.last_reload_ok = True
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sync_task: asyncio.Task[None] | None = None
         self.runtime: Runtime = self._build(config_text)
 
     # --- config ---------------------------------------------------------------------------------
@@ -104,12 +121,72 @@ class Gateway:
     def reload(self, text: str | None = None) -> Runtime:
         """Build a runtime from the config source (or ``text``) and swap it in atomically.
 
+        Requests in flight keep the runtime they started with. Loggers are rebuilt when their
+        config changed; a changed ``store:`` takes effect at the next restart.
+
         :raises ConfigError: the new config is invalid; the running one stays.
         """
-        runtime = self._build(text)
+        try:
+            runtime = self._build(text)
+        except Exception:
+            self.reloads_failed += 1
+            self.last_reload_ok = False
+            raise
+        old = self.runtime
+        old_loggers = self.loggers
+        if self.started:
+            if store_signature(runtime.config) != store_signature(old.config):
+                logger.warning("store: section changed; the new store takes effect at the next restart")
+            if logger_signature(runtime.config) != logger_signature(old.config):
+                self.loggers = build_loggers(runtime.host, runtime.config)
+                for _, instance in self.loggers:
+                    self._spawn(call_method(instance, "startup", app=self))
+                for _, instance in old_loggers:
+                    self._spawn(call_method(instance, "shutdown", app=self))
+            attach(runtime.host, self.store, self.loggers)
         self.runtime = runtime
+        self.reloads_ok += 1
+        self.last_reload_ok = True
         logger.info("config version {} applied from {}", runtime.version, runtime.source or "<text>")
         return runtime
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- shared state -------------------------------------------------------------------------
+
+    def share_cooldown(self, provider: str, key: str, seconds: float, reason: str) -> None:
+        """Tell the other processes (through the store) that a key cools down for ``seconds``."""
+        if self.store is None:
+            return
+        mark = CooldownMark(provider=provider, key=key, until=time.time() + seconds, reason=reason)
+        self._spawn(self._mark(mark))
+
+    async def _mark(self, mark: CooldownMark) -> None:
+        assert self.store is not None
+        try:
+            await self.store.mark_cooldown(mark)
+        except Exception as exc:
+            logger.bind(plugin="store").warning("cannot share a cooldown: {}", exc)
+
+    async def _sync_cooldowns(self, interval: float = 1.0) -> None:
+        """Apply the cooldowns other processes marked (every ``interval`` seconds)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.store is None:
+                continue
+            try:
+                marks = await self.store.cooldowns()
+            except Exception as exc:
+                logger.bind(plugin="store").debug("cooldown sync failed: {}", exc)
+                continue
+            now_wall, now = time.time(), self.clock()
+            for mark in marks:
+                remaining = mark.until - now_wall
+                if remaining > 0:
+                    self.health.key(mark.provider, mark.key).cool(now, remaining, mark.reason or "shared")
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -133,7 +210,14 @@ class Gateway:
             trust_env=False,
         )
         self.background.start()
+        self.store = build_store(self.runtime.host, self.runtime.config)
+        if self.store is not None:
+            await self.store.start()
+        self.loggers = build_loggers(self.runtime.host, self.runtime.config)
+        attach(self.runtime.host, self.store, self.loggers)
         await call_each(self.runtime.host, "startup", app=self)
+        if self.store is not None:
+            self._sync_task = asyncio.get_running_loop().create_task(self._sync_cooldowns())
         self.started = True
 
     async def stop(self, grace: float | None = None) -> None:
@@ -150,7 +234,18 @@ class Gateway:
             except TimeoutError:
                 logger.warning("{} requests still in flight after {}s grace", self.in_flight, grace)
         await self.background.stop()
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync_task
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         await call_each(self.runtime.host, "shutdown", app=self)
+        if self.store is not None:
+            try:
+                await self.store.close()
+            except Exception as exc:
+                logger.bind(plugin="store").error("store close failed: {}", exc)
         if self.session is not None:
             await self.session.close()
             self.session = None

@@ -55,6 +55,8 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
 
     :param register: call it once per :class:`~truckllm.types.ProviderSpec`.
 
+    :returns: ``None``.
+
     .. versionadded:: 0.1
     """
 
@@ -64,6 +66,8 @@ def register_strategies(register: Callable[[StrategySpec], None]) -> None:
     """Declare the balancing strategies this plugin implements in ``select_provider``.
 
     :param register: call it once per :class:`~truckllm.types.StrategySpec`.
+
+    :returns: ``None``.
 
     .. versionadded:: 0.1
     """
@@ -79,6 +83,8 @@ def register_stores(register: Callable[[str, type], None]) -> None:
 
     :param register: call it with the store type name and its class.
 
+    :returns: ``None``.
+
     .. versionadded:: 0.1
     """
 
@@ -92,6 +98,8 @@ def register_loggers(register: Callable[[str, type], None]) -> None:
     plugin manager so that its ``emit_log`` hookimpl is called.
 
     :param register: call it with the logger name and its class.
+
+    :returns: ``None``.
 
     .. versionadded:: 0.1
     """

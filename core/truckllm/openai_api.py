@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from truckllm.admission import admit
 from truckllm.asgi_util import (
     ClientGone,
     Receive,
@@ -177,6 +178,8 @@ class CompletionsEndpoint:
             raise GatewayError(
                 400, f"The model '{alias}' does not support the {self.endpoint} endpoint.", param="model"
             )
+        if key is not None and self.gateway.store is not None:
+            ctx.reservation = await admit(self.gateway.store, key, plan, request, ctx.request_id)
 
         disconnect = asyncio.ensure_future(receive())
         work = asyncio.ensure_future(serve(self.gateway, rt, request, ctx))

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 import aiohttp
 from loguru import logger
 
+from truckllm.admission import Reservation, settlement
 from truckllm.config.schema import RoutingConfig
 from truckllm.dialect import ClientDialect
 from truckllm.errors import GatewayError, UnsupportedRequest, UpstreamFailure
 from truckllm.gateway import Gateway
 from truckllm.health import KeyState
+from truckllm.redact import redact_text
 from truckllm.runtime import AliasPlan, Runtime
 from truckllm.types import (
     CLIENT_KINDS,
@@ -62,6 +64,7 @@ class RequestContext:
     status: int = 200
     client_disconnected: bool = False
     recorded: bool = False
+    reservation: Reservation | None = None
 
 
 @dataclass
@@ -581,6 +584,7 @@ class _Pipeline:
         self._account(attempt, usage)
 
     def _on_failure(self, attempt: _Attempt, error: UpstreamError, count_health: bool = True) -> None:
+        error.message = redact_text(error.message, self.rt.secrets.values())
         self._record_attempt(attempt, error.status, error.kind)
         cand = attempt.candidate
         stats = cand.stats
@@ -594,11 +598,13 @@ class _Pipeline:
         if kind == "rate_limit":
             seconds = error.retry_after if error.retry_after is not None else cooldown.duration
             state.cool(now, seconds, "rate_limit")
+            self.gw.share_cooldown(cand.provider.name, cand.key.name, seconds, "rate_limit")
             logger.info(
                 "key {}/{} cooling down {:.1f}s after 429", cand.provider.name, cand.key.name, seconds
             )
         elif kind == "quota":
             state.cool(now, cooldown.max_duration, "quota")
+            self.gw.share_cooldown(cand.provider.name, cand.key.name, cooldown.max_duration, "quota")
             logger.warning(
                 "key {}/{} is out of quota; out for {:.0f}s",
                 cand.provider.name,
@@ -651,6 +657,8 @@ def finish(gw: Gateway, rt: Runtime, request: ChatRequest, ctx: RequestContext) 
         client_disconnected=ctx.client_disconnected,
     )
     gw.background.submit(rt.host, record)
+    if ctx.reservation is not None and gw.store is not None:
+        gw.background.settle(gw.store, settlement(ctx.reservation, ctx.usage, record.cost_usd))
 
 
 async def serve(gw: Gateway, rt: Runtime, request: ChatRequest, ctx: RequestContext) -> Outcome:

@@ -70,6 +70,8 @@ class PluginHost:
             loggers=frozenset(self.loggers),
             default_strategy=default,
             failed=tuple(f"{f.name}: {f.error}" for f in self.failures),
+            store_classes=dict(self.stores),
+            logger_classes=dict(self.loggers),
         )
 
 

@@ -31,7 +31,15 @@ from truckllm.errors import ConfigError, Problem
 from truckllm.secrets import Secret
 from truckllm.types import ProviderSpec
 
-__all__ = ["Registry", "decode_options", "load_config", "merge_routing", "parse_config"]
+__all__ = [
+    "Registry",
+    "decode_options",
+    "load_config",
+    "logger_entries",
+    "merge_routing",
+    "parse_config",
+    "store_options",
+]
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\.\.\.\]")
@@ -48,6 +56,8 @@ class Registry:
     loggers: frozenset[str] = frozenset()
     default_strategy: str = "weighted"
     failed: tuple[str, ...] = ()
+    store_classes: Mapping[str, Any] = field(default_factory=dict)
+    logger_classes: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _dec_hook(type_: type, obj: Any) -> Any:
@@ -107,6 +117,12 @@ class _Reader:
             return [self.substitute(v, [*path, i]) for i, v in enumerate(node)]
         if isinstance(node, str):
             return self._expand(node, path)
+        if isinstance(node, bool) or node is None:
+            return node
+        if isinstance(node, int):  # ruamel's ScalarInt / ScalarBoolean keep formatting info
+            return bool(node) if type(node).__name__ == "ScalarBoolean" else int(node)
+        if isinstance(node, float):
+            return float(node)
         return node
 
     def _expand(self, text: str, path: list[str | int]) -> str:
@@ -245,21 +261,23 @@ def _check_url(url: str) -> str | None:
 
 def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> None:
     store_type = config.store.get("type", "memory")
-    if registry.stores and store_type not in registry.stores:
-        reader.problem(
-            ["store", "type"],
-            _unknown("store type", store_type, registry.stores, registry),
-        )
+    if "store" in reader.root and store_type not in registry.stores:
+        reader.problem(["store", "type"], _unknown("store type", store_type, registry.stores, registry))
+    store_cls = registry.store_classes.get(store_type)
+    if store_cls is not None and getattr(store_cls, "Options", None) is not None:
+        reader.convert(store_options(config), store_cls.Options, ["store"])
     for i, entry in enumerate(config.loggers):
         names = [entry] if isinstance(entry, str) else list(entry)
         if isinstance(entry, dict) and len(entry) != 1:
             reader.problem(["loggers", i], "a logger entry is a name or {name: {options}}")
         for name in names:
             if name not in registry.loggers:
-                reader.problem(
-                    ["loggers", i],
-                    _unknown("logger", name, registry.loggers, registry),
-                )
+                reader.problem(["loggers", i], _unknown("logger", name, registry.loggers, registry))
+                continue
+            logger_cls = registry.logger_classes.get(name)
+            if logger_cls is not None and getattr(logger_cls, "Options", None) is not None:
+                options = entry[name] if isinstance(entry, dict) else {}
+                reader.convert(options or {}, logger_cls.Options, ["loggers", i, name])
 
     for pname, provider in config.providers.items():
         spec = registry.providers.get(provider.type)
@@ -328,6 +346,22 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
         for j, alias in enumerate(gkey.models or ()):
             if alias not in config.models and ("models", alias) not in reader.broken:
                 reader.problem(["keys", i, "models", j], f"no model alias named {alias!r}")
+
+
+def store_options(config: Config) -> dict[str, Any]:
+    """The ``store:`` section without its ``type``: the store class's options."""
+    return {k: v for k, v in config.store.items() if k != "type"}
+
+
+def logger_entries(config: Config) -> list[tuple[str, dict[str, Any]]]:
+    """``loggers:`` as ``(name, options)`` pairs."""
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for entry in config.loggers:
+        if isinstance(entry, str):
+            entries.append((entry, {}))
+        else:
+            entries.extend((name, dict(options or {})) for name, options in entry.items())
+    return entries
 
 
 def _with_decoded_options(config: Config, registry: Registry) -> Config:

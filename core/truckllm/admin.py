@@ -1,0 +1,249 @@
+"""The admin API under ``/admin/v1`` and ``/metrics``: JSON, behind the admin token.
+
+Every answer is built from redacted views: no configured secret ever appears in one.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from loguru import logger
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from truckllm.auth import bearer
+from truckllm.dialect import OPENAI
+from truckllm.errors import ConfigError, GatewayError
+from truckllm.gateway import Gateway
+from truckllm.plugins import list_plugins
+from truckllm.redact import redacted_config
+from truckllm.secrets import enc_hook
+from truckllm.store import UsageQuery
+
+__all__ = ["JSON", "admin_routes", "error_response"]
+
+_ENCODER = msgspec.json.Encoder(enc_hook=enc_hook)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class JSON(Response):
+    """A JSON response encoded with msgspec (secrets render as ``<secret>``)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """Encode ``content``."""
+        return _ENCODER.encode(content)
+
+
+def error_response(exc: GatewayError) -> Response:
+    """An OpenAI-shaped error response."""
+    return Response(
+        OPENAI.error_body(exc), status_code=exc.status, media_type="application/json", headers=exc.headers
+    )
+
+
+def _problems(exc: ConfigError) -> list[dict[str, Any]]:
+    return [{"file": p.file, "line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
+
+
+def admin_routes(gateway: Gateway) -> list[Route]:
+    """The admin routes for ``gateway``."""
+
+    def guarded(handler: Handler) -> Handler:
+        async def wrapper(request: Request) -> Response:
+            token = gateway.runtime.config.admin.token
+            given = bearer(request.headers.get("authorization")) or ""
+            if token is None or not token:
+                return error_response(
+                    GatewayError(
+                        403,
+                        "The admin API is disabled: set admin.token in the config.",
+                        type="permission_error",
+                    )
+                )
+            if not hmac.compare_digest(given.encode(), token.reveal().encode()):
+                return error_response(GatewayError(401, "Invalid admin token.", code="invalid_api_key"))
+            try:
+                return await handler(request)
+            except GatewayError as exc:
+                return error_response(exc)
+
+        return wrapper
+
+    def audit(request: Request, action: str, **details: Any) -> None:
+        client = request.client.host if request.client else "?"
+        logger.bind(audit=True).info("admin {} by {} {}", action, client, details)
+
+    async def health(request: Request) -> Response:
+        ok = not gateway.draining
+        return JSON({"status": "ok" if ok else "draining"}, status_code=200 if ok else 503)
+
+    async def ready(request: Request) -> Response:
+        store: dict[str, Any] = {"ok": True, "type": None}
+        if gateway.store is not None:
+            try:
+                store = {"type": gateway.store.name, **(await gateway.store.ready())}
+            except Exception as exc:
+                store = {
+                    "ok": False,
+                    "type": getattr(gateway.store, "name", "?"),
+                    "error": type(exc).__name__,
+                }
+        ok = gateway.started and not gateway.draining and bool(store.get("ok", True))
+        body = {
+            "ready": ok,
+            "config_version": gateway.runtime.version,
+            "plugins_failed": [f.name for f in gateway.runtime.host.failures],
+            "store": store,
+        }
+        return JSON(body, status_code=200 if ok else 503)
+
+    async def plugins(request: Request) -> Response:
+        show_all = request.query_params.get("all") in ("1", "true", "yes")
+        return JSON({"plugins": list_plugins(gateway.runtime.host, all=show_all)})
+
+    async def get_config(request: Request) -> Response:
+        rt = gateway.runtime
+        return JSON({"version": rt.version, "source": rt.source, "config": redacted_config(rt.config)})
+
+    async def validate(request: Request) -> Response:
+        body = (await request.body()).decode("utf-8", "replace")
+        try:
+            from truckllm.config.loader import parse_config
+
+            parse_config(body, gateway.runtime.host.registry(), source="<request>", env=gateway.env)
+        except ConfigError as exc:
+            return JSON({"valid": False, "problems": _problems(exc)}, status_code=422)
+        return JSON({"valid": True, "problems": []})
+
+    async def reload(request: Request) -> Response:
+        try:
+            runtime = gateway.reload()
+        except ConfigError as exc:
+            audit(request, "reload refused", problems=len(exc.problems))
+            return JSON({"reloaded": False, "problems": _problems(exc)}, status_code=422)
+        audit(request, "reload", version=runtime.version)
+        return JSON({"reloaded": True, "version": runtime.version})
+
+    async def providers(request: Request) -> Response:
+        rt = gateway.runtime
+        now = gateway.clock()
+        out = []
+        for name, provider in rt.providers.items():
+            keys = []
+            for key in rt.config.providers[name].keys or ():
+                state = gateway.health.key(name, key.name)
+                keys.append(
+                    {
+                        "name": key.name,
+                        "state": state.state(now),
+                        "cooldown_remaining_s": round(max(0.0, state.cooldown_until - now), 3),
+                        "cooldown_reason": state.cooldown_reason or None,
+                        "ejected_remaining_s": round(max(0.0, state.ejected_until - now), 3),
+                        "ejections": state.ejections,
+                        "disabled": state.disabled or None,
+                        "in_flight": state.in_flight,
+                        "successes": state.successes,
+                        "failures": state.failures,
+                        "error_rate": round(state.failures / max(1, state.successes + state.failures), 4),
+                        "requests_last_minute": state.requests.total(now),
+                        "tokens_last_minute": state.tokens.total(now),
+                        "limits": msgspec.to_builtins(state.limits) if state.limits else None,
+                    }
+                )
+            out.append({"name": name, "type": provider.type, "base_url": provider.base_url, "keys": keys})
+        deployments = []
+        for alias, plan in rt.aliases.items():
+            for cand in plan.candidates:
+                stats = cand.stats
+                deployments.append(
+                    {
+                        "alias": alias,
+                        "deployment": cand.deployment.label,
+                        "provider": cand.provider.name,
+                        "model": cand.deployment.model,
+                        "key": cand.key.name,
+                        "in_flight": stats.in_flight,
+                        "latency_ewma_ms": round(stats.latency_ewma * 1000, 3)
+                        if stats.latency_ewma
+                        else None,
+                        "ttft_ewma_ms": round(stats.ttft_ewma * 1000, 3) if stats.ttft_ewma else None,
+                        "successes": stats.successes,
+                        "failures": stats.failures,
+                    }
+                )
+        return JSON({"providers": out, "deployments": deployments})
+
+    async def enable_key(request: Request) -> Response:
+        provider, key = request.path_params["provider"], request.path_params["key"]
+        if (provider, key) not in gateway.health.keys:
+            raise GatewayError(404, f"No key {key!r} of provider {provider!r}.", code="not_found")
+        state = gateway.health.key(provider, key)
+        state.disabled = ""
+        state.cooldown_until = state.ejected_until = 0.0
+        state.consecutive_failures = 0
+        audit(request, "enable key", provider=provider, key=key)
+        return JSON({"enabled": True, "provider": provider, "key": key})
+
+    async def usage(request: Request) -> Response:
+        if gateway.store is None:
+            raise GatewayError(
+                501, "No store plugin is configured: usage is not recorded.", type="server_error"
+            )
+        params = request.query_params
+        group_by = tuple(g for g in (params.get("group_by") or "").split(",") if g)
+        allowed = {"key", "alias", "provider", "provider_key", "day", "model"}
+        bad = [g for g in group_by if g not in allowed]
+        if bad:
+            raise GatewayError(400, f"group_by accepts {sorted(allowed)}, not {bad}", param="group_by")
+
+        def when(name: str) -> float | None:
+            value = params.get(name)
+            if value is None:
+                return None
+            try:
+                return float(value)
+            except ValueError:
+                from datetime import datetime
+
+                try:
+                    return datetime.fromisoformat(value).timestamp()
+                except ValueError:
+                    raise GatewayError(400, f"{name} must be unix seconds or ISO 8601", param=name) from None
+
+        query = UsageQuery(
+            group_by=group_by,  # type: ignore[arg-type]
+            since=when("since"),
+            until=when("until"),
+            key=params.get("key"),
+            alias=params.get("alias"),
+            provider=params.get("provider"),
+        )
+        report = await gateway.store.usage(query)
+        return JSON(msgspec.to_builtins(report))
+
+    async def metrics(request: Request) -> Response:
+        parts: list[bytes] = []
+        for result in gateway.runtime.host.pm.hook.render_metrics():
+            if result:
+                parts.append(result)
+        return Response(b"".join(parts), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    base = "/admin/v1"
+    return [
+        Route(f"{base}/health", health, methods=["GET"]),
+        Route(f"{base}/ready", ready, methods=["GET"]),
+        Route(f"{base}/plugins", guarded(plugins), methods=["GET"]),
+        Route(f"{base}/config", guarded(get_config), methods=["GET"]),
+        Route(f"{base}/config/validate", guarded(validate), methods=["POST"]),
+        Route(f"{base}/reload", guarded(reload), methods=["POST"]),
+        Route(f"{base}/providers", guarded(providers), methods=["GET"]),
+        Route(f"{base}/providers/{{provider}}/keys/{{key}}/enable", guarded(enable_key), methods=["POST"]),
+        Route(f"{base}/usage", guarded(usage), methods=["GET"]),
+        Route("/metrics", guarded(metrics), methods=["GET"]),
+    ]
