@@ -30,7 +30,7 @@ from truckllm.auth import bearer
 from truckllm.dialect import OPENAI, ClientDialect
 from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway
-from truckllm.pipeline import Outcome, RequestContext, serve
+from truckllm.pipeline import Outcome, RequestContext, finish, serve
 from truckllm.runtime import Runtime
 from truckllm.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, check_input
 from truckllm.types import ChatRequest
@@ -46,6 +46,7 @@ _DECODERS = {name: msgspec.json.Decoder(schema) for name, schema in _SCHEMAS.ite
 _CREDENTIAL_HEADERS = frozenset(
     {b"authorization", b"x-api-key", b"x-goog-api-key", b"cookie", b"proxy-authorization"}
 )
+_REJECTED_KIND = {401: "auth", 403: "permission", 404: "not_found", 413: "too_large", 429: "rate_limit"}
 _PATH = re.compile(r"`\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)`")
 
 
@@ -116,7 +117,7 @@ class CompletionsEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gateway
         rt = gw.runtime  # the snapshot this request keeps to its end
-        ctx = RequestContext(request_id=request_id(scope), dialect=self.dialect)
+        ctx = RequestContext(request_id=request_id(scope), dialect=self.dialect, endpoint=self.endpoint)
         gw.enter()
         try:
             await self._handle(rt, ctx, scope, receive, send)
@@ -125,6 +126,11 @@ class CompletionsEndpoint:
         except GatewayError as exc:
             headers = {"content-type": "application/json", "x-request-id": ctx.request_id, **exc.headers}
             await send_bytes(send, exc.status, headers, self.dialect.error_body(exc))
+            if not ctx.recorded:  # rejected before the pipeline: still one record (audit, error counts)
+                ctx.status = exc.status
+                ctx.rejected_kind = _REJECTED_KIND.get(exc.status, "bad_request")
+                ctx.rejected_message = exc.message
+                finish(gw, rt, ctx.request, ctx)
         finally:
             gw.leave()
 
@@ -168,6 +174,7 @@ class CompletionsEndpoint:
         ctx.gateway_key = key.name if key else None
         body = await read_body(scope, receive, rt.config.server.max_body_bytes)
         request = self._decode(rt, body, scope)
+        ctx.request = request
         alias = resolve_alias(rt, request.model)
         if key is not None and key.models is not None and alias not in key.models:
             raise GatewayError(

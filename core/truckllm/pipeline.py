@@ -51,6 +51,7 @@ class RequestContext:
 
     request_id: str
     dialect: ClientDialect
+    endpoint: str = "chat"
     gateway_key: str | None = None
     started: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)
@@ -65,6 +66,9 @@ class RequestContext:
     client_disconnected: bool = False
     recorded: bool = False
     reservation: Reservation | None = None
+    rejected_kind: str | None = None
+    request: ChatRequest | None = None
+    rejected_message: str | None = None
 
 
 @dataclass
@@ -625,8 +629,12 @@ class _Pipeline:
             self.gw.health.record_failure(state, cooldown, now)
 
 
-def finish(gw: Gateway, rt: Runtime, request: ChatRequest, ctx: RequestContext) -> None:
-    """Build the request's record and queue it for ``store_usage`` and ``emit_log`` (once)."""
+def finish(gw: Gateway, rt: Runtime, request: ChatRequest | None, ctx: RequestContext) -> None:
+    """Build the request's record and queue it for ``store_usage`` and ``emit_log`` (once).
+
+    ``request`` is ``None`` for a request rejected before it was decoded (its record then has
+    the endpoint and dialect from ``ctx`` and no alias).
+    """
     if ctx.recorded:
         return
     ctx.recorded = True
@@ -634,11 +642,11 @@ def finish(gw: Gateway, rt: Runtime, request: ChatRequest, ctx: RequestContext) 
     record = RequestRecord(
         request_id=ctx.request_id,
         started_at=ctx.started_wall,
-        endpoint=request.endpoint,
-        dialect=request.dialect,
-        alias=request.model,
+        endpoint=request.endpoint if request else ctx.endpoint,
+        dialect=request.dialect if request else ctx.dialect.name,
+        alias=request.model if request else "",
         gateway_key=ctx.gateway_key,
-        stream=request.stream,
+        stream=request.stream if request else False,
         status=ctx.status,
         latency_ms=round((time.monotonic() - ctx.started) * 1000, 3),
         ttft_ms=round(ctx.ttft_ms, 3) if ctx.ttft_ms is not None else None,
@@ -652,8 +660,8 @@ def finish(gw: Gateway, rt: Runtime, request: ChatRequest, ctx: RequestContext) 
         fallbacks=tuple(ctx.fallbacks),
         usage=ctx.usage,
         cost_usd=_cost(cand, ctx.usage) if cand else 0.0,
-        error_kind=ctx.error.kind if ctx.error else None,
-        error_message=ctx.error.message if ctx.error else None,
+        error_kind=ctx.error.kind if ctx.error else ctx.rejected_kind,
+        error_message=ctx.error.message if ctx.error else ctx.rejected_message,
         client_disconnected=ctx.client_disconnected,
     )
     gw.background.submit(rt.host, record)

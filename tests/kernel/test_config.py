@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from truckllm.config.durations import parse_duration
 from truckllm.config.loader import Registry, load_config, merge_routing, parse_config
 from truckllm.errors import ConfigError
@@ -149,8 +148,14 @@ def test_gateway_key_needs_exactly_one_of_value_or_hash() -> None:
 
 def test_json_config_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"providers": {"d": {"type": "mock"}},
-                                "models": {"m": {"deployments": [{"provider": "d", "model": "x"}]}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "providers": {"d": {"type": "mock"}},
+                "models": {"m": {"deployments": [{"provider": "d", "model": "x"}]}},
+            }
+        )
+    )
     config = load_config(str(path), REGISTRY, env={})
     assert config.models["m"].deployments[0].model == "x"
 

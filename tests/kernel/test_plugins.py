@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from truckllm import hookimpl
 from truckllm.cli import main
 from truckllm.config.loader import parse_config
@@ -45,7 +44,9 @@ def test_blocked_plugin_removes_its_feature_and_nothing_else() -> None:
     demo = "providers:\n  d: {type: mock}\nmodels:\n  m: {deployments: [{provider: d, model: x}]}\n"
     assert "m" in parse_config(demo, host.registry(), env={}).models
     with pytest.raises(ConfigError) as info:
-        parse_config("providers:\n  o: {type: openai, keys: [{name: a, value: k}]}\n", host.registry(), env={})
+        parse_config(
+            "providers:\n  o: {type: openai, keys: [{name: a, value: k}]}\n", host.registry(), env={}
+        )
     assert "unknown provider type 'openai'" in str(info.value)
 
 
@@ -137,7 +138,9 @@ def test_plugin_failing_to_import_is_reported_not_fatal(broken_distribution: Pat
     assert rows[0]["name"] == "truckllm-provider-broken"
 
 
-def test_cli_plugins_lists_loaded_and_failed(broken_distribution: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_plugins_lists_loaded_and_failed(
+    broken_distribution: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     assert "truckllm-provider-openai 0.1.0" in out
@@ -146,12 +149,14 @@ def test_cli_plugins_lists_loaded_and_failed(broken_distribution: Path, capsys: 
 
 def test_cli_validate_prints_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         providers:
           o: {type: nosuch}
         models:
           m: {deployments: [{provider: o, model: x}], strategy: nope}
-        """))
+        """)
+    )
     assert main(["validate", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert f"{path}:2: providers.o.type: unknown provider type 'nosuch'" in err
