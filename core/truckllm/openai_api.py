@@ -139,6 +139,8 @@ class CompletionsEndpoint:
             typed = self.decoder.decode(body)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise validation_error(exc) from None
+        except UnicodeDecodeError:
+            raise GatewayError(400, "The request body is not valid UTF-8.") from None
         _check_limits(rt, typed)
         stream = bool(getattr(typed, "stream", False))
         options = getattr(typed, "stream_options", None)

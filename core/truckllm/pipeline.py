@@ -43,6 +43,7 @@ from truckllm.types import (
 __all__ = ["Outcome", "RequestContext", "serve"]
 
 _CHUNK = 65536
+_FATAL_KINDS = frozenset({"bad_request", "context_length", "too_large"})
 
 
 @dataclass
@@ -284,12 +285,25 @@ class _Pipeline:
         now = self.gw.clock()
         soonest = self._soonest(plan, now)
         if soonest is not None and soonest > now:
+            limited = any(
+                c.stats.key_state.cooldown_until > now
+                and c.stats.key_state.cooldown_reason in ("rate_limit", "quota")
+                or (c.key.rpm is not None and c.stats.key_state.requests.total(now) >= c.key.rpm)
+                for c in plan.candidates
+            )
+            if limited:
+                return UpstreamError(
+                    status=429,
+                    kind="rate_limit",
+                    type="rate_limit_error",
+                    code="rate_limit_exceeded",
+                    message=f"every deployment of {plan.alias!r} is rate-limited or cooling down",
+                    retry_after=soonest - now,
+                )
             return UpstreamError(
-                status=429,
-                kind="rate_limit",
-                type="rate_limit_error",
-                code="rate_limit_exceeded",
-                message=f"every deployment of {plan.alias!r} is rate-limited or cooling down",
+                status=503,
+                kind="overloaded",
+                message=f"every deployment of {plan.alias!r} is failing; retry later",
                 retry_after=soonest - now,
             )
         return UpstreamError(
@@ -351,7 +365,8 @@ class _Pipeline:
             raise
         except UpstreamFailure as failure:
             self._on_failure(attempt, failure.error)
-            raise _Failed(failure.error) from None
+            # the client's request is at fault: no other candidate would take it either
+            raise _Failed(failure.error, fatal=failure.error.kind in _FATAL_KINDS) from None
         except (aiohttp.ClientError, OSError) as exc:
             error = UpstreamError(
                 status=502,

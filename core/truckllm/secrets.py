@@ -62,4 +62,6 @@ def enc_hook(obj: Any) -> Any:
     """msgspec ``enc_hook`` that renders secrets as ``<secret>``."""
     if isinstance(obj, Secret):
         return REDACTED
+    if isinstance(obj, float):  # float subclasses such as config durations
+        return float(obj)
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")

@@ -1,0 +1,536 @@
+"""The store algorithms in one process: GCRA rate limits, budget reservations, cooldowns, usage.
+
+:class:`LocalState` is the one implementation of the store logic. The memory store is a
+:class:`LocalState`; the file store is one plus an SQLite file; the redis and http stores answer
+from one while their backend is unreachable (:meth:`LocalState.admit_fallback`). The Redis Lua
+scripts mirror :func:`gcra` line for line.
+
+Everything here is synchronous and CPU-only, so a call is atomic within its event loop. Time is
+unix seconds from an injectable ``clock`` (tests pass a fake one).
+
+Rate limits are GCRA (the generic cell rate algorithm, as in ``go-redis/redis_rate``): each key
+keeps one number, its theoretical arrival time (TAT). A check of ``cost`` units against ``rate``
+per ``period`` with ``burst`` passes when ``TAT + cost·T − burst·T <= now`` (``T = period/rate``)
+and moves the TAT to ``max(TAT, now) + cost·T``. Budgets keep, per (key, window), the USD spent
+and the USD reserved by requests not yet settled; a check of ``amount`` fails when
+``spent + reserved + amount > limit``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import msgspec
+from loguru import logger
+
+from truckllm.store import (
+    Admission,
+    BudgetCheck,
+    CooldownMark,
+    Decision,
+    Period,
+    Settlement,
+    UsageQuery,
+    UsageReport,
+    UsageRow,
+    budget_window,
+    usage_groups,
+)
+from truckllm.types import RequestRecord
+
+__all__ = [
+    "EPSILON",
+    "GROUP_FIELDS",
+    "RESERVATION_TTL",
+    "BudgetState",
+    "Clock",
+    "GcraResult",
+    "LocalState",
+    "Outage",
+    "RateState",
+    "StoreUnavailable",
+    "UsageBuckets",
+    "check_admission",
+    "gcra",
+    "window_end",
+]
+
+Clock = Callable[[], float]
+"""A source of unix time in seconds."""
+
+EPSILON = 1e-6
+"""Slack in seconds for GCRA comparisons (float sums of emission intervals)."""
+
+RESERVATION_TTL = 3600.0
+"""Seconds after which a reservation never settled is committed as spent (conservative)."""
+
+GROUP_FIELDS: tuple[str, ...] = ("key", "alias", "provider", "provider_key", "model", "day")
+"""The fields usage is aggregated by, in bucket-key order."""
+
+_SWEEP_EVERY = 60.0
+_DAY = 86400.0
+
+
+class StoreUnavailable(ConnectionError):
+    """A store's shared backend cannot answer (raised by queries that have no local fallback)."""
+
+
+def check_admission(admission: Admission) -> None:
+    """Reject checks no store can answer: a rate, period or burst that is not positive, or a negative cost.
+
+    :raises ValueError: naming the offending check's key.
+    """
+    for rate in admission.rates:
+        if rate.rate <= 0 or rate.period <= 0:
+            raise ValueError(f"rate check {rate.key!r}: rate and period must be positive")
+        if rate.burst is not None and rate.burst <= 0:
+            raise ValueError(f"rate check {rate.key!r}: burst must be positive")
+        if rate.cost < 0:
+            raise ValueError(f"rate check {rate.key!r}: cost cannot be negative")
+    for budget in admission.budgets:
+        if budget.amount < 0:
+            raise ValueError(f"budget check {budget.key!r}: amount cannot be negative")
+
+
+class GcraResult(msgspec.Struct, frozen=True):
+    """The outcome of one GCRA check.
+
+    :ivar allowed: the units fit.
+    :ivar tat: the new theoretical arrival time if allowed (else the current one).
+    :ivar remaining: whole units left after this check (before it, when denied).
+    :ivar retry_after: seconds until the check would pass; ``None`` if allowed or never (cost > burst).
+    """
+
+    allowed: bool
+    tat: float
+    remaining: float
+    retry_after: float | None
+
+
+def gcra(tat: float | None, now: float, interval: float, burst: int, cost: int) -> GcraResult:
+    """One GCRA check of ``cost`` units; ``interval`` is seconds per unit (``period / rate``).
+
+    :param tat: the key's stored theoretical arrival time, or ``None`` (a full bucket).
+    """
+    current = now if tat is None or tat < now else tat
+    tau = burst * interval
+    new_tat = current + cost * interval
+    diff = now - (new_tat - tau)
+    if diff < -EPSILON:
+        left = math.floor((now - (current - tau)) / interval + EPSILON)
+        retry = None if cost > burst else -diff
+        return GcraResult(False, current, float(max(left, 0)), retry)
+    return GcraResult(True, new_tat, float(math.floor(diff / interval + EPSILON)), None)
+
+
+def window_end(period: Period, now: float) -> float | None:
+    """Unix time at which the budget window containing ``now`` ends (``None`` for ``total``)."""
+    day = _dt.datetime.fromtimestamp(now, _dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        end = day + _dt.timedelta(days=1)
+    elif period == "week":
+        end = day + _dt.timedelta(days=7 - day.weekday())
+    elif period == "month":
+        end = (day.replace(day=28) + _dt.timedelta(days=4)).replace(day=1)
+    else:
+        return None
+    return end.timestamp()
+
+
+class RateState(msgspec.Struct, frozen=True):
+    """One rate key's persisted state: its TAT and its emission interval (seconds per unit)."""
+
+    key: str
+    tat: float
+    interval: float
+
+
+class BudgetState(msgspec.Struct, frozen=True):
+    """One budget key's totals in one window (USD)."""
+
+    key: str
+    window: str
+    spent: float
+    reserved: float = 0.0
+
+
+def _day_start(day: str) -> float:
+    return _dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=_dt.UTC).timestamp()
+
+
+def _is_error(status: int) -> bool:
+    return not 200 <= status < 300
+
+
+class UsageBuckets:
+    """Usage totals per (key, alias, provider, provider_key, model, day), and queries over them.
+
+    The local stores keep every bucket here; the remote ones use one to batch increments and to
+    answer queries over the totals they read back.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, ...], UsageRow] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _bucket(self, group: dict[str, str]) -> UsageRow:
+        key = tuple(group.get(name, "-") for name in GROUP_FIELDS)
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = UsageRow(group=dict(zip(GROUP_FIELDS, key, strict=True)))
+        return row
+
+    def add_record(self, record: RequestRecord) -> None:
+        """Count one finished request."""
+        row = self._bucket(usage_groups(record))
+        row.requests += 1
+        if _is_error(record.status):
+            row.errors += 1
+        usage = record.usage
+        if usage is not None:
+            row.prompt_tokens += usage.prompt_tokens
+            row.completion_tokens += usage.completion_tokens
+            row.cached_tokens += usage.cached_tokens
+            row.reasoning_tokens += usage.reasoning_tokens
+        row.cost_usd += record.cost_usd
+
+    def add_row(self, row: UsageRow) -> None:
+        """Add totals whose ``group`` names every field of :data:`GROUP_FIELDS` (missing ones are ``-``)."""
+        _add(self._bucket(row.group), row)
+
+    def rows(self) -> list[UsageRow]:
+        """A copy of every bucket (``group`` holds all six fields)."""
+        return [_copy(row) for row in self._rows.values()]
+
+    def drain(self) -> list[UsageRow]:
+        """Every bucket, emptying this object (for batching)."""
+        rows = list(self._rows.values())
+        self._rows = {}
+        return rows
+
+    def query(self, query: UsageQuery) -> UsageReport:
+        """Totals grouped by ``query.group_by`` over the buckets that match it.
+
+        A day's bucket is included when the day overlaps ``[since, until)``: usage has day
+        resolution. ``key``, ``alias`` and ``provider`` filter on equality.
+        """
+        groups: dict[tuple[str, ...], UsageRow] = {}
+        total = UsageRow()
+        for row in self._rows.values():
+            group = row.group
+            if query.key is not None and group["key"] != query.key:
+                continue
+            if query.alias is not None and group["alias"] != query.alias:
+                continue
+            if query.provider is not None and group["provider"] != query.provider:
+                continue
+            if query.since is not None or query.until is not None:
+                start = _day_start(group["day"])
+                if query.since is not None and start + _DAY <= query.since:
+                    continue
+                if query.until is not None and start >= query.until:
+                    continue
+            values = tuple(group[name] for name in query.group_by)
+            out = groups.get(values)
+            if out is None:
+                out = groups[values] = UsageRow(group=dict(zip(query.group_by, values, strict=True)))
+            _add(out, row)
+            _add(total, row)
+        return UsageReport(rows=[groups[k] for k in sorted(groups)], total=total)
+
+
+_COUNTERS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+)
+
+
+def _add(into: UsageRow, row: UsageRow) -> None:
+    for name in _COUNTERS:
+        setattr(into, name, getattr(into, name) + getattr(row, name))
+    into.cost_usd += row.cost_usd
+
+
+def _copy(row: UsageRow) -> UsageRow:
+    out = UsageRow(group=dict(row.group))
+    _add(out, row)
+    return out
+
+
+@dataclass
+class _Reservation:
+    created_at: float
+    items: dict[str, tuple[str, float]] = field(default_factory=dict)  # budget key -> (window, USD)
+
+
+class LocalState:
+    """Rate limits, budgets, cooldowns and usage in this process, with an injectable clock.
+
+    :param clock: unix time in seconds.
+    :param reservation_ttl: seconds after which an unsettled reservation counts as spent.
+    """
+
+    def __init__(self, clock: Clock = time.time, *, reservation_ttl: float = RESERVATION_TTL) -> None:
+        self.clock = clock
+        self.reservation_ttl = reservation_ttl
+        self.usage_buckets = UsageBuckets()
+        self._tat: dict[str, float] = {}
+        self._interval: dict[str, float] = {}
+        self._spent: dict[tuple[str, str], float] = {}
+        self._reserved: dict[tuple[str, str], float] = {}
+        self._reservations: dict[str, _Reservation] = {}
+        self._cooldowns: dict[tuple[str, str], CooldownMark] = {}
+        self._swept = 0.0
+
+    # --- admission ------------------------------------------------------------------------------
+
+    def admit(self, admission: Admission) -> Decision:
+        """Check every rate limit and budget; consume/reserve all of them, or none."""
+        check_admission(admission)
+        now = self.clock()
+        self._sweep(now)
+        remaining: dict[str, float] = {}
+        tats: dict[str, float] = {}
+        for rate in admission.rates:
+            interval = rate.period / rate.rate
+            burst = rate.burst if rate.burst is not None else rate.rate
+            result = gcra(tats.get(rate.key, self._tat.get(rate.key)), now, interval, burst, rate.cost)
+            if not result.allowed:
+                return Decision(
+                    allowed=False,
+                    denied_by=rate.key,
+                    kind="rate",
+                    retry_after=result.retry_after,
+                    remaining={rate.key: result.remaining},
+                )
+            tats[rate.key] = result.tat
+            remaining[rate.key] = result.remaining
+        pending: dict[tuple[str, str], float] = {}
+        for budget in admission.budgets:
+            slot = (budget.key, budget_window(budget.period, now))
+            used = self._spent.get(slot, 0.0) + self._reserved.get(slot, 0.0) + pending.get(slot, 0.0)
+            if used + budget.amount > budget.limit + 1e-9:
+                return Decision(
+                    allowed=False,
+                    denied_by=budget.key,
+                    kind="budget",
+                    remaining={budget.key: max(budget.limit - used, 0.0)},
+                )
+            pending[slot] = pending.get(slot, 0.0) + budget.amount
+            remaining[budget.key] = budget.limit - used - budget.amount
+        for rate in admission.rates:
+            self._interval[rate.key] = rate.period / rate.rate
+        self._tat.update(tats)
+        if admission.budgets:
+            self._reserve(admission.request_id, admission.budgets, now)
+        return Decision(allowed=True, remaining=remaining)
+
+    def _reserve(self, request_id: str, budgets: Iterable[BudgetCheck], now: float) -> None:
+        reservation = self._reservations.get(request_id)
+        if reservation is None:
+            reservation = self._reservations[request_id] = _Reservation(created_at=now)
+        for budget in budgets:
+            window = budget_window(budget.period, now)
+            slot = (budget.key, window)
+            self._reserved[slot] = self._reserved.get(slot, 0.0) + budget.amount
+            old_window, old_amount = reservation.items.get(budget.key, (window, 0.0))
+            if old_window != window:  # the same request crossed a window boundary: settle the old part
+                self._commit(budget.key, old_window, old_amount, 0.0)
+                old_amount = 0.0
+            reservation.items[budget.key] = (window, old_amount + budget.amount)
+
+    def admit_fallback(self, admission: Admission) -> Decision:
+        """Answer while a shared backend is unreachable: ``degraded=True``.
+
+        Rate limits are checked against this process's own state (so each process keeps under the
+        limit by itself: open across processes); budgets fail closed (any budget check is denied,
+        nothing is consumed).
+        """
+        check_admission(admission)
+        if admission.budgets:
+            budget = admission.budgets[0]
+            return Decision(allowed=False, denied_by=budget.key, kind="budget", degraded=True)
+        decision = self.admit(admission)
+        return msgspec.structs.replace(decision, degraded=True)
+
+    # --- settlement -----------------------------------------------------------------------------
+
+    def settle(self, settlement: Settlement) -> None:
+        """Correct rate units and move the request's reservations to spent, with the corrections."""
+        now = self.clock()
+        for key, units in settlement.rate_adjust.items():
+            self.adjust_rate(key, units, now)
+        reservation = self._reservations.pop(settlement.request_id, None)
+        items = reservation.items if reservation is not None else {}
+        for key, (window, amount) in items.items():
+            adjust = settlement.budget_adjust.get(key)
+            self._commit(key, window, amount, adjust[1] if adjust is not None else 0.0)
+        for key, (period, adjust) in settlement.budget_adjust.items():
+            if key not in items:  # admitted elsewhere (or before a restart): correct the current window
+                slot = (key, budget_window(period, now))
+                self._spent[slot] = self._spent.get(slot, 0.0) + adjust
+
+    def adjust_rate(self, key: str, units: int, now: float | None = None) -> None:
+        """Add (positive) or give back (negative) ``units`` of a rate key seen before."""
+        interval = self._interval.get(key)
+        if interval is None or units == 0:
+            return
+        now = self.clock() if now is None else now
+        tat = max(self._tat.get(key, now), now) + units * interval
+        if tat > now:
+            self._tat[key] = tat
+        else:
+            self._tat.pop(key, None)
+
+    def _commit(self, key: str, window: str, reserved: float, adjust: float) -> None:
+        slot = (key, window)
+        left = self._reserved.get(slot, 0.0) - reserved
+        if left > 1e-9:
+            self._reserved[slot] = left
+        else:
+            self._reserved.pop(slot, None)
+        self._spent[slot] = self._spent.get(slot, 0.0) + reserved + adjust
+
+    def commit_reservations(self) -> int:
+        """Count every unsettled reservation as spent (before persisting on close); return how many."""
+        count = len(self._reservations)
+        for reservation in self._reservations.values():
+            for key, (window, amount) in reservation.items.items():
+                self._commit(key, window, amount, 0.0)
+        self._reservations.clear()
+        return count
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept < _SWEEP_EVERY:
+            return
+        self._swept = now
+        for key in [k for k, tat in self._tat.items() if tat <= now]:
+            del self._tat[key]
+        stale = [rid for rid, r in self._reservations.items() if r.created_at < now - self.reservation_ttl]
+        for rid in stale:
+            for key, (window, amount) in self._reservations.pop(rid).items.items():
+                self._commit(key, window, amount, 0.0)
+        for slot in [s for s, mark in self._cooldowns.items() if mark.until <= now]:
+            del self._cooldowns[slot]
+
+    # --- cooldowns ------------------------------------------------------------------------------
+
+    def mark_cooldown(self, mark: CooldownMark) -> bool:
+        """Record a cooldown unless one at least as long is in force; return whether it changed."""
+        slot = (mark.provider, mark.key)
+        current = self._cooldowns.get(slot)
+        if current is not None and current.until >= mark.until and current.until > self.clock():
+            return False
+        self._cooldowns[slot] = mark
+        return True
+
+    def cooldowns(self) -> list[CooldownMark]:
+        """Every cooldown still in force (expired ones are dropped), by provider and key."""
+        now = self.clock()
+        for slot in [s for s, mark in self._cooldowns.items() if mark.until <= now]:
+            del self._cooldowns[slot]
+        return [self._cooldowns[slot] for slot in sorted(self._cooldowns)]
+
+    # --- usage ----------------------------------------------------------------------------------
+
+    def record(self, record: RequestRecord) -> None:
+        """Count one finished request in the usage totals."""
+        self.usage_buckets.add_record(record)
+
+    def usage(self, query: UsageQuery) -> UsageReport:
+        """Aggregated usage (see :meth:`UsageBuckets.query`)."""
+        return self.usage_buckets.query(query)
+
+    # --- persistence ----------------------------------------------------------------------------
+
+    def rate_states(self) -> list[RateState]:
+        """Every rate key whose bucket is not full (the others need no state)."""
+        now = self.clock()
+        return [
+            RateState(key=key, tat=tat, interval=self._interval[key])
+            for key, tat in self._tat.items()
+            if tat > now and key in self._interval
+        ]
+
+    def budget_states(self) -> list[BudgetState]:
+        """Spent and reserved USD per (key, window)."""
+        slots = set(self._spent) | set(self._reserved)
+        return [
+            BudgetState(
+                key=k, window=w, spent=self._spent.get((k, w), 0.0), reserved=self._reserved.get((k, w), 0.0)
+            )
+            for k, w in sorted(slots)
+        ]
+
+    def restore(
+        self,
+        *,
+        rates: Iterable[RateState] = (),
+        budgets: Iterable[BudgetState] = (),
+        cooldowns: Iterable[CooldownMark] = (),
+        usage: Iterable[UsageRow] = (),
+    ) -> None:
+        """Load persisted state (restored budget ``reserved`` amounts are counted as spent)."""
+        for rate in rates:
+            self._tat[rate.key] = rate.tat
+            self._interval[rate.key] = rate.interval
+        for budget in budgets:
+            slot = (budget.key, budget.window)
+            self._spent[slot] = self._spent.get(slot, 0.0) + budget.spent + budget.reserved
+        for mark in cooldowns:
+            self.mark_cooldown(mark)
+        for row in usage:
+            self.usage_buckets.add_row(row)
+
+
+class Outage:
+    """Whether a store's shared backend is reachable; warns once per outage, notes the recovery.
+
+    :param plugin: the plugin name logs carry (``plugin=store-redis``).
+    :param what: the backend, e.g. ``"redis 127.0.0.1:6379"``.
+    """
+
+    def __init__(self, plugin: str, what: str, clock: Clock = time.time) -> None:
+        self.plugin = plugin
+        self.what = what
+        self.clock = clock
+        self.since: float | None = None
+        self.error = ""
+        self.count = 0
+
+    @property
+    def down(self) -> bool:
+        """The backend failed and has not answered since."""
+        return self.since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        """Record a failure; the first of an outage logs a warning."""
+        self.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if self.since is None:
+            self.since = self.clock()
+            self.count += 1
+            logger.bind(plugin=self.plugin).warning(
+                "{} unreachable ({}): rate limits are checked per process, budgets are denied, "
+                "writes are kept until it is back",
+                self.what,
+                self.error,
+            )
+
+    def recovered(self) -> None:
+        """Record a success; ends the outage (logged once)."""
+        if self.since is not None:
+            logger.bind(plugin=self.plugin).info(
+                "{} reachable again after {:.1f}s", self.what, self.clock() - self.since
+            )
+            self.since = None
+            self.error = ""

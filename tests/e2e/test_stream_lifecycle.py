@@ -1,0 +1,175 @@
+"""Streams reach the client frame by frame; a client that leaves cancels upstream; SIGTERM drains."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from aiohttp import web
+
+from truckllm.testing.server import GatewayServer
+
+
+class HeldUpstream:
+    """An OpenAI-style upstream whose stream sends one chunk, then waits for the test's go-ahead."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.cancelled = threading.Event()
+        self.started = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+
+    async def handler(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": "first"}, "finish_reason": None}]}
+        await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        self.started.set()
+        try:
+            while not self.release.is_set():
+                await asyncio.sleep(0.005)
+            last = dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])
+            await response.write(b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n")
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        except ConnectionResetError:
+            self.cancelled.set()
+        return response
+
+    def __enter__(self) -> HeldUpstream:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.handler)
+        runner = web.AppRunner(app, handler_cancellation=True)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(runner.setup())
+            site = web.SockSite(runner, sock)
+            self.loop.run_until_complete(site.start())
+            self.loop.run_forever()
+            self.loop.run_until_complete(runner.cleanup())
+
+        self.runner = runner
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def config(port: int) -> str:
+    return f"""
+providers:
+  up: {{type: openai, base_url: "http://127.0.0.1:{port}/v1", keys: [{{name: k, value: sk-held}}]}}
+models:
+  m: {{deployments: [{{provider: up, model: m}}]}}
+"""
+
+
+BODY = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
+
+
+def test_first_chunk_arrives_before_upstream_sends_the_last() -> None:
+    with HeldUpstream() as upstream, GatewayServer(config(upstream.port)) as gw:
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=BODY, timeout=10) as response:
+            lines = response.iter_lines()
+            first = next(line for line in lines if line)
+            assert '"first"' in first  # got through while the upstream still holds the rest
+            assert not upstream.release.is_set()
+            upstream.release.set()
+            rest = [line for line in lines if line]
+        assert rest[-1] == "data: [DONE]"
+
+
+def test_client_disconnect_cancels_the_upstream_request() -> None:
+    with HeldUpstream() as upstream, GatewayServer(config(upstream.port)) as gw:
+        assert gw.gateway is not None
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=BODY, timeout=10) as response:
+            next(line for line in response.iter_lines() if line)
+        left = time.monotonic()  # the client closed the connection here
+        assert upstream.cancelled.wait(2), "upstream request was not cancelled"
+        assert time.monotonic() - left < 1.0
+        deadline = time.monotonic() + 2
+        while gw.gateway.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gw.gateway.in_flight == 0
+        assert gw.gateway.health.key("up", "k").in_flight == 0
+
+
+def test_client_disconnect_before_the_answer_cancels_upstream() -> None:
+    with HeldUpstream() as upstream, GatewayServer(config(upstream.port)) as gw:
+        sock = socket.create_connection(("127.0.0.1", gw.port))
+        payload = json.dumps({**BODY, "stream": True}).encode()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+        assert upstream.started.wait(5)
+        sock.close()
+        assert upstream.cancelled.wait(2)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port_sock = socket.socket()
+    port_sock.bind(("127.0.0.1", 0))
+    port = port_sock.getsockname()[1]
+    port_sock.close()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+server: {{listen: "127.0.0.1:{port}", graceful_timeout: 10s}}
+providers:
+  demo: {{type: mock, options: {{chunks: 10, chunk_interval: 100ms}}}}
+models:
+  demo: {{deployments: [{{provider: demo, model: echo}}]}}
+""")
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "truckllm.cli", "serve", "--config", str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/admin/v1/health", timeout=0.5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def test_sigterm_lets_streams_finish_then_exits_zero(served: tuple[subprocess.Popen[bytes], int]) -> None:
+    proc, port = served
+    body = {"model": "demo", "messages": [{"role": "user", "content": "one two three four five"}], "stream": True}
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    with httpx.stream("POST", url, json=body, timeout=20) as response:
+        lines = response.iter_lines()
+        assert next(line for line in lines if line).startswith("data: ")
+        proc.send_signal(signal.SIGTERM)
+        rest = [line for line in lines if line]
+    assert rest[-1] == "data: [DONE]"  # the stream in flight finished
+    assert proc.wait(15) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/admin/v1/health", timeout=1)
