@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import msgspec
@@ -190,8 +191,8 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
 
 
 class _Chunk(msgspec.Struct):
-    error: msgspec.Raw | None = None
-    choices: list[msgspec.Raw] | None = None
+    error: Any = None
+    choices: list[Any] | None = None
 
 
 _CHUNK_DECODER = msgspec.json.Decoder(_Chunk)
@@ -248,8 +249,8 @@ class OpenAIStream:
         if parsed.error is not None:
             self._raise(parsed.error)
 
-    def _raise(self, raw: msgspec.Raw) -> None:
-        error = read_error(500, {}, b'{"error":' + bytes(raw) + b"}")
+    def _raise(self, payload: Any) -> None:
+        error = read_error(500, {}, msgspec.json.encode({"error": payload}))
         raise UpstreamFailure(
             UpstreamError(status=502, kind="stream", message=error.message, type=error.type, code=error.code)
         )
