@@ -67,14 +67,17 @@ class UpstreamFailure(Exception):
     """Raised by a provider plugin (or its stream translator) for a failed upstream answer.
 
     :param error: the classified failure; the kernel decides whether to retry or fail over.
+    :param pending: output a stream translator produced from the same chunk before the error:
+        the kernel sends it (when the stream has started) before the error event.
     """
 
-    def __init__(self, error: object) -> None:
+    def __init__(self, error: object, pending: bytes = b"") -> None:
         from truckllm.types import UpstreamError
 
         assert isinstance(error, UpstreamError)
         super().__init__(error.message)
         self.error: UpstreamError = error
+        self.pending = pending
 
 
 class UnsupportedRequest(Exception):

@@ -506,6 +506,7 @@ class _Pipeline:
     ) -> AsyncIterator[bytes]:
         idle = attempt.routing.stream_idle_timeout
         error: UpstreamError | None = None
+        pending = b""
         try:
             yield first
             if not ended:
@@ -523,6 +524,7 @@ class _Pipeline:
                         yield out
         except UpstreamFailure as failure:
             error = failure.error
+            pending = failure.pending
         except TimeoutError:
             error = UpstreamError(status=504, kind="timeout", message=f"upstream stream idle for {idle:.0f}s")
         except (aiohttp.ClientError, OSError) as exc:
@@ -557,7 +559,7 @@ class _Pipeline:
             self._release(attempt)
             finish(self.gw, self.rt, self.request, self.ctx)
         if error is not None:
-            yield self.ctx.dialect.stream_error(_error_to_gateway(error))
+            yield pending + self.ctx.dialect.stream_error(_error_to_gateway(error))
 
     # --- bookkeeping ----------------------------------------------------------------------------
 

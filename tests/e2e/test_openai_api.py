@@ -211,7 +211,7 @@ def test_client_error_is_not_retried_and_keeps_the_upstream_message(
 
 
 def test_mid_stream_error_reaches_the_client_as_an_error(fake: FakeOpenAI, client: openai.OpenAI) -> None:
-    fake.inject(Fault(error_after=2))
+    fake.inject(Fault(error_after=2, chunk_delay=0.05))
     received = []
     with pytest.raises(openai.APIError):
         for chunk in client.chat.completions.create(
@@ -223,7 +223,7 @@ def test_mid_stream_error_reaches_the_client_as_an_error(fake: FakeOpenAI, clien
 
 
 def test_dropped_stream_is_an_error_not_a_silent_done(fake: FakeOpenAI, gw: GatewayServer) -> None:
-    fake.inject(Fault(drop_after=2))
+    fake.inject(Fault(drop_after=2, chunk_delay=0.05))
     body = {"model": "strict", "messages": [{"role": "user", "content": "a b c d"}], "stream": True}
     text = httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=10).text
     events = [e for e in text.split("\n\n") if e]

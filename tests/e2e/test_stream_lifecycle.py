@@ -35,8 +35,15 @@ class HeldUpstream:
         await request.read()
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
-        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": "first"}, "finish_reason": None}]}
+        chunk = {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": "first"}, "finish_reason": None}
+            ],
+        }
         await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         self.started.set()
         try:
@@ -122,8 +129,10 @@ def test_client_disconnect_before_the_answer_cancels_upstream() -> None:
     with HeldUpstream() as upstream, GatewayServer(config(upstream.port)) as gw:
         sock = socket.create_connection(("127.0.0.1", gw.port))
         payload = json.dumps({**BODY, "stream": True}).encode()
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                     b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+        )
         assert upstream.started.wait(5)
         sock.close()
         assert upstream.cancelled.wait(2)
@@ -144,8 +153,12 @@ models:
   demo: {{deployments: [{{provider: demo, model: echo}}]}}
 """)
     log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "truckllm.cli", "serve", "--config", str(cfg)],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "truckllm.cli", "serve", "--config", str(cfg)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -162,7 +175,11 @@ models:
 
 def test_sigterm_lets_streams_finish_then_exits_zero(served: tuple[subprocess.Popen[bytes], int]) -> None:
     proc, port = served
-    body = {"model": "demo", "messages": [{"role": "user", "content": "one two three four five"}], "stream": True}
+    body = {
+        "model": "demo",
+        "messages": [{"role": "user", "content": "one two three four five"}],
+        "stream": True,
+    }
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     with httpx.stream("POST", url, json=body, timeout=20) as response:
         lines = response.iter_lines()

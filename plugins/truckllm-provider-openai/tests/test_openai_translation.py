@@ -14,7 +14,9 @@ from truckllm.errors import UpstreamFailure
 from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm.types import ChatRequest, Provider, UpstreamResponse
 
-PROVIDER = Provider(name="oa", type="openai", base_url="https://api.example/v1", options=Options(organization="org-1"))
+PROVIDER = Provider(
+    name="oa", type="openai", base_url="https://api.example/v1", options=Options(organization="org-1")
+)
 
 
 def chat(body: dict[str, object], endpoint: str = "chat") -> ChatRequest:
@@ -22,8 +24,14 @@ def chat(body: dict[str, object], endpoint: str = "chat") -> ChatRequest:
     typed = msgspec.json.decode(raw, type=ChatCompletionRequest)
     options = body.get("stream_options")
     stream = bool(body.get("stream"))
-    return ChatRequest(endpoint=endpoint, body=raw, model=str(body["model"]), stream=stream, typed=typed,
-                       include_usage=bool(stream and isinstance(options, dict) and options.get("include_usage")))
+    return ChatRequest(
+        endpoint=endpoint,
+        body=raw,
+        model=str(body["model"]),
+        stream=stream,
+        typed=typed,
+        include_usage=bool(stream and isinstance(options, dict) and options.get("include_usage")),
+    )
 
 
 BASE = {"model": "alias", "messages": [{"role": "user", "content": "hi"}]}
@@ -51,7 +59,10 @@ def test_stream_asks_for_usage_keeping_other_stream_options() -> None:
     request = chat({**BASE, "stream": True, "stream_options": {"include_obfuscation": False}})
     upstream = transform_request(provider=PROVIDER, model="m", request=request, api_key="k")
     assert upstream is not None and upstream.stream
-    assert json.loads(upstream.body)["stream_options"] == {"include_obfuscation": False, "include_usage": True}
+    assert json.loads(upstream.body)["stream_options"] == {
+        "include_obfuscation": False,
+        "include_usage": True,
+    }
 
 
 def test_reasoning_models_get_max_completion_tokens() -> None:
@@ -65,8 +76,12 @@ def test_reasoning_models_get_max_completion_tokens() -> None:
 
 
 def test_azure_style_auth_and_query() -> None:
-    azure = Provider(name="az", type="openai", base_url="https://x.openai.azure.com/openai/deployments/d",
-                     options=Options(auth_header="api-key", query={"api-version": "2024-10-21"}))
+    azure = Provider(
+        name="az",
+        type="openai",
+        base_url="https://x.openai.azure.com/openai/deployments/d",
+        options=Options(auth_header="api-key", query={"api-version": "2024-10-21"}),
+    )
     upstream = transform_request(provider=azure, model="d", request=chat(BASE), api_key="az-key")
     assert upstream is not None
     assert upstream.url.endswith("/chat/completions?api-version=2024-10-21")
@@ -81,23 +96,90 @@ def test_other_provider_types_are_not_ours() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "headers", "kind", "client_status", "retry_after"),
     [
-        (429, {"error": {"message": "Rate limit reached. Please try again in 1.574s.", "type": "requests",
-                         "code": "rate_limit_exceeded"}}, {}, "rate_limit", 429, 1.574),
-        (429, {"error": {"message": "slow down", "type": "tokens", "code": "rate_limit_exceeded"}},
-         {"retry-after-ms": "250", "retry-after": "1"}, "rate_limit", 429, 0.25),
-        (429, {"error": {"message": "You exceeded your current quota", "type": "insufficient_quota",
-                         "code": "insufficient_quota"}}, {}, "quota", 429, None),
-        (400, {"error": {"message": "This model's maximum context length is 8192 tokens", "type":
-                         "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}, {},
-         "context_length", 400, None),
-        (401, {"error": {"message": "Incorrect API key provided: sk-abc", "type": "invalid_request_error",
-                         "code": "invalid_api_key"}}, {}, "auth", 502, None),
+        (
+            429,
+            {
+                "error": {
+                    "message": "Rate limit reached. Please try again in 1.574s.",
+                    "type": "requests",
+                    "code": "rate_limit_exceeded",
+                }
+            },
+            {},
+            "rate_limit",
+            429,
+            1.574,
+        ),
+        (
+            429,
+            {"error": {"message": "slow down", "type": "tokens", "code": "rate_limit_exceeded"}},
+            {"retry-after-ms": "250", "retry-after": "1"},
+            "rate_limit",
+            429,
+            0.25,
+        ),
+        (
+            429,
+            {
+                "error": {
+                    "message": "You exceeded your current quota",
+                    "type": "insufficient_quota",
+                    "code": "insufficient_quota",
+                }
+            },
+            {},
+            "quota",
+            429,
+            None,
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "This model's maximum context length is 8192 tokens",
+                    "type": "invalid_request_error",
+                    "param": "messages",
+                    "code": "context_length_exceeded",
+                }
+            },
+            {},
+            "context_length",
+            400,
+            None,
+        ),
+        (
+            401,
+            {
+                "error": {
+                    "message": "Incorrect API key provided: sk-abc",
+                    "type": "invalid_request_error",
+                    "code": "invalid_api_key",
+                }
+            },
+            {},
+            "auth",
+            502,
+            None,
+        ),
         (500, {"error": {"message": "boom", "type": "server_error"}}, {}, "server", 500, None),
-        (503, {"error": {"message": "overloaded", "type": "server_error"}}, {"retry-after": "2"}, "overloaded", 503, 2.0),
+        (
+            503,
+            {"error": {"message": "overloaded", "type": "server_error"}},
+            {"retry-after": "2"},
+            "overloaded",
+            503,
+            2.0,
+        ),
     ],
 )
-def test_errors_are_classified(status: int, body: dict[str, object], headers: dict[str, str], kind: str,
-                               client_status: int, retry_after: float | None) -> None:
+def test_errors_are_classified(
+    status: int,
+    body: dict[str, object],
+    headers: dict[str, str],
+    kind: str,
+    client_status: int,
+    retry_after: float | None,
+) -> None:
     error = read_error(status, headers, json.dumps(body).encode())
     assert (error.kind, error.status) == (kind, client_status)
     assert error.retry_after == (pytest.approx(retry_after) if retry_after is not None else None)
@@ -109,10 +191,17 @@ def test_non_json_error_body_is_kept_as_text() -> None:
 
 
 def test_ratelimit_headers_are_read_on_success() -> None:
-    headers = {"x-ratelimit-remaining-requests": "59", "x-ratelimit-remaining-tokens": "1000",
-               "x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0s"}
-    result = transform_response(provider=PROVIDER, request=chat(BASE),
-                                response=UpstreamResponse(status=200, headers=headers, body=b"{}"))
+    headers = {
+        "x-ratelimit-remaining-requests": "59",
+        "x-ratelimit-remaining-tokens": "1000",
+        "x-ratelimit-reset-requests": "1s",
+        "x-ratelimit-reset-tokens": "6m0s",
+    }
+    result = transform_response(
+        provider=PROVIDER,
+        request=chat(BASE),
+        response=UpstreamResponse(status=200, headers=headers, body=b"{}"),
+    )
     assert result is not None and result.limits is not None
     assert result.limits.remaining_requests == 59 and result.limits.reset_tokens == 360
 
@@ -142,7 +231,11 @@ def test_usage_chunk_is_read_and_dropped_unless_asked() -> None:
     out = translator.feed(STREAM) + translator.close()
     assert b'"choices":[]' not in out and out.endswith(b"data: [DONE]\n\n")
     assert translator.usage is not None
-    assert (translator.usage.total_tokens, translator.usage.cached_tokens, translator.usage.reasoning_tokens) == (7, 3, 1)
+    assert (
+        translator.usage.total_tokens,
+        translator.usage.cached_tokens,
+        translator.usage.reasoning_tokens,
+    ) == (7, 3, 1)
     assert run(STREAM, [], True) == STREAM
 
 
@@ -160,8 +253,14 @@ def test_mid_stream_error_and_missing_done_raise() -> None:
     translator = OpenAIStream(False, None)
     translator.feed(STREAM[:120])
     with pytest.raises(UpstreamFailure) as info:
-        translator.feed(b'\n\ndata: {"error":{"message":"The server had an error","type":"server_error"}}\n\n')
+        translator.feed(
+            b'\n\ndata: {"error":{"message":"The server had an error","type":"server_error"}}\n\n'
+        )
     assert info.value.error.kind == "stream" and "server had an error" in info.value.error.message
+    together = OpenAIStream(False, None)
+    with pytest.raises(UpstreamFailure) as both:
+        together.feed(STREAM[:250] + b'\n\ndata: {"error":{"message":"late","type":"server_error"}}\n\n')
+    assert both.value.pending.startswith(STREAM.split(b"\n\n")[0])  # frames before the error are kept
     cut = OpenAIStream(False, None)
     cut.feed(STREAM[:200])
     with pytest.raises(UpstreamFailure):

@@ -216,7 +216,15 @@ class OpenAIStream:
         return self._handle(self._parser.feed(chunk))
 
     def _handle(self, events: list[SSEEvent]) -> bytes:
-        out = []
+        out: list[bytes] = []
+        try:
+            self._events(events, out)
+        except UpstreamFailure as failure:
+            failure.pending = b"".join(out)
+            raise
+        return b"".join(out)
+
+    def _events(self, events: list[SSEEvent], out: list[bytes]) -> None:
         for event in events:
             if event.raw:
                 self._raw_error(event.data)
@@ -239,7 +247,6 @@ class OpenAIStream:
                     if not self.include_usage and not parsed.choices:
                         continue
             out.append(b"data: " + data + b"\n\n")
-        return b"".join(out)
 
     def _raw_error(self, data: bytes) -> None:
         try:
