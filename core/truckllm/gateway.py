@@ -28,7 +28,7 @@ from truckllm.components import (
     store_signature,
 )
 from truckllm.config.loader import load_config, parse_config
-from truckllm.config.schema import Config
+from truckllm.config.schema import Config, RetryBudgetConfig
 from truckllm.health import Clock, HealthRegistry
 from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm.runtime import Runtime, build_runtime
@@ -38,20 +38,40 @@ __all__ = ["Gateway", "RetryBudget"]
 
 
 class RetryBudget:
-    """Envoy-style retry budget: retries in flight may not exceed ``ratio`` of requests in flight,
-    with a floor of ``minimum`` concurrent retries."""
+    """Two limits on retries, so that they cannot multiply load in an outage.
+
+    Envoy's budget: retries in flight may not exceed ``ratio`` of requests in flight, with a
+    floor of ``min``. gRPC's throttling: a token bucket (``tokens``) loses 1 per failed attempt
+    and gains ``token_ratio`` per success; no retry while it is at or below half.
+    """
 
     def __init__(self) -> None:
         self.active_requests = 0
         self.active_retries = 0
         self.denied = 0
+        self.tokens: float | None = None
 
-    def allow(self, ratio: float, minimum: int) -> bool:
+    def _bucket(self, config: RetryBudgetConfig) -> float:
+        if self.tokens is None:
+            self.tokens = float(config.tokens)
+        return self.tokens
+
+    def allow(self, config: RetryBudgetConfig) -> bool:
         """May one more retry start now?"""
-        if self.active_retries < max(minimum, ratio * self.active_requests):
+        if self.active_retries < max(config.min, config.ratio * self.active_requests) and (
+            self._bucket(config) > config.tokens / 2
+        ):
             return True
         self.denied += 1
         return False
+
+    def failed(self, config: RetryBudgetConfig) -> None:
+        """An attempt failed (a retryable failure)."""
+        self.tokens = max(0.0, self._bucket(config) - 1)
+
+    def succeeded(self, config: RetryBudgetConfig) -> None:
+        """An attempt succeeded."""
+        self.tokens = min(float(config.tokens), self._bucket(config) + config.token_ratio)
 
 
 class Gateway:

@@ -7,6 +7,7 @@ keys survives a config reload. Updated in place on the event loop: no locks, no 
 from __future__ import annotations
 
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -65,6 +66,9 @@ class KeyState:
     tokens: WindowCounter = field(default_factory=WindowCounter)
     successes: int = 0
     failures: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=100))
+    half_open: bool = False
 
     def available_at(self, now: float) -> float:
         """When the key may take traffic again (``now`` or earlier: it may now)."""
@@ -73,11 +77,13 @@ class KeyState:
         return max(self.cooldown_until, self.ejected_until)
 
     def state(self, now: float) -> str:
-        """``ok``, ``cooldown``, ``ejected``, ``disabled`` or ``recovering`` (slow start)."""
+        """``ok``, ``cooldown``, ``ejected``, ``half_open``, ``disabled`` or ``recovering`` (slow start)."""
         if self.disabled:
             return "disabled"
         if self.ejected_until > now:
             return "ejected"
+        if self.half_open:
+            return "half_open"
         if self.cooldown_until > now:
             return "cooldown"
         if self.recovered_at and now - self.recovered_at < SLOW_START_SECONDS:
@@ -188,24 +194,53 @@ class HealthRegistry:
             stats = self.pairs[ident] = PairStats(self.key(provider, key), self.clock)
         return stats
 
-    def record_failure(self, state: KeyState, cooldown: CooldownConfig, now: float) -> None:
-        """Count a failure that says the key (or its provider) is unwell; eject after N in a row.
+    def record_failure(
+        self, state: KeyState, cooldown: CooldownConfig, now: float, kind: str = "server"
+    ) -> bool:
+        """Count a failure that says the key (or its provider) is unwell; maybe eject the key.
 
-        An ejection lasts ``cooldown.duration`` times the number of ejections so far, capped at
-        ``cooldown.max_duration``.
+        Ejects after ``cooldown.failures`` in a row, when the error ratio over the last
+        ``cooldown.window`` attempts passes ``cooldown.error_ratio``, or at once when a half-open
+        probe fails. An ejection lasts ``cooldown.duration`` times the number of ejections so
+        far, capped at ``cooldown.max_duration``. Returns whether the key was ejected.
         """
         state.failures += 1
+        state.errors[kind] += 1
         state.consecutive_failures += 1
-        if state.consecutive_failures >= cooldown.failures:
-            state.ejections += 1
-            seconds = min(cooldown.duration * state.ejections, cooldown.max_duration)
-            state.ejected_until = now + seconds
-            state.recovered_at = state.ejected_until
-            state.consecutive_failures = 0
+        state.outcomes.append(False)
+        recent = list(state.outcomes)[-cooldown.window :]
+        ratio_bad = (
+            len(recent) >= cooldown.min_requests and recent.count(False) / len(recent) > cooldown.error_ratio
+        )
+        if not (state.half_open or state.consecutive_failures >= cooldown.failures or ratio_bad):
+            return False
+        if not state.half_open and not self._may_eject(state, cooldown, now):
+            return False
+        state.ejections += 1
+        seconds = min(cooldown.duration * state.ejections, cooldown.max_duration)
+        state.ejected_until = now + seconds
+        state.recovered_at = state.ejected_until
+        state.consecutive_failures = 0
+        state.outcomes.clear()
+        state.half_open = True  # when it comes back, one probe at a time until a success
+        return True
+
+    def _may_eject(self, state: KeyState, cooldown: CooldownConfig, now: float) -> bool:
+        siblings = [k for (provider, _), k in self.keys.items() if provider == state.provider]
+        ejected = sum(1 for k in siblings if k.ejected_until > now and k is not state)
+        allowed = max(1, int(len(siblings) * cooldown.max_ejection_percent / 100))
+        return ejected < allowed
 
     def record_success(self, state: KeyState) -> None:
-        """A success: the key is healthy again (ejection count decays by one)."""
+        """A success: the key is healthy again (a half-open key closes; ejections decay by one)."""
         state.successes += 1
         state.consecutive_failures = 0
+        state.outcomes.append(True)
+        if state.half_open:
+            state.half_open = False
         if state.ejections and state.ejected_until <= self.clock():
             state.ejections -= 1
+
+    def probing(self, state: KeyState, now: float) -> bool:
+        """True while a half-open key already has its one probe in flight."""
+        return state.half_open and state.ejected_until <= now and state.in_flight > 0

@@ -151,7 +151,7 @@ class _Pipeline:
             if self.request.endpoint not in self.rt.specs[cand.deployment.provider].endpoints:
                 continue
             state: KeyState = cand.stats.key_state
-            if state.available_at(now) > now:
+            if state.available_at(now) > now or self.gw.health.probing(state, now):
                 continue
             key = cand.key
             if key.rpm is not None and state.requests.total(now) >= key.rpm:
@@ -249,8 +249,7 @@ class _Pipeline:
                     continue  # cooled down by an earlier attempt of this request
                 is_retry = self.attempt_count > 0
                 if is_retry:
-                    budget = routing.retry_budget
-                    if not self.gw.budget.allow(budget.ratio, budget.min):
+                    if not self.gw.budget.allow(routing.retry_budget):
                         logger.warning("retry budget exhausted; not retrying request {}", self.ctx.request_id)
                         return last or self._exhausted(plan)
                     self.gw.budget.active_retries += 1
@@ -269,6 +268,8 @@ class _Pipeline:
                 finally:
                     if is_retry:
                         self.gw.budget.active_retries -= 1
+        if last is not None and last.kind in ("rate_limit", "quota"):
+            return self._exhausted(plan)  # every key is cooling: say when the soonest comes back
         if last is not None:
             return last
         if unsupported is not None:
@@ -286,8 +287,10 @@ class _Pipeline:
         soonest = self._soonest(plan, now)
         if soonest is not None and soonest > now:
             limited = any(
-                c.stats.key_state.cooldown_until > now
-                and c.stats.key_state.cooldown_reason in ("rate_limit", "quota")
+                (
+                    c.stats.key_state.cooldown_until > now
+                    and c.stats.key_state.cooldown_reason in ("rate_limit", "quota")
+                )
                 or (c.key.rpm is not None and c.stats.key_state.requests.total(now) >= c.key.rpm)
                 for c in plan.candidates
             )
@@ -601,6 +604,7 @@ class _Pipeline:
     def _on_success(self, attempt: _Attempt, usage: Usage | None, ttft: float | None) -> None:
         self._record_attempt(attempt, 200, None)
         self.gw.health.record_success(attempt.key_state)
+        self.gw.budget.succeeded(attempt.routing.retry_budget)
         attempt.candidate.stats.observe(time.monotonic() - attempt.started, ttft)
         self._account(attempt, usage)
 
@@ -643,7 +647,15 @@ class _Pipeline:
         elif kind in CLIENT_KINDS:
             return
         else:
-            self.gw.health.record_failure(state, cooldown, now)
+            if self.gw.health.record_failure(state, cooldown, now, kind):
+                logger.warning(
+                    "key {}/{} ejected for {:.0f}s after repeated failures ({})",
+                    cand.provider.name,
+                    cand.key.name,
+                    state.ejected_until - now,
+                    kind,
+                )
+            self.gw.budget.failed(attempt.routing.retry_budget)
 
 
 def finish(gw: Gateway, rt: Runtime, request: ChatRequest | None, ctx: RequestContext) -> None:

@@ -83,18 +83,32 @@ class BackoffConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tru
 
 
 class CooldownConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """When a key is taken out of rotation, and for how long."""
+    """When a key is taken out of rotation (ejected), and for how long.
+
+    A key is ejected after ``failures`` consecutive failures, or when more than ``error_ratio``
+    of its last ``window`` attempts failed (at least ``min_requests`` of them); for
+    ``duration`` times the number of its ejections, capped at ``max_duration``. At most
+    ``max_ejection_percent`` of a provider's keys (at least one) are ejected at once.
+    """
 
     failures: PosInt = 3
     duration: Duration = Duration(30)
     max_duration: Duration = Duration(300)
+    error_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    window: PosInt = 20
+    min_requests: PosInt = 10
+    max_ejection_percent: Annotated[float, Meta(ge=0, le=100)] = 10.0
 
 
 class RetryBudgetConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Retries may not exceed ``ratio`` of requests in flight, with a floor of ``min`` concurrent."""
+    """Retries may not exceed ``ratio`` of requests in flight, with a floor of ``min`` concurrent;
+    and (gRPC-style throttling) a bucket of ``tokens`` loses one per failed attempt and gains
+    ``token_ratio`` per success: retries stop while it is at or below half."""
 
     ratio: NonNeg = 0.2
     min: NonNegInt = 3
+    tokens: PosInt = 100
+    token_ratio: NonNeg = 0.1
 
 
 class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
