@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 from aiohttp import web
-
 from truckllm.testing.server import GatewayServer
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 import pytest
-
 from truckllm import hookimpl
 from truckllm.dialect import OPENAI
 from truckllm.errors import GatewayError
@@ -169,7 +168,7 @@ async def test_429_cools_the_key_for_retry_after_and_other_keys_serve() -> None:
     sim.behaviour["k0"] = lambda now: (429, 30.0) if now < 1001 else (200, None)
     gw = make(sim, keys=2)
     for _ in range(50):
-        status, who, _ = await ask(gw)
+        status, _, _ = await ask(gw)
         assert status == 200
         clock.now += 0.5  # 25 s of traffic
     k0 = [t for t, key in sim.calls if key == "k0"]
@@ -195,7 +194,7 @@ async def test_every_key_cooling_gives_429_with_the_soonest_retry_after() -> Non
     clock = Clock()
     sim = Sim(clock, {"k0": always(429, 12), "k1": always(429, 40)})
     gw = make(sim, keys=2)
-    status, message, headers = await ask(gw)
+    status, _, headers = await ask(gw)
     assert status == 429 and headers["retry-after"] == "12"
     clock.now += 2
     status, _, headers = await ask(gw)
