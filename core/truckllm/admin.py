@@ -130,6 +130,21 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         audit(request, "reload", version=runtime.version)
         return JSON({"reloaded": True, "version": runtime.version})
 
+    async def put_config(request: Request) -> Response:
+        body = await request.body()
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise GatewayError(400, "The config must be UTF-8 text (YAML or JSON).") from None
+        persist = gateway.source.writable
+        try:
+            runtime = gateway.apply(text, persist=persist)
+        except ConfigError as exc:
+            audit(request, "config refused", problems=len(exc.problems))
+            return JSON({"applied": False, "problems": _problems(exc)}, status_code=422)
+        audit(request, "config applied", version=runtime.version, persisted=persist)
+        return JSON({"applied": True, "persisted": persist, "version": runtime.version})
+
     async def providers(request: Request) -> Response:
         rt = gateway.runtime
         now = gateway.clock()
@@ -240,6 +255,7 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         Route(f"{base}/ready", ready, methods=["GET"]),
         Route(f"{base}/plugins", guarded(plugins), methods=["GET"]),
         Route(f"{base}/config", guarded(get_config), methods=["GET"]),
+        Route(f"{base}/config", guarded(put_config), methods=["PUT"]),
         Route(f"{base}/config/validate", guarded(validate), methods=["POST"]),
         Route(f"{base}/reload", guarded(reload), methods=["POST"]),
         Route(f"{base}/providers", guarded(providers), methods=["GET"]),

@@ -27,8 +27,10 @@ from truckllm.components import (
     logger_signature,
     store_signature,
 )
-from truckllm.config.loader import load_config, parse_config
+from truckllm.config.loader import parse_config
 from truckllm.config.schema import Config, RetryBudgetConfig
+from truckllm.config.source import ConfigSource, TextSource, open_source
+from truckllm.errors import ConfigError
 from truckllm.health import Clock, HealthRegistry
 from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm.runtime import Runtime, build_runtime
@@ -88,8 +90,14 @@ class Gateway:
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        watch_interval: float = 1.0,
     ) -> None:
         self.config_source = config_source
+        self.source: ConfigSource = (
+            TextSource(config_text, config_source or "<config>")
+            if config_text is not None
+            else open_source(config_source or "config/truckllm.yaml")
+        )
         self.env = env
         self.extra_plugins = extra_plugins
         self.autoload = autoload
@@ -114,28 +122,27 @@ class Gateway:
         self.last_reload_ok = True
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self.watch_interval = watch_interval
         self.runtime: Runtime = self._build(config_text)
 
     # --- config ---------------------------------------------------------------------------------
 
-    def _load(self, host: PluginHost, text: str | None) -> Config:
-        registry = host.registry()
-        if text is not None:
-            return parse_config(text, registry, source=self.config_source or "<config>", env=self.env)
-        if self.config_source is None:
-            raise ValueError("no config source")
-        return load_config(self.config_source, registry, env=self.env)
+    def _load(self, host: PluginHost, text: str) -> Config:
+        return parse_config(text, host.registry(), source=self.source.name, env=self.env)
 
     def _build(self, text: str | None = None) -> Runtime:
+        if text is None:
+            text = self.source.read()
         host = make_plugin_manager(extra=self.extra_plugins, autoload=self.autoload)
         config = self._load(host, text)
         if config.plugins.disable:
             host = make_plugin_manager(config.plugins.disable, self.extra_plugins, autoload=self.autoload)
             config = self._load(host, text)
         self.version += 1
-        runtime = build_runtime(
-            config, host, self.health, version=self.version, source=self.config_source or ""
-        )
+        runtime = build_runtime(config, host, self.health, version=self.version, source=self.source.name)
+        runtime.extra["text"] = text
+        runtime.extra["loaded_at"] = time.time()
         return runtime
 
     def reload(self, text: str | None = None) -> Runtime:
@@ -169,6 +176,39 @@ class Gateway:
         self.last_reload_ok = True
         logger.info("config version {} applied from {}", runtime.version, runtime.source or "<text>")
         return runtime
+
+    def apply(self, text: str, persist: bool = True) -> Runtime:
+        """Validate and apply a new config text; write it to the source when it is writable.
+
+        :raises ConfigError: invalid; nothing changed.
+        :raises PermissionError: valid and applied, but the source cannot be written.
+        """
+        runtime = self.reload(text)
+        if persist:
+            self.source.write(text)
+        return runtime
+
+    async def _watch(self, interval: float) -> None:
+        """Re-read the config source when it changes (every ``interval`` seconds)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                text = await self.source.poll()
+            except Exception as exc:
+                logger.warning("config source {} could not be polled: {}", self.source.name, exc)
+                continue
+            if text is None:
+                continue
+            try:
+                self.reload(text)
+            except ConfigError as exc:
+                logger.error(
+                    "config change in {} refused; the running config stays:\n{}", self.source.name, exc
+                )
+            except Exception as exc:
+                self.reloads_failed += 1
+                self.last_reload_ok = False
+                logger.opt(exception=exc).error("config change in {} refused", self.source.name)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -238,6 +278,8 @@ class Gateway:
         await call_each(self.runtime.host, "startup", app=self)
         if self.store is not None:
             self._sync_task = asyncio.get_running_loop().create_task(self._sync_cooldowns())
+        if self.watch_interval:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch(self.watch_interval))
         self.started = True
 
     async def stop(self, grace: float | None = None) -> None:
@@ -254,10 +296,11 @@ class Gateway:
             except TimeoutError:
                 logger.warning("{} requests still in flight after {}s grace", self.in_flight, grace)
         await self.background.stop()
-        if self._sync_task is not None:
-            self._sync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sync_task
+        for task in (self._sync_task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await call_each(self.runtime.host, "shutdown", app=self)

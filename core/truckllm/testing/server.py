@@ -34,8 +34,9 @@ class GatewayServer:
 
     def __init__(
         self,
-        config_text: str,
+        config_text: str | None = None,
         *,
+        config_path: str | None = None,
         env: Mapping[str, str] | None = None,
         extra_plugins: tuple[object, ...] = (),
         autoload: bool | None = None,
@@ -43,6 +44,7 @@ class GatewayServer:
         graceful_timeout: float = 5.0,
     ) -> None:
         self.config_text = config_text
+        self.config_path = config_path
         self.env = dict(env) if env is not None else {}
         self.extra_plugins = extra_plugins
         self.autoload = autoload
@@ -60,8 +62,8 @@ class GatewayServer:
     def start(self) -> GatewayServer:
         """Start serving; return once the gateway answers."""
         self.gateway = Gateway(
-            "<test>",
-            config_text=self.config_text,
+            self.config_path or "<test>",
+            config_text=self.config_text if self.config_path is None else None,
             env=self.env,
             extra_plugins=self.extra_plugins,
             autoload=self.autoload,
