@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import httpx2 as httpx
 import openai
 import pytest
+
 from truckllm.testing.fakes import FakeOpenAI, Fault, Reply, ToolCall
 from truckllm.testing.server import GatewayServer
 

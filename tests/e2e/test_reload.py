@@ -165,13 +165,15 @@ class ConfigServer:
 
 
 def test_http_config_source_is_polled_with_etag() -> None:
-    with ConfigServer(config()) as source:
-        with GatewayServer(config_path=source.url, gateway_kwargs={"watch_interval": 0.05}) as gw:
-            assert gw.gateway is not None
-            assert wait_for(lambda: len(source.requests) >= 3)
-            assert source.requests[1] is not None  # conditional polls after the first fetch
-            assert gw.gateway.runtime.version == 1  # 304s change nothing
-            source.text = config("  remote: {deployments: [{provider: other, model: r}]}\n")
-            assert wait_for(lambda: "remote" in gw.gateway.runtime.aliases)  # type: ignore[union-attr]
-            put = httpx.put(gw.url + "/admin/v1/config", content=config(), headers=ADMIN)
-            assert put.json()["persisted"] is False
+    with (
+        ConfigServer(config()) as source,
+        GatewayServer(config_path=source.url, gateway_kwargs={"watch_interval": 0.05}) as gw,
+    ):
+        assert gw.gateway is not None
+        assert wait_for(lambda: len(source.requests) >= 3)
+        assert source.requests[1] is not None  # conditional polls after the first fetch
+        assert gw.gateway.runtime.version == 1  # 304s change nothing
+        source.text = config("  remote: {deployments: [{provider: other, model: r}]}\n")
+        assert wait_for(lambda: "remote" in gw.gateway.runtime.aliases)  # type: ignore[union-attr]
+        put = httpx.put(gw.url + "/admin/v1/config", content=config(), headers=ADMIN)
+        assert put.json()["persisted"] is False

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 from aiohttp import web
+
 from truckllm.testing.server import GatewayServer
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
+
 from truckllm import hookimpl
 from truckllm.dialect import OPENAI
 from truckllm.errors import GatewayError

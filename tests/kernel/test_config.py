@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from truckllm.config.durations import parse_duration
 from truckllm.config.loader import Registry, load_config, merge_routing, parse_config
 from truckllm.errors import ConfigError

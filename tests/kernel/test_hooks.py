@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2 as httpx
 import msgspec
+
 from truckllm import hookimpl
 from truckllm.errors import UpstreamFailure
 from truckllm.openai_wire import ChunkBuilder, chat_completion

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from truckllm import hookimpl
 from truckllm.cli import main
 from truckllm.config.loader import parse_config

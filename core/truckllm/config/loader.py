@@ -18,6 +18,7 @@ import msgspec
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
 from truckllm.config.durations import Duration, parse_duration
 from truckllm.config.schema import (
     Config,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType, field
+
 from truckllm.config.durations import Duration
 from truckllm.secrets import Secret
 

@@ -14,6 +14,7 @@ import urllib.request
 from typing import Protocol
 
 import aiohttp
+
 from truckllm.errors import ConfigError, Problem
 
 __all__ = ["ConfigSource", "FileSource", "HTTPSource", "TextSource", "open_source"]

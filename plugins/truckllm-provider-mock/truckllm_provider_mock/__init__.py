@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
+
 from truckllm import hookimpl
 from truckllm.config.durations import Duration
 from truckllm.errors import UpstreamFailure

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import msgspec
+
 from truckllm import hookimpl
 from truckllm.errors import UpstreamFailure
 from truckllm.openai_wire import (
