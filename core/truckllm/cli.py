@@ -55,6 +55,55 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_encrypt(args: argparse.Namespace) -> int:
+    from truckllm.crypto import CryptoError, Keyring, seal
+
+    if sys.stdin.isatty():
+        import getpass
+
+        secret = getpass.getpass("secret to encrypt: ")
+    else:
+        secret = sys.stdin.read().rstrip("\r\n")
+    if not secret:
+        print("nothing to encrypt on stdin", file=sys.stderr)
+        return 1
+    try:
+        print(seal(secret, Keyring.from_env(), args.bind or ""))
+    except CryptoError as exc:
+        print(f"cannot encrypt: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_rotate_key(args: argparse.Namespace) -> int:
+    from truckllm.config.source import FileSource
+    from truckllm.crypto import CryptoError, Keyring, reseal_text
+
+    source = FileSource(args.config)
+    text = source.read()
+    keyring = Keyring.from_env()
+    try:
+        new_text, count = reseal_text(text, keyring, keyring)
+    except CryptoError as exc:
+        print(f"cannot rotate: {exc}", file=sys.stderr)
+        return 1
+    if not args.dry_run:
+        source.write(new_text)
+    print(
+        f"{args.config}: {count} value(s) re-encrypted under the current master key"
+        + (" (dry run, nothing written)" if args.dry_run else "")
+    )
+    return 0
+
+
+def _cmd_genkey(args: argparse.Namespace) -> int:
+    import base64
+    import secrets
+
+    print(base64.b64encode(secrets.token_bytes(32)).decode())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``truckllm`` command."""
     parser = argparse.ArgumentParser(prog="truckllm", description="TruckLLM LLM gateway")
@@ -70,6 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a config file and print every problem")
     validate.add_argument("--config", default=DEFAULT_CONFIG)
     validate.set_defaults(func=_cmd_validate)
+
+    encrypt = sub.add_parser("encrypt", help="encrypt a secret read on stdin under TRUCKLLM_MASTER_KEY")
+    encrypt.add_argument(
+        "--bind",
+        metavar="PROVIDER/KEY",
+        help="bind the value to one place (providers' keys: PROVIDER/KEYNAME; gateway keys: "
+        "gateway/NAME): it will not decrypt anywhere else",
+    )
+    encrypt.set_defaults(func=_cmd_encrypt)
+
+    rotate = sub.add_parser(
+        "rotate-key",
+        help="re-encrypt every enc: value of a config under TRUCKLLM_MASTER_KEY "
+        "(old keys in TRUCKLLM_OLD_MASTER_KEYS)",
+    )
+    rotate.add_argument("--config", default=DEFAULT_CONFIG)
+    rotate.add_argument("--dry-run", action="store_true")
+    rotate.set_defaults(func=_cmd_rotate_key)
+
+    genkey = sub.add_parser("genkey", help="print a new random master key (base64)")
+    genkey.set_defaults(func=_cmd_genkey)
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--all", action="store_true", help="include the kernel's defaults")

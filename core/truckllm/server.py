@@ -81,8 +81,21 @@ async def _serve(gateway: Gateway, hc: HypercornConfig) -> None:
     await hypercorn_serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
+def setup_logging(level: str | None = None) -> None:
+    """The kernel's own log sink: stderr, no variable values in tracebacks (they could hold secrets)."""
+    logger.remove()
+    logger.add(
+        sys.stderr,
+        level=level or os.environ.get("TRUCKLLM_LOG_LEVEL", "INFO"),
+        diagnose=False,
+        backtrace=False,
+        format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level:<7} | {name}: {message}",
+    )
+
+
 def run_server(config_path: str, listen: str | None = None, workers: int | None = None) -> int:
     """Serve ``config_path`` until SIGTERM; return the exit code."""
+    setup_logging()
     gateway = Gateway(config_path)
     config = gateway.runtime.config
     bind = listen or config.server.listen
@@ -107,5 +120,6 @@ def run_server(config_path: str, listen: str | None = None, workers: int | None 
 
 def app_factory() -> Any:
     """The ASGI app for ``hypercorn 'truckllm.server:app_factory()'`` (config from ``TRUCKLLM_CONFIG``)."""
+    setup_logging()
     path = os.environ.get("TRUCKLLM_CONFIG", "config/truckllm.yaml")
     return create_app(Gateway(path))

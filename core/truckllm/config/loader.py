@@ -28,6 +28,7 @@ from truckllm.config.schema import (
     RoutingConfig,
     RoutingOverride,
 )
+from truckllm.crypto import PREFIX, CryptoError, Keyring, unseal
 from truckllm.errors import ConfigError, Problem
 from truckllm.secrets import Secret
 from truckllm.types import ProviderSpec
@@ -199,6 +200,7 @@ def parse_config(
         raise ConfigError([Problem(message="the config must be a mapping", file=source, line=1)])
 
     plain: dict[str, Any] = reader.substitute(reader.root, [])
+    _decrypt(plain, reader)
     sections: dict[str, Any] = {}
     for name, value in plain.items():
         if name not in _SECTIONS:
@@ -235,6 +237,54 @@ def parse_config(
     if reader.problems:
         raise ConfigError(reader.problems)
     return _with_decoded_options(config, registry)
+
+
+def _decrypt(plain: dict[str, Any], reader: _Reader) -> None:
+    """Open every ``enc:v1:`` value in place; provider and gateway key values must match their binding."""
+    keyring: Keyring | None = None
+
+    def opened(value: str, path: list[str | int], where: str) -> str:
+        nonlocal keyring
+        try:
+            if keyring is None:
+                keyring = Keyring.from_env(reader.env)
+            return unseal(value, keyring, where)
+        except CryptoError as exc:
+            reader.problem(path, f"cannot decrypt: {exc}")
+            return ""
+
+    providers = plain.get("providers")
+    if isinstance(providers, dict):
+        for pname, provider in providers.items():
+            keys = provider.get("keys") if isinstance(provider, dict) else None
+            for i, key in enumerate(keys if isinstance(keys, list) else []):
+                if (
+                    isinstance(key, dict)
+                    and isinstance(key.get("value"), str)
+                    and key["value"].startswith(PREFIX)
+                ):
+                    key["value"] = opened(
+                        key["value"],
+                        ["providers", pname, "keys", i, "value"],
+                        f"{pname}/{key.get('name', '')}",
+                    )
+    gateway_keys = plain.get("keys")
+    for i, key in enumerate(gateway_keys if isinstance(gateway_keys, list) else []):
+        if isinstance(key, dict) and isinstance(key.get("value"), str) and key["value"].startswith(PREFIX):
+            key["value"] = opened(key["value"], ["keys", i, "value"], f"gateway/{key.get('name', '')}")
+
+    def walk(node: Any, path: list[str | int]) -> Any:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                node[k] = walk(v, [*path, k])
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                node[i] = walk(v, [*path, i])
+        elif isinstance(node, str) and node.startswith(PREFIX):
+            return opened(node, path, "")
+        return node
+
+    walk(plain, [])
 
 
 def load_config(path: str, registry: Registry, *, env: Mapping[str, str] | None = None) -> Config:
