@@ -6,6 +6,7 @@ Every answer is built from redacted views: no configured secret ever appears in 
 from __future__ import annotations
 
 import hmac
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from truckllm.auth import bearer
+from truckllm.auth import bearer, hash_key
+from truckllm.config.edit import add_gateway_key, remove_gateway_key
 from truckllm.dialect import OPENAI
 from truckllm.errors import ConfigError, GatewayError
 from truckllm.gateway import Gateway
@@ -145,6 +147,74 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         audit(request, "config applied", version=runtime.version, persisted=persist)
         return JSON({"applied": True, "persisted": persist, "version": runtime.version})
 
+    def key_row(key: Any) -> dict[str, Any]:
+        return {
+            "name": key.name,
+            "models": list(key.models) if key.models is not None else None,
+            "rpm": key.rpm,
+            "tpm": key.tpm,
+            "budget": msgspec.to_builtins(key.budget) if key.budget else None,
+            "expires": key.expires,
+        }
+
+    async def list_keys(request: Request) -> Response:
+        keys = gateway.runtime.config.keys
+        return JSON({"open": keys is None, "keys": [key_row(k) for k in keys or ()]})
+
+    class NewKey(msgspec.Struct, forbid_unknown_fields=True):
+        name: str
+        models: list[str] | None = None
+        rpm: int | None = None
+        tpm: int | None = None
+        budget: dict[str, Any] | None = None
+        expires: str | None = None
+
+    async def create_key(request: Request) -> Response:
+        try:
+            new = msgspec.json.decode(await request.body(), type=NewKey)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise GatewayError(400, f"Invalid key request: {exc}") from None
+        if not gateway.source.writable:
+            raise GatewayError(
+                409, "The config source is read-only: add keys to it instead.", code="read_only"
+            )
+        if any(k.name == new.name for k in gateway.runtime.config.keys or ()):
+            raise GatewayError(409, f"A gateway key named {new.name!r} exists already.", code="duplicate")
+        value = "tllm_" + secrets.token_urlsafe(32)
+        entry = {
+            "name": new.name,
+            "hash": hash_key(value),
+            "models": new.models,
+            "rpm": new.rpm,
+            "tpm": new.tpm,
+            "budget": new.budget,
+            "expires": new.expires,
+        }
+        text = add_gateway_key(str(gateway.runtime.extra["text"]), entry)
+        try:
+            gateway.apply(text)
+        except ConfigError as exc:
+            return JSON({"created": False, "problems": _problems(exc)}, status_code=422)
+        audit(request, "key created", name=new.name)
+        created = next(k for k in gateway.runtime.config.keys or () if k.name == new.name)
+        return JSON({**key_row(created), "key": value, "note": "shown once: store it now"}, status_code=201)
+
+    async def delete_key(request: Request) -> Response:
+        name = request.path_params["name"]
+        if not gateway.source.writable:
+            raise GatewayError(
+                409, "The config source is read-only: remove keys from it instead.", code="read_only"
+            )
+        text, found = remove_gateway_key(str(gateway.runtime.extra["text"]), name)
+        if not found:
+            raise GatewayError(404, f"No gateway key named {name!r}.", code="not_found")
+        try:
+            gateway.apply(text)
+        except ConfigError as exc:
+            return JSON({"deleted": False, "problems": _problems(exc)}, status_code=422)
+        audit(request, "key revoked", name=name)
+        return JSON({"deleted": True, "name": name})
+
     async def providers(request: Request) -> Response:
         rt = gateway.runtime
         now = gateway.clock()
@@ -261,5 +331,8 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         Route(f"{base}/providers", guarded(providers), methods=["GET"]),
         Route(f"{base}/providers/{{provider}}/keys/{{key}}/enable", guarded(enable_key), methods=["POST"]),
         Route(f"{base}/usage", guarded(usage), methods=["GET"]),
+        Route(f"{base}/keys", guarded(list_keys), methods=["GET"]),
+        Route(f"{base}/keys", guarded(create_key), methods=["POST"]),
+        Route(f"{base}/keys/{{name}}", guarded(delete_key), methods=["DELETE"]),
         Route("/metrics", guarded(metrics), methods=["GET"]),
     ]

@@ -12,6 +12,7 @@ import contextlib
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ from truckllm.config.schema import Config, RetryBudgetConfig
 from truckllm.config.source import ConfigSource, TextSource, open_source
 from truckllm.errors import ConfigError
 from truckllm.health import Clock, HealthRegistry
+from truckllm.netguard import GuardedResolver, NetPolicy
 from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm.runtime import Runtime, build_runtime
 from truckllm.store import CooldownMark
@@ -110,6 +112,7 @@ class Gateway:
         self.strategy_state: dict[tuple[str, str], dict[str, Any]] = {}
         self.session: aiohttp.ClientSession | None = None
         self.in_flight = 0
+        self.streams: Counter[str] = Counter()
         self.draining = False
         self.started = False
         self._idle = asyncio.Event()
@@ -254,7 +257,9 @@ class Gateway:
         """Open the upstream session and start background work (ASGI lifespan start)."""
         if self.started:
             return
+        upstream = self.runtime.config.server.upstream
         connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(NetPolicy(upstream.allow_loopback, upstream.allow_private)),
             limit=0,
             limit_per_host=0,
             ttl_dns_cache=300,

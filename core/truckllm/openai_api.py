@@ -91,6 +91,38 @@ def _check_limits(rt: Runtime, typed: Any) -> None:
             raise GatewayError(
                 400, f"Too many tools: {len(typed.tools)}; the limit is {limits.max_tools}.", param="tools"
             )
+        size = content_size(typed)
+        if size > limits.max_content_bytes:
+            raise GatewayError(
+                400,
+                f"The messages' content is too large: {size} bytes; the limit is {limits.max_content_bytes}.",
+                param="messages",
+                code="content_too_large",
+            )
+
+
+def content_size(typed: ChatCompletionRequest) -> int:
+    """Bytes of text and inline media in the messages (what an upstream has to read)."""
+    total = 0
+    for message in typed.messages:
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                text = getattr(part, "text", None)
+                if text is not None:
+                    total += len(text)
+                image = getattr(part, "image_url", None)
+                if image is not None:
+                    total += len(image.url)
+                audio = getattr(part, "input_audio", None)
+                if audio is not None:
+                    total += len(audio.data)
+                file = getattr(part, "file", None)
+                if file is not None and isinstance(file.file_data, str):
+                    total += len(file.file_data)
+    return total
 
 
 def resolve_alias(rt: Runtime, model: str) -> str:
@@ -190,6 +222,28 @@ class CompletionsEndpoint:
         if key is not None and self.gateway.store is not None:
             ctx.reservation = await admit(self.gateway.store, key, plan, request, ctx.request_id)
 
+        stream_slot = None
+        limit = rt.config.server.limits.max_streams_per_key
+        if request.stream and limit and key is not None:
+            if self.gateway.streams[key.name] >= limit:
+                raise GatewayError(
+                    429,
+                    f"Too many concurrent streams for API key '{key.name}': the limit is {limit}.",
+                    type="rate_limit_error",
+                    code="concurrent_streams_exceeded",
+                    headers={"retry-after": "1"},
+                )
+            stream_slot = key.name
+            self.gateway.streams[key.name] += 1
+        try:
+            await self._run(rt, ctx, request, receive, send)
+        finally:
+            if stream_slot is not None:
+                self.gateway.streams[stream_slot] -= 1
+
+    async def _run(
+        self, rt: Runtime, ctx: RequestContext, request: ChatRequest, receive: Receive, send: Send
+    ) -> None:
         disconnect = asyncio.ensure_future(receive())
         work = asyncio.ensure_future(serve(self.gateway, rt, request, ctx))
         try:

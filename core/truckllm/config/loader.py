@@ -30,6 +30,7 @@ from truckllm.config.schema import (
 )
 from truckllm.crypto import PREFIX, CryptoError, Keyring, unseal
 from truckllm.errors import ConfigError, Problem
+from truckllm.netguard import NetPolicy, host_problem
 from truckllm.secrets import Secret
 from truckllm.types import ProviderSpec
 
@@ -340,7 +341,10 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
         elif spec.needs_keys and not provider.keys:
             reader.problem(["providers", pname, "keys"], "this provider type needs at least one key")
         if provider.base_url is not None:
-            bad = _check_url(provider.base_url)
+            bad = _check_url(provider.base_url) or host_problem(
+                urlsplit(provider.base_url).hostname or "",
+                NetPolicy(config.server.upstream.allow_loopback, config.server.upstream.allow_private),
+            )
             if bad:
                 reader.problem(["providers", pname, "base_url"], bad)
         seen: set[str] = set()

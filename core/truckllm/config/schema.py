@@ -50,6 +50,13 @@ class LimitsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     max_streams_per_key: NonNegInt = 0  # 0: unlimited
 
 
+class UpstreamNetConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Which upstream addresses may be dialled (link-local/metadata addresses never may)."""
+
+    allow_loopback: bool = True
+    allow_private: bool = True
+
+
 class ServerConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """``server:``: the listener and request-wide limits."""
 
@@ -62,6 +69,7 @@ class ServerConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     read_timeout: Duration = Duration(60)
     workers: PosInt = 1
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    upstream: UpstreamNetConfig = field(default_factory=UpstreamNetConfig)
 
 
 class AdminConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

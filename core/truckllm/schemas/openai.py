@@ -42,8 +42,8 @@ __all__ = [
     "UserMessage",
 ]
 
-NonNegInt = Annotated[int, Meta(ge=0)]
-PosInt = Annotated[int, Meta(ge=1)]
+NonNegInt = Annotated[int, Meta(ge=0, le=2**31 - 1)]
+PosInt = Annotated[int, Meta(ge=1, le=2**31 - 1)]
 
 
 class TextPart(Struct, tag_field="type", tag="text", omit_defaults=True):

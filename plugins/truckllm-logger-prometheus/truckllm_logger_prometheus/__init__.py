@@ -1,0 +1,334 @@
+"""TruckLLM logger plugin: Prometheus metrics named ``truckllm_*`` (``loggers: [prometheus]``).
+
+Counters and histograms are fed by ``emit_log`` (one record per finished request); gauges of the
+gateway's live state are read at scrape time from the gateway given to ``startup``. The kernel's
+``GET /metrics`` returns what :meth:`PrometheusLogger.render_metrics` renders.
+
+Each instance has its own :class:`~prometheus_client.CollectorRegistry` (never the global one).
+When ``PROMETHEUS_MULTIPROC_DIR`` is set (several hypercorn workers), values go to that directory
+instead and every scrape merges all workers' files with prometheus-client's multiprocess mode.
+
+Label values are bounded: ``alias`` and ``provider`` only take names from the running config
+(``other`` for anything else, ``none`` when absent), error kinds a fixed set; a model name a
+client made up never becomes a label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+from loguru import logger
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from truckllm import hookimpl
+from truckllm.config.durations import Duration
+from truckllm.types import RequestRecord
+from truckllm_logger_prometheus._gateway import GatewayCollector, GatewayPublisher
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "ERROR_KINDS",
+    "OVERHEAD_BUCKETS",
+    "TRUCKLLM_API",
+    "TTFT_BUCKETS",
+    "PrometheusLogger",
+    "multiprocess_dir",
+    "register_loggers",
+]
+
+TRUCKLLM_API = 1
+"""The plugin API version this plugin was written for."""
+
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+"""Default buckets of ``truckllm_request_duration_seconds``."""
+
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+"""Default buckets of ``truckllm_ttft_seconds``."""
+
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""Default buckets of ``truckllm_overhead_seconds``."""
+
+ERROR_KINDS = frozenset(
+    {
+        "rate_limit",
+        "quota",
+        "overloaded",
+        "server",
+        "timeout",
+        "connect",
+        "auth",
+        "permission",
+        "bad_request",
+        "context_length",
+        "not_found",
+        "too_large",
+        "stream",
+        "plugin",
+        "cancelled",
+    }
+)
+"""Error kinds kept as label values; any other kind is ``other``."""
+
+_DIALECT = re.compile(r"[a-z0-9_-]{1,32}")
+_STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+# prometheus-client leaves these two untyped
+_merge_process_files: Callable[..., object] = MultiProcessCollector
+_mark_process_dead: Callable[[int, str], object] = mark_process_dead
+
+Buckets = Annotated[tuple[float, ...], msgspec.Meta(min_length=1)]
+"""Histogram bucket bounds, seconds (positive, increasing; ``+Inf`` is added)."""
+
+
+def _check_buckets(name: str, buckets: tuple[float, ...]) -> None:
+    if any(b <= a for a, b in itertools.pairwise(buckets)) or buckets[0] <= 0:
+        raise ValueError(f"{name} must be positive and increasing")
+
+
+def multiprocess_dir() -> str | None:
+    """The directory named by ``PROMETHEUS_MULTIPROC_DIR``, if set."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class PrometheusLogger:
+    """Counts every finished request and exports the gateway's live state.
+
+    :param options: decoded from the ``loggers:`` entry.
+    """
+
+    class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+        """``loggers: [{prometheus: {...}}]``.
+
+        :ivar duration_buckets: histogram buckets of request latency, seconds.
+        :ivar ttft_buckets: histogram buckets of time to first token, seconds.
+        :ivar overhead_buckets: histogram buckets of gateway overhead, seconds.
+        :ivar refresh_interval: multiprocess mode only: how often each worker writes its live
+            state (in flight, key states...) for the others' scrapes.
+        """
+
+        duration_buckets: Buckets = DURATION_BUCKETS
+        ttft_buckets: Buckets = TTFT_BUCKETS
+        overhead_buckets: Buckets = OVERHEAD_BUCKETS
+        refresh_interval: Duration = Duration(5)
+
+        def __post_init__(self) -> None:
+            _check_buckets("duration_buckets", self.duration_buckets)
+            _check_buckets("ttft_buckets", self.ttft_buckets)
+            _check_buckets("overhead_buckets", self.overhead_buckets)
+            if self.refresh_interval <= 0:
+                raise ValueError("refresh_interval must be positive")
+
+    name: ClassVar[str] = "prometheus"
+    """The name in ``loggers:``."""
+
+    def __init__(self, options: Options | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+        self.multiprocess_dir = multiprocess_dir()
+        """Set: values are written to this directory and scrapes merge every process's files."""
+        self.registry = CollectorRegistry()
+        """This instance's registry (single-process mode)."""
+        self._app: Any = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._publisher: GatewayPublisher | None = None
+        target = None if self.multiprocess_dir else self.registry
+        by_route = ("alias", "provider")
+        self.requests = Counter(
+            "truckllm_requests_total",
+            "Finished requests.",
+            ("alias", "provider", "status_class", "dialect", "stream"),
+            registry=target,
+        )
+        self.duration = Histogram(
+            "truckllm_request_duration_seconds",
+            "Whole-request latency, retries and streaming included.",
+            by_route,
+            buckets=self.options.duration_buckets,
+            registry=target,
+        )
+        self.ttft = Histogram(
+            "truckllm_ttft_seconds",
+            "Time from the request to the first byte of a stream sent to the client.",
+            by_route,
+            buckets=self.options.ttft_buckets,
+            registry=target,
+        )
+        self.overhead = Histogram(
+            "truckllm_overhead_seconds",
+            "Gateway overhead: latency minus the answering attempt's upstream time.",
+            by_route,
+            buckets=self.options.overhead_buckets,
+            registry=target,
+        )
+        self.tokens = Counter(
+            "truckllm_tokens_total",
+            "Tokens by kind: prompt (cached included), completion (reasoning included), "
+            "cached, cache_write, reasoning.",
+            ("alias", "provider", "kind"),
+            registry=target,
+        )
+        self.cost = Counter("truckllm_cost_usd_total", "Spend in USD.", by_route, registry=target)
+        self.attempts = Counter(
+            "truckllm_attempts_total",
+            "Upstream attempts by outcome: success or the error kind.",
+            ("alias", "provider", "outcome"),
+            registry=target,
+        )
+        self.retries = Counter(
+            "truckllm_retries_total",
+            "Attempts after a request's first (same or other candidate, fallbacks included).",
+            ("alias",),
+            registry=target,
+        )
+        self.fallbacks = Counter(
+            "truckllm_fallbacks_total",
+            "Fallback aliases tried because every deployment of the alias failed.",
+            ("alias",),
+            registry=target,
+        )
+        self.errors = Counter(
+            "truckllm_errors_total",
+            "Failed requests by kind: an error kind, http_<status> or client_disconnected.",
+            ("kind",),
+            registry=target,
+        )
+        if self.multiprocess_dir:
+            self._publisher = GatewayPublisher()
+        else:
+            self.registry.register(GatewayCollector(lambda: self._app))
+
+    # --- labels -----------------------------------------------------------------------------------
+
+    def _names(self, attribute: str) -> Any:
+        return getattr(getattr(self._app, "runtime", None), attribute, None) or {}
+
+    def alias_label(self, alias: str | None) -> str:
+        """``alias`` if the running config has it; ``<provider>/*`` for ``provider/model``;
+        ``none`` if empty; else ``other``."""
+        if not alias:
+            return "none"
+        if alias in self._names("aliases"):
+            return alias
+        head, slash, _ = alias.partition("/")
+        if slash and head in self._names("providers"):
+            return f"{head}/*"
+        return "other"
+
+    def provider_label(self, provider: str | None) -> str:
+        """``provider`` if the running config has it; ``none`` if absent; else ``other``."""
+        if not provider:
+            return "none"
+        return provider if provider in self._names("providers") else "other"
+
+    @staticmethod
+    def kind_label(kind: str) -> str:
+        """An error kind, or ``other`` for one outside :data:`ERROR_KINDS`."""
+        return kind if kind in ERROR_KINDS else "other"
+
+    # --- hooks ------------------------------------------------------------------------------------
+
+    @hookimpl
+    def emit_log(self, record: RequestRecord) -> None:
+        """Count one finished request (CPU only)."""
+        alias = self.alias_label(record.alias)
+        provider = self.provider_label(record.provider)
+        status_class = _STATUS_CLASSES.get(record.status // 100, "other")
+        dialect = record.dialect if _DIALECT.fullmatch(record.dialect) else "other"
+        stream = "true" if record.stream else "false"
+        self.requests.labels(alias, provider, status_class, dialect, stream).inc()
+        self.duration.labels(alias, provider).observe(record.latency_ms / 1000)
+        if record.ttft_ms is not None:
+            self.ttft.labels(alias, provider).observe(record.ttft_ms / 1000)
+        if record.upstream_ms is not None:
+            overhead = max(0.0, record.latency_ms - record.upstream_ms)
+            self.overhead.labels(alias, provider).observe(overhead / 1000)
+        usage = record.usage
+        if usage is not None:
+            for kind, count in (
+                ("prompt", usage.prompt_tokens),
+                ("completion", usage.completion_tokens),
+                ("cached", usage.cached_tokens),
+                ("cache_write", usage.cache_write_tokens),
+                ("reasoning", usage.reasoning_tokens),
+            ):
+                if count > 0:
+                    self.tokens.labels(alias, provider, kind).inc(count)
+        if record.cost_usd > 0:
+            self.cost.labels(alias, provider).inc(record.cost_usd)
+        for attempt in record.attempts:
+            if attempt.error_kind is None and attempt.status < 400:
+                outcome = "success"
+            else:
+                outcome = self.kind_label(attempt.error_kind or "other")
+            attempt_alias = self.alias_label(attempt.alias) if attempt.alias else alias
+            self.attempts.labels(attempt_alias, self.provider_label(attempt.provider), outcome).inc()
+        if len(record.attempts) > 1:
+            self.retries.labels(alias).inc(len(record.attempts) - 1)
+        if record.fallbacks:
+            self.fallbacks.labels(alias).inc(len(record.fallbacks))
+        if record.error_kind is not None:
+            self.errors.labels(self.kind_label(record.error_kind)).inc()
+        elif record.client_disconnected:
+            self.errors.labels("client_disconnected").inc()
+        elif record.status >= 400:
+            status = record.status if 400 <= record.status <= 599 else "other"
+            self.errors.labels(f"http_{status}").inc()
+
+    @hookimpl
+    def render_metrics(self) -> bytes:
+        """Prometheus text: this registry, or every process's files in multiprocess mode."""
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        self._publish()
+        registry = CollectorRegistry()
+        _merge_process_files(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
+
+    @hookimpl
+    async def startup(self, app: Any) -> None:
+        """Keep the gateway for scrape-time gauges; in multiprocess mode, start publishing them."""
+        self._app = app
+        if self._publisher is not None and self._refresher is None:
+            self._publish()
+            self._refresher = asyncio.get_running_loop().create_task(
+                self._refresh(), name="truckllm-logger-prometheus"
+            )
+
+    @hookimpl
+    async def shutdown(self, app: Any) -> None:
+        """Stop publishing; in multiprocess mode, when the gateway is stopping (not when a reload
+        replaces this logger), drop this process's live gauges."""
+        task, self._refresher = self._refresher, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.multiprocess_dir and getattr(app, "draining", True):
+            _mark_process_dead(os.getpid(), self.multiprocess_dir)
+
+    # --- multiprocess -----------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        if self._publisher is not None and self._app is not None:
+            self._publisher.publish(self._app)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.refresh_interval)
+            try:
+                self._publish()
+            except Exception:
+                logger.opt(exception=True).warning("metrics: publishing gateway state failed")
+
+
+@hookimpl
+def register_loggers(register: Callable[[str, type], None]) -> None:
+    """Offer ``prometheus``."""
+    register("prometheus", PrometheusLogger)
