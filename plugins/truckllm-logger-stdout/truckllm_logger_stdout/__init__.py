@@ -17,8 +17,8 @@ import msgspec
 from loguru import logger
 
 from truckllm import hookimpl
+from truckllm.records import json_line, level_for, text_line
 from truckllm.types import RequestRecord
-from truckllm_logger_stdout._record import json_line, level_for, text_line
 
 if TYPE_CHECKING:
     from loguru import Record

@@ -26,9 +26,9 @@ from loguru import logger
 from truckllm import hookimpl
 from truckllm.config.durations import Duration
 from truckllm.openai_wire import parse_retry_after
+from truckllm.records import record_fields
 from truckllm.secrets import Secret
 from truckllm.types import RequestRecord
-from truckllm_logger_webhook._record import record_fields
 
 __all__ = [
     "BATCH_ID_HEADER",

@@ -1,7 +1,7 @@
 """One request record as log fields, and its JSON and text lines.
 
-The same module is shipped by ``truckllm-logger-stdout``, ``-file`` and ``-webhook`` (a plugin
-never depends on another plugin); keep the copies identical.
+The kernel's one definition of the log fields, used by ``truckllm-logger-stdout``, ``-file`` and
+``-webhook`` and available to third-party loggers, so every logger writes the same names.
 
 Only what :class:`~truckllm.types.RequestRecord` holds is written: key *names*, never key values
 (records never carry them), and nothing from the config.
