@@ -53,6 +53,12 @@ def _problems(exc: ConfigError) -> list[dict[str, Any]]:
     return [{"file": p.file, "line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
 
 
+def _mask_source(source: str) -> str:
+    from truckllm.redact import _mask_url
+
+    return _mask_url(source)
+
+
 def admin_routes(gateway: Gateway) -> list[Route]:
     """The admin routes for ``gateway``."""
 
@@ -111,7 +117,16 @@ def admin_routes(gateway: Gateway) -> list[Route]:
 
     async def get_config(request: Request) -> Response:
         rt = gateway.runtime
-        return JSON({"version": rt.version, "source": rt.source, "config": redacted_config(rt.config)})
+        types: dict[str, Any] = {}
+        store_options = getattr(rt.host.stores.get(str(rt.config.store.get("type", "memory"))), "Options", None)
+        if store_options is not None:
+            types["store"] = store_options
+        for name, cls in rt.host.loggers.items():
+            logger_options = getattr(cls, "Options", None)
+            if logger_options is not None:
+                types[f"logger:{name}"] = logger_options
+        config = redacted_config(rt.config, types)
+        return JSON({"version": rt.version, "source": _mask_source(rt.source), "config": config})
 
     async def validate(request: Request) -> Response:
         body = (await request.body()).decode("utf-8", "replace")

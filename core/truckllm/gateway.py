@@ -31,7 +31,7 @@ from truckllm.components import (
 from truckllm.config.loader import parse_config
 from truckllm.config.schema import Config, RetryBudgetConfig
 from truckllm.config.source import ConfigSource, TextSource, open_source
-from truckllm.errors import ConfigError
+from truckllm.errors import ConfigError, StartupError
 from truckllm.health import Clock, HealthRegistry
 from truckllm.netguard import GuardedResolver, NetPolicy
 from truckllm.plugins import PluginHost, make_plugin_manager
@@ -280,7 +280,11 @@ class Gateway:
             await self.store.start()
         self.loggers = build_loggers(self.runtime.host, self.runtime.config)
         attach(self.runtime.host, self.store, self.loggers)
-        await call_each(self.runtime.host, "startup", app=self)
+        failures = await call_each(self.runtime.host, "startup", app=self)
+        if failures:
+            name, exc = failures[0]
+            await self.background.stop()
+            raise StartupError(f"plugin {name!r} failed to start: {type(exc).__name__}: {exc}")
         if self.store is not None:
             self._sync_task = asyncio.get_running_loop().create_task(self._sync_cooldowns())
         if self.watch_interval:

@@ -22,28 +22,39 @@ EWMA_ALPHA = 0.3
 
 
 class WindowCounter:
-    """Counts over the last 60 seconds in one-second buckets (O(1) add and read)."""
+    """Counts over the last 60 seconds in one-second buckets; add and read are O(1) amortised."""
 
-    __slots__ = ("_buckets", "_seconds", "_total")
+    __slots__ = ("_buckets", "_last", "_total")
 
     def __init__(self) -> None:
         self._buckets = [0] * 60
-        self._seconds = [0] * 60
+        self._last = 0  # the last second seen; buckets of seconds before last-59 are zero
         self._total = 0
+
+    def _advance(self, second: int) -> None:
+        if second <= self._last:
+            return
+        if second - self._last >= 60:
+            self._buckets = [0] * 60
+            self._total = 0
+        else:
+            for s in range(self._last + 1, second + 1):
+                slot = s % 60
+                self._total -= self._buckets[slot]
+                self._buckets[slot] = 0
+        self._last = second
 
     def add(self, now: float, amount: int = 1) -> None:
         """Count ``amount`` at time ``now``."""
         second = int(now)
-        slot = second % 60
-        if self._seconds[slot] != second:
-            self._seconds[slot] = second
-            self._buckets[slot] = 0
-        self._buckets[slot] += amount
+        self._advance(second)
+        self._buckets[second % 60 if second >= self._last - 59 else self._last % 60] += amount
+        self._total += amount
 
     def total(self, now: float) -> int:
         """The sum over the 60 seconds up to ``now``."""
-        second = int(now)
-        return sum(b for b, s in zip(self._buckets, self._seconds, strict=True) if second - s < 60)
+        self._advance(int(now))
+        return self._total
 
 
 @dataclass
@@ -140,17 +151,38 @@ class PairStats:
         """Tokens used on the key in the last 60 s."""
         return self.key_state.tokens.total(self._clock())
 
+    def _fresh(self, reset: float | None) -> bool:
+        """A provider figure holds until its window resets (or 60 s when the reset is unknown)."""
+        horizon = reset if reset is not None else 60.0
+        return self._clock() < self.key_state.limits_at + horizon
+
     @property
     def remaining_requests(self) -> int | None:
-        """The provider's last remaining-requests figure for the key."""
+        """The provider's last remaining-requests figure for the key (``None`` once its window reset)."""
         limits = self.key_state.limits
-        return limits.remaining_requests if limits else None
+        if limits is None or not self._fresh(limits.reset_requests):
+            return None
+        return limits.remaining_requests
 
     @property
     def remaining_tokens(self) -> int | None:
-        """The provider's last remaining-tokens figure for the key."""
+        """The provider's last remaining-tokens figure for the key (``None`` once its window reset)."""
         limits = self.key_state.limits
-        return limits.remaining_tokens if limits else None
+        if limits is None or not self._fresh(limits.reset_tokens):
+            return None
+        return limits.remaining_tokens
+
+    @property
+    def limit_requests(self) -> int | None:
+        """The provider's requests-per-window limit for the key, when it said."""
+        limits = self.key_state.limits
+        return limits.limit_requests if limits else None
+
+    @property
+    def limit_tokens(self) -> int | None:
+        """The provider's tokens-per-window limit for the key, when it said."""
+        limits = self.key_state.limits
+        return limits.limit_tokens if limits else None
 
     @property
     def weight_factor(self) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from loguru import logger
 
-from truckllm.admission import Reservation, settlement
+from truckllm.admission import Reservation, estimate_tokens, settlement
 from truckllm.config.schema import RoutingConfig
 from truckllm.dialect import ClientDialect
 from truckllm.errors import GatewayError, UnsupportedRequest, UpstreamFailure
@@ -140,6 +140,8 @@ class _Pipeline:
         self.hook = rt.host.pm.hook
         self.deadline = ctx.started + rt.config.server.request_timeout
         self.attempt_count = 0
+        prompt, completion = estimate_tokens(request)
+        self.estimated_tokens = prompt + completion
 
     # --- selection ------------------------------------------------------------------------------
 
@@ -170,6 +172,7 @@ class _Pipeline:
             state=state,
             headers=self.request.headers,
             stream=self.request.stream,
+            estimated_tokens=self.estimated_tokens,
         )
         try:
             ordered = self.hook.select_provider(strategy=plan.strategy, candidates=usable, context=context)

@@ -90,6 +90,7 @@ def setup_logging(level: str | None = None) -> None:
         diagnose=False,
         backtrace=False,
         format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level:<7} | {name}: {message}",
+        filter=lambda record: "truckllm_logger" not in record["extra"],  # logger plugins' own sinks
     )
 
 

@@ -136,11 +136,19 @@ class CandidateStats(Protocol):
 
     @property
     def remaining_requests(self) -> int | None:
-        """The provider's last ``remaining requests`` header for this key."""
+        """The provider's last ``remaining requests`` figure for this key; ``None`` once stale."""
 
     @property
     def remaining_tokens(self) -> int | None:
-        """The provider's last ``remaining tokens`` header for this key."""
+        """The provider's last ``remaining tokens`` figure for this key; ``None`` once stale."""
+
+    @property
+    def limit_requests(self) -> int | None:
+        """The provider's requests-per-window limit for this key, when it said."""
+
+    @property
+    def limit_tokens(self) -> int | None:
+        """The provider's tokens-per-window limit for this key, when it said."""
 
     @property
     def weight_factor(self) -> float:
