@@ -118,7 +118,8 @@ def admin_routes(gateway: Gateway) -> list[Route]:
     async def get_config(request: Request) -> Response:
         rt = gateway.runtime
         types: dict[str, Any] = {}
-        store_options = getattr(rt.host.stores.get(str(rt.config.store.get("type", "memory"))), "Options", None)
+        store_cls = rt.host.stores.get(str(rt.config.store.get("type", "memory")))
+        store_options = getattr(store_cls, "Options", None)
         if store_options is not None:
             types["store"] = store_options
         for name, cls in rt.host.loggers.items():

@@ -20,6 +20,7 @@ from truckllm.auth import bearer
 from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway
 from truckllm.openai_api import CompletionsEndpoint, list_models, model_object
+from truckllm.sdnotify import notify
 
 __all__ = ["create_app"]
 
@@ -69,9 +70,11 @@ def create_app(gateway: Gateway) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        notify(f"READY=1\nSTATUS=serving config version {gateway.runtime.version}")
         try:
             yield
         finally:
+            notify("STOPPING=1")
             await gateway.stop()
 
     routes = [

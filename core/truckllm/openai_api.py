@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from typing import Any
 
@@ -46,6 +47,7 @@ _DECODERS = {name: msgspec.json.Decoder(schema) for name, schema in _SCHEMAS.ite
 _CREDENTIAL_HEADERS = frozenset(
     {b"authorization", b"x-api-key", b"x-goog-api-key", b"cookie", b"proxy-authorization"}
 )
+_WORKER = os.environ.get("TRUCKLLM_WORKER")  # set by truckllm.server.supervise() in each worker
 _REJECTED_KIND = {401: "auth", 403: "permission", 404: "not_found", 413: "too_large", 429: "rate_limit"}
 _PATH = re.compile(r"`\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)`")
 
@@ -256,6 +258,8 @@ class CompletionsEndpoint:
                 return
             outcome: Outcome = work.result()
             outcome.headers["x-request-id"] = ctx.request_id
+            if _WORKER is not None:
+                outcome.headers["x-truckllm-worker"] = _WORKER
             if outcome.stream is None:
                 await send_bytes(send, outcome.status, outcome.headers, outcome.body)
                 return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -20,6 +21,7 @@ from truckllm.app import create_app
 from truckllm.config.schema import Config
 from truckllm.errors import ConfigError, StartupError
 from truckllm.gateway import Gateway
+from truckllm.sdnotify import notify
 
 __all__ = ["app_factory", "hypercorn_config", "run_server"]
 
@@ -45,7 +47,12 @@ def hypercorn_config(
 ) -> HypercornConfig:
     """Hypercorn settings from the ``server:`` section."""
     hc = HypercornConfig()
-    hc.bind = [listen or config.server.listen]
+    worker_fd = os.environ.get("TRUCKLLM_WORKER_FD")
+    hc.bind = (
+        [f"fd://{worker_fd}"]
+        if worker_fd and (workers or config.server.workers) == 1
+        else [listen or config.server.listen]
+    )
     hc.workers = workers or config.server.workers
     hc.graceful_timeout = config.server.graceful_timeout
     hc.keep_alive_timeout = config.server.keep_alive_timeout
@@ -69,10 +76,12 @@ async def _serve(gateway: Gateway, hc: HypercornConfig) -> None:
         stop.set()
 
     def on_hup() -> None:
+        notify("RELOADING=1")
         try:
             gateway.reload()
         except ConfigError as exc:
             logger.error("config reload refused; the running config stays:\n{}", exc)
+        notify(f"READY=1\nSTATUS=serving config version {gateway.runtime.version}")
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_term)
@@ -101,22 +110,97 @@ def run_server(config_path: str, listen: str | None = None, workers: int | None 
     config = gateway.runtime.config
     bind = listen or config.server.listen
     check_exposure(config, bind)
+    if os.environ.get("TRUCKLLM_WORKER_FD"):
+        workers = 1  # a worker of supervise()
     hc = hypercorn_config(config, bind, workers)
     if hc.workers > 1:
-        from hypercorn.run import run as hypercorn_run
-
-        os.environ["TRUCKLLM_CONFIG"] = config_path
-        hc.application_path = "truckllm.server:app_factory()"
-        logger.info("serving {} with {} workers on {}", config_path, hc.workers, bind)
-        return int(hypercorn_run(hc) or 0)
+        del gateway  # each worker builds its own
+        return supervise(config_path, bind, hc.workers)
     logger.info("serving {} on http://{}", config_path, bind)
+    _run_loop(_serve(gateway, hc))
+    return 0
+
+
+def _run_loop(coro: Any) -> None:
     if sys.platform == "linux":
         import uvloop
 
-        uvloop.run(_serve(gateway, hc))
+        uvloop.run(coro)
     else:
-        asyncio.run(_serve(gateway, hc))
-    return 0
+        asyncio.run(coro)
+
+
+def _listen(bind: str) -> socket.socket:
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def supervise(config_path: str, bind: str, workers: int) -> int:
+    """Run ``workers`` worker processes on one shared listening socket.
+
+    Each worker is a whole gateway (its own event loop, session, watcher); SIGHUP and SIGTERM are
+    forwarded to every worker, so each reloads in place or drains its own requests. A worker that
+    dies is replaced. With several workers, Prometheus metrics use the multiprocess directory in
+    ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary one when unset).
+    """
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    sock = _listen(bind)
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="truckllm-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    env = {**os.environ, "TRUCKLLM_WORKER_FD": str(sock.fileno())}
+    command = [sys.executable, "-m", "truckllm.cli", "serve", "--config", config_path, "--workers", "1"]
+
+    def spawn(index: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command, env={**env, "TRUCKLLM_WORKER": str(index)}, pass_fds=(sock.fileno(),)
+        )
+
+    procs = [spawn(i) for i in range(workers)]
+    stopping = False
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    logger.info("serving {} with {} workers on http://{}", config_path, workers, bind)
+    notify(f"READY=1\nSTATUS={workers} workers")
+    exit_code = 0
+    while True:
+        time.sleep(0.2)
+        for i, proc in enumerate(procs):
+            code = proc.poll()
+            if code is None:
+                continue
+            if stopping:
+                exit_code = exit_code or code
+            else:
+                logger.error("worker {} exited with {}; starting a new one", i, code)
+                procs[i] = spawn(i)
+        if stopping and all(p.poll() is not None for p in procs):
+            break
+    sock.close()
+    if own_dir:
+        shutil.rmtree(own_dir, ignore_errors=True)
+    return exit_code
 
 
 def app_factory() -> Any:
