@@ -18,9 +18,9 @@ from starlette.routing import Route
 
 from truckllm.auth import bearer, hash_key
 from truckllm.config.edit import add_gateway_key, remove_gateway_key
-from truckllm.dialect import OPENAI
 from truckllm.errors import ConfigError, GatewayError
 from truckllm.gateway import Gateway
+from truckllm.openai_api import OPENAI
 from truckllm.plugins import list_plugins
 from truckllm.redact import redacted_config
 from truckllm.secrets import enc_hook

@@ -17,9 +17,10 @@ from starlette.routing import Route
 
 from truckllm.admin import JSON, admin_routes, error_response
 from truckllm.auth import bearer
+from truckllm.endpoint import ApiEndpoint
 from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway
-from truckllm.openai_api import CompletionsEndpoint, list_models, model_object
+from truckllm.openai_api import list_models, model_object
 from truckllm.sdnotify import notify
 
 __all__ = ["create_app"]
@@ -77,10 +78,13 @@ def create_app(gateway: Gateway) -> Starlette:
             notify("STOPPING=1")
             await gateway.stop()
 
+    dialect_routes = [
+        Route(route.path, ApiEndpoint(gateway, dialect, route), methods=list(route.methods))
+        for dialect in gateway.runtime.host.dialects.values()
+        for route in dialect.routes
+    ]
     routes = [
-        Route("/v1/chat/completions", CompletionsEndpoint(gateway, "chat"), methods=["POST"]),
-        Route("/v1/completions", CompletionsEndpoint(gateway, "completions"), methods=["POST"]),
-        Route("/v1/embeddings", CompletionsEndpoint(gateway, "embeddings"), methods=["POST"]),
+        *dialect_routes,
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", model, methods=["GET"]),
         *admin_routes(gateway),

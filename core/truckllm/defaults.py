@@ -19,6 +19,14 @@ def register_strategies(register: Callable[[StrategySpec], None]) -> None:
 
 
 @hookimpl(trylast=True)
+def register_dialects(register: Callable[[object], None]) -> None:
+    """Register the kernel's OpenAI dialect (the canonical front door)."""
+    from truckllm.openai_api import OPENAI
+
+    register(OPENAI)
+
+
+@hookimpl(trylast=True)
 def select_provider(
     strategy: str, candidates: Sequence[Candidate], context: SelectionContext
 ) -> list[Candidate] | None:

@@ -1,18 +1,56 @@
-"""How errors look in a client's API dialect. OpenAI's is the kernel's own."""
+"""Inbound API dialects: how a client's API is spoken at the gateway's front door.
+
+The gateway's canonical dialect is OpenAI's (the kernel's own, in :mod:`truckllm.openai_api`).
+An inbound dialect plugin (Anthropic's Messages API, Gemini's generateContent...) registers an
+:class:`InboundDialect` through ``register_dialects``: its routes, how a request in its format
+becomes a :class:`~truckllm.types.ChatRequest` (the original bytes, plus the request translated to
+OpenAI's typed form for providers of other dialects), how errors look, and how an answer in
+OpenAI's form (or its own, passed through) becomes its format again. The kernel mounts the
+routes and runs the same pipeline for every dialect: balancing, limits, usage, logs and metrics
+treat all requests alike, with the dialect as a label.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
 from truckllm.errors import GatewayError
+from truckllm.types import ChatRequest
 
-__all__ = ["ClientDialect", "OpenAIDialect"]
+__all__ = ["ClientDialect", "DialectRoute", "FrameTranslator", "InboundDialect"]
+
+
+class DialectRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """One HTTP route of a dialect.
+
+    :ivar path: a starlette path, e.g. ``/v1/messages`` or ``/v1beta/models/{model}:generateContent``.
+    :ivar endpoint: the kernel endpoint it serves: ``chat``, ``completions``, ``embeddings``,
+        ``count_tokens`` (answered only by providers that list it in their ``endpoints``).
+    :ivar methods: HTTP methods.
+    :ivar name: the dialect's own name for the route (handed back to :meth:`InboundDialect.parse`).
+    """
+
+    path: str
+    endpoint: str
+    methods: tuple[str, ...] = ("POST",)
+    name: str = ""
+
+
+class FrameTranslator(Protocol):
+    """Turns stream frames of one dialect into frames of another, chunk by chunk."""
+
+    def feed(self, frames: bytes) -> bytes:
+        """Translate complete frames (as a provider's translator produced them)."""
+
+    def close(self) -> bytes:
+        """The stream ended cleanly: the closing frames."""
 
 
 class ClientDialect(Protocol):
-    """Error rendering for one inbound API dialect."""
+    """Error rendering for one inbound dialect (what the pipeline needs)."""
 
     name: str
 
@@ -20,36 +58,40 @@ class ClientDialect(Protocol):
         """The JSON body of an error response."""
 
     def stream_error(self, error: GatewayError) -> bytes:
-        """The SSE frame that reports an error after a stream has started."""
+        """The frame that reports an error after a stream has started."""
 
 
-class _ErrorObject(msgspec.Struct):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
+@runtime_checkable
+class InboundDialect(ClientDialect, Protocol):
+    """Everything the kernel needs to serve one client API dialect."""
 
+    routes: Sequence[DialectRoute]
 
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorObject
+    def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        """The gateway key the client presented (``Authorization: Bearer``, ``x-api-key``...)."""
 
+    def parse(
+        self,
+        route: DialectRoute,
+        body: bytes,
+        path_params: Mapping[str, str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+    ) -> ChatRequest:
+        """Decode and validate one request; raise :class:`GatewayError` (4xx) for bad input.
 
-class OpenAIDialect:
-    """OpenAI's ``{"error": {"message", "type", "param", "code"}}``."""
+        The result has ``dialect`` = this dialect's name, ``body`` = the bytes as received,
+        ``model`` = the alias asked for, ``stream`` / ``include_usage``, and ``typed`` = the
+        request in OpenAI's typed form (:mod:`truckllm.schemas.openai`) for providers of another
+        dialect.
+        """
 
-    name = "openai"
+    def response(self, request: ChatRequest, body: bytes, source: str) -> bytes:
+        """A whole answer in dialect ``source`` (``openai``, or this dialect's own when passed
+        through) as this dialect's response body."""
 
-    def error_body(self, error: GatewayError) -> bytes:
-        """``{"error": {...}}`` with all four members."""
-        return msgspec.json.encode(
-            _ErrorBody(
-                _ErrorObject(message=error.message, type=error.type, param=error.param, code=error.code)
-            )
-        )
+    def stream(self, request: ChatRequest, source: str) -> FrameTranslator:
+        """A translator of stream frames in dialect ``source`` into this dialect's frames."""
 
-    def stream_error(self, error: GatewayError) -> bytes:
-        """``data: {"error": {...}}`` (openai-python raises ``APIError`` on it)."""
-        return b"data: " + self.error_body(error) + b"\n\n"
-
-
-OPENAI = OpenAIDialect()
+    def stream_content_type(self, request: ChatRequest) -> str:
+        """The content type of this request's stream (``text/event-stream``...)."""

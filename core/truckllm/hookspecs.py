@@ -105,6 +105,22 @@ def register_loggers(register: Callable[[str, type], None]) -> None:
     """
 
 
+@hookspec
+def register_dialects(register: Callable[[Any], None]) -> None:
+    """Declare inbound API dialects (front doors speaking another API's format).
+
+    Called once per plugin manager. Each registered object is a
+    :class:`truckllm.dialect.InboundDialect`: its name, its routes, and how to parse requests,
+    render errors and translate answers. The kernel mounts the routes at start-up (a new dialect
+    plugin needs a restart). A name registered twice stops start-up.
+
+    :param register: call it once per dialect object.
+    :returns: ``None``.
+
+    .. versionadded:: 0.1
+    """
+
+
 # --- request path: synchronous, pure, no I/O ------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ unix seconds from an injectable ``clock`` (tests pass a fake one).
 
 Rate limits are GCRA (the generic cell rate algorithm, as in ``go-redis/redis_rate``): each key
 keeps one number, its theoretical arrival time (TAT). A check of ``cost`` units against ``rate``
-per ``period`` with ``burst`` passes when ``TAT + cost·T − burst·T <= now`` (``T = period/rate``)
+per ``period`` with ``burst`` passes when ``TAT + cost·T - burst·T <= now`` (``T = period/rate``)
 and moves the TAT to ``max(TAT, now) + cost·T``. Budgets keep, per (key, window), the USD spent
 and the USD reserved by requests not yet settled; a check of ``amount`` fails when
 ``spent + reserved + amount > limit``.
@@ -121,10 +121,10 @@ def gcra(tat: float | None, now: float, interval: float, burst: int, cost: int) 
     new_tat = current + cost * interval
     diff = now - (new_tat - tau)
     if diff < -EPSILON:
-        left = math.floor((now - (current - tau)) / interval + EPSILON)
+        left = math.floor((now - (current - tau) + EPSILON) / interval)
         retry = None if cost > burst else -diff
         return GcraResult(False, current, float(max(left, 0)), retry)
-    return GcraResult(True, new_tat, float(math.floor(diff / interval + EPSILON)), None)
+    return GcraResult(True, new_tat, float(max(math.floor((diff + EPSILON) / interval), 0)), None)
 
 
 def window_end(period: Period, now: float) -> float | None:
@@ -373,8 +373,8 @@ class LocalState:
         reservation = self._reservations.pop(settlement.request_id, None)
         items = reservation.items if reservation is not None else {}
         for key, (window, amount) in items.items():
-            adjust = settlement.budget_adjust.get(key)
-            self._commit(key, window, amount, adjust[1] if adjust is not None else 0.0)
+            correction = settlement.budget_adjust.get(key)
+            self._commit(key, window, amount, correction[1] if correction is not None else 0.0)
         for key, (period, adjust) in settlement.budget_adjust.items():
             if key not in items:  # admitted elsewhere (or before a restart): correct the current window
                 slot = (key, budget_window(period, now))
@@ -496,38 +496,51 @@ class LocalState:
 class Outage:
     """Whether a store's shared backend is reachable; warns once per outage, notes the recovery.
 
+    A hard failure (refused connection, reset, an error answer) starts an outage at once. A slow
+    answer (a timeout) only degrades its own request, until ``strikes`` of them in a row start an
+    outage: one slow call under load must not switch every process to its fallback.
+
     :param plugin: the plugin name logs carry (``plugin=store-redis``).
     :param what: the backend, e.g. ``"redis 127.0.0.1:6379"``.
+    :param strikes: consecutive timeouts that start an outage.
     """
 
-    def __init__(self, plugin: str, what: str, clock: Clock = time.time) -> None:
+    def __init__(self, plugin: str, what: str, clock: Clock = time.time, *, strikes: int = 3) -> None:
         self.plugin = plugin
         self.what = what
         self.clock = clock
+        self.strikes = strikes
         self.since: float | None = None
         self.error = ""
         self.count = 0
+        self.slow = 0
 
     @property
     def down(self) -> bool:
         """The backend failed and has not answered since."""
         return self.since is not None
 
-    def failed(self, exc: BaseException) -> None:
-        """Record a failure; the first of an outage logs a warning."""
+    def failed(self, exc: BaseException, *, slow: bool = False) -> None:
+        """Record a failure (``slow``: a timeout); the first of an outage logs a warning."""
         self.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if self.since is None:
-            self.since = self.clock()
-            self.count += 1
-            logger.bind(plugin=self.plugin).warning(
-                "{} unreachable ({}): rate limits are checked per process, budgets are denied, "
-                "writes are kept until it is back",
-                self.what,
-                self.error,
-            )
+        if self.since is not None:
+            return
+        if slow:
+            self.slow += 1
+            if self.slow < self.strikes:
+                return
+        self.since = self.clock()
+        self.count += 1
+        logger.bind(plugin=self.plugin).warning(
+            "{} unreachable ({}): rate limits are checked per process, budgets are denied, "
+            "writes are kept until it is back",
+            self.what,
+            self.error,
+        )
 
     def recovered(self) -> None:
         """Record a success; ends the outage (logged once)."""
+        self.slow = 0
         if self.since is not None:
             logger.bind(plugin=self.plugin).info(
                 "{} reachable again after {:.1f}s", self.what, self.clock() - self.since

@@ -20,7 +20,7 @@ from loguru import logger
 
 from truckllm.admission import Reservation, estimate_tokens, settlement
 from truckllm.config.schema import RoutingConfig
-from truckllm.dialect import ClientDialect
+from truckllm.dialect import FrameTranslator, InboundDialect
 from truckllm.errors import GatewayError, UnsupportedRequest, UpstreamFailure
 from truckllm.gateway import Gateway
 from truckllm.health import KeyState
@@ -51,7 +51,7 @@ class RequestContext:
     """What the kernel tracks about one request while it runs."""
 
     request_id: str
-    dialect: ClientDialect
+    dialect: InboundDialect
     endpoint: str = "chat"
     gateway_key: str | None = None
     started: float = field(default_factory=time.monotonic)
@@ -109,6 +109,42 @@ def _cost(candidate: Candidate, usage: Usage | None) -> float:
         + usage.cache_write_tokens * write_price
         + usage.completion_tokens * price.output
     ) / 1_000_000
+
+
+class _Reframed:
+    """A provider's stream translator followed by the client dialect's frame translator."""
+
+    def __init__(self, inner: StreamTranslator, outer: FrameTranslator) -> None:
+        self.inner = inner
+        self.outer = outer
+        self.dialect = "client"
+
+    @property
+    def usage(self) -> Usage | None:
+        """The provider stream's usage."""
+        return self.inner.usage
+
+    @usage.setter
+    def usage(self, value: Usage | None) -> None:
+        self.inner.usage = value
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Provider bytes → canonical frames → client frames."""
+        try:
+            frames = self.inner.feed(chunk)
+        except UpstreamFailure as failure:
+            failure.pending = self.outer.feed(failure.pending) if failure.pending else b""
+            raise
+        return self.outer.feed(frames) if frames else b""
+
+    def close(self) -> bytes:
+        """The end: the provider's last frames, then the client dialect's closing frames."""
+        try:
+            frames = self.inner.close()
+        except UpstreamFailure as failure:
+            failure.pending = self.outer.feed(failure.pending) if failure.pending else b""
+            raise
+        return (self.outer.feed(frames) if frames else b"") + self.outer.close()
 
 
 class _Failed(Exception):
@@ -454,7 +490,10 @@ class _Pipeline:
         if 200 <= response.status < 300:
             usage = self.hook.parse_usage(provider=cand.provider, request=self.request, body=response.body)
         self._on_success(attempt, usage, ttft=None)
-        return Outcome(status=200, headers=self._headers(attempt), body=result.body)
+        body = result.body
+        if result.dialect != self.request.dialect:
+            body = self.ctx.dialect.response(self.request, body, result.dialect)
+        return Outcome(status=200, headers=self._headers(attempt), body=body)
 
     async def _start_stream(
         self, upstream: UpstreamRequest, head: UpstreamResponse, attempt: _Attempt
@@ -468,6 +507,10 @@ class _Pipeline:
         limits = getattr(translator, "limits", None)
         if limits is not None:
             attempt.key_state.limits = limits
+            attempt.key_state.limits_at = self.gw.clock()
+        source = getattr(translator, "dialect", "openai")
+        if source != self.request.dialect:
+            translator = _Reframed(translator, self.ctx.dialect.stream(self.request, source))
         chunks = self._chunks(attempt, head)
         first = b""
         ended = False
@@ -575,7 +618,7 @@ class _Pipeline:
             "x-truckllm-attempts": str(self.attempt_count),
         }
         if stream:
-            headers["content-type"] = "text/event-stream; charset=utf-8"
+            headers["content-type"] = self.ctx.dialect.stream_content_type(self.request)
             headers["cache-control"] = "no-cache"
             headers["x-accel-buffering"] = "no"
         else:

@@ -51,6 +51,7 @@ class PluginHost:
     strategies: dict[str, StrategySpec] = field(default_factory=dict)
     stores: dict[str, type] = field(default_factory=dict)
     loggers: dict[str, type] = field(default_factory=dict)
+    dialects: dict[str, Any] = field(default_factory=dict)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
     dists: dict[str, md.Distribution] = field(default_factory=dict)
     entry_points: dict[str, str] = field(default_factory=dict)
@@ -181,6 +182,11 @@ def _collect_registrations(host: PluginHost) -> None:
                 if not isinstance(spec, StrategySpec):
                     raise TypeError("register() takes a StrategySpec")
                 key, value, table = spec.name, spec, host.strategies  # type: ignore[assignment]
+            elif kind == "dialects":
+                dialect = args[0]
+                if not isinstance(getattr(dialect, "name", None), str) or not hasattr(dialect, "routes"):
+                    raise TypeError("register() takes an InboundDialect object")
+                key, value, table = dialect.name, dialect, host.dialects
             else:
                 key, value = args
                 table = host.stores if kind == "stores" else host.loggers  # type: ignore[assignment]
@@ -195,7 +201,7 @@ def _collect_registrations(host: PluginHost) -> None:
 
         return add
 
-    for kind in ("providers", "strategies", "stores", "loggers"):
+    for kind in ("providers", "strategies", "stores", "loggers", "dialects"):
         caller = getattr(host.pm.hook, f"register_{kind}")
         for impl in caller.get_hookimpls():
             plugin_name = host.pm.get_name(impl.plugin) or "?"
@@ -217,6 +223,7 @@ def _forget(host: PluginHost, plugin_name: str) -> None:
         "strategies": host.strategies,
         "stores": host.stores,
         "loggers": host.loggers,
+        "dialects": host.dialects,
     }
     for (kind, key), owner in list(host.owners.items()):
         if owner == plugin_name:

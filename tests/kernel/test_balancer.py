@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from truckllm import hookimpl
-from truckllm.dialect import OPENAI
+from truckllm.openai_api import OPENAI
 from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway
 from truckllm.openai_wire import chat_completion, upstream_error

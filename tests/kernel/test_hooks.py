@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,8 +11,10 @@ import httpx2 as httpx
 import msgspec
 
 from truckllm import hookimpl
-from truckllm.errors import UpstreamFailure
+from truckllm.dialect import DialectRoute
+from truckllm.errors import GatewayError, UpstreamFailure
 from truckllm.openai_wire import ChunkBuilder, chat_completion
+from truckllm.schemas.openai import ChatCompletionRequest, UserMessage
 from truckllm.store import Admission, CooldownMark, Decision, Settlement, UsageQuery, UsageReport, UsageRow
 from truckllm.testing.server import GatewayServer
 from truckllm.types import (
@@ -418,3 +421,80 @@ def test_hook_store_usage() -> None:
     (settled,) = store.settled
     assert settled.rate_adjust["gk:team:tpm"] == 5 - min(len(msgspec.json.encode(CHAT)) // 4 + 1024, 1000)
     assert usage.json()["total"]["requests"] >= 1
+
+
+class TinyDialect:
+    """A throwaway inbound dialect: POST /tiny/{model} with {"q": text}, answers {"a": text}."""
+
+    name = "tiny"
+    routes = (DialectRoute(path="/tiny/{model}", endpoint="chat"),)
+
+    def credentials(self, headers: Any, query: Any) -> str | None:
+        return query.get("key")
+
+    def parse(self, route: DialectRoute, body: bytes, path_params: Any, query: Any, headers: Any) -> ChatRequest:
+        try:
+            question = msgspec.json.decode(body)["q"]
+        except (msgspec.DecodeError, KeyError, TypeError):
+            raise GatewayError(400, "tiny wants {\"q\": text}") from None
+        model = path_params["model"]
+        stream = query.get("stream") == "1"
+        typed = ChatCompletionRequest(model=model, messages=[UserMessage(content=str(question))], stream=stream)
+        return ChatRequest(endpoint="chat", dialect="tiny", body=body, model=model, stream=stream, typed=typed)
+
+    def error_body(self, error: GatewayError) -> bytes:
+        return msgspec.json.encode({"tiny_error": error.message, "status": error.status})
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        return b"!" + self.error_body(error) + b"\n"
+
+    def response(self, request: ChatRequest, body: bytes, source: str) -> bytes:
+        assert source == "openai"
+        return msgspec.json.encode({"a": msgspec.json.decode(body)["choices"][0]["message"]["content"]})
+
+    def stream(self, request: ChatRequest, source: str) -> Any:
+        return _TinyFrames()
+
+    def stream_content_type(self, request: ChatRequest) -> str:
+        return "text/plain"
+
+
+class _TinyFrames:
+    def feed(self, frames: bytes) -> bytes:
+        out = []
+        for frame in frames.split(b"\n\n"):
+            if frame.startswith(b"data: {"):
+                for choice in msgspec.json.decode(frame[6:])["choices"]:
+                    out.append(choice["delta"].get("content") or "")
+        return "".join(out).encode()
+
+    def close(self) -> bytes:
+        return b"<end>"
+
+
+class DialectPlugin:
+    __name__ = "throwaway-dialect"
+
+    @hookimpl
+    def register_dialects(self, register: Callable[[Any], None]) -> None:
+        register(TinyDialect())
+
+
+def test_hook_register_dialects() -> None:
+    Recorder.instances.clear()
+    cfg = config(extra="loggers: [recorder]\n").replace("type: echo", "type: mock").replace(
+        "keys: [{name: k1, value: secret-one}, {name: k2, value: secret-two}]", "")
+    with GatewayServer(cfg, extra_plugins=(DialectPlugin(), LoggerPlugin())) as gw:
+        whole = httpx.post(gw.url + "/tiny/m", json={"q": "hello you"})
+        streamed = httpx.post(gw.url + "/tiny/m?stream=1", json={"q": "one two"})
+        bad = httpx.post(gw.url + "/tiny/m", json={"nope": 1})
+        unknown = httpx.post(gw.url + "/tiny/zzz", json={"q": "x"})
+        assert Recorder.instances[0].event.wait(5)
+    assert whole.status_code == 200 and whole.json() == {"a": "mock: hello you"}
+    assert streamed.text == "mock: one two<end>" and streamed.headers["content-type"].startswith("text/plain")
+    assert bad.status_code == 400 and bad.json() == {"tiny_error": 'tiny wants {"q": text}', "status": 400}
+    assert unknown.status_code == 404 and "tiny_error" in unknown.json()
+    deadline = time.monotonic() + 5
+    while len(Recorder.instances[0].records) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert {r.dialect for r in Recorder.instances[0].records} == {"tiny"}

@@ -1,0 +1,246 @@
+"""The request-path ASGI endpoint, the same for every inbound dialect.
+
+Pure ASGI (the hot path): read the body with a size cap, check the gateway key, let the dialect
+decode and validate the request once, resolve the alias, check limits and budgets, run the
+pipeline while watching for the client going away, and send the answer (whole, or a stream
+frame by frame) in the client's dialect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any
+from urllib.parse import parse_qsl
+
+from truckllm.admission import admit
+from truckllm.asgi_util import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    headers_dict,
+    read_body,
+    request_id,
+    send_bytes,
+)
+from truckllm.dialect import DialectRoute, InboundDialect
+from truckllm.errors import GatewayError
+from truckllm.gateway import Gateway
+from truckllm.pipeline import Outcome, RequestContext, finish, serve
+from truckllm.runtime import Runtime
+from truckllm.schemas.openai import ChatCompletionRequest, check_input
+from truckllm.types import ChatRequest
+
+__all__ = ["ApiEndpoint", "check_limits", "content_size", "resolve_alias"]
+
+_WORKER = os.environ.get("TRUCKLLM_WORKER")  # set by truckllm.server.supervise() in each worker
+_REJECTED_KIND = {401: "auth", 403: "permission", 404: "not_found", 413: "too_large", 429: "rate_limit"}
+CREDENTIAL_HEADERS = frozenset(
+    {b"authorization", b"x-api-key", b"x-goog-api-key", b"cookie", b"proxy-authorization"}
+)
+
+
+def check_limits(rt: Runtime, typed: Any) -> None:
+    limits = rt.config.server.limits
+    for name in ("prompt", "input"):
+        problem = check_input(getattr(typed, name, None), name)
+        if problem:
+            raise GatewayError(400, problem, param=name)
+    if isinstance(typed, ChatCompletionRequest):
+        if len(typed.messages) > limits.max_messages:
+            raise GatewayError(
+                400,
+                f"Too many messages: {len(typed.messages)}; the limit is {limits.max_messages}.",
+                param="messages",
+            )
+        if isinstance(typed.tools, list) and len(typed.tools) > limits.max_tools:
+            raise GatewayError(
+                400, f"Too many tools: {len(typed.tools)}; the limit is {limits.max_tools}.", param="tools"
+            )
+        size = content_size(typed)
+        if size > limits.max_content_bytes:
+            raise GatewayError(
+                400,
+                f"The messages' content is too large: {size} bytes; the limit is {limits.max_content_bytes}.",
+                param="messages",
+                code="content_too_large",
+            )
+
+
+def content_size(typed: ChatCompletionRequest) -> int:
+    """Bytes of text and inline media in the messages (what an upstream has to read)."""
+    total = 0
+    for message in typed.messages:
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                text = getattr(part, "text", None)
+                if text is not None:
+                    total += len(text)
+                image = getattr(part, "image_url", None)
+                if image is not None:
+                    total += len(image.url)
+                audio = getattr(part, "input_audio", None)
+                if audio is not None:
+                    total += len(audio.data)
+                file = getattr(part, "file", None)
+                if file is not None and isinstance(file.file_data, str):
+                    total += len(file.file_data)
+    return total
+
+
+def resolve_alias(rt: Runtime, model: str) -> str:
+    """The alias a client's ``model`` names; 404 ``model_not_found`` when there is none."""
+    if model in rt.aliases:
+        return model
+    raise GatewayError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+class ApiEndpoint:
+    """One dialect route served as a pure ASGI app."""
+
+    def __init__(self, gateway: Gateway, dialect: InboundDialect, route: DialectRoute) -> None:
+        self.gateway = gateway
+        self.dialect = dialect
+        self.route = route
+        self.endpoint = route.endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gateway
+        rt = gw.runtime  # the snapshot this request keeps to its end
+        ctx = RequestContext(request_id=request_id(scope), dialect=self.dialect, endpoint=self.endpoint)
+        gw.enter()
+        try:
+            await self._handle(rt, ctx, scope, receive, send)
+        except ClientGone:
+            pass
+        except GatewayError as exc:
+            headers = {"content-type": "application/json", "x-request-id": ctx.request_id, **exc.headers}
+            await send_bytes(send, exc.status, headers, self.dialect.error_body(exc))
+            if not ctx.recorded:  # rejected before the pipeline: still one record (audit, error counts)
+                ctx.status = exc.status
+                ctx.rejected_kind = _REJECTED_KIND.get(exc.status, "bad_request")
+                ctx.rejected_message = exc.message
+                finish(gw, rt, ctx.request, ctx)
+        finally:
+            gw.leave()
+
+    def _parse(self, rt: Runtime, body: bytes, scope: Scope, headers: dict[str, str]) -> ChatRequest:
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        request = self.dialect.parse(self.route, body, scope.get("path_params", {}), query, headers)
+        check_limits(rt, request.typed)
+        return request
+
+    async def _handle(
+        self, rt: Runtime, ctx: RequestContext, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if self.gateway.draining:
+            raise GatewayError(
+                503,
+                "The gateway is shutting down.",
+                type="server_error",
+                headers={"retry-after": "1", "connection": "close"},
+            )
+        all_headers = headers_dict(scope)
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        key = rt.keyring.authenticate(self.dialect.credentials(all_headers, query))
+        ctx.gateway_key = key.name if key else None
+        body = await read_body(scope, receive, rt.config.server.max_body_bytes)
+        request = self._parse(
+            rt, body, scope, {k: v for k, v in all_headers.items() if k.encode() not in CREDENTIAL_HEADERS}
+        )
+        ctx.request = request
+        alias = resolve_alias(rt, request.model)
+        if key is not None and key.models is not None and alias not in key.models:
+            raise GatewayError(
+                403, f"This API key may not use the model '{alias}'.", code="model_not_allowed", param="model"
+            )
+        plan = rt.aliases[alias]
+        if self.endpoint not in plan.endpoints:
+            raise GatewayError(
+                400, f"The model '{alias}' does not support the {self.endpoint} endpoint.", param="model"
+            )
+        if key is not None and self.gateway.store is not None:
+            ctx.reservation = await admit(self.gateway.store, key, plan, request, ctx.request_id)
+
+        stream_slot = None
+        limit = rt.config.server.limits.max_streams_per_key
+        if request.stream and limit and key is not None:
+            if self.gateway.streams[key.name] >= limit:
+                raise GatewayError(
+                    429,
+                    f"Too many concurrent streams for API key '{key.name}': the limit is {limit}.",
+                    type="rate_limit_error",
+                    code="concurrent_streams_exceeded",
+                    headers={"retry-after": "1"},
+                )
+            stream_slot = key.name
+            self.gateway.streams[key.name] += 1
+        try:
+            await self._run(rt, ctx, request, receive, send)
+        finally:
+            if stream_slot is not None:
+                self.gateway.streams[stream_slot] -= 1
+
+    async def _run(
+        self, rt: Runtime, ctx: RequestContext, request: ChatRequest, receive: Receive, send: Send
+    ) -> None:
+        disconnect = asyncio.ensure_future(receive())
+        work = asyncio.ensure_future(serve(self.gateway, rt, request, ctx))
+        try:
+            done, _ = await asyncio.wait({work, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+            if work not in done:  # the client went away first
+                ctx.client_disconnected = True
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError, GatewayError):
+                    await work
+                return
+            outcome: Outcome = work.result()
+            outcome.headers["x-request-id"] = ctx.request_id
+            if _WORKER is not None:
+                outcome.headers["x-truckllm-worker"] = _WORKER
+            if outcome.stream is None:
+                await send_bytes(send, outcome.status, outcome.headers, outcome.body)
+                return
+            await self._stream(outcome, send, disconnect, ctx)
+        finally:
+            if not disconnect.done():
+                disconnect.cancel()
+
+    async def _stream(
+        self, outcome: Outcome, send: Send, disconnect: asyncio.Future[Any], ctx: RequestContext
+    ) -> None:
+        stream = outcome.stream
+        assert stream is not None
+        first = await anext(stream)  # starts the generator, so that its cleanup always runs
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()]
+        pump = asyncio.ensure_future(self._pump(first, stream, send, raw))
+        try:
+            done, _ = await asyncio.wait({pump, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+            if pump not in done:
+                ctx.client_disconnected = True
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+            else:
+                pump.result()
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def _pump(first: bytes, stream: Any, send: Send, raw: list[tuple[bytes, bytes]]) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        async for chunk in stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
