@@ -16,9 +16,9 @@ import msgspec
 import pytest
 
 from truckllm import hookimpl
-from truckllm.openai_api import OPENAI
 from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway
+from truckllm.openai_api import OPENAI
 from truckllm.openai_wire import chat_completion, upstream_error
 from truckllm.pipeline import RequestContext, serve
 from truckllm.schemas.openai import ChatCompletionRequest
