@@ -94,8 +94,8 @@ def content_size(typed: ChatCompletionRequest) -> int:
 
 
 def resolve_alias(rt: Runtime, model: str) -> str:
-    """The alias a client's ``model`` names; 404 ``model_not_found`` when there is none."""
-    if model in rt.aliases:
+    """The alias (or ``provider/model``) a client's ``model`` names; 404 ``model_not_found`` if none."""
+    if rt.plan(model) is not None:
         return model
     raise GatewayError(
         404,
@@ -103,6 +103,14 @@ def resolve_alias(rt: Runtime, model: str) -> str:
         code="model_not_found",
         param="model",
     )
+
+
+def _allowed(model: str, allowed: frozenset[str]) -> bool:
+    """A key's allow-list names aliases, ``provider/model`` or ``provider/*``."""
+    if model in allowed:
+        return True
+    provider, sep, _ = model.partition("/")
+    return bool(sep) and f"{provider}/*" in allowed
 
 
 class ApiEndpoint:
@@ -160,11 +168,12 @@ class ApiEndpoint:
         )
         ctx.request = request
         alias = resolve_alias(rt, request.model)
-        if key is not None and key.models is not None and alias not in key.models:
+        if key is not None and key.models is not None and not _allowed(alias, key.models):
             raise GatewayError(
                 403, f"This API key may not use the model '{alias}'.", code="model_not_allowed", param="model"
             )
-        plan = rt.aliases[alias]
+        plan = rt.plan(alias)
+        assert plan is not None
         if self.endpoint not in plan.endpoints:
             raise GatewayError(
                 400, f"The model '{alias}' does not support the {self.endpoint} endpoint.", param="model"

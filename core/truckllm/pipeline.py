@@ -234,7 +234,11 @@ class _Pipeline:
     # --- the loop -------------------------------------------------------------------------------
 
     async def run(self) -> Outcome:
-        plan = self.rt.aliases[self.request.model]
+        plan = self.rt.plan(self.request.model)
+        if plan is None:
+            raise GatewayError(
+                404, f"The model '{self.request.model}' does not exist.", code="model_not_found"
+            )
         error = await self._serve_alias(plan)
         if isinstance(error, Outcome):
             return error
@@ -243,7 +247,7 @@ class _Pipeline:
             for alias in chain:
                 if time.monotonic() >= self.deadline:
                     break
-                fallback = self.rt.aliases.get(alias)
+                fallback = self.rt.plan(alias)
                 if fallback is None:
                     continue
                 self.ctx.fallbacks.append(alias)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from truckllm.auth import KeyRing
 from truckllm.config.loader import merge_routing
-from truckllm.config.schema import Config, RoutingConfig
+from truckllm.config.schema import Config, DeploymentConfig, ModelConfig, RoutingConfig
 from truckllm.health import HealthRegistry
 from truckllm.plugins import PluginHost
 from truckllm.secrets import Secret
@@ -45,15 +45,108 @@ class Runtime:
     secrets: dict[tuple[str, str], Secret]
     aliases: dict[str, AliasPlan]
     keyring: KeyRing
+    health: HealthRegistry
     version: int = 0
     source: str = ""
     loaded_at: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
+    direct: dict[str, AliasPlan] = field(default_factory=dict)
+
+    def plan(self, name: str) -> AliasPlan | None:
+        """The plan for an alias, or for ``provider/model`` (a provider of the config, any model).
+
+        ``provider/model`` plans are made on first use and kept for this config version.
+        """
+        plan = self.aliases.get(name)
+        if plan is not None:
+            return plan
+        provider, sep, model = name.partition("/")
+        if not sep or not model or provider not in self.config.providers:
+            return None
+        direct = self.direct.get(name)
+        if direct is None:
+            model_config = ModelConfig(deployments=(DeploymentConfig(provider=provider, model=model),))
+            direct = _plan(
+                name,
+                model_config,
+                self.config,
+                self.providers,
+                self.specs,
+                self.health,
+                self.host.registry().default_strategy,
+            )
+            if len(self.direct) < 1000:  # bounded: client input must not grow memory without end
+                self.direct[name] = direct
+        return direct
 
     def api_key(self, candidate: Candidate) -> str:
         """The plain key value for one attempt (empty for key-less providers)."""
         secret = self.secrets.get((candidate.key.provider, candidate.key.name))
         return secret.reveal() if secret is not None else ""
+
+
+def _plan(
+    alias: str,
+    model: ModelConfig,
+    config: Config,
+    providers: dict[str, Provider],
+    specs: dict[str, ProviderSpec],
+    health: HealthRegistry,
+    default_strategy: str,
+) -> AliasPlan:
+    """The candidates of one alias, with the routing each inherits."""
+    candidates: list[Candidate] = []
+    candidate_routing: dict[str, RoutingConfig] = {}
+    endpoints: set[str] = set()
+    for index, dep in enumerate(model.deployments):
+        pc = config.providers[dep.provider]
+        spec = specs[dep.provider]
+        endpoints |= spec.endpoints
+        price = (
+            Price(**{f: getattr(dep.price, f) for f in dep.price.__struct_fields__}) if dep.price else None
+        )
+        deployment = Deployment(
+            alias=alias,
+            index=index,
+            provider=dep.provider,
+            model=dep.model,
+            weight=dep.weight,
+            priority=dep.priority,
+            price=price,
+        )
+        keys = pc.keys if spec.needs_keys or pc.keys else ()
+        key_refs = [
+            (KeyRef(provider=dep.provider, name=k.name, weight=k.weight, rpm=k.rpm, tpm=k.tpm), k.routing)
+            for k in keys
+            if k.models is None or dep.model in k.models
+        ]
+        if not key_refs:
+            key_refs = [(KeyRef(provider=dep.provider, name="-"), None)]
+        for ref, key_routing in key_refs:
+            cid = f"{alias}#{index}:{dep.provider}/{ref.name}"
+            candidates.append(
+                Candidate(
+                    id=cid,
+                    deployment=deployment,
+                    provider=providers[dep.provider],
+                    key=ref,
+                    stats=health.pair(alias, dep.provider, dep.model, ref.name),
+                )
+            )
+            candidate_routing[cid] = merge_routing(
+                config.routing, pc.routing, model.routing, dep.routing, key_routing
+            )
+    return AliasPlan(
+        alias=alias,
+        strategy=model.strategy or default_strategy,
+        candidates=tuple(candidates),
+        routing=merge_routing(config.routing, model.routing),
+        candidate_routing=candidate_routing,
+        fallbacks=model.fallbacks,
+        context_window_fallbacks=model.context_window_fallbacks,
+        endpoints=frozenset(endpoints),
+        owned_by=config.providers[model.deployments[0].provider].type,
+    )
 
 
 def build_runtime(
@@ -75,64 +168,10 @@ def build_runtime(
                 secrets[(name, key.name)] = key.value
 
     registry_default = host.registry().default_strategy
-    aliases: dict[str, AliasPlan] = {}
-    for alias, model in config.models.items():
-        alias_routing = merge_routing(config.routing, model.routing)
-        candidates: list[Candidate] = []
-        candidate_routing: dict[str, RoutingConfig] = {}
-        endpoints: set[str] = set()
-        for index, dep in enumerate(model.deployments):
-            pc = config.providers[dep.provider]
-            spec = specs[dep.provider]
-            endpoints |= spec.endpoints
-            price = (
-                Price(**{f: getattr(dep.price, f) for f in dep.price.__struct_fields__})
-                if dep.price
-                else None
-            )
-            deployment = Deployment(
-                alias=alias,
-                index=index,
-                provider=dep.provider,
-                model=dep.model,
-                weight=dep.weight,
-                priority=dep.priority,
-                price=price,
-            )
-            keys = pc.keys if spec.needs_keys or pc.keys else ()
-            key_refs = [
-                (KeyRef(provider=dep.provider, name=k.name, weight=k.weight, rpm=k.rpm, tpm=k.tpm), k.routing)
-                for k in keys
-                if k.models is None or dep.model in k.models
-            ]
-            if not key_refs:
-                key_refs = [(KeyRef(provider=dep.provider, name="-"), None)]
-            for ref, key_routing in key_refs:
-                cid = f"{alias}#{index}:{dep.provider}/{ref.name}"
-                candidates.append(
-                    Candidate(
-                        id=cid,
-                        deployment=deployment,
-                        provider=providers[dep.provider],
-                        key=ref,
-                        stats=health.pair(alias, dep.provider, dep.model, ref.name),
-                    )
-                )
-                candidate_routing[cid] = merge_routing(
-                    config.routing, pc.routing, model.routing, dep.routing, key_routing
-                )
-        first_type = config.providers[model.deployments[0].provider].type
-        aliases[alias] = AliasPlan(
-            alias=alias,
-            strategy=model.strategy or registry_default,
-            candidates=tuple(candidates),
-            routing=alias_routing,
-            candidate_routing=candidate_routing,
-            fallbacks=model.fallbacks,
-            context_window_fallbacks=model.context_window_fallbacks,
-            endpoints=frozenset(endpoints),
-            owned_by=first_type,
-        )
+    aliases = {
+        alias: _plan(alias, model, config, providers, specs, health, registry_default)
+        for alias, model in config.models.items()
+    }
     return Runtime(
         config=config,
         host=host,
@@ -141,6 +180,7 @@ def build_runtime(
         secrets=secrets,
         aliases=aliases,
         keyring=KeyRing(config.keys),
+        health=health,
         version=version,
         source=source,
     )

@@ -399,3 +399,20 @@ def test_slow_upstream_times_out_and_fails_over(fake: FakeOpenAI) -> None:
         elapsed = time.monotonic() - start
     assert 0.2 <= elapsed < 1.5
     assert [r.api_key for r in fake.requests] == [KEYS[0], KEYS[1]]
+
+
+def test_provider_slash_model_needs_no_alias(fake: FakeOpenAI, client: openai.OpenAI) -> None:
+    result = client.chat.completions.create(model="oa/gpt-4.1-nano", messages=[{"role": "user", "content": "direct"}])
+    assert result.choices[0].message.content == "echo: direct"
+    assert fake.requests[-1].json["model"] == "gpt-4.1-nano"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nobody/gpt-4o", messages=[{"role": "user", "content": "x"}])
+
+
+def test_provider_slash_model_follows_the_key_allow_list(fake: FakeOpenAI) -> None:
+    extra = "keys:\n  - {name: a, value: key-a-value-123, models: ['oa/*']}\n  - {name: b, value: key-b-value-123, models: [demo]}\n"
+    with GatewayServer(gateway_config(fake.base_url, extra)) as gw:
+        body = {"model": "oa/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
+        allowed = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-a-value-123"})
+        denied = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-b-value-123"})
+    assert allowed.status_code == 200 and denied.status_code == 403

@@ -144,7 +144,13 @@ def deployment(
 ) -> Deployment:
     """A :class:`~truckllm.types.Deployment` with test defaults (alias ``a``, provider ``p``, model ``m``)."""
     return Deployment(
-        alias=alias, index=index, provider=provider, model=model, weight=weight, priority=priority, price=price
+        alias=alias,
+        index=index,
+        provider=provider,
+        model=model,
+        weight=weight,
+        priority=priority,
+        price=price,
     )
 
 
@@ -211,7 +217,9 @@ def candidate(
             price=price,
         ),
         provider=provider,
-        key=key_ref(ident if key is None else key, provider=provider.name, weight=key_weight, rpm=rpm, tpm=tpm),
+        key=key_ref(
+            ident if key is None else key, provider=provider.name, weight=key_weight, rpm=rpm, tpm=tpm
+        ),
         stats=stats,
     )
 
@@ -429,7 +437,12 @@ def check_selection_property(
         data=st.data(),
     )
     def run(
-        cands: list[Candidate], seed: int, stream: bool, estimated_tokens: int, rounds: int, data: st.DataObject
+        cands: list[Candidate],
+        seed: int,
+        stream: bool,
+        estimated_tokens: int,
+        rounds: int,
+        data: st.DataObject,
     ) -> None:
         context = selection_context(seed, stream=stream, estimated_tokens=estimated_tokens)
         for _ in range(rounds):
