@@ -18,12 +18,16 @@ from msgspec import Struct
 from truckllm.types import RateLimits, UpstreamError, Usage
 
 __all__ = [
+    "DONE_FRAME",
     "ChunkBuilder",
+    "chat_completion",
     "classify_status",
     "completion_id",
     "parse_go_duration",
     "parse_openai_usage",
     "parse_ratelimit_headers",
+    "parse_retry_after",
+    "upstream_error",
     "usage_object",
 ]
 
@@ -98,7 +102,7 @@ def parse_openai_usage(body: bytes) -> Usage | None:
     """The ``usage`` of an OpenAI response or chunk body, ``None`` when absent or unreadable."""
     try:
         return convert_openai_usage(_USAGE_DECODER.decode(body).usage)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         return None
 
 

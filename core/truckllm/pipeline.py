@@ -31,6 +31,7 @@ from truckllm.types import (
     AttemptRecord,
     Candidate,
     ChatRequest,
+    RateLimits,
     RequestRecord,
     SelectionContext,
     StreamTranslator,
@@ -128,6 +129,15 @@ class _Reframed:
     def usage(self, value: Usage | None) -> None:
         self.inner.usage = value
 
+    @property
+    def limits(self) -> RateLimits | None:
+        """The provider stream's rate-limit figures."""
+        return self.inner.limits
+
+    @limits.setter
+    def limits(self, value: RateLimits | None) -> None:
+        self.inner.limits = value
+
     def feed(self, chunk: bytes) -> bytes:
         """Provider bytes → canonical frames → client frames."""
         try:
@@ -158,7 +168,7 @@ class _Failed(Exception):
 
 def _error_to_gateway(error: UpstreamError) -> GatewayError:
     headers: dict[str, str] = {}
-    if error.retry_after is not None and error.status in (429, 503):
+    if error.retry_after is not None and error.status in (429, 503) and error.kind != "quota":
         headers["retry-after"] = str(max(1, math.ceil(error.retry_after)))
     return GatewayError(
         error.status, error.message, type=error.type, code=error.code, param=error.param, headers=headers
@@ -311,7 +321,7 @@ class _Pipeline:
                 finally:
                     if is_retry:
                         self.gw.budget.active_retries -= 1
-        if last is not None and last.kind in ("rate_limit", "quota"):
+        if last is not None and last.kind == "rate_limit":
             return self._exhausted(plan)  # every key is cooling: say when the soonest comes back
         if last is not None:
             return last

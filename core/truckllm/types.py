@@ -356,13 +356,14 @@ class StreamTranslator(Protocol):
 
     The kernel calls :meth:`feed` with each chunk of bytes as it arrives (chunks split events at
     arbitrary boundaries) and sends what it returns to the client at once; at the upstream's end it
-    calls :meth:`close`. Either may raise :class:`truckllm.errors.UpstreamStreamError` for an error
+    calls :meth:`close`. Either may raise :class:`truckllm.errors.UpstreamFailure` for an error
     the upstream reported or a stream cut short: before any byte reached the client the kernel then
     tries another candidate; after, it sends an error event in the client's dialect.
     """
 
     usage: Usage | None
     dialect: str
+    limits: RateLimits | None
 
     def feed(self, chunk: bytes) -> bytes:
         """Translate one chunk; return the bytes to send (possibly empty)."""

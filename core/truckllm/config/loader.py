@@ -399,8 +399,8 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
         if (gkey.value is None) == (gkey.hash is None):
             reader.problem(["keys", i], "give exactly one of value or hash")
         for j, alias in enumerate(gkey.models or ()):
-            provider, sep, _ = alias.partition("/")
-            if sep and provider in config.providers:
+            prefix, sep, _ = alias.partition("/")
+            if sep and prefix in config.providers:
                 continue  # provider/model or provider/*
             if alias not in config.models and ("models", alias) not in reader.broken:
                 reader.problem(["keys", i, "models", j], f"no model alias named {alias!r}")

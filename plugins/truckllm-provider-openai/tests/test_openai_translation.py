@@ -276,3 +276,9 @@ def test_arbitrary_bytes_never_crash_the_translator(data: bytes) -> None:
         translator.close()
     except UpstreamFailure:
         pass
+
+
+def test_invalid_utf8_in_an_error_event_is_still_an_upstream_error() -> None:
+    translator = OpenAIStream(False, None)
+    with pytest.raises(UpstreamFailure):
+        translator.feed(b'data: {"error":{"message":"\x80bad"}}\n\n')

@@ -145,7 +145,7 @@ def read_error(status: int, headers: object, body: bytes) -> UpstreamError:
     """Classify an OpenAI(-compatible) error answer."""
     try:
         parsed = _ERROR_DECODER.decode(body).error
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         parsed = None
     if isinstance(parsed, str):
         parsed = _ErrorObject(message=parsed)
@@ -199,6 +199,19 @@ class _Chunk(msgspec.Struct):
 _CHUNK_DECODER = msgspec.json.Decoder(_Chunk)
 
 
+def _decode_chunk(data: bytes) -> _Chunk:
+    """A chunk's error and choices; invalid UTF-8 is replaced so an error object is still seen."""
+    try:
+        return _CHUNK_DECODER.decode(data)
+    except UnicodeDecodeError:
+        try:
+            return _CHUNK_DECODER.decode(data.decode("utf-8", "replace").encode())
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return _Chunk()
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _Chunk()
+
+
 class OpenAIStream:
     """Forwards an OpenAI stream frame by frame; reads usage; drops the usage chunk the client
     did not ask for; turns a mid-stream ``{"error":...}`` or a missing ``[DONE]`` into an error."""
@@ -236,10 +249,7 @@ class OpenAIStream:
                 out.append(b"data: [DONE]\n\n")
                 continue
             if b'"error"' in data or b'"usage":{' in data or b'"usage": {' in data:
-                try:
-                    parsed = _CHUNK_DECODER.decode(data)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    parsed = _Chunk()
+                parsed = _decode_chunk(data)
                 if parsed.error is not None:
                     self._raise(parsed.error)
                 usage = parse_openai_usage(data)
@@ -250,10 +260,7 @@ class OpenAIStream:
             out.append(b"data: " + data + b"\n\n")
 
     def _raw_error(self, data: bytes) -> None:
-        try:
-            parsed = _CHUNK_DECODER.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return
+        parsed = _decode_chunk(data)
         if parsed.error is not None:
             self._raise(parsed.error)
 

@@ -1,0 +1,179 @@
+"""TruckLLM provider plugin for Anthropic's Messages API (``type: anthropic``).
+
+OpenAI-dialect requests (chat completions and legacy completions) are translated to
+``POST /v1/messages`` and the answers, streams and errors back to OpenAI's shapes; requests from
+an Anthropic-dialect client pass through with only ``model`` rewritten. See the README for what
+is translated and what is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+from loguru import logger
+
+from truckllm import hookimpl
+from truckllm.errors import UnsupportedRequest
+from truckllm.openai_wire import upstream_error
+from truckllm.types import (
+    ChatRequest,
+    Provider,
+    ProviderResult,
+    ProviderSpec,
+    UpstreamRequest,
+    UpstreamResponse,
+    Usage,
+)
+
+from .errors import classify_error, error_from_body, parse_ratelimits
+from .options import DEFAULT_OPTIONS, Options
+from .request import MAX_REQUEST_BYTES, translate, uses_json_tool
+from .response import UnreadableAnswer, parse_usage_body, translate_message
+from .stream import AnthropicPassthrough, AnthropicStream
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "TRUCKLLM_API",
+    "TYPE",
+    "Options",
+    "parse_usage",
+    "register_providers",
+    "transform_request",
+    "transform_response",
+    "transform_stream",
+]
+
+TRUCKLLM_API = 1
+"""The plugin API version this plugin was written for."""
+
+TYPE = "anthropic"
+"""The ``type:`` of the provider entries this plugin serves."""
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+"""Used when a provider entry gives no ``base_url``."""
+
+
+@hookimpl
+def register_providers(register: Callable[[ProviderSpec], None]) -> None:
+    """Offer the ``anthropic`` provider type."""
+    register(
+        ProviderSpec(
+            type=TYPE,
+            default_base_url=DEFAULT_BASE_URL,
+            dialect="anthropic",
+            endpoints=frozenset({"chat", "completions"}),
+            options=Options,
+        )
+    )
+
+
+def _options(provider: Provider) -> Options:
+    options = provider.options
+    return options if isinstance(options, Options) else DEFAULT_OPTIONS
+
+
+def _beta(options: Options, request: ChatRequest) -> str:
+    features = list(options.beta)
+    if request.dialect == "anthropic":  # an Anthropic client's own beta features go along
+        for feature in request.headers.get("anthropic-beta", "").split(","):
+            feature = feature.strip()
+            if feature and feature not in features:
+                features.append(feature)
+    return ",".join(features)
+
+
+@hookimpl
+def transform_request(
+    provider: Provider, model: str, request: ChatRequest, api_key: str
+) -> UpstreamRequest | None:
+    """Build ``POST {base_url}/v1/messages``: translated from OpenAI, or passed through."""
+    if provider.type != TYPE:
+        return None
+    options = _options(provider)
+    if request.dialect == "anthropic":
+        body = request.with_model(model)
+    else:
+        translation = translate(request, model, options)
+        if translation.notes:
+            logger.debug("provider {} ({}): {}", provider.name, model, "; ".join(translation.notes))
+        body = msgspec.json.encode(translation.body)
+        if len(body) > MAX_REQUEST_BYTES:
+            raise UnsupportedRequest(
+                f"the request is {len(body)} bytes once translated; Anthropic accepts at most 32 MB",
+                param="messages",
+            )
+    headers = {
+        "content-type": "application/json",
+        "accept": "text/event-stream" if request.stream else "application/json",
+        "anthropic-version": options.anthropic_version,
+    }
+    if api_key:
+        headers["x-api-key"] = api_key
+    beta = _beta(options, request)
+    if beta:
+        headers["anthropic-beta"] = beta
+    headers.update(provider.headers)
+    return UpstreamRequest(
+        url=provider.base_url + "/v1/messages", headers=headers, body=body, stream=request.stream
+    )
+
+
+@hookimpl
+def transform_response(
+    provider: Provider, request: ChatRequest, response: UpstreamResponse
+) -> ProviderResult | None:
+    """Translate a success to OpenAI's shape (or pass it through); classify an error."""
+    if provider.type != TYPE:
+        return None
+    limits = parse_ratelimits(response.headers)
+    status = response.status
+    if status >= 400:
+        return ProviderResult(error=classify_error(status, response.headers, response.body), limits=limits)
+    if status >= 300 or status < 200:
+        return ProviderResult(
+            error=upstream_error(502, f"Anthropic answered HTTP {status}", kind="server"), limits=limits
+        )
+    error = error_from_body(response.body)
+    if error is not None:
+        return ProviderResult(error=error, limits=limits)
+    if request.dialect == "anthropic":
+        return ProviderResult(body=response.body, limits=limits, dialect="anthropic")
+    try:
+        body = translate_message(
+            response.body,
+            endpoint=request.endpoint,
+            json_tool=uses_json_tool(request, _options(provider)),
+            fallback_model=request.model,
+        )
+    except UnreadableAnswer as exc:
+        message = f"Anthropic answered an unreadable body ({exc})"
+        return ProviderResult(error=upstream_error(502, message, kind="server"), limits=limits)
+    return ProviderResult(body=body, limits=limits)
+
+
+@hookimpl
+def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage | None:
+    """The usage of an Anthropic message, in OpenAI's sense (prompt includes cached tokens)."""
+    if provider.type != TYPE:
+        return None
+    return parse_usage_body(body)
+
+
+@hookimpl
+def transform_stream(
+    provider: Provider, request: ChatRequest, response: UpstreamResponse
+) -> AnthropicStream | AnthropicPassthrough | None:
+    """A translator for one Anthropic stream (or a pass-through for an Anthropic client)."""
+    if provider.type != TYPE:
+        return None
+    limits = parse_ratelimits(response.headers)
+    if request.dialect == "anthropic":
+        return AnthropicPassthrough(limits)
+    return AnthropicStream(
+        endpoint=request.endpoint,
+        include_usage=request.include_usage,
+        json_tool=uses_json_tool(request, _options(provider)),
+        fallback_model=request.model,
+        limits=limits,
+    )

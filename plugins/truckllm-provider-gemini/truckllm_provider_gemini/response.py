@@ -1,0 +1,372 @@
+"""Gemini answers → OpenAI ``chat.completion``, ``text_completion`` and embedding lists.
+
+Also the Gemini wire structs shared with :mod:`.stream`, and the finish-reason and usage
+mappings of PROVIDERS.md §4.3 and §4.4.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from typing import Any
+
+import msgspec
+from loguru import logger
+from msgspec import Struct
+
+from truckllm.openai_wire import chat_completion, completion_id, usage_object
+from truckllm.schemas.openai import EmbeddingRequest
+from truckllm.types import ChatRequest, ProviderResult, UpstreamError, UpstreamResponse, Usage
+
+from .errors import read_error, status_error
+from .ids import encode_call_id
+
+__all__ = [
+    "Candidate",
+    "GenerateContentResponse",
+    "Part",
+    "UsageMetadata",
+    "finish_reason",
+    "parse_usage",
+    "tool_call",
+    "translate_response",
+    "usage_from",
+]
+
+
+# --- the wire (only what the gateway reads; unknown fields are ignored) -------------------------
+
+
+class FunctionCall(Struct, rename="camel"):
+    """``functionCall``: a whole call (the Developer API never streams arguments)."""
+
+    name: str = ""
+    args: dict[str, Any] | None = None
+    id: str | None = None
+
+
+class Part(Struct, rename="camel"):
+    """One ``Part``; only the fields the gateway translates."""
+
+    text: str | None = None
+    thought: bool | None = None
+    thought_signature: str | None = None
+    function_call: FunctionCall | None = None
+
+
+class Content(Struct, rename="camel"):
+    """``Content``: a role and its parts."""
+
+    parts: list[Part] | None = None
+    role: str | None = None
+
+
+class LogprobCandidate(Struct, rename="camel"):
+    """One token and its log probability."""
+
+    token: str | None = None
+    log_probability: float | None = None
+
+
+class TopCandidates(Struct, rename="camel"):
+    """The most likely tokens at one position."""
+
+    candidates: list[LogprobCandidate] | None = None
+
+
+class LogprobsResult(Struct, rename="camel"):
+    """``logprobsResult`` of a candidate."""
+
+    top_candidates: list[TopCandidates] | None = None
+    chosen_candidates: list[LogprobCandidate] | None = None
+
+
+class Candidate(Struct, rename="camel"):
+    """One ``Candidate`` (an OpenAI choice)."""
+
+    content: Content | None = None
+    finish_reason: str | None = None
+    index: int | None = None
+    logprobs_result: LogprobsResult | None = None
+
+
+class PromptFeedback(Struct, rename="camel"):
+    """``promptFeedback``: set with ``blockReason`` when the prompt was blocked."""
+
+    block_reason: str | None = None
+
+
+class UsageMetadata(Struct, rename="camel"):
+    """``usageMetadata`` (zero-valued fields are omitted upstream)."""
+
+    prompt_token_count: int | None = None
+    candidates_token_count: int | None = None
+    thoughts_token_count: int | None = None
+    cached_content_token_count: int | None = None
+    tool_use_prompt_token_count: int | None = None
+    total_token_count: int | None = None
+
+
+class GenerateContentResponse(Struct, rename="camel"):
+    """``GenerateContentResponse``, one whole answer or one stream event (``error`` for failures)."""
+
+    candidates: list[Candidate] | None = None
+    prompt_feedback: PromptFeedback | None = None
+    usage_metadata: UsageMetadata | None = None
+    model_version: str | None = None
+    response_id: str | None = None
+    error: Any = None
+
+
+class Embedding(Struct):
+    """``ContentEmbedding``."""
+
+    values: list[float] = msgspec.field(default_factory=list)
+
+
+class BatchEmbedResponse(Struct):
+    """``BatchEmbedContentsResponse``."""
+
+    embeddings: list[Embedding] | None = None
+
+
+GENERATE = msgspec.json.Decoder(GenerateContentResponse)
+_EMBED = msgspec.json.Decoder(BatchEmbedResponse)
+_USAGE_ONLY = msgspec.json.Decoder(GenerateContentResponse)
+
+
+# --- mappings ------------------------------------------------------------------------------------
+
+_FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "LANGUAGE": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter",
+}
+_QUIET = {"STOP", "MAX_TOKENS", "", "FINISH_REASON_UNSPECIFIED"}
+
+
+def finish_reason(reason: str | None, saw_tool_call: bool) -> str:
+    """OpenAI's ``finish_reason`` for a Gemini ``finishReason`` (PROVIDERS.md §4.3).
+
+    Gemini ends a function call with ``STOP``: that becomes ``tool_calls``.
+    """
+    if saw_tool_call and reason in (None, "STOP"):
+        return "tool_calls"
+    mapped = _FINISH.get(reason or "STOP", "stop")
+    if (reason or "") not in _QUIET and mapped == "stop":
+        logger.info("gemini finished with {}; reported as finish_reason=stop", reason)
+    return mapped
+
+
+def usage_from(meta: UsageMetadata | None) -> Usage | None:
+    """OpenAI-sense :class:`Usage` from ``usageMetadata`` (PROVIDERS.md §4.4)."""
+    if meta is None:
+        return None
+    prompt_raw = max(meta.prompt_token_count or 0, 0)
+    tool_prompt = max(meta.tool_use_prompt_token_count or 0, 0)
+    candidates = max(meta.candidates_token_count or 0, 0)
+    thoughts = max(meta.thoughts_token_count or 0, 0)
+    total = max(meta.total_token_count or 0, 0)
+    prompt = prompt_raw + tool_prompt
+    completion = candidates + thoughts
+    if thoughts and total and prompt + candidates == total:
+        completion = candidates  # the rare answers whose candidate count already includes thoughts
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total or prompt + completion,
+        cached_tokens=max(meta.cached_content_token_count or 0, 0),
+        reasoning_tokens=thoughts,
+    )
+
+
+def tool_call(part: Part) -> dict[str, Any]:
+    """The OpenAI tool call for a ``functionCall`` part; its id carries the Gemini id and signature."""
+    call = part.function_call
+    assert call is not None
+    return {
+        "id": encode_call_id(call.id, part.thought_signature),
+        "type": "function",
+        "function": {"name": call.name, "arguments": msgspec.json.encode(call.args or {}).decode()},
+    }
+
+
+def _logprobs(result: LogprobsResult | None) -> dict[str, Any] | None:
+    if result is None or not result.chosen_candidates:
+        return None
+    tops = result.top_candidates or []
+    content = []
+    for k, chosen in enumerate(result.chosen_candidates):
+        token = chosen.token or ""
+        alternatives = tops[k].candidates or [] if k < len(tops) else []
+        content.append(
+            {
+                "token": token,
+                "logprob": chosen.log_probability or 0.0,
+                "bytes": list(token.encode()),
+                "top_logprobs": [
+                    {
+                        "token": alt.token or "",
+                        "logprob": alt.log_probability or 0.0,
+                        "bytes": list((alt.token or "").encode()),
+                    }
+                    for alt in alternatives
+                ],
+            }
+        )
+    return {"content": content, "refusal": None}
+
+
+class _Read:
+    """What one candidate says, in OpenAI terms."""
+
+    __slots__ = ("calls", "finish", "index", "logprobs", "reasoning", "text")
+
+    def __init__(self, candidate: Candidate) -> None:
+        texts: list[str] = []
+        thoughts: list[str] = []
+        self.calls: list[dict[str, Any]] = []
+        parts = candidate.content.parts if candidate.content is not None else None
+        for part in parts or []:
+            if part.function_call is not None:
+                self.calls.append(tool_call(part))
+            elif part.text:
+                (thoughts if part.thought else texts).append(part.text)
+        self.index = candidate.index or 0
+        self.text = "".join(texts) or None
+        self.reasoning = "".join(thoughts) or None
+        self.finish = finish_reason(candidate.finish_reason, bool(self.calls))
+        self.logprobs = _logprobs(candidate.logprobs_result)
+
+
+def _chat_choice(read: _Read) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": read.text, "refusal": None}
+    if read.reasoning is not None:
+        message["reasoning_content"] = read.reasoning
+    if read.calls:
+        message["tool_calls"] = read.calls
+    return {"index": read.index, "message": message, "logprobs": read.logprobs, "finish_reason": read.finish}
+
+
+def _blocked_choice(endpoint: str) -> dict[str, Any]:
+    if endpoint == "completions":
+        return {"text": "", "index": 0, "logprobs": None, "finish_reason": "content_filter"}
+    return {
+        "index": 0,
+        "message": {"role": "assistant", "content": None, "refusal": None},
+        "logprobs": None,
+        "finish_reason": "content_filter",
+    }
+
+
+def _unreadable(what: str) -> ProviderResult:
+    return ProviderResult(
+        error=UpstreamError(status=502, kind="server", message=f"Gemini answered with {what}")
+    )
+
+
+def _generate(request: ChatRequest, body: bytes) -> ProviderResult:
+    try:
+        answer = GENERATE.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _unreadable("a body that is not a GenerateContentResponse")
+    if answer.error is not None:
+        error = answer.error if isinstance(answer.error, dict) else {"message": str(answer.error)}
+        return ProviderResult(error=status_error(200, error, "Gemini reported an error"))
+    candidates = sorted(answer.candidates or [], key=lambda c: c.index or 0)
+    if candidates:
+        reads = [_Read(c) for c in candidates]
+    elif answer.prompt_feedback is not None and answer.prompt_feedback.block_reason:
+        reads = []
+    else:
+        return _unreadable("no candidates and no block reason")
+    model = answer.model_version or request.model
+    usage = usage_from(answer.usage_metadata)
+    if request.endpoint == "completions":
+        choices = [
+            {"text": r.text or "", "index": r.index, "logprobs": None, "finish_reason": r.finish}
+            for r in reads
+        ] or [_blocked_choice("completions")]
+        completion: dict[str, Any] = {
+            "id": "cmpl-" + answer.response_id if answer.response_id else completion_id("cmpl-"),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": choices,
+        }
+        if usage is not None:
+            completion["usage"] = usage_object(usage)
+        return ProviderResult(body=msgspec.json.encode(completion))
+    return ProviderResult(
+        body=chat_completion(
+            model=model,
+            choices=[_chat_choice(r) for r in reads] or [_blocked_choice("chat")],
+            usage=usage,
+            response_id="chatcmpl-" + answer.response_id if answer.response_id else None,
+        )
+    )
+
+
+def _embeddings(request: ChatRequest, body: bytes) -> ProviderResult:
+    try:
+        answer = _EMBED.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _unreadable("a body that is not a BatchEmbedContentsResponse")
+    typed = request.typed
+    expected = None
+    if isinstance(typed, EmbeddingRequest):
+        expected = 1 if isinstance(typed.input, str) else len(typed.input)
+    embeddings = answer.embeddings or []
+    if expected is not None and len(embeddings) != expected:
+        return _unreadable(f"{len(embeddings)} embeddings for {expected} inputs")
+    as_base64 = isinstance(typed, EmbeddingRequest) and typed.encoding_format == "base64"
+    data = []
+    for i, item in enumerate(embeddings):
+        values: Any = item.values
+        if as_base64:
+            try:
+                values = base64.b64encode(struct.pack(f"<{len(item.values)}f", *item.values)).decode()
+            except (OverflowError, struct.error):
+                return _unreadable("an embedding value out of float32 range")
+        data.append({"object": "embedding", "index": i, "embedding": values})
+    return ProviderResult(
+        body=msgspec.json.encode(
+            {
+                "object": "list",
+                "data": data,
+                "model": request.model,
+                "usage": {"prompt_tokens": 0, "total_tokens": 0},
+            }
+        )
+    )
+
+
+def translate_response(request: ChatRequest, response: UpstreamResponse) -> ProviderResult:
+    """Read one complete Gemini answer: translate a success, classify an error."""
+    if not 200 <= response.status < 300:
+        return ProviderResult(error=read_error(response.status, response.body))
+    if request.dialect == "gemini":
+        return ProviderResult(body=response.body, dialect="gemini")
+    if request.endpoint == "embeddings":
+        return _embeddings(request, response.body)
+    return _generate(request, response.body)
+
+
+def parse_usage(request: ChatRequest, body: bytes) -> Usage | None:
+    """Usage of a successful non-stream answer; embeddings report none upstream (zeros)."""
+    if request.endpoint == "embeddings":
+        return Usage()
+    try:
+        answer = _USAGE_ONLY.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return usage_from(answer.usage_metadata)
