@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from truckllm.testing.fakes import (
     FakeAnthropic,
     Fault,

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from truckllm.testing.fakes import FakeGemini, Fault, Reply, ToolCall, parse_sse
 
 HEADERS = {"x-goog-api-key": "k1"}

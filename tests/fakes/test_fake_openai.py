@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from truckllm.testing.fakes import FakeOpenAI, Fault, Reply, ToolCall, parse_sse, sse_frames
 
 AUTH = {"Authorization": "Bearer k1"}
