@@ -168,7 +168,7 @@ def transform_request(
 
 @hookspec(firstresult=True)
 def transform_response(
-    provider: Provider, request: ChatRequest, response: UpstreamResponse
+    provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
 ) -> ProviderResult | None:
     """Once per non-stream attempt (and per stream attempt that failed before streaming).
 
@@ -179,6 +179,7 @@ def transform_response(
     :param provider: the provider the attempt went to.
     :param request: the client's request.
     :param response: status, lower-case headers and the whole body.
+    :param model: the deployment's upstream model name (for answers that do not name it).
     :returns: the result, or ``None`` if ``provider.type`` is not yours.
 
     First non-None result wins.
@@ -189,13 +190,14 @@ def transform_response(
 
 @hookspec(firstresult=True)
 def transform_stream(
-    provider: Provider, request: ChatRequest, response: UpstreamResponse
+    provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
 ) -> StreamTranslator | None:
     """Once per stream attempt whose upstream answered 2xx: make the stream's translator.
 
     :param provider: the provider the attempt went to.
     :param request: the client's request.
     :param response: status and headers; ``body`` is empty (the stream follows).
+    :param model: the deployment's upstream model name (for streams that do not name it).
     :returns: a fresh :class:`~truckllm.types.StreamTranslator`, or ``None`` if not yours.
 
     First non-None result wins.

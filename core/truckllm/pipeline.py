@@ -490,7 +490,9 @@ class _Pipeline:
 
     def _finish_whole(self, response: UpstreamResponse, attempt: _Attempt) -> Outcome:
         cand = attempt.candidate
-        result = self.hook.transform_response(provider=cand.provider, request=self.request, response=response)
+        result = self.hook.transform_response(
+            provider=cand.provider, request=self.request, response=response, model=cand.deployment.model
+        )
         if result is None:
             raise _Failed(
                 UpstreamError(status=502, kind="plugin", message="no plugin read the upstream answer")
@@ -514,7 +516,7 @@ class _Pipeline:
     ) -> Outcome:
         cand = attempt.candidate
         translator: StreamTranslator | None = self.hook.transform_stream(
-            provider=cand.provider, request=self.request, response=head
+            provider=cand.provider, request=self.request, response=head, model=cand.deployment.model
         )
         if translator is None:
             raise _Failed(UpstreamError(status=502, kind="plugin", message="no plugin reads this stream"))
