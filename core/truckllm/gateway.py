@@ -37,6 +37,7 @@ from truckllm.netguard import GuardedResolver, NetPolicy
 from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm.runtime import Runtime, build_runtime
 from truckllm.store import CooldownMark
+from truckllm.view import GatewayView
 
 __all__ = ["Gateway", "RetryBudget"]
 
@@ -127,6 +128,7 @@ class Gateway:
         self._sync_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self.watch_interval = watch_interval
+        self.view = GatewayView(self)
         self.runtime: Runtime = self._build(config_text)
 
     # --- config ---------------------------------------------------------------------------------
@@ -170,9 +172,9 @@ class Gateway:
             if logger_signature(runtime.config) != logger_signature(old.config):
                 self.loggers = build_loggers(runtime.host, runtime.config)
                 for _, instance in self.loggers:
-                    self._spawn(call_method(instance, "startup", app=self))
+                    self._spawn(call_method(instance, "startup", app=self.view))
                 for _, instance in old_loggers:
-                    self._spawn(call_method(instance, "shutdown", app=self))
+                    self._spawn(call_method(instance, "shutdown", app=self.view))
             attach(runtime.host, self.store, self.loggers)
         self.runtime = runtime
         self.reloads_ok += 1
@@ -280,7 +282,7 @@ class Gateway:
             await self.store.start()
         self.loggers = build_loggers(self.runtime.host, self.runtime.config)
         attach(self.runtime.host, self.store, self.loggers)
-        failures = await call_each(self.runtime.host, "startup", app=self)
+        failures = await call_each(self.runtime.host, "startup", app=self.view)
         if failures:
             name, exc = failures[0]
             await self.background.stop()
@@ -312,7 +314,7 @@ class Gateway:
                     await task
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await call_each(self.runtime.host, "shutdown", app=self)
+        await call_each(self.runtime.host, "shutdown", app=self.view)
         if self.store is not None:
             try:
                 await self.store.close()

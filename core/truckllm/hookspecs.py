@@ -270,7 +270,7 @@ def render_metrics() -> bytes | None:
 def startup(app: Any) -> Awaitable[None] | None:
     """Once when the gateway starts serving (in the ASGI lifespan), after stores and loggers.
 
-    :param app: the :class:`truckllm.gateway.Gateway`.
+    :param app: a :class:`truckllm.view.GatewayView`: live state, never a secret.
     :returns: ``None``, or an awaitable the kernel awaits.
 
     .. versionadded:: 0.1
@@ -281,7 +281,7 @@ def startup(app: Any) -> Awaitable[None] | None:
 def shutdown(app: Any) -> Awaitable[None] | None:
     """Once when the gateway stops, after in-flight requests drained: flush and close.
 
-    :param app: the :class:`truckllm.gateway.Gateway`.
+    :param app: a :class:`truckllm.view.GatewayView`: live state, never a secret.
     :returns: ``None``, or an awaitable the kernel awaits.
 
     .. versionadded:: 0.1

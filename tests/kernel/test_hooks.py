@@ -254,6 +254,7 @@ class Recorder:
     @hookimpl
     def startup(self, app: Any) -> None:
         self.started = True
+        self.app = app
 
     @hookimpl
     async def shutdown(self, app: Any) -> None:
@@ -318,7 +319,12 @@ def test_hook_render_metrics() -> None:
 def test_hook_startup() -> None:
     Recorder.instances.clear()
     with GatewayServer(config(extra="loggers: [recorder]\n"), extra_plugins=(Echo(), LoggerPlugin())):
-        assert Recorder.instances[0].started
+        rec = Recorder.instances[0]
+        assert rec.started
+        app = rec.app  # a read-only view: live state, and no way to the config's secrets
+        assert app.runtime.version == 1 and set(app.runtime.aliases) == {"m"} and app.in_flight == 0
+        for hidden in ("config", "secrets", "store", "source", "reload"):
+            assert not hasattr(app, hidden) and not hasattr(app.runtime, hidden)
 
 
 def test_hook_shutdown() -> None:
