@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import aiohttp
 import httpx2 as httpx
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
@@ -71,7 +72,9 @@ def fake() -> Iterator[FakeOpenAI]:
 
 def test_no_secret_in_any_answer_log_or_record(fake: FakeOpenAI, tmp_path: Path) -> None:
     logs = io.StringIO()
-    sink = logger.add(logs, level="DEBUG", format="{message} {extra} {exception}", backtrace=True, diagnose=True)
+    sink = logger.add(
+        logs, level="DEBUG", format="{message} {extra} {exception}", backtrace=True, diagnose=True
+    )
     collector = Collector()
     auth = {"authorization": f"Bearer {GATEWAY_KEY}"}
     admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -79,16 +82,35 @@ def test_no_secret_in_any_answer_log_or_record(fake: FakeOpenAI, tmp_path: Path)
     try:
         with GatewayServer(config(fake.base_url), extra_plugins=(collector,)) as gw:
             chat = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
-            fake.inject(Fault(status=401, key=PROVIDER_KEY))  # the fake echoes part of the key, as OpenAI does
+            fake.inject(
+                Fault(status=401, key=PROVIDER_KEY)
+            )  # the fake echoes part of the key, as OpenAI does
             fake.inject(Fault(status=500, key=SPARE_KEY))
-            for body, headers in [(chat, auth), (chat, auth), ({**chat, "stream": True}, auth), (chat, {}),
-                                  (chat, {"authorization": f"Bearer {GATEWAY_KEY}x"}), ({"model": 5}, auth)]:
+            for body, headers in [
+                (chat, auth),
+                (chat, auth),
+                ({**chat, "stream": True}, auth),
+                (chat, {}),
+                (chat, {"authorization": f"Bearer {GATEWAY_KEY}x"}),
+                ({"model": 5}, auth),
+            ]:
                 response = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=headers)
                 answers.append(response.text + json.dumps(dict(response.headers)))
-            for path in ("/admin/v1/config", "/admin/v1/providers", "/admin/v1/plugins", "/admin/v1/keys",
-                         "/admin/v1/ready", "/metrics", "/v1/models"):
-                answers.append(httpx.get(gw.url + path, headers={**admin, **(auth if "/v1/models" in path else {})}).text)
-            answers.append(httpx.get(gw.url + "/admin/v1/config", headers={"authorization": "Bearer wrong"}).text)
+            for path in (
+                "/admin/v1/config",
+                "/admin/v1/providers",
+                "/admin/v1/plugins",
+                "/admin/v1/keys",
+                "/admin/v1/ready",
+                "/metrics",
+                "/v1/models",
+            ):
+                answers.append(
+                    httpx.get(gw.url + path, headers={**admin, **(auth if "/v1/models" in path else {})}).text
+                )
+            answers.append(
+                httpx.get(gw.url + "/admin/v1/config", headers={"authorization": "Bearer wrong"}).text
+            )
     finally:
         logger.remove(sink)
     records = "".join(msgspec.json.encode(r).decode() for r in collector.records)
@@ -106,8 +128,9 @@ def test_admin_keys_create_list_revoke(tmp_path: Path, fake: FakeOpenAI) -> None
     path.write_text("# my gateway\n" + config(fake.base_url))
     admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     with GatewayServer(config_path=str(path)) as gw:
-        created = httpx.post(gw.url + "/admin/v1/keys", json={"name": "ci", "models": ["demo"], "rpm": 5},
-                             headers=admin)
+        created = httpx.post(
+            gw.url + "/admin/v1/keys", json={"name": "ci", "models": ["demo"], "rpm": 5}, headers=admin
+        )
         assert created.status_code == 201, created.text
         value = created.json()["key"]
         assert value.startswith("tllm_") and len(value) > 40
@@ -116,11 +139,18 @@ def test_admin_keys_create_list_revoke(tmp_path: Path, fake: FakeOpenAI) -> None
         listed = httpx.get(gw.url + "/admin/v1/keys", headers=admin).json()
         assert [k["name"] for k in listed["keys"]] == ["team", "ci"] and "sha256" not in json.dumps(listed)
         chat = {"model": "demo", "messages": [{"role": "user", "content": "x"}]}
-        ok = httpx.post(gw.url + "/v1/chat/completions", json=chat, headers={"authorization": f"Bearer {value}"})
+        ok = httpx.post(
+            gw.url + "/v1/chat/completions", json=chat, headers={"authorization": f"Bearer {value}"}
+        )
         assert ok.status_code == 200
         assert httpx.post(gw.url + "/admin/v1/keys", json={"name": "ci"}, headers=admin).status_code == 409
-        assert httpx.delete(gw.url + "/admin/v1/keys/ci", headers=admin).json() == {"deleted": True, "name": "ci"}
-        gone = httpx.post(gw.url + "/v1/chat/completions", json=chat, headers={"authorization": f"Bearer {value}"})
+        assert httpx.delete(gw.url + "/admin/v1/keys/ci", headers=admin).json() == {
+            "deleted": True,
+            "name": "ci",
+        }
+        gone = httpx.post(
+            gw.url + "/v1/chat/completions", json=chat, headers={"authorization": f"Bearer {value}"}
+        )
         assert gone.status_code == 401
         assert httpx.delete(gw.url + "/admin/v1/keys/ci", headers=admin).status_code == 404
 
@@ -167,7 +197,9 @@ class InProcess:
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.gateway.start())
 
-    def post(self, path: str, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> tuple[int, bytes]:
+    def post(
+        self, path: str, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> tuple[int, bytes]:
         return self.loop.run_until_complete(self._call(path, body, headers or []))
 
     async def _call(self, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
@@ -183,9 +215,20 @@ class InProcess:
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
-                 "headers": [(b"content-type", b"application/json"), *headers], "asgi": {"version": "3.0"},
-                 "http_version": "1.1", "scheme": "http", "server": ("t", 80), "client": ("c", 1), "root_path": ""}
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), *headers],
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "scheme": "http",
+            "server": ("t", 80),
+            "client": ("c", 1),
+            "root_path": "",
+        }
         await self.app(scope, receive, send)
         status = next(m["status"] for m in sent if m["type"] == "http.response.start")
         return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -204,22 +247,40 @@ def inproc() -> Iterator[InProcess]:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=20,
 )
 message = st.fixed_dictionaries(
     {"role": st.sampled_from(["user", "system", "assistant", "tool", "developer", "wizard", 3])},
-    optional={"content": json_values, "tool_calls": json_values, "tool_call_id": json_values, "name": json_values},
+    optional={
+        "content": json_values,
+        "tool_calls": json_values,
+        "tool_call_id": json_values,
+        "name": json_values,
+    },
 )
 chat_body = st.fixed_dictionaries(
     {"model": st.sampled_from(["demo", "nope", "", 7])},
-    optional={"messages": st.lists(message, max_size=4) | json_values, "stream": json_values,
-              "temperature": json_values, "tools": json_values, "max_tokens": json_values,
-              "stream_options": json_values, "n": json_values, "stop": json_values},
+    optional={
+        "messages": st.lists(message, max_size=4) | json_values,
+        "stream": json_values,
+        "temperature": json_values,
+        "tools": json_values,
+        "max_tokens": json_values,
+        "stream_options": json_values,
+        "n": json_values,
+        "stop": json_values,
+    },
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(body=chat_body)
 def test_any_chat_body_gets_a_2xx_or_a_clean_4xx(inproc: InProcess, body: dict[str, Any]) -> None:
     status, answer = inproc.post("/v1/chat/completions", json.dumps(body).encode())
@@ -229,8 +290,15 @@ def test_any_chat_body_gets_a_2xx_or_a_clean_4xx(inproc: InProcess, body: dict[s
         assert set(error) == {"message", "type", "param", "code"} and error["message"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(raw=st.binary(max_size=300))
+@example(raw=b'{"model": "demo", "messages": [{"role": "user", "content": "\xff"}]}')  # broke: 500 (UTF-8)
+@example(raw=b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 99999999999999999999999}')
+@example(raw=b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "stream_options": {}}')
 def test_any_bytes_get_a_clean_4xx(inproc: InProcess, raw: bytes) -> None:
     for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/completions"):
         status, answer = inproc.post(path, raw)
@@ -241,16 +309,31 @@ def test_any_bytes_get_a_clean_4xx(inproc: InProcess, raw: bytes) -> None:
     ("body", "param"),
     [
         (b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1e400}', None),
-        (b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 99999999999999999999999}', "max_tokens"),
+        (
+            b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "max_tokens": 99999999999999999999999}',
+            "max_tokens",
+        ),
         (b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "n": -1}', "n"),
         (b'{"model": "demo", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}", None),
         (b'{"model": "demo", "model": "demo", "messages": [{"role": "user"}]}', "messages[0].content"),
         (b'{"model": "demo", "messages": [{"role": "tool", "content": "x"}]}', "messages[0].tool_call_id"),
-        (b'{"model": "demo", "messages": [{"role": "user", "content": [{"type": "video", "url": "x"}]}]}', None),
-        (b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "bad name!"}}]}', "tools[0].function.name"),
-        (b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}', "stop"),
-        (b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', "temperature"),
-        ('{"model": "demo", "messages": [{"role": "user", "content": "\\ud800"}]}'.encode(), None),
+        (
+            b'{"model": "demo", "messages": [{"role": "user", "content": [{"type": "video", "url": "x"}]}]}',
+            None,
+        ),
+        (
+            b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "bad name!"}}]}',
+            "tools[0].function.name",
+        ),
+        (
+            b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}',
+            "stop",
+        ),
+        (
+            b'{"model": "demo", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}',
+            "temperature",
+        ),
+        (b'{"model": "demo", "messages": [{"role": "user", "content": "\\ud800"}]}', None),
     ],
 )
 def test_malformed_requests_get_a_useful_400(inproc: InProcess, body: bytes, param: str | None) -> None:
@@ -259,5 +342,35 @@ def test_malformed_requests_get_a_useful_400(inproc: InProcess, body: bytes, par
     error = json.loads(answer)["error"]
     if param is not None:
         assert error["param"] == param, error
-    ok, _ = inproc.post("/v1/chat/completions", b'{"model": "demo", "messages": [{"role": "user", "content": "x"}]}')
+    ok, _ = inproc.post(
+        "/v1/chat/completions", b'{"model": "demo", "messages": [{"role": "user", "content": "x"}]}'
+    )
     assert ok == 200  # and the gateway keeps serving
+
+
+def test_slowloris_headers_are_cut_at_the_header_timeout(fake: FakeOpenAI) -> None:
+    import socket
+    import time
+
+    with GatewayServer(
+        config(fake.base_url, "").replace("server: {", "server: {keep_alive_timeout: 1s, ")
+    ) as gw:
+        sock = socket.create_connection(("127.0.0.1", gw.port))
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        closed_after = None
+        try:
+            for _ in range(40):  # one header byte every 0.1 s, never finishing the headers
+                time.sleep(0.1)
+                sock.sendall(b"X")
+        except OSError:
+            closed_after = time.monotonic() - started
+        finally:
+            sock.close()
+        assert closed_after is not None and closed_after < 2.5
+        ok = httpx.post(
+            gw.url + "/v1/chat/completions",
+            json={"model": "demo", "messages": [{"role": "user", "content": "x"}]},
+            headers={"authorization": f"Bearer {GATEWAY_KEY}"},
+        )
+        assert ok.status_code == 200  # legitimate traffic is served meanwhile

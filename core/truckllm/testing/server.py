@@ -21,10 +21,10 @@ from types import TracebackType
 from typing import Any
 
 from hypercorn.asyncio import serve
-from hypercorn.config import Config as HypercornConfig
 
 from truckllm.app import create_app
 from truckllm.gateway import Gateway
+from truckllm.server import hypercorn_config
 
 __all__ = ["GatewayServer"]
 
@@ -98,12 +98,12 @@ class GatewayServer:
     async def _serve(self) -> None:
         assert self.gateway is not None
         self._stop = asyncio.Event()
-        hc = HypercornConfig()
+        hc = hypercorn_config(self.gateway.runtime.config, workers=1)
         hc.bind = [f"fd://{self._sock.fileno()}"]
         hc.graceful_timeout = self.graceful_timeout
         hc.accesslog = None
         hc.errorlog = None
-        hc.keep_alive_timeout = 30
+        hc.worker_class = "asyncio"
         app = create_app(self.gateway)
         asyncio.get_running_loop().call_later(0.05, self._probe)
         await serve(app, hc, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from truckllm.errors import UnsupportedRequest, UpstreamFailure
 from truckllm.schemas.openai import ChatCompletionRequest
 
 SETTINGS = settings(
-    max_examples=int(os.environ.get("TRUCKLLM_HYPOTHESIS_EXAMPLES", "100")),
+    max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "100")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

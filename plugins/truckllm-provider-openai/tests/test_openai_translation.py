@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import msgspec
 import pytest
@@ -239,7 +240,7 @@ def test_usage_chunk_is_read_and_dropped_unless_asked() -> None:
     assert run(STREAM, [], True) == STREAM
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "200")), deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=8), st.booleans())
 def test_any_split_gives_the_same_frames(cuts: list[int], include_usage: bool) -> None:
     assert run(STREAM, cuts, include_usage) == run(STREAM, [], include_usage)
@@ -267,7 +268,7 @@ def test_mid_stream_error_and_missing_done_raise() -> None:
         cut.close()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "300")), deadline=None)
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes_never_crash_the_translator(data: bytes) -> None:
     translator = OpenAIStream(True, None)
