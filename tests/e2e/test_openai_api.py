@@ -416,3 +416,18 @@ def test_provider_slash_model_follows_the_key_allow_list(fake: FakeOpenAI) -> No
         allowed = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-a-value-123"})
         denied = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-b-value-123"})
     assert allowed.status_code == 200 and denied.status_code == 403
+
+
+def test_limited_key_receives_nothing_for_its_whole_retry_after(fake: FakeOpenAI) -> None:
+    """Issue 4's end-to-end check, on the gateway's injected clock: 30 s of cooldown, to the second."""
+    now = [5000.0]
+    with GatewayServer(gateway_config(fake.base_url), gateway_kwargs={"clock": lambda: now[0]}) as gw:
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
+        fake.inject(Fault(status=429, retry_after=30, key=KEYS[0]))
+        for step in range(30):  # one request per simulated second, for 29.5 s
+            client.chat.completions.create(model="strict", messages=[{"role": "user", "content": "x"}])
+            now[0] += 29.5 / 30 if step < 29 else 0
+        assert [r.api_key for r in fake.requests].count(KEYS[0]) == 1  # only the request that got the 429
+        now[0] = 5000.0 + 30.5
+        client.chat.completions.create(model="strict", messages=[{"role": "user", "content": "x"}])
+        assert fake.requests[-1].api_key == KEYS[0]  # back after its cooldown
