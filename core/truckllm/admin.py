@@ -20,6 +20,7 @@ from truckllm.auth import bearer, hash_key
 from truckllm.config.edit import add_gateway_key, remove_gateway_key
 from truckllm.errors import ConfigError, GatewayError
 from truckllm.gateway import Gateway
+from truckllm.localstate import StoreUnavailable
 from truckllm.openai_api import OPENAI
 from truckllm.plugins import list_plugins
 from truckllm.redact import redacted_config
@@ -325,7 +326,12 @@ def admin_routes(gateway: Gateway) -> list[Route]:
             alias=params.get("alias"),
             provider=params.get("provider"),
         )
-        report = await gateway.store.usage(query)
+        try:
+            report = await gateway.store.usage(query)
+        except StoreUnavailable as exc:
+            raise GatewayError(
+                503, f"Usage is unavailable: {exc}", type="server_error", headers={"retry-after": "1"}
+            ) from None
         return JSON(msgspec.to_builtins(report))
 
     async def metrics(request: Request) -> Response:

@@ -95,6 +95,14 @@ async def admit(
         return None
     if decision.allowed:
         return reservation
+    if decision.degraded and decision.kind == "budget":
+        raise GatewayError(
+            503,
+            "Spend limits cannot be checked right now (the shared store is unreachable); retry shortly.",
+            type="api_error",
+            code="store_unavailable",
+            headers={"retry-after": "1"},
+        )
     if decision.kind == "budget":
         raise GatewayError(
             429,

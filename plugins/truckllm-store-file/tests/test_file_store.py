@@ -1,0 +1,160 @@
+"""The file store: durable state across restarts, periodic flushes, shared files."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from truckllm_store_file import FileStore
+
+from truckllm.store import Admission, BudgetCheck, CooldownMark, RateCheck, Settlement, UsageQuery
+from truckllm.testing.store_conformance import (
+    FakeClock,
+    StoreConformance,
+    StoreHarness,
+    make_records,
+    sum_records,
+)
+
+
+async def _open(path: Path, clock: FakeClock, flush_interval: float = 3600) -> FileStore:
+    store = FileStore(FileStore.Options(path=str(path), flush_interval=flush_interval), clock=clock)
+    await store.start()
+    return store
+
+
+class TestFileStoreConformance(StoreConformance):
+    @pytest.fixture
+    async def store_harness(self, tmp_path: Path) -> AsyncIterator[StoreHarness]:
+        clock = FakeClock()
+
+        async def reopen() -> FileStore:
+            return await _open(tmp_path / "state.db", clock)
+
+        harness = StoreHarness(await reopen(), clock=clock, reopen=reopen)
+        yield harness
+        await harness.store.close()
+
+
+async def test_restart_keeps_usage_budgets_rates_and_cooldowns(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    store = await _open(path, clock)
+    rpm = RateCheck(key="gk:team-a:rpm", rate=2, period=60.0)
+    budget = BudgetCheck(key="gk:team-a:budget", limit=10.0, period="month", amount=4.0)
+    assert (await store.admit(Admission(request_id="r1", rates=(rpm,), budgets=(budget,)))).allowed
+    assert (await store.admit(Admission(request_id="r2", rates=(rpm,)))).allowed
+    await store.settle(Settlement(request_id="r1", budget_adjust={budget.key: ("month", 2.0)}))  # cost 6
+    await store.mark_cooldown(
+        CooldownMark(provider="openai", key="oa-main", until=clock() + 30, reason="429")
+    )
+    records = make_records(n=25)
+    for record in records:
+        store.store_usage(record)
+    before = await store.admit(Admission(request_id="r3", rates=(rpm,)))
+    assert not before.allowed
+    await store.close()
+
+    clock.advance(5)
+    store = await _open(path, clock)
+    try:
+        after = await store.admit(Admission(request_id="r4", rates=(rpm,)))
+        assert not after.allowed and after.retry_after == pytest.approx(before.retry_after - 5)
+        spend = BudgetCheck(key=budget.key, limit=10.0, period="month", amount=4.5)
+        assert not (await store.admit(Admission(request_id="r5", budgets=(spend,)))).allowed
+        spend = BudgetCheck(key=budget.key, limit=10.0, period="month", amount=4.0)
+        assert (await store.admit(Admission(request_id="r6", budgets=(spend,)))).allowed
+        marks = await store.cooldowns()
+        assert [(m.provider, m.key, m.reason) for m in marks] == [("openai", "oa-main", "429")]
+        assert marks[0].until == pytest.approx(clock() + 25)
+        total = (await store.usage(UsageQuery())).total
+        want = sum_records(records)[()]
+        assert (total.requests, total.errors, total.prompt_tokens) == (
+            want.requests,
+            want.errors,
+            want.prompt_tokens,
+        )
+        assert total.cost_usd == pytest.approx(want.cost_usd)
+    finally:
+        await store.close()
+
+
+async def test_periodic_flush_writes_without_close(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    store = await _open(path, clock, flush_interval=0.05)
+    try:
+        for record in make_records(n=5):
+            store.store_usage(record)
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            with sqlite3.connect(path) as db:
+                (count,) = db.execute("SELECT COALESCE(SUM(requests), 0) FROM usage").fetchone()
+            if count == 5:
+                break
+        assert count == 5
+        assert (await store.ready())["ok"] is True
+    finally:
+        await store.close()
+
+
+async def test_unsettled_reservations_count_as_spent_after_close(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    store = await _open(path, clock)
+    budget = BudgetCheck(key="k", limit=5.0, period="total", amount=3.0)
+    assert (await store.admit(Admission(request_id="never-settled", budgets=(budget,)))).allowed
+    await store.close()
+    store = await _open(path, clock)
+    try:
+        assert not (await store.admit(Admission(request_id="x", budgets=(budget,)))).allowed
+        small = BudgetCheck(key="k", limit=5.0, period="total", amount=2.0)
+        assert (await store.admit(Admission(request_id="y", budgets=(small,)))).allowed
+    finally:
+        await store.close()
+
+
+async def test_processes_sharing_a_file_add_their_usage(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    one, two = await _open(path, clock), await _open(path, clock)
+    records = make_records(n=30)
+    for i, record in enumerate(records):
+        (one if i % 2 else two).store_usage(record)
+    await one.settle(Settlement(request_id="a", budget_adjust={"k": ("total", 1.5)}))
+    await two.settle(Settlement(request_id="b", budget_adjust={"k": ("total", 2.5)}))
+    await one.close()
+    await two.close()
+    store = await _open(path, clock)
+    try:
+        assert (await store.usage(UsageQuery())).total.requests == 30
+        assert not (
+            await store.admit(
+                Admission(
+                    request_id="c", budgets=(BudgetCheck(key="k", limit=5.0, period="total", amount=1.5),)
+                )
+            )
+        ).allowed
+        assert (
+            await store.admit(
+                Admission(
+                    request_id="d", budgets=(BudgetCheck(key="k", limit=5.0, period="total", amount=1.0),)
+                )
+            )
+        ).allowed
+    finally:
+        await store.close()
+
+
+async def test_ready_names_the_file_and_a_missing_directory_fails_start(tmp_path: Path) -> None:
+    store = await _open(tmp_path / "state.db", FakeClock())
+    details = await store.ready()
+    await store.close()
+    assert details == {"ok": True, "store": "file", "path": str(tmp_path / "state.db")}
+    broken = FileStore(FileStore.Options(path=str(tmp_path / "missing" / "state.db")))
+    with pytest.raises(sqlite3.OperationalError):
+        await broken.start()
+    await broken.close()

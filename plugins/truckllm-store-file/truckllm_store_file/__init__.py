@@ -1,0 +1,330 @@
+"""TruckLLM store plugin ``file``: the memory store plus durable state in one SQLite file.
+
+Every decision is made in memory (a :class:`~truckllm.localstate.LocalState`), exactly as by the
+memory store; a background task writes what changed to SQLite every ``flush_interval`` (in a
+thread, off the event loop) and :meth:`FileStore.close` writes the rest. A restart reads back
+usage, budget spend per window, rate-limit state and cooldowns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+from loguru import logger
+
+from truckllm import hookimpl
+from truckllm.config.durations import Duration
+from truckllm.localstate import GROUP_FIELDS, BudgetState, Clock, LocalState, RateState, UsageBuckets
+from truckllm.store import (
+    Admission,
+    CooldownMark,
+    Decision,
+    Settlement,
+    UsageQuery,
+    UsageReport,
+    UsageRow,
+)
+from truckllm.types import RequestRecord
+
+__all__ = ["SCHEMA_VERSION", "TRUCKLLM_API", "FileStore", "register_stores"]
+
+TRUCKLLM_API = 1
+SCHEMA_VERSION = 1
+"""The file's layout version (``meta.schema_version``)."""
+
+_COUNTERS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage (
+    {", ".join(f"{g} TEXT NOT NULL" for g in GROUP_FIELDS)},
+    requests INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY ({", ".join(GROUP_FIELDS)})
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS budgets (
+    key TEXT NOT NULL, budget_window TEXT NOT NULL, spent REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (key, budget_window)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rates (
+    key TEXT PRIMARY KEY, tat REAL NOT NULL, interval REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cooldowns (
+    provider TEXT NOT NULL, key TEXT NOT NULL, until REAL NOT NULL, reason TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (provider, key)
+) WITHOUT ROWID;
+"""
+
+_UPSERT_USAGE = (
+    f"INSERT INTO usage ({', '.join(GROUP_FIELDS + _COUNTERS)}) "
+    f"VALUES ({', '.join('?' * (len(GROUP_FIELDS) + len(_COUNTERS)))}) "
+    f"ON CONFLICT ({', '.join(GROUP_FIELDS)}) DO UPDATE SET "
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTERS)
+)
+_UPSERT_SPENT = (
+    "INSERT INTO budgets (key, budget_window, spent) VALUES (?, ?, ?) "
+    "ON CONFLICT (key, budget_window) DO UPDATE SET spent = spent + excluded.spent"
+)
+_UPSERT_COOLDOWN = (
+    "INSERT INTO cooldowns (provider, key, until, reason) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (provider, key) DO UPDATE SET until = excluded.until, reason = excluded.reason "
+    "WHERE excluded.until > cooldowns.until"
+)
+
+
+class _Loaded(msgspec.Struct):
+    rates: list[RateState]
+    budgets: list[BudgetState]
+    cooldowns: list[CooldownMark]
+    usage: list[UsageRow]
+
+
+class _Batch(msgspec.Struct):
+    now: float
+    usage: list[UsageRow]
+    spent: dict[tuple[str, str], float]
+    rates: list[RateState]
+    cooldowns: list[CooldownMark]
+
+
+class FileStore:
+    """``type: file``: in-memory decisions, persisted to SQLite off the hot path.
+
+    Several processes may share one file: usage and budget spend are written as increments, so
+    none is lost, but each process decides from what it read at start plus its own traffic
+    (use the ``redis`` store for limits and budgets shared live).
+
+    :param options: the ``store:`` section.
+    :param clock: unix time (tests inject a fake clock).
+    """
+
+    name = "file"
+
+    class Options(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+        """``store:`` options of ``type: file``.
+
+        :ivar path: the SQLite file (created if missing; its directory must exist).
+        :ivar flush_interval: how often changes are written.
+        """
+
+        path: str = "./truckllm-state.db"
+        flush_interval: Duration = Duration(1.0)
+
+    def __init__(self, options: FileStore.Options | None = None, *, clock: Clock = time.time) -> None:
+        self.options = options or FileStore.Options()
+        self.path = os.path.expanduser(self.options.path)
+        self.state = LocalState(clock)
+        self._pending = UsageBuckets()
+        self._flushed_spent: dict[tuple[str, str], float] = {}
+        self._db: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._last_error: str | None = None
+        self._last_flush: float | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open (or create) the file, read the state back and start the flush task."""
+        self._db = await asyncio.to_thread(self._open)
+        loaded = await asyncio.to_thread(self._load, self._db, self.state.clock())
+        self.state.restore(
+            rates=loaded.rates, budgets=loaded.budgets, cooldowns=loaded.cooldowns, usage=loaded.usage
+        )
+        self._flushed_spent = {(b.key, b.window): b.spent for b in loaded.budgets}
+        self._task = asyncio.get_running_loop().create_task(self._flush_loop(), name="truckllm-store-file")
+
+    async def close(self) -> None:
+        """Stop the flush task, count unsettled reservations as spent, write everything, close."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._db is None:
+            return
+        self.state.commit_reservations()
+        try:
+            await self.flush()
+        finally:
+            db, self._db = self._db, None
+            await asyncio.to_thread(db.close)
+
+    async def flush(self) -> None:
+        """Write every change since the last flush (one SQLite transaction)."""
+        async with self._lock:
+            db = self._db
+            if db is None:
+                return
+            batch = self._batch()
+            try:
+                await asyncio.to_thread(self._write, db, batch)
+            except Exception as exc:
+                for row in batch.usage:  # keep them for the next flush
+                    self._pending.add_row(row)
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                raise
+            for slot, delta in batch.spent.items():
+                self._flushed_spent[slot] = self._flushed_spent.get(slot, 0.0) + delta
+            self._last_error = None
+            self._last_flush = batch.now
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.flush_interval)
+            try:
+                await self.flush()
+            except Exception as exc:
+                logger.bind(plugin="store-file").error("cannot write {}: {}", self.path, exc)
+
+    # --- SQLite (runs in a worker thread) -------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has schema version {row[0]}; this plugin reads {SCHEMA_VERSION}"
+                )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _load(db: sqlite3.Connection, now: float) -> _Loaded:
+        rates = [
+            RateState(key=k, tat=t, interval=i)
+            for k, t, i in db.execute("SELECT key, tat, interval FROM rates")
+        ]
+        budgets = [
+            BudgetState(key=k, window=w, spent=s)
+            for k, w, s in db.execute("SELECT key, budget_window, spent FROM budgets")
+        ]
+        cooldowns = [
+            CooldownMark(provider=p, key=k, until=u, reason=r)
+            for p, k, u, r in db.execute(
+                "SELECT provider, key, until, reason FROM cooldowns WHERE until > ?", (now,)
+            )
+        ]
+        n = len(GROUP_FIELDS)
+        usage = [
+            UsageRow(
+                group=dict(zip(GROUP_FIELDS, row[:n], strict=True)),
+                **dict(zip(_COUNTERS, row[n:], strict=True)),
+            )
+            for row in db.execute(f"SELECT {', '.join(GROUP_FIELDS + _COUNTERS)} FROM usage")
+        ]
+        return _Loaded(
+            rates=[r for r in rates if r.tat > now], budgets=budgets, cooldowns=cooldowns, usage=usage
+        )
+
+    def _batch(self) -> _Batch:
+        spent: dict[tuple[str, str], float] = {}
+        for budget in self.state.budget_states():
+            slot = (budget.key, budget.window)
+            delta = budget.spent - self._flushed_spent.get(slot, 0.0)
+            if delta:
+                spent[slot] = delta
+        return _Batch(
+            now=self.state.clock(),
+            usage=self._pending.drain(),
+            spent=spent,
+            rates=self.state.rate_states(),
+            cooldowns=self.state.cooldowns(),
+        )
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, batch: _Batch) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                _UPSERT_USAGE,
+                [
+                    [row.group[g] for g in GROUP_FIELDS] + [getattr(row, c) for c in _COUNTERS]
+                    for row in batch.usage
+                ],
+            )
+            db.executemany(_UPSERT_SPENT, [(k, w, d) for (k, w), d in batch.spent.items()])
+            db.execute("DELETE FROM rates")
+            db.executemany(
+                "INSERT INTO rates (key, tat, interval) VALUES (?, ?, ?)",
+                [(r.key, r.tat, r.interval) for r in batch.rates],
+            )
+            db.execute("DELETE FROM cooldowns WHERE until <= ?", (batch.now,))
+            db.executemany(
+                _UPSERT_COOLDOWN, [(m.provider, m.key, m.until, m.reason) for m in batch.cooldowns]
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # --- the store interface (all in memory) ----------------------------------------------------
+
+    async def admit(self, admission: Admission) -> Decision:
+        """Check and consume every rate limit and budget of one request, atomically."""
+        return self.state.admit(admission)
+
+    async def settle(self, settlement: Settlement) -> None:
+        """Apply a request's corrections (persisted at the next flush)."""
+        self.state.settle(settlement)
+
+    async def mark_cooldown(self, mark: CooldownMark) -> None:
+        """Record a cooldown (extends, never shortens)."""
+        self.state.mark_cooldown(mark)
+
+    async def cooldowns(self) -> Sequence[CooldownMark]:
+        """Every cooldown still in force."""
+        return self.state.cooldowns()
+
+    async def usage(self, query: UsageQuery) -> UsageReport:
+        """Aggregated usage (including what is not yet written)."""
+        return self.state.usage(query)
+
+    async def ready(self) -> dict[str, Any]:
+        """Ready when the file is open and the last write succeeded."""
+        ok = self._db is not None and self._last_error is None
+        details: dict[str, Any] = {"ok": ok, "store": self.name, "path": self.path}
+        if self._last_error is not None:
+            details["error"] = self._last_error
+        if self._last_flush is not None:
+            details["last_flush"] = self._last_flush
+        return details
+
+    @hookimpl
+    def store_usage(self, record: RequestRecord) -> None:
+        """Count a finished request (in memory now, in the file at the next flush)."""
+        self.state.record(record)
+        self._pending.add_record(record)
+
+
+@hookimpl
+def register_stores(register: Callable[[str, type], None]) -> None:
+    """Register ``type: file``."""
+    register("file", FileStore)

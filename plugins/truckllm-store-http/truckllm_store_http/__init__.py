@@ -1,0 +1,353 @@
+"""TruckLLM store plugin ``http``: the store interface over a small REST protocol to your own service.
+
+``admit`` is one POST per request (the hot path); settlements, usage records and cooldown marks
+are sent in batches off the hot path. The protocol is documented in this package's README, and
+:class:`truckllm.testing.store_server.StoreServer` serves it over any store. While the service is
+unreachable the store answers from a per-process :class:`~truckllm.localstate.LocalState`
+(``degraded=True``): rate limits per process, budgets denied; batches are kept and resent (with
+the same ``Idempotency-Key``) when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import msgspec
+from loguru import logger
+
+from truckllm import hookimpl
+from truckllm.config.durations import Duration
+from truckllm.localstate import RESERVATION_TTL, Clock, LocalState, Outage, StoreUnavailable, check_admission
+from truckllm.secrets import Secret
+from truckllm.store import (
+    Admission,
+    CooldownMark,
+    Decision,
+    Settlement,
+    UsageQuery,
+    UsageReport,
+)
+from truckllm.types import RequestRecord
+
+__all__ = ["TRUCKLLM_API", "HttpStore", "ServiceError", "register_stores"]
+
+TRUCKLLM_API = 1
+
+_log = logger.bind(plugin="store-http")
+_JSON = {"content-type": "application/json"}
+
+
+class ServiceError(Exception):
+    """The store service answered with an unexpected status."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(f"HTTP {status}: {body[:200].decode(errors='replace')}")
+        self.status = status
+
+    @property
+    def rejected(self) -> bool:
+        """The service refused this request itself (a 4xx other than 401, 403, 404, 408, 429): resending
+        it cannot help, and the service is not down."""
+        return 400 <= self.status < 500 and self.status not in (401, 403, 404, 408, 429)
+
+
+_UNREACHABLE = (aiohttp.ClientError, OSError, TimeoutError, ServiceError, msgspec.DecodeError)
+
+
+@dataclass
+class _Batch:
+    """One write, sent (and resent after a failure) with the same ``Idempotency-Key``."""
+
+    path: str
+    body: bytes
+    items: int
+    key: str
+
+
+class HttpStore:
+    """``type: http``: limits, budgets, cooldowns and usage kept by a service you run.
+
+    :param options: the ``store:`` section.
+    :param clock: unix time for the local fallback.
+    """
+
+    name = "http"
+
+    class Options(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+        """``store:`` options of ``type: http``.
+
+        :ivar url: the service's base URL (``/v1/...`` is appended).
+        :ivar token: sent as ``Authorization: Bearer <token>``.
+        :ivar timeout: the hot-path budget of :meth:`HttpStore.admit`, connection included.
+        :ivar io_timeout: off the hot path: batches, queries, cooldowns, readiness.
+        :ivar flush_interval: how often batches are sent (a lost service: probed every 250 ms).
+        :ivar max_pending: usage records kept while the service is unreachable (oldest dropped).
+        """
+
+        url: str
+        token: Secret | None = None
+        timeout: Duration = Duration(0.1)
+        io_timeout: Duration = Duration(5.0)
+        flush_interval: Duration = Duration(1.0)
+        max_pending: int = 100_000
+
+    def __init__(self, options: HttpStore.Options, *, clock: Clock = time.time) -> None:
+        self.options = options
+        self.base = options.url.rstrip("/")
+        self.clock = clock
+        self.state = LocalState(clock)
+        self.outage = Outage("store-http", f"store service {self.base}", clock)
+        self.dropped = 0
+        self._records: deque[RequestRecord] = deque()
+        self._settlements: list[Settlement] = []
+        self._marks: list[CooldownMark] = []
+        self._queue: list[_Batch] = []
+        self._local_ids: dict[str, float] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP session and probe the service (unreachable: start degraded)."""
+        headers = {"user-agent": "truckllm-store-http/0.1"}
+        if self.options.token is not None:
+            headers["authorization"] = f"Bearer {self.options.token.reveal()}"
+        self._session = aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=100))
+        try:
+            await self._request("GET", "/v1/ready", None, self.options.io_timeout, ok=(200, 503))
+        except _UNREACHABLE as exc:
+            self.outage.failed(exc)
+        self._task = asyncio.get_running_loop().create_task(self._flush_loop(), name="truckllm-store-http")
+
+    async def close(self) -> None:
+        """Stop the flush task, send everything pending (once), close the session."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._session is None:
+            return
+        try:
+            await self.flush(probe=True)
+        except _UNREACHABLE as exc:
+            self.outage.failed(exc)
+        finally:
+            left = self.pending
+            if left:
+                _log.error("closing with the store service unreachable: {} pending writes are lost", left)
+            session, self._session = self._session, None
+            await session.close()
+
+    @property
+    def pending(self) -> int:
+        """Writes not yet acknowledged by the service."""
+        queued = sum(b.items for b in self._queue)
+        return queued + len(self._records) + len(self._settlements) + len(self._marks)
+
+    async def _flush_loop(self) -> None:
+        while True:  # while the service is down, probe at least every 250 ms
+            await asyncio.sleep(
+                min(self.options.flush_interval, 0.25) if self.outage.down else self.options.flush_interval
+            )
+            with contextlib.suppress(*_UNREACHABLE):  # recorded in self.outage
+                await self.flush(probe=True)
+
+    async def flush(self, *, probe: bool = False) -> None:
+        """Send every pending batch, oldest first.
+
+        :param probe: while the service is down, ask ``/v1/ready`` first (else return at once).
+        :raises aiohttp.ClientError: the service did not take a batch (it stays queued).
+        """
+        async with self._flush_lock:
+            if self._session is None:
+                return
+            if self.outage.down:
+                if not probe:
+                    return
+                await self._request("GET", "/v1/ready", None, self.options.io_timeout)
+                self.outage.recovered()
+            self._batch("/v1/settle", self._settlements)
+            self._batch("/v1/usage/records", self._records)
+            self._batch("/v1/cooldowns", self._marks)
+            while self._queue:
+                batch = self._queue[0]
+                try:
+                    await self._request(
+                        "POST", batch.path, batch.body, self.options.io_timeout, key=batch.key, ok=(200, 204)
+                    )
+                except ServiceError as exc:
+                    if not exc.rejected:
+                        raise
+                    _log.error("store service refused {} items to {}: {}", batch.items, batch.path, exc)
+                self._queue.pop(0)
+
+    def _batch(self, path: str, items: list[Any] | deque[Any]) -> None:
+        if items:
+            body = msgspec.json.encode(list(items))
+            self._queue.append(_Batch(path=path, body=body, items=len(items), key=uuid.uuid4().hex))
+            items.clear()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        limit: float,
+        *,
+        key: str | None = None,
+        ok: tuple[int, ...] = (200,),
+    ) -> bytes:
+        session = self._session
+        if session is None:
+            raise ServiceError(0, b"not started")
+        headers = dict(_JSON) if body is not None else {}
+        if key is not None:
+            headers["idempotency-key"] = key
+        try:
+            async with (
+                asyncio.timeout(limit),
+                session.request(method, self.base + path, data=body, headers=headers) as response,
+            ):
+                data = await response.read()
+                if response.status not in ok:
+                    raise ServiceError(response.status, data)
+                return data
+        except _UNREACHABLE as exc:
+            if not (isinstance(exc, ServiceError) and exc.rejected):
+                self.outage.failed(exc, slow=isinstance(exc, TimeoutError))
+            raise
+
+    # --- the hot path: one request ---------------------------------------------------------------
+
+    async def admit(self, admission: Admission) -> Decision:
+        """POST ``/v1/admit``; within ``timeout``, or the local fallback with ``degraded=True``."""
+        if not admission.rates and not admission.budgets:
+            return Decision(allowed=True)
+        check_admission(admission)
+        if self._session is None or self.outage.down:
+            return self._fallback(admission)
+        try:
+            body = msgspec.json.encode(admission)
+            data = await self._request("POST", "/v1/admit", body, self.options.timeout)
+            decision = msgspec.json.decode(data, type=Decision)
+        except _UNREACHABLE:
+            return self._fallback(admission)
+        if self.outage.slow:
+            self.outage.recovered()
+        return decision
+
+    def _fallback(self, admission: Admission) -> Decision:
+        decision = self.state.admit_fallback(admission)
+        if decision.allowed:
+            now = self.clock()
+            self._local_ids[admission.request_id] = now
+            if len(self._local_ids) > 10_000:
+                for rid in [r for r, at in self._local_ids.items() if at < now - RESERVATION_TTL]:
+                    del self._local_ids[rid]
+        return decision
+
+    # --- off the hot path -----------------------------------------------------------------------
+
+    async def settle(self, settlement: Settlement) -> None:
+        """Queue a request's corrections for the next batch (no I/O here)."""
+        if self._local_ids.pop(settlement.request_id, None) is not None:
+            self.state.settle(settlement)
+            return
+        self._settlements.append(settlement)
+
+    async def mark_cooldown(self, mark: CooldownMark) -> None:
+        """POST ``/v1/cooldowns`` now; while the service is down the mark is kept and sent later."""
+        self.state.mark_cooldown(mark)
+        if self._session is None or self.outage.down:
+            self._marks.append(mark)
+            return
+        try:
+            body = msgspec.json.encode([mark])
+            await self._request(
+                "POST", "/v1/cooldowns", body, self.options.io_timeout, key=uuid.uuid4().hex, ok=(200, 204)
+            )
+        except _UNREACHABLE:
+            self._marks.append(mark)
+
+    async def cooldowns(self) -> Sequence[CooldownMark]:
+        """GET ``/v1/cooldowns`` (this process's own marks while the service is unreachable)."""
+        if self._session is None or self.outage.down:
+            return self.state.cooldowns()
+        try:
+            data = await self._request("GET", "/v1/cooldowns", None, self.options.io_timeout)
+        except _UNREACHABLE:
+            return self.state.cooldowns()
+        return msgspec.json.decode(data, type=list[CooldownMark])
+
+    async def usage(self, query: UsageQuery) -> UsageReport:
+        """GET ``/v1/usage``.
+
+        :raises truckllm.localstate.StoreUnavailable: the service is unreachable.
+        """
+        if self._session is None or self.outage.down:
+            raise StoreUnavailable(f"store service {self.base} is unreachable")
+        params: dict[str, str] = {}
+        if query.group_by:
+            params["group_by"] = ",".join(query.group_by)
+        for name in ("since", "until"):
+            value = getattr(query, name)
+            if value is not None:
+                params[name] = repr(float(value))
+        for name in ("key", "alias", "provider"):
+            value = getattr(query, name)
+            if value is not None:
+                params[name] = value
+        path = "/v1/usage" + (f"?{urlencode(params)}" if params else "")
+        try:
+            data = await self._request("GET", path, None, self.options.io_timeout)
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"store service {self.base} is unreachable: {exc}") from exc
+        return msgspec.json.decode(data, type=UsageReport)
+
+    async def ready(self) -> dict[str, Any]:
+        """``{"ok": True, "service": "ok", ...}`` or ``{"ok": False, "service": "unreachable", ...}``."""
+        details: dict[str, Any] = {"store": self.name, "url": self.base, "pending": self.pending}
+        if self.dropped:
+            details["dropped"] = self.dropped
+        try:
+            data = await self._request("GET", "/v1/ready", None, self.options.io_timeout, ok=(200, 503))
+            remote = msgspec.json.decode(data, type=dict[str, Any])
+        except _UNREACHABLE:
+            return {
+                "ok": False,
+                "service": "unreachable",
+                "since": self.outage.since,
+                "error": self.outage.error,
+                **details,
+            }
+        self.outage.recovered()  # the flush task sends what is pending
+        ok = bool(remote.get("ok"))
+        return {"ok": ok, "service": "ok" if ok else "not ready", "remote": remote, **details}
+
+    @hookimpl
+    def store_usage(self, record: RequestRecord) -> None:
+        """Queue a finished request for the next ``/v1/usage/records`` batch."""
+        if len(self._records) >= self.options.max_pending:
+            self._records.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                _log.warning("store service unreachable: {} usage records dropped", self.dropped)
+        self._records.append(record)
+
+
+@hookimpl
+def register_stores(register: Callable[[str, type], None]) -> None:
+    """Register ``type: http``."""
+    register("http", HttpStore)

@@ -1,0 +1,639 @@
+"""TruckLLM store plugin ``redis``: limits, budgets, cooldowns and usage shared through Redis.
+
+Every worker and replica pointed at one Redis shares one view: GCRA rate limits and budget
+reservations are checked and taken by one Lua script per request (one round trip, Redis's own
+clock), settlements and usage are batched off the hot path, cooldowns are extend-only marks.
+While Redis is unreachable the store answers from a per-process
+:class:`~truckllm.localstate.LocalState` (``degraded=True``): rate limits per process (open
+across processes), budgets denied (closed); writes are kept and sent when Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from loguru import logger
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from truckllm import hookimpl
+from truckllm.config.durations import Duration
+from truckllm.localstate import (
+    GROUP_FIELDS,
+    RESERVATION_TTL,
+    Clock,
+    LocalState,
+    Outage,
+    StoreUnavailable,
+    UsageBuckets,
+    check_admission,
+    window_end,
+)
+from truckllm.secrets import Secret
+from truckllm.store import (
+    Admission,
+    CooldownMark,
+    Decision,
+    Period,
+    Settlement,
+    UsageQuery,
+    UsageReport,
+    UsageRow,
+    budget_window,
+)
+from truckllm.types import RequestRecord
+from truckllm_store_redis import scripts
+
+__all__ = ["RATE_KEEP", "TRUCKLLM_API", "RedisStore", "register_stores"]
+
+TRUCKLLM_API = 1
+
+RATE_KEEP = 3600.0
+"""Seconds a rate key outlives a full bucket (so a late settlement still finds its interval)."""
+
+BUDGET_KEEP = 7 * 86400.0
+"""Seconds a budget window's hash outlives the window (late settlements land in it)."""
+
+_INT_COUNTERS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+)
+_UNREACHABLE = (RedisError, OSError, TimeoutError)
+_json = msgspec.json.Encoder()
+_log = logger.bind(plugin="store-redis")
+_group_decoder = msgspec.json.Decoder(list[str])
+
+
+@dataclass
+class _Pending:
+    """Writes waiting for the next flush, merged per key."""
+
+    rates: dict[str, int] = field(default_factory=dict)
+    budgets: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # reserved, spent, expire_at
+    usage: UsageBuckets = field(default_factory=UsageBuckets)
+    cooldowns: list[CooldownMark] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rates) + len(self.budgets) + len(self.usage) + len(self.cooldowns)
+
+    def rate(self, key: str, units: int) -> None:
+        self.rates[key] = self.rates.get(key, 0) + units
+
+    def budget(self, key: str, window: str, expire_at: float, reserved: float, spent: float) -> None:
+        entry = self.budgets.setdefault((key, window), [0.0, 0.0, 0.0])
+        entry[0] += reserved
+        entry[1] += spent
+        entry[2] = max(entry[2], expire_at)
+
+    def merge(self, other: _Pending) -> None:
+        for key, units in other.rates.items():
+            self.rate(key, units)
+        for (key, window), (reserved, spent, expire_at) in other.budgets.items():
+            self.budget(key, window, expire_at, reserved, spent)
+        for row in other.usage.drain():
+            self.usage.add_row(row)
+        self.cooldowns[:0] = other.cooldowns
+
+
+@dataclass
+class _Reservation:
+    created_at: float
+    items: list[tuple[str, str, float, float]] = field(default_factory=list)  # key, window, USD, expire_at
+
+
+class _AdmitPipeline:
+    """Concurrent admits share round trips: what queues while pipelines are in flight goes in the next.
+
+    Each admit is still exactly one EVALSHA, sent once; up to ``inflight`` pipelines are in flight at
+    a time (first come, first sent), so a burst of requests never waits in line for connections.
+    """
+
+    def __init__(self, redis: aioredis.Redis, inflight: int, max_batch: int = 256) -> None:
+        self.redis = redis
+        self.inflight = inflight
+        self.max_batch = max_batch
+        self._queue: list[tuple[list[str], list[float | int], asyncio.Future[Any]]] = []
+        self._active = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, keys: list[str], args: list[float | int]) -> asyncio.Future[Any]:
+        """Queue one admit; the future resolves to the script's reply (or its error)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((keys, args, future))
+        if self._active < self.inflight:
+            self._active += 1
+            task = loop.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return future
+
+    async def close(self) -> None:
+        """Cancel what is in flight (callers get their fallback answers)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = [item for item in self._queue[: self.max_batch] if not item[2].done()]
+                del self._queue[: self.max_batch]
+                if not batch:
+                    continue
+                try:
+                    replies = await self._send(batch)
+                except Exception as exc:
+                    replies = [exc] * len(batch)
+                for (_, _, future), reply in zip(batch, replies, strict=True):
+                    if future.done():  # the caller gave up (timeout)
+                        continue
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        finally:
+            self._active -= 1
+
+    async def _send(self, batch: list[tuple[list[str], list[float | int], asyncio.Future[Any]]]) -> list[Any]:
+        redis = self.redis
+        if len(batch) == 1:
+            keys, args, _ = batch[0]
+            try:
+                return [await redis.evalsha(scripts.ADMIT_SHA, len(keys), *keys, *args)]
+            except NoScriptError:
+                return [await redis.eval(scripts.ADMIT, len(keys), *keys, *args)]
+        async with redis.pipeline(transaction=False) as pipe:
+            for keys, args, _ in batch:
+                pipe.evalsha(scripts.ADMIT_SHA, len(keys), *keys, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # Redis lost its script cache: EVAL caches it again
+            async with redis.pipeline(transaction=False) as pipe:
+                for i in missing:
+                    keys, args, _ = batch[i]
+                    pipe.eval(scripts.ADMIT, len(keys), *keys, *args)
+                again = await pipe.execute(raise_on_error=False)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+
+def _expire_at(period: Period, now: float) -> float:
+    end = window_end(period, now)
+    return 0.0 if end is None else end + BUDGET_KEEP
+
+
+class RedisStore:
+    """``type: redis``: one view of limits, budgets, cooldowns and usage for every process.
+
+    :param options: the ``store:`` section.
+    :param clock: unix time for budget windows and the local fallback (Redis's clock drives GCRA).
+    """
+
+    name = "redis"
+
+    class Options(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+        """``store:`` options of ``type: redis``.
+
+        :ivar addr: ``host:port`` (ignored when ``url`` is set).
+        :ivar url: ``redis://[user:password@]host:port/db`` or ``rediss://`` for TLS; wins over ``addr``.
+        :ivar prefix: prepended to every key.
+        :ivar username: ACL user.
+        :ivar password: the password (a secret: ``${REDIS_PASSWORD}``).
+        :ivar db: the database number.
+        :ivar timeout: the hot-path budget of :meth:`RedisStore.admit`, connection included.
+        :ivar io_timeout: off the hot path: flushes, queries, cooldowns, readiness.
+        :ivar flush_interval: how often settlements and usage are sent (a lost Redis: probed every 250 ms).
+        :ivar max_connections: connection pool size, all opened at start (callers wait for a free one).
+        """
+
+        addr: str = "127.0.0.1:6379"
+        url: str | None = None
+        prefix: str = "truckllm:"
+        username: str | None = None
+        password: Secret | None = None
+        db: int = 0
+        timeout: Duration = Duration(0.05)
+        io_timeout: Duration = Duration(3.0)
+        flush_interval: Duration = Duration(1.0)
+        max_connections: int = 16
+
+    def __init__(self, options: RedisStore.Options | None = None, *, clock: Clock = time.time) -> None:
+        self.options = options or RedisStore.Options()
+        self.clock = clock
+        self.state = LocalState(clock)
+        self.where = self._where()
+        self.outage = Outage("store-redis", f"redis {self.where}", clock)
+        p = self.options.prefix
+        self._limits = f"{p}{{limits}}:"
+        self._days_key = f"{p}{{usage}}:days"
+        self._day_prefix = f"{p}{{usage}}:day:"
+        self._cd_until = f"{p}{{cooldowns}}:until"
+        self._cd_reason = f"{p}{{cooldowns}}:reason"
+        self._pending = _Pending()
+        self._reservations: dict[str, _Reservation] = {}
+        self._local_ids: dict[str, float] = {}
+        self._redis: aioredis.Redis | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self._swept = 0.0
+
+    def _where(self) -> str:
+        if self.options.url is None:
+            return self.options.addr
+        rest = self.options.url.split("://", 1)[-1].rsplit("@", 1)[-1]
+        return rest.split("/", 1)[0].split("?", 1)[0]
+
+    # --- keys (documented in the README) --------------------------------------------------------
+
+    def rate_key(self, key: str) -> str:
+        """``<prefix>{limits}:rate:<key>``: hash ``tat``, ``ei`` (seconds per unit)."""
+        return f"{self._limits}rate:{key}"
+
+    def budget_key(self, key: str, window: str) -> str:
+        """``<prefix>{limits}:budget:<key>:<window>``: hash ``spent``, ``reserved`` (USD)."""
+        return f"{self._limits}budget:{key}:{window}"
+
+    def day_key(self, day: str) -> str:
+        """``<prefix>{usage}:day:<YYYY-MM-DD>``: hash ``<json group>\\t<counter>`` -> total."""
+        return f"{self._day_prefix}{day}"
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def _client(self) -> aioredis.Redis:
+        o = self.options
+        kwargs: dict[str, Any] = {
+            "max_connections": o.max_connections,
+            "timeout": None,  # waiting for a connection is bounded by each call's own timeout
+            "socket_timeout": o.io_timeout,
+            "socket_connect_timeout": o.io_timeout,
+            "retry": Retry(NoBackoff(), 1),  # once: a connection Redis closed is reopened at once
+        }
+        if o.username is not None:
+            kwargs["username"] = o.username
+        if o.password is not None:
+            kwargs["password"] = o.password.reveal()
+        if o.url is not None:
+            pool = aioredis.BlockingConnectionPool.from_url(o.url, **kwargs)
+        else:
+            host, _, port = o.addr.rpartition(":")
+            pool = aioredis.BlockingConnectionPool(
+                host=host.strip("[]") or "127.0.0.1", port=int(port or 6379), db=o.db, **kwargs
+            )
+        return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
+
+    async def start(self) -> None:
+        """Connect and load the admit script; an unreachable Redis starts the store degraded."""
+        self._redis = self._client()
+        self._admits = _AdmitPipeline(self._redis, inflight=max(1, self.options.max_connections // 2))
+        self._settle_script = self._redis.register_script(scripts.SETTLE_RATES)
+        self._mark_script = self._redis.register_script(scripts.MARK_COOLDOWN)
+        try:
+            async with asyncio.timeout(self.options.io_timeout):
+                await self._redis.script_load(scripts.ADMIT)
+                await self._warm(self._redis)
+        except _UNREACHABLE as exc:
+            self.outage.failed(exc)
+        self._task = asyncio.get_running_loop().create_task(self._flush_loop(), name="truckllm-store-redis")
+
+    @staticmethod
+    async def _warm(redis: aioredis.Redis) -> None:
+        """Open every pooled connection now, so that a burst of admits never waits for a connect."""
+        pool = redis.connection_pool
+        size = getattr(pool, "max_connections", 1)
+        opening = [pool.get_connection() for _ in range(size)]  # type: ignore[no-untyped-call]
+        connections = await asyncio.gather(*opening, return_exceptions=True)
+        for conn in connections:
+            if not isinstance(conn, BaseException):
+                await pool.release(conn)
+        errors = [c for c in connections if isinstance(c, BaseException)]
+        if errors:
+            raise errors[0]
+
+    async def close(self) -> None:
+        """Stop the flush task, send everything pending (once), close the connections."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._redis is None:
+            return
+        try:
+            await self.flush(probe=True)
+        except _UNREACHABLE as exc:
+            self.outage.failed(exc)
+        finally:
+            if len(self._pending):
+                _log.error("closing with Redis unreachable: {} pending writes are lost", len(self._pending))
+            client, self._redis = self._redis, None
+            await self._admits.close()
+            await client.aclose()
+
+    async def _flush_loop(self) -> None:
+        while True:  # while Redis is down, probe at least every 250 ms
+            await asyncio.sleep(
+                min(self.options.flush_interval, 0.25) if self.outage.down else self.options.flush_interval
+            )
+            with contextlib.suppress(*_UNREACHABLE):  # recorded in self.outage
+                await self.flush(probe=True)
+
+    async def flush(self, *, probe: bool = False) -> None:
+        """Send pending settlements, usage and cooldowns in one transaction.
+
+        :param probe: while Redis is down, ping it first (otherwise return at once).
+        :raises redis.exceptions.RedisError: Redis did not take the batch (it stays pending).
+        """
+        async with self._flush_lock:
+            redis = self._redis
+            if redis is None:
+                return
+            if self.outage.down:
+                if not probe:
+                    return
+                try:
+                    async with asyncio.timeout(self.options.io_timeout):
+                        await redis.connection_pool.disconnect()  # no stale connection survives an outage
+                        await redis.ping()
+                        await self._warm(redis)
+                except _UNREACHABLE as exc:
+                    self.outage.failed(exc)
+                    raise
+                self.outage.recovered()
+            self._sweep(self.clock())
+            if not len(self._pending):
+                return
+            batch, self._pending = self._pending, _Pending()
+            try:
+                async with asyncio.timeout(self.options.io_timeout):
+                    await self._send(redis, batch)
+            except _UNREACHABLE as exc:
+                batch.merge(self._pending)
+                self._pending = batch
+                self.outage.failed(exc)
+                raise
+
+    async def _send(self, redis: aioredis.Redis, batch: _Pending) -> None:
+        async with redis.pipeline(transaction=True) as pipe:
+            await self._queue_writes(pipe, batch)
+            results = await pipe.execute(raise_on_error=False)
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:  # a command Redis refused is not retried (the others were applied)
+            _log.error("redis refused {} of {} writes: {}", len(errors), len(results), errors[0])
+
+    async def _queue_writes(self, pipe: Any, batch: _Pending) -> None:
+        if batch.rates:
+            keys = [self.rate_key(k) for k in batch.rates]
+            await self._settle_script(keys=keys, args=[RATE_KEEP, *batch.rates.values()], client=pipe)
+        for (key, window), (reserved, spent, expire_at) in batch.budgets.items():
+            name = self.budget_key(key, window)
+            if reserved:
+                pipe.hincrbyfloat(name, "reserved", reserved)
+            if spent:
+                pipe.hincrbyfloat(name, "spent", spent)
+            if expire_at:
+                pipe.expireat(name, int(expire_at))
+        for row in batch.usage.rows():
+            group = row.group
+            name = self.day_key(group["day"])
+            label = _json.encode([group[g] for g in GROUP_FIELDS if g != "day"]).decode()
+            for counter in _INT_COUNTERS:
+                value = getattr(row, counter)
+                if value:
+                    pipe.hincrby(name, f"{label}\t{counter}", value)
+            if row.cost_usd:
+                pipe.hincrbyfloat(name, f"{label}\tcost_usd", row.cost_usd)
+            pipe.sadd(self._days_key, group["day"])
+        for mark in batch.cooldowns:
+            await self._mark_script(keys=self._cooldown_keys(), args=self._mark_args(mark), client=pipe)
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept < 60.0:
+            return
+        self._swept = now
+        for rid in [r for r, res in self._reservations.items() if res.created_at < now - RESERVATION_TTL]:
+            for key, window, amount, expire_at in self._reservations.pop(rid).items:
+                self._pending.budget(key, window, expire_at, -amount, amount)
+        for rid in [r for r, at in self._local_ids.items() if at < now - RESERVATION_TTL]:
+            del self._local_ids[rid]
+
+    # --- the hot path: one round trip ------------------------------------------------------------
+
+    async def admit(self, admission: Admission) -> Decision:
+        """Check and take every rate limit and budget of one request in one Lua call.
+
+        While Redis is unreachable (or slower than ``timeout``) the answer comes from this
+        process's state with ``degraded=True``: rate limits per process, budgets denied.
+        """
+        if not admission.rates and not admission.budgets:
+            return Decision(allowed=True)
+        check_admission(admission)
+        redis = self._redis
+        if redis is None or self.outage.down:
+            return self._fallback(admission)
+        now = self.clock()
+        keys: list[str] = []
+        args: list[float | int] = [len(admission.rates), len(admission.budgets), RATE_KEEP]
+        for rate in admission.rates:
+            keys.append(self.rate_key(rate.key))
+            args += [rate.period / rate.rate, rate.burst if rate.burst is not None else rate.rate, rate.cost]
+        items: list[tuple[str, str, float, float]] = []
+        for budget in admission.budgets:
+            window = budget_window(budget.period, now)
+            expire_at = _expire_at(budget.period, now)
+            keys.append(self.budget_key(budget.key, window))
+            args += [budget.limit, budget.amount, int(expire_at)]
+            items.append((budget.key, window, budget.amount, expire_at))
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                reply = await self._admits.submit(keys, args)
+        except _UNREACHABLE as exc:
+            self.outage.failed(exc, slow=isinstance(exc, TimeoutError | RedisTimeoutError))
+            return self._fallback(admission)
+        if self.outage.slow:
+            self.outage.recovered()
+        decision = self._decision(admission, reply)
+        if decision.allowed and items:
+            reservation = self._reservations.setdefault(admission.request_id, _Reservation(created_at=now))
+            reservation.items += items
+        return decision
+
+    @staticmethod
+    def _decision(admission: Admission, reply: list[Any]) -> Decision:
+        checks = [r.key for r in admission.rates] + [b.key for b in admission.budgets]
+        allowed, index, retry = int(reply[0]), int(reply[1]), reply[2]
+        values = [float(v) for v in reply[3:]]
+        if allowed:
+            return Decision(allowed=True, remaining=dict(zip(checks, values, strict=True)))
+        key = checks[index - 1]
+        is_rate = index <= len(admission.rates)
+        return Decision(
+            allowed=False,
+            denied_by=key,
+            kind="rate" if is_rate else "budget",
+            retry_after=float(retry) if retry else None,
+            remaining={key: values[0]},
+        )
+
+    def _fallback(self, admission: Admission) -> Decision:
+        decision = self.state.admit_fallback(admission)
+        if decision.allowed:
+            self._local_ids[admission.request_id] = self.clock()
+        return decision
+
+    # --- off the hot path -----------------------------------------------------------------------
+
+    async def settle(self, settlement: Settlement) -> None:
+        """Queue a request's corrections for the next flush (no I/O here)."""
+        if self._local_ids.pop(settlement.request_id, None) is not None:
+            self.state.settle(settlement)  # admitted from the local fallback
+            return
+        now = self.clock()
+        for key, units in settlement.rate_adjust.items():
+            if units:
+                self._pending.rate(key, units)
+        reservation = self._reservations.pop(settlement.request_id, None)
+        reserved = set()
+        for key, window, amount, expire_at in reservation.items if reservation is not None else ():
+            correction = settlement.budget_adjust.get(key)
+            self._pending.budget(
+                key, window, expire_at, -amount, amount + (correction[1] if correction else 0.0)
+            )
+            reserved.add(key)
+        for key, (period, adjust) in settlement.budget_adjust.items():
+            if key not in reserved and adjust:
+                self._pending.budget(key, budget_window(period, now), _expire_at(period, now), 0.0, adjust)
+
+    def _cooldown_keys(self) -> list[str]:
+        return [self._cd_until, self._cd_reason]
+
+    @staticmethod
+    def _mark_args(mark: CooldownMark) -> list[str | float]:
+        return [_json.encode([mark.provider, mark.key]).decode(), mark.until, mark.reason]
+
+    async def mark_cooldown(self, mark: CooldownMark) -> None:
+        """Share a cooldown now (extend-only); while Redis is down it is kept and sent later."""
+        self.state.mark_cooldown(mark)
+        redis = self._redis
+        if redis is None or self.outage.down:
+            self._pending.cooldowns.append(mark)
+            return
+        try:
+            async with asyncio.timeout(self.options.io_timeout):
+                await self._mark_script(keys=self._cooldown_keys(), args=self._mark_args(mark), client=redis)
+        except _UNREACHABLE as exc:
+            self.outage.failed(exc)
+            self._pending.cooldowns.append(mark)
+
+    async def cooldowns(self) -> Sequence[CooldownMark]:
+        """Every cooldown in force in Redis (this process's own marks while it is unreachable)."""
+        redis = self._redis
+        if redis is None or self.outage.down:
+            return self.state.cooldowns()
+        now = self.clock()
+        try:
+            async with asyncio.timeout(self.options.io_timeout), redis.pipeline(transaction=False) as pipe:
+                pipe.zrangebyscore(self._cd_until, f"({now!r}", "+inf", withscores=True)
+                pipe.hgetall(self._cd_reason)
+                marks, reasons = await pipe.execute()
+        except _UNREACHABLE as exc:
+            self.outage.failed(exc)
+            return self.state.cooldowns()
+        out = []
+        for member, until in marks:
+            provider, key = _group_decoder.decode(member)
+            reason = reasons.get(member, b"").decode()
+            out.append(CooldownMark(provider=provider, key=key, until=float(until), reason=reason))
+        return sorted(out, key=lambda m: (m.provider, m.key))
+
+    async def usage(self, query: UsageQuery) -> UsageReport:
+        """Aggregated usage read from the per-day hashes (what is still pending is not included).
+
+        :raises truckllm.localstate.StoreUnavailable: Redis is unreachable.
+        """
+        redis = self._redis
+        if redis is None or self.outage.down:
+            raise StoreUnavailable(f"redis {self.where} is unreachable")
+        try:
+            async with asyncio.timeout(self.options.io_timeout):
+                members = await redis.smembers(self._days_key)
+                days = sorted(d.decode() if isinstance(d, bytes) else d for d in members)
+                days = [d for d in days if _day_overlaps(d, query)]
+                async with redis.pipeline(transaction=False) as pipe:
+                    for day in days:
+                        pipe.hgetall(self.day_key(day))
+                    hashes = await pipe.execute()
+        except _UNREACHABLE as exc:
+            self.outage.failed(exc)
+            raise StoreUnavailable(f"redis {self.where} is unreachable: {exc}") from exc
+        buckets = UsageBuckets()
+        for day, fields in zip(days, hashes, strict=True):
+            rows: dict[bytes, UsageRow] = {}
+            for name, value in fields.items():
+                label, _, counter = name.rpartition(b"\t")
+                row = rows.get(label)
+                if row is None:
+                    values = [*_group_decoder.decode(label), day]
+                    row = rows[label] = UsageRow(group=dict(zip(GROUP_FIELDS, values, strict=True)))
+                if counter == b"cost_usd":
+                    row.cost_usd = float(value)
+                elif counter.decode() in _INT_COUNTERS:
+                    setattr(row, counter.decode(), int(value))
+            for row in rows.values():
+                buckets.add_row(row)
+        return buckets.query(query)
+
+    async def ready(self) -> dict[str, Any]:
+        """``{"ok": True, "redis": "ok"}`` after a PING, else ``{"ok": False, "redis": "unreachable"}``."""
+        details: dict[str, Any] = {"store": self.name, "addr": self.where, "pending": len(self._pending)}
+        redis = self._redis
+        if redis is not None:
+            try:
+                async with asyncio.timeout(self.options.io_timeout):
+                    await redis.ping()
+            except _UNREACHABLE as exc:
+                self.outage.failed(exc)
+            else:
+                self.outage.recovered()  # the flush task sends what is pending
+                return {"ok": True, "redis": "ok", **details}
+        return {
+            "ok": False,
+            "redis": "unreachable",
+            "since": self.outage.since,
+            "error": self.outage.error or "not started",
+            **details,
+        }
+
+    @hookimpl
+    def store_usage(self, record: RequestRecord) -> None:
+        """Count a finished request; sent with the next flush."""
+        self._pending.usage.add_record(record)
+
+
+def _day_overlaps(day: str, query: UsageQuery) -> bool:
+    import datetime as dt
+
+    start = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC).timestamp()
+    if query.since is not None and start + 86400 <= query.since:
+        return False
+    return query.until is None or start < query.until
+
+
+@hookimpl
+def register_stores(register: Callable[[str, type], None]) -> None:
+    """Register ``type: redis``."""
+    register("redis", RedisStore)

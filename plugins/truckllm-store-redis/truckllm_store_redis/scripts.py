@@ -1,0 +1,134 @@
+"""The Lua scripts of the redis store. They read Redis's own clock (``TIME``), so the clocks of the
+gateway replicas never matter, and mirror :func:`truckllm.localstate.gcra` line for line.
+
+Floats leave a script as strings (a Lua number would be truncated to an integer reply).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+__all__ = ["ADMIT", "ADMIT_SHA", "MARK_COOLDOWN", "SETTLE_RATES"]
+
+_PRELUDE = """
+local function fmt(x) return string.format('%.17g', x) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local eps = 1e-6
+"""
+
+ADMIT = (
+    _PRELUDE
+    + """
+-- KEYS: nr rate keys, then nb budget keys (all in the {limits} slot)
+-- ARGV: nr, nb, keep, then per rate (interval, burst, cost), then per budget (limit, amount, expire_at)
+-- returns {1, 0, '', remaining...} or {0, index of the failed check, retry_after or '', remaining}
+local nr, nb, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local a = 4
+local tats, eis, rem, seen = {}, {}, {}, {}
+for i = 1, nr do
+  local key = KEYS[i]
+  local ei, burst, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  local tat = seen[key]
+  if tat == nil then tat = tonumber(redis.call('HGET', key, 'tat')) end
+  if tat == nil or tat < now then tat = now end
+  local tau = burst * ei
+  local new_tat = tat + cost * ei
+  local diff = now - (new_tat - tau)
+  if diff < -eps then
+    local left = math.floor((now - (tat - tau) + eps) / ei)
+    if left < 0 then left = 0 end
+    local retry = ''
+    if cost <= burst then retry = fmt(-diff) end
+    return {0, i, retry, fmt(left)}
+  end
+  seen[key] = new_tat
+  tats[i] = new_tat
+  eis[i] = ei
+  local left = math.floor((diff + eps) / ei)
+  if left < 0 then left = 0 end
+  rem[i] = fmt(left)
+end
+local pending = {}
+for j = 1, nb do
+  local key = KEYS[nr + j]
+  local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  a = a + 3
+  local v = redis.call('HMGET', key, 'spent', 'reserved')
+  local used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0) + (pending[key] or 0)
+  if used + amount > limit + 1e-9 then
+    local left = limit - used
+    if left < 0 then left = 0 end
+    return {0, nr + j, '', fmt(left)}
+  end
+  pending[key] = (pending[key] or 0) + amount
+  rem[nr + j] = fmt(limit - used - amount)
+end
+for i = 1, nr do
+  redis.call('HSET', KEYS[i], 'tat', fmt(tats[i]), 'ei', fmt(eis[i]))
+  redis.call('PEXPIRE', KEYS[i], math.ceil((tats[i] - now + keep) * 1000))
+end
+a = 4 + 3 * nr
+for j = 1, nb do
+  local key = KEYS[nr + j]
+  redis.call('HINCRBYFLOAT', key, 'reserved', ARGV[a + 1])
+  local expire_at = tonumber(ARGV[a + 2])
+  if expire_at > 0 then redis.call('EXPIREAT', key, expire_at) end
+  a = a + 3
+end
+return {1, 0, '', unpack(rem)}
+"""
+)
+
+ADMIT_SHA = hashlib.sha1(ADMIT.encode()).hexdigest()
+"""What EVALSHA is called with (the script is loaded once; EVAL is the fallback on NOSCRIPT)."""
+
+SETTLE_RATES = (
+    _PRELUDE
+    + """
+-- KEYS: rate keys; ARGV: keep, then units to add (negative: give back) per key
+local keep = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local units = tonumber(ARGV[i + 1])
+  local v = redis.call('HMGET', KEYS[i], 'tat', 'ei')
+  local ei = tonumber(v[2])
+  if ei ~= nil and units ~= 0 then
+    local tat = tonumber(v[1]) or now
+    if tat < now then tat = now end
+    tat = tat + units * ei
+    if tat < now then tat = now end
+    redis.call('HSET', KEYS[i], 'tat', fmt(tat))
+    redis.call('PEXPIRE', KEYS[i], math.ceil((tat - now + keep) * 1000))
+  end
+end
+return 1
+"""
+)
+
+MARK_COOLDOWN = (
+    _PRELUDE
+    + """
+-- KEYS: the until zset, the reason hash; ARGV: member, until, reason
+-- drops expired marks, extends (never shortens) this one; returns 1 if it changed
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+if #expired > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  redis.call('HDEL', KEYS[2], unpack(expired))
+end
+local current = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+local changed = 0
+if tonumber(ARGV[2]) > now and (current == nil or tonumber(ARGV[2]) > current) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  changed = 1
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #last == 2 then
+  local at = math.ceil(tonumber(last[2])) + 1
+  redis.call('EXPIREAT', KEYS[1], at)
+  redis.call('EXPIREAT', KEYS[2], at)
+end
+return changed
+"""
+)

@@ -1,0 +1,246 @@
+"""LocalState: GCRA, budget reservations, settlement, cooldowns, usage; properties with hypothesis."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from loguru import logger
+
+from truckllm.localstate import (
+    RESERVATION_TTL,
+    BudgetState,
+    LocalState,
+    Outage,
+    RateState,
+    check_admission,
+    gcra,
+    window_end,
+)
+from truckllm.store import (
+    Admission,
+    BudgetCheck,
+    CooldownMark,
+    RateCheck,
+    Settlement,
+    UsageQuery,
+    UsageRow,
+    budget_window,
+)
+from truckllm.testing.store_conformance import DAY0, FakeClock, make_records, sum_records
+
+
+def _utc(*args: int) -> float:
+    return dt.datetime(*args, tzinfo=dt.UTC).timestamp()
+
+
+def test_gcra_steps() -> None:
+    now = 1000.0
+    first = gcra(None, now, interval=0.2, burst=5, cost=1)
+    assert first.allowed and first.tat == pytest.approx(1000.2) and first.remaining == 4
+    full = gcra(1001.0, now, interval=0.2, burst=5, cost=1)
+    assert not full.allowed and full.retry_after == pytest.approx(0.2) and full.remaining == 0
+    assert gcra(1001.0, now, interval=0.2, burst=5, cost=6).retry_after is None  # never fits
+    assert gcra(999.0, now, interval=0.2, burst=5, cost=5).remaining == 0  # an old TAT is a full bucket
+    assert gcra(None, now, interval=0.2, burst=5, cost=0).remaining == 5
+
+
+def test_check_admission_rejects_nonsense() -> None:
+    for rate in (
+        RateCheck(key="a", rate=0),
+        RateCheck(key="a", rate=1, period=0),
+        RateCheck(key="a", rate=1, burst=0),
+    ):
+        with pytest.raises(ValueError, match="'a'"):
+            check_admission(Admission(request_id="r", rates=(rate,)))
+    with pytest.raises(ValueError, match="negative"):
+        check_admission(Admission(request_id="r", rates=(RateCheck(key="a", rate=1, cost=-1),)))
+    with pytest.raises(ValueError, match="negative"):
+        check_admission(Admission(request_id="r", budgets=(BudgetCheck(key="b", limit=1, amount=-1),)))
+
+
+def test_window_end_matches_budget_window() -> None:
+    now = _utc(2026, 2, 14, 15, 30)  # a Saturday
+    assert window_end("day", now) == _utc(2026, 2, 15)
+    assert window_end("week", now) == _utc(2026, 2, 16)
+    assert window_end("month", now) == _utc(2026, 3, 1)
+    assert window_end("month", _utc(2026, 12, 31, 23)) == _utc(2027, 1, 1)
+    assert window_end("total", now) is None
+    for period in ("day", "week", "month"):
+        end = window_end(period, now)
+        assert end is not None
+        assert budget_window(period, end - 0.001) == budget_window(period, now) != budget_window(period, end)
+
+
+def test_duplicate_keys_in_one_admission_count_twice() -> None:
+    state = LocalState(FakeClock())
+    rpm = RateCheck(key="k", rate=3, period=60.0)
+    usd = BudgetCheck(key="b", limit=1.0, amount=0.6)
+    assert not state.admit(Admission(request_id="r", budgets=(usd, usd))).allowed
+    decision = state.admit(Admission(request_id="r", rates=(rpm, rpm)))
+    assert decision.allowed and decision.remaining == {"k": 1}
+
+
+def test_settlement_lands_in_the_reservation_window() -> None:
+    clock = FakeClock(_utc(2026, 1, 31, 23, 59))
+    state = LocalState(clock)
+    usd = BudgetCheck(key="b", limit=10.0, period="month", amount=4.0)
+    assert state.admit(Admission(request_id="r", budgets=(usd,))).allowed
+    clock.advance(120)  # February now
+    state.settle(Settlement(request_id="r", budget_adjust={"b": ("month", 1.0)}))
+    assert state.budget_states() == [BudgetState(key="b", window="2026-01", spent=5.0)]
+    assert state.admit(
+        Admission(request_id="s", budgets=(BudgetCheck(key="b", limit=10.0, amount=10.0),))
+    ).allowed
+
+
+def test_unsettled_reservations_expire_into_spent() -> None:
+    clock = FakeClock()
+    state = LocalState(clock)
+    usd = BudgetCheck(key="b", limit=10.0, period="total", amount=3.0)
+    assert state.admit(Admission(request_id="lost", budgets=(usd,))).allowed
+    assert state.budget_states() == [BudgetState(key="b", window="total", spent=0.0, reserved=3.0)]
+    clock.advance(RESERVATION_TTL + 61)
+    state.admit(Admission(request_id="other", rates=(RateCheck(key="k", rate=1),)))  # sweeps
+    assert state.budget_states() == [BudgetState(key="b", window="total", spent=3.0)]
+    state.settle(
+        Settlement(request_id="lost", budget_adjust={"b": ("total", -3.0)})
+    )  # too late: a plain correction
+    assert state.budget_states() == [BudgetState(key="b", window="total", spent=0.0)]
+
+
+def test_rate_adjust_needs_a_known_key_and_never_banks_credit() -> None:
+    clock = FakeClock()
+    state = LocalState(clock)
+    state.adjust_rate("unknown", 5)
+    assert state.rate_states() == []
+    tpm = RateCheck(key="tpm", rate=60, period=60.0, cost=10)
+    assert state.admit(Admission(request_id="r", rates=(tpm,))).remaining == {"tpm": 50}
+    state.settle(Settlement(request_id="r", rate_adjust={"tpm": -100}))  # more than was taken
+    assert state.rate_states() == []
+    assert state.admit(
+        Admission(request_id="s", rates=(RateCheck(key="tpm", rate=60, period=60.0, cost=60),))
+    ).allowed
+
+
+def test_cooldowns_extend_and_expired_ones_are_replaced() -> None:
+    clock = FakeClock()
+    state = LocalState(clock)
+    assert state.mark_cooldown(CooldownMark(provider="p", key="k", until=clock() + 10, reason="a"))
+    assert not state.mark_cooldown(CooldownMark(provider="p", key="k", until=clock() + 5, reason="b"))
+    assert state.mark_cooldown(CooldownMark(provider="p", key="k", until=clock() + 20, reason="c"))
+    assert [m.reason for m in state.cooldowns()] == ["c"]
+    clock.advance(25)
+    assert state.cooldowns() == []
+    assert state.mark_cooldown(CooldownMark(provider="p", key="k", until=clock() + 1, reason="d"))
+
+
+def test_restore_round_trip() -> None:
+    clock = FakeClock()
+    state = LocalState(clock)
+    state.admit(Admission(request_id="r", rates=(RateCheck(key="k", rate=2, period=60.0),)))
+    state.settle(Settlement(request_id="x", budget_adjust={"b": ("day", 2.5)}))
+    for record in make_records(n=20):
+        state.record(record)
+    copy = LocalState(clock)
+    copy.restore(rates=state.rate_states(), budgets=state.budget_states(), usage=state.usage_buckets.rows())
+    assert copy.rate_states() == state.rate_states() == [RateState(key="k", tat=clock() + 30, interval=30.0)]
+    assert copy.budget_states() == state.budget_states()
+    assert copy.usage(UsageQuery(group_by=("key", "day"))) == state.usage(UsageQuery(group_by=("key", "day")))
+
+
+def test_usage_has_day_resolution() -> None:
+    state = LocalState(FakeClock())
+    records = make_records(n=30)
+    for record in records:
+        state.record(record)
+    report = state.usage(UsageQuery(since=DAY0 + 86400 + 3600, until=DAY0 + 86400 + 7200))
+    day2 = [r for r in records if DAY0 + 86400 <= r.started_at < DAY0 + 2 * 86400]
+    assert report.total.requests == len(day2)  # any overlap takes the whole day
+    assert state.usage(UsageQuery(group_by=("model",))).rows[0].group == {"model": "-"}  # sorted, "-" first
+    assert state.usage(UsageQuery(key="nobody")).total == UsageRow()
+    assert state.usage(UsageQuery()).total.requests == sum_records(records)[()].requests
+
+
+def test_outage_warns_once_and_notes_recovery() -> None:
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level="INFO", format="{message}")
+    try:
+        clock = FakeClock()
+        outage = Outage("store-x", "x 1.2.3.4", clock)
+        for _ in range(3):
+            outage.failed(ConnectionError("refused"))
+        assert outage.down and outage.error == "ConnectionError: refused" and outage.count == 1
+        clock.advance(2.5)
+        outage.recovered()
+        outage.recovered()
+        outage.failed(TimeoutError(), slow=True)
+        outage.failed(TimeoutError(), slow=True)
+        outage.recovered()  # a success between slow answers resets the strikes
+        outage.failed(TimeoutError(), slow=True)
+        outage.failed(TimeoutError(), slow=True)
+        assert not outage.down
+        outage.failed(TimeoutError(), slow=True)
+        assert outage.down and outage.error == "TimeoutError" and outage.count == 2
+    finally:
+        logger.remove(sink)
+    assert [m.split(" (")[0] for m in messages] == [
+        "x 1.2.3.4 unreachable",
+        "x 1.2.3.4 reachable again after 2.5s",
+        "x 1.2.3.4 unreachable",
+    ]
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+steps = st.lists(st.tuples(st.floats(0, 5, allow_nan=False), st.integers(0, 4)), min_size=1, max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=steps, rate=st.integers(1, 20), burst=st.integers(1, 10), period=st.sampled_from([1.0, 10.0, 60.0])
+)
+def test_gcra_never_exceeds_burst_plus_rate(
+    steps: list[tuple[float, int]], rate: int, burst: int, period: float
+) -> None:
+    clock = FakeClock(1_700_000_000.0)
+    state = LocalState(clock)
+    start, allowed = clock(), 0
+    interval = period / rate
+    for wait, cost in steps:
+        clock.advance(wait)
+        decision = state.admit(
+            Admission(
+                request_id="r", rates=(RateCheck(key="k", rate=rate, period=period, burst=burst, cost=cost),)
+            )
+        )
+        if decision.allowed:
+            allowed += cost
+        else:
+            assert decision.retry_after is None or decision.retry_after > 0
+        assert allowed <= burst + (clock() - start) / interval + 1e-6
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    amounts=st.lists(st.floats(0, 3, allow_nan=False), min_size=1, max_size=40),
+    limit=st.floats(0.5, 20, allow_nan=False),
+    rate_cost=st.integers(0, 3),
+)
+def test_denials_change_nothing_and_budgets_never_overspend(
+    amounts: list[float], limit: float, rate_cost: int
+) -> None:
+    state = LocalState(FakeClock())
+    for i, amount in enumerate(amounts):
+        before = (state.rate_states(), state.budget_states())
+        admission = Admission(
+            request_id=f"r{i}",
+            rates=(RateCheck(key="k", rate=10, period=3600.0, cost=rate_cost),),
+            budgets=(BudgetCheck(key="b", limit=limit, period="total", amount=amount),),
+        )
+        if not state.admit(admission).allowed:
+            assert (state.rate_states(), state.budget_states()) == before
+        budgets = state.budget_states()
+        assert sum(b.reserved + b.spent for b in budgets) <= limit + 1e-6

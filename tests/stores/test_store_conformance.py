@@ -1,0 +1,102 @@
+"""The store conformance suite against all four built-in stores (Redis: the real one)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from truckllm_store_file import FileStore
+from truckllm_store_http import HttpStore
+from truckllm_store_memory import MemoryStore
+from truckllm_store_redis import RedisStore
+
+from truckllm.secrets import Secret
+from truckllm.store import Store
+from truckllm.testing.store_conformance import FakeClock, StoreConformance, StoreHarness
+from truckllm.testing.store_server import LocalStore, StoreServer
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"truckllm-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+class TestMemoryStoreConformance(StoreConformance):
+    @pytest.fixture
+    async def store_harness(self) -> AsyncIterator[StoreHarness]:
+        clock = FakeClock()
+        store = MemoryStore(MemoryStore.Options(), clock=clock)
+        await store.start()
+
+        async def reopen() -> Store:  # a memory store's state lives as long as the process
+            return MemoryStore(MemoryStore.Options(), clock=clock, state=store.state)
+
+        harness = StoreHarness(store, clock=clock, reopen=reopen)
+        yield harness
+        await harness.store.close()
+
+
+class TestFileStoreConformance(StoreConformance):
+    @pytest.fixture
+    async def store_harness(self, tmp_path: Path) -> AsyncIterator[StoreHarness]:
+        clock = FakeClock()
+        options = FileStore.Options(path=str(tmp_path / "state.db"), flush_interval=3600)
+
+        async def open_store() -> Store:
+            store = FileStore(options, clock=clock)
+            await store.start()
+            return store
+
+        harness = StoreHarness(await open_store(), clock=clock, reopen=open_store)
+        yield harness
+        await harness.store.close()
+
+
+@pytest.mark.redis
+class TestRedisStoreConformance(StoreConformance):
+    @pytest.fixture
+    async def store_harness(self, redis_prefix: str) -> AsyncIterator[StoreHarness]:
+        # the suite checks semantics; a generous timeout keeps a loaded CI machine from degrading answers
+        options = RedisStore.Options(prefix=redis_prefix, flush_interval=3600, timeout=1.0)
+
+        async def open_store() -> Store:
+            store = RedisStore(options)
+            await store.start()
+            return store
+
+        harness = StoreHarness(await open_store(), clock=None, reopen=open_store)
+        yield harness
+        await harness.store.close()
+
+
+class TestHttpStoreConformance(StoreConformance):
+    @pytest.fixture
+    async def store_harness(self) -> AsyncIterator[StoreHarness]:
+        clock = FakeClock()
+        server = StoreServer(LocalStore(clock), token="t0ken")
+        await server.start()
+        options = HttpStore.Options(url=server.url, token=Secret("t0ken"), flush_interval=3600, timeout=1.0)
+
+        async def open_store() -> Store:
+            store = HttpStore(options, clock=clock)
+            await store.start()
+            return store
+
+        harness = StoreHarness(await open_store(), clock=clock, reopen=open_store)
+        yield harness
+        await harness.store.close()
+        await server.stop()
