@@ -133,6 +133,8 @@ class ApiEndpoint:
             pass
         except GatewayError as exc:
             headers = {"content-type": "application/json", "x-request-id": ctx.request_id, **exc.headers}
+            if _WORKER is not None:
+                headers["x-truckllm-worker"] = _WORKER
             await send_bytes(send, exc.status, headers, self.dialect.error_body(exc))
             if not ctx.recorded:  # rejected before the pipeline: still one record (audit, error counts)
                 ctx.status = exc.status
