@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from truckllm.health import HealthRegistry
 from truckllm.plugins import PluginHost, make_plugin_manager
-from truckllm.types import Candidate, Deployment, KeyRef, Price, Provider, RateLimits, SelectionContext
+from truckllm.testing.selection import HealthHarness, candidate, key_ref, selection_context
+from truckllm.types import Candidate, Price, Provider, RateLimits
 
 STRATEGIES = ["first", "weighted", "round-robin", "least-latency", "least-busy", "usage", "cost", "priority"]
 NOW = 1_000.0
@@ -30,14 +30,14 @@ def build_candidates(size: int) -> list[Candidate]:
     """``size`` candidates with live-looking statistics."""
     providers, keys, deployments = SHAPES[size]
     rng = random.Random(size)
-    health = HealthRegistry(clock=lambda: NOW)
+    health = HealthHarness(now=NOW)
     out: list[Candidate] = []
     for p in range(providers):
         provider = Provider(name=f"prov{p}", type="openai", base_url=f"https://prov{p}.test/v1")
         refs = [
-            KeyRef(
+            key_ref(
+                f"key{k}",
                 provider=provider.name,
-                name=f"key{k}",
                 weight=rng.choice([1.0, 2.0]),
                 rpm=rng.choice([None, 500, 5000]),
                 tpm=rng.choice([None, 200_000, 2_000_000]),
@@ -45,7 +45,7 @@ def build_candidates(size: int) -> list[Candidate]:
             for k in range(keys)
         ]
         for ref in refs:
-            state = health.key(provider.name, ref.name)
+            state = health.registry.key(provider.name, ref.name)
             for second in range(60):
                 state.requests.add(NOW - second, rng.randrange(5))
                 state.tokens.add(NOW - second, rng.randrange(5000))
@@ -53,28 +53,30 @@ def build_candidates(size: int) -> list[Candidate]:
                 state.limits = RateLimits(
                     remaining_requests=rng.randrange(5000), remaining_tokens=rng.randrange(10**6)
                 )
+                state.limits_at = NOW
         for d in range(deployments):
             index = p * deployments + d
-            deployment = Deployment(
-                alias="bench",
-                index=index,
-                provider=provider.name,
-                model=f"model-{d}",
-                weight=rng.choice([1.0, 3.0]),
-                priority=0 if index % 4 else 1,
-                price=Price(input=rng.choice([0.15, 2.5, 3.0]), output=rng.choice([0.6, 10.0, 15.0])),
-            )
+            weight = rng.choice([1.0, 3.0])
+            price = Price(input=rng.choice([0.15, 2.5, 3.0]), output=rng.choice([0.6, 10.0, 15.0]))
             for ref in refs:
-                stats = health.pair("bench", provider.name, deployment.model, ref.name)
+                stats = health.pair(ref.name, alias="bench", provider=provider.name, model=f"model-{d}")
                 stats.in_flight = rng.randrange(4)
                 if rng.random() < 0.9:
                     stats.observe(rng.uniform(0.2, 3.0), rng.uniform(0.05, 0.8))
                 out.append(
-                    Candidate(
-                        id=f"bench#{index}:{provider.name}/{ref.name}",
-                        deployment=deployment,
+                    candidate(
+                        f"bench#{index}:{provider.name}/{ref.name}",
+                        weight,
+                        key=ref.name,
+                        key_weight=ref.weight,
+                        priority=0 if index % 4 else 1,
+                        price=price,
+                        rpm=ref.rpm,
+                        tpm=ref.tpm,
+                        index=index,
+                        model=f"model-{d}",
+                        alias="bench",
                         provider=provider,
-                        key=ref,
                         stats=stats,
                     )
                 )
@@ -94,9 +96,7 @@ def test_select_provider(benchmark: Any, host: PluginHost, strategy: str, size: 
     if strategy not in host.strategies:
         pytest.skip(f"no installed plugin offers strategy {strategy!r}")
     candidates = build_candidates(size)
-    context = SelectionContext(
-        alias="bench", now=NOW, random=random.Random(0), state={}, estimated_tokens=1200, stream=False
-    )
+    context = selection_context(0, alias="bench", now=NOW, estimated_tokens=1200, stream=False)
     select = host.hook.select_provider
 
     ordered = benchmark(select, strategy=strategy, candidates=candidates, context=context)

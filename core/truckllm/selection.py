@@ -66,7 +66,7 @@ __all__ = [
     "tiers",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 TIE_RESOLUTION = 1e-9
 """The ``resolution`` for latencies in seconds: figures within a nanosecond of each other are ties."""
@@ -159,10 +159,10 @@ def rank_tiers(
 ) -> list[Candidate]:
     """The usual shape of a ranking strategy: rank each tier, adjust the first tier's lead.
 
-    ``candidates`` are grouped into :func:`tiers`; each tier is ordered by ``rank`` (lowest
-    priority number first), then ``lead`` may reorder the first tier in place (by default
-    :func:`slow_start_demote`: a slow-starting key keeps the front only with probability
-    ``weight_factor``). Lower tiers are left as ranked: they serve only on failover.
+    ``candidates`` are grouped into :func:`tiers` (lowest priority number first) and each tier
+    is ordered by ``rank``; right after ranking the first tier, ``lead`` may reorder it in place
+    (by default :func:`slow_start_demote`: a slow-starting key keeps the front only with
+    probability ``weight_factor``). Lower tiers are left as ranked: they serve only on failover.
 
     :param candidates: the candidates of ``select_provider``.
     :param rank: orders one tier, best first (a new list).
@@ -179,21 +179,24 @@ def rank_tiers(
     return ordered
 
 
-def jitter(score: float, rng: RandomSource, resolution: float = 1.0) -> float:
-    """``score`` plus a random amount in ``[0, resolution)``: a sort key with random ties.
+def jitter(scores: Iterable[float], rng: RandomSource, resolution: float = 1.0) -> list[float]:
+    """Sort keys with random ties: each score plus a random amount in ``[0, resolution)``.
 
     Equal scores then sort in random order; scores at least ``resolution`` apart keep their
-    order. Use ``1.0`` for whole-number scores (counts), :data:`TIE_RESOLUTION` for latencies.
-    One sort key per candidate as a float sorts faster than a ``(score, random)`` tuple.
+    order. Use ``1.0`` for whole-number scores (counts), :data:`TIE_RESOLUTION` for latencies in
+    seconds. One float per candidate sorts faster than a ``(score, random)`` tuple; a strategy
+    whose scores mix kinds draws inline the same way (``latency + TIE_RESOLUTION * rng.random()``).
 
-    :param score: the candidate's score (lower sorts first).
-    :param rng: the random source (``context.random``); one draw.
+    :param scores: one score per candidate (lower sorts first).
+    :param rng: the random source (``context.random``): one draw per score, in order.
     :param resolution: the width of the random amount.
+    :returns: the sort keys, in the order of ``scores``.
     """
-    return score + resolution * rng.random()
+    draw = rng.random
+    return [score + resolution * draw() for score in scores]
 
 
-def sort_by(items: Sequence[T], keys: Sequence[SupportsRichComparison]) -> list[T]:
+def sort_by(items: Sequence[_T], keys: Sequence[SupportsRichComparison]) -> list[_T]:
     """``items`` sorted by the parallel ``keys``, ascending; equal keys keep the items' order.
 
     :param items: the candidates (or anything) to order.
@@ -217,7 +220,7 @@ def shuffle_ties(
     :param resolution: scores closer than this may swap (see :func:`jitter`).
     :returns: a new list.
     """
-    return sort_by(candidates, [jitter(score, rng, resolution) for score in scores])
+    return sort_by(candidates, jitter(scores, rng, resolution))
 
 
 def key_id(candidate: Candidate) -> str:
@@ -228,28 +231,33 @@ def key_id(candidate: Candidate) -> str:
     return f"{candidate.key.provider}/{candidate.key.name}"
 
 
-def per_key(read: Callable[[Candidate], T]) -> Callable[[Candidate], T]:
-    """Memoise ``read`` by the candidate's key (provider, name) for one selection.
+def per_key(read: Callable[[Candidate], _T]) -> Callable[[Sequence[Candidate]], list[_T]]:
+    """Read a per-key figure once per key for one selection.
 
     Several deployments may share a key, and a key's figures are the same for all of them:
     ``weight_factor``, ``requests_last_minute``, ``tokens_last_minute`` and the provider's
-    remaining figures (the 60-s counters sum their buckets on every read). Make a new memo in
-    each ``select_provider`` call: the figures change between requests.
+    remaining figures (the 60-s counters sum their buckets on every read). Make a new reader in
+    each ``select_provider`` call (the figures change between requests) and call it once per tier.
 
-    :param read: computes the figure from any candidate on the key; called once per key.
-    :returns: a function of a candidate giving ``read``'s answer for its key.
+    :param read: computes the figure from any candidate on the key; called once per key
+        (provider, name) over every call of the returned function, in candidate order.
+    :returns: a function of a sequence of candidates giving ``read``'s answer for each one's key,
+        in the same order.
     """
-    memo: dict[tuple[str, str], T] = {}
+    memo: dict[tuple[str, str], Any] = {}
 
-    def cached(candidate: Candidate) -> T:
-        key = candidate.key
-        ref = (key.provider, key.name)
-        if ref in memo:
-            return memo[ref]
-        value = memo[ref] = read(candidate)
-        return value
+    def values(candidates: Sequence[Candidate]) -> list[_T]:
+        out: list[_T] = []
+        for cand in candidates:
+            key = cand.key
+            ref = (key.provider, key.name)
+            value = memo.get(ref, memo)  # the memo itself: not read yet
+            if value is memo:
+                value = memo[ref] = read(cand)
+            out.append(value)
+        return out
 
-    return cached
+    return values
 
 
 def _candidate_id(candidate: Candidate) -> str:

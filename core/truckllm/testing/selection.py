@@ -7,6 +7,7 @@ candidates with :func:`candidate` (fake stats by default, the kernel's real ``Pa
 every answer is a permutation of the candidates:
 
 ```python
+import my_strategy
 from my_strategy import select_provider
 
 from truckllm.testing.selection import (
@@ -301,8 +302,8 @@ def recovering_pair(at: float) -> tuple[PairStats, PairStats, HealthHarness]:
 def assert_permutation(ordered: Sequence[Candidate] | None, candidates: Sequence[Candidate]) -> None:
     """``ordered`` holds exactly ``candidates``, each once (ids compared)."""
     assert ordered is not None, "select_provider returned None for its own strategy"
-    assert len(ordered) == len(candidates)
-    assert sorted(c.id for c in ordered) == sorted(c.id for c in candidates)
+    got, want = sorted(c.id for c in ordered), sorted(c.id for c in candidates)
+    assert got == want, f"not a permutation of the candidates: {got} != {want}"
 
 
 def assert_tiers_respected(ordered: Sequence[Candidate]) -> None:

@@ -62,7 +62,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             type=TYPE,
             default_base_url=DEFAULT_BASE_URL,
             dialect="anthropic",
-            endpoints=frozenset({"chat", "completions"}),
+            endpoints=frozenset({"chat", "completions", "count_tokens"}),
             options=Options,
         )
     )
@@ -91,6 +91,11 @@ def transform_request(
     if provider.type != TYPE:
         return None
     options = _options(provider)
+    path = "/v1/messages"
+    if request.endpoint == "count_tokens":
+        if request.dialect != "anthropic":
+            raise UnsupportedRequest("token counting is only offered for Anthropic-format requests")
+        path = "/v1/messages/count_tokens"
     if request.dialect == "anthropic":
         body = request.with_model(model)
     else:
@@ -114,9 +119,7 @@ def transform_request(
     if beta:
         headers["anthropic-beta"] = beta
     headers.update(provider.headers)
-    return UpstreamRequest(
-        url=provider.base_url + "/v1/messages", headers=headers, body=body, stream=request.stream
-    )
+    return UpstreamRequest(url=provider.base_url + path, headers=headers, body=body, stream=request.stream)
 
 
 @hookimpl
@@ -157,6 +160,8 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     """The usage of an Anthropic message, in OpenAI's sense (prompt includes cached tokens)."""
     if provider.type != TYPE:
         return None
+    if request.endpoint == "count_tokens":
+        return Usage()  # counting tokens is free: nothing was generated or billed
     return parse_usage_body(body)
 
 

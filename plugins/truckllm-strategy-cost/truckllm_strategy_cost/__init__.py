@@ -19,10 +19,10 @@ ejection) keeps the front only with that probability.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Sequence
 
 from truckllm import hookimpl
+from truckllm.selection import TIE_RESOLUTION, RandomSource, rank_tiers, sort_by
 from truckllm.types import Candidate, Price, SelectionContext, StrategySpec
 
 __all__ = ["NAME", "TRUCKLLM_API", "estimated_cost", "register_strategies", "select_provider"]
@@ -47,27 +47,25 @@ def estimated_cost(price: Price | None, prompt_tokens: float, completion_tokens:
     return (price.input * prompt_tokens + price.output * completion_tokens) / 1_000_000
 
 
-def _tiers(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
-    """Candidates grouped by ``deployment.priority``, lowest first, each in config order."""
-    if not candidates:
-        return []
-    first = candidates[0].deployment.priority
-    if all(c.deployment.priority == first for c in candidates):
-        return [list(candidates)]
-    groups: dict[int, list[Candidate]] = {}
-    for cand in candidates:
-        groups.setdefault(cand.deployment.priority, []).append(cand)
-    return [groups[p] for p in sorted(groups)]
+def _rank(tier: list[Candidate], prompt: float, completion: float, rng: RandomSource) -> list[Candidate]:
+    """Cheapest first (unpriced last); equal costs by latency, unmeasured first, then at random.
 
-
-def _slow_start(ranked: list[Candidate], rng: random.Random) -> None:
-    """Let a slow-starting candidate lead only with probability ``weight_factor``."""
-    for i, cand in enumerate(ranked):
-        factor = float(cand.stats.weight_factor)
-        if factor >= 1.0 or rng.random() < factor:
-            if i:
-                ranked.insert(0, ranked.pop(i))
-            return
+    Sort key ``(cost, tie)``: an unpriced cost is +inf; the tie is ``-2 + u`` when unmeasured, else
+    ``latency + 1e-9 * u``, with ``u`` uniform in [0, 1): equal latencies (within a nanosecond) are
+    broken at random.
+    """
+    draw = rng.random
+    keys: list[tuple[float, float]] = []
+    for cand in tier:
+        cost = estimated_cost(cand.deployment.price, prompt, completion)
+        latency = cand.stats.latency_ewma
+        keys.append(
+            (
+                math.inf if cost is None else cost,
+                -2.0 + draw() if latency is None else latency + TIE_RESOLUTION * draw(),
+            )
+        )
+    return sort_by(tier, keys)
 
 
 @hookimpl
@@ -88,25 +86,7 @@ def select_provider(
     """Order ``candidates`` cheapest first, tier by tier; ``None`` if not ``cost``."""
     if strategy != NAME:
         return None
-    rng: random.Random = context.random
+    rng = context.random
     estimate = max(int(context.estimated_tokens), 0)
     prompt = completion = estimate / 2 if estimate else 1.0
-    ordered: list[Candidate] = []
-    for n, tier in enumerate(_tiers(candidates)):
-        # (cost, tie): unpriced cost +inf; tie -2 + u when unmeasured, else latency + 1e-9 * u,
-        # with u uniform in [0, 1): equal latencies (within a nanosecond) are broken at random
-        keys: list[tuple[float, float]] = []
-        for cand in tier:
-            cost = estimated_cost(cand.deployment.price, prompt, completion)
-            latency = cand.stats.latency_ewma
-            keys.append(
-                (
-                    math.inf if cost is None else cost,
-                    -2.0 + rng.random() if latency is None else latency + 1e-9 * rng.random(),
-                )
-            )
-        ranked = [tier[i] for i in sorted(range(len(tier)), key=keys.__getitem__)]
-        if n == 0:
-            _slow_start(ranked, rng)
-        ordered.extend(ranked)
-    return ordered
+    return rank_tiers(candidates, lambda tier: _rank(tier, prompt, completion, rng), rng)

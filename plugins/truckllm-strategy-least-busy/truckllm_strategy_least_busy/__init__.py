@@ -16,10 +16,10 @@ ejection, so idle and about to be flooded) keeps the front only with that probab
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 
 from truckllm import hookimpl
+from truckllm.selection import RandomSource, rank_tiers, shuffle_ties
 from truckllm.types import Candidate, SelectionContext, StrategySpec
 
 __all__ = ["NAME", "TRUCKLLM_API", "register_strategies", "select_provider"]
@@ -33,39 +33,13 @@ NAME = "least-busy"
 _SCALE = float(2**20)
 
 
-def _tiers(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
-    """Candidates grouped by ``deployment.priority``, lowest first, each in config order."""
-    if not candidates:
-        return []
-    first = candidates[0].deployment.priority
-    if all(c.deployment.priority == first for c in candidates):
-        return [list(candidates)]
-    groups: dict[int, list[Candidate]] = {}
-    for cand in candidates:
-        groups.setdefault(cand.deployment.priority, []).append(cand)
-    return [groups[p] for p in sorted(groups)]
-
-
-def _rank(tier: list[Candidate], rng: random.Random) -> list[Candidate]:
+def _rank(tier: list[Candidate], rng: RandomSource) -> list[Candidate]:
     """Fewest in flight, then fewest on the key, then at random.
 
     One float per candidate sorts faster than tuples: ``in_flight * 2**20 + key_in_flight + u``
     with ``u`` uniform in [0, 1) (a key never has a million requests in flight).
     """
-    scores: list[float] = [
-        cand.stats.in_flight * _SCALE + cand.stats.key_in_flight + rng.random() for cand in tier
-    ]
-    return [tier[i] for i in sorted(range(len(tier)), key=scores.__getitem__)]
-
-
-def _slow_start(ranked: list[Candidate], rng: random.Random) -> None:
-    """Let a slow-starting candidate lead only with probability ``weight_factor``."""
-    for i, cand in enumerate(ranked):
-        factor = float(cand.stats.weight_factor)
-        if factor >= 1.0 or rng.random() < factor:
-            if i:
-                ranked.insert(0, ranked.pop(i))
-            return
+    return shuffle_ties(tier, [c.stats.in_flight * _SCALE + c.stats.key_in_flight for c in tier], rng)
 
 
 @hookimpl
@@ -81,11 +55,5 @@ def select_provider(
     """Order ``candidates`` least busy first, tier by tier; ``None`` if not ``least-busy``."""
     if strategy != NAME:
         return None
-    rng: random.Random = context.random
-    ordered: list[Candidate] = []
-    for n, tier in enumerate(_tiers(candidates)):
-        ranked = _rank(tier, rng)
-        if n == 0:
-            _slow_start(ranked, rng)
-        ordered.extend(ranked)
-    return ordered
+    rng = context.random
+    return rank_tiers(candidates, lambda tier: _rank(tier, rng), rng)

@@ -17,10 +17,10 @@ below 1 keeps the front only with that probability, otherwise the next one leads
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 
 from truckllm import hookimpl
+from truckllm.selection import TIE_RESOLUTION, RandomSource, rank_tiers, slow_start_demote, sort_by
 from truckllm.types import Candidate, SelectionContext, StrategySpec
 
 __all__ = [
@@ -42,7 +42,6 @@ EXPLORE_PROBABILITY = 0.05
 """How often a random other candidate of the first tier is tried first."""
 
 _UNMEASURED = -float(2**31)
-_TIE = 1e-9
 
 
 def latency_of(candidate: Candidate, stream: bool) -> float | None:
@@ -61,44 +60,30 @@ def latency_of(candidate: Candidate, stream: bool) -> float | None:
     return None if latency is None else float(latency)
 
 
-def _tiers(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
-    """Candidates grouped by ``deployment.priority``, lowest first, each in config order."""
-    if not candidates:
-        return []
-    first = candidates[0].deployment.priority
-    if all(c.deployment.priority == first for c in candidates):
-        return [list(candidates)]
-    groups: dict[int, list[Candidate]] = {}
-    for cand in candidates:
-        groups.setdefault(cand.deployment.priority, []).append(cand)
-    return [groups[p] for p in sorted(groups)]
-
-
-def _rank(tier: list[Candidate], stream: bool, rng: random.Random) -> list[Candidate]:
+def _rank(tier: list[Candidate], stream: bool, rng: RandomSource) -> list[Candidate]:
     """Unmeasured first (fewest in flight), then by latency; ties at random.
 
     One float per candidate sorts faster than tuples. Unmeasured: ``-2**31 + in_flight + u``;
     measured: ``latency + 1e-9 * u``, with ``u`` uniform in [0, 1): figures within a nanosecond
     are ties.
     """
+    draw = rng.random
     scores: list[float] = []
     for cand in tier:
         latency = latency_of(cand, stream)
         if latency is None:
-            scores.append(_UNMEASURED + cand.stats.in_flight + rng.random())
+            scores.append(_UNMEASURED + cand.stats.in_flight + draw())
         else:
-            scores.append(latency + _TIE * rng.random())
-    return [tier[i] for i in sorted(range(len(tier)), key=scores.__getitem__)]
+            scores.append(latency + TIE_RESOLUTION * draw())
+    return sort_by(tier, scores)
 
 
-def _slow_start(ranked: list[Candidate], rng: random.Random) -> None:
-    """Let a slow-starting candidate lead only with probability ``weight_factor``."""
-    for i, cand in enumerate(ranked):
-        factor = float(cand.stats.weight_factor)
-        if factor >= 1.0 or rng.random() < factor:
-            if i:
-                ranked.insert(0, ranked.pop(i))
-            return
+def _lead(ranked: list[Candidate], rng: RandomSource) -> None:
+    """First tier: explore with probability ``EXPLORE_PROBABILITY``, then slow start."""
+    if len(ranked) > 1:
+        if rng.random() < EXPLORE_PROBABILITY:
+            ranked.insert(0, ranked.pop(rng.randrange(1, len(ranked))))
+        slow_start_demote(ranked, rng)
 
 
 @hookimpl
@@ -120,13 +105,5 @@ def select_provider(
     """Order ``candidates`` fastest first, tier by tier; ``None`` if not ``least-latency``."""
     if strategy != NAME:
         return None
-    rng: random.Random = context.random
-    ordered: list[Candidate] = []
-    for n, tier in enumerate(_tiers(candidates)):
-        ranked = _rank(tier, context.stream, rng)
-        if n == 0 and len(ranked) > 1:
-            if rng.random() < EXPLORE_PROBABILITY:
-                ranked.insert(0, ranked.pop(rng.randrange(1, len(ranked))))
-            _slow_start(ranked, rng)
-        ordered.extend(ranked)
-    return ordered
+    rng, stream = context.random, context.stream
+    return rank_tiers(candidates, lambda tier: _rank(tier, stream, rng), rng, _lead)

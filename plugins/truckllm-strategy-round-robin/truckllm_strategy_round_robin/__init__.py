@@ -15,11 +15,11 @@ use ``weighted`` for uneven shares.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Sequence
-from typing import Any
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 
 from truckllm import hookimpl
+from truckllm.selection import RandomSource, slow_start_demote, state_table, tiers
 from truckllm.types import Candidate, SelectionContext, StrategySpec
 
 __all__ = ["NAME", "TRUCKLLM_API", "register_strategies", "select_provider"]
@@ -34,45 +34,17 @@ _TURNS = "last_turn"
 _TICK = "tick"
 
 
-def _tiers(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
-    """Candidates grouped by ``deployment.priority``, lowest first, each in config order."""
-    if not candidates:
-        return []
-    first = candidates[0].deployment.priority
-    if all(c.deployment.priority == first for c in candidates):
-        return [list(candidates)]
-    groups: dict[int, list[Candidate]] = {}
-    for cand in candidates:
-        groups.setdefault(cand.deployment.priority, []).append(cand)
-    return [groups[p] for p in sorted(groups)]
-
-
-def _turns(state: dict[str, Any], candidates: Sequence[Candidate]) -> dict[str, int]:
-    """Each candidate's last turn, from the kernel's per-alias state (pruned after reloads)."""
-    turns = state.get(_TURNS)
-    if not isinstance(turns, dict):
-        turns = state[_TURNS] = {}
-    if len(turns) > 2 * len(candidates) + 16:
-        present = {c.id for c in candidates}
-        for ident in [i for i in turns if i not in present]:
-            del turns[ident]
-    return turns
-
-
 def _rotate(
-    tier: list[Candidate], turns: dict[str, int], tick: int, rng: random.Random
-) -> tuple[list[Candidate], int]:
-    """Order one tier by oldest turn; the leader takes a turn. Returns the order and the next tick."""
+    tier: list[Candidate], turns: dict[str, int], ticks: Iterator[int], rng: RandomSource
+) -> list[Candidate]:
+    """Order one tier by oldest turn; the leader takes a turn (and so do slow starters it passed)."""
     ranked = sorted(tier, key=lambda c: turns.get(c.id, -1))
-    for i, cand in enumerate(ranked):
-        turns[cand.id] = tick
-        tick += 1
-        factor = float(cand.stats.weight_factor)
-        if factor >= 1.0 or rng.random() < factor:
-            if i:
-                ranked.insert(0, ranked.pop(i))
-            break
-    return ranked, tick
+
+    def take_turn(cand: Candidate) -> None:
+        turns[cand.id] = next(ticks)
+
+    slow_start_demote(ranked, rng, on_consider=take_turn)
+    return ranked
 
 
 @hookimpl
@@ -89,14 +61,13 @@ def select_provider(
     if strategy != NAME:
         return None
     state = context.state
-    turns = _turns(state, candidates)
+    turns: dict[str, int] = state_table(state, _TURNS, candidates)
     tick = state.get(_TICK)
     if not isinstance(tick, int):
         tick = max(turns.values(), default=-1) + 1
-    rng: random.Random = context.random
+    ticks = itertools.count(tick)
     ordered: list[Candidate] = []
-    for tier in _tiers(candidates):
-        ranked, tick = _rotate(tier, turns, tick, rng)
-        ordered.extend(ranked)
-    state[_TICK] = tick
+    for tier in tiers(candidates):
+        ordered.extend(_rotate(tier, turns, ticks, context.random))
+    state[_TICK] = next(ticks)
     return ordered

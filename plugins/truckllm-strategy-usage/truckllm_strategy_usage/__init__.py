@@ -23,11 +23,11 @@ with plenty of headroom) keeps the front only with that probability.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from truckllm import hookimpl
+from truckllm.selection import RandomSource, key_id, per_key, rank_tiers, sort_by, state_table
 from truckllm.types import Candidate, SelectionContext, StrategySpec
 
 __all__ = ["NAME", "TRUCKLLM_API", "headroom", "register_strategies", "select_provider"]
@@ -104,34 +104,6 @@ def _fraction(
     return min(min(fractions), 1.0) if fractions else None
 
 
-def _tiers(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
-    """Candidates grouped by ``deployment.priority``, lowest first, each in config order."""
-    if not candidates:
-        return []
-    first = candidates[0].deployment.priority
-    if all(c.deployment.priority == first for c in candidates):
-        return [list(candidates)]
-    groups: dict[int, list[Candidate]] = {}
-    for cand in candidates:
-        groups.setdefault(cand.deployment.priority, []).append(cand)
-    return [groups[p] for p in sorted(groups)]
-
-
-def _peaks(state: dict[str, Any], name: str, candidates: Sequence[Candidate]) -> dict[str, int]:
-    """One table of learned limits by ``provider/key`` from the kernel's per-alias state.
-
-    Keys gone for good (after reloads) are forgotten once they outnumber the present ones.
-    """
-    peaks = state.get(name)
-    if not isinstance(peaks, dict):
-        peaks = state[name] = {}
-    if len(peaks) > 2 * len(candidates) + 16:
-        present = {f"{c.key.provider}/{c.key.name}" for c in candidates}
-        for ident in [i for i in peaks if i not in present]:
-            del peaks[ident]
-    return peaks
-
-
 def _learn(peaks: dict[str, int], name: str, remaining: int | None) -> int | None:
     """Remember the largest remaining figure seen for a key; return it (``None``: none seen)."""
     if remaining is None:
@@ -141,14 +113,10 @@ def _learn(peaks: dict[str, int], name: str, remaining: int | None) -> int | Non
     return peak
 
 
-def _slow_start(ranked: list[Candidate], rng: random.Random) -> None:
-    """Let a slow-starting candidate lead only with probability ``weight_factor``."""
-    for i, cand in enumerate(ranked):
-        factor = float(cand.stats.weight_factor)
-        if factor >= 1.0 or rng.random() < factor:
-            if i:
-                ranked.insert(0, ranked.pop(i))
-            return
+def _rank(tier: list[Candidate], rooms: list[float | None], rng: RandomSource) -> list[Candidate]:
+    """Most headroom first; no figure counts as full, behind known full; ties at random."""
+    keys = [(-1.0, 1, rng.random()) if room is None else (-room, 0, rng.random()) for room in rooms]
+    return sort_by(tier, keys)
 
 
 @hookimpl
@@ -169,37 +137,23 @@ def select_provider(
     """Order ``candidates`` by headroom, most first, tier by tier; ``None`` if not ``usage``."""
     if strategy != NAME:
         return None
-    rng: random.Random = context.random
+    rng = context.random
     estimated = max(int(context.estimated_tokens), 0)
-    peak_requests = _peaks(context.state, _PEAK_REQUESTS, candidates)
-    peak_tokens = _peaks(context.state, _PEAK_TOKENS, candidates)
-    rooms: dict[tuple[str, str], float | None] = {}  # every figure is per key: one reading per key
-    ordered: list[Candidate] = []
-    for n, tier in enumerate(_tiers(candidates)):
-        keyed: list[tuple[float, int, float, int]] = []
-        for i, cand in enumerate(tier):
-            key = cand.key
-            ref = (key.provider, key.name)
-            if ref in rooms:
-                room = rooms[ref]
-            else:
-                figures = _Figures(cand.stats, key.rpm, key.tpm)
-                name = f"{key.provider}/{key.name}"
-                room = rooms[ref] = _fraction(
-                    key.rpm,
-                    key.tpm,
-                    figures,
-                    estimated,
-                    _learn(peak_requests, name, figures.remaining_requests),
-                    _learn(peak_tokens, name, figures.remaining_tokens),
-                )
-            if room is None:
-                keyed.append((-1.0, 1, rng.random(), i))
-            else:
-                keyed.append((-room, 0, rng.random(), i))
-        keyed.sort()
-        ranked = [tier[k[3]] for k in keyed]
-        if n == 0:
-            _slow_start(ranked, rng)
-        ordered.extend(ranked)
-    return ordered
+    peak_requests: dict[str, int] = state_table(context.state, _PEAK_REQUESTS, candidates, key_id)
+    peak_tokens: dict[str, int] = state_table(context.state, _PEAK_TOKENS, candidates, key_id)
+
+    def read_room(cand: Candidate) -> float | None:
+        key = cand.key
+        figures = _Figures(cand.stats, key.rpm, key.tpm)
+        name = key_id(cand)
+        return _fraction(
+            key.rpm,
+            key.tpm,
+            figures,
+            estimated,
+            _learn(peak_requests, name, figures.remaining_requests),
+            _learn(peak_tokens, name, figures.remaining_tokens),
+        )
+
+    rooms_of = per_key(read_room)  # every figure is per key: one reading per key
+    return rank_tiers(candidates, lambda tier: _rank(tier, rooms_of(tier), rng), rng)

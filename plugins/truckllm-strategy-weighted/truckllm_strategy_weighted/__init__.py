@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from truckllm import hookimpl
+from truckllm.selection import effective_weight, per_key, state_table, tiers
 from truckllm.types import Candidate, SelectionContext, StrategySpec
 
 __all__ = ["NAME", "TRUCKLLM_API", "effective_weight", "register_strategies", "select_provider"]
@@ -33,38 +33,8 @@ NAME = "weighted"
 _STATE = "current_weights"
 
 
-def effective_weight(candidate: Candidate, factor: float | None = None) -> float:
-    """``deployment.weight * key.weight * stats.weight_factor``.
-
-    :param candidate: the candidate to weigh.
-    :param factor: its key's slow-start factor when already read (default: ``stats.weight_factor``).
-    :returns: the weight, or ``0.0`` when it is not a positive finite number.
-    """
-    if factor is None:
-        factor = float(candidate.stats.weight_factor)
-    weight = float(candidate.deployment.weight) * float(candidate.key.weight) * factor
-    return weight if 0.0 < weight < math.inf else 0.0
-
-
-def _tiers(candidates: Sequence[Candidate]) -> list[list[Candidate]]:
-    """Candidates grouped by ``deployment.priority``, lowest first, each in config order."""
-    if not candidates:
-        return []
-    first = candidates[0].deployment.priority
-    if all(c.deployment.priority == first for c in candidates):
-        return [list(candidates)]
-    groups: dict[int, list[Candidate]] = {}
-    for cand in candidates:
-        groups.setdefault(cand.deployment.priority, []).append(cand)
-    return [groups[p] for p in sorted(groups)]
-
-
-def _current_weights(state: dict[str, Any]) -> dict[str, float]:
-    """The SWRR current weights kept in the kernel's per-alias state."""
-    current = state.get(_STATE)
-    if not isinstance(current, dict):
-        current = state[_STATE] = {}
-    return current
+def _weight_factor(candidate: Candidate) -> float:
+    return float(candidate.stats.weight_factor)
 
 
 def _swrr_round(tier: list[Candidate], weights: list[float], current: dict[str, float]) -> list[Candidate]:
@@ -86,14 +56,6 @@ def _swrr_round(tier: list[Candidate], weights: list[float], current: dict[str, 
     return [tier[best], *(tier[i] for i in rest)]
 
 
-def _prune(current: dict[str, float], candidates: Sequence[Candidate]) -> None:
-    """Forget candidates gone for good (after reloads) once they outnumber the present ones."""
-    if len(current) > 2 * len(candidates) + 16:
-        present = {c.id for c in candidates}
-        for ident in [i for i in current if i not in present]:
-            del current[ident]
-
-
 @hookimpl
 def register_strategies(register: Callable[[StrategySpec], None]) -> None:
     """Offer the ``weighted`` strategy."""
@@ -113,19 +75,14 @@ def select_provider(
     """Order ``candidates`` by smooth weighted round-robin, tier by tier; ``None`` if not ``weighted``."""
     if strategy != NAME:
         return None
-    current = _current_weights(context.state)
-    _prune(current, candidates)
+    current: dict[str, float] = state_table(context.state, _STATE, candidates)
+    factors_of = per_key(_weight_factor)  # slow start is per key: read it once per key
     ordered: list[Candidate] = []
     drained: list[Candidate] = []
-    factors: dict[tuple[str, str], float] = {}  # slow start is per key: read it once per key
-    for tier in _tiers(candidates):
+    for tier in tiers(candidates):
         live: list[Candidate] = []
         weights: list[float] = []
-        for cand in tier:
-            key = cand.key
-            factor = factors.get((key.provider, key.name))
-            if factor is None:
-                factor = factors[(key.provider, key.name)] = float(cand.stats.weight_factor)
+        for cand, factor in zip(tier, factors_of(tier), strict=True):
             weight = effective_weight(cand, factor)
             if weight > 0.0:
                 live.append(cand)
