@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from truckllm.admin import JSON, admin_routes, error_response
 from truckllm.auth import bearer
@@ -26,7 +27,7 @@ from truckllm.sdnotify import notify
 __all__ = ["create_app"]
 
 
-def create_app(gateway: Gateway) -> Starlette:
+def create_app(gateway: Gateway) -> FastRoutes:
     """The ASGI app serving ``gateway``."""
 
     async def models(request: Request) -> Response:
@@ -91,4 +92,29 @@ def create_app(gateway: Gateway) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.gateway = gateway
-    return app
+    return FastRoutes(app, dialect_routes)
+
+
+class FastRoutes:
+    """The request-path routes without a fixed path parameter, dispatched by a dict lookup.
+
+    Everything else (parametrised routes, admin, lifespan) goes through the starlette app. The
+    request-path endpoints answer their own errors, so they need none of starlette's middleware.
+    """
+
+    def __init__(self, app: Starlette, routes: list[Route]) -> None:
+        self.app = app
+        self.state = app.state
+        self.exact: dict[str, tuple[frozenset[str], ASGIApp]] = {}
+        for route in routes:
+            if "{" not in route.path and route.methods:
+                self.exact[route.path] = (frozenset(route.methods), route.app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch one ASGI call."""
+        if scope["type"] == "http":
+            found = self.exact.get(scope["path"])
+            if found is not None and scope["method"] in found[0]:
+                await found[1](scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -14,6 +14,8 @@ import os
 from typing import Any
 from urllib.parse import parse_qsl
 
+from loguru import logger
+
 from truckllm.admission import admit
 from truckllm.asgi_util import (
     ClientGone,
@@ -132,17 +134,26 @@ class ApiEndpoint:
         except ClientGone:
             pass
         except GatewayError as exc:
-            headers = {"content-type": "application/json", "x-request-id": ctx.request_id, **exc.headers}
-            if _WORKER is not None:
-                headers["x-truckllm-worker"] = _WORKER
-            await send_bytes(send, exc.status, headers, self.dialect.error_body(exc))
-            if not ctx.recorded:  # rejected before the pipeline: still one record (audit, error counts)
-                ctx.status = exc.status
-                ctx.rejected_kind = _REJECTED_KIND.get(exc.status, "bad_request")
-                ctx.rejected_message = exc.message
-                finish(gw, rt, ctx.request, ctx)
+            await self._reject(rt, ctx, send, exc)
+        except Exception as exc:  # a kernel bug: still an answer in the client's format, and logged
+            logger.opt(exception=exc).error("request {} failed inside the gateway", ctx.request_id)
+            error = GatewayError(500, "The gateway failed to serve this request.", type="server_error")
+            with contextlib.suppress(Exception):
+                await self._reject(rt, ctx, send, error)
         finally:
             gw.leave()
+
+    async def _reject(self, rt: Runtime, ctx: RequestContext, send: Send, exc: GatewayError) -> None:
+        """Answer ``exc`` in the client's dialect; record the request if nothing did yet."""
+        headers = {"content-type": "application/json", "x-request-id": ctx.request_id, **exc.headers}
+        if _WORKER is not None:
+            headers["x-truckllm-worker"] = _WORKER
+        await send_bytes(send, exc.status, headers, self.dialect.error_body(exc))
+        if not ctx.recorded:  # rejected before the pipeline: still one record (audit, error counts)
+            ctx.status = exc.status
+            ctx.rejected_kind = _REJECTED_KIND.get(exc.status, "bad_request")
+            ctx.rejected_message = exc.message
+            finish(self.gateway, rt, ctx.request, ctx)
 
     def _parse(self, rt: Runtime, body: bytes, scope: Scope, headers: dict[str, str]) -> ChatRequest:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
@@ -205,53 +216,63 @@ class ApiEndpoint:
     async def _run(
         self, rt: Runtime, ctx: RequestContext, request: ChatRequest, receive: Receive, send: Send
     ) -> None:
+        """Serve in this task; a client that goes away cancels it (and with it the upstream call)."""
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _DisconnectWatch(task, ctx)
         disconnect = asyncio.ensure_future(receive())
-        work = asyncio.ensure_future(serve(self.gateway, rt, request, ctx))
+        disconnect.add_done_callback(watch)
         try:
-            done, _ = await asyncio.wait({work, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-            if work not in done:  # the client went away first
-                ctx.client_disconnected = True
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError, GatewayError):
-                    await work
-                return
-            outcome: Outcome = work.result()
+            outcome: Outcome = await serve(self.gateway, rt, request, ctx)
             outcome.headers["x-request-id"] = ctx.request_id
             if _WORKER is not None:
                 outcome.headers["x-truckllm-worker"] = _WORKER
             if outcome.stream is None:
                 await send_bytes(send, outcome.status, outcome.headers, outcome.body)
-                return
-            await self._stream(outcome, send, disconnect, ctx)
+            else:
+                await self._stream(outcome, send)
+        except asyncio.CancelledError:
+            if not watch.fired:
+                raise
+            task.uncancel()  # we cancelled ourselves because the client left: nothing to answer
         finally:
+            watch.done = True
             if not disconnect.done():
+                disconnect.remove_done_callback(watch)
                 disconnect.cancel()
 
-    async def _stream(
-        self, outcome: Outcome, send: Send, disconnect: asyncio.Future[Any], ctx: RequestContext
-    ) -> None:
+    @staticmethod
+    async def _stream(outcome: Outcome, send: Send) -> None:
         stream = outcome.stream
         assert stream is not None
-        first = await anext(stream)  # starts the generator, so that its cleanup always runs
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()]
-        pump = asyncio.ensure_future(self._pump(first, stream, send, raw))
         try:
-            done, _ = await asyncio.wait({pump, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-            if pump not in done:
-                ctx.client_disconnected = True
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
-            else:
-                pump.result()
+            first = await anext(stream)  # starts the generator, so that its cleanup always runs
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()]
+            await send({"type": "http.response.start", "status": 200, "headers": raw})
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk in stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[attr-defined]
 
-    @staticmethod
-    async def _pump(first: bytes, stream: Any, send: Send, raw: list[tuple[bytes, bytes]]) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": raw})
-        await send({"type": "http.response.body", "body": first, "more_body": True})
-        async for chunk in stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+class _DisconnectWatch:
+    """Done-callback of the pending ``receive()``: a disconnect cancels the serving task."""
+
+    __slots__ = ("ctx", "done", "fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any], ctx: RequestContext) -> None:
+        self.task = task
+        self.ctx = ctx
+        self.fired = False
+        self.done = False
+
+    def __call__(self, future: asyncio.Future[Any]) -> None:
+        if self.done or future.cancelled() or future.exception() is not None:
+            return
+        if future.result().get("type") == "http.disconnect":
+            self.fired = True
+            self.ctx.client_disconnected = True
+            self.task.cancel()

@@ -53,7 +53,7 @@ def cluster(tmp_path: Path, prefix: str) -> Iterator[str]:
     path.write_text(f"""
 server: {{listen: "127.0.0.1:{port}", workers: 2}}
 admin: {{token: adm}}
-store: {{type: redis, addr: "127.0.0.1:6379", prefix: "{prefix}", flush_interval: 200ms}}
+store: {{type: redis, addr: "127.0.0.1:6379", prefix: "{prefix}", flush_interval: 200ms, timeout: 2s}}
 providers:
   demo: {{type: mock}}
 models:

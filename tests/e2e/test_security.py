@@ -302,7 +302,9 @@ def test_any_chat_body_gets_a_2xx_or_a_clean_4xx(inproc: InProcess, body: dict[s
 def test_any_bytes_get_a_clean_4xx(inproc: InProcess, raw: bytes) -> None:
     for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/completions"):
         status, answer = inproc.post(path, raw)
-        assert status < 500 and "error" in json.loads(answer)
+        assert status < 500, answer
+        if status >= 400:
+            assert "error" in json.loads(answer)
 
 
 @pytest.mark.parametrize(
