@@ -103,7 +103,9 @@ def test_concurrent_requests_never_overspend_a_budget(cluster: str) -> None:
     async def burst() -> list[int]:
         async def one() -> int:
             async with aiohttp.ClientSession() as session, session.post(
-                cluster + "/v1/chat/completions", headers={"authorization": "Bearer spender-key-123"},
+                cluster + "/v1/chat/completions",
+                # each answer takes 1.5 s, so all 50 are admitted while none has settled yet
+                headers={"authorization": "Bearer spender-key-123", "x-mock-fault": "latency=1.5"},
                 json={"model": "demo", "max_tokens": 1000, "messages": [{"role": "user", "content": "hi"}]},
             ) as response:
                 await response.read()
