@@ -336,8 +336,16 @@ def admin_routes(gateway: Gateway) -> list[Route]:
 
     async def metrics(request: Request) -> Response:
         parts: list[bytes] = []
-        for result in gateway.runtime.host.pm.hook.render_metrics():
-            if result:
+        host = gateway.runtime.host
+        for impl in reversed(host.pm.hook.render_metrics.get_hookimpls()):
+            try:
+                result = impl.function()
+            except Exception as exc:  # one broken metrics plugin must not hide the others
+                name = host.pm.get_name(impl.plugin) or "?"
+                gateway.background.plugin_errors[(name, "render_metrics")] += 1
+                logger.bind(plugin=name).opt(exception=exc).error("plugin {} failed in render_metrics", name)
+                continue
+            if isinstance(result, bytes) and result:
                 parts.append(result)
         return Response(b"".join(parts), media_type="text/plain; version=0.0.4; charset=utf-8")
 

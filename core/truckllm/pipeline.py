@@ -383,12 +383,23 @@ class _Pipeline:
 
     async def _attempt(self, cand: Candidate, routing: RoutingConfig) -> Outcome:
         provider = cand.provider
-        upstream: UpstreamRequest | None = self.hook.transform_request(
-            provider=provider,
-            model=cand.deployment.model,
-            request=self.request,
-            api_key=self.rt.api_key(cand),
-        )
+        try:
+            upstream: UpstreamRequest | None = self.hook.transform_request(
+                provider=provider,
+                model=cand.deployment.model,
+                request=self.request,
+                api_key=self.rt.api_key(cand),
+            )
+        except (UnsupportedRequest, GatewayError):
+            raise
+        except Exception as exc:  # a provider plugin's bug is a failed attempt, not a crash
+            logger.opt(exception=exc).error("provider plugin {!r} raised in transform_request", provider.type)
+            self.attempt_count += 1
+            failed = _Attempt(cand, cand.stats.key_state, routing)
+            message = f"provider plugin error ({type(exc).__name__})"
+            error = UpstreamError(status=502, kind="plugin", message=message)
+            self._record_attempt(failed, 502, "plugin")
+            raise _Failed(error) from None
         if upstream is None:
             raise UnsupportedRequest(f"no installed plugin serves provider type {provider.type!r}")
         self.attempt_count += 1

@@ -376,6 +376,9 @@ def render_reference() -> str:
         f"`TRUCKLLM_API = {hookspecs.HOOKSPEC_VERSION}`).",
         "",
         *[md(" ".join(p.split())) + "\n" for p in (inspect.getdoc(hookspecs) or "").split("\n\n")],
+        "An implementation is a function (or method) of the hook's name marked `@hookimpl`; it names "
+        "only the arguments it uses, in any order, and pluggy passes those.",
+        "",
         "| hook | called | result | since |",
         "|---|---|---|---|",
     ]
@@ -442,7 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     new = replace_block(text, block)
     if args.check is not None:
         if new != text:
-            print(f"{path} is out of date: run python -m truckllm.testing.docs --write {path}", file=sys.stderr)
+            print(
+                f"{path} is out of date: run python -m truckllm.testing.docs --write {path}", file=sys.stderr
+            )
             return 1
         return 0
     if new != text:
