@@ -48,6 +48,10 @@ class FrameTranslator(Protocol):
     def close(self) -> bytes:
         """The stream ended cleanly: the closing frames."""
 
+    # Optional: ``error(error: GatewayError) -> bytes``, the frame that ends this stream after a
+    # failure; the kernel prefers it to ``ClientDialect.stream_error`` (which is not told which
+    # request failed, so it cannot know the form the client asked for).
+
 
 class ClientDialect(Protocol):
     """Error rendering for one inbound dialect (what the pipeline needs)."""
@@ -66,6 +70,9 @@ class InboundDialect(ClientDialect, Protocol):
     """Everything the kernel needs to serve one client API dialect."""
 
     routes: Sequence[DialectRoute]
+    # Optional: ``reframes_own = True`` makes the kernel call ``response`` and ``stream`` for answers
+    # already in this dialect's format too (a pass-through answer the client wants in another form
+    # of the same API: Gemini's JSON-array stream of an ``alt=sse`` upstream).
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The gateway key the client presented (``Authorization: Bearer``, ``x-api-key``...)."""

@@ -518,7 +518,7 @@ class _Pipeline:
             usage = self.hook.parse_usage(provider=cand.provider, request=self.request, body=response.body)
         self._on_success(attempt, usage, ttft=None)
         body = result.body
-        if result.dialect != self.request.dialect:
+        if result.dialect != self.request.dialect or getattr(self.ctx.dialect, "reframes_own", False):
             body = self.ctx.dialect.response(self.request, body, result.dialect)
         return Outcome(status=200, headers=self._headers(attempt), body=body)
 
@@ -536,7 +536,7 @@ class _Pipeline:
             attempt.key_state.limits = limits
             attempt.key_state.limits_at = self.gw.clock()
         source = getattr(translator, "dialect", "openai")
-        if source != self.request.dialect:
+        if source != self.request.dialect or getattr(self.ctx.dialect, "reframes_own", False):
             translator = _Reframed(translator, self.ctx.dialect.stream(self.request, source))
         chunks = self._chunks(attempt, head)
         first = b""
@@ -635,7 +635,10 @@ class _Pipeline:
             self._release(attempt)
             finish(self.gw, self.rt, self.request, self.ctx)
         if error is not None:
-            yield pending + self.ctx.dialect.stream_error(_error_to_gateway(error))
+            failed = _error_to_gateway(error)
+            ending = getattr(getattr(translator, "outer", None), "error", None)
+            frame = ending(failed) if ending is not None else self.ctx.dialect.stream_error(failed)
+            yield pending + frame
 
     # --- bookkeeping ----------------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ class FunctionCall(Struct, omit_defaults=True):
     arguments: str = ""
 
 
-class ToolCall(Struct, omit_defaults=True):
+class ToolCall(Struct):
     """One tool call in an assistant message."""
 
     id: str
@@ -175,7 +175,7 @@ class FunctionDef(Struct, omit_defaults=True):
     strict: bool | UnsetType | None = UNSET
 
 
-class Tool(Struct, omit_defaults=True):
+class Tool(Struct):
     """A tool offered to the model (``function``; other types pass through where supported)."""
 
     type: str = "function"

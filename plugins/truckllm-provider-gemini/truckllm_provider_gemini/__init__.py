@@ -59,7 +59,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             type=TYPE,
             default_base_url=DEFAULT_BASE_URL,
             dialect="gemini",
-            endpoints=frozenset({"chat", "completions", "embeddings"}),
+            endpoints=frozenset({"chat", "completions", "embeddings", "count_tokens"}),
             options=Options,
         )
     )

@@ -75,6 +75,8 @@ def model_path(model: str) -> str:
 
 def upstream_url(base_url: str, model: str, endpoint: str, stream: bool) -> str:
     """The method URL for one client endpoint."""
+    if endpoint == "count_tokens":
+        return f"{base_url}/{model_path(model)}:countTokens"
     if endpoint == "embeddings":
         return f"{base_url}/{model_path(model)}:batchEmbedContents"
     if stream:
@@ -643,7 +645,17 @@ def build_request(provider: Provider, model: str, request: ChatRequest, api_key:
         headers["x-goog-api-key"] = api_key
     headers.update(provider.headers)
     if request.dialect == "gemini":
-        return UpstreamRequest(url=url, headers=headers, body=request.body, stream=stream)
+        raw = request.body
+        if request.endpoint == "embeddings":
+            fields = request.fields()
+            if "requests" in fields:  # batchEmbedContents: every request names the URL's model
+                items = msgspec.json.decode(fields["requests"])
+                raw = request.encode(requests=[{**item, "model": model_path(model)} for item in items])
+            else:  # embedContent
+                url = f"{provider.base_url}/{model_path(model)}:embedContent"
+        return UpstreamRequest(url=url, headers=headers, body=raw, stream=stream)
+    if request.endpoint == "count_tokens":
+        raise UnsupportedRequest("Gemini counts the tokens of Gemini-dialect requests only", param="model")
     typed = request.typed
     body: dict[str, Any]
     if isinstance(typed, ChatCompletionRequest):
