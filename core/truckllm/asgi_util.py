@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -48,7 +48,7 @@ def request_id(scope: Scope) -> str:
     given = header(scope, b"x-request-id")
     if given and _SAFE_ID.match(given):
         return given
-    return "req_" + uuid.uuid4().hex
+    return "req_" + os.urandom(12).hex()
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

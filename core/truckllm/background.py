@@ -22,15 +22,18 @@ from truckllm.types import RequestRecord
 __all__ = ["Background", "call_each"]
 
 
+def _implementations(host: PluginHost, hook_name: str) -> list[tuple[str, Any, tuple[str, ...]]]:
+    """``(plugin name, function, argument names)`` of every implementation, in call order."""
+    impls = getattr(host.pm.hook, hook_name).get_hookimpls()
+    return [(host.pm.get_name(i.plugin) or "?", i.function, tuple(i.argnames)) for i in reversed(impls)]
+
+
 async def call_each(host: PluginHost, hook_name: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
     """Call every implementation of ``hook_name`` separately, awaiting awaitables; return failures."""
     failures: list[tuple[str, BaseException]] = []
-    caller = getattr(host.pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):
-        name = host.pm.get_name(impl.plugin) or "?"
+    for name, function, argnames in _implementations(host, hook_name):
         try:
-            args = {k: kwargs[k] for k in impl.argnames}
-            result = impl.function(**args)
+            result = function(*[kwargs[k] for k in argnames])
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:

@@ -63,6 +63,7 @@ def build_loggers(host: PluginHost, config: Config) -> list[tuple[str, Any]]:
 
 def attach(host: PluginHost, store: Any | None, loggers: list[tuple[str, Any]]) -> None:
     """Register the store and logger instances with ``host``'s plugin manager."""
+    host.dispatch.clear()
     if store is not None and not host.pm.is_registered(store):
         host.pm.register(store, name="store")
     for i, (name, instance) in enumerate(loggers):

@@ -6,6 +6,12 @@ synchronous and pure: they build values and the kernel does the I/O. Hooks after
 (``store_usage``, ``emit_log``) and lifecycle hooks may return an awaitable, which the kernel
 awaits on its own so that one failing plugin silences no other.
 
+The ``firstresult`` request-path hooks (``select_provider``, ``transform_*``, ``parse_usage``)
+must decide whether to answer by ``provider.type`` (or the strategy name) alone, returning
+``None`` at once otherwise: the kernel remembers which implementation answered for each type and
+calls it directly afterwards. A provider that cannot serve one request raises
+:class:`truckllm.errors.UnsupportedRequest` instead of returning ``None``.
+
 ``HOOKSPEC_VERSION`` changes only when a hook changes incompatibly. A plugin declares the version
 it was written for with a module-level ``TRUCKLLM_API = 1``; the kernel refuses to load a plugin
 declaring another version.

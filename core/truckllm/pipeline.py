@@ -183,7 +183,7 @@ class _Pipeline:
         self.rt = rt
         self.request = request
         self.ctx = ctx
-        self.hook = rt.host.pm.hook
+        self.dispatch = rt.host.dispatch
         self.deadline = ctx.started + rt.config.server.request_timeout
         self.attempt_count = 0
         prompt, completion = estimate_tokens(request)
@@ -221,7 +221,9 @@ class _Pipeline:
             estimated_tokens=self.estimated_tokens,
         )
         try:
-            ordered = self.hook.select_provider(strategy=plan.strategy, candidates=usable, context=context)
+            ordered = self.dispatch.call(
+                "select_provider", plan.strategy, strategy=plan.strategy, candidates=usable, context=context
+            )
         except Exception as exc:
             logger.opt(exception=exc).error("strategy {} failed; using config order", plan.strategy)
             ordered = None
@@ -384,7 +386,9 @@ class _Pipeline:
     async def _attempt(self, cand: Candidate, routing: RoutingConfig) -> Outcome:
         provider = cand.provider
         try:
-            upstream: UpstreamRequest | None = self.hook.transform_request(
+            upstream: UpstreamRequest | None = self.dispatch.call(
+                "transform_request",
+                provider.type,
                 provider=provider,
                 model=cand.deployment.model,
                 request=self.request,
@@ -479,7 +483,7 @@ class _Pipeline:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=attempt.routing.connect_timeout),
         )
         attempt.response = response
-        headers = {k.lower(): v for k, v in response.headers.items()}
+        headers = response.headers  # case-insensitive already: no copy
         if upstream.stream and 200 <= response.status < 300:
             return UpstreamResponse(status=response.status, headers=headers)
         body = await self._read_capped(response)
@@ -501,7 +505,9 @@ class _Pipeline:
 
     def _finish_whole(self, response: UpstreamResponse, attempt: _Attempt) -> Outcome:
         cand = attempt.candidate
-        result = self.hook.transform_response(
+        result = self.dispatch.call(
+            "transform_response",
+            cand.provider.type,
             provider=cand.provider, request=self.request, response=response, model=cand.deployment.model
         )
         if result is None:
@@ -514,8 +520,11 @@ class _Pipeline:
         if result.error is not None:
             raise UpstreamFailure(result.error)
         usage = None
+        body = response.body
         if 200 <= response.status < 300:
-            usage = self.hook.parse_usage(provider=cand.provider, request=self.request, body=response.body)
+            usage = self.dispatch.call(
+                "parse_usage", cand.provider.type, provider=cand.provider, request=self.request, body=body
+            )
         self._on_success(attempt, usage, ttft=None)
         body = result.body
         if result.dialect != self.request.dialect or getattr(self.ctx.dialect, "reframes_own", False):
@@ -526,7 +535,9 @@ class _Pipeline:
         self, upstream: UpstreamRequest, head: UpstreamResponse, attempt: _Attempt
     ) -> Outcome:
         cand = attempt.candidate
-        translator: StreamTranslator | None = self.hook.transform_stream(
+        translator: StreamTranslator | None = self.dispatch.call(
+            "transform_stream",
+            cand.provider.type,
             provider=cand.provider, request=self.request, response=head, model=cand.deployment.model
         )
         if translator is None:

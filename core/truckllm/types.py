@@ -260,7 +260,8 @@ class UpstreamResponse(Struct, kw_only=True):
     """An upstream answer as the kernel received it.
 
     :ivar status: HTTP status.
-    :ivar headers: response headers, lower-case names.
+    :ivar headers: response headers; look names up in lower case (``headers.get("retry-after")``):
+        lookups are case-insensitive for HTTP answers, and local answers use lower-case names.
     :ivar body: the whole body (non-stream answers and error answers).
     :ivar chunks: for a local stream: the body as it arrives.
     """
