@@ -7,6 +7,7 @@ SIGTERM and SIGINT stop accepting, let in-flight requests and streams finish wit
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -117,8 +118,22 @@ def run_server(config_path: str, listen: str | None = None, workers: int | None 
         del gateway  # each worker builds its own
         return supervise(config_path, bind, hc.workers)
     logger.info("serving {} on http://{}", config_path, bind)
+    tune_gc()
     _run_loop(_serve(gateway, hc))
     return 0
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections on the request path.
+
+    Everything alive at start-up (modules, plugins, the config) is moved out of the collector's
+    sight (``gc.freeze``), and the youngest generation is collected every 20,000 allocations
+    instead of 700: requests allocate many short-lived containers, and most die by reference
+    counting anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _run_loop(coro: Any) -> None:
