@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from truckllm_provider_gemini.schema import to_gemini_schema
 
 from truckllm.errors import UnsupportedRequest
-from truckllm_provider_gemini.schema import to_gemini_schema
 
 
 def test_non_string_required_entry_does_not_crash_the_schema_cleaner() -> None:
