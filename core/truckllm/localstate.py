@@ -21,8 +21,9 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from loguru import logger
@@ -50,6 +51,7 @@ __all__ = [
     "Clock",
     "GcraResult",
     "LocalState",
+    "LocalStore",
     "Outage",
     "RateState",
     "StoreUnavailable",
@@ -547,3 +549,58 @@ class Outage:
             )
             self.since = None
             self.error = ""
+
+
+class LocalStore:
+    """The :class:`~truckllm.store.Store` interface over one in-process :class:`LocalState`.
+
+    The ``memory`` store plugin is this class; the ``file`` store extends it with persistence;
+    the reference store server and the tests use it to have a store without importing a plugin.
+    It has no ``store_usage`` hookimpl of its own (a plugin's subclass marks one): call
+    :meth:`record` to count a finished request.
+
+    :param clock: unix time (tests inject a fake clock).
+    :param state: share an existing state (tests use it to reopen the "same" store).
+    """
+
+    name = "local"
+
+    def __init__(self, clock: Clock = time.time, state: LocalState | None = None) -> None:
+        self.state = state if state is not None else LocalState(clock)
+
+    async def start(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to flush (the state stays readable)."""
+
+    async def flush(self) -> None:
+        """Nothing is ever pending."""
+
+    async def admit(self, admission: Admission) -> Decision:
+        """Check and consume every rate limit and budget of one request, atomically."""
+        return self.state.admit(admission)
+
+    async def settle(self, settlement: Settlement) -> None:
+        """Apply a request's corrections at once."""
+        self.state.settle(settlement)
+
+    async def mark_cooldown(self, mark: CooldownMark) -> None:
+        """Record a cooldown (extends, never shortens)."""
+        self.state.mark_cooldown(mark)
+
+    async def cooldowns(self) -> Sequence[CooldownMark]:
+        """Every cooldown still in force."""
+        return self.state.cooldowns()
+
+    async def usage(self, query: UsageQuery) -> UsageReport:
+        """Aggregated usage."""
+        return self.state.usage(query)
+
+    async def ready(self) -> dict[str, Any]:
+        """Always ready."""
+        return {"ok": True, "store": self.name}
+
+    def record(self, record: RequestRecord) -> None:
+        """Count a finished request."""
+        self.state.record(record)

@@ -41,7 +41,7 @@ async def test_status_codes_without_a_token() -> None:
 async def test_usage_query_parameters() -> None:
     store = LocalStore(FakeClock())
     for record in make_records(n=30):
-        store.store_usage(record)
+        store.record(record)
     async with StoreServer(store, token="t") as server:
         headers = {"authorization": "Bearer t"}
         async with aiohttp.ClientSession(headers=headers) as http:

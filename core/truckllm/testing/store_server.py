@@ -29,24 +29,21 @@ from __future__ import annotations
 import hmac
 import inspect
 import socket
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
-from truckllm.localstate import Clock, LocalState, StoreUnavailable
+from truckllm.localstate import LocalStore, StoreUnavailable
 from truckllm.store import (
     Admission,
     CooldownMark,
-    Decision,
     Settlement,
     Store,
     UsageQuery,
-    UsageReport,
 )
 from truckllm.types import RequestRecord
 
@@ -66,52 +63,6 @@ def _json(value: Any, status: int = 200) -> web.Response:
 
 def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
-
-
-class LocalStore:
-    """The smallest complete store: a :class:`~truckllm.localstate.LocalState` behind the interface.
-
-    What the ``memory`` store plugin does, for serving in tests that must not import a plugin.
-    """
-
-    name = "local"
-
-    def __init__(self, clock: Clock = time.time) -> None:
-        self.state = LocalState(clock)
-
-    async def start(self) -> None:
-        """Nothing to open."""
-
-    async def close(self) -> None:
-        """Nothing to flush."""
-
-    async def admit(self, admission: Admission) -> Decision:
-        """See :meth:`LocalState.admit`."""
-        return self.state.admit(admission)
-
-    async def settle(self, settlement: Settlement) -> None:
-        """See :meth:`LocalState.settle`."""
-        self.state.settle(settlement)
-
-    async def mark_cooldown(self, mark: CooldownMark) -> None:
-        """See :meth:`LocalState.mark_cooldown`."""
-        self.state.mark_cooldown(mark)
-
-    async def cooldowns(self) -> Sequence[CooldownMark]:
-        """See :meth:`LocalState.cooldowns`."""
-        return self.state.cooldowns()
-
-    async def usage(self, query: UsageQuery) -> UsageReport:
-        """See :meth:`LocalState.usage`."""
-        return self.state.usage(query)
-
-    async def ready(self) -> dict[str, Any]:
-        """Always ready."""
-        return {"ok": True, "store": self.name}
-
-    def store_usage(self, record: RequestRecord) -> None:
-        """Count a finished request."""
-        self.state.record(record)
 
 
 class StoreServer:
@@ -230,7 +181,7 @@ class StoreServer:
         """POST /v1/usage/records: ``[RequestRecord, ...]`` -> 204."""
         records = await self._body(request, list[RequestRecord])
         if not self._seen_before(request):
-            store_usage = getattr(self.store, "store_usage", None)
+            store_usage = getattr(self.store, "store_usage", None) or getattr(self.store, "record", None)
             if store_usage is None:
                 return _error(501, "this store keeps no usage")
             for record in records:

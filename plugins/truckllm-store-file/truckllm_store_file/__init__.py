@@ -21,7 +21,15 @@ from loguru import logger
 
 from truckllm import hookimpl
 from truckllm.config.durations import Duration
-from truckllm.localstate import GROUP_FIELDS, BudgetState, Clock, LocalState, RateState, UsageBuckets
+from truckllm.localstate import (
+    GROUP_FIELDS,
+    BudgetState,
+    Clock,
+    LocalState,
+    LocalStore,
+    RateState,
+    UsageBuckets,
+)
 from truckllm.store import (
     Admission,
     CooldownMark,
@@ -104,7 +112,7 @@ class _Batch(msgspec.Struct):
     cooldowns: list[CooldownMark]
 
 
-class FileStore:
+class FileStore(LocalStore):
     """``type: file``: in-memory decisions, persisted to SQLite off the hot path.
 
     Several processes may share one file: usage and budget spend are written as increments, so
@@ -130,7 +138,7 @@ class FileStore:
     def __init__(self, options: FileStore.Options | None = None, *, clock: Clock = time.time) -> None:
         self.options = options or FileStore.Options()
         self.path = os.path.expanduser(self.options.path)
-        self.state = LocalState(clock)
+        super().__init__(clock)
         self._pending = UsageBuckets()
         self._flushed_spent: dict[tuple[str, str], float] = {}
         self._db: sqlite3.Connection | None = None
@@ -285,27 +293,7 @@ class FileStore:
             db.execute("ROLLBACK")
             raise
 
-    # --- the store interface (all in memory) ----------------------------------------------------
-
-    async def admit(self, admission: Admission) -> Decision:
-        """Check and consume every rate limit and budget of one request, atomically."""
-        return self.state.admit(admission)
-
-    async def settle(self, settlement: Settlement) -> None:
-        """Apply a request's corrections (persisted at the next flush)."""
-        self.state.settle(settlement)
-
-    async def mark_cooldown(self, mark: CooldownMark) -> None:
-        """Record a cooldown (extends, never shortens)."""
-        self.state.mark_cooldown(mark)
-
-    async def cooldowns(self) -> Sequence[CooldownMark]:
-        """Every cooldown still in force."""
-        return self.state.cooldowns()
-
-    async def usage(self, query: UsageQuery) -> UsageReport:
-        """Aggregated usage (including what is not yet written)."""
-        return self.state.usage(query)
+    # --- the store interface: LocalStore's, in memory; ready() and store_usage add the file ---
 
     async def ready(self) -> dict[str, Any]:
         """Ready when the file is open and the last write succeeded."""
