@@ -13,7 +13,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -25,20 +25,11 @@ from truckllm.localstate import (
     GROUP_FIELDS,
     BudgetState,
     Clock,
-    LocalState,
     LocalStore,
     RateState,
     UsageBuckets,
 )
-from truckllm.store import (
-    Admission,
-    CooldownMark,
-    Decision,
-    Settlement,
-    UsageQuery,
-    UsageReport,
-    UsageRow,
-)
+from truckllm.store import CooldownMark, UsageRow
 from truckllm.types import RequestRecord
 
 __all__ = ["SCHEMA_VERSION", "TRUCKLLM_API", "FileStore", "register_stores"]
