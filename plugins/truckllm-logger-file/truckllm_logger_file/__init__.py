@@ -7,36 +7,20 @@ unique ``extra`` key). loguru writes, rotates, compresses and prunes from its qu
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
-from loguru import logger
 
 from truckllm import hookimpl
-from truckllm.records import json_line, level_for, text_line
-from truckllm.types import RequestRecord
-
-if TYPE_CHECKING:
-    from loguru import Record
+from truckllm.linelogger import EXTRA_KEY, LEVELS, LineLogger, check_level
 
 __all__ = ["EXTRA_KEY", "LEVELS", "TRUCKLLM_API", "FileLogger", "register_loggers"]
 
 TRUCKLLM_API = 1
 """The plugin API version this plugin was written for."""
 
-EXTRA_KEY = "truckllm_logger"
-"""The loguru ``extra`` key request records are bound with (the value names one logger instance).
-
-Other sinks (the kernel's own) can leave these records out: ``filter=lambda r: EXTRA_KEY not in
-r["extra"]``.
-"""
-
-LEVELS: dict[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
-"""The accepted ``level`` values and their loguru numbers."""
 
 
 def _check_file_options(
@@ -54,7 +38,7 @@ def _check_file_options(
         raise ValueError(str(exc)) from None
 
 
-class FileLogger:
+class FileLogger(LineLogger):
     """Writes one line per finished request to a file, rotated and pruned by loguru.
 
     :param options: decoded from the ``loggers:`` entry.
@@ -84,8 +68,7 @@ class FileLogger:
         include_bodies: bool = False
 
         def __post_init__(self) -> None:
-            if self.level.upper() not in LEVELS:
-                raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {self.level!r}")
+            check_level(self.level)
             if not self.path.strip():
                 raise ValueError("path must not be empty")
             if isinstance(self.retention, int) and self.retention < 1:
@@ -97,61 +80,22 @@ class FileLogger:
     """The name in ``loggers:``."""
 
     def __init__(self, options: Options | None = None) -> None:
-        self.options = options if options is not None else self.Options()
-        self._tag = f"{self.name}-{uuid.uuid4().hex}"
-        self._min_level = LEVELS[self.options.level.upper()]
-        self._format: Callable[[RequestRecord], str] = (
-            json_line if self.options.format == "json" else text_line
-        )
-        self._handler_id: int | None = None
-        self._log = logger.bind(**{EXTRA_KEY: self._tag})
+        super().__init__(options if options is not None else self.Options())
 
     @property
     def path(self) -> str:
         """The path given to loguru (``{pid}`` replaced)."""
         return self.options.path.replace("{pid}", str(os.getpid()))
 
-    def _accepts(self, record: Record) -> bool:
-        return bool(record["extra"].get(EXTRA_KEY) == self._tag)
-
-    @hookimpl
-    def startup(self, app: Any) -> None:
-        """Add this logger's loguru file sink, opening the file (so a bad path fails start-up)."""
-        if self._handler_id is not None:
-            return
-        if self.options.include_bodies:
-            logger.warning("logger {}: include_bodies is reserved; records carry no bodies yet", self.name)
-        self._handler_id = logger.add(
-            self.path,
-            format="{message}",
-            level=self._min_level,
-            filter=self._accepts,
-            enqueue=True,
-            colorize=False,
-            backtrace=False,
-            diagnose=False,
-            rotation=self.options.rotation,
-            retention=self.options.retention,
-            compression=self.options.compression,
-            encoding="utf-8",
-        )
-
-    @hookimpl
-    def emit_log(self, record: RequestRecord) -> None:
-        """Queue the record's line for the sink (never waits for the disk)."""
-        if self._handler_id is None:
-            return
-        level = level_for(record)
-        if LEVELS[level] < self._min_level:
-            return
-        self._log.log(level, self._format(record))
-
-    @hookimpl
-    async def shutdown(self, app: Any) -> None:
-        """Write what is queued, close the file and remove this logger's sink (only this one)."""
-        handler_id, self._handler_id = self._handler_id, None
-        if handler_id is not None:
-            await asyncio.to_thread(logger.remove, handler_id)
+    def sink(self) -> tuple[Any, dict[str, Any]]:
+        """The file, with rotation, retention and compression (opened at start-up, so a bad path
+        fails there rather than at the first record)."""
+        return self.path, {
+            "rotation": self.options.rotation,
+            "retention": self.options.retention,
+            "compression": self.options.compression,
+            "encoding": "utf-8",
+        }
 
 
 @hookimpl
