@@ -30,6 +30,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 bench: install
+	$(PY) -m bench $(or $(BENCH_ARGS),--quick)
 	$(PY) -m pytest -q bench --benchmark-only $(PYTEST_ARGS)
 
 clean:

@@ -1,0 +1,429 @@
+"""``python -m bench``: the gateway's load benchmark, every lane in one run.
+
+It starts a lean fake upstream (:mod:`bench.upstream`), the gateway (``truckllm serve`` with a
+generated config pointing at it), nginx when installed, and drives them from this process with
+the open-loop generator of :mod:`bench.loadgen`. Every figure is a side-by-side comparison made in
+the same run: the same requests sent straight to the upstream ("direct") and through the gateway;
+"added" is gateway minus direct, percentile by percentile.
+
+Lanes (``--lanes``; all by default):
+
+- ``latency``: pass-through (OpenAI in, OpenAI upstream) added latency at concurrency 1 (closed
+  loop) and at fixed rates (open loop, latency from the intended send time).
+- ``throughput``: the frontier, the highest rate whose added p99 stays under ``--p99-budget`` ms
+  (doubling, then bisection), with one worker and with two; closed-loop throughput at
+  concurrency 50.
+- ``translation``: OpenAI in, Anthropic (and Gemini) upstream out, against the same upstream
+  called natively; skipped when the provider plugin is not installed.
+- ``streaming``: added time to first token, added inter-event gap and added per-event transit
+  time against streams paced at ``--stream-interval``; per dialect.
+- ``hold``: ``--hold-streams`` concurrent streams held open through the gateway; the gateway's
+  RSS while it holds them.
+- ``memory``: gateway RSS at idle, at plateau under a mixed load for ``--soak`` seconds, and after
+  the load stops (leak check).
+- ``nginx``: when nginx is installed: the gateway in front of nginx serving a static answer
+  (a C upstream), and nginx as a bare reverse proxy (the floor any proxy hop costs here).
+- ``profile``: py-spy samples the gateway under pass-through load; the top functions by own time.
+
+Results print as tables and go to ``bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.harness import LANES, Settings, clean, frontier_text
+from bench.lanes import Bench
+from bench.procs import Procs
+from bench.report import fmt, table
+
+__all__ = ["main", "parse_args"]
+
+
+def parse_args(argv: Sequence[str] | None) -> Settings:
+    """Settings from the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="TruckLLM load benchmark: added latency, throughput frontier, translation, "
+        "streaming, held streams, memory; one run, side by side against the upstream alone.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="short steps (default; about 4 minutes)")
+    mode.add_argument(
+        "--full", action="store_true", help="longer steps and a finer search (about 10 minutes)"
+    )
+    parser.add_argument("--lanes", help=f"comma-separated subset of: {', '.join(LANES)}")
+    parser.add_argument("--skip", help="comma-separated lanes not to run")
+    parser.add_argument("--rates", help="fixed rates for the latency lane, req/s, e.g. 100,500,1000")
+    parser.add_argument(
+        "--compare-rate", type=float, help="fixed rate of the translation and nginx lanes (default 200)"
+    )
+    parser.add_argument("--rounds", type=int, help="direct/gateway alternations per comparison (default 2)")
+    parser.add_argument("--c1-seconds", type=float, help="concurrency-1 run length")
+    parser.add_argument("--rate-seconds", type=float, help="length of each fixed-rate run")
+    parser.add_argument("--frontier-seconds", type=float, help="length of each frontier step")
+    parser.add_argument("--frontier-start", type=float, help="first rate of the frontier search (req/s)")
+    parser.add_argument("--frontier-max", type=float, help="highest rate the search tries")
+    parser.add_argument(
+        "--p99-budget", type=float, dest="p99_budget_ms", help="frontier criterion, added p99 ms"
+    )
+    parser.add_argument("--workers", help="gateway worker counts for the throughput lane (default 1,2)")
+    parser.add_argument("--c50-seconds", type=float, help="closed-loop concurrency-50 run length")
+    parser.add_argument("--stream-interval", type=float, help="seconds between stream events (default 0.02)")
+    parser.add_argument("--stream-chunks", type=int, help="content events per stream in the streaming lane")
+    parser.add_argument("--stream-seconds", type=float, help="length of each streaming run")
+    parser.add_argument("--hold-streams", type=int, help="streams to hold at once (default 2000)")
+    parser.add_argument("--hold-seconds", type=float, help="how long to hold them once all are open")
+    parser.add_argument(
+        "--hold-interval", type=float, help="seconds between events of held streams (default 1)"
+    )
+    parser.add_argument(
+        "--hold-ramp", type=float, help="new streams per second while ramping up (default 400)"
+    )
+    parser.add_argument(
+        "--soak", type=float, dest="soak_seconds", help="memory soak length, s (600 for the leak check)"
+    )
+    parser.add_argument("--soak-rate", type=float, help="soak load, req/s (default 300)")
+    parser.add_argument("--profile-seconds", type=float, help="py-spy sampling length")
+    parser.add_argument(
+        "--profile-rate",
+        type=float,
+        help="open-loop rate while profiling, req/s (default: closed loop, concurrency 50)",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    parser.add_argument(
+        "--nice", type=int, help="nice value for every benchmark process (negative needs root)"
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        help="wait up to this many seconds for other programs to leave the CPUs alone before starting",
+    )
+    parser.add_argument(
+        "--keys", action="store_true", help="configure a gateway key with rpm/tpm/budget (admission)"
+    )
+    parser.add_argument("--output", type=Path, help="JSON results path (default bench/results/latest.json)")
+    args = parser.parse_args(argv)
+
+    settings = Settings.full() if args.full else Settings()
+    if args.lanes:
+        settings.lanes = _lanes(parser, args.lanes)
+    if args.skip:
+        skip = set(_lanes(parser, args.skip))
+        settings.lanes = tuple(lane for lane in settings.lanes if lane not in skip)
+    if args.rates:
+        settings.rates = tuple(float(r) for r in args.rates.split(","))
+    if args.workers:
+        settings.workers = tuple(int(w) for w in args.workers.split(","))
+    for name in (
+        "rounds",
+        "compare_rate",
+        "c1_seconds",
+        "rate_seconds",
+        "frontier_seconds",
+        "frontier_start",
+        "frontier_max",
+        "p99_budget_ms",
+        "c50_seconds",
+        "stream_interval",
+        "stream_chunks",
+        "stream_seconds",
+        "hold_streams",
+        "hold_seconds",
+        "hold_interval",
+        "hold_ramp",
+        "soak_seconds",
+        "soak_rate",
+        "profile_seconds",
+        "profile_rate",
+        "nice",
+        "wait_idle",
+        "output",
+    ):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(settings, name, value)
+    settings.pin = not args.no_pin
+    settings.keys = args.keys
+    settings.rounds = max(1, settings.rounds)
+    return settings
+
+
+def _lanes(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in LANES]
+    if unknown:
+        parser.error(f"unknown lane(s) {', '.join(unknown)}; lanes: {', '.join(LANES)}")
+    return names
+
+
+def targets(lanes: dict[str, Any], s: Settings) -> list[dict[str, Any]]:
+    """The figures the lead has to reach, with this run's value and verdict."""
+    out: list[dict[str, Any]] = []
+
+    def add(
+        name: str, value: float | None, limit: float, higher_is_better: bool = False, unit: str = "ms"
+    ) -> None:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out.append({"target": name, "value": None, "limit": limit, "unit": unit, "met": None})
+            return
+        met = value >= limit if higher_is_better else value < limit
+        out.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": met})
+
+    c1 = lanes.get("latency", {}).get("concurrency_1")
+    add("pass-through added p50, concurrency 1", c1["added"]["p50"] if c1 else None, 0.5)
+    add("pass-through added p99, concurrency 1", c1["added"]["p99"] if c1 else None, 2.0)
+    one = lanes.get("throughput", {}).get("1")
+    c50 = one["concurrency_50"]["rps"]["gateway"] if one else None
+    add("throughput at concurrency 50, 1 worker", c50, 1500, higher_is_better=True, unit="req/s")
+    stream = lanes.get("streaming", {}).get("openai")
+    add("added TTFT p99 (20 ms paced stream)", stream["ttft"]["added"]["p99"] if stream else None, 2.0)
+    hold = lanes.get("hold")
+    if hold and "held_min" in hold:
+        held_ok = hold["held_min"] >= hold["target"] and not hold["failed"]
+        out.append(
+            {
+                "target": f"{hold['target']:,} concurrent paced streams, RSS",
+                "value": hold["rss_peak_mb"],
+                "limit": 300,
+                "unit": "MB",
+                "met": held_ok and hold["rss_peak_mb"] < 300,
+                "held": hold["held_min"],
+            }
+        )
+    else:
+        add("2,000 concurrent paced streams, RSS", None, 300, unit="MB")
+    mem = lanes.get("memory")
+    if mem and "growth_mb" in mem:
+        name = f"RSS flat during a {mem['seconds']:g} s soak (growth)"
+        if mem["seconds"] < 600:
+            name += " [short soak: use --soak 600]"
+        add(name, mem["growth_mb"], 2.0, unit="MB")
+    else:
+        add("RSS flat after a 10-minute soak", None, 2.0, unit="MB")
+    return out
+
+
+def print_targets(results: dict[str, Any]) -> None:
+    """The closing summary: each target, this run's figure, met or not."""
+    rows = []
+    for t in results.get("targets", []):
+        sign = ">=" if t["target"].startswith("throughput") else "<"
+        verdict = "-" if t["met"] is None else ("met" if t["met"] else "NOT MET")
+        value = t["value"]
+        extra = f" ({t['held']:,} held)" if "held" in t else ""
+        rows.append(
+            [
+                t["target"],
+                f"{fmt(value)} {t['unit']}{extra}",
+                f"{sign} {fmt(t['limit'])} {t['unit']}",
+                verdict,
+            ]
+        )
+    print(table(["target", "this run", "goal", "verdict"], rows, "\ntargets"), flush=True)
+    for note in results.get("notes", []):
+        print(f"  note: {note}", flush=True)
+
+
+def _md(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> list[str]:
+    align = ["---"] * left + ["---:"] * (len(headers) - left)
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
+    out += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The run's figures as Markdown tables (``bench/results/latest.md``), ready for the README."""
+    lanes = results.get("lanes", {})
+    m = results.get("machine", {})
+    settings = results.get("settings", {})
+    lines = [
+        f"Run {results.get('started', '?')} ({settings.get('mode', '?')} mode, "
+        f"{results.get('seconds', 0):.0f} s): {m.get('cpu', '?')}, {m.get('cpus', '?')} CPUs, "
+        f"{m.get('memory_gib', '?')} GiB, Linux {m.get('kernel', '?')}, Python {m.get('python', '?')}; "
+        f"{results.get('layout', '')}. All figures in ms unless said otherwise; "
+        "added = gateway minus direct.",
+        "",
+    ]
+    rows: list[list[Any]] = []
+
+    def lat(lane: str, run: str, res: dict[str, Any] | None) -> None:
+        if not res or "added" not in res:
+            return
+        d, g, a = res["direct"], res["gateway"], res["added"]
+        rows.append(
+            [lane, run, d["p50"], d["p99"], g["p50"], g["p99"], a["p50"], a["p90"], a["p99"], a["max"]]
+        )
+
+    latency = lanes.get("latency", {})
+    lat("pass-through", "concurrency 1", latency.get("concurrency_1"))
+    for rate, res in latency.get("rates", {}).items():
+        lat("pass-through", f"{rate} req/s", res)
+    for dialect in ("anthropic", "gemini"):
+        res = lanes.get("translation", {}).get(dialect, {})
+        lat(f"OpenAI → {dialect}", "concurrency 1", res.get("concurrency_1"))
+        if "rate" in res:
+            lat(f"OpenAI → {dialect}", f"{res['rate']:g} req/s", res.get("fixed_rate"))
+    streaming = lanes.get("streaming", {})
+    for dialect in ("openai", "anthropic", "gemini"):
+        res = streaming.get(dialect)
+        if not res:
+            continue
+        name = "stream" if dialect == "openai" else f"stream OpenAI → {dialect}"
+        lat(name, "time to first token", res["ttft"])
+        lat(name, "inter-event gap", res["gap"])
+        lat(name, "gap stretch (gap minus upstream gap)", res.get("gap_stretch"))
+        lat(name, "event transit", res["transit"])
+    nginx = lanes.get("nginx", {})
+    for key, name in (("gateway_to_nginx", "gateway → nginx static"), ("nginx_proxy", "nginx proxy (floor)")):
+        res = nginx.get(key)
+        if res:
+            lat(name, "concurrency 1", res["concurrency_1"])
+            lat(name, f"{nginx['rate']:g} req/s", res["fixed_rate"])
+    if rows:
+        lines += _md(
+            [
+                "lane",
+                "run",
+                "direct p50",
+                "direct p99",
+                "gateway p50",
+                "gateway p99",
+                "added p50",
+                "added p90",
+                "added p99",
+                "added max",
+            ],
+            rows,
+            left=2,
+        )
+        lines.append("")
+    throughput = lanes.get("throughput", {})
+    keys = [k for k in throughput if k.isdigit()]
+    if keys:
+        budget = settings.get("p99_budget_ms", 5)
+        trows = [
+            [f"frontier, req/s (added p99 < {budget:g} ms)"] + [frontier_text(throughput[k]) for k in keys],
+            ["concurrency 50, req/s"] + [throughput[k]["concurrency_50"]["rps"]["gateway"] for k in keys],
+            ["concurrency 50, p50 / p99 ms"]
+            + [
+                f"{fmt(throughput[k]['concurrency_50']['gateway']['p50'])} / "
+                f"{fmt(throughput[k]['concurrency_50']['gateway']['p99'])}"
+                for k in keys
+            ],
+            ["gateway CPU at concurrency 50"]
+            + [f"{throughput[k]['concurrency_50']['cpu'].get('gateway', 0):.0%}" for k in keys],
+            ["RSS at idle, MB"] + [throughput[k].get("rss_idle_mb") for k in keys],
+        ]
+        direct = throughput[keys[0]]["concurrency_50"]["rps"]["direct"]
+        lines += _md(["throughput"] + [f"{k} worker{'s' if k != '1' else ''}" for k in keys], trows)
+        lines += [
+            "",
+            f"The load generator and the fake upstream alone: {fmt(direct)} req/s at concurrency 50.",
+            "",
+        ]
+    hold, mem = lanes.get("hold", {}), lanes.get("memory", {})
+    mrows = []
+    if "rss_idle_start_mb" in results:
+        mrows.append(["idle, after start (main gateway)", results.get("rss_idle_start_mb")])
+    if "held_min" in hold:
+        mrows.append(["fresh worker, before the streams", hold["rss_before_mb"]])
+        mrows.append(
+            [
+                f"holding {hold['held_min']:,} of {hold['target']:,} streams "
+                f"(one event / {hold['interval_s']:g} s)",
+                hold["rss_peak_mb"],
+            ]
+        )
+        mrows.append(["after those streams were closed", hold["rss_after_close_mb"]])
+    if "growth_mb" in mem:
+        mrows.append(["fresh worker, before the soak", mem["rss_idle_mb"]])
+        mrows.append(
+            [
+                f"soak at {mem['rate']:g} req/s: after {mem['warmup_seconds']:g} s of warm-up",
+                mem["rss_after_warmup_mb"],
+            ]
+        )
+        mrows.append([f"soak: plateau over the {mem['seconds']:g} s measured", mem["rss_plateau_mb"]])
+        mrows.append(["soak: 5 s after the load stopped", mem["rss_after_mb"]])
+        mrows.append(["soak: growth (last quarter minus first quarter)", mem["growth_mb"]])
+    if mrows:
+        lines += _md(["gateway memory (one worker)", "RSS MB"], mrows)
+        lines.append("")
+    trows2 = []
+    for t in results.get("targets", []):
+        sign = ">=" if t["target"].startswith("throughput") else "<"
+        verdict = "-" if t["met"] is None else ("met" if t["met"] else "**not met**")
+        trows2.append(
+            [t["target"], f"{fmt(t['value'])} {t['unit']}", f"{sign} {fmt(t['limit'])} {t['unit']}", verdict]
+        )
+    if trows2:
+        lines += _md(["target", "this run", "goal", "verdict"], trows2)
+    notes = results.get("notes", [])
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict[str, Any], path: Path) -> None:
+    """JSON to ``path`` (folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(results), indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(clean(results)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; 0 when it ran (targets met or not), 1 when it could not run."""
+    settings = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="truckllm-bench-"))
+    procs = Procs(workdir, nice=settings.nice)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # before and after the event loop; within it, Bench.interrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    bench = Bench(settings, procs, workdir)
+    began = time.monotonic()
+    try:
+        try:
+            import uvloop
+
+            results = uvloop.run(bench.run())
+        except ImportError:  # pragma: no cover - uvloop is a kernel dependency on Linux
+            results = asyncio.run(bench.run())
+        results["targets"] = targets(results["lanes"], settings)
+        results["seconds"] = round(time.monotonic() - began, 1)
+        write_results(results, settings.output)
+        print_targets(results)
+        print(f"\nresults: {settings.output} ({results['seconds']:.0f} s)", flush=True)
+        return 0
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("\ninterrupted: stopping the benchmark's processes", file=sys.stderr, flush=True)
+        return 130
+    except RuntimeError as exc:
+        print(f"\nbenchmark failed: {exc}", file=sys.stderr, flush=True)
+        if bench.lanes:
+            partial = {**bench.results, "lanes": bench.lanes, "notes": bench.notes, "error": str(exc)}
+            write_results(partial, settings.output)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the cleanup
+        procs.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, previous)
+        if os.environ.get("TRUCKLLM_BENCH_KEEP") != "1":
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"work folder kept: {workdir}", file=sys.stderr)

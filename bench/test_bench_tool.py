@@ -1,0 +1,243 @@
+"""Tests of the load benchmark's own parts: the fake upstream, the load generator, the report.
+
+Plain tests (no ``benchmark`` fixture): ``make bench`` (``--benchmark-only``) skips them; run them
+with ``.venv/bin/python -m pytest bench/test_bench_tool.py``. They use loopback only and take a
+few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import loadgen
+from bench.harness import (
+    ANTHROPIC_MODEL,
+    GEMINI_MODEL,
+    OPENAI_MODEL,
+    Ports,
+    Settings,
+    anthropic_body,
+    gateway_config,
+    gemini_body,
+    openai_body,
+    stretches,
+    top_functions,
+    transits,
+    ttfts,
+)
+from bench.loadgen import LoadClient, Sample, Target
+from bench.report import percentile, summarize
+from bench.upstream import TEXT, UpstreamOptions, start
+
+STREAM_OPTIONS = UpstreamOptions(interval=0.005, chunks=4)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[int]:
+    """The fake upstream in this event loop, on a free port."""
+    server = await start("127.0.0.1", 0, STREAM_OPTIONS)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield port
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def targets(port: int, stream: bool, chunks: int | None = None) -> dict[str, Target]:
+    """One request per dialect, straight to the upstream."""
+    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return {
+        "openai": Target(
+            "openai", port, "/v1/chat/completions", openai_body(OPENAI_MODEL, stream, chunks), stream
+        ),
+        "anthropic": Target(
+            "anthropic", port, "/v1/messages", anthropic_body(ANTHROPIC_MODEL, stream, chunks or 256), stream
+        ),
+        "gemini": Target(
+            "gemini", port, f"/v1beta/models/{GEMINI_MODEL}:{action}", gemini_body(chunks or 256), stream
+        ),
+    }
+
+
+async def test_non_stream_answers(upstream: int) -> None:
+    """Every dialect answers 200 with its fixed JSON body, on keep-alive connections."""
+    for target in targets(upstream, stream=False).values():
+        client = LoadClient("127.0.0.1", upstream, 1)
+        for _ in range(3):
+            client.submit(Sample(intended=loadgen.now()), target.payload())
+            assert await client.drain(5.0) == 0
+        assert [s.status for s in client.done] == [200, 200, 200]
+        assert len(client.conns) == 1  # one connection, reused
+        client.close()
+
+
+async def test_answer_bodies_are_each_dialects_json(upstream: int) -> None:
+    """The bodies parse, carry the fixed text and the requested model."""
+    for name, target in targets(upstream, stream=False).items():
+        reader, writer = await asyncio.open_connection("127.0.0.1", upstream)
+        writer.write(target.payload().replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nconnection: close\r\n", 1))
+        raw = await reader.read()
+        writer.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), name
+        assert TEXT in json.dumps(json.loads(body)), name
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "gemini"])
+async def test_streams_are_paced_and_stamped(upstream: int, dialect: str) -> None:
+    """``max_tokens`` content events, each stamped, ``interval`` apart; transit is small and positive."""
+    target = targets(upstream, stream=True, chunks=6)[dialect]
+    result = await loadgen.open_loop([target], 20, 0.3, warmup=0.0, record_events=True)
+    assert result.errors == 0 and result.samples
+    for sample in result.samples:
+        assert sample.events is not None and len(sample.events) == 6
+        assert sample.end - sample.ttft >= 5 * 0.005 * 0.9
+    assert all(0 <= t < 0.5 for t in transits(result))
+    assert all(abs(s) < 0.5 for s in stretches(result))
+    assert len(ttfts(result)) == len(result.samples)
+
+
+async def test_model_suffix_sets_the_interval(upstream: int) -> None:
+    """``-i<ms>`` in the model name paces that stream."""
+    body = openai_body(f"{OPENAI_MODEL}-i40", True, 3)
+    target = Target("openai", upstream, "/v1/chat/completions", body, True)
+    result = await loadgen.closed_loop([target], 1, 0.2, warmup=0.0, record_events=True)
+    sample = result.ok[0]
+    assert sample.events is not None
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(sample.events)]
+    assert gaps and min(gaps) >= 0.035
+
+
+class _Recorder:
+    """Stands in for :class:`LoadClient` to watch one connection's parser."""
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[Sample, bool]] = []
+
+    def _finished(self, conn: Any, sample: Sample, alive: bool) -> None:
+        self.finished.append((sample, alive))
+
+    def _lost(self, conn: Any) -> None:
+        pass
+
+
+class _Transport:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _chunked_response(events: list[bytes]) -> bytes:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events)
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        + body
+        + b"0\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_chunked_parser_survives_any_split(seed: int) -> None:
+    """Events and the end of a chunked body are found however the bytes are split."""
+    events = [f'data: {{"text": "t{1000000 + i} "}}\n\n'.encode() for i in range(5)] + [b"data: [DONE]\n\n"]
+    raw = _chunked_response(events)
+    rng = random.Random(seed)
+    cuts = sorted(rng.sample(range(1, len(raw)), k=min(len(raw) - 1, rng.randrange(1, 40))))
+    pieces = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    recorder = _Recorder()
+    conn = loadgen._Conn(recorder)  # type: ignore[arg-type]
+    conn.transport = _Transport()  # type: ignore[assignment]
+    sample = Sample(intended=0.0, events=[])
+    conn.start(sample, b"")
+    for piece in pieces:
+        conn.data_received(piece)
+    assert [s for s, _ in recorder.finished] == [sample]
+    assert sample.status == 200 and sample.ok
+    assert [round(stamp * 1e9) for _, stamp in sample.events or []] == [1000000 + i for i in range(5)]
+
+
+def test_content_length_response_and_close() -> None:
+    """A ``content-length`` body ends the response; ``connection: close`` retires the connection."""
+    recorder = _Recorder()
+    conn = loadgen._Conn(recorder)  # type: ignore[arg-type]
+    conn.transport = _Transport()  # type: ignore[assignment]
+    sample = Sample(intended=0.0)
+    conn.start(sample, b"")
+    conn.data_received(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 5\r\nConnection: close\r\n\r\nab")
+    assert not recorder.finished
+    conn.data_received(b"cde")
+    assert recorder.finished == [(sample, False)]
+    assert sample.status == 429 and not sample.ok
+
+
+def test_only_loopback() -> None:
+    """The generator refuses any address off the machine."""
+    loadgen.check_loopback("127.0.0.1")
+    loadgen.check_loopback("::1")
+    with pytest.raises(ValueError):
+        loadgen.check_loopback("10.0.0.1")
+    with pytest.raises(ValueError):
+        LoadClient("192.168.1.1", 80, 1)
+
+
+async def test_open_loop_keeps_its_timetable(upstream: int) -> None:
+    """Requests are sent on the schedule, and only the measured part is kept."""
+    target = targets(upstream, stream=False)["openai"]
+    result = await loadgen.open_loop([target], 200, 0.5, warmup=0.25)
+    assert 95 <= len(result.samples) <= 105
+    intended = sorted(s.intended for s in result.samples)
+    spacing = [b - a for a, b in itertools.pairwise(intended)]
+    assert all(abs(x - 0.005) < 1e-6 for x in spacing)
+    assert result.errors == 0
+
+
+def test_percentiles() -> None:
+    """Nearest rank; summaries in ms."""
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    s = summarize([0.001, 0.002, 0.003])
+    assert s["p50"] == pytest.approx(2.0) and s["max"] == pytest.approx(3.0) and s["n"] == 3
+
+
+def test_top_functions() -> None:
+    """Own time is the leaf frame; inclusive time counts a function once per stack."""
+    collapsed = "\n".join(
+        [
+            'process 1:"python";run (asyncio/runners.py:118);handle (truckllm/endpoint.py:10) 30',
+            'process 1:"python";run (asyncio/runners.py:118);handle (truckllm/endpoint.py:12);'
+            "decode (truckllm/schemas.py:5) 20",
+            'process 1:"python";run (asyncio/runners.py:120) 50',
+        ]
+    )
+    top, total = top_functions(collapsed, 3)
+    assert total == 100
+    assert [(t["function"], t["own"]) for t in top] == [("run", 50), ("handle", 30), ("decode", 20)]
+    assert top[1]["total_pct"] == pytest.approx(50.0)
+
+
+def test_gateway_config_is_valid(tmp_path: Path) -> None:
+    """The generated config passes ``truckllm validate``."""
+    path = tmp_path / "gateway.yaml"
+    settings = Settings()
+    settings.keys = True
+    path.write_text(gateway_config(Ports(), {"openai", "anthropic", "gemini"}, settings, nginx=True))
+    truckllm = Path(sys.executable).parent / "truckllm"
+    if not truckllm.exists():
+        pytest.skip("no truckllm command in this environment")
+    done = subprocess.run([str(truckllm), "validate", "--config", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
