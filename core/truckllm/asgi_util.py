@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -51,8 +52,23 @@ def request_id(scope: Scope) -> str:
     return "req_" + os.urandom(12).hex()
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body; 413 as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(scope: Scope, receive: Receive, limit: int, deadline: float | None = None) -> bytes:
+    """The whole request body; 413 as soon as it is known to exceed ``limit`` bytes.
+
+    :param deadline: seconds the client may take to send the body (408 past it).
+    """
+    if deadline:
+        try:
+            async with asyncio.timeout(deadline):
+                return await _read_body(scope, receive, limit)
+        except TimeoutError:
+            raise GatewayError(
+                408, f"The request body was not sent within {deadline:g}s.", code="request_timeout"
+            ) from None
+    return await _read_body(scope, receive, limit)
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     length = header(scope, b"content-length")
     if length is not None:
         try:

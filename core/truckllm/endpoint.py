@@ -175,7 +175,7 @@ class ApiEndpoint:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         key = rt.keyring.authenticate(self.dialect.credentials(all_headers, query))
         ctx.gateway_key = key.name if key else None
-        body = await read_body(scope, receive, rt.config.server.max_body_bytes)
+        body = await read_body(scope, receive, rt.config.server.max_body_bytes, rt.config.server.read_timeout)
         request = self._parse(
             rt, body, scope, {k: v for k, v in all_headers.items() if k.encode() not in CREDENTIAL_HEADERS}
         )

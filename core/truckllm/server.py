@@ -57,7 +57,10 @@ def hypercorn_config(
     hc.workers = workers or config.server.workers
     hc.graceful_timeout = config.server.graceful_timeout
     hc.keep_alive_timeout = config.server.keep_alive_timeout
-    hc.read_timeout = int(config.server.read_timeout) or None
+    # no per-read timeout: it would cut a long stream whose client sends nothing while it reads;
+    # request bodies have their own deadline (server.read_timeout), idle and unfinished-header
+    # connections are closed at keep_alive_timeout
+    hc.read_timeout = None
     hc.h11_max_incomplete_size = config.server.limits.max_header_bytes
     hc.accesslog = None
     hc.errorlog = "-"

@@ -190,3 +190,32 @@ def test_sigterm_lets_streams_finish_then_exits_zero(served: tuple[subprocess.Po
     assert proc.wait(15) == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/admin/v1/health", timeout=1)
+
+
+SLOW = """
+server: {read_timeout: 1s}
+providers:
+  demo: {type: mock, options: {chunks: 6, chunk_interval: 300ms}}
+models:
+  demo: {deployments: [{provider: demo, model: echo}]}
+"""
+
+
+def test_a_stream_outlives_the_read_timeout_while_the_client_only_reads() -> None:
+    with GatewayServer(SLOW) as gw:
+        body = {"model": "demo", "stream": True, "messages": [{"role": "user", "content": "a b c d e f"}]}
+        started = time.monotonic()
+        text = httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=10).text
+        assert time.monotonic() - started > 1.5  # longer than read_timeout
+        assert text.endswith("data: [DONE]\n\n")
+
+
+def test_a_body_sent_too_slowly_gets_408() -> None:
+    with GatewayServer(SLOW) as gw:
+        sock = socket.create_connection(("127.0.0.1", gw.port))
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 100\r\n\r\n{\"model\":")
+        sock.settimeout(5)
+        answer = sock.recv(4096)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
