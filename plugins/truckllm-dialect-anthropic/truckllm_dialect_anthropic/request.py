@@ -66,11 +66,6 @@ MAX_STOP = 4
 """OpenAI's limit on ``stop``: later ``stop_sequences`` are dropped."""
 
 MAX_INT = 2**31 - 1
-# ``Tool.type`` and ``ToolCall.type`` default to "function" in omit_defaults structs, so a value
-# that *is* the default object is left out of the encoded request, and OpenAI requires ``type``
-# (the OpenAI provider encodes ``typed`` as is). msgspec omits a field only when its value is the
-# default object itself, so an equal but distinct string is always written out.
-_FUNCTION = "".join(("func", "tion"))
 _ROLES = ("user", "assistant")
 _ASSISTANT_ONLY = frozenset({"tool_use", "thinking", "redacted_thinking", "server_tool_use"})
 _BAD_JSON = (
@@ -290,7 +285,6 @@ class _Reader:
             description = _opt(tool, "description", at, _is_str, "string")
             tools.append(
                 Tool(
-                    type=_FUNCTION,
                     function=FunctionDef(
                         name=name,
                         description=description if description is not None else UNSET,
@@ -436,7 +430,6 @@ class _Reader:
                 calls.append(
                     ToolCall(
                         id=call_id,
-                        type=_FUNCTION,  # type: ignore[arg-type]  # a Literal["function"], written out
                         function=FunctionCall(name=name, arguments=msgspec.json.encode(arguments).decode()),
                     )
                 )

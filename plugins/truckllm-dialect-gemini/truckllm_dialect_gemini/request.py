@@ -15,7 +15,7 @@ import base64
 import binascii
 import mimetypes
 import re
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from msgspec import UNSET, Raw
@@ -108,22 +108,6 @@ _AUDIO_FORMATS = {
     "audio/mpeg": "mp3",
 }
 _JSON = msgspec.json.Decoder()
-
-
-class _Tool(Tool, omit_defaults=True):
-    """A function tool whose ``type`` is always written.
-
-    The kernel's :class:`~truckllm.schemas.openai.Tool` omits members equal to their default, so
-    ``"type": "function"`` would vanish when a provider encodes the typed request; OpenAI requires it.
-    """
-
-    type: str = ""
-
-
-class _ToolCall(ToolCall, omit_defaults=True):
-    """An assistant tool call whose ``"type": "function"`` is always written (see :class:`_Tool`)."""
-
-    type: Literal["function", ""] = ""  # type: ignore[assignment]  # a default unlike the written value
 
 
 class Parsed(msgspec.Struct, kw_only=True):
@@ -484,7 +468,7 @@ class _Conversation:
                 ident = self._id(i, len(calls), call.id)
                 args = bytes(call.args).decode() if given(call.args) else "{}"
                 calls.append(
-                    _ToolCall(id=ident, function=FunctionCall(name=name, arguments=args), type="function")
+                    ToolCall(id=ident, function=FunctionCall(name=name, arguments=args))
                 )
                 self.calls.append((ident, name, call.id))
                 if part.thought_signature is not None:
@@ -596,7 +580,7 @@ def _tools(request: GenerateContentRequest, fields: dict[str, Any], notes: list[
                 description=decl.description if decl.description else UNSET,
                 parameters=parameters,
             )
-            declared.append(_Tool(type="function", function=function))
+            declared.append(Tool(function=function))
     config = request.tool_config.function_calling_config if request.tool_config else None
     mode = (config.mode or "AUTO") if config is not None else None
     if declared:
