@@ -74,11 +74,6 @@ def _body(request: ChatRequest, model: str, options: Options) -> bytes:
         fields = msgspec.json.decode(msgspec.json.encode(request.typed))
         fields["model"] = model
         fields.pop("top_k", None)  # not an OpenAI parameter (other dialects have it)
-        for tool in fields.get("tools") or ():  # omit_defaults dropped type="function"
-            tool.setdefault("type", "function")
-        for message in fields.get("messages") or ():
-            for call in message.get("tool_calls") or ():
-                call.setdefault("type", "function")
         if request.stream and request.endpoint != "embeddings":
             fields["stream_options"] = {"include_usage": True}
         return msgspec.json.encode(fields)
