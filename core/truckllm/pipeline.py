@@ -9,10 +9,10 @@ the request's deadline; once a stream's first byte is sent, nothing is retried.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -110,6 +110,13 @@ def _cost(candidate: Candidate, usage: Usage | None) -> float:
         + usage.cache_write_tokens * write_price
         + usage.completion_tokens * price.output
     ) / 1_000_000
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect: float, idle: float) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for one attempt: connect, and ``sock_read`` = silence allowed between
+    packets (a stream's idle timeout); the whole attempt's budget is an ``asyncio.timeout``."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=idle)
 
 
 class _Reframed:
@@ -480,7 +487,7 @@ class _Pipeline:
             data=upstream.body,
             headers=upstream.headers,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=attempt.routing.connect_timeout),
+            timeout=_client_timeout(attempt.routing.connect_timeout, attempt.routing.stream_idle_timeout),
         )
         attempt.response = response
         headers = response.headers  # case-insensitive already: no copy
@@ -549,13 +556,12 @@ class _Pipeline:
         source = getattr(translator, "dialect", "openai")
         if source != self.request.dialect or getattr(self.ctx.dialect, "reframes_own", False):
             translator = _Reframed(translator, self.ctx.dialect.stream(self.request, source))
-        chunks = self._chunks(attempt, head)
+        read = self._reader(attempt, head)
         first = b""
         ended = False
         while not first:
-            try:
-                chunk = await anext(chunks)
-            except StopAsyncIteration:
+            chunk = await read()
+            if not chunk:
                 first = translator.close()  # raises UpstreamFailure for an empty/truncated stream
                 ended = True
                 break
@@ -566,27 +572,39 @@ class _Pipeline:
         return Outcome(
             status=200,
             headers=self._headers(attempt, stream=True),
-            stream=self._relay(first, ended, chunks, translator, attempt, ttft),
+            stream=self._relay(first, ended, read, translator, attempt, ttft),
         )
 
-    async def _chunks(self, attempt: _Attempt, head: UpstreamResponse) -> AsyncIterator[bytes]:
-        if head.chunks is not None:
-            async for chunk in head.chunks:
-                yield chunk
-            return
-        assert attempt.response is not None
-        content = attempt.response.content
-        while True:
-            chunk = await content.readany()
-            if not chunk:
-                return
-            yield chunk
+    def _reader(self, attempt: _Attempt, head: UpstreamResponse) -> Callable[[], Awaitable[bytes]]:
+        """The next chunk of the upstream stream (``b""`` at its end).
+
+        From an HTTP upstream it is aiohttp's own read (its ``sock_read`` timeout is the stream's
+        idle timeout, re-armed by every packet); from a local answer, its chunks with the same idle
+        timeout applied here.
+        """
+        if head.chunks is None:
+            assert attempt.response is not None
+            return attempt.response.content.readany
+        chunks = head.chunks
+        idle = attempt.routing.stream_idle_timeout
+
+        async def read_local() -> bytes:
+            try:
+                async with asyncio.timeout(idle):
+                    chunk = b""
+                    while not chunk:  # an empty chunk is not the end
+                        chunk = await anext(chunks)
+                    return chunk
+            except StopAsyncIteration:
+                return b""
+
+        return read_local
 
     async def _relay(
         self,
         first: bytes,
         ended: bool,
-        chunks: AsyncIterator[bytes],
+        read: Callable[[], Awaitable[bytes]],
         translator: StreamTranslator,
         attempt: _Attempt,
         ttft: float,
@@ -597,18 +615,13 @@ class _Pipeline:
         try:
             yield first
             if not ended:
-                while True:
-                    try:
-                        async with asyncio.timeout(idle):
-                            chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        tail = translator.close()
-                        if tail:
-                            yield tail
-                        break
+                while chunk := await read():
                     out = translator.feed(chunk)
                     if out:
                         yield out
+                tail = translator.close()
+                if tail:
+                    yield tail
         except UpstreamFailure as failure:
             error = failure.error
             pending = failure.pending
@@ -632,8 +645,6 @@ class _Pipeline:
                 status=502, kind="plugin", message=f"provider plugin error ({type(exc).__name__})"
             )
         finally:
-            with contextlib.suppress(Exception):
-                await chunks.aclose()  # type: ignore[attr-defined]
             usage = translator.usage
             if error is None and not self.ctx.client_disconnected:
                 self._on_success(attempt, usage, ttft=ttft)

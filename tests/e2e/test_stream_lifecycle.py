@@ -219,3 +219,18 @@ def test_a_body_sent_too_slowly_gets_408() -> None:
         answer = sock.recv(4096)
         sock.close()
         assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
+
+
+def test_a_silent_upstream_stream_is_cut_at_the_idle_timeout() -> None:
+    with HeldUpstream() as upstream, GatewayServer(
+        config(upstream.port) + "routing: {stream_idle_timeout: 500ms}\n"
+    ) as gw:
+        started = time.monotonic()
+        text = httpx.post(gw.url + "/v1/chat/completions", json=BODY, timeout=10).text
+        elapsed = time.monotonic() - started
+        assert 0.45 <= elapsed < 2.0
+        events = [e for e in text.split("\n\n") if e]
+        assert '"first"' in events[0] and "[DONE]" not in text
+        error = json.loads(events[-1].removeprefix("data: "))["error"]
+        assert error["type"] == "server_error" and "idle" in error["message"]
+        assert upstream.cancelled.wait(2)  # the upstream connection was closed
