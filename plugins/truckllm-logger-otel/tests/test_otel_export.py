@@ -293,8 +293,10 @@ async def test_a_down_receiver_never_fails_or_delays_emit_log(logs: Logs) -> Non
         slowest = max(slowest, time.perf_counter() - before)
         if n == 100:
             await asyncio.sleep(0.05)  # let the exporter thread hit the refused port meanwhile
-    assert time.perf_counter() - began < 1.0
-    assert slowest < 0.25  # no call waits on the network (the exporter's timeout is 5s)
+    # no call waits on the network: one that did would take the exporter's 5 s timeout (bounds
+    # are loose on purpose, so a busy CI machine cannot make the test flaky)
+    assert time.perf_counter() - began < 4.0
+    assert slowest < 2.5
 
     started = time.monotonic()
     await otel.shutdown(None)  # the exporter is backing off: shutdown gives up after 300ms

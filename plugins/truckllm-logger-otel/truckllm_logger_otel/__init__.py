@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import os
+import random
 import threading
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
@@ -32,6 +34,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -96,6 +99,28 @@ async def _wait(event: asyncio.Event, limit: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+class _OwnIdGenerator(RandomIdGenerator):
+    """Trace and span ids from this logger's own random source, not the global ``random`` module
+    (which other code, and the application, may seed or rely on)."""
+
+    def __init__(self) -> None:
+        self._random = random.Random(os.urandom(16))
+
+    def generate_span_id(self) -> int:
+        """A random, non-zero 64-bit span id."""
+        span_id = 0
+        while span_id == 0:
+            span_id = self._random.getrandbits(64)
+        return span_id
+
+    def generate_trace_id(self) -> int:
+        """A random, non-zero 128-bit trace id."""
+        trace_id = 0
+        while trace_id == 0:
+            trace_id = self._random.getrandbits(128)
+        return trace_id
 
 
 class OtelLogger:
@@ -174,6 +199,7 @@ class OtelLogger:
             sampler=ParentBased(TraceIdRatioBased(options.sample_ratio)),
             resource=Resource.create(attributes),
             shutdown_on_exit=False,
+            id_generator=_OwnIdGenerator(),
         )
         """This logger's own tracer provider (never installed as the global one)."""
         self.provider.add_span_processor(

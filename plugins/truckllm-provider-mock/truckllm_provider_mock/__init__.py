@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import random
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -99,6 +100,11 @@ def parse_fault(text: str | None) -> Fault:
     return fault
 
 
+def _chance() -> float:
+    """A uniform draw in [0, 1) from the OS (leaves the global ``random`` state alone)."""
+    return int.from_bytes(os.urandom(4), "big") / 2**32
+
+
 def _words(text: str) -> int:
     return len(text.split())
 
@@ -160,7 +166,7 @@ class _Local:
         if latency:
             await asyncio.sleep(latency)
         status = self.fault.status
-        if status is None and self.options.error_rate and random.random() < self.options.error_rate:
+        if status is None and self.options.error_rate and _chance() < self.options.error_rate:
             status = self.options.error_status
         if status is not None and status >= 400:
             headers = {"content-type": "application/json"}
