@@ -322,6 +322,7 @@ class Gateway:
                 logger.bind(plugin="store").error("store close failed: {}", exc)
         if self.session is not None:
             await self.session.close()
+            await asyncio.sleep(0)  # let the connector's transports finish closing
             self.session = None
         self.started = False
 

@@ -29,6 +29,15 @@ from truckllm.server import hypercorn_config
 __all__ = ["GatewayServer"]
 
 
+async def _settle() -> None:
+    """Cancel what is left on the loop and let closing transports finish closing."""
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.sleep(0.05)
+
+
 class GatewayServer:
     """A running gateway for tests; use as a context manager or call start()/stop()."""
 
@@ -92,7 +101,11 @@ class GatewayServer:
             self._error = exc
             self._ready.set()
         finally:
+            # let connections the server or the upstream session were closing finish closing,
+            # so no transport is left for the garbage collector to find open
+            loop.run_until_complete(_settle())
             loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     async def _serve(self) -> None:
