@@ -159,7 +159,45 @@ class _Block:
     closed: bool = False
 
 
-class AnthropicStream:
+class _SSETranslator:
+    """What both Anthropic stream readers share: SSE parsing, usage tracking, and a stream
+    cut short before ``message_stop`` raising :class:`UpstreamFailure` with the frames decoded
+    so far as its ``pending``. Subclasses write ``_events``."""
+
+    def __init__(self, limits: RateLimits | None) -> None:
+        self.usage: Usage | None = None
+        self.limits = limits
+        self.done = False
+        self._parser = SSEParser()
+        self._tracker = _UsageTracker()
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Frames to send for this chunk of upstream bytes (possibly none)."""
+        return self._handle(self._parser.feed(chunk))
+
+    def close(self) -> bytes:
+        """The upstream ended: the last frames, or :class:`UpstreamFailure` if it was cut short."""
+        tail = self._handle(self._parser.close())
+        if not self.done:
+            failure = _failure("Anthropic stream ended before message_stop")
+            failure.pending = tail
+            raise failure
+        return tail
+
+    def _handle(self, events: list[SSEEvent]) -> bytes:
+        out: list[bytes] = []
+        try:
+            self._events(events, out)
+        except UpstreamFailure as failure:
+            failure.pending = b"".join(out)  # frames decoded before the error still reach the client
+            raise
+        return b"".join(out)
+
+    def _events(self, events: list[SSEEvent], out: list[bytes]) -> None:
+        raise NotImplementedError
+
+
+class AnthropicStream(_SSETranslator):
     """Translates one Anthropic stream into OpenAI ``chat.completion.chunk`` frames (or legacy
     ``text_completion`` chunks for ``/v1/completions``).
 
@@ -188,15 +226,11 @@ class AnthropicStream:
         fallback_model: str,
         limits: RateLimits | None = None,
     ) -> None:
-        self.usage: Usage | None = None
-        self.limits = limits
+        super().__init__(limits)
         self.endpoint = endpoint
         self.include_usage = include_usage
         self.json_tool = json_tool
         self.fallback_model = fallback_model
-        self.done = False
-        self._parser = SSEParser()
-        self._tracker = _UsageTracker()
         self._chat: ChunkBuilder | None = None
         self._text: TextCompletionChunks | None = None
         self._blocks: dict[int, _Block] = {}
@@ -206,31 +240,7 @@ class AnthropicStream:
         self._json_used = False
         self._held: list[str] = []
 
-    # --- the StreamTranslator protocol --------------------------------------------------------
-
-    def feed(self, chunk: bytes) -> bytes:
-        """Frames to send for this chunk of upstream bytes (possibly none)."""
-        return self._handle(self._parser.feed(chunk))
-
-    def close(self) -> bytes:
-        """The upstream ended: the last frames, or :class:`UpstreamFailure` if it was cut short."""
-        tail = self._handle(self._parser.close())
-        if not self.done:
-            failure = _failure("Anthropic stream ended before message_stop")
-            failure.pending = tail
-            raise failure
-        return tail
-
     # --- events -------------------------------------------------------------------------------
-
-    def _handle(self, events: list[SSEEvent]) -> bytes:
-        out: list[bytes] = []
-        try:
-            self._events(events, out)
-        except UpstreamFailure as failure:
-            failure.pending = b"".join(out)  # frames decoded before the error still reach the client
-            raise
-        return b"".join(out)
 
     def _events(self, events: list[SSEEvent], out: list[bytes]) -> None:
         for event in events:
@@ -422,7 +432,7 @@ def _terminated(frame: bytes) -> bytes:
     return frame.rstrip(b"\r\n") + b"\n\n"
 
 
-class AnthropicPassthrough:
+class AnthropicPassthrough(_SSETranslator):
     """Forwards an Anthropic stream to an Anthropic client frame by frame, unchanged.
 
     Still reads usage, fails on ``event: error`` and on a stream without ``message_stop``.
@@ -431,33 +441,7 @@ class AnthropicPassthrough:
     dialect = "anthropic"
 
     def __init__(self, limits: RateLimits | None = None) -> None:
-        self.usage: Usage | None = None
-        self.limits = limits
-        self.done = False
-        self._parser = SSEParser()
-        self._tracker = _UsageTracker()
-
-    def feed(self, chunk: bytes) -> bytes:
-        """The complete frames in this chunk, as received."""
-        return self._handle(self._parser.feed(chunk))
-
-    def close(self) -> bytes:
-        """The upstream ended: the last frame, or :class:`UpstreamFailure` if it was cut short."""
-        tail = self._handle(self._parser.close())
-        if not self.done:
-            failure = _failure("Anthropic stream ended before message_stop")
-            failure.pending = tail
-            raise failure
-        return tail
-
-    def _handle(self, events: list[SSEEvent]) -> bytes:
-        out: list[bytes] = []
-        try:
-            self._events(events, out)
-        except UpstreamFailure as failure:
-            failure.pending = b"".join(out)
-            raise
-        return b"".join(out)
+        super().__init__(limits)
 
     def _events(self, events: list[SSEEvent], out: list[bytes]) -> None:
         for event in events:
