@@ -72,6 +72,7 @@ class FileSource:
         self.path = path
         self._seen: str | None = None
         self._stat: tuple[int, int, int] | None = None
+        self._pending: tuple[int, int, int] | None = None
 
     def _stat_now(self) -> tuple[int, int, int] | None:
         try:
@@ -96,14 +97,30 @@ class FileSource:
         return text
 
     async def poll(self) -> str | None:
-        """The new text when the file's content changed (a missing file is not a change)."""
+        """The new text once the file changed and then held still for one poll.
+
+        A change is read only when two polls in a row see the same inode, size and mtime: an
+        editor or ``echo >`` that truncates and then writes is never caught half-way, so a
+        half-written file is never applied. A missing or empty file is not a change (deleting
+        or truncating the config does not wipe the running one).
+        """
         stat = self._stat_now()
         if stat is None or stat == self._stat:
+            self._pending = None
             return None
-        self._stat = stat
+        if stat != self._pending:
+            self._pending = stat  # changed since the last poll: wait until it settles
+            return None
+        self._pending = None
         try:
             text = await asyncio.to_thread(self._read_text)
         except (OSError, UnicodeDecodeError):
+            return None
+        if self._stat_now() != stat:
+            self._pending = None  # written to while we read: look again next time
+            return None
+        self._stat = stat
+        if not text.strip():
             return None
         digest = _digest(text)
         if digest == self._seen:
