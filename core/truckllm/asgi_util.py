@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from truckllm.deadline import deadline as within
 from truckllm.errors import GatewayError
 
 __all__ = ["Receive", "Scope", "Send", "header", "read_body", "request_id", "send_bytes"]
@@ -59,7 +59,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int, deadline: float 
     """
     if deadline:
         try:
-            async with asyncio.timeout(deadline):
+            with within(deadline):
                 return await _read_body(scope, receive, limit)
         except TimeoutError:
             raise GatewayError(

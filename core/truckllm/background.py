@@ -22,19 +22,13 @@ from truckllm.types import RequestRecord
 __all__ = ["Background", "call_each"]
 
 
-def _implementations(host: PluginHost, hook_name: str) -> list[tuple[str, Any, tuple[str, ...]]]:
-    """``(plugin name, function, argument names)`` of every implementation, in call order."""
-    impls = getattr(host.pm.hook, hook_name).get_hookimpls()
-    return [(host.pm.get_name(i.plugin) or "?", i.function, tuple(i.argnames)) for i in reversed(impls)]
-
-
 async def call_each(host: PluginHost, hook_name: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
     """Call every implementation of ``hook_name`` separately, awaiting awaitables; return failures."""
     failures: list[tuple[str, BaseException]] = []
-    for name, function, argnames in _implementations(host, hook_name):
+    for name, function, argnames in host.dispatch.each(hook_name):
         try:
             result = function(*[kwargs[k] for k in argnames])
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
         except Exception as exc:
             failures.append((name, exc))
@@ -88,12 +82,17 @@ class Background:
                 self.plugin_errors[(name, hook_name)] += 1
 
     async def _run(self) -> None:
+        queue = self.queue
         while True:
-            host, record = await self.queue.get()
-            try:
-                await self._handle(host, record)
-            finally:
-                self.queue.task_done()
+            host, record = await queue.get()
+            while True:  # then whatever else is queued, without waiting again
+                try:
+                    await self._handle(host, record)
+                finally:
+                    queue.task_done()
+                if queue.empty():
+                    break
+                host, record = queue.get_nowait()
 
     async def drain(self, limit: float = 10.0) -> None:
         """Wait until every queued record is handled (at most ``timeout`` seconds)."""

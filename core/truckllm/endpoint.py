@@ -35,13 +35,18 @@ from truckllm.runtime import Runtime
 from truckllm.schemas.openai import ChatCompletionRequest, check_input
 from truckllm.types import ChatRequest
 
-__all__ = ["ApiEndpoint", "check_limits", "content_size", "resolve_alias"]
+__all__ = ["WATCH_AFTER", "ApiEndpoint", "check_limits", "content_size", "resolve_alias"]
 
 _WORKER = os.environ.get("TRUCKLLM_WORKER")  # set by truckllm.server.supervise() in each worker
+WATCH_AFTER = 0.02
+"""Seconds a whole (non-stream) request runs before the gateway starts watching for its client's
+disconnect: most fast answers are sent sooner and need no watch, and a client that left earlier
+is still seen then. Streams are watched from their start."""
 _REJECTED_KIND = {401: "auth", 403: "permission", 404: "not_found", 413: "too_large", 429: "rate_limit"}
 CREDENTIAL_HEADERS = frozenset(
     {b"authorization", b"x-api-key", b"x-goog-api-key", b"cookie", b"proxy-authorization"}
 )
+_CREDENTIAL_NAMES = frozenset(name.decode() for name in CREDENTIAL_HEADERS)
 
 
 def check_limits(rt: Runtime, typed: Any) -> None:
@@ -155,8 +160,9 @@ class ApiEndpoint:
             ctx.rejected_message = exc.message
             finish(self.gateway, rt, ctx.request, ctx)
 
-    def _parse(self, rt: Runtime, body: bytes, scope: Scope, headers: dict[str, str]) -> ChatRequest:
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+    def _parse(
+        self, rt: Runtime, body: bytes, scope: Scope, query: dict[str, str], headers: dict[str, str]
+    ) -> ChatRequest:
         request = self.dialect.parse(self.route, body, scope.get("path_params", {}), query, headers)
         check_limits(rt, request.typed)
         return request
@@ -172,13 +178,15 @@ class ApiEndpoint:
                 headers={"retry-after": "1", "connection": "close"},
             )
         all_headers = headers_dict(scope)
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        raw_query = scope.get("query_string")
+        query = (
+            dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
+        )
         key = rt.keyring.authenticate(self.dialect.credentials(all_headers, query))
         ctx.gateway_key = key.name if key else None
         body = await read_body(scope, receive, rt.config.server.max_body_bytes, rt.config.server.read_timeout)
-        request = self._parse(
-            rt, body, scope, {k: v for k, v in all_headers.items() if k.encode() not in CREDENTIAL_HEADERS}
-        )
+        plain = {k: v for k, v in all_headers.items() if k not in _CREDENTIAL_NAMES}
+        request = self._parse(rt, body, scope, query, plain)
         ctx.request = request
         alias = resolve_alias(rt, request.model)
         if key is not None and key.models is not None and not _allowed(alias, key.models):
@@ -219,9 +227,12 @@ class ApiEndpoint:
         """Serve in this task; a client that goes away cancels it (and with it the upstream call)."""
         task = asyncio.current_task()
         assert task is not None
-        watch = _DisconnectWatch(task, ctx)
-        disconnect = asyncio.ensure_future(receive())
-        disconnect.add_done_callback(watch)
+        watch = _DisconnectWatch(task, ctx, receive)
+        timer: asyncio.TimerHandle | None = None
+        if request.stream:
+            watch.start()  # a stream holds a per-key slot: free it as soon as its client leaves
+        else:  # most whole answers are sent before a watch would be needed: start one only if not
+            timer = asyncio.get_running_loop().call_later(WATCH_AFTER, watch.start)
         try:
             outcome: Outcome = await serve(self.gateway, rt, request, ctx)
             outcome.headers["x-request-id"] = ctx.request_id
@@ -236,10 +247,9 @@ class ApiEndpoint:
                 raise
             task.uncancel()  # we cancelled ourselves because the client left: nothing to answer
         finally:
-            watch.done = True
-            if not disconnect.done():
-                disconnect.remove_done_callback(watch)
-                disconnect.cancel()
+            if timer is not None:
+                timer.cancel()
+            watch.stop()
 
     @staticmethod
     async def _stream(outcome: Outcome, send: Send) -> None:
@@ -259,15 +269,36 @@ class ApiEndpoint:
 
 
 class _DisconnectWatch:
-    """Done-callback of the pending ``receive()``: a disconnect cancels the serving task."""
+    """Watches for ``http.disconnect`` while a request is served: a disconnect cancels the task.
 
-    __slots__ = ("ctx", "done", "fired", "task")
+    :meth:`start` leaves one ``receive()`` pending; its done-callback (this object) cancels the
+    serving task when the client has gone. :meth:`stop` ends the watch.
+    """
 
-    def __init__(self, task: asyncio.Task[Any], ctx: RequestContext) -> None:
+    __slots__ = ("ctx", "done", "fired", "pending", "receive", "task")
+
+    def __init__(self, task: asyncio.Task[Any], ctx: RequestContext, receive: Receive) -> None:
         self.task = task
         self.ctx = ctx
+        self.receive = receive
+        self.pending: asyncio.Future[Any] | None = None
         self.fired = False
         self.done = False
+
+    def start(self) -> None:
+        """Leave a ``receive()`` pending (a disconnect already queued is seen at once)."""
+        if self.done or self.pending is not None:
+            return
+        self.pending = asyncio.ensure_future(self.receive())
+        self.pending.add_done_callback(self)
+
+    def stop(self) -> None:
+        """The request is over: no more cancelling; drop the pending ``receive()``."""
+        self.done = True
+        pending = self.pending
+        if pending is not None and not pending.done():
+            pending.remove_done_callback(self)
+            pending.cancel()
 
     def __call__(self, future: asyncio.Future[Any]) -> None:
         if self.done or future.cancelled() or future.exception() is not None:

@@ -29,6 +29,7 @@ import msgspec
 from loguru import logger
 
 from truckllm.store import (
+    USAGE_FIELDS,
     Admission,
     BudgetCheck,
     CooldownMark,
@@ -39,7 +40,7 @@ from truckllm.store import (
     UsageReport,
     UsageRow,
     budget_window,
-    usage_groups,
+    usage_key,
 )
 from truckllm.types import RequestRecord
 
@@ -70,7 +71,7 @@ EPSILON = 1e-6
 RESERVATION_TTL = 3600.0
 """Seconds after which a reservation never settled is committed as spent (conservative)."""
 
-GROUP_FIELDS: tuple[str, ...] = ("key", "alias", "provider", "provider_key", "model", "day")
+GROUP_FIELDS: tuple[str, ...] = USAGE_FIELDS
 """The fields usage is aggregated by, in bucket-key order."""
 
 _SWEEP_EVERY = 60.0
@@ -182,7 +183,9 @@ class UsageBuckets:
         return len(self._rows)
 
     def _bucket(self, group: dict[str, str]) -> UsageRow:
-        key = tuple(group.get(name, "-") for name in GROUP_FIELDS)
+        return self._row(tuple(group.get(name, "-") for name in GROUP_FIELDS))
+
+    def _row(self, key: tuple[str, ...]) -> UsageRow:
         row = self._rows.get(key)
         if row is None:
             row = self._rows[key] = UsageRow(group=dict(zip(GROUP_FIELDS, key, strict=True)))
@@ -190,7 +193,7 @@ class UsageBuckets:
 
     def add_record(self, record: RequestRecord) -> None:
         """Count one finished request."""
-        row = self._bucket(usage_groups(record))
+        row = self._row(usage_key(record))
         row.requests += 1
         if _is_error(record.status):
             row.errors += 1

@@ -8,6 +8,7 @@ for, the final ``choices: []`` usage chunk, ``data: [DONE]``).
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from typing import Any
@@ -106,6 +107,7 @@ def parse_openai_usage(body: bytes) -> Usage | None:
         return None
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_go_duration(text: str) -> float | None:
     """Seconds from OpenAI's reset durations: ``12ms``, ``1s``, ``6m0s``, ``1h2m3.5s``."""
     total = 0.0

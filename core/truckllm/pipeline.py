@@ -20,6 +20,7 @@ from loguru import logger
 
 from truckllm.admission import Reservation, estimate_tokens, settlement
 from truckllm.config.schema import RoutingConfig
+from truckllm.deadline import deadline
 from truckllm.dialect import FrameTranslator, InboundDialect
 from truckllm.errors import GatewayError, UnsupportedRequest, UpstreamFailure
 from truckllm.gateway import Gateway
@@ -217,6 +218,8 @@ class _Pipeline:
         return usable
 
     def _order(self, plan: AliasPlan, usable: list[Candidate], now: float) -> list[Candidate]:
+        if len(usable) == 1:
+            return usable  # one way to order one candidate: no strategy call
         state = self.gw.strategy_state.setdefault((plan.alias, plan.strategy), {})
         context = SelectionContext(
             alias=plan.alias,
@@ -425,7 +428,7 @@ class _Pipeline:
             if budget <= 0:
                 raise _Failed(UpstreamError(status=504, kind="timeout", message="request deadline exceeded"))
             try:
-                async with asyncio.timeout(budget):
+                with deadline(budget):
                     response = await self._send(upstream, attempt)
                     if upstream.stream and 200 <= response.status < 300:
                         outcome = await self._start_stream(upstream, response, attempt)

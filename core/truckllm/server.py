@@ -65,6 +65,7 @@ def hypercorn_config(
     hc.accesslog = None
     hc.errorlog = "-"
     hc.backlog = 2048
+    hc.include_server_header = False  # no software banner (and one header less to write)
     if sys.platform == "linux":
         hc.worker_class = "uvloop"
     return hc

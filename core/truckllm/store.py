@@ -12,6 +12,7 @@ Everything else (settling reservations, usage, cooldown marks) happens off the r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -20,6 +21,7 @@ import msgspec
 from truckllm.types import RequestRecord
 
 __all__ = [
+    "USAGE_FIELDS",
     "Admission",
     "BudgetCheck",
     "CooldownMark",
@@ -31,6 +33,9 @@ __all__ = [
     "UsageReport",
     "UsageRow",
     "budget_window",
+    "usage_groups",
+    "usage_key",
+    "utc_day",
 ]
 
 Period = Literal["day", "week", "month", "total"]
@@ -192,15 +197,35 @@ def budget_window(period: Period, now: float) -> str:
     return "total"
 
 
-def usage_groups(record: RequestRecord) -> dict[str, str]:
-    """The grouping values of one record (``day`` in UTC)."""
+USAGE_FIELDS = ("key", "alias", "provider", "provider_key", "model", "day")
+"""The names of :func:`usage_key`'s values, in order."""
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_day(day_number: int) -> str:
     import datetime as _dt
 
-    return {
-        "key": record.gateway_key or "-",
-        "alias": record.alias,
-        "provider": record.provider or "-",
-        "provider_key": record.provider_key or "-",
-        "model": record.model or "-",
-        "day": _dt.datetime.fromtimestamp(record.started_at, _dt.UTC).strftime("%Y-%m-%d"),
-    }
+    return _dt.datetime.fromtimestamp(day_number * 86400, _dt.UTC).strftime("%Y-%m-%d")
+
+
+def utc_day(timestamp: float) -> str:
+    """The UTC date (``2026-11-26``) of a unix time, cached per day."""
+    return _utc_day(int(timestamp // 86400))
+
+
+def usage_key(record: RequestRecord) -> tuple[str, str, str, str, str, str]:
+    """The grouping values of one record in ``key, alias, provider, provider_key, model, day``
+    order (``day`` in UTC)."""
+    return (
+        record.gateway_key or "-",
+        record.alias,
+        record.provider or "-",
+        record.provider_key or "-",
+        record.model or "-",
+        utc_day(record.started_at),
+    )
+
+
+def usage_groups(record: RequestRecord) -> dict[str, str]:
+    """The grouping values of one record (``day`` in UTC)."""
+    return dict(zip(USAGE_FIELDS, usage_key(record), strict=True))
