@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bench import loadgen
+from bench.floors import bare_app, proxy_app
 from bench.harness import (
     ANTHROPIC_MODEL,
     GEMINI_MODEL,
@@ -35,6 +37,8 @@ from bench.harness import (
     transits,
     ttfts,
 )
+from bench.instructions import gateway_config as instructions_gateway_config
+from bench.instructions import read_total
 from bench.loadgen import LoadClient, Sample, Target
 from bench.report import percentile, summarize
 from bench.upstream import TEXT, UpstreamOptions, start
@@ -241,3 +245,48 @@ def test_gateway_config_is_valid(tmp_path: Path) -> None:
         pytest.skip("no truckllm command in this environment")
     done = subprocess.run([str(truckllm), "validate", "--config", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_instruction_totals_are_read_from_a_callgrind_dump() -> None:
+    assert read_total("events: Ir\nsummary: 1234567\n") == 1234567
+    assert read_total("version: 1\ntotals: 42\n") == 42
+    with pytest.raises(ValueError):
+        read_total("events: Ir\n")
+
+
+def test_instruction_count_gateway_config_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(instructions_gateway_config(8000, "http://127.0.0.1:9000"))
+    truckllm = Path(sys.executable).parent / "truckllm"
+    if not truckllm.exists():
+        pytest.skip("no truckllm command in this environment")
+    done = subprocess.run([str(truckllm), "validate", "--config", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def _call(app: Any, body: bytes) -> tuple[int, bytes]:
+    sent: list[dict[str, Any]] = []
+    incoming = [{"type": "http.request", "body": body[:10], "more_body": True}]
+    incoming.append({"type": "http.request", "body": body[10:], "more_body": False})
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app({"type": "http", "method": "POST", "path": "/v1/chat/completions"}, receive, send)
+    start, whole = sent
+    headers = dict(start["headers"])
+    assert int(headers[b"content-length"]) == len(whole["body"])
+    return start["status"], whole["body"]
+
+
+async def test_floor_apps_answer_a_chat_completion(upstream: int) -> None:
+    body = openai_body(OPENAI_MODEL)
+    status, answer = await _call(bare_app(), body)
+    assert status == 200 and json.loads(answer)["object"] == "chat.completion"
+    async with aiohttp.ClientSession() as client:
+        proxy = proxy_app(f"http://127.0.0.1:{upstream}/v1/chat/completions", client)
+        status, relayed = await _call(proxy, body)
+    assert status == 200 and relayed == answer  # the upstream's own fixed answer, relayed

@@ -138,6 +138,26 @@ def test_client_disconnect_before_the_answer_cancels_upstream() -> None:
         assert upstream.cancelled.wait(2)
 
 
+def test_client_disconnect_while_a_whole_answer_is_awaited_cancels_upstream() -> None:
+    """A non-stream request is watched from WATCH_AFTER on: leaving still cancels the upstream call."""
+    with HeldUpstream() as upstream, GatewayServer(config(upstream.port)) as gw:
+        assert gw.gateway is not None
+        sock = socket.create_connection(("127.0.0.1", gw.port))
+        payload = json.dumps({**BODY, "stream": False}).encode()
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+        )
+        assert upstream.started.wait(5)
+        sock.close()
+        assert upstream.cancelled.wait(2), "upstream request was not cancelled"
+        deadline = time.monotonic() + 2
+        while gw.gateway.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gw.gateway.in_flight == 0
+        assert gw.gateway.health.key("up", "k").in_flight == 0
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port_sock = socket.socket()

@@ -18,9 +18,8 @@ async def test_a_block_that_ends_in_time_is_left_alone() -> None:
 
 
 async def test_an_expired_block_raises_timeout_error_and_the_task_goes_on() -> None:
-    with pytest.raises(TimeoutError):
-        with deadline(0.001):
-            await asyncio.Event().wait()
+    with pytest.raises(TimeoutError), deadline(0.001):
+        await asyncio.Event().wait()
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
     await asyncio.sleep(0)  # still runnable: the cancellation was consumed
