@@ -56,8 +56,8 @@ class Settings:
     p99_budget_ms: float = 5.0
     c50_seconds: float = 4.0
     workers: tuple[int, ...] = (1, 2)
-    stream_rate: float = 20.0
-    stream_seconds: float = 4.0
+    stream_rate: float = 50.0
+    stream_seconds: float = 6.0
     stream_chunks: int = 10
     stream_interval: float = 0.02
     hold_streams: int = 2000
@@ -85,7 +85,7 @@ class Settings:
             frontier_seconds=5.0,
             frontier_precision=0.05,
             c50_seconds=8.0,
-            stream_seconds=8.0,
+            stream_seconds=12.0,
             hold_seconds=15.0,
             soak_seconds=60.0,
             profile_seconds=15.0,
