@@ -125,25 +125,14 @@ def test_client_disconnect_cancels_the_upstream_request() -> None:
         assert gw.gateway.health.key("up", "k").in_flight == 0
 
 
-def test_client_disconnect_before_the_answer_cancels_upstream() -> None:
-    with HeldUpstream() as upstream, GatewayServer(config(upstream.port)) as gw:
-        sock = socket.create_connection(("127.0.0.1", gw.port))
-        payload = json.dumps({**BODY, "stream": True}).encode()
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-            b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
-        )
-        assert upstream.started.wait(5)
-        sock.close()
-        assert upstream.cancelled.wait(2)
-
-
-def test_client_disconnect_while_a_whole_answer_is_awaited_cancels_upstream() -> None:
-    """A non-stream request is watched from WATCH_AFTER on: leaving still cancels the upstream call."""
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+def test_client_disconnect_before_the_answer_cancels_upstream(stream: bool) -> None:
+    """Leaving before any byte of the answer cancels the upstream call; a whole (non-stream)
+    request is watched from ``WATCH_AFTER`` on, a stream from its start."""
     with HeldUpstream() as upstream, GatewayServer(config(upstream.port)) as gw:
         assert gw.gateway is not None
         sock = socket.create_connection(("127.0.0.1", gw.port))
-        payload = json.dumps({**BODY, "stream": False}).encode()
+        payload = json.dumps({**BODY, "stream": stream}).encode()
         sock.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
             b"content-length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
