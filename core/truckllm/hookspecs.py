@@ -138,10 +138,12 @@ def select_provider(
 
     The kernel has already removed keys that are cooling down, ejected or over their limits.
     Return every candidate you are willing to try, in order; the kernel tries them in that order.
-    Must be pure and cheap: no I/O, no awaiting, no sleeping.
+    Must be pure and cheap: no I/O, no awaiting, no sleeping. Not called when only one
+    candidate is usable (there is nothing to order), so a strategy's state sees only the
+    requests that had a choice.
 
     :param strategy: the alias's ``strategy``, e.g. ``"weighted"``.
-    :param candidates: the usable candidates, never empty.
+    :param candidates: the usable candidates, at least two.
     :param context: the clock, a random source and per-alias scratch state.
     :returns: the ordered candidates, or ``None`` if ``strategy`` is not yours.
 

@@ -56,21 +56,21 @@ class Dispatcher:
         self.pm = pm
         self.enabled = enabled
         self._cache: dict[tuple[str, str], tuple[Callable[..., Any], tuple[str, ...]]] = {}
-        self._each: dict[str, list[tuple[str, Callable[..., Any], tuple[str, ...]]]] = {}
+        self._each: dict[str, tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...]] = {}
 
     def clear(self) -> None:
         """Forget what answered and who implements what (after plugins were (un)registered)."""
         self._cache.clear()
         self._each.clear()
 
-    def each(self, hook_name: str) -> list[tuple[str, Callable[..., Any], tuple[str, ...]]]:
+    def each(self, hook_name: str) -> tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...]:
         """``(plugin name, function, argument names)`` of every implementation, in call order."""
         found = self._each.get(hook_name) if self.enabled else None
         if found is None:
             impls = getattr(self.pm.hook, hook_name).get_hookimpls()
-            found = [
+            found = tuple(
                 (self.pm.get_name(i.plugin) or "?", i.function, tuple(i.argnames)) for i in reversed(impls)
-            ]
+            )
             if self.enabled:
                 self._each[hook_name] = found
         return found

@@ -231,6 +231,16 @@ def test_hook_select_provider() -> None:
     assert reverse.seen[0] == ["k1", "k2"]
 
 
+def test_select_provider_is_not_called_with_a_single_usable_candidate() -> None:
+    reverse = Reverse()
+    one_key = config("reverse").replace(", {name: k2, value: secret-two}", "")
+    with GatewayServer(one_key, extra_plugins=(Echo(), reverse)) as gw:
+        answer = post(gw, CHAT)
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"] == "secret-one"
+    assert reverse.seen == []  # nothing to order
+
+
 class Recorder:
     """A logger class registered through register_loggers."""
 
