@@ -225,9 +225,27 @@ def test_a_body_sent_too_slowly_gets_408() -> None:
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
                      b"content-length: 100\r\n\r\n{\"model\":")
         sock.settimeout(5)
-        answer = sock.recv(4096)
+        answer = _read_response(sock)
         sock.close()
         assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response with a ``content-length`` (head and body may come apart)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"the connection closed before a whole response head: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    fields = dict(line.lower().split(b":", 1) for line in head.split(b"\r\n")[1:])
+    length = int(fields[b"content-length"])
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def test_a_silent_upstream_stream_is_cut_at_the_idle_timeout() -> None:
