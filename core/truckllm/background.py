@@ -8,7 +8,6 @@ counted. On shutdown the queue is drained before the gateway exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from collections import Counter
 from typing import Any
@@ -17,6 +16,7 @@ from loguru import logger
 
 from truckllm.plugins import PluginHost
 from truckllm.store import Settlement
+from truckllm.tasks import stop_task
 from truckllm.types import RequestRecord
 
 __all__ = ["Background", "call_each"]
@@ -110,8 +110,5 @@ class Background:
     async def stop(self, limit: float = 10.0) -> None:
         """Drain, then stop the worker."""
         await self.drain(limit)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)

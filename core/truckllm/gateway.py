@@ -8,7 +8,6 @@ shared aiohttp session, the retry budget and the after-response queue.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import socket
 import time
@@ -37,6 +36,7 @@ from truckllm.netguard import GuardedResolver, NetPolicy
 from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm.runtime import Runtime, build_runtime
 from truckllm.store import CooldownMark
+from truckllm.tasks import stop_task
 from truckllm.view import GatewayView
 
 __all__ = ["Gateway", "RetryBudget"]
@@ -308,10 +308,7 @@ class Gateway:
                 logger.warning("{} requests still in flight after {}s grace", self.in_flight, grace)
         await self.background.stop()
         for task in (self._sync_task, self._watch_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_task(task)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await call_each(self.runtime.host, "shutdown", app=self.view)

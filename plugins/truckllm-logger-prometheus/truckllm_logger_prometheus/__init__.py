@@ -16,7 +16,6 @@ client made up never becomes a label.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import re
@@ -30,6 +29,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 
 from truckllm import hookimpl
 from truckllm.config.durations import Duration
+from truckllm.tasks import stop_task
 from truckllm.types import RequestRecord
 from truckllm_logger_prometheus._gateway import GatewayCollector, GatewayPublisher
 
@@ -306,10 +306,7 @@ class PrometheusLogger:
         """Stop publishing; in multiprocess mode, when the gateway is stopping (not when a reload
         replaces this logger), drop this process's live gauges."""
         task, self._refresher = self._refresher, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         if self.multiprocess_dir and getattr(app, "draining", True):
             _mark_process_dead(os.getpid(), self.multiprocess_dir)
 

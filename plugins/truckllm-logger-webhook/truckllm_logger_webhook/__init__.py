@@ -11,7 +11,6 @@ receiver that saw the id already can drop the repeat. ``shutdown`` sends what is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import uuid
 from collections import deque
@@ -28,6 +27,7 @@ from truckllm.config.durations import Duration
 from truckllm.openai_wire import parse_retry_after
 from truckllm.records import record_fields
 from truckllm.secrets import Secret
+from truckllm.tasks import stop_task
 from truckllm.types import RequestRecord
 
 __all__ = [
@@ -217,9 +217,7 @@ class WebhookLogger:
         if task is not None:
             done, _ = await asyncio.wait({task}, timeout=self.options.shutdown_timeout)
             if not done:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stop_task(task)
         self._closed = True
         lost = self._sending + len(self._queue)
         self._sending = 0

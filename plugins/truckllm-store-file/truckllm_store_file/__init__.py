@@ -9,7 +9,6 @@ usage, budget spend per window, rate-limit state and cooldowns.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import time
@@ -30,6 +29,7 @@ from truckllm.localstate import (
     UsageBuckets,
 )
 from truckllm.store import CooldownMark, UsageRow
+from truckllm.tasks import stop_task
 from truckllm.types import RequestRecord
 
 __all__ = ["SCHEMA_VERSION", "TRUCKLLM_API", "FileStore", "register_stores"]
@@ -152,11 +152,8 @@ class FileStore(LocalStore):
 
     async def close(self) -> None:
         """Stop the flush task, count unsettled reservations as spent, write everything, close."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         if self._db is None:
             return
         self.state.commit_reservations()

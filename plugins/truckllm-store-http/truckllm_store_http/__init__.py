@@ -36,6 +36,7 @@ from truckllm.store import (
     UsageQuery,
     UsageReport,
 )
+from truckllm.tasks import stop_task
 from truckllm.types import RequestRecord
 
 __all__ = ["TRUCKLLM_API", "HttpStore", "ServiceError", "register_stores"]
@@ -132,11 +133,8 @@ class HttpStore:
 
     async def close(self) -> None:
         """Stop the flush task, send everything pending (once), close the session."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         if self._session is None:
             return
         try:

@@ -50,6 +50,7 @@ from truckllm.store import (
     UsageRow,
     budget_window,
 )
+from truckllm.tasks import stop_task
 from truckllm.types import RequestRecord
 from truckllm_store_redis import scripts
 
@@ -326,11 +327,8 @@ class RedisStore:
 
     async def close(self) -> None:
         """Stop the flush task, send everything pending (once), close the connections."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         if self._redis is None:
             return
         try:
