@@ -15,7 +15,6 @@ Set ``TRUCKLLM_UPDATE_GOLDEN=1`` to rewrite the ``.out.json`` files (then review
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +23,14 @@ import pytest
 from truckllm_dialect_anthropic import AnthropicDialect
 from truckllm_dialect_anthropic.request import read_request
 
+from truckllm.testing.golden import case_names, check_file
 from truckllm.types import ChatRequest
 
 GOLDEN = Path(__file__).parent / "golden"
-UPDATE = bool(os.environ.get("TRUCKLLM_UPDATE_GOLDEN"))
 
 
 def _cases(kind: str, suffix: str) -> list[str]:
-    return sorted(p.name[: -len(suffix)] for p in (GOLDEN / kind).glob("*" + suffix))
-
-
-def _check(path: Path, actual: Any) -> None:
-    if UPDATE or not path.exists():
-        path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
-        if not UPDATE:
-            pytest.fail(f"golden file {path.name} was missing; written, review it")
-    assert actual == json.loads(path.read_text())
+    return case_names(GOLDEN / kind, suffix)
 
 
 def _request(endpoint: str = "chat", model: str = "claude-alias") -> ChatRequest:
@@ -57,7 +48,7 @@ def test_request_golden(kit: Any, case: str) -> None:
     assert request.stream is bool(spec["body"].get("stream")) and request.include_usage is request.stream
     typed = json.loads(msgspec.json.encode(request.typed))
     assert typed == json.loads(msgspec.json.encode(parsed.typed))
-    _check(GOLDEN / "requests" / f"{case}.out.json", {"typed": typed, "notes": parsed.notes})
+    check_file(GOLDEN / "requests" / f"{case}.out.json", {"typed": typed, "notes": parsed.notes})
 
 
 @pytest.mark.parametrize("case", _cases("responses", ".in.json"))
@@ -65,7 +56,7 @@ def test_response_golden(case: str) -> None:
     spec = json.loads((GOLDEN / "responses" / f"{case}.in.json").read_text())
     request = _request(spec.get("endpoint", "chat"), spec.get("model", "claude-alias"))
     body = AnthropicDialect().response(request, json.dumps(spec["body"]).encode(), "openai")
-    _check(GOLDEN / "responses" / f"{case}.out.json", json.loads(body))
+    check_file(GOLDEN / "responses" / f"{case}.out.json", json.loads(body))
 
 
 @pytest.mark.parametrize("case", _cases("streams", ".sse"))
@@ -74,7 +65,7 @@ def test_stream_golden(kit: Any, case: str) -> None:
     translator = AnthropicDialect().stream(_request(), "openai")
     whole = translator.feed(upstream) + translator.close()
     got = kit.events(whole)
-    _check(GOLDEN / "streams" / f"{case}.out.json", [[name, data] for name, data in got])
+    check_file(GOLDEN / "streams" / f"{case}.out.json", [[name, data] for name, data in got])
     # the same bytes fed one at a time give the same events
     bytewise = AnthropicDialect().stream(_request(), "openai")
     pieces = [bytewise.feed(upstream[i : i + 1]) for i in range(len(upstream))]

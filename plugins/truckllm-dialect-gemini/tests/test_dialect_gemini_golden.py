@@ -19,7 +19,6 @@ the diff).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +26,14 @@ import pytest
 from truckllm_dialect_gemini.request import read_batch_embed, read_count_tokens, read_embed, read_generate
 
 from truckllm.errors import GatewayError
+from truckllm.testing.golden import case_paths, check_fields, updating
 
 GOLDEN = Path(__file__).parent / "golden"
-UPDATE = os.environ.get("TRUCKLLM_UPDATE_GOLDEN") == "1"
 USER = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
 
 
 def _cases(kind: str) -> list[Path]:
-    return sorted((GOLDEN / kind).glob("*.json"))
-
-
-def _check(path: Path, case: dict[str, Any], actual: dict[str, Any], keys: tuple[str, ...]) -> None:
-    if UPDATE:
-        for key in keys:
-            case.pop(key, None)
-        case.update(actual)
-        path.write_text(json.dumps(case, indent=2, ensure_ascii=False) + "\n")
-        return
-    assert {k: case.get(k) for k in keys if k in case or k in actual} == actual
+    return case_paths(GOLDEN / kind)
 
 
 @pytest.mark.parametrize("path", _cases("requests"), ids=lambda p: p.stem)
@@ -74,7 +63,7 @@ def test_request_golden(path: Path, gk: Any) -> None:
             "typed": gk.typed(request),
             "notes": parsed.notes,
         }
-    _check(path, case, actual, ("dialect", "stream", "typed", "notes", "error"))
+    check_fields(path, case, actual, ("dialect", "stream", "typed", "notes", "error"))
 
 
 @pytest.mark.parametrize("path", _cases("responses"), ids=lambda p: p.stem)
@@ -94,7 +83,7 @@ def test_response_golden(path: Path, gk: Any) -> None:
         actual = {"output": json.loads(output)}
         if source == "gemini" and method != "embedContent":
             assert output == raw  # Gemini's own answers are unchanged
-    _check(path, case, actual, ("output", "error"))
+    check_fields(path, case, actual, ("output", "error"))
 
 
 @pytest.mark.parametrize("path", _cases("streams"), ids=lambda p: p.stem)
@@ -109,9 +98,9 @@ def test_stream_golden(path: Path, gk: Any) -> None:
     events = gk.events(raw, sse)
     if source == "gemini" and sse:
         assert raw == frames  # Gemini's own SSE frames are unchanged
-    elif not UPDATE:
+    elif not updating():
         assert raw == gk.encode_events(events, sse)
     for cut in range(1, len(frames)):
         assert gk.run_stream(request, source, frames, [cut]) == raw, f"split at byte {cut}"
     assert gk.run_stream(request, source, frames, range(1, len(frames))) == raw, "one byte at a time"
-    _check(path, case, {"events": events}, ("events",))
+    check_fields(path, case, {"events": events}, ("events",))

@@ -16,26 +16,18 @@ Set ``TRUCKLLM_UPDATE_GOLDEN=1`` to rewrite the ``.out.json`` files (then review
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from truckllm.testing.golden import case_names, check_file
+
 GOLDEN = Path(__file__).parent / "golden"
-UPDATE = bool(os.environ.get("TRUCKLLM_UPDATE_GOLDEN"))
 
 
 def _cases(kind: str, suffix: str) -> list[str]:
-    return sorted(p.name[: -len(suffix)] for p in (GOLDEN / kind).glob("*" + suffix))
-
-
-def _check(path: Path, actual: Any) -> None:
-    if UPDATE or not path.exists():
-        path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n")
-        if not UPDATE:
-            pytest.fail(f"golden file {path.name} was missing; written, review it")
-    assert actual == json.loads(path.read_text())
+    return case_names(GOLDEN / kind, suffix)
 
 
 def _strip(body: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +48,7 @@ def test_request_golden(kit: Any, case: str) -> None:
     assert upstream.url == "https://api.anthropic.com/v1/messages"
     assert upstream.headers["x-api-key"] == "sk-ant-test"
     assert upstream.headers["anthropic-version"] == "2023-06-01"
-    _check(GOLDEN / "requests" / f"{case}.out.json", json.loads(upstream.body))
+    check_file(GOLDEN / "requests" / f"{case}.out.json", json.loads(upstream.body))
 
 
 @pytest.mark.parametrize("case", _cases("responses", ".in.json"))
@@ -68,7 +60,7 @@ def test_response_golden(kit: Any, case: str) -> None:
     assert result.error is None
     body = json.loads(result.body)
     assert body["id"].startswith("cmpl-" if spec.get("endpoint") == "completions" else "chatcmpl-")
-    _check(GOLDEN / "responses" / f"{case}.out.json", _strip(body))
+    check_file(GOLDEN / "responses" / f"{case}.out.json", _strip(body))
 
 
 @pytest.mark.parametrize("case", _cases("streams", ".sse"))
@@ -81,7 +73,7 @@ def test_stream_golden(kit: Any, parse_chunks: Any, case: str) -> None:
     )
     frames = translator.feed(raw) + translator.close()
     chunks = parse_chunks(frames)
-    _check(GOLDEN / "streams" / f"{case}.out.json", chunks)
+    check_file(GOLDEN / "streams" / f"{case}.out.json", chunks)
     # the same bytes one at a time give the same chunks
     again = kit.translator(
         meta.get("request"), endpoint=meta.get("endpoint", "chat"), **meta.get("options", {})
