@@ -29,6 +29,7 @@ import msgspec
 from loguru import logger
 
 from truckllm.store import (
+    USAGE_COUNTERS,
     USAGE_FIELDS,
     Admission,
     BudgetCheck,
@@ -250,18 +251,10 @@ class UsageBuckets:
         return UsageReport(rows=[groups[k] for k in sorted(groups)], total=total)
 
 
-_COUNTERS = (
-    "requests",
-    "errors",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-)
 
 
 def _add(into: UsageRow, row: UsageRow) -> None:
-    for name in _COUNTERS:
+    for name in USAGE_COUNTERS:
         setattr(into, name, getattr(into, name) + getattr(row, name))
     into.cost_usd += row.cost_usd
 

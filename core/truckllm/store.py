@@ -21,7 +21,9 @@ import msgspec
 from truckllm.types import RequestRecord
 
 __all__ = [
+    "USAGE_COUNTERS",
     "USAGE_FIELDS",
+    "USAGE_TOTALS",
     "Admission",
     "BudgetCheck",
     "CooldownMark",
@@ -138,6 +140,13 @@ class UsageRow(msgspec.Struct, kw_only=True):
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
+
+
+USAGE_TOTALS: tuple[str, ...] = tuple(f for f in UsageRow.__struct_fields__ if f != "group")
+"""The totals a :class:`UsageRow` adds up, in field order (``cost_usd`` last)."""
+
+USAGE_COUNTERS: tuple[str, ...] = tuple(f for f in USAGE_TOTALS if f != "cost_usd")
+"""The integer totals of a :class:`UsageRow` (all but ``cost_usd``)."""
 
 
 class UsageReport(msgspec.Struct, kw_only=True):

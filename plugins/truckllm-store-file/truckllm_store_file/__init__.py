@@ -28,7 +28,7 @@ from truckllm.localstate import (
     RateState,
     UsageBuckets,
 )
-from truckllm.store import CooldownMark, UsageRow
+from truckllm.store import USAGE_TOTALS, CooldownMark, UsageRow
 from truckllm.tasks import stop_task
 from truckllm.types import RequestRecord
 
@@ -38,15 +38,6 @@ TRUCKLLM_API = 1
 SCHEMA_VERSION = 1
 """The file's layout version (``meta.schema_version``)."""
 
-_COUNTERS = (
-    "requests",
-    "errors",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -72,10 +63,10 @@ CREATE TABLE IF NOT EXISTS cooldowns (
 """
 
 _UPSERT_USAGE = (
-    f"INSERT INTO usage ({', '.join(GROUP_FIELDS + _COUNTERS)}) "
-    f"VALUES ({', '.join('?' * (len(GROUP_FIELDS) + len(_COUNTERS)))}) "
+    f"INSERT INTO usage ({', '.join(GROUP_FIELDS + USAGE_TOTALS)}) "
+    f"VALUES ({', '.join('?' * (len(GROUP_FIELDS) + len(USAGE_TOTALS)))}) "
     f"ON CONFLICT ({', '.join(GROUP_FIELDS)}) DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in _COUNTERS)
+    + ", ".join(f"{c} = {c} + excluded.{c}" for c in USAGE_TOTALS)
 )
 _UPSERT_SPENT = (
     "INSERT INTO budgets (key, budget_window, spent) VALUES (?, ?, ?) "
@@ -232,9 +223,9 @@ class FileStore(LocalStore):
         usage = [
             UsageRow(
                 group=dict(zip(GROUP_FIELDS, row[:n], strict=True)),
-                **dict(zip(_COUNTERS, row[n:], strict=True)),
+                **dict(zip(USAGE_TOTALS, row[n:], strict=True)),
             )
-            for row in db.execute(f"SELECT {', '.join(GROUP_FIELDS + _COUNTERS)} FROM usage")
+            for row in db.execute(f"SELECT {', '.join(GROUP_FIELDS + USAGE_TOTALS)} FROM usage")
         ]
         return _Loaded(
             rates=[r for r in rates if r.tat > now], budgets=budgets, cooldowns=cooldowns, usage=usage
@@ -262,7 +253,7 @@ class FileStore(LocalStore):
             db.executemany(
                 _UPSERT_USAGE,
                 [
-                    [row.group[g] for g in GROUP_FIELDS] + [getattr(row, c) for c in _COUNTERS]
+                    [row.group[g] for g in GROUP_FIELDS] + [getattr(row, c) for c in USAGE_TOTALS]
                     for row in batch.usage
                 ],
             )

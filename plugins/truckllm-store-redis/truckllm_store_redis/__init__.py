@@ -40,6 +40,7 @@ from truckllm.localstate import (
 )
 from truckllm.secrets import Secret
 from truckllm.store import (
+    USAGE_COUNTERS,
     Admission,
     CooldownMark,
     Decision,
@@ -64,14 +65,6 @@ RATE_KEEP = 3600.0
 BUDGET_KEEP = 7 * 86400.0
 """Seconds a budget window's hash outlives the window (late settlements land in it)."""
 
-_INT_COUNTERS = (
-    "requests",
-    "errors",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-)
 _UNREACHABLE = (RedisError, OSError, TimeoutError)
 _json = msgspec.json.Encoder()
 _log = logger.bind(plugin="store-redis")
@@ -409,7 +402,7 @@ class RedisStore:
             group = row.group
             name = self.day_key(group["day"])
             label = _json.encode([group[g] for g in GROUP_FIELDS if g != "day"]).decode()
-            for counter in _INT_COUNTERS:
+            for counter in USAGE_COUNTERS:
                 value = getattr(row, counter)
                 if value:
                     pipe.hincrby(name, f"{label}\t{counter}", value)
@@ -589,7 +582,7 @@ class RedisStore:
                     row = rows[label] = UsageRow(group=dict(zip(GROUP_FIELDS, values, strict=True)))
                 if counter == b"cost_usd":
                     row.cost_usd = float(value)
-                elif counter.decode() in _INT_COUNTERS:
+                elif counter.decode() in USAGE_COUNTERS:
                     setattr(row, counter.decode(), int(value))
             for row in rows.values():
                 buckets.add_row(row)
