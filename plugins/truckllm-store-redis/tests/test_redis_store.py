@@ -299,7 +299,9 @@ async def test_outage_keeps_writes_and_resyncs(prefix: str, warnings: list[str])
         await proxy.start()
         for _ in range(50):
             await asyncio.sleep(0.05)
-            if not store.outage.down and not len(store._pending):
+            # resynced: back up, nothing pending, and no batch still on its way (a flush takes
+            # the pending writes before it sends them)
+            if not store.outage.down and not len(store._pending) and not store._flush_lock.locked():
                 break
         assert (await store.ready())["ok"] is True
         assert (await direct.usage(UsageQuery())).total.requests == 12
