@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from truckllm_provider_anthropic.response import translate_message
 from truckllm_provider_anthropic.stream import AnthropicPassthrough, AnthropicStream
 
 from truckllm.errors import UpstreamFailure
@@ -65,6 +66,44 @@ def test_role_chunk_comes_first_and_ids_are_shared(kit: Any) -> None:
     }
     assert ids == {"chatcmpl-01S"} and len(created) == 1
     assert rest.endswith(b"data: [DONE]\n\n") and rest.count(b'"finish_reason":"stop"') == 1
+
+
+def test_a_tool_block_without_an_id_gets_the_same_id_streamed_whole_or_cut_and_not_streamed(
+    kit: Any, parse_chunks: Any
+) -> None:
+    """Found by the corrupted-streams property: the made-up id was random, so the same stream
+    read in two cuts gave two answers. It is derived from the message id and the block index."""
+    tool = ev(
+        "content_block_start",
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "name": "f"}},
+    ) + ev("content_block_stop", {"type": "content_block_stop", "index": 1})
+    raw = START + TEXT + tool + END
+
+    def tool_ids(pieces: list[bytes]) -> list[str]:
+        translator = kit.translator()
+        out = b"".join(translator.feed(piece) for piece in pieces) + translator.close()
+        return [
+            call["id"]
+            for chunk in parse_chunks(out)
+            if chunk != "[DONE]"
+            for choice in chunk["choices"]
+            for call in choice["delta"].get("tool_calls", [])
+            if "id" in call
+        ]
+
+    assert tool_ids([raw]) == tool_ids([raw[i : i + 1] for i in range(len(raw))]) == ["toolu_01S_1"]
+    message = {
+        "id": "msg_01S",
+        "type": "message",
+        "model": "claude-x",
+        "content": [{"type": "text", "text": "Hi"}, {"type": "tool_use", "name": "f", "input": {}}],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 4, "output_tokens": 6},
+    }
+    answer = translate_message(
+        json.dumps(message).encode(), endpoint="chat", json_tool=False, fallback_model="claude-x"
+    )
+    assert json.loads(answer)["choices"][0]["message"]["tool_calls"][0]["id"] == "toolu_01S_1"
 
 
 @pytest.mark.parametrize(

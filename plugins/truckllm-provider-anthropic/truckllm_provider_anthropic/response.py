@@ -122,6 +122,17 @@ def response_id(message_id: str | None, prefix: str = "chatcmpl-") -> str:
     return prefix + message_id.removeprefix("msg_")
 
 
+def tool_call_id(block_id: str | None, message_id: str | None, index: int) -> str:
+    """The tool call's id: Anthropic's, or for a block without one, ``toolu_<message>_<index>``
+    (the same whether the answer was streamed or not, however its bytes were cut; a fresh id
+    only when the message has no id either)."""
+    if block_id:
+        return block_id
+    if message_id:
+        return f"toolu_{message_id.removeprefix('msg_')}_{index}"
+    return completion_id("toolu_")
+
+
 def compact_json(raw: Raw) -> str:
     """A tool input as OpenAI ``arguments``: compact JSON text (``{}`` when absent or null).
 
@@ -143,14 +154,14 @@ def _checked(raw: Raw) -> Raw:
 _Parts = tuple[list[str], list[str], list[Raw], list[dict[str, Any]], str | None]
 
 
-def _read_blocks(content: list[Raw], json_tool: bool) -> _Parts:
+def _read_blocks(content: list[Raw], json_tool: bool, message_id: str | None) -> _Parts:
     """(texts, thinking texts, raw thinking blocks, tool calls, the JSON tool's answer)."""
     texts: list[str] = []
     thinking: list[str] = []
     thinking_blocks: list[Raw] = []
     tool_calls: list[dict[str, Any]] = []
     json_answer: str | None = None
-    for raw in content:
+    for index, raw in enumerate(content):
         block = _BLOCK_DECODER.decode(raw)
         if block.type == "text":
             texts.append(block.text or "")
@@ -160,7 +171,7 @@ def _read_blocks(content: list[Raw], json_tool: bool) -> _Parts:
                 continue
             tool_calls.append(
                 {
-                    "id": block.id or completion_id("toolu_"),
+                    "id": tool_call_id(block.id, message_id, index),
                     "type": "function",
                     "function": {"name": block.name or "", "arguments": compact_json(block.input)},
                 }
@@ -186,7 +197,7 @@ def translate_message(body: bytes, *, endpoint: str, json_tool: bool, fallback_m
         message = _MESSAGE_DECODER.decode(body)
         if message.type not in (None, "message"):
             raise UnreadableAnswer(f"unexpected answer type {message.type!r}")
-        parts = _read_blocks(message.content, json_tool)
+        parts = _read_blocks(message.content, json_tool, message.id)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise UnreadableAnswer(str(exc)) from None
     texts, thinking, thinking_blocks, tool_calls, json_answer = parts

@@ -22,7 +22,14 @@ from truckllm.types import RateLimits, Usage
 
 from .errors import error_from_body, stream_error
 from .request import JSON_TOOL
-from .response import AnthropicUsage, compact_json, convert_usage, finish_reason, response_id
+from .response import (
+    AnthropicUsage,
+    compact_json,
+    convert_usage,
+    finish_reason,
+    response_id,
+    tool_call_id,
+)
 
 __all__ = ["AnthropicPassthrough", "AnthropicStream", "TextCompletionChunks"]
 
@@ -233,6 +240,7 @@ class AnthropicStream(_SSETranslator):
         self.fallback_model = fallback_model
         self._chat: ChunkBuilder | None = None
         self._text: TextCompletionChunks | None = None
+        self._message_id: str | None = None
         self._blocks: dict[int, _Block] = {}
         self._next_tool = 0
         self._stop_reason: str | None = None
@@ -260,6 +268,7 @@ class AnthropicStream(_SSETranslator):
     def _start(self, out: list[bytes], message_id: str | None = None, model: str | None = None) -> None:
         if self._chat is not None or self._text is not None:
             return
+        self._message_id = message_id
         model = model or self.fallback_model
         if self.endpoint == "completions":
             self._text = TextCompletionChunks(model, self.include_usage, response_id(message_id, "cmpl-"))
@@ -308,7 +317,7 @@ class AnthropicStream(_SSETranslator):
                         "tool_calls": [
                             {
                                 "index": state.tool_index,
-                                "id": block.id or completion_id("toolu_"),
+                                "id": tool_call_id(block.id, self._message_id, index),
                                 "type": "function",
                                 "function": {"name": block.name or "", "arguments": ""},
                             }
