@@ -444,17 +444,25 @@ def _unknown(what: str, name: str, installed: Iterable[str], registry: Registry)
     return message
 
 
+def _set_fields(override: msgspec.Struct) -> dict[str, Any]:
+    return {
+        name: getattr(override, name)
+        for name in override.__struct_fields__
+        if getattr(override, name) is not msgspec.UNSET
+    }
+
+
 def merge_routing(base: RoutingConfig, *overrides: RoutingOverride | None) -> RoutingConfig:
-    """``base`` with each override's set fields applied in order (later wins)."""
+    """``base`` with each override's set fields applied in order (later wins), field by field:
+    a nested block (``backoff``, ``cooldown``, ``retry_budget``) changes only the fields it sets."""
     result = base
     for override in overrides:
         if override is None:
             continue
-        changes = {
-            name: getattr(override, name)
-            for name in override.__struct_fields__
-            if getattr(override, name) is not msgspec.UNSET
-        }
+        changes = _set_fields(override)
+        for name, value in list(changes.items()):
+            if isinstance(value, msgspec.Struct):
+                changes[name] = msgspec.structs.replace(getattr(result, name), **_set_fields(value))
         if changes:
             result = msgspec.structs.replace(result, **changes)
     return result

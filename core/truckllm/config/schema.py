@@ -17,9 +17,11 @@ from truckllm.secrets import Secret
 __all__ = [
     "AdminConfig",
     "BackoffConfig",
+    "BackoffOverride",
     "BudgetConfig",
     "Config",
     "CooldownConfig",
+    "CooldownOverride",
     "DeploymentConfig",
     "GatewayKeyConfig",
     "LimitsConfig",
@@ -29,6 +31,7 @@ __all__ = [
     "ProviderConfig",
     "ProviderKeyConfig",
     "RetryBudgetConfig",
+    "RetryBudgetOverride",
     "RoutingConfig",
     "RoutingOverride",
     "ServerConfig",
@@ -107,6 +110,9 @@ class CooldownConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     window: PosInt = 20
     min_requests: PosInt = 10
     max_ejection_percent: Annotated[float, Meta(ge=0, le=100)] = 10.0
+    max_retry_after: Duration = Duration(3600)
+    """The longest cooldown a provider's ``Retry-After`` may impose (and the longest
+    ``Retry-After`` a client is told): larger values from upstream are cut to this."""
 
 
 class RetryBudgetConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -134,16 +140,47 @@ class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tru
     max_wait: Duration = Duration(0)  # wait this long for a cooling key instead of failing fast
 
 
+class BackoffOverride(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A partial ``backoff`` block: unset fields inherit from the level above."""
+
+    base: Duration | UnsetType = UNSET
+    max: Duration | UnsetType = UNSET
+
+
+class CooldownOverride(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A partial ``cooldown`` block: unset fields inherit from the level above."""
+
+    failures: PosInt | UnsetType = UNSET
+    duration: Duration | UnsetType = UNSET
+    max_duration: Duration | UnsetType = UNSET
+    error_ratio: Annotated[float, Meta(gt=0, le=1)] | UnsetType = UNSET
+    window: PosInt | UnsetType = UNSET
+    min_requests: PosInt | UnsetType = UNSET
+    max_ejection_percent: Annotated[float, Meta(ge=0, le=100)] | UnsetType = UNSET
+    max_retry_after: Duration | UnsetType = UNSET
+
+
+class RetryBudgetOverride(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A partial ``retry_budget`` block: unset fields inherit from the level above."""
+
+    ratio: NonNeg | UnsetType = UNSET
+    min: NonNegInt | UnsetType = UNSET
+    tokens: PosInt | UnsetType = UNSET
+    token_ratio: NonNeg | UnsetType = UNSET
+
+
 class RoutingOverride(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """A partial ``routing`` block: unset fields inherit from the level above."""
+    """A partial ``routing`` block: unset fields inherit from the level above, field by field
+    (nested blocks too: ``cooldown: {duration: 5s}`` keeps the inherited ``failures``)."""
 
     retries: NonNegInt | UnsetType = UNSET
     max_attempts: PosInt | UnsetType = UNSET
     try_timeout: Duration | UnsetType = UNSET
     connect_timeout: Duration | UnsetType = UNSET
     stream_idle_timeout: Duration | UnsetType = UNSET
-    backoff: BackoffConfig | UnsetType = UNSET
-    cooldown: CooldownConfig | UnsetType = UNSET
+    backoff: BackoffOverride | UnsetType = UNSET
+    cooldown: CooldownOverride | UnsetType = UNSET
+    retry_budget: RetryBudgetOverride | UnsetType = UNSET
     max_wait: Duration | UnsetType = UNSET
 
 
@@ -169,6 +206,10 @@ class ProviderConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
     headers: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     routing: RoutingOverride | None = None
+    direct: bool = False
+    """May clients address this provider as ``<provider>/<model>`` (any model) without an alias?
+    Off by default: only aliases reach it, unless a gateway key's ``models`` names
+    ``<provider>/*`` or ``<provider>/<model>`` explicitly."""
 
 
 class PriceConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
