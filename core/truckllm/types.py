@@ -313,7 +313,8 @@ class UpstreamError(Struct, kw_only=True):
     :ivar code: OpenAI error code.
     :ivar kind: the kernel's class: ``rate_limit``, ``quota``, ``overloaded``, ``server``,
         ``timeout``, ``connect``, ``auth``, ``permission``, ``bad_request``, ``context_length``,
-        ``not_found``, ``too_large``, ``stream``, ``plugin``.
+        ``not_found``, ``too_large``, ``stream``, ``plugin``, ``bad_response`` (a 3xx, or a
+        2xx that is not a valid answer of the provider's dialect).
     :ivar retry_after: seconds the provider asked to wait, when it said.
     :ivar param: the request field at fault.
     """
@@ -332,7 +333,9 @@ class UpstreamError(Struct, kw_only=True):
         return self.kind in RETRYABLE_KINDS
 
 
-RETRYABLE_KINDS = frozenset({"rate_limit", "overloaded", "server", "timeout", "connect", "stream", "plugin"})
+RETRYABLE_KINDS = frozenset(
+    {"rate_limit", "overloaded", "server", "timeout", "connect", "stream", "plugin", "bad_response"}
+)
 #: Failures that say nothing about the key (the client's request is at fault).
 CLIENT_KINDS = frozenset({"bad_request", "context_length", "too_large", "not_found"})
 
