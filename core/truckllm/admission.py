@@ -8,17 +8,18 @@ once the request is finished.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from loguru import logger
 
 from truckllm.auth import GatewayKey
 from truckllm.errors import GatewayError
-from truckllm.runtime import AliasPlan
+from truckllm.runtime import AliasPlan, Runtime
 from truckllm.store import Admission, BudgetCheck, Decision, RateCheck, Settlement
 from truckllm.types import ChatRequest, Usage
 
-__all__ = ["Reservation", "admit", "estimate_tokens", "settlement"]
+__all__ = ["Reservation", "admit", "check_priced", "estimate_tokens", "serving_plans", "settlement"]
 
 DEFAULT_COMPLETION_ESTIMATE = 1024
 
@@ -48,9 +49,38 @@ class Reservation:
         self.reserved_usd = 0.0
 
 
-def _max_cost(plan: AliasPlan, prompt: int, completion: int) -> float:
+def serving_plans(rt: Runtime, plan: AliasPlan) -> tuple[AliasPlan, ...]:
+    """``plan`` and the plans of its fallbacks (every alias that may serve a request for it)."""
+    plans = [plan]
+    for alias in (*plan.fallbacks, *plan.context_window_fallbacks):
+        fallback = rt.plan(alias)
+        if fallback is not None and fallback not in plans:
+            plans.append(fallback)
+    return tuple(plans)
+
+
+def check_priced(rt: Runtime, plan: AliasPlan) -> None:
+    """A key with a budget may only be served by deployments whose cost is known: when no
+    candidate of ``plan`` (or of its fallbacks) has a ``price``, refuse with 403 ``cost_unknown``.
+    (Unpriced candidates of a priced alias are skipped by the pipeline for such keys.)"""
+    for serving in serving_plans(rt, plan):
+        if any(c.deployment.price is not None for c in serving.candidates):
+            return
+    raise GatewayError(
+        403,
+        f"The model '{plan.alias}' has no price configured, and this API key has a budget: "
+        "a request whose cost cannot be counted is refused. Configure a price for its deployments.",
+        type="invalid_request_error",
+        code="cost_unknown",
+        param="model",
+    )
+
+
+def _max_cost(plans: Sequence[AliasPlan], prompt: int, completion: int) -> float:
+    """The worst case over every priced candidate that may serve (fallbacks included)."""
     costs = [
         (prompt * c.deployment.price.input + completion * c.deployment.price.output) / 1_000_000
+        for plan in plans
         for c in plan.candidates
         if c.deployment.price is not None
     ]
@@ -58,7 +88,7 @@ def _max_cost(plan: AliasPlan, prompt: int, completion: int) -> float:
 
 
 async def admit(
-    store: Any, key: GatewayKey, plan: AliasPlan, request: ChatRequest, request_id: str
+    store: Any, key: GatewayKey, plans: Sequence[AliasPlan], request: ChatRequest, request_id: str
 ) -> Reservation | None:
     """Check the key's limits and budget; raise 429 when over; return what to settle later."""
     config = key.config
@@ -77,7 +107,7 @@ async def admit(
     if config.budget is not None:
         reservation.budget_key = f"gk:{key.name}:budget"
         reservation.budget_period = config.budget.period
-        reservation.reserved_usd = _max_cost(plan, prompt, completion)
+        reservation.reserved_usd = _max_cost(plans, prompt, completion)
         budgets.append(
             BudgetCheck(
                 key=reservation.budget_key,

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from loguru import logger
 
-from truckllm.admission import admit
+from truckllm.admission import admit, check_priced, serving_plans
 from truckllm.asgi_util import (
     ClientGone,
     Receive,
@@ -31,7 +31,7 @@ from truckllm.dialect import DialectRoute, InboundDialect
 from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway
 from truckllm.pipeline import Outcome, RequestContext, finish, serve
-from truckllm.runtime import Runtime
+from truckllm.runtime import AliasPlan, Runtime
 from truckllm.schemas.openai import ChatCompletionRequest, check_input
 from truckllm.types import ChatRequest
 
@@ -100,10 +100,14 @@ def content_size(typed: ChatCompletionRequest) -> int:
     return total
 
 
-def resolve_alias(rt: Runtime, model: str) -> str:
-    """The alias (or ``provider/model``) a client's ``model`` names; 404 ``model_not_found`` if none."""
-    if rt.plan(model) is not None:
-        return model
+def resolve_alias(rt: Runtime, model: str, allowed: frozenset[str] | None = None) -> AliasPlan:
+    """The plan of the alias (or opted-in ``provider/model``) a client's ``model`` names.
+
+    :raises GatewayError: 404 ``model_not_found`` if the config serves no such model to this key.
+    """
+    plan = rt.plan(model, allowed)
+    if plan is not None:
+        return plan
     raise GatewayError(
         404,
         f"The model '{model}' does not exist or you do not have access to it.",
@@ -188,19 +192,25 @@ class ApiEndpoint:
         plain = {k: v for k, v in all_headers.items() if k not in _CREDENTIAL_NAMES}
         request = self._parse(rt, body, scope, query, plain)
         ctx.request = request
-        alias = resolve_alias(rt, request.model)
+        plan = resolve_alias(rt, request.model, key.models if key is not None else None)
+        alias = plan.alias
         if key is not None and key.models is not None and not _allowed(alias, key.models):
             raise GatewayError(
                 403, f"This API key may not use the model '{alias}'.", code="model_not_allowed", param="model"
             )
-        plan = rt.plan(alias)
-        assert plan is not None
+        ctx.alias = alias
+        ctx.plan = plan
         if self.endpoint not in plan.endpoints:
             raise GatewayError(
                 400, f"The model '{alias}' does not support the {self.endpoint} endpoint.", param="model"
             )
+        if key is not None and key.config.budget is not None:
+            ctx.priced_only = True
+            check_priced(rt, plan)
         if key is not None and self.gateway.store is not None:
-            ctx.reservation = await admit(self.gateway.store, key, plan, request, ctx.request_id)
+            ctx.reservation = await admit(
+                self.gateway.store, key, serving_plans(rt, plan), request, ctx.request_id
+            )
 
         stream_slot = None
         limit = rt.config.server.limits.max_streams_per_key

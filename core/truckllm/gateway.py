@@ -70,6 +70,13 @@ class RetryBudget:
         self.denied += 1
         return False
 
+    def bucket_allows(self, config: RetryBudgetConfig) -> bool:
+        """Is the token bucket above half (failovers after refused connections need that)?"""
+        if self._bucket(config) > config.tokens / 2:
+            return True
+        self.denied += 1
+        return False
+
     def failed(self, config: RetryBudgetConfig) -> None:
         """An attempt failed (a retryable failure)."""
         self.tokens = max(0.0, self._bucket(config) - 1)

@@ -218,12 +218,15 @@ class HealthRegistry:
             state = self.keys[(provider, name)] = KeyState(provider=provider, name=name)
         return state
 
-    def pair(self, alias: str, provider: str, model: str, key: str) -> PairStats:
-        """The stats of one candidate (made on first use)."""
+    def pair(self, alias: str, provider: str, model: str, key: str, keep: bool = True) -> PairStats:
+        """The stats of one candidate (made on first use; kept only when ``keep``, so that names
+        chosen by clients cannot grow the registry without end)."""
         ident = (alias, provider, model, key)
         stats = self.pairs.get(ident)
         if stats is None:
-            stats = self.pairs[ident] = PairStats(self.key(provider, key), self.clock)
+            stats = PairStats(self.key(provider, key), self.clock)
+            if keep:
+                self.pairs[ident] = stats
         return stats
 
     def record_failure(

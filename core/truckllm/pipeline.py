@@ -19,14 +19,16 @@ import aiohttp
 from loguru import logger
 
 from truckllm.admission import Reservation, estimate_tokens, settlement
+from truckllm.availability import exhausted, ready_at, unusable
 from truckllm.config.schema import RoutingConfig
 from truckllm.deadline import deadline
 from truckllm.dialect import FrameTranslator, InboundDialect
 from truckllm.errors import GatewayError, UnsupportedRequest, UpstreamFailure
 from truckllm.gateway import Gateway
 from truckllm.health import KeyState
-from truckllm.redact import redact_text
-from truckllm.runtime import AliasPlan, Runtime
+from truckllm.numbers import clamp_seconds, sane_limits, sane_usage
+from truckllm.runtime import UNKNOWN_ALIAS, AliasPlan, Runtime
+from truckllm.scrub import scrub_error
 from truckllm.types import (
     CLIENT_KINDS,
     AttemptRecord,
@@ -46,6 +48,12 @@ __all__ = ["Outcome", "RequestContext", "serve"]
 
 _CHUNK = 65536
 _FATAL_KINDS = frozenset({"bad_request", "context_length", "too_large"})
+FAILOVER_KINDS = frozenset({"rate_limit", "quota", "auth", "permission", "connect", "plugin"})
+"""After a failure of these kinds, moving to a key not tried yet is a failover, not a retry: the
+failure is about that key (or nobody answered), not a sign the upstream is overloaded."""
+BUCKET_GATED_KINDS = frozenset({"connect"})
+"""Failovers after these still need the retry budget's token bucket above half (so that an
+outage where no key's host answers does not multiply attempts by the number of keys)."""
 
 
 @dataclass
@@ -72,6 +80,9 @@ class RequestContext:
     rejected_kind: str | None = None
     request: ChatRequest | None = None
     rejected_message: str | None = None
+    alias: str | None = None  # the alias (or provider/model) served, once resolved
+    plan: AliasPlan | None = None  # resolved once, by the endpoint, with the key's allow-list
+    priced_only: bool = False  # the gateway key has a budget: unpriced deployments may not serve
 
 
 @dataclass
@@ -193,29 +204,29 @@ class _Pipeline:
         self.ctx = ctx
         self.dispatch = rt.host.dispatch
         self.deadline = ctx.started + rt.config.server.request_timeout
-        self.attempt_count = 0
+        self.attempt_count = 0  # upstream attempts sent (x-truckllm-attempts)
+        self.counted = 0  # attempts that count against max_attempts: the first, and every retry
+        self.tried_keys: set[tuple[str, str]] = set()
+        self.last_kind: str | None = None  # the kind of the last failed attempt
         prompt, completion = estimate_tokens(request)
         self.estimated_tokens = prompt + completion
 
     # --- selection ------------------------------------------------------------------------------
 
-    def _usable(self, plan: AliasPlan, excluded: set[str], now: float) -> list[Candidate]:
-        usable = []
-        for cand in plan.candidates:
-            if cand.id in excluded:
-                continue
-            if self.request.endpoint not in self.rt.specs[cand.deployment.provider].endpoints:
-                continue
-            state: KeyState = cand.stats.key_state
-            if state.available_at(now) > now or self.gw.health.probing(state, now):
-                continue
-            key = cand.key
-            if key.rpm is not None and state.requests.total(now) >= key.rpm:
-                continue
-            if key.tpm is not None and state.tokens.total(now) >= key.tpm:
-                continue
-            usable.append(cand)
-        return usable
+    def _why_not(self, cand: Candidate, now: float) -> str | None:
+        if self.request.endpoint not in self.rt.specs[cand.deployment.provider].endpoints:
+            return f"does not serve the {self.request.endpoint} endpoint"
+        return unusable(cand, now, self.gw.health, priced_only=self.ctx.priced_only)
+
+    def _usable(self, plan: AliasPlan, excluded: set[str], now: float, pass_no: int) -> list[Candidate]:
+        routing = plan.candidate_routing
+        return [
+            cand
+            for cand in plan.candidates
+            if cand.id not in excluded
+            and routing[cand.id].retries >= pass_no
+            and self._why_not(cand, now) is None
+        ]
 
     def _order(self, plan: AliasPlan, usable: list[Candidate], now: float) -> list[Candidate]:
         if len(usable) == 1:
@@ -241,26 +252,30 @@ class _Pipeline:
             return usable
         return list(ordered)
 
-    def _soonest(self, plan: AliasPlan, now: float) -> float | None:
-        times = []
-        for cand in plan.candidates:
-            state: KeyState = cand.stats.key_state
-            at = state.available_at(now)
-            if at == float("inf"):
-                continue
-            if cand.key.rpm is not None and state.requests.total(now) >= cand.key.rpm:
-                at = max(at, now + 1.0)
-            times.append(at)
-        return min(times) if times else None
+    def _spends(self, cand: Candidate) -> bool:
+        """Does an attempt on ``cand`` now spend the retry budget?
+
+        The first attempt does not. Moving to a key not tried yet after the last one answered
+        429/quota, 401/403, a refused connection or a plugin error is a failover and does not;
+        a second attempt on a key already tried, or any attempt after a server-side failure
+        (5xx, timeout, a cut stream, a bad answer: signs of an overloaded upstream), is a retry
+        and does.
+        """
+        if self.attempt_count == 0:
+            return False
+        if (cand.provider.name, cand.key.name) in self.tried_keys:
+            return True
+        return self.last_kind not in FAILOVER_KINDS
 
     # --- the loop -------------------------------------------------------------------------------
 
     async def run(self) -> Outcome:
-        plan = self.rt.plan(self.request.model)
+        plan = self.ctx.plan or self.rt.plan(self.request.model)
         if plan is None:
             raise GatewayError(
                 404, f"The model '{self.request.model}' does not exist.", code="model_not_found"
             )
+        self.ctx.alias = plan.alias
         error = await self._serve_alias(plan)
         if isinstance(error, Outcome):
             return error
@@ -284,46 +299,61 @@ class _Pipeline:
 
     async def _serve_alias(self, plan: AliasPlan) -> Outcome | UpstreamError:
         excluded: set[str] = set()
-        routing = plan.routing
+        routing_of = plan.candidate_routing
+        passes = 1 + max((r.retries for r in routing_of.values()), default=0)
         last: UpstreamError | None = None
         unsupported: UnsupportedRequest | None = None
-        for pass_no in range(routing.retries + 1):
+        tried_before = self.attempt_count
+        for pass_no in range(passes):
             now = self.gw.clock()
-            usable = self._usable(plan, excluded, now)
+            usable = self._usable(plan, excluded, now, pass_no)
             if not usable:
                 if pass_no == 0 and last is None:
                     waited = await self._wait_for_candidate(plan, now)
-                    if isinstance(waited, UpstreamError):
+                    if waited is not None:
                         return waited
-                    usable = self._usable(plan, excluded, self.gw.clock())
+                    usable = self._usable(plan, excluded, self.gw.clock(), pass_no)
                 if not usable:
                     break
             if pass_no > 0:
-                delay = self.gw.random.uniform(
-                    0, min(routing.backoff.max, routing.backoff.base * 2 ** (pass_no - 1))
-                )
+                backoff = routing_of[usable[0].id].backoff
+                delay = self.gw.random.uniform(0, min(backoff.max, backoff.base * 2 ** (pass_no - 1)))
                 if time.monotonic() + delay >= self.deadline:
                     break
                 await self.gw.sleep(delay)
-            ordered = self._order(plan, usable, self.gw.clock())
-            for cand in ordered:
-                if self.attempt_count >= routing.max_attempts or time.monotonic() >= self.deadline:
-                    return last or self._exhausted(plan)
-                state: KeyState = cand.stats.key_state
-                if state.available_at(self.gw.clock()) > self.gw.clock():
-                    continue  # cooled down by an earlier attempt of this request
-                is_retry = self.attempt_count > 0
-                if is_retry:
-                    if not self.gw.budget.allow(routing.retry_budget):
-                        logger.warning("retry budget exhausted; not retrying request {}", self.ctx.request_id)
-                        return last or self._exhausted(plan)
-                    self.gw.budget.active_retries += 1
-                try:
-                    return await self._attempt(cand, plan.candidate_routing[cand.id])
+            for cand in self._order(plan, usable, self.gw.clock()):
+                if time.monotonic() >= self.deadline:
+                    return last or self._exhausted(plan, tried_before)
+                if self._why_not(cand, self.gw.clock()) is not None:
+                    continue  # cooled down (or filled up) since the order was made: re-select
+                routing = routing_of[cand.id]
+                spends = self._spends(cand)
+                if spends and self.counted >= routing.max_attempts:
+                    continue  # this candidate's max_attempts is spent; another's may not be
+                if spends and not self.gw.budget.allow(routing.retry_budget):
+                    logger.warning("retry budget exhausted; not retrying request {}", self.ctx.request_id)
+                    return last or self._exhausted(plan, tried_before)
+                if (
+                    not spends
+                    and self.last_kind in BUCKET_GATED_KINDS
+                    and not self.gw.budget.bucket_allows(routing.retry_budget)
+                ):
+                    logger.warning("retry budget exhausted; not failing over request {}", self.ctx.request_id)
+                    return last or self._exhausted(plan, tried_before)
+                try:  # built after the budget said yes, before it is taken: a skip costs nothing
+                    upstream = self._build(cand, routing)
                 except UnsupportedRequest as exc:
                     unsupported = exc
                     excluded.add(cand.id)
-                    self.attempt_count -= 1
+                    continue
+                except _Failed as failed:  # the plugin raised: skip the candidate, not the key's fault
+                    last = failed.error
+                    excluded.add(cand.id)
+                    continue
+                if spends:
+                    self.gw.budget.active_retries += 1
+                try:
+                    return await self._attempt(cand, routing, upstream, counted=spends or not self.counted)
                 except _Failed as failed:
                     last = failed.error
                     if failed.fatal:
@@ -331,10 +361,10 @@ class _Pipeline:
                     if not last.retryable:
                         excluded.add(cand.id)
                 finally:
-                    if is_retry:
+                    if spends:
                         self.gw.budget.active_retries -= 1
-        if last is not None and last.kind == "rate_limit":
-            return self._exhausted(plan)  # every key is cooling: say when the soonest comes back
+        if last is not None and last.kind in ("rate_limit", "quota", "auth", "permission"):
+            return self._exhausted(plan, tried_before)  # say why each key is out, and when one returns
         if last is not None:
             return last
         if unsupported is not None:
@@ -345,55 +375,42 @@ class _Pipeline:
                 type="invalid_request_error",
                 param=unsupported.param,
             )
-        return self._exhausted(plan)
+        return self._exhausted(plan, tried_before)
 
-    def _exhausted(self, plan: AliasPlan) -> UpstreamError:
-        now = self.gw.clock()
-        soonest = self._soonest(plan, now)
-        if soonest is not None and soonest > now:
-            limited = any(
-                (
-                    c.stats.key_state.cooldown_until > now
-                    and c.stats.key_state.cooldown_reason in ("rate_limit", "quota")
-                )
-                or (c.key.rpm is not None and c.stats.key_state.requests.total(now) >= c.key.rpm)
-                for c in plan.candidates
-            )
-            if limited:
-                return UpstreamError(
-                    status=429,
-                    kind="rate_limit",
-                    type="rate_limit_error",
-                    code="rate_limit_exceeded",
-                    message=f"every deployment of {plan.alias!r} is rate-limited or cooling down",
-                    retry_after=soonest - now,
-                )
-            return UpstreamError(
-                status=503,
-                kind="overloaded",
-                message=f"every deployment of {plan.alias!r} is failing; retry later",
-                retry_after=soonest - now,
-            )
-        return UpstreamError(
-            status=503,
-            kind="server",
-            message=f"no deployment of {plan.alias!r} is available",
-            type="server_error",
+    def _exhausted(self, plan: AliasPlan, tried_before: int = 0) -> UpstreamError:
+        return exhausted(
+            plan.alias,
+            plan.candidates,
+            self.gw.clock(),
+            self.gw.health,
+            tried=self.attempt_count - tried_before,
+            max_retry_after=plan.routing.cooldown.max_retry_after,
+            priced_only=self.ctx.priced_only,
         )
 
     async def _wait_for_candidate(self, plan: AliasPlan, now: float) -> UpstreamError | None:
-        soonest = self._soonest(plan, now)
+        """Nothing is usable: wait for the soonest candidate when that is within its ``max_wait``."""
+        soonest: tuple[float, Candidate] | None = None
+        for cand in plan.candidates:
+            at = ready_at(cand, now)
+            if now < at < float("inf") and (soonest is None or at < soonest[0]):
+                soonest = (at, cand)
         if soonest is None:
             return self._exhausted(plan)
-        wait = soonest - now
-        if wait <= plan.routing.max_wait and time.monotonic() + wait < self.deadline:
+        wait = soonest[0] - now
+        if wait <= plan.candidate_routing[soonest[1].id].max_wait and time.monotonic() + wait < self.deadline:
             await self.gw.sleep(wait)
             return None
         return self._exhausted(plan)
 
     # --- one attempt ----------------------------------------------------------------------------
 
-    async def _attempt(self, cand: Candidate, routing: RoutingConfig) -> Outcome:
+    def _build(self, cand: Candidate, routing: RoutingConfig) -> UpstreamRequest:
+        """The provider plugin's upstream call for ``cand`` (``transform_request``).
+
+        :raises UnsupportedRequest: this candidate cannot serve the request as asked.
+        :raises _Failed: the plugin raised (recorded as an attempt; the key is not blamed).
+        """
         provider = cand.provider
         try:
             upstream: UpstreamRequest | None = self.dispatch.call(
@@ -408,15 +425,24 @@ class _Pipeline:
             raise
         except Exception as exc:  # a provider plugin's bug is a failed attempt, not a crash
             logger.opt(exception=exc).error("provider plugin {!r} raised in transform_request", provider.type)
-            self.attempt_count += 1
-            failed = _Attempt(cand, cand.stats.key_state, routing)
-            message = f"provider plugin error ({type(exc).__name__})"
-            error = UpstreamError(status=502, kind="plugin", message=message)
-            self._record_attempt(failed, 502, "plugin")
+            error = UpstreamError(
+                status=502, kind="plugin", message=f"provider plugin error ({type(exc).__name__})"
+            )
+            self._record_attempt(_Attempt(cand, cand.stats.key_state, routing), 502, "plugin")
+            self.last_kind = "plugin"
             raise _Failed(error) from None
         if upstream is None:
             raise UnsupportedRequest(f"no installed plugin serves provider type {provider.type!r}")
+        return upstream
+
+    async def _attempt(
+        self, cand: Candidate, routing: RoutingConfig, upstream: UpstreamRequest, counted: bool
+    ) -> Outcome:
+        provider = cand.provider
         self.attempt_count += 1
+        if counted:
+            self.counted += 1
+        self.tried_keys.add((provider.name, cand.key.name))
         state: KeyState = cand.stats.key_state
         attempt = _Attempt(cand, state, routing)
         state.in_flight += 1
@@ -430,6 +456,15 @@ class _Pipeline:
             try:
                 with deadline(budget):
                     response = await self._send(upstream, attempt)
+                    if 300 <= response.status < 400:
+                        raise _Failed(
+                            UpstreamError(
+                                status=502,
+                                kind="bad_response",
+                                message=f"provider {provider.name!r} answered a redirect "
+                                f"(HTTP {response.status}); redirects are not followed",
+                            )
+                        )
                     if upstream.stream and 200 <= response.status < 300:
                         outcome = await self._start_stream(upstream, response, attempt)
                         keep_open = True
@@ -525,7 +560,7 @@ class _Pipeline:
                 UpstreamError(status=502, kind="plugin", message="no plugin read the upstream answer")
             )
         if result.limits is not None:
-            attempt.key_state.limits = result.limits
+            attempt.key_state.limits = sane_limits(result.limits, attempt.routing.cooldown.max_retry_after)
             attempt.key_state.limits_at = self.gw.clock()
         if result.error is not None:
             raise UpstreamFailure(result.error)
@@ -554,7 +589,7 @@ class _Pipeline:
             raise _Failed(UpstreamError(status=502, kind="plugin", message="no plugin reads this stream"))
         limits = getattr(translator, "limits", None)
         if limits is not None:
-            attempt.key_state.limits = limits
+            attempt.key_state.limits = sane_limits(limits, attempt.routing.cooldown.max_retry_after)
             attempt.key_state.limits_at = self.gw.clock()
         source = getattr(translator, "dialect", "openai")
         if source != self.request.dialect or getattr(self.ctx.dialect, "reframes_own", False):
@@ -697,6 +732,7 @@ class _Pipeline:
 
     def _account(self, attempt: _Attempt, usage: Usage | None) -> None:
         self.ctx.candidate = attempt.candidate
+        usage = sane_usage(usage)
         self.ctx.usage = usage
         self.ctx.upstream_ms = (time.monotonic() - attempt.started) * 1000
         if usage is not None:
@@ -710,17 +746,22 @@ class _Pipeline:
         self._account(attempt, usage)
 
     def _on_failure(self, attempt: _Attempt, error: UpstreamError, count_health: bool = True) -> None:
-        error.message = redact_text(error.message, self.rt.secrets.values())
+        """Book one failed attempt: scrub the error (every field, before anything reads it), record
+        the attempt, and tell the key's health what the failure says about the key."""
+        scrub_error(error, self.rt.scrubber)
+        self.last_kind = error.kind
+        cooldown = attempt.routing.cooldown
+        if error.retry_after is not None:
+            error.retry_after = clamp_seconds(error.retry_after, cooldown.max_retry_after)
         self._record_attempt(attempt, error.status, error.kind)
         cand = attempt.candidate
         stats = cand.stats
         stats.failures += 1
-        if not count_health:
-            return
+        kind = error.kind
+        if not count_health or kind == "plugin":
+            return  # a plugin's bug says nothing about the key
         state = attempt.key_state
         now = self.gw.clock()
-        cooldown = attempt.routing.cooldown
-        kind = error.kind
         if kind == "rate_limit":
             seconds = error.retry_after if error.retry_after is not None else cooldown.duration
             state.cool(now, seconds, "rate_limit")
@@ -774,7 +815,7 @@ def finish(gw: Gateway, rt: Runtime, request: ChatRequest | None, ctx: RequestCo
         started_at=ctx.started_wall,
         endpoint=request.endpoint if request else ctx.endpoint,
         dialect=request.dialect if request else ctx.dialect.name,
-        alias=request.model if request else "",
+        alias=ctx.alias if ctx.alias is not None else (UNKNOWN_ALIAS if request else ""),
         gateway_key=ctx.gateway_key,
         stream=request.stream if request else False,
         status=ctx.status,

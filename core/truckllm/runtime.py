@@ -6,17 +6,27 @@ whole on reload, and requests keep the runtime they started with.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from truckllm.auth import KeyRing
 from truckllm.config.loader import merge_routing
-from truckllm.config.schema import Config, DeploymentConfig, ModelConfig, RoutingConfig
+from truckllm.config.schema import Config, DeploymentConfig, ModelConfig, PriceConfig, RoutingConfig
 from truckllm.health import HealthRegistry
 from truckllm.plugins import PluginHost
+from truckllm.scrub import Scrubber, config_secrets
 from truckllm.secrets import Secret
 from truckllm.types import Candidate, Deployment, KeyRef, Price, Provider, ProviderSpec
 
-__all__ = ["AliasPlan", "Runtime", "build_runtime"]
+__all__ = ["DIRECT_MODEL", "MAX_DIRECT_PLANS", "UNKNOWN_ALIAS", "AliasPlan", "Runtime", "build_runtime"]
+
+MAX_DIRECT_PLANS = 1000
+"""``provider/model`` plans kept per config version (and whose live stats are kept)."""
+DIRECT_MODEL = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,255}$")
+"""What a model named by a client in ``provider/model`` may look like."""
+UNKNOWN_ALIAS = "<unknown>"
+"""The alias a record carries when the client named a model the config does not serve: one
+bucket, so that names made up by clients cannot grow usage rows or metric labels."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +61,17 @@ class Runtime:
     loaded_at: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
     direct: dict[str, AliasPlan] = field(default_factory=dict)
+    scrubber: Scrubber = field(default_factory=lambda: Scrubber(()))
+    prices: dict[tuple[str, str], PriceConfig] = field(default_factory=dict)
 
-    def plan(self, name: str) -> AliasPlan | None:
-        """The plan for an alias, or for ``provider/model`` (a provider of the config, any model).
+    def plan(self, name: str, allowed: frozenset[str] | None = None) -> AliasPlan | None:
+        """The plan for an alias, or for ``provider/model`` where direct addressing is allowed.
 
-        ``provider/model`` plans are made on first use and kept for this config version.
+        ``provider/model`` reaches a provider only when its config says ``direct: true``, or when
+        ``allowed`` (the gateway key's ``models``) names ``provider/*`` or ``provider/model``
+        explicitly. Its deployment carries the price an alias of the config gives the same
+        provider and model (none otherwise: a key with a budget cannot use it). Plans are made on
+        first use and kept for this config version (at most :data:`MAX_DIRECT_PLANS`).
         """
         plan = self.aliases.get(name)
         if plan is not None:
@@ -63,9 +79,18 @@ class Runtime:
         provider, sep, model = name.partition("/")
         if not sep or not model or provider not in self.config.providers:
             return None
+        opted_in = self.config.providers[provider].direct or (
+            allowed is not None and (name in allowed or f"{provider}/*" in allowed)
+        )
+        if not opted_in or not DIRECT_MODEL.match(model):
+            return None
         direct = self.direct.get(name)
         if direct is None:
-            model_config = ModelConfig(deployments=(DeploymentConfig(provider=provider, model=model),))
+            price = self.prices.get((provider, model))
+            model_config = ModelConfig(
+                deployments=(DeploymentConfig(provider=provider, model=model, price=price),)
+            )
+            keep = len(self.direct) < MAX_DIRECT_PLANS
             direct = _plan(
                 name,
                 model_config,
@@ -74,8 +99,9 @@ class Runtime:
                 self.specs,
                 self.health,
                 self.host.registry().default_strategy,
+                keep=keep,
             )
-            if len(self.direct) < 1000:  # bounded: client input must not grow memory without end
+            if keep:
                 self.direct[name] = direct
         return direct
 
@@ -93,6 +119,7 @@ def _plan(
     specs: dict[str, ProviderSpec],
     health: HealthRegistry,
     default_strategy: str,
+    keep: bool = True,
 ) -> AliasPlan:
     """The candidates of one alias, with the routing each inherits."""
     candidates: list[Candidate] = []
@@ -116,7 +143,17 @@ def _plan(
         )
         keys = pc.keys if spec.needs_keys or pc.keys else ()
         key_refs = [
-            (KeyRef(provider=dep.provider, name=k.name, weight=k.weight, rpm=k.rpm, tpm=k.tpm), k.routing)
+            (
+                KeyRef(
+                    provider=dep.provider,
+                    name=k.name,
+                    weight=k.weight,
+                    rpm=k.rpm,
+                    tpm=k.tpm,
+                    max_in_flight=k.max_in_flight,
+                ),
+                k.routing,
+            )
             for k in keys
             if k.models is None or dep.model in k.models
         ]
@@ -130,7 +167,7 @@ def _plan(
                     deployment=deployment,
                     provider=providers[dep.provider],
                     key=ref,
-                    stats=health.pair(alias, dep.provider, dep.model, ref.name),
+                    stats=health.pair(alias, dep.provider, dep.model, ref.name, keep=keep),
                 )
             )
             candidate_routing[cid] = merge_routing(
@@ -172,6 +209,12 @@ def build_runtime(
         alias: _plan(alias, model, config, providers, specs, health, registry_default)
         for alias, model in config.models.items()
     }
+    prices = {
+        (dep.provider, dep.model): dep.price
+        for model in config.models.values()
+        for dep in model.deployments
+        if dep.price is not None
+    }
     return Runtime(
         config=config,
         host=host,
@@ -183,4 +226,6 @@ def build_runtime(
         health=health,
         version=version,
         source=source,
+        prices=prices,
+        scrubber=Scrubber(config_secrets(config)),
     )

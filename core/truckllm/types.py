@@ -94,6 +94,7 @@ class KeyRef(Struct, frozen=True, kw_only=True):
     weight: float = 1.0
     rpm: int | None = None
     tpm: int | None = None
+    max_in_flight: int | None = None
 
 
 class CandidateStats(Protocol):

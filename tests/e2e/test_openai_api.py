@@ -401,12 +401,18 @@ def test_slow_upstream_times_out_and_fails_over(fake: FakeOpenAI) -> None:
     assert [r.api_key for r in fake.requests] == [KEYS[0], KEYS[1]]
 
 
-def test_provider_slash_model_needs_no_alias(fake: FakeOpenAI, client: openai.OpenAI) -> None:
-    result = client.chat.completions.create(model="oa/gpt-4.1-nano", messages=[{"role": "user", "content": "direct"}])
-    assert result.choices[0].message.content == "echo: direct"
-    assert fake.requests[-1].json["model"] == "gpt-4.1-nano"
+def test_provider_slash_model_is_off_unless_the_provider_opts_in(fake: FakeOpenAI, client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model="nobody/gpt-4o", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(model="oa/gpt-4.1-nano", messages=[{"role": "user", "content": "x"}])
+    assert fake.requests == []
+    config = gateway_config(fake.base_url).replace("    type: openai\n", "    type: openai\n    direct: true\n")
+    with GatewayServer(config) as gw:
+        direct = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
+        result = direct.chat.completions.create(model="oa/gpt-4.1-nano", messages=[{"role": "user", "content": "direct"}])
+        assert result.choices[0].message.content == "echo: direct"
+        assert fake.requests[-1].json["model"] == "gpt-4.1-nano"
+        with pytest.raises(openai.NotFoundError):
+            direct.chat.completions.create(model="nobody/gpt-4o", messages=[{"role": "user", "content": "x"}])
 
 
 def test_provider_slash_model_follows_the_key_allow_list(fake: FakeOpenAI) -> None:
@@ -415,7 +421,8 @@ def test_provider_slash_model_follows_the_key_allow_list(fake: FakeOpenAI) -> No
         body = {"model": "oa/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
         allowed = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-a-value-123"})
         denied = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-b-value-123"})
-    assert allowed.status_code == 200 and denied.status_code == 403
+    # the key that names oa/* opts in for itself; the other key cannot even see that provider
+    assert allowed.status_code == 200 and denied.status_code == 404
 
 
 def test_limited_key_receives_nothing_for_its_whole_retry_after(fake: FakeOpenAI) -> None:
