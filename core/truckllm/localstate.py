@@ -14,6 +14,12 @@ per ``period`` with ``burst`` passes when ``TAT + cost·T - burst·T <= now`` (`
 and moves the TAT to ``max(TAT, now) + cost·T``. Budgets keep, per (key, window), the USD spent
 and the USD reserved by requests not yet settled; a check of ``amount`` fails when
 ``spent + reserved + amount > limit``.
+
+Every number is clamped where it enters (see :mod:`truckllm.store`): ``reserved`` never drops
+below 0, a settlement never lowers ``spent`` (a request costs at least 0), usage counters never
+go down, non-finite amounts are refused or ignored. Old state is dropped: usage days older than
+``usage_retention``, budget windows a week after they end (:data:`WINDOW_KEEP`), ended cooldowns,
+full rate buckets.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import msgspec
 from loguru import logger
 
 from truckllm.store import (
+    DEFAULT_USAGE_RETENTION,
     USAGE_COUNTERS,
     USAGE_FIELDS,
     Admission,
@@ -42,6 +49,7 @@ from truckllm.store import (
     UsageRow,
     budget_window,
     usage_key,
+    utc_day,
 )
 from truckllm.types import RequestRecord
 
@@ -49,6 +57,7 @@ __all__ = [
     "EPSILON",
     "GROUP_FIELDS",
     "RESERVATION_TTL",
+    "WINDOW_KEEP",
     "BudgetState",
     "Clock",
     "GcraResult",
@@ -59,7 +68,11 @@ __all__ = [
     "StoreUnavailable",
     "UsageBuckets",
     "check_admission",
+    "check_retention",
     "gcra",
+    "sane_decision",
+    "settled_cost",
+    "window_close",
     "window_end",
 ]
 
@@ -71,6 +84,9 @@ EPSILON = 1e-6
 
 RESERVATION_TTL = 3600.0
 """Seconds after which a reservation never settled is committed as spent (conservative)."""
+
+WINDOW_KEEP = 7 * 86400.0
+"""Seconds a budget window's totals outlive the window (late settlements still land in it)."""
 
 GROUP_FIELDS: tuple[str, ...] = USAGE_FIELDS
 """The fields usage is aggregated by, in bucket-key order."""
@@ -84,20 +100,63 @@ class StoreUnavailable(ConnectionError):
 
 
 def check_admission(admission: Admission) -> None:
-    """Reject checks no store can answer: a rate, period or burst that is not positive, or a negative cost.
+    """Reject checks no store can answer: a rate, period or burst that is not positive (or not a
+    finite number), a negative cost, a budget amount or limit that is negative or not finite.
 
     :raises ValueError: naming the offending check's key.
     """
     for rate in admission.rates:
-        if rate.rate <= 0 or rate.period <= 0:
+        if rate.rate <= 0 or not (0 < rate.period < math.inf):
             raise ValueError(f"rate check {rate.key!r}: rate and period must be positive")
         if rate.burst is not None and rate.burst <= 0:
             raise ValueError(f"rate check {rate.key!r}: burst must be positive")
         if rate.cost < 0:
             raise ValueError(f"rate check {rate.key!r}: cost cannot be negative")
     for budget in admission.budgets:
-        if budget.amount < 0:
-            raise ValueError(f"budget check {budget.key!r}: amount cannot be negative")
+        if not (0 <= budget.amount < math.inf):
+            raise ValueError(f"budget check {budget.key!r}: amount cannot be negative or not a number")
+        if not (0 <= budget.limit < math.inf):
+            raise ValueError(f"budget check {budget.key!r}: limit cannot be negative or not a number")
+
+
+def settled_cost(reserved: float, adjust: float) -> float:
+    """What a settled reservation adds to ``spent``: ``reserved + adjust``, never below 0.
+
+    A correction that is not a finite number is ignored (the reservation, the request's worst
+    case, stands).
+    """
+    if not math.isfinite(adjust):
+        adjust = 0.0
+    return max(reserved + adjust, 0.0)
+
+
+def _count(value: float) -> float:
+    """A usage number as counted: 0 when negative or not finite."""
+    return value if 0 < value < math.inf else 0.0
+
+
+def sane_decision(admission: Admission, decision: Decision) -> Decision:
+    """A remote store's :class:`Decision`, clamped to what the admission allows.
+
+    ``remaining`` values lie in ``[0, burst]`` for a rate check and ``[0, limit]`` for a budget (a
+    value that is not finite is 0; a key the admission does not name is dropped); ``retry_after``
+    lies in ``[0, the longest period of the rate checks]`` (not finite: that longest period).
+    """
+    bounds: dict[str, float] = {}
+    for rate in admission.rates:
+        bounds[rate.key] = float(rate.burst if rate.burst is not None else rate.rate)
+    for budget in admission.budgets:
+        bounds[budget.key] = budget.limit
+    remaining = {
+        key: min(_count(value), bounds[key]) for key, value in decision.remaining.items() if key in bounds
+    }
+    retry = decision.retry_after
+    if retry is not None:
+        longest = max((r.period for r in admission.rates), default=60.0)
+        retry = min(max(retry, 0.0), longest) if math.isfinite(retry) else longest
+    if remaining == decision.remaining and retry == decision.retry_after:
+        return decision
+    return msgspec.structs.replace(decision, remaining=remaining, retry_after=retry)
 
 
 class GcraResult(msgspec.Struct, frozen=True):
@@ -145,6 +204,25 @@ def window_end(period: Period, now: float) -> float | None:
     return end.timestamp()
 
 
+def window_close(window: str) -> float | None:
+    """Unix time at which the budget window ``window`` (an id of :func:`budget_window`) ends;
+    ``None`` for ``total`` and for an id that is not one."""
+    try:
+        if len(window) == 10:  # 2026-11-26
+            start = _dt.datetime.strptime(window, "%Y-%m-%d").replace(tzinfo=_dt.UTC)
+            return (start + _dt.timedelta(days=1)).timestamp()
+        if len(window) == 8 and window[4:6] == "-W":  # 2026-W48
+            monday = _dt.date.fromisocalendar(int(window[:4]), int(window[6:]), 1)
+            end = _dt.datetime.combine(monday + _dt.timedelta(days=7), _dt.time(), _dt.UTC)
+            return end.timestamp()
+        if len(window) == 7:  # 2026-11
+            start = _dt.datetime.strptime(window, "%Y-%m").replace(tzinfo=_dt.UTC)
+            return (start.replace(day=28) + _dt.timedelta(days=4)).replace(day=1).timestamp()
+    except ValueError:
+        return None
+    return None
+
+
 class RateState(msgspec.Struct, frozen=True):
     """One rate key's persisted state: its TAT and its emission interval (seconds per unit)."""
 
@@ -160,6 +238,16 @@ class BudgetState(msgspec.Struct, frozen=True):
     window: str
     spent: float
     reserved: float = 0.0
+
+
+def check_retention(seconds: float) -> None:
+    """Refuse a ``usage_retention`` that is not a positive, finite duration (for an ``Options``'s
+    ``__post_init__``).
+
+    :raises ValueError: naming the option.
+    """
+    if not 0 < seconds < math.inf:
+        raise ValueError("usage_retention must be a positive duration, e.g. 400d")
 
 
 def _day_start(day: str) -> float:
@@ -199,16 +287,29 @@ class UsageBuckets:
         if _is_error(record.status):
             row.errors += 1
         usage = record.usage
-        if usage is not None:
-            row.prompt_tokens += usage.prompt_tokens
-            row.completion_tokens += usage.completion_tokens
-            row.cached_tokens += usage.cached_tokens
-            row.reasoning_tokens += usage.reasoning_tokens
-        row.cost_usd += record.cost_usd
+        if usage is not None:  # a negative count (a hostile or broken upstream) counts as 0
+            row.prompt_tokens += max(usage.prompt_tokens, 0)
+            row.completion_tokens += max(usage.completion_tokens, 0)
+            row.cached_tokens += max(usage.cached_tokens, 0)
+            row.reasoning_tokens += max(usage.reasoning_tokens, 0)
+        row.cost_usd += _count(record.cost_usd)
 
     def add_row(self, row: UsageRow) -> None:
-        """Add totals whose ``group`` names every field of :data:`GROUP_FIELDS` (missing ones are ``-``)."""
+        """Add totals whose ``group`` names every field of :data:`GROUP_FIELDS` (missing ones are ``-``);
+        a negative or non-finite total counts as 0."""
         _add(self._bucket(row.group), row)
+
+    @staticmethod
+    def clamped(row: UsageRow) -> UsageRow:
+        """A copy of ``row`` with every total below 0 (or not finite) counted as 0."""
+        return _copy(row)
+
+    def prune(self, first_day: str) -> int:
+        """Drop every bucket of a UTC day before ``first_day`` (``YYYY-MM-DD``); return how many."""
+        old = [key for key, row in self._rows.items() if row.group["day"] < first_day]
+        for key in old:
+            del self._rows[key]
+        return len(old)
 
     def rows(self) -> list[UsageRow]:
         """A copy of every bucket (``group`` holds all six fields)."""
@@ -255,8 +356,8 @@ class UsageBuckets:
 
 def _add(into: UsageRow, row: UsageRow) -> None:
     for name in USAGE_COUNTERS:
-        setattr(into, name, getattr(into, name) + getattr(row, name))
-    into.cost_usd += row.cost_usd
+        setattr(into, name, getattr(into, name) + max(getattr(row, name), 0))
+    into.cost_usd += _count(row.cost_usd)
 
 
 def _copy(row: UsageRow) -> UsageRow:
@@ -276,11 +377,19 @@ class LocalState:
 
     :param clock: unix time in seconds.
     :param reservation_ttl: seconds after which an unsettled reservation counts as spent.
+    :param usage_retention: seconds a UTC day's usage is kept (older days are dropped).
     """
 
-    def __init__(self, clock: Clock = time.time, *, reservation_ttl: float = RESERVATION_TTL) -> None:
+    def __init__(
+        self,
+        clock: Clock = time.time,
+        *,
+        reservation_ttl: float = RESERVATION_TTL,
+        usage_retention: float = DEFAULT_USAGE_RETENTION,
+    ) -> None:
         self.clock = clock
         self.reservation_ttl = reservation_ttl
+        self.usage_retention = usage_retention
         self.usage_buckets = UsageBuckets()
         self._tat: dict[str, float] = {}
         self._interval: dict[str, float] = {}
@@ -364,7 +473,13 @@ class LocalState:
     # --- settlement -----------------------------------------------------------------------------
 
     def settle(self, settlement: Settlement) -> None:
-        """Correct rate units and move the request's reservations to spent, with the corrections."""
+        """Correct rate units and move the request's reservations to spent, with the corrections.
+
+        A request's cost (its reservation plus the correction) counts as at least 0. A correction
+        for a request this state holds no reservation of (admitted elsewhere, before a restart, or
+        settled twice) lands in the current window when it is positive, and is dropped when it is
+        not: a reservation that is gone can never be refunded.
+        """
         now = self.clock()
         for key, units in settlement.rate_adjust.items():
             self.adjust_rate(key, units, now)
@@ -374,7 +489,7 @@ class LocalState:
             correction = settlement.budget_adjust.get(key)
             self._commit(key, window, amount, correction[1] if correction is not None else 0.0)
         for key, (period, adjust) in settlement.budget_adjust.items():
-            if key not in items:  # admitted elsewhere (or before a restart): correct the current window
+            if key not in items and 0 < adjust < math.inf:
                 slot = (key, budget_window(period, now))
                 self._spent[slot] = self._spent.get(slot, 0.0) + adjust
 
@@ -395,9 +510,9 @@ class LocalState:
         left = self._reserved.get(slot, 0.0) - reserved
         if left > 1e-9:
             self._reserved[slot] = left
-        else:
+        else:  # never below 0
             self._reserved.pop(slot, None)
-        self._spent[slot] = self._spent.get(slot, 0.0) + reserved + adjust
+        self._spent[slot] = self._spent.get(slot, 0.0) + settled_cost(reserved, adjust)
 
     def commit_reservations(self) -> int:
         """Count every unsettled reservation as spent (before persisting on close); return how many."""
@@ -420,17 +535,40 @@ class LocalState:
                 self._commit(key, window, amount, 0.0)
         for slot in [s for s, mark in self._cooldowns.items() if mark.until <= now]:
             del self._cooldowns[slot]
+        self.prune(now)
+
+    def prune(self, now: float) -> None:
+        """Drop usage days older than ``usage_retention`` and budget windows that ended more than
+        :data:`WINDOW_KEEP` ago (called by the periodic sweep; stores call it before persisting)."""
+        self.usage_buckets.prune(self.first_usage_day(now))
+        windows = {window for _, window in self._spent} | {window for _, window in self._reserved}
+        ended = {w for w in windows if (end := window_close(w)) is not None and end + WINDOW_KEEP < now}
+        if ended:
+            for totals in (self._spent, self._reserved):
+                for slot in [slot for slot in totals if slot[1] in ended]:
+                    del totals[slot]
+
+    def first_usage_day(self, now: float) -> str:
+        """The oldest UTC day whose usage is kept at unix time ``now``."""
+        return utc_day(now - self.usage_retention)
 
     # --- cooldowns ------------------------------------------------------------------------------
 
     def mark_cooldown(self, mark: CooldownMark) -> bool:
-        """Record a cooldown unless one at least as long is in force; return whether it changed."""
+        """Record a cooldown unless one at least as long is in force (or ``until`` is not a finite
+        number); return whether it changed."""
+        if not math.isfinite(mark.until):
+            return False
         slot = (mark.provider, mark.key)
         current = self._cooldowns.get(slot)
         if current is not None and current.until >= mark.until and current.until > self.clock():
             return False
         self._cooldowns[slot] = mark
         return True
+
+    def clear_cooldown(self, provider: str, key: str) -> bool:
+        """Remove a key's cooldown mark (an operator's ``enable``); return whether there was one."""
+        return self._cooldowns.pop((provider, key), None) is not None
 
     def cooldowns(self) -> list[CooldownMark]:
         """Every cooldown still in force (expired ones are dropped), by provider and key."""
@@ -442,11 +580,15 @@ class LocalState:
     # --- usage ----------------------------------------------------------------------------------
 
     def record(self, record: RequestRecord) -> None:
-        """Count one finished request in the usage totals."""
-        self.usage_buckets.add_record(record)
+        """Count one finished request in the usage totals (not when its day is past the retention)."""
+        now = self.clock()
+        self._sweep(now)
+        if utc_day(record.started_at) >= self.first_usage_day(now):
+            self.usage_buckets.add_record(record)
 
     def usage(self, query: UsageQuery) -> UsageReport:
-        """Aggregated usage (see :meth:`UsageBuckets.query`)."""
+        """Aggregated usage (see :meth:`UsageBuckets.query`) over the days still retained."""
+        self.usage_buckets.prune(self.first_usage_day(self.clock()))
         return self.usage_buckets.query(query)
 
     # --- persistence ----------------------------------------------------------------------------
@@ -484,7 +626,7 @@ class LocalState:
             self._interval[rate.key] = rate.interval
         for budget in budgets:
             slot = (budget.key, budget.window)
-            self._spent[slot] = self._spent.get(slot, 0.0) + budget.spent + budget.reserved
+            self._spent[slot] = self._spent.get(slot, 0.0) + _count(budget.spent) + _count(budget.reserved)
         for mark in cooldowns:
             self.mark_cooldown(mark)
         for row in usage:
@@ -557,12 +699,19 @@ class LocalStore:
 
     :param clock: unix time (tests inject a fake clock).
     :param state: share an existing state (tests use it to reopen the "same" store).
+    :param usage_retention: seconds a UTC day's usage is kept (for a new state).
     """
 
     name = "local"
 
-    def __init__(self, clock: Clock = time.time, state: LocalState | None = None) -> None:
-        self.state = state if state is not None else LocalState(clock)
+    def __init__(
+        self,
+        clock: Clock = time.time,
+        state: LocalState | None = None,
+        *,
+        usage_retention: float = DEFAULT_USAGE_RETENTION,
+    ) -> None:
+        self.state = state if state is not None else LocalState(clock, usage_retention=usage_retention)
 
     async def start(self) -> None:
         """Nothing to open."""
@@ -584,6 +733,10 @@ class LocalStore:
     async def mark_cooldown(self, mark: CooldownMark) -> None:
         """Record a cooldown (extends, never shortens)."""
         self.state.mark_cooldown(mark)
+
+    async def clear_cooldown(self, provider: str, key: str) -> None:
+        """Remove a key's cooldown mark (an operator's ``enable``)."""
+        self.state.clear_cooldown(provider, key)
 
     async def cooldowns(self) -> Sequence[CooldownMark]:
         """Every cooldown still in force."""

@@ -8,6 +8,22 @@ instance with the plugin manager so that its ``store_usage`` hookimpl receives e
 The hot path makes at most one call per request, :meth:`Store.admit` (one round trip for a
 remote store: every rate limit and budget of the request checked and reserved atomically).
 Everything else (settling reservations, usage, cooldown marks) happens off the response path.
+
+Numbers are clamped where they enter a store, and a store's answers are clamped where they leave
+it (the rules every store implements and the conformance suite checks):
+
+- a budget's ``reserved`` is never below 0: a settlement releases only a reservation the store
+  still holds (after a backend lost its data, nothing is released twice or from nothing);
+- a settlement never lowers ``spent``: a request's cost (reserved plus correction) counts as at
+  least 0, and a negative correction for a request the store holds no reservation of is dropped;
+- usage counters and ``cost_usd`` only grow: a negative or non-finite value counts as 0;
+- a check whose amount, limit or period is not a finite number is refused (``ValueError``);
+  a cooldown whose ``until`` is not finite is ignored;
+- a remote store's :class:`Decision` is clamped by :func:`truckllm.localstate.sane_decision`.
+
+Retention: usage rows of a UTC day are kept for the store's ``usage_retention`` (400 days by
+default), cooldown marks until they end, rate-limit state until the bucket is full again, budget
+windows until a week after they end (``total`` budgets are kept for good).
 """
 
 from __future__ import annotations
@@ -21,11 +37,13 @@ import msgspec
 from truckllm.types import RequestRecord
 
 __all__ = [
+    "DEFAULT_USAGE_RETENTION",
     "USAGE_COUNTERS",
     "USAGE_FIELDS",
     "USAGE_TOTALS",
     "Admission",
     "BudgetCheck",
+    "CooldownClear",
     "CooldownMark",
     "Decision",
     "RateCheck",
@@ -118,6 +136,17 @@ class CooldownMark(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
 
 
+class CooldownClear(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator's ``enable`` of a provider key: its shared cooldown mark is removed."""
+
+    provider: str
+    key: str
+
+
+DEFAULT_USAGE_RETENTION = 400 * 86400.0
+"""Seconds a UTC day's usage rows are kept by default (the stores' ``usage_retention`` option)."""
+
+
 class UsageQuery(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /admin/v1/usage``: totals grouped by some of ``GroupBy``, in ``[since, until)`` (unix)."""
 
@@ -181,8 +210,13 @@ class Store(Protocol):
     async def mark_cooldown(self, mark: CooldownMark) -> None:
         """Share a cooldown: a later ``until`` extends, an earlier one never shortens."""
 
+    async def clear_cooldown(self, provider: str, key: str) -> None:
+        """Remove the cooldown mark of one provider key (an operator's ``enable``); a later
+        :meth:`mark_cooldown` takes effect again. A store that cannot reach its backend keeps the
+        clear and applies it (before any later mark) when it is back."""
+
     async def cooldowns(self) -> Sequence[CooldownMark]:
-        """Every cooldown mark still in force."""
+        """Every cooldown mark still in force (a mark that disappears before its ``until`` was cleared)."""
 
     async def usage(self, query: UsageQuery) -> UsageReport:
         """Aggregated usage."""

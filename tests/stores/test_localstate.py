@@ -107,8 +107,10 @@ def test_unsettled_reservations_expire_into_spent() -> None:
     assert state.budget_states() == [BudgetState(key="b", window="total", spent=3.0)]
     state.settle(
         Settlement(request_id="lost", budget_adjust={"b": ("total", -3.0)})
-    )  # too late: a plain correction
-    assert state.budget_states() == [BudgetState(key="b", window="total", spent=0.0)]
+    )  # too late: the reservation is gone, so a refund is dropped (spent never goes down)
+    assert state.budget_states() == [BudgetState(key="b", window="total", spent=3.0)]
+    state.settle(Settlement(request_id="lost", budget_adjust={"b": ("total", 0.5)}))  # an overrun still counts
+    assert state.budget_states() == [BudgetState(key="b", window="total", spent=3.5)]
 
 
 def test_rate_adjust_needs_a_known_key_and_never_banks_credit() -> None:
