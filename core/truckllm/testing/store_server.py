@@ -18,6 +18,7 @@ store's tests run against, and a starting point. Bodies are JSON encodings of th
 | GET ``/v1/usage?group_by=key,model&since=&until=&key=&alias=&provider=`` | | 200 ``UsageReport`` |
 | POST ``/v1/cooldowns`` | ``[CooldownMark, ...]`` | 204 |
 | GET ``/v1/cooldowns`` | | 200 ``[CooldownMark, ...]`` |
+| POST ``/v1/cooldowns/clear`` | ``[CooldownClear, ...]`` | 204 |
 | GET ``/v1/ready`` | | 200 or 503 ``{"ok": bool, ...}`` |
 
 Writes carry an ``Idempotency-Key`` header: a batch seen before is acknowledged and not applied
@@ -40,6 +41,7 @@ from aiohttp import web
 from truckllm.localstate import LocalStore, StoreUnavailable
 from truckllm.store import (
     Admission,
+    CooldownClear,
     CooldownMark,
     Settlement,
     Store,
@@ -93,6 +95,7 @@ class StoreServer:
         app.router.add_get("/v1/usage", self.usage)
         app.router.add_post("/v1/cooldowns", self.mark_cooldowns)
         app.router.add_get("/v1/cooldowns", self.cooldowns)
+        app.router.add_post("/v1/cooldowns/clear", self.clear_cooldowns)
         app.router.add_get("/v1/ready", self.ready)
         return app
 
@@ -211,6 +214,14 @@ class StoreServer:
         if not self._seen_before(request):
             for mark in marks:
                 await self.store.mark_cooldown(mark)
+        return web.Response(status=204)
+
+    async def clear_cooldowns(self, request: web.Request) -> web.Response:
+        """POST /v1/cooldowns/clear: ``[CooldownClear, ...]`` -> 204 (each mark is removed)."""
+        clears = await self._body(request, list[CooldownClear])
+        if not self._seen_before(request):
+            for clear in clears:
+                await self.store.clear_cooldown(clear.provider, clear.key)
         return web.Response(status=204)
 
     async def cooldowns(self, request: web.Request) -> web.Response:

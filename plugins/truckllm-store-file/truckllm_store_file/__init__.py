@@ -4,6 +4,10 @@ Every decision is made in memory (a :class:`~truckllm.localstate.LocalState`), e
 memory store; a background task writes what changed to SQLite every ``flush_interval`` (in a
 thread, off the event loop) and :meth:`FileStore.close` writes the rest. A restart reads back
 usage, budget spend per window, rate-limit state and cooldowns.
+
+Nothing grows for good: usage rows of days older than ``usage_retention`` and budget windows a
+week past their end are deleted at each write (``total`` budgets are kept), ended cooldowns and
+full rate buckets are not written, and an operator's ``enable`` deletes the key's cooldown row.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ from truckllm import hookimpl
 from truckllm.config.durations import Duration
 from truckllm.localstate import (
     GROUP_FIELDS,
+    WINDOW_KEEP,
     BudgetState,
     Clock,
     LocalStore,
     RateState,
     UsageBuckets,
+    check_retention,
+    window_close,
 )
-from truckllm.store import USAGE_TOTALS, CooldownMark, UsageRow
+from truckllm.store import DEFAULT_USAGE_RETENTION, USAGE_TOTALS, CooldownMark, UsageRow, utc_day
 from truckllm.tasks import stop_task
 from truckllm.types import RequestRecord
 
@@ -92,6 +99,8 @@ class _Batch(msgspec.Struct):
     spent: dict[tuple[str, str], float]
     rates: list[RateState]
     cooldowns: list[CooldownMark]
+    cleared: list[tuple[str, str]]
+    first_day: str
 
 
 class FileStore(LocalStore):
@@ -112,17 +121,23 @@ class FileStore(LocalStore):
 
         :ivar path: the SQLite file (created if missing; its directory must exist).
         :ivar flush_interval: how often changes are written.
+        :ivar usage_retention: how long a UTC day's usage rows are kept (older ones are deleted).
         """
 
         path: str = "./truckllm-state.db"
         flush_interval: Duration = Duration(1.0)
+        usage_retention: Duration = Duration(DEFAULT_USAGE_RETENTION)
+
+        def __post_init__(self) -> None:
+            check_retention(self.usage_retention)
 
     def __init__(self, options: FileStore.Options | None = None, *, clock: Clock = time.time) -> None:
         self.options = options or FileStore.Options()
         self.path = os.path.expanduser(self.options.path)
-        super().__init__(clock)
+        super().__init__(clock, usage_retention=self.options.usage_retention)
         self._pending = UsageBuckets()
         self._flushed_spent: dict[tuple[str, str], float] = {}
+        self._cleared: list[tuple[str, str]] = []
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -166,6 +181,7 @@ class FileStore(LocalStore):
             except Exception as exc:
                 for row in batch.usage:  # keep them for the next flush
                     self._pending.add_row(row)
+                self._cleared[:0] = batch.cleared
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 raise
             for slot, delta in batch.spent.items():
@@ -232,18 +248,29 @@ class FileStore(LocalStore):
         )
 
     def _batch(self) -> _Batch:
+        now = self.state.clock()
+        self.state.prune(now)
         spent: dict[tuple[str, str], float] = {}
+        slots = set()
         for budget in self.state.budget_states():
             slot = (budget.key, budget.window)
+            slots.add(slot)
             delta = budget.spent - self._flushed_spent.get(slot, 0.0)
-            if delta:
+            if delta > 0:  # spent never goes down (a window pruned and written again late: skipped)
                 spent[slot] = delta
+        for slot in [s for s in self._flushed_spent if s not in slots and _ended(s[1], now)]:
+            del self._flushed_spent[slot]
+        first_day = self.state.first_usage_day(now)
+        self._pending.prune(first_day)
+        cleared, self._cleared = self._cleared, []
         return _Batch(
-            now=self.state.clock(),
+            now=now,
             usage=self._pending.drain(),
             spent=spent,
             rates=self.state.rate_states(),
             cooldowns=self.state.cooldowns(),
+            cleared=cleared,
+            first_day=first_day,
         )
 
     @staticmethod
@@ -264,8 +291,15 @@ class FileStore(LocalStore):
                 [(r.key, r.tat, r.interval) for r in batch.rates],
             )
             db.execute("DELETE FROM cooldowns WHERE until <= ?", (batch.now,))
+            db.executemany("DELETE FROM cooldowns WHERE provider = ? AND key = ?", batch.cleared)
             db.executemany(
                 _UPSERT_COOLDOWN, [(m.provider, m.key, m.until, m.reason) for m in batch.cooldowns]
+            )
+            db.execute("DELETE FROM usage WHERE day < ?", (batch.first_day,))
+            windows = [w for (w,) in db.execute("SELECT DISTINCT budget_window FROM budgets")]
+            db.executemany(
+                "DELETE FROM budgets WHERE budget_window = ?",
+                [(w,) for w in windows if _ended(w, batch.now)],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -273,6 +307,11 @@ class FileStore(LocalStore):
             raise
 
     # --- the store interface: LocalStore's, in memory; ready() and store_usage add the file ---
+
+    async def clear_cooldown(self, provider: str, key: str) -> None:
+        """Remove a key's cooldown mark now in memory, and from the file at the next write."""
+        self.state.clear_cooldown(provider, key)
+        self._cleared.append((provider, key))
 
     async def ready(self) -> dict[str, Any]:
         """Ready when the file is open and the last write succeeded."""
@@ -288,7 +327,14 @@ class FileStore(LocalStore):
     def store_usage(self, record: RequestRecord) -> None:
         """Count a finished request (in memory now, in the file at the next flush)."""
         self.state.record(record)
-        self._pending.add_record(record)
+        if utc_day(record.started_at) >= self.state.first_usage_day(self.state.clock()):
+            self._pending.add_record(record)
+
+
+def _ended(window: str, now: float) -> bool:
+    """The budget window ended more than :data:`~truckllm.localstate.WINDOW_KEEP` ago."""
+    end = window_close(window)
+    return end is not None and end + WINDOW_KEEP < now
 
 
 @hookimpl

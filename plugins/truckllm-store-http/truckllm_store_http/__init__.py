@@ -6,12 +6,17 @@ are sent in batches off the hot path. The protocol is documented in this package
 unreachable the store answers from a per-process :class:`~truckllm.localstate.LocalState`
 (``degraded=True``): rate limits per process, budgets denied; batches are kept and resent (with
 the same ``Idempotency-Key``) when it is back.
+
+The service is a trust boundary too: its decisions are clamped
+(:func:`~truckllm.localstate.sane_decision`), cooldown marks whose ``until`` is not a finite number
+are dropped, and usage totals below 0 count as 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
 from collections import deque
@@ -26,10 +31,20 @@ from loguru import logger
 
 from truckllm import hookimpl
 from truckllm.config.durations import Duration
-from truckllm.localstate import RESERVATION_TTL, Clock, LocalState, Outage, StoreUnavailable, check_admission
+from truckllm.localstate import (
+    RESERVATION_TTL,
+    Clock,
+    LocalState,
+    Outage,
+    StoreUnavailable,
+    UsageBuckets,
+    check_admission,
+    sane_decision,
+)
 from truckllm.secrets import Secret
 from truckllm.store import (
     Admission,
+    CooldownClear,
     CooldownMark,
     Decision,
     Settlement,
@@ -244,7 +259,7 @@ class HttpStore:
             return self._fallback(admission)
         if self.outage.slow:
             self.outage.recovered()
-        return decision
+        return sane_decision(admission, decision)
 
     def _fallback(self, admission: Admission) -> Decision:
         decision = self.state.admit_fallback(admission)
@@ -266,7 +281,10 @@ class HttpStore:
         self._settlements.append(settlement)
 
     async def mark_cooldown(self, mark: CooldownMark) -> None:
-        """POST ``/v1/cooldowns`` now; while the service is down the mark is kept and sent later."""
+        """POST ``/v1/cooldowns`` now; while the service is down the mark is kept and sent later.
+        A mark whose ``until`` is not a finite number is ignored."""
+        if not math.isfinite(mark.until):
+            return
         self.state.mark_cooldown(mark)
         if self._session is None or self.outage.down:
             self._marks.append(mark)
@@ -279,15 +297,29 @@ class HttpStore:
         except _UNREACHABLE:
             self._marks.append(mark)
 
+    async def clear_cooldown(self, provider: str, key: str) -> None:
+        """POST ``/v1/cooldowns/clear`` now (an operator's ``enable``). The marks not yet sent for the
+        key are dropped; while the service is down the clear is queued after the marks already
+        queued, and sent in that order."""
+        self.state.clear_cooldown(provider, key)
+        self._marks = [m for m in self._marks if (m.provider, m.key) != (provider, key)]
+        self._batch("/v1/cooldowns", self._marks)
+        self._batch("/v1/cooldowns/clear", [CooldownClear(provider=provider, key=key)])
+        if self._session is None or self.outage.down:
+            return
+        with contextlib.suppress(*_UNREACHABLE):  # kept in the queue, sent with the next flush
+            await self.flush()
+
     async def cooldowns(self) -> Sequence[CooldownMark]:
         """GET ``/v1/cooldowns`` (this process's own marks while the service is unreachable)."""
         if self._session is None or self.outage.down:
             return self.state.cooldowns()
         try:
             data = await self._request("GET", "/v1/cooldowns", None, self.options.io_timeout)
+            marks = msgspec.json.decode(data, type=list[CooldownMark])
         except _UNREACHABLE:
             return self.state.cooldowns()
-        return msgspec.json.decode(data, type=list[CooldownMark])
+        return [m for m in marks if math.isfinite(m.until)]
 
     async def usage(self, query: UsageQuery) -> UsageReport:
         """GET ``/v1/usage``.
@@ -310,9 +342,10 @@ class HttpStore:
         path = "/v1/usage" + (f"?{urlencode(params)}" if params else "")
         try:
             data = await self._request("GET", path, None, self.options.io_timeout)
+            report = msgspec.json.decode(data, type=UsageReport)
         except _UNREACHABLE as exc:
             raise StoreUnavailable(f"store service {self.base} is unreachable: {exc}") from exc
-        return msgspec.json.decode(data, type=UsageReport)
+        return _clamped(report)
 
     async def ready(self) -> dict[str, Any]:
         """``{"ok": True, "service": "ok", ...}`` or ``{"ok": False, "service": "unreachable", ...}``."""
@@ -343,6 +376,13 @@ class HttpStore:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 _log.warning("store service unreachable: {} usage records dropped", self.dropped)
         self._records.append(record)
+
+
+def _clamped(report: UsageReport) -> UsageReport:
+    """The service's report with every total below 0 (or not finite) counted as 0."""
+    return UsageReport(
+        rows=[UsageBuckets.clamped(row) for row in report.rows], total=UsageBuckets.clamped(report.total)
+    )
 
 
 @hookimpl

@@ -12,7 +12,9 @@ from collections.abc import Callable
 import msgspec
 
 from truckllm import hookimpl
-from truckllm.localstate import Clock, LocalState, LocalStore
+from truckllm.config.durations import Duration
+from truckllm.localstate import Clock, LocalState, LocalStore, check_retention
+from truckllm.store import DEFAULT_USAGE_RETENTION
 from truckllm.types import RequestRecord
 
 __all__ = ["TRUCKLLM_API", "MemoryStore", "register_stores"]
@@ -23,7 +25,7 @@ TRUCKLLM_API = 1
 class MemoryStore(LocalStore):
     """``type: memory``: the store algorithms on in-process state; no I/O, nothing to flush.
 
-    :param options: no options.
+    :param options: the ``store:`` section.
     :param clock: unix time (tests inject a fake clock).
     :param state: share an existing state (tests use it to reopen the "same" store).
     """
@@ -31,7 +33,15 @@ class MemoryStore(LocalStore):
     name = "memory"
 
     class Options(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-        """The memory store takes no options."""
+        """``store:`` options of ``type: memory``.
+
+        :ivar usage_retention: how long a UTC day's usage is kept (older days are dropped).
+        """
+
+        usage_retention: Duration = Duration(DEFAULT_USAGE_RETENTION)
+
+        def __post_init__(self) -> None:
+            check_retention(self.usage_retention)
 
     def __init__(
         self,
@@ -40,8 +50,8 @@ class MemoryStore(LocalStore):
         clock: Clock = time.time,
         state: LocalState | None = None,
     ) -> None:
-        super().__init__(clock, state)
         self.options = options or MemoryStore.Options()
+        super().__init__(clock, state, usage_retention=self.options.usage_retention)
 
     @hookimpl
     def store_usage(self, record: RequestRecord) -> None:

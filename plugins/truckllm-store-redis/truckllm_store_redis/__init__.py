@@ -6,12 +6,16 @@ clock), settlements and usage are batched off the hot path, cooldowns are extend
 While Redis is unreachable the store answers from a per-process
 :class:`~truckllm.localstate.LocalState` (``degraded=True``): rate limits per process (open
 across processes), budgets denied (closed); writes are kept and sent when Redis is back.
+
+Every key the store writes expires (see the README's key layout), but a ``total`` budget's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,16 +34,21 @@ from truckllm.config.durations import Duration
 from truckllm.localstate import (
     GROUP_FIELDS,
     RESERVATION_TTL,
+    WINDOW_KEEP,
     Clock,
     LocalState,
     Outage,
     StoreUnavailable,
     UsageBuckets,
     check_admission,
+    check_retention,
+    sane_decision,
+    settled_cost,
     window_end,
 )
 from truckllm.secrets import Secret
 from truckllm.store import (
+    DEFAULT_USAGE_RETENTION,
     USAGE_COUNTERS,
     Admission,
     CooldownMark,
@@ -62,7 +71,7 @@ TRUCKLLM_API = 1
 RATE_KEEP = 3600.0
 """Seconds a rate key outlives a full bucket (so a late settlement still finds its interval)."""
 
-BUDGET_KEEP = 7 * 86400.0
+BUDGET_KEEP = WINDOW_KEEP
 """Seconds a budget window's hash outlives the window (late settlements land in it)."""
 
 _UNREACHABLE = (RedisError, OSError, TimeoutError)
@@ -72,34 +81,61 @@ _group_decoder = msgspec.json.Decoder(list[str])
 
 
 @dataclass
+class _BudgetWrite:
+    """One budget window's pending settlements: reservations to release, USD to add to spent."""
+
+    release: list[str] = field(default_factory=list)  # request ids
+    spent: float = 0.0  # >= 0
+    expire_at: float = 0.0
+
+
+@dataclass
 class _Pending:
-    """Writes waiting for the next flush, merged per key."""
+    """Writes waiting for the next flush, merged per key.
+
+    ``cleared`` (operator enables) are sent before ``cooldowns``: a clear drops the marks queued
+    before it, and a mark queued after it is kept.
+    """
 
     rates: dict[str, int] = field(default_factory=dict)
-    budgets: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # reserved, spent, expire_at
+    budgets: dict[tuple[str, str], _BudgetWrite] = field(default_factory=dict)
     usage: UsageBuckets = field(default_factory=UsageBuckets)
     cooldowns: list[CooldownMark] = field(default_factory=list)
+    cleared: dict[tuple[str, str], None] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.rates) + len(self.budgets) + len(self.usage) + len(self.cooldowns)
+        return (
+            len(self.rates) + len(self.budgets) + len(self.usage) + len(self.cooldowns) + len(self.cleared)
+        )
 
     def rate(self, key: str, units: int) -> None:
         self.rates[key] = self.rates.get(key, 0) + units
 
-    def budget(self, key: str, window: str, expire_at: float, reserved: float, spent: float) -> None:
-        entry = self.budgets.setdefault((key, window), [0.0, 0.0, 0.0])
-        entry[0] += reserved
-        entry[1] += spent
-        entry[2] = max(entry[2], expire_at)
+    def budget(self, key: str, window: str, expire_at: float, release: list[str], spent: float) -> None:
+        entry = self.budgets.setdefault((key, window), _BudgetWrite())
+        entry.release += release
+        entry.spent += max(spent, 0.0)
+        entry.expire_at = max(entry.expire_at, expire_at)
 
-    def merge(self, other: _Pending) -> None:
-        for key, units in other.rates.items():
+    def clear(self, provider: str, key: str) -> None:
+        self.cooldowns = [m for m in self.cooldowns if (m.provider, m.key) != (provider, key)]
+        self.cleared[(provider, key)] = None
+
+    def merge(self, newer: _Pending) -> None:
+        """Add the writes queued after these (``newer``) to these."""
+        for key, units in newer.rates.items():
             self.rate(key, units)
-        for (key, window), (reserved, spent, expire_at) in other.budgets.items():
-            self.budget(key, window, expire_at, reserved, spent)
-        for row in other.usage.drain():
+        for (key, window), write in newer.budgets.items():
+            self.budget(key, window, write.expire_at, write.release, write.spent)
+        for row in newer.usage.drain():
             self.usage.add_row(row)
-        self.cooldowns[:0] = other.cooldowns
+        for provider, key in newer.cleared:
+            self.clear(provider, key)
+        self.cooldowns += newer.cooldowns
+
+
+_Admit = tuple[list[str], list[float | int | str], "asyncio.Future[Any]"]
+"""One queued admit: the script's keys and arguments, and the future its reply resolves."""
 
 
 @dataclass
@@ -119,11 +155,11 @@ class _AdmitPipeline:
         self.redis = redis
         self.inflight = inflight
         self.max_batch = max_batch
-        self._queue: list[tuple[list[str], list[float | int], asyncio.Future[Any]]] = []
+        self._queue: list[_Admit] = []
         self._active = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def submit(self, keys: list[str], args: list[float | int]) -> asyncio.Future[Any]:
+    def submit(self, keys: list[str], args: list[float | int | str]) -> asyncio.Future[Any]:
         """Queue one admit; the future resolves to the script's reply (or its error)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -162,7 +198,7 @@ class _AdmitPipeline:
         finally:
             self._active -= 1
 
-    async def _send(self, batch: list[tuple[list[str], list[float | int], asyncio.Future[Any]]]) -> list[Any]:
+    async def _send(self, batch: list[_Admit]) -> list[Any]:
         redis = self.redis
         if len(batch) == 1:
             keys, args, _ = batch[0]
@@ -213,6 +249,7 @@ class RedisStore:
         :ivar io_timeout: off the hot path: flushes, queries, cooldowns, readiness.
         :ivar flush_interval: how often settlements and usage are sent (a lost Redis: probed every 250 ms).
         :ivar max_connections: connection pool size, all opened at start (callers wait for a free one).
+        :ivar usage_retention: how long a UTC day's usage hash is kept (it expires then).
         """
 
         addr: str = "127.0.0.1:6379"
@@ -225,11 +262,15 @@ class RedisStore:
         io_timeout: Duration = Duration(3.0)
         flush_interval: Duration = Duration(1.0)
         max_connections: int = 16
+        usage_retention: Duration = Duration(DEFAULT_USAGE_RETENTION)
+
+        def __post_init__(self) -> None:
+            check_retention(self.usage_retention)
 
     def __init__(self, options: RedisStore.Options | None = None, *, clock: Clock = time.time) -> None:
         self.options = options or RedisStore.Options()
         self.clock = clock
-        self.state = LocalState(clock)
+        self.state = LocalState(clock, usage_retention=self.options.usage_retention)
         self.where = self._where()
         self.outage = Outage("store-redis", f"redis {self.where}", clock)
         p = self.options.prefix
@@ -266,6 +307,11 @@ class RedisStore:
         """``<prefix>{usage}:day:<YYYY-MM-DD>``: hash ``<json group>\\t<counter>`` -> total."""
         return f"{self._day_prefix}{day}"
 
+    def day_expires_at(self, day: str) -> int:
+        """Unix time at which a day's usage hash expires: the end of the day plus ``usage_retention``."""
+        start = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC).timestamp()
+        return math.ceil(start + 86400 + self.options.usage_retention)
+
     # --- lifecycle ------------------------------------------------------------------------------
 
     def _client(self) -> aioredis.Redis:
@@ -295,7 +341,9 @@ class RedisStore:
         self._redis = self._client()
         self._admits = _AdmitPipeline(self._redis, inflight=max(1, self.options.max_connections // 2))
         self._settle_script = self._redis.register_script(scripts.SETTLE_RATES)
+        self._budget_script = self._redis.register_script(scripts.SETTLE_BUDGETS)
         self._mark_script = self._redis.register_script(scripts.MARK_COOLDOWN)
+        self._clear_script = self._redis.register_script(scripts.CLEAR_COOLDOWN)
         try:
             async with asyncio.timeout(self.options.io_timeout):
                 await self._redis.script_load(scripts.ADMIT)
@@ -390,25 +438,36 @@ class RedisStore:
         if batch.rates:
             keys = [self.rate_key(k) for k in batch.rates]
             await self._settle_script(keys=keys, args=[RATE_KEEP, *batch.rates.values()], client=pipe)
-        for (key, window), (reserved, spent, expire_at) in batch.budgets.items():
-            name = self.budget_key(key, window)
-            if reserved:
-                pipe.hincrbyfloat(name, "reserved", reserved)
-            if spent:
-                pipe.hincrbyfloat(name, "spent", spent)
-            if expire_at:
-                pipe.expireat(name, int(expire_at))
+        for (key, window), write in batch.budgets.items():
+            await self._budget_script(
+                keys=[self.budget_key(key, window)],
+                args=[repr(write.spent), int(write.expire_at), *write.release],
+                client=pipe,
+            )
+        now = self.clock()
+        days: set[str] = set()
         for row in batch.usage.rows():
             group = row.group
+            expires_at = self.day_expires_at(group["day"])
+            if expires_at <= now:  # past the retention already (EXPIREAT would delete the whole day)
+                continue
             name = self.day_key(group["day"])
             label = _json.encode([group[g] for g in GROUP_FIELDS if g != "day"]).decode()
             for counter in USAGE_COUNTERS:
                 value = getattr(row, counter)
-                if value:
+                if value > 0:
                     pipe.hincrby(name, f"{label}\t{counter}", value)
-            if row.cost_usd:
+            if row.cost_usd > 0:
                 pipe.hincrbyfloat(name, f"{label}\tcost_usd", row.cost_usd)
-            pipe.sadd(self._days_key, group["day"])
+            if group["day"] not in days:
+                days.add(group["day"])
+                pipe.expireat(name, expires_at)
+        if days:
+            pipe.sadd(self._days_key, *days)
+            pipe.expire(self._days_key, math.ceil(self.options.usage_retention + 2 * 86400))
+        for provider, key in batch.cleared:
+            member = self._member(provider, key)
+            await self._clear_script(keys=self._cooldown_keys(), args=[member], client=pipe)
         for mark in batch.cooldowns:
             await self._mark_script(keys=self._cooldown_keys(), args=self._mark_args(mark), client=pipe)
 
@@ -418,7 +477,7 @@ class RedisStore:
         self._swept = now
         for rid in [r for r, res in self._reservations.items() if res.created_at < now - RESERVATION_TTL]:
             for key, window, amount, expire_at in self._reservations.pop(rid).items:
-                self._pending.budget(key, window, expire_at, -amount, amount)
+                self._pending.budget(key, window, expire_at, [rid], amount)
         for rid in [r for r, at in self._local_ids.items() if at < now - RESERVATION_TTL]:
             del self._local_ids[rid]
 
@@ -438,7 +497,12 @@ class RedisStore:
             return self._fallback(admission)
         now = self.clock()
         keys: list[str] = []
-        args: list[float | int] = [len(admission.rates), len(admission.budgets), RATE_KEEP]
+        args: list[float | int | str] = [
+            len(admission.rates),
+            len(admission.budgets),
+            RATE_KEEP,
+            admission.request_id,
+        ]
         for rate in admission.rates:
             keys.append(self.rate_key(rate.key))
             args += [rate.period / rate.rate, rate.burst if rate.burst is not None else rate.rate, rate.cost]
@@ -457,7 +521,7 @@ class RedisStore:
             return self._fallback(admission)
         if self.outage.slow:
             self.outage.recovered()
-        decision = self._decision(admission, reply)
+        decision = sane_decision(admission, self._decision(admission, reply))
         if decision.allowed and items:
             reservation = self._reservations.setdefault(admission.request_id, _Reservation(created_at=now))
             reservation.items += items
@@ -498,26 +562,33 @@ class RedisStore:
             if units:
                 self._pending.rate(key, units)
         reservation = self._reservations.pop(settlement.request_id, None)
-        reserved = set()
-        for key, window, amount, expire_at in reservation.items if reservation is not None else ():
+        items = reservation.items if reservation is not None else []
+        last = {key: i for i, (key, *_) in enumerate(items)}  # the correction goes to the latest window
+        rid = [settlement.request_id]
+        for i, (key, window, amount, expire_at) in enumerate(items):
             correction = settlement.budget_adjust.get(key)
-            self._pending.budget(
-                key, window, expire_at, -amount, amount + (correction[1] if correction else 0.0)
-            )
-            reserved.add(key)
+            adjust = correction[1] if correction is not None and last[key] == i else 0.0
+            self._pending.budget(key, window, expire_at, rid, settled_cost(amount, adjust))
         for key, (period, adjust) in settlement.budget_adjust.items():
-            if key not in reserved and adjust:
-                self._pending.budget(key, budget_window(period, now), _expire_at(period, now), 0.0, adjust)
+            if key not in last and 0 < adjust < math.inf:  # no reservation: a refund is dropped
+                self._pending.budget(key, budget_window(period, now), _expire_at(period, now), [], adjust)
 
     def _cooldown_keys(self) -> list[str]:
         return [self._cd_until, self._cd_reason]
 
     @staticmethod
-    def _mark_args(mark: CooldownMark) -> list[str | float]:
-        return [_json.encode([mark.provider, mark.key]).decode(), mark.until, mark.reason]
+    def _member(provider: str, key: str) -> str:
+        return _json.encode([provider, key]).decode()
+
+    @classmethod
+    def _mark_args(cls, mark: CooldownMark) -> list[str | float]:
+        return [cls._member(mark.provider, mark.key), mark.until, mark.reason]
 
     async def mark_cooldown(self, mark: CooldownMark) -> None:
-        """Share a cooldown now (extend-only); while Redis is down it is kept and sent later."""
+        """Share a cooldown now (extend-only); while Redis is down it is kept and sent later.
+        A mark whose ``until`` is not a finite number is ignored."""
+        if not math.isfinite(mark.until):
+            return
         self.state.mark_cooldown(mark)
         redis = self._redis
         if redis is None or self.outage.down:
@@ -529,6 +600,25 @@ class RedisStore:
         except _UNREACHABLE as exc:
             self.outage.failed(exc)
             self._pending.cooldowns.append(mark)
+
+    async def clear_cooldown(self, provider: str, key: str) -> None:
+        """Remove a key's mark now (an operator's ``enable``); while Redis is down the clear is kept
+        and sent, before any later mark, when it is back."""
+        self.state.clear_cooldown(provider, key)
+        redis = self._redis
+        if redis is None or self.outage.down:
+            self._pending.clear(provider, key)
+            return
+        pending = self._pending
+        pending.cooldowns = [m for m in pending.cooldowns if (m.provider, m.key) != (provider, key)]
+        try:
+            async with asyncio.timeout(self.options.io_timeout):
+                await self._clear_script(
+                    keys=self._cooldown_keys(), args=[self._member(provider, key)], client=redis
+                )
+        except _UNREACHABLE as exc:
+            self.outage.failed(exc)
+            self._pending.clear(provider, key)
 
     async def cooldowns(self) -> Sequence[CooldownMark]:
         """Every cooldown in force in Redis (this process's own marks while it is unreachable)."""
@@ -546,6 +636,8 @@ class RedisStore:
             return self.state.cooldowns()
         out = []
         for member, until in marks:
+            if not math.isfinite(until):
+                continue
             provider, key = _group_decoder.decode(member)
             reason = reasons.get(member, b"").decode()
             out.append(CooldownMark(provider=provider, key=key, until=float(until), reason=reason))
@@ -559,11 +651,15 @@ class RedisStore:
         redis = self._redis
         if redis is None or self.outage.down:
             raise StoreUnavailable(f"redis {self.where} is unreachable")
+        first_day = self.state.first_usage_day(self.clock())
         try:
             async with asyncio.timeout(self.options.io_timeout):
                 members = await redis.smembers(self._days_key)
                 days = sorted(d.decode() if isinstance(d, bytes) else d for d in members)
-                days = [d for d in days if _day_overlaps(d, query)]
+                old = [d for d in days if d < first_day]
+                if old:  # their hashes have expired
+                    await redis.srem(self._days_key, *old)
+                days = [d for d in days if d >= first_day and _day_overlaps(d, query)]
                 async with redis.pipeline(transaction=False) as pipe:
                     for day in days:
                         pipe.hgetall(self.day_key(day))
@@ -581,9 +677,10 @@ class RedisStore:
                     values = [*_group_decoder.decode(label), day]
                     row = rows[label] = UsageRow(group=dict(zip(GROUP_FIELDS, values, strict=True)))
                 if counter == b"cost_usd":
-                    row.cost_usd = float(value)
+                    cost = float(value)
+                    row.cost_usd = cost if 0 < cost < math.inf else 0.0
                 elif counter.decode() in USAGE_COUNTERS:
-                    setattr(row, counter.decode(), int(value))
+                    setattr(row, counter.decode(), max(int(value), 0))
             for row in rows.values():
                 buckets.add_row(row)
         return buckets.query(query)

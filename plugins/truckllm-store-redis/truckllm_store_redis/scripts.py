@@ -2,29 +2,40 @@
 gateway replicas never matter, and mirror :func:`truckllm.localstate.gcra` line for line.
 
 Floats leave a script as strings (a Lua number would be truncated to an integer reply).
+
+Every number read back from Redis is clamped before it is used (a negative ``spent`` or
+``reserved``, left by an older version or written by hand, counts as 0), and a budget's
+``reserved`` only ever drops by a reservation the hash still holds (field ``r:<request id>``):
+after Redis lost its data, a late settlement adds its cost to ``spent`` and releases nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-__all__ = ["ADMIT", "ADMIT_SHA", "MARK_COOLDOWN", "SETTLE_RATES"]
+__all__ = ["ADMIT", "ADMIT_SHA", "CLEAR_COOLDOWN", "MARK_COOLDOWN", "SETTLE_BUDGETS", "SETTLE_RATES"]
 
 _PRELUDE = """
 local function fmt(x) return string.format('%.17g', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local eps = 1e-6
+local function pos(x)
+  x = tonumber(x)
+  if x == nil or not (x > 0) or x == math.huge then return 0 end
+  return x
+end
 """
 
 ADMIT = (
     _PRELUDE
     + """
 -- KEYS: nr rate keys, then nb budget keys (all in the {limits} slot)
--- ARGV: nr, nb, keep, then per rate (interval, burst, cost), then per budget (limit, amount, expire_at)
+-- ARGV: nr, nb, keep, request id, then per rate (interval, burst, cost),
+--       then per budget (limit, amount, expire_at)
 -- returns {1, 0, '', remaining...} or {0, index of the failed check, retry_after or '', remaining}
-local nr, nb, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local a = 4
+local nr, nb, keep, rid = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local a = 5
 local tats, eis, rem, seen = {}, {}, {}, {}
 for i = 1, nr do
   local key = KEYS[i]
@@ -56,7 +67,7 @@ for j = 1, nb do
   local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   a = a + 3
   local v = redis.call('HMGET', key, 'spent', 'reserved')
-  local used = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0) + (pending[key] or 0)
+  local used = pos(v[1]) + pos(v[2]) + (pending[key] or 0)
   if used + amount > limit + 1e-9 then
     local left = limit - used
     if left < 0 then left = 0 end
@@ -69,10 +80,14 @@ for i = 1, nr do
   redis.call('HSET', KEYS[i], 'tat', fmt(tats[i]), 'ei', fmt(eis[i]))
   redis.call('PEXPIRE', KEYS[i], math.ceil((tats[i] - now + keep) * 1000))
 end
-a = 4 + 3 * nr
+a = 5 + 3 * nr
 for j = 1, nb do
   local key = KEYS[nr + j]
-  redis.call('HINCRBYFLOAT', key, 'reserved', ARGV[a + 1])
+  if tonumber(ARGV[a + 1]) > 0 then
+    local reserved = pos(redis.call('HGET', key, 'reserved')) + tonumber(ARGV[a + 1])
+    redis.call('HSET', key, 'reserved', fmt(reserved))
+    redis.call('HINCRBYFLOAT', key, 'r:' .. rid, ARGV[a + 1])
+  end
   local expire_at = tonumber(ARGV[a + 2])
   if expire_at > 0 then redis.call('EXPIREAT', key, expire_at) end
   a = a + 3
@@ -101,6 +116,51 @@ for i = 1, #KEYS do
     redis.call('HSET', KEYS[i], 'tat', fmt(tat))
     redis.call('PEXPIRE', KEYS[i], math.ceil((tat - now + keep) * 1000))
   end
+end
+return 1
+"""
+)
+
+SETTLE_BUDGETS = (
+    _PRELUDE
+    + """
+-- KEYS: one budget hash; ARGV: USD to add to spent (>= 0), expire_at (0: none),
+--       then the request ids whose reservations end
+-- a reservation the hash no longer holds (Redis lost it) releases nothing: reserved never drops
+-- below what the hash still holds, nor below 0; spent never drops
+local key = KEYS[1]
+local v = redis.call('HMGET', key, 'spent', 'reserved')
+local spent, reserved = pos(v[1]), pos(v[2])
+for i = 3, #ARGV do
+  local field = 'r:' .. ARGV[i]
+  local held = redis.call('HGET', key, field)
+  if held then
+    reserved = reserved - pos(held)
+    redis.call('HDEL', key, field)
+  end
+end
+if reserved < 1e-9 then reserved = 0 end
+redis.call('HSET', key, 'spent', fmt(spent + pos(ARGV[1])), 'reserved', fmt(reserved))
+local expire_at = tonumber(ARGV[2])
+if expire_at > 0 then redis.call('EXPIREAT', key, expire_at) end
+return 1
+"""
+)
+
+CLEAR_COOLDOWN = (
+    _PRELUDE
+    + """
+-- KEYS: the until zset, the reason hash; ARGV: member
+-- removes the mark (an operator's enable); both keys then expire with the latest mark left
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #last == 2 then
+  local at = math.ceil(tonumber(last[2])) + 1
+  redis.call('EXPIREAT', KEYS[1], at)
+  redis.call('EXPIREAT', KEYS[2], at)
+else
+  redis.call('DEL', KEYS[2])
 end
 return 1
 """
