@@ -282,15 +282,48 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         return JSON({"providers": out, "deployments": deployments})
 
     async def enable_key(request: Request) -> Response:
+        """Put a provider key back in rotation here, and clear its shared cooldown mark in the store
+        (else every process's cooldown sync would apply the mark again within a second).
+
+        ``shared`` says what happened to the store's mark: ``cleared`` (or queued until the store's
+        backend is back), ``failed`` (logged), ``unsupported`` (a store without ``clear_cooldown``:
+        the mark stays until it ends) or ``no store``.
+        """
         provider, key = request.path_params["provider"], request.path_params["key"]
         if (provider, key) not in gateway.health.keys:
             raise GatewayError(404, f"No key {key!r} of provider {provider!r}.", code="not_found")
         state = gateway.health.key(provider, key)
-        state.disabled = ""
-        state.cooldown_until = state.ejected_until = 0.0
-        state.consecutive_failures = 0
-        audit(request, "enable key", provider=provider, key=key)
-        return JSON({"enabled": True, "provider": provider, "key": key})
+
+        def clear_local() -> None:
+            state.disabled = ""
+            state.cooldown_until = state.ejected_until = 0.0
+            state.cooldown_reason = ""
+            state.consecutive_failures = 0
+
+        clear_local()
+        store, shared = gateway.store, "no store"
+        if store is not None:
+            clear = getattr(store, "clear_cooldown", None)
+            shared = "unsupported"
+            if clear is not None:
+                try:
+                    await clear(provider, key)
+                    shared = "cleared"
+                except Exception as exc:  # a store plugin's failure: the local enable stands
+                    shared = "failed"
+                    logger.bind(plugin="store").error(
+                        "cannot clear the shared cooldown of {}/{}: {}", provider, key, type(exc).__name__
+                    )
+            else:
+                logger.bind(plugin="store").warning(
+                    "store {!r} has no clear_cooldown: the shared cooldown of {}/{} stays until it ends",
+                    getattr(store, "name", "?"),
+                    provider,
+                    key,
+                )
+        clear_local()  # a cooldown sync that read the store before the clear may have applied it again
+        audit(request, "enable key", provider=provider, key=key, shared=shared)
+        return JSON({"enabled": True, "provider": provider, "key": key, "shared": shared})
 
     async def usage(request: Request) -> Response:
         if gateway.store is None:
