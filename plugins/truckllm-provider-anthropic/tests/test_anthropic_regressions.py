@@ -15,7 +15,7 @@ MESSAGE = (
 
 def test_invalid_utf8_inside_a_string_is_a_failed_attempt_not_an_exception(kit: Any) -> None:
     result = kit.respond(MESSAGE)  # once escaped as UnicodeDecodeError from msgspec
-    assert result.error is not None and result.error.kind == "server"
+    assert result.error is not None and result.error.kind == "bad_response"
 
 
 def test_invalid_utf8_in_a_stream_event_is_an_upstream_failure(kit: Any) -> None:

@@ -184,13 +184,13 @@ def test_error_object_in_a_200_is_an_error(kit: Any) -> None:
 @pytest.mark.parametrize(
     "body", [b"not json", b"[]", b'{"type":"completion"}', b'{"content":"text"}', b'{"content":[{"type":1}]}']
 )
-def test_unreadable_success_is_a_server_error(kit: Any, body: bytes) -> None:
+def test_unreadable_success_is_a_bad_response(kit: Any, body: bytes) -> None:
     result = kit.respond(body)
-    assert result.error.kind == "server" and result.error.status == 502
+    assert result.error.kind == "bad_response" and result.error.status == 502
 
 
-def test_redirect_is_a_server_error(kit: Any) -> None:
-    assert kit.respond(b"", status=302).error.kind == "server"
+def test_redirect_is_a_bad_response(kit: Any) -> None:
+    assert kit.respond(b"", status=302).error.kind == "bad_response"
 
 
 def test_anthropic_dialect_success_passes_through(kit: Any) -> None:
@@ -286,7 +286,9 @@ def test_completions_endpoint_response(kit: Any) -> None:
 
 def test_unknown_stop_reason_and_missing_fields(kit: Any) -> None:
     body = json.loads(
-        kit.respond({"content": [{"type": "text", "text": "x"}], "stop_reason": "brand_new"}).body
+        kit.respond(
+            {"type": "message", "content": [{"type": "text", "text": "x"}], "stop_reason": "brand_new"}
+        ).body
     )
     assert body["choices"][0]["finish_reason"] == "stop"
     assert body["model"] == "claude"  # the client's model when the answer names none

@@ -161,7 +161,7 @@ def test_unreadable_events_fail_the_stream(kit: Any, raw: bytes) -> None:
     translator.feed(START)
     with pytest.raises(UpstreamFailure) as info:
         translator.feed(raw)
-    assert info.value.error.kind == "stream"
+    assert info.value.error.kind == "bad_response"
 
 
 def test_raw_json_error_line_fails_the_stream(kit: Any) -> None:
@@ -170,8 +170,10 @@ def test_raw_json_error_line_fails_the_stream(kit: Any) -> None:
     with pytest.raises(UpstreamFailure) as info:
         translator.feed(b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n')
     assert info.value.error.kind == "overloaded"
-    harmless = kit.translator()
-    assert harmless.feed(b"<html>proxy banner</html>\n\n") == b""
+    garbage = kit.translator()  # text that is neither an event nor an error is not an Anthropic stream
+    with pytest.raises(UpstreamFailure) as info:
+        garbage.feed(b"<html>proxy banner</html>\n\n")
+    assert info.value.error.kind == "bad_response" and info.value.pending == b""
 
 
 def test_empty_stream_is_a_failure(kit: Any) -> None:

@@ -21,15 +21,17 @@ from truckllm.types import (
     Provider,
     ProviderResult,
     ProviderSpec,
+    UpstreamError,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
 )
 
 from .errors import classify_error, error_from_body, parse_ratelimits
+from .headers import beta_header
 from .options import DEFAULT_OPTIONS, Options
 from .request import MAX_REQUEST_BYTES, translate, uses_json_tool
-from .response import UnreadableAnswer, parse_usage_body, translate_message
+from .response import UnreadableAnswer, check_answer, parse_usage_body, translate_message
 from .stream import AnthropicPassthrough, AnthropicStream
 
 __all__ = [
@@ -74,13 +76,16 @@ def _options(provider: Provider) -> Options:
 
 
 def _beta(options: Options, request: ChatRequest) -> str:
-    features = list(options.beta)
-    if request.dialect == "anthropic":  # an Anthropic client's own beta features go along
-        for feature in request.headers.get("anthropic-beta", "").split(","):
-            feature = feature.strip()
-            if feature and feature not in features:
-                features.append(feature)
-    return ",".join(features)
+    # an Anthropic client's own beta features go along, once checked to be feature names
+    client = request.headers.get("anthropic-beta") if request.dialect == "anthropic" else None
+    return beta_header(options.beta, client)
+
+
+def _bad_response(status: int, why: str) -> UpstreamError:
+    """A 2xx that is not an Anthropic answer: 502 ``bad_response``, counted against the key."""
+    return upstream_error(
+        502, f"Anthropic answered HTTP {status} with {why}", kind="bad_response", type="server_error"
+    )
 
 
 @hookimpl
@@ -134,15 +139,14 @@ def transform_response(
     if status >= 400:
         return ProviderResult(error=classify_error(status, response.headers, response.body), limits=limits)
     if status >= 300 or status < 200:
-        return ProviderResult(
-            error=upstream_error(502, f"Anthropic answered HTTP {status}", kind="server"), limits=limits
-        )
+        return ProviderResult(error=_bad_response(status, "no answer"), limits=limits)
     error = error_from_body(response.body)
     if error is not None:
         return ProviderResult(error=error, limits=limits)
-    if request.dialect == "anthropic":
-        return ProviderResult(body=response.body, limits=limits, dialect="anthropic")
     try:
+        if request.dialect == "anthropic":
+            check_answer(response.body, request.endpoint)
+            return ProviderResult(body=response.body, limits=limits, dialect="anthropic")
         body = translate_message(
             response.body,
             endpoint=request.endpoint,
@@ -150,8 +154,7 @@ def transform_response(
             fallback_model=request.model,
         )
     except UnreadableAnswer as exc:
-        message = f"Anthropic answered an unreadable body ({exc})"
-        return ProviderResult(error=upstream_error(502, message, kind="server"), limits=limits)
+        return ProviderResult(error=_bad_response(status, f"an unreadable body ({exc})"), limits=limits)
     return ProviderResult(body=body, limits=limits)
 
 

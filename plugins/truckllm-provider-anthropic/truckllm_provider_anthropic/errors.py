@@ -9,8 +9,10 @@ from typing import Any
 
 import msgspec
 
-from truckllm.openai_wire import parse_retry_after, upstream_error
+from truckllm.openai_wire import upstream_error
 from truckllm.types import RateLimits, UpstreamError
+
+from . import numbers
 
 __all__ = [
     "ERROR_TYPE_KINDS",
@@ -68,7 +70,12 @@ def _decode(body: bytes) -> _ErrorBody | None:
 
 
 def _plain(body: bytes, status: int) -> str:
-    text = body[:300].decode("utf-8", "replace").strip()
+    """The message for a body that is not Anthropic's error JSON: its text, whole.
+
+    Never cut here: the kernel scrubs secrets from every field of the error first and truncates
+    after (a key cut in two by a truncation here would escape the scrubber).
+    """
+    text = body.decode("utf-8", "replace").strip()
     if not text or text.startswith("<"):  # Cloudflare answers 413 (and some 5xx) with HTML
         return f"Anthropic answered HTTP {status}"
     return f"Anthropic answered HTTP {status}: {text}"
@@ -112,7 +119,7 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
         code = "model_not_found"
     elif status not in (400, 401, 403, 404, 413, 429, 500, 502, 503, 504, 529) and etype in ERROR_TYPE_KINDS:
         kind = ERROR_TYPE_KINDS[etype][0]
-    retry_after = parse_retry_after(headers)
+    retry_after = numbers.retry_after(headers)
     if retry_after is None and status == 429 and kind is None:
         retry_after = _reset_wait(headers)
     return upstream_error(status, message, kind=kind, code=code, retry_after=retry_after)
@@ -145,25 +152,20 @@ def stream_error(payload: bytes) -> UpstreamError:
 
 
 def parse_reset(value: str | None) -> float | None:
-    """Seconds from now until an RFC 3339 reset timestamp (``2025-01-01T00:00:30Z``), never negative."""
+    """Seconds from now until an RFC 3339 reset timestamp (``2025-01-01T00:00:30Z``), never negative;
+    ``None`` when absent or unreadable."""
     if not value:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        if moment.tzinfo is None:
+            return None
+        return numbers.seconds(max(0.0, moment.timestamp() - time.time()))
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - time.time())
 
 
-def _int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        return None
+_int = numbers.header_int
 
 
 _TOKEN_FAMILIES = ("tokens", "input-tokens", "output-tokens")

@@ -11,12 +11,14 @@ from msgspec import Raw, Struct
 from truckllm.openai_wire import chat_completion, completion_id, usage_object
 from truckllm.types import Usage
 
+from .numbers import token_count
 from .request import JSON_TOOL
 
 __all__ = [
     "FINISH_REASONS",
     "AnthropicUsage",
     "UnreadableAnswer",
+    "check_answer",
     "compact_json",
     "convert_usage",
     "finish_reason",
@@ -37,18 +39,18 @@ FINISH_REASONS = {
 """Anthropic ``stop_reason`` → OpenAI ``finish_reason`` (PROVIDERS.md §4.3); anything else is ``stop``."""
 
 
-class _OutputDetails(Struct):
-    thinking_tokens: int | None = None
-
-
 class AnthropicUsage(Struct):
-    """Anthropic's ``usage`` object (``input_tokens`` excludes cache reads and writes)."""
+    """Anthropic's ``usage`` object (``input_tokens`` excludes cache reads and writes).
 
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-    output_tokens_details: _OutputDetails | None = None
+    The counts are read as any JSON value and made sane by :func:`convert_usage`: a hostile or
+    broken count (``-1000000``, ``1e30``, ``"12"``) must not fail a good answer, nor refund a budget.
+    """
+
+    input_tokens: Any = None
+    output_tokens: Any = None
+    cache_creation_input_tokens: Any = None
+    cache_read_input_tokens: Any = None
+    output_tokens_details: Any = None
 
 
 class _Block(Struct):
@@ -60,13 +62,17 @@ class _Block(Struct):
     thinking: str | None = None
 
 
-class _Message(Struct):
-    type: str | None = None
+class _Message(Struct, kw_only=True):
+    type: str
+    content: list[Raw]
     id: str | None = None
     model: str | None = None
-    content: list[Raw] = msgspec.field(default_factory=list)
     stop_reason: str | None = None
     usage: AnthropicUsage | None = None
+
+
+class _TokenCount(Struct):
+    input_tokens: int
 
 
 class _WithUsage(Struct):
@@ -76,20 +82,22 @@ class _WithUsage(Struct):
 _MESSAGE_DECODER = msgspec.json.Decoder(_Message)
 _BLOCK_DECODER = msgspec.json.Decoder(_Block)
 _USAGE_DECODER = msgspec.json.Decoder(_WithUsage)
+_COUNT_DECODER = msgspec.json.Decoder(_TokenCount)
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError)
 
 
 class UnreadableAnswer(Exception):
-    """A 2xx body that is not an Anthropic message."""
+    """A 2xx body that is not an Anthropic message (or token count)."""
 
 
 def convert_usage(usage: AnthropicUsage | None) -> Usage | None:
     """OpenAI-sense :class:`Usage` from Anthropic's (prompt = input + cache read + cache write)."""
     if usage is None:
         return None
-    fresh = usage.input_tokens or 0
-    read = usage.cache_read_input_tokens or 0
-    write = usage.cache_creation_input_tokens or 0
-    output = usage.output_tokens or 0
+    fresh = token_count(usage.input_tokens)
+    read = token_count(usage.cache_read_input_tokens)
+    write = token_count(usage.cache_creation_input_tokens)
+    output = token_count(usage.output_tokens)
     details = usage.output_tokens_details
     prompt = fresh + read + write
     return Usage(
@@ -98,7 +106,7 @@ def convert_usage(usage: AnthropicUsage | None) -> Usage | None:
         total_tokens=prompt + output,
         cached_tokens=read,
         cache_write_tokens=write,
-        reasoning_tokens=(details.thinking_tokens or 0) if details is not None else 0,
+        reasoning_tokens=token_count(details.get("thinking_tokens")) if isinstance(details, dict) else 0,
     )
 
 
@@ -106,7 +114,7 @@ def parse_usage_body(body: bytes) -> Usage | None:
     """The usage of an Anthropic message body, ``None`` when absent or unreadable."""
     try:
         return convert_usage(_USAGE_DECODER.decode(body).usage)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except _UNREADABLE:
         return None
 
 
@@ -184,6 +192,32 @@ def _read_blocks(content: list[Raw], json_tool: bool, message_id: str | None) ->
     return texts, thinking, thinking_blocks, tool_calls, json_answer
 
 
+def _read_message(body: bytes, json_tool: bool) -> tuple[_Message, _Parts]:
+    """The message and what its blocks say; :class:`UnreadableAnswer` when it is not a message."""
+    try:
+        message = _MESSAGE_DECODER.decode(body)
+        if message.type != "message":
+            raise UnreadableAnswer("the answer's type is not 'message'")
+        return message, _read_blocks(message.content, json_tool, message.id)
+    except _UNREADABLE as exc:
+        raise UnreadableAnswer(str(exc)) from None
+
+
+def check_answer(body: bytes, endpoint: str) -> None:
+    """Check that a 2xx body passed through to an Anthropic client is what it claims to be: a
+    message (every block readable), or ``{"input_tokens": n}`` for ``count_tokens``.
+
+    :raises UnreadableAnswer: when it is not.
+    """
+    if endpoint == "count_tokens":
+        try:
+            _COUNT_DECODER.decode(body)
+        except _UNREADABLE as exc:
+            raise UnreadableAnswer(str(exc)) from None
+        return
+    _read_message(body, json_tool=False)
+
+
 def translate_message(body: bytes, *, endpoint: str, json_tool: bool, fallback_model: str) -> bytes:
     """The OpenAI response body for a successful Anthropic message.
 
@@ -191,15 +225,10 @@ def translate_message(body: bytes, *, endpoint: str, json_tool: bool, fallback_m
     :param endpoint: ``chat`` or ``completions``.
     :param json_tool: the request used the synthetic JSON tool; its input becomes the content.
     :param fallback_model: the ``model`` to report when the answer names none.
-    :raises UnreadableAnswer: when ``body`` is not an Anthropic message.
+    :raises UnreadableAnswer: when ``body`` is not an Anthropic message (not JSON, not
+        ``type: message``, no ``content`` list, a block of the wrong shape).
     """
-    try:
-        message = _MESSAGE_DECODER.decode(body)
-        if message.type not in (None, "message"):
-            raise UnreadableAnswer(f"unexpected answer type {message.type!r}")
-        parts = _read_blocks(message.content, json_tool, message.id)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise UnreadableAnswer(str(exc)) from None
+    message, parts = _read_message(body, json_tool)
     texts, thinking, thinking_blocks, tool_calls, json_answer = parts
     finish = finish_reason(message.stop_reason)
     if finish == "tool_calls" and not tool_calls:

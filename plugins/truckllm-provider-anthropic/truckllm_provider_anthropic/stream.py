@@ -2,8 +2,13 @@
 
 One translator object per attempt. ``feed`` takes upstream bytes split anywhere and returns the
 client frames they complete; ``close`` is called at the upstream's end. Both raise
-:class:`~truckllm.errors.UpstreamFailure` for an ``event: error``, an unreadable event, or a
-stream that ended without ``message_stop`` (never a clean-looking truncated answer).
+:class:`~truckllm.errors.UpstreamFailure` for an ``event: error`` (its text only ever travels in
+that failure's :class:`~truckllm.types.UpstreamError`, which the kernel scrubs before it writes
+the client's error event), or a stream that ended without ``message_stop`` (never a
+clean-looking truncated answer); and ``bad_response`` (502, counted against the key) for anything
+that is not an Anthropic event: text outside SSE framing, data that is not JSON, an event without
+a ``type`` or whose ``event:`` name says another, an event of the wrong shape. No byte of such an
+event reaches the client; the frames of the events before it go in the failure's ``pending``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from msgspec import Raw, Struct
 
 from truckllm.errors import UpstreamFailure
 from truckllm.openai_wire import ChunkBuilder, completion_id, upstream_error, usage_object
-from truckllm.sse import SSEEvent, SSEParser
+from truckllm.sse import SSEEvent, SSEParser, event_frame
 from truckllm.types import RateLimits, Usage
 
 from .errors import error_from_body, stream_error
@@ -61,7 +66,7 @@ class _StartMessage(Struct):
 
 
 class _Event(Struct):
-    type: str | None = None
+    type: str | None = None  # required by _decode_event (an event without one is garbage)
     message: _StartMessage | None = None
     index: int | None = None
     content_block: _StartBlock | None = None
@@ -80,7 +85,13 @@ _USAGE_FIELDS = (
 
 
 def _failure(message: str) -> UpstreamFailure:
+    """The stream was cut short (it may succeed on another attempt)."""
     return UpstreamFailure(upstream_error(502, message, kind="stream"))
+
+
+def _bad(message: str) -> UpstreamFailure:
+    """The stream is not an Anthropic stream."""
+    return UpstreamFailure(upstream_error(502, message, kind="bad_response", type="server_error"))
 
 
 class _UsageTracker:
@@ -101,21 +112,22 @@ class _UsageTracker:
         return convert_usage(self.raw) if self.seen else None
 
 
-def _decode_event(event: SSEEvent) -> _Event:
+def _decode_event(event: SSEEvent) -> tuple[str, _Event]:
+    """``(type, event)`` of one SSE event; raises for an ``error`` event and for garbage."""
+    if event.raw:
+        error = error_from_body(event.data.strip())  # a JSON error object from a proxy
+        if error is not None:
+            raise UpstreamFailure(error)
+        raise _bad("Anthropic sent text that is not a server-sent event")
     try:
-        return _EVENT_DECODER.decode(event.data)
+        data = _EVENT_DECODER.decode(event.data)
     except (msgspec.DecodeError, UnicodeDecodeError):
-        raise _failure(f"unreadable Anthropic stream event ({event.event or 'unnamed'})") from None
-
-
-def _raw_line(data: bytes) -> None:
-    """Text outside SSE framing: a JSON error object (from a proxy) fails the stream; else ignored."""
-    text = data.strip()
-    if not text.startswith(b"{"):
-        return
-    error = error_from_body(text)
-    if error is not None:
-        raise UpstreamFailure(error)
+        raise _bad("Anthropic sent a stream event that is not an event of its API") from None
+    if data.type is None or (event.event is not None and event.event != data.type):
+        raise _bad("Anthropic sent a stream event whose type is missing or not its event name")
+    if data.type == "error":
+        raise UpstreamFailure(stream_error(event.data))
+    return data.type, data
 
 
 class TextCompletionChunks:
@@ -254,14 +266,8 @@ class AnthropicStream(_SSETranslator):
         for event in events:
             if self.done:
                 break
-            if event.raw:
-                _raw_line(event.data)
-                continue
-            data = _decode_event(event)
-            kind = data.type or event.event
-            if kind == "error":
-                raise UpstreamFailure(stream_error(event.data))
-            handler = _HANDLERS.get(kind or "")
+            kind, data = _decode_event(event)
+            handler = _HANDLERS.get(kind)
             if handler is not None:
                 handler(self, data, out)
 
@@ -300,7 +306,7 @@ class AnthropicStream(_SSETranslator):
             try:
                 initial = compact_json(block.input) if block.input else None
             except (msgspec.DecodeError, UnicodeDecodeError):
-                raise _failure("unreadable tool input in the Anthropic stream") from None
+                raise _bad("Anthropic sent an unreadable tool input in its stream") from None
             if self.json_tool and block.name == JSON_TOOL:
                 self._json_used = True
                 self._held.clear()
@@ -435,16 +441,22 @@ _HANDLERS = {
 }
 
 
-def _terminated(frame: bytes) -> bytes:
-    if frame.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")):
-        return frame
-    return frame.rstrip(b"\r\n") + b"\n\n"
+def _frame(kind: str, data: bytes) -> bytes:
+    """One checked event as Anthropic writes it, rebuilt rather than copied: ``event: <type>``
+    and ``data: <json>`` (no stray ``id:`` or ``retry:`` field reaches the client). A ``data``
+    split over several lines is JSON whose line breaks are whitespace: they become spaces."""
+    data = data.strip()
+    if b"\n" in data or b"\r" in data:
+        data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+    return event_frame(kind, data)
 
 
 class AnthropicPassthrough(_SSETranslator):
     """Forwards an Anthropic stream to an Anthropic client frame by frame, unchanged.
 
-    Still reads usage, fails on ``event: error`` and on a stream without ``message_stop``.
+    Still reads usage, fails on ``event: error``, on a stream without ``message_stop`` and on
+    anything that is not an Anthropic event; each event is rebuilt from its checked ``type`` and
+    ``data``.
     """
 
     dialect = "anthropic"
@@ -456,17 +468,11 @@ class AnthropicPassthrough(_SSETranslator):
         for event in events:
             if self.done:
                 break
-            if event.raw:
-                _raw_line(event.data)
-                continue
-            data = _decode_event(event)
-            kind = data.type or event.event
-            if kind == "error":
-                raise UpstreamFailure(stream_error(event.data))
+            kind, data = _decode_event(event)
             if kind == "message_start" and data.message is not None:
                 self.usage = self._tracker.merge(data.message.usage)
             elif kind == "message_delta":
                 self.usage = self._tracker.merge(data.usage)
             elif kind == "message_stop":
                 self.done = True
-            out.append(_terminated(event.frame))
+            out.append(_frame(kind, event.data))

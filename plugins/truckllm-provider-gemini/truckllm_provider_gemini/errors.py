@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -49,9 +50,16 @@ def parse_duration(text: Any) -> float | None:
         value = float(text[:-1])
     except ValueError:
         return None
-    if value != value or value < 0 or value == float("inf"):
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _retry_in(message: str) -> float | None:
+    """Seconds from ``Please retry in 47.5s`` in a message; ``None`` when absent or not finite."""
+    match = _RETRY_IN.search(message)
+    if not match:
         return None
-    return value
+    value = float(match.group(1)) / (1000 if match.group(2).lower() == "ms" else 1)
+    return value if math.isfinite(value) else None  # 400 digits parse as inf
 
 
 def _error_object(body: bytes) -> dict[str, Any] | None:
@@ -98,9 +106,7 @@ def status_error(http_status: int, error: dict[str, Any] | None, fallback: str) 
         elif detail_type.endswith("google.rpc.RetryInfo"):
             retry_after = parse_duration(detail.get("retryDelay"))
     if retry_after is None and http_status in (429, 503):
-        match = _RETRY_IN.search(message)
-        if match:
-            retry_after = float(match.group(1)) / (1000 if match.group(2).lower() == "ms" else 1)
+        retry_after = _retry_in(message)
 
     if "API_KEY_INVALID" in reasons or status == "UNAUTHENTICATED" or http_status == 401:
         return upstream_error(401, message, kind="auth", code="invalid_api_key")
@@ -123,7 +129,11 @@ def status_error(http_status: int, error: dict[str, Any] | None, fallback: str) 
 
 
 def read_error(http_status: int, body: bytes) -> UpstreamError:
-    """Classify a Gemini error answer (any body: JSON ``Status``, a JSON array of one, or text)."""
+    """Classify a Gemini error answer (any body: JSON ``Status``, a JSON array of one, or text).
+
+    The upstream's text is passed whole, never cut here: the kernel scrubs secrets from every
+    field of the error first and truncates after (a key cut in two would escape the scrubber).
+    """
     error = _error_object(body)
-    fallback = body[:300].decode("utf-8", "replace").strip() or f"Gemini answered HTTP {http_status}"
+    fallback = body.decode("utf-8", "replace").strip() or f"Gemini answered HTTP {http_status}"
     return status_error(http_status, error, fallback)

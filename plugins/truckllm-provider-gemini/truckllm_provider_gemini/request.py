@@ -43,6 +43,7 @@ from truckllm.types import ChatRequest, Provider, UpstreamRequest
 from .ids import decode_call_id
 from .options import Options, options_of
 from .schema import to_gemini_schema
+from .urls import method_url, model_resource
 
 __all__ = [
     "MAX_EMBED_BATCH",
@@ -50,7 +51,6 @@ __all__ = [
     "chat_body",
     "completion_body",
     "embed_body",
-    "model_path",
     "upstream_url",
 ]
 
@@ -67,21 +67,20 @@ _JSON = msgspec.json.Decoder()
 
 # --- URLs ----------------------------------------------------------------------------------------
 
-
-def model_path(model: str) -> str:
-    """``models/<model>``, or the name as given when it already has a collection (``tunedModels/x``)."""
-    return model if "/" in model else f"models/{model}"
+_METHODS = {"count_tokens": "countTokens", "embeddings": "batchEmbedContents"}
 
 
 def upstream_url(base_url: str, model: str, endpoint: str, stream: bool) -> str:
-    """The method URL for one client endpoint."""
-    if endpoint == "count_tokens":
-        return f"{base_url}/{model_path(model)}:countTokens"
-    if endpoint == "embeddings":
-        return f"{base_url}/{model_path(model)}:batchEmbedContents"
+    """The method URL for one client endpoint (the model checked and encoded by :mod:`.urls`).
+
+    :raises UnsupportedRequest: when ``model`` cannot be a Gemini model name.
+    """
+    method = _METHODS.get(endpoint)
+    if method is not None:
+        return method_url(base_url, model, method)
     if stream:
-        return f"{base_url}/{model_path(model)}:streamGenerateContent?alt=sse"
-    return f"{base_url}/{model_path(model)}:generateContent"
+        return method_url(base_url, model, "streamGenerateContent", stream=True)
+    return method_url(base_url, model, "generateContent")
 
 
 # --- content parts -------------------------------------------------------------------------------
@@ -628,7 +627,7 @@ def embed_body(typed: EmbeddingRequest, model: str, options: Options) -> dict[st
         extra["taskType"] = options.embedding_task_type
     if is_set(typed.dimensions):
         extra["outputDimensionality"] = typed.dimensions
-    name = model_path(model)
+    name = model_resource(model)
     return {"requests": [{"model": name, "content": {"parts": [{"text": text}]}, **extra} for text in inputs]}
 
 
@@ -650,9 +649,9 @@ def build_request(provider: Provider, model: str, request: ChatRequest, api_key:
             fields = request.fields()
             if "requests" in fields:  # batchEmbedContents: every request names the URL's model
                 items = msgspec.json.decode(fields["requests"])
-                raw = request.encode(requests=[{**item, "model": model_path(model)} for item in items])
+                raw = request.encode(requests=[{**item, "model": model_resource(model)} for item in items])
             else:  # embedContent
-                url = f"{provider.base_url}/{model_path(model)}:embedContent"
+                url = method_url(provider.base_url, model, "embedContent")
         return UpstreamRequest(url=url, headers=headers, body=raw, stream=stream)
     if request.endpoint == "count_tokens":
         raise UnsupportedRequest("Gemini counts the tokens of Gemini-dialect requests only", param="model")

@@ -7,6 +7,7 @@ mappings of PROVIDERS.md §4.3 and §4.4.
 from __future__ import annotations
 
 import base64
+import re
 import struct
 import time
 from typing import Any
@@ -21,14 +22,19 @@ from truckllm.types import ChatRequest, ProviderResult, UpstreamError, UpstreamR
 
 from .errors import read_error, status_error
 from .ids import encode_call_id
+from .numbers import token_count
 
 __all__ = [
     "Candidate",
+    "CountTokensResponse",
+    "EmbedResponse",
     "GenerateContentResponse",
     "Part",
     "UsageMetadata",
+    "bad_response",
     "finish_reason",
     "parse_usage",
+    "read_generate",
     "tool_call",
     "translate_response",
     "usage_from",
@@ -98,14 +104,18 @@ class PromptFeedback(Struct, rename="camel"):
 
 
 class UsageMetadata(Struct, rename="camel"):
-    """``usageMetadata`` (zero-valued fields are omitted upstream)."""
+    """``usageMetadata`` (zero-valued fields are omitted upstream).
 
-    prompt_token_count: int | None = None
-    candidates_token_count: int | None = None
-    thoughts_token_count: int | None = None
-    cached_content_token_count: int | None = None
-    tool_use_prompt_token_count: int | None = None
-    total_token_count: int | None = None
+    The counts are read as any JSON value and made sane by :func:`usage_from`: a hostile or broken
+    count (``-1000000``, ``1e30``, ``"12"``) must not fail a good answer, nor refund a budget.
+    """
+
+    prompt_token_count: Any = None
+    candidates_token_count: Any = None
+    thoughts_token_count: Any = None
+    cached_content_token_count: Any = None
+    tool_use_prompt_token_count: Any = None
+    total_token_count: Any = None
 
 
 class GenerateContentResponse(Struct, rename="camel"):
@@ -131,9 +141,25 @@ class BatchEmbedResponse(Struct):
     embeddings: list[Embedding] | None = None
 
 
+class EmbedResponse(Struct):
+    """``EmbedContentResponse`` (a Gemini client's ``embedContent``, passed through)."""
+
+    embedding: Embedding
+
+
+class CountTokensResponse(Struct, rename="camel"):
+    """``CountTokensResponse`` (a Gemini client's ``countTokens``, passed through)."""
+
+    total_tokens: int = 0
+
+
 GENERATE = msgspec.json.Decoder(GenerateContentResponse)
 _EMBED = msgspec.json.Decoder(BatchEmbedResponse)
+_EMBED_ONE = msgspec.json.Decoder(EmbedResponse)
+_COUNT = msgspec.json.Decoder(CountTokensResponse)
 _USAGE_ONLY = msgspec.json.Decoder(GenerateContentResponse)
+_UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+_REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 
 # --- mappings ------------------------------------------------------------------------------------
@@ -163,7 +189,9 @@ def finish_reason(reason: str | None, saw_tool_call: bool) -> str:
         return "tool_calls"
     mapped = _FINISH.get(reason or "STOP", "stop")
     if (reason or "") not in _QUIET and mapped == "stop":
-        logger.info("gemini finished with {}; reported as finish_reason=stop", reason)
+        # upstream text reaches the log only when it is an enum name, never as free text
+        shown = reason if reason and _REASON.fullmatch(reason) else "an unreadable reason"
+        logger.info("gemini finished with {}; reported as finish_reason=stop", shown)
     return mapped
 
 
@@ -171,11 +199,11 @@ def usage_from(meta: UsageMetadata | None) -> Usage | None:
     """OpenAI-sense :class:`Usage` from ``usageMetadata`` (PROVIDERS.md §4.4)."""
     if meta is None:
         return None
-    prompt_raw = max(meta.prompt_token_count or 0, 0)
-    tool_prompt = max(meta.tool_use_prompt_token_count or 0, 0)
-    candidates = max(meta.candidates_token_count or 0, 0)
-    thoughts = max(meta.thoughts_token_count or 0, 0)
-    total = max(meta.total_token_count or 0, 0)
+    prompt_raw = token_count(meta.prompt_token_count)
+    tool_prompt = token_count(meta.tool_use_prompt_token_count)
+    candidates = token_count(meta.candidates_token_count)
+    thoughts = token_count(meta.thoughts_token_count)
+    total = token_count(meta.total_token_count)
     prompt = prompt_raw + tool_prompt
     completion = candidates + thoughts
     if thoughts and total and prompt + candidates == total:
@@ -184,7 +212,7 @@ def usage_from(meta: UsageMetadata | None) -> Usage | None:
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=total or prompt + completion,
-        cached_tokens=max(meta.cached_content_token_count or 0, 0),
+        cached_tokens=token_count(meta.cached_content_token_count),
         reasoning_tokens=thoughts,
     )
 
@@ -268,27 +296,39 @@ def _blocked_choice(endpoint: str) -> dict[str, Any]:
     }
 
 
+def bad_response(what: str) -> UpstreamError:
+    """The failure for a 2xx answer that is not a Gemini answer: 502 ``bad_response`` (the
+    kernel counts it against the key and may try another candidate)."""
+    message = f"Gemini answered with {what}"
+    return UpstreamError(status=502, kind="bad_response", type="server_error", message=message)
+
+
 def _unreadable(what: str) -> ProviderResult:
-    return ProviderResult(
-        error=UpstreamError(status=502, kind="server", message=f"Gemini answered with {what}")
-    )
+    return ProviderResult(error=bad_response(what))
+
+
+def read_generate(body: bytes) -> GenerateContentResponse | UpstreamError:
+    """A whole ``GenerateContentResponse``, or the error it is: the ``error`` it carries, or
+    ``bad_response`` when it is not one (not JSON, the wrong shape, no candidates and no block
+    reason)."""
+    try:
+        answer = GENERATE.decode(body)
+    except _UNREADABLE:
+        return bad_response("a body that is not a GenerateContentResponse")
+    if answer.error is not None:
+        error = answer.error if isinstance(answer.error, dict) else {"message": str(answer.error)}
+        return status_error(200, error, "Gemini reported an error")
+    if not answer.candidates and (answer.prompt_feedback is None or not answer.prompt_feedback.block_reason):
+        return bad_response("no candidates and no block reason")
+    return answer
 
 
 def _generate(request: ChatRequest, body: bytes) -> ProviderResult:
-    try:
-        answer = GENERATE.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return _unreadable("a body that is not a GenerateContentResponse")
-    if answer.error is not None:
-        error = answer.error if isinstance(answer.error, dict) else {"message": str(answer.error)}
-        return ProviderResult(error=status_error(200, error, "Gemini reported an error"))
+    answer = read_generate(body)
+    if isinstance(answer, UpstreamError):
+        return ProviderResult(error=answer)
     candidates = sorted(answer.candidates or [], key=lambda c: c.index or 0)
-    if candidates:
-        reads = [_Read(c) for c in candidates]
-    elif answer.prompt_feedback is not None and answer.prompt_feedback.block_reason:
-        reads = []
-    else:
-        return _unreadable("no candidates and no block reason")
+    reads = [_Read(c) for c in candidates]
     model = answer.model_version or request.model
     usage = usage_from(answer.usage_metadata)
     if request.endpoint == "completions":
@@ -319,7 +359,7 @@ def _generate(request: ChatRequest, body: bytes) -> ProviderResult:
 def _embeddings(request: ChatRequest, body: bytes) -> ProviderResult:
     try:
         answer = _EMBED.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _UNREADABLE:
         return _unreadable("a body that is not a BatchEmbedContentsResponse")
     typed = request.typed
     expected = None
@@ -355,10 +395,39 @@ def translate_response(request: ChatRequest, response: UpstreamResponse) -> Prov
     if not 200 <= response.status < 300:
         return ProviderResult(error=read_error(response.status, response.body))
     if request.dialect == "gemini":
+        error = _passthrough_error(request, response.body)
+        if error is not None:
+            return ProviderResult(error=error)
         return ProviderResult(body=response.body, dialect="gemini")
     if request.endpoint == "embeddings":
         return _embeddings(request, response.body)
     return _generate(request, response.body)
+
+
+def _passthrough_error(request: ChatRequest, body: bytes) -> UpstreamError | None:
+    """Why a Gemini client's answer cannot be passed through (``None`` when it can): the body must
+    be the answer of the method called, or the client would get garbage as a 200."""
+    if request.endpoint == "chat":
+        answer = read_generate(body)
+        return answer if isinstance(answer, UpstreamError) else None
+    if request.endpoint == "embeddings":
+        batch = "requests" in request.fields()
+        try:
+            if batch and _EMBED.decode(body).embeddings is not None:
+                return None
+            if not batch:
+                _EMBED_ONE.decode(body)
+                return None
+        except _UNREADABLE:
+            pass
+        shape = "a BatchEmbedContentsResponse" if batch else "an EmbedContentResponse"
+        return bad_response(f"a body that is not {shape}")
+    if request.endpoint == "count_tokens":
+        try:
+            _COUNT.decode(body)
+        except _UNREADABLE:
+            return bad_response("a body that is not a CountTokensResponse")
+    return None
 
 
 def parse_usage(request: ChatRequest, body: bytes) -> Usage | None:
@@ -367,6 +436,6 @@ def parse_usage(request: ChatRequest, body: bytes) -> Usage | None:
         return Usage()
     try:
         answer = _USAGE_ONLY.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _UNREADABLE:
         return None
     return usage_from(answer.usage_metadata)

@@ -8,7 +8,11 @@ a failure after the 200 as a raw, non-SSE ``{"error": ...}`` object. The transla
 - send exactly one finish chunk per choice (``tool_calls`` when the choice called a function);
 - at the end send the usage chunk (when the client asked for it) and ``[DONE]``;
 - raise :class:`~truckllm.errors.UpstreamFailure` for an upstream error and for a stream that ends
-  before its finish reason: a cut stream is never a clean answer.
+  before its finish reason: a cut stream is never a clean answer;
+- raise ``bad_response`` (502, counted against the key) for anything that is not a Gemini event:
+  text outside SSE framing that is not an error object, an event that is not JSON or not a
+  ``GenerateContentResponse``. No byte of such an event reaches the client; the frames of the
+  events before it do (returned first, the failure raised at the next call).
 """
 
 from __future__ import annotations
@@ -24,39 +28,43 @@ from truckllm.sse import SSEEvent, SSEParser
 from truckllm.types import ChatRequest, RateLimits, UpstreamError, Usage
 
 from .errors import status_error
-from .response import GENERATE, GenerateContentResponse, finish_reason, tool_call, usage_from
+from .response import GENERATE, GenerateContentResponse, bad_response, finish_reason, tool_call, usage_from
 
 __all__ = ["GeminiPassthroughStream", "GeminiStream"]
 
 _JSON = msgspec.json.Decoder()
-_BLANK_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r", b"\r\n\n", b"\n\r\n")
+_UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
 def _cut(message: str) -> UpstreamFailure:
     return UpstreamFailure(UpstreamError(status=502, kind="stream", message=message))
 
 
-def _raise_error(error: Any) -> None:
+def _error_failure(error: Any) -> UpstreamFailure:
     obj = error if isinstance(error, dict) else {"message": str(error)}
-    raise UpstreamFailure(status_error(200, obj, "Gemini reported an error mid-stream"))
+    return UpstreamFailure(status_error(200, obj, "Gemini reported an error mid-stream"))
 
 
-def _check_raw(data: bytes) -> None:
-    """A non-SSE line: Gemini's raw ``{"error": ...}`` object raises; anything else is ignored."""
+def _json(data: bytes) -> Any:
     try:
-        parsed = _JSON.decode(data)
-    except msgspec.DecodeError:
+        return _JSON.decode(data)
+    except _UNREADABLE:
+        return None
+
+
+def _not_an_event(data: bytes, what: str) -> UpstreamFailure:
+    """The failure for text that is not a stream event: Gemini's raw ``{"error": ...}`` object
+    (alone, first in an array, or after a stray ``[`` or ``,``) is the error it reports; anything
+    else is a ``bad_response``: never forwarded, never skipped."""
+    parsed = _json(data)
+    if parsed is None and b'"error"' in data:
         start = data.find(b"{")
-        if start < 0 or b'"error"' not in data:
-            return
-        try:
-            parsed = _JSON.decode(data[start:])
-        except msgspec.DecodeError:
-            raise _cut("Gemini sent an unreadable error mid-stream") from None
+        parsed = _json(data[start:]) if start >= 0 else None
     if isinstance(parsed, list) and parsed:
         parsed = parsed[0]
     if isinstance(parsed, dict) and parsed.get("error") is not None:
-        _raise_error(parsed["error"])
+        return _error_failure(parsed["error"])
+    return UpstreamFailure(bad_response(what))
 
 
 def _decode(data: bytes) -> GenerateContentResponse | None:
@@ -66,11 +74,10 @@ def _decode(data: bytes) -> GenerateContentResponse | None:
         return None
     try:
         event = GENERATE.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        _check_raw(data)
-        raise _cut("Gemini sent an unreadable stream event") from None
+    except _UNREADABLE:
+        raise _not_an_event(data, "a stream event that is not a GenerateContentResponse") from None
     if event.error is not None:
-        _raise_error(event.error)
+        raise _error_failure(event.error)
     return event
 
 
@@ -239,8 +246,7 @@ class GeminiStream(_Translator):
 
     def _event(self, event: SSEEvent, out: list[bytes]) -> None:
         if event.raw:
-            _check_raw(event.data)
-            return
+            raise _not_an_event(event.data, "text that is not a server-sent event")
         decoded = _decode(event.data)
         if decoded is not None:
             self._translate(decoded, out)
@@ -282,6 +288,16 @@ class GeminiStream(_Translator):
                 out.append(frames.finish(index, finish_reason(candidate.finish_reason, choice.saw_tool_call)))
 
 
+def _frame(data: bytes) -> bytes:
+    """One checked event as Gemini writes it: ``data: <json>\\r\\n\\r\\n``, rebuilt rather than
+    copied (no stray ``event:``, ``id:`` or ``retry:`` field reaches the client). A ``data`` split
+    over several lines is JSON whose line breaks are whitespace: they become spaces."""
+    data = data.strip()
+    if b"\n" in data or b"\r" in data:
+        data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+    return b"data: " + data + b"\r\n\r\n"
+
+
 class GeminiPassthroughStream(_Translator):
     """Forwards a Gemini stream to a Gemini-dialect client frame by frame.
 
@@ -305,15 +321,12 @@ class GeminiPassthroughStream(_Translator):
 
     def _event(self, event: SSEEvent, out: list[bytes]) -> None:
         if event.raw:
-            _check_raw(event.data)
-            return
+            raise _not_an_event(event.data, "text that is not a server-sent event")
         decoded = _decode(event.data)
-        if decoded is not None:
-            self._read(decoded)
-        frame = event.frame
-        if not frame.endswith(_BLANK_ENDS):
-            frame += b"\r\n\r\n"
-        out.append(frame)
+        if decoded is None:
+            return
+        self._read(decoded)
+        out.append(_frame(event.data))
 
     def _read(self, decoded: GenerateContentResponse) -> None:
         if decoded.usage_metadata is not None:
