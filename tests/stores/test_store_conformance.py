@@ -13,6 +13,7 @@ from truckllm_store_http import HttpStore
 from truckllm_store_memory import MemoryStore
 from truckllm_store_redis import RedisStore
 
+from truckllm.localstate import LocalState
 from truckllm.secrets import Secret
 from truckllm.store import Store
 from truckllm.testing.store_conformance import FakeClock, StoreConformance, StoreHarness
@@ -21,11 +22,8 @@ from truckllm.testing.store_server import LocalStore, StoreServer
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture
-async def redis_prefix() -> AsyncIterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    prefix = f"truckllm-test-{uuid.uuid4().hex[:12]}:"
-    yield prefix
+async def delete_prefix(prefix: str) -> None:
+    """Delete every Redis key under ``prefix`` (a Redis that lost its data, as far as it is concerned)."""
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
         keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
@@ -33,6 +31,14 @@ async def redis_prefix() -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"truckllm-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    await delete_prefix(prefix)
 
 
 class TestMemoryStoreConformance(StoreConformance):
@@ -45,7 +51,10 @@ class TestMemoryStoreConformance(StoreConformance):
         async def reopen() -> Store:  # a memory store's state lives as long as the process
             return MemoryStore(MemoryStore.Options(), clock=clock, state=store.state)
 
-        harness = StoreHarness(store, clock=clock, reopen=reopen)
+        async def lose_data() -> None:  # the process restarted: the state, reservations included, is gone
+            store.state = LocalState(clock)
+
+        harness = StoreHarness(store, clock=clock, reopen=reopen, lose_data=lose_data)
         yield harness
         await harness.store.close()
 
@@ -78,7 +87,10 @@ class TestRedisStoreConformance(StoreConformance):
             await store.start()
             return store
 
-        harness = StoreHarness(await open_store(), clock=None, reopen=open_store)
+        async def lose_data() -> None:  # Redis restarted without its data
+            await delete_prefix(redis_prefix)
+
+        harness = StoreHarness(await open_store(), clock=None, reopen=open_store, lose_data=lose_data)
         yield harness
         await harness.store.close()
 
@@ -87,7 +99,8 @@ class TestHttpStoreConformance(StoreConformance):
     @pytest.fixture
     async def store_harness(self) -> AsyncIterator[StoreHarness]:
         clock = FakeClock()
-        server = StoreServer(LocalStore(clock), token="t0ken")
+        backend = LocalStore(clock)
+        server = StoreServer(backend, token="t0ken")
         await server.start()
         options = HttpStore.Options(url=server.url, token=Secret("t0ken"), flush_interval=3600, timeout=1.0)
 
@@ -96,7 +109,10 @@ class TestHttpStoreConformance(StoreConformance):
             await store.start()
             return store
 
-        harness = StoreHarness(await open_store(), clock=clock, reopen=open_store)
+        async def lose_data() -> None:  # the service restarted without its data
+            backend.state = LocalState(clock)
+
+        harness = StoreHarness(await open_store(), clock=clock, reopen=open_store, lose_data=lose_data)
         yield harness
         await harness.store.close()
         await server.stop()

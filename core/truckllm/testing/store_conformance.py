@@ -20,6 +20,26 @@ class TestMyStoreConformance(StoreConformance):
 A store whose time cannot be injected (Redis uses its own clock) passes ``clock=None``: the
 suite then waits for real (at most about a second in total) or checks ``retry_after`` values.
 Writes a store batches are made visible with its ``flush()`` method when it has one.
+
+A store with a shared backend passes ``lose_data``: a coroutine function that makes the backend
+forget everything (Redis: delete the prefix's keys) while the store object stays, so the suite
+can settle requests whose reservations the backend no longer holds.
+
+The budget rules (every store): :func:`run_budget_ops` plays a sequence of :class:`BudgetOp`
+(admit, settle with any correction, settle twice, settle a request never admitted, lose the
+backend's data) and checks after every step that the budget's ``spent + reserved`` (read with a
+probe admission) is never below 0, never below what the store must still hold (the reservations
+and costs since the last loss), never above that plus what settlements may add, and never above
+the limit by more than the documented slack (overruns of settlements beyond their reservation,
+and positive corrections the store cannot match to a reservation). :func:`budget_ops` is the
+hypothesis strategy of such sequences:
+
+```python
+@settings(max_examples=50, deadline=None)
+@given(ops=budget_ops())
+def test_budget_sequences(ops):
+    asyncio.run(run_on_a_fresh_store(ops))  # build, start, run_budget_ops(harness, ops), close
+```
 """
 
 from __future__ import annotations
@@ -27,15 +47,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
+import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+import msgspec
 import pytest
+from hypothesis import strategies as st
 
 from truckllm.store import (
+    DEFAULT_USAGE_RETENTION,
+    USAGE_TOTALS,
     Admission,
     BudgetCheck,
     CooldownMark,
@@ -46,10 +72,21 @@ from truckllm.store import (
     UsageQuery,
     UsageRow,
     usage_groups,
+    utc_day,
 )
 from truckllm.types import RequestRecord, Usage
 
-__all__ = ["DAY0", "FakeClock", "StoreConformance", "StoreHarness", "make_records", "sum_records"]
+__all__ = [
+    "DAY0",
+    "BudgetOp",
+    "FakeClock",
+    "StoreConformance",
+    "StoreHarness",
+    "budget_ops",
+    "make_records",
+    "run_budget_ops",
+    "sum_records",
+]
 
 DAY0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp()
 """Midnight UTC of the first day the usage tests' records fall on."""
@@ -75,6 +112,9 @@ class StoreHarness:
     :param store: the store under test, started.
     :param clock: the store's fake clock, or ``None`` if the store keeps real time.
     :param reopen: build and start a new store over the same backend (called after ``close()``).
+    :param lose_data: make the backend forget everything, the store object staying as it is
+        (``None``: the store has no backend that can lose data without the store knowing).
+    :param usage_retention: the store's ``usage_retention`` (seconds).
     """
 
     def __init__(
@@ -83,10 +123,14 @@ class StoreHarness:
         *,
         clock: FakeClock | None = None,
         reopen: Callable[[], Awaitable[Store]] | None = None,
+        lose_data: Callable[[], Awaitable[None]] | None = None,
+        usage_retention: float = DEFAULT_USAGE_RETENTION,
     ) -> None:
         self.store = store
         self.clock = clock
         self._reopen = reopen
+        self.lose_data = lose_data
+        self.usage_retention = usage_retention
 
     def now(self) -> float:
         """The store's idea of the time."""
@@ -118,6 +162,11 @@ class StoreHarness:
         await self.store.close()
         self.store = await self._reopen()
         return self.store
+
+
+def _replace(record: RequestRecord, **changes: Any) -> RequestRecord:
+    """A copy of ``record`` with ``changes``."""
+    return msgspec.structs.replace(record, **changes)
 
 
 def _rid() -> str:
@@ -197,6 +246,190 @@ async def _admit(
     store: Store, *rates: RateCheck, budgets: tuple[BudgetCheck, ...] = (), rid: str = ""
 ) -> Decision:
     return await store.admit(Admission(request_id=rid or _rid(), rates=rates, budgets=budgets))
+
+
+PROBE_LIMIT = 1e9
+"""The limit of a probe admission (amount 0): its ``remaining`` is ``PROBE_LIMIT - spent - reserved``."""
+
+
+async def budget_used(store: Store, key: str) -> float:
+    """``spent + reserved`` of the ``total`` budget ``key``, read with a probe admission of 0 USD."""
+    probe = BudgetCheck(key=key, limit=PROBE_LIMIT, period="total", amount=0.0)
+    decision = await store.admit(Admission(request_id=_rid(), budgets=(probe,)))
+    assert not decision.degraded, "the store answered from its fallback"
+    return PROBE_LIMIT - decision.remaining[key]
+
+
+@dataclass(frozen=True)
+class BudgetOp:
+    """One step of a budget sequence (see :func:`run_budget_ops`).
+
+    :ivar kind: ``admit`` (reserve ``amount``), ``settle`` (the ``pick``-th unsettled admitted
+        request, modulo their number, with the correction ``amount``; a request never admitted
+        when there is none), ``resettle`` (a settled request again), ``unknown`` (a request never
+        admitted) or ``lose`` (the backend forgets everything, see :attr:`StoreHarness.lose_data`).
+    """
+
+    kind: Literal["admit", "settle", "resettle", "unknown", "lose"]
+    amount: float = 0.0
+    pick: int = 0
+
+
+@dataclass
+class _Held:
+    amount: float
+    epoch: int
+
+
+@dataclass
+class _BudgetModel:
+    """What the store must hold: ``low`` (reservations and costs since the last loss) and what it
+    may add on top (``extra``: costs of requests admitted before the loss, positive corrections
+    of requests it holds no reservation of)."""
+
+    limit: float
+    epoch: int = 0
+    low: float = 0.0
+    extra: float = 0.0
+    overrun: float = 0.0
+    pending: dict[str, _Held] = field(default_factory=dict)
+    settled: list[str] = field(default_factory=list)
+
+    def settle(self, rid: str, adjust: float) -> None:
+        held = self.pending.pop(rid)
+        real = adjust if math.isfinite(adjust) else 0.0
+        cost = max(held.amount + real, 0.0)
+        if held.epoch == self.epoch:
+            self.low += cost - held.amount
+            self.overrun += max(cost - held.amount, 0.0)
+        else:
+            self.extra += cost
+        self.settled.append(rid)
+
+    def unmatched(self, adjust: float) -> None:
+        if 0 < adjust < math.inf:
+            self.extra += adjust
+
+    def lose(self) -> None:
+        self.epoch += 1
+        self.low = self.extra = self.overrun = 0.0
+
+
+def budget_ops(max_size: int = 14) -> st.SearchStrategy[list[BudgetOp]]:
+    """Hypothesis: sequences of :class:`BudgetOp` against a 10 USD budget (amounts up to 12 USD,
+    corrections anywhere in ±1e6 USD, and not-a-number and infinite ones)."""
+    adjust = st.one_of(
+        st.floats(-1e6, 1e6, allow_nan=False),
+        st.floats(-12.0, 12.0, allow_nan=False),
+        st.sampled_from([math.nan, math.inf, -math.inf, -1_000_000.0, 0.0]),
+    )
+    pick = st.integers(0, 7)
+    op = st.one_of(
+        st.builds(BudgetOp, kind=st.just("admit"), amount=st.floats(0.0, 12.0, allow_nan=False)),
+        st.builds(BudgetOp, kind=st.just("settle"), amount=adjust, pick=pick),
+        st.builds(BudgetOp, kind=st.just("resettle"), amount=adjust, pick=pick),
+        st.builds(BudgetOp, kind=st.just("unknown"), amount=adjust),
+        st.just(BudgetOp(kind="lose")),
+    )
+    return st.lists(op, max_size=max_size)
+
+
+async def run_budget_ops(harness: StoreHarness, ops: Sequence[BudgetOp], limit: float = 10.0) -> None:
+    """Play ``ops`` against a fresh ``total`` budget of ``limit`` USD and check the budget rules
+    after every step (``lose`` steps are skipped when the harness cannot lose data).
+
+    :raises AssertionError: naming the step and the numbers.
+    """
+    store, key = harness.store, _key("usd")
+    model = _BudgetModel(limit=limit)
+    for step, op in enumerate(ops):
+        where = f"step {step} {op}"
+        if op.kind == "admit":
+            before = await budget_used(store, key)
+            rid = _rid()
+            check = BudgetCheck(key=key, limit=limit, period="total", amount=op.amount)
+            decision = await store.admit(Admission(request_id=rid, budgets=(check,)))
+            assert not decision.degraded, where
+            tol = 1e-6 * max(1.0, abs(before))
+            if decision.allowed:
+                assert before + op.amount <= limit + tol, f"{where}: allowed with {before} used"
+                model.pending[rid] = _Held(op.amount, model.epoch)
+                model.low += op.amount
+            else:
+                assert before + op.amount > limit - tol, f"{where}: denied with {before} used"
+                assert decision.remaining[key] <= limit, where
+        elif op.kind == "settle" and model.pending:
+            rid = list(model.pending)[op.pick % len(model.pending)]
+            adjust = {key: ("total", op.amount)}
+            await store.settle(Settlement(request_id=rid, budget_adjust=adjust))  # type: ignore[dict-item]
+            model.settle(rid, op.amount)
+        elif op.kind == "lose":
+            if harness.lose_data is None:
+                continue
+            await harness.sync()  # what the store had queued reaches the backend, then is lost
+            await harness.lose_data()
+            model.lose()
+        else:  # unknown, resettle, or settle with nothing admitted
+            settled = model.settled if op.kind == "resettle" else []
+            rid = settled[op.pick % len(settled)] if settled else _rid()
+            adjust = {key: ("total", op.amount)}
+            await store.settle(Settlement(request_id=rid, budget_adjust=adjust))  # type: ignore[dict-item]
+            model.unmatched(op.amount)
+        await harness.sync()
+        used = await budget_used(store, key)
+        tol = 1e-6 * max(1.0, abs(used), model.low + model.extra)
+        assert used >= -tol, f"{where}: spent + reserved = {used} < 0"
+        assert used >= model.low - tol, f"{where}: {used} used, the store must hold {model.low}"
+        assert used <= model.low + model.extra + tol, f"{where}: {used} used > {model.low} + {model.extra}"
+        slack = model.overrun + model.extra
+        assert used <= limit + slack + tol, f"{where}: {used} used > limit {limit} + slack {slack}"
+
+
+BUDGET_CASES: dict[str, list[BudgetOp]] = {
+    "negative cost refunds nothing (usage of -1,000,000 tokens)": [
+        BudgetOp(kind="admit", amount=2.0),
+        BudgetOp(kind="settle", amount=-1000.0),
+        BudgetOp(kind="admit", amount=10.0),
+        BudgetOp(kind="admit", amount=0.01),
+    ],
+    "settlement larger than the reservation": [
+        BudgetOp(kind="admit", amount=2.0),
+        BudgetOp(kind="settle", amount=20.0),
+        BudgetOp(kind="admit", amount=0.5),
+    ],
+    "a refund for a request never admitted is dropped": [
+        BudgetOp(kind="unknown", amount=-5.0),
+        BudgetOp(kind="admit", amount=10.0),
+        BudgetOp(kind="admit", amount=0.01),
+    ],
+    "a request settled twice": [
+        BudgetOp(kind="admit", amount=4.0),
+        BudgetOp(kind="settle", amount=-1.0),
+        BudgetOp(kind="resettle", amount=-3.0),
+        BudgetOp(kind="resettle", amount=2.0),
+        BudgetOp(kind="admit", amount=5.0),
+    ],
+    "corrections that are not numbers": [
+        BudgetOp(kind="admit", amount=3.0),
+        BudgetOp(kind="admit", amount=3.0),
+        BudgetOp(kind="settle", amount=math.nan),
+        BudgetOp(kind="settle", amount=-math.inf),
+        BudgetOp(kind="unknown", amount=math.inf),
+        BudgetOp(kind="admit", amount=4.5),
+    ],
+    "the backend loses its data between admit and settle": [
+        BudgetOp(kind="admit", amount=4.0),
+        BudgetOp(kind="admit", amount=1.0),
+        BudgetOp(kind="lose"),
+        BudgetOp(kind="admit", amount=3.0),
+        BudgetOp(kind="settle", amount=-1.0, pick=0),
+        BudgetOp(kind="settle", amount=5.0, pick=0),
+        BudgetOp(kind="admit", amount=2.5),
+        BudgetOp(kind="settle", amount=0.0, pick=0),
+        BudgetOp(kind="admit", amount=7.0),
+    ],
+}
+"""Budget sequences every store plays (the instances issue 13 names, and their neighbours)."""
 
 
 class StoreConformance:
@@ -365,7 +598,100 @@ class StoreConformance:
         assert not denied.allowed
         assert denied.retry_after == pytest.approx(12.0, abs=0.5)  # pay the debt, then one unit
 
+    # --- budget rules: numbers are clamped (issue 13) --------------------------------------------
+
+    @pytest.mark.parametrize("case", sorted(BUDGET_CASES))
+    async def test_budget_rules(self, store_harness: StoreHarness, case: str) -> None:
+        """Every sequence of :data:`BUDGET_CASES` keeps the budget rules (see :func:`run_budget_ops`)."""
+        await run_budget_ops(store_harness, BUDGET_CASES[case])
+
+    async def test_negative_cost_refunds_nothing(self, store_harness: StoreHarness) -> None:
+        """A settlement whose cost is below 0 (usage of -1,000,000 tokens: -$1,000) counts as 0."""
+        store, key, rid = store_harness.store, _key("usd"), _rid()
+        assert (await _admit(store, budgets=(BudgetCheck(key=key, limit=10.0, amount=2.0),), rid=rid)).allowed
+        await store.settle(Settlement(request_id=rid, budget_adjust={key: ("month", -1002.0)}))
+        await store.settle(Settlement(request_id=_rid(), budget_adjust={key: ("month", -1000.0)}))
+        await store_harness.sync()
+        assert not (await _admit(store, budgets=(BudgetCheck(key=key, limit=10.0, amount=10.5),))).allowed
+        decision = await _admit(store, budgets=(BudgetCheck(key=key, limit=10.0, amount=10.0),))
+        assert decision.allowed and decision.remaining[key] == pytest.approx(0.0)
+
+    async def test_settlement_after_the_backend_lost_data(self, store_harness: StoreHarness) -> None:
+        """A reservation the backend lost releases nothing: the reservations made since stay held."""
+        if store_harness.lose_data is None:
+            pytest.skip("this store's backend cannot lose data on its own")
+        store, key = store_harness.store, _key("usd")
+        before, after = _rid(), _rid()
+
+        def usd(amount: float) -> tuple[BudgetCheck, ...]:
+            return (BudgetCheck(key=key, limit=5.0, period="total", amount=amount),)
+
+        assert (await _admit(store, budgets=usd(4.0), rid=before)).allowed
+        await store_harness.sync()
+        await store_harness.lose_data()
+        assert (await _admit(store, budgets=usd(3.0), rid=after)).allowed
+        await store.settle(Settlement(request_id=before, budget_adjust={key: ("total", -1.0)}))  # cost 3
+        await store_harness.sync()
+        # the 3 USD reserved after the loss are still held, whatever the late settlement added
+        assert not (await _admit(store, budgets=usd(2.01))).allowed
+        assert 3.0 - 1e-9 <= await budget_used(store, key) <= 6.0 + 1e-9
+        await store.settle(Settlement(request_id=after, budget_adjust={key: ("total", -3.0)}))  # cost 0
+        await store_harness.sync()
+        # reserved is back to 0, not below: what is left is the late request's cost, or nothing
+        assert 0.0 - 1e-9 <= await budget_used(store, key) <= 3.0 + 1e-9
+
+    async def test_checks_that_are_not_numbers_are_refused(self, store_harness: StoreHarness) -> None:
+        """A budget amount or limit, or a rate period, that is not a finite number is a ``ValueError``."""
+        store = store_harness.store
+        bad_budgets = [
+            BudgetCheck(key="b", limit=10.0, amount=math.nan),
+            BudgetCheck(key="b", limit=10.0, amount=math.inf),
+            BudgetCheck(key="b", limit=10.0, amount=-1.0),
+            BudgetCheck(key="b", limit=math.nan, amount=1.0),
+            BudgetCheck(key="b", limit=math.inf, amount=1.0),
+        ]
+        for check in bad_budgets:
+            with pytest.raises(ValueError, match="'b'"):
+                await _admit(store, budgets=(check,))
+        for period in (math.nan, math.inf, 0.0, -1.0):
+            with pytest.raises(ValueError, match="'r'"):
+                await _admit(store, RateCheck(key="r", rate=1, period=period))
+
     # --- cooldowns ------------------------------------------------------------------------------
+
+    async def test_clear_cooldown(self, store_harness: StoreHarness) -> None:
+        """``clear_cooldown`` removes one key's mark (an operator's enable); a later mark counts again,
+        even a shorter one; clearing a key without a mark is fine; the clear survives a reopen."""
+        store, now = store_harness.store, store_harness.now()
+        key = _key("oa")
+        await store.mark_cooldown(CooldownMark(provider="openai", key=key, until=now + 600, reason="429"))
+        await store.mark_cooldown(CooldownMark(provider="openai", key=key + "-b", until=now + 600))
+        await store.mark_cooldown(CooldownMark(provider="anthropic", key=key, until=now + 600))
+        await store.clear_cooldown("openai", key)
+        await store.clear_cooldown("openai", key + "-never-marked")
+        listed = {(m.provider, m.key) for m in await store.cooldowns()}
+        assert ("openai", key) not in listed
+        assert {("openai", key + "-b"), ("anthropic", key)} <= listed
+        await store.mark_cooldown(CooldownMark(provider="openai", key=key, until=now + 60, reason="again"))
+        marks = {(m.provider, m.key): m for m in await store.cooldowns()}
+        assert marks[("openai", key)].until == pytest.approx(now + 60)
+        await store.clear_cooldown("openai", key)
+        await store.clear_cooldown("anthropic", key)
+        reopened = await store_harness.reopen()  # close() writes the clears too
+        listed = {(m.provider, m.key) for m in await reopened.cooldowns()}
+        assert ("openai", key) not in listed and ("anthropic", key) not in listed
+        assert ("openai", key + "-b") in listed
+
+    async def test_cooldown_until_not_a_number_is_ignored(self, store_harness: StoreHarness) -> None:
+        """A mark whose ``until`` is not finite is never listed (it would cool a key for good)."""
+        store, now = store_harness.store, store_harness.now()
+        key = _key("oa")
+        for until in (math.inf, math.nan):
+            await store.mark_cooldown(CooldownMark(provider="openai", key=key, until=until))
+        await store.mark_cooldown(CooldownMark(provider="openai", key=key + "-ok", until=now + 60))
+        listed = {m.key: m.until for m in await store.cooldowns()}
+        assert key not in listed and key + "-ok" in listed
+        assert all(math.isfinite(until) for until in listed.values())
 
     async def test_cooldown_extends_never_shortens(self, store_harness: StoreHarness) -> None:
         """A later ``until`` extends a cooldown; an earlier one is ignored."""
@@ -445,6 +771,67 @@ class StoreConformance:
         report = await usage(UsageQuery(alias="claude", provider="openai", group_by=("alias", "provider")))
         assert len(report.rows) == 1
         _same(report.rows[0], sum_records(claude_openai, ("alias", "provider"))[("claude", "openai")])
+
+    async def test_usage_is_never_negative(self, store_harness: StoreHarness) -> None:
+        """Negative token counts and costs (a hostile upstream) count as 0; the others add up."""
+        records = make_records(n=12, seed=17)
+        hostile = []
+        for i, value in enumerate((-1_000_000, -1, 0)):
+            usage = Usage(
+                prompt_tokens=value, completion_tokens=value * 2, cached_tokens=value, reasoning_tokens=value
+            )
+            hostile.append(
+                RequestRecord(
+                    request_id=f"h{i}",
+                    started_at=DAY0 + 3600,
+                    endpoint="chat",
+                    dialect="openai",
+                    alias="gpt-4o",
+                    gateway_key="team-a",
+                    stream=False,
+                    status=200,
+                    latency_ms=1.0,
+                    provider="openai",
+                    provider_key="openai-main",
+                    model="gpt-4o",
+                    usage=usage,
+                    cost_usd=value / 1000.0,
+                )
+            )
+        for record in [*records, *hostile]:
+            await store_harness.record(record)
+        await store_harness.sync()
+        report = await store_harness.store.usage(UsageQuery(group_by=("key", "model")))
+        want = sum_records(records)[()]
+        want.requests += len(hostile)
+        _same(report.total, want)
+        for row in [*report.rows, report.total]:
+            assert all(getattr(row, name) >= 0 for name in USAGE_TOTALS), row
+
+    async def test_usage_retention(self, store_harness: StoreHarness) -> None:
+        """A UTC day's usage is dropped once it is older than the store's ``usage_retention``; a record
+        of such a day is not counted; the drop survives a reopen."""
+        clock = store_harness.clock
+        if clock is None:
+            pytest.skip("needs a fake clock (the redis store's tests check the TTL of every key instead)")
+        old = make_records(n=5, seed=23, days=1)
+        for record in old:
+            await store_harness.record(record)
+        await store_harness.sync()
+        assert (await store_harness.store.usage(UsageQuery())).total.requests == len(old)
+        clock.advance(store_harness.usage_retention - 86400)
+        assert (await store_harness.store.usage(UsageQuery())).total.requests == len(old)
+        clock.advance(2 * 86400)  # DAY0 is now older than the retention
+        late = _replace(old[0], request_id="late")
+        fresh = _replace(old[0], request_id="fresh", started_at=clock())
+        for record in (late, fresh):
+            await store_harness.record(record)
+        await store_harness.sync()
+        report = await store_harness.store.usage(UsageQuery(group_by=("day",)))
+        assert [(r.group["day"], r.requests) for r in report.rows] == [(utc_day(clock()), 1)]
+        reopened = await store_harness.reopen()
+        report = await reopened.usage(UsageQuery(group_by=("day",)))
+        assert [(r.group["day"], r.requests) for r in report.rows] == [(utc_day(clock()), 1)]
 
     # --- shutdown -------------------------------------------------------------------------------
 

@@ -26,18 +26,22 @@ pytestmark = pytest.mark.redis
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+async def _delete_prefix(prefix: str) -> None:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture
 async def prefix() -> AsyncIterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
     value = f"truckllm-test-{uuid.uuid4().hex[:12]}:"
     yield value
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=value + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await _delete_prefix(value)
 
 
 @pytest.fixture
@@ -106,7 +110,10 @@ class TestRedisStoreConformance(StoreConformance):
         async def reopen() -> RedisStore:
             return await _store(prefix, flush_interval=3600, timeout=1.0)  # semantics, not latency
 
-        harness = StoreHarness(await reopen(), clock=None, reopen=reopen)
+        async def lose_data() -> None:  # Redis restarted without its data
+            await _delete_prefix(prefix)
+
+        harness = StoreHarness(await reopen(), clock=None, reopen=reopen, lose_data=lose_data)
         yield harness
         await harness.store.close()
 
