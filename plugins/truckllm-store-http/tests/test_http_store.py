@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -10,13 +12,24 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import msgspec
 import pytest
+from aiohttp import web
 from loguru import logger
 from truckllm_store_http import HttpStore, _Batch
 
 from truckllm.config.loader import decode_options
-from truckllm.localstate import StoreUnavailable
+from truckllm.localstate import LocalState, StoreUnavailable
 from truckllm.secrets import Secret
-from truckllm.store import Admission, BudgetCheck, CooldownMark, RateCheck, Settlement, UsageQuery
+from truckllm.store import (
+    Admission,
+    BudgetCheck,
+    CooldownMark,
+    Decision,
+    RateCheck,
+    Settlement,
+    UsageQuery,
+    UsageReport,
+    UsageRow,
+)
 from truckllm.testing.store_conformance import FakeClock, StoreConformance, StoreHarness, make_records
 from truckllm.testing.store_server import LocalStore, StoreServer
 
@@ -51,7 +64,8 @@ class TestHttpStoreConformance(StoreConformance):
     @pytest.fixture
     async def store_harness(self) -> AsyncIterator[StoreHarness]:
         clock = FakeClock()
-        server = StoreServer(LocalStore(clock), token=TOKEN)
+        backend = LocalStore(clock)
+        server = StoreServer(backend, token=TOKEN)
         await server.start()
 
         async def reopen() -> HttpStore:
@@ -62,7 +76,10 @@ class TestHttpStoreConformance(StoreConformance):
             await store.start()
             return store
 
-        harness = StoreHarness(await reopen(), clock=clock, reopen=reopen)
+        async def lose_data() -> None:  # the service restarted without its data
+            backend.state = LocalState(clock)
+
+        harness = StoreHarness(await reopen(), clock=clock, reopen=reopen, lose_data=lose_data)
         yield harness
         await harness.store.close()
         await server.stop()
@@ -265,3 +282,92 @@ async def test_a_refused_batch_is_dropped_not_retried_forever(
         assert any("refused 1 items" in m for m in warnings)
     finally:
         await store.close()
+
+
+class HostileServer(StoreServer):
+    """A store service whose numbers are out of every range."""
+
+    async def admit(self, request: web.Request) -> web.Response:
+        admission = msgspec.json.decode(await request.read(), type=Admission)
+        keys = [c.key for c in (*admission.rates, *admission.budgets)]
+        remaining = dict.fromkeys(keys, -5.0) | {keys[-1]: 1e300, "not-a-check": 7.0}
+        decision = Decision(
+            allowed=False, denied_by=keys[0], kind="rate", retry_after=1e12, remaining=remaining
+        )
+        return web.Response(body=msgspec.json.encode(decision), content_type="application/json")
+
+    async def cooldowns(self, request: web.Request) -> web.Response:
+        body = b'[{"provider": "p", "key": "k", "until": 1e999}, {"provider": "p", "key": "ok", "until": 5.0}]'
+        return web.Response(body=body, content_type="application/json")
+
+    async def usage(self, request: web.Request) -> web.Response:
+        row = UsageRow(requests=-3, errors=-1, prompt_tokens=-1_000_000, cost_usd=-1000.0, completion_tokens=4)
+        report = UsageReport(rows=[row], total=row)
+        return web.Response(body=msgspec.json.encode(report), content_type="application/json")
+
+
+async def test_numbers_from_the_service_are_clamped() -> None:
+    """A decision's remaining lies in [0, limit or burst], retry_after in [0, longest period]; a
+    cooldown list with an until out of range is not used; usage totals below 0 count as 0."""
+    async with HostileServer(LocalStore(FakeClock()), token=TOKEN) as server:
+        store = await _store(server.url, flush_interval=3600, timeout=1.0)
+        try:
+            rate = RateCheck(key="rpm", rate=10, period=60.0, burst=20)
+            budget = BudgetCheck(key="usd", limit=10.0, period="total", amount=1.0)
+            decision = await store.admit(Admission(request_id="r", rates=(rate,), budgets=(budget,)))
+            assert not decision.allowed and decision.retry_after == 60.0
+            assert decision.remaining == {"rpm": 0.0, "usd": 10.0}
+            # an until out of range refuses the whole answer: this process's own marks are used
+            store.state.mark_cooldown(CooldownMark(provider="p", key="mine", until=time.time() + 60))
+            assert [m.key for m in await store.cooldowns()] == ["mine"]
+            report = await store.usage(UsageQuery())
+            for row in (*report.rows, report.total):
+                assert (row.requests, row.errors, row.prompt_tokens, row.cost_usd) == (0, 0, 0, 0.0)
+                assert row.completion_tokens == 4
+        finally:
+            await store.close()
+
+
+async def test_a_correction_that_is_not_a_number_does_not_lose_the_batch(server: StoreServer) -> None:
+    store = await _store(server.url, flush_interval=3600, timeout=1.0)
+    try:
+        for rid in ("a", "b"):
+            usd = BudgetCheck(key="usd", limit=10.0, period="total", amount=3.0)
+            assert (await store.admit(Admission(request_id=rid, budgets=(usd,)))).allowed
+        await store.settle(Settlement(request_id="a", budget_adjust={"usd": ("total", math.nan)}))  # cost 3
+        await store.settle(Settlement(request_id="b", budget_adjust={"usd": ("total", -3.0)}))  # cost 0
+        await store.flush()
+        assert store.pending == 0
+        probe = BudgetCheck(key="usd", limit=10.0, period="total", amount=0.0)
+        decision = await server.store.admit(Admission(request_id="p", budgets=(probe,)))
+        assert decision.remaining["usd"] == pytest.approx(7.0)  # both applied: 3 spent, nothing reserved
+    finally:
+        await store.close()
+
+
+async def test_a_clear_while_the_service_is_down_is_sent_in_order() -> None:
+    """Marks queued before a clear are dropped by it; a mark queued after it is kept."""
+    backend = LocalStore(FakeClock())
+    server = StoreServer(backend, token=TOKEN)
+    await server.start()
+    store = await _store(server.url, flush_interval=3600, io_timeout=0.5)
+    try:
+        now = time.time()
+        await store.mark_cooldown(CooldownMark(provider="p", key="sent", until=now + 600))
+        await server.stop()
+        await store.mark_cooldown(CooldownMark(provider="p", key="a", until=now + 600))  # queued
+        with contextlib.suppress(Exception):
+            await store.flush(probe=True)  # fails: the outage starts, the mark stays queued
+        assert store.outage.down
+        await store.clear_cooldown("p", "a")
+        await store.clear_cooldown("p", "sent")
+        await store.mark_cooldown(CooldownMark(provider="p", key="sent", until=now + 30, reason="after"))
+        assert {m.key for m in await store.cooldowns()} == {"sent"}  # this process's view meanwhile
+        await server.start()
+        await store.flush(probe=True)
+        marks = {m.key: m for m in await backend.cooldowns()}
+        assert set(marks) == {"sent"} and marks["sent"].reason == "after"
+        assert marks["sent"].until == pytest.approx(now + 30)
+    finally:
+        await store.close()
+        await server.stop()

@@ -274,10 +274,15 @@ class HttpStore:
     # --- off the hot path -----------------------------------------------------------------------
 
     async def settle(self, settlement: Settlement) -> None:
-        """Queue a request's corrections for the next batch (no I/O here)."""
+        """Queue a request's corrections for the next batch (no I/O here). A correction that is not
+        a finite number is sent as 0 (JSON has no such number: it would get the batch refused)."""
         if self._local_ids.pop(settlement.request_id, None) is not None:
             self.state.settle(settlement)
             return
+        adjust = settlement.budget_adjust
+        if not all(math.isfinite(usd) for _, usd in adjust.values()):
+            adjust = {k: (p, usd if math.isfinite(usd) else 0.0) for k, (p, usd) in adjust.items()}
+            settlement = msgspec.structs.replace(settlement, budget_adjust=adjust)
         self._settlements.append(settlement)
 
     async def mark_cooldown(self, mark: CooldownMark) -> None:
