@@ -109,7 +109,9 @@ def test_unsettled_reservations_expire_into_spent() -> None:
         Settlement(request_id="lost", budget_adjust={"b": ("total", -3.0)})
     )  # too late: the reservation is gone, so a refund is dropped (spent never goes down)
     assert state.budget_states() == [BudgetState(key="b", window="total", spent=3.0)]
-    state.settle(Settlement(request_id="lost", budget_adjust={"b": ("total", 0.5)}))  # an overrun still counts
+    state.settle(
+        Settlement(request_id="lost", budget_adjust={"b": ("total", 0.5)})
+    )  # an overrun still counts
     assert state.budget_states() == [BudgetState(key="b", window="total", spent=3.5)]
 
 

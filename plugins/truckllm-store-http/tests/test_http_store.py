@@ -297,11 +297,15 @@ class HostileServer(StoreServer):
         return web.Response(body=msgspec.json.encode(decision), content_type="application/json")
 
     async def cooldowns(self, request: web.Request) -> web.Response:
-        body = b'[{"provider": "p", "key": "k", "until": 1e999}, {"provider": "p", "key": "ok", "until": 5.0}]'
+        body = (
+            b'[{"provider": "p", "key": "k", "until": 1e999}, {"provider": "p", "key": "ok", "until": 5.0}]'
+        )
         return web.Response(body=body, content_type="application/json")
 
     async def usage(self, request: web.Request) -> web.Response:
-        row = UsageRow(requests=-3, errors=-1, prompt_tokens=-1_000_000, cost_usd=-1000.0, completion_tokens=4)
+        row = UsageRow(
+            requests=-3, errors=-1, prompt_tokens=-1_000_000, cost_usd=-1000.0, completion_tokens=4
+        )
         report = UsageReport(rows=[row], total=row)
         return web.Response(body=msgspec.json.encode(report), content_type="application/json")
 

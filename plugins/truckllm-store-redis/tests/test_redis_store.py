@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from loguru import logger
@@ -344,3 +345,170 @@ async def test_options_decode_from_config_and_ready_shows_no_secret(prefix: str)
     assert details["ok"] is False and "hunter2" not in repr(details) and details["addr"] == "127.0.0.1:6379"
     with pytest.raises(Exception, match="unknown"):
         decode_options({"adress": "x"}, RedisStore.Options)
+
+
+# --- issue 13: every key expires, numbers read back are clamped, an enable reaches Redis ------------
+
+
+async def _keys_without_ttl(client: aioredis.Redis, prefix: str) -> dict[str, int]:
+    """Every key under ``prefix`` and its TTL in seconds (-1: none)."""
+    return {key.decode(): await client.ttl(key) async for key in client.scan_iter(match=prefix + "*")}
+
+
+async def test_every_key_the_store_writes_expires(prefix: str) -> None:
+    """After a workload of every kind, SCAN the prefix: every key has a TTL but a ``total`` budget's,
+    and a usage day expires ``usage_retention`` after the day ends."""
+    store = await _store(prefix, flush_interval=3600, timeout=1.0, usage_retention=30 * 86400)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        rates = (RateCheck(key="gk:a:rpm", rate=50), RateCheck(key="gk:a:tpm", rate=1000, cost=30))
+        for period in ("day", "week", "month", "total"):
+            budget = BudgetCheck(key=f"gk:a:{period}", limit=10.0, period=period, amount=1.0)  # type: ignore[arg-type]
+            for rid in (f"{period}-settled", f"{period}-open"):
+                assert (await store.admit(Admission(request_id=rid, rates=rates, budgets=(budget,)))).allowed
+            adjust = {budget.key: (period, 0.5)}
+            await store.settle(
+                Settlement(
+                    request_id=f"{period}-settled", rate_adjust={"gk:a:tpm": -100}, budget_adjust=adjust
+                )
+            )  # type: ignore[dict-item]
+        await store.settle(Settlement(request_id="never", budget_adjust={"gk:b:budget": ("month", 2.0)}))
+        for record in make_records(n=20, days=3):
+            store.store_usage(record)
+        record = make_records(n=1)[0]
+        store.store_usage(msgspec.structs.replace(record, started_at=time.time()))
+        now = time.time()
+        await store.mark_cooldown(CooldownMark(provider="openai", key="k1", until=now + 60, reason="429"))
+        await store.mark_cooldown(CooldownMark(provider="openai", key="k2", until=now + 30, reason="5xx"))
+        await store.clear_cooldown("openai", "k1")
+        await store.flush()
+        ttls = await _keys_without_ttl(client, prefix)
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        assert f"{prefix}{{usage}}:day:{day}" in ttls and f"{prefix}{{cooldowns}}:until" in ttls
+        assert len([k for k in ttls if ":budget:" in k]) == 5
+        forever = sorted(k for k, ttl in ttls.items() if ttl < 0)
+        assert forever == [f"{prefix}{{limits}}:budget:gk:a:total:total"]  # documented: the cap itself
+        day_ttl = ttls[f"{prefix}{{usage}}:day:{day}"]
+        end_of_day = (int(now) // 86400 + 1) * 86400
+        assert day_ttl == pytest.approx(end_of_day + 30 * 86400 - now, abs=5)
+        assert ttls[f"{prefix}{{usage}}:days"] == pytest.approx(32 * 86400, abs=5)
+        assert ttls[f"{prefix}{{cooldowns}}:until"] <= 32  # k1 is cleared: the latest mark left is k2's
+        old_days = [k for k in ttls if ":day:2026-03-0" in k]
+        assert old_days == []  # make_records' days (March 2026) were past the retention: not written
+    finally:
+        await store.close()
+        await client.aclose()
+
+
+async def test_records_past_the_retention_are_not_written_and_old_days_are_forgotten(prefix: str) -> None:
+    store = await _store(prefix, flush_interval=3600, timeout=1.0, usage_retention=2 * 86400)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        base = make_records(n=1)[0]
+        now = time.time()
+        for age_days in (0, 1, 5):
+            store.store_usage(msgspec.structs.replace(base, started_at=now - age_days * 86400))
+        await store.flush()
+        await client.sadd(f"{prefix}{{usage}}:days", "2001-01-01")  # left by an older version
+        report = await store.usage(UsageQuery(group_by=("day",)))
+        assert report.total.requests == 2
+        assert await client.smembers(f"{prefix}{{usage}}:days") == {
+            time.strftime("%Y-%m-%d", time.gmtime(now - d * 86400)).encode() for d in (0, 1)
+        }
+    finally:
+        await store.close()
+        await client.aclose()
+
+
+async def test_numbers_read_back_from_redis_are_clamped(prefix: str) -> None:
+    """A negative spent or reserved (an older version, a hand edit) never loosens a budget, and a
+    negative usage counter reads as 0."""
+    store = await _store(prefix, flush_interval=3600, timeout=1.0)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        name = store.budget_key("gk:a:budget", "total")
+        await client.hset(name, mapping={"spent": "-100", "reserved": "-50"})
+        over = BudgetCheck(key="gk:a:budget", limit=10.0, period="total", amount=10.5)
+        assert not (await store.admit(Admission(request_id="a", budgets=(over,)))).allowed
+        fits = BudgetCheck(key="gk:a:budget", limit=10.0, period="total", amount=4.0)
+        assert (await store.admit(Admission(request_id="b", budgets=(fits,)))).allowed
+        assert float(await client.hget(name, "reserved")) == 4.0  # the negative one was dropped
+        await store.settle(Settlement(request_id="b", budget_adjust={"gk:a:budget": ("total", -1.0)}))
+        await store.flush()
+        assert (float(await client.hget(name, "spent")), float(await client.hget(name, "reserved"))) == (
+            3.0,
+            0.0,
+        )
+        day = store.day_key(time.strftime("%Y-%m-%d", time.gmtime()))
+        label = '["team-a","gpt-4o","openai","oa","gpt-4o"]'
+        await client.hset(day, mapping={f"{label}\trequests": -5, f"{label}\tcost_usd": "-1000.5"})
+        await client.sadd(f"{prefix}{{usage}}:days", time.strftime("%Y-%m-%d", time.gmtime()))
+        total = (await store.usage(UsageQuery())).total
+        assert (total.requests, total.cost_usd) == (0, 0.0)
+    finally:
+        await store.close()
+        await client.aclose()
+
+
+async def test_reserved_never_goes_below_zero_after_redis_lost_its_data(prefix: str) -> None:
+    """The finding: in-flight reservations settled after a restart that lost the data left a negative
+    ``reserved`` that loosened the budget for good."""
+    store = await _store(prefix, flush_interval=3600, timeout=1.0)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        budget = BudgetCheck(key="gk:a:budget", limit=10.0, period="total", amount=4.0)
+        for rid in ("r1", "r2"):
+            assert (await store.admit(Admission(request_id=rid, budgets=(budget,)))).allowed
+        await _delete_prefix(prefix)  # Redis restarted empty
+        for rid in ("r1", "r2"):
+            await store.settle(Settlement(request_id=rid, budget_adjust={"gk:a:budget": ("total", -3.0)}))
+        await store.flush()
+        name = store.budget_key("gk:a:budget", "total")
+        fields = {k.decode(): float(v) for k, v in (await client.hgetall(name)).items()}
+        assert fields == {"spent": 2.0, "reserved": 0.0}  # each really cost 1; nothing released
+        assert not (
+            await store.admit(
+                Admission(
+                    request_id="r3",
+                    budgets=(BudgetCheck(key="gk:a:budget", limit=10.0, period="total", amount=8.5),),
+                )
+            )
+        ).allowed
+    finally:
+        await store.close()
+        await client.aclose()
+
+
+async def test_a_clear_while_redis_is_down_is_sent_in_order(prefix: str) -> None:
+    """Marks queued before a clear are dropped by it; a mark queued after it is kept."""
+    proxy = Proxy()
+    await proxy.start()
+    store = await _store(prefix, addr=f"127.0.0.1:{proxy.port}", flush_interval=3600, io_timeout=0.5)
+    direct = await _store(prefix, flush_interval=3600)
+    try:
+        now = time.time()
+        await store.mark_cooldown(CooldownMark(provider="p", key="sent", until=now + 600))
+        await proxy.stop()
+        await store.mark_cooldown(CooldownMark(provider="p", key="a", until=now + 600))
+        assert store.outage.down
+        await store.clear_cooldown("p", "a")
+        await store.clear_cooldown("p", "sent")
+        await store.mark_cooldown(CooldownMark(provider="p", key="sent", until=now + 30, reason="after"))
+        assert {m.key for m in await store.cooldowns()} == {"sent"}  # this process's view meanwhile
+        await proxy.start()
+        await store.flush(probe=True)
+        marks = {m.key: m for m in await direct.cooldowns()}
+        assert set(marks) == {"sent"} and marks["sent"].reason == "after"
+        assert marks["sent"].until == pytest.approx(now + 30)
+    finally:
+        await store.close()
+        await direct.close()
+        await proxy.stop()
+
+
+async def test_retention_option() -> None:
+    assert decode_options({"usage_retention": "90d"}, RedisStore.Options).usage_retention == 90 * 86400
+    assert RedisStore.Options().usage_retention == 400 * 86400
+    for bad in ("0s", 0):
+        with pytest.raises(Exception, match="usage_retention"):
+            decode_options({"usage_retention": bad}, RedisStore.Options)
