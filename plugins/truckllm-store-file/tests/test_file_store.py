@@ -158,3 +158,85 @@ async def test_ready_names_the_file_and_a_missing_directory_fails_start(tmp_path
     with pytest.raises(sqlite3.OperationalError):
         await broken.start()
     await broken.close()
+
+
+# --- issue 13: the file does not grow for good, and what it holds is clamped when read --------------
+
+
+def _rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return list(db.execute(sql))
+
+
+async def test_the_file_prunes_old_usage_ended_budget_windows_and_cleared_cooldowns(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    store = FileStore(
+        FileStore.Options(path=str(path), flush_interval=3600, usage_retention=10 * 86400), clock=clock
+    )
+    await store.start()
+    try:
+        for record in make_records(n=10, days=3):  # DAY0 .. DAY0 + 2 days
+            store.store_usage(record)
+        for period in ("day", "month", "total"):
+            check = BudgetCheck(key=f"b:{period}", limit=10.0, period=period, amount=1.0)  # type: ignore[arg-type]
+            assert (await store.admit(Admission(request_id=period, budgets=(check,)))).allowed
+            await store.settle(Settlement(request_id=period, budget_adjust={check.key: (period, 0.0)}))  # type: ignore[dict-item]
+        await store.mark_cooldown(CooldownMark(provider="p", key="k", until=clock() + 3600))
+        await store.flush()
+        assert _rows(path, "SELECT DISTINCT day FROM usage ORDER BY day") == [
+            ("2026-03-01",),
+            ("2026-03-02",),
+            ("2026-03-03",),
+        ]
+        assert len(_rows(path, "SELECT * FROM budgets")) == 3
+        await store.clear_cooldown("p", "k")
+        await store.flush()
+        assert _rows(path, "SELECT * FROM cooldowns") == []  # an enable survives a restart
+
+        clock.advance(11 * 86400)  # DAY0 + 11.5 d: 2026-03-01 is past the 10-day retention
+        await store.flush()
+        assert _rows(path, "SELECT DISTINCT day FROM usage ORDER BY day") == [
+            ("2026-03-02",),
+            ("2026-03-03",),
+        ]
+        assert sorted(_rows(path, "SELECT key FROM budgets")) == [
+            ("b:month",),
+            ("b:total",),
+        ]  # the day ended 10 d ago
+        clock.advance(40 * 86400)  # April 21st: March ended more than a week ago; usage all past retention
+        await store.flush()
+        assert _rows(path, "SELECT * FROM usage") == []
+        assert _rows(path, "SELECT key, spent FROM budgets") == [("b:total", 1.0)]  # kept for good
+        assert (await store.usage(UsageQuery())).total.requests == 0
+    finally:
+        await store.close()
+
+
+async def test_negative_numbers_in_the_file_count_as_zero(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "state.db"
+    store = await _open(path, clock)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO budgets (key, budget_window, spent) VALUES ('b', 'total', -100.0)")
+        db.execute(
+            "INSERT INTO usage (key, alias, provider, provider_key, model, day, requests, prompt_tokens, cost_usd)"
+            " VALUES ('k', 'a', 'p', 'pk', 'm', '2026-03-01', -5, -1000000, -1000.0)"
+        )
+    store = await _open(path, clock)
+    try:
+        over = BudgetCheck(key="b", limit=10.0, period="total", amount=10.5)
+        assert not (await store.admit(Admission(request_id="r", budgets=(over,)))).allowed
+        total = (await store.usage(UsageQuery())).total
+        assert (total.requests, total.prompt_tokens, total.cost_usd) == (0, 0, 0.0)
+    finally:
+        await store.close()
+
+
+async def test_retention_option_is_checked() -> None:
+    from truckllm.config.loader import decode_options
+
+    assert decode_options({"usage_retention": "30d"}, FileStore.Options).usage_retention == 30 * 86400
+    with pytest.raises(Exception, match="usage_retention"):
+        decode_options({"usage_retention": 0}, FileStore.Options)
