@@ -32,8 +32,10 @@ _SHOWN = 80
 
 
 def _refuse(model: str, why: str) -> UnsupportedRequest:
-    shown = model if len(model) <= _SHOWN else model[:_SHOWN] + "..."
-    return UnsupportedRequest(f"{shown!r} is not a Gemini model name: {why}", param="model")
+    shown = repr(model)  # control characters escaped, and at most _SHOWN characters of it
+    if len(shown) > _SHOWN:
+        shown = shown[:_SHOWN] + "..."
+    return UnsupportedRequest(f"{shown} is not a Gemini model name: {why}", param="model")
 
 
 def split_model(model: str) -> tuple[str, str]:
