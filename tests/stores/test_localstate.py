@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,12 +19,16 @@ from truckllm.localstate import (
     RateState,
     check_admission,
     gcra,
+    sane_decision,
+    settled_cost,
+    window_close,
     window_end,
 )
 from truckllm.store import (
     Admission,
     BudgetCheck,
     CooldownMark,
+    Decision,
     RateCheck,
     Settlement,
     UsageQuery,
@@ -248,3 +254,141 @@ def test_denials_change_nothing_and_budgets_never_overspend(
             assert (state.rate_states(), state.budget_states()) == before
         budgets = state.budget_states()
         assert sum(b.reserved + b.spent for b in budgets) <= limit + 1e-6
+
+
+# --- issue 13: numbers are clamped, old state is dropped ---------------------------------------------
+
+ANY_FLOAT = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([-1e300, -1.0, 0.0, 1e300, math.nan, math.inf, -math.inf]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    periods=st.lists(st.floats(0.001, 1e6), min_size=0, max_size=3),
+    limits=st.lists(st.floats(0.0, 1e6), min_size=0, max_size=3),
+    values=st.dictionaries(st.sampled_from(["r0", "r1", "r2", "b0", "b1", "b2", "stray"]), ANY_FLOAT),
+    retry=st.one_of(st.none(), ANY_FLOAT),
+    allowed=st.booleans(),
+)
+def test_sane_decision_clamps_every_number_of_a_remote_answer(
+    periods: list[float], limits: list[float], values: dict[str, float], retry: float | None, allowed: bool
+) -> None:
+    rates = tuple(
+        RateCheck(key=f"r{i}", rate=10, period=p, burst=20 if i else None) for i, p in enumerate(periods)
+    )
+    budgets = tuple(BudgetCheck(key=f"b{i}", limit=lim) for i, lim in enumerate(limits))
+    admission = Admission(request_id="r", rates=rates, budgets=budgets)
+    decision = sane_decision(admission, Decision(allowed=allowed, retry_after=retry, remaining=values))
+    bounds = {r.key: float(r.burst or r.rate) for r in rates} | {b.key: b.limit for b in budgets}
+    assert set(decision.remaining) <= set(bounds)
+    for key, value in decision.remaining.items():
+        assert 0.0 <= value <= bounds[key], (key, value)
+    if retry is None:
+        assert decision.retry_after is None
+    else:
+        longest = max(periods, default=60.0)
+        assert decision.retry_after is not None and 0.0 <= decision.retry_after <= longest
+        if 0 <= retry <= longest:
+            assert decision.retry_after == retry  # a sane answer is kept as it is
+    assert decision.allowed is allowed
+
+
+@settings(max_examples=300, deadline=None)
+@given(reserved=st.floats(0.0, 1e6), adjust=ANY_FLOAT)
+def test_a_settled_cost_is_never_below_zero_and_ignores_non_numbers(reserved: float, adjust: float) -> None:
+    cost = settled_cost(reserved, adjust)
+    assert cost >= 0.0 and math.isfinite(cost)
+    if math.isfinite(adjust):
+        assert cost == max(reserved + adjust, 0.0)
+    else:
+        assert cost == reserved  # the reservation, the request's worst case, stands
+
+
+@settings(max_examples=300, deadline=None)
+@given(now=st.floats(0.0, 4e9), period=st.sampled_from(["day", "week", "month", "total"]))
+def test_window_close_of_a_window_id_is_its_end(now: float, period: str) -> None:
+    assert window_close(budget_window(period, now)) == window_end(period, now)  # type: ignore[arg-type]
+
+
+def test_window_close_of_something_else_is_none() -> None:
+    for window in ("total", "", "2026-13", "2026-W60", "2026-02-30", "garbage!", "2026-W4x"):
+        assert window_close(window) is None, window
+
+
+def test_usage_counters_never_go_down() -> None:
+    """Every counter of a record and of a row: negative and non-finite values count as 0."""
+    clock = FakeClock()
+    state = LocalState(clock)
+    base = make_records(n=1, seed=1)[0]
+    for value in (-1_000_000, -1, 0, 5):
+        usage = msgspec.structs.replace(
+            base.usage or make_records(n=5)[0].usage,
+            prompt_tokens=value,
+            completion_tokens=value,
+            cached_tokens=value,
+            reasoning_tokens=value,
+        )
+        state.record(msgspec.structs.replace(base, started_at=clock(), usage=usage, cost_usd=float(value)))
+    for cost in (math.nan, math.inf, -math.inf, -5.0):
+        state.record(msgspec.structs.replace(base, started_at=clock(), usage=None, cost_usd=cost))
+    total = state.usage(UsageQuery()).total
+    assert (total.requests, total.prompt_tokens, total.completion_tokens) == (8, 5, 5)
+    assert (total.cached_tokens, total.reasoning_tokens, total.cost_usd) == (5, 5, 5.0)
+    hostile = UsageRow(group={"day": "2026-03-01"}, requests=-9, prompt_tokens=-9, cost_usd=math.nan)
+    state.restore(usage=[hostile])
+    total = state.usage(UsageQuery()).total
+    assert (total.requests, total.prompt_tokens, total.cost_usd) == (8, 5, 5.0)
+
+
+def test_restored_budgets_below_zero_count_as_zero() -> None:
+    state = LocalState(FakeClock())
+    state.restore(budgets=[BudgetState(key="b", window="total", spent=-100.0, reserved=-5.0)])
+    assert not state.admit(
+        Admission(request_id="r", budgets=(BudgetCheck(key="b", limit=1.0, period="total", amount=1.5),))
+    ).allowed
+
+
+def test_clear_cooldown_and_marks_that_are_not_numbers() -> None:
+    clock = FakeClock()
+    state = LocalState(clock)
+    assert state.mark_cooldown(CooldownMark(provider="p", key="k", until=clock() + 60))
+    for until in (math.nan, math.inf):
+        assert not state.mark_cooldown(CooldownMark(provider="p", key="x", until=until))
+    assert state.clear_cooldown("p", "k") and not state.clear_cooldown("p", "k")
+    assert state.cooldowns() == []
+    assert state.mark_cooldown(CooldownMark(provider="p", key="k", until=clock() + 5))  # shorter: taken
+
+
+def test_old_usage_days_and_ended_budget_windows_are_dropped() -> None:
+    clock = FakeClock()  # 2026-03-01 12:00 UTC
+    state = LocalState(clock, usage_retention=3 * 86400)
+    for record in make_records(n=20, days=1):
+        state.record(record)
+    for period in ("day", "week", "month", "total"):
+        check = BudgetCheck(key=period, limit=10.0, period=period, amount=1.0)  # type: ignore[arg-type]
+        assert state.admit(Admission(request_id=period, budgets=(check,))).allowed
+        state.settle(Settlement(request_id=period))
+    assert len(state.budget_states()) == 4
+    clock.advance(3 * 86400)  # 2026-03-04 12:00: 2026-03-01 is still within 3 days
+    state.record(msgspec.structs.replace(make_records(n=1)[0], started_at=clock()))
+    assert state.usage(UsageQuery()).total.requests == 21
+    clock.advance(86400)
+    state.admit(Admission(request_id="sweep"))
+    assert state.usage(UsageQuery()).total.requests == 1
+    assert [b.key for b in state.budget_states()] == [
+        "day",
+        "month",
+        "total",
+        "week",
+    ]  # kept 7 d past their end
+    clock.advance(4 * 86400)  # 2026-03-09 12:00: the day (03-01) and ISO week (W09, to 03-01) ended 7.5 d ago
+    state.admit(Admission(request_id="sweep2"))
+    assert [b.key for b in state.budget_states()] == ["month", "total"]
+    clock.advance(40 * 86400)  # mid-April: March ended more than a week ago
+    state.admit(Admission(request_id="sweep3"))
+    assert [b.key for b in state.budget_states()] == ["total"]  # a total budget is kept for good
+    old = make_records(n=1)[0]  # a record of a day already past the retention is not counted
+    state.record(old)
+    assert state.usage(UsageQuery(since=0)).total.requests == 0
