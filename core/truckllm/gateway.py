@@ -98,6 +98,7 @@ class Gateway:
         extra_plugins: tuple[object, ...] = (),
         autoload: bool | None = None,
         clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
         rng: random.Random | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         watch_interval: float = 1.0,
@@ -112,6 +113,7 @@ class Gateway:
         self.extra_plugins = extra_plugins
         self.autoload = autoload
         self.clock = clock
+        self.wall_clock = wall_clock
         self.random = rng or random.Random()
         self.sleep = sleep
         self.health = HealthRegistry(clock)
@@ -233,7 +235,7 @@ class Gateway:
         """Tell the other processes (through the store) that a key cools down for ``seconds``."""
         if self.store is None:
             return
-        mark = CooldownMark(provider=provider, key=key, until=time.time() + seconds, reason=reason)
+        mark = CooldownMark(provider=provider, key=key, until=self.wall_clock() + seconds, reason=reason)
         self._spawn(self._mark(mark))
 
     async def _mark(self, mark: CooldownMark) -> None:
@@ -247,18 +249,25 @@ class Gateway:
         """Apply the cooldowns other processes marked (every ``interval`` seconds)."""
         while True:
             await asyncio.sleep(interval)
-            if self.store is None:
-                continue
-            try:
-                marks = await self.store.cooldowns()
-            except Exception as exc:
-                logger.bind(plugin="store").debug("cooldown sync failed: {}", exc)
-                continue
-            now_wall, now = time.time(), self.clock()
-            for mark in marks:
-                remaining = mark.until - now_wall
-                if remaining > 0:
-                    self.health.key(mark.provider, mark.key).cool(now, remaining, mark.reason or "shared")
+            await self.sync_cooldowns()
+
+    async def sync_cooldowns(self) -> None:
+        """Read the cooldowns marked in the store (by any process) and apply them here."""
+        if self.store is None:
+            return
+        try:
+            marks = await self.store.cooldowns()
+        except Exception as exc:
+            logger.bind(plugin="store").debug("cooldown sync failed: {}", exc)
+            return
+        now_wall, now = self.wall_clock(), self.clock()
+        limit = self.runtime.config.routing.cooldown.max_retry_after
+        for mark in marks:
+            remaining = mark.until - now_wall
+            if remaining > 0:  # a mark from the store is clamped like a Retry-After
+                self.health.key(mark.provider, mark.key).cool(
+                    now, min(remaining, limit), mark.reason or "shared"
+                )
 
     # --- lifecycle ------------------------------------------------------------------------------
 

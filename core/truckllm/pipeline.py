@@ -9,6 +9,7 @@ the request's deadline; once a stream's first byte is sent, nothing is retried.
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import math
 import time
@@ -48,12 +49,18 @@ __all__ = ["Outcome", "RequestContext", "serve"]
 
 _CHUNK = 65536
 _FATAL_KINDS = frozenset({"bad_request", "context_length", "too_large"})
-FAILOVER_KINDS = frozenset({"rate_limit", "quota", "auth", "permission", "connect", "plugin"})
-"""After a failure of these kinds, moving to a key not tried yet is a failover, not a retry: the
-failure is about that key (or nobody answered), not a sign the upstream is overloaded."""
-BUCKET_GATED_KINDS = frozenset({"connect"})
-"""Failovers after these still need the retry budget's token bucket above half (so that an
-outage where no key's host answers does not multiply attempts by the number of keys)."""
+FREE_FAILOVER_KINDS = frozenset({"rate_limit", "quota", "auth", "permission", "plugin"})
+"""After a failure of these kinds, moving to a key not tried yet is a free failover: the failure
+is about that key (or a plugin), not a sign that the upstream is overloaded."""
+
+
+class Move(enum.Enum):
+    """What the next attempt of a request is, and what of the retry budget it needs."""
+
+    FIRST = "first"  # the request's first attempt: nothing
+    FAILOVER = "failover"  # to an untried key after a key-specific failure: nothing
+    GATED = "gated"  # to an untried key after a server-side failure: the token bucket above half
+    RETRY = "retry"  # to a key already tried: the bucket and the ratio of retries in flight
 
 
 @dataclass
@@ -252,20 +259,20 @@ class _Pipeline:
             return usable
         return list(ordered)
 
-    def _spends(self, cand: Candidate) -> bool:
-        """Does an attempt on ``cand`` now spend the retry budget?
+    def _move(self, cand: Candidate) -> Move:
+        """What an attempt on ``cand`` now is (see :class:`Move` and the README's failover table).
 
-        The first attempt does not. Moving to a key not tried yet after the last one answered
-        429/quota, 401/403, a refused connection or a plugin error is a failover and does not;
-        a second attempt on a key already tried, or any attempt after a server-side failure
-        (5xx, timeout, a cut stream, a bad answer: signs of an overloaded upstream), is a retry
-        and does.
+        Moving to a key not tried yet after the last one answered 429/quota or 401/403 (or a
+        plugin failed) is a free failover. After a server-side failure (5xx, timeout, refused
+        connection, a cut stream, a bad answer) it needs the token bucket above half: in an
+        outage the bucket empties and attempts fall back to about one per request. A second
+        attempt on a key already tried is a retry: the bucket and the ratio of retries in flight.
         """
         if self.attempt_count == 0:
-            return False
+            return Move.FIRST
         if (cand.provider.name, cand.key.name) in self.tried_keys:
-            return True
-        return self.last_kind not in FAILOVER_KINDS
+            return Move.RETRY
+        return Move.FAILOVER if self.last_kind in FREE_FAILOVER_KINDS else Move.GATED
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -327,18 +334,15 @@ class _Pipeline:
                 if self._why_not(cand, self.gw.clock()) is not None:
                     continue  # cooled down (or filled up) since the order was made: re-select
                 routing = routing_of[cand.id]
-                spends = self._spends(cand)
+                move = self._move(cand)
+                spends = move in (Move.GATED, Move.RETRY)
                 if spends and self.counted >= routing.max_attempts:
                     continue  # this candidate's max_attempts is spent; another's may not be
-                if spends and not self.gw.budget.allow(routing.retry_budget):
-                    logger.warning("retry budget exhausted; not retrying request {}", self.ctx.request_id)
-                    return last or self._exhausted(plan, tried_before)
-                if (
-                    not spends
-                    and self.last_kind in BUCKET_GATED_KINDS
-                    and not self.gw.budget.bucket_allows(routing.retry_budget)
+                budget = self.gw.budget
+                if (move is Move.RETRY and not budget.allow(routing.retry_budget)) or (
+                    move is Move.GATED and not budget.bucket_allows(routing.retry_budget)
                 ):
-                    logger.warning("retry budget exhausted; not failing over request {}", self.ctx.request_id)
+                    logger.warning("retry budget exhausted; not retrying request {}", self.ctx.request_id)
                     return last or self._exhausted(plan, tried_before)
                 try:  # built after the budget said yes, before it is taken: a skip costs nothing
                     upstream = self._build(cand, routing)

@@ -7,50 +7,31 @@ This is the README's "several workers and replicas" set-up, tried as a user woul
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import httpx2 as httpx
 import pytest
-import redis
+
+from tests.e2e.serving import free_port, redis_prefix, serving
 
 pytestmark = pytest.mark.redis
 
 ADMIN = {"authorization": "Bearer adm"}
 
 
-def free_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    value = f"truckllm-test-{uuid.uuid4().hex[:8]}:"
-    yield value
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    keys = list(client.scan_iter(match=f"{value}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with redis_prefix() as value:
+        yield value
 
 
 @pytest.fixture
 def cluster(tmp_path: Path, prefix: str) -> Iterator[str]:
     port = free_port()
-    path = tmp_path / "c.yaml"
-    path.write_text(f"""
+    config = f"""
 server: {{listen: "127.0.0.1:{port}", workers: 2}}
 admin: {{token: adm}}
 store: {{type: redis, addr: "127.0.0.1:6379", prefix: "{prefix}", flush_interval: 200ms, timeout: 2s}}
@@ -62,27 +43,9 @@ keys:
   - {{name: limited, value: limited-key-123, rpm: 10}}
   - {{name: spender, value: spender-key-123, budget: {{usd: 10, period: month}}}}
   - {{name: plain, value: plain-key-123}}
-""")
-    log = (tmp_path / "serve.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    proc = subprocess.Popen([sys.executable, "-m", "truckllm.cli", "serve", "--config", str(path)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline, ready = time.monotonic() + 30, 0
-    while time.monotonic() < deadline and ready < 5:
-        try:
-            ready = ready + 1 if httpx.get(url + "/admin/v1/ready", timeout=1).is_success else 0
-        except httpx.HTTPError:
-            ready = 0
-        time.sleep(0.1)
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    try:
-        assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+"""
+    with serving(tmp_path, config, port) as url:
+        yield url
 
 
 def chat(url: str, key: str, **body: object) -> httpx.Response:
