@@ -9,6 +9,7 @@ for, the final ``choices: []`` usage chunk, ``data: [DONE]``).
 from __future__ import annotations
 
 import functools
+import math
 import secrets
 import time
 from typing import Any
@@ -139,44 +140,67 @@ def parse_go_duration(text: str) -> float | None:
     return total if found else None
 
 
+MAX_RATE_FIGURE = 10**15
+"""Rate-limit counts above this are not believed (read as unknown)."""
+MAX_RESET_SECONDS = 86400.0
+"""Rate-limit resets further away than a day are not believed (read as unknown)."""
+
+
 def _int(value: str | None) -> int | None:
+    """A rate-limit count: ``None`` unless a whole number in ``[0, MAX_RATE_FIGURE]``."""
     if value is None:
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         return None
+    return number if 0 <= number <= MAX_RATE_FIGURE else None
+
+
+def _seconds(value: float | None) -> float | None:
+    """A non-negative, finite number of seconds, else ``None``."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return None
+    return value
 
 
 def parse_retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date).
+
+    ``None`` for anything that is not a non-negative finite number of seconds (negative, ``nan``,
+    ``inf``, text, a malformed date); an HTTP date in the past is ``0``. Large values are returned
+    as they are: the kernel caps them (``routing.cooldown.max_retry_after``).
+    """
     ms = headers.get("retry-after-ms")
     if ms is not None:
         try:
-            value = float(ms) / 1000
-            if value >= 0:
-                return value
+            value = _seconds(float(ms) / 1000)
         except ValueError:
-            pass
+            value = None
+        if value is not None:
+            return value
     text = headers.get("retry-after")
     if text is None:
         return None
     try:
-        seconds = float(text)
-        return seconds if seconds >= 0 and seconds == seconds and seconds != float("inf") else None
+        return _seconds(float(text))
     except ValueError:
         pass
     from email.utils import parsedate_to_datetime
 
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def parse_ratelimit_headers(headers: Any) -> RateLimits | None:
-    """OpenAI's ``x-ratelimit-*`` headers, ``None`` when there are none."""
+    """OpenAI's ``x-ratelimit-*`` headers, ``None`` when there are none.
+
+    A figure that is not a whole number in ``[0, MAX_RATE_FIGURE]``, or a reset that is not a
+    duration of at most ``MAX_RESET_SECONDS``, is unknown (``None``).
+    """
     remaining_requests = _int(headers.get("x-ratelimit-remaining-requests"))
     remaining_tokens = _int(headers.get("x-ratelimit-remaining-tokens"))
     if remaining_requests is None and remaining_tokens is None:
@@ -188,9 +212,14 @@ def parse_ratelimit_headers(headers: Any) -> RateLimits | None:
         limit_tokens=_int(headers.get("x-ratelimit-limit-tokens")),
         remaining_requests=remaining_requests,
         remaining_tokens=remaining_tokens,
-        reset_requests=parse_go_duration(reset_r) if reset_r else None,
-        reset_tokens=parse_go_duration(reset_t) if reset_t else None,
+        reset_requests=_reset(reset_r),
+        reset_tokens=_reset(reset_t),
     )
+
+
+def _reset(text: str | None) -> float | None:
+    seconds = _seconds(parse_go_duration(text)) if text else None
+    return seconds if seconds is not None and seconds <= MAX_RESET_SECONDS else None
 
 
 _KINDS = {
@@ -243,7 +272,16 @@ def upstream_error(
     retry_after: float | None = None,
     type: str | None = None,
 ) -> UpstreamError:
-    """A classified :class:`UpstreamError` for an upstream status (``kind`` overrides)."""
+    """A classified :class:`UpstreamError` for an upstream status (``kind`` overrides).
+
+    Defensive about what upstream sent: a status that is not an HTTP error (below 400, above
+    599) is a ``bad_response`` 502; a ``retry_after`` that is not a non-negative finite number is
+    dropped; ``message`` is made a string (kept whole: the kernel scrubs it, then cuts it).
+    """
+    if not 400 <= status <= 599:
+        status, kind = 502, kind or "bad_response"
+    retry_after = _seconds(retry_after) if isinstance(retry_after, int | float) else None
+    message = message if isinstance(message, str) else str(message)
     k, t, client_status = classify_status(status)
     if kind == "context_length":
         client_status, t = 400, "invalid_request_error"

@@ -252,15 +252,19 @@ def test_crlf_framed_stream_is_understood() -> None:
 
 def test_mid_stream_error_and_missing_done_raise() -> None:
     translator = OpenAIStream(False, None)
-    translator.feed(STREAM[:120])
+    translator.feed(STREAM[:120])  # mid-frame: the rest of the frame follows
     with pytest.raises(UpstreamFailure) as info:
         translator.feed(
-            b'\n\ndata: {"error":{"message":"The server had an error","type":"server_error"}}\n\n'
+            STREAM[120 : STREAM.index(b"\n\n") + 2]
+            + b'data: {"error":{"message":"The server had an error","type":"server_error"}}\n\n'
         )
     assert info.value.error.kind == "stream" and "server had an error" in info.value.error.message
     together = OpenAIStream(False, None)
     with pytest.raises(UpstreamFailure) as both:
-        together.feed(STREAM[:250] + b'\n\ndata: {"error":{"message":"late","type":"server_error"}}\n\n')
+        together.feed(
+            STREAM[: STREAM.index(b"\n\n", 150) + 2]
+            + b'data: {"error":{"message":"late","type":"server_error"}}\n\n'
+        )
     assert both.value.pending.startswith(STREAM.split(b"\n\n")[0])  # frames before the error are kept
     cut = OpenAIStream(False, None)
     cut.feed(STREAM[:200])

@@ -4,47 +4,43 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlencode
 
 import msgspec
 
 from truckllm import hookimpl
-from truckllm.errors import UpstreamFailure
-from truckllm.openai_wire import (
-    parse_openai_usage,
-    parse_ratelimit_headers,
-    parse_retry_after,
-    upstream_error,
-)
-from truckllm.sse import SSEEvent, SSEParser
+from truckllm.openai_wire import parse_openai_usage, parse_ratelimit_headers
 from truckllm.types import (
     ChatRequest,
     Provider,
     ProviderResult,
     ProviderSpec,
-    RateLimits,
-    UpstreamError,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
 )
+
+from .answers import check_answer
+from .errors import read_error
+from .options import Options
+from .stream import OpenAIStream, check_content_type
+
+__all__ = [
+    "OpenAIStream",
+    "Options",
+    "parse_usage",
+    "read_error",
+    "register_providers",
+    "transform_request",
+    "transform_response",
+    "transform_stream",
+]
 
 TRUCKLLM_API = 1
 
 TYPE = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
-
-
-class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """``providers.<name>.options`` for ``type: openai``."""
-
-    organization: str | None = None
-    project: str | None = None
-    auth_header: str = "authorization"
-    query: dict[str, str] = msgspec.field(default_factory=dict)
-    reasoning_models: str = r"^(o\d|gpt-5)"
 
 
 _DEFAULT_OPTIONS = Options()
@@ -127,48 +123,6 @@ def transform_request(
     )
 
 
-class _ErrorObject(msgspec.Struct):
-    message: str | None = None
-    type: str | None = None
-    param: str | None = None
-    code: str | int | None = None
-
-
-class _ErrorBody(msgspec.Struct):
-    error: _ErrorObject | str | None = None
-
-
-_ERROR_DECODER = msgspec.json.Decoder(_ErrorBody)
-_TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?)(ms|s)\b", re.IGNORECASE)
-
-
-def read_error(status: int, headers: object, body: bytes) -> UpstreamError:
-    """Classify an OpenAI(-compatible) error answer."""
-    try:
-        parsed = _ERROR_DECODER.decode(body).error
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        parsed = None
-    if isinstance(parsed, str):
-        parsed = _ErrorObject(message=parsed)
-    message = (parsed.message if parsed and parsed.message else None) or (
-        body[:300].decode("utf-8", "replace").strip() or f"upstream answered HTTP {status}"
-    )
-    code = str(parsed.code) if parsed and parsed.code is not None else None
-    etype = parsed.type if parsed else None
-    kind = None
-    retry_after = parse_retry_after(headers) if status in (429, 503) else None
-    if code == "context_length_exceeded" or (status == 400 and "maximum context length" in message):
-        kind = "context_length"
-    elif status == 429 and (code == "insufficient_quota" or etype == "insufficient_quota"):
-        kind = "quota"
-    elif status == 429 and retry_after is None:
-        match = _TRY_AGAIN.search(message)
-        if match:
-            retry_after = float(match.group(1)) / (1000 if match.group(2).lower() == "ms" else 1)
-    param = parsed.param if parsed else None
-    return upstream_error(status, message, kind=kind, code=code, param=param, retry_after=retry_after)
-
-
 @hookimpl
 def transform_response(
     provider: Provider, request: ChatRequest, response: UpstreamResponse
@@ -181,6 +135,9 @@ def transform_response(
         return ProviderResult(
             error=read_error(response.status, response.headers, response.body), limits=limits
         )
+    bad = check_answer(request.endpoint, response.body)
+    if bad is not None:
+        return ProviderResult(error=bad, limits=limits)
     return ProviderResult(body=response.body, limits=limits, dialect="openai")
 
 
@@ -192,100 +149,12 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     return parse_openai_usage(body)
 
 
-class _Chunk(msgspec.Struct):
-    error: Any = None
-    choices: list[Any] | None = None
-
-
-_CHUNK_DECODER = msgspec.json.Decoder(_Chunk)
-
-
-def _decode_chunk(data: bytes) -> _Chunk:
-    """A chunk's error and choices; invalid UTF-8 is replaced so an error object is still seen."""
-    try:
-        return _CHUNK_DECODER.decode(data)
-    except UnicodeDecodeError:
-        try:
-            return _CHUNK_DECODER.decode(data.decode("utf-8", "replace").encode())
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return _Chunk()
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return _Chunk()
-
-
-class OpenAIStream:
-    """Forwards an OpenAI stream frame by frame; reads usage; drops the usage chunk the client
-    did not ask for; turns a mid-stream ``{"error":...}`` or a missing ``[DONE]`` into an error."""
-
-    dialect = "openai"
-
-    def __init__(self, include_usage: bool, limits: RateLimits | None) -> None:
-        self.include_usage = include_usage
-        self.limits = limits
-        self.usage: Usage | None = None
-        self.done = False
-        self._parser = SSEParser()
-
-    def feed(self, chunk: bytes) -> bytes:
-        """Frames to forward for this chunk of upstream bytes."""
-        return self._handle(self._parser.feed(chunk))
-
-    def _handle(self, events: list[SSEEvent]) -> bytes:
-        out: list[bytes] = []
-        try:
-            self._events(events, out)
-        except UpstreamFailure as failure:
-            failure.pending = b"".join(out)
-            raise
-        return b"".join(out)
-
-    def _events(self, events: list[SSEEvent], out: list[bytes]) -> None:
-        for event in events:
-            if event.raw:
-                self._raw_error(event.data)
-                continue
-            data = event.data
-            if data == b"[DONE]":
-                self.done = True
-                out.append(b"data: [DONE]\n\n")
-                continue
-            if b'"error"' in data or b'"usage":{' in data or b'"usage": {' in data:
-                parsed = _decode_chunk(data)
-                if parsed.error is not None:
-                    self._raise(parsed.error)
-                usage = parse_openai_usage(data)
-                if usage is not None:
-                    self.usage = usage
-                    if not self.include_usage and not parsed.choices:
-                        continue
-            out.append(b"data: " + data + b"\n\n")
-
-    def _raw_error(self, data: bytes) -> None:
-        parsed = _decode_chunk(data)
-        if parsed.error is not None:
-            self._raise(parsed.error)
-
-    def _raise(self, payload: Any) -> None:
-        error = read_error(500, {}, msgspec.json.encode({"error": payload}))
-        raise UpstreamFailure(
-            UpstreamError(status=502, kind="stream", message=error.message, type=error.type, code=error.code)
-        )
-
-    def close(self) -> bytes:
-        """The upstream ended: a stream without ``[DONE]`` was cut short."""
-        tail = self._handle(self._parser.close())
-        if not self.done:
-            raise UpstreamFailure(
-                UpstreamError(status=502, kind="stream", message="upstream stream ended before [DONE]")
-            )
-        return tail
-
-
 @hookimpl
 def transform_stream(
     provider: Provider, request: ChatRequest, response: UpstreamResponse
 ) -> OpenAIStream | None:
-    """A translator for an OpenAI stream."""
+    """A translator for an OpenAI stream (refused at once when the answer is not an event stream)."""
     if provider.type != TYPE:
         return None
+    check_content_type(response.headers)
     return OpenAIStream(request.include_usage, parse_ratelimit_headers(response.headers))
