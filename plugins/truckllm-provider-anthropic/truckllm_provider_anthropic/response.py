@@ -53,8 +53,8 @@ class AnthropicUsage(Struct):
     output_tokens_details: Any = None
 
 
-class _Block(Struct):
-    type: str = ""
+class _Block(Struct, kw_only=True):
+    type: str  # a content block without a type is not an Anthropic block
     text: str | None = None
     id: str | None = None
     name: str | None = None
