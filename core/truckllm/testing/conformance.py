@@ -31,21 +31,40 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
+import math
+import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from loguru import logger
 
 from truckllm import hookimpl
+from truckllm.errors import StartupError
 from truckllm.hookspecs import HOOKSPEC_VERSION
 from truckllm.plugins import list_plugins, make_plugin_manager
 from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm.testing.fakes import FakeOpenAI, FakeUpstream, Fault, Reply, ToolCall
+from truckllm.testing.hostile import (
+    MARKER,
+    RETRY_AFTER_MS_VALUES,
+    RETRY_AFTER_VALUES,
+    TOKEN_VALUES,
+    Hostile,
+    HostileRequest,
+    HostileUpstream,
+    key_fragments,
+)
 from truckllm.testing.server import GatewayServer
 from truckllm.types import ChatRequest, Provider, RequestRecord, UpstreamResponse
 
@@ -266,10 +285,632 @@ class RecordingPlugin:
         self.records.append(record)
 
 
+# --- checks against a hostile upstream ------------------------------------------------------------
+
+HOSTILE_KEY = "hk-Zq8Wv3Lr7Tn2Xc5Kp9Hd4Mf6Gb1Jy0SaE"
+"""The provider key of the hostile checks: no key-looking prefix, so only the scrubbing of
+configured secrets (not the ``sk-...`` pattern) can hide it."""
+MAX_RETRY_AFTER = 3600.0
+"""The longest ``Retry-After`` (and key cooldown) an upstream may cause: the default of
+``routing.cooldown.max_retry_after``."""
+MAX_LIMIT = 10**15
+"""Rate-limit figures above this (or below 0) are absurd: they must be read as unknown."""
+
+_SEGMENT = re.compile(r"(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})+")
+_GARBAGE_ACTS = (
+    "html",
+    "random_bytes",
+    "empty",
+    "truncated_json",
+    "json_array",
+    "wrong_object",
+    "other_dialect",
+    "error_in_200",
+    "deep_json",
+)
+
+
+@dataclass(frozen=True)
+class HostileCase:
+    """One row of the hostile-answer table: what the upstream does, and what the client may see."""
+
+    id: str
+    hostile: Hostile
+    stream: bool
+    kind: str | None = "bad_response"
+    """The error kind every failed attempt must be recorded with (``None``: any but ``plugin``)."""
+
+
+HOSTILE_CASES: tuple[HostileCase, ...] = (
+    *(
+        HostileCase(
+            f"redirect-{status}{'-stream' if stream else ''}", Hostile("redirect", status=status), stream
+        )
+        for status in (301, 302, 303, 307, 308)
+        for stream in (False, True)
+    ),
+    *(
+        HostileCase(act + ("-stream" if stream else ""), Hostile(act), stream)
+        for act in _GARBAGE_ACTS
+        for stream in (False, True)
+    ),
+    HostileCase("huge_body", Hostile("huge_body"), False, kind=None),
+    HostileCase("wrong_content_type", Hostile("wrong_content_type"), True),
+    HostileCase("sse_invalid_first", Hostile("sse_invalid_first"), True),
+    HostileCase("sse_invalid_after", Hostile("sse_invalid_after", after=2, chunk_delay=0.02), True),
+    HostileCase("sse_non_json_first", Hostile("sse_non_json", after=0), True),
+    HostileCase("sse_non_json_after", Hostile("sse_non_json", after=3, chunk_delay=0.02), True),
+    HostileCase("sse_wrong_shape", Hostile("sse_wrong_shape", after=2), True),
+    HostileCase("sse_cut", Hostile("sse_cut", after=2), True, kind=None),
+    HostileCase("sse_error_event", Hostile("sse_error_event", after=2), True, kind=None),
+    HostileCase("sse_huge_frame", Hostile("sse_huge_frame", after=2), True, kind=None),
+)
+"""Every hostile answer the suite tries, whole and streamed."""
+
+KEY_LEAK_CASES: tuple[tuple[str, int, bool], ...] = (
+    *(("echo_key", status, False) for status in (400, 401, 403, 404, 413, 422, 429, 500, 502, 503)),
+    ("echo_key_fragments", 400, False),
+    ("echo_key_fragments", 500, False),
+    ("echo_key_straddle", 400, False),
+    ("echo_key_straddle", 500, False),
+    ("echo_key", 400, True),
+    ("echo_key", 500, True),
+    ("echo_key_fragments", 400, True),
+    ("echo_key_straddle", 429, True),
+    ("sse_error_event", 200, True),
+)
+"""(act, status, stream): every way the suite's upstream echoes the key it was sent."""
+
+URL_MODELS: tuple[str, ...] = (
+    "gem/../../zzz#",
+    "x?key=evil&",
+    "../../v1/models",
+    "..",
+    ".",
+    "%2e%2e",
+    "a%2Fb",
+    "a/b",
+    "a b",
+    "a\r\nx-injected: 1",
+    "m\n",
+    "m#fragment",
+    "m?alt=json",
+    "m;param",
+    ":generateContent",
+    "m:streamGenerateContent?alt=sse&key=x",
+    "模型-ü",
+    "\u2028",
+    "",
+)
+"""Model names a client (or a careless config) may give: each is either one encoded URL segment
+(or a body field) or refused with 400 before anything is sent."""
+
+_NASTY_PIECES = ("../", "..", ".", "/", "?", "#", "&", "=", "%", "%2F", "%2e", " ", "\r", "\n", "\t",
+                 ":", ":generateContent", "?key=evil&", "\\", "@", ";", "+", "é", "模型", "\x00",
+                 "gem", "model", "x")  # fmt: skip
+MODEL_STRINGS = st.one_of(
+    st.text(max_size=24),
+    st.lists(st.sampled_from(_NASTY_PIECES), max_size=6).map("".join),
+)
+"""Arbitrary model strings, biased towards what URLs make special."""
+
+
+@dataclass(frozen=True)
+class UpstreamTarget:
+    """Where a provider plugin must send a request for one model, as the hostile server sees it.
+
+    With ``model_in_path`` the raw path is ``prefix + <model as one percent-encoded segment> +
+    suffix``; otherwise the path is ``prefix`` exactly and the model is the body's ``model``. The
+    query string holds exactly ``params``.
+    """
+
+    prefix: str
+    suffix: str = ""
+    params: tuple[tuple[str, str], ...] = ()
+    model_in_path: bool = False
+
+    def check(self, seen: HostileRequest, model: str) -> None:
+        """Fail unless ``seen`` is this target for ``model``."""
+        where = f"the plugin sent {seen.method} {seen.target!r} for the model {model!r}"
+        assert seen.params == list(self.params), f"{where}: query parameters it did not mean to send"
+        if not self.model_in_path:
+            assert seen.path == self.prefix, f"{where}: expected the path {self.prefix!r}"
+            body = seen.json()
+            assert isinstance(body, dict) and body.get("model") == model, f"{where}: the body's model changed"
+            return
+        path = seen.path
+        assert path.startswith(self.prefix) and path.endswith(self.suffix), (
+            f"{where}: expected {self.prefix}<model>{self.suffix}"
+        )
+        segment = path[len(self.prefix) : len(path) - len(self.suffix)]
+        assert _SEGMENT.fullmatch(segment), f"{where}: the model is not one percent-encoded segment"
+        if not self.suffix or self.suffix[0] == "/":
+            assert segment not in (".", ".."), f"{where}: the model is a dot segment"
+        assert unquote(segment, errors="strict") == model, f"{where}: the segment decodes to another model"
+
+
+_SURROGATE_PAIR = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def yaml_json(value: Any) -> str:
+    """``value`` as JSON that a YAML loader reads back exactly: ASCII only, characters beyond the
+    BMP as YAML's ``\\UXXXXXXXX`` (YAML reads JSON's surrogate-pair escapes as two characters)."""
+
+    def astral(match: re.Match[str]) -> str:
+        high, low = int(match.group(1), 16), int(match.group(2), 16)
+        return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+    return _SURROGATE_PAIR.sub(astral, json.dumps(value, indent=1))
+
+
+class LogCapture:
+    """Every log line of the gateway (loguru, DEBUG and up, exceptions included) while it is open."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._sink: int | None = None
+
+    def __enter__(self) -> LogCapture:
+        self._sink = logger.add(
+            self._buffer, level="DEBUG", format="{message} {extra} {exception}", backtrace=True, diagnose=True
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sink is not None:
+            logger.remove(self._sink)
+            self._sink = None
+
+    @property
+    def text(self) -> str:
+        """What was logged so far."""
+        return self._buffer.getvalue()
+
+
+def assert_no_secret(text: str, secret: str, where: str) -> None:
+    """Fail if ``secret``, or any run of 8 of its characters, is in ``text``."""
+    for fragment in key_fragments(secret):
+        assert fragment not in text, f"{len(fragment)} characters of the provider key reached {where}"
+
+
+def _is_chat_completion(body: bytes) -> bool:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    choices = value.get("choices") if isinstance(value, dict) else None
+    return (
+        value.get("object") == "chat.completion"
+        and isinstance(choices, list)
+        and all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices)
+    )
+
+
+class HostileUpstreamChecks:
+    """Checks of a provider plugin against :class:`~truckllm.testing.hostile.HostileUpstream`.
+
+    Part of :class:`ProviderConformance`. The gateway under test has one provider entry
+    (``providers.upstream``, one key, :data:`HOSTILE_KEY`) pointed at the hostile server, with
+    ``direct: true`` so ``upstream/<model>`` can be sent. What is held, for every hostile answer:
+    the client gets a valid answer or an upstream error (502, or an error event once a stream has
+    started), never a 200 carrying garbage, never a 500 or a traceback; the provider key (or 8 of
+    its characters) is in no answer, header, record or log line; ``Retry-After`` and key
+    cooldowns stay within an hour; recorded usage is never negative; a model name reaches the
+    upstream URL only as one percent-encoded segment (or in the body), or is refused with a 400.
+    """
+
+    provider_type: ClassVar[str] = ""
+    provider_options: ClassVar[Mapping[str, Any] | None] = None
+    base_url_suffix: ClassVar[str] = ""
+    model: ClassVar[str] = "conformance-model"
+    extra_plugins: ClassVar[Sequence[object]] = ()
+    autoload: ClassVar[bool | None] = None
+    hostile_key: ClassVar[str] = HOSTILE_KEY
+    """The provider key of the hostile checks."""
+    upstream_dialect: ClassVar[str | None] = None
+    """``openai``, ``anthropic`` or ``gemini``: the wire format the plugin speaks upstream
+    (``None``: the ``dialect`` its ``ProviderSpec`` registers)."""
+
+    # --- configuration (override to adapt) --------------------------------------------------------
+
+    def hostile_dialect(self) -> str:
+        """The upstream wire format of the plugin under test."""
+        if self.upstream_dialect is not None:
+            return self.upstream_dialect
+        host = make_plugin_manager(extra=tuple(self.extra_plugins), autoload=self.autoload)
+        return host.providers[self.provider_type].dialect
+
+    def hostile_entry(self, hostile: HostileUpstream) -> dict[str, Any]:
+        """The ``providers.upstream`` entry pointing at ``hostile``."""
+        entry: dict[str, Any] = {
+            "type": self.provider_type,
+            "base_url": hostile.base_url(self.hostile_dialect()) + self.base_url_suffix,
+            "keys": [{"name": "key1", "value": self.hostile_key}],
+            "direct": True,
+        }
+        if self.provider_options is not None:
+            entry["options"] = dict(self.provider_options)
+        return entry
+
+    def hostile_config(self, hostile: HostileUpstream, models: Sequence[str] = ()) -> dict[str, Any]:
+        """The gateway config in front of ``hostile``: aliases ``conformance`` and ``m0``, ``m1``...
+        for ``models``; failures never eject the key; answers over 1 MiB are refused."""
+        aliases = {ALIAS: self.model, **{f"m{i}": model for i, model in enumerate(models)}}
+        return {
+            "admin": {"token": ADMIN_TOKEN},
+            "server": {"max_response_bytes": 1024 * 1024},
+            "routing": {
+                "retries": 1,
+                "backoff": {"base": "1ms", "max": "2ms"},
+                "try_timeout": "10s",
+                "stream_idle_timeout": "5s",
+                "cooldown": {"failures": 1000000, "error_ratio": 1.0, "duration": "1s"},
+                "retry_budget": {"tokens": 1000000, "ratio": 1000, "min": 1000},
+            },
+            "providers": {"upstream": self.hostile_entry(hostile)},
+            "models": {
+                name: {"strategy": "first", "deployments": [{"provider": "upstream", "model": model}]}
+                for name, model in aliases.items()
+            },
+        }
+
+    def upstream_target(self, model: str, stream: bool) -> UpstreamTarget:
+        """Where a chat request for ``model`` must go (override for a plugin with other paths)."""
+        dialect = self.hostile_dialect()
+        base = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta"}[dialect] + self.base_url_suffix
+        params = tuple((str(k), str(v)) for k, v in (self.provider_options or {}).get("query", {}).items())
+        if dialect == "gemini":
+            method = ":streamGenerateContent" if stream else ":generateContent"
+            return UpstreamTarget(
+                base + "/models/", method, (("alt", "sse"),) if stream else (), model_in_path=True
+            )
+        return UpstreamTarget(
+            base + ("/v1/messages" if dialect == "anthropic" else "/chat/completions"), params=params
+        )
+
+    def hostile_gateway_for(
+        self, hostile: HostileUpstream, recorder: RecordingPlugin, models: Sequence[str] = ()
+    ) -> GatewayServer:
+        """A gateway (not started) in front of ``hostile``."""
+        config = yaml_json(self.hostile_config(hostile, models))
+        return GatewayServer(config, extra_plugins=(*self.extra_plugins, recorder), autoload=self.autoload)
+
+    # --- fixtures -------------------------------------------------------------------------------
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def hostile_server(cls) -> Iterator[HostileUpstream]:
+        """The hostile upstream, shared by the checks of one class."""
+        if not cls.provider_type:
+            raise pytest.UsageError(f"{cls.__name__}.provider_type is not set")
+        with HostileUpstream().running() as server:
+            yield server
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def hostile_recorder(cls) -> RecordingPlugin:
+        """Keeps the request records of the shared hostile gateway."""
+        return RecordingPlugin()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def hostile_gateway(
+        cls, hostile_server: HostileUpstream, hostile_recorder: RecordingPlugin
+    ) -> Iterator[GatewayServer]:
+        """One gateway in front of the hostile server, shared by the checks of one class."""
+        with cls().hostile_gateway_for(hostile_server, hostile_recorder) as gw:
+            yield gw
+
+    @pytest.fixture
+    def hostile(self, hostile_server: HostileUpstream, hostile_recorder: RecordingPlugin) -> HostileUpstream:
+        """The hostile server, its queue, requests and the records emptied for this check."""
+        hostile_server.reset()
+        hostile_recorder.records.clear()
+        return hostile_server
+
+    @pytest.fixture
+    def gateway_logs(self) -> Iterator[LogCapture]:
+        """The gateway's log lines during the check."""
+        with LogCapture() as logs:
+            yield logs
+
+    @pytest.fixture
+    def hostile_client(self, hostile_gateway: GatewayServer) -> GatewayClient:
+        """A client of the shared hostile gateway, its key put back in rotation (an earlier check
+        may have had it disabled by a 401 or cooled by a 429)."""
+        client = GatewayClient(hostile_gateway)
+        enabled = client.request("POST", "/admin/v1/providers/upstream/keys/key1/enable", token=ADMIN_TOKEN)
+        assert enabled.status == 200, enabled.body
+        return client
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _hostile_body(self, model: str = ALIAS, stream: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hello"}]}
+        if stream:
+            body["stream"] = True
+        return body
+
+    def _send(self, client: GatewayClient, stream: bool, model: str = ALIAS) -> Answer | StreamAnswer:
+        if stream:
+            return client.stream(self._hostile_body(model))
+        return client.chat(self._hostile_body(model))
+
+    @staticmethod
+    def _everything(answer: Answer | StreamAnswer) -> str:
+        body = answer.raw if isinstance(answer, StreamAnswer) else answer.body
+        head = json.dumps(answer.headers)
+        return f"{answer.status}\n{head}\n{body.decode('utf-8', 'replace')}"
+
+    @staticmethod
+    def _failed_or_valid(answer: Answer | StreamAnswer) -> bool:
+        """Check the client's answer is a valid answer or an upstream error; True when it failed."""
+        text = HostileUpstreamChecks._everything(answer)
+        assert MARKER not in text, f"the upstream's garbage reached the client: {text[:300]!r}"
+        assert "Traceback" not in text, "a traceback reached the client"
+        assert answer.status != 500, f"a hostile upstream made the gateway fail (500): {text[:300]!r}"
+        if isinstance(answer, StreamAnswer) and answer.status == 200:
+            for chunk in answer.chunks:
+                assert chunk.get("object") == "chat.completion.chunk", f"not a chunk: {chunk!r}"
+                assert isinstance(chunk.get("choices"), list), f"a chunk without choices: {chunk!r}"
+            if answer.done:
+                assert answer.error is None
+                return False
+            assert answer.error is not None, (
+                f"a stream ended with neither [DONE] nor an error: {answer.raw[-300:]!r}"
+            )
+            assert answer.error.get("message")
+            return True
+        body = answer.raw if isinstance(answer, StreamAnswer) else answer.body
+        if answer.status == 200:
+            assert _is_chat_completion(body), f"a 200 that is not a chat completion: {body[:300]!r}"
+            return False
+        assert answer.status == 502, f"expected a valid answer or a 502, got {answer.status}: {body[:300]!r}"
+        error = json.loads(body)["error"]
+        assert error["message"] and error["type"], error
+        return True
+
+    def _attempt_kinds(self, recorder: RecordingPlugin) -> list[str | None]:
+        (record,) = self.records(recorder, 1)
+        return [a.error_kind for a in record.attempts]
+
+    def records(self, recorder: RecordingPlugin, count: int) -> list[RequestRecord]:
+        """The first ``count`` request records, waiting for them (they are emitted after the answer)."""
+        wait_for(lambda: len(recorder.records) >= count, what=f"{count} request record(s)")
+        return recorder.records[:count]
+
+    def _key_states(self, gateway: GatewayServer) -> dict[str, dict[str, Any]]:
+        answer = GatewayClient(gateway).request("GET", "/admin/v1/providers", token=ADMIN_TOKEN)
+        assert answer.status == 200, answer.body
+        (provider,) = [p for p in answer.json()["providers"] if p["name"] == "upstream"]
+        return {k["name"]: k for k in provider["keys"]}
+
+    # --- the checks -------------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("case", HOSTILE_CASES, ids=[c.id for c in HOSTILE_CASES])
+    def test_hostile_answer_is_a_valid_answer_or_a_502(
+        self,
+        case: HostileCase,
+        hostile: HostileUpstream,
+        hostile_client: GatewayClient,
+        hostile_recorder: RecordingPlugin,
+        gateway_logs: LogCapture,
+    ) -> None:
+        """A redirect, a 200 that is not the dialect's answer (HTML, bytes, empty, cut, wrong shape,
+        another dialect, deep, huge) or a broken stream: a valid answer or an upstream error, never
+        garbage, a 500 or a plugin crash; every failed attempt is recorded as ``bad_response``."""
+        hostile.script(replace(case.hostile, times=-1))
+        answer = self._send(hostile_client, case.stream)
+        failed = self._failed_or_valid(answer)
+        kinds = self._attempt_kinds(hostile_recorder)
+        assert hostile.requests, "nothing reached the upstream"
+        assert all(r.act == case.hostile.act for r in hostile.requests)
+        assert "plugin" not in kinds, f"the plugin crashed on a hostile answer: {kinds}"
+        assert "Traceback" not in gateway_logs.text, "a hostile answer logged a traceback"
+        if case.stream and answer.status == 200 and not failed:
+            return  # e.g. a whole answer to a stream request, translated into a valid stream
+        assert failed, "a hostile answer was served as a success"
+        if case.kind is not None:
+            assert kinds and all(k == case.kind for k in kinds), (
+                f"attempts recorded as {kinds}, not {case.kind}"
+            )
+        if case.hostile.act == "redirect":
+            assert all(r.path != "/latest/meta-data/" for r in hostile.requests), "a redirect was followed"
+
+    @pytest.mark.parametrize(
+        ("act", "status", "stream"),
+        KEY_LEAK_CASES,
+        ids=[f"{a}-{s}{'-stream' if t else ''}" for a, s, t in KEY_LEAK_CASES],
+    )
+    def test_hostile_upstream_cannot_leak_the_key(
+        self,
+        act: str,
+        status: int,
+        stream: bool,
+        hostile: HostileUpstream,
+        hostile_gateway: GatewayServer,
+        hostile_client: GatewayClient,
+        hostile_recorder: RecordingPlugin,
+        gateway_logs: LogCapture,
+    ) -> None:
+        """An upstream echoing the key (whole, in pieces, across byte 300, in every string field,
+        nested ones too, in headers, mid-stream): no 8 characters of it reach the client's status,
+        headers or body, a request record, a log line or the admin view."""
+        hostile.script(Hostile(act, status=status, after=2, times=-1))
+        answer = self._send(hostile_client, stream)
+        assert stream or answer.status != 200, answer
+        assert "Traceback" not in self._everything(answer)
+        (record,) = self.records(hostile_recorder, 1)
+        assert hostile.requests and hostile.requests[0].api_key == self.hostile_key
+        admin = GatewayClient(hostile_gateway).request("GET", "/admin/v1/providers", token=ADMIN_TOKEN)
+        assert_no_secret(self._everything(answer), self.hostile_key, "the client")
+        assert_no_secret(msgspec.json.encode(record).decode(), self.hostile_key, "the request record")
+        assert_no_secret(gateway_logs.text, self.hostile_key, "the logs")
+        assert_no_secret(admin.body.decode(), self.hostile_key, "the admin view")
+
+    @pytest.mark.parametrize(
+        ("header", "value", "status"),
+        [
+            *(("retry_after", v, 429) for v in RETRY_AFTER_VALUES),
+            *(("retry_after", v, 503) for v in RETRY_AFTER_VALUES[:2]),
+            *(("retry_after_ms", v, 429) for v in RETRY_AFTER_MS_VALUES),
+        ],
+    )
+    def test_hostile_retry_after_is_bounded(
+        self,
+        header: str,
+        value: str,
+        status: int,
+        hostile: HostileUpstream,
+        hostile_recorder: RecordingPlugin,
+    ) -> None:
+        """``Retry-After`` of 3000 years, negative, ``nan``, a date in year 9999...: the client is told
+        to wait at most an hour (or nothing), and the key cools for at most an hour."""
+        hostile.script(Hostile(header, status=status, value=value, times=-1))
+        recorder = RecordingPlugin()
+        with self.hostile_gateway_for(hostile, recorder) as gw:
+            answer = GatewayClient(gw).chat(self._hostile_body())
+            assert answer.status in (429, 503, 502), answer.body
+            assert "Traceback" not in answer.body.decode("utf-8", "replace")
+            retry = answer.headers.get("retry-after")
+            if retry is not None:
+                seconds = float(retry)
+                assert math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER, f"Retry-After: {retry}"
+            state = self._key_states(gw)["key1"]
+            assert 0 <= state["cooldown_remaining_s"] <= MAX_RETRY_AFTER, state
+            assert 0 <= state["ejected_remaining_s"] <= MAX_RETRY_AFTER, state
+            self.records(recorder, 1)
+        assert "plugin" not in [a.error_kind for a in recorder.records[0].attempts]
+
+    @pytest.mark.parametrize("tokens", TOKEN_VALUES, ids=[repr(v) for v in TOKEN_VALUES])
+    @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+    def test_hostile_usage_is_never_negative(
+        self,
+        tokens: Any,
+        stream: bool,
+        hostile: HostileUpstream,
+        hostile_client: GatewayClient,
+        hostile_recorder: RecordingPlugin,
+    ) -> None:
+        """Token counts of -1 000 000, 10**18, 1.5, ``"12"``, ``null``: a valid answer or a 502, and
+        the recorded usage and cost are never negative."""
+        hostile.script(Hostile("usage", tokens=tokens, times=-1))
+        answer = self._send(hostile_client, stream)
+        self._failed_or_valid(answer)
+        (record,) = self.records(hostile_recorder, 1)
+        assert record.cost_usd >= 0, record.cost_usd
+        if record.usage is not None:
+            for name in record.usage.__struct_fields__:
+                assert getattr(record.usage, name) >= 0, (
+                    f"recorded usage {name} = {getattr(record.usage, name)}"
+                )
+        assert "plugin" not in [a.error_kind for a in record.attempts]
+
+    @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+    def test_hostile_rate_limit_headers_are_read_as_unknown(
+        self,
+        stream: bool,
+        hostile: HostileUpstream,
+        hostile_gateway: GatewayServer,
+        hostile_client: GatewayClient,
+    ) -> None:
+        """Negative, absurd and non-numeric rate-limit headers on a valid answer: the answer is served
+        and the key's recorded limits are unknown or sane (0 to 10**15, resets within a day)."""
+        hostile.script(Hostile("ratelimit_headers", times=-1))
+        answer = self._send(hostile_client, stream)
+        assert not self._failed_or_valid(answer), "a valid answer with odd rate-limit headers failed"
+        limits = self._key_states(hostile_gateway)["key1"]["limits"] or {}
+        for name, value in limits.items():
+            if value is None:
+                continue
+            assert isinstance(value, int | float) and math.isfinite(value), f"{name} = {value!r}"
+            if name.startswith("reset"):
+                assert 0 <= value <= 86400, f"{name} = {value!r}"
+            else:
+                assert 0 <= value <= MAX_LIMIT, f"{name} = {value!r}"
+
+    @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+    def test_model_names_are_one_url_segment_direct(
+        self, stream: bool, hostile: HostileUpstream, hostile_client: GatewayClient
+    ) -> None:
+        """``upstream/<model>`` with every model of :data:`URL_MODELS`, then arbitrary ones: the
+        upstream gets exactly the expected path, the model as one encoded segment (or in the body)
+        and no query parameter the plugin did not mean; or the client gets a 400 and nothing is sent."""
+
+        def check(model: str) -> None:
+            hostile.reset()
+            answer = self._send(hostile_client, stream, model=f"upstream/{model}")
+            self._check_url(hostile, answer, model, stream)
+
+        for model in URL_MODELS:
+            check(model)
+
+        @settings(
+            max_examples=_examples(25), deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
+        @given(MODEL_STRINGS)
+        def arbitrary(model: str) -> None:
+            check(model)
+
+        arbitrary()
+
+    def test_model_names_are_one_url_segment_configured(self, hostile: HostileUpstream) -> None:
+        """The same for models configured as a deployment's ``model`` (one alias each): the table, then
+        arbitrary strings, a gateway per batch."""
+
+        def check(models: Sequence[str]) -> None:
+            hostile.reset()
+            recorder = RecordingPlugin()
+            try:
+                gateway = self.hostile_gateway_for(hostile, recorder, models).start()
+            except StartupError:
+                assert not hostile.requests
+                return  # refused at load: nothing was ever sent
+            try:
+                client = GatewayClient(gateway)
+                for i, model in enumerate(models):
+                    for stream in (False, True):
+                        hostile.reset()
+                        self._check_url(hostile, self._send(client, stream, model=f"m{i}"), model, stream)
+            finally:
+                gateway.stop()
+
+        check([m for m in URL_MODELS if m])
+
+        @settings(
+            max_examples=_examples(6), deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
+        @given(st.lists(MODEL_STRINGS.filter(bool), min_size=1, max_size=6, unique=True))
+        def arbitrary(models: list[str]) -> None:
+            check(models)
+
+        arbitrary()
+
+    def _check_url(
+        self, hostile: HostileUpstream, answer: Answer | StreamAnswer, model: str, stream: bool
+    ) -> None:
+        text = self._everything(answer)
+        assert answer.status != 500 and "Traceback" not in text, f"model {model!r}: {text[:300]!r}"
+        if not hostile.requests:
+            assert answer.status in (400, 404), (
+                f"model {model!r}: nothing was sent, yet the client got {text[:300]!r}"
+            )
+            return
+        assert answer.status == 200, f"model {model!r} was sent upstream, yet the client got {text[:300]!r}"
+        for seen in hostile.requests:
+            self.upstream_target(model, stream).check(seen, model)
+            assert seen.api_key == self.hostile_key
+
+
+def _examples(default: int) -> int:
+    """Hypothesis examples per check: ``TRUCKLLM_PROPERTY_EXAMPLES`` or ``default``."""
+    return int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", str(default)))
+
+
 # --- the suite -------------------------------------------------------------------------------------
 
 
-class ProviderConformance:
+class ProviderConformance(HostileUpstreamChecks):
     """Checks every provider plugin must pass; subclass as ``Test<Name>Conformance``.
 
     The gateway under test has one provider entry (``providers.upstream``) of

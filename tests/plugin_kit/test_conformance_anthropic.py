@@ -1,0 +1,13 @@
+"""The provider conformance suite (the hostile-upstream checks included), run against the
+built-in ``anthropic`` provider plugin."""
+
+from __future__ import annotations
+
+from truckllm.testing.conformance import ProviderConformance
+from truckllm.testing.fakes import FakeAnthropic
+
+
+class TestAnthropicConformance(ProviderConformance):
+    provider_type = "anthropic"
+    fake_upstream = FakeAnthropic
+    model = "claude-sonnet-4-5"

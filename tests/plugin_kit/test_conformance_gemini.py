@@ -1,0 +1,13 @@
+"""The provider conformance suite (the hostile-upstream checks included), run against the
+built-in ``gemini`` provider plugin."""
+
+from __future__ import annotations
+
+from truckllm.testing.conformance import ProviderConformance
+from truckllm.testing.fakes import FakeGemini
+
+
+class TestGeminiConformance(ProviderConformance):
+    provider_type = "gemini"
+    fake_upstream = FakeGemini
+    model = "gemini-2.5-flash"
