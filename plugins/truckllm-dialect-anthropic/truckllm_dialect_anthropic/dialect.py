@@ -16,7 +16,8 @@ from truckllm.dialect import DialectRoute
 from truckllm.errors import GatewayError
 from truckllm.types import ChatRequest
 
-from .errors import error_body, invalid, stream_error
+from .errors import error_body, stream_error
+from .headers import check_headers
 from .request import read_request
 from .response import count_tokens_body, message_body
 from .stream import OpenAIToAnthropic
@@ -71,10 +72,9 @@ class AnthropicDialect:
         """Validate an Anthropic request; keep its bytes; add its OpenAI typed form.
 
         :raises GatewayError: 400 ``invalid_request_error`` naming the field (or the
-            ``anthropic-version`` header) at fault.
+            ``anthropic-version`` / ``anthropic-beta`` header) at fault.
         """
-        if self.require_version and not headers.get("anthropic-version", "").strip():
-            raise invalid("header is required", "anthropic-version")
+        check_headers(headers, self.require_version)
         parsed = read_request(body, route.endpoint)
         if parsed.notes:
             logger.debug("anthropic dialect: for deployments of other dialects: {}", "; ".join(parsed.notes))

@@ -67,9 +67,8 @@ def message_body(body: bytes, model: str) -> bytes:
         name = function.get("name")
         arguments, valid = parse_arguments(function.get("arguments"))
         if not valid:
-            logger.warning(
-                "tool call {!r}: the upstream's arguments are not a JSON object; sent as {{}}", name
-            )
+            # the name is upstream text: it is not written to the log (only scrubbed errors are)
+            logger.warning("a tool call's arguments from the upstream are not a JSON object; sent as {}")
         content.append(
             {
                 "type": "tool_use",
