@@ -66,6 +66,7 @@ from truckllm.store import (
     BudgetCheck,
     CooldownMark,
     Decision,
+    Period,
     RateCheck,
     Settlement,
     Store,
@@ -360,8 +361,8 @@ async def run_budget_ops(harness: StoreHarness, ops: Sequence[BudgetOp], limit: 
                 assert decision.remaining[key] <= limit, where
         elif op.kind == "settle" and model.pending:
             rid = list(model.pending)[op.pick % len(model.pending)]
-            adjust = {key: ("total", op.amount)}
-            await store.settle(Settlement(request_id=rid, budget_adjust=adjust))  # type: ignore[dict-item]
+            adjust: dict[str, tuple[Period, float]] = {key: ("total", op.amount)}
+            await store.settle(Settlement(request_id=rid, budget_adjust=adjust))
             model.settle(rid, op.amount)
         elif op.kind == "lose":
             if harness.lose_data is None:
@@ -372,8 +373,7 @@ async def run_budget_ops(harness: StoreHarness, ops: Sequence[BudgetOp], limit: 
         else:  # unknown, resettle, or settle with nothing admitted
             settled = model.settled if op.kind == "resettle" else []
             rid = settled[op.pick % len(settled)] if settled else _rid()
-            adjust = {key: ("total", op.amount)}
-            await store.settle(Settlement(request_id=rid, budget_adjust=adjust))  # type: ignore[dict-item]
+            await store.settle(Settlement(request_id=rid, budget_adjust={key: ("total", op.amount)}))
             model.unmatched(op.amount)
         await harness.sync()
         used = await budget_used(store, key)
