@@ -19,7 +19,7 @@ from truckllm.dialect import DialectRoute, FrameTranslator
 from truckllm.errors import GatewayError
 from truckllm.types import ChatRequest
 
-from . import errors
+from . import errors, names
 from .request import Parsed, read_batch_embed, read_count_tokens, read_embed, read_generate
 from .response import count_tokens_body, embedding_body, generate_body
 from .stream import GeminiToArray, OpenAIToGemini, SSEIdentity
@@ -93,16 +93,15 @@ class GeminiDialect:
     ) -> GeminiRequest:
         """Check a Gemini request the way Gemini does; keep its bytes; add its OpenAI typed form.
 
-        :raises GatewayError: 400 ``INVALID_ARGUMENT`` listing the problems (Gemini's wording);
+        :raises GatewayError: 400 ``INVALID_ARGUMENT`` listing the problems (Gemini's wording),
+            or naming ``model`` when the URL's model cannot be a model name (:mod:`.names`);
             404 for an unknown method.
         """
         url_model = path_params.get("model", "")
         if route.name == "unknown":
             method = path_params.get("method", "")
             raise GatewayError(404, f"Method not found: models/{url_model}:{method}.", code="not_found")
-        alias = url_model.removeprefix("models/")
-        if not alias:
-            raise GatewayError(400, "* model: the model name is empty", param="model")
+        alias = names.url_model(url_model)
         stream = route.name == "streamGenerateContent"
         alt = query.get("alt", "")
         if stream and alt not in ("", "json", "sse"):

@@ -111,7 +111,8 @@ def function_call(call: Any) -> dict[str, Any] | None:
         return None
     args, valid = parse_arguments(function.get("arguments"))
     if not valid:
-        logger.warning("tool call {!r}: the upstream's arguments are not a JSON object; sent as {{}}", name)
+        # the name is upstream text: it is not written to the log (only scrubbed errors are)
+        logger.warning("a tool call's arguments from the upstream are not a JSON object; sent as {}")
     out: dict[str, Any] = {"name": name, "args": args}
     ident = call.get("id")
     if isinstance(ident, str) and ident:
