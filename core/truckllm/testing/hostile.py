@@ -507,7 +507,7 @@ class _Gemini:
         details: list[Any] = [
             {
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": fields.get("code") or "API_KEY_INVALID",
+                "reason": fields.get("code") or "INTERNAL",
                 "domain": fields.get("param") or "googleapis.com",
                 "metadata": {"service": "generativelanguage.googleapis.com"},
             }
