@@ -372,6 +372,17 @@ async def test_a_clear_while_the_service_is_down_is_sent_in_order() -> None:
         marks = {m.key: m for m in await backend.cooldowns()}
         assert set(marks) == {"sent"} and marks["sent"].reason == "after"
         assert marks["sent"].until == pytest.approx(now + 30)
+        # a clear queued in an outage that has just ended (not flushed yet) still goes before a new mark
+        await server.stop()
+        await store.mark_cooldown(CooldownMark(provider="p", key="x", until=now + 5))  # the outage starts
+        assert store.outage.down
+        await store.clear_cooldown("p", "sent")
+        await server.start()
+        assert (await store.ready())["ok"] is True and not store.outage.down
+        await store.mark_cooldown(CooldownMark(provider="p", key="sent", until=now + 20, reason="newest"))
+        await store.flush()
+        marks = {m.key: m for m in await backend.cooldowns()}
+        assert marks["sent"].reason == "newest"
     finally:
         await store.close()
         await server.stop()

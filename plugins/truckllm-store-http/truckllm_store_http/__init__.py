@@ -294,6 +294,11 @@ class HttpStore:
         if self._session is None or self.outage.down:
             self._marks.append(mark)
             return
+        if self._queue:  # older batches (a clear, maybe) are still queued: they go first
+            self._marks.append(mark)
+            with contextlib.suppress(*_UNREACHABLE):
+                await self.flush()
+            return
         try:
             body = msgspec.json.encode([mark])
             await self._request(

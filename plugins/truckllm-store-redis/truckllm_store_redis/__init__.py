@@ -594,8 +594,14 @@ class RedisStore:
         if redis is None or self.outage.down:
             self._pending.cooldowns.append(mark)
             return
+        slot = (mark.provider, mark.key)
+        cleared = slot in self._pending.cleared  # a clear from an outage not flushed yet goes first
         try:
             async with asyncio.timeout(self.options.io_timeout):
+                if cleared:
+                    member = self._member(*slot)
+                    await self._clear_script(keys=self._cooldown_keys(), args=[member], client=redis)
+                    self._pending.cleared.pop(slot, None)
                 await self._mark_script(keys=self._cooldown_keys(), args=self._mark_args(mark), client=redis)
         except _UNREACHABLE as exc:
             self.outage.failed(exc)
