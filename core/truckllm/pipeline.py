@@ -474,6 +474,23 @@ class _Pipeline:
                         keep_open = True
                         return outcome
                     return self._finish_whole(response, attempt)
+            except aiohttp.ConnectionTimeoutError:
+                raise _Failed(
+                    UpstreamError(
+                        status=502,
+                        kind="connect",
+                        message=f"cannot reach provider {provider.name!r}: "
+                        f"no connection within {routing.connect_timeout:g}s",
+                    )
+                ) from None
+            except aiohttp.SocketTimeoutError:
+                raise _Failed(
+                    UpstreamError(
+                        status=504,
+                        kind="timeout",
+                        message=f"upstream silent for {routing.stream_idle_timeout:g}s",
+                    )
+                ) from None
             except TimeoutError:
                 raise _Failed(
                     UpstreamError(
