@@ -640,6 +640,21 @@ class StoreConformance:
         # reserved is back to 0, not below: what is left is the late request's cost, or nothing
         assert 0.0 - 1e-9 <= await budget_used(store, key) <= 3.0 + 1e-9
 
+    async def test_a_request_id_used_twice_never_loosens_a_budget(self, store_harness: StoreHarness) -> None:
+        """Request ids may come from clients (``X-Request-Id``): two requests under one id are merged
+        conservatively; the first settlement never releases the other's reservation for nothing."""
+        store, key, rid = store_harness.store, _key("usd"), _rid()
+        for amount in (4.0, 3.0):
+            check = BudgetCheck(key=key, limit=10.0, period="total", amount=amount)
+            assert (await _admit(store, budgets=(check,), rid=rid)).allowed
+        assert await budget_used(store, key) == pytest.approx(7.0)
+        await store.settle(Settlement(request_id=rid, budget_adjust={key: ("total", -4.0)}))  # cost 0
+        await store_harness.sync()
+        assert 3.0 - 1e-9 <= await budget_used(store, key) <= 7.0 + 1e-9
+        await store.settle(Settlement(request_id=rid, budget_adjust={key: ("total", -3.0)}))  # cost 0
+        await store_harness.sync()
+        assert 3.0 - 1e-9 <= await budget_used(store, key) <= 7.0 + 1e-9
+
     async def test_checks_that_are_not_numbers_are_refused(self, store_harness: StoreHarness) -> None:
         """A budget amount or limit, or a rate period, that is not a finite number is a ``ValueError``."""
         store = store_harness.store
