@@ -7,6 +7,7 @@ import base64
 import hashlib
 import os
 import random
+import re
 import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,7 +17,16 @@ import msgspec
 from truckllm import hookimpl
 from truckllm.config.durations import Duration
 from truckllm.errors import UpstreamFailure
-from truckllm.openai_wire import ChunkBuilder, chat_completion, completion_id, upstream_error, usage_object
+from truckllm.openai_wire import (
+    DONE_FRAME,
+    ChunkBuilder,
+    chat_completion,
+    completion_id,
+    parse_openai_usage,
+    parse_retry_after,
+    upstream_error,
+    usage_object,
+)
 from truckllm.schemas.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -50,6 +60,7 @@ class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     error_status: int = 503
     max_reply_words: int = 64
     dimensions: int = 8
+    client_faults: bool = True
 
 
 _DEFAULTS = Options()
@@ -70,6 +81,22 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
     )
 
 
+MAX_RETRY_AFTER = 3600.0
+"""The longest ``retry_after`` a fault may ask for (seconds)."""
+MAX_LATENCY = 600.0
+"""The longest ``latency`` a fault may ask for (seconds)."""
+GARBAGE = {
+    "html": b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>",
+    "empty": b"",
+    "array": b"[]",
+    "object": b'{"foo": 1}',
+    "truncated": b'{"id": "chatcmpl-mock", "object": "chat.completion", "choi',
+    "bytes": bytes(range(256)),
+    "deep": b"[" * 100_000 + b"]" * 100_000,
+}
+"""What ``garbage=<name>`` answers with: a 200 that is not an OpenAI answer."""
+
+
 class Fault(msgspec.Struct, kw_only=True):
     """A fault asked for by the ``x-mock-fault`` header."""
 
@@ -77,26 +104,52 @@ class Fault(msgspec.Struct, kw_only=True):
     retry_after: float | None = None
     latency: float | None = None
     cut_after: int | None = None
+    garbage: str | None = None
+
+
+_DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
+_COUNT = re.compile(r"[0-9]{1,6}")
+
+
+def _seconds(value: str, high: float) -> float | None:
+    """A plain decimal number of seconds in ``[0, high]`` (no sign, exponent, ``_``, ``nan``...)."""
+    if not _DECIMAL.fullmatch(value):
+        return None
+    number = float(value)
+    return number if number <= high else None
+
+
+def _count(value: str) -> int | None:
+    """A plain whole number below a million."""
+    return int(value) if _COUNT.fullmatch(value) else None
 
 
 def parse_fault(text: str | None) -> Fault:
-    """Read ``key=value,key=value`` from the ``x-mock-fault`` header (unknown keys ignored)."""
+    """Read ``key=value,key=value`` from the ``x-mock-fault`` header.
+
+    The header comes from any client, so every value is checked and a value out of range is
+    ignored (not clamped): ``status`` an HTTP error (400-599), ``retry_after`` 0-3600 s,
+    ``latency`` 0-600 s (plain decimals), ``cut_after`` a count below a million, ``garbage`` a
+    name of :data:`GARBAGE`.
+    Unknown keys are ignored.
+    """
     fault = Fault()
     if not text:
         return fault
-    for part in text.split(","):
+    for part in text.split(",")[:16]:
         name, _, value = part.strip().partition("=")
-        try:
-            if name == "status":
-                fault.status = int(value)
-            elif name == "retry_after":
-                fault.retry_after = float(value)
-            elif name == "latency":
-                fault.latency = max(0.0, min(float(value), 600.0))
-            elif name == "cut_after":
-                fault.cut_after = int(value)
-        except ValueError:
-            continue
+        value = value.strip()
+        if name == "status":
+            status = _count(value)
+            fault.status = status if status is not None and 400 <= status <= 599 else None
+        elif name == "retry_after":
+            fault.retry_after = _seconds(value, MAX_RETRY_AFTER)
+        elif name == "latency":
+            fault.latency = _seconds(value, MAX_LATENCY)
+        elif name == "cut_after":
+            fault.cut_after = _count(value)
+        elif name == "garbage":
+            fault.garbage = value if value in GARBAGE else None
     return fault
 
 
@@ -112,7 +165,7 @@ def _words(text: str) -> int:
 def _prompt_text(typed: Any) -> tuple[str, str]:
     """(all input text, the text to echo)."""
     if isinstance(typed, ChatCompletionRequest):
-        texts = [text_of(getattr(m, "content", None)) for m in typed.messages]  # type: ignore[arg-type]
+        texts = [text_of(getattr(m, "content", None)) for m in typed.messages]
         last_user = next(
             (text_of(m.content) for m in reversed(typed.messages) if isinstance(m, UserMessage)),
             "",
@@ -168,7 +221,7 @@ class _Local:
         status = self.fault.status
         if status is None and self.options.error_rate and _chance() < self.options.error_rate:
             status = self.options.error_status
-        if status is not None and status >= 400:
+        if status is not None:
             headers = {"content-type": "application/json"}
             if self.fault.retry_after is not None:
                 headers["retry-after"] = str(self.fault.retry_after)
@@ -183,6 +236,15 @@ class _Local:
                 }
             )
             return UpstreamResponse(status=status, headers=headers, body=body)
+        if self.fault.garbage is not None:
+            garbage = GARBAGE[self.fault.garbage]
+            if self.request.stream:
+                return UpstreamResponse(
+                    status=200,
+                    headers={"content-type": "text/event-stream"},
+                    chunks=_once(b"data: " + garbage + b"\n\n"),
+                )
+            return UpstreamResponse(status=200, headers={"content-type": "application/json"}, body=garbage)
         typed = self.request.typed
         if isinstance(typed, EmbeddingRequest):
             return UpstreamResponse(
@@ -299,6 +361,10 @@ class _Local:
         )
 
 
+async def _once(chunk: bytes) -> AsyncIterator[bytes]:
+    yield chunk
+
+
 @hookimpl
 def transform_request(
     provider: Provider, model: str, request: ChatRequest, api_key: str
@@ -307,7 +373,7 @@ def transform_request(
     if provider.type != TYPE:
         return None
     options = provider.options if isinstance(provider.options, Options) else _DEFAULTS
-    fault = parse_fault(request.headers.get("x-mock-fault"))
+    fault = parse_fault(request.headers.get("x-mock-fault")) if options.client_faults else Fault()
     return UpstreamRequest(
         url=f"mock://{provider.name}/{request.endpoint}",
         stream=request.stream,
@@ -315,22 +381,48 @@ def transform_request(
     )
 
 
-_USAGE = msgspec.json.Decoder(dict[str, Any])
+class _Answer(msgspec.Struct):
+    """The list every OpenAI answer has: ``choices`` (chat, completions) or ``data`` (embeddings)."""
+
+    choices: list[dict[str, Any]] | None = None
+    data: list[dict[str, Any]] | None = None
+
+
+_ANSWER = msgspec.json.Decoder(_Answer)
+_UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
+
+
+def _bad_response(message: str) -> UpstreamError:
+    return UpstreamError(status=502, kind="bad_response", type="server_error", message=message)
+
+
+def _is_answer(endpoint: str, body: bytes) -> bool:
+    """Whether ``body`` is a JSON object with the endpoint's list."""
+    try:
+        answer = _ANSWER.decode(body)
+    except _UNREADABLE:
+        return False
+    return (answer.data if endpoint == "embeddings" else answer.choices) is not None
 
 
 @hookimpl
 def transform_response(
     provider: Provider, request: ChatRequest, response: UpstreamResponse
 ) -> ProviderResult | None:
-    """The mock's answers are already in OpenAI's form."""
+    """The mock's answers are already in OpenAI's form; one that is not (``garbage=``) fails."""
     if provider.type != TYPE:
         return None
     if response.status >= 400:
-        retry = response.headers.get("retry-after")
         return ProviderResult(
             error=upstream_error(
-                response.status, f"mock error {response.status}", retry_after=float(retry) if retry else None
+                response.status,
+                f"mock error {response.status}",
+                retry_after=parse_retry_after(response.headers),
             )
+        )
+    if not _is_answer(request.endpoint, response.body):
+        return ProviderResult(
+            error=_bad_response("mock answered 200 with a body that is not an OpenAI answer")
         )
     return ProviderResult(body=response.body)
 
@@ -340,10 +432,10 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     """Usage from the mock's own answer."""
     if provider.type != TYPE:
         return None
-    usage = _USAGE.decode(body).get("usage") or {}
-    prompt = int(usage.get("prompt_tokens", 0))
-    completion = int(usage.get("completion_tokens", 0))
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    return parse_openai_usage(body)
+
+
+_FRAME = msgspec.json.Decoder(dict[str, Any])
 
 
 class MockStream:
@@ -356,9 +448,19 @@ class MockStream:
         self._done = False
 
     def feed(self, chunk: bytes) -> bytes:
-        """Forward the frame."""
-        if chunk.endswith(b"data: [DONE]\n\n"):
+        """Forward the frame (the mock sends one whole frame per chunk), once it is checked to be
+        ``data: <JSON object>`` or ``data: [DONE]``."""
+        if chunk == DONE_FRAME:
             self._done = True
+            return chunk
+        if not (chunk.startswith(b"data: ") and chunk.endswith(b"\n\n")):
+            raise UpstreamFailure(_bad_response("mock stream sent something that is not an SSE frame"))
+        try:
+            _FRAME.decode(chunk[6:-2])
+        except _UNREADABLE:
+            raise UpstreamFailure(
+                _bad_response("mock stream sent a frame that is not a JSON object")
+            ) from None
         return chunk
 
     def close(self) -> bytes:
