@@ -295,13 +295,7 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         state = gateway.health.key(provider, key)
 
         def clear_local() -> None:
-            state.disabled = ""
-            state.cooldown_until = state.ejected_until = 0.0
-            state.cooldown_reason = ""
-            state.consecutive_failures = 0
-            now = gateway.clock()
-            if state.recovered_at > now:  # the slow start begins now, not when the cooldown would have ended
-                state.recovered_at = now
+            state.enable(gateway.clock())
 
         clear_local()
         store, shared = gateway.store, "no store"

@@ -252,9 +252,15 @@ class Gateway:
             await self.sync_cooldowns()
 
     async def sync_cooldowns(self) -> None:
-        """Read the cooldowns marked in the store (by any process) and apply them here."""
+        """Read the cooldowns marked in the store (by any process) and apply them here.
+
+        A mark is clamped like a ``Retry-After``. A mark that disappeared before its end was
+        cleared (an operator's ``enable`` in another process): a cooldown that came only from it
+        ends here too. A key enabled here while the store was being read keeps its enable.
+        """
         if self.store is None:
             return
+        asked = self.clock()
         try:
             marks = await self.store.cooldowns()
         except Exception as exc:
@@ -262,12 +268,24 @@ class Gateway:
             return
         now_wall, now = self.wall_clock(), self.clock()
         limit = self.runtime.config.routing.cooldown.max_retry_after
+        marked = set()
         for mark in marks:
             remaining = mark.until - now_wall
-            if remaining > 0:  # a mark from the store is clamped like a Retry-After
-                self.health.key(mark.provider, mark.key).cool(
-                    now, min(remaining, limit), mark.reason or "shared"
-                )
+            if remaining <= 0:
+                continue
+            state = self.health.key(mark.provider, mark.key)
+            marked.add((mark.provider, mark.key))
+            if state.enabled_at >= asked:
+                continue  # enabled while the store was read: the mark is being cleared
+            until = now + min(remaining, limit)
+            state.cool(now, until - now, mark.reason or "shared")
+            state.shared_until = max(state.shared_until, until)
+        for ident, state in self.health.keys.items():
+            if ident not in marked and state.shared_until > now:
+                if state.cooldown_until <= state.shared_until + 1e-6:  # it came only from the mark
+                    state.cooldown_until = now
+                    state.cooldown_reason = ""
+                state.shared_until = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -80,6 +80,18 @@ class KeyState:
     errors: Counter[str] = field(default_factory=Counter)
     outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=100))
     half_open: bool = False
+    shared_until: float = 0.0  # the cooldown applied from another process's mark in the store
+    enabled_at: float = float("-inf")  # when an operator last re-enabled the key
+
+    def enable(self, now: float) -> None:
+        """An operator put the key back: no cooldown, ejection or disablement; slow start from now."""
+        self.disabled = ""
+        self.cooldown_until = self.ejected_until = self.shared_until = 0.0
+        self.cooldown_reason = ""
+        self.consecutive_failures = 0
+        self.enabled_at = now
+        if self.recovered_at > now:  # the slow start begins now, not when the cooldown would have ended
+            self.recovered_at = now
 
     def available_at(self, now: float) -> float:
         """When the key may take traffic again (``now`` or earlier: it may now)."""

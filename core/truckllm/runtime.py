@@ -186,6 +186,16 @@ def _plan(
     )
 
 
+def _dearer(a: PriceConfig, b: PriceConfig) -> PriceConfig:
+    """Field by field, the higher of two prices (two aliases price one model differently: a
+    ``provider/model`` request is reserved and charged at the dearer)."""
+    fields = {}
+    for name in a.__struct_fields__:
+        x, y = getattr(a, name), getattr(b, name)
+        fields[name] = x if y is None else y if x is None else max(x, y)
+    return PriceConfig(**fields)
+
+
 def build_runtime(
     config: Config, host: PluginHost, health: HealthRegistry, *, version: int = 0, source: str = ""
 ) -> Runtime:
@@ -209,12 +219,12 @@ def build_runtime(
         alias: _plan(alias, model, config, providers, specs, health, registry_default)
         for alias, model in config.models.items()
     }
-    prices = {
-        (dep.provider, dep.model): dep.price
-        for model in config.models.values()
-        for dep in model.deployments
-        if dep.price is not None
-    }
+    prices: dict[tuple[str, str], PriceConfig] = {}
+    for model in config.models.values():
+        for dep in model.deployments:
+            if dep.price is not None:
+                known = prices.get((dep.provider, dep.model))
+                prices[(dep.provider, dep.model)] = dep.price if known is None else _dearer(known, dep.price)
     return Runtime(
         config=config,
         host=host,

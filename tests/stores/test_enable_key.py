@@ -125,3 +125,58 @@ def test_enable_with_a_store_that_cannot_clear_still_enables_here(fake: FakeOpen
         gateway.store.clear_cooldown = None  # type: ignore[assignment]  # a store without the method
         answer = httpx.post(gw.url + "/admin/v1/providers/oa/keys/first/enable", headers=ADMIN)
         assert answer.status_code == 200 and answer.json()["shared"] == "unsupported"
+
+
+class _Marks:
+    """A store's cooldown marks, shared by two gateways (two workers) in one test."""
+
+    def __init__(self) -> None:
+        self.marks: dict[tuple[str, str], CooldownMark] = {}
+        self.reading: asyncio.Event | None = None  # set: cooldowns() waits for it (a slow read)
+
+    async def mark_cooldown(self, mark: CooldownMark) -> None:
+        self.marks[(mark.provider, mark.key)] = mark
+
+    async def clear_cooldown(self, provider: str, key: str) -> None:
+        self.marks.pop((provider, key), None)
+
+    async def cooldowns(self) -> list[CooldownMark]:
+        marks = list(self.marks.values())
+        if self.reading is not None:
+            await self.reading.wait()
+        return marks
+
+
+def _worker(store: _Marks) -> Gateway:
+    gw = Gateway("<w>", config_text=config("http://127.0.0.1:9/v1", "{type: memory}"), watch_interval=0)
+    gw.store = store
+    return gw
+
+
+async def test_an_enable_in_one_worker_ends_the_shared_cooldown_in_the_others() -> None:
+    store = _Marks()
+    one, other = _worker(store), _worker(store)
+    await store.mark_cooldown(CooldownMark(provider="oa", key="first", until=time.time() + 600, reason="rate_limit"))
+    other.health.key("oa", "second").cool(other.clock(), 600, "rate_limit")  # its own 429: not from a mark
+    await other.sync_cooldowns()
+    assert other.health.key("oa", "first").state(other.clock()) == "cooldown"
+    one.health.key("oa", "first").enable(one.clock())  # what the enable handler does, then:
+    await store.clear_cooldown("oa", "first")
+    await other.sync_cooldowns()
+    assert other.health.key("oa", "first").available_at(other.clock()) <= other.clock()
+    assert other.health.key("oa", "second").state(other.clock()) == "cooldown"  # untouched
+
+
+async def test_a_sync_that_read_the_store_before_an_enable_does_not_undo_it() -> None:
+    store = _Marks()
+    gw = _worker(store)
+    await store.mark_cooldown(CooldownMark(provider="oa", key="first", until=time.time() + 600, reason="rate_limit"))
+    store.reading = asyncio.Event()
+    sync = asyncio.ensure_future(gw.sync_cooldowns())
+    await asyncio.sleep(0)  # the read has the mark and waits
+    gw.health.key("oa", "first").enable(gw.clock())
+    await store.clear_cooldown("oa", "first")
+    store.reading.set()
+    await sync
+    state = gw.health.key("oa", "first")
+    assert state.available_at(gw.clock()) <= gw.clock()
