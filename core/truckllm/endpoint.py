@@ -209,7 +209,8 @@ class ApiEndpoint:
             check_priced(rt, plan)
         if key is not None and self.gateway.store is not None:
             ctx.reservation = await admit(
-                self.gateway.store, key, serving_plans(rt, plan), request, ctx.request_id
+                # the store's reservation id is the gateway's own: X-Request-Id is the client's
+                self.gateway.store, key, serving_plans(rt, plan), request, "rsv_" + os.urandom(12).hex()
             )
 
         stream_slot = None
