@@ -31,7 +31,7 @@ from truckllm.config.loader import parse_config
 from truckllm.config.schema import Config, RetryBudgetConfig
 from truckllm.config.source import ConfigSource, TextSource, open_source
 from truckllm.errors import ConfigError, StartupError
-from truckllm.health import Clock, HealthRegistry
+from truckllm.health import Clock, HealthRegistry, KeyState
 from truckllm.netguard import GuardedResolver, NetPolicy
 from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm.runtime import Runtime, build_runtime
@@ -135,6 +135,7 @@ class Gateway:
         self.last_reload_ok = True
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_task: asyncio.Task[None] | None = None
+        self._push_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self.watch_interval = watch_interval
         self.view = GatewayView(self)
@@ -266,26 +267,59 @@ class Gateway:
         except Exception as exc:
             logger.bind(plugin="store").debug("cooldown sync failed: {}", exc)
             return
-        now_wall, now = self.wall_clock(), self.clock()
-        limit = self.runtime.config.routing.cooldown.max_retry_after
         marked = set()
         for mark in marks:
-            remaining = mark.until - now_wall
-            if remaining <= 0:
-                continue
-            state = self.health.key(mark.provider, mark.key)
-            marked.add((mark.provider, mark.key))
-            if state.enabled_at >= asked:
-                continue  # enabled while the store was read: the mark is being cleared
-            until = now + min(remaining, limit)
-            state.cool(now, until - now, mark.reason or "shared")
-            state.shared_until = max(state.shared_until, until)
-        for ident, state in self.health.keys.items():
-            if ident not in marked and state.shared_until > now:
-                if state.cooldown_until <= state.shared_until + 1e-6:  # it came only from the mark
-                    state.cooldown_until = now
-                    state.cooldown_reason = ""
-                state.shared_until = 0.0
+            if self.apply_mark(mark, asked):
+                marked.add((mark.provider, mark.key))
+        now = self.clock()
+        for (provider, key), state in self.health.keys.items():
+            if (provider, key) not in marked and state.shared_until > now:
+                self._unmark(state, now)
+
+    def apply_mark(self, mark: CooldownMark, asked: float | None = None) -> bool:
+        """Apply one cooldown mark from the store (``until`` in the past: the mark was cleared).
+
+        ``asked``: when the mark was read; a key enabled here since keeps its enable. Returns
+        whether the mark is in force.
+        """
+        now_wall, now = self.wall_clock(), self.clock()
+        remaining = mark.until - now_wall
+        state = self.health.key(mark.provider, mark.key)
+        if remaining <= 0:
+            if state.shared_until > now:
+                self._unmark(state, now)
+            return False
+        if asked is not None and state.enabled_at >= asked:
+            return True  # enabled while the store was read: the mark is being cleared
+        limit = self.runtime.config.routing.cooldown.max_retry_after
+        until = now + min(remaining, limit)
+        state.cool(now, until - now, mark.reason or "shared")
+        state.shared_until = max(state.shared_until, until)
+        return True
+
+    @staticmethod
+    def _unmark(state: KeyState, now: float) -> None:
+        """The store's mark for ``state`` was cleared: end a cooldown that came only from it."""
+        if state.cooldown_until <= state.shared_until + 1e-6:
+            state.cooldown_until = now
+            state.cooldown_reason = ""
+        state.shared_until = 0.0
+
+    async def _follow_marks(self) -> None:
+        """Apply cooldown marks as the store pushes them (stores with ``watch_cooldowns``); the
+        once-a-second sync still runs, so a lost push is repaired within a second."""
+        assert self.store is not None
+        delay = 0.5
+        while True:
+            try:
+                await self.store.watch_cooldowns(self.apply_mark)
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.bind(plugin="store").debug("cooldown push stopped: {}", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -323,6 +357,8 @@ class Gateway:
             raise StartupError(f"plugin {name!r} failed to start: {type(exc).__name__}: {exc}")
         if self.store is not None:
             self._sync_task = asyncio.get_running_loop().create_task(self._sync_cooldowns())
+            if callable(getattr(self.store, "watch_cooldowns", None)):
+                self._push_task = asyncio.get_running_loop().create_task(self._follow_marks())
         if self.watch_interval:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch(self.watch_interval))
         self.started = True
@@ -341,7 +377,7 @@ class Gateway:
             except TimeoutError:
                 logger.warning("{} requests still in flight after {}s grace", self.in_flight, grace)
         await self.background.stop()
-        for task in (self._sync_task, self._watch_task):
+        for task in (self._sync_task, self._push_task, self._watch_task):
             await stop_task(task)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)

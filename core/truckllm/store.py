@@ -29,7 +29,7 @@ windows until a week after they end (``total`` budgets are kept for good).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -37,6 +37,7 @@ import msgspec
 from truckllm.types import RequestRecord
 
 __all__ = [
+    "CooldownPush",
     "DEFAULT_USAGE_RETENTION",
     "USAGE_COUNTERS",
     "USAGE_FIELDS",
@@ -186,6 +187,19 @@ class UsageReport(msgspec.Struct, kw_only=True):
 
 
 @runtime_checkable
+class CooldownPush(Protocol):
+    """Optional, for stores shared by several processes: push cooldown marks as they happen.
+
+    The gateway runs :meth:`watch_cooldowns` as a background task (restarted with backoff when it
+    returns or raises) besides its once-a-second :meth:`Store.cooldowns` poll, so that a cooldown
+    learned by one process reaches the others within one store round trip instead of one poll.
+    """
+
+    async def watch_cooldowns(self, apply: Callable[[CooldownMark], object]) -> None:
+        """Call ``apply`` with every mark any process makes (``mark_cooldown``) and, for a
+        ``clear_cooldown``, with a mark whose ``until`` is 0; return or raise when the feed ends."""
+
+
 class Store(Protocol):
     """What a store plugin's class implements (besides a ``store_usage`` hookimpl method).
 
