@@ -21,7 +21,7 @@ __all__ = ["count_tokens_body", "message_body"]
 def _decode(body: bytes, what: str) -> dict[str, Any]:
     try:
         decoded = msgspec.json.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: deep JSON
         decoded = None
     if not isinstance(decoded, dict):
         raise GatewayError(502, f"the upstream's {what} could not be read", type="server_error")

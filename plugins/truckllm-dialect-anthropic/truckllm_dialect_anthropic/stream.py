@@ -143,7 +143,7 @@ class OpenAIToAnthropic:
             return
         try:
             chunk = _DECODER.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             logger.debug("anthropic dialect: an unreadable OpenAI chunk was skipped")
             return
         if chunk.error is not None:

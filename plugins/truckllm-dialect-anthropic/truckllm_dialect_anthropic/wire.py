@@ -86,7 +86,7 @@ def parse_arguments(arguments: object) -> tuple[dict[str, Any], bool]:
         return {}, False
     try:
         value = msgspec.json.decode(arguments)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: deep JSON from the upstream
         return {}, False
     return (value, True) if isinstance(value, dict) else ({}, False)
 

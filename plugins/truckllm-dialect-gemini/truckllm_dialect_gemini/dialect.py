@@ -182,7 +182,7 @@ def _single_embedding(body: bytes) -> bytes:
     """A ``batchEmbedContents`` answer of one embedding as ``embedContent``'s ``{"embedding": ...}``."""
     try:
         answer = _JSON.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return body
     if (
         isinstance(answer, dict)

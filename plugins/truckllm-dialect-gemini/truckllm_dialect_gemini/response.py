@@ -44,7 +44,7 @@ def decode_object(body: bytes, what: str) -> dict[str, Any]:
     """The upstream's JSON object; 502 when it is not one."""
     try:
         decoded = _JSON.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: deep JSON
         decoded = None
     if not isinstance(decoded, dict):
         raise GatewayError(502, f"the upstream's {what} could not be read", type="server_error")
@@ -95,7 +95,7 @@ def parse_arguments(arguments: Any) -> tuple[dict[str, Any], bool]:
         return {}, arguments is None or isinstance(arguments, str)
     try:
         value = _JSON.decode(arguments)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: deep JSON from the upstream
         return {}, False
     return (value, True) if isinstance(value, dict) else ({}, False)
 

@@ -94,7 +94,7 @@ class GeminiToArray:
                 continue
             try:
                 _JSON.decode(data)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 continue  # not JSON: nothing a client could read
             out.append(self.framer.event(data))
         return b"".join(out)
@@ -282,7 +282,7 @@ class OpenAIToGemini:
                 continue
             try:
                 chunk = _JSON.decode(data)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 continue
             if isinstance(chunk, dict):
                 out.append(self._chunk(chunk))

@@ -254,7 +254,13 @@ def test_a_mid_stream_error_reaches_the_client_only_through_the_kernel(
 
 # --- answers that are not what they claim --------------------------------------------------------
 
+DEEP = b"[" * 5000 + b"]" * 5000
 GARBAGE: list[bytes] = [
+    DEEP,
+    b'{"type": "message", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": ' + DEEP + b"}]}",
+    b'{"type": "message", "content": [], "usage": {"input_tokens": ' + DEEP + b"}}",
+    b'{"type": "error", "error": {"type": "server_error", "message": "HOSTILE"}}',  # no Anthropic type
+    b'{"type": "error", "error": "HOSTILE"}',
     b"<!DOCTYPE html><html><body>Welcome to nginx</body></html>",
     b"\x00\xff\xfe garbage",
     b"",
@@ -389,6 +395,10 @@ END = ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "en
     "message_stop", {"type": "message_stop"}
 )
 BAD_EVENTS = [
+    b"event: content_block_delta\ndata: " + DEEP + b"\n\n",  # nested deeper than any decoder follows
+    b'event: content_block_start\ndata: {"type": "content_block_start", "index": 1, "content_block": '
+    b'{"type": "tool_use", "id": "t", "name": "f", "input": ' + DEEP + b"}}\n\n",
+    b'{"type": "error", "error": {"type": "server_error", "message": "HOSTILE"}}\n\n',  # raw, no known type
     b"<html><body>HOSTILE</body></html>\n\n",  # text that is not SSE
     b"event: content_block_delta\ndata: HOSTILE not json\n\n",
     b"data: [1, 2, 3]\n\n",  # JSON of the wrong shape
@@ -489,6 +499,57 @@ def test_an_invalid_event_after_valid_ones_is_bad_response_and_never_sent(
         out, failure = _run(_translator(kit, dialect), raw, cuts)
         assert failure is not None and failure.error.kind == "bad_response" and failure.error.status == 502
         assert b"HOSTILE" not in out and b"ok" in out  # the valid events before it were delivered
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+def test_a_stream_with_no_event_is_bad_response(kit: Any, dialect: str) -> None:
+    for raw in (b"", b": keep-alive\n\n", b"\n\n"):
+        out, failure = _run(_translator(kit, dialect), raw, [])
+        assert out == b"" and failure is not None and failure.error.kind == "bad_response"
+
+
+@pytest.mark.parametrize(
+    ("etype", "kind", "status"),
+    [
+        ("overloaded_error", "overloaded", 503),
+        ("rate_limit_error", "rate_limit", 429),
+        ("api_error", "server", 500),
+        ("server_error", "bad_response", 502),
+        (None, "bad_response", 502),
+    ],
+)
+def test_an_error_object_in_a_200_is_an_anthropic_error_or_bad_response(
+    kit: Any, etype: str | None, kind: str, status: int
+) -> None:
+    """An error type Anthropic defines keeps its meaning (``overloaded_error`` is still
+    ``overloaded``); any other error object where an answer was expected is not an answer."""
+    body = json.dumps({"type": "error", "error": {"type": etype, "message": "HOSTILE"}}).encode()
+    for dialect in ("openai", "anthropic"):
+        result = _respond(kit, body, "chat", dialect)
+        assert (result.error.kind, result.error.status) == (kind, status)
+        out, failure = _run(_translator(kit, dialect), START + TEXT + body + b"\n\n", [])
+        assert failure is not None and (failure.error.kind, failure.error.status) == (kind, status)
+        assert b"HOSTILE" not in out and b"ok" in out
+
+
+def test_deep_json_in_an_error_body_is_read_not_a_crash() -> None:
+    error = classify_error(500, {}, b'{"type": "error", "error": ' + DEEP + b"}")
+    assert error.status == 500 and error.kind == "server"
+
+
+def test_deep_client_json_is_refused_not_a_crash(kit: Any) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": ' + deep + "}"}}
+    body = {
+        "model": "claude",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        ],
+    }
+    with pytest.raises(UnsupportedRequest):
+        _build(kit, "claude-sonnet-4-5", kit.request(body))
 
 
 def test_passthrough_rebuilds_each_event(kit: Any) -> None:

@@ -104,7 +104,10 @@ def transform_request(
     if request.dialect == "anthropic":
         body = request.with_model(model)
     else:
-        translation = translate(request, model, options)
+        try:
+            translation = translate(request, model, options)
+        except RecursionError:  # client JSON nested deeper than the translation can follow
+            raise UnsupportedRequest("the request is nested too deeply to translate for Anthropic") from None
         if translation.notes:
             logger.debug("provider {} ({}): {}", provider.name, model, "; ".join(translation.notes))
         body = msgspec.json.encode(translation.body)

@@ -65,7 +65,7 @@ _SPEND_MARKERS = ("spend limit", "credit balance", "billing")
 def _decode(body: bytes) -> _ErrorBody | None:
     try:
         return _ERROR_DECODER.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # deep JSON: not an error body
         return None
 
 
@@ -126,10 +126,20 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
 
 
 def error_from_body(body: bytes) -> UpstreamError | None:
-    """The error in a 2xx body that is ``{"type": "error", ...}``, else ``None``."""
+    """The error in a 2xx body that is ``{"type": "error", ...}``, else ``None``.
+
+    An error of a type Anthropic defines is that error (an ``overloaded_error`` is still
+    ``overloaded``); any other error object where an answer was expected is not an Anthropic
+    answer: 502 ``bad_response``, its text kept whole in the message for the kernel's scrubber.
+    """
     parsed = _decode(body)
     if parsed is None or parsed.type != "error":
         return None
+    error = parsed.error
+    if error is None or error.type not in ERROR_TYPE_KINDS:
+        text = (error.message if error is not None else None) or "no message"
+        message = f"Anthropic answered HTTP 200 with an error object of no Anthropic type: {text}"
+        return upstream_error(502, message, kind="bad_response", type="server_error")
     return classify_error(200, {}, body)
 
 

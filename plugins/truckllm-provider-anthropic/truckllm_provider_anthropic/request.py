@@ -411,7 +411,7 @@ def _thinking_block(raw: Raw, param: str) -> Raw:
     """A thinking block from an earlier answer, re-sent byte for byte (§5 item 15)."""
     try:
         block = _decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         block = None
     if not isinstance(block, dict) or block.get("type") not in ("thinking", "redacted_thinking"):
         raise UnsupportedRequest(
@@ -427,7 +427,7 @@ def _arguments(arguments: str, param: str) -> Any:
         return {}
     try:
         value = _decode(text)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise UnsupportedRequest("tool call arguments are not valid JSON", param=param) from None
     if not isinstance(value, dict):
         raise UnsupportedRequest("tool call arguments must be a JSON object", param=param)
@@ -496,7 +496,7 @@ def _object_schema(raw: Any, param: str) -> Any:
         return dict(_DEFAULT_SCHEMA)
     try:
         schema = _decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise UnsupportedRequest("the schema is not valid JSON", param=param) from None
     if schema is None or schema == {}:
         return dict(_DEFAULT_SCHEMA)

@@ -83,7 +83,7 @@ _MESSAGE_DECODER = msgspec.json.Decoder(_Message)
 _BLOCK_DECODER = msgspec.json.Decoder(_Block)
 _USAGE_DECODER = msgspec.json.Decoder(_WithUsage)
 _COUNT_DECODER = msgspec.json.Decoder(_TokenCount)
-_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError)
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)  # RecursionError: deep JSON
 
 
 class UnreadableAnswer(Exception):

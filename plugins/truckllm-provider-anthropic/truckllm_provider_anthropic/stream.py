@@ -121,7 +121,7 @@ def _decode_event(event: SSEEvent) -> tuple[str, _Event]:
         raise _bad("Anthropic sent text that is not a server-sent event")
     try:
         data = _EVENT_DECODER.decode(event.data)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise _bad("Anthropic sent a stream event that is not an event of its API") from None
     if data.type is None or (event.event is not None and event.event != data.type):
         raise _bad("Anthropic sent a stream event whose type is missing or not its event name")
@@ -189,6 +189,7 @@ class _SSETranslator:
         self.done = False
         self._parser = SSEParser()
         self._tracker = _UsageTracker()
+        self._seen = False  # any event at all: a stream with none is not an answer
 
     def feed(self, chunk: bytes) -> bytes:
         """Frames to send for this chunk of upstream bytes (possibly none)."""
@@ -198,13 +199,17 @@ class _SSETranslator:
         """The upstream ended: the last frames, or :class:`UpstreamFailure` if it was cut short."""
         tail = self._handle(self._parser.close())
         if not self.done:
-            failure = _failure("Anthropic stream ended before message_stop")
+            if self._seen:
+                failure = _failure("Anthropic stream ended before message_stop")
+            else:
+                failure = _bad("Anthropic answered a stream with no event")
             failure.pending = tail
             raise failure
         return tail
 
     def _handle(self, events: list[SSEEvent]) -> bytes:
         out: list[bytes] = []
+        self._seen = self._seen or bool(events)
         try:
             self._events(events, out)
         except UpstreamFailure as failure:
@@ -305,7 +310,7 @@ class AnthropicStream(_SSETranslator):
         elif block.type == "tool_use":
             try:
                 initial = compact_json(block.input) if block.input else None
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 raise _bad("Anthropic sent an unreadable tool input in its stream") from None
             if self.json_tool and block.name == JSON_TOOL:
                 self._json_used = True

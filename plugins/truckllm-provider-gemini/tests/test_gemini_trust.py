@@ -259,6 +259,11 @@ def test_a_plain_error_body_is_passed_whole(gx: Any, pad: int, before: str, afte
     assert _no_fragment(error.message, KEY)
 
 
+def test_a_deep_error_body_is_read_not_a_crash() -> None:
+    error = read_error(500, b'{"error": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+    assert error.status == 500 and error.kind == "server"
+
+
 def test_the_key_straddling_byte_300_is_not_cut_before_the_scrubber() -> None:
     message = "Please check your request: " + "x" * 263 + KEY + " is not valid"
     assert message.index(KEY) < 300 < message.index(KEY) + len(KEY)
@@ -275,7 +280,16 @@ def test_the_key_straddling_byte_300_is_not_cut_before_the_scrubber() -> None:
 # --- answers that are not what they claim --------------------------------------------------------
 
 ANSWER_TARGETS = [target for target in TARGETS if not target[2].get("stream")]
+DEEP = b"[" * 5000 + b"]" * 5000
 GARBAGE: list[bytes] = [
+    DEEP,
+    b'{"error": ' + DEEP + b"}",
+    b'{"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": {"a": '
+    + DEEP
+    + b"}}}]}}]}",
+    b'{"usageMetadata": {"totalTokenCount": ' + DEEP + b'}, "candidates": [{"finishReason": "STOP"}]}',
+    b'{"error": {"code": 200, "message": "HOSTILE", "status": "server_error"}}',  # an error of no status
+    b'{"error": "HOSTILE"}',
     b"<!DOCTYPE html><html><body>Welcome to nginx</body></html>",
     b"\x00\xff\xfe garbage",
     b"",
@@ -365,6 +379,9 @@ FINISH_EVENT = (
     b'data: {"candidates": [{"finishReason": "STOP"}], "usageMetadata": {"totalTokenCount": 3}}\r\n\r\n'
 )
 BAD_EVENTS = [
+    b"data: " + DEEP + b"\r\n\r\n",  # nested deeper than any decoder follows
+    DEEP + b"\r\n\r\n",
+    b'{"error": {"code": 200, "message": "HOSTILE", "status": "server_error"}}\r\n\r\n',
     b"<html><body>HOSTILE</body></html>\r\n\r\n",  # text that is not SSE
     b"data: <html>HOSTILE</html>\r\n\r\n",  # not JSON
     b"data: [1, 2, 3]\r\n\r\n",  # JSON of the wrong shape
@@ -450,6 +467,59 @@ def test_an_invalid_event_after_valid_ones_is_bad_response_and_never_sent(
         out, failure = _run(gx, request, raw, cuts)
         assert failure is not None and failure.error.kind == "bad_response" and failure.error.status == 502
         assert b"HOSTILE" not in out and b"ok" in out  # the valid event before it was delivered
+
+
+@pytest.mark.parametrize("dialect", ["openai", "gemini"])
+def test_a_stream_with_no_event_is_bad_response(gx: Any, dialect: str) -> None:
+    body = {**CHAT, "stream": True} if dialect == "openai" else {"contents": CONTENTS, "stream": True}
+    for raw in (b"", b": keep-alive\r\n\r\n", b"\r\n\r\n"):
+        out, failure = _run(gx, _request(gx, "chat", dialect, body), raw, [])
+        assert out == b"" and failure is not None and failure.error.kind == "bad_response"
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "status"),
+    [
+        ({"code": 503, "message": "busy", "status": "UNAVAILABLE"}, "overloaded", 503),
+        ({"message": "slow down", "status": "RESOURCE_EXHAUSTED"}, "rate_limit", 429),
+        ({"code": 200, "message": "HOSTILE", "status": "server_error"}, "bad_response", 502),
+        ({"code": "500", "message": "HOSTILE"}, "bad_response", 502),
+        ({"message": "HOSTILE"}, "bad_response", 502),
+    ],
+)
+def test_an_error_object_in_a_200_is_a_gemini_error_or_bad_response(
+    gx: Any, error: dict[str, Any], kind: str, status: int
+) -> None:
+    """An error Gemini defines keeps its meaning (a 503 is still ``overloaded``); any other error
+    object where an answer was expected is not a Gemini answer: whole or mid-stream."""
+    body = json.dumps({"error": error}).encode()
+    result = gx.respond(_request(gx, "chat", "openai", CHAT), body, 200)
+    assert (result.error.kind, result.error.status) == (kind, status)
+    out, failure = _run(
+        gx, _request(gx, "chat", "openai", {**CHAT, "stream": True}), VALID_EVENT + body + b"\n", []
+    )
+    assert failure is not None and (failure.error.kind, failure.error.status) == (kind, status)
+    assert b"HOSTILE" not in out and b"ok" in out
+
+
+def test_deep_client_json_is_refused_not_a_crash(gx: Any) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": ' + deep + "}"}}
+    body = {
+        "model": "a",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": deep},
+        ],
+    }
+    with pytest.raises(UnsupportedRequest):
+        gemini.transform_request(
+            provider=gx.provider(),
+            model="gemini-2.5-flash",
+            request=_request(gx, "chat", "openai", body),
+            api_key=KEY,
+        )
 
 
 def test_gemini_passthrough_rebuilds_each_event() -> None:

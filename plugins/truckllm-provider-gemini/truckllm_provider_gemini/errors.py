@@ -22,7 +22,7 @@ import msgspec
 from truckllm.openai_wire import upstream_error
 from truckllm.types import UpstreamError
 
-__all__ = ["parse_duration", "read_error", "status_error"]
+__all__ = ["bad_response", "parse_duration", "read_error", "status_error"]
 
 _DECODER = msgspec.json.Decoder()
 _CONTEXT = re.compile(
@@ -31,6 +31,25 @@ _CONTEXT = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _RETRY_IN = re.compile(r"retry in (\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
+_STATUS_HTTP = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ABORTED": 409,
+    "ALREADY_EXISTS": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INTERNAL": 500,
+    "DATA_LOSS": 500,
+    "UNIMPLEMENTED": 501,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+"""The HTTP status of each ``google.rpc.Code`` name (for an error object that gives no ``code``)."""
 _STATUS_KIND = {
     "UNAUTHENTICATED": "auth",
     "PERMISSION_DENIED": "permission",
@@ -53,6 +72,13 @@ def parse_duration(text: Any) -> float | None:
     return value if math.isfinite(value) and value >= 0 else None
 
 
+def bad_response(what: str) -> UpstreamError:
+    """The failure for a 2xx answer that is not a Gemini answer: 502 ``bad_response`` (the
+    kernel counts it against the key and may try another candidate)."""
+    message = f"Gemini answered with {what}"
+    return UpstreamError(status=502, kind="bad_response", type="server_error", message=message)
+
+
 def _retry_in(message: str) -> float | None:
     """Seconds from ``Please retry in 47.5s`` in a message; ``None`` when absent or not finite."""
     match = _RETRY_IN.search(message)
@@ -65,7 +91,7 @@ def _retry_in(message: str) -> float | None:
 def _error_object(body: bytes) -> dict[str, Any] | None:
     try:
         parsed = _DECODER.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # deep JSON: not an error body
         return None
     if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):
         parsed = parsed[0]  # the JSON-array stream form
@@ -84,10 +110,13 @@ def status_error(http_status: int, error: dict[str, Any] | None, fallback: str) 
     status_value = error.get("status")
     status = status_value if isinstance(status_value, str) else ""
     code = error.get("code")
-    if http_status < 400 and isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
-        http_status = code  # an error object inside a 200 stream
-    elif http_status < 400:
-        http_status = 500
+    if http_status < 400:  # an error object inside a 200 (a whole answer, or mid-stream)
+        if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+            http_status = code
+        elif status in _STATUS_HTTP:
+            http_status = _STATUS_HTTP[status]
+        else:  # it says no error Gemini defines: not a Gemini answer
+            return bad_response(f"an error object of no Gemini status: {message}")
     reasons: list[str] = []
     quota_ids: list[str] = []
     retry_after: float | None = None

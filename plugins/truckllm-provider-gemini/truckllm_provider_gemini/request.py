@@ -231,7 +231,7 @@ def _tool_output(content: Any) -> Any:
     text = text_of(content)
     try:
         return _JSON.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return text
 
 
@@ -240,7 +240,7 @@ def _arguments(text: str, param: str) -> dict[str, Any]:
         return {}
     try:
         args = _JSON.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         raise UnsupportedRequest("tool call arguments are not valid JSON", param=param) from None
     if not isinstance(args, dict):
         raise UnsupportedRequest("tool call arguments must be a JSON object for Gemini", param=param)
@@ -655,14 +655,19 @@ def build_request(provider: Provider, model: str, request: ChatRequest, api_key:
         return UpstreamRequest(url=url, headers=headers, body=raw, stream=stream)
     if request.endpoint == "count_tokens":
         raise UnsupportedRequest("Gemini counts the tokens of Gemini-dialect requests only", param="model")
+    try:
+        raw = msgspec.json.encode(_body(request, model, options))
+    except RecursionError:  # client JSON (a schema, tool arguments) nested deeper than can be followed
+        raise UnsupportedRequest("the request is nested too deeply to translate for Gemini") from None
+    return UpstreamRequest(url=url, headers=headers, body=raw, stream=stream)
+
+
+def _body(request: ChatRequest, model: str, options: Options) -> dict[str, Any]:
     typed = request.typed
-    body: dict[str, Any]
     if isinstance(typed, ChatCompletionRequest):
-        body = chat_body(typed, options)
-    elif isinstance(typed, CompletionRequest):
-        body = completion_body(typed, options)
-    elif isinstance(typed, EmbeddingRequest):
-        body = embed_body(typed, model, options)
-    else:
-        raise UnsupportedRequest(f"the gemini provider cannot serve the {request.endpoint} endpoint")
-    return UpstreamRequest(url=url, headers=headers, body=msgspec.json.encode(body), stream=stream)
+        return chat_body(typed, options)
+    if isinstance(typed, CompletionRequest):
+        return completion_body(typed, options)
+    if isinstance(typed, EmbeddingRequest):
+        return embed_body(typed, model, options)
+    raise UnsupportedRequest(f"the gemini provider cannot serve the {request.endpoint} endpoint")

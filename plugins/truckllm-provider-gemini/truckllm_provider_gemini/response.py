@@ -20,7 +20,7 @@ from truckllm.openai_wire import chat_completion, completion_id, usage_object
 from truckllm.schemas.openai import EmbeddingRequest
 from truckllm.types import ChatRequest, ProviderResult, UpstreamError, UpstreamResponse, Usage
 
-from .errors import read_error, status_error
+from .errors import bad_response, read_error, status_error
 from .ids import encode_call_id
 from .numbers import token_count
 
@@ -158,7 +158,7 @@ _EMBED = msgspec.json.Decoder(BatchEmbedResponse)
 _EMBED_ONE = msgspec.json.Decoder(EmbedResponse)
 _COUNT = msgspec.json.Decoder(CountTokensResponse)
 _USAGE_ONLY = msgspec.json.Decoder(GenerateContentResponse)
-_UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)  # RecursionError: deep JSON
 _REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
 
@@ -294,13 +294,6 @@ def _blocked_choice(endpoint: str) -> dict[str, Any]:
         "logprobs": None,
         "finish_reason": "content_filter",
     }
-
-
-def bad_response(what: str) -> UpstreamError:
-    """The failure for a 2xx answer that is not a Gemini answer: 502 ``bad_response`` (the
-    kernel counts it against the key and may try another candidate)."""
-    message = f"Gemini answered with {what}"
-    return UpstreamError(status=502, kind="bad_response", type="server_error", message=message)
 
 
 def _unreadable(what: str) -> ProviderResult:

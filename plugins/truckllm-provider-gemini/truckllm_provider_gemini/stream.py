@@ -33,7 +33,7 @@ from .response import GENERATE, GenerateContentResponse, bad_response, finish_re
 __all__ = ["GeminiPassthroughStream", "GeminiStream"]
 
 _JSON = msgspec.json.Decoder()
-_UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)  # RecursionError: deep JSON
 
 
 def _cut(message: str) -> UpstreamFailure:
@@ -170,6 +170,7 @@ class _Translator:
         self._parser = SSEParser()
         self._failure: UpstreamFailure | None = None
         self._failed = False
+        self._seen = False  # any event at all: a stream with none is not an answer
 
     def feed(self, chunk: bytes) -> bytes:
         """Frames for one chunk of upstream bytes (events may be split anywhere).
@@ -195,6 +196,7 @@ class _Translator:
 
     def _handle(self, events: list[SSEEvent]) -> bytes:
         out: list[bytes] = []
+        self._seen = self._seen or bool(events)
         try:
             for event in events:
                 self._event(event, out)
@@ -230,6 +232,8 @@ class GeminiStream(_Translator):
         :raises UpstreamFailure: the stream carried an error, or ended before its finish reason.
         """
         out = self._drain()
+        if not self._seen:
+            raise UpstreamFailure(bad_response("a stream with no event"))
         if self._frames is None:
             raise _cut("Gemini's stream ended before any event")
         if any(not choice.finished for choice in self._choices.values()):
@@ -315,6 +319,8 @@ class GeminiPassthroughStream(_Translator):
     def close(self) -> bytes:
         """The last event, if it lacked its blank line; raises for a cut stream."""
         out = self._drain()
+        if not self._seen:
+            raise UpstreamFailure(bad_response("a stream with no event"))
         if self._unfinished or not self._finished:
             raise _cut("Gemini's stream ended before its finish reason (the connection was cut)")
         return out
