@@ -37,7 +37,6 @@ import msgspec
 from truckllm.types import RequestRecord
 
 __all__ = [
-    "CooldownPush",
     "DEFAULT_USAGE_RETENTION",
     "USAGE_COUNTERS",
     "USAGE_FIELDS",
@@ -46,6 +45,7 @@ __all__ = [
     "BudgetCheck",
     "CooldownClear",
     "CooldownMark",
+    "CooldownPush",
     "Decision",
     "RateCheck",
     "Settlement",
