@@ -73,6 +73,8 @@ def check_answer(endpoint: str, body: bytes) -> UpstreamError | None:
     decoder, expected = shape
     try:
         answer = decoder.decode(body)
+        if not body.isascii():
+            body.decode()  # the members skipped above were not checked to be UTF-8
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
         return _why(endpoint, body, exc)
     if answer.object is not None and answer.object != expected:
@@ -96,4 +98,6 @@ def _why(endpoint: str, body: bytes, exc: Exception) -> UpstreamError:
         return bad_response(
             f"upstream answered 2xx with JSON that is not an OpenAI {endpoint} answer ({exc})"
         )
+    if isinstance(exc, UnicodeDecodeError):
+        return bad_response("upstream answered 2xx with a body that is not UTF-8")
     return bad_response(f"upstream answered 2xx with a body that is not JSON ({type(exc).__name__})")

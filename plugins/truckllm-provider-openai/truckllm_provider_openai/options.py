@@ -10,13 +10,13 @@ from msgspec import Meta
 
 __all__ = ["Options"]
 
-HeaderName = Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", max_length=128)]
+HeaderName = Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z", max_length=128)]
 """An HTTP header name (RFC 9110 token)."""
-HeaderValue = Annotated[str, Meta(pattern=r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$", max_length=1024)]
+HeaderValue = Annotated[str, Meta(pattern=r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?\Z", max_length=1024)]
 """A header value: visible ASCII and inner spaces (no CR, LF, NUL or other control character)."""
-QueryName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._~-]+$", max_length=128)]
+QueryName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._~-]+\Z", max_length=128)]
 """A query parameter name."""
-QueryValue = Annotated[str, Meta(pattern=r"^[\x20-\x7e]*$", max_length=1024)]
+QueryValue = Annotated[str, Meta(pattern=r"^[\x20-\x7e]*\Z", max_length=1024)]
 """A query parameter value: printable ASCII (percent-encoded when the URL is built)."""
 
 

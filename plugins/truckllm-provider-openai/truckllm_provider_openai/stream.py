@@ -49,7 +49,10 @@ def _decode(data: bytes) -> _Frame | None:
     """The frame's error and usage; ``None`` when it is not a JSON object. Invalid UTF-8 is
     replaced so that an error object is still seen (and the frame still refused otherwise)."""
     try:
-        return _FRAME_DECODER.decode(data)
+        frame = _FRAME_DECODER.decode(data)
+        if not data.isascii():
+            data.decode()  # the members skipped above were not checked to be UTF-8
+        return frame
     except UnicodeDecodeError:
         try:
             frame = _FRAME_DECODER.decode(data.decode("utf-8", "replace").encode())
