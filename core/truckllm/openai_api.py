@@ -17,6 +17,7 @@ from truckllm.auth import bearer
 from truckllm.dialect import DialectRoute
 from truckllm.errors import GatewayError
 from truckllm.runtime import Runtime
+from truckllm.safejson import decode_json
 from truckllm.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from truckllm.types import ChatRequest
 
@@ -99,7 +100,7 @@ class OpenAIDialect:
     ) -> ChatRequest:
         """Decode and validate an OpenAI request body."""
         try:
-            typed = _DECODERS[route.endpoint].decode(body)
+            typed = decode_json(body, decoder=_DECODERS[route.endpoint])
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise validation_error(exc) from None
         except UnicodeDecodeError:

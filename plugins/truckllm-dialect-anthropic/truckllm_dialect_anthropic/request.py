@@ -24,6 +24,7 @@ import msgspec
 from msgspec import UNSET, Raw
 
 from truckllm.errors import GatewayError
+from truckllm.safejson import decode_json
 from truckllm.schemas.openai import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -566,7 +567,7 @@ def read_request(body: bytes, endpoint: str) -> AnthropicRequest:
     :raises GatewayError: 400 naming the field at fault.
     """
     try:
-        decoded = msgspec.json.decode(body)
+        decoded = decode_json(body)  # bounded depth, no repeated keys (JSONBodyError: a 400)
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise GatewayError(400, _BAD_JSON) from None
     except msgspec.ValidationError as exc:  # a number out of range

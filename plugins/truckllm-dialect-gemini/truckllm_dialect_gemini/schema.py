@@ -20,6 +20,7 @@ import msgspec
 from msgspec import Raw, Struct
 
 from truckllm.errors import GatewayError
+from truckllm.safejson import JSONBodyError, check_json
 
 __all__ = [
     "BUILTIN_TOOLS",
@@ -365,11 +366,15 @@ def decode(body: bytes, kind: type[_T]) -> _T:
     :raises GatewayError: 400 ``INVALID_ARGUMENT`` in Gemini's words.
     """
     try:
-        return _decode(body, kind)
+        decoded = _decode(body, kind)
+        check_json(body)  # bounded depth, no repeated keys
+    except JSONBodyError as exc:
+        raise invalid(f"Invalid JSON payload received. {exc.message}") from None
     except RecursionError:
         raise invalid("Invalid JSON payload received. The request is nested too deeply.") from None
     except UnicodeDecodeError:
         raise invalid("Invalid JSON payload received. The body is not valid UTF-8.") from None
+    return decoded
 
 
 def _decode(body: bytes, kind: type[_T]) -> _T:
