@@ -483,3 +483,9 @@ async def test_async_mode_and_base_urls() -> None:
             assert response.status == 308 and response.headers["location"] == METADATA_URL
     with pytest.raises(RuntimeError, match="not started"):
         _ = HostileUpstream().port
+
+
+def test_the_kit_fixture_serves_a_hostile_upstream(hostile_upstream: HostileUpstream) -> None:
+    hostile_upstream.script(Hostile("json_array"))
+    assert send(hostile_upstream, "openai", False).body == b"[]"
+    assert [r.act for r in hostile_upstream.requests] == ["json_array"]

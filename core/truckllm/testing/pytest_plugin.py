@@ -15,6 +15,8 @@ gateway and the fakes when they are first used.
   key ``test-key``), stopped after the test.
 - ``truckllm_fake``: a factory for a fake with other settings:
   ``truckllm_fake(FakeOpenAI, keys=["k1", "k2"], chunks=5)``.
+- ``hostile_upstream``: a running :class:`~truckllm.testing.hostile.HostileUpstream` (OpenAI,
+  Anthropic and Gemini paths; ``hostile_upstream.script(Hostile("html"))``), stopped after the test.
 
 For the checks every provider plugin must pass, subclass
 :class:`truckllm.testing.conformance.ProviderConformance` in a test module.
@@ -30,9 +32,17 @@ import pytest
 
 if TYPE_CHECKING:
     from truckllm.testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
+    from truckllm.testing.hostile import HostileUpstream
     from truckllm.testing.server import GatewayServer
 
-__all__ = ["fake_anthropic", "fake_gemini", "fake_openai", "truckllm_fake", "truckllm_gateway"]
+__all__ = [
+    "fake_anthropic",
+    "fake_gemini",
+    "fake_openai",
+    "hostile_upstream",
+    "truckllm_fake",
+    "truckllm_gateway",
+]
 
 F = TypeVar("F", bound="FakeUpstream")
 
@@ -122,3 +132,13 @@ def fake_gemini(truckllm_fake: Callable[..., FakeUpstream]) -> FakeGemini:
     fake = truckllm_fake(FakeGemini, keys=[TEST_KEY])
     assert isinstance(fake, FakeGemini)
     return fake
+
+
+@pytest.fixture
+def hostile_upstream() -> Iterator[HostileUpstream]:
+    """A running hostile upstream serving from a thread (``.base_url("openai")``, ``.script(...)``,
+    ``.requests``), stopped after the test."""
+    from truckllm.testing.hostile import HostileUpstream
+
+    with HostileUpstream().running() as hostile:
+        yield hostile
