@@ -127,6 +127,10 @@ def admin_routes(gateway: Gateway) -> list[Route]:
             logger_options = getattr(cls, "Options", None)
             if logger_options is not None:
                 types[f"logger:{name}"] = logger_options
+        for name, provider in rt.config.providers.items():
+            spec = rt.host.providers.get(provider.type)
+            if spec is not None and spec.options is not None:
+                types[f"provider:{name}"] = spec.options
         config = redacted_config(rt.config, types)
         return JSON({"version": rt.version, "source": _mask_source(rt.source), "config": config})
 

@@ -1,8 +1,10 @@
 """Redaction for everything the gateway shows: admin answers, error messages, logs.
 
-:class:`~truckllm.secrets.Secret` values render as ``<secret>`` by themselves; this module also
-covers what is not typed as a secret: option dicts (``password``, ``token``...), header values
-that carry credentials, and provider error messages that echo part of a key.
+:class:`~truckllm.secrets.Secret` values render as ``<secret>`` by themselves, and the admin config
+view hides every value the schema or a plugin's ``Options`` types as secret. Only what carries no
+type falls back to names: option maps of plugins without ``Options`` (``password``, ``token``...)
+and header values that carry credentials; provider error messages that echo part of a key are
+scrubbed by pattern.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import msgspec
 
+from truckllm.config.schema import Config
+from truckllm.config.typed import map_typed
 from truckllm.secrets import REDACTED, Secret, enc_hook
 
 __all__ = ["redact_text", "redacted_config"]
@@ -67,49 +71,41 @@ def _urls(node: Any) -> Any:
 def redacted_config(config: Any, option_types: Mapping[str, Any] | None = None) -> Any:
     """The config as JSON-able builtins with every secret replaced by ``<secret>``.
 
-    ``option_types`` maps ``store`` and ``logger:<name>`` to the plugin's ``Options`` struct:
-    those sections are decoded with it so that fields typed as secrets render as ``<secret>``
-    whatever their name. Keys that look sensitive and URL credentials or query strings are
-    masked too.
+    Secrets are known by their type: fields typed :class:`~truckllm.secrets.Secret` (or marked
+    secret, :data:`~truckllm.config.typed.SECRET`) in the schema and in the plugins' ``Options``
+    structs. ``option_types`` maps ``store``, ``logger:<name>`` and ``provider:<name>`` to the
+    plugin's ``Options`` struct. Only maps without a type, a provider's ``headers`` and the
+    options of a plugin that declares no ``Options``, fall back to the name rule (``password``,
+    ``token``, ``authorization``...). URL credentials and query strings are masked everywhere.
     """
+    types = option_types or {}
     tree = msgspec.to_builtins(config, enc_hook=enc_hook)
-    for name, options_type in (option_types or {}).items():
-        tree = _typed_section(tree, name, options_type)
-    return _urls(_walk(tree))
+    tree = map_typed(tree, Config, secret=_hidden, free=lambda v: v)
+    for name, provider in (tree.get("providers") or {}).items():
+        if isinstance(provider, dict):
+            provider["headers"] = _walk(provider.get("headers") or {})
+            provider["options"] = _options(provider.get("options") or {}, types.get(f"provider:{name}"))
+    store = dict(tree.get("store") or {})
+    store_type = store.pop("type", None)
+    tree["store"] = {"type": store_type, **_options(store, types.get("store"))}
+    entries = []
+    for entry in tree.get("loggers") or []:
+        if isinstance(entry, dict):
+            entry = {name: _options(opts or {}, types.get(f"logger:{name}")) for name, opts in entry.items()}
+        entries.append(entry)
+    tree["loggers"] = entries
+    return _urls(tree)
 
 
-def _typed_section(tree: dict[str, Any], name: str, options_type: Any) -> dict[str, Any]:
-    def render(options: dict[str, Any]) -> Any:
-        try:
-            decoded = msgspec.convert(options, type=options_type, strict=False, dec_hook=_secret_hook)
-        except (msgspec.ValidationError, TypeError, ValueError):
-            return {k: REDACTED for k in options}  # cannot tell: hide it all
-        return msgspec.to_builtins(decoded, enc_hook=enc_hook)
-
-    if name == "store":
-        store = dict(tree.get("store") or {})
-        store_type = store.pop("type", None)
-        tree["store"] = {"type": store_type, **render(store)}
-    elif name.startswith("logger:"):
-        logger_name = name.split(":", 1)[1]
-        entries = []
-        for entry in tree.get("loggers") or []:
-            if isinstance(entry, dict) and logger_name in entry:
-                entry = {logger_name: render(entry[logger_name] or {})}
-            entries.append(entry)
-        tree["loggers"] = entries
-    return tree
+def _hidden(value: Any) -> Any:
+    return REDACTED if value not in (None, "") else value
 
 
-def _secret_hook(type_: type, obj: Any) -> Any:
-    if type_ is Secret:
-        return Secret(str(obj))
-    if isinstance(obj, int | float | str):
-        try:
-            return type_(obj)
-        except Exception:
-            return obj
-    raise NotImplementedError(type_)
+def _options(options: Any, options_type: Any) -> Any:
+    """A plugin's options: walked with its ``Options`` type, or with the name rule when it has none."""
+    if options_type is None:
+        return _walk(options)
+    return map_typed(options, options_type, secret=_hidden, free=_walk)
 
 
 def redact_text(text: str, secrets: Iterable[Secret | str] = ()) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from truckllm.config.durations import Duration
+from truckllm.config.typed import SECRET
 from truckllm.secrets import Secret
 
 __all__ = [
@@ -255,7 +256,7 @@ class GatewayKeyConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=
 
     name: Name
     value: Secret | None = None
-    hash: Annotated[str, Meta(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
+    hash: Annotated[str, Meta(pattern=r"^sha256:[0-9a-f]{64}$", extra=SECRET)] | None = None
     models: tuple[str, ...] | None = None
     rpm: PosInt | None = None
     tpm: PosInt | None = None
