@@ -90,6 +90,20 @@ def test_named_url_models_are_400(gk: Any, model: str, method: str) -> None:
     assert _check(gk, model, method) is False
 
 
+@SETTINGS
+@given(model=st.text(max_size=30), method=st.text(max_size=30))
+@example(model="x\r\nforged: line", method="predict")
+def test_an_unknown_method_echoes_only_names(gk: Any, model: str, method: str) -> None:
+    route = next(r for r in gk.dialect.routes if r.name == "unknown")
+    with pytest.raises(GatewayError) as info:
+        gk.dialect.parse(route, b"{}", {"model": model, "method": method}, {}, {})
+    assert info.value.status == 404
+    message = info.value.message
+    assert message == "Method not found." or (
+        MODEL.fullmatch(model.removeprefix("models/")) and message.isascii() and message.isprintable()
+    )
+
+
 @pytest.mark.parametrize(
     "model", ["gemini-2.5-flash", "models/gemini-2.5-flash", "llama3:8b", "a" * MAX_MODEL]
 )

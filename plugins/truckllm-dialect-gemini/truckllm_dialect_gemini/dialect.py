@@ -100,7 +100,7 @@ class GeminiDialect:
         url_model = path_params.get("model", "")
         if route.name == "unknown":
             method = path_params.get("method", "")
-            raise GatewayError(404, f"Method not found: models/{url_model}:{method}.", code="not_found")
+            raise GatewayError(404, names.method_not_found(url_model, method), code="not_found")
         alias = names.url_model(url_model)
         stream = route.name == "streamGenerateContent"
         alt = query.get("alt", "")

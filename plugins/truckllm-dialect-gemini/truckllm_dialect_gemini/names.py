@@ -15,13 +15,25 @@ import re
 
 from truckllm.errors import GatewayError
 
-__all__ = ["MAX_MODEL", "MODEL", "url_model"]
+__all__ = ["MAX_MODEL", "METHOD", "MODEL", "method_not_found", "url_model"]
 
 MAX_MODEL = 256
 """The longest model name accepted in a URL."""
 
 MODEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:@+~-]*")
 """A model name in a URL: letters, digits and ``. _ : @ + ~ -``, not starting with a dot."""
+
+METHOD = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
+"""A Gemini method name (``generateContent``)."""
+
+
+def method_not_found(raw_model: str, method: str) -> str:
+    """The 404 message for an unknown method; it quotes the path only when both parts are names
+    (client text with control characters never reaches an answer, a record or a log line)."""
+    name = raw_model.removeprefix("models/")
+    if name and len(name) <= MAX_MODEL and MODEL.fullmatch(name) and METHOD.fullmatch(method):
+        return f"Method not found: models/{name}:{method}."
+    return "Method not found."
 
 
 def url_model(raw: str) -> str:
