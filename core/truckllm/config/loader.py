@@ -15,12 +15,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
+from loguru import logger
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from truckllm.config.admin_token import is_loopback, weak_admin_token
 from truckllm.config.durations import Duration, parse_duration
+from truckllm.config.quoting import Quoting
 from truckllm.config.schema import (
+    AdminConfig,
     Config,
     GatewayKeyConfig,
     ModelConfig,
@@ -28,6 +32,7 @@ from truckllm.config.schema import (
     RoutingConfig,
     RoutingOverride,
 )
+from truckllm.config.typed import secret_strings
 from truckllm.crypto import PREFIX, CryptoError, Keyring, unseal
 from truckllm.errors import ConfigError, Problem
 from truckllm.netguard import NetPolicy, host_problem
@@ -47,6 +52,13 @@ __all__ = [
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\.\.\.\]")
 _SECTIONS = {name for name in Config.__struct_fields__}
+_DUPLICATE = re.compile(r'found duplicate key "(.*?)" with value')
+
+MAX_NODES = 100_000
+"""The most values (scalars, mappings, lists) a config may hold once YAML aliases are expanded: a
+"billion laughs" alias bomb stops here instead of growing exponentially."""
+MAX_NESTING = 64
+"""The deepest a config may nest (a self-referencing alias stops here too)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,8 @@ class _Reader:
         self.problems: list[Problem] = []
         self.root: Any = None
         self.broken: set[tuple[str, str]] = set()
+        self.quoting = Quoting()
+        self.nodes = 0
 
     def line(self, path: Iterable[str | int]) -> int | None:
         """1-based line of the deepest node of ``path`` found in the tree."""
@@ -112,8 +126,23 @@ class _Reader:
             dotted += f"[{part}]" if isinstance(part, int) else (f".{part}" if dotted else str(part))
         self.problems.append(Problem(message=message, field=dotted, file=self.source, line=self.line(path)))
 
+    def scrubbed(self) -> list[Problem]:
+        """The problems, none quoting a value from the environment or a secret field."""
+        return [msgspec.structs.replace(p, message=self.quoting.scrub(p.message)) for p in self.problems]
+
     def substitute(self, node: Any, path: list[str | int]) -> Any:
-        """A plain copy of ``node`` with ``${VAR}`` and ``${VAR:-default}`` replaced."""
+        """A plain copy of ``node`` with ``${VAR}`` and ``${VAR:-default}`` replaced.
+
+        :raises ConfigError: more than :data:`MAX_NODES` values (aliases expanded), or nested
+            deeper than :data:`MAX_NESTING`.
+        """
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            self.problem([], f"the config holds over {MAX_NODES} values once its aliases are expanded")
+            raise ConfigError(self.scrubbed())
+        if len(path) > MAX_NESTING:
+            self.problem(path[:MAX_NESTING], f"nested deeper than {MAX_NESTING} levels")
+            raise ConfigError(self.scrubbed())
         if isinstance(node, dict):
             return {str(k): self.substitute(v, [*path, str(k)]) for k, v in node.items()}
         if isinstance(node, list):
@@ -132,6 +161,8 @@ class _Reader:
         if "$" not in text:
             return str(text)
 
+        used: list[str] = []
+
         def repl(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
                 return "$"
@@ -142,9 +173,14 @@ class _Reader:
                     self.problem(path, f"environment variable {name} is not set (use ${{{name}:-default}})")
                     return ""
                 return default
+            used.append(name)
+            self.quoting.hide(value, f"${{{name}}}")
             return value
 
-        return _VAR.sub(repl, str(text))
+        result = _VAR.sub(repl, str(text))
+        if used:  # a value from the environment is never quoted: its variable is
+            self.quoting.hide(result, "(from " + ", ".join(f"${{{n}}}" for n in used) + ")")
+        return result
 
     def convert(self, obj: Any, type_: Any, path: list[str | int]) -> Any:
         """``msgspec.convert`` with problems recorded at the failing field; ``None`` on failure."""
@@ -190,11 +226,18 @@ def parse_config(
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         what = (exc.problem or "invalid YAML").strip()
-        if "duplicate key" in what:
-            what = f"duplicate key: {what}"
+        duplicate = _DUPLICATE.search(what)
+        if duplicate:  # ruamel's message quotes both values: they may be secrets
+            what = f"duplicate key {duplicate.group(1)!r}"
         raise ConfigError([Problem(message=what, file=source, line=line)]) from None
     except YAMLError as exc:
-        raise ConfigError([Problem(message=f"invalid YAML: {exc}", file=source)]) from None
+        what = getattr(exc, "reason", None) or type(exc).__name__  # not str(exc): it quotes the text
+        raise ConfigError([Problem(message=f"invalid YAML: {what}", file=source)]) from None
+    except RecursionError:
+        raise ConfigError([Problem(message="invalid YAML: nested too deeply", file=source)]) from None
+    except ValueError as exc:  # a constructor's: e.g. an integer of over 4,300 digits
+        what = "a number has too many digits" if "digits" in str(exc) else type(exc).__name__
+        raise ConfigError([Problem(message=f"invalid YAML: {what}", file=source)]) from None
     if reader.root is None:
         reader.root = CommentedMap()
     if not isinstance(reader.root, dict):
@@ -202,6 +245,7 @@ def parse_config(
 
     plain: dict[str, Any] = reader.substitute(reader.root, [])
     _decrypt(plain, reader)
+    _hide_secrets(plain, registry, reader)
     sections: dict[str, Any] = {}
     for name, value in plain.items():
         if name not in _SECTIONS:
@@ -236,8 +280,31 @@ def parse_config(
     config = Config(**sections)
     _check_semantics(config, registry, reader)
     if reader.problems:
-        raise ConfigError(reader.problems)
+        raise ConfigError(reader.scrubbed())
     return _with_decoded_options(config, registry)
+
+
+def _hide_secrets(plain: dict[str, Any], registry: Registry, reader: _Reader) -> None:
+    """Tell ``reader.quoting`` every value the schema or a plugin's ``Options`` types as secret."""
+    found = secret_strings(plain, Config)
+    providers = plain.get("providers")
+    for provider in providers.values() if isinstance(providers, dict) else ():
+        spec = registry.providers.get(str(provider.get("type"))) if isinstance(provider, dict) else None
+        if spec is not None and spec.options is not None:
+            found += secret_strings(provider.get("options"), spec.options)
+    store = plain.get("store")
+    if isinstance(store, dict):
+        store_options_type = getattr(registry.store_classes.get(store.get("type", "memory")), "Options", None)
+        if store_options_type is not None:
+            found += secret_strings(store, store_options_type)
+    loggers = plain.get("loggers")
+    for entry in loggers if isinstance(loggers, list) else ():
+        for name, options in entry.items() if isinstance(entry, dict) else ():
+            logger_options = getattr(registry.logger_classes.get(name), "Options", None)
+            if logger_options is not None:
+                found += secret_strings(options, logger_options)
+    for value in found:
+        reader.quoting.hide(value, "<secret>")
 
 
 def _decrypt(plain: dict[str, Any], reader: _Reader) -> None:
@@ -249,7 +316,9 @@ def _decrypt(plain: dict[str, Any], reader: _Reader) -> None:
         try:
             if keyring is None:
                 keyring = Keyring.from_env(reader.env)
-            return unseal(value, keyring, where)
+            opened_value = unseal(value, keyring, where)
+            reader.quoting.hide(opened_value, "<secret>")
+            return opened_value
         except CryptoError as exc:
             reader.problem(path, f"cannot decrypt: {exc}")
             return ""
@@ -312,6 +381,7 @@ def _check_url(url: str) -> str | None:
 
 
 def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> None:
+    _check_admin_token(config.admin, config.server.listen, reader)
     store_type = config.store.get("type", "memory")
     if "store" in reader.root and store_type not in registry.stores:
         reader.problem(["store", "type"], _unknown("store type", store_type, registry.stores, registry))
@@ -404,6 +474,20 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
                 continue  # provider/model or provider/*
             if alias not in config.models and ("models", alias) not in reader.broken:
                 reader.problem(["keys", i, "models", j], f"no model alias named {alias!r}")
+
+
+def _check_admin_token(admin: AdminConfig, listen: str, reader: _Reader) -> None:
+    weak = weak_admin_token(admin.token)
+    if weak is None:
+        return
+    if is_loopback(listen):
+        logger.warning("admin.token: {}; allowed only because the gateway listens on {}", weak, listen)
+    else:
+        reader.problem(
+            ["admin", "token"],
+            f"{weak}: refused on {listen} (not loopback); set a random token of at least "
+            "16 characters, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+        )
 
 
 def store_options(config: Config) -> dict[str, Any]:
