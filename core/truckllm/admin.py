@@ -5,6 +5,7 @@ Every answer is built from redacted views: no configured secret ever appears in 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
@@ -16,20 +17,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from truckllm.asgi_util import ClientGone, read_body
 from truckllm.auth import bearer, hash_key
 from truckllm.config.edit import add_gateway_key, remove_gateway_key
+from truckllm.config.loader import parse_config
 from truckllm.errors import ConfigError, GatewayError
 from truckllm.gateway import Gateway
 from truckllm.localstate import StoreUnavailable
 from truckllm.openai_api import OPENAI
 from truckllm.plugins import list_plugins
 from truckllm.redact import redacted_config
+from truckllm.safejson import decode_json
 from truckllm.secrets import enc_hook
 from truckllm.store import UsageQuery
 
 __all__ = ["JSON", "admin_routes", "error_response"]
 
 _ENCODER = msgspec.json.Encoder(enc_hook=enc_hook)
+MAX_CONFIG_BYTES = 1024 * 1024
+"""The largest config text ``PUT /admin/v1/config`` and ``POST /admin/v1/config/validate`` accept (413)."""
+MAX_KEY_REQUEST_BYTES = 64 * 1024
+"""The largest ``POST /admin/v1/keys`` body (413)."""
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -81,6 +89,8 @@ def admin_routes(gateway: Gateway) -> list[Route]:
                 return await handler(request)
             except GatewayError as exc:
                 return error_response(exc)
+            except ClientGone:
+                return Response(status_code=400)  # nobody is left to read it
 
         return wrapper
 
@@ -134,12 +144,25 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         config = redacted_config(rt.config, types)
         return JSON({"version": rt.version, "source": _mask_source(rt.source), "config": config})
 
-    async def validate(request: Request) -> Response:
-        body = (await request.body()).decode("utf-8", "replace")
+    async def config_text(request: Request) -> str:
+        """The request's config text: at most :data:`MAX_CONFIG_BYTES` of UTF-8."""
+        body = await read_body(
+            request.scope, request.receive, MAX_CONFIG_BYTES, gateway.runtime.config.server.read_timeout
+        )
         try:
-            from truckllm.config.loader import parse_config
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise GatewayError(400, "The config must be UTF-8 text (YAML or JSON).") from None
 
-            parse_config(body, gateway.runtime.host.registry(), source="<request>", env=gateway.env)
+    async def check_off_loop(text: str, source: str) -> None:
+        """Parse ``text`` in a worker thread: a huge or hostile body never stalls the event loop."""
+        registry = gateway.runtime.host.registry()
+        await asyncio.to_thread(parse_config, text, registry, source=source, env=gateway.env)
+
+    async def validate(request: Request) -> Response:
+        text = await config_text(request)
+        try:
+            await check_off_loop(text, "<request>")
         except ConfigError as exc:
             return JSON({"valid": False, "problems": _problems(exc)}, status_code=422)
         return JSON({"valid": True, "problems": []})
@@ -154,13 +177,10 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         return JSON({"reloaded": True, "version": runtime.version})
 
     async def put_config(request: Request) -> Response:
-        body = await request.body()
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise GatewayError(400, "The config must be UTF-8 text (YAML or JSON).") from None
+        text = await config_text(request)
         persist = gateway.source.writable
         try:
+            await check_off_loop(text, gateway.source.name)  # refused here: the loop never parsed it
             runtime = gateway.apply(text, persist=persist)
         except ConfigError as exc:
             audit(request, "config refused", problems=len(exc.problems))
@@ -191,8 +211,11 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         expires: str | None = None
 
     async def create_key(request: Request) -> Response:
+        body = await read_body(
+            request.scope, request.receive, MAX_KEY_REQUEST_BYTES, gateway.runtime.config.server.read_timeout
+        )
         try:
-            new = msgspec.json.decode(await request.body(), type=NewKey)
+            new = decode_json(body, NewKey)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise GatewayError(400, f"Invalid key request: {exc}") from None
         if not gateway.source.writable:
