@@ -25,7 +25,7 @@ def unusable(
     """Why ``cand`` may not take a request at ``now`` (``None``: it may)."""
     state: KeyState = cand.stats.key_state
     if state.disabled:
-        return f"disabled after the provider answered {state.disabled.split(' ', 1)[0]}"
+        return "disabled: the provider refused the key (401/403); an operator's enable or a reload brings it back"
     if state.ejected_until > now:
         return f"ejected for {state.ejected_until - now:.0f}s after repeated failures"
     if state.cooldown_until > now:

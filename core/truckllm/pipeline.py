@@ -29,7 +29,7 @@ from truckllm.gateway import Gateway
 from truckllm.health import KeyState
 from truckllm.numbers import clamp_seconds, sane_limits, sane_usage
 from truckllm.runtime import UNKNOWN_ALIAS, AliasPlan, Runtime
-from truckllm.scrub import scrub_error
+from truckllm.scrub import MAX_MESSAGE, scrub_error
 from truckllm.types import (
     CLIENT_KINDS,
     AttemptRecord,
@@ -190,6 +190,10 @@ class _Failed(Exception):
         super().__init__(error.message)
         self.error = error
         self.fatal = fatal
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _error_to_gateway(error: UpstreamError) -> GatewayError:
@@ -367,8 +371,13 @@ class _Pipeline:
                 finally:
                     if spends:
                         self.gw.budget.active_retries -= 1
-        if last is not None and last.kind in ("rate_limit", "quota", "auth", "permission"):
+        if last is not None and last.kind == "rate_limit":
             return self._exhausted(plan, tried_before)  # say why each key is out, and when one returns
+        if last is not None and last.kind in ("quota", "auth", "permission"):
+            # the provider's own answer (its status and code), and why no other key could serve
+            why = self._exhausted(plan, tried_before).message
+            last.message = _cut(f"{why}; the last answer: {last.message}", MAX_MESSAGE)
+            return last
         if last is not None:
             return last
         if unsupported is not None:
