@@ -16,8 +16,14 @@ $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 
 install: $(VENV)/.installed
 
+# The quick start's admin token: TRUCKLLM_ADMIN_TOKEN if set, else a random one kept (mode 600) in
+# $(ADMIN_TOKEN_FILE), made on the first run. Its value is never printed.
+ADMIN_TOKEN_FILE ?= .truckllm-admin-token
+
 run: install
-	$(VENV)/bin/truckllm serve --config $(CONFIG)
+	@test -s $(ADMIN_TOKEN_FILE) || (umask 077 && $(PY) -c 'import secrets; print(secrets.token_urlsafe(32))' > $(ADMIN_TOKEN_FILE))
+	@echo 'admin API: Authorization: Bearer $$(cat $(ADMIN_TOKEN_FILE))'
+	TRUCKLLM_ADMIN_TOKEN="$${TRUCKLLM_ADMIN_TOKEN:-$$(cat $(ADMIN_TOKEN_FILE))}" $(VENV)/bin/truckllm serve --config $(CONFIG)
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)

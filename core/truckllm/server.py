@@ -19,6 +19,7 @@ from hypercorn.config import Config as HypercornConfig
 from loguru import logger
 
 from truckllm.app import create_app
+from truckllm.config.admin_token import is_loopback, weak_admin_token
 from truckllm.config.schema import Config
 from truckllm.errors import ConfigError, StartupError
 from truckllm.gateway import Gateway
@@ -27,20 +28,26 @@ from truckllm.sdnotify import notify
 __all__ = ["app_factory", "hypercorn_config", "run_server"]
 
 
-def _is_loopback(listen: str) -> bool:
-    host = listen.rsplit(":", 1)[0].strip("[]")
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
-
-
 def check_exposure(config: Config, listen: str) -> None:
-    """Refuse to serve without gateway keys anywhere but loopback."""
+    """Refuse to serve anywhere but loopback without gateway keys or with a weak admin token.
+
+    ``listen`` is the address actually bound (``--listen`` overrides ``server.listen``, which the
+    config loader checked the admin token against).
+    """
+    loopback = is_loopback(listen)
     if config.keys is None:
-        if not _is_loopback(listen):
+        if not loopback:
             raise StartupError(
                 f"no gateway keys are configured and the gateway would listen on {listen}: "
                 "add a keys: section, or listen on 127.0.0.1"
             )
         logger.warning("no keys: section: any bearer token is accepted (listening on loopback only)")
+    weak = weak_admin_token(config.admin.token)
+    if weak is not None and not loopback:
+        raise StartupError(
+            f"admin.token: {weak}, and the gateway would listen on {listen}: set a random token of "
+            "at least 16 characters (e.g. TRUCKLLM_ADMIN_TOKEN), or listen on 127.0.0.1"
+        )
 
 
 def hypercorn_config(
