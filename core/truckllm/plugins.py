@@ -10,6 +10,7 @@ config error then names the failed plugin and why).
 from __future__ import annotations
 
 import importlib.metadata as md
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +26,14 @@ from truckllm.config.loader import Registry
 from truckllm.errors import StartupError
 from truckllm.types import ProviderSpec, StrategySpec
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginFailure", "PluginHost", "list_plugins", "make_plugin_manager"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginFailure",
+    "PluginHost",
+    "async_hooks",
+    "list_plugins",
+    "make_plugin_manager",
+]
 
 ENTRY_POINT_GROUP = "truckllm"
 DEFAULTS_NAME = "truckllm.defaults"
@@ -226,7 +234,49 @@ def _register(
     except ValueError as exc:
         _fail(host, name, dist, f"cannot register: {exc}")
         return
+    wrong = async_hooks(host.pm, plugin)
+    if wrong:
+        host.pm.unregister(plugin)
+        allowed = ", ".join(sorted(n for n in _hook_names() if _may_await(n))) or "none"
+        _fail(
+            host,
+            name,
+            dist,
+            f"hook {', '.join(wrong)} is async def, but the kernel calls it synchronously (it would fail "
+            f"every call); only {allowed} may be async",
+        )
+        return
     host.entry_points[name] = entry_point
+
+
+def _hook_names() -> list[str]:
+    return [n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, "truckllm_spec")]
+
+
+def _may_await(hook_name: str) -> bool:
+    """Whether the hookspec lets an implementation return an awaitable (its return type says so)."""
+    spec = getattr(hookspecs, hook_name, None)
+    return "Awaitable" in str(getattr(spec, "__annotations__", {}).get("return", ""))
+
+
+def _is_async(function: Any) -> bool:
+    return (
+        inspect.iscoroutinefunction(function)
+        or inspect.isasyncgenfunction(function)
+        or inspect.iscoroutinefunction(type(function).__call__)  # an object with async __call__
+    )
+
+
+def async_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """The hooks ``plugin`` implements with ``async def`` that the kernel calls synchronously."""
+    wrong = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.spec is None or _may_await(caller.name):
+            continue  # an unknown hook is reported by check_pending
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and _is_async(impl.function):
+                wrong.append(caller.name)
+    return sorted(wrong)
 
 
 def _collect_registrations(host: PluginHost) -> None:
