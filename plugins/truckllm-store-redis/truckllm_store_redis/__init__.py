@@ -2,7 +2,9 @@
 
 Every worker and replica pointed at one Redis shares one view: GCRA rate limits and budget
 reservations are checked and taken by one Lua script per request (one round trip, Redis's own
-clock), settlements and usage are batched off the hot path, cooldowns are extend-only marks.
+clock), settlements and usage are batched off the hot path, cooldowns are extend-only marks, published
+as they are made (:meth:`RedisStore.watch_cooldowns` follows them; the gateway's poll repairs what a
+lost subscription missed).
 While Redis is unreachable the store answers from a per-process
 :class:`~truckllm.localstate.LocalState` (``degraded=True``): rate limits per process (open
 across processes), budgets denied (closed); writes are kept and sent when Redis is back.
@@ -63,6 +65,7 @@ from truckllm.store import (
 from truckllm.tasks import stop_task
 from truckllm.types import RequestRecord
 from truckllm_store_redis import scripts
+from truckllm_store_redis.push import decode_push, encode_clear, encode_mark
 
 __all__ = ["RATE_KEEP", "TRUCKLLM_API", "RedisStore", "register_stores"]
 
@@ -279,6 +282,7 @@ class RedisStore:
         self._day_prefix = f"{p}{{usage}}:day:"
         self._cd_until = f"{p}{{cooldowns}}:until"
         self._cd_reason = f"{p}{{cooldowns}}:reason"
+        self._cd_channel = f"{p}{{cooldowns}}:push"
         self._pending = _Pending()
         self._reservations: dict[str, _Reservation] = {}
         self._local_ids: dict[str, float] = {}
@@ -286,6 +290,16 @@ class RedisStore:
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._swept = 0.0
+        self._closed = asyncio.Event()
+        self._watches: set[asyncio.Future[None]] = set()
+        self._subscriptions = 0
+        self.subscribed = asyncio.Event()
+        """Set while at least one :meth:`watch_cooldowns` subscription is live."""
+        self.watch_idle = 5.0
+        """Seconds of silence on a subscription before it is pinged (it must answer within
+        ``io_timeout``, or the subscription ends: a dead connection is found without traffic)."""
+        self.push_skipped = 0
+        """Pushes received and not applied: malformed or hostile messages, or ``apply`` failed."""
 
     def _where(self) -> str:
         if self.options.url is None:
@@ -303,6 +317,10 @@ class RedisStore:
         """``<prefix>{limits}:budget:<key>:<window>``: hash ``spent``, ``reserved`` (USD)."""
         return f"{self._limits}budget:{key}:{window}"
 
+    def push_channel(self) -> str:
+        """``<prefix>{cooldowns}:push``: the channel cooldown marks and clears are published on."""
+        return self._cd_channel
+
     def day_key(self, day: str) -> str:
         """``<prefix>{usage}:day:<YYYY-MM-DD>``: hash ``<json group>\\t<counter>`` -> total."""
         return f"{self._day_prefix}{day}"
@@ -314,14 +332,16 @@ class RedisStore:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def _client(self) -> aioredis.Redis:
+    def _client(self, max_connections: int | None = None, retries: int = 1) -> aioredis.Redis:
+        """A client with a pool of its own (``max_connections``, by default the option);
+        ``retries``: by default once, so that a connection Redis closed is reopened at once."""
         o = self.options
         kwargs: dict[str, Any] = {
-            "max_connections": o.max_connections,
+            "max_connections": max_connections or o.max_connections,
             "timeout": None,  # waiting for a connection is bounded by each call's own timeout
             "socket_timeout": o.io_timeout,
             "socket_connect_timeout": o.io_timeout,
-            "retry": Retry(NoBackoff(), 1),  # once: a connection Redis closed is reopened at once
+            "retry": Retry(NoBackoff(), retries),
         }
         if o.username is not None:
             kwargs["username"] = o.username
@@ -367,7 +387,11 @@ class RedisStore:
             raise errors[0]
 
     async def close(self) -> None:
-        """Stop the flush task, send everything pending (once), close the connections."""
+        """End every :meth:`watch_cooldowns` (they return), stop the flush task, send everything
+        pending (once), close the connections."""
+        self._closed.set()
+        if self._watches:
+            await asyncio.wait(set(self._watches), timeout=self.options.io_timeout)
         task, self._task = self._task, None
         await stop_task(task)
         if self._redis is None:
@@ -466,8 +490,9 @@ class RedisStore:
             pipe.sadd(self._days_key, *days)
             pipe.expire(self._days_key, math.ceil(self.options.usage_retention + 2 * 86400))
         for provider, key in batch.cleared:
-            member = self._member(provider, key)
-            await self._clear_script(keys=self._cooldown_keys(), args=[member], client=pipe)
+            await self._clear_script(
+                keys=self._cooldown_keys(), args=self._clear_args(provider, key), client=pipe
+            )
         for mark in batch.cooldowns:
             await self._mark_script(keys=self._cooldown_keys(), args=self._mark_args(mark), client=pipe)
 
@@ -580,13 +605,17 @@ class RedisStore:
     def _member(provider: str, key: str) -> str:
         return _json.encode([provider, key]).decode()
 
-    @classmethod
-    def _mark_args(cls, mark: CooldownMark) -> list[str | float]:
-        return [cls._member(mark.provider, mark.key), mark.until, mark.reason]
+    def _mark_args(self, mark: CooldownMark) -> list[str | float | bytes]:
+        member = self._member(mark.provider, mark.key)
+        return [member, mark.until, mark.reason, self._cd_channel, encode_mark(mark)]
+
+    def _clear_args(self, provider: str, key: str) -> list[str | bytes]:
+        return [self._member(provider, key), self._cd_channel, encode_clear(provider, key)]
 
     async def mark_cooldown(self, mark: CooldownMark) -> None:
-        """Share a cooldown now (extend-only); while Redis is down it is kept and sent later.
-        A mark whose ``until`` is not a finite number is ignored."""
+        """Share a cooldown now (extend-only) and publish it, in one round trip; while Redis is
+        down it is kept and sent (and published) later. A mark whose ``until`` is not a finite
+        number is ignored."""
         if not math.isfinite(mark.until):
             return
         self.state.mark_cooldown(mark)
@@ -599,8 +628,8 @@ class RedisStore:
         try:
             async with asyncio.timeout(self.options.io_timeout):
                 if cleared:
-                    member = self._member(*slot)
-                    await self._clear_script(keys=self._cooldown_keys(), args=[member], client=redis)
+                    args = self._clear_args(*slot)
+                    await self._clear_script(keys=self._cooldown_keys(), args=args, client=redis)
                     self._pending.cleared.pop(slot, None)
                 await self._mark_script(keys=self._cooldown_keys(), args=self._mark_args(mark), client=redis)
         except _UNREACHABLE as exc:
@@ -608,8 +637,9 @@ class RedisStore:
             self._pending.cooldowns.append(mark)
 
     async def clear_cooldown(self, provider: str, key: str) -> None:
-        """Remove a key's mark now (an operator's ``enable``); while Redis is down the clear is kept
-        and sent, before any later mark, when it is back."""
+        """Remove a key's mark now (an operator's ``enable``) and publish the clear, in one round
+        trip; while Redis is down the clear is kept and sent, before any later mark, when it is
+        back."""
         self.state.clear_cooldown(provider, key)
         redis = self._redis
         if redis is None or self.outage.down:
@@ -620,7 +650,7 @@ class RedisStore:
         try:
             async with asyncio.timeout(self.options.io_timeout):
                 await self._clear_script(
-                    keys=self._cooldown_keys(), args=[self._member(provider, key)], client=redis
+                    keys=self._cooldown_keys(), args=self._clear_args(provider, key), client=redis
                 )
         except _UNREACHABLE as exc:
             self.outage.failed(exc)
@@ -648,6 +678,94 @@ class RedisStore:
             reason = reasons.get(member, b"").decode()
             out.append(CooldownMark(provider=provider, key=key, until=float(until), reason=reason))
         return sorted(out, key=lambda m: (m.provider, m.key))
+
+    async def watch_cooldowns(self, apply: Callable[[CooldownMark], object]) -> None:
+        """Call ``apply`` with every cooldown mark and clear (``until`` 0) any process publishes,
+        own ones included, from a subscription of its own (one connection, outside the pool).
+
+        A message that is not a valid push (:func:`~truckllm_store_redis.push.decode_push`) is
+        skipped and counted in :attr:`push_skipped`, as is one whose ``apply`` raised. Returns at
+        once while Redis is unreachable and when :meth:`close` is called; raises when the
+        subscription is lost (a closed connection, or no answer to a ping within ``io_timeout``
+        after ``watch_idle`` seconds of silence). The caller restarts it; the gateway's
+        once-a-second :meth:`cooldowns` poll repairs what was missed meanwhile.
+        """
+        if self._redis is None or self.outage.down or self._closed.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        self._watches.add(finished)
+        client = self._client(max_connections=1, retries=0)  # a lost connection ends the watch
+        reader = loop.create_task(self._follow(client, apply), name="truckllm-store-redis-watch")
+        closing = loop.create_task(self._closed.wait())
+        try:
+            await asyncio.wait({reader, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # raises what ended the subscription
+        finally:
+            await stop_task(closing)
+            await stop_task(reader)
+            await client.aclose()
+            self._watches.discard(finished)
+            finished.set_result(None)
+
+    async def _follow(self, client: aioredis.Redis, apply: Callable[[CooldownMark], object]) -> None:
+        """Subscribe, then apply each push until the connection is lost."""
+        io_timeout = self.options.io_timeout
+        async with client.pubsub() as pubsub:
+            async with asyncio.timeout(io_timeout):
+                await pubsub.subscribe(self._cd_channel)
+                while (await self._next(pubsub, io_timeout))["type"] != "subscribe":
+                    pass  # the confirmation: from here on, every push reaches this subscription
+            self._live(+1)
+            try:
+                pinged = False
+                while True:
+                    try:
+                        message = await self._next(pubsub, io_timeout if pinged else self.watch_idle)
+                    except RedisTimeoutError:
+                        if pinged:
+                            raise
+                        async with asyncio.timeout(io_timeout):
+                            await pubsub.ping()
+                        pinged = True
+                        continue
+                    pinged = False  # anything received shows the connection is alive
+                    if message["type"] == "message":
+                        self._take(message["data"], apply)
+            finally:
+                self._live(-1)
+
+    @staticmethod
+    async def _next(pubsub: Any, wait: float) -> dict[str, Any]:
+        """The next message of any type on ``pubsub``.
+
+        :raises redis.exceptions.TimeoutError: nothing arrived within ``wait`` seconds.
+        """
+        message: dict[str, Any] | None = await pubsub.get_message(timeout=wait)
+        if message is None:
+            raise RedisTimeoutError(f"nothing received from redis in {wait:g}s")
+        return message
+
+    def _live(self, change: int) -> None:
+        self._subscriptions += change
+        if self._subscriptions > 0:
+            self.subscribed.set()
+        else:
+            self.subscribed.clear()
+
+    def _take(self, data: object, apply: Callable[[CooldownMark], object]) -> None:
+        """Apply one push; a malformed one, or one ``apply`` fails on, is skipped and counted."""
+        mark = decode_push(data)
+        if mark is None:
+            self.push_skipped += 1
+            _log.debug("skipped a malformed cooldown push ({} so far)", self.push_skipped)
+            return
+        try:
+            apply(mark)
+        except Exception as exc:
+            self.push_skipped += 1
+            _log.warning("applying a pushed cooldown of {}/{} failed: {}", mark.provider, mark.key, exc)
 
     async def usage(self, query: UsageQuery) -> UsageReport:
         """Aggregated usage read from the per-day hashes (what is still pending is not included).
@@ -693,7 +811,13 @@ class RedisStore:
 
     async def ready(self) -> dict[str, Any]:
         """``{"ok": True, "redis": "ok"}`` after a PING, else ``{"ok": False, "redis": "unreachable"}``."""
-        details: dict[str, Any] = {"store": self.name, "addr": self.where, "pending": len(self._pending)}
+        details: dict[str, Any] = {
+            "store": self.name,
+            "addr": self.where,
+            "pending": len(self._pending),
+            "push_subscriptions": self._subscriptions,
+            "push_skipped": self.push_skipped,
+        }
         redis = self._redis
         if redis is not None:
             try:

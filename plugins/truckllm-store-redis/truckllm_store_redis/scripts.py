@@ -3,6 +3,10 @@ gateway replicas never matter, and mirror :func:`truckllm.localstate.gcra` line 
 
 Floats leave a script as strings (a Lua number would be truncated to an integer reply).
 
+The cooldown scripts publish what they change (see :mod:`truckllm_store_redis.push`) in the same
+call, so that a mark and its push are one round trip, and Redis delivers the push only once the
+write is done (a script runs atomically).
+
 Every number read back from Redis is clamped before it is used (a negative ``spent`` or
 ``reserved``, left by an older version or written by hand, counts as 0), and a budget's
 ``reserved`` only ever drops by a reservation the hash still holds (field ``r:<request id>``):
@@ -150,9 +154,11 @@ return 1
 CLEAR_COOLDOWN = (
     _PRELUDE
     + """
--- KEYS: the until zset, the reason hash; ARGV: member
--- removes the mark (an operator's enable); both keys then expire with the latest mark left
+-- KEYS: the until zset, the reason hash; ARGV: member, push channel, push message
+-- removes the mark (an operator's enable) and publishes the clear; both keys then expire with
+-- the latest mark left
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 redis.call('HDEL', KEYS[2], ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if #last == 2 then
@@ -169,8 +175,9 @@ return 1
 MARK_COOLDOWN = (
     _PRELUDE
     + """
--- KEYS: the until zset, the reason hash; ARGV: member, until, reason
--- drops expired marks, extends (never shortens) this one; returns 1 if it changed
+-- KEYS: the until zset, the reason hash; ARGV: member, until, reason, push channel, push message
+-- drops expired marks, extends (never shortens) this one and then publishes the push (a mark that
+-- changes nothing is not published); returns 1 if it changed
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -181,6 +188,7 @@ local changed = 0
 if tonumber(ARGV[2]) > now and (current == nil or tonumber(ARGV[2]) > current) then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
   changed = 1
 end
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
