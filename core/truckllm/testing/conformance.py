@@ -45,8 +45,6 @@ from urllib.parse import unquote
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from loguru import logger
 
 from truckllm import hookimpl
@@ -296,7 +294,8 @@ MAX_RETRY_AFTER = 3600.0
 MAX_LIMIT = 10**15
 """Rate-limit figures above this (or below 0) are absurd: they must be read as unknown."""
 
-_SEGMENT = re.compile(r"(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})+")
+_SEGMENT = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=@-]|%[0-9A-Fa-f]{2})+")
+"""One path segment (RFC 3986 ``pchar``), ``:`` excluded: Gemini's ``:method`` follows the model."""
 _GARBAGE_ACTS = (
     "html",
     "random_bytes",
@@ -362,6 +361,10 @@ KEY_LEAK_CASES: tuple[tuple[str, int, bool], ...] = (
 """(act, status, stream): every way the suite's upstream echoes the key it was sent."""
 
 URL_MODELS: tuple[str, ...] = (
+    "x",
+    "m:latest",
+    "x@y+z",
+    "org/model:tag",
     "gem/../../zzz#",
     "x?key=evil&",
     "../../v1/models",
@@ -385,14 +388,31 @@ URL_MODELS: tuple[str, ...] = (
 """Model names a client (or a careless config) may give: each is either one encoded URL segment
 (or a body field) or refused with 400 before anything is sent."""
 
-_NASTY_PIECES = ("../", "..", ".", "/", "?", "#", "&", "=", "%", "%2F", "%2e", " ", "\r", "\n", "\t",
-                 ":", ":generateContent", "?key=evil&", "\\", "@", ";", "+", "é", "模型", "\x00",
-                 "gem", "model", "x")  # fmt: skip
-MODEL_STRINGS = st.one_of(
-    st.text(max_size=24),
-    st.lists(st.sampled_from(_NASTY_PIECES), max_size=6).map("".join),
-)
-"""Arbitrary model strings, biased towards what URLs make special."""
+NASTY_PIECES = ("../", "..", ".", "/", "?", "#", "&", "=", "%", "%2F", "%2e", " ", "\r", "\n", "\t",
+                ":", ":generateContent", "?key=evil&", "\\", "@", ";", "+", "é", "模型", "\x00",
+                "gem", "model", "x")  # fmt: skip
+"""What the arbitrary model strings of the URL checks are made of, besides any text."""
+
+
+def model_strings() -> Any:
+    """A hypothesis strategy of arbitrary model strings, biased towards what URLs make special
+    (hypothesis is imported here: the rest of the suite needs only pytest)."""
+    st = pytest.importorskip("hypothesis.strategies")
+    return st.one_of(st.text(max_size=24), st.lists(st.sampled_from(NASTY_PIECES), max_size=6).map("".join))
+
+
+Decorator = Callable[[Callable[..., None]], Callable[..., None]]
+
+
+def _property(examples: int) -> Decorator:
+    """hypothesis ``settings`` for a check run from inside a test (fixtures are reused)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    return hypothesis.settings(  # type: ignore[no-any-return]
+        max_examples=_examples(examples),
+        deadline=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+        database=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -833,73 +853,87 @@ class HostileUpstreamChecks:
     def test_model_names_are_one_url_segment_direct(
         self, stream: bool, hostile: HostileUpstream, hostile_client: GatewayClient
     ) -> None:
-        """``upstream/<model>`` with every model of :data:`URL_MODELS`, then arbitrary ones: the
-        upstream gets exactly the expected path, the model as one encoded segment (or in the body)
-        and no query parameter the plugin did not mean; or the client gets a 400 and nothing is sent."""
+        """``upstream/<model>`` for every model of :data:`URL_MODELS`: the upstream gets exactly the
+        expected path, the model as one encoded segment (or in the body) and no query parameter the
+        plugin did not mean; or the client gets a 400 and nothing is sent."""
+        sent = [model for model in URL_MODELS if self._check_direct(hostile, hostile_client, model, stream)]
+        assert "x" in sent, "even a plain model name was not sent: the check would prove nothing"
 
-        def check(model: str) -> None:
-            hostile.reset()
-            answer = self._send(hostile_client, stream, model=f"upstream/{model}")
-            self._check_url(hostile, answer, model, stream)
+    @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+    def test_arbitrary_model_names_are_one_url_segment_direct(
+        self, stream: bool, hostile: HostileUpstream, hostile_client: GatewayClient
+    ) -> None:
+        """The same for arbitrary model strings (hypothesis)."""
+        given: Callable[..., Decorator] = pytest.importorskip("hypothesis").given
 
-        for model in URL_MODELS:
-            check(model)
-
-        @settings(
-            max_examples=_examples(25), deadline=None, suppress_health_check=list(HealthCheck), database=None
-        )
-        @given(MODEL_STRINGS)
+        @_property(25)
+        @given(model_strings())
         def arbitrary(model: str) -> None:
-            check(model)
+            self._check_direct(hostile, hostile_client, model, stream)
 
         arbitrary()
 
     def test_model_names_are_one_url_segment_configured(self, hostile: HostileUpstream) -> None:
-        """The same for models configured as a deployment's ``model`` (one alias each): the table, then
-        arbitrary strings, a gateway per batch."""
+        """The same for every model of :data:`URL_MODELS` configured as a deployment's ``model``
+        (one alias each, whole and streamed); a model the config refuses at load is never sent."""
+        self._check_configured(hostile, [m for m in URL_MODELS if m])
 
-        def check(models: Sequence[str]) -> None:
-            hostile.reset()
-            recorder = RecordingPlugin()
-            try:
-                gateway = self.hostile_gateway_for(hostile, recorder, models).start()
-            except StartupError:
-                assert not hostile.requests
-                return  # refused at load: nothing was ever sent
-            try:
-                client = GatewayClient(gateway)
-                for i, model in enumerate(models):
-                    for stream in (False, True):
-                        hostile.reset()
-                        self._check_url(hostile, self._send(client, stream, model=f"m{i}"), model, stream)
-            finally:
-                gateway.stop()
+    def test_arbitrary_model_names_are_one_url_segment_configured(self, hostile: HostileUpstream) -> None:
+        """The same for arbitrary configured models (hypothesis; a gateway per batch)."""
+        hypothesis = pytest.importorskip("hypothesis")
+        given: Callable[..., Decorator] = hypothesis.given
+        st = hypothesis.strategies
 
-        check([m for m in URL_MODELS if m])
-
-        @settings(
-            max_examples=_examples(6), deadline=None, suppress_health_check=list(HealthCheck), database=None
-        )
-        @given(st.lists(MODEL_STRINGS.filter(bool), min_size=1, max_size=6, unique=True))
+        @_property(6)
+        @given(st.lists(model_strings().filter(bool), min_size=1, max_size=6, unique=True))
         def arbitrary(models: list[str]) -> None:
-            check(models)
+            self._check_configured(hostile, models)
 
         arbitrary()
 
+    def _check_direct(
+        self, hostile: HostileUpstream, client: GatewayClient, model: str, stream: bool
+    ) -> bool:
+        hostile.reset()
+        answer = self._send(client, stream, model=f"upstream/{model}")
+        return self._check_url(hostile, answer, model, stream)
+
+    def _check_configured(self, hostile: HostileUpstream, models: Sequence[str]) -> None:
+        hostile.reset()
+        recorder = RecordingPlugin()
+        try:
+            gateway = self.hostile_gateway_for(hostile, recorder, models).start()
+        except StartupError:
+            assert not hostile.requests
+            if len(models) > 1:  # find which: each alone
+                for model in models:
+                    self._check_configured(hostile, [model])
+            return  # refused at load: nothing was ever sent
+        try:
+            client = GatewayClient(gateway)
+            for i, model in enumerate(models):
+                for stream in (False, True):
+                    hostile.reset()
+                    self._check_url(hostile, self._send(client, stream, model=f"m{i}"), model, stream)
+        finally:
+            gateway.stop()
+
     def _check_url(
         self, hostile: HostileUpstream, answer: Answer | StreamAnswer, model: str, stream: bool
-    ) -> None:
+    ) -> bool:
+        """Check where ``model`` went: ``True`` when it was sent upstream, ``False`` when refused."""
         text = self._everything(answer)
         assert answer.status != 500 and "Traceback" not in text, f"model {model!r}: {text[:300]!r}"
         if not hostile.requests:
             assert answer.status in (400, 404), (
                 f"model {model!r}: nothing was sent, yet the client got {text[:300]!r}"
             )
-            return
+            return False
         assert answer.status == 200, f"model {model!r} was sent upstream, yet the client got {text[:300]!r}"
         for seen in hostile.requests:
             self.upstream_target(model, stream).check(seen, model)
             assert seen.api_key == self.hostile_key
+        return True
 
 
 def _examples(default: int) -> int:
