@@ -135,15 +135,36 @@ def read_error(status: int, headers: object, body: bytes) -> UpstreamError:
     )
 
 
+def bad_response(message: str) -> UpstreamError:
+    """The failure for a 2xx that is not a valid answer (the kernel retries or answers 502)."""
+    return UpstreamError(status=502, kind="bad_response", type="server_error", message=message)
+
+
+class _Choice(msgspec.Struct):
+    message: dict[str, object]
+
+
+class _Answer(msgspec.Struct):
+    choices: list[_Choice]
+
+
 @hookimpl
 def transform_response(
     provider: Provider, request: ChatRequest, response: UpstreamResponse
 ) -> ProviderResult | None:
-    """A success is already in OpenAI's format: pass it through. An error is classified."""
+    """A success must be a chat completion (then passed through as it is); an error is classified.
+
+    The upstream is not trusted: HTML from a proxy, an empty or cut body or JSON of another shape
+    in a 2xx is a ``bad_response`` failure, never forwarded to the client.
+    """
     if provider.type != TYPE:
         return None
     if response.status >= 400:
         return ProviderResult(error=read_error(response.status, response.headers, response.body))
+    try:
+        msgspec.json.decode(response.body, type=_Answer)
+    except (msgspec.MsgspecError, RecursionError):
+        return ProviderResult(error=bad_response("upstream answered 2xx with no chat completion"))
     return ProviderResult(body=response.body, dialect="openai")
 
 
@@ -158,6 +179,7 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
 class _Chunk(msgspec.Struct):
     error: _Error | str | None = None
     choices: list[msgspec.Raw] | None = None
+    usage: object = None  # decoded only when present (the usage chunk)
 
 
 class ExampleStream:
@@ -174,6 +196,7 @@ class ExampleStream:
         self.usage: Usage | None = None
         self._parser = SSEParser()
         self._done = False
+        self._seen = False
 
     def feed(self, chunk: bytes) -> bytes:
         """Frames to send the client for this chunk of upstream bytes."""
@@ -181,7 +204,10 @@ class ExampleStream:
 
     def close(self) -> bytes:
         """The upstream ended: the last frames, or an error if ``[DONE]`` never came."""
-        tail = self._translate(self._parser.close())
+        events = self._parser.close()
+        if not (self._seen or events):
+            raise UpstreamFailure(bad_response("upstream answered a stream request with no event"))
+        tail = self._translate(events)
         if not self._done:
             raise UpstreamFailure(
                 UpstreamError(status=502, kind="stream", message="upstream stream ended before [DONE]"),
@@ -192,19 +218,26 @@ class ExampleStream:
     def _translate(self, events: list[SSEEvent]) -> bytes:
         out: list[bytes] = []
         for event in events:
-            if event.data == b"[DONE]":
+            self._seen = True
+            if event.data == b"[DONE]" and not event.raw:
                 self._done = True
                 out.append(data_frame(b"[DONE]"))
                 continue
             try:
                 chunk = msgspec.json.decode(event.data, type=_Chunk)
-            except msgspec.MsgspecError:
-                chunk = _Chunk()
+            except (msgspec.MsgspecError, RecursionError):
+                # not a JSON object (HTML, text, a cut frame): never forwarded, not even in part
+                error = bad_response("upstream stream sent a frame that is not a JSON object")
+                raise UpstreamFailure(error, pending=b"".join(out)) from None
+            if event.raw:  # not SSE at all (a proxy's JSON error, say): not this dialect's stream
+                raise UpstreamFailure(
+                    bad_response("upstream stream sent a line that is not SSE"), pending=b"".join(out)
+                )
             if chunk.error is not None:
                 message = chunk.error if isinstance(chunk.error, str) else chunk.error.message
                 error = UpstreamError(status=502, kind="stream", message=message or "upstream stream error")
                 raise UpstreamFailure(error, pending=b"".join(out))  # frames before it are still sent
-            usage = parse_openai_usage(event.data) if b'"usage"' in event.data else None
+            usage = parse_openai_usage(event.data) if chunk.usage is not None else None
             if usage is not None:
                 self.usage = usage
                 if not chunk.choices and not self.include_usage:
@@ -220,4 +253,7 @@ def transform_stream(
     """A translator for one streamed answer."""
     if provider.type != TYPE:
         return None
+    content_type = response.headers.get("content-type", "text/event-stream")
+    if not content_type.startswith("text/event-stream"):
+        raise UpstreamFailure(bad_response("upstream answered a stream request with no event stream"))
     return ExampleStream(include_usage=request.include_usage)
