@@ -2,10 +2,9 @@
 
 Every worker and replica pointed at one Redis shares one view: GCRA rate limits and budget
 reservations are checked and taken by one Lua script per request (one round trip, Redis's own
-clock), settlements and usage are batched off the hot path, cooldowns are extend-only marks, published
-as they are made (:meth:`RedisStore.watch_cooldowns` follows them; the gateway's poll repairs what a
-lost subscription missed).
-While Redis is unreachable the store answers from a per-process
+clock), settlements and usage are batched off the hot path, cooldowns are extend-only marks,
+published as they are made (:meth:`RedisStore.watch_cooldowns` follows them; the gateway's poll
+repairs what a lost subscription missed). While Redis is unreachable the store answers from a per-process
 :class:`~truckllm.localstate.LocalState` (``degraded=True``): rate limits per process (open
 across processes), budgets denied (closed); writes are kept and sent when Redis is back.
 
