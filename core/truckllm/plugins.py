@@ -242,8 +242,8 @@ def _register(
             host,
             name,
             dist,
-            f"hook {', '.join(wrong)} is async def, but the kernel calls it synchronously (it would fail "
-            f"every call); only {allowed} may be async",
+            f"hook {', '.join(wrong)} is async (async def or an async generator), but the kernel calls it "
+            f"synchronously: every call would fail; only {allowed} may be async def",
         )
         return
     host.entry_points[name] = entry_point
@@ -260,21 +260,24 @@ def _may_await(hook_name: str) -> bool:
 
 
 def _is_async(function: Any) -> bool:
-    return (
-        inspect.iscoroutinefunction(function)
-        or inspect.isasyncgenfunction(function)
-        or inspect.iscoroutinefunction(type(function).__call__)  # an object with async __call__
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        type(function).__call__  # an object with async __call__
     )
 
 
 def async_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
-    """The hooks ``plugin`` implements with ``async def`` that the kernel calls synchronously."""
+    """The hooks ``plugin`` implements with ``async def`` that the kernel calls synchronously
+    (and any it implements as an async generator: no hook is called as one)."""
     wrong = []
     for caller in pm.get_hookcallers(plugin) or []:
-        if caller.spec is None or _may_await(caller.name):
+        if caller.spec is None:
             continue  # an unknown hook is reported by check_pending
         for impl in caller.get_hookimpls():
-            if impl.plugin is plugin and _is_async(impl.function):
+            if impl.plugin is not plugin:
+                continue
+            if inspect.isasyncgenfunction(impl.function) or (
+                _is_async(impl.function) and not _may_await(caller.name)
+            ):
                 wrong.append(caller.name)
     return sorted(wrong)
 
