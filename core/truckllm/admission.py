@@ -88,13 +88,20 @@ def _max_cost(plans: Sequence[AliasPlan], prompt: int, completion: int) -> float
 
 
 async def admit(
-    store: Any, key: GatewayKey, plans: Sequence[AliasPlan], request: ChatRequest, request_id: str
+    store: Any,
+    key: GatewayKey,
+    plans: Sequence[AliasPlan],
+    estimate: tuple[int, int],
+    request_id: str,
 ) -> Reservation | None:
-    """Check the key's limits and budget; raise 429 when over; return what to settle later."""
+    """Check the key's limits and budget; raise 429 when over; return what to settle later.
+
+    :param estimate: the request's (prompt, completion) tokens, from :func:`estimate_tokens`.
+    """
     config = key.config
     if config.rpm is None and config.tpm is None and config.budget is None:
         return None
-    prompt, completion = estimate_tokens(request)
+    prompt, completion = estimate
     reservation = Reservation(request_id)
     rates: list[RateCheck] = []
     budgets: list[BudgetCheck] = []

@@ -19,13 +19,11 @@ MAX_REASONS = 8
 """How many candidates' reasons an error message lists (then ``and N more``)."""
 
 
-def unusable(
-    cand: Candidate, now: float, health: HealthRegistry, *, priced_only: bool = False
-) -> str | None:
+def unusable(cand: Candidate, now: float, health: HealthRegistry, *, priced_only: bool = False) -> str | None:
     """Why ``cand`` may not take a request at ``now`` (``None``: it may)."""
     state: KeyState = cand.stats.key_state
     if state.disabled:
-        return "disabled: the provider refused the key (401/403); an operator's enable or a reload brings it back"
+        return "disabled: the provider refused the key (401/403) until an enable or a reload"
     if state.ejected_until > now:
         return f"ejected for {state.ejected_until - now:.0f}s after repeated failures"
     if state.cooldown_until > now:

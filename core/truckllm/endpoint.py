@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from loguru import logger
 
-from truckllm.admission import admit, check_priced, serving_plans
+from truckllm.admission import admit, check_priced, estimate_tokens, serving_plans
 from truckllm.asgi_util import (
     ClientGone,
     Receive,
@@ -30,7 +30,8 @@ from truckllm.asgi_util import (
 from truckllm.dialect import DialectRoute, InboundDialect
 from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway
-from truckllm.pipeline import Outcome, RequestContext, finish, serve
+from truckllm.pipeline import serve
+from truckllm.request import Outcome, RequestContext, end_request
 from truckllm.runtime import AliasPlan, Runtime
 from truckllm.schemas.openai import ChatCompletionRequest, check_input
 from truckllm.types import ChatRequest
@@ -141,28 +142,29 @@ class ApiEndpoint:
         try:
             await self._handle(rt, ctx, scope, receive, send)
         except ClientGone:
-            pass
+            ctx.client_disconnected = True
+            ctx.status = 499
         except GatewayError as exc:
-            await self._reject(rt, ctx, send, exc)
+            await self._reject(ctx, send, exc)
         except Exception as exc:  # a kernel bug: still an answer in the client's format, and logged
             logger.opt(exception=exc).error("request {} failed inside the gateway", ctx.request_id)
             error = GatewayError(500, "The gateway failed to serve this request.", type="server_error")
             with contextlib.suppress(Exception):
-                await self._reject(rt, ctx, send, error)
+                await self._reject(ctx, send, error)
         finally:
+            end_request(gw, rt, ctx)  # the one place a request ends: one record, one settlement
             gw.leave()
 
-    async def _reject(self, rt: Runtime, ctx: RequestContext, send: Send, exc: GatewayError) -> None:
-        """Answer ``exc`` in the client's dialect; record the request if nothing did yet."""
+    async def _reject(self, ctx: RequestContext, send: Send, exc: GatewayError) -> None:
+        """Answer ``exc`` in the client's dialect (and say why in the request's record)."""
+        ctx.status = exc.status
+        if ctx.error is None:  # rejected by the gateway itself, not after an upstream's answer
+            ctx.rejected_kind = _REJECTED_KIND.get(exc.status, "bad_request")
+            ctx.rejected_message = exc.message
         headers = {"content-type": "application/json", "x-request-id": ctx.request_id, **exc.headers}
         if _WORKER is not None:
             headers["x-truckllm-worker"] = _WORKER
         await send_bytes(send, exc.status, headers, self.dialect.error_body(exc))
-        if not ctx.recorded:  # rejected before the pipeline: still one record (audit, error counts)
-            ctx.status = exc.status
-            ctx.rejected_kind = _REJECTED_KIND.get(exc.status, "bad_request")
-            ctx.rejected_message = exc.message
-            finish(self.gateway, rt, ctx.request, ctx)
 
     def _parse(
         self, rt: Runtime, body: bytes, scope: Scope, query: dict[str, str], headers: dict[str, str]
@@ -208,9 +210,14 @@ class ApiEndpoint:
             ctx.priced_only = True
             check_priced(rt, plan)
         if key is not None and self.gateway.store is not None:
+            ctx.estimated_tokens = estimate_tokens(request)
             ctx.reservation = await admit(
                 # the store's reservation id is the gateway's own: X-Request-Id is the client's
-                self.gateway.store, key, serving_plans(rt, plan), request, "rsv_" + os.urandom(12).hex()
+                self.gateway.store,
+                key,
+                serving_plans(rt, plan),
+                ctx.estimated_tokens,
+                "rsv_" + os.urandom(12).hex(),
             )
 
         stream_slot = None

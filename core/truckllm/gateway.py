@@ -282,6 +282,8 @@ class Gateway:
         ``asked``: when the mark was read; a key enabled here since keeps its enable. Returns
         whether the mark is in force.
         """
+        if (mark.provider, mark.key) not in self.runtime.key_names:
+            return False  # a key this config does not have: marks must not grow the registry
         now_wall, now = self.wall_clock(), self.clock()
         remaining = mark.until - now_wall
         state = self.health.key(mark.provider, mark.key)

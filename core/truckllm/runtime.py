@@ -63,6 +63,7 @@ class Runtime:
     direct: dict[str, AliasPlan] = field(default_factory=dict)
     scrubber: Scrubber = field(default_factory=lambda: Scrubber(()))
     prices: dict[tuple[str, str], PriceConfig] = field(default_factory=dict)
+    key_names: frozenset[tuple[str, str]] = frozenset()  # (provider, key name) of every configured key
 
     def plan(self, name: str, allowed: frozenset[str] | None = None) -> AliasPlan | None:
         """The plan for an alias, or for ``provider/model`` where direct addressing is allowed.
@@ -82,7 +83,7 @@ class Runtime:
         opted_in = self.config.providers[provider].direct or (
             allowed is not None and (name in allowed or f"{provider}/*" in allowed)
         )
-        if not opted_in or not DIRECT_MODEL.match(model):
+        if not opted_in or not DIRECT_MODEL.fullmatch(model):
             return None
         direct = self.direct.get(name)
         if direct is None:
@@ -237,5 +238,6 @@ def build_runtime(
         version=version,
         source=source,
         prices=prices,
+        key_names=frozenset((name, key.name) for name, pc in config.providers.items() for key in pc.keys),
         scrubber=Scrubber(config_secrets(config)),
     )

@@ -34,15 +34,17 @@ class Scrubber:
     set lookup per character of the text.
     """
 
-    __slots__ = ("_grams", "_short")
+    __slots__ = ("_grams", "_short", "longest")
 
     def __init__(self, secrets: Iterable[Secret | str]) -> None:
         grams: set[str] = set()
         short: set[str] = set()
+        self.longest = 0
         for secret in secrets:
             value = secret.reveal() if isinstance(secret, Secret) else secret
             if not value:
                 continue
+            self.longest = max(self.longest, len(value))
             if len(value) < MIN_FRAGMENT:
                 if len(value) >= 4:
                     short.add(value)
@@ -93,14 +95,25 @@ def _cut(text: str, limit: int) -> str:
 
 
 def scrub_error(error: UpstreamError, scrubber: Scrubber) -> UpstreamError:
-    """``error`` with every string field scrubbed, then cut to its bound (changed in place)."""
-    error.message = _cut(scrubber.text(str(error.message)), MAX_MESSAGE)
-    error.type = _cut(scrubber.text(str(error.type or "server_error")), MAX_FIELD)
+    """``error`` with every string field scrubbed, then cut to its bound (changed in place).
+
+    A field is first trimmed to its bound plus the longest secret (and a margin for key-looking
+    strings): a secret that starts before the bound lies whole in what is scrubbed, and what
+    starts after it is cut away; so a 64 MiB error body costs no more than a short one.
+    """
+    keep = scrubber.longest + 256
+    error.message = _scrub_field(scrubber, error.message, MAX_MESSAGE, keep)
+    error.type = _scrub_field(scrubber, error.type or "server_error", MAX_FIELD, keep)
     if error.code is not None:
-        error.code = _cut(scrubber.text(str(error.code)), MAX_FIELD)
+        error.code = _scrub_field(scrubber, error.code, MAX_FIELD, keep)
     if error.param is not None:
-        error.param = _cut(scrubber.text(str(error.param)), MAX_FIELD)
+        error.param = _scrub_field(scrubber, error.param, MAX_FIELD, keep)
     return error
+
+
+def _scrub_field(scrubber: Scrubber, value: object, limit: int, keep: int) -> str:
+    text = value if isinstance(value, str) else str(value)
+    return _cut(scrubber.text(text[: limit + keep]), limit)
 
 
 def config_secrets(node: object) -> list[Secret | str]:

@@ -200,6 +200,7 @@ class CooldownPush(Protocol):
         ``clear_cooldown``, with a mark whose ``until`` is 0; return or raise when the feed ends."""
 
 
+@runtime_checkable
 class Store(Protocol):
     """What a store plugin's class implements (besides a ``store_usage`` hookimpl method).
 

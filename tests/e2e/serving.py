@@ -23,7 +23,7 @@ def free_port() -> int:
     """A TCP port nothing listens on now."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    port: int = sock.getsockname()[1]
     sock.close()
     return port
 

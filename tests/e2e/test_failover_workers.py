@@ -23,10 +23,10 @@ FLIPPED = KEYS[2:5]
 CLIENTS = 200
 RUN = 6.0  # seconds of load
 FLIP_AT = 2.0
-GRACE = 1.0
+GRACE = 0.5
 """Requests a worker had already sent (or was sending) to a key when the key flipped reach it
-after its first 429 (each is answered 429 and fails over); the other worker may learn only at its next
-store poll (every second). Past this grace after the
+after its first 429 (each is answered 429 and fails over; the store pushes the mark to the other
+worker within a millisecond or so). Past this grace after the
 first 429, the key must receive nothing."""
 
 

@@ -26,7 +26,8 @@ from truckllm.config.schema import RoutingConfig
 from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway
 from truckllm.openai_api import OPENAI
-from truckllm.pipeline import RequestContext, serve
+from truckllm.pipeline import serve
+from truckllm.request import RequestContext
 from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm.types import ChatRequest
 

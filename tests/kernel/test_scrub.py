@@ -91,3 +91,13 @@ def test_config_secrets_finds_typed_secrets_and_sensitive_options() -> None:
     }
     found = {s.reveal() if isinstance(s, Secret) else s for s in config_secrets(config)}
     assert found == {"admin-token-value", "redis-password-value", "nested-key-value"}
+
+
+def test_a_huge_error_body_is_trimmed_before_it_is_scrubbed() -> None:
+    """A 5 MB error body: a secret straddling the cut still leaves nothing; the rest is cut away
+    before the character-by-character scan (plugins pass error text whole)."""
+    secret = "sk-proj-" + "Z" * 40
+    error = UpstreamError(status=500, message="x" * (MAX_MESSAGE - 5) + secret + "y" * 5_000_000, kind="server")
+    scrub_error(error, Scrubber([secret]))
+    assert leaked(error.message, secret) is None
+    assert len(error.message) <= MAX_MESSAGE

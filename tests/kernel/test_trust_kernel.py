@@ -24,7 +24,8 @@ from truckllm.gateway import Gateway
 from truckllm.numbers import MAX_TOKENS
 from truckllm.openai_api import OPENAI
 from truckllm.openai_wire import chat_completion
-from truckllm.pipeline import RequestContext, serve
+from truckllm.pipeline import serve
+from truckllm.request import RequestContext, end_request
 from truckllm.runtime import MAX_DIRECT_PLANS, UNKNOWN_ALIAS
 from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm.testing.server import GatewayServer
@@ -250,6 +251,7 @@ async def test_usage_from_upstream_is_clamped_and_costs_never_go_negative(usage:
     gw = make(Hostile(usage=usage), price="{input: 1000, output: 1000}", sink=sink)
     gw.background.start()
     status, _, _, ctx = await ask(gw)
+    end_request(gw, gw.runtime, ctx)  # what the endpoint does once the answer is sent
     await gw.background.stop()
     assert status == 200
     assert ctx.usage is not None
