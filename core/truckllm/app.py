@@ -22,7 +22,8 @@ from truckllm.auth import bearer
 from truckllm.endpoint import ApiEndpoint
 from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway
-from truckllm.openai_api import OPENAI, list_models, model_object
+from truckllm.models_api import list_models, model_object
+from truckllm.openai_api import OPENAI
 from truckllm.sdnotify import notify
 
 __all__ = ["ErrorFormats", "FastRoutes", "create_app", "header_bytes"]

@@ -16,12 +16,11 @@ import msgspec
 from truckllm.auth import bearer
 from truckllm.dialect import DialectRoute
 from truckllm.errors import GatewayError
-from truckllm.runtime import Runtime
 from truckllm.safejson import decode_json
 from truckllm.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from truckllm.types import ChatRequest
 
-__all__ = ["OPENAI", "OpenAIDialect", "list_models", "model_object", "validation_error"]
+__all__ = ["OPENAI", "OpenAIDialect", "validation_error"]
 
 _DECODERS: dict[str, Any] = {
     "chat": msgspec.json.Decoder(ChatCompletionRequest),
@@ -159,19 +158,3 @@ class OpenAIDialect:
 
 OPENAI = OpenAIDialect()
 """The kernel's OpenAI dialect."""
-
-
-def model_object(rt: Runtime, alias: str) -> dict[str, Any]:
-    """One alias in OpenAI's model shape."""
-    return {
-        "id": alias,
-        "object": "model",
-        "created": int(rt.loaded_at or 0),
-        "owned_by": rt.aliases[alias].owned_by,
-    }
-
-
-def list_models(rt: Runtime, allowed: frozenset[str] | None) -> dict[str, Any]:
-    """``GET /v1/models``: the aliases this key may use, in OpenAI's list shape."""
-    names = [a for a in rt.aliases if allowed is None or a in allowed]
-    return {"object": "list", "data": [model_object(rt, a) for a in names]}
