@@ -1,0 +1,65 @@
+"""The runtime-store interface (``register_stores``): what the gateway keeps beyond one process.
+
+- :class:`Store`: what a store plugin's class implements (besides a ``store_usage`` hookimpl);
+  :class:`CooldownPush`: optional, for stores shared by several processes, pushing cooldown
+  marks as they happen.
+- One request's admission: :class:`Admission` (its :class:`RateCheck` and :class:`BudgetCheck`
+  list), answered by a :class:`Decision`, corrected later by a :class:`Settlement`.
+- Cooldowns shared by every process: :class:`CooldownMark`, :class:`CooldownClear`.
+- Usage: :class:`UsageQuery` (grouped by some of :data:`GroupBy`), answered by a
+  :class:`UsageReport` of :class:`UsageRow`; :data:`USAGE_FIELDS`: the grouping fields, in
+  bucket-key order; :data:`USAGE_TOTALS`: a row's totals; :data:`USAGE_COUNTERS`: those that are
+  counts (every total but ``cost_usd``); :data:`DEFAULT_USAGE_RETENTION`: seconds a day's usage
+  is kept by default (400 days).
+- :func:`usage_key`, :func:`usage_groups`: the grouping values of one record; :func:`utc_day`:
+  the UTC date of a unix time; :func:`budget_window`: the id of the budget window of a
+  :data:`Period` (``day``, ``week``, ``month``, ``total``) containing a unix time.
+"""
+
+from truckllm.store import DEFAULT_USAGE_RETENTION as DEFAULT_USAGE_RETENTION
+from truckllm.store import USAGE_COUNTERS as USAGE_COUNTERS
+from truckllm.store import USAGE_FIELDS as USAGE_FIELDS
+from truckllm.store import USAGE_TOTALS as USAGE_TOTALS
+from truckllm.store import Admission as Admission
+from truckllm.store import BudgetCheck as BudgetCheck
+from truckllm.store import CooldownClear as CooldownClear
+from truckllm.store import CooldownMark as CooldownMark
+from truckllm.store import CooldownPush as CooldownPush
+from truckllm.store import Decision as Decision
+from truckllm.store import GroupBy as GroupBy
+from truckllm.store import Period as Period
+from truckllm.store import RateCheck as RateCheck
+from truckllm.store import Settlement as Settlement
+from truckllm.store import Store as Store
+from truckllm.store import UsageQuery as UsageQuery
+from truckllm.store import UsageReport as UsageReport
+from truckllm.store import UsageRow as UsageRow
+from truckllm.store import budget_window as budget_window
+from truckllm.store import usage_groups as usage_groups
+from truckllm.store import usage_key as usage_key
+from truckllm.store import utc_day as utc_day
+
+__all__ = [
+    "DEFAULT_USAGE_RETENTION",
+    "USAGE_COUNTERS",
+    "USAGE_FIELDS",
+    "USAGE_TOTALS",
+    "Admission",
+    "BudgetCheck",
+    "CooldownClear",
+    "CooldownMark",
+    "CooldownPush",
+    "Decision",
+    "GroupBy",
+    "Period",
+    "RateCheck",
+    "Settlement",
+    "Store",
+    "UsageQuery",
+    "UsageReport",
+    "UsageRow",
+    "budget_window",
+    "usage_groups",
+    "usage_key",
+    "utc_day",
+]

@@ -1,0 +1,9 @@
+"""Background tasks of stores and loggers.
+
+- :func:`stop_task`: cancel a task (if any) and wait until it has finished, without re-raising
+  its cancellation: the one shutdown step every long-lived worker task needs.
+"""
+
+from truckllm.tasks import stop_task as stop_task
+
+__all__ = ["stop_task"]

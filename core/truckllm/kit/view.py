@@ -1,0 +1,12 @@
+"""What the ``startup`` and ``shutdown`` hooks see of the running gateway: live state, no secret.
+
+- :class:`GatewayView`: the read-only window handed to ``startup(app)`` / ``shutdown(app)``
+  (health, in flight, queues, reload counts, the running aliases and providers).
+- :class:`RuntimeView`: the running config as plugins may see it (its version, aliases and
+  providers; never a key value).
+"""
+
+from truckllm.view import GatewayView as GatewayView
+from truckllm.view import RuntimeView as RuntimeView
+
+__all__ = ["GatewayView", "RuntimeView"]
