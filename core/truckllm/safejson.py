@@ -104,7 +104,7 @@ def _list_depth(items: list[Any]) -> int:
 
 def _object(pairs: list[tuple[str, Any]]) -> _Depth:
     count = len(pairs)
-    if count > 1 and len({key for key, _ in pairs}) != count:
+    if count > 1 and len(dict(pairs)) != count:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
