@@ -13,8 +13,8 @@ from collections.abc import Callable
 import msgspec
 from truckllm import hookimpl
 from truckllm.errors import UpstreamFailure
-from truckllm.openai_wire import parse_openai_usage, parse_retry_after, upstream_error
-from truckllm.sse import SSEEvent, SSEParser, data_frame
+from truckllm.kit.openai_wire import parse_openai_usage, parse_retry_after, upstream_error
+from truckllm.kit.sse import SSEEvent, SSEParser, data_frame
 from truckllm.types import (
     ChatRequest,
     Provider,

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 
 from loguru import logger
 
-from truckllm.auth import bearer
-from truckllm.dialect import DialectRoute
 from truckllm.errors import GatewayError
+from truckllm.kit.dialect import DialectRoute, bearer
 from truckllm.types import ChatRequest
 
 from .errors import error_body, stream_error

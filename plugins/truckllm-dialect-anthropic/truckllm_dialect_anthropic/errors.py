@@ -11,7 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from truckllm.errors import GatewayError
-from truckllm.sse import event_frame
+from truckllm.kit.sse import event_frame
 
 __all__ = ["ERROR_TYPES", "error_body", "error_type", "invalid", "stream_error"]
 

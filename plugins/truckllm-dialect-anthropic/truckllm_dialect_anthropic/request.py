@@ -3,7 +3,7 @@
 :func:`read_request` validates a ``POST /v1/messages`` (or ``/v1/messages/count_tokens``) body
 strictly enough to answer Anthropic-shaped 400s naming the field (``messages.2.content.0.text:
 Field required``), and builds the same request as an OpenAI
-:class:`~truckllm.schemas.openai.ChatCompletionRequest` for deployments of other dialects.
+:class:`~truckllm.kit.openai_schemas.ChatCompletionRequest` for deployments of other dialects.
 The original bytes are never touched: Anthropic deployments get them as received (only
 ``model`` is rewritten by the provider), so thinking blocks, ``cache_control``, citations, beta
 fields and anything newer survive.
@@ -24,8 +24,7 @@ import msgspec
 from msgspec import UNSET, Raw
 
 from truckllm.errors import GatewayError
-from truckllm.safejson import decode_json
-from truckllm.schemas.openai import (
+from truckllm.kit.openai_schemas import (
     AssistantMessage,
     ChatCompletionRequest,
     ContentPart,
@@ -49,6 +48,7 @@ from truckllm.schemas.openai import (
     ToolMessage,
     UserMessage,
 )
+from truckllm.kit.safejson import decode_json
 
 from .errors import invalid
 

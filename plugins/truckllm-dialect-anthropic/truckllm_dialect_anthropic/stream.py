@@ -31,7 +31,7 @@ from loguru import logger
 from msgspec import Struct
 
 from truckllm.errors import UpstreamFailure
-from truckllm.sse import SSEEvent, SSEParser, event_frame
+from truckllm.kit.sse import SSEEvent, SSEParser, event_frame
 from truckllm.types import UpstreamError
 
 from .wire import message_id, read_usage, stop_reason, tool_use_id, usage_object

@@ -14,9 +14,8 @@ from collections.abc import Mapping
 import msgspec
 from loguru import logger
 
-from truckllm.auth import bearer
-from truckllm.dialect import DialectRoute, FrameTranslator
 from truckllm.errors import GatewayError
+from truckllm.kit.dialect import DialectRoute, FrameTranslator, bearer
 from truckllm.types import ChatRequest
 
 from . import errors, names

@@ -3,7 +3,7 @@
 :func:`read_generate`, :func:`read_embed`, :func:`read_batch_embed` and :func:`read_count_tokens`
 decode a body (camelCase or snake_case), reject what Gemini would reject with Gemini's own words
 (every problem found, one per line, as Gemini lists them), and build the request in OpenAI's typed
-form (:mod:`truckllm.schemas.openai`) that providers of other dialects translate from.
+form (:mod:`truckllm.kit.openai_schemas`) that providers of other dialects translate from.
 
 What has no OpenAI equivalent is left out of the typed form (it still reaches Gemini deployments,
 which get the body as received); :class:`Parsed` lists it in ``notes``.
@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Raw
 
-from truckllm.schemas.openai import (
+from truckllm.kit.openai_schemas import (
     AssistantMessage,
     ChatCompletionRequest,
     EmbeddingRequest,

@@ -20,7 +20,7 @@ import msgspec
 from msgspec import Raw, Struct
 
 from truckllm.errors import GatewayError
-from truckllm.safejson import JSONBodyError, check_json
+from truckllm.kit.safejson import JSONBodyError, check_json
 
 __all__ = [
     "BUILTIN_TOOLS",

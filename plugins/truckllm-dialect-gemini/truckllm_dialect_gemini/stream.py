@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from truckllm.errors import GatewayError
-from truckllm.sse import SSEParser
+from truckllm.kit.sse import SSEParser
 
 from .errors import stream_error
 from .response import finish_reason, function_call, usage_metadata

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 from truckllm import hookimpl
-from truckllm.linelogger import EXTRA_KEY, LEVELS, LineLogger, check_level
+from truckllm.kit.linelogger import EXTRA_KEY, LEVELS, LineLogger, check_level
 
 __all__ = ["EXTRA_KEY", "LEVELS", "TRUCKLLM_API", "FileLogger", "register_loggers"]
 

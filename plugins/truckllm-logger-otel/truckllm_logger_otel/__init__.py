@@ -39,8 +39,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from truckllm import hookimpl
-from truckllm.config.durations import Duration
-from truckllm.secrets import Secret
+from truckllm.kit.options import Duration, Secret
 from truckllm.types import RequestRecord
 from truckllm_logger_otel._exporter import CountingExporter
 from truckllm_logger_otel._spans import (

@@ -28,8 +28,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from truckllm import hookimpl
-from truckllm.config.durations import Duration
-from truckllm.tasks import stop_task
+from truckllm.kit.options import Duration
+from truckllm.kit.tasks import stop_task
 from truckllm.types import RequestRecord
 from truckllm_logger_prometheus._gateway import GatewayCollector, GatewayPublisher
 

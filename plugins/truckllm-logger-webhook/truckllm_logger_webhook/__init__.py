@@ -23,11 +23,10 @@ import msgspec
 from loguru import logger
 
 from truckllm import hookimpl
-from truckllm.config.durations import Duration
-from truckllm.openai_wire import parse_retry_after
-from truckllm.records import record_fields
-from truckllm.secrets import Secret
-from truckllm.tasks import stop_task
+from truckllm.kit.openai_wire import parse_retry_after
+from truckllm.kit.options import Duration, Secret
+from truckllm.kit.records import record_fields
+from truckllm.kit.tasks import stop_task
 from truckllm.types import RequestRecord
 
 __all__ = [

@@ -15,7 +15,7 @@ from loguru import logger
 
 from truckllm import hookimpl
 from truckllm.errors import UnsupportedRequest
-from truckllm.openai_wire import upstream_error
+from truckllm.kit.openai_wire import upstream_error
 from truckllm.types import (
     ChatRequest,
     Provider,

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from truckllm.openai_wire import upstream_error
+from truckllm.kit.openai_wire import upstream_error
 from truckllm.types import RateLimits, UpstreamError
 
 from . import numbers

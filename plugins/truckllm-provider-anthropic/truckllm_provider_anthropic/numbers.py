@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from truckllm.openai_wire import parse_retry_after
+from truckllm.kit.openai_wire import parse_retry_after
 
 __all__ = ["MAX_TOKENS", "header_int", "retry_after", "seconds", "token_count"]
 

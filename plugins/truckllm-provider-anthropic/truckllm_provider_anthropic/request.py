@@ -16,7 +16,7 @@ import msgspec
 from msgspec import UNSET, Raw
 
 from truckllm.errors import UnsupportedRequest
-from truckllm.schemas.openai import (
+from truckllm.kit.openai_schemas import (
     AssistantMessage,
     ChatCompletionRequest,
     CompletionRequest,

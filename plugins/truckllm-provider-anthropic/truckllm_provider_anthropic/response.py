@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from msgspec import Raw, Struct
 
-from truckllm.openai_wire import chat_completion, completion_id, usage_object
+from truckllm.kit.openai_wire import chat_completion, completion_id, usage_object
 from truckllm.types import Usage
 
 from .numbers import token_count

@@ -21,8 +21,8 @@ import msgspec
 from msgspec import Raw, Struct
 
 from truckllm.errors import UpstreamFailure
-from truckllm.openai_wire import ChunkBuilder, completion_id, upstream_error, usage_object
-from truckllm.sse import SSEEvent, SSEParser, event_frame
+from truckllm.kit.openai_wire import ChunkBuilder, completion_id, upstream_error, usage_object
+from truckllm.kit.sse import SSEEvent, SSEParser, event_frame
 from truckllm.types import RateLimits, Usage
 
 from .errors import error_from_body, stream_error

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from truckllm.openai_wire import upstream_error
+from truckllm.kit.openai_wire import upstream_error
 from truckllm.types import UpstreamError
 
 __all__ = ["bad_response", "parse_duration", "read_error", "status_error"]

@@ -19,7 +19,7 @@ import msgspec
 from msgspec import UNSET
 
 from truckllm.errors import UnsupportedRequest
-from truckllm.schemas.openai import (
+from truckllm.kit.openai_schemas import (
     AssistantMessage,
     ChatCompletionRequest,
     CompletionRequest,

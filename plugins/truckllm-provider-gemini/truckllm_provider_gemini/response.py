@@ -16,8 +16,8 @@ import msgspec
 from loguru import logger
 from msgspec import Struct
 
-from truckllm.openai_wire import chat_completion, completion_id, usage_object
-from truckllm.schemas.openai import EmbeddingRequest
+from truckllm.kit.openai_schemas import EmbeddingRequest
+from truckllm.kit.openai_wire import chat_completion, completion_id, usage_object
 from truckllm.types import ChatRequest, ProviderResult, UpstreamError, UpstreamResponse, Usage
 
 from .errors import bad_response, read_error, status_error

@@ -23,8 +23,8 @@ from typing import Any
 import msgspec
 
 from truckllm.errors import UpstreamFailure
-from truckllm.openai_wire import ChunkBuilder, completion_id, usage_object
-from truckllm.sse import SSEEvent, SSEParser
+from truckllm.kit.openai_wire import ChunkBuilder, completion_id, usage_object
+from truckllm.kit.sse import SSEEvent, SSEParser
 from truckllm.types import ChatRequest, RateLimits, UpstreamError, Usage
 
 from .errors import status_error

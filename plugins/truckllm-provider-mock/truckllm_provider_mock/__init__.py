@@ -15,9 +15,15 @@ from typing import Any
 import msgspec
 
 from truckllm import hookimpl
-from truckllm.config.durations import Duration
 from truckllm.errors import UpstreamFailure
-from truckllm.openai_wire import (
+from truckllm.kit.openai_schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    UserMessage,
+    text_of,
+)
+from truckllm.kit.openai_wire import (
     DONE_FRAME,
     ChunkBuilder,
     chat_completion,
@@ -27,13 +33,7 @@ from truckllm.openai_wire import (
     upstream_error,
     usage_object,
 )
-from truckllm.schemas.openai import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-    UserMessage,
-    text_of,
-)
+from truckllm.kit.options import Duration
 from truckllm.types import (
     ChatRequest,
     Provider,

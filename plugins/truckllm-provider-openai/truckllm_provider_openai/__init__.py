@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from truckllm import hookimpl
-from truckllm.openai_wire import parse_openai_usage, parse_ratelimit_headers
+from truckllm.kit.openai_wire import parse_openai_usage, parse_ratelimit_headers
 from truckllm.types import (
     ChatRequest,
     Provider,

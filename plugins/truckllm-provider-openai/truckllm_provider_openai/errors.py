@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from truckllm.openai_wire import parse_retry_after, upstream_error
+from truckllm.kit.openai_wire import parse_retry_after, upstream_error
 from truckllm.types import UpstreamError
 
 __all__ = ["bad_response", "read_error"]

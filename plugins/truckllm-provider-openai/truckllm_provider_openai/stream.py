@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 
 from truckllm.errors import UpstreamFailure
-from truckllm.openai_wire import parse_openai_usage
-from truckllm.sse import SSEEvent, SSEParser
+from truckllm.kit.openai_wire import parse_openai_usage
+from truckllm.kit.sse import SSEEvent, SSEParser
 from truckllm.types import RateLimits, UpstreamError, Usage
 
 from .errors import bad_response, read_error

@@ -1,6 +1,6 @@
 """TruckLLM store plugin ``file``: the memory store plus durable state in one SQLite file.
 
-Every decision is made in memory (a :class:`~truckllm.localstate.LocalState`), exactly as by the
+Every decision is made in memory (a :class:`~truckllm.kit.localstate.LocalState`), exactly as by the
 memory store; a background task writes what changed to SQLite every ``flush_interval`` (in a
 thread, off the event loop) and :meth:`FileStore.close` writes the rest. A restart reads back
 usage, budget spend per window, rate-limit state and cooldowns.
@@ -23,8 +23,7 @@ import msgspec
 from loguru import logger
 
 from truckllm import hookimpl
-from truckllm.config.durations import Duration
-from truckllm.localstate import (
+from truckllm.kit.localstate import (
     GROUP_FIELDS,
     WINDOW_KEEP,
     BudgetState,
@@ -35,8 +34,9 @@ from truckllm.localstate import (
     check_retention,
     window_close,
 )
-from truckllm.store import DEFAULT_USAGE_RETENTION, USAGE_TOTALS, CooldownMark, UsageRow, utc_day
-from truckllm.tasks import stop_task
+from truckllm.kit.options import Duration
+from truckllm.kit.store import DEFAULT_USAGE_RETENTION, USAGE_TOTALS, CooldownMark, UsageRow, utc_day
+from truckllm.kit.tasks import stop_task
 from truckllm.types import RequestRecord
 
 __all__ = ["SCHEMA_VERSION", "TRUCKLLM_API", "FileStore", "register_stores"]
@@ -332,7 +332,7 @@ class FileStore(LocalStore):
 
 
 def _ended(window: str, now: float) -> bool:
-    """The budget window ended more than :data:`~truckllm.localstate.WINDOW_KEEP` ago."""
+    """The budget window ended more than :data:`~truckllm.kit.localstate.WINDOW_KEEP` ago."""
     end = window_close(window)
     return end is not None and end + WINDOW_KEEP < now
 

@@ -3,12 +3,12 @@
 ``admit`` is one POST per request (the hot path); settlements, usage records and cooldown marks
 are sent in batches off the hot path. The protocol is documented in this package's README, and
 :class:`truckllm.testing.store_server.StoreServer` serves it over any store. While the service is
-unreachable the store answers from a per-process :class:`~truckllm.localstate.LocalState`
+unreachable the store answers from a per-process :class:`~truckllm.kit.localstate.LocalState`
 (``degraded=True``): rate limits per process, budgets denied; batches are kept and resent (with
 the same ``Idempotency-Key``) when it is back.
 
 The service is a trust boundary too: its decisions are clamped
-(:func:`~truckllm.localstate.sane_decision`), cooldown marks whose ``until`` is not a finite number
+(:func:`~truckllm.kit.localstate.sane_decision`), cooldown marks whose ``until`` is not a finite number
 are dropped, and usage totals below 0 count as 0.
 """
 
@@ -30,8 +30,7 @@ import msgspec
 from loguru import logger
 
 from truckllm import hookimpl
-from truckllm.config.durations import Duration
-from truckllm.localstate import (
+from truckllm.kit.localstate import (
     RESERVATION_TTL,
     Clock,
     LocalState,
@@ -41,8 +40,8 @@ from truckllm.localstate import (
     check_admission,
     sane_decision,
 )
-from truckllm.secrets import Secret
-from truckllm.store import (
+from truckllm.kit.options import Duration, Secret
+from truckllm.kit.store import (
     Admission,
     CooldownClear,
     CooldownMark,
@@ -51,7 +50,7 @@ from truckllm.store import (
     UsageQuery,
     UsageReport,
 )
-from truckllm.tasks import stop_task
+from truckllm.kit.tasks import stop_task
 from truckllm.types import RequestRecord
 
 __all__ = ["TRUCKLLM_API", "HttpStore", "ServiceError", "register_stores"]
@@ -334,7 +333,7 @@ class HttpStore:
     async def usage(self, query: UsageQuery) -> UsageReport:
         """GET ``/v1/usage``.
 
-        :raises truckllm.localstate.StoreUnavailable: the service is unreachable.
+        :raises truckllm.kit.localstate.StoreUnavailable: the service is unreachable.
         """
         if self._session is None or self.outage.down:
             raise StoreUnavailable(f"store service {self.base} is unreachable")

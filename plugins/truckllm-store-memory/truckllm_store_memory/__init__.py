@@ -1,6 +1,6 @@
 """TruckLLM store plugin ``memory``: every limit, budget, cooldown and usage total in this process.
 
-The default store. State lives in one :class:`~truckllm.localstate.LocalState` and is lost when
+The default store. State lives in one :class:`~truckllm.kit.localstate.LocalState` and is lost when
 the process exits; several workers each keep their own (use the ``redis`` store to share).
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Callable
 import msgspec
 
 from truckllm import hookimpl
-from truckllm.config.durations import Duration
-from truckllm.localstate import Clock, LocalState, LocalStore, check_retention
-from truckllm.store import DEFAULT_USAGE_RETENTION
+from truckllm.kit.localstate import Clock, LocalState, LocalStore, check_retention
+from truckllm.kit.options import Duration
+from truckllm.kit.store import DEFAULT_USAGE_RETENTION
 from truckllm.types import RequestRecord
 
 __all__ = ["TRUCKLLM_API", "MemoryStore", "register_stores"]

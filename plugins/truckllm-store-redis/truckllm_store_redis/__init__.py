@@ -31,8 +31,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from truckllm import hookimpl
-from truckllm.config.durations import Duration
-from truckllm.localstate import (
+from truckllm.kit.localstate import (
     GROUP_FIELDS,
     RESERVATION_TTL,
     WINDOW_KEEP,
@@ -47,8 +46,8 @@ from truckllm.localstate import (
     settled_cost,
     window_end,
 )
-from truckllm.secrets import Secret
-from truckllm.store import (
+from truckllm.kit.options import Duration, Secret
+from truckllm.kit.store import (
     DEFAULT_USAGE_RETENTION,
     USAGE_COUNTERS,
     Admission,
@@ -61,7 +60,7 @@ from truckllm.store import (
     UsageRow,
     budget_window,
 )
-from truckllm.tasks import stop_task
+from truckllm.kit.tasks import stop_task
 from truckllm.types import RequestRecord
 from truckllm_store_redis import scripts
 from truckllm_store_redis.push import decode_push, encode_clear, encode_mark

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import msgspec
 
-from truckllm.store import CooldownMark
+from truckllm.kit.store import CooldownMark
 
 __all__ = ["MAX_NAME", "MAX_PUSH", "MAX_REASON", "decode_push", "encode_clear", "encode_mark"]
 

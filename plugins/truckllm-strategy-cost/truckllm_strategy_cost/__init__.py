@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from truckllm import hookimpl
-from truckllm.selection import TIE_RESOLUTION, RandomSource, rank_tiers, sort_by
+from truckllm.kit.selection import TIE_RESOLUTION, RandomSource, rank_tiers, sort_by
 from truckllm.types import Candidate, Price, SelectionContext, StrategySpec
 
 __all__ = ["NAME", "TRUCKLLM_API", "estimated_cost", "register_strategies", "select_provider"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from truckllm import hookimpl
-from truckllm.selection import RandomSource, rank_tiers, shuffle_ties
+from truckllm.kit.selection import RandomSource, rank_tiers, shuffle_ties
 from truckllm.types import Candidate, SelectionContext, StrategySpec
 
 __all__ = ["NAME", "TRUCKLLM_API", "register_strategies", "select_provider"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from truckllm import hookimpl
-from truckllm.selection import TIE_RESOLUTION, RandomSource, rank_tiers, slow_start_demote, sort_by
+from truckllm.kit.selection import TIE_RESOLUTION, RandomSource, rank_tiers, slow_start_demote, sort_by
 from truckllm.types import Candidate, SelectionContext, StrategySpec
 
 __all__ = [

@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 
 from truckllm import hookimpl
-from truckllm.selection import RandomSource, slow_start_demote, state_table, tiers
+from truckllm.kit.selection import RandomSource, slow_start_demote, state_table, tiers
 from truckllm.types import Candidate, SelectionContext, StrategySpec
 
 __all__ = ["NAME", "TRUCKLLM_API", "register_strategies", "select_provider"]

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from truckllm import hookimpl
-from truckllm.selection import RandomSource, key_id, per_key, rank_tiers, sort_by, state_table
+from truckllm.kit.selection import RandomSource, key_id, per_key, rank_tiers, sort_by, state_table
 from truckllm.types import Candidate, SelectionContext, StrategySpec
 
 __all__ = ["NAME", "TRUCKLLM_API", "headroom", "register_strategies", "select_provider"]

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from truckllm import hookimpl
-from truckllm.selection import effective_weight, per_key, state_table, tiers
+from truckllm.kit.selection import effective_weight, per_key, state_table, tiers
 from truckllm.types import Candidate, SelectionContext, StrategySpec
 
 __all__ = ["NAME", "TRUCKLLM_API", "effective_weight", "register_strategies", "select_provider"]
