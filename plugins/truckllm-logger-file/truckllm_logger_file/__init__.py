@@ -79,6 +79,9 @@ class FileLogger(LineLogger):
     name: ClassVar[str] = "file"
     """The name in ``loggers:``."""
 
+    options: Options
+    """The decoded ``loggers:`` entry."""
+
     def __init__(self, options: Options | None = None) -> None:
         super().__init__(options if options is not None else self.Options())
 
