@@ -1,4 +1,4 @@
-# TruckLLM: make install | run | test | lint | bench
+# TruckLLM: make install | run | test | lint | bench | dist
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -6,12 +6,15 @@ PIP    := $(PY) -m pip
 CONFIG ?= config/truckllm.yaml
 PLUGINS := $(sort $(wildcard plugins/*))
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench dist clean
 
-$(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
+# The kernel, its test kit (testing/: the distribution truckllm-testing, which the kernel's `test`
+# extra names) and every plugin, editable, in one pip command: the local folders answer for those
+# names, so pip never looks `truckllm` or `truckllm-testing` up on a package index.
+$(VENV)/.installed: pyproject.toml testing/pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[dev]' $(foreach p,$(PLUGINS),-e $(p))
+	$(PIP) install --quiet -e '.[dev]' -e testing $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
 install: $(VENV)/.installed
@@ -38,6 +41,15 @@ typecheck: install
 bench: install
 	$(PY) -m bench $(or $(BENCH_ARGS),--quick)
 	$(PY) -m pytest -q bench --benchmark-only $(PYTEST_ARGS)
+
+# Wheels and sdists of the kernel, the test kit and every plugin in $(DIST)/ (emptied first),
+# checked by twine. Installing from them: contrib/plugin-template/README.md.
+DIST ?= dist
+
+dist: install
+	rm -rf $(DIST)
+	set -e; for project in . testing $(PLUGINS); do $(PY) -m build --quiet --outdir $(DIST) $$project; done
+	$(VENV)/bin/twine check --strict $(DIST)/*
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from truckllm.plugins import PluginHost, make_plugin_manager
-from truckllm.testing.selection import HealthHarness, candidate, key_ref, selection_context
 from truckllm.types import Candidate, Price, Provider, RateLimits
+from truckllm_testing.selection import HealthHarness, candidate, key_ref, selection_context
 
 STRATEGIES = ["first", "weighted", "round-robin", "least-latency", "least-busy", "usage", "cost", "priority"]
 NOW = 1_000.0

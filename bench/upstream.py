@@ -1,6 +1,6 @@
 """A lean fake upstream for the load benchmark: OpenAI, Anthropic and Gemini wire formats.
 
-Unlike :mod:`truckllm.testing.fakes` (faithful, validating, scriptable, slow), this server answers
+Unlike :mod:`truckllm_testing.fakes` (faithful, validating, scriptable, slow), this server answers
 every request with a fixed, pre-encoded answer, so that it costs a few microseconds per request
 and never becomes what the benchmark measures. It is a raw :class:`asyncio.Protocol` HTTP/1.1
 server (keep-alive, ``content-length`` request bodies) on uvloop, meant to run in its own process

@@ -36,7 +36,7 @@ A minimal "fewest in flight first" strategy, ties at random, slow start in the f
             candidates, lambda tier: shuffle_ties(tier, [c.stats.in_flight for c in tier], rng), rng
         )
 
-Test such a strategy with :mod:`truckllm.testing.selection`.
+Test such a strategy with :mod:`truckllm_testing.selection`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from truckllm_store_redis.push import decode_push
 
 from tests.e2e.serving import free_port, redis_prefix, serving
-from truckllm.testing.fakes import FakeOpenAI, Fault
+from truckllm_testing.fakes import FakeOpenAI, Fault
 
 pytestmark = pytest.mark.redis
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.serving import free_port, redis_prefix, serving
-from truckllm.testing.fakes import FakeOpenAI, Fault
+from truckllm_testing.fakes import FakeOpenAI, Fault
 
 pytestmark = pytest.mark.redis
 

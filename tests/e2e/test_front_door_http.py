@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx2 as httpx
 import pytest
 
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.server import GatewayServer
 
 LIMIT = 4096
 CONFIG = f"""

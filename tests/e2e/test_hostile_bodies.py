@@ -20,7 +20,7 @@ import pytest
 from loguru import logger
 
 from truckllm.safejson import MAX_DEPTH
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.server import GatewayServer
 
 ADMIN = "hostile-bodies-admin-7Qw2xZp9Lk4m"
 LIMIT = 1_000_000

@@ -10,8 +10,8 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from truckllm.testing.fakes import FakeOpenAI, Fault, Reply, ToolCall
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.fakes import FakeOpenAI, Fault, Reply, ToolCall
+from truckllm_testing.server import GatewayServer
 
 KEYS = ("sk-test-aaaaaaaaaaaaaaaaaaaa", "sk-test-bbbbbbbbbbbbbbbbbbbb")
 

@@ -21,9 +21,9 @@ from loguru import logger
 from truckllm import hookimpl
 from truckllm.app import create_app
 from truckllm.gateway import Gateway
-from truckllm.testing.fakes import FakeOpenAI, Fault
-from truckllm.testing.server import GatewayServer
 from truckllm.types import RequestRecord
+from truckllm_testing.fakes import FakeOpenAI, Fault
+from truckllm_testing.server import GatewayServer
 
 PROVIDER_KEY = "sk-proj-LIVEabcdefghijklmnop1234"
 SPARE_KEY = "sk-proj-SPAREzyxwvutsrqpo9876"

@@ -18,7 +18,7 @@ import httpx2 as httpx
 import pytest
 from aiohttp import web
 
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.server import GatewayServer
 
 
 class HeldUpstream:

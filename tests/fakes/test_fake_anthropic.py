@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from truckllm.testing.fakes import (
+from truckllm_testing.fakes import (
     FakeAnthropic,
     Fault,
     Reply,

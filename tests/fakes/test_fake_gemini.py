@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from truckllm.testing.fakes import FakeGemini, Fault, Reply, ToolCall, parse_sse
+from truckllm_testing.fakes import FakeGemini, Fault, Reply, ToolCall, parse_sse
 
 HEADERS = {"x-goog-api-key": "k1"}
 USER = [{"role": "user", "parts": [{"text": "what is the weather in Paris today"}]}]

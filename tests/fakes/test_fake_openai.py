@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from truckllm.testing.fakes import FakeOpenAI, Fault, Reply, ToolCall, parse_sse, sse_frames
+from truckllm_testing.fakes import FakeOpenAI, Fault, Reply, ToolCall, parse_sse, sse_frames
 
 AUTH = {"Authorization": "Bearer k1"}
 USER = [{"role": "user", "content": "what is the weather in Paris today"}]

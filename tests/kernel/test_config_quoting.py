@@ -29,7 +29,7 @@ from truckllm.config.quoting import MIN_FRAGMENT
 from truckllm.config.schema import Config
 from truckllm.errors import ConfigError
 from truckllm.plugins import PluginHost, make_plugin_manager
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.server import GatewayServer
 
 EXAMPLES = max(3, int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "300")) // 50)
 VAR = "TLM_LEAK"

@@ -1,4 +1,4 @@
-"""truckllm.testing.golden: compare, write when missing, rewrite when asked."""
+"""truckllm_testing.golden: compare, write when missing, rewrite when asked."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from truckllm.testing.golden import UPDATE_ENV, case_names, check_fields, check_file
+from truckllm_testing.golden import UPDATE_ENV, case_names, check_fields, check_file
 
 
 def test_check_file_compares_and_writes_a_missing_file_but_fails(tmp_path: Path) -> None:

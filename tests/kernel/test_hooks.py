@@ -16,7 +16,6 @@ from truckllm.errors import GatewayError, UpstreamFailure
 from truckllm.openai_wire import ChunkBuilder, chat_completion
 from truckllm.schemas.openai import ChatCompletionRequest, UserMessage
 from truckllm.store import Admission, CooldownMark, Decision, Settlement, UsageQuery, UsageReport, UsageRow
-from truckllm.testing.server import GatewayServer
 from truckllm.types import (
     Candidate,
     ChatRequest,
@@ -31,6 +30,7 @@ from truckllm.types import (
     UpstreamResponse,
     Usage,
 )
+from truckllm_testing.server import GatewayServer
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -22,7 +22,7 @@ from truckllm.gateway import Gateway
 from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm.redact import redacted_config
 from truckllm.secrets import REDACTED
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.server import GatewayServer
 
 Path_ = tuple[str | int, ...]
 

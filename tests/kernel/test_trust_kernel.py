@@ -28,7 +28,6 @@ from truckllm.pipeline import serve
 from truckllm.request import RequestContext, end_request
 from truckllm.runtime import MAX_DIRECT_PLANS, UNKNOWN_ALIAS
 from truckllm.schemas.openai import ChatCompletionRequest
-from truckllm.testing.server import GatewayServer
 from truckllm.types import (
     ChatRequest,
     Provider,
@@ -41,6 +40,7 @@ from truckllm.types import (
     UpstreamResponse,
     Usage,
 )
+from truckllm_testing.server import GatewayServer
 
 KEY = "sk-hostile-0123456789abcdefghij"
 OTHER = "sk-hostile-zyxwvutsrqponmlkjih"

@@ -3,8 +3,8 @@ built-in ``anthropic`` provider plugin."""
 
 from __future__ import annotations
 
-from truckllm.testing.conformance import ProviderConformance
-from truckllm.testing.fakes import FakeAnthropic
+from truckllm_testing.conformance import ProviderConformance
+from truckllm_testing.fakes import FakeAnthropic
 
 
 class TestAnthropicConformance(ProviderConformance):

@@ -3,8 +3,8 @@ built-in ``gemini`` provider plugin."""
 
 from __future__ import annotations
 
-from truckllm.testing.conformance import ProviderConformance
-from truckllm.testing.fakes import FakeGemini
+from truckllm_testing.conformance import ProviderConformance
+from truckllm_testing.fakes import FakeGemini
 
 
 class TestGeminiConformance(ProviderConformance):

@@ -5,8 +5,8 @@ This proves the suite itself: a provider the rest of the test suite trusts passe
 
 from __future__ import annotations
 
-from truckllm.testing.conformance import ProviderConformance
-from truckllm.testing.fakes import FakeOpenAI
+from truckllm_testing.conformance import ProviderConformance
+from truckllm_testing.fakes import FakeOpenAI
 
 
 class TestOpenAIConformance(ProviderConformance):

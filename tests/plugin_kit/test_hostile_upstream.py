@@ -1,6 +1,6 @@
 """The hostile upstream of the test kit does what each of its acts says, in each dialect.
 
-Every act of :data:`truckllm.testing.hostile.ACTS` has a row here (a new act without one fails
+Every act of :data:`truckllm_testing.hostile.ACTS` has a row here (a new act without one fails
 ``test_every_act_has_a_check``), checked over raw HTTP for the three dialects, whole and streamed
 where the act applies.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from truckllm.testing.hostile import (
+from truckllm_testing.hostile import (
     ACTS,
     MARKER,
     METADATA_URL,

@@ -6,14 +6,14 @@ from collections.abc import Callable
 
 import pytest
 
-from truckllm.testing.conformance import GatewayClient, RecordingPlugin, wait_for
-from truckllm.testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.conformance import GatewayClient, RecordingPlugin, wait_for
+from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
+from truckllm_testing.server import GatewayServer
 
 
 def test_fixtures_come_from_the_entry_point(pytestconfig: pytest.Config) -> None:
     plugin = pytestconfig.pluginmanager.get_plugin("truckllm")
-    assert plugin is not None and plugin.__name__ == "truckllm.testing.pytest_plugin"
+    assert plugin is not None and plugin.__name__ == "truckllm_testing.pytest_plugin"
 
 
 def test_fake_fixtures_are_running(

@@ -2,7 +2,7 @@
 
 When this fails after a hookspec or a value type changed, regenerate the block:
 
-    .venv/bin/python -m truckllm.testing.docs --write docs/plugins.md
+    .venv/bin/python -m truckllm_testing.docs --write docs/plugins.md
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from truckllm import hookspecs
-from truckllm.testing import docs
+from truckllm_testing import docs
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "plugins.md"
-FIX = "run: .venv/bin/python -m truckllm.testing.docs --write docs/plugins.md"
+FIX = "run: .venv/bin/python -m truckllm_testing.docs --write docs/plugins.md"
 
 HAND_WRITTEN = [
     "## Start from the template",

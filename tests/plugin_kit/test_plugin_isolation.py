@@ -21,9 +21,6 @@ import pytest
 
 from truckllm import hookimpl
 from truckllm.cli import main
-from truckllm.testing.conformance import GatewayClient, RecordingPlugin, wait_for
-from truckllm.testing.fakes import FakeOpenAI
-from truckllm.testing.server import GatewayServer
 from truckllm.types import (
     Candidate,
     ChatRequest,
@@ -37,6 +34,9 @@ from truckllm.types import (
     UpstreamResponse,
     Usage,
 )
+from truckllm_testing.conformance import GatewayClient, RecordingPlugin, wait_for
+from truckllm_testing.fakes import FakeOpenAI
+from truckllm_testing.server import GatewayServer
 
 KEY = "sk-isolation"
 

@@ -20,9 +20,9 @@ from truckllm.cli import main
 from truckllm.config.loader import parse_config
 from truckllm.errors import ConfigError
 from truckllm.plugins import list_plugins, make_plugin_manager
-from truckllm.testing.conformance import GatewayClient
-from truckllm.testing.fakes import FakeOpenAI, Fault
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.conformance import GatewayClient
+from truckllm_testing.fakes import FakeOpenAI, Fault
+from truckllm_testing.server import GatewayServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "contrib" / "strategy-header"

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from truckllm.testing.fakes import FakeOpenAI
+from truckllm_testing.fakes import FakeOpenAI
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -4,7 +4,7 @@ Any sequence of admissions, settlements (with any correction: negative, huge, no
 repeated settlements, settlements of requests never admitted, and losses of the backend's data
 keeps ``spent + reserved`` at or above 0 and at or above what the store must still hold, and above
 the limit by no more than the documented slack (see
-:func:`truckllm.testing.store_conformance.run_budget_ops`).
+:func:`truckllm_testing.store_conformance.run_budget_ops`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from truckllm_store_redis import RedisStore
 
 from truckllm.localstate import LocalState
 from truckllm.secrets import Secret
-from truckllm.testing.store_conformance import BudgetOp, FakeClock, StoreHarness, budget_ops, run_budget_ops
-from truckllm.testing.store_server import LocalStore, StoreServer
+from truckllm_testing.store_conformance import BudgetOp, FakeClock, StoreHarness, budget_ops, run_budget_ops
+from truckllm_testing.store_server import LocalStore, StoreServer
 
 EXAMPLES = int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "60"))
 """Examples for the memory store; the others (a file, a socket) get a quarter (at least 10)."""

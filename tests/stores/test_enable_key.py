@@ -18,8 +18,8 @@ import redis
 
 from truckllm.gateway import Gateway
 from truckllm.store import CooldownMark
-from truckllm.testing.fakes import FakeOpenAI
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.fakes import FakeOpenAI
+from truckllm_testing.server import GatewayServer
 
 T = TypeVar("T")
 ADMIN = {"authorization": "Bearer admin-token"}

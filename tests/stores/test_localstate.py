@@ -35,7 +35,7 @@ from truckllm.store import (
     UsageRow,
     budget_window,
 )
-from truckllm.testing.store_conformance import DAY0, FakeClock, make_records, sum_records
+from truckllm_testing.store_conformance import DAY0, FakeClock, make_records, sum_records
 
 
 def _utc(*args: int) -> float:

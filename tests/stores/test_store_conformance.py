@@ -16,8 +16,8 @@ from truckllm_store_redis import RedisStore
 from truckllm.localstate import LocalState
 from truckllm.secrets import Secret
 from truckllm.store import Store
-from truckllm.testing.store_conformance import FakeClock, StoreConformance, StoreHarness
-from truckllm.testing.store_server import LocalStore, StoreServer
+from truckllm_testing.store_conformance import FakeClock, StoreConformance, StoreHarness
+from truckllm_testing.store_server import LocalStore, StoreServer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -13,8 +13,8 @@ from truckllm.config.loader import parse_config
 from truckllm.errors import StartupError
 from truckllm.plugins import make_plugin_manager
 from truckllm.store import Store, UsageQuery
-from truckllm.testing.store_conformance import make_records
-from truckllm.testing.store_server import LocalStore, StoreServer
+from truckllm_testing.store_conformance import make_records
+from truckllm_testing.store_server import LocalStore, StoreServer
 
 
 def _section(kind: str, tmp_path: Path, url: str) -> str:

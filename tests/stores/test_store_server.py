@@ -9,8 +9,8 @@ import msgspec
 
 from truckllm.localstate import StoreUnavailable
 from truckllm.store import UsageQuery, UsageReport
-from truckllm.testing.store_conformance import FakeClock, make_records
-from truckllm.testing.store_server import LocalStore, StoreServer
+from truckllm_testing.store_conformance import FakeClock, make_records
+from truckllm_testing.store_server import LocalStore, StoreServer
 
 
 class DownStore(LocalStore):

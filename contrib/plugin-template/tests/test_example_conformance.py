@@ -6,8 +6,8 @@ over HTTP: chat, streams, tool calls, usage, error mapping, cancellation, mid-st
 
 from __future__ import annotations
 
-from truckllm.testing.conformance import ProviderConformance
-from truckllm.testing.fakes import FakeOpenAI
+from truckllm_testing.conformance import ProviderConformance
+from truckllm_testing.fakes import FakeOpenAI
 
 
 class TestExampleConformance(ProviderConformance):

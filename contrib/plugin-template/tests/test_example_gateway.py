@@ -11,8 +11,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from truckllm.testing.fakes import FakeOpenAI
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.fakes import FakeOpenAI
+from truckllm_testing.server import GatewayServer
 
 CONFIG = """
 providers:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from truckllm_strategy_header import HEADER, MAX_NAMES, preferences, select_provider
 
-from truckllm.testing.fakes import FakeOpenAI, FakeUpstream
-from truckllm.testing.server import GatewayServer
 from truckllm.types import Candidate, Deployment, KeyRef, Provider, SelectionContext
+from truckllm_testing.fakes import FakeOpenAI, FakeUpstream
+from truckllm_testing.server import GatewayServer
 
 
 def cand(provider: str, key: str, index: int = 0) -> Candidate:

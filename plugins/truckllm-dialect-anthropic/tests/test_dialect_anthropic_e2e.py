@@ -24,16 +24,6 @@ import pytest
 import truckllm_dialect_anthropic as dialect_plugin
 
 from truckllm import hookimpl
-from truckllm.testing.fakes import (
-    FakeAnthropic,
-    FakeGemini,
-    FakeOpenAI,
-    Fault,
-    Reply,
-    ToolCall,
-    thinking_signature,
-)
-from truckllm.testing.server import GatewayServer
 from truckllm.types import (
     ChatRequest,
     Provider,
@@ -42,6 +32,16 @@ from truckllm.types import (
     UpstreamRequest,
     UpstreamResponse,
 )
+from truckllm_testing.fakes import (
+    FakeAnthropic,
+    FakeGemini,
+    FakeOpenAI,
+    Fault,
+    Reply,
+    ToolCall,
+    thinking_signature,
+)
+from truckllm_testing.server import GatewayServer
 
 CLAUDE = "claude-sonnet-4-5-20250929"
 KEY = "team-secret"

@@ -23,8 +23,8 @@ import pytest
 from truckllm_dialect_anthropic import AnthropicDialect
 from truckllm_dialect_anthropic.request import read_request
 
-from truckllm.testing.golden import case_names, check_file
 from truckllm.types import ChatRequest
+from truckllm_testing.golden import case_names, check_file
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from truckllm_dialect_anthropic import AnthropicDialect
 
 from truckllm.errors import GatewayError
-from truckllm.testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
-from truckllm.testing.server import GatewayServer
 from truckllm.types import ChatRequest
+from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
+from truckllm_testing.server import GatewayServer
 
 # --- Anthropic-ish request bodies -------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ from truckllm_dialect_anthropic import AnthropicDialect
 from truckllm_dialect_anthropic.headers import FEATURE, MAX_FEATURES, VERSION
 
 from truckllm.errors import GatewayError
-from truckllm.testing.fakes import FakeAnthropic
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.fakes import FakeAnthropic
+from truckllm_testing.server import GatewayServer
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "200")),

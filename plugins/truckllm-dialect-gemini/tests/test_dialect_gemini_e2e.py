@@ -20,8 +20,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from truckllm.testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, Fault, Reply, ToolCall
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, Fault, Reply, ToolCall
+from truckllm_testing.server import GatewayServer
 
 pytest.importorskip("truckllm_provider_gemini")
 pytest.importorskip("truckllm_provider_openai")

@@ -26,7 +26,7 @@ import pytest
 from truckllm_dialect_gemini.request import read_batch_embed, read_count_tokens, read_embed, read_generate
 
 from truckllm.errors import GatewayError
-from truckllm.testing.golden import case_paths, check_fields, updating
+from truckllm_testing.golden import case_paths, check_fields, updating
 
 GOLDEN = Path(__file__).parent / "golden"
 USER = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from truckllm_dialect_gemini.names import MAX_MODEL, MODEL
 
 from truckllm.errors import GatewayError
-from truckllm.testing.fakes import FakeGemini
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.fakes import FakeGemini
+from truckllm_testing.server import GatewayServer
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "200")),

@@ -24,7 +24,6 @@ from truckllm_logger_otel import OtelLogger
 
 from truckllm import hookimpl
 from truckllm.config.loader import decode_options
-from truckllm.testing.server import GatewayServer
 from truckllm.types import (
     AttemptRecord,
     ChatRequest,
@@ -36,6 +35,7 @@ from truckllm.types import (
     UpstreamResponse,
     Usage,
 )
+from truckllm_testing.server import GatewayServer
 
 SECRET = "otlp-secret-token-42"
 

@@ -16,8 +16,8 @@ import openai
 import pytest
 import truckllm_provider_anthropic as plugin
 
-from truckllm.testing.fakes import FakeAnthropic, Fault, Reply, ToolCall
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.fakes import FakeAnthropic, Fault, Reply, ToolCall
+from truckllm_testing.server import GatewayServer
 
 MODEL = "claude-sonnet-4-5-20250929"
 SCENARIOS = ("main", "r429", "r529", "r401", "mid", "drop")

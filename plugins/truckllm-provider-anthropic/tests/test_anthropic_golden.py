@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from truckllm.testing.golden import case_names, check_file
+from truckllm_testing.golden import case_names, check_file
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -15,8 +15,8 @@ import openai
 import pytest
 from truckllm_provider_gemini.ids import decode_call_id
 
-from truckllm.testing.fakes import FakeGemini, Fault, Reply, ToolCall
-from truckllm.testing.server import GatewayServer
+from truckllm_testing.fakes import FakeGemini, Fault, Reply, ToolCall
+from truckllm_testing.server import GatewayServer
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 USER = {"role": "user", "content": "what is the weather in Paris today"}

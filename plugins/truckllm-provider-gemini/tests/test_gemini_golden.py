@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from truckllm.errors import UnsupportedRequest
-from truckllm.testing.golden import case_paths, check_fields
+from truckllm_testing.golden import case_paths, check_fields
 
 GOLDEN = Path(__file__).parent / "golden"
 DEFAULT_REQUEST = {"model": "alias", "messages": [{"role": "user", "content": "hi"}]}

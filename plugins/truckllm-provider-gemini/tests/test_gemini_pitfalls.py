@@ -15,7 +15,7 @@ import pytest
 from truckllm_provider_gemini.ids import decode_call_id
 
 from truckllm.errors import UnsupportedRequest
-from truckllm.testing.fakes import FakeGemini
+from truckllm_testing.fakes import FakeGemini
 
 USER = {"role": "user", "content": "What is the weather in Paris?"}
 HEAD = {"modelVersion": "gemini-2.5-flash", "responseId": "r1"}

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from truckllm.errors import UnsupportedRequest
 from truckllm.schemas.openai import ChatCompletionRequest
-from truckllm.testing.fakes import FakeGemini
+from truckllm_testing.fakes import FakeGemini
 
 FAKE = FakeGemini()
 SETTINGS = settings(

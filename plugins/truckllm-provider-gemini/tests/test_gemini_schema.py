@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from truckllm_provider_gemini.schema import MAX_DEPTH, MAX_NODES, to_gemini_schema
 
-from truckllm.testing.fakes import FakeGemini
+from truckllm_testing.fakes import FakeGemini
 
 # @modelcontextprotocol/server-filesystem, edit_file (zod-to-json-schema, draft-07)
 MCP_FILESYSTEM_EDIT = {

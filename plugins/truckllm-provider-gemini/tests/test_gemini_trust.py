@@ -32,9 +32,9 @@ from truckllm_provider_gemini.urls import NAME_PATTERN
 
 from truckllm.errors import UnsupportedRequest, UpstreamFailure
 from truckllm.scrub import MIN_FRAGMENT, Scrubber, scrub_error
-from truckllm.testing.fakes import FakeGemini
-from truckllm.testing.server import GatewayServer
 from truckllm.types import ChatRequest, UpstreamResponse
+from truckllm_testing.fakes import FakeGemini
+from truckllm_testing.server import GatewayServer
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "150")),

@@ -13,8 +13,8 @@ from truckllm_provider_mock import GARBAGE, MAX_LATENCY, MAX_RETRY_AFTER, MockSt
 
 from truckllm.errors import UpstreamFailure
 from truckllm.plugins import make_plugin_manager
-from truckllm.testing.server import GatewayServer
 from truckllm.types import Usage
+from truckllm_testing.server import GatewayServer
 
 CONFIG = """
 providers:

@@ -11,7 +11,7 @@ import pytest
 from truckllm_store_file import FileStore
 
 from truckllm.store import Admission, BudgetCheck, CooldownMark, RateCheck, Settlement, UsageQuery
-from truckllm.testing.store_conformance import (
+from truckllm_testing.store_conformance import (
     FakeClock,
     StoreConformance,
     StoreHarness,

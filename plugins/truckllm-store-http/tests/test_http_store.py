@@ -30,8 +30,8 @@ from truckllm.store import (
     UsageReport,
     UsageRow,
 )
-from truckllm.testing.store_conformance import FakeClock, StoreConformance, StoreHarness, make_records
-from truckllm.testing.store_server import LocalStore, StoreServer
+from truckllm_testing.store_conformance import FakeClock, StoreConformance, StoreHarness, make_records
+from truckllm_testing.store_server import LocalStore, StoreServer
 
 TOKEN = "s3cret-token"
 

@@ -2,7 +2,7 @@
 
 ``admit`` is one POST per request (the hot path); settlements, usage records and cooldown marks
 are sent in batches off the hot path. The protocol is documented in this package's README, and
-:class:`truckllm.testing.store_server.StoreServer` serves it over any store. While the service is
+:class:`truckllm_testing.store_server.StoreServer` serves it over any store. While the service is
 unreachable the store answers from a per-process :class:`~truckllm.kit.localstate.LocalState`
 (``degraded=True``): rate limits per process, budgets denied; batches are kept and resent (with
 the same ``Idempotency-Key``) when it is back.

@@ -8,7 +8,7 @@ import pytest
 from truckllm_store_memory import MemoryStore
 
 from truckllm.store import Admission, RateCheck
-from truckllm.testing.store_conformance import FakeClock, StoreConformance, StoreHarness
+from truckllm_testing.store_conformance import FakeClock, StoreConformance, StoreHarness
 
 
 class TestMemoryStoreConformance(StoreConformance):

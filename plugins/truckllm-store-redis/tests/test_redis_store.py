@@ -20,7 +20,7 @@ from truckllm.config.loader import decode_options
 from truckllm.localstate import StoreUnavailable
 from truckllm.secrets import Secret
 from truckllm.store import Admission, BudgetCheck, CooldownMark, RateCheck, Settlement, UsageQuery
-from truckllm.testing.store_conformance import StoreConformance, StoreHarness, make_records, sum_records
+from truckllm_testing.store_conformance import StoreConformance, StoreHarness, make_records, sum_records
 
 pytestmark = pytest.mark.redis
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import truckllm_strategy_cost
 
-from truckllm.testing.selection import StrategyEntryPointConformance
+from truckllm_testing.selection import StrategyEntryPointConformance
 
 
 class TestCostEntryPoint(StrategyEntryPointConformance):

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from truckllm_strategy_cost import estimated_cost, select_provider
 
-from truckllm.testing.selection import (
+from truckllm.types import Price
+from truckllm_testing.selection import (
     Selector,
     check_foreign_strategies,
     check_selection_property,
     recovering_pair,
 )
-from truckllm.testing.selection import candidate as cand
-from truckllm.testing.selection import selection_context as ctx
-from truckllm.types import Price
+from truckllm_testing.selection import candidate as cand
+from truckllm_testing.selection import selection_context as ctx
 
 STRATEGY = "cost"
 SELECT = Selector(select_provider, STRATEGY)

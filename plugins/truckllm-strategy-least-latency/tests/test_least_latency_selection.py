@@ -6,14 +6,14 @@ from collections import Counter
 
 from truckllm_strategy_least_latency import EXPLORE_PROBABILITY, latency_of, select_provider
 
-from truckllm.testing.selection import (
+from truckllm_testing.selection import (
     Selector,
     check_foreign_strategies,
     check_selection_property,
     recovering_pair,
 )
-from truckllm.testing.selection import candidate as cand
-from truckllm.testing.selection import selection_context as ctx
+from truckllm_testing.selection import candidate as cand
+from truckllm_testing.selection import selection_context as ctx
 
 STRATEGY = "least-latency"
 SELECT = Selector(select_provider, STRATEGY)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from truckllm_strategy_round_robin import select_provider
 
-from truckllm.testing.selection import (
+from truckllm_testing.selection import (
     NoRandom,
     Selector,
     check_foreign_strategies,
     check_selection_property,
     recovering_pair,
 )
-from truckllm.testing.selection import candidate as cand
-from truckllm.testing.selection import selection_context as ctx
+from truckllm_testing.selection import candidate as cand
+from truckllm_testing.selection import selection_context as ctx
 
 STRATEGY = "round-robin"
 SELECT = Selector(select_provider, STRATEGY)

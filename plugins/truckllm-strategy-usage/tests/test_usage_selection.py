@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from truckllm_strategy_usage import headroom, select_provider
 
-from truckllm.testing.selection import (
+from truckllm.types import RateLimits
+from truckllm_testing.selection import (
     FakeStats,
     HealthHarness,
     Selector,
@@ -12,9 +13,8 @@ from truckllm.testing.selection import (
     check_selection_property,
     recovering_pair,
 )
-from truckllm.testing.selection import candidate as cand
-from truckllm.testing.selection import selection_context as ctx
-from truckllm.types import RateLimits
+from truckllm_testing.selection import candidate as cand
+from truckllm_testing.selection import selection_context as ctx
 
 STRATEGY = "usage"
 SELECT = Selector(select_provider, STRATEGY)

@@ -9,7 +9,8 @@ from typing import Any
 
 from truckllm_strategy_weighted import effective_weight, select_provider
 
-from truckllm.testing.selection import (
+from truckllm.types import Candidate, SelectionContext
+from truckllm_testing.selection import (
     FakeStats,
     Selector,
     check_foreign_strategies,
@@ -17,8 +18,7 @@ from truckllm.testing.selection import (
     recovering_pair,
     selection_context,
 )
-from truckllm.testing.selection import candidate as cand
-from truckllm.types import Candidate, SelectionContext
+from truckllm_testing.selection import candidate as cand
 
 STRATEGY = "weighted"
 SELECT = Selector(select_provider, STRATEGY)

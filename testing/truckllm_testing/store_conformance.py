@@ -4,7 +4,7 @@ Subclass :class:`StoreConformance` in a test module and provide a ``store_harnes
 yields a started :class:`StoreHarness`; every ``test_*`` method then runs against your store:
 
 ```python
-from truckllm.testing.store_conformance import FakeClock, StoreConformance, StoreHarness
+from truckllm_testing.store_conformance import FakeClock, StoreConformance, StoreHarness
 
 class TestMyStoreConformance(StoreConformance):
     @pytest.fixture

@@ -10,7 +10,7 @@ every answer is a permutation of the candidates:
 import my_strategy
 from my_strategy import select_provider
 
-from truckllm.testing.selection import (
+from truckllm_testing.selection import (
     Selector, StrategyEntryPointConformance, candidate, check_foreign_strategies,
     check_selection_property, selection_context,
 )

@@ -1,6 +1,7 @@
 """TruckLLM's pytest plugin (entry point ``pytest11``): fixtures for plugin authors.
 
-Enabled automatically wherever ``truckllm`` is installed; nothing to put in ``conftest.py``.
+Enabled automatically wherever ``truckllm-testing`` is installed (the kernel alone does not bring
+it); nothing to put in ``conftest.py``; ``-p no:truckllm`` turns it off.
 Importing this module has no side effects and imports nothing heavy: the fixtures import the
 gateway and the fakes when they are first used.
 
@@ -15,11 +16,11 @@ gateway and the fakes when they are first used.
   key ``test-key``), stopped after the test.
 - ``truckllm_fake``: a factory for a fake with other settings:
   ``truckllm_fake(FakeOpenAI, keys=["k1", "k2"], chunks=5)``.
-- ``hostile_upstream``: a running :class:`~truckllm.testing.hostile.HostileUpstream` (OpenAI,
+- ``hostile_upstream``: a running :class:`~truckllm_testing.hostile.HostileUpstream` (OpenAI,
   Anthropic and Gemini paths; ``hostile_upstream.script(Hostile("html"))``), stopped after the test.
 
 For the checks every provider plugin must pass, subclass
-:class:`truckllm.testing.conformance.ProviderConformance` in a test module.
+:class:`truckllm_testing.conformance.ProviderConformance` in a test module.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 if TYPE_CHECKING:
-    from truckllm.testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
-    from truckllm.testing.hostile import HostileUpstream
-    from truckllm.testing.server import GatewayServer
+    from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
+    from truckllm_testing.hostile import HostileUpstream
+    from truckllm_testing.server import GatewayServer
 
 __all__ = [
     "fake_anthropic",
@@ -55,13 +56,13 @@ def truckllm_gateway() -> Iterator[Callable[..., GatewayServer]]:
     """Start gateways for the test; each is stopped (drained like SIGTERM) when the test ends.
 
     The factory takes ``config`` (YAML or JSON text, or a mapping written as JSON) and the
-    keyword arguments of :class:`~truckllm.testing.server.GatewayServer`: ``extra_plugins``
+    keyword arguments of :class:`~truckllm_testing.server.GatewayServer`: ``extra_plugins``
     (plugin objects or modules to register besides the installed ones), ``env`` (for
     ``${VAR}`` in the config), ``autoload`` (``False``: load no installed entry point).
-    It returns the started :class:`~truckllm.testing.server.GatewayServer` (``.url``,
+    It returns the started :class:`~truckllm_testing.server.GatewayServer` (``.url``,
     ``.port``, ``.gateway``).
     """
-    from truckllm.testing.server import GatewayServer
+    from truckllm_testing.server import GatewayServer
 
     started: list[GatewayServer] = []
 
@@ -107,7 +108,7 @@ def truckllm_fake() -> Iterator[Callable[..., FakeUpstream]]:
 @pytest.fixture
 def fake_openai(truckllm_fake: Callable[..., FakeUpstream]) -> FakeOpenAI:
     """A running fake OpenAI API (``.base_url`` ends in ``/v1``), accepting the key ``test-key``."""
-    from truckllm.testing.fakes import FakeOpenAI
+    from truckllm_testing.fakes import FakeOpenAI
 
     fake = truckllm_fake(FakeOpenAI, keys=[TEST_KEY])
     assert isinstance(fake, FakeOpenAI)
@@ -117,7 +118,7 @@ def fake_openai(truckllm_fake: Callable[..., FakeUpstream]) -> FakeOpenAI:
 @pytest.fixture
 def fake_anthropic(truckllm_fake: Callable[..., FakeUpstream]) -> FakeAnthropic:
     """A running fake Anthropic Messages API, accepting the key ``test-key``."""
-    from truckllm.testing.fakes import FakeAnthropic
+    from truckllm_testing.fakes import FakeAnthropic
 
     fake = truckllm_fake(FakeAnthropic, keys=[TEST_KEY])
     assert isinstance(fake, FakeAnthropic)
@@ -127,7 +128,7 @@ def fake_anthropic(truckllm_fake: Callable[..., FakeUpstream]) -> FakeAnthropic:
 @pytest.fixture
 def fake_gemini(truckllm_fake: Callable[..., FakeUpstream]) -> FakeGemini:
     """A running fake Gemini API, accepting the key ``test-key``."""
-    from truckllm.testing.fakes import FakeGemini
+    from truckllm_testing.fakes import FakeGemini
 
     fake = truckllm_fake(FakeGemini, keys=[TEST_KEY])
     assert isinstance(fake, FakeGemini)
@@ -138,7 +139,7 @@ def fake_gemini(truckllm_fake: Callable[..., FakeUpstream]) -> FakeGemini:
 def hostile_upstream() -> Iterator[HostileUpstream]:
     """A running hostile upstream serving from a thread (``.base_url("openai")``, ``.script(...)``,
     ``.requests``), stopped after the test."""
-    from truckllm.testing.hostile import HostileUpstream
+    from truckllm_testing.hostile import HostileUpstream
 
     with HostileUpstream().running() as hostile:
         yield hostile

@@ -4,9 +4,9 @@
 :data:`BEGIN` and :data:`END` markers. This module renders that block from the hookspec
 docstrings (so the reference cannot say something the code does not) and keeps the file current::
 
-    python -m truckllm.testing.docs                          # print the reference
-    python -m truckllm.testing.docs --write docs/plugins.md  # replace the block in the file
-    python -m truckllm.testing.docs --check docs/plugins.md  # exit 1 if the block is stale
+    python -m truckllm_testing.docs                          # print the reference
+    python -m truckllm_testing.docs --write docs/plugins.md  # replace the block in the file
+    python -m truckllm_testing.docs --check docs/plugins.md  # exit 1 if the block is stale
 
 The output depends only on the kernel's source: no version, date or hash-ordered value appears in
 it, so the same kernel always renders the same bytes (the test comparing them cannot flake).
@@ -38,7 +38,7 @@ __all__ = [
     "replace_block",
 ]
 
-BEGIN = "<!-- BEGIN GENERATED: python -m truckllm.testing.docs --write docs/plugins.md -->"
+BEGIN = "<!-- BEGIN GENERATED: python -m truckllm_testing.docs --write docs/plugins.md -->"
 """The line that opens the generated block in ``docs/plugins.md``."""
 
 END = "<!-- END GENERATED -->"
@@ -428,9 +428,9 @@ def replace_block(text: str, block: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m truckllm.testing.docs [--write PATH | --check PATH]``."""
+    """``python -m truckllm_testing.docs [--write PATH | --check PATH]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m truckllm.testing.docs", description="the plugin API reference"
+        prog="python -m truckllm_testing.docs", description="the plugin API reference"
     )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", metavar="PATH", help="replace the generated block of PATH")
@@ -446,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check is not None:
         if new != text:
             print(
-                f"{path} is out of date: run python -m truckllm.testing.docs --write {path}", file=sys.stderr
+                f"{path} is out of date: run python -m truckllm_testing.docs --write {path}", file=sys.stderr
             )
             return 1
         return 0

@@ -1,13 +1,13 @@
 """A conformance suite for provider plugins: subclass it in a test module and run pytest.
 
-Every check drives a real gateway (:class:`~truckllm.testing.server.GatewayServer`) in front of
-one of the fake upstreams (:mod:`truckllm.testing.fakes`), through plain HTTP, as a client
+Every check drives a real gateway (:class:`~truckllm_testing.server.GatewayServer`) in front of
+one of the fake upstreams (:mod:`truckllm_testing.fakes`), through plain HTTP, as a client
 would. A provider plugin passes when clients see OpenAI's wire format and the kernel's routing
 rules hold::
 
     # tests/test_myllm_conformance.py
-    from truckllm.testing.conformance import ProviderConformance
-    from truckllm.testing.fakes import FakeOpenAI
+    from truckllm_testing.conformance import ProviderConformance
+    from truckllm_testing.fakes import FakeOpenAI
 
 
     class TestMyLLMConformance(ProviderConformance):
@@ -52,8 +52,9 @@ from truckllm.errors import StartupError
 from truckllm.hookspecs import HOOKSPEC_VERSION
 from truckllm.plugins import list_plugins, make_plugin_manager
 from truckllm.schemas.openai import ChatCompletionRequest
-from truckllm.testing.fakes import FakeOpenAI, FakeUpstream, Fault, Reply, ToolCall
-from truckllm.testing.hostile import (
+from truckllm.types import ChatRequest, Provider, RequestRecord, UpstreamResponse
+from truckllm_testing.fakes import FakeOpenAI, FakeUpstream, Fault, Reply, ToolCall
+from truckllm_testing.hostile import (
     MARKER,
     RETRY_AFTER_MS_VALUES,
     RETRY_AFTER_VALUES,
@@ -63,8 +64,7 @@ from truckllm.testing.hostile import (
     HostileUpstream,
     key_fragments,
 )
-from truckllm.testing.server import GatewayServer
-from truckllm.types import ChatRequest, Provider, RequestRecord, UpstreamResponse
+from truckllm_testing.server import GatewayServer
 
 __all__ = [
     "Answer",
@@ -507,7 +507,7 @@ def _is_chat_completion(body: bytes) -> bool:
 
 
 class HostileUpstreamChecks:
-    """Checks of a provider plugin against :class:`~truckllm.testing.hostile.HostileUpstream`.
+    """Checks of a provider plugin against :class:`~truckllm_testing.hostile.HostileUpstream`.
 
     Part of :class:`ProviderConformance`. The gateway under test has one provider entry
     (``providers.upstream``, one key, :data:`HOSTILE_KEY`) pointed at the hostile server, with
