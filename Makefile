@@ -31,9 +31,16 @@ run: install
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# mypy --strict checks the kernel, the test kit and every plugin's package ([tool.mypy] files);
+# lint-imports checks the plugin contract ([tool.importlinter]): a plugin imports only the hook API
+# and truckllm.kit. The contrib/ plugins are not installed: lint-imports finds them on PYTHONPATH.
+empty :=
+CONTRIB_PATH := $(subst $(empty) $(empty),:,$(patsubst %/,%,$(dir $(wildcard contrib/*/pyproject.toml))))
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	PYTHONPATH=$(CONTRIB_PATH) $(VENV)/bin/lint-imports --no-cache
 
 typecheck: install
 	$(VENV)/bin/mypy
