@@ -7,9 +7,12 @@ synchronous and pure: they build values and the kernel does the I/O. Hooks after
 awaits on its own so that one failing plugin silences no other.
 
 The ``firstresult`` request-path hooks (``select_provider``, ``transform_*``, ``parse_usage``)
-must decide whether to answer by ``provider.type`` (or the strategy name) alone, returning
-``None`` at once otherwise: the kernel remembers which implementation answered for each type and
-calls it directly afterwards. A provider that cannot serve one request raises
+belong to the plugin that registered the provider type (``register_providers``) or the strategy
+(``register_strategies``); a type or strategy registered by two plugins stops start-up, naming
+both. The kernel asks the owner's implementation first, directly, and the other plugins'
+implementations (in pluggy's order) only when the owner has none or returns ``None``; so an
+implementation returns ``None`` at once for a ``provider.type`` (or strategy name) it did not
+register. A provider that cannot serve one request raises
 :class:`truckllm.errors.UnsupportedRequest` instead of returning ``None``.
 
 ``HOOKSPEC_VERSION`` changes only when a hook changes incompatibly. A plugin declares the version

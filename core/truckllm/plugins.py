@@ -23,6 +23,7 @@ from loguru import logger
 
 from truckllm import defaults, hookspecs
 from truckllm.config.loader import Registry
+from truckllm.dispatch import Dispatcher
 from truckllm.errors import StartupError
 from truckllm.types import ProviderSpec, StrategySpec
 
@@ -49,62 +50,6 @@ class PluginFailure:
     error: str
 
 
-class Dispatcher:
-    """Calls request-path ``firstresult`` hooks through a per-(hook, type) cache.
-
-    The hook contract says an implementation returns ``None`` at once for a provider type (or
-    strategy name) it does not own, so which implementation answers depends on that key alone:
-    the first call for a key goes through every implementation in pluggy's order, and later
-    calls go straight to the one that answered (falling back to the full call if it ever returns
-    ``None``). This skips pluggy's per-call argument checks and the plugins that would only say
-    ``None``. With ``TRUCKLLM_TRACE_PLUGINS`` set, every call goes through pluggy.
-    """
-
-    def __init__(self, pm: pluggy.PluginManager, enabled: bool = True) -> None:
-        self.pm = pm
-        self.enabled = enabled
-        self._cache: dict[tuple[str, str], tuple[Callable[..., Any], tuple[str, ...]]] = {}
-        self._each: dict[str, tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...]] = {}
-
-    def clear(self) -> None:
-        """Forget what answered and who implements what (after plugins were (un)registered)."""
-        self._cache.clear()
-        self._each.clear()
-
-    def each(self, hook_name: str) -> tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...]:
-        """``(plugin name, function, argument names)`` of every implementation, in call order."""
-        found = self._each.get(hook_name) if self.enabled else None
-        if found is None:
-            impls = getattr(self.pm.hook, hook_name).get_hookimpls()
-            found = tuple(
-                (self.pm.get_name(i.plugin) or "?", i.function, tuple(i.argnames)) for i in reversed(impls)
-            )
-            if self.enabled:
-                self._each[hook_name] = found
-        return found
-
-    def call(self, hook_name: str, key: str, **kwargs: Any) -> Any:
-        """The first non-None result of ``hook_name`` for ``key`` (a provider type or strategy)."""
-        if not self.enabled:
-            return getattr(self.pm.hook, hook_name)(**kwargs)
-        found = self._cache.get((hook_name, key))
-        if found is not None:
-            function, argnames = found
-            result = function(*[kwargs[name] for name in argnames])
-            if result is not None:
-                return result
-        caller = getattr(self.pm.hook, hook_name)
-        impls = caller.get_hookimpls()
-        if any(impl.hookwrapper or impl.wrapper for impl in impls):
-            return caller(**kwargs)  # wrappers need pluggy's own calling sequence
-        for impl in reversed(impls):
-            result = impl.function(*[kwargs[name] for name in impl.argnames])
-            if result is not None:
-                self._cache[(hook_name, key)] = (impl.function, tuple(impl.argnames))
-                return result
-        return None
-
-
 @dataclass
 class PluginHost:
     """The plugin manager and what its plugins registered."""
@@ -122,7 +67,7 @@ class PluginHost:
     dispatch: Dispatcher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.dispatch = Dispatcher(self.pm, enabled=not os.environ.get("TRUCKLLM_TRACE_PLUGINS"))
+        self.dispatch = Dispatcher(self.pm, self.owners, trace=bool(os.environ.get("TRUCKLLM_TRACE_PLUGINS")))
 
     @property
     def hook(self) -> Any:
