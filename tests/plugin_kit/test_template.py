@@ -1,12 +1,17 @@
-"""The plugin template works outside this repository: copied, renamed, installed alone, served.
+"""The plugin template works outside this repository, installed as its README says: from wheels.
 
-Once per module: copy ``contrib/plugin-template`` to a temporary folder, rename it with its own
-``rename.py``, create a fresh virtual environment and install into it, in one pip command, the
-kernel (built from this checkout, not editable) and the renamed plugin with its test extra. No
-other plugin is installed there, so whatever the plugin needs but does not declare shows up.
-Then: ``truckllm plugins`` lists it, ``truckllm serve`` loads it (``/admin/v1/plugins``) and
-serves a config using it, and the template's own tests (the conformance suite included) pass
-with that environment's pytest.
+Once per module: build the kernel's and the test kit's wheels as ``make dist`` does (``python -m
+build``: an sdist, then the wheel from it), and check from the zip listings that the runtime wheel
+carries none of the test kit. Copy ``contrib/plugin-template`` to a temporary folder, rename it
+with its own ``rename.py``, create a fresh virtual environment and install into it what the
+template's README shows as way (b): the two wheels named by path and the renamed plugin with its
+test extra, in one pip command, so that pip never looks ``truckllm`` or ``truckllm-testing`` up
+on an index (its verbose log is checked for that). No other plugin is installed there, so
+whatever the plugin needs but does not declare shows up. Then: ``truckllm plugins`` lists it,
+``truckllm serve`` loads it (``/admin/v1/plugins``) and serves a config using it, and the
+template's own tests (the conformance suite included) pass with that environment's pytest. A
+second environment holds the kernel and the plugin alone: it lists the plugin and has no test
+kit and no pytest.
 
 The install needs the package index (the kernel's dependencies); everything else is loopback.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +37,7 @@ from typing import Any
 
 import pytest
 
+import truckllm
 from truckllm_testing.fakes import FakeOpenAI
 
 pytestmark = pytest.mark.timeout(900)
@@ -43,12 +51,21 @@ ENTRY_POINT = f"provider-{NAME}"
 
 
 @dataclass
+class Wheels:
+    """The kernel's and the test kit's wheels, built from this checkout."""
+
+    kernel: Path
+    kit: Path
+
+
+@dataclass
 class Installed:
     """The renamed template and the fresh environment it is installed in."""
 
     plugin: Path
     venv: Path
     seconds: float
+    pip_log: str
 
     def bin(self, name: str) -> str:
         """A console script of the environment."""
@@ -71,8 +88,44 @@ def run(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """Copy, rename, and install the template with the kernel in a fresh venv."""
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Wheels:
+    """``python -m build`` of the kernel and of the test kit, as ``make dist`` runs it."""
+    pytest.importorskip("build", reason="python -m build comes with the dev extra (make install)")
+    dist = tmp_path_factory.mktemp("dist")
+    for project in (ROOT, ROOT / "testing"):
+        run(sys.executable, "-m", "build", "--quiet", "--outdir", str(dist), str(project), cwd=dist)
+    version = truckllm.__version__
+    found = Wheels(
+        kernel=dist / f"truckllm-{version}-py3-none-any.whl",
+        kit=dist / f"truckllm_testing-{version}-py3-none-any.whl",
+    )
+    assert found.kernel.is_file() and found.kit.is_file(), sorted(p.name for p in dist.iterdir())
+    return found
+
+
+def venv_with(base: Path, name: str, *requirements: str) -> tuple[Path, str]:
+    """A fresh venv holding ``requirements`` (one pip command); the venv and pip's verbose log."""
+    venv = base / name
+    # No pip inside: this checkout's pip installs into it (``--python``), which saves seeding one.
+    run(sys.executable, "-m", "venv", "--without-pip", str(venv), cwd=base)
+    done = run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(venv / "bin" / "python"),
+        "install",
+        "--verbose",
+        "--disable-pip-version-check",
+        *requirements,
+        cwd=base,
+    )
+    return venv, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, wheels: Wheels) -> Iterator[Installed]:
+    """Copy and rename the template; install it from the README's way (b) in a fresh venv."""
     started = time.monotonic()
     base = tmp_path_factory.mktemp("template")
     plugin = base / DIST
@@ -83,23 +136,60 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     )
     run(sys.executable, "rename.py", NAME, cwd=plugin)
     (plugin / "rename.py").unlink()
-    venv = base / "venv"
-    # No pip inside: this checkout's pip installs into it (``--python``), which saves seeding one.
-    run(sys.executable, "-m", "venv", "--without-pip", str(venv), cwd=base)
-    run(
-        sys.executable,
-        "-m",
-        "pip",
-        "--python",
-        str(venv / "bin" / "python"),
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        str(ROOT),
-        f"{plugin}[test]",
-        cwd=base,
+    venv, log = venv_with(base, "venv", str(wheels.kernel), str(wheels.kit), "-e", f"{plugin}[test]")
+    yield Installed(plugin=plugin, venv=venv, seconds=time.monotonic() - started, pip_log=log)
+
+
+def test_the_runtime_wheel_carries_no_test_kit(wheels: Wheels) -> None:
+    with zipfile.ZipFile(wheels.kernel) as kernel:
+        names = kernel.namelist()
+        entry_points = kernel.read(f"truckllm-{truckllm.__version__}.dist-info/entry_points.txt").decode()
+        metadata = kernel.read(f"truckllm-{truckllm.__version__}.dist-info/METADATA").decode()
+    assert "truckllm/app.py" in names and "truckllm/hookspecs.py" in names
+    assert [n for n in names if "testing" in n or "fake" in n or "conformance" in n or "hostile" in n] == []
+    assert {n.split("/")[0] for n in names} == {"truckllm", f"truckllm-{truckllm.__version__}.dist-info"}
+    assert "pytest11" not in entry_points and "[console_scripts]" in entry_points
+    assert f"Requires-Dist: truckllm-testing=={truckllm.__version__}; extra == 'test'" in metadata
+
+    with zipfile.ZipFile(wheels.kit) as kit:
+        names = kit.namelist()
+        entry_points = kit.read(
+            f"truckllm_testing-{truckllm.__version__}.dist-info/entry_points.txt"
+        ).decode()
+        metadata = kit.read(f"truckllm_testing-{truckllm.__version__}.dist-info/METADATA").decode()
+    for module in ("fakes/openai.py", "conformance.py", "hostile.py", "pytest_plugin.py", "docs.py"):
+        assert f"truckllm_testing/{module}" in names
+    assert not [n for n in names if n.startswith("truckllm/")]
+    assert "[pytest11]\ntruckllm = truckllm_testing.pytest_plugin" in entry_points
+    assert f"Requires-Dist: truckllm=={truckllm.__version__}" in metadata
+
+
+def test_pip_took_the_kernel_and_the_kit_from_the_wheels_only(installed: Installed, wheels: Wheels) -> None:
+    # an index lookup shows in pip's verbose log as the URL of the project's page, <index>/<name>/
+    page = re.compile(r"/truckllm(?:-testing)?/(?=['\"\s]|$)")
+    assert [line for line in installed.pip_log.splitlines() if page.search(line)] == []
+    assert re.search(r"/[a-z]+/(?=['\"\s]|$)", installed.pip_log), (
+        "pip -v names no index page: check the test"
     )
-    yield Installed(plugin=plugin, venv=venv, seconds=time.monotonic() - started)
+    script = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps({d: json.loads(m.distribution(d).read_text('direct_url.json'))['url'] "
+        "for d in ('truckllm', 'truckllm-testing')}))"
+    )
+    urls = json.loads(run(installed.bin("python"), "-c", script, cwd=installed.plugin).stdout)
+    assert urls == {"truckllm": wheels.kernel.as_uri(), "truckllm-testing": wheels.kit.as_uri()}
+
+
+def test_the_kernel_alone_runs_the_plugin_without_the_test_kit(
+    installed: Installed, wheels: Wheels, tmp_path: Path
+) -> None:
+    venv, _ = venv_with(tmp_path, "runtime", str(wheels.kernel), str(installed.plugin))
+    rows = json.loads(run(str(venv / "bin" / "truckllm"), "plugins", "--json", cwd=tmp_path).stdout)
+    assert [(r["name"], r["status"]) for r in rows] == [(DIST, "loaded")], rows
+    script = (
+        "import importlib.util as u; print([n for n in ('truckllm_testing', 'pytest') if u.find_spec(n)])"
+    )
+    assert run(str(venv / "bin" / "python"), "-c", script, cwd=tmp_path).stdout.strip() == "[]"
 
 
 def test_rename_leaves_no_trace_of_the_template_name(installed: Installed) -> None:
