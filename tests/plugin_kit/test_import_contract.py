@@ -26,7 +26,9 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 THROWAWAY = "truckllm_provider_throwaway"
 
 KIT_MODULES = sorted(
-    f"truckllm.kit.{path.stem}" for path in (ROOT / "core/truckllm/kit").glob("*.py") if path.stem != "__init__"
+    f"truckllm.kit.{path.stem}"
+    for path in (ROOT / "core/truckllm/kit").glob("*.py")
+    if path.stem != "__init__"
 )
 PUBLIC = ["truckllm", "truckllm.types", "truckllm.errors", "truckllm.hookspecs", "truckllm.kit", *KIT_MODULES]
 
