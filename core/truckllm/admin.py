@@ -181,7 +181,7 @@ def admin_routes(gateway: Gateway) -> list[Route]:
         persist = gateway.source.writable
         try:
             await check_off_loop(text, gateway.source.name)  # refused here: the loop never parsed it
-            runtime = gateway.apply(text, persist=persist)
+            runtime = await gateway.apply_off_loop(text, persist=persist)
         except ConfigError as exc:
             audit(request, "config refused", problems=len(exc.problems))
             return JSON({"applied": False, "problems": _problems(exc)}, status_code=422)

@@ -169,7 +169,10 @@ class ApiEndpoint:
     def _parse(
         self, rt: Runtime, body: bytes, scope: Scope, query: dict[str, str], headers: dict[str, str]
     ) -> ChatRequest:
-        request = self.dialect.parse(self.route, body, scope.get("path_params", {}), query, headers)
+        try:
+            request = self.dialect.parse(self.route, body, scope.get("path_params", {}), query, headers)
+        except RecursionError:  # a dialect plugin that decodes without truckllm.safejson
+            raise GatewayError(400, "The JSON body is nested too deeply.", code="invalid_json") from None
         check_limits(rt, request.typed)
         return request
 

@@ -160,20 +160,26 @@ class Gateway:
         runtime.extra["loaded_at"] = time.time()
         return runtime
 
-    def reload(self, text: str | None = None) -> Runtime:
-        """Build a runtime from the config source (or ``text``) and swap it in atomically.
+    def prepare(self, text: str | None = None) -> Runtime:
+        """Build (validate) a runtime from the config source (or ``text``) without applying it.
 
-        Requests in flight keep the runtime they started with. Loggers are rebuilt when their
-        config changed; a changed ``store:`` takes effect at the next restart.
+        Safe to run in a worker thread: it touches nothing the event loop uses.
 
-        :raises ConfigError: the new config is invalid; the running one stays.
+        :raises ConfigError: the config is invalid (counted as a failed reload).
         """
         try:
-            runtime = self._build(text)
+            return self._build(text)
         except Exception:
             self.reloads_failed += 1
             self.last_reload_ok = False
             raise
+
+    def install(self, runtime: Runtime) -> Runtime:
+        """Swap ``runtime`` in atomically (requests in flight keep the one they started with).
+
+        Loggers are rebuilt when their config changed; a changed ``store:`` takes effect at the
+        next restart.
+        """
         old = self.runtime
         old_loggers = self.loggers
         if self.started:
@@ -192,6 +198,13 @@ class Gateway:
         logger.info("config version {} applied from {}", runtime.version, runtime.source or "<text>")
         return runtime
 
+    def reload(self, text: str | None = None) -> Runtime:
+        """Build a runtime from the config source (or ``text``) and swap it in atomically.
+
+        :raises ConfigError: the new config is invalid; the running one stays.
+        """
+        return self.install(self.prepare(text))
+
     def apply(self, text: str, persist: bool = True) -> Runtime:
         """Validate and apply a new config text; write it to the source when it is writable.
 
@@ -199,6 +212,14 @@ class Gateway:
         :raises PermissionError: valid and applied, but the source cannot be written.
         """
         runtime = self.reload(text)
+        if persist:
+            self.source.write(text)
+        return runtime
+
+    async def apply_off_loop(self, text: str, persist: bool = True) -> Runtime:
+        """:meth:`apply`, with the parsing and validation in a worker thread (a large config
+        never stalls the event loop); the swap itself happens on the loop."""
+        runtime = self.install(await asyncio.to_thread(self.prepare, text))
         if persist:
             self.source.write(text)
         return runtime

@@ -407,15 +407,15 @@ def test_json_array_stream(client: genai.Client, gateway: GatewayServer, fakes: 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 @pytest.mark.parametrize(
-    ("status", "rpc", "exc"),
+    ("status", "answered", "rpc", "exc"),
     [
-        (429, "RESOURCE_EXHAUSTED", genai_errors.ClientError),
-        (500, "INTERNAL", genai_errors.ServerError),
-        (503, "UNAVAILABLE", genai_errors.ServerError),
+        (429, 429, "RESOURCE_EXHAUSTED", genai_errors.ClientError),
+        (500, 502, "UNAVAILABLE", genai_errors.ServerError),  # an upstream's 500 is a bad gateway answer
+        (503, 503, "UNAVAILABLE", genai_errors.ServerError),
     ],
 )
 def test_upstream_errors(
-    client: genai.Client, fakes: Fakes, upstream: str, status: int, rpc: str, exc: type[Exception]
+    client: genai.Client, fakes: Fakes, upstream: str, status: int, answered: int, rpc: str, exc: type[Exception]
 ) -> None:
     kind = {429: "rate_limit", 500: "server", 503: "overloaded"}[status]
     native = 529 if upstream == "anthropic" and status == 503 else status
@@ -424,7 +424,7 @@ def test_upstream_errors(
         client.models.generate_content(model=ALIASES[upstream], contents="hello")
     time.sleep(0.05)  # the key's cool-down (the upstream's retry-after) is over for the next test
     error: Any = caught.value
-    assert error.code == status and error.status == rpc
+    assert error.code == answered and error.status == rpc
     if status == 429:
         retry = [d for d in error.details["error"]["details"] if d["@type"].endswith("RetryInfo")]
         assert retry and retry[0]["retryDelay"].endswith("s")
