@@ -144,7 +144,9 @@ class _Reader:
             self.problem(path[:MAX_NESTING], f"nested deeper than {MAX_NESTING} levels")
             raise ConfigError(self.scrubbed())
         if isinstance(node, dict):
-            return {str(k): self.substitute(v, [*path, str(k)]) for k, v in node.items()}
+            for key in node:
+                self._check_text(str(key), [*path, _printable(str(key))])
+            return {str(k): self.substitute(v, [*path, _printable(str(k))]) for k, v in node.items()}
         if isinstance(node, list):
             return [self.substitute(v, [*path, i]) for i, v in enumerate(node)]
         if isinstance(node, str):
@@ -157,7 +159,16 @@ class _Reader:
             return float(node)
         return node
 
+    def _check_text(self, text: str, path: list[str | int]) -> None:
+        """A string that cannot be UTF-8 (an unpaired surrogate: YAML's ``"\\ud83d"`` escapes
+        split astral characters in two) would fail every request that carries it: refuse it here."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            self.problem(path, "holds an unpaired UTF-16 surrogate: write the character or a \\U escape")
+
     def _expand(self, text: str, path: list[str | int]) -> str:
+        self._check_text(text, path)
         if "$" not in text:
             return str(text)
 
@@ -207,6 +218,15 @@ class _Reader:
                 message = "required field is missing"
             self.problem([*path, *sub], message)
             return None
+
+
+def _printable(name: str) -> str:
+    """``name`` as it can be shown in a problem (unpaired surrogates as ``\\udXXX`` escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+    return name
 
 
 def parse_config(
