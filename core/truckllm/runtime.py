@@ -238,6 +238,9 @@ def build_runtime(
         version=version,
         source=source,
         prices=prices,
-        key_names=frozenset((name, key.name) for name, pc in config.providers.items() for key in pc.keys),
+        key_names=frozenset(
+            [(name, key.name) for name, pc in config.providers.items() for key in pc.keys]
+            + [(name, "-") for name in config.providers]  # the one key of a key-less provider
+        ),
         scrubber=Scrubber(config_secrets(config)),
     )

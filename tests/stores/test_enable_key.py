@@ -180,3 +180,27 @@ async def test_a_sync_that_read_the_store_before_an_enable_does_not_undo_it() ->
     await sync
     state = gw.health.key("oa", "first")
     assert state.available_at(gw.clock()) <= gw.clock()
+
+
+async def test_marks_apply_only_to_configured_keys() -> None:
+    """A mark (polled or pushed) for a key this config does not have is ignored: anyone who can
+    write the store must not grow the health registry without end."""
+    store = _Marks()
+    gw = _worker(store)
+    until = time.time() + 600
+    for i in range(50):
+        await store.mark_cooldown(CooldownMark(provider="oa", key=f"made-up-{i}", until=until, reason="x"))
+    await store.mark_cooldown(CooldownMark(provider="nobody", key="first", until=until, reason="x"))
+    await store.mark_cooldown(CooldownMark(provider="oa", key="first", until=until, reason="rate_limit"))
+    await gw.sync_cooldowns()
+    assert set(gw.health.keys) <= {("oa", "first"), ("oa", "second")}
+    assert gw.health.key("oa", "first").state(gw.clock()) == "cooldown"
+
+
+async def test_a_key_less_provider_shares_its_cooldown() -> None:
+    store = _Marks()
+    gw = Gateway("<w>", config_text="providers: {demo: {type: mock}}\nmodels: {m: {deployments: [{provider: demo, model: echo}]}}\n", watch_interval=0)
+    gw.store = store
+    await store.mark_cooldown(CooldownMark(provider="demo", key="-", until=time.time() + 600, reason="rate_limit"))
+    await gw.sync_cooldowns()
+    assert gw.health.key("demo", "-").state(gw.clock()) == "cooldown"
