@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["ConfigError", "GatewayError", "Problem", "StartupError"]
+__all__ = ["ConfigError", "GatewayError", "Problem", "StartupError", "UnsupportedRequest", "UpstreamFailure"]
 
 
 class StartupError(Exception):
