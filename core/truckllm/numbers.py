@@ -41,6 +41,19 @@ def sane_usage(usage: Usage | None) -> Usage | None:
     """``usage`` with every field a count in ``[0, MAX_TOKENS]`` and the total at least the sum."""
     if usage is None:
         return None
+    p, c, t = usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
+    if (  # the common case, checked without building anything
+        type(p) is int
+        and type(c) is int
+        and type(t) is int
+        and 0 <= p <= MAX_TOKENS
+        and 0 <= c <= MAX_TOKENS
+        and p + c <= t <= 2 * MAX_TOKENS
+        and _small(usage.cached_tokens)
+        and _small(usage.cache_write_tokens)
+        and _small(usage.reasoning_tokens)
+    ):
+        return usage
     fields = {name: sane_count(getattr(usage, name)) for name in usage.__struct_fields__}
     if all(fields[name] == getattr(usage, name) for name in fields) and usage.total_tokens >= (
         usage.prompt_tokens + usage.completion_tokens
@@ -50,6 +63,10 @@ def sane_usage(usage: Usage | None) -> Usage | None:
         fields["total_tokens"], fields["prompt_tokens"] + fields["completion_tokens"]
     )
     return Usage(**fields)
+
+
+def _small(value: object) -> bool:
+    return type(value) is int and 0 <= value <= MAX_TOKENS
 
 
 def sane_limits(limits: RateLimits, max_reset: float) -> RateLimits:

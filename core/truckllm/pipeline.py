@@ -162,11 +162,15 @@ class _Failover:
                 if delay >= self.run.remaining():
                     break
                 await self.run.gw.sleep(delay)
+                usable = self._usable(plan, excluded, self.run.gw.clock(), pass_no)  # after the wait
+                if not usable:
+                    break
+            ordered_after = self.run.attempt_count  # a candidate is checked again only after an await
             for cand in self._order(plan, usable, self.run.gw.clock()):
                 if self.run.remaining() <= 0:
                     return last or self._exhausted(plan, tried_before)
-                if self._why_not(cand, self.run.gw.clock()) is not None:
-                    continue  # cooled down (or filled up) since the order was made: re-select
+                if self.run.attempt_count > ordered_after and self._why_not(cand, self.run.gw.clock()):
+                    continue  # cooled down (or filled up) while an attempt ran: re-select
                 routing = routing_of[cand.id]
                 move = self._move(cand)
                 spends = move in (Move.GATED, Move.RETRY)
