@@ -80,7 +80,7 @@ async def attempt(
     run.tried_keys.add((provider.name, cand.key.name))
     state = AttemptState(cand, routing)
     state.key_state.in_flight += 1
-    cand.stats.in_flight += 1
+    state.stats.in_flight += 1
     state.key_state.requests.add(run.gw.clock())
     keep_open = False
     try:
@@ -212,7 +212,7 @@ def _headers(run: RequestRun, state: AttemptState, stream: bool = False) -> dict
 
 
 def _reframes(run: RequestRun, source: str) -> bool:
-    return source != run.request.dialect or bool(getattr(run.ctx.dialect, "reframes_own", False))
+    return source != run.request.dialect or run.ctx.dialect.reframes_own
 
 
 def _finish_whole(run: RequestRun, response: UpstreamResponse, state: AttemptState) -> Outcome:

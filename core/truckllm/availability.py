@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from truckllm.health import HealthRegistry, KeyState
+from truckllm.health import HealthRegistry, pair_stats
 from truckllm.types import Candidate, UpstreamError
 
 __all__ = ["MAX_REASONS", "exhausted", "ready_at", "unusable"]
@@ -21,7 +21,7 @@ MAX_REASONS = 8
 
 def unusable(cand: Candidate, now: float, health: HealthRegistry, *, priced_only: bool = False) -> str | None:
     """Why ``cand`` may not take a request at ``now`` (``None``: it may)."""
-    state: KeyState = cand.stats.key_state
+    state = pair_stats(cand).key_state
     if state.disabled:
         return "disabled: the provider refused the key (401/403) until an enable or a reload"
     if state.ejected_until > now:
@@ -45,7 +45,7 @@ def unusable(cand: Candidate, now: float, health: HealthRegistry, *, priced_only
 
 def ready_at(cand: Candidate, now: float) -> float:
     """When ``cand`` may take traffic again as far as time alone decides (``inf``: not by itself)."""
-    state: KeyState = cand.stats.key_state
+    state = pair_stats(cand).key_state
     at = state.available_at(now)
     key = cand.key
     if at != float("inf") and (
@@ -57,7 +57,7 @@ def ready_at(cand: Candidate, now: float) -> float:
 
 
 def _limited(cand: Candidate, now: float) -> bool:
-    state: KeyState = cand.stats.key_state
+    state = pair_stats(cand).key_state
     key = cand.key
     return (
         (state.cooldown_until > now and state.cooldown_reason in ("rate_limit", "quota", "shared"))

@@ -15,7 +15,7 @@ from typing import Any
 from loguru import logger
 
 from truckllm.plugins import PluginHost
-from truckllm.store import Settlement
+from truckllm.store import Settlement, Store
 from truckllm.tasks import stop_task
 from truckllm.types import RequestRecord
 
@@ -40,8 +40,8 @@ class Background:
     """The after-response queue of request records."""
 
     def __init__(self, maxsize: int = 10000) -> None:
-        self.queue: asyncio.Queue[tuple[PluginHost, RequestRecord] | tuple[Any, Settlement]] = asyncio.Queue(
-            maxsize
+        self.queue: asyncio.Queue[tuple[PluginHost, RequestRecord] | tuple[Store, Settlement]] = (
+            asyncio.Queue(maxsize)
         )
         self.dropped = 0
         self.plugin_errors: Counter[tuple[str, str]] = Counter()
@@ -61,7 +61,7 @@ class Background:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.warning("after-response queue full: {} records dropped", self.dropped)
 
-    def settle(self, store: Any, settlement: Settlement) -> None:
+    def settle(self, store: Store, settlement: Settlement) -> None:
         """Queue a store settlement (applied off the response path, before the next records)."""
         try:
             self.queue.put_nowait((store, settlement))

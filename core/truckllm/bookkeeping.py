@@ -52,7 +52,7 @@ def on_success(run: RequestRun, attempt: AttemptState, usage: Usage | None, ttft
     record_attempt(run, attempt, 200, None)
     run.gw.health.record_success(attempt.key_state)
     run.gw.budget.succeeded(attempt.routing.retry_budget)
-    attempt.candidate.stats.observe(time.monotonic() - attempt.started, ttft)
+    attempt.stats.observe(time.monotonic() - attempt.started, ttft)
     account(run, attempt, usage)
 
 
@@ -69,7 +69,7 @@ def on_failure(
         error.retry_after = clamp_seconds(error.retry_after, cooldown.max_retry_after)
     record_attempt(run, attempt, error.status, error.kind)
     cand = attempt.candidate
-    cand.stats.failures += 1
+    attempt.stats.failures += 1
     kind = error.kind
     if not count_health or kind == "plugin":
         return  # a plugin's bug says nothing about the key
@@ -104,7 +104,7 @@ def on_failure(
 def release(attempt: AttemptState) -> None:
     """The attempt no longer holds its key's in-flight slot nor its upstream connection."""
     attempt.key_state.in_flight -= 1
-    attempt.candidate.stats.in_flight -= 1
+    attempt.stats.in_flight -= 1
     if attempt.response is not None:
         attempt.response.release()
         attempt.response = None

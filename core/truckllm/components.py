@@ -9,7 +9,8 @@ instances with the runtime's plugin manager so that their hookimpl methods (``st
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import msgspec
 from loguru import logger
@@ -18,15 +19,23 @@ from truckllm.config.loader import decode_options, logger_entries, store_options
 from truckllm.config.schema import Config
 from truckllm.errors import StartupError
 from truckllm.plugins import PluginHost
+from truckllm.store import Store
+from truckllm.types import Logger
 
 __all__ = ["attach", "build_loggers", "build_store", "call_method", "logger_signature", "store_signature"]
 
 
-def _instantiate(kind: str, name: str, cls: Any, options: dict[str, Any]) -> Any:
+_T = TypeVar("_T")
+
+
+def _instantiate(kind: str, name: str, cls: type[_T], options: dict[str, Any]) -> _T:
     options_type = getattr(cls, "Options", None)
+    # the constructor takes the class's own ``Options`` struct, a type known only at run time
+    factory: Any = cls
     try:
         decoded = decode_options(options, options_type) if options_type is not None else options
-        return cls(decoded)
+        instance: _T = factory(decoded)
+        return instance
     except msgspec.ValidationError as exc:
         raise StartupError(f"{kind} {name!r}: bad options: {exc}") from None
     except Exception as exc:
@@ -43,7 +52,7 @@ def logger_signature(config: Config) -> bytes:
     return msgspec.json.encode(logger_entries(config))
 
 
-def build_store(host: PluginHost, config: Config) -> Any | None:
+def build_store(host: PluginHost, config: Config) -> Store | None:
     """The configured store instance, or ``None`` when no store plugin is installed for the default."""
     store_type = str(config.store.get("type", "memory"))
     cls = host.stores.get(store_type)
@@ -53,7 +62,7 @@ def build_store(host: PluginHost, config: Config) -> Any | None:
     return _instantiate("store", store_type, cls, store_options(config))
 
 
-def build_loggers(host: PluginHost, config: Config) -> list[tuple[str, Any]]:
+def build_loggers(host: PluginHost, config: Config) -> list[tuple[str, Logger]]:
     """The configured logger instances, in config order."""
     return [
         (name, _instantiate("logger", name, host.loggers[name], options))
@@ -61,7 +70,7 @@ def build_loggers(host: PluginHost, config: Config) -> list[tuple[str, Any]]:
     ]
 
 
-def attach(host: PluginHost, store: Any | None, loggers: list[tuple[str, Any]]) -> None:
+def attach(host: PluginHost, store: Store | None, loggers: Sequence[tuple[str, Logger]]) -> None:
     """Register the store and logger instances with ``host``'s plugin manager."""
     host.dispatch.clear()
     if store is not None and not host.pm.is_registered(store):
@@ -71,7 +80,7 @@ def attach(host: PluginHost, store: Any | None, loggers: list[tuple[str, Any]]) 
             host.pm.register(instance, name=f"logger-{i}-{name}")
 
 
-async def call_method(instance: Any, method: str, **kwargs: Any) -> None:
+async def call_method(instance: object, method: str, **kwargs: object) -> None:
     """Call an instance's hook method if it has one, awaiting it; log (never raise) a failure."""
     fn = getattr(instance, method, None)
     if fn is None:

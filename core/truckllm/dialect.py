@@ -67,12 +67,20 @@ class ClientDialect(Protocol):
 
 @runtime_checkable
 class InboundDialect(ClientDialect, Protocol):
-    """Everything the kernel needs to serve one client API dialect."""
+    """Everything the kernel needs to serve one client API dialect.
+
+    A dialect class may subclass this protocol to inherit its defaults (``reframes_own``); one
+    that does not and leaves ``reframes_own`` out gets the default when it is registered.
+
+    :ivar routes: the HTTP routes the kernel mounts for this dialect.
+    :ivar reframes_own: ``True`` makes the kernel call :meth:`response` and :meth:`stream` for
+        answers already in this dialect's format too (a pass-through answer the client wants in
+        another form of the same API: Gemini's JSON-array stream of an ``alt=sse`` upstream).
+        Default ``False``: such answers go to the client as they are.
+    """
 
     routes: Sequence[DialectRoute]
-    # Optional: ``reframes_own = True`` makes the kernel call ``response`` and ``stream`` for answers
-    # already in this dialect's format too (a pass-through answer the client wants in another form
-    # of the same API: Gemini's JSON-array stream of an ``alt=sse`` upstream).
+    reframes_own: bool = False
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The gateway key the client presented (``Authorization: Bearer``, ``x-api-key``...)."""

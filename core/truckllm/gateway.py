@@ -35,8 +35,9 @@ from truckllm.health import Clock, HealthRegistry, KeyState
 from truckllm.netguard import GuardedResolver, NetPolicy
 from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm.runtime import Runtime, build_runtime
-from truckllm.store import CooldownMark
+from truckllm.store import CooldownMark, CooldownPush, Store
 from truckllm.tasks import stop_task
+from truckllm.types import Logger
 from truckllm.view import GatewayView
 
 __all__ = ["Gateway", "RetryBudget"]
@@ -128,8 +129,8 @@ class Gateway:
         self._idle = asyncio.Event()
         self._idle.set()
         self.version = 0
-        self.store: Any | None = None
-        self.loggers: list[tuple[str, Any]] = []
+        self.store: Store | None = None
+        self.loggers: list[tuple[str, Logger]] = []
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.last_reload_ok = True
@@ -328,14 +329,13 @@ class Gateway:
             state.cooldown_reason = ""
         state.shared_until = 0.0
 
-    async def _follow_marks(self) -> None:
+    async def _follow_marks(self, store: CooldownPush) -> None:
         """Apply cooldown marks as the store pushes them (stores with ``watch_cooldowns``); the
         once-a-second sync still runs, so a lost push is repaired within a second."""
-        assert self.store is not None
         delay = 0.5
         while True:
             try:
-                await self.store.watch_cooldowns(self.apply_mark)
+                await store.watch_cooldowns(self.apply_mark)
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
@@ -380,8 +380,8 @@ class Gateway:
             raise StartupError(f"plugin {name!r} failed to start: {type(exc).__name__}: {exc}")
         if self.store is not None:
             self._sync_task = asyncio.get_running_loop().create_task(self._sync_cooldowns())
-            if callable(getattr(self.store, "watch_cooldowns", None)):
-                self._push_task = asyncio.get_running_loop().create_task(self._follow_marks())
+            if isinstance(self.store, CooldownPush):
+                self._push_task = asyncio.get_running_loop().create_task(self._follow_marks(self.store))
         if self.watch_interval:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch(self.watch_interval))
         self.started = True

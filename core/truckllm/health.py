@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from truckllm.config.schema import CooldownConfig
-from truckllm.types import RateLimits
+from truckllm.types import Candidate, KeyHealth, RateLimits
 
-__all__ = ["Clock", "HealthRegistry", "KeyState", "PairStats", "WindowCounter"]
+__all__ = ["Clock", "HealthRegistry", "KeyState", "PairStats", "WindowCounter", "pair_stats"]
 
 Clock = Callable[[], float]
 
@@ -99,7 +99,7 @@ class KeyState:
             return float("inf")
         return max(self.cooldown_until, self.ejected_until)
 
-    def state(self, now: float) -> str:
+    def state(self, now: float) -> KeyHealth:
         """``ok``, ``cooldown``, ``ejected``, ``half_open``, ``disabled`` or ``recovering`` (slow start)."""
         if self.disabled:
             return "disabled"
@@ -213,6 +213,19 @@ class PairStats:
             self.ttft_ewma = (
                 ttft if self.ttft_ewma is None else (EWMA_ALPHA * ttft + (1 - EWMA_ALPHA) * self.ttft_ewma)
             )
+
+
+def pair_stats(candidate: Candidate) -> PairStats:
+    """The kernel's own stats of ``candidate`` (strategies see them as a read-only
+    :class:`~truckllm.types.CandidateStats`).
+
+    :raises TypeError: the candidate carries stats the kernel did not make (a strategy returned a
+        candidate of its own making rather than one it was given).
+    """
+    stats = candidate.stats
+    if not isinstance(stats, PairStats):
+        raise TypeError(f"candidate {candidate.id!r} carries stats the kernel did not make")
+    return stats
 
 
 class HealthRegistry:

@@ -23,13 +23,15 @@ declaring another version.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from pluggy import HookimplMarker, HookspecMarker
 
+from truckllm.dialect import InboundDialect
+from truckllm.store import Store
 from truckllm.types import (
     Candidate,
     ChatRequest,
+    Logger,
     Provider,
     ProviderResult,
     ProviderSpec,
@@ -41,6 +43,7 @@ from truckllm.types import (
     UpstreamResponse,
     Usage,
 )
+from truckllm.view import GatewayView
 
 HOOKSPEC_VERSION = 1
 """The plugin API version this kernel serves."""
@@ -83,14 +86,15 @@ def register_strategies(register: Callable[[StrategySpec], None]) -> None:
 
 
 @hookspec
-def register_stores(register: Callable[[str, type], None]) -> None:
+def register_stores(register: Callable[[str, type[Store]], None]) -> None:
     """Declare runtime-store classes: ``register("redis", RedisStore)``.
 
     The kernel builds the one named by ``store.type`` in the app's lifespan, decoding the rest of
     the ``store:`` section strictly with the class's ``Options`` struct, and registers the instance
     with the plugin manager so that its ``store_usage`` hookimpl is called.
 
-    :param register: call it with the store type name and its class.
+    :param register: call it with the store type name and its class, which implements
+        :class:`truckllm.store.Store` (and optionally :class:`truckllm.store.CooldownPush`).
 
     :returns: ``None``.
 
@@ -99,14 +103,16 @@ def register_stores(register: Callable[[str, type], None]) -> None:
 
 
 @hookspec
-def register_loggers(register: Callable[[str, type], None]) -> None:
+def register_loggers(register: Callable[[str, type[Logger]], None]) -> None:
     """Declare logger classes: ``register("stdout", StdoutLogger)``.
 
     The kernel builds each logger named in ``loggers:`` in the app's lifespan, with its
     ``Options`` struct decoded strictly from the config entry, and registers the instance with the
     plugin manager so that its ``emit_log`` hookimpl is called.
 
-    :param register: call it with the logger name and its class.
+    :param register: call it with the logger name and its class (a
+        :class:`~truckllm.types.Logger`; one that reports figures of its own implements
+        :class:`~truckllm.types.LoggerMetrics` too).
 
     :returns: ``None``.
 
@@ -115,7 +121,7 @@ def register_loggers(register: Callable[[str, type], None]) -> None:
 
 
 @hookspec
-def register_dialects(register: Callable[[Any], None]) -> None:
+def register_dialects(register: Callable[[InboundDialect], None]) -> None:
     """Declare inbound API dialects (front doors speaking another API's format).
 
     Called once per plugin manager. Each registered object is a
@@ -278,10 +284,11 @@ def render_metrics() -> bytes | None:
 
 
 @hookspec
-def startup(app: Any) -> Awaitable[None] | None:
+def startup(app: GatewayView) -> Awaitable[None] | None:
     """Once when the gateway starts serving (in the ASGI lifespan), after stores and loggers.
 
-    :param app: a :class:`truckllm.view.GatewayView`: live state, never a secret.
+    :param app: the gateway's live state, never a secret: ``app.snapshot()`` (keys, in flight,
+        queues, reloads, other loggers' figures), ``app.runtime`` (aliases, providers).
     :returns: ``None``, or an awaitable the kernel awaits.
 
     .. versionadded:: 0.1
@@ -289,10 +296,11 @@ def startup(app: Any) -> Awaitable[None] | None:
 
 
 @hookspec
-def shutdown(app: Any) -> Awaitable[None] | None:
+def shutdown(app: GatewayView) -> Awaitable[None] | None:
     """Once when the gateway stops, after in-flight requests drained: flush and close.
 
-    :param app: a :class:`truckllm.view.GatewayView`: live state, never a secret.
+    :param app: the gateway's live state, never a secret: ``app.snapshot()`` (keys, in flight,
+        queues, reloads, other loggers' figures), ``app.runtime`` (aliases, providers).
     :returns: ``None``, or an awaitable the kernel awaits.
 
     .. versionadded:: 0.1

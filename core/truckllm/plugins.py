@@ -23,9 +23,11 @@ from loguru import logger
 
 from truckllm import defaults, hookspecs
 from truckllm.config.loader import Registry
+from truckllm.dialect import InboundDialect
 from truckllm.dispatch import Dispatcher
 from truckllm.errors import StartupError
-from truckllm.types import ProviderSpec, StrategySpec
+from truckllm.store import Store
+from truckllm.types import Logger, ProviderSpec, StrategySpec
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -58,9 +60,9 @@ class PluginHost:
     failures: list[PluginFailure] = field(default_factory=list)
     providers: dict[str, ProviderSpec] = field(default_factory=dict)
     strategies: dict[str, StrategySpec] = field(default_factory=dict)
-    stores: dict[str, type] = field(default_factory=dict)
-    loggers: dict[str, type] = field(default_factory=dict)
-    dialects: dict[str, Any] = field(default_factory=dict)
+    stores: dict[str, type[Store]] = field(default_factory=dict)
+    loggers: dict[str, type[Logger]] = field(default_factory=dict)
+    dialects: dict[str, InboundDialect] = field(default_factory=dict)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
     dists: dict[str, md.Distribution] = field(default_factory=dict)
     entry_points: dict[str, str] = field(default_factory=dict)
@@ -227,27 +229,28 @@ def async_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return sorted(wrong)
 
 
+def _dialect(value: object) -> InboundDialect:
+    """``value`` as a dialect, checked; one that does not declare ``reframes_own`` gets the
+    protocol's default (``False``)."""
+    if not isinstance(getattr(value, "name", None), str) or not hasattr(value, "routes"):
+        raise TypeError("register() takes an InboundDialect object")
+    if not hasattr(value, "reframes_own"):
+        try:
+            setattr(value, "reframes_own", False)  # noqa: B010 (an object of the plugin's own class)
+        except AttributeError:
+            raise TypeError(
+                "an InboundDialect declares reframes_own (or subclasses truckllm.dialect.InboundDialect)"
+            ) from None
+    if not isinstance(value, InboundDialect):
+        raise TypeError("register() takes an InboundDialect object")
+    if not isinstance(value.reframes_own, bool):
+        raise TypeError("InboundDialect.reframes_own is a bool")
+    return value
+
+
 def _collect_registrations(host: PluginHost) -> None:
     def adder(kind: str, plugin_name: str) -> Callable[..., None]:
-        def add(*args: Any) -> None:
-            if kind == "providers":
-                spec = args[0]
-                if not isinstance(spec, ProviderSpec):
-                    raise TypeError("register() takes a ProviderSpec")
-                key, value, table = spec.type, spec, host.providers
-            elif kind == "strategies":
-                spec = args[0]
-                if not isinstance(spec, StrategySpec):
-                    raise TypeError("register() takes a StrategySpec")
-                key, value, table = spec.name, spec, host.strategies  # type: ignore[assignment]
-            elif kind == "dialects":
-                dialect = args[0]
-                if not isinstance(getattr(dialect, "name", None), str) or not hasattr(dialect, "routes"):
-                    raise TypeError("register() takes an InboundDialect object")
-                key, value, table = dialect.name, dialect, host.dialects
-            else:
-                key, value = args
-                table = host.stores if kind == "stores" else host.loggers  # type: ignore[assignment]
+        def claim(key: str) -> str:
             owner = host.owners.get((kind, key))
             if owner is not None:
                 raise StartupError(
@@ -255,7 +258,29 @@ def _collect_registrations(host: PluginHost) -> None:
                     f"by plugin {owner!r} and by plugin {plugin_name!r}"
                 )
             host.owners[(kind, key)] = plugin_name
-            table[key] = value
+            return key
+
+        def add(*args: object) -> None:
+            if kind == "providers":
+                spec = args[0]
+                if not isinstance(spec, ProviderSpec):
+                    raise TypeError("register() takes a ProviderSpec")
+                host.providers[claim(spec.type)] = spec
+            elif kind == "strategies":
+                strategy = args[0]
+                if not isinstance(strategy, StrategySpec):
+                    raise TypeError("register() takes a StrategySpec")
+                host.strategies[claim(strategy.name)] = strategy
+            elif kind == "dialects":
+                dialect = _dialect(args[0])
+                host.dialects[claim(dialect.name)] = dialect
+            else:
+                name, cls = args
+                if not isinstance(name, str) or not isinstance(cls, type):
+                    raise TypeError("register() takes a name and a class")
+                table: dict[str, type[Store]] | dict[str, type[Logger]]
+                table = host.stores if kind == "stores" else host.loggers
+                table[claim(name)] = cls
 
         return add
 

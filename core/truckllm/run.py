@@ -15,7 +15,7 @@ from truckllm.admission import estimate_tokens
 from truckllm.config.schema import RoutingConfig
 from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway
-from truckllm.health import KeyState
+from truckllm.health import PairStats, pair_stats
 from truckllm.request import RequestContext
 from truckllm.runtime import Runtime
 from truckllm.types import Candidate, ChatRequest, UpstreamError
@@ -66,11 +66,12 @@ class RequestRun:
 class AttemptState:
     """The state of one attempt on one candidate."""
 
-    __slots__ = ("candidate", "key_state", "response", "routing", "started")
+    __slots__ = ("candidate", "key_state", "response", "routing", "started", "stats")
 
     def __init__(self, candidate: Candidate, routing: RoutingConfig) -> None:
         self.candidate = candidate
-        self.key_state: KeyState = candidate.stats.key_state
+        self.stats: PairStats = pair_stats(candidate)
+        self.key_state = self.stats.key_state
         self.routing = routing
         self.started = time.monotonic()  # measurements (latency, TTFT) are on the monotonic clock
         self.response: aiohttp.ClientResponse | None = None

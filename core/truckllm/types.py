@@ -7,8 +7,10 @@ renamed within one ``HOOKSPEC_VERSION``.
 
 from __future__ import annotations
 
+import builtins
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 import msgspec
 from msgspec import Raw, Struct
@@ -16,12 +18,21 @@ from msgspec import Raw, Struct
 from truckllm.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 __all__ = [
+    "AliasInfo",
     "AttemptRecord",
     "Candidate",
     "CandidateStats",
     "ChatRequest",
     "Deployment",
+    "GatewaySnapshot",
+    "KeyHealth",
     "KeyRef",
+    "KeySnapshot",
+    "Logger",
+    "LoggerCounters",
+    "LoggerFigures",
+    "LoggerMetrics",
+    "PluginErrorCount",
     "Price",
     "Provider",
     "ProviderResult",
@@ -59,14 +70,16 @@ class Provider(Struct, frozen=True, kw_only=True):
     :ivar type: the provider plugin type (``openai``, ``anthropic``, ``gemini``, ``mock``...).
     :ivar base_url: the API root, never ending in ``/``; the plugin's default when omitted.
     :ivar headers: extra headers sent upstream with every request.
-    :ivar options: the plugin's own options, decoded with its ``ProviderSpec.options`` struct.
+    :ivar options: the plugin's own options: an instance of its ``ProviderSpec.options`` struct
+        (check with ``isinstance``; absent options decode to the struct's defaults), or the raw
+        mapping from the config when the plugin declares no options struct.
     """
 
     name: str
     type: str
     base_url: str
     headers: Mapping[str, str] = msgspec.field(default_factory=dict)
-    options: Any = None
+    options: object = None
 
 
 class Deployment(Struct, frozen=True, kw_only=True):
@@ -100,7 +113,9 @@ class KeyRef(Struct, frozen=True, kw_only=True):
 class CandidateStats(Protocol):
     """A read-only view of one candidate's live metrics (kept by the kernel).
 
-    Strategies read these fields; they never write them.
+    Strategies read these fields; they never write them. The key's health (cooldowns, ejections,
+    half-open probes) is not part of it: the kernel has removed every candidate whose key may not
+    take a request before a strategy sees the candidates; what is left to weigh is here.
     """
 
     @property
@@ -157,13 +172,20 @@ class CandidateStats(Protocol):
 
 
 class Candidate(Struct, frozen=True, kw_only=True):
-    """One (deployment, key) pair a request may be sent to."""
+    """One (deployment, key) pair a request may be sent to.
+
+    :ivar id: ``alias#index:provider/key``, stable within one config version.
+    :ivar deployment: the deployment (alias, provider, upstream model, weight, priority, price).
+    :ivar provider: the provider it is sent to.
+    :ivar key: the provider key it is sent with: its name and limits, never its value.
+    :ivar stats: the pair's live figures (in flight, latency, remaining rate limits...).
+    """
 
     id: str
     deployment: Deployment
     provider: Provider
     key: KeyRef
-    stats: Any  # a CandidateStats; typed Any so msgspec need not know the kernel's class
+    stats: CandidateStats
 
 
 class SelectionContext(Struct, kw_only=True):
@@ -181,8 +203,8 @@ class SelectionContext(Struct, kw_only=True):
 
     alias: str
     now: float
-    random: Any
-    state: dict[str, Any]
+    random: random.Random
+    state: dict[str, object]
     headers: Mapping[str, str] = msgspec.field(default_factory=dict)
     estimated_tokens: int = 0
     stream: bool = False
@@ -210,7 +232,7 @@ class ChatRequest(Struct, kw_only=True):
     model: str
     stream: bool = False
     include_usage: bool = False
-    typed: ChatCompletionRequest | CompletionRequest | EmbeddingRequest | Any = None
+    typed: ChatCompletionRequest | CompletionRequest | EmbeddingRequest | None = None
     headers: Mapping[str, str] = msgspec.field(default_factory=dict)
     _fields: dict[str, Raw] | None = None
 
@@ -220,9 +242,9 @@ class ChatRequest(Struct, kw_only=True):
             self._fields = msgspec.json.decode(self.body, type=dict[str, Raw])
         return self._fields
 
-    def encode(self, **overrides: Any) -> bytes:
+    def encode(self, **overrides: object) -> bytes:
         """The body with top-level members replaced (``None`` removes one); the rest byte-exact."""
-        fields: dict[str, Any] = dict(self.fields())
+        fields: dict[str, object] = dict(self.fields())
         for name, value in overrides.items():
             if value is None:
                 fields.pop(name, None)
@@ -395,15 +417,53 @@ class ProviderSpec(Struct, frozen=True, kw_only=True):
     default_base_url: str = ""
     dialect: str = "openai"
     endpoints: frozenset[str] = frozenset({"chat"})
-    options: Any = None
+    options: builtins.type[Struct] | None = None
     needs_keys: bool = True
 
 
 class StrategySpec(Struct, frozen=True, kw_only=True):
-    """A strategy name given to ``register_strategies``, with one line saying what it does."""
+    """A strategy given to ``register_strategies``.
+
+    :ivar name: the name an alias's ``strategy:`` uses.
+    :ivar description: one line saying what it does (``truckllm plugins`` shows it).
+    """
 
     name: str
     description: str = ""
+
+
+class Logger(Protocol):
+    """What a logger class registered with ``register_loggers`` makes: an object whose
+    ``@hookimpl`` methods the kernel registers (``emit_log``, and optionally ``render_metrics``,
+    ``startup``, ``shutdown``).
+
+    The kernel builds it with ``cls(options)``, ``options`` being the class's nested ``Options``
+    struct decoded strictly from the logger's config entry.
+    """
+
+    def emit_log(self, record: RequestRecord) -> Awaitable[None] | None:
+        """Once per finished request (see the ``emit_log`` hook)."""
+
+
+@runtime_checkable
+class LoggerMetrics(Protocol):
+    """A logger that reports figures of its own (queue length, records sent, records dropped...).
+
+    They appear in :attr:`GatewaySnapshot.loggers` (and so, with the Prometheus logger, as
+    ``truckllm_logger_<name>_<figure>`` metrics). Non-numeric values are left out.
+    """
+
+    @property
+    def metrics(self) -> Mapping[str, float]:
+        """Figure name → value, read when a snapshot is taken."""
+
+
+@runtime_checkable
+class LoggerCounters(Protocol):
+    """Optional, besides :class:`LoggerMetrics`: which figures are counters (they only grow);
+    the others are gauges."""
+
+    metrics_counters: ClassVar[frozenset[str]]
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -448,4 +508,98 @@ class RequestRecord(Struct, frozen=True, kw_only=True):
     error_kind: str | None = None
     error_message: str | None = None
     client_disconnected: bool = False
-    extra: Mapping[str, Any] = msgspec.field(default_factory=dict)
+    extra: Mapping[str, object] = msgspec.field(default_factory=dict)
+
+
+# --- the running gateway, as lifecycle hooks see it ----------------------------------------------
+
+
+class AliasInfo(Struct, frozen=True, kw_only=True):
+    """One alias of the running config, as plugins see it (no key names, no key values).
+
+    :ivar name: the alias.
+    :ivar strategy: the strategy ordering its candidates.
+    :ivar deployments: where it can be served, in config order.
+    :ivar fallbacks: the aliases tried when every deployment failed.
+    """
+
+    name: str
+    strategy: str
+    deployments: tuple[Deployment, ...] = ()
+    fallbacks: tuple[str, ...] = ()
+
+
+KeyHealth = Literal["ok", "cooldown", "ejected", "half_open", "disabled", "recovering"]
+"""A provider key's state: ``ok``; ``cooldown`` (a 429, a quota, or a mark shared by another
+process); ``ejected`` (repeated failures); ``half_open`` (back from an ejection, one probe at a
+time); ``disabled`` (the provider refused the key, until an enable or a reload); ``recovering``
+(slow start after a cooldown or an ejection)."""
+
+
+class KeySnapshot(Struct, frozen=True, kw_only=True):
+    """One provider key's live state.
+
+    :ivar provider: the provider's config name.
+    :ivar name: the key's config name (never its value).
+    :ivar state: see :data:`KeyHealth`.
+    :ivar in_flight: requests in flight on the key.
+    """
+
+    provider: str
+    name: str
+    state: KeyHealth
+    in_flight: int = 0
+
+
+class PluginErrorCount(Struct, frozen=True, kw_only=True):
+    """Exceptions one plugin raised in one after-response hook (``emit_log``, ``store_usage``)."""
+
+    plugin: str
+    hook: str
+    count: int
+
+
+class LoggerFigures(Struct, frozen=True, kw_only=True):
+    """The figures one running logger reports (:class:`LoggerMetrics`).
+
+    :ivar name: the logger's name in ``loggers:``.
+    :ivar index: its position among the running loggers of that name, in config order.
+    :ivar figures: figure name → value.
+    :ivar counters: the figures that are counters (only grow); the others are gauges.
+    """
+
+    name: str
+    index: int
+    figures: Mapping[str, float] = msgspec.field(default_factory=dict)
+    counters: frozenset[str] = frozenset()
+
+
+class GatewaySnapshot(Struct, frozen=True, kw_only=True):
+    """The running gateway's live state at one moment (``GatewayView.snapshot()``).
+
+    :ivar version: the running config's version (1 at start, +1 per applied reload).
+    :ivar in_flight: requests being served now.
+    :ivar draining: the gateway is stopping for good (not during a reload).
+    :ivar keys: every provider key the gateway has state for, by provider then name.
+    :ivar background_queue: request records waiting for ``store_usage`` and ``emit_log``.
+    :ivar background_dropped: records dropped because that queue was full, since start.
+    :ivar plugin_errors: exceptions raised in after-response hooks, by plugin and hook, since start.
+    :ivar retry_budget_denied: retries not made because the retry budget was spent, since start.
+    :ivar reloads_ok: config reloads applied since start.
+    :ivar reloads_failed: config reloads refused since start (the running config stayed).
+    :ivar last_reload_ok: whether the last reload was applied.
+    :ivar loggers: the figures of every running logger that reports some, in config order.
+    """
+
+    version: int
+    in_flight: int
+    draining: bool
+    keys: tuple[KeySnapshot, ...] = ()
+    background_queue: int = 0
+    background_dropped: int = 0
+    plugin_errors: tuple[PluginErrorCount, ...] = ()
+    retry_budget_denied: int = 0
+    reloads_ok: int = 0
+    reloads_failed: int = 0
+    last_reload_ok: bool = True
+    loggers: tuple[LoggerFigures, ...] = ()

@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from truckllm import errors, hookspecs, types
+from truckllm.kit import dialect, store, view
 
 __all__ = [
     "BEGIN",
@@ -203,11 +204,14 @@ _TYPE_NAMES = re.compile(r"\b[A-Z]\w*\b")
 
 
 def _public_types() -> dict[str, type]:
+    """The classes of :mod:`truckllm.types` and of the kit modules hooks name (the gateway view,
+    dialects, stores)."""
     found: dict[str, type] = {}
-    for name in types.__all__:
-        value = getattr(types, name, None)
-        if isinstance(value, type):
-            found[name] = value
+    for module in (types, view, dialect, store):
+        for name in module.__all__:
+            value = getattr(module, name, None)
+            if isinstance(value, type):
+                found[name] = value
     return found
 
 
@@ -220,8 +224,19 @@ def _field_annotations(cls: type) -> dict[str, str]:
     return out
 
 
+def _member_annotations(cls: type) -> list[str]:
+    """The annotations (arguments and result) of a class's public methods and properties."""
+    found: list[str] = []
+    for name, member in vars(cls).items():
+        target = member.fget if isinstance(member, property) else member
+        if not name.startswith("_") and inspect.isfunction(target):
+            found += [_annotation(value) for value in target.__annotations__.values()]
+    return found
+
+
 def _referenced(texts: Iterable[str], known: dict[str, type]) -> list[str]:
-    """Names of ``known`` types mentioned in ``texts``, closed over their own field types."""
+    """Names of ``known`` types mentioned in ``texts``, closed over their own field types and
+    (for protocols and classes) what their methods and properties take and return."""
     todo = [n for t in texts for n in _TYPE_NAMES.findall(t) if n in known]
     seen: list[str] = []
     while todo:
@@ -229,7 +244,10 @@ def _referenced(texts: Iterable[str], known: dict[str, type]) -> list[str]:
         if name in seen:
             continue
         seen.append(name)
-        for annotation in _field_annotations(known[name]).values():
+        annotations = list(_field_annotations(known[name]).values())
+        if not issubclass(known[name], msgspec.Struct):
+            annotations += _member_annotations(known[name])
+        for annotation in annotations:
             todo.extend(n for n in _TYPE_NAMES.findall(annotation) if n in known and n not in seen)
     return seen
 
@@ -400,8 +418,9 @@ def render_reference() -> str:
     out += [
         "### Value types",
         "",
-        "The msgspec Structs and protocols the hooks take and return (`truckllm.types`). Fields are "
-        "only ever added, with defaults, within one API version.",
+        "The msgspec Structs and protocols the hooks take and return (`truckllm.types`; the gateway "
+        "view, dialects and stores from `truckllm.kit.view`, `truckllm.kit.dialect`, `truckllm.kit.store`). "
+        "Fields are only ever added, with defaults, within one API version.",
         "",
     ]
     for name in sorted(names):

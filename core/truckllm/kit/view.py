@@ -1,7 +1,9 @@
 """What the ``startup`` and ``shutdown`` hooks see of the running gateway: live state, no secret.
 
-- :class:`GatewayView`: the read-only window handed to ``startup(app)`` / ``shutdown(app)``
-  (health, in flight, queues, reload counts, the running aliases and providers).
+- :class:`GatewayView`: the read-only window handed to ``startup(app)`` / ``shutdown(app)``:
+  ``snapshot()`` (a typed :class:`~truckllm.types.GatewaySnapshot`: key states, in flight,
+  queues, plugin errors, retry-budget denials, the config version and reloads, other loggers'
+  figures), the running aliases and providers.
 - :class:`RuntimeView`: the running config as plugins may see it (its version, aliases and
   providers; never a key value).
 """

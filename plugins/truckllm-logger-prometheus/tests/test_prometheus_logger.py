@@ -1,9 +1,11 @@
-"""The prometheus logger: counters from records, bounded labels, gauges from a real Gateway."""
+"""The prometheus logger: counters from records, bounded labels, gauges from a real Gateway's view;
+every metric the README lists is on a scrape, and every metric on a scrape is in the README."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
@@ -16,6 +18,9 @@ from truckllm import hookimpl
 from truckllm.config.loader import decode_options
 from truckllm.gateway import Gateway
 from truckllm.types import AttemptRecord, ProviderSpec, RequestRecord, Usage
+from truckllm.view import GatewayView
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 CONFIG = """
 providers:
@@ -144,10 +149,10 @@ def make_gateway() -> Gateway:
     return Gateway(config_text=CONFIG, env={}, extra_plugins=(Providers(),), autoload=False)
 
 
-async def started(gateway: Any) -> PrometheusLogger:
-    """A logger whose ``startup`` got ``gateway``."""
+async def started(gateway: Gateway) -> PrometheusLogger:
+    """A logger whose ``startup`` got ``gateway``'s view (as the kernel hands it)."""
     metrics = PrometheusLogger()
-    await metrics.startup(gateway)
+    await metrics.startup(gateway.view)
     return metrics
 
 
@@ -231,14 +236,21 @@ async def test_label_values_are_bounded_by_the_config(monkeypatch: pytest.Monkey
     assert metrics.kind_label("quota") == "quota"
 
 
-class FakeWebhook:
+class Silent:
+    """A logger reporting no figures."""
+
+    def emit_log(self, record: RequestRecord) -> None:
+        """Nothing."""
+
+
+class FakeWebhook(Silent):
     """Looks like a logger exposing ``metrics`` (the webhook logger's shape)."""
 
     name: ClassVar[str] = "webhook"
     metrics_counters: ClassVar[frozenset[str]] = frozenset({"dropped", "sent"})
 
     def __init__(self, queue: int, dropped: int, sent: int) -> None:
-        self.metrics = {"queue": queue, "dropped": dropped, "sent": sent, "note": "not a number"}
+        self.metrics: dict[str, object] = {"queue": queue, "dropped": dropped, "sent": sent, "note": "text"}
 
 
 async def test_gauges_read_the_gateway_at_scrape_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,7 +266,7 @@ async def test_gauges_read_the_gateway_at_scrape_time(monkeypatch: pytest.Monkey
     gateway.budget.denied = 4
     gateway.loggers = [
         ("webhook", FakeWebhook(5, 1, 10)),
-        ("stdout", object()),
+        ("stdout", Silent()),
         ("webhook", FakeWebhook(0, 2, 20)),
     ]
     metrics = await started(gateway)
@@ -295,48 +307,114 @@ async def test_gauges_read_the_gateway_at_scrape_time(monkeypatch: pytest.Monkey
     assert value(s, "truckllm_config_version") == 2
     assert value(s, "truckllm_config_reloads_total", result="ok") == 1
     assert value(s, "truckllm_config_reloads_total", result="failed") == 0
-    await metrics.shutdown(gateway)
+    await metrics.shutdown(gateway.view)
+
+
+class FakeOtel(Silent):
+    """Reports figures but declares no counters: every figure is a gauge."""
+
+    name: ClassVar[str] = "otel"
+
+    @property
+    def metrics(self) -> dict[str, object]:
+        """Numbers and one that is not."""
+        return {"records": 3, "ratio": 0.5, "flag": True, "where": "collector:4317"}
+
+
+class Broken(Silent):
+    """A logger whose figures cannot be read."""
+
+    name: ClassVar[str] = "broken"
+
+    @property
+    def metrics(self) -> dict[str, int]:
+        """Raises."""
+        raise RuntimeError("figures unavailable")
 
 
 @pytest.mark.parametrize(
-    "loggers",
+    "loggers, expected",
     [
-        {"webhook": FakeWebhook(5, 1, 10)},
-        [FakeWebhook(5, 1, 10)],
-        [("webhook", FakeWebhook(5, 1, 10))],
+        (
+            [("webhook", FakeWebhook(5, 1, 10))],
+            {("truckllm_logger_webhook_queue", "0"): 5, ("truckllm_logger_webhook_sent_total", "0"): 10},
+        ),
+        (
+            [("otel", FakeOtel()), ("otel", FakeOtel())],
+            {("truckllm_logger_otel_records", "0"): 3, ("truckllm_logger_otel_ratio", "1"): 0.5},
+        ),
+        (
+            [("broken", Broken()), ("webhook", FakeWebhook(5, 1, 10)), ("broken", Broken())],
+            {("truckllm_logger_webhook_queue", "0"): 5, ("truckllm_logger_webhook_dropped_total", "0"): 1},
+        ),
     ],
+    ids=["counters declared", "gauges only", "an unreadable logger"],
 )
-async def test_other_loggers_metrics_in_any_shape(loggers: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_other_loggers_figures(
+    loggers: list[tuple[str, Any]], expected: dict[tuple[str, str], float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other loggers' figures come from the snapshot: numbers only, counters as declared, a logger
+    whose figures raise left out (the others kept)."""
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    metrics = await started(SimpleNamespace(loggers=loggers))
+    gateway = make_gateway()
+    gateway.loggers = loggers
+    metrics = await started(gateway)
     s = scrape(metrics)
-    assert value(s, "truckllm_logger_webhook_queue", index="0") == 5
-    assert value(s, "truckllm_logger_webhook_sent_total", index="0") == 10
-
-
-class Unreadable:
-    """A gateway whose every piece of state raises."""
-
-    @property
-    def health(self) -> Any:
-        """Raises."""
-        raise RuntimeError("no health")
-
-    @property
-    def loggers(self) -> Any:
-        """Raises."""
-        raise RuntimeError("no loggers")
-
-    in_flight = 1
+    for (name, index), number in expected.items():
+        assert value(s, name, index=index) == pytest.approx(number)
+    logged = {name for name, _ in s if name.startswith("truckllm_logger_")}
+    assert not any(word in name for name in logged for word in ("flag", "where", "broken"))
 
 
 async def test_unreadable_state_does_not_break_a_scrape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot that cannot be taken (a kernel bug) leaves the gateway gauges out; the counters
+    counted from records are still served."""
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    metrics = await started(Unreadable())
+
+    def fail(self: GatewayView) -> Any:
+        raise RuntimeError("no state")
+
+    metrics = await started(make_gateway())
     metrics.emit_log(record())
+    monkeypatch.setattr(GatewayView, "snapshot", fail)
     s = scrape(metrics)
-    assert value(s, "truckllm_in_flight") == 1
-    assert value(s, "truckllm_request_duration_seconds_count", alias="other", provider="none") == 1
+    assert value(s, "truckllm_in_flight") is None
+    assert value(s, "truckllm_request_duration_seconds_count", alias="gpt-4o", provider="none") == 1
+
+
+def readme_metrics() -> set[str]:
+    """Every metric name in the README's tables (``<logger>_<key>`` stands for a logger's figures)."""
+    names = set(re.findall(r"^\| `(truckllm_[a-z_<>]+)`", README.read_text(), re.MULTILINE))
+    assert len(names) >= 20, "the README's metric tables were not found"
+    return names
+
+
+async def test_every_metric_the_readme_lists_is_scraped_and_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gateway with a key, a plugin error, a logger reporting figures and records of every kind:
+    the scrape holds every metric of the README's tables, and the README lists every metric on it."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    gateway = make_gateway()
+    gateway.background.plugin_errors[("logger-webhook", "emit_log")] += 1
+    gateway.loggers = [("webhook", FakeWebhook(1, 2, 3))]
+    metrics = await started(gateway)
+    for r in RECORDS:
+        metrics.emit_log(r)
+    families = {
+        family.name: family.type
+        for family in text_string_to_metric_families(metrics.render_metrics().decode())
+        if family.samples and not family.name.endswith("_created")  # prometheus-client's own
+    }
+    scraped = {f"{name}_total" if kind == "counter" else name for name, kind in families.items()}
+    listed = readme_metrics()
+    pattern = "truckllm_logger_<logger>_<key>"
+    assert pattern in listed
+    figures = {name for name in scraped if name.startswith("truckllm_logger_")}
+    assert figures == {
+        "truckllm_logger_webhook_queue",
+        "truckllm_logger_webhook_dropped_total",
+        "truckllm_logger_webhook_sent_total",
+    }
+    assert listed - {pattern} == scraped - figures
 
 
 def test_each_instance_has_its_own_registry(monkeypatch: pytest.MonkeyPatch) -> None:

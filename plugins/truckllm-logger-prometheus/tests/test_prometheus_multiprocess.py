@@ -13,14 +13,28 @@ from truckllm_logger_prometheus import PrometheusLogger
 
 WORKER = """
 import asyncio, sys
-from types import SimpleNamespace
-from truckllm.types import AttemptRecord, RequestRecord, Usage
+from truckllm import hookimpl
+from truckllm.gateway import Gateway
+from truckllm.types import AttemptRecord, ProviderSpec, RequestRecord, Usage
 from truckllm_logger_prometheus import PrometheusLogger
 
 count, in_flight, dropped, stop = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "stop"
-runtime = SimpleNamespace(aliases={"gpt-4o": None}, providers={"openai": None}, version=1)
-background = SimpleNamespace(dropped=dropped, plugin_errors={("logger-x", "emit_log"): 1})
-app = SimpleNamespace(in_flight=in_flight, runtime=runtime, background=background)
+
+
+class Providers:
+    @hookimpl
+    def register_providers(self, register):
+        register(ProviderSpec(type="openai", default_base_url="http://127.0.0.1:9"))
+
+
+CONFIG = "providers: {openai: {type: openai, keys: [{name: k, value: sk-1}]}}\\n" + (
+    "models: {gpt-4o: {deployments: [{provider: openai, model: gpt-4o}]}}\\n"
+)
+gateway = Gateway(config_text=CONFIG, env={}, extra_plugins=(Providers(),), autoload=False)
+gateway.in_flight = in_flight
+gateway.background.dropped = dropped
+gateway.background.plugin_errors[("logger-x", "emit_log")] = 1
+app = gateway.view
 
 
 async def main() -> None:
@@ -42,10 +56,10 @@ async def main() -> None:
     metrics.render_metrics()  # a scrape served by this worker publishes its live state too
     rebuilt = PrometheusLogger()  # a reload rebuilt the logger: it must not count twice
     await rebuilt.startup(app)
-    await metrics.shutdown(SimpleNamespace(draining=False))  # the replaced one: keeps live gauges
+    await metrics.shutdown(app)  # not draining: the replaced one keeps the live gauges
     rebuilt.render_metrics()
     if stop:
-        app.draining = True
+        gateway.draining = True
         await rebuilt.shutdown(app)
 
 

@@ -1,8 +1,9 @@
 """TruckLLM logger plugin: Prometheus metrics named ``truckllm_*`` (``loggers: [prometheus]``).
 
 Counters and histograms are fed by ``emit_log`` (one record per finished request); gauges of the
-gateway's live state are read at scrape time from the gateway given to ``startup``. The kernel's
-``GET /metrics`` returns what :meth:`PrometheusLogger.render_metrics` renders.
+gateway's live state are read at scrape time from a snapshot of the gateway view given to
+``startup`` (``GatewayView.snapshot()``). The kernel's ``GET /metrics`` returns what
+:meth:`PrometheusLogger.render_metrics` renders.
 
 Each instance has its own :class:`~prometheus_client.CollectorRegistry` (never the global one).
 When ``PROMETHEUS_MULTIPROC_DIR`` is set (several hypercorn workers), values go to that directory
@@ -19,8 +20,8 @@ import asyncio
 import itertools
 import os
 import re
-from collections.abc import Callable
-from typing import Annotated, Any, ClassVar
+from collections.abc import Callable, Collection
+from typing import Annotated, ClassVar
 
 import msgspec
 from loguru import logger
@@ -30,7 +31,8 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from truckllm import hookimpl
 from truckllm.kit.options import Duration
 from truckllm.kit.tasks import stop_task
-from truckllm.types import RequestRecord
+from truckllm.kit.view import GatewayView
+from truckllm.types import Logger, RequestRecord
 from truckllm_logger_prometheus._gateway import GatewayCollector, GatewayPublisher
 
 __all__ = [
@@ -135,7 +137,7 @@ class PrometheusLogger:
         """Set: values are written to this directory and scrapes merge every process's files."""
         self.registry = CollectorRegistry()
         """This instance's registry (single-process mode)."""
-        self._app: Any = None
+        self._app: GatewayView | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._publisher: GatewayPublisher | None = None
         target = None if self.multiprocess_dir else self.registry
@@ -206,18 +208,21 @@ class PrometheusLogger:
 
     # --- labels -----------------------------------------------------------------------------------
 
-    def _names(self, attribute: str) -> Any:
-        return getattr(getattr(self._app, "runtime", None), attribute, None) or {}
+    def _aliases(self) -> Collection[str]:
+        return self._app.runtime.aliases if self._app is not None else ()
+
+    def _providers(self) -> Collection[str]:
+        return self._app.runtime.providers if self._app is not None else ()
 
     def alias_label(self, alias: str | None) -> str:
         """``alias`` if the running config has it; ``<provider>/*`` for ``provider/model``;
         ``none`` if empty; else ``other``."""
         if not alias:
             return "none"
-        if alias in self._names("aliases"):
+        if alias in self._aliases():
             return alias
         head, slash, _ = alias.partition("/")
-        if slash and head in self._names("providers"):
+        if slash and head in self._providers():
             return f"{head}/*"
         return "other"
 
@@ -225,7 +230,7 @@ class PrometheusLogger:
         """``provider`` if the running config has it; ``none`` if absent; else ``other``."""
         if not provider:
             return "none"
-        return provider if provider in self._names("providers") else "other"
+        return provider if provider in self._providers() else "other"
 
     @staticmethod
     def kind_label(kind: str) -> str:
@@ -292,8 +297,9 @@ class PrometheusLogger:
         return generate_latest(registry)
 
     @hookimpl
-    async def startup(self, app: Any) -> None:
-        """Keep the gateway for scrape-time gauges; in multiprocess mode, start publishing them."""
+    async def startup(self, app: GatewayView) -> None:
+        """Keep the gateway's view for scrape-time gauges; in multiprocess mode, start publishing
+        them."""
         self._app = app
         if self._publisher is not None and self._refresher is None:
             self._publish()
@@ -302,12 +308,12 @@ class PrometheusLogger:
             )
 
     @hookimpl
-    async def shutdown(self, app: Any) -> None:
+    async def shutdown(self, app: GatewayView) -> None:
         """Stop publishing; in multiprocess mode, when the gateway is stopping (not when a reload
         replaces this logger), drop this process's live gauges."""
         task, self._refresher = self._refresher, None
         await stop_task(task)
-        if self.multiprocess_dir and getattr(app, "draining", True):
+        if self.multiprocess_dir and app.draining:
             _mark_process_dead(os.getpid(), self.multiprocess_dir)
 
     # --- multiprocess -----------------------------------------------------------------------------
@@ -326,6 +332,6 @@ class PrometheusLogger:
 
 
 @hookimpl
-def register_loggers(register: Callable[[str, type], None]) -> None:
+def register_loggers(register: Callable[[str, type[Logger]], None]) -> None:
     """Offer ``prometheus``."""
     register("prometheus", PrometheusLogger)
