@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 
 import msgspec
@@ -13,6 +13,7 @@ import pytest
 
 from truckllm import dialect, hookspecs, store, types, view
 from truckllm.background import Background
+from truckllm.errors import GatewayError
 from truckllm.gateway import Gateway, RetryBudget
 from truckllm.health import HealthRegistry
 from truckllm.runtime import AliasPlan, Runtime
@@ -103,3 +104,105 @@ def test_no_any_at_the_plugin_boundary() -> None:
 )
 def test_mentions_any(annotation: object, expected: bool) -> None:
     assert mentions_any(annotation) is expected
+
+
+class _Methods:
+    """Just enough of an inbound dialect's methods for registration."""
+
+    __slots__ = ()
+
+    def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        return None
+
+    def parse(
+        self,
+        route: dialect.DialectRoute,
+        body: bytes,
+        path_params: Mapping[str, str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+    ) -> types.ChatRequest:
+        raise NotImplementedError
+
+    def response(self, request: types.ChatRequest, body: bytes, source: str) -> bytes:
+        return body
+
+    def stream(self, request: types.ChatRequest, source: str) -> dialect.FrameTranslator:
+        raise NotImplementedError
+
+    def stream_content_type(self, request: types.ChatRequest) -> str:
+        return "text/plain"
+
+    def error_body(self, error: GatewayError) -> bytes:
+        return b""
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        return b""
+
+
+class _Dialect(_Methods):
+    """An inbound dialect without ``reframes_own``."""
+
+    name = "plain"
+    routes = ()
+
+
+class _Slotted(_Methods):
+    """The same, whose objects take no new attribute."""
+
+    __slots__ = ()
+    name = "slotted"
+    routes = ()
+
+
+class _Says(_Dialect):
+    name = "says"
+    reframes_own = "yes"
+
+
+class _Reframing(_Methods, dialect.InboundDialect):
+    """Subclasses the protocol: inherits its default, overrides it."""
+
+    name = "reframing"
+    routes = ()
+    reframes_own = True
+
+
+def _registered(obj: object) -> tuple[dict[str, dialect.InboundDialect], list[str]]:
+    from truckllm import hookimpl
+    from truckllm.plugins import make_plugin_manager
+
+    class Plugin:
+        __name__ = f"dialect-{type(obj).__name__}"
+
+        @hookimpl
+        def register_dialects(self, register: Callable[[object], None]) -> None:
+            register(obj)
+
+    host = make_plugin_manager(extra=[Plugin()], autoload=False)
+    return host.dialects, [f.error for f in host.failures]
+
+
+def test_a_dialect_that_leaves_out_reframes_own_gets_the_default() -> None:
+    dialects, failures = _registered(_Dialect())
+    assert not failures and dialects["plain"].reframes_own is False
+    assert isinstance(dialects["plain"], dialect.InboundDialect)
+    dialects, failures = _registered(_Reframing())
+    assert not failures and dialects["reframing"].reframes_own is True
+    assert dialect.InboundDialect.reframes_own is False
+
+
+@pytest.mark.parametrize(
+    "obj, message",
+    [
+        (_Slotted(), "declares reframes_own (or subclasses truckllm.dialect.InboundDialect)"),
+        (_Says(), "reframes_own is a bool"),
+        (object(), "register() takes an InboundDialect object"),
+    ],
+    ids=["slotted, without it", "not a bool", "not a dialect"],
+)
+def test_a_dialect_the_kernel_cannot_read_is_refused_at_registration(obj: object, message: str) -> None:
+    dialects, failures = _registered(obj)
+    assert not dialects.keys() - {"openai"}
+    (failure,) = failures
+    assert "register_dialects raised TypeError" in failure and message in failure

@@ -179,9 +179,10 @@ def test_select_provider_goes_to_the_plugin_that_registered_the_strategy(traced:
     context = SelectionContext(alias="a", now=0.0, random=None, state={})  # type: ignore[arg-type]
     cands: list[Any] = [1, 2, 3]
     kwargs = {"strategy": "s", "candidates": cands, "context": context}
-    assert host.dispatch.call("select_provider", "s", **kwargs) == [3, 2, 1]
+    ordered: object = host.dispatch.call("select_provider", "s", **kwargs)
+    assert ordered == [3, 2, 1]
     # ``first`` belongs to the kernel's defaults, asked first although registered before the others
-    first = host.dispatch.call("select_provider", "first", **{**kwargs, "strategy": "first"})
+    first: object = host.dispatch.call("select_provider", "first", **{**kwargs, "strategy": "first"})
     assert first == [1, 2, 3]
 
 
