@@ -318,11 +318,12 @@ def list_plugins(host: PluginHost, all: bool = False) -> list[dict[str, Any]]:
     """One sorted row per plugin: name, version, entry_point, module, hooks, status, error.
 
     The same list feeds ``truckllm plugins`` and ``GET /admin/v1/plugins``. ``all`` adds the
-    kernel's own defaults.
+    kernel's own defaults. The store and logger instances the gateway registers while serving
+    (``store``, ``logger-0-stdout``) are not plugins: their plugin is listed, they are not.
     """
     rows: list[dict[str, Any]] = []
     for name, plugin in host.pm.list_name_plugin():
-        if plugin is None:
+        if plugin is None or (name not in host.entry_points and name != DEFAULTS_NAME):
             continue
         dist = host.dists.get(name)
         if dist is None and name == DEFAULTS_NAME and not all:

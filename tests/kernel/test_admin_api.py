@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,3 +107,23 @@ def test_metrics_without_a_metrics_plugin_is_a_404_saying_how_to_enable_them() -
     assert answer.status_code == 404
     assert answer.json()["error"]["message"] == METRICS_OFF
     assert "loggers: [prometheus]" in METRICS_OFF
+
+
+def test_the_admin_plugin_list_is_the_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
+    """The store and logger instances registered while serving (``store``, ``logger-0-stdout``)
+    are not listed: ``/admin/v1/plugins`` and ``truckllm plugins`` show the same rows."""
+    from truckllm.cli import main
+
+    config = CONFIG + "loggers: [{stdout: {format: text}}]\nstore: {type: memory}\n"
+    for flag in ("", "1"):
+        with GatewayServer(config, autoload=True) as gw:
+            served = httpx.get(gw.url + f"/admin/v1/plugins?all={flag}", headers=ADMIN).json()["plugins"]
+            assert gw.gateway is not None and gw.gateway.store is not None and gw.gateway.loggers
+        assert main(["plugins", "--json", *(["--all"] if flag else [])]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert [(p["name"], p["entry_point"]) for p in served] == [
+            (p["name"], p["entry_point"]) for p in listed
+        ]
+        names = {p["name"] for p in served}
+        assert "truckllm-logger-stdout" in names and "truckllm-store-memory" in names
+        assert not names & {"store", "logger-0-stdout"}
