@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from loguru import logger
@@ -19,7 +20,7 @@ from truckllm.runtime import AliasPlan, Runtime
 from truckllm.store import Admission, BudgetCheck, Decision, RateCheck, Settlement
 from truckllm.types import ChatRequest, Usage
 
-__all__ = ["Reservation", "admit", "check_priced", "estimate_tokens", "serving_plans", "settlement"]
+__all__ = ["Reservation", "admit", "check_priced", "estimate_tokens", "serving_plans", "settlement", "usd"]
 
 DEFAULT_COMPLETION_ESTIMATE = 1024
 
@@ -143,7 +144,8 @@ async def admit(
     if decision.kind == "budget":
         raise GatewayError(
             429,
-            f"The API key '{key.name}' has used its budget of ${config.budget.usd if config.budget else 0:g} "
+            f"The API key '{key.name}' has used its budget of "
+            f"${usd(config.budget.usd if config.budget else 0)} "
             f"for this {config.budget.period if config.budget else 'period'}.",
             type="insufficient_quota",
             code="budget_exceeded",
@@ -157,6 +159,13 @@ async def admit(
         code="rate_limit_exceeded",
         headers={"retry-after": str(retry)},
     )
+
+
+def usd(amount: float) -> str:
+    """``amount`` dollars in plain decimals, as many places as it needs and no trailing zeros:
+    ``0.00006``, ``5``, ``12.5`` (never ``6e-05``)."""
+    text = format(Decimal(repr(float(amount))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def settlement(reservation: Reservation, usage: Usage | None, cost_usd: float) -> Settlement:
