@@ -184,3 +184,38 @@ def test_the_stream_translator_checks_every_frame() -> None:
             MockStream(Usage()).feed(frame)
         assert failure.value.error.kind == "bad_response"
     assert stream.feed(b"data: [DONE]\n\n") == b"data: [DONE]\n\n" and stream.close() == b""
+
+
+def test_the_quick_starts_front_doors_count_tokens() -> None:
+    """Anthropic's ``/v1/messages/count_tokens`` and Gemini's ``:countTokens`` are served by the
+    mock: the prompt's words plus one, the ``prompt_tokens`` its chat answer reports; free."""
+    import httpx2 as httpx
+
+    pytest.importorskip("truckllm_dialect_anthropic")  # the front doors are plugins of their own
+    pytest.importorskip("truckllm_dialect_gemini")
+    text = "one two three"
+    with GatewayServer(CONFIG) as gw:  # a fresh one: no fault of another test cools its key
+        chat = post(gw, {"model": "demo", "messages": [{"role": "user", "content": text}]})
+        expected = chat.json()["usage"]["prompt_tokens"]  # type: ignore[attr-defined]
+        count_tokens = (
+            ("/v1/messages/count_tokens", {"model": "demo", "messages": [{"role": "user", "content": text}]}),
+            ("/v1beta/models/demo:countTokens", {"contents": [{"role": "user", "parts": [{"text": text}]}]}),
+        )
+        headers = {"anthropic-version": "2023-06-01", "x-api-key": "any", "x-goog-api-key": "any"}
+        anthropic, gemini, again = (
+            httpx.post(gw.url + path, json=body, headers=headers)
+            for path, body in (*count_tokens, count_tokens[0])
+        )
+    assert anthropic.status_code == 200, anthropic.text
+    assert anthropic.json() == {"input_tokens": expected} == {"input_tokens": 4}
+    assert gemini.status_code == 200, gemini.text
+    assert gemini.json() == {"totalTokens": expected}
+    assert again.json() == anthropic.json()  # deterministic
+
+
+def test_a_token_count_is_free() -> None:
+    from truckllm.types import ChatRequest, Provider
+
+    provider = Provider(name="demo", type="mock", base_url="mock://local")
+    request = ChatRequest(endpoint="count_tokens", model="demo", body=b"{}")
+    assert truckllm_provider_mock.parse_usage(provider, request, b'{"prompt_tokens": 9}') == Usage()

@@ -74,7 +74,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             type=TYPE,
             default_base_url="mock://local",
             dialect="openai",
-            endpoints=frozenset({"chat", "completions", "embeddings"}),
+            endpoints=frozenset({"chat", "completions", "embeddings", "count_tokens"}),
             options=Options,
             needs_keys=False,
         )
@@ -246,6 +246,10 @@ class _Local:
                 )
             return UpstreamResponse(status=200, headers={"content-type": "application/json"}, body=garbage)
         typed = self.request.typed
+        if self.request.endpoint == "count_tokens":
+            return UpstreamResponse(
+                status=200, headers={"content-type": "application/json"}, body=self._token_count(typed)
+            )
         if isinstance(typed, EmbeddingRequest):
             return UpstreamResponse(
                 status=200, headers={"content-type": "application/json"}, body=self._embeddings(typed)
@@ -334,6 +338,12 @@ class _Local:
         yield chunks.usage(usage)
         yield chunks.done()
 
+    def _token_count(self, typed: Any) -> bytes:
+        """The prompt's tokens as the mock counts them for a chat (its words, plus one): the same
+        figure its chat answer reports as ``prompt_tokens``."""
+        tokens = _words(_prompt_text(typed)[0]) + 1
+        return msgspec.json.encode({"object": "token_count", "model": self.model, "prompt_tokens": tokens})
+
     def _embeddings(self, typed: EmbeddingRequest) -> bytes:
         inputs: list[Any] = (
             [typed.input]
@@ -389,6 +399,25 @@ class _Answer(msgspec.Struct):
 
 
 _ANSWER = msgspec.json.Decoder(_Answer)
+
+
+class _Count(msgspec.Struct):
+    """The mock's token count: ``{"object": "token_count", "prompt_tokens": N}``."""
+
+    prompt_tokens: int
+
+
+_COUNT_ANSWER = msgspec.json.Decoder(_Count)
+
+
+def _counted(body: bytes) -> int | None:
+    """The ``prompt_tokens`` of a token-count answer, or ``None`` when ``body`` is not one."""
+    try:
+        return _COUNT_ANSWER.decode(body).prompt_tokens
+    except _UNREADABLE:
+        return None
+
+
 _UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
 
 
@@ -397,7 +426,9 @@ def _bad_response(message: str) -> UpstreamError:
 
 
 def _is_answer(endpoint: str, body: bytes) -> bool:
-    """Whether ``body`` is a JSON object with the endpoint's list."""
+    """Whether ``body`` is a JSON object with the endpoint's list (a token count: its count)."""
+    if endpoint == "count_tokens":
+        return _counted(body) is not None
     try:
         answer = _ANSWER.decode(body)
     except _UNREADABLE:
@@ -429,9 +460,11 @@ def transform_response(
 
 @hookimpl
 def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage | None:
-    """Usage from the mock's own answer."""
+    """Usage from the mock's own answer (a token count is free: nothing was generated)."""
     if provider.type != TYPE:
         return None
+    if request.endpoint == "count_tokens":
+        return Usage()
     return parse_openai_usage(body)
 
 
