@@ -19,35 +19,13 @@ from hypercorn.config import Config as HypercornConfig
 from loguru import logger
 
 from truckllm.app import create_app
-from truckllm.config.admin_token import is_loopback, weak_admin_token
 from truckllm.config.schema import Config
-from truckllm.errors import ConfigError, StartupError
+from truckllm.errors import ConfigError
 from truckllm.gateway import Gateway
+from truckllm.preflight import bind_error, check_bindable, check_exposure, preflight
 from truckllm.sdnotify import notify
 
-__all__ = ["app_factory", "hypercorn_config", "run_server"]
-
-
-def check_exposure(config: Config, listen: str) -> None:
-    """Refuse to serve anywhere but loopback without gateway keys or with a weak admin token.
-
-    ``listen`` is the address actually bound (``--listen`` overrides ``server.listen``, which the
-    config loader checked the admin token against).
-    """
-    loopback = is_loopback(listen)
-    if config.keys is None:
-        if not loopback:
-            raise StartupError(
-                f"no gateway keys are configured and the gateway would listen on {listen}: "
-                "add a keys: section, or listen on 127.0.0.1"
-            )
-        logger.warning("no keys: section: any bearer token is accepted (listening on loopback only)")
-    weak = weak_admin_token(config.admin.token)
-    if weak is not None and not loopback:
-        raise StartupError(
-            f"admin.token: {weak}, and the gateway would listen on {listen}: set a random token of "
-            "at least 16 characters (e.g. TRUCKLLM_ADMIN_TOKEN), or listen on 127.0.0.1"
-        )
+__all__ = ["app_factory", "check_exposure", "hypercorn_config", "run_server"]
 
 
 def hypercorn_config(
@@ -120,17 +98,24 @@ def run_server(config_path: str, listen: str | None = None, workers: int | None 
     setup_logging()
     gateway = Gateway(config_path)
     config = gateway.runtime.config
-    bind = listen or config.server.listen
-    check_exposure(config, bind)
+    bind = preflight(config, listen)
     if os.environ.get("TRUCKLLM_WORKER_FD"):
-        workers = 1  # a worker of supervise()
+        workers = 1  # a worker of supervise(), which holds the socket
+    else:
+        check_bindable(bind)
     hc = hypercorn_config(config, bind, workers)
     if hc.workers > 1:
         del gateway  # each worker builds its own
         return supervise(config_path, bind, hc.workers)
     logger.info("serving {} on http://{}", config_path, bind)
     tune_gc()
-    _run_loop(_serve(gateway, hc))
+    try:
+        _run_loop(_serve(gateway, hc))
+    except OSError as exc:  # the address was taken between the check and the bind
+        error = bind_error(bind, exc)
+        if error is None:
+            raise
+        raise error from None
     return 0
 
 

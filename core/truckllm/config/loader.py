@@ -22,6 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from truckllm.config.admin_token import is_loopback, weak_admin_token
 from truckllm.config.durations import Duration, parse_duration
+from truckllm.config.messages import fields_at, plain, unknown_field
 from truckllm.config.quoting import Quoting
 from truckllm.config.schema import (
     AdminConfig,
@@ -209,13 +210,15 @@ class _Reader:
                 else:
                     break
             unknown = re.match(r"Object contains unknown field `(.+)`", message)
-            if unknown:
-                sub.append(unknown.group(1))
-                message = "unknown field"
             missing = re.match(r"Object missing required field `(.+)`", message)
-            if missing:
+            if unknown:
+                message = unknown_field(unknown.group(1), fields_at(type_, sub))
+                sub.append(unknown.group(1))
+            elif missing:
                 sub.append(missing.group(1))
                 message = "required field is missing"
+            else:
+                message = plain(message, type_, sub)
             self.problem([*path, *sub], message)
             return None
 
@@ -269,7 +272,7 @@ def parse_config(
     sections: dict[str, Any] = {}
     for name, value in plain.items():
         if name not in _SECTIONS:
-            reader.problem([name], "unknown field")
+            reader.problem([name], unknown_field(name, _SECTIONS))
             continue
         if name in ("providers", "models"):
             if not isinstance(value, dict):
