@@ -127,3 +127,15 @@ def test_the_admin_plugin_list_is_the_cli_list(capsys: pytest.CaptureFixture[str
         names = {p["name"] for p in served}
         assert "truckllm-logger-stdout" in names and "truckllm-store-memory" in names
         assert not names & {"store", "logger-0-stdout"}
+
+
+def test_the_docs_say_what_a_new_user_needs() -> None:
+    """A plugin installed while serving needs a restart (README, Plugins); the plugin guide names
+    the dialect kind and where a fake upstream listens."""
+    readme = (REPO / "README.md").read_text()
+    plugins_section = readme[readme.index("\n## Plugins\n") : readme.index("\n### Writing a plugin\n")]
+    assert "Install plugins, then restart." in plugins_section
+    guide = (REPO / "docs" / "plugins.md").read_text()
+    assert "`provider`, `strategy`, `store`, `logger` and `dialect`" in guide
+    assert "\n## Dialect plugins\n" in guide and "register_dialects" in guide
+    assert "`fake.base_url` is what a provider's `base_url` is for it" in guide
