@@ -4,7 +4,7 @@ The hook is ``parse_usage`` for an ``openai`` provider (the openai plugin answer
 installed plugins plus 0, 12 and 30 throwaway provider plugins that decline it (as every other
 provider plugin does), registered last so that pluggy asks them first, as it would ask plugins
 installed after the built-ins. Prints microseconds per call: the plugin's function called
-directly, pluggy's hook call, :meth:`truckllm.dispatch.Dispatcher.call`. Medians of 9 runs.
+directly, pluggy's hook call, :meth:`truckllm._internal.dispatch.Dispatcher.call`. Medians of 9 runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import timeit
 from collections.abc import Callable, Sequence
 
 from truckllm import hookimpl
-from truckllm.plugins import PluginHost, make_plugin_manager
+from truckllm._internal.plugins import PluginHost, make_plugin_manager
 from truckllm.types import Provider, Usage
 
 __all__ = ["main", "measure"]

@@ -3,14 +3,14 @@
 What a pass-through request costs the gateway's CPU, piece by piece, as the kernel and the
 provider plugins do it:
 
-- request decode (``truckllm.schemas.openai`` through msgspec) and the model rewrite
+- request decode (``truckllm.kit.openai_schemas`` through msgspec) and the model rewrite
   (``ChatRequest.with_model``, which decodes the top-level members once and re-encodes);
 - hook dispatch through pluggy with every installed plugin: a ``firstresult`` hook no plugin
   answers (dispatch alone), and ``transform_request`` for an OpenAI pass-through;
-- usage parsing (``truckllm.openai_wire.parse_openai_usage``);
+- usage parsing (``truckllm.kit.openai_wire.parse_openai_usage``);
 - stream handling: the openai plugin's ``OpenAIStream.feed`` over a realistic 60-event stream,
   and the anthropic and gemini translators' ``feed`` when those plugins are installed;
-- SSE parsing (``truckllm.sse.SSEParser``) over the same stream.
+- SSE parsing (``truckllm.kit.sse.SSEParser``) over the same stream.
 
 Besides pytest-benchmark's timings, each test measures allocations with the GC off: the peak of
 memory allocated during one call (``tracemalloc``), the memory blocks still held after a call
@@ -36,10 +36,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from truckllm.openai_wire import parse_openai_usage
-from truckllm.plugins import PluginHost, make_plugin_manager
-from truckllm.schemas.openai import ChatCompletionRequest
-from truckllm.sse import SSEParser
+from truckllm._internal.openai_wire import parse_openai_usage
+from truckllm._internal.plugins import PluginHost, make_plugin_manager
+from truckllm._internal.schemas.openai import ChatCompletionRequest
+from truckllm._internal.sse import SSEParser
 from truckllm.types import ChatRequest, Provider
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hotpath.json"

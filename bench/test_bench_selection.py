@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from truckllm.plugins import PluginHost, make_plugin_manager
+from truckllm._internal.plugins import PluginHost, make_plugin_manager
 from truckllm.types import Candidate, Price, Provider, RateLimits
 from truckllm_testing.selection import HealthHarness, candidate, key_ref, selection_context
 

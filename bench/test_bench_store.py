@@ -20,7 +20,7 @@ import pytest
 from truckllm_store_memory import MemoryStore
 from truckllm_store_redis import RedisStore
 
-from truckllm.store import Admission, BudgetCheck, RateCheck, Store
+from truckllm._internal.store import Admission, BudgetCheck, RateCheck, Store
 
 SEQUENTIAL = 1000
 CONCURRENCY = 100

@@ -26,8 +26,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from pluggy import HookimplMarker, HookspecMarker
 
-from truckllm.dialect import InboundDialect
-from truckllm.store import Store
+from truckllm._internal.dialect import InboundDialect
+from truckllm._internal.store import Store
+from truckllm._internal.view import GatewayView
 from truckllm.types import (
     Candidate,
     ChatRequest,
@@ -43,7 +44,6 @@ from truckllm.types import (
     UpstreamResponse,
     Usage,
 )
-from truckllm.view import GatewayView
 
 HOOKSPEC_VERSION = 1
 """The plugin API version this kernel serves."""
@@ -94,7 +94,7 @@ def register_stores(register: Callable[[str, type[Store]], None]) -> None:
     with the plugin manager so that its ``store_usage`` hookimpl is called.
 
     :param register: call it with the store type name and its class, which implements
-        :class:`truckllm.store.Store` (and optionally :class:`truckllm.store.CooldownPush`).
+        :class:`truckllm.kit.store.Store` (and optionally :class:`truckllm.kit.store.CooldownPush`).
 
     :returns: ``None``.
 
@@ -125,7 +125,7 @@ def register_dialects(register: Callable[[InboundDialect], None]) -> None:
     """Declare inbound API dialects (front doors speaking another API's format).
 
     Called once per plugin manager. Each registered object is a
-    :class:`truckllm.dialect.InboundDialect`: its name, its routes, and how to parse requests,
+    :class:`truckllm.kit.dialect.InboundDialect`: its name, its routes, and how to parse requests,
     render errors and translate answers. The kernel mounts the routes at start-up (a new dialect
     plugin needs a restart). A name registered twice stops start-up.
 

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 import msgspec
 from msgspec import Raw, Struct
 
-from truckllm.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from truckllm._internal.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 __all__ = [
     "AliasInfo",
@@ -222,7 +222,7 @@ class ChatRequest(Struct, kw_only=True):
     :ivar model: the ``model`` the client asked for (an alias).
     :ivar stream: the client asked for a stream.
     :ivar include_usage: the client asked for the final usage chunk.
-    :ivar typed: the validated request (a struct of :mod:`truckllm.schemas.openai`).
+    :ivar typed: the validated request (a struct of :mod:`truckllm.kit.openai_schemas`).
     :ivar headers: the client's headers (lower-case names), minus credentials.
     """
 

@@ -48,10 +48,10 @@ import pytest
 from loguru import logger
 
 from truckllm import hookimpl
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.errors import StartupError
 from truckllm.hookspecs import HOOKSPEC_VERSION
-from truckllm.plugins import list_plugins, make_plugin_manager
-from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm.types import ChatRequest, Provider, RequestRecord, UpstreamResponse
 from truckllm_testing.fakes import FakeOpenAI, FakeUpstream, Fault, Reply, ToolCall
 from truckllm_testing.hostile import (

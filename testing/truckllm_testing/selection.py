@@ -51,11 +51,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from truckllm.config.durations import Duration
-from truckllm.config.schema import CooldownConfig
-from truckllm.health import HealthRegistry, PairStats
+from truckllm._internal.config.durations import Duration
+from truckllm._internal.config.schema import CooldownConfig
+from truckllm._internal.health import HealthRegistry, PairStats
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 from truckllm.hookspecs import HOOKSPEC_VERSION
-from truckllm.plugins import list_plugins, make_plugin_manager
 from truckllm.types import Candidate, Deployment, KeyRef, Price, Provider, RateLimits, SelectionContext
 
 __all__ = [
@@ -256,7 +256,7 @@ def selection_context(
 
 
 class HealthHarness:
-    """The kernel's :class:`~truckllm.health.HealthRegistry` on a settable clock.
+    """The kernel's :class:`~truckllm._internal.health.HealthRegistry` on a settable clock.
 
     Set :attr:`now` to move time; every ``PairStats`` of the registry reads it.
 

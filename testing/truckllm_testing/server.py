@@ -7,7 +7,7 @@ with GatewayServer(CONFIG_YAML) as gw:
 
 The gateway runs under hypercorn on its own event loop in a daemon thread, bound to a free port
 on 127.0.0.1; ``stop()`` drains it like SIGTERM would. ``gateway`` is the live
-:class:`~truckllm.gateway.Gateway` (its health, background queue and runtime can be inspected).
+:class:`~truckllm._internal.gateway.Gateway` (its health, background queue and runtime can be inspected).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 
 from hypercorn.asyncio import serve
 
-from truckllm.app import create_app
-from truckllm.gateway import Gateway
-from truckllm.server import hypercorn_config
+from truckllm._internal.app import create_app
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.server import hypercorn_config
 
 __all__ = ["GatewayServer"]
 

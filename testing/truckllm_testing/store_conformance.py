@@ -59,7 +59,7 @@ import msgspec
 import pytest
 from hypothesis import strategies as st
 
-from truckllm.store import (
+from truckllm._internal.store import (
     DEFAULT_USAGE_RETENTION,
     USAGE_TOTALS,
     Admission,

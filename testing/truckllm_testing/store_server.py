@@ -1,4 +1,4 @@
-"""The reference server of the ``http`` store's REST protocol, over any :class:`~truckllm.store.Store`.
+"""The reference server of the ``http`` store's REST protocol, over any :class:`~truckllm.kit.store.Store`.
 
 ```python
 async with StoreServer(MemoryStore(), token="s3cret") as server:
@@ -8,7 +8,7 @@ async with StoreServer(MemoryStore(), token="s3cret") as server:
 A team that keeps its limits, budgets and usage in its own service implements the same
 endpoints (documented in ``plugins/truckllm-store-http/README.md``); this one is what the http
 store's tests run against, and a starting point. Bodies are JSON encodings of the structs of
-:mod:`truckllm.store` (and :class:`~truckllm.types.RequestRecord`).
+:mod:`truckllm.kit.store` (and :class:`~truckllm.types.RequestRecord`).
 
 | method, path | body | answer |
 |---|---|---|
@@ -38,8 +38,8 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from truckllm.localstate import LocalStore, StoreUnavailable
-from truckllm.store import (
+from truckllm._internal.localstate import LocalStore, StoreUnavailable
+from truckllm._internal.store import (
     Admission,
     CooldownClear,
     CooldownMark,

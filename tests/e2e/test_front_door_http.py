@@ -56,7 +56,7 @@ def every_path(gw: GatewayServer) -> list[tuple[str, str, str]]:
 def create_routes(gw: GatewayServer) -> list[tuple[str, str, str]]:
     from starlette.routing import Route
 
-    from truckllm.admin import admin_routes
+    from truckllm._internal.admin import admin_routes
 
     assert gw.gateway is not None
     routes: list[tuple[str, str, str]] = [

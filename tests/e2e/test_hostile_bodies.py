@@ -19,7 +19,7 @@ import httpx2 as httpx
 import pytest
 from loguru import logger
 
-from truckllm.safejson import MAX_DEPTH
+from truckllm._internal.safejson import MAX_DEPTH
 from truckllm_testing.server import GatewayServer
 
 ADMIN = "hostile-bodies-admin-7Qw2xZp9Lk4m"

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from truckllm import hookimpl
-from truckllm.app import create_app
-from truckllm.gateway import Gateway
+from truckllm._internal.app import create_app
+from truckllm._internal.gateway import Gateway
 from truckllm.types import RequestRecord
 from truckllm_testing.fakes import FakeOpenAI, Fault
 from truckllm_testing.server import GatewayServer

@@ -1,4 +1,4 @@
-"""The admin API: one handler per URL (``truckllm.admin.ROUTES``), and what a new user met
+"""The admin API: one handler per URL (``truckllm._internal.admin.ROUTES``), and what a new user met
 (issue 14, item 8): problems of a config sent in a request name the request body, the first
 gateway key of an open gateway says that it closed it, ``/metrics`` says how to enable metrics."""
 
@@ -15,10 +15,10 @@ import httpx2 as httpx
 import pytest
 from loguru import logger
 
-from truckllm.admin import ROUTES, admin_routes
-from truckllm.admin.config import REQUEST_BODY
-from truckllm.admin.status import METRICS_OFF
-from truckllm.gateway import Gateway
+from truckllm._internal.admin import ROUTES, admin_routes
+from truckllm._internal.admin.config import REQUEST_BODY
+from truckllm._internal.admin.status import METRICS_OFF
+from truckllm._internal.gateway import Gateway
 from truckllm_testing.server import GatewayServer
 
 TOKEN = "an-admin-token-for-the-admin-tests"
@@ -51,7 +51,7 @@ def test_every_admin_url_has_one_documented_module_level_handler() -> None:
         seen.add((route.method, route.path))
         handler = route.handler
         assert inspect.iscoroutinefunction(handler) and handler.__doc__
-        assert handler.__module__.startswith("truckllm.admin.")
+        assert handler.__module__.startswith("truckllm._internal.admin.")
         assert list(inspect.signature(handler).parameters) == ["gateway", "request"]
     readme = (REPO / "README.md").read_text()
     documented = set(re.findall(r"^\| `(GET|PUT|POST|DELETE) (/[^`?\[ ]*)", readme, re.MULTILINE))
@@ -112,7 +112,7 @@ def test_metrics_without_a_metrics_plugin_is_a_404_saying_how_to_enable_them() -
 def test_the_admin_plugin_list_is_the_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     """The store and logger instances registered while serving (``store``, ``logger-0-stdout``)
     are not listed: ``/admin/v1/plugins`` and ``truckllm plugins`` show the same rows."""
-    from truckllm.cli import main
+    from truckllm._internal.cli import main
 
     config = CONFIG + "loggers: [{stdout: {format: text}}]\nstore: {type: memory}\n"
     for flag in ("", "1"):

@@ -18,13 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
-from truckllm.config.admin_token import MIN_LENGTH, is_loopback, weak_admin_token
-from truckllm.config.loader import Registry, parse_config
+from truckllm._internal.config.admin_token import MIN_LENGTH, is_loopback, weak_admin_token
+from truckllm._internal.config.loader import Registry, parse_config
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.plugins import make_plugin_manager
+from truckllm._internal.secrets import Secret
+from truckllm._internal.server import check_exposure
 from truckllm.errors import ConfigError, StartupError
-from truckllm.gateway import Gateway
-from truckllm.plugins import make_plugin_manager
-from truckllm.secrets import Secret
-from truckllm.server import check_exposure
 
 EXAMPLES = int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "300"))
 REPO = Path(__file__).resolve().parents[2]

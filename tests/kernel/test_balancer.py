@@ -16,13 +16,13 @@ import msgspec
 import pytest
 
 from truckllm import hookimpl
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.openai_api import OPENAI
+from truckllm._internal.openai_wire import chat_completion, upstream_error
+from truckllm._internal.pipeline import serve
+from truckllm._internal.request import RequestContext
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.errors import GatewayError
-from truckllm.gateway import Gateway
-from truckllm.openai_api import OPENAI
-from truckllm.openai_wire import chat_completion, upstream_error
-from truckllm.pipeline import serve
-from truckllm.request import RequestContext
-from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm.types import (
     ChatRequest,
     Provider,

@@ -11,12 +11,13 @@ from types import ModuleType
 import msgspec
 import pytest
 
-from truckllm import dialect, hookspecs, store, types, view
-from truckllm.background import Background
+from truckllm import hookspecs, types
+from truckllm._internal import dialect, store, view
+from truckllm._internal.background import Background
+from truckllm._internal.gateway import Gateway, RetryBudget
+from truckllm._internal.health import HealthRegistry
+from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm.errors import GatewayError
-from truckllm.gateway import Gateway, RetryBudget
-from truckllm.health import HealthRegistry
-from truckllm.runtime import AliasPlan, Runtime
 
 # names the view module imports for type checking only
 LOCALS = {
@@ -170,7 +171,7 @@ class _Reframing(_Methods, dialect.InboundDialect):
 
 def _registered(obj: object) -> tuple[dict[str, dialect.InboundDialect], list[str]]:
     from truckllm import hookimpl
-    from truckllm.plugins import make_plugin_manager
+    from truckllm._internal.plugins import make_plugin_manager
 
     class Plugin:
         __name__ = f"dialect-{type(obj).__name__}"
@@ -195,7 +196,7 @@ def test_a_dialect_that_leaves_out_reframes_own_gets_the_default() -> None:
 @pytest.mark.parametrize(
     "obj, message",
     [
-        (_Slotted(), "declares reframes_own (or subclasses truckllm.dialect.InboundDialect)"),
+        (_Slotted(), "declares reframes_own (or subclasses truckllm.kit.dialect.InboundDialect)"),
         (_Says(), "reframes_own is a bool"),
         (object(), "register() takes an InboundDialect object"),
     ],

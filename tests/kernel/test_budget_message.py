@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2 as httpx
 import pytest
 
-from truckllm.admission import usd
+from truckllm._internal.admission import usd
 from truckllm_testing.server import GatewayServer
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from truckllm.config.loader import Registry, parse_config
+from truckllm._internal.config.loader import Registry, parse_config
+from truckllm._internal.plugins import make_plugin_manager
 from truckllm.errors import ConfigError
-from truckllm.plugins import make_plugin_manager
 
 TRUCKLLM = str(Path(sys.executable).with_name("truckllm"))
 KEYS = "keys: [{name: a, value: a-gateway-key-value-0123}]\n"

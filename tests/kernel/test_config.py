@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from truckllm.config.durations import parse_duration
-from truckllm.config.loader import Registry, load_config, merge_routing, parse_config
+from truckllm._internal.config.durations import parse_duration
+from truckllm._internal.config.loader import Registry, load_config, merge_routing, parse_config
+from truckllm._internal.plugins import make_plugin_manager
+from truckllm._internal.secrets import Secret
 from truckllm.errors import ConfigError
-from truckllm.plugins import make_plugin_manager
-from truckllm.secrets import Secret
 from truckllm.types import ProviderSpec
 
 REGISTRY = Registry(

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from truckllm.config.loader import MAX_NESTING, MAX_NODES, Registry, parse_config
+from truckllm._internal.config.loader import MAX_NESTING, MAX_NODES, Registry, parse_config
+from truckllm._internal.plugins import make_plugin_manager
 from truckllm.errors import ConfigError
-from truckllm.plugins import make_plugin_manager
 
 EXAMPLES = int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "300")) // 3
 

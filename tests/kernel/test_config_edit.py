@@ -9,7 +9,7 @@ import io
 import pytest
 from ruamel.yaml import YAML
 
-from truckllm.config.edit import add_gateway_key, remove_gateway_key
+from truckllm._internal.config.edit import add_gateway_key, remove_gateway_key
 
 HASH = "sha256:" + "ab" * 32
 ENTRY = {"name": "ci", "hash": HASH, "models": ["demo"], "rpm": 5, "tpm": None, "budget": None}

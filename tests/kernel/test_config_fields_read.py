@@ -20,8 +20,8 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from truckllm.config.schema import Config
-from truckllm.plugins import make_plugin_manager
+from truckllm._internal.config.schema import Config
+from truckllm._internal.plugins import make_plugin_manager
 
 REPO = Path(__file__).resolve().parents[2]
 KERNEL = REPO / "core" / "truckllm"

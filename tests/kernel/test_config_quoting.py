@@ -23,12 +23,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from truckllm.cli import main as cli_main
-from truckllm.config.loader import parse_config
-from truckllm.config.quoting import MIN_FRAGMENT
-from truckllm.config.schema import Config
+from truckllm._internal.cli import main as cli_main
+from truckllm._internal.config.loader import parse_config
+from truckllm._internal.config.quoting import MIN_FRAGMENT
+from truckllm._internal.config.schema import Config
+from truckllm._internal.plugins import PluginHost, make_plugin_manager
 from truckllm.errors import ConfigError
-from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm_testing.server import GatewayServer
 
 EXAMPLES = max(3, int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "300")) // 50)

@@ -6,7 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from truckllm.config.source import FileSource
+from truckllm._internal.config.source import FileSource
 
 
 def _poll(source: FileSource) -> str | None:

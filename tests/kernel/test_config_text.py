@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from truckllm.config.loader import parse_config
+from truckllm._internal.config.loader import parse_config
+from truckllm._internal.plugins import PluginHost, make_plugin_manager
 from truckllm.errors import ConfigError
-from truckllm.plugins import PluginHost, make_plugin_manager
 
 EXAMPLES = int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "100"))
 SURROGATE = st.integers(0xD800, 0xDFFF).map(chr)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from truckllm.cli import main
-from truckllm.config.loader import parse_config
-from truckllm.crypto import CryptoError, Keyring, key_id, parse_master_key, seal, unseal
+from truckllm._internal.cli import main
+from truckllm._internal.config.loader import parse_config
+from truckllm._internal.crypto import CryptoError, Keyring, key_id, parse_master_key, seal, unseal
+from truckllm._internal.plugins import make_plugin_manager
 from truckllm.errors import ConfigError
-from truckllm.plugins import make_plugin_manager
 
 KEY_A = base64.b64encode(b"A" * 32).decode()
 KEY_B = (b"B" * 32).hex()

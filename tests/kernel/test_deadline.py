@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from truckllm.deadline import deadline
+from truckllm._internal.deadline import deadline
 
 
 async def test_a_block_that_ends_in_time_is_left_alone() -> None:

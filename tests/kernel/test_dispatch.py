@@ -11,8 +11,8 @@ import pytest
 from loguru import logger
 
 from truckllm import hookimpl
+from truckllm._internal.plugins import PluginHost, make_plugin_manager
 from truckllm.errors import StartupError
-from truckllm.plugins import PluginHost, make_plugin_manager
 from truckllm.types import Candidate, ProviderSpec, SelectionContext, StrategySpec
 
 TYPE = "t"

@@ -11,11 +11,19 @@ import httpx2 as httpx
 import msgspec
 
 from truckllm import hookimpl
-from truckllm.dialect import DialectRoute
+from truckllm._internal.dialect import DialectRoute
+from truckllm._internal.openai_wire import ChunkBuilder, chat_completion
+from truckllm._internal.schemas.openai import ChatCompletionRequest, UserMessage
+from truckllm._internal.store import (
+    Admission,
+    CooldownMark,
+    Decision,
+    Settlement,
+    UsageQuery,
+    UsageReport,
+    UsageRow,
+)
 from truckllm.errors import GatewayError, UpstreamFailure
-from truckllm.openai_wire import ChunkBuilder, chat_completion
-from truckllm.schemas.openai import ChatCompletionRequest, UserMessage
-from truckllm.store import Admission, CooldownMark, Decision, Settlement, UsageQuery, UsageReport, UsageRow
 from truckllm.types import (
     Candidate,
     ChatRequest,

@@ -7,10 +7,10 @@ import socket
 
 import pytest
 
-from truckllm.config.loader import parse_config
+from truckllm._internal.config.loader import parse_config
+from truckllm._internal.netguard import BlockedAddress, GuardedResolver, NetPolicy, address_problem
+from truckllm._internal.plugins import make_plugin_manager
 from truckllm.errors import ConfigError
-from truckllm.netguard import BlockedAddress, GuardedResolver, NetPolicy, address_problem
-from truckllm.plugins import make_plugin_manager
 
 OPEN = NetPolicy()
 STRICT = NetPolicy(allow_loopback=False, allow_private=False)

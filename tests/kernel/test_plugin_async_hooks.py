@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from truckllm import hookimpl, hookspecs
-from truckllm.plugins import list_plugins, make_plugin_manager
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 
 HOOKS = sorted(name for name, f in vars(hookspecs).items() if callable(f) and hasattr(f, "truckllm_spec"))
 MAY_BE_ASYNC = {"store_usage", "emit_log", "startup", "shutdown"}

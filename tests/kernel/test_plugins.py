@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from truckllm import hookimpl
-from truckllm.cli import main
-from truckllm.config.loader import parse_config
+from truckllm._internal.cli import main
+from truckllm._internal.config.loader import parse_config
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 from truckllm.errors import ConfigError, StartupError
-from truckllm.plugins import list_plugins, make_plugin_manager
 from truckllm.types import ProviderSpec, StrategySpec
 
 
@@ -27,8 +27,8 @@ def test_builtin_plugins_load_through_entry_points() -> None:
     assert row["entry_point"] == "provider-openai = truckllm_provider_openai"
     assert row["module"] == "truckllm_provider_openai"
     assert "transform_request" in row["hooks"] and row["status"] == "loaded"
-    assert "truckllm.defaults" not in rows
-    assert "truckllm.defaults" in {r["name"] for r in list_plugins(host, all=True)}
+    assert "truckllm._internal.defaults" not in rows
+    assert "truckllm._internal.defaults" in {r["name"] for r in list_plugins(host, all=True)}
 
 
 def test_autoload_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,11 +17,11 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 
-from truckllm.config.schema import Config
-from truckllm.gateway import Gateway
-from truckllm.plugins import PluginHost, make_plugin_manager
-from truckllm.redact import redacted_config
-from truckllm.secrets import REDACTED
+from truckllm._internal.config.schema import Config
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.plugins import PluginHost, make_plugin_manager
+from truckllm._internal.redact import redacted_config
+from truckllm._internal.secrets import REDACTED
 from truckllm_testing.server import GatewayServer
 
 Path_ = tuple[str | int, ...]

@@ -22,13 +22,13 @@ import pytest
 import truckllm_provider_openai
 from aiohttp import web
 
-from truckllm.config.schema import RoutingConfig
+from truckllm._internal.config.schema import RoutingConfig
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.openai_api import OPENAI
+from truckllm._internal.pipeline import serve
+from truckllm._internal.request import RequestContext
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.errors import GatewayError
-from truckllm.gateway import Gateway
-from truckllm.openai_api import OPENAI
-from truckllm.pipeline import serve
-from truckllm.request import RequestContext
-from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm.types import ChatRequest
 
 LEVELS = ("top", "provider", "alias", "deployment", "key")

@@ -1,6 +1,6 @@
 """The one check every front door's JSON goes through: bounded depth, no repeated keys.
 
-Rule: a body decoded by ``truckllm.safejson`` is refused (``JSONBodyError``, a 400) exactly when it
+Rule: a body decoded by ``truckllm.kit.safejson`` is refused (``JSONBodyError``, a 400) exactly when it
 nests deeper than ``MAX_DEPTH`` or some object, at any level, names a key twice; never anything
 else (a RecursionError, a 500).
 """
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from truckllm._internal.safejson import MAX_DEPTH, JSONBodyError, check_json, decode_json
 from truckllm.errors import GatewayError
-from truckllm.safejson import MAX_DEPTH, JSONBodyError, check_json, decode_json
 
 EXAMPLES = int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "300"))
 

@@ -12,8 +12,15 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from truckllm.scrub import MAX_FIELD, MAX_MESSAGE, MIN_FRAGMENT, Scrubber, config_secrets, scrub_error
-from truckllm.secrets import REDACTED, Secret
+from truckllm._internal.scrub import (
+    MAX_FIELD,
+    MAX_MESSAGE,
+    MIN_FRAGMENT,
+    Scrubber,
+    config_secrets,
+    scrub_error,
+)
+from truckllm._internal.secrets import REDACTED, Secret
 from truckllm.types import UpstreamError
 
 EXAMPLES = int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "300"))

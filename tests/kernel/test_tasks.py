@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from truckllm.tasks import stop_task
+from truckllm._internal.tasks import stop_task
 
 
 async def test_a_running_task_is_cancelled_and_awaited_to_its_end() -> None:

@@ -19,15 +19,15 @@ import pytest
 import truckllm_store_memory
 
 from truckllm import hookimpl
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.numbers import MAX_TOKENS
+from truckllm._internal.openai_api import OPENAI
+from truckllm._internal.openai_wire import chat_completion
+from truckllm._internal.pipeline import serve
+from truckllm._internal.request import RequestContext, end_request
+from truckllm._internal.runtime import MAX_DIRECT_PLANS, UNKNOWN_ALIAS
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.errors import GatewayError, UnsupportedRequest
-from truckllm.gateway import Gateway
-from truckllm.numbers import MAX_TOKENS
-from truckllm.openai_api import OPENAI
-from truckllm.openai_wire import chat_completion
-from truckllm.pipeline import serve
-from truckllm.request import RequestContext, end_request
-from truckllm.runtime import MAX_DIRECT_PLANS, UNKNOWN_ALIAS
-from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm.types import (
     ChatRequest,
     Provider,

@@ -11,8 +11,9 @@ import msgspec
 import pytest
 
 from truckllm import hookimpl
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.view import GatewayView, logger_figures
 from truckllm.errors import ConfigError
-from truckllm.gateway import Gateway
 from truckllm.types import (
     AliasInfo,
     GatewaySnapshot,
@@ -23,7 +24,6 @@ from truckllm.types import (
     ProviderSpec,
     RequestRecord,
 )
-from truckllm.view import GatewayView, logger_figures
 
 CONFIG = """
 providers:

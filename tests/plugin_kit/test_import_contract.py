@@ -82,7 +82,7 @@ def write_config(folder: Path, data: Mapping[str, Any]) -> None:
 
 def lint_imports(cwd: Path, extra_path: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
     """``lint-imports`` with the config in ``cwd``, the contrib packages and ``extra_path`` importable."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*extra_path, *contrib_path()]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*extra_path, *contrib_path()]), COLUMNS="400")
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
@@ -128,25 +128,25 @@ def test_a_plugin_importing_the_kernel_breaks_the_contract(tmp_path: Path) -> No
     src = with_throwaway(
         tmp_path,
         {
-            "__init__": "from truckllm import hookimpl\nfrom truckllm import pipeline\n",
-            "lazy": "def attempt() -> None:\n    import truckllm.attempt\n",
+            "__init__": "from truckllm import hookimpl\nfrom truckllm._internal import pipeline\n",
+            "lazy": "def attempt() -> None:\n    import truckllm._internal.attempt\n",
             "typed": (
                 "from typing import TYPE_CHECKING\n\n"
-                "if TYPE_CHECKING:\n    from truckllm.gateway import Gateway\n"
+                "if TYPE_CHECKING:\n    from truckllm._internal.gateway import Gateway\n"
             ),
-            "nested": "from truckllm.config.schema import Config\n",
-            "behind_the_kit": "from truckllm.localstate import LocalState\n",
+            "nested": "from truckllm._internal.config.schema import Config\n",
+            "behind_the_kit": "from truckllm._internal.localstate import LocalState\n",
         },
     )
     result = lint_imports(tmp_path, [str(src)])
     assert result.returncode == 1, result.stdout + result.stderr
     assert " kept, 1 broken." in result.stdout
     for importer, imported in [
-        (THROWAWAY, "truckllm.pipeline"),
-        (f"{THROWAWAY}.lazy", "truckllm.attempt"),
-        (f"{THROWAWAY}.typed", "truckllm.gateway"),
-        (f"{THROWAWAY}.nested", "truckllm.config.schema"),
-        (f"{THROWAWAY}.behind_the_kit", "truckllm.localstate"),
+        (THROWAWAY, "truckllm._internal.pipeline"),
+        (f"{THROWAWAY}.lazy", "truckllm._internal.attempt"),
+        (f"{THROWAWAY}.typed", "truckllm._internal.gateway"),
+        (f"{THROWAWAY}.nested", "truckllm._internal.config.schema"),
+        (f"{THROWAWAY}.behind_the_kit", "truckllm._internal.localstate"),
     ]:
         assert f"{importer} -> {imported} (l." in result.stdout, (importer, imported, result.stdout)
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from truckllm import hookimpl
-from truckllm.cli import main
+from truckllm._internal.cli import main
 from truckllm.types import (
     Candidate,
     ChatRequest,

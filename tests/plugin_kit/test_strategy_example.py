@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from truckllm.cli import main
-from truckllm.config.loader import parse_config
+from truckllm._internal.cli import main
+from truckllm._internal.config.loader import parse_config
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 from truckllm.errors import ConfigError
-from truckllm.plugins import list_plugins, make_plugin_manager
 from truckllm_testing.conformance import GatewayClient
 from truckllm_testing.fakes import FakeOpenAI, Fault
 from truckllm_testing.server import GatewayServer

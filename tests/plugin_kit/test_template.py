@@ -145,7 +145,7 @@ def test_the_runtime_wheel_carries_no_test_kit(wheels: Wheels) -> None:
         names = kernel.namelist()
         entry_points = kernel.read(f"truckllm-{truckllm.__version__}.dist-info/entry_points.txt").decode()
         metadata = kernel.read(f"truckllm-{truckllm.__version__}.dist-info/METADATA").decode()
-    assert "truckllm/app.py" in names and "truckllm/hookspecs.py" in names
+    assert "truckllm/_internal/app.py" in names and "truckllm/hookspecs.py" in names
     assert [n for n in names if "testing" in n or "fake" in n or "conformance" in n or "hostile" in n] == []
     assert {n.split("/")[0] for n in names} == {"truckllm", f"truckllm-{truckllm.__version__}.dist-info"}
     assert "pytest11" not in entry_points and "[console_scripts]" in entry_points

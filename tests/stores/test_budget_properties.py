@@ -24,8 +24,8 @@ from truckllm_store_http import HttpStore
 from truckllm_store_memory import MemoryStore
 from truckllm_store_redis import RedisStore
 
-from truckllm.localstate import LocalState
-from truckllm.secrets import Secret
+from truckllm._internal.localstate import LocalState
+from truckllm._internal.secrets import Secret
 from truckllm_testing.store_conformance import BudgetOp, FakeClock, StoreHarness, budget_ops, run_budget_ops
 from truckllm_testing.store_server import LocalStore, StoreServer
 

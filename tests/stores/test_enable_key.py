@@ -16,8 +16,8 @@ import httpx2 as httpx
 import pytest
 import redis
 
-from truckllm.gateway import Gateway
-from truckllm.store import CooldownMark
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.store import CooldownMark
 from truckllm_testing.fakes import FakeOpenAI
 from truckllm_testing.server import GatewayServer
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
-from truckllm.localstate import (
+from truckllm._internal.localstate import (
     RESERVATION_TTL,
     BudgetState,
     LocalState,
@@ -24,7 +24,7 @@ from truckllm.localstate import (
     window_close,
     window_end,
 )
-from truckllm.store import (
+from truckllm._internal.store import (
     Admission,
     BudgetCheck,
     CooldownMark,

@@ -13,9 +13,9 @@ from truckllm_store_http import HttpStore
 from truckllm_store_memory import MemoryStore
 from truckllm_store_redis import RedisStore
 
-from truckllm.localstate import LocalState
-from truckllm.secrets import Secret
-from truckllm.store import Store
+from truckllm._internal.localstate import LocalState
+from truckllm._internal.secrets import Secret
+from truckllm._internal.store import Store
 from truckllm_testing.store_conformance import FakeClock, StoreConformance, StoreHarness
 from truckllm_testing.store_server import LocalStore, StoreServer
 

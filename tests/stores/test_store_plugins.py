@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from truckllm.components import attach, build_store
-from truckllm.config.loader import parse_config
+from truckllm._internal.components import attach, build_store
+from truckllm._internal.config.loader import parse_config
+from truckllm._internal.plugins import make_plugin_manager
+from truckllm._internal.store import Store, UsageQuery
 from truckllm.errors import StartupError
-from truckllm.plugins import make_plugin_manager
-from truckllm.store import Store, UsageQuery
 from truckllm_testing.store_conformance import make_records
 from truckllm_testing.store_server import LocalStore, StoreServer
 

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from truckllm.localstate import StoreUnavailable
-from truckllm.store import UsageQuery, UsageReport
+from truckllm._internal.localstate import StoreUnavailable
+from truckllm._internal.store import UsageQuery, UsageReport
 from truckllm_testing.store_conformance import FakeClock, make_records
 from truckllm_testing.store_server import LocalStore, StoreServer
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from truckllm.config.loader import parse_config
+from truckllm._internal.config.loader import parse_config
 from truckllm.hookspecs import HOOKSPEC_VERSION
-from truckllm.plugins import list_plugins, make_plugin_manager
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 
 import truckllm_provider_example as plugin
 

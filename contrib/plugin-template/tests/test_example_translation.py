@@ -7,7 +7,7 @@ import json
 import msgspec
 import pytest
 from truckllm.errors import UpstreamFailure
-from truckllm.schemas.openai import ChatCompletionRequest
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.types import ChatRequest, Provider, UpstreamResponse
 
 from truckllm_provider_example import (

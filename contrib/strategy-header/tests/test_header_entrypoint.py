@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import truckllm_strategy_header as plugin
 
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 from truckllm.hookspecs import HOOKSPEC_VERSION
-from truckllm.plugins import list_plugins, make_plugin_manager
 
 
 def test_entry_point_registers_the_strategy() -> None:

@@ -10,10 +10,10 @@
 Decode a client's body with :mod:`truckllm.kit.safejson`.
 """
 
-from truckllm.auth import bearer as bearer
-from truckllm.dialect import ClientDialect as ClientDialect
-from truckllm.dialect import DialectRoute as DialectRoute
-from truckllm.dialect import FrameTranslator as FrameTranslator
-from truckllm.dialect import InboundDialect as InboundDialect
+from truckllm._internal.auth import bearer as bearer
+from truckllm._internal.dialect import ClientDialect as ClientDialect
+from truckllm._internal.dialect import DialectRoute as DialectRoute
+from truckllm._internal.dialect import FrameTranslator as FrameTranslator
+from truckllm._internal.dialect import InboundDialect as InboundDialect
 
 __all__ = ["ClientDialect", "DialectRoute", "FrameTranslator", "InboundDialect", "bearer"]

@@ -8,9 +8,9 @@
 - :func:`check_level`: ``ValueError`` for a ``level`` option not in :data:`LEVELS`.
 """
 
-from truckllm.linelogger import EXTRA_KEY as EXTRA_KEY
-from truckllm.linelogger import LEVELS as LEVELS
-from truckllm.linelogger import LineLogger as LineLogger
-from truckllm.linelogger import check_level as check_level
+from truckllm._internal.linelogger import EXTRA_KEY as EXTRA_KEY
+from truckllm._internal.linelogger import LEVELS as LEVELS
+from truckllm._internal.linelogger import LineLogger as LineLogger
+from truckllm._internal.linelogger import check_level as check_level
 
 __all__ = ["EXTRA_KEY", "LEVELS", "LineLogger", "check_level"]

@@ -22,26 +22,26 @@ same pieces:
   in bucket-key order.
 """
 
-from truckllm.localstate import EPSILON as EPSILON
-from truckllm.localstate import GROUP_FIELDS as GROUP_FIELDS
-from truckllm.localstate import RESERVATION_TTL as RESERVATION_TTL
-from truckllm.localstate import WINDOW_KEEP as WINDOW_KEEP
-from truckllm.localstate import BudgetState as BudgetState
-from truckllm.localstate import Clock as Clock
-from truckllm.localstate import GcraResult as GcraResult
-from truckllm.localstate import LocalState as LocalState
-from truckllm.localstate import LocalStore as LocalStore
-from truckllm.localstate import Outage as Outage
-from truckllm.localstate import RateState as RateState
-from truckllm.localstate import StoreUnavailable as StoreUnavailable
-from truckllm.localstate import UsageBuckets as UsageBuckets
-from truckllm.localstate import check_admission as check_admission
-from truckllm.localstate import check_retention as check_retention
-from truckllm.localstate import gcra as gcra
-from truckllm.localstate import sane_decision as sane_decision
-from truckllm.localstate import settled_cost as settled_cost
-from truckllm.localstate import window_close as window_close
-from truckllm.localstate import window_end as window_end
+from truckllm._internal.localstate import EPSILON as EPSILON
+from truckllm._internal.localstate import GROUP_FIELDS as GROUP_FIELDS
+from truckllm._internal.localstate import RESERVATION_TTL as RESERVATION_TTL
+from truckllm._internal.localstate import WINDOW_KEEP as WINDOW_KEEP
+from truckllm._internal.localstate import BudgetState as BudgetState
+from truckllm._internal.localstate import Clock as Clock
+from truckllm._internal.localstate import GcraResult as GcraResult
+from truckllm._internal.localstate import LocalState as LocalState
+from truckllm._internal.localstate import LocalStore as LocalStore
+from truckllm._internal.localstate import Outage as Outage
+from truckllm._internal.localstate import RateState as RateState
+from truckllm._internal.localstate import StoreUnavailable as StoreUnavailable
+from truckllm._internal.localstate import UsageBuckets as UsageBuckets
+from truckllm._internal.localstate import check_admission as check_admission
+from truckllm._internal.localstate import check_retention as check_retention
+from truckllm._internal.localstate import gcra as gcra
+from truckllm._internal.localstate import sane_decision as sane_decision
+from truckllm._internal.localstate import settled_cost as settled_cost
+from truckllm._internal.localstate import window_close as window_close
+from truckllm._internal.localstate import window_end as window_end
 
 __all__ = [
     "EPSILON",

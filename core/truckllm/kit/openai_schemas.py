@@ -19,36 +19,36 @@ form. Optional scalars are ``msgspec.UNSET`` when not given; tool schemas and ar
   optional field was given (neither ``UNSET`` nor ``None``).
 """
 
-from truckllm.schemas.openai import AssistantMessage as AssistantMessage
-from truckllm.schemas.openai import ChatCompletionRequest as ChatCompletionRequest
-from truckllm.schemas.openai import CompletionRequest as CompletionRequest
-from truckllm.schemas.openai import ContentPart as ContentPart
-from truckllm.schemas.openai import DeveloperMessage as DeveloperMessage
-from truckllm.schemas.openai import EmbeddingRequest as EmbeddingRequest
-from truckllm.schemas.openai import FileContent as FileContent
-from truckllm.schemas.openai import FilePart as FilePart
-from truckllm.schemas.openai import FunctionCall as FunctionCall
-from truckllm.schemas.openai import FunctionDef as FunctionDef
-from truckllm.schemas.openai import FunctionMessage as FunctionMessage
-from truckllm.schemas.openai import ImagePart as ImagePart
-from truckllm.schemas.openai import ImageURL as ImageURL
-from truckllm.schemas.openai import InputAudio as InputAudio
-from truckllm.schemas.openai import InputAudioPart as InputAudioPart
-from truckllm.schemas.openai import JSONSchemaFormat as JSONSchemaFormat
-from truckllm.schemas.openai import Message as Message
-from truckllm.schemas.openai import NamedFunction as NamedFunction
-from truckllm.schemas.openai import NamedToolChoice as NamedToolChoice
-from truckllm.schemas.openai import RefusalPart as RefusalPart
-from truckllm.schemas.openai import ResponseFormat as ResponseFormat
-from truckllm.schemas.openai import StreamOptions as StreamOptions
-from truckllm.schemas.openai import SystemMessage as SystemMessage
-from truckllm.schemas.openai import TextPart as TextPart
-from truckllm.schemas.openai import Tool as Tool
-from truckllm.schemas.openai import ToolCall as ToolCall
-from truckllm.schemas.openai import ToolMessage as ToolMessage
-from truckllm.schemas.openai import UserMessage as UserMessage
-from truckllm.schemas.openai import is_set as is_set
-from truckllm.schemas.openai import text_of as text_of
+from truckllm._internal.schemas.openai import AssistantMessage as AssistantMessage
+from truckllm._internal.schemas.openai import ChatCompletionRequest as ChatCompletionRequest
+from truckllm._internal.schemas.openai import CompletionRequest as CompletionRequest
+from truckllm._internal.schemas.openai import ContentPart as ContentPart
+from truckllm._internal.schemas.openai import DeveloperMessage as DeveloperMessage
+from truckllm._internal.schemas.openai import EmbeddingRequest as EmbeddingRequest
+from truckllm._internal.schemas.openai import FileContent as FileContent
+from truckllm._internal.schemas.openai import FilePart as FilePart
+from truckllm._internal.schemas.openai import FunctionCall as FunctionCall
+from truckllm._internal.schemas.openai import FunctionDef as FunctionDef
+from truckllm._internal.schemas.openai import FunctionMessage as FunctionMessage
+from truckllm._internal.schemas.openai import ImagePart as ImagePart
+from truckllm._internal.schemas.openai import ImageURL as ImageURL
+from truckllm._internal.schemas.openai import InputAudio as InputAudio
+from truckllm._internal.schemas.openai import InputAudioPart as InputAudioPart
+from truckllm._internal.schemas.openai import JSONSchemaFormat as JSONSchemaFormat
+from truckllm._internal.schemas.openai import Message as Message
+from truckllm._internal.schemas.openai import NamedFunction as NamedFunction
+from truckllm._internal.schemas.openai import NamedToolChoice as NamedToolChoice
+from truckllm._internal.schemas.openai import RefusalPart as RefusalPart
+from truckllm._internal.schemas.openai import ResponseFormat as ResponseFormat
+from truckllm._internal.schemas.openai import StreamOptions as StreamOptions
+from truckllm._internal.schemas.openai import SystemMessage as SystemMessage
+from truckllm._internal.schemas.openai import TextPart as TextPart
+from truckllm._internal.schemas.openai import Tool as Tool
+from truckllm._internal.schemas.openai import ToolCall as ToolCall
+from truckllm._internal.schemas.openai import ToolMessage as ToolMessage
+from truckllm._internal.schemas.openai import UserMessage as UserMessage
+from truckllm._internal.schemas.openai import is_set as is_set
+from truckllm._internal.schemas.openai import text_of as text_of
 
 __all__ = [
     "AssistantMessage",

@@ -12,17 +12,17 @@
   :func:`parse_go_duration`: seconds from OpenAI's reset durations (``6m0s``).
 """
 
-from truckllm.openai_wire import DONE_FRAME as DONE_FRAME
-from truckllm.openai_wire import ChunkBuilder as ChunkBuilder
-from truckllm.openai_wire import chat_completion as chat_completion
-from truckllm.openai_wire import classify_status as classify_status
-from truckllm.openai_wire import completion_id as completion_id
-from truckllm.openai_wire import parse_go_duration as parse_go_duration
-from truckllm.openai_wire import parse_openai_usage as parse_openai_usage
-from truckllm.openai_wire import parse_ratelimit_headers as parse_ratelimit_headers
-from truckllm.openai_wire import parse_retry_after as parse_retry_after
-from truckllm.openai_wire import upstream_error as upstream_error
-from truckllm.openai_wire import usage_object as usage_object
+from truckllm._internal.openai_wire import DONE_FRAME as DONE_FRAME
+from truckllm._internal.openai_wire import ChunkBuilder as ChunkBuilder
+from truckllm._internal.openai_wire import chat_completion as chat_completion
+from truckllm._internal.openai_wire import classify_status as classify_status
+from truckllm._internal.openai_wire import completion_id as completion_id
+from truckllm._internal.openai_wire import parse_go_duration as parse_go_duration
+from truckllm._internal.openai_wire import parse_openai_usage as parse_openai_usage
+from truckllm._internal.openai_wire import parse_ratelimit_headers as parse_ratelimit_headers
+from truckllm._internal.openai_wire import parse_retry_after as parse_retry_after
+from truckllm._internal.openai_wire import upstream_error as upstream_error
+from truckllm._internal.openai_wire import usage_object as usage_object
 
 __all__ = [
     "DONE_FRAME",

@@ -7,9 +7,9 @@
   Type every credential option with it.
 """
 
-from truckllm.config.durations import Duration as Duration
-from truckllm.config.durations import parse_duration as parse_duration
-from truckllm.secrets import REDACTED as REDACTED
-from truckllm.secrets import Secret as Secret
+from truckllm._internal.config.durations import Duration as Duration
+from truckllm._internal.config.durations import parse_duration as parse_duration
+from truckllm._internal.secrets import REDACTED as REDACTED
+from truckllm._internal.secrets import Secret as Secret
 
 __all__ = ["REDACTED", "Duration", "Secret", "parse_duration"]

@@ -8,12 +8,12 @@
   :func:`iso_time`: ISO 8601 UTC with milliseconds.
 """
 
-from truckllm.records import FIELDS as FIELDS
-from truckllm.records import attempt_fields as attempt_fields
-from truckllm.records import iso_time as iso_time
-from truckllm.records import json_line as json_line
-from truckllm.records import level_for as level_for
-from truckllm.records import record_fields as record_fields
-from truckllm.records import text_line as text_line
+from truckllm._internal.records import FIELDS as FIELDS
+from truckllm._internal.records import attempt_fields as attempt_fields
+from truckllm._internal.records import iso_time as iso_time
+from truckllm._internal.records import json_line as json_line
+from truckllm._internal.records import level_for as level_for
+from truckllm._internal.records import record_fields as record_fields
+from truckllm._internal.records import text_line as text_line
 
 __all__ = ["FIELDS", "attempt_fields", "iso_time", "json_line", "level_for", "record_fields", "text_line"]

@@ -9,9 +9,9 @@ Every front door decodes a client's body this way, so a dialect plugin does too:
 - :data:`MAX_DEPTH`: the deepest nesting a body may have (``128``; ``[]`` is 1 level).
 """
 
-from truckllm.safejson import MAX_DEPTH as MAX_DEPTH
-from truckllm.safejson import JSONBodyError as JSONBodyError
-from truckllm.safejson import check_json as check_json
-from truckllm.safejson import decode_json as decode_json
+from truckllm._internal.safejson import MAX_DEPTH as MAX_DEPTH
+from truckllm._internal.safejson import JSONBodyError as JSONBodyError
+from truckllm._internal.safejson import check_json as check_json
+from truckllm._internal.safejson import decode_json as decode_json
 
 __all__ = ["MAX_DEPTH", "JSONBodyError", "check_json", "decode_json"]

@@ -16,19 +16,19 @@ from the source passed in (``context.random``).
 - :class:`RandomSource`: what strategies use of ``context.random``.
 """
 
-from truckllm.selection import PRUNE_SLACK as PRUNE_SLACK
-from truckllm.selection import TIE_RESOLUTION as TIE_RESOLUTION
-from truckllm.selection import RandomSource as RandomSource
-from truckllm.selection import effective_weight as effective_weight
-from truckllm.selection import jitter as jitter
-from truckllm.selection import key_id as key_id
-from truckllm.selection import per_key as per_key
-from truckllm.selection import rank_tiers as rank_tiers
-from truckllm.selection import shuffle_ties as shuffle_ties
-from truckllm.selection import slow_start_demote as slow_start_demote
-from truckllm.selection import sort_by as sort_by
-from truckllm.selection import state_table as state_table
-from truckllm.selection import tiers as tiers
+from truckllm._internal.selection import PRUNE_SLACK as PRUNE_SLACK
+from truckllm._internal.selection import TIE_RESOLUTION as TIE_RESOLUTION
+from truckllm._internal.selection import RandomSource as RandomSource
+from truckllm._internal.selection import effective_weight as effective_weight
+from truckllm._internal.selection import jitter as jitter
+from truckllm._internal.selection import key_id as key_id
+from truckllm._internal.selection import per_key as per_key
+from truckllm._internal.selection import rank_tiers as rank_tiers
+from truckllm._internal.selection import shuffle_ties as shuffle_ties
+from truckllm._internal.selection import slow_start_demote as slow_start_demote
+from truckllm._internal.selection import sort_by as sort_by
+from truckllm._internal.selection import state_table as state_table
+from truckllm._internal.selection import tiers as tiers
 
 __all__ = [
     "PRUNE_SLACK",

@@ -7,9 +7,9 @@
   ``event: <name>\\ndata: <payload>\\n\\n``.
 """
 
-from truckllm.sse import SSEEvent as SSEEvent
-from truckllm.sse import SSEParser as SSEParser
-from truckllm.sse import data_frame as data_frame
-from truckllm.sse import event_frame as event_frame
+from truckllm._internal.sse import SSEEvent as SSEEvent
+from truckllm._internal.sse import SSEParser as SSEParser
+from truckllm._internal.sse import data_frame as data_frame
+from truckllm._internal.sse import event_frame as event_frame
 
 __all__ = ["SSEEvent", "SSEParser", "data_frame", "event_frame"]

@@ -16,28 +16,28 @@
   :data:`Period` (``day``, ``week``, ``month``, ``total``) containing a unix time.
 """
 
-from truckllm.store import DEFAULT_USAGE_RETENTION as DEFAULT_USAGE_RETENTION
-from truckllm.store import USAGE_COUNTERS as USAGE_COUNTERS
-from truckllm.store import USAGE_FIELDS as USAGE_FIELDS
-from truckllm.store import USAGE_TOTALS as USAGE_TOTALS
-from truckllm.store import Admission as Admission
-from truckllm.store import BudgetCheck as BudgetCheck
-from truckllm.store import CooldownClear as CooldownClear
-from truckllm.store import CooldownMark as CooldownMark
-from truckllm.store import CooldownPush as CooldownPush
-from truckllm.store import Decision as Decision
-from truckllm.store import GroupBy as GroupBy
-from truckllm.store import Period as Period
-from truckllm.store import RateCheck as RateCheck
-from truckllm.store import Settlement as Settlement
-from truckllm.store import Store as Store
-from truckllm.store import UsageQuery as UsageQuery
-from truckllm.store import UsageReport as UsageReport
-from truckllm.store import UsageRow as UsageRow
-from truckllm.store import budget_window as budget_window
-from truckllm.store import usage_groups as usage_groups
-from truckllm.store import usage_key as usage_key
-from truckllm.store import utc_day as utc_day
+from truckllm._internal.store import DEFAULT_USAGE_RETENTION as DEFAULT_USAGE_RETENTION
+from truckllm._internal.store import USAGE_COUNTERS as USAGE_COUNTERS
+from truckllm._internal.store import USAGE_FIELDS as USAGE_FIELDS
+from truckllm._internal.store import USAGE_TOTALS as USAGE_TOTALS
+from truckllm._internal.store import Admission as Admission
+from truckllm._internal.store import BudgetCheck as BudgetCheck
+from truckllm._internal.store import CooldownClear as CooldownClear
+from truckllm._internal.store import CooldownMark as CooldownMark
+from truckllm._internal.store import CooldownPush as CooldownPush
+from truckllm._internal.store import Decision as Decision
+from truckllm._internal.store import GroupBy as GroupBy
+from truckllm._internal.store import Period as Period
+from truckllm._internal.store import RateCheck as RateCheck
+from truckllm._internal.store import Settlement as Settlement
+from truckllm._internal.store import Store as Store
+from truckllm._internal.store import UsageQuery as UsageQuery
+from truckllm._internal.store import UsageReport as UsageReport
+from truckllm._internal.store import UsageRow as UsageRow
+from truckllm._internal.store import budget_window as budget_window
+from truckllm._internal.store import usage_groups as usage_groups
+from truckllm._internal.store import usage_key as usage_key
+from truckllm._internal.store import utc_day as utc_day
 
 __all__ = [
     "DEFAULT_USAGE_RETENTION",

@@ -4,6 +4,6 @@
   its cancellation: the one shutdown step every long-lived worker task needs.
 """
 
-from truckllm.tasks import stop_task as stop_task
+from truckllm._internal.tasks import stop_task as stop_task
 
 __all__ = ["stop_task"]

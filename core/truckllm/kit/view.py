@@ -8,7 +8,7 @@
   providers; never a key value).
 """
 
-from truckllm.view import GatewayView as GatewayView
-from truckllm.view import RuntimeView as RuntimeView
+from truckllm._internal.view import GatewayView as GatewayView
+from truckllm._internal.view import RuntimeView as RuntimeView
 
 __all__ = ["GatewayView", "RuntimeView"]

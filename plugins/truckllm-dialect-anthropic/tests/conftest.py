@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from truckllm_dialect_anthropic import AnthropicDialect
 
-from truckllm.dialect import DialectRoute
+from truckllm._internal.dialect import DialectRoute
 from truckllm.types import ChatRequest
 
 HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}

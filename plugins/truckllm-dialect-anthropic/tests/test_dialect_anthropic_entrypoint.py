@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import truckllm_dialect_anthropic
 
-from truckllm.dialect import InboundDialect
+from truckllm._internal.dialect import InboundDialect
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 from truckllm.hookspecs import HOOKSPEC_VERSION
-from truckllm.plugins import list_plugins, make_plugin_manager
 
 ENTRY_POINT = "dialect-anthropic"
 

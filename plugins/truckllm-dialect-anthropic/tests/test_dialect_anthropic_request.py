@@ -10,8 +10,8 @@ import pytest
 from truckllm_dialect_anthropic import AnthropicDialect
 from truckllm_dialect_anthropic.request import effort_for_budget, read_request
 
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.errors import GatewayError
-from truckllm.schemas.openai import ChatCompletionRequest
 
 USER = [{"role": "user", "content": "hi"}]
 BASE: dict[str, Any] = {"model": "claude", "max_tokens": 10, "messages": USER}

@@ -12,7 +12,7 @@ import pytest
 from truckllm_dialect_gemini import GeminiDialect, GeminiRequest
 from truckllm_dialect_gemini.errors import STREAM_FORM
 
-from truckllm.dialect import DialectRoute
+from truckllm._internal.dialect import DialectRoute
 
 
 class Kit:

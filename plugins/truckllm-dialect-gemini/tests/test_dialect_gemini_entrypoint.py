@@ -8,9 +8,9 @@ from typing import Any
 import truckllm_dialect_gemini as gemini
 from starlette.routing import Match, Route
 
-from truckllm.dialect import InboundDialect
+from truckllm._internal.dialect import InboundDialect
+from truckllm._internal.plugins import make_plugin_manager
 from truckllm.hookspecs import HOOKSPEC_VERSION
-from truckllm.plugins import make_plugin_manager
 
 
 def test_entry_point() -> None:

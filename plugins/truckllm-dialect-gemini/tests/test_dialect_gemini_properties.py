@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from truckllm_dialect_gemini import GeminiDialect, GeminiRequest
 
-from truckllm.endpoint import content_size
+from truckllm._internal.endpoint import content_size
+from truckllm._internal.schemas.openai import ChatCompletionRequest, check_input
 from truckllm.errors import GatewayError, UnsupportedRequest
-from truckllm.schemas.openai import ChatCompletionRequest, check_input
 from truckllm.types import Provider
 
 DIALECT = GeminiDialect()

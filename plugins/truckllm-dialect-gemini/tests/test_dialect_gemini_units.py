@@ -10,9 +10,9 @@ import pytest
 from truckllm_dialect_gemini import NAME, GeminiRequest
 from truckllm_dialect_gemini.errors import STREAM_FORM, rpc_status
 
-from truckllm.endpoint import content_size
+from truckllm._internal.endpoint import content_size
+from truckllm._internal.schemas.openai import ChatCompletionRequest, EmbeddingRequest
 from truckllm.errors import GatewayError
-from truckllm.schemas.openai import ChatCompletionRequest, EmbeddingRequest
 from truckllm.types import ChatRequest
 
 HELLO = {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}

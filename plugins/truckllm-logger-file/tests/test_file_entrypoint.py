@@ -5,7 +5,7 @@ from __future__ import annotations
 import truckllm_logger_file
 from truckllm_logger_file import FileLogger
 
-from truckllm.plugins import make_plugin_manager
+from truckllm._internal.plugins import make_plugin_manager
 
 
 def test_entry_point_registers_file_logger() -> None:

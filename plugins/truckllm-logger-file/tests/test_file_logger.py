@@ -13,7 +13,7 @@ import pytest
 from loguru import logger
 from truckllm_logger_file import EXTRA_KEY, FileLogger
 
-from truckllm.config.loader import decode_options
+from truckllm._internal.config.loader import decode_options
 from truckllm.types import AttemptRecord, RequestRecord, Usage
 
 

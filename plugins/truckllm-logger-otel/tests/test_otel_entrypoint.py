@@ -6,7 +6,7 @@ import truckllm_logger_otel
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from truckllm_logger_otel import OtelLogger
 
-from truckllm.plugins import make_plugin_manager
+from truckllm._internal.plugins import make_plugin_manager
 
 
 def test_entry_point_registers_otel_logger() -> None:

@@ -23,7 +23,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from truckllm_logger_otel import OtelLogger
 
 from truckllm import hookimpl
-from truckllm.config.loader import decode_options
+from truckllm._internal.config.loader import decode_options
 from truckllm.types import (
     AttemptRecord,
     ChatRequest,

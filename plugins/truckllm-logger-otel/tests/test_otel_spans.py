@@ -18,8 +18,8 @@ from truckllm_logger_otel import OtelLogger
 from truckllm_logger_otel._spans import attempt_windows, upstream_of
 
 from truckllm import hookimpl
-from truckllm.config.loader import decode_options
-from truckllm.gateway import Gateway
+from truckllm._internal.config.loader import decode_options
+from truckllm._internal.gateway import Gateway
 from truckllm.types import AttemptRecord, ProviderSpec, RequestRecord, Usage
 
 CONFIG = """

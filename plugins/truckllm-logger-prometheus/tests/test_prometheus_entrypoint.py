@@ -6,7 +6,7 @@ import pytest
 import truckllm_logger_prometheus
 from truckllm_logger_prometheus import PrometheusLogger
 
-from truckllm.plugins import make_plugin_manager
+from truckllm._internal.plugins import make_plugin_manager
 
 
 def test_entry_point_registers_prometheus_logger() -> None:

@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from truckllm_logger_prometheus import PrometheusLogger
 
 from truckllm import hookimpl
-from truckllm.config.loader import decode_options
-from truckllm.gateway import Gateway
+from truckllm._internal.config.loader import decode_options
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.view import GatewayView
 from truckllm.types import AttemptRecord, ProviderSpec, RequestRecord, Usage
-from truckllm.view import GatewayView
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -14,7 +14,7 @@ from truckllm_logger_prometheus import PrometheusLogger
 WORKER = """
 import asyncio, sys
 from truckllm import hookimpl
-from truckllm.gateway import Gateway
+from truckllm._internal.gateway import Gateway
 from truckllm.types import AttemptRecord, ProviderSpec, RequestRecord, Usage
 from truckllm_logger_prometheus import PrometheusLogger
 

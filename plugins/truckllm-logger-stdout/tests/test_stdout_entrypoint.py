@@ -5,7 +5,7 @@ from __future__ import annotations
 import truckllm_logger_stdout
 from truckllm_logger_stdout import StdoutLogger
 
-from truckllm.plugins import list_plugins, make_plugin_manager
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 
 
 def test_entry_point_registers_stdout_logger() -> None:

@@ -11,8 +11,8 @@ import pytest
 from loguru import logger
 from truckllm_logger_stdout import EXTRA_KEY, StdoutLogger
 
-from truckllm.config.loader import decode_options
-from truckllm.records import FIELDS
+from truckllm._internal.config.loader import decode_options
+from truckllm._internal.records import FIELDS
 from truckllm.types import AttemptRecord, RequestRecord, Usage
 
 STARTED = 1748779200.123  # 2025-06-01T12:00:00.123Z

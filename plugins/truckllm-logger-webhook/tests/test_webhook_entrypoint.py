@@ -5,7 +5,7 @@ from __future__ import annotations
 import truckllm_logger_webhook
 from truckllm_logger_webhook import WebhookLogger
 
-from truckllm.plugins import make_plugin_manager
+from truckllm._internal.plugins import make_plugin_manager
 
 
 def test_entry_point_registers_webhook_logger() -> None:

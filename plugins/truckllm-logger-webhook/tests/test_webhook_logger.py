@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 from truckllm_logger_webhook import BATCH_ID_HEADER, Backoff, Filter, WebhookLogger
 
-from truckllm.config.durations import Duration
-from truckllm.config.loader import decode_options
-from truckllm.secrets import Secret
+from truckllm._internal.config.durations import Duration
+from truckllm._internal.config.loader import decode_options
+from truckllm._internal.secrets import Secret
 from truckllm.types import RequestRecord, Usage
 
 Handler = Callable[["Receiver", web.Request, int], Awaitable[web.StreamResponse]]

@@ -10,7 +10,7 @@ import pytest
 import truckllm_provider_anthropic as plugin
 from truckllm_provider_anthropic.options import Options
 
-from truckllm.schemas.openai import ChatCompletionRequest, CompletionRequest
+from truckllm._internal.schemas.openai import ChatCompletionRequest, CompletionRequest
 from truckllm.types import ChatRequest, Provider, UpstreamRequest, UpstreamResponse
 
 MODEL = "claude-sonnet-4-5-20250929"

@@ -6,8 +6,8 @@ import msgspec
 import pytest
 import truckllm_provider_anthropic
 
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 from truckllm.hookspecs import HOOKSPEC_VERSION
-from truckllm.plugins import list_plugins, make_plugin_manager
 
 ENTRY_POINT = "provider-anthropic"
 HOOKS = ["parse_usage", "register_providers", "transform_request", "transform_response", "transform_stream"]
@@ -38,7 +38,7 @@ def test_disabled_entry_point_is_not_loaded() -> None:
 
 
 def test_options_are_decoded_strictly_from_config() -> None:
-    from truckllm.config.loader import decode_options
+    from truckllm._internal.config.loader import decode_options
 
     options = decode_options(
         {

@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from truckllm_provider_anthropic.request import IMAGE_TYPES
 
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.errors import UnsupportedRequest, UpstreamFailure
-from truckllm.schemas.openai import ChatCompletionRequest
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "100")),

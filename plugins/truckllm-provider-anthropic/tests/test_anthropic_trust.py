@@ -29,8 +29,8 @@ from truckllm_provider_anthropic.errors import classify_error, parse_ratelimits,
 from truckllm_provider_anthropic.headers import FEATURE, MAX_FEATURES
 from truckllm_provider_anthropic.numbers import MAX_TOKENS, retry_after
 
+from truckllm._internal.scrub import MIN_FRAGMENT, Scrubber, scrub_error
 from truckllm.errors import UnsupportedRequest, UpstreamFailure
-from truckllm.scrub import MIN_FRAGMENT, Scrubber, scrub_error
 from truckllm.types import ChatRequest, UpstreamResponse
 
 SETTINGS = settings(

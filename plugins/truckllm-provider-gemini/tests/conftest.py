@@ -13,8 +13,8 @@ import pytest
 import truckllm_provider_gemini as gemini
 from truckllm_provider_gemini.options import Options
 
+from truckllm._internal.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from truckllm.errors import UpstreamFailure
-from truckllm.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from truckllm.types import ChatRequest, Provider, ProviderResult, UpstreamRequest, UpstreamResponse
 
 SCHEMAS: dict[str, Any] = {

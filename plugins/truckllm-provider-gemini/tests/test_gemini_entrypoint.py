@@ -10,9 +10,9 @@ import pytest
 import truckllm_provider_gemini as gemini
 from truckllm_provider_gemini.options import Options
 
-from truckllm.config.loader import decode_options
+from truckllm._internal.config.loader import decode_options
+from truckllm._internal.plugins import make_plugin_manager
 from truckllm.hookspecs import HOOKSPEC_VERSION
-from truckllm.plugins import make_plugin_manager
 from truckllm.types import ChatRequest, Provider, ProviderSpec, UpstreamResponse
 
 

@@ -17,8 +17,8 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.errors import UnsupportedRequest
-from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm_testing.fakes import FakeGemini
 
 FAKE = FakeGemini()

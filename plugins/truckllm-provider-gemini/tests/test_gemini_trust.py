@@ -30,8 +30,8 @@ from truckllm_provider_gemini.errors import parse_duration, read_error
 from truckllm_provider_gemini.numbers import MAX_TOKENS
 from truckllm_provider_gemini.urls import NAME_PATTERN
 
+from truckllm._internal.scrub import MIN_FRAGMENT, Scrubber, scrub_error
 from truckllm.errors import UnsupportedRequest, UpstreamFailure
-from truckllm.scrub import MIN_FRAGMENT, Scrubber, scrub_error
 from truckllm.types import ChatRequest, UpstreamResponse
 from truckllm_testing.fakes import FakeGemini
 from truckllm_testing.server import GatewayServer

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from truckllm_provider_mock import GARBAGE, MAX_LATENCY, MAX_RETRY_AFTER, MockStream, parse_fault
 
+from truckllm._internal.plugins import make_plugin_manager
 from truckllm.errors import UpstreamFailure
-from truckllm.plugins import make_plugin_manager
 from truckllm.types import Usage
 from truckllm_testing.server import GatewayServer
 

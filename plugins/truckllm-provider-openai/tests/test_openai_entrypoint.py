@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import truckllm_provider_openai
 
-from truckllm.plugins import list_plugins, make_plugin_manager
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 
 
 def test_entry_point_registers_the_openai_provider_type() -> None:

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from truckllm_provider_openai import OpenAIStream, Options, read_error, transform_response, transform_stream
 
+from truckllm._internal.openai_wire import parse_ratelimit_headers, parse_retry_after, upstream_error
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.errors import UpstreamFailure
-from truckllm.openai_wire import parse_ratelimit_headers, parse_retry_after, upstream_error
-from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm.types import ChatRequest, Provider, UpstreamResponse
 
 EXAMPLES = int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "200"))

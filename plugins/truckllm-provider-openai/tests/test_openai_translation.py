@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from truckllm_provider_openai import OpenAIStream, Options, read_error, transform_request, transform_response
 
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.errors import UpstreamFailure
-from truckllm.schemas.openai import ChatCompletionRequest
 from truckllm.types import ChatRequest, Provider, UpstreamResponse
 
 PROVIDER = Provider(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from truckllm_store_file import FileStore
 
-from truckllm.store import Admission, BudgetCheck, CooldownMark, RateCheck, Settlement, UsageQuery
+from truckllm._internal.store import Admission, BudgetCheck, CooldownMark, RateCheck, Settlement, UsageQuery
 from truckllm_testing.store_conformance import (
     FakeClock,
     StoreConformance,
@@ -235,7 +235,7 @@ async def test_negative_numbers_in_the_file_count_as_zero(tmp_path: Path) -> Non
 
 
 async def test_retention_option_is_checked() -> None:
-    from truckllm.config.loader import decode_options
+    from truckllm._internal.config.loader import decode_options
 
     assert decode_options({"usage_retention": "30d"}, FileStore.Options).usage_retention == 30 * 86400
     with pytest.raises(Exception, match="usage_retention"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from truckllm_store_file import TRUCKLLM_API, FileStore
 
 from truckllm import HOOKSPEC_VERSION
-from truckllm.plugins import list_plugins, make_plugin_manager
+from truckllm._internal.plugins import list_plugins, make_plugin_manager
 
 
 def test_entry_point_registers_the_store_class() -> None:

@@ -16,10 +16,10 @@ from aiohttp import web
 from loguru import logger
 from truckllm_store_http import HttpStore, _Batch
 
-from truckllm.config.loader import decode_options
-from truckllm.localstate import LocalState, StoreUnavailable
-from truckllm.secrets import Secret
-from truckllm.store import (
+from truckllm._internal.config.loader import decode_options
+from truckllm._internal.localstate import LocalState, StoreUnavailable
+from truckllm._internal.secrets import Secret
+from truckllm._internal.store import (
     Admission,
     BudgetCheck,
     CooldownMark,

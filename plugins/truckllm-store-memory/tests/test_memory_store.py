@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from truckllm_store_memory import MemoryStore
 
-from truckllm.store import Admission, RateCheck
+from truckllm._internal.store import Admission, RateCheck
 from truckllm_testing.store_conformance import FakeClock, StoreConformance, StoreHarness
 
 

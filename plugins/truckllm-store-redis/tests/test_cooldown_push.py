@@ -29,9 +29,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from truckllm_store_redis import RedisStore
 from truckllm_store_redis.push import MAX_NAME, MAX_PUSH, MAX_REASON, decode_push, encode_clear, encode_mark
 
-from truckllm.config.durations import Duration
-from truckllm.store import CooldownMark
-from truckllm.tasks import stop_task
+from truckllm._internal.config.durations import Duration
+from truckllm._internal.store import CooldownMark
+from truckllm._internal.tasks import stop_task
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 EXAMPLES = int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "300"))

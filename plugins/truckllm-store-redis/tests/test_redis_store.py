@@ -16,10 +16,10 @@ from loguru import logger
 from redis.crc import key_slot
 from truckllm_store_redis import RedisStore, scripts
 
-from truckllm.config.loader import decode_options
-from truckllm.localstate import StoreUnavailable
-from truckllm.secrets import Secret
-from truckllm.store import Admission, BudgetCheck, CooldownMark, RateCheck, Settlement, UsageQuery
+from truckllm._internal.config.loader import decode_options
+from truckllm._internal.localstate import StoreUnavailable
+from truckllm._internal.secrets import Secret
+from truckllm._internal.store import Admission, BudgetCheck, CooldownMark, RateCheck, Settlement, UsageQuery
 from truckllm_testing.store_conformance import StoreConformance, StoreHarness, make_records, sum_records
 
 pytestmark = pytest.mark.redis

@@ -5,7 +5,7 @@ reservations are checked and taken by one Lua script per request (one round trip
 clock), settlements and usage are batched off the hot path, cooldowns are extend-only marks,
 published as they are made (:meth:`RedisStore.watch_cooldowns` follows them; the gateway's poll
 repairs what a lost subscription missed). While Redis is unreachable the store answers from a per-process
-:class:`~truckllm.localstate.LocalState` (``degraded=True``): rate limits per process (open
+:class:`~truckllm.kit.localstate.LocalState` (``degraded=True``): rate limits per process (open
 across processes), budgets denied (closed); writes are kept and sent when Redis is back.
 
 Every key the store writes expires (see the README's key layout), but a ``total`` budget's.
@@ -768,7 +768,7 @@ class RedisStore:
     async def usage(self, query: UsageQuery) -> UsageReport:
         """Aggregated usage read from the per-day hashes (what is still pending is not included).
 
-        :raises truckllm.localstate.StoreUnavailable: Redis is unreachable.
+        :raises truckllm.kit.localstate.StoreUnavailable: Redis is unreachable.
         """
         redis = self._redis
         if redis is None or self.outage.down:

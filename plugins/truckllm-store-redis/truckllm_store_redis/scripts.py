@@ -1,5 +1,5 @@
 """The Lua scripts of the redis store. They read Redis's own clock (``TIME``), so the clocks of the
-gateway replicas never matter, and mirror :func:`truckllm.localstate.gcra` line for line.
+gateway replicas never matter, and mirror :func:`truckllm.kit.localstate.gcra` line for line.
 
 Floats leave a script as strings (a Lua number would be truncated to an integer reply).
 

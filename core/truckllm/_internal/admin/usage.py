@@ -1,0 +1,61 @@
+"""``GET /admin/v1/usage``: requests, errors, tokens and cost from the store, grouped."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+
+from truckllm._internal.admin.responses import JSON
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.localstate import StoreUnavailable
+from truckllm._internal.store import UsageQuery
+from truckllm.errors import GatewayError
+
+__all__ = ["GROUPS", "usage"]
+
+GROUPS = frozenset({"key", "alias", "provider", "provider_key", "day", "model"})
+"""What ``group_by`` accepts (comma-separated)."""
+
+
+def _when(params: QueryParams, name: str) -> float | None:
+    """The ``since``/``until`` parameter as unix seconds: given so, or as ISO 8601."""
+    value = params.get(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            raise GatewayError(400, f"{name} must be unix seconds or ISO 8601", param=name) from None
+
+
+async def usage(gateway: Gateway, request: Request) -> Response:
+    """``GET /admin/v1/usage?group_by=&since=&until=&key=&alias=&provider=`` (501 without a store)."""
+    if gateway.store is None:
+        raise GatewayError(501, "No store plugin is configured: usage is not recorded.", type="server_error")
+    params = request.query_params
+    group_by = tuple(g for g in (params.get("group_by") or "").split(",") if g)
+    bad = [g for g in group_by if g not in GROUPS]
+    if bad:
+        raise GatewayError(400, f"group_by accepts {sorted(GROUPS)}, not {bad}", param="group_by")
+    query = UsageQuery(
+        group_by=group_by,  # type: ignore[arg-type]
+        since=_when(params, "since"),
+        until=_when(params, "until"),
+        key=params.get("key"),
+        alias=params.get("alias"),
+        provider=params.get("provider"),
+    )
+    try:
+        report = await gateway.store.usage(query)
+    except StoreUnavailable as exc:
+        raise GatewayError(
+            503, f"Usage is unavailable: {exc}", type="server_error", headers={"retry-after": "1"}
+        ) from None
+    return JSON(msgspec.to_builtins(report))

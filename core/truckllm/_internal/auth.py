@@ -1,0 +1,92 @@
+"""Gateway keys: stored as SHA-256 digests, looked up by digest, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from truckllm._internal.config.schema import GatewayKeyConfig
+from truckllm.errors import GatewayError
+
+__all__ = ["GatewayKey", "KeyRing", "hash_key"]
+
+
+def hash_key(value: str) -> str:
+    """``sha256:<hex>`` of a key value."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def _parse_expiry(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        day = date.fromisoformat(text)
+        when = datetime(day.year, day.month, day.day, 23, 59, 59)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class GatewayKey:
+    """A gateway key as the kernel holds it: its name, digest and permissions."""
+
+    name: str
+    digest: str
+    models: frozenset[str] | None
+    rpm: int | None
+    tpm: int | None
+    expires: datetime | None
+    config: GatewayKeyConfig
+
+
+class KeyRing:
+    """Every gateway key of a config, by digest."""
+
+    def __init__(self, keys: tuple[GatewayKeyConfig, ...] | None) -> None:
+        self.open = keys is None
+        self.by_digest: dict[str, GatewayKey] = {}
+        for key in keys or ():
+            digest = key.hash if key.hash is not None else hash_key(key.value.reveal() if key.value else "")
+            self.by_digest[digest] = GatewayKey(
+                name=key.name,
+                digest=digest,
+                models=frozenset(key.models) if key.models is not None else None,
+                rpm=key.rpm,
+                tpm=key.tpm,
+                expires=_parse_expiry(key.expires),
+                config=key,
+            )
+
+    def authenticate(self, token: str | None) -> GatewayKey | None:
+        """The key for a presented token; ``None`` when the ring is open (no ``keys:``).
+
+        :raises GatewayError: 401 for a missing, unknown or expired key.
+        """
+        if self.open:
+            return None
+        if not token:
+            raise GatewayError(
+                401,
+                "You didn't provide an API key. Pass it as 'Authorization: Bearer <key>'.",
+                code="invalid_api_key",
+            )
+        digest = hash_key(token)
+        key = self.by_digest.get(digest)
+        if key is None or not hmac.compare_digest(key.digest, digest):
+            raise GatewayError(401, "Incorrect API key provided.", code="invalid_api_key")
+        if key.expires is not None and datetime.now(UTC) >= key.expires:
+            raise GatewayError(401, "This API key has expired.", code="invalid_api_key")
+        return key
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None

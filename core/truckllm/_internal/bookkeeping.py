@@ -1,0 +1,110 @@
+"""What one attempt's end tells the kernel: the attempt record, usage, and the key's health.
+
+Every failed attempt passes :func:`on_failure` first: its error is scrubbed (every field, then
+cut) and its numbers clamped before anything reads them; then the key cools down (429), is out
+of quota, is disabled (401/403), or counts a failure towards ejection. A plugin's own error
+says nothing about the key.
+"""
+
+from __future__ import annotations
+
+import time
+
+from loguru import logger
+
+from truckllm._internal.numbers import clamp_seconds, sane_usage
+from truckllm._internal.run import AttemptState, RequestRun
+from truckllm._internal.scrub import scrub_error
+from truckllm.types import CLIENT_KINDS, AttemptRecord, UpstreamError, Usage
+
+__all__ = ["account", "on_failure", "on_success", "record_attempt", "release"]
+
+
+def record_attempt(run: RequestRun, attempt: AttemptState, status: int, kind: str | None) -> None:
+    """Add the attempt to the request's record."""
+    cand = attempt.candidate
+    run.ctx.attempts.append(
+        AttemptRecord(
+            provider=cand.provider.name,
+            provider_key=cand.key.name,
+            deployment=cand.deployment.label,
+            model=cand.deployment.model,
+            alias=cand.deployment.alias,
+            status=status,
+            latency_ms=round((time.monotonic() - attempt.started) * 1000, 3),
+            error_kind=kind,
+        )
+    )
+
+
+def account(run: RequestRun, attempt: AttemptState, usage: Usage | None) -> None:
+    """The attempt that answers the request: its candidate, clamped usage and upstream time."""
+    run.ctx.candidate = attempt.candidate
+    usage = sane_usage(usage)
+    run.ctx.usage = usage
+    run.ctx.upstream_ms = (time.monotonic() - attempt.started) * 1000
+    if usage is not None:
+        attempt.key_state.tokens.add(run.gw.clock(), usage.total_tokens)
+
+
+def on_success(run: RequestRun, attempt: AttemptState, usage: Usage | None, ttft: float | None) -> None:
+    """A successful attempt: the key is healthy, its latency observed, the usage accounted."""
+    record_attempt(run, attempt, 200, None)
+    run.gw.health.record_success(attempt.key_state)
+    run.gw.budget.succeeded(attempt.routing.retry_budget)
+    attempt.stats.observe(time.monotonic() - attempt.started, ttft)
+    account(run, attempt, usage)
+
+
+def on_failure(
+    run: RequestRun, attempt: AttemptState, error: UpstreamError, count_health: bool = True
+) -> None:
+    """Book one failed attempt: scrub the error (every field, before anything reads it), record
+    the attempt, and tell the key's health what the failure says about the key."""
+    gw = run.gw
+    scrub_error(error, run.rt.scrubber)
+    run.last_kind = error.kind
+    cooldown = attempt.routing.cooldown
+    if error.retry_after is not None:
+        error.retry_after = clamp_seconds(error.retry_after, cooldown.max_retry_after)
+    record_attempt(run, attempt, error.status, error.kind)
+    cand = attempt.candidate
+    attempt.stats.failures += 1
+    kind = error.kind
+    if not count_health or kind == "plugin":
+        return  # a plugin's bug says nothing about the key
+    state = attempt.key_state
+    now = gw.clock()
+    name = f"{cand.provider.name}/{cand.key.name}"
+    if kind == "rate_limit":
+        seconds = error.retry_after if error.retry_after is not None else cooldown.duration
+        state.cool(now, seconds, "rate_limit")
+        gw.share_cooldown(cand.provider.name, cand.key.name, seconds, "rate_limit")
+        logger.info("key {} cooling down {:.1f}s after 429", name, seconds)
+    elif kind == "quota":
+        state.cool(now, cooldown.max_duration, "quota")
+        gw.share_cooldown(cand.provider.name, cand.key.name, cooldown.max_duration, "quota")
+        logger.warning("key {} is out of quota; out for {:.0f}s", name, cooldown.max_duration)
+    elif kind in ("auth", "permission"):
+        state.disabled = f"{error.status} {kind}: {error.message}"[:200]
+        logger.error(
+            "key {} REJECTED by the provider ({}); disabled until reload or re-enable", name, error.status
+        )
+    elif kind not in CLIENT_KINDS:
+        if gw.health.record_failure(state, cooldown, now, kind):
+            logger.warning(
+                "key {} ejected for {:.0f}s after repeated failures ({})",
+                name,
+                state.ejected_until - now,
+                kind,
+            )
+        gw.budget.failed(attempt.routing.retry_budget)
+
+
+def release(attempt: AttemptState) -> None:
+    """The attempt no longer holds its key's in-flight slot nor its upstream connection."""
+    attempt.key_state.in_flight -= 1
+    attempt.stats.in_flight -= 1
+    if attempt.response is not None:
+        attempt.response.release()
+        attempt.response = None

@@ -1,0 +1,278 @@
+"""The config file's shape (DESIGN.md section 4) as strict msgspec structs.
+
+Unknown fields are errors. Optional fields have defaults here, so that a decoded config is
+complete. Routing settings exist at four levels (top-level ``routing``, a provider, a model alias,
+a deployment, a provider key); every level but the top one leaves a field unset to inherit it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from msgspec import UNSET, Meta, Struct, UnsetType, field
+
+from truckllm._internal.config.durations import Duration
+from truckllm._internal.config.typed import SECRET
+from truckllm._internal.secrets import Secret
+
+__all__ = [
+    "AdminConfig",
+    "BackoffConfig",
+    "BackoffOverride",
+    "BudgetConfig",
+    "Config",
+    "CooldownConfig",
+    "CooldownOverride",
+    "DeploymentConfig",
+    "GatewayKeyConfig",
+    "LimitsConfig",
+    "ModelConfig",
+    "PluginsConfig",
+    "PriceConfig",
+    "ProviderConfig",
+    "ProviderKeyConfig",
+    "RetryBudgetConfig",
+    "RetryBudgetOverride",
+    "RoutingConfig",
+    "RoutingOverride",
+    "ServerConfig",
+]
+
+PosInt = Annotated[int, Meta(ge=1)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+NonNeg = Annotated[float, Meta(ge=0)]
+Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/+-]+$")]
+
+
+class LimitsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Abuse limits on client requests (each answered with a 4xx in the caller's format)."""
+
+    max_messages: PosInt = 2048
+    max_tools: PosInt = 256
+    max_content_bytes: PosInt = 8 * 1024 * 1024
+    max_header_bytes: PosInt = 16 * 1024
+    max_streams_per_key: NonNegInt = 0  # 0: unlimited
+
+
+class UpstreamNetConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Which upstream addresses may be dialled (link-local/metadata addresses never may)."""
+
+    allow_loopback: bool = True
+    allow_private: bool = True
+
+
+class ServerConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``server:``: the listener and request-wide limits."""
+
+    listen: str = "127.0.0.1:8080"
+    max_body_bytes: PosInt = 10 * 1024 * 1024
+    max_response_bytes: PosInt = 64 * 1024 * 1024
+    request_timeout: Duration = Duration(600)
+    graceful_timeout: Duration = Duration(30)
+    keep_alive_timeout: Duration = Duration(75)
+    read_timeout: Duration = Duration(60)
+    workers: PosInt = 1
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    upstream: UpstreamNetConfig = field(default_factory=UpstreamNetConfig)
+
+
+class AdminConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``admin:``: the token guarding ``/admin/v1/*`` and ``/metrics``."""
+
+    token: Secret | None = None
+
+
+class PluginsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``plugins:``: which installed plugins not to load (entry-point names)."""
+
+    disable: tuple[str, ...] = ()
+
+
+class BackoffConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Jittered exponential backoff between tries on the same key."""
+
+    base: Duration = Duration(0.1)
+    max: Duration = Duration(5)
+
+
+class CooldownConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """When a key is taken out of rotation (ejected), and for how long.
+
+    A key is ejected after ``failures`` consecutive failures, or when more than ``error_ratio``
+    of its last ``window`` attempts failed (at least ``min_requests`` of them); for
+    ``duration`` times the number of its ejections, capped at ``max_duration``. At most
+    ``max_ejection_percent`` of a provider's keys (at least one) are ejected at once.
+    """
+
+    failures: PosInt = 3
+    duration: Duration = Duration(30)
+    max_duration: Duration = Duration(300)
+    error_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    window: PosInt = 20
+    min_requests: PosInt = 10
+    max_ejection_percent: Annotated[float, Meta(ge=0, le=100)] = 10.0
+    max_retry_after: Duration = Duration(3600)
+    """The longest cooldown a provider's ``Retry-After`` may impose (and the longest
+    ``Retry-After`` a client is told): larger values from upstream are cut to this."""
+
+
+class RetryBudgetConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Retries may not exceed ``ratio`` of requests in flight, with a floor of ``min`` concurrent;
+    and (gRPC-style throttling) a bucket of ``tokens`` loses one per failed attempt and gains
+    ``token_ratio`` per success: retries stop while it is at or below half."""
+
+    ratio: NonNeg = 0.2
+    min: NonNegInt = 3
+    tokens: PosInt = 100
+    token_ratio: NonNeg = 0.1
+
+
+class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``routing:``: the defaults every alias, deployment and key inherits."""
+
+    retries: NonNegInt = 2
+    max_attempts: PosInt = 10
+    try_timeout: Duration = Duration(60)
+    connect_timeout: Duration = Duration(5)
+    stream_idle_timeout: Duration = Duration(120)
+    backoff: BackoffConfig = field(default_factory=BackoffConfig)
+    cooldown: CooldownConfig = field(default_factory=CooldownConfig)
+    retry_budget: RetryBudgetConfig = field(default_factory=RetryBudgetConfig)
+    max_wait: Duration = Duration(0)  # wait this long for a cooling key instead of failing fast
+
+
+class BackoffOverride(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A partial ``backoff`` block: unset fields inherit from the level above."""
+
+    base: Duration | UnsetType = UNSET
+    max: Duration | UnsetType = UNSET
+
+
+class CooldownOverride(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A partial ``cooldown`` block: unset fields inherit from the level above."""
+
+    failures: PosInt | UnsetType = UNSET
+    duration: Duration | UnsetType = UNSET
+    max_duration: Duration | UnsetType = UNSET
+    error_ratio: Annotated[float, Meta(gt=0, le=1)] | UnsetType = UNSET
+    window: PosInt | UnsetType = UNSET
+    min_requests: PosInt | UnsetType = UNSET
+    max_ejection_percent: Annotated[float, Meta(ge=0, le=100)] | UnsetType = UNSET
+    max_retry_after: Duration | UnsetType = UNSET
+
+
+class RetryBudgetOverride(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A partial ``retry_budget`` block: unset fields inherit from the level above."""
+
+    ratio: NonNeg | UnsetType = UNSET
+    min: NonNegInt | UnsetType = UNSET
+    tokens: PosInt | UnsetType = UNSET
+    token_ratio: NonNeg | UnsetType = UNSET
+
+
+class RoutingOverride(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A partial ``routing`` block: unset fields inherit from the level above, field by field
+    (nested blocks too: ``cooldown: {duration: 5s}`` keeps the inherited ``failures``)."""
+
+    retries: NonNegInt | UnsetType = UNSET
+    max_attempts: PosInt | UnsetType = UNSET
+    try_timeout: Duration | UnsetType = UNSET
+    connect_timeout: Duration | UnsetType = UNSET
+    stream_idle_timeout: Duration | UnsetType = UNSET
+    backoff: BackoffOverride | UnsetType = UNSET
+    cooldown: CooldownOverride | UnsetType = UNSET
+    retry_budget: RetryBudgetOverride | UnsetType = UNSET
+    max_wait: Duration | UnsetType = UNSET
+
+
+class ProviderKeyConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """One API key of a provider account."""
+
+    name: Name
+    value: Secret | None = None
+    weight: NonNeg = 1.0
+    rpm: PosInt | None = None
+    tpm: PosInt | None = None
+    max_in_flight: PosInt | None = None
+    models: tuple[str, ...] | None = None
+    routing: RoutingOverride | None = None
+
+
+class ProviderConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``providers.<name>``: how to reach one provider account."""
+
+    type: Name
+    base_url: str | None = None
+    keys: tuple[ProviderKeyConfig, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    routing: RoutingOverride | None = None
+    direct: bool = False
+    """May clients address this provider as ``<provider>/<model>`` (any model) without an alias?
+    Off by default: only aliases reach it, unless a gateway key's ``models`` names
+    ``<provider>/*`` or ``<provider>/<model>`` explicitly."""
+
+
+class PriceConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """USD per one million tokens."""
+
+    input: NonNeg = 0.0
+    output: NonNeg = 0.0
+    cached_input: NonNeg | None = None
+    cache_write: NonNeg | None = None
+
+
+class DeploymentConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """One place an alias can be served."""
+
+    provider: Name
+    model: Annotated[str, Meta(min_length=1)]
+    weight: NonNeg = 1.0
+    priority: int = 0
+    price: PriceConfig | None = None
+    routing: RoutingOverride | None = None
+
+
+class ModelConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``models.<alias>``: an alias clients send, and where it can be served."""
+
+    deployments: Annotated[tuple[DeploymentConfig, ...], Meta(min_length=1)]
+    strategy: Name | None = None
+    fallbacks: tuple[str, ...] = ()
+    context_window_fallbacks: tuple[str, ...] = ()
+    routing: RoutingOverride | None = None
+    description: str = ""
+
+
+class BudgetConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """A spend cap in USD per period."""
+
+    usd: NonNeg
+    period: Literal["day", "week", "month", "total"] = "month"
+
+
+class GatewayKeyConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``keys[]``: a key clients present as ``Authorization: Bearer``."""
+
+    name: Name
+    value: Secret | None = None
+    hash: Annotated[str, Meta(pattern=r"^sha256:[0-9a-f]{64}$", extra=SECRET)] | None = None
+    models: tuple[str, ...] | None = None
+    rpm: PosInt | None = None
+    tpm: PosInt | None = None
+    budget: BudgetConfig | None = None
+    expires: str | None = None  # ISO 8601 date or datetime
+
+
+class Config(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """The whole config file."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: dict[str, Any] = field(default_factory=lambda: {"type": "memory"})
+    loggers: tuple[str | dict[str, Any], ...] = ()
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    models: dict[str, ModelConfig] = field(default_factory=dict)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    keys: tuple[GatewayKeyConfig, ...] | None = None

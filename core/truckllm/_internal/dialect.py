@@ -1,0 +1,112 @@
+"""Inbound API dialects: how a client's API is spoken at the gateway's front door.
+
+The gateway's canonical dialect is OpenAI's (the kernel's own, in :mod:`truckllm._internal.openai_api`).
+An inbound dialect plugin (Anthropic's Messages API, Gemini's generateContent...) registers an
+:class:`InboundDialect` through ``register_dialects``: its routes, how a request in its format
+becomes a :class:`~truckllm.types.ChatRequest` (the original bytes, plus the request translated to
+OpenAI's typed form for providers of other dialects), how errors look, and how an answer in
+OpenAI's form (or its own, passed through) becomes its format again. The kernel mounts the
+routes and runs the same pipeline for every dialect: balancing, limits, usage, logs and metrics
+treat all requests alike, with the dialect as a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from truckllm.errors import GatewayError
+from truckllm.types import ChatRequest
+
+__all__ = ["ClientDialect", "DialectRoute", "FrameTranslator", "InboundDialect"]
+
+
+class DialectRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """One HTTP route of a dialect.
+
+    :ivar path: a starlette path, e.g. ``/v1/messages`` or ``/v1beta/models/{model}:generateContent``.
+    :ivar endpoint: the kernel endpoint it serves: ``chat``, ``completions``, ``embeddings``,
+        ``count_tokens`` (answered only by providers that list it in their ``endpoints``).
+    :ivar methods: HTTP methods.
+    :ivar name: the dialect's own name for the route (handed back to :meth:`InboundDialect.parse`).
+    """
+
+    path: str
+    endpoint: str
+    methods: tuple[str, ...] = ("POST",)
+    name: str = ""
+
+
+class FrameTranslator(Protocol):
+    """Turns stream frames of one dialect into frames of another, chunk by chunk."""
+
+    def feed(self, frames: bytes) -> bytes:
+        """Translate complete frames (as a provider's translator produced them)."""
+
+    def close(self) -> bytes:
+        """The stream ended cleanly: the closing frames."""
+
+    # Optional: ``error(error: GatewayError) -> bytes``, the frame that ends this stream after a
+    # failure; the kernel prefers it to ``ClientDialect.stream_error`` (which is not told which
+    # request failed, so it cannot know the form the client asked for).
+
+
+class ClientDialect(Protocol):
+    """Error rendering for one inbound dialect (what the pipeline needs)."""
+
+    name: str
+
+    def error_body(self, error: GatewayError) -> bytes:
+        """The JSON body of an error response."""
+
+    def stream_error(self, error: GatewayError) -> bytes:
+        """The frame that reports an error after a stream has started."""
+
+
+@runtime_checkable
+class InboundDialect(ClientDialect, Protocol):
+    """Everything the kernel needs to serve one client API dialect.
+
+    A dialect class may subclass this protocol to inherit its defaults (``reframes_own``); one
+    that does not and leaves ``reframes_own`` out gets the default when it is registered.
+
+    :ivar routes: the HTTP routes the kernel mounts for this dialect.
+    :ivar reframes_own: ``True`` makes the kernel call :meth:`response` and :meth:`stream` for
+        answers already in this dialect's format too (a pass-through answer the client wants in
+        another form of the same API: Gemini's JSON-array stream of an ``alt=sse`` upstream).
+        Default ``False``: such answers go to the client as they are.
+    """
+
+    routes: Sequence[DialectRoute]
+    reframes_own: bool = False
+
+    def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        """The gateway key the client presented (``Authorization: Bearer``, ``x-api-key``...)."""
+
+    def parse(
+        self,
+        route: DialectRoute,
+        body: bytes,
+        path_params: Mapping[str, str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+    ) -> ChatRequest:
+        """Decode and validate one request; raise :class:`GatewayError` (4xx) for bad input.
+
+        The result has ``dialect`` = this dialect's name, ``body`` = the bytes as received,
+        ``model`` = the alias asked for, ``stream`` / ``include_usage``, and ``typed`` = the
+        request in OpenAI's typed form (:mod:`truckllm.kit.openai_schemas`) for providers of another
+        dialect.
+        """
+
+    def response(self, request: ChatRequest, body: bytes, source: str) -> bytes:
+        """A whole answer in dialect ``source`` (``openai``, or this dialect's own when passed
+        through) as this dialect's response body."""
+
+    def stream(self, request: ChatRequest, source: str) -> FrameTranslator:
+        """A translator of stream frames in dialect ``source`` into this dialect's frames."""
+
+    def stream_content_type(self, request: ChatRequest) -> str:
+        """The content type of this request's stream (``text/event-stream``...)."""

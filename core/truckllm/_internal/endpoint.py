@@ -1,0 +1,330 @@
+"""The request-path ASGI endpoint, the same for every inbound dialect.
+
+Pure ASGI (the hot path): read the body with a size cap, check the gateway key, let the dialect
+decode and validate the request once, resolve the alias, check limits and budgets, run the
+pipeline while watching for the client going away, and send the answer (whole, or a stream
+frame by frame) in the client's dialect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any
+from urllib.parse import parse_qsl
+
+from loguru import logger
+
+from truckllm._internal.admission import admit, check_priced, estimate_tokens, serving_plans
+from truckllm._internal.asgi_util import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    headers_dict,
+    read_body,
+    request_id,
+    send_bytes,
+)
+from truckllm._internal.dialect import DialectRoute, InboundDialect
+from truckllm._internal.gateway import Gateway
+from truckllm._internal.pipeline import serve
+from truckllm._internal.request import Outcome, RequestContext, end_request
+from truckllm._internal.runtime import AliasPlan, Runtime
+from truckllm._internal.schemas.openai import ChatCompletionRequest, check_input
+from truckllm.errors import GatewayError
+from truckllm.types import ChatRequest
+
+__all__ = ["WATCH_AFTER", "ApiEndpoint", "check_limits", "content_size", "resolve_alias"]
+
+_WORKER = os.environ.get("TRUCKLLM_WORKER")  # set by truckllm.server.supervise() in each worker
+WATCH_AFTER = 0.02
+"""Seconds a whole (non-stream) request runs before the gateway starts watching for its client's
+disconnect: most fast answers are sent sooner and need no watch, and a client that left earlier
+is still seen then. Streams are watched from their start."""
+_REJECTED_KIND = {401: "auth", 403: "permission", 404: "not_found", 413: "too_large", 429: "rate_limit"}
+CREDENTIAL_HEADERS = frozenset(
+    {b"authorization", b"x-api-key", b"x-goog-api-key", b"cookie", b"proxy-authorization"}
+)
+_CREDENTIAL_NAMES = frozenset(name.decode() for name in CREDENTIAL_HEADERS)
+
+
+def check_limits(rt: Runtime, typed: Any) -> None:
+    limits = rt.config.server.limits
+    for name in ("prompt", "input"):
+        problem = check_input(getattr(typed, name, None), name)
+        if problem:
+            raise GatewayError(400, problem, param=name)
+    if isinstance(typed, ChatCompletionRequest):
+        if len(typed.messages) > limits.max_messages:
+            raise GatewayError(
+                400,
+                f"Too many messages: {len(typed.messages)}; the limit is {limits.max_messages}.",
+                param="messages",
+            )
+        if isinstance(typed.tools, list) and len(typed.tools) > limits.max_tools:
+            raise GatewayError(
+                400, f"Too many tools: {len(typed.tools)}; the limit is {limits.max_tools}.", param="tools"
+            )
+        size = content_size(typed)
+        if size > limits.max_content_bytes:
+            raise GatewayError(
+                400,
+                f"The messages' content is too large: {size} bytes; the limit is {limits.max_content_bytes}.",
+                param="messages",
+                code="content_too_large",
+            )
+
+
+def content_size(typed: ChatCompletionRequest) -> int:
+    """Bytes of text and inline media in the messages (what an upstream has to read)."""
+    total = 0
+    for message in typed.messages:
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                text = getattr(part, "text", None)
+                if text is not None:
+                    total += len(text)
+                image = getattr(part, "image_url", None)
+                if image is not None:
+                    total += len(image.url)
+                audio = getattr(part, "input_audio", None)
+                if audio is not None:
+                    total += len(audio.data)
+                file = getattr(part, "file", None)
+                if file is not None and isinstance(file.file_data, str):
+                    total += len(file.file_data)
+    return total
+
+
+def resolve_alias(rt: Runtime, model: str, allowed: frozenset[str] | None = None) -> AliasPlan:
+    """The plan of the alias (or opted-in ``provider/model``) a client's ``model`` names.
+
+    :raises GatewayError: 404 ``model_not_found`` if the config serves no such model to this key.
+    """
+    plan = rt.plan(model, allowed)
+    if plan is not None:
+        return plan
+    raise GatewayError(
+        404,
+        f"The model '{model}' does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+def _allowed(model: str, allowed: frozenset[str]) -> bool:
+    """A key's allow-list names aliases, ``provider/model`` or ``provider/*``."""
+    if model in allowed:
+        return True
+    provider, sep, _ = model.partition("/")
+    return bool(sep) and f"{provider}/*" in allowed
+
+
+class ApiEndpoint:
+    """One dialect route served as a pure ASGI app."""
+
+    def __init__(self, gateway: Gateway, dialect: InboundDialect, route: DialectRoute) -> None:
+        self.gateway = gateway
+        self.dialect = dialect
+        self.route = route
+        self.endpoint = route.endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gateway
+        rt = gw.runtime  # the snapshot this request keeps to its end
+        ctx = RequestContext(request_id=request_id(scope), dialect=self.dialect, endpoint=self.endpoint)
+        gw.enter()
+        try:
+            await self._handle(rt, ctx, scope, receive, send)
+        except ClientGone:
+            ctx.client_disconnected = True
+            ctx.status = 499
+        except GatewayError as exc:
+            await self._reject(ctx, send, exc)
+        except Exception as exc:  # a kernel bug: still an answer in the client's format, and logged
+            logger.opt(exception=exc).error("request {} failed inside the gateway", ctx.request_id)
+            error = GatewayError(500, "The gateway failed to serve this request.", type="server_error")
+            with contextlib.suppress(Exception):
+                await self._reject(ctx, send, error)
+        finally:
+            end_request(gw, rt, ctx)  # the one place a request ends: one record, one settlement
+            gw.leave()
+
+    async def _reject(self, ctx: RequestContext, send: Send, exc: GatewayError) -> None:
+        """Answer ``exc`` in the client's dialect (and say why in the request's record)."""
+        ctx.status = exc.status
+        if ctx.error is None:  # rejected by the gateway itself, not after an upstream's answer
+            ctx.rejected_kind = _REJECTED_KIND.get(exc.status, "bad_request")
+            ctx.rejected_message = exc.message
+        headers = {"content-type": "application/json", "x-request-id": ctx.request_id, **exc.headers}
+        if _WORKER is not None:
+            headers["x-truckllm-worker"] = _WORKER
+        await send_bytes(send, exc.status, headers, self.dialect.error_body(exc))
+
+    def _parse(
+        self, rt: Runtime, body: bytes, scope: Scope, query: dict[str, str], headers: dict[str, str]
+    ) -> ChatRequest:
+        try:
+            request = self.dialect.parse(self.route, body, scope.get("path_params", {}), query, headers)
+        except RecursionError:  # a dialect plugin that decodes without truckllm.kit.safejson
+            raise GatewayError(400, "The JSON body is nested too deeply.", code="invalid_json") from None
+        check_limits(rt, request.typed)
+        return request
+
+    async def _handle(
+        self, rt: Runtime, ctx: RequestContext, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if self.gateway.draining:
+            raise GatewayError(
+                503,
+                "The gateway is shutting down.",
+                type="server_error",
+                headers={"retry-after": "1", "connection": "close"},
+            )
+        all_headers = headers_dict(scope)
+        raw_query = scope.get("query_string")
+        query = (
+            dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
+        )
+        key = rt.keyring.authenticate(self.dialect.credentials(all_headers, query))
+        ctx.gateway_key = key.name if key else None
+        body = await read_body(scope, receive, rt.config.server.max_body_bytes, rt.config.server.read_timeout)
+        plain = {k: v for k, v in all_headers.items() if k not in _CREDENTIAL_NAMES}
+        request = self._parse(rt, body, scope, query, plain)
+        ctx.request = request
+        plan = resolve_alias(rt, request.model, key.models if key is not None else None)
+        alias = plan.alias
+        if key is not None and key.models is not None and not _allowed(alias, key.models):
+            raise GatewayError(
+                403, f"This API key may not use the model '{alias}'.", code="model_not_allowed", param="model"
+            )
+        ctx.alias = alias
+        ctx.plan = plan
+        if self.endpoint not in plan.endpoints:
+            raise GatewayError(
+                400, f"The model '{alias}' does not support the {self.endpoint} endpoint.", param="model"
+            )
+        if key is not None and key.config.budget is not None:
+            ctx.priced_only = True
+            check_priced(rt, plan)
+        if key is not None and self.gateway.store is not None:
+            ctx.estimated_tokens = estimate_tokens(request)
+            ctx.reservation = await admit(
+                # the store's reservation id is the gateway's own: X-Request-Id is the client's
+                self.gateway.store,
+                key,
+                serving_plans(rt, plan),
+                ctx.estimated_tokens,
+                "rsv_" + os.urandom(12).hex(),
+            )
+
+        stream_slot = None
+        limit = rt.config.server.limits.max_streams_per_key
+        if request.stream and limit and key is not None:
+            if self.gateway.streams[key.name] >= limit:
+                raise GatewayError(
+                    429,
+                    f"Too many concurrent streams for API key '{key.name}': the limit is {limit}.",
+                    type="rate_limit_error",
+                    code="concurrent_streams_exceeded",
+                    headers={"retry-after": "1"},
+                )
+            stream_slot = key.name
+            self.gateway.streams[key.name] += 1
+        try:
+            await self._run(rt, ctx, request, receive, send)
+        finally:
+            if stream_slot is not None:
+                self.gateway.streams[stream_slot] -= 1
+
+    async def _run(
+        self, rt: Runtime, ctx: RequestContext, request: ChatRequest, receive: Receive, send: Send
+    ) -> None:
+        """Serve in this task; a client that goes away cancels it (and with it the upstream call)."""
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _DisconnectWatch(task, ctx, receive)
+        timer: asyncio.TimerHandle | None = None
+        if request.stream:
+            watch.start()  # a stream holds a per-key slot: free it as soon as its client leaves
+        else:  # most whole answers are sent before a watch would be needed: start one only if not
+            timer = asyncio.get_running_loop().call_later(WATCH_AFTER, watch.start)
+        try:
+            outcome: Outcome = await serve(self.gateway, rt, request, ctx)
+            outcome.headers["x-request-id"] = ctx.request_id
+            if _WORKER is not None:
+                outcome.headers["x-truckllm-worker"] = _WORKER
+            if outcome.stream is None:
+                await send_bytes(send, outcome.status, outcome.headers, outcome.body)
+            else:
+                await self._stream(outcome, send)
+        except asyncio.CancelledError:
+            if not watch.fired:
+                raise
+            task.uncancel()  # we cancelled ourselves because the client left: nothing to answer
+        finally:
+            if timer is not None:
+                timer.cancel()
+            watch.stop()
+
+    @staticmethod
+    async def _stream(outcome: Outcome, send: Send) -> None:
+        stream = outcome.stream
+        assert stream is not None
+        try:
+            first = await anext(stream)  # starts the generator, so that its cleanup always runs
+            raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()]
+            await send({"type": "http.response.start", "status": 200, "headers": raw})
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk in stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+
+
+class _DisconnectWatch:
+    """Watches for ``http.disconnect`` while a request is served: a disconnect cancels the task.
+
+    :meth:`start` leaves one ``receive()`` pending; its done-callback (this object) cancels the
+    serving task when the client has gone. :meth:`stop` ends the watch.
+    """
+
+    __slots__ = ("ctx", "done", "fired", "pending", "receive", "task")
+
+    def __init__(self, task: asyncio.Task[Any], ctx: RequestContext, receive: Receive) -> None:
+        self.task = task
+        self.ctx = ctx
+        self.receive = receive
+        self.pending: asyncio.Future[Any] | None = None
+        self.fired = False
+        self.done = False
+
+    def start(self) -> None:
+        """Leave a ``receive()`` pending (a disconnect already queued is seen at once)."""
+        if self.done or self.pending is not None:
+            return
+        self.pending = asyncio.ensure_future(self.receive())
+        self.pending.add_done_callback(self)
+
+    def stop(self) -> None:
+        """The request is over: no more cancelling; drop the pending ``receive()``."""
+        self.done = True
+        pending = self.pending
+        if pending is not None and not pending.done():
+            pending.remove_done_callback(self)
+            pending.cancel()
+
+    def __call__(self, future: asyncio.Future[Any]) -> None:
+        if self.done or future.cancelled() or future.exception() is not None:
+            return
+        if future.result().get("type") == "http.disconnect":
+            self.fired = True
+            self.ctx.client_disconnected = True
+            self.task.cancel()

@@ -1,0 +1,246 @@
+"""A config snapshot made ready to serve: providers, candidates, effective routing.
+
+One :class:`Runtime` is built per config version and never changed; the gateway swaps it as a
+whole on reload, and requests keep the runtime they started with.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from truckllm._internal.auth import KeyRing
+from truckllm._internal.config.loader import merge_routing
+from truckllm._internal.config.schema import Config, DeploymentConfig, ModelConfig, PriceConfig, RoutingConfig
+from truckllm._internal.health import HealthRegistry
+from truckllm._internal.plugins import PluginHost
+from truckllm._internal.scrub import Scrubber, config_secrets
+from truckllm._internal.secrets import Secret
+from truckllm.types import Candidate, Deployment, KeyRef, Price, Provider, ProviderSpec
+
+__all__ = ["DIRECT_MODEL", "MAX_DIRECT_PLANS", "UNKNOWN_ALIAS", "AliasPlan", "Runtime", "build_runtime"]
+
+MAX_DIRECT_PLANS = 1000
+"""``provider/model`` plans kept per config version (and whose live stats are kept)."""
+DIRECT_MODEL = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,255}$")
+"""What a model named by a client in ``provider/model`` may look like."""
+UNKNOWN_ALIAS = "<unknown>"
+"""The alias a record carries when the client named a model the config does not serve: one
+bucket, so that names made up by clients cannot grow usage rows or metric labels."""
+
+
+@dataclass(frozen=True)
+class AliasPlan:
+    """How one alias is served."""
+
+    alias: str
+    strategy: str
+    candidates: tuple[Candidate, ...]
+    routing: RoutingConfig
+    candidate_routing: dict[str, RoutingConfig]
+    fallbacks: tuple[str, ...]
+    context_window_fallbacks: tuple[str, ...]
+    endpoints: frozenset[str]
+    owned_by: str
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """An immutable, ready-to-serve view of one config version."""
+
+    config: Config
+    host: PluginHost
+    providers: dict[str, Provider]
+    specs: dict[str, ProviderSpec]
+    secrets: dict[tuple[str, str], Secret]
+    aliases: dict[str, AliasPlan]
+    keyring: KeyRing
+    health: HealthRegistry
+    version: int = 0
+    source: str = ""
+    loaded_at: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+    direct: dict[str, AliasPlan] = field(default_factory=dict)
+    scrubber: Scrubber = field(default_factory=lambda: Scrubber(()))
+    prices: dict[tuple[str, str], PriceConfig] = field(default_factory=dict)
+    key_names: frozenset[tuple[str, str]] = frozenset()  # (provider, key name) of every configured key
+
+    def plan(self, name: str, allowed: frozenset[str] | None = None) -> AliasPlan | None:
+        """The plan for an alias, or for ``provider/model`` where direct addressing is allowed.
+
+        ``provider/model`` reaches a provider only when its config says ``direct: true``, or when
+        ``allowed`` (the gateway key's ``models``) names ``provider/*`` or ``provider/model``
+        explicitly. Its deployment carries the price an alias of the config gives the same
+        provider and model (none otherwise: a key with a budget cannot use it). Plans are made on
+        first use and kept for this config version (at most :data:`MAX_DIRECT_PLANS`).
+        """
+        plan = self.aliases.get(name)
+        if plan is not None:
+            return plan
+        provider, sep, model = name.partition("/")
+        if not sep or not model or provider not in self.config.providers:
+            return None
+        opted_in = self.config.providers[provider].direct or (
+            allowed is not None and (name in allowed or f"{provider}/*" in allowed)
+        )
+        if not opted_in or not DIRECT_MODEL.fullmatch(model):
+            return None
+        direct = self.direct.get(name)
+        if direct is None:
+            price = self.prices.get((provider, model))
+            model_config = ModelConfig(
+                deployments=(DeploymentConfig(provider=provider, model=model, price=price),)
+            )
+            keep = len(self.direct) < MAX_DIRECT_PLANS
+            direct = _plan(
+                name,
+                model_config,
+                self.config,
+                self.providers,
+                self.specs,
+                self.health,
+                self.host.registry().default_strategy,
+                keep=keep,
+            )
+            if keep:
+                self.direct[name] = direct
+        return direct
+
+    def api_key(self, candidate: Candidate) -> str:
+        """The plain key value for one attempt (empty for key-less providers)."""
+        secret = self.secrets.get((candidate.key.provider, candidate.key.name))
+        return secret.reveal() if secret is not None else ""
+
+
+def _plan(
+    alias: str,
+    model: ModelConfig,
+    config: Config,
+    providers: dict[str, Provider],
+    specs: dict[str, ProviderSpec],
+    health: HealthRegistry,
+    default_strategy: str,
+    keep: bool = True,
+) -> AliasPlan:
+    """The candidates of one alias, with the routing each inherits."""
+    candidates: list[Candidate] = []
+    candidate_routing: dict[str, RoutingConfig] = {}
+    endpoints: set[str] = set()
+    for index, dep in enumerate(model.deployments):
+        pc = config.providers[dep.provider]
+        spec = specs[dep.provider]
+        endpoints |= spec.endpoints
+        price = (
+            Price(**{f: getattr(dep.price, f) for f in dep.price.__struct_fields__}) if dep.price else None
+        )
+        deployment = Deployment(
+            alias=alias,
+            index=index,
+            provider=dep.provider,
+            model=dep.model,
+            weight=dep.weight,
+            priority=dep.priority,
+            price=price,
+        )
+        keys = pc.keys if spec.needs_keys or pc.keys else ()
+        key_refs = [
+            (
+                KeyRef(
+                    provider=dep.provider,
+                    name=k.name,
+                    weight=k.weight,
+                    rpm=k.rpm,
+                    tpm=k.tpm,
+                    max_in_flight=k.max_in_flight,
+                ),
+                k.routing,
+            )
+            for k in keys
+            if k.models is None or dep.model in k.models
+        ]
+        if not key_refs:
+            key_refs = [(KeyRef(provider=dep.provider, name="-"), None)]
+        for ref, key_routing in key_refs:
+            cid = f"{alias}#{index}:{dep.provider}/{ref.name}"
+            candidates.append(
+                Candidate(
+                    id=cid,
+                    deployment=deployment,
+                    provider=providers[dep.provider],
+                    key=ref,
+                    stats=health.pair(alias, dep.provider, dep.model, ref.name, keep=keep),
+                )
+            )
+            candidate_routing[cid] = merge_routing(
+                config.routing, pc.routing, model.routing, dep.routing, key_routing
+            )
+    return AliasPlan(
+        alias=alias,
+        strategy=model.strategy or default_strategy,
+        candidates=tuple(candidates),
+        routing=merge_routing(config.routing, model.routing),
+        candidate_routing=candidate_routing,
+        fallbacks=model.fallbacks,
+        context_window_fallbacks=model.context_window_fallbacks,
+        endpoints=frozenset(endpoints),
+        owned_by=config.providers[model.deployments[0].provider].type,
+    )
+
+
+def _dearer(a: PriceConfig, b: PriceConfig) -> PriceConfig:
+    """Field by field, the higher of two prices (two aliases price one model differently: a
+    ``provider/model`` request is reserved and charged at the dearer)."""
+    fields = {}
+    for name in a.__struct_fields__:
+        x, y = getattr(a, name), getattr(b, name)
+        fields[name] = x if y is None else y if x is None else max(x, y)
+    return PriceConfig(**fields)
+
+
+def build_runtime(
+    config: Config, host: PluginHost, health: HealthRegistry, *, version: int = 0, source: str = ""
+) -> Runtime:
+    """Resolve providers, candidates and the routing each candidate inherits."""
+    providers: dict[str, Provider] = {}
+    specs: dict[str, ProviderSpec] = {}
+    secrets: dict[tuple[str, str], Secret] = {}
+    for name, pc in config.providers.items():
+        spec = host.providers[pc.type]
+        specs[name] = spec
+        base_url = (pc.base_url or spec.default_base_url).rstrip("/")
+        providers[name] = Provider(
+            name=name, type=pc.type, base_url=base_url, headers=dict(pc.headers), options=pc.options
+        )
+        for key in pc.keys:
+            if key.value is not None:
+                secrets[(name, key.name)] = key.value
+
+    registry_default = host.registry().default_strategy
+    aliases = {
+        alias: _plan(alias, model, config, providers, specs, health, registry_default)
+        for alias, model in config.models.items()
+    }
+    prices: dict[tuple[str, str], PriceConfig] = {}
+    for model in config.models.values():
+        for dep in model.deployments:
+            if dep.price is not None:
+                known = prices.get((dep.provider, dep.model))
+                prices[(dep.provider, dep.model)] = dep.price if known is None else _dearer(known, dep.price)
+    return Runtime(
+        config=config,
+        host=host,
+        providers=providers,
+        specs=specs,
+        secrets=secrets,
+        aliases=aliases,
+        keyring=KeyRing(config.keys),
+        health=health,
+        version=version,
+        source=source,
+        prices=prices,
+        key_names=frozenset(
+            [(name, key.name) for name, pc in config.providers.items() for key in pc.keys]
+            + [(name, "-") for name in config.providers]  # the one key of a key-less provider
+        ),
+        scrubber=Scrubber(config_secrets(config)),
+    )

@@ -1,0 +1,223 @@
+"""What lifecycle hooks see of the gateway: live state, never a secret.
+
+``startup(app)`` and ``shutdown(app)`` receive a :class:`GatewayView`, not the gateway: the
+figures a logger or a store reports, as typed values made by the kernel, and nothing that holds a
+key value (no config, no secrets). :meth:`GatewayView.snapshot` takes one
+:class:`~truckllm.types.GatewaySnapshot` (keys' states, in flight, the after-response queue,
+plugin errors, retry-budget denials, the config version and reloads, other loggers' figures);
+:attr:`GatewayView.runtime` names the running aliases and providers. A plugin gets the secrets
+config hands to it, in its own options, and nothing else.
+
+Every value here is built by the kernel from its own state and checked by ``mypy --strict`` with
+it: when the kernel changes, this module changes with it, and what a plugin reads keeps its type.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from truckllm.types import (
+    AliasInfo,
+    Deployment,
+    GatewaySnapshot,
+    KeySnapshot,
+    LoggerCounters,
+    LoggerFigures,
+    LoggerMetrics,
+    PluginErrorCount,
+    Provider,
+)
+
+if TYPE_CHECKING:
+    from truckllm._internal.background import Background
+    from truckllm._internal.gateway import Gateway, RetryBudget
+    from truckllm._internal.health import HealthRegistry
+    from truckllm._internal.runtime import AliasPlan, Runtime
+
+__all__ = ["GatewayView", "RuntimeView", "logger_figures"]
+
+
+def _alias_info(plan: AliasPlan) -> AliasInfo:
+    deployments: dict[int, Deployment] = {}
+    for candidate in plan.candidates:
+        deployments.setdefault(candidate.deployment.index, candidate.deployment)
+    return AliasInfo(
+        name=plan.alias,
+        strategy=plan.strategy,
+        deployments=tuple(deployments[i] for i in sorted(deployments)),
+        fallbacks=plan.fallbacks,
+    )
+
+
+class RuntimeView:
+    """The running config as plugins may see it: its version, aliases and providers.
+
+    Always the running one: after a reload, the same object answers for the new config.
+    """
+
+    __slots__ = ("_aliases", "_gateway")
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._aliases: tuple[Runtime, Mapping[str, AliasInfo]] | None = None
+
+    @property
+    def version(self) -> int:
+        """The config version (1 at start, +1 per applied reload)."""
+        return self._gateway.runtime.version
+
+    @property
+    def aliases(self) -> Mapping[str, AliasInfo]:
+        """Alias name → its strategy, deployments and fallbacks (made once per config version)."""
+        runtime = self._gateway.runtime
+        if self._aliases is None or self._aliases[0] is not runtime:
+            infos = {name: _alias_info(plan) for name, plan in runtime.aliases.items()}
+            self._aliases = (runtime, MappingProxyType(infos))
+        return self._aliases[1]
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        """Provider name → :class:`~truckllm.types.Provider` (type, base URL, options; no keys)."""
+        return MappingProxyType(self._gateway.runtime.providers)
+
+
+def logger_figures(loggers: Iterable[tuple[str, object]]) -> tuple[LoggerFigures, ...]:
+    """The figures of every logger that reports some (:class:`~truckllm.types.LoggerMetrics`).
+
+    ``index`` counts the loggers of one name in order, those reporting nothing included. A
+    logger whose figures cannot be read (its ``metrics`` raises, or is not a mapping) is left out
+    and logged; values that are not numbers are left out.
+    """
+    seen: dict[str, int] = {}
+    found: list[LoggerFigures] = []
+    for name, instance in loggers:
+        index = seen.get(name, 0)
+        seen[name] = index + 1
+        try:
+            if not isinstance(instance, LoggerMetrics):
+                continue
+            metrics = instance.metrics
+            counters = instance.metrics_counters if isinstance(instance, LoggerCounters) else frozenset()
+            if not isinstance(metrics, Mapping):
+                continue
+            figures = {
+                str(key): float(value)
+                for key, value in metrics.items()
+                if isinstance(value, int | float) and not isinstance(value, bool)
+            }
+            counted = frozenset(str(c) for c in counters)
+        except Exception:
+            logger.bind(plugin=name).opt(exception=True).warning("logger {} figures unreadable", name)
+            continue
+        found.append(LoggerFigures(name=name, index=index, figures=figures, counters=counted))
+    return tuple(found)
+
+
+class GatewayView:
+    """A read-only window on the running gateway for ``startup`` / ``shutdown`` hooks."""
+
+    __slots__ = ("_gateway", "_runtime")
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._runtime = RuntimeView(gateway)
+
+    def snapshot(self) -> GatewaySnapshot:
+        """The gateway's live state now: cheap enough for every metrics scrape."""
+        gw = self._gateway
+        health, background = gw.health, gw.background
+        now = health.clock()
+        return GatewaySnapshot(
+            version=gw.runtime.version,
+            in_flight=gw.in_flight,
+            draining=gw.draining,
+            keys=tuple(
+                KeySnapshot(provider=provider, name=name, state=state.state(now), in_flight=state.in_flight)
+                for (provider, name), state in sorted(health.keys.items())
+            ),
+            background_queue=background.queue.qsize(),
+            background_dropped=background.dropped,
+            plugin_errors=tuple(
+                PluginErrorCount(plugin=plugin, hook=hook, count=count)
+                for (plugin, hook), count in sorted(background.plugin_errors.items())
+            ),
+            retry_budget_denied=gw.budget.denied,
+            reloads_ok=gw.reloads_ok,
+            reloads_failed=gw.reloads_failed,
+            last_reload_ok=gw.last_reload_ok,
+            loggers=logger_figures(gw.loggers),
+        )
+
+    @property
+    def runtime(self) -> RuntimeView:
+        """The running config's version, aliases and providers."""
+        return self._runtime
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The gateway's monotonic clock (seconds)."""
+        return self._gateway.clock
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served now."""
+        return self._gateway.in_flight
+
+    @property
+    def draining(self) -> bool:
+        """True once the gateway is stopping for good (not during a reload)."""
+        return self._gateway.draining
+
+    @property
+    def reloads_ok(self) -> int:
+        """Config reloads applied."""
+        return self._gateway.reloads_ok
+
+    @property
+    def reloads_failed(self) -> int:
+        """Config reloads refused."""
+        return self._gateway.reloads_failed
+
+    @property
+    def last_reload_ok(self) -> bool:
+        """Whether the last reload was applied."""
+        return self._gateway.last_reload_ok
+
+    # --- deprecated: the kernel's own objects, whose shape is not part of the plugin API ----------
+
+    def _deprecated(self, name: str, instead: str) -> None:
+        warnings.warn(
+            f"GatewayView.{name} is deprecated and goes in the next minor release: use {instead}",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+
+    @property
+    def health(self) -> HealthRegistry:
+        """Deprecated: use ``snapshot().keys``. The kernel's health registry."""
+        self._deprecated("health", "snapshot().keys")
+        return self._gateway.health
+
+    @property
+    def background(self) -> Background:
+        """Deprecated: use ``snapshot()`` (``background_queue``, ``background_dropped``,
+        ``plugin_errors``). The kernel's after-response queue."""
+        self._deprecated("background", "snapshot().background_queue, background_dropped, plugin_errors")
+        return self._gateway.background
+
+    @property
+    def budget(self) -> RetryBudget:
+        """Deprecated: use ``snapshot().retry_budget_denied``. The kernel's retry budget."""
+        self._deprecated("budget", "snapshot().retry_budget_denied")
+        return self._gateway.budget
+
+    @property
+    def loggers(self) -> list[tuple[str, object]]:
+        """Deprecated: use ``snapshot().loggers``. The running logger instances, ``(name, instance)``."""
+        self._deprecated("loggers", "snapshot().loggers")
+        return list(self._gateway.loggers)
