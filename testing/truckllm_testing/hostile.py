@@ -29,19 +29,18 @@ client is marked with :data:`MARKER`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import re
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
+
+from truckllm_testing.loopback import LoopbackServer
 
 __all__ = [
     "ACTS",
@@ -573,18 +572,15 @@ def _api_key(request: web.Request) -> str | None:
 # --- the server -----------------------------------------------------------------------------------
 
 
-class HostileUpstream:
+class HostileUpstream(LoopbackServer):
     """A scripted hostile upstream (see the module docstring); ``async with`` or ``running()``."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[HostileRequest] = []
         """Every request received, in arrival order."""
         self._queue: list[_Pending] = []
         self._lock = threading.Lock()
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     # --- scripting ----------------------------------------------------------------------------
 
@@ -628,109 +624,15 @@ class HostileUpstream:
 
     # --- addresses ----------------------------------------------------------------------------
 
-    @property
-    def port(self) -> int:
-        """The TCP port; only valid once started."""
-        if self._port is None:
-            raise RuntimeError("HostileUpstream is not started")
-        return self._port
-
-    @property
-    def origin(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
-
     def base_url(self, dialect: str = "openai") -> str:
         """The usual API root of ``dialect`` on this server (``/v1``, none, ``/v1beta``)."""
         return self.origin + _BASE_PATHS[dialect]
 
-    # --- life cycle (like the fakes') -----------------------------------------------------------
-
-    async def start(self) -> None:
-        """Serve on a free port of 127.0.0.1 (idempotent; after :meth:`close`, the same port)."""
-        if self._runner is not None:
-            return
+    def app(self) -> web.Application:
+        """One catch-all route: every path of every dialect is answered by :meth:`_handle`."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", self._port or 0))
-            await web.SockSite(runner, sock).start()
-        except BaseException:
-            sock.close()
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = sock.getsockname()[1]
-
-    async def close(self) -> None:
-        """Stop serving and drop open connections."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        """``async with hostile:`` starts the server."""
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        """Stop the server."""
-        await self.close()
-
-    def start_in_thread(self) -> None:
-        """Serve from a daemon thread with its own event loop, for synchronous tests."""
-        if self._thread is not None:
-            return
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self.start())
-            except BaseException as exc:
-                errors.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self.close())
-                loop.close()
-
-        thread = threading.Thread(target=run, name="HostileUpstream-server", daemon=True)
-        thread.start()
-        ready.wait()
-        if errors:
-            thread.join()
-            raise errors[0]
-        self._thread = thread
-
-    def stop_thread(self) -> None:
-        """Stop a server started with :meth:`start_in_thread`."""
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._thread = None
-        self._loop = None
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Self]:
-        """``with hostile.running():`` serves from a thread for the block."""
-        self.start_in_thread()
-        try:
-            yield self
-        finally:
-            self.stop_thread()
+        return app
 
     # --- answering ------------------------------------------------------------------------------
 

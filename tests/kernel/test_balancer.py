@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from tests.kernel.simkit import SimPlugin
 from truckllm import hookimpl
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.openai_api import OPENAI
@@ -27,8 +28,6 @@ from truckllm.types import (
     ChatRequest,
     Provider,
     ProviderResult,
-    ProviderSpec,
-    StrategySpec,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
@@ -46,29 +45,13 @@ class Clock:
 
 
 @dataclass
-class Sim:
+class Sim(SimPlugin):
     """A throwaway provider type ``sim``: each key answers as ``behaviour[key](now)`` says."""
 
     clock: Clock
     behaviour: dict[str, Callable[[float], tuple[int, float | None]]] = field(default_factory=dict)
     calls: list[tuple[float, str]] = field(default_factory=list)
     __name__: str = "throwaway-sim"
-
-    @hookimpl
-    def register_providers(self, register: Callable[[ProviderSpec], None]) -> None:
-        register(ProviderSpec(type="sim", default_base_url="sim://", endpoints=frozenset({"chat"})))
-
-    @hookimpl
-    def register_strategies(self, register: Callable[[StrategySpec], None]) -> None:
-        register(StrategySpec(name="shuffle"))
-
-    @hookimpl
-    def select_provider(self, strategy: str, candidates: Any, context: Any) -> Any:
-        if strategy != "shuffle":
-            return None
-        order = list(candidates)
-        context.random.shuffle(order)
-        return order
 
     @hookimpl
     def transform_request(self, provider: Provider, model: str, request: ChatRequest, api_key: str) -> Any:

@@ -20,13 +20,13 @@ import os
 import random
 import zlib
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import pytest
 
+from tests.kernel.simkit import SimPlugin
 from tests.kernel.virtual_time import VirtualTime
 from truckllm import hookimpl
 from truckllm._internal.gateway import Gateway
@@ -41,8 +41,6 @@ from truckllm.types import (
     ChatRequest,
     Provider,
     ProviderResult,
-    ProviderSpec,
-    StrategySpec,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
@@ -81,29 +79,13 @@ class Upstream:
 
 
 @dataclass
-class Worker:
+class Worker(SimPlugin):
     """One gateway worker's provider plugin (type ``sim``) and strategy (``shuffle``)."""
 
     upstream: Upstream
     index: int
     cooldown: float = 30.0
     __name__: str = "sim-worker"
-
-    @hookimpl
-    def register_providers(self, register: Callable[[ProviderSpec], None]) -> None:
-        register(ProviderSpec(type="sim", default_base_url="sim://", endpoints=frozenset({"chat"})))
-
-    @hookimpl
-    def register_strategies(self, register: Callable[[StrategySpec], None]) -> None:
-        register(StrategySpec(name="shuffle"))
-
-    @hookimpl
-    def select_provider(self, strategy: str, candidates: Any, context: Any) -> Any:
-        if strategy != "shuffle":
-            return None
-        order = list(candidates)
-        context.random.shuffle(order)
-        return order
 
     @hookimpl
     def transform_request(self, provider: Provider, model: str, request: ChatRequest, api_key: str) -> Any:

@@ -22,23 +22,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import math
 import re
 import secrets
-import socket
 import string
 import struct
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, NamedTuple, Self, TypeGuard, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypeGuard, TypeVar
 
 from aiohttp import web
+
+from truckllm_testing.loopback import LoopbackServer
 
 __all__ = [
     "Answer",
@@ -385,7 +385,7 @@ def is_int(value: Any) -> TypeGuard[int]:
 # --------------------------------------------------------------------------- server
 
 
-class FakeUpstream:
+class FakeUpstream(LoopbackServer):
     """Base class of :class:`FakeOpenAI`, :class:`FakeAnthropic` and :class:`FakeGemini`.
 
     :param keys: API keys accepted; an empty collection accepts any non-empty key.
@@ -423,6 +423,7 @@ class FakeUpstream:
         strict: bool = True,
         models: Collection[str] | None = None,
     ) -> None:
+        super().__init__()
         self.keys: frozenset[str] = frozenset(keys)
         """Accepted API keys."""
         self.chunks = chunks
@@ -441,24 +442,8 @@ class FakeUpstream:
         self._replies: list[_Pending[Reply]] = []
         self._lock = threading.Lock()
         self._counters: dict[str, list[int]] = {}
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def port(self) -> int:
-        """The TCP port; only valid once started."""
-        if self._port is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return self._port
-
-    @property
-    def origin(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -499,98 +484,13 @@ class FakeUpstream:
         with self._lock:
             return len(self._faults) + len(self._replies)
 
-    async def start(self) -> None:
-        """Start serving on a free port of 127.0.0.1 (idempotent).
-
-        After :meth:`close`, ``start()`` serves again on the same port, so a test can
-        simulate an upstream outage (connection refused) and its recovery.
-        """
-        if self._runner is not None:
-            return
+    def app(self) -> web.Application:
+        """The provider's routes, then a catch-all for unknown paths."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         for route in self.routes():
             app.router.add_route(route.method, route.path, self._endpoint(route))
         app.router.add_route("*", "/{tail:.*}", self._unknown)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", self._port or 0))
-            site = web.SockSite(runner, sock)
-            await site.start()
-        except BaseException:
-            sock.close()
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = sock.getsockname()[1]
-
-    async def close(self) -> None:
-        """Stop serving and drop open connections."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        """``async with fake:`` starts the server."""
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        """Stop the server."""
-        await self.close()
-
-    def start_in_thread(self) -> None:
-        """Serve from a daemon thread with its own event loop, for synchronous clients."""
-        if self._thread is not None:
-            return
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self.start())
-            except BaseException as exc:
-                errors.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self.close())
-                loop.close()
-
-        thread = threading.Thread(target=run, name=f"{type(self).__name__}-server", daemon=True)
-        thread.start()
-        ready.wait()
-        if errors:
-            thread.join()
-            raise errors[0]
-        self._thread = thread
-
-    def stop_thread(self) -> None:
-        """Stop a server started with :meth:`start_in_thread`."""
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._thread = None
-        self._loop = None
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Self]:
-        """``with fake.running():`` serves from a thread for the block."""
-        self.start_in_thread()
-        try:
-            yield self
-        finally:
-            self.stop_thread()
+        return app
 
     # ------------------------------------------------------------------ provider hooks
 
