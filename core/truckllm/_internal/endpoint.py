@@ -152,8 +152,12 @@ class ApiEndpoint:
             with contextlib.suppress(Exception):
                 await self._reject(ctx, send, error)
         finally:
-            end_request(gw, rt, ctx)  # the one place a request ends: one record, one settlement
-            gw.leave()
+            try:
+                end_request(gw, rt, ctx)  # the one place a request ends: one record, one settlement
+            except Exception as exc:  # a record that cannot be built must not keep the request in flight
+                logger.opt(exception=exc).error("request {} could not be recorded", ctx.request_id)
+            finally:
+                gw.leave()
 
     async def _reject(self, ctx: RequestContext, send: Send, exc: GatewayError) -> None:
         """Answer ``exc`` in the client's dialect (and say why in the request's record)."""
