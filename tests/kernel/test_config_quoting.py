@@ -154,9 +154,10 @@ def base_for(path: Path_) -> dict[str, Any]:
 
 
 STORE_OF: dict[Path_, str] = {}
-# a secret starts with a marker no field name or message word contains, so that "any 8 characters
-# of it" never matches the message's own words (a drawn "provider0000" would match `providers.oa`)
-secrets = st.text(string.ascii_letters + string.digits + "-_", min_size=8, max_size=34).map(lambda s: "Zq7" + s + "Kx9")
+# upper-case letters, digits and dashes: "any 8 characters of it" never matches a message's own
+# words or field names, which are lower-case (a drawn "provider0000" matched `providers.oa`, and
+# "Zq7anthropiKx9" matched `p_anthropic`)
+secrets = st.text(string.ascii_uppercase + string.digits + "-", min_size=12, max_size=40)
 wrappers = st.sampled_from(["{}", "x{}", "{}/y", "https://{}.example/v1", "${{{}}}"])
 
 
