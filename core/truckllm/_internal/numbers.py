@@ -65,17 +65,37 @@ def sane_usage(usage: Usage | None) -> Usage | None:
     return Usage(**fields)
 
 
+def _count_ok(value: object) -> bool:
+    return value is None or (type(value) is int and 0 <= value <= _MAX_FIGURE)
+
+
+def _reset_ok(value: object, max_reset: float) -> bool:
+    return value is None or (isinstance(value, int | float) and 0 <= value <= max_reset)
+
+
+_MAX_FIGURE = 2**62
+
+
 def _small(value: object) -> bool:
     return type(value) is int and 0 <= value <= MAX_TOKENS
 
 
 def sane_limits(limits: RateLimits, max_reset: float) -> RateLimits:
     """A provider's rate-limit figures with counts >= 0 and resets within ``[0, max_reset]``."""
+    if (  # the common case (every answer carries them), checked without building anything
+        _count_ok(limits.limit_requests)
+        and _count_ok(limits.limit_tokens)
+        and _count_ok(limits.remaining_requests)
+        and _count_ok(limits.remaining_tokens)
+        and _reset_ok(limits.reset_requests, max_reset)
+        and _reset_ok(limits.reset_tokens, max_reset)
+    ):
+        return limits
     changes: dict[str, object] = {}
     for name in ("limit_requests", "limit_tokens", "remaining_requests", "remaining_tokens"):
         value = getattr(limits, name)
-        if value is not None and sane_count(value, 2**62) != value:
-            changes[name] = sane_count(value, 2**62)
+        if value is not None and sane_count(value, _MAX_FIGURE) != value:
+            changes[name] = sane_count(value, _MAX_FIGURE)
     for name in ("reset_requests", "reset_tokens"):
         value = getattr(limits, name)
         if value is not None and (not isinstance(value, int | float) or not 0 <= value <= max_reset):
