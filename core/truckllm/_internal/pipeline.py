@@ -22,7 +22,7 @@ from truckllm._internal.gateway import Gateway
 from truckllm._internal.request import Outcome, RequestContext
 from truckllm._internal.run import AttemptFailed, RequestRun, error_to_gateway
 from truckllm._internal.runtime import AliasPlan, Runtime
-from truckllm._internal.scrub import MAX_MESSAGE
+from truckllm._internal.scrub import MAX_MESSAGE, cut
 from truckllm.errors import GatewayError, UnsupportedRequest
 from truckllm.types import CLIENT_KINDS, Candidate, ChatRequest, SelectionContext, UpstreamError
 
@@ -40,10 +40,6 @@ class Move(enum.Enum):
     FAILOVER = "failover"  # to an untried key after a key-specific failure: nothing
     GATED = "gated"  # to an untried key after a server-side failure: the token bucket above half
     RETRY = "retry"  # to a key already tried: the bucket and the ratio of retries in flight
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _Failover:
@@ -212,7 +208,7 @@ class _Failover:
         if last is not None and last.kind in ("quota", "auth", "permission"):
             # the provider's own answer (its status and code), and why no other key could serve
             why = self._exhausted(plan, tried_before).message
-            last.message = _cut(f"{why}; the last answer: {last.message}", MAX_MESSAGE)
+            last.message = cut(f"{why}; the last answer: {last.message}", MAX_MESSAGE)
             return last
         if last is not None:
             return last

@@ -16,7 +16,7 @@ from truckllm._internal.redact import redact_text
 from truckllm._internal.secrets import REDACTED, Secret
 from truckllm.types import UpstreamError
 
-__all__ = ["MAX_FIELD", "MAX_MESSAGE", "MIN_FRAGMENT", "Scrubber", "config_secrets", "scrub_error"]
+__all__ = ["MAX_FIELD", "MAX_MESSAGE", "MIN_FRAGMENT", "Scrubber", "config_secrets", "cut", "scrub_error"]
 
 MIN_FRAGMENT = 8
 """A run of this many characters of a configured secret is treated as the secret."""
@@ -90,7 +90,8 @@ class Scrubber:
         return "".join(out)
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters (an ellipsis marks a cut)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -113,7 +114,7 @@ def scrub_error(error: UpstreamError, scrubber: Scrubber) -> UpstreamError:
 
 def _scrub_field(scrubber: Scrubber, value: object, limit: int, keep: int) -> str:
     text = value if isinstance(value, str) else str(value)
-    return _cut(scrubber.text(text[: limit + keep]), limit)
+    return cut(scrubber.text(text[: limit + keep]), limit)
 
 
 def config_secrets(node: object) -> list[Secret | str]:
