@@ -204,3 +204,15 @@ async def test_a_key_less_provider_shares_its_cooldown() -> None:
     await store.mark_cooldown(CooldownMark(provider="demo", key="-", until=time.time() + 600, reason="rate_limit"))
     await gw.sync_cooldowns()
     assert gw.health.key("demo", "-").state(gw.clock()) == "cooldown"
+
+
+async def test_a_marks_reason_from_the_store_is_never_shown_as_given() -> None:
+    """A mark's reason ends up in client error messages: only the kernel's own words pass."""
+    store = _Marks()
+    gw = _worker(store)
+    until = time.time() + 600
+    await store.mark_cooldown(CooldownMark(provider="oa", key="first", until=until, reason="<script>evil"))
+    await store.mark_cooldown(CooldownMark(provider="oa", key="second", until=until, reason="quota"))
+    await gw.sync_cooldowns()
+    assert gw.health.key("oa", "first").cooldown_reason == "shared"
+    assert gw.health.key("oa", "second").cooldown_reason == "quota"

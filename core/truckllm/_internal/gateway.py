@@ -43,6 +43,9 @@ from truckllm.types import Logger
 
 __all__ = ["Gateway", "RetryBudget"]
 
+_MARK_REASONS = frozenset({"rate_limit", "quota"})
+"""Cooldown reasons a store's mark may carry through (anything else from the store is "shared")."""
+
 
 class Gateway:
     """Everything one running gateway holds."""
@@ -274,7 +277,9 @@ class Gateway:
             return True  # enabled while the store was read: the mark is being cleared
         limit = self.runtime.config.routing.cooldown.max_retry_after
         until = now + min(remaining, limit)
-        state.cool(now, until - now, mark.reason or "shared")
+        # the reason is shown to clients ("cooling down ... (rate_limit)"): only the kernel's own words
+        reason = mark.reason if mark.reason in _MARK_REASONS else "shared"
+        state.cool(now, until - now, reason)
         state.shared_until = max(state.shared_until, until)
         return True
 
