@@ -49,6 +49,7 @@ __all__ = [
     "Decision",
     "RateCheck",
     "Settlement",
+    "StateStore",
     "Store",
     "UsageQuery",
     "UsageReport",
@@ -198,6 +199,26 @@ class CooldownPush(Protocol):
     async def watch_cooldowns(self, apply: Callable[[CooldownMark], object]) -> None:
         """Call ``apply`` with every mark any process makes (``mark_cooldown``) and, for a
         ``clear_cooldown``, with a mark whose ``until`` is 0; return or raise when the feed ends."""
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Optional: opaque values with a time to live, for stateful inbound dialects.
+
+    The Responses API's stored responses (``previous_response_id``) live here, so that a
+    conversation continues on any process sharing the store. Names arrive already scoped by the
+    kernel (dialect, gateway key); values are opaque bytes. A store without these methods leaves
+    the kernel keeping such state in process memory only.
+    """
+
+    async def get_state(self, name: str) -> bytes | None:
+        """The value stored under ``name``, or ``None`` when absent or expired."""
+
+    async def put_state(self, name: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``name`` (replacing any), kept for ``ttl`` seconds."""
+
+    async def delete_state(self, name: str) -> bool:
+        """Remove ``name``; ``True`` when something (unexpired) was removed."""
 
 
 @runtime_checkable
