@@ -18,12 +18,14 @@ from msgspec import Raw, Struct
 from truckllm._internal.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 __all__ = [
+    "Affinity",
     "AliasInfo",
     "AttemptRecord",
     "Candidate",
     "CandidateStats",
     "ChatRequest",
     "Deployment",
+    "DialectState",
     "GatewaySnapshot",
     "KeyHealth",
     "KeyRef",
@@ -40,6 +42,7 @@ __all__ = [
     "RateLimits",
     "RequestRecord",
     "SelectionContext",
+    "ServedBy",
     "StrategySpec",
     "StreamTranslator",
     "UpstreamError",
@@ -213,6 +216,66 @@ class SelectionContext(Struct, kw_only=True):
 # --- the request ---------------------------------------------------------------------------------
 
 
+class ServedBy(Struct, frozen=True, kw_only=True):
+    """Who answered a request: set on :attr:`DialectState.served_by` before the dialect reads the
+    answer.
+
+    :ivar provider: the ``providers.<name>`` entry.
+    :ivar provider_type: its plugin type (``openai``, ``anthropic``...).
+    :ivar key: the provider key's name (never its value).
+    :ivar model: the deployment's upstream model.
+    :ivar dialect: the provider's wire dialect (:attr:`ProviderSpec.dialect`).
+    """
+
+    provider: str
+    provider_type: str
+    key: str
+    model: str
+    dialect: str
+
+
+class DialectState(Protocol):
+    """One request's access to its dialect's stored state (``ChatRequest.state``), kernel-made.
+
+    Names are scoped by the kernel to the dialect and the gateway key: another key never sees
+    them. Values are opaque bytes, kept in the runtime store when it implements
+    :class:`truckllm.kit.store.StateStore`, else in this process's memory.
+
+    :ivar key: the gateway key's name (``None`` when the gateway runs without keys).
+    :ivar ttl: seconds to keep a value by default (``server.state.ttl``).
+    :ivar served_by: who answered; set before ``response()`` / ``stream()`` of the dialect run.
+    """
+
+    key: str | None
+    ttl: float
+    served_by: ServedBy | None
+
+    async def get(self, name: str) -> bytes | None:
+        """The value stored under ``name``, or ``None``."""
+
+    def put(self, name: str, value: bytes, ttl: float | None = None) -> None:
+        """Queue a write; the kernel makes it before the answer's last bytes are sent."""
+
+    async def delete(self, name: str) -> bool:
+        """Remove ``name``; ``True`` when something was removed."""
+
+
+class Affinity(Struct, frozen=True, kw_only=True):
+    """Where a request should go first: the provider account that holds its conversation.
+
+    The kernel tries the candidates of ``provider`` with key ``key`` before the strategy's order;
+    any other candidate is sent ``elsewhere`` instead (or skipped when it is ``None``).
+
+    :ivar provider: the ``providers.<name>`` entry.
+    :ivar key: the provider key's name.
+    :ivar elsewhere: the request for every other candidate (its state made explicit).
+    """
+
+    provider: str
+    key: str
+    elsewhere: ChatRequest | None = None
+
+
 class ChatRequest(Struct, kw_only=True):
     """A client request, decoded once by the kernel.
 
@@ -224,6 +287,12 @@ class ChatRequest(Struct, kw_only=True):
     :ivar include_usage: the client asked for the final usage chunk.
     :ivar typed: the validated request (a struct of :mod:`truckllm.kit.openai_schemas`).
     :ivar headers: the client's headers (lower-case names), minus credentials.
+    :ivar state: the request's stored-state access (:class:`DialectState`), set by the kernel
+        after ``parse`` for dialects that keep state.
+    :ivar affinity: set by a dialect's ``prepare``: the account to try first (:class:`Affinity`).
+    :ivar refusal: why this request has no ``typed`` form (only providers of its own dialect
+        can serve it): the kernel refuses it elsewhere with a 400 saying this.
+    :ivar refusal_param: the request field ``refusal`` is about.
     """
 
     endpoint: Endpoint
@@ -234,6 +303,10 @@ class ChatRequest(Struct, kw_only=True):
     include_usage: bool = False
     typed: ChatCompletionRequest | CompletionRequest | EmbeddingRequest | None = None
     headers: Mapping[str, str] = msgspec.field(default_factory=dict)
+    state: DialectState | None = None
+    affinity: Affinity | None = None
+    refusal: str | None = None
+    refusal_param: str | None = None
     _fields: dict[str, Raw] | None = None
 
     def fields(self) -> dict[str, Raw]:

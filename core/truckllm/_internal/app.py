@@ -19,8 +19,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from truckllm._internal.admin import JSON, admin_routes, error_response
 from truckllm._internal.auth import bearer
+from truckllm._internal.dialect import DialectRoute
 from truckllm._internal.endpoint import ApiEndpoint
 from truckllm._internal.gateway import Gateway
+from truckllm._internal.local_endpoint import LocalEndpoint
 from truckllm._internal.models_api import list_models, model_object
 from truckllm._internal.openai_api import OPENAI
 from truckllm._internal.sdnotify import notify
@@ -83,7 +85,7 @@ def create_app(gateway: Gateway) -> FastRoutes:
             await gateway.stop()
 
     dialect_routes = [
-        Route(route.path, ApiEndpoint(gateway, dialect, route), methods=list(route.methods))
+        Route(route.path, _endpoint(gateway, dialect, route), methods=list(route.methods))
         for dialect in gateway.runtime.host.dialects.values()
         for route in dialect.routes
     ]
@@ -127,6 +129,13 @@ class ErrorFormats:
         """``error`` as a response in the format of the dialect ``path`` belongs to."""
         body = self.dialect_for(path).error_body(error)
         return Response(body, status_code=error.status, media_type="application/json", headers=error.headers)
+
+
+def _endpoint(gateway: Gateway, dialect: Any, route: DialectRoute) -> ApiEndpoint | LocalEndpoint:
+    """The ASGI app serving one dialect route: the request path, or the dialect's own state."""
+    if route.endpoint == "local":
+        return LocalEndpoint(gateway, dialect, route)
+    return ApiEndpoint(gateway, dialect, route)
 
 
 async def _nothing(request: Request) -> Response:  # pragma: no cover - only matched, never called

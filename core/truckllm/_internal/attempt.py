@@ -24,7 +24,15 @@ from truckllm._internal.relay import Reframed, reader, relay
 from truckllm._internal.request import Outcome
 from truckllm._internal.run import AttemptFailed, AttemptState, RequestRun
 from truckllm.errors import GatewayError, UnsupportedRequest, UpstreamFailure
-from truckllm.types import Candidate, StreamTranslator, UpstreamError, UpstreamRequest, UpstreamResponse
+from truckllm.types import (
+    Candidate,
+    ChatRequest,
+    ServedBy,
+    StreamTranslator,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamResponse,
+)
 
 __all__ = ["attempt", "build"]
 
@@ -39,6 +47,20 @@ def _client_timeout(connect: float, idle: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=idle)
 
 
+def request_for(request: ChatRequest, cand: Candidate) -> ChatRequest:
+    """What ``cand`` is sent: the request, or, for a candidate other than the account its
+    :class:`~truckllm.types.Affinity` names, the request with its state made explicit.
+
+    :raises UnsupportedRequest: only that account can serve the request.
+    """
+    affinity = request.affinity
+    if affinity is None or (cand.provider.name == affinity.provider and cand.key.name == affinity.key):
+        return request
+    if affinity.elsewhere is None:
+        raise UnsupportedRequest("Only the provider account that holds this conversation can continue it.")
+    return affinity.elsewhere
+
+
 def build(run: RequestRun, cand: Candidate, routing: RoutingConfig) -> UpstreamRequest:
     """The provider plugin's upstream call for ``cand`` (``transform_request``).
 
@@ -46,6 +68,12 @@ def build(run: RequestRun, cand: Candidate, routing: RoutingConfig) -> UpstreamR
     :raises AttemptFailed: the plugin raised (recorded as an attempt; the key is not blamed).
     """
     provider = cand.provider
+    run.request = request_for(run.original, cand)
+    if (
+        run.request.refusal is not None
+        and run.rt.specs[cand.deployment.provider].dialect != run.request.dialect
+    ):
+        raise UnsupportedRequest(run.request.refusal, param=run.request.refusal_param)
     try:
         upstream: UpstreamRequest | None = run.dispatch.call(
             "transform_request",
@@ -211,6 +239,19 @@ def _headers(run: RequestRun, state: AttemptState, stream: bool = False) -> dict
     return headers
 
 
+def _served_by(run: RequestRun, cand: Candidate) -> None:
+    """Tell a stateful dialect who answered, before it reads the answer."""
+    state = run.request.state
+    if state is not None:
+        state.served_by = ServedBy(
+            provider=cand.provider.name,
+            provider_type=cand.provider.type,
+            key=cand.key.name,
+            model=cand.deployment.model,
+            dialect=run.rt.specs[cand.deployment.provider].dialect,
+        )
+
+
 def _reframes(run: RequestRun, source: str) -> bool:
     return source != run.request.dialect or run.ctx.dialect.reframes_own
 
@@ -242,6 +283,7 @@ def _finish_whole(run: RequestRun, response: UpstreamResponse, state: AttemptSta
     on_success(run, state, usage, ttft=None)
     body = result.body
     if _reframes(run, result.dialect):
+        _served_by(run, cand)
         body = run.ctx.dialect.response(run.request, body, result.dialect)
     return Outcome(status=200, headers=_headers(run, state), body=body)
 
@@ -264,6 +306,7 @@ async def _start_stream(run: RequestRun, head: UpstreamResponse, state: AttemptS
         state.key_state.limits_at = run.gw.clock()
     source = getattr(translator, "dialect", "openai")
     if _reframes(run, source):
+        _served_by(run, cand)
         translator = Reframed(translator, run.ctx.dialect.stream(run.request, source))
     read = reader(state, head)
     first = b""

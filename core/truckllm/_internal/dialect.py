@@ -18,9 +18,9 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from truckllm.errors import GatewayError
-from truckllm.types import ChatRequest
+from truckllm.types import ChatRequest, DialectState
 
-__all__ = ["ClientDialect", "DialectRoute", "FrameTranslator", "InboundDialect"]
+__all__ = ["ClientDialect", "DialectRoute", "FrameTranslator", "InboundDialect", "LocalAnswer", "LocalCall"]
 
 
 class DialectRoute(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,7 +28,9 @@ class DialectRoute(msgspec.Struct, frozen=True, kw_only=True):
 
     :ivar path: a starlette path, e.g. ``/v1/messages`` or ``/v1beta/models/{model}:generateContent``.
     :ivar endpoint: the kernel endpoint it serves: ``chat``, ``completions``, ``embeddings``,
-        ``count_tokens`` (answered only by providers that list it in their ``endpoints``).
+        ``count_tokens`` (answered only by providers that list it in their ``endpoints``), or
+        ``local``: answered by the dialect's own ``serve_local`` from its stored state, with no
+        upstream call and no usage record (the gateway key is checked as for every route).
     :ivar methods: HTTP methods.
     :ivar name: the dialect's own name for the route (handed back to :meth:`InboundDialect.parse`).
     """
@@ -37,6 +39,38 @@ class DialectRoute(msgspec.Struct, frozen=True, kw_only=True):
     endpoint: str
     methods: tuple[str, ...] = ("POST",)
     name: str = ""
+
+
+class LocalCall(msgspec.Struct, frozen=True, kw_only=True):
+    """A request to one of a dialect's ``local`` routes (answered without any upstream).
+
+    :ivar method: the HTTP method.
+    :ivar path_params: the route's path parameters.
+    :ivar query: the query parameters (last value wins).
+    :ivar headers: the client's headers (lower-case names), minus credentials.
+    :ivar body: the body as received (capped like every body).
+    :ivar state: the dialect's stored state, scoped to the caller's gateway key.
+    """
+
+    method: str
+    path_params: Mapping[str, str]
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    state: DialectState
+
+
+class LocalAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """What a dialect's ``serve_local`` answers.
+
+    :ivar status: the HTTP status.
+    :ivar body: the response body.
+    :ivar content_type: its content type.
+    """
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
 
 
 class FrameTranslator(Protocol):
@@ -75,8 +109,18 @@ class InboundDialect(ClientDialect, Protocol):
     :ivar routes: the HTTP routes the kernel mounts for this dialect.
     :ivar reframes_own: ``True`` makes the kernel call :meth:`response` and :meth:`stream` for
         answers already in this dialect's format too (a pass-through answer the client wants in
-        another form of the same API: Gemini's JSON-array stream of an ``alt=sse`` upstream).
-        Default ``False``: such answers go to the client as they are.
+        another form of the same API: Gemini's JSON-array stream of an ``alt=sse`` upstream; or
+        a stateful dialect that remembers every answer). Default ``False``: such answers go to
+        the client as they are.
+
+    Optional methods, looked up when the dialect is registered:
+
+    - ``async prepare(request: ChatRequest) -> ChatRequest``: once per request, after
+      :meth:`parse` (``request.state`` set) and before the input limits and the alias are
+      checked: read stored state, return the request to serve (e.g. an earlier conversation made
+      explicit, an :class:`~truckllm.types.Affinity`), or raise :class:`GatewayError`.
+    - ``async serve_local(route: DialectRoute, call: LocalCall) -> LocalAnswer``: answers the
+      dialect's ``local`` routes.
     """
 
     routes: Sequence[DialectRoute]

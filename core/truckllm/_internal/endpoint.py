@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -28,6 +29,7 @@ from truckllm._internal.asgi_util import (
     send_bytes,
 )
 from truckllm._internal.dialect import DialectRoute, InboundDialect
+from truckllm._internal.dialect_state import RequestState, backend_of
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.pipeline import serve
 from truckllm._internal.request import Outcome, RequestContext, end_request
@@ -36,7 +38,14 @@ from truckllm._internal.schemas.openai import ChatCompletionRequest, check_input
 from truckllm.errors import GatewayError
 from truckllm.types import ChatRequest
 
-__all__ = ["WATCH_AFTER", "ApiEndpoint", "check_limits", "content_size", "resolve_alias"]
+__all__ = [
+    "WATCH_AFTER",
+    "ApiEndpoint",
+    "check_limits",
+    "content_size",
+    "request_state",
+    "resolve_alias",
+]
 
 _WORKER = os.environ.get("TRUCKLLM_WORKER")  # set by truckllm.server.supervise() in each worker
 WATCH_AFTER = 0.02
@@ -117,6 +126,13 @@ def resolve_alias(rt: Runtime, model: str, allowed: frozenset[str] | None = None
     )
 
 
+def request_state(gw: Gateway, rt: Runtime, dialect: str, key: str | None) -> RequestState:
+    """One request's stored-state access for ``dialect``, scoped to the gateway key ``key``."""
+    config = rt.config.server.state
+    gw.memory_state.max_items = config.memory_items
+    return RequestState(backend_of(gw.store, gw.memory_state), dialect, key, config.ttl, config.max_bytes)
+
+
 def _allowed(model: str, allowed: frozenset[str]) -> bool:
     """A key's allow-list names aliases, ``provider/model`` or ``provider/*``."""
     if model in allowed:
@@ -133,6 +149,9 @@ class ApiEndpoint:
         self.dialect = dialect
         self.route = route
         self.endpoint = route.endpoint
+        self.prepare: Callable[[ChatRequest], Awaitable[ChatRequest]] | None = getattr(
+            dialect, "prepare", None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gateway
@@ -174,11 +193,21 @@ class ApiEndpoint:
         self, rt: Runtime, body: bytes, scope: Scope, query: dict[str, str], headers: dict[str, str]
     ) -> ChatRequest:
         try:
-            request = self.dialect.parse(self.route, body, scope.get("path_params", {}), query, headers)
+            return self.dialect.parse(self.route, body, scope.get("path_params", {}), query, headers)
         except RecursionError:  # a dialect plugin that decodes without truckllm.kit.safejson
             raise GatewayError(400, "The JSON body is nested too deeply.", code="invalid_json") from None
-        check_limits(rt, request.typed)
-        return request
+
+    async def _prepare(self, rt: Runtime, ctx: RequestContext, request: ChatRequest) -> ChatRequest:
+        """A stateful dialect's ``prepare``: the request with its stored state attached."""
+        assert self.prepare is not None
+        state = request_state(self.gateway, rt, self.dialect.name, ctx.gateway_key)
+        request.state = state
+        ctx.state = state
+        prepared = await self.prepare(request)
+        prepared.state = state
+        if prepared.affinity is not None and prepared.affinity.elsewhere is not None:
+            prepared.affinity.elsewhere.state = state
+        return prepared
 
     async def _handle(
         self, rt: Runtime, ctx: RequestContext, scope: Scope, receive: Receive, send: Send
@@ -201,6 +230,9 @@ class ApiEndpoint:
         plain = {k: v for k, v in all_headers.items() if k not in _CREDENTIAL_NAMES}
         request = self._parse(rt, body, scope, query, plain)
         ctx.request = request
+        if self.prepare is not None:
+            request = ctx.request = await self._prepare(rt, ctx, request)
+        check_limits(rt, request.typed)
         plan = resolve_alias(rt, request.model, key.models if key is not None else None)
         alias = plan.alias
         if key is not None and key.models is not None and not _allowed(alias, key.models):
@@ -264,6 +296,8 @@ class ApiEndpoint:
             if _WORKER is not None:
                 outcome.headers["x-truckllm-worker"] = _WORKER
             if outcome.stream is None:
+                if ctx.state is not None:
+                    await ctx.state.flush()  # what the answer stored is there before it is read
                 await send_bytes(send, outcome.status, outcome.headers, outcome.body)
             else:
                 await self._stream(outcome, send)

@@ -30,6 +30,7 @@ from truckllm._internal.components import (
 from truckllm._internal.config.loader import parse_config
 from truckllm._internal.config.schema import Config
 from truckllm._internal.config.source import ConfigSource, TextSource, open_source
+from truckllm._internal.dialect_state import MemoryState
 from truckllm._internal.health import Clock, HealthRegistry, KeyState
 from truckllm._internal.netguard import GuardedResolver, NetPolicy
 from truckllm._internal.plugins import PluginHost, make_plugin_manager
@@ -81,6 +82,7 @@ class Gateway:
         self.budget = RetryBudget()
         self.background = Background()
         self.strategy_state: dict[tuple[str, str], dict[str, Any]] = {}
+        self.memory_state = MemoryState(clock, 10_000)  # dialect state when the store keeps none
         self.session: aiohttp.ClientSession | None = None
         self.in_flight = 0
         self.streams: Counter[str] = Counter()

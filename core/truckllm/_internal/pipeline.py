@@ -66,6 +66,17 @@ class _Failover:
         ]
 
     def _order(self, plan: AliasPlan, usable: list[Candidate], now: float) -> list[Candidate]:
+        ordered = self._strategy_order(plan, usable, now)
+        affinity = self.run.original.affinity
+        if affinity is None:
+            return ordered
+        # the account holding the conversation first; the others after it, in the strategy's order
+        pinned = [c for c in ordered if c.provider.name == affinity.provider and c.key.name == affinity.key]
+        if affinity.elsewhere is None:
+            return pinned
+        return pinned + [c for c in ordered if c not in pinned]
+
+    def _strategy_order(self, plan: AliasPlan, usable: list[Candidate], now: float) -> list[Candidate]:
         if len(usable) == 1:
             return usable  # one way to order one candidate: no strategy call
         state = self.run.gw.strategy_state.setdefault((plan.alias, plan.strategy), {})

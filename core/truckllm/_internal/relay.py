@@ -109,6 +109,8 @@ async def relay(
     error: UpstreamError | None = None
     pending = b""
     try:
+        if ended and ctx.state is not None:
+            await ctx.state.flush()  # what the stream stored is there before its end is read
         yield first
         if not ended:
             while chunk := await read():
@@ -116,6 +118,8 @@ async def relay(
                 if out:
                     yield out
             tail = translator.close()
+            if ctx.state is not None:
+                await ctx.state.flush()
             if tail:
                 yield tail
     except UpstreamFailure as failure:

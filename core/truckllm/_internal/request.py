@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from truckllm._internal.admission import Reservation, settlement
 from truckllm._internal.dialect import InboundDialect
+from truckllm._internal.dialect_state import RequestState
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.runtime import UNKNOWN_ALIAS, AliasPlan, Runtime
 from truckllm.types import AttemptRecord, Candidate, ChatRequest, RequestRecord, UpstreamError, Usage
@@ -49,6 +50,7 @@ class RequestContext:
     plan: AliasPlan | None = None  # resolved once, by the endpoint, with the key's allow-list
     priced_only: bool = False  # the gateway key has a budget: unpriced deployments may not serve
     estimated_tokens: tuple[int, int] | None = None  # (prompt, completion), estimated once
+    state: RequestState | None = None  # a stateful dialect's stored state (writes flushed before the end)
 
 
 @dataclass

@@ -38,6 +38,7 @@ class RequestRun:
         "estimated_tokens",
         "gw",
         "last_kind",
+        "original",
         "request",
         "rt",
         "tried_keys",
@@ -46,7 +47,8 @@ class RequestRun:
     def __init__(self, gw: Gateway, rt: Runtime, request: ChatRequest, ctx: RequestContext) -> None:
         self.gw = gw
         self.rt = rt
-        self.request = request
+        self.request = request  # what the current attempt sends (see attempt.request_for)
+        self.original = request  # what the client asked, as its dialect prepared it
         self.ctx = ctx
         self.dispatch = rt.host.dispatch
         self.deadline = gw.clock() + rt.config.server.request_timeout

@@ -36,6 +36,7 @@ __all__ = [
     "RoutingConfig",
     "RoutingOverride",
     "ServerConfig",
+    "StateConfig",
 ]
 
 PosInt = Annotated[int, Meta(ge=1)]
@@ -61,6 +62,20 @@ class UpstreamNetConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only
     allow_private: bool = True
 
 
+class StateConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``server.state:``: what stateful dialects keep (the Responses API's stored responses).
+
+    :ivar ttl: how long a stored value lives (30 days, like OpenAI's stored responses).
+    :ivar max_bytes: a larger value is not stored (a warning is logged).
+    :ivar memory_items: with no runtime store that keeps state, at most this many values are kept
+        in process memory (the least recently used go first).
+    """
+
+    ttl: Duration = Duration(30 * 86400)
+    max_bytes: PosInt = 16 * 1024 * 1024
+    memory_items: PosInt = 10_000
+
+
 class ServerConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """``server:``: the listener and request-wide limits."""
 
@@ -74,6 +89,7 @@ class ServerConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     workers: PosInt = 1
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     upstream: UpstreamNetConfig = field(default_factory=UpstreamNetConfig)
+    state: StateConfig = field(default_factory=StateConfig)
 
 
 class AdminConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

@@ -1,0 +1,132 @@
+"""Stored state for stateful dialects: one request's :class:`~truckllm.types.DialectState`.
+
+A dialect that remembers conversations (the Responses API's ``previous_response_id``) reads and
+writes opaque values through ``ChatRequest.state``. Names are scoped here, by dialect and gateway
+key, so a key never sees another key's values. Values live in the runtime store when it
+implements :class:`~truckllm._internal.store.StateStore` (shared by every process), else in a
+bounded in-process LRU (:class:`MemoryState`, one per gateway).
+
+Writes are queued by ``put`` and made by :meth:`RequestState.flush`, which the kernel awaits
+before an answer's last bytes are sent: a client that asks a follow-up as soon as it has read an
+answer always finds what the answer stored.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from loguru import logger
+
+from truckllm._internal.store import StateStore, Store
+from truckllm.errors import GatewayError
+from truckllm.types import ServedBy
+
+__all__ = ["MemoryState", "RequestState", "backend_of"]
+
+
+class MemoryState:
+    """Values with a time to live in this process's memory, the least recently used dropped
+    beyond ``max_items`` (used when the runtime store keeps no state)."""
+
+    def __init__(self, clock: Callable[[], float], max_items: int) -> None:
+        self.clock = clock
+        self.max_items = max_items
+        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    async def get_state(self, name: str) -> bytes | None:
+        """The live value of ``name`` (an expired one is dropped)."""
+        found = self._items.get(name)
+        if found is None:
+            return None
+        if found[0] <= self.clock():
+            del self._items[name]
+            return None
+        self._items.move_to_end(name)
+        return found[1]
+
+    async def put_state(self, name: str, value: bytes, ttl: float) -> None:
+        """Keep ``value`` for ``ttl`` seconds (dropping the oldest beyond ``max_items``)."""
+        self._items[name] = (self.clock() + ttl, value)
+        self._items.move_to_end(name)
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+
+    async def delete_state(self, name: str) -> bool:
+        """Drop ``name``; ``True`` when it was live."""
+        found = self._items.pop(name, None)
+        return found is not None and found[0] > self.clock()
+
+
+def backend_of(store: Store | None, memory: MemoryState) -> StateStore:
+    """The runtime store when it keeps state, else ``memory``."""
+    if store is not None and isinstance(store, StateStore):
+        return store
+    return memory
+
+
+def _unavailable(exc: Exception) -> GatewayError:
+    logger.opt(exception=exc).error("the runtime store failed a state operation")
+    return GatewayError(
+        503,
+        "The gateway's state store is unavailable; try again.",
+        type="server_error",
+        code="state_unavailable",
+        headers={"retry-after": "1"},
+    )
+
+
+class RequestState:
+    """One request's :class:`~truckllm.types.DialectState`: names scoped to its dialect and key."""
+
+    __slots__ = ("_backend", "_max_bytes", "_pending", "_prefix", "key", "served_by", "ttl")
+
+    def __init__(
+        self, backend: StateStore, dialect: str, key: str | None, ttl: float, max_bytes: int
+    ) -> None:
+        self.key = key
+        self.ttl = ttl
+        self.served_by: ServedBy | None = None
+        self._backend = backend
+        self._max_bytes = max_bytes
+        # a key's name is a config name (no ':'); "-" is the open gateway's one shared scope
+        self._prefix = f"state:{dialect}:{key if key is not None else '-'}:"
+        self._pending: dict[str, tuple[bytes, float]] = {}
+
+    async def get(self, name: str) -> bytes | None:
+        """The value under ``name`` (this request's own queued write first)."""
+        queued = self._pending.get(name)
+        if queued is not None:
+            return queued[0]
+        try:
+            return await self._backend.get_state(self._prefix + name)
+        except Exception as exc:
+            raise _unavailable(exc) from None
+
+    def put(self, name: str, value: bytes, ttl: float | None = None) -> None:
+        """Queue a write of ``value`` (dropped with a warning beyond ``server.state.max_bytes``)."""
+        if len(value) > self._max_bytes:
+            logger.warning(
+                "not storing {} bytes of dialect state: over server.state.max_bytes ({})",
+                len(value),
+                self._max_bytes,
+            )
+            return
+        self._pending[name] = (value, self.ttl if ttl is None else ttl)
+
+    async def delete(self, name: str) -> bool:
+        """Remove ``name`` now (and any queued write of it)."""
+        self._pending.pop(name, None)
+        try:
+            return await self._backend.delete_state(self._prefix + name)
+        except Exception as exc:
+            raise _unavailable(exc) from None
+
+    async def flush(self) -> None:
+        """Make every queued write (a failed one is logged: the answer itself still goes out)."""
+        pending, self._pending = self._pending, {}
+        for name, (value, ttl) in pending.items():
+            try:
+                await self._backend.put_state(self._prefix + name, value, max(ttl, 0.001))
+            except Exception as exc:
+                logger.opt(exception=exc).error("the runtime store failed to keep dialect state")

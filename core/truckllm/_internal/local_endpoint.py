@@ -1,0 +1,97 @@
+"""A dialect's ``local`` routes: answered from its stored state, with no upstream call.
+
+The Responses API's ``GET /v1/responses/{id}`` and its siblings read what earlier requests
+stored. The gateway key is checked exactly as on the request path (401 in the dialect's format),
+the body is capped the same way, and the dialect's ``serve_local`` answers with the key's own
+scope of state. Such calls make no usage record: they reach no model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
+
+from loguru import logger
+
+from truckllm._internal.asgi_util import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    headers_dict,
+    read_body,
+    request_id,
+    send_bytes,
+)
+from truckllm._internal.dialect import DialectRoute, InboundDialect, LocalAnswer, LocalCall
+from truckllm._internal.endpoint import CREDENTIAL_HEADERS, request_state
+from truckllm._internal.gateway import Gateway
+from truckllm.errors import GatewayError
+
+__all__ = ["LocalEndpoint"]
+
+_CREDENTIAL_NAMES = frozenset(name.decode() for name in CREDENTIAL_HEADERS)
+
+
+class LocalEndpoint:
+    """One ``local`` route of a dialect, served as a pure ASGI app."""
+
+    def __init__(self, gateway: Gateway, dialect: InboundDialect, route: DialectRoute) -> None:
+        serve: Callable[[DialectRoute, LocalCall], Awaitable[LocalAnswer]] | None = getattr(
+            dialect, "serve_local", None
+        )
+        if serve is None:
+            raise TypeError(f"dialect {dialect.name!r} declares a local route but no serve_local()")
+        self.gateway = gateway
+        self.dialect = dialect
+        self.route = route
+        self.serve = serve
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rid = request_id(scope)
+        headers = {"x-request-id": rid}
+        try:
+            answer = await self._handle(scope, receive)
+        except ClientGone:
+            return
+        except GatewayError as exc:
+            body = self.dialect.error_body(exc)
+            await send_bytes(
+                send, exc.status, {"content-type": "application/json", **headers, **exc.headers}, body
+            )
+            return
+        except Exception as exc:  # a plugin's bug: still an answer in the client's format
+            logger.opt(exception=exc).error("request {} failed in {}.serve_local", rid, self.dialect.name)
+            error = GatewayError(500, "The gateway failed to serve this request.", type="server_error")
+            with contextlib.suppress(Exception):
+                await send_bytes(
+                    send, 500, {"content-type": "application/json", **headers}, self.dialect.error_body(error)
+                )
+            return
+        await send_bytes(send, answer.status, {"content-type": answer.content_type, **headers}, answer.body)
+
+    async def _handle(self, scope: Scope, receive: Receive) -> LocalAnswer:
+        gw = self.gateway
+        rt = gw.runtime
+        if gw.draining:
+            raise GatewayError(
+                503,
+                "The gateway is shutting down.",
+                type="server_error",
+                headers={"retry-after": "1", "connection": "close"},
+            )
+        all_headers = headers_dict(scope)
+        raw_query = scope.get("query_string")
+        query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
+        key = rt.keyring.authenticate(self.dialect.credentials(all_headers, query))
+        body = await read_body(scope, receive, rt.config.server.max_body_bytes, rt.config.server.read_timeout)
+        call = LocalCall(
+            method=scope["method"],
+            path_params=scope.get("path_params", {}),
+            query=query,
+            headers={k: v for k, v in all_headers.items() if k not in _CREDENTIAL_NAMES},
+            body=body,
+            state=request_state(gw, rt, self.dialect.name, key.name if key is not None else None),
+        )
+        return await self.serve(self.route, call)
