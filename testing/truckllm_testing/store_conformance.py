@@ -21,6 +21,10 @@ A store whose time cannot be injected (Redis uses its own clock) passes ``clock=
 suite then waits for real (at most about a second in total) or checks ``retry_after`` values.
 Writes a store batches are made visible with its ``flush()`` method when it has one.
 
+A store that keeps state values (:class:`~truckllm.kit.store.StateStore`, optional) runs the
+state tests too; one without a fake clock passes ``state_ttl`` (the backend's remaining time to
+live of a name, e.g. Redis ``PTTL``) so that expiry is checked without sleeping.
+
 A store with a shared backend passes ``lose_data``: a coroutine function that makes the backend
 forget everything (Redis: delete the prefix's keys) while the store object stays, so the suite
 can settle requests whose reservations the backend no longer holds.
@@ -69,6 +73,7 @@ from truckllm._internal.store import (
     Period,
     RateCheck,
     Settlement,
+    StateStore,
     Store,
     UsageQuery,
     UsageRow,
@@ -79,6 +84,7 @@ from truckllm.types import RequestRecord, Usage
 
 __all__ = [
     "DAY0",
+    "STATE_NAMES",
     "BudgetOp",
     "FakeClock",
     "StoreConformance",
@@ -91,6 +97,30 @@ __all__ = [
 
 DAY0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC).timestamp()
 """Midnight UTC of the first day the usage tests' records fall on."""
+
+
+STATE_NAMES: tuple[str, ...] = (
+    "responses:team-a:resp_0001",
+    "a/b",
+    "a%2Fb",
+    "a_b",
+    "../../etc/passwd",
+    "/leading/and/trailing/",
+    "C:\\Windows\\system32",
+    "x?y=z&w=1#frag",
+    "plus+and space",
+    "{hash-tag}",
+    "tête-à-tête 名前 🚚",
+    "Case",
+    "case",
+    "*",
+    ".",
+    "..",
+    "%00%ff%",
+    "n" * 300,
+)
+"""State names with characters that break naive file paths, URLs and Redis keys: each must keep
+its own value (no two may collide, case included)."""
 
 
 class FakeClock:
@@ -116,6 +146,8 @@ class StoreHarness:
     :param lose_data: make the backend forget everything, the store object staying as it is
         (``None``: the store has no backend that can lose data without the store knowing).
     :param usage_retention: the store's ``usage_retention`` (seconds).
+    :param state_ttl: the backend's remaining time to live (seconds) of a state value's name,
+        ``None`` when absent (for a store without a fake clock, so expiry is checked without sleeping).
     """
 
     def __init__(
@@ -126,8 +158,10 @@ class StoreHarness:
         reopen: Callable[[], Awaitable[Store]] | None = None,
         lose_data: Callable[[], Awaitable[None]] | None = None,
         usage_retention: float = DEFAULT_USAGE_RETENTION,
+        state_ttl: Callable[[str], Awaitable[float | None]] | None = None,
     ) -> None:
         self.store = store
+        self.state_ttl = state_ttl
         self.clock = clock
         self._reopen = reopen
         self.lose_data = lose_data
@@ -867,3 +901,149 @@ class StoreConformance:
         assert (await _admit(reopened, budgets=(BudgetCheck(key=key, limit=10.0, amount=5.0),))).allowed
         marks = {(m.provider, m.key): m.until for m in await reopened.cooldowns()}
         assert marks[("openai", key)] == pytest.approx(now + 120)
+
+    # --- state values (StateStore, optional) ----------------------------------------------------
+
+    @staticmethod
+    def _state(store_harness: StoreHarness) -> StateStore:
+        store = store_harness.store
+        if not isinstance(store, StateStore):
+            pytest.skip("this store keeps no state values (StateStore is optional)")
+        return store
+
+    async def test_state_round_trip_and_absent(self, store_harness: StoreHarness) -> None:
+        """A value put is read back byte for byte; an unknown name is ``None``; an empty value is not
+        absent."""
+        store, name = self._state(store_harness), _key("state")
+        assert await store.get_state(name) is None
+        await store.put_state(name, b'{"id": "resp_1", "output": []}', 3600)
+        assert await store.get_state(name) == b'{"id": "resp_1", "output": []}'
+        await store.put_state(name + "-empty", b"", 3600)
+        assert await store.get_state(name + "-empty") == b""
+        assert await store.get_state(name + "-other") is None
+
+    async def test_state_put_replaces(self, store_harness: StoreHarness) -> None:
+        """A second put under a name replaces the value (a longer one, then a shorter one)."""
+        store, name = self._state(store_harness), _key("state")
+        await store.put_state(name, b"first", 3600)
+        await store.put_state(name, b"second, longer value", 3600)
+        assert await store.get_state(name) == b"second, longer value"
+        await store.put_state(name, b"3", 3600)
+        assert await store.get_state(name) == b"3"
+
+    async def test_state_delete(self, store_harness: StoreHarness) -> None:
+        """``delete_state`` is ``True`` when it removed a value, ``False`` for a name never put or
+        already deleted; the other names stay."""
+        store, name = self._state(store_harness), _key("state")
+        await store.put_state(name, b"v", 3600)
+        await store.put_state(name + "-kept", b"k", 3600)
+        assert await store.delete_state(name) is True
+        assert await store.get_state(name) is None
+        assert await store.delete_state(name) is False
+        assert await store.delete_state(name + "-never-put") is False
+        assert await store.get_state(name + "-kept") == b"k"
+        await store.put_state(name, b"again", 3600)  # a deleted name can be put again
+        assert await store.get_state(name) == b"again"
+
+    async def test_state_expires(self, store_harness: StoreHarness) -> None:
+        """A value is gone after its ``ttl`` (a fake clock, or the backend's own TTL); a put renews it;
+        an expired value is not counted as deleted."""
+        store, name = self._state(store_harness), _key("state")
+        clock = store_harness.clock
+        if clock is None:
+            if store_harness.state_ttl is None:
+                pytest.skip("needs a fake clock or the backend's TTL (state_ttl)")
+            await store.put_state(name, b"v", 30.0)
+            left = await store_harness.state_ttl(name)
+            assert left is not None and 29.0 < left <= 30.0
+            await store.put_state(name, b"v2", 2592000.0)  # 30 days, the kernel's default
+            left = await store_harness.state_ttl(name)
+            assert left is not None and 2591990.0 < left <= 2592000.0
+            await store.put_state(name + "-tiny", b"v", 1e-6)  # kept at least 1 ms: not an error
+            assert await store_harness.state_ttl(name + "-never") is None
+            return
+        await store.put_state(name, b"v", 10.0)
+        await store.put_state(name + "-long", b"long", 100.0)
+        clock.advance(9.9)
+        assert await store.get_state(name) == b"v"
+        await store.put_state(name + "-renewed", b"r", 10.0)
+        clock.advance(0.2)
+        assert await store.get_state(name) is None
+        assert await store.delete_state(name) is False
+        assert await store.get_state(name + "-renewed") == b"r"
+        await store.put_state(name + "-renewed", b"r2", 10.0)  # a put renews the time to live
+        clock.advance(9.0)
+        assert await store.get_state(name + "-renewed") == b"r2"
+        assert await store.get_state(name + "-long") == b"long"
+        await store.put_state(name, b"back", 10.0)  # an expired name can be put again
+        assert await store.get_state(name) == b"back"
+
+    async def test_state_ttl_not_positive_keeps_nothing_for_long(self, store_harness: StoreHarness) -> None:
+        """A ``ttl`` of 0 or below is not an error; the value is gone as soon as time moves on."""
+        store, name = self._state(store_harness), _key("state")
+        await store.put_state(name, b"v", 0.0)
+        await store.put_state(name + "-neg", b"v", -5.0)
+        if store_harness.clock is not None:
+            store_harness.clock.advance(0.01)
+            assert await store.get_state(name) is None
+            assert await store.get_state(name + "-neg") is None
+
+    async def test_state_ttl_not_a_number_is_refused(self, store_harness: StoreHarness) -> None:
+        """A ``ttl`` that is not a finite number is a ``ValueError`` naming it; nothing is stored."""
+        store, name = self._state(store_harness), _key("state")
+        for ttl in (math.nan, math.inf, -math.inf):
+            with pytest.raises(ValueError, match="ttl"):
+                await store.put_state(name, b"v", ttl)
+        assert await store.get_state(name) is None
+
+    async def test_state_odd_names(self, store_harness: StoreHarness) -> None:
+        """Names with path, URL and key-syntax characters, non-ASCII and 300 characters each keep
+        their own value."""
+        store, tag = self._state(store_harness), _key("odd")
+        names = [f"{tag}:{n}" for n in STATE_NAMES] + list(STATE_NAMES)
+        for i, name in enumerate(names):
+            await store.put_state(name, f"value {i}".encode(), 3600)
+        for i, name in enumerate(names):
+            assert await store.get_state(name) == f"value {i}".encode(), name
+        for name in STATE_NAMES:
+            assert await store.delete_state(name) is True, name
+        assert await store.get_state(f"{tag}:a/b") == f"value {names.index(f'{tag}:a/b')}".encode()
+
+    async def test_state_large_binary_value(self, store_harness: StoreHarness) -> None:
+        """A 1 MiB value of every byte value (NUL, invalid UTF-8) is read back unchanged."""
+        store, name = self._state(store_harness), _key("state")
+        value = bytes(range(256)) * 4096 + random.Random(5).randbytes(1024)
+        assert len(value) == 1024 * 1024 + 1024
+        await store.put_state(name, value, 3600)
+        assert await store.get_state(name) == value
+
+    async def test_state_concurrent_puts(self, store_harness: StoreHarness) -> None:
+        """Concurrent puts of different names all land; concurrent reads see each its own value."""
+        store, tag = self._state(store_harness), _key("state")
+        names = [f"{tag}:{i}" for i in range(24)]
+        await asyncio.gather(
+            *(store.put_state(n, n.encode() * (1 + i * 100), 3600) for i, n in enumerate(names))
+        )
+        values = await asyncio.gather(*(store.get_state(n) for n in names))
+        assert values == [n.encode() * (1 + i * 100) for i, n in enumerate(names)]
+        deleted = await asyncio.gather(*(store.delete_state(n) for n in names[::2]))
+        assert deleted == [True] * len(names[::2])
+        left = await asyncio.gather(*(store.get_state(n) for n in names))
+        assert [v is not None for v in left] == [i % 2 == 1 for i in range(len(names))]
+
+    async def test_state_survives_reopen(self, store_harness: StoreHarness) -> None:
+        """Values live as long as the store's backend (a restart of the file store included), and so
+        does their expiry."""
+        store, name = self._state(store_harness), _key("state")
+        await store.put_state(name, b"kept", 3600)
+        await store.put_state(name + "-short", b"short", 60)
+        await store.put_state(name + "-deleted", b"d", 3600)
+        assert await store.delete_state(name + "-deleted")
+        reopened = await store_harness.reopen()
+        assert isinstance(reopened, StateStore)
+        assert await reopened.get_state(name) == b"kept"
+        assert await reopened.get_state(name + "-deleted") is None
+        if store_harness.clock is not None:
+            store_harness.clock.advance(61)
+            assert await reopened.get_state(name + "-short") is None
+            assert await reopened.get_state(name) == b"kept"

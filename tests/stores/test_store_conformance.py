@@ -49,7 +49,7 @@ class TestMemoryStoreConformance(StoreConformance):
         await store.start()
 
         async def reopen() -> Store:  # a memory store's state lives as long as the process
-            return MemoryStore(MemoryStore.Options(), clock=clock, state=store.state)
+            return MemoryStore(MemoryStore.Options(), clock=clock, state=store.state, values=store.values)
 
         async def lose_data() -> None:  # the process restarted: the state, reservations included, is gone
             store.state = LocalState(clock)

@@ -1,7 +1,9 @@
-"""TruckLLM store plugin ``memory``: every limit, budget, cooldown and usage total in this process.
+"""TruckLLM store plugin ``memory``: every limit, budget, cooldown, usage total and state value in
+this process.
 
-The default store. State lives in one :class:`~truckllm.kit.localstate.LocalState` and is lost when
-the process exits; several workers each keep their own (use the ``redis`` store to share).
+The default store. State lives in one :class:`~truckllm.kit.localstate.LocalState` (and state
+values, :class:`~truckllm.kit.store.StateStore`, in one :class:`StateValues`) and is lost when the
+process exits; several workers each keep their own (use the ``redis`` store to share).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from truckllm.kit.localstate import Clock, LocalState, LocalStore, check_retenti
 from truckllm.kit.options import Duration
 from truckllm.kit.store import DEFAULT_USAGE_RETENTION
 from truckllm.types import RequestRecord
+from truckllm_store_memory.values import StateValues
 
-__all__ = ["TRUCKLLM_API", "MemoryStore", "register_stores"]
+__all__ = ["TRUCKLLM_API", "MemoryStore", "StateValues", "register_stores"]
 
 TRUCKLLM_API = 1
 
@@ -26,8 +29,9 @@ class MemoryStore(LocalStore):
     """``type: memory``: the store algorithms on in-process state; no I/O, nothing to flush.
 
     :param options: the ``store:`` section.
-    :param clock: unix time (tests inject a fake clock).
+    :param clock: unix time (tests inject a fake clock); state values expire by it too.
     :param state: share an existing state (tests use it to reopen the "same" store).
+    :param values: share existing state values (likewise).
     """
 
     name = "memory"
@@ -49,9 +53,26 @@ class MemoryStore(LocalStore):
         *,
         clock: Clock = time.time,
         state: LocalState | None = None,
+        values: StateValues | None = None,
     ) -> None:
         self.options = options or MemoryStore.Options()
         super().__init__(clock, state, usage_retention=self.options.usage_retention)
+        self.values = values if values is not None else StateValues(clock)
+
+    async def get_state(self, name: str) -> bytes | None:
+        """The value stored under ``name``, or ``None`` when absent or expired."""
+        return self.values.get(name)
+
+    async def put_state(self, name: str, value: bytes, ttl: float) -> None:
+        """Keep ``value`` under ``name`` for ``ttl`` seconds (at least 1 ms), replacing any.
+
+        :raises ValueError: ``ttl`` is not a finite number.
+        """
+        self.values.put(name, value, ttl)
+
+    async def delete_state(self, name: str) -> bool:
+        """Remove ``name``; ``True`` when an unexpired value was removed."""
+        return self.values.delete(name)
 
     @hookimpl
     def store_usage(self, record: RequestRecord) -> None:
