@@ -47,6 +47,7 @@ __all__ = [
     "Problem",
     "Received",
     "Reply",
+    "Responder",
     "Route",
     "ToolCall",
     "count_words",
@@ -241,6 +242,9 @@ class Ctx:
     tokens: int = 0
     """Tokens this request used, for the rate-limit headers."""
 
+
+Responder = Callable[[Received], Reply | None]
+"""A function answering a request no scripted reply matched (see :attr:`FakeUpstream.responder`)."""
 
 _T = TypeVar("_T", Fault, Reply)
 
@@ -438,6 +442,10 @@ class FakeUpstream(LoopbackServer):
         """Every request received, in arrival order."""
         self.violations: list[str] = []
         """Every contract violation seen, in order."""
+        self.responder: Responder | None = None
+        """Answers a generation request no scripted :class:`Reply` matched: called with the
+        request's record, it returns the reply to use, or ``None`` for the default answer
+        (e.g. :class:`~truckllm_testing.fakes.agent.AgentResponder` plays a coding agent's model)."""
         self._faults: list[_Pending[Fault]] = []
         self._replies: list[_Pending[Reply]] = []
         self._lock = threading.Lock()
@@ -587,11 +595,14 @@ class FakeUpstream(LoopbackServer):
         return web.Response(status=status, body=self.dumps(body, self.error_json_indent), headers=headers)
 
     def take_reply(self, ctx: Ctx) -> Reply | None:
-        """Take the first scripted reply matching this request (once per request)."""
+        """Take the first scripted reply matching this request, else ask :attr:`responder`
+        (once per request)."""
         if not ctx.reply_taken:
             ctx.reply_taken = True
-            ctx.reply = self._take(self._replies, ctx)
-            ctx.rec.reply = ctx.reply
+            reply = self._take(self._replies, ctx)
+            if reply is None and self.responder is not None:
+                reply = self.responder(ctx.rec)
+            ctx.reply = ctx.rec.reply = reply
         return ctx.reply
 
     def build_answer(

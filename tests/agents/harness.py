@@ -1,0 +1,168 @@
+"""What the coding-agent tests share: the gateway's config, an agent's environment, running an
+agent within its time bound, and reading the gateway's usage records."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, FakeUpstream
+from truckllm_testing.server import GatewayServer
+
+HERE = Path(__file__).parent
+BIN = HERE / "node_modules" / ".bin"
+GATEWAY_KEY = "tllm-agents-" + secrets.token_hex(8)
+ADMIN_TOKEN = "agents-admin-" + secrets.token_hex(8)
+AGENT_TIMEOUT = 120.0
+"""Seconds an agent CLI may take for its task."""
+
+ALIASES = {
+    "claude-via-openai": ("oai", "gpt-4o-2024-08-06"),
+    "gemini-via-anthropic": ("ant", "claude-sonnet-4-5-20250929"),
+    "codex-openai": ("oai", "gpt-5-codex"),
+    "codex-anthropic": ("ant", "claude-sonnet-4-5-20250929"),
+    "sdk-anthropic": ("ant", "claude-sonnet-4-5-20250929"),
+    "sdk-gemini": ("gem", "gemini-2.5-flash"),
+}
+"""Gateway alias -> (provider, upstream model): each agent test has aliases of its own."""
+
+
+@dataclass
+class Upstreams:
+    """The three fakes behind the gateway, by provider name."""
+
+    oai: FakeOpenAI
+    ant: FakeAnthropic
+    gem: FakeGemini
+
+    def by_name(self, name: str) -> FakeUpstream:
+        """The fake of a gateway provider name (``oai``, ``ant``, ``gem``)."""
+        fake: FakeUpstream = getattr(self, name)
+        return fake
+
+    def all(self) -> tuple[FakeUpstream, ...]:
+        """Every fake."""
+        return (self.oai, self.ant, self.gem)
+
+
+def gateway_config(up: Upstreams) -> str:
+    """The gateway's YAML: one gateway key, the three fakes, the agents' aliases."""
+    models = "\n".join(
+        f"  {alias}: {{deployments: [{{provider: {provider}, model: {model}}}]}}"
+        for alias, (provider, model) in ALIASES.items()
+    )
+    return f"""
+admin: {{token: {ADMIN_TOKEN}}}
+keys: [{{name: agents, value: {GATEWAY_KEY}}}]
+routing: {{retries: 0}}
+providers:
+  oai: {{type: openai, base_url: {up.oai.base_url}, keys: [{{name: o, value: oai-upstream-key}}]}}
+  ant: {{type: anthropic, base_url: {up.ant.base_url}, keys: [{{name: a, value: ant-upstream-key}}]}}
+  gem: {{type: gemini, base_url: {up.gem.base_url}, keys: [{{name: g, value: gem-upstream-key}}]}}
+models:
+{models}
+"""
+
+
+def agent_env(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of an agent process: a private home, no proxy for loopback, a dead
+    proxy for everything else, and ``extra``."""
+    dead = "http://127.0.0.1:9"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "TERM": "dumb",
+        "NO_COLOR": "1",
+        "CI": "1",
+        "HOME": str(home),
+        "USERPROFILE": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "XDG_STATE_HOME": str(home / ".local/state"),
+        "TMPDIR": str(home.parent),
+        "HTTP_PROXY": dead,
+        "HTTPS_PROXY": dead,
+        "http_proxy": dead,
+        "https_proxy": dead,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Run:
+    """A finished agent process."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def describe(self) -> str:
+        """Exit code and the ends of both outputs, for an assertion message."""
+        return f"exit {self.returncode} after {self.seconds:.1f}s\nstdout: {self.stdout[-3000:]}\nstderr: {self.stderr[-3000:]}"
+
+
+def cli(name: str) -> Path:
+    """The installed CLI ``name``, or a skip saying how to install it."""
+    path = BIN / name
+    if not path.exists():
+        pytest.skip(f"{name} is not installed: run `npm ci --prefix tests/agents` (make test-agents does)")
+    return path
+
+
+def run_agent(argv: list[str], env: Mapping[str, str], cwd: Path, timeout: float = AGENT_TIMEOUT) -> Run:
+    """Run an agent to completion within ``timeout`` seconds (a hung agent fails the test)."""
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            argv,
+            env=dict(env),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        pytest.fail(
+            f"{argv[0]} did not finish within {timeout:.0f}s\nstdout: {out[-3000:]}\nstderr: {err[-3000:]}"
+        )
+    return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+
+
+def usage_rows(gateway: GatewayServer, alias: str) -> list[dict[str, Any]]:
+    """The gateway's usage rows for ``alias`` grouped by provider (waits for the records to land)."""
+    deadline = time.monotonic() + 10
+    while True:
+        answer = httpx.get(
+            gateway.url + "/admin/v1/usage",
+            params={"group_by": "alias,provider", "alias": alias},
+            headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        rows: list[dict[str, Any]] = answer.json()["rows"]
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def which(name: str) -> str | None:
+    """A program on PATH (for the agents' own prerequisites such as ``bash``)."""
+    return shutil.which(name)
