@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from truckllm_store_file import FileStore
 
+from truckllm._internal.localstate import StoreUnavailable
 from truckllm._internal.store import Admission, BudgetCheck, CooldownMark, RateCheck, Settlement, UsageQuery
 from truckllm_testing.store_conformance import (
     FakeClock,
@@ -240,3 +241,65 @@ async def test_retention_option_is_checked() -> None:
     assert decode_options({"usage_retention": "30d"}, FileStore.Options).usage_retention == 30 * 86400
     with pytest.raises(Exception, match="usage_retention"):
         decode_options({"usage_retention": 0}, FileStore.Options)
+
+
+def _state_rows(path: Path) -> list[tuple[str, float]]:
+    db = sqlite3.connect(path)
+    try:
+        return sorted(db.execute("SELECT name, expires_at FROM state").fetchall())
+    finally:
+        db.close()
+
+
+async def test_a_state_value_is_in_the_file_when_put_returns(tmp_path: Path) -> None:
+    """Two processes sharing a file: a value one puts is read by the other at once (no flush), a
+    delete too; no file is named after a value's name."""
+    clock, path = FakeClock(), tmp_path / "state.db"
+    one, two = await _open(path, clock), await _open(path, clock)
+    try:
+        await one.put_state("../escape/name", b"v1", 600)
+        assert await two.get_state("../escape/name") == b"v1"
+        await two.put_state("../escape/name", b"v2", 600)
+        assert await one.get_state("../escape/name") == b"v2"
+        assert await one.delete_state("../escape/name") is True
+        assert await two.get_state("../escape/name") is None
+        assert await two.delete_state("../escape/name") is False
+    finally:
+        await one.close()
+        await two.close()
+    files = await asyncio.to_thread(lambda: sorted(p.name for p in tmp_path.iterdir()))
+    assert all(name.startswith("state.db") for name in files), files
+    assert not await asyncio.to_thread((tmp_path.parent / "escape").exists)
+
+
+async def test_state_expiry_holds_across_restarts_and_expired_rows_go(tmp_path: Path) -> None:
+    """Expiry is an absolute time in the file: after a restart a value still expires on time; opening
+    the file deletes the expired rows, and puts delete up to 64 expired rows each."""
+    clock, path = FakeClock(), tmp_path / "state.db"
+    store = await _open(path, clock)
+    await store.put_state("short", b"s", 30)
+    await store.put_state("long", b"l", 3600)
+    await store.close()
+    clock.advance(20)
+    store = await _open(path, clock)
+    assert await store.get_state("short") == b"s"
+    await store.close()
+    clock.advance(20)
+    store = await _open(path, clock)  # "short" expired while the store was down: deleted at open
+    assert [name for name, _ in _state_rows(path)] == ["long"]
+    assert await store.get_state("short") is None
+    for i in range(200):
+        await store.put_state(f"old-{i}", b"x", 10)
+    clock.advance(11)
+    await store.put_state("new-1", b"y", 600)
+    assert len(_state_rows(path)) == 200 - 64 + 2
+    for i in range(3):
+        await store.put_state(f"new-{i + 2}", b"y", 600)
+    assert [name for name, _ in _state_rows(path)] == ["long", "new-1", "new-2", "new-3", "new-4"]
+    await store.close()
+
+
+async def test_state_needs_a_started_store(tmp_path: Path) -> None:
+    store = FileStore(FileStore.Options(path=str(tmp_path / "state.db")))
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await store.get_state("n")

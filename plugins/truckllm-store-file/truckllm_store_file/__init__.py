@@ -5,6 +5,10 @@ memory store; a background task writes what changed to SQLite every ``flush_inte
 thread, off the event loop) and :meth:`FileStore.close` writes the rest. A restart reads back
 usage, budget spend per window, rate-limit state and cooldowns.
 
+State values (:class:`~truckllm.kit.store.StateStore`: a stateful dialect's stored conversations)
+are not batched: each put, read and delete goes to the file at once (:mod:`truckllm_store_file.values`),
+so every process sharing the file sees a value as soon as it is put, and it survives a restart.
+
 Nothing grows for good: usage rows of days older than ``usage_retention`` and budget windows a
 week past their end are deleted at each write (``total`` budgets are kept), ended cooldowns and
 full rate buckets are not written, and an operator's ``enable`` deletes the key's cooldown row.
@@ -38,6 +42,7 @@ from truckllm.kit.options import Duration
 from truckllm.kit.store import DEFAULT_USAGE_RETENTION, USAGE_TOTALS, CooldownMark, UsageRow, utc_day
 from truckllm.kit.tasks import stop_task
 from truckllm.types import RequestRecord
+from truckllm_store_file.values import FileStateValues
 
 __all__ = ["SCHEMA_VERSION", "TRUCKLLM_API", "FileStore", "register_stores"]
 
@@ -143,6 +148,7 @@ class FileStore(LocalStore):
         self._task: asyncio.Task[None] | None = None
         self._last_error: str | None = None
         self._last_flush: float | None = None
+        self.values = FileStateValues(self.path, self.state.clock)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -154,12 +160,14 @@ class FileStore(LocalStore):
             rates=loaded.rates, budgets=loaded.budgets, cooldowns=loaded.cooldowns, usage=loaded.usage
         )
         self._flushed_spent = {(b.key, b.window): b.spent for b in loaded.budgets}
+        await self.values.open()
         self._task = asyncio.get_running_loop().create_task(self._flush_loop(), name="truckllm-store-file")
 
     async def close(self) -> None:
         """Stop the flush task, count unsettled reservations as spent, write everything, close."""
         task, self._task = self._task, None
         await stop_task(task)
+        await self.values.close()
         if self._db is None:
             return
         self.state.commit_reservations()
@@ -312,6 +320,29 @@ class FileStore(LocalStore):
         """Remove a key's cooldown mark now in memory, and from the file at the next write."""
         self.state.clear_cooldown(provider, key)
         self._cleared.append((provider, key))
+
+    async def get_state(self, name: str) -> bytes | None:
+        """The value stored under ``name``, or ``None`` when absent or expired (read from the file).
+
+        :raises truckllm.kit.localstate.StoreUnavailable: the store is not started.
+        """
+        return await self.values.get(name)
+
+    async def put_state(self, name: str, value: bytes, ttl: float) -> None:
+        """Write ``value`` under ``name`` for ``ttl`` seconds (at least 1 ms), replacing any; on disk
+        when this returns.
+
+        :raises ValueError: ``ttl`` is not a finite number.
+        :raises truckllm.kit.localstate.StoreUnavailable: the store is not started.
+        """
+        await self.values.put(name, value, ttl)
+
+    async def delete_state(self, name: str) -> bool:
+        """Delete ``name`` from the file; ``True`` when an unexpired value was deleted.
+
+        :raises truckllm.kit.localstate.StoreUnavailable: the store is not started.
+        """
+        return await self.values.delete(name)
 
     async def ready(self) -> dict[str, Any]:
         """Ready when the file is open and the last write succeeded."""
