@@ -20,9 +20,10 @@ fake's wire format (OpenAI chat, OpenAI Responses, Anthropic Messages or Gemini)
   start of the result when there is none);
 - anything else (title generation, quota checks, summaries): ``OK``.
 
-The command prints :attr:`AgentResponder.token` by arithmetic (``echo truck-$((a * b))``), so the
-token appears nowhere in the request the agent received: text that carries it proves the command
-ran and its output came back.
+The command prints :attr:`AgentResponder.token` from a hexadecimal number
+(``printf 'truck-%d\\n' 0x5f5e100``), so the token appears nowhere in the request the agent
+received: text that carries it proves the command ran and its output came back.  The command has
+no ``$``, pipe or quote-within-quote, which the agents' own command checks would refuse.
 """
 
 from __future__ import annotations
@@ -97,19 +98,15 @@ def dialect_of(path: str) -> str | None:
 class AgentResponder:
     """Plays a coding agent's model: one shell call, then an answer quoting its output.
 
-    :param a: first factor of the command's arithmetic (random when not given).
-    :param b: second factor (random when not given).
+    :param number: the number the command prints (random when not given).
     :param shells: tool names it may call, in order of preference.
     """
 
-    def __init__(
-        self, a: int | None = None, b: int | None = None, shells: Sequence[str] = SHELL_TOOLS
-    ) -> None:
-        a = a if a is not None else 1000 + secrets.randbelow(9000)
-        b = b if b is not None else 1000 + secrets.randbelow(9000)
-        self.command = f"echo truck-$(({a} * {b}))"
-        """The shell command asked for."""
-        self.token = f"truck-{a * b}"
+    def __init__(self, number: int | None = None, shells: Sequence[str] = SHELL_TOOLS) -> None:
+        number = number if number is not None else 10**8 + secrets.randbelow(9 * 10**8)
+        self.command = f"printf 'truck-%d\\n' {number:#x}"
+        """The shell command asked for: it prints ``number``, written in hexadecimal, in decimal."""
+        self.token = f"truck-{number}"
         """What the command prints; nothing sent to the agent contains it before the command runs."""
         self.shells = tuple(shells)
         """Tool names it may call."""
