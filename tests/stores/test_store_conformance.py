@@ -90,7 +90,17 @@ class TestRedisStoreConformance(StoreConformance):
         async def lose_data() -> None:  # Redis restarted without its data
             await delete_prefix(redis_prefix)
 
-        harness = StoreHarness(await open_store(), clock=None, reopen=open_store, lose_data=lose_data)
+        async def state_ttl(name: str) -> float | None:  # PTTL: checked without waiting
+            client = aioredis.Redis.from_url(REDIS_URL)
+            try:
+                pttl = await client.pttl(RedisStore(options).state_key(name))
+            finally:
+                await client.aclose()
+            return None if pttl < 0 else pttl / 1000
+
+        harness = StoreHarness(
+            await open_store(), clock=None, reopen=open_store, lose_data=lose_data, state_ttl=state_ttl
+        )
         yield harness
         await harness.store.close()
 

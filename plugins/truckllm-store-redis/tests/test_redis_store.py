@@ -7,7 +7,7 @@ import contextlib
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import msgspec
 import pytest
@@ -105,6 +105,20 @@ class Proxy:
             task.add_done_callback(self._tasks.discard)
 
 
+def _state_ttl(prefix: str) -> Callable[[str], Awaitable[float | None]]:
+    """The remaining time to live of a state value in Redis (``PTTL``), ``None`` when absent."""
+
+    async def state_ttl(name: str) -> float | None:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        try:
+            pttl = await client.pttl(RedisStore(RedisStore.Options(prefix=prefix)).state_key(name))
+        finally:
+            await client.aclose()
+        return None if pttl < 0 else pttl / 1000
+
+    return state_ttl
+
+
 class TestRedisStoreConformance(StoreConformance):
     @pytest.fixture
     async def store_harness(self, prefix: str) -> AsyncIterator[StoreHarness]:
@@ -114,7 +128,9 @@ class TestRedisStoreConformance(StoreConformance):
         async def lose_data() -> None:  # Redis restarted without its data
             await _delete_prefix(prefix)
 
-        harness = StoreHarness(await reopen(), clock=None, reopen=reopen, lose_data=lose_data)
+        harness = StoreHarness(
+            await reopen(), clock=None, reopen=reopen, lose_data=lose_data, state_ttl=_state_ttl(prefix)
+        )
         yield harness
         await harness.store.close()
 
@@ -243,6 +259,14 @@ async def test_closed_port_degrades_within_the_timeout(warnings: list[str]) -> N
             await store.usage(UsageQuery())
         await store.mark_cooldown(CooldownMark(provider="openai", key="k1", until=time.time() + 30))
         assert [m.key for m in await store.cooldowns()] == ["k1"]  # this process's own marks
+        started = time.perf_counter()  # state values have no local fallback: refused at once
+        with pytest.raises(StoreUnavailable, match="unreachable"):
+            await store.put_state("responses:a:resp_1", b"v", 60)
+        with pytest.raises(StoreUnavailable, match="unreachable"):
+            await store.get_state("responses:a:resp_1")
+        with pytest.raises(StoreUnavailable, match="unreachable"):
+            await store.delete_state("responses:a:resp_1")
+        assert time.perf_counter() - started < 0.05
     finally:
         await store.close()
     assert sum("writes are kept" in m for m in warnings) == 1  # once per outage
@@ -381,8 +405,10 @@ async def test_every_key_the_store_writes_expires(prefix: str) -> None:
         await store.mark_cooldown(CooldownMark(provider="openai", key="k1", until=now + 60, reason="429"))
         await store.mark_cooldown(CooldownMark(provider="openai", key="k2", until=now + 30, reason="5xx"))
         await store.clear_cooldown("openai", "k1")
+        await store.put_state("responses:team-a:resp_1", b"{}", 30 * 86400)
         await store.flush()
         ttls = await _keys_without_ttl(client, prefix)
+        assert ttls[f"{prefix}state:responses:team-a:resp_1"] == pytest.approx(30 * 86400, abs=5)
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
         assert f"{prefix}{{usage}}:day:{day}" in ttls and f"{prefix}{{cooldowns}}:until" in ttls
         assert len([k for k in ttls if ":budget:" in k]) == 5
@@ -523,3 +549,46 @@ async def test_retention_option() -> None:
     for bad in ("0s", 0):
         with pytest.raises(Exception, match="usage_retention"):
             decode_options({"usage_retention": bad}, RedisStore.Options)
+
+
+async def test_state_values_are_plain_strings_under_the_prefix(prefix: str) -> None:
+    """A state value is one string key, ``<prefix>state:<name>`` (no hash tag of the store's own:
+    values spread over a cluster's slots), written with ``PX`` and shared by every process."""
+    one, two = await _store(prefix, flush_interval=3600), await _store(prefix, flush_interval=3600)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await one.put_state("responses:team-a:resp_1", b"\x00value", 90.5)
+        assert await two.get_state("responses:team-a:resp_1") == b"\x00value"
+        key = f"{prefix}state:responses:team-a:resp_1"
+        assert await client.get(key) == b"\x00value"
+        assert 90_000 < await client.pttl(key) <= 90_500
+        assert [k.decode() async for k in client.scan_iter(match=prefix + "*")] == [key]
+        assert await two.delete_state("responses:team-a:resp_1") is True
+        assert await client.exists(key) == 0
+    finally:
+        await one.close()
+        await two.close()
+        await client.aclose()
+
+
+async def test_a_state_call_that_times_out_raises_and_counts_as_slow() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore(RedisStore.Options(addr=f"127.0.0.1:{port}", io_timeout=0.1, flush_interval=3600))
+    await store.start()  # times out: starts degraded
+    store.outage.since = None  # pretend it was up
+    try:
+        with pytest.raises(StoreUnavailable, match="unreachable"):
+            await store.get_state("n")
+        assert not store.outage.down  # one slow answer is not an outage
+    finally:
+        await store.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -8,6 +8,11 @@ repairs what a lost subscription missed). While Redis is unreachable the store a
 :class:`~truckllm.kit.localstate.LocalState` (``degraded=True``): rate limits per process (open
 across processes), budgets denied (closed); writes are kept and sent when Redis is back.
 
+State values (:class:`~truckllm.kit.store.StateStore`: a stateful dialect's stored conversations)
+are one Redis string each, ``SET`` with ``PX`` and read with ``GET``: every process sees a value as
+soon as it is put. They have no local fallback: while Redis is unreachable they raise
+:class:`~truckllm.kit.localstate.StoreUnavailable`.
+
 Every key the store writes expires (see the README's key layout), but a ``total`` budget's.
 """
 
@@ -281,6 +286,7 @@ class RedisStore:
         self._cd_until = f"{p}{{cooldowns}}:until"
         self._cd_reason = f"{p}{{cooldowns}}:reason"
         self._cd_channel = f"{p}{{cooldowns}}:push"
+        self._state = f"{p}state:"
         self._pending = _Pending()
         self._reservations: dict[str, _Reservation] = {}
         self._local_ids: dict[str, float] = {}
@@ -314,6 +320,11 @@ class RedisStore:
     def budget_key(self, key: str, window: str) -> str:
         """``<prefix>{limits}:budget:<key>:<window>``: hash ``spent``, ``reserved`` (USD)."""
         return f"{self._limits}budget:{key}:{window}"
+
+    def state_key(self, name: str) -> str:
+        """``<prefix>state:<name>``: string, a state value (no hash tag: one key per command, so
+        values spread over a cluster's slots); expires with the value's ``ttl``."""
+        return f"{self._state}{name}"
 
     def push_channel(self) -> str:
         """``<prefix>{cooldowns}:push``: the channel cooldown marks and clears are published on."""
@@ -806,6 +817,63 @@ class RedisStore:
             for row in rows.values():
                 buckets.add_row(row)
         return buckets.query(query)
+
+    # --- state values (StateStore) -------------------------------------------------------------
+
+    def _state_client(self) -> aioredis.Redis:
+        redis = self._redis
+        if redis is None or self.outage.down:
+            raise StoreUnavailable(f"redis {self.where} is unreachable")
+        return redis
+
+    def _state_failed(self, exc: BaseException) -> StoreUnavailable:
+        self.outage.failed(exc, slow=isinstance(exc, TimeoutError | RedisTimeoutError))
+        return StoreUnavailable(f"redis {self.where} is unreachable: {exc}")
+
+    async def get_state(self, name: str) -> bytes | None:
+        """``GET`` the value of ``name``; ``None`` when absent or expired (Redis expires it).
+
+        :raises truckllm.kit.localstate.StoreUnavailable: Redis is unreachable (at once during an
+            outage, else after ``io_timeout`` at most).
+        """
+        redis = self._state_client()
+        try:
+            async with asyncio.timeout(self.options.io_timeout):
+                value = await redis.get(self.state_key(name))
+        except _UNREACHABLE as exc:
+            raise self._state_failed(exc) from exc
+        if value is None:
+            return None
+        return value if isinstance(value, bytes) else value.encode()  # str only from a decoding client
+
+    async def put_state(self, name: str, value: bytes, ttl: float) -> None:
+        """``SET`` ``value`` under ``name`` with ``PX`` = ``ttl`` in milliseconds (at least 1),
+        replacing any.
+
+        :raises ValueError: ``ttl`` is not a finite number.
+        :raises truckllm.kit.localstate.StoreUnavailable: Redis is unreachable.
+        """
+        if not math.isfinite(ttl):
+            raise ValueError(f"state ttl must be a finite number of seconds, not {ttl!r}")
+        redis = self._state_client()
+        try:
+            async with asyncio.timeout(self.options.io_timeout):
+                await redis.set(self.state_key(name), bytes(value), px=max(1, math.ceil(ttl * 1000)))
+        except _UNREACHABLE as exc:
+            raise self._state_failed(exc) from exc
+
+    async def delete_state(self, name: str) -> bool:
+        """``DEL`` ``name``; ``True`` when a value (unexpired: Redis drops expired ones) was deleted.
+
+        :raises truckllm.kit.localstate.StoreUnavailable: Redis is unreachable.
+        """
+        redis = self._state_client()
+        try:
+            async with asyncio.timeout(self.options.io_timeout):
+                deleted = await redis.delete(self.state_key(name))
+        except _UNREACHABLE as exc:
+            raise self._state_failed(exc) from exc
+        return int(deleted) > 0
 
     async def ready(self) -> dict[str, Any]:
         """``{"ok": True, "redis": "ok"}`` after a PING, else ``{"ok": False, "redis": "unreachable"}``."""
