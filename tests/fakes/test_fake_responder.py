@@ -208,7 +208,7 @@ async def test_agent_round_trip_on_gemini(http: aiohttp.ClientSession) -> None:
         }
         second = await post(
             http,
-            fake_url,
+            url,
             GEMINI,
             {"contents": [user, first["candidates"][0]["content"], reply], "tools": tools},
         )
