@@ -1,0 +1,117 @@
+"""The Responses API's routes answered from stored state, with no upstream call.
+
+- ``GET /v1/responses/{response_id}``: the Response object as it was returned;
+- ``DELETE /v1/responses/{response_id}``: ``{"id", "object": "response.deleted", "deleted": true}``;
+- ``POST /v1/responses/{response_id}/cancel``: 400, as OpenAI answers for a response that was not
+  created with ``background: true`` (the gateway refuses ``background``, so that is every one);
+- ``GET /v1/responses/{response_id}/input_items``: the turn's input items, one page of a cursor
+  list (``limit`` 1..100, default 20; ``order`` ``asc`` or ``desc``, default ``desc``; ``after``
+  an item id; ``include`` accepted and ignored).
+
+A response another gateway key created, one stored with ``store: false``, an expired or deleted
+one: all 404, the same answer as a response that never existed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from truckllm.errors import GatewayError
+from truckllm.kit.dialect import LocalAnswer, LocalCall
+
+from .state import Stored, load, name_of
+
+__all__ = ["ROUTE_CANCEL", "ROUTE_INPUT_ITEMS", "ROUTE_RESPONSE", "input_items_page", "serve_local"]
+
+ROUTE_RESPONSE = "response"
+"""The name of ``GET``/``DELETE /v1/responses/{response_id}``."""
+ROUTE_CANCEL = "cancel"
+"""The name of ``POST /v1/responses/{response_id}/cancel``."""
+ROUTE_INPUT_ITEMS = "input_items"
+"""The name of ``GET /v1/responses/{response_id}/input_items``."""
+
+_MAX_LIMIT = 100
+_DEFAULT_LIMIT = 20
+
+
+def _not_found(response_id: str) -> GatewayError:
+    return GatewayError(404, f"Response with id '{response_id}' not found.", param="response_id")
+
+
+def _json(value: object, status: int = 200) -> LocalAnswer:
+    return LocalAnswer(status=status, body=msgspec.json.encode(value))
+
+
+async def _stored(call: LocalCall, response_id: str) -> Stored:
+    found = await load(call.state, response_id)
+    if found is None:
+        raise _not_found(response_id)
+    return found
+
+
+async def serve_local(route: str, call: LocalCall) -> LocalAnswer:
+    """Answer one local route (``route`` is the :class:`DialectRoute` name).
+
+    :raises GatewayError: 404 for an unknown response, 400 for a bad query parameter or a cancel.
+    """
+    response_id = call.path_params.get("response_id", "")
+    if route == ROUTE_RESPONSE and call.method == "DELETE":
+        if not await call.state.delete(name_of(response_id)):
+            raise _not_found(response_id)
+        return _json({"id": response_id, "object": "response.deleted", "deleted": True})
+    stored = await _stored(call, response_id)
+    if route == ROUTE_RESPONSE:
+        return LocalAnswer(body=bytes(stored.response))
+    if route == ROUTE_CANCEL:
+        raise GatewayError(400, "Cannot cancel a synchronous response.", param="response_id")
+    if route == ROUTE_INPUT_ITEMS:
+        return _json(input_items_page(stored.items, call.query))
+    raise GatewayError(404, f"No such route: {route}.")
+
+
+def _limit(query: Mapping[str, str]) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return _DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise GatewayError(
+            400, f"Invalid 'limit': expected an integer, got '{raw[:40]}'.", param="limit"
+        ) from None
+    if not 1 <= limit <= _MAX_LIMIT:
+        raise GatewayError(
+            400, f"Invalid 'limit': must be between 1 and {_MAX_LIMIT}, got {limit}.", param="limit"
+        )
+    return limit
+
+
+def input_items_page(items: list[dict[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
+    """One page of ``items`` as OpenAI's ``input_items`` list answers it.
+
+    :raises GatewayError: 400 naming ``limit``, ``order`` or ``after`` when one is invalid.
+    """
+    limit = _limit(query)
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise GatewayError(
+            400, f"Invalid 'order': expected 'asc' or 'desc', got '{order[:40]}'.", param="order"
+        )
+    ordered = items if order == "asc" else items[::-1]
+    after = query.get("after")
+    if after is not None:
+        ids = [item.get("id") for item in ordered]
+        if after not in ids:
+            raise GatewayError(400, f"Invalid 'after': no input item with id '{after[:80]}'.", param="after")
+        ordered = ordered[ids.index(after) + 1 :]
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0].get("id") if page else None,
+        "last_id": page[-1].get("id") if page else None,
+        "has_more": len(ordered) > limit,
+    }
