@@ -39,6 +39,7 @@ def answer(endpoint: str, body: bytes, status: int = 200) -> object:
         provider=PROVIDER,
         request=request(endpoint),
         response=UpstreamResponse(status=status, headers={}, body=body),
+        model="m",
     )
     assert result is not None
     return result
@@ -210,11 +211,12 @@ def test_a_stream_answer_must_be_an_event_stream(content_type: str | None, ok: b
     response = UpstreamResponse(status=200, headers=headers)
     if ok:
         assert (
-            transform_stream(provider=PROVIDER, request=request(stream=True), response=response) is not None
+            transform_stream(provider=PROVIDER, request=request(stream=True), response=response, model="m")
+            is not None
         )
         return
     with pytest.raises(UpstreamFailure) as failure:
-        transform_stream(provider=PROVIDER, request=request(stream=True), response=response)
+        transform_stream(provider=PROVIDER, request=request(stream=True), response=response, model="m")
     assert failure.value.error.kind == "bad_response"
 
 

@@ -202,6 +202,7 @@ def test_ratelimit_headers_are_read_on_success() -> None:
         provider=PROVIDER,
         request=chat(BASE),
         response=UpstreamResponse(status=200, headers=headers, body=b"{}"),
+        model="gpt-4o",
     )
     assert result is not None and result.limits is not None
     assert result.limits.remaining_requests == 59 and result.limits.reset_tokens == 360

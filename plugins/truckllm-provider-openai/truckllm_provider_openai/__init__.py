@@ -1,4 +1,10 @@
-"""TruckLLM provider plugin for OpenAI and every OpenAI-compatible API (``type: openai``)."""
+"""TruckLLM provider plugin for OpenAI and every OpenAI-compatible API (``type: openai``).
+
+Chat completions, legacy completions and embeddings pass through with ``model`` rewritten; the
+Responses API (a Responses client's ``POST /v1/responses`` and ``/v1/responses/input_tokens``)
+passes through to ``/responses`` the same way; chat requests for the models in ``api:
+responses``/``responses_models`` are translated to ``/responses`` and their answers back.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ from urllib.parse import urlencode
 import msgspec
 
 from truckllm import hookimpl
-from truckllm.kit.openai_wire import parse_openai_usage, parse_ratelimit_headers
+from truckllm.errors import UnsupportedRequest
+from truckllm.kit.openai_wire import parse_ratelimit_headers
 from truckllm.types import (
     ChatRequest,
     Provider,
@@ -23,11 +30,18 @@ from truckllm.types import (
 from .answers import check_answer
 from .errors import read_error
 from .options import Options
+from .passthrough import ResponsesPassthrough, check_response
+from .responses_answer import translate_response
+from .responses_request import translate_request
+from .responses_stream import ResponsesToChat
 from .stream import OpenAIStream, check_content_type
+from .usage import answer_usage
 
 __all__ = [
     "OpenAIStream",
     "Options",
+    "ResponsesPassthrough",
+    "ResponsesToChat",
     "parse_usage",
     "read_error",
     "register_providers",
@@ -41,6 +55,8 @@ TRUCKLLM_API = 1
 TYPE = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+RESPONSES_PATHS = {"chat": "/responses", "count_tokens": "/responses/input_tokens"}
+"""The paths of a Responses API request (the kernel's endpoint → path under ``base_url``)."""
 
 
 _DEFAULT_OPTIONS = Options()
@@ -54,7 +70,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             type=TYPE,
             default_base_url=DEFAULT_BASE_URL,
             dialect="openai",
-            endpoints=frozenset(PATHS),
+            endpoints=frozenset(PATHS) | frozenset(RESPONSES_PATHS),
             options=Options,
         )
     )
@@ -63,6 +79,27 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
 def _options(provider: Provider) -> Options:
     options = provider.options
     return options if isinstance(options, Options) else _DEFAULT_OPTIONS
+
+
+def _translated(request: ChatRequest, model: str, options: Options) -> bool:
+    """Whether a chat request goes through ``/responses`` (``api: responses``, ``responses_models``)."""
+    return request.dialect != "responses" and request.endpoint == "chat" and options.uses_responses(model)
+
+
+def _path_and_body(request: ChatRequest, model: str, options: Options) -> tuple[str, bytes]:
+    if request.dialect == "responses":
+        path = RESPONSES_PATHS.get(request.endpoint)
+        if path is None:
+            raise UnsupportedRequest(f"the Responses API has no {request.endpoint} endpoint")
+        return path, request.with_model(model)
+    if request.endpoint == "count_tokens":
+        raise UnsupportedRequest(
+            "an OpenAI provider serves count_tokens only for Responses API requests "
+            f"(POST /v1/responses/input_tokens), not for {request.dialect} ones"
+        )
+    if _translated(request, model, options):
+        return RESPONSES_PATHS["chat"], msgspec.json.encode(translate_request(request, model))
+    return PATHS[request.endpoint], _body(request, model, options)
 
 
 def _body(request: ChatRequest, model: str, options: Options) -> bytes:
@@ -97,11 +134,13 @@ def _body(request: ChatRequest, model: str, options: Options) -> bytes:
 def transform_request(
     provider: Provider, model: str, request: ChatRequest, api_key: str
 ) -> UpstreamRequest | None:
-    """Pass the client's OpenAI body through with only ``model`` (and usage options) changed."""
+    """Pass the client's body through with only ``model`` (and usage options) changed; translate
+    a chat request for a model served through ``/responses``."""
     if provider.type != TYPE:
         return None
     options = _options(provider)
-    url = provider.base_url + PATHS[request.endpoint]
+    path, body = _path_and_body(request, model, options)
+    url = provider.base_url + path
     if options.query:
         url += "?" + urlencode(options.query)
     headers = {
@@ -118,16 +157,15 @@ def transform_request(
     if options.project:
         headers["openai-project"] = options.project
     headers.update(provider.headers)
-    return UpstreamRequest(
-        url=url, headers=headers, body=_body(request, model, options), stream=request.stream
-    )
+    return UpstreamRequest(url=url, headers=headers, body=body, stream=request.stream)
 
 
 @hookimpl
 def transform_response(
-    provider: Provider, request: ChatRequest, response: UpstreamResponse
+    provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
 ) -> ProviderResult | None:
-    """Pass a success through; classify an error."""
+    """Pass a success through (checked; a Response with ``dialect="responses"``), or translate a
+    Response back to a chat completion; classify an error."""
     if provider.type != TYPE:
         return None
     limits = parse_ratelimit_headers(response.headers)
@@ -135,6 +173,16 @@ def transform_response(
         return ProviderResult(
             error=read_error(response.status, response.headers, response.body), limits=limits
         )
+    if request.dialect == "responses":
+        bad = check_response(request.endpoint, response.body)
+        if bad is not None:
+            return ProviderResult(error=bad, limits=limits)
+        return ProviderResult(body=response.body, limits=limits, dialect="responses")
+    if _translated(request, model, _options(provider)):
+        translated = translate_response(response.body, model)
+        if isinstance(translated, bytes):
+            return ProviderResult(body=translated, limits=limits, dialect="openai")
+        return ProviderResult(error=translated, limits=limits)
     bad = check_answer(request.endpoint, response.body)
     if bad is not None:
         return ProviderResult(error=bad, limits=limits)
@@ -143,18 +191,25 @@ def transform_response(
 
 @hookimpl
 def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage | None:
-    """The ``usage`` member of an OpenAI answer."""
+    """The usage of an OpenAI answer: a chat or legacy completion's, a Response's (none for a
+    token count)."""
     if provider.type != TYPE:
         return None
-    return parse_openai_usage(body)
+    return answer_usage(body, request.dialect == "responses", request.endpoint == "count_tokens")
 
 
 @hookimpl
 def transform_stream(
-    provider: Provider, request: ChatRequest, response: UpstreamResponse
-) -> OpenAIStream | None:
-    """A translator for an OpenAI stream (refused at once when the answer is not an event stream)."""
+    provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
+) -> OpenAIStream | ResponsesPassthrough | ResponsesToChat | None:
+    """A translator for an OpenAI stream (refused at once when the answer is not an event
+    stream): chat chunks relayed, Responses events relayed, or Responses events as chat chunks."""
     if provider.type != TYPE:
         return None
     check_content_type(response.headers)
-    return OpenAIStream(request.include_usage, parse_ratelimit_headers(response.headers))
+    limits = parse_ratelimit_headers(response.headers)
+    if request.dialect == "responses":
+        return ResponsesPassthrough(limits)
+    if _translated(request, model, _options(provider)):
+        return ResponsesToChat(request.include_usage, model, limits)
+    return OpenAIStream(request.include_usage, limits)

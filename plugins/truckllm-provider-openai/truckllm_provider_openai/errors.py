@@ -10,7 +10,7 @@ import msgspec
 from truckllm.kit.openai_wire import parse_retry_after, upstream_error
 from truckllm.types import UpstreamError
 
-__all__ = ["bad_response", "read_error"]
+__all__ = ["CLIENT_CODES", "bad_response", "read_error", "responses_failure"]
 
 
 class _ErrorObject(msgspec.Struct):
@@ -64,6 +64,11 @@ def read_error(status: int, headers: Any, body: bytes) -> UpstreamError:
     retry_after = parse_retry_after(headers) if status in (429, 503) else None
     if code == "context_length_exceeded" or (status == 400 and "maximum context length" in message):
         kind = "context_length"
+    elif code == "previous_response_not_found":
+        # the client's previous_response_id is unknown to this account: the client's error (never
+        # retried elsewhere, never a cooldown of the key), whatever status carried it
+        kind = "not_found" if status == 404 else "bad_request"
+        status = status if status in (400, 404) else 400
     elif status == 429 and (code == "insufficient_quota" or etype == "insufficient_quota"):
         kind = "quota"
     elif status == 429 and retry_after is None:
@@ -72,3 +77,57 @@ def read_error(status: int, headers: Any, body: bytes) -> UpstreamError:
             retry_after = float(match.group(1)) / (1000 if match.group(2).lower() == "ms" else 1)
     param = _text(parsed.param) if parsed else None
     return upstream_error(status, message, kind=kind, code=code, param=param, retry_after=retry_after)
+
+
+CLIENT_CODES = frozenset(
+    {
+        "invalid_prompt", "bio_policy", "misalignment_policy_violation", "data_residency_mismatch",
+        "invalid_image", "invalid_image_format", "invalid_base64_image", "invalid_image_url",
+        "image_too_large", "image_too_small", "image_parse_error", "image_content_policy_violation",
+        "invalid_image_mode", "image_file_too_large", "unsupported_image_media_type",
+        "empty_image_file", "failed_to_download_image", "image_file_not_found",
+    }
+)  # fmt: skip
+"""``ResponseError`` codes that blame the request (a failed Response with one is not retried)."""
+
+_RESPONSE_CODES = {
+    "rate_limit_exceeded": (429, "rate_limit"),
+    "insufficient_quota": (429, "quota"),
+    "context_length_exceeded": (400, "context_length"),
+    "previous_response_not_found": (400, "bad_request"),
+}
+
+
+class _StreamError(msgspec.Struct):
+    message: Any = None
+    type: Any = None
+    param: Any = None
+    code: Any = None
+    error: Any = None
+
+
+def responses_failure(payload: Any, default_kind: str, what: str) -> UpstreamError:
+    """Classify the error of a failed Response or of a stream's ``error`` event.
+
+    :param payload: the decoded ``error`` object (``{code, message, param, type}``; an ``error``
+        event's own members, or one nested under ``error``), or ``None``.
+    :param default_kind: the kind of an error that blames neither the key nor the request
+        (``stream`` mid-stream, ``server`` for a whole answer): another attempt may succeed.
+    :param what: what failed, for a message when the upstream gave none.
+    """
+    try:
+        error = msgspec.convert(payload, _StreamError) if isinstance(payload, dict) else _StreamError()
+    except msgspec.ValidationError:  # pragma: no cover - every member is Any
+        error = _StreamError()
+    if isinstance(error.error, dict):
+        return responses_failure(error.error, default_kind, what)
+    code, etype, param = _text(error.code), _text(error.type), _text(error.param)
+    message = _text(error.message) or (f"{what} (code {code})" if code else what)
+    status, kind = _RESPONSE_CODES.get(code or "", (502, default_kind))
+    if kind == default_kind and (code in CLIENT_CODES or etype == "invalid_request_error"):
+        status, kind = 400, "bad_request"
+    if kind in ("stream", "server"):
+        return UpstreamError(
+            status=502, kind=kind, message=message, type=etype or "server_error", code=code, param=param
+        )
+    return upstream_error(status, message, kind=kind, code=code, param=param, type=etype)

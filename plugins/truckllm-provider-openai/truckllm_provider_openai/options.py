@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
-__all__ = ["Options"]
+__all__ = ["DEFAULT_RESPONSES_MODELS", "Options"]
+
+DEFAULT_RESPONSES_MODELS = (
+    r"^(o1-pro|o3-pro|o3-deep-research|o4-mini-deep-research|computer-use|codex-"
+    r"|gpt-5(\.\d+)?-(codex|pro)|gpt-\d+(\.\d+)?-(cyber|rosalind|astra-|sol-)|gpt-rosalind|gpt-daybreak-)"
+)
+"""The models OpenAI serves only through ``/v1/responses`` (the official SDK's ``ResponsesModel``
+list beyond its chat models: o1-pro, o3-pro, the deep-research, computer-use and codex models,
+the gpt-5 ``-pro``/``-codex`` families...)."""
 
 HeaderName = Annotated[str, Meta(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z", max_length=128)]
 """An HTTP header name (RFC 9110 token)."""
@@ -30,6 +38,10 @@ class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     :ivar query: query parameters added to every URL (Azure: ``{api-version: 2024-10-21}``).
     :ivar reasoning_models: a regular expression of the models that take
         ``max_completion_tokens`` instead of ``max_tokens``.
+    :ivar api: ``chat`` (default): chat-completions clients are served through
+        ``/chat/completions``; ``responses``: through ``/responses``, translated both ways.
+    :ivar responses_models: a regular expression of the models always called through
+        ``/responses`` whatever ``api`` says (``null``: none).
     """
 
     organization: HeaderValue | None = None
@@ -37,9 +49,20 @@ class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     auth_header: HeaderName = "authorization"
     query: dict[QueryName, QueryValue] = msgspec.field(default_factory=dict)
     reasoning_models: str = r"^(o\d|gpt-5)"
+    api: Literal["chat", "responses"] = "chat"
+    responses_models: str | None = DEFAULT_RESPONSES_MODELS
 
     def __post_init__(self) -> None:
-        try:
-            re.compile(self.reasoning_models)
-        except re.error:
-            raise ValueError("reasoning_models is not a valid regular expression") from None
+        for name in ("reasoning_models", "responses_models"):
+            pattern = getattr(self, name)
+            try:
+                if pattern is not None:
+                    re.compile(pattern)
+            except re.error:
+                raise ValueError(f"{name} is not a valid regular expression") from None
+
+    def uses_responses(self, model: str) -> bool:
+        """Whether chat requests for the upstream ``model`` go through ``/responses``."""
+        if self.api == "responses":
+            return True
+        return self.responses_models is not None and re.match(self.responses_models, model) is not None
