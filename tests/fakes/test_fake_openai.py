@@ -478,9 +478,9 @@ async def test_unknown_model_and_endpoint(http: aiohttp.ClientSession) -> None:
         resp = await chat(http, fake, model="gpt-9")
         body = await resp.json()
         assert resp.status == 404 and body["error"]["code"] == "model_not_found"
-        async with http.post(f"{fake.base_url}/responses", json={}, headers=AUTH) as resp:
+        async with http.post(f"{fake.base_url}/assistants", json={}, headers=AUTH) as resp:
             assert resp.status == 404
-        assert fake.violations == ["unknown endpoint POST /v1/responses"]
+        assert fake.violations == ["unknown endpoint POST /v1/assistants"]
         async with http.get(f"{fake.base_url}/models", headers=AUTH) as resp:
             assert [m["id"] for m in (await resp.json())["data"]] == ["gpt-4o"]
 

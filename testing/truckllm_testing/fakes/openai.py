@@ -1,4 +1,5 @@
-"""A fake OpenAI API: chat completions, legacy completions, embeddings and models.
+"""A fake OpenAI API: chat completions, legacy completions, embeddings, models and the
+Responses API (its wire details are in :mod:`.openai_responses`).
 
 Wire details reproduced (PROVIDERS.md §1 and §6):
 
@@ -27,7 +28,6 @@ from aiohttp import web
 from .base import (
     Answer,
     Ctx,
-    FakeUpstream,
     Fault,
     Problem,
     Route,
@@ -43,6 +43,7 @@ from .base import (
     split_json,
     split_text,
 )
+from .openai_responses import ResponsesAPI
 
 __all__ = ["FakeOpenAI"]
 
@@ -214,7 +215,7 @@ def _stop(problems: list[Problem], body: dict[str, Any]) -> list[str]:
     return list(stop)
 
 
-class FakeOpenAI(FakeUpstream):
+class FakeOpenAI(ResponsesAPI):
     """Fake ``https://api.openai.com/v1``; :attr:`base_url` ends in ``/v1``.
 
     Fault kinds: ``bad_request`` and ``context_length`` (400), ``auth`` (401),
@@ -255,8 +256,9 @@ class FakeOpenAI(FakeUpstream):
     # ------------------------------------------------------------------ routing and auth
 
     def routes(self) -> list[Route]:
-        """Chat, legacy completions, embeddings and models."""
+        """Chat, legacy completions, embeddings, models and the Responses API."""
         return [
+            *self.responses_routes(),
             Route("POST", "/v1/chat/completions", self._chat, self._validate_chat),
             Route("POST", "/v1/completions", self._completions, self._validate_completions),
             Route("POST", "/v1/embeddings", self._embeddings, self._validate_embeddings),
@@ -364,6 +366,7 @@ class FakeOpenAI(FakeUpstream):
             err_type = "server_error"
         elif status >= 500:
             err_type = "server_error"
+        code = code or self.responses_error_code(ctx, status, kind, message)
         return {
             "error": {
                 "message": message or f"fake {kind} error ({status})",
@@ -410,7 +413,9 @@ class FakeOpenAI(FakeUpstream):
         }
 
     def stream_error(self, ctx: Ctx, kind: str | None, index: int) -> bytes:
-        """``data: {"error": {...}}``."""
+        """``data: {"error": {...}}``; on the Responses API an ``error`` event then ``response.failed``."""
+        if ctx.rec.path.startswith("/v1/responses"):
+            return self.responses_stream_error(ctx, kind, index)
         if kind is None or kind == "server":
             body: dict[str, Any] = {
                 "error": {"message": _STREAM_ERROR, "type": "server_error", "param": None, "code": None}
