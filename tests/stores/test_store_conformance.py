@@ -110,7 +110,7 @@ class TestHttpStoreConformance(StoreConformance):
     async def store_harness(self) -> AsyncIterator[StoreHarness]:
         clock = FakeClock()
         backend = LocalStore(clock)
-        server = StoreServer(backend, token="t0ken")
+        server = StoreServer(backend, token="t0ken", clock=clock)
         await server.start()
         options = HttpStore.Options(url=server.url, token=Secret("t0ken"), flush_interval=3600, timeout=1.0)
 

@@ -65,7 +65,7 @@ class TestHttpStoreConformance(StoreConformance):
     async def store_harness(self) -> AsyncIterator[StoreHarness]:
         clock = FakeClock()
         backend = LocalStore(clock)
-        server = StoreServer(backend, token=TOKEN)
+        server = StoreServer(backend, token=TOKEN, clock=clock)
         await server.start()
 
         async def reopen() -> HttpStore:
@@ -386,3 +386,93 @@ async def test_a_clear_while_the_service_is_down_is_sent_in_order() -> None:
     finally:
         await store.close()
         await server.stop()
+
+
+async def _ready(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def test_state_names_are_percent_encoded_on_the_wire() -> None:
+    """Every character of a name but the unreserved ones reaches the service percent-encoded (UTF-8),
+    whatever it means in a URL; the service decodes the exact name; the value is the raw body."""
+    seen: list[tuple[str, str, str, bytes]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(
+            (request.method, request.raw_path, request.headers.get("content-type", ""), await request.read())
+        )
+        if request.method == "DELETE":
+            return web.json_response({"deleted": True})
+        return web.Response(status=204 if request.method == "PUT" else 200, body=b"v")
+
+    app = web.Application()
+    app.router.add_route("*", "/v1/state", record)
+    app.router.add_get("/v1/ready", _ready)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    store = await _store(f"http://127.0.0.1:{port}/", flush_interval=3600)
+    name = "responses:team a/../x?y=1&z=2#f+%2F{é}"
+    try:
+        await store.put_state(name, b"\x00\xff", 1e20)
+        assert await store.get_state(name) == b"v"
+        assert await store.delete_state(name) is True
+    finally:
+        await store.close()
+        await runner.cleanup()
+    encoded = "responses%3Ateam%20a%2F..%2Fx%3Fy%3D1%26z%3D2%23f%2B%252F%7B%C3%A9%7D"
+    assert [(m, p, c) for m, p, c, _ in seen] == [
+        ("PUT", f"/v1/state?name={encoded}&ttl=1e%2B20", "application/octet-stream"),
+        ("GET", f"/v1/state?name={encoded}", ""),
+        ("DELETE", f"/v1/state?name={encoded}", ""),
+    ]
+    assert seen[0][3] == b"\x00\xff"
+
+
+async def test_state_ttl_is_sent_at_least_1ms_and_a_bad_ttl_is_refused(server: StoreServer) -> None:
+    store = await _store(server.url, flush_interval=3600)
+    try:
+        with pytest.raises(ValueError, match="ttl"):
+            await store.put_state("n", b"v", math.nan)
+        assert str(store.state_url("n", 0.001)).endswith("?name=n&ttl=0.001")
+        await store.put_state("n", b"v", -3)  # kept 1 ms
+        assert server.requests >= 2
+    finally:
+        await store.close()
+
+
+async def test_state_without_the_service_raises_at_once() -> None:
+    store = await _store(f"http://127.0.0.1:{_closed_port()}", flush_interval=3600)
+    try:
+        started = time.perf_counter()
+        for call in (store.get_state("n"), store.put_state("n", b"v", 60), store.delete_state("n")):
+            with pytest.raises(StoreUnavailable, match="unreachable"):
+                await call
+        assert time.perf_counter() - started < 0.05
+    finally:
+        await store.close()
+
+
+async def test_a_service_without_state_endpoints() -> None:
+    """An older service (no ``/v1/state``): nothing is ever stored, so a read finds nothing (404) and
+    a put fails (``StoreUnavailable``), without starting an outage of the other calls."""
+    app = web.Application()
+    app.router.add_get("/v1/ready", _ready)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    store = await _store(f"http://127.0.0.1:{port}", flush_interval=3600)
+    try:
+        assert await store.get_state("n") is None
+        with pytest.raises(StoreUnavailable, match="404"):
+            await store.put_state("n", b"v", 60)
+        with pytest.raises(StoreUnavailable, match="404"):
+            await store.delete_state("n")
+        assert not store.outage.down
+    finally:
+        await store.close()
+        await runner.cleanup()

@@ -7,6 +7,11 @@ unreachable the store answers from a per-process :class:`~truckllm.kit.localstat
 (``degraded=True``): rate limits per process, budgets denied; batches are kept and resent (with
 the same ``Idempotency-Key``) when it is back.
 
+State values (:class:`~truckllm.kit.store.StateStore`: a stateful dialect's stored conversations)
+are one request each (``GET``, ``PUT``, ``DELETE /v1/state?name=...``, the name percent-encoded,
+the value the raw body); they have no local fallback: while the service is unreachable they raise
+:class:`~truckllm.kit.localstate.StoreUnavailable`.
+
 The service is a trust boundary too: its decisions are clamped
 (:func:`~truckllm.kit.localstate.sane_decision`), cooldown marks whose ``until`` is not a finite number
 are dropped, and usage totals below 0 count as 0.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import math
 import time
 import uuid
@@ -23,10 +29,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import msgspec
+import yarl
 from loguru import logger
 
 from truckllm import hookimpl
@@ -53,12 +60,11 @@ from truckllm.kit.store import (
 from truckllm.kit.tasks import stop_task
 from truckllm.types import RequestRecord
 
-__all__ = ["TRUCKLLM_API", "HttpStore", "ServiceError", "register_stores"]
+__all__ = ["MIN_STATE_TTL", "TRUCKLLM_API", "HttpStore", "ServiceError", "register_stores"]
 
 TRUCKLLM_API = 1
 
 _log = logger.bind(plugin="store-http")
-_JSON = {"content-type": "application/json"}
 
 
 class ServiceError(Exception):
@@ -76,6 +82,18 @@ class ServiceError(Exception):
 
 
 _UNREACHABLE = (aiohttp.ClientError, OSError, TimeoutError, ServiceError, msgspec.DecodeError)
+
+_LARGE_BODY = 256 * 1024
+"""Bodies larger than this are streamed from a buffer (aiohttp warns about large raw bytes)."""
+
+MIN_STATE_TTL = 0.001
+"""The shortest ``ttl`` sent (seconds): a ``ttl`` at or below 0 keeps a value this long."""
+
+
+class _Deleted(msgspec.Struct):
+    """The answer to ``DELETE /v1/state``."""
+
+    deleted: bool
 
 
 @dataclass
@@ -118,6 +136,7 @@ class HttpStore:
     def __init__(self, options: HttpStore.Options, *, clock: Clock = time.time) -> None:
         self.options = options
         self.base = options.url.rstrip("/")
+        self._origin = str(yarl.URL(self.base))  # percent-encoded: state URLs are built on it as is
         self.clock = clock
         self.state = LocalState(clock)
         self.outage = Outage("store-http", f"store service {self.base}", clock)
@@ -214,30 +233,52 @@ class HttpStore:
     async def _request(
         self,
         method: str,
-        path: str,
+        path: str | yarl.URL,
         body: bytes | None,
         limit: float,
         *,
         key: str | None = None,
         ok: tuple[int, ...] = (200,),
+        content_type: str = "application/json",
     ) -> bytes:
+        return (await self._call(method, path, body, limit, key=key, ok=ok, content_type=content_type))[1]
+
+    async def _call(
+        self,
+        method: str,
+        path: str | yarl.URL,
+        body: bytes | None,
+        limit: float,
+        *,
+        key: str | None = None,
+        ok: tuple[int, ...] = (200,),
+        content_type: str = "application/json",
+        unsupported: tuple[int, ...] = (),
+    ) -> tuple[int, bytes]:
+        """Send one request (``path``: appended to the base URL, or a whole URL); the status and
+        the body of an answer whose status is in ``ok``. A status in ``unsupported`` raises
+        :class:`ServiceError` without starting an outage (the service lacks an optional endpoint)."""
         session = self._session
         if session is None:
             raise ServiceError(0, b"not started")
-        headers = dict(_JSON) if body is not None else {}
+        headers = {"content-type": content_type} if body is not None else {}
         if key is not None:
             headers["idempotency-key"] = key
+        url = path if isinstance(path, yarl.URL) else self.base + path
+        data: bytes | io.BytesIO | None = body
+        if body is not None and len(body) > _LARGE_BODY:  # sent in chunks, not in one write
+            data = io.BytesIO(body)
         try:
             async with (
                 asyncio.timeout(limit),
-                session.request(method, self.base + path, data=body, headers=headers) as response,
+                session.request(method, url, data=data, headers=headers) as response,
             ):
-                data = await response.read()
+                answer = await response.read()
                 if response.status not in ok:
-                    raise ServiceError(response.status, data)
-                return data
+                    raise ServiceError(response.status, answer)
+                return response.status, answer
         except _UNREACHABLE as exc:
-            if not (isinstance(exc, ServiceError) and exc.rejected):
+            if not (isinstance(exc, ServiceError) and (exc.rejected or exc.status in unsupported)):
                 self.outage.failed(exc, slow=isinstance(exc, TimeoutError))
             raise
 
@@ -355,6 +396,67 @@ class HttpStore:
         except _UNREACHABLE as exc:
             raise StoreUnavailable(f"store service {self.base} is unreachable: {exc}") from exc
         return _clamped(report)
+
+    # --- state values (StateStore): one request each, no local fallback --------------------------
+
+    def state_url(self, name: str, ttl: float | None = None) -> yarl.URL:
+        """``<url>/v1/state?name=<name>[&ttl=<seconds>]``, every character of the name but
+        ``A-Z a-z 0-9 - . _ ~`` percent-encoded (UTF-8), sent exactly so."""
+        query = "name=" + quote(name, safe="")
+        if ttl is not None:
+            query += "&ttl=" + quote(repr(ttl), safe="")  # 1e+20: a raw "+" would read as a space
+        return yarl.URL(f"{self._origin}/v1/state?{query}", encoded=True)
+
+    async def _state_call(
+        self, method: str, url: yarl.URL, body: bytes | None = None, ok: tuple[int, ...] = (200,)
+    ) -> tuple[int, bytes]:
+        if self._session is None or self.outage.down:
+            raise StoreUnavailable(f"store service {self.base} is unreachable")
+        try:
+            return await self._call(
+                method,
+                url,
+                body,
+                self.options.io_timeout,
+                ok=ok,
+                content_type="application/octet-stream",
+                unsupported=(404, 405, 501),  # a service without state values is not down
+            )
+        except _UNREACHABLE as exc:
+            raise StoreUnavailable(f"store service {self.base}: {type(exc).__name__}: {exc}") from exc
+
+    async def get_state(self, name: str) -> bytes | None:
+        """``GET /v1/state?name=``: the value (200), or ``None`` (404: absent or expired).
+
+        :raises truckllm.kit.localstate.StoreUnavailable: the service is unreachable (at once during
+            an outage) or answered otherwise.
+        """
+        status, data = await self._state_call("GET", self.state_url(name), ok=(200, 404))
+        return data if status == 200 else None
+
+    async def put_state(self, name: str, value: bytes, ttl: float) -> None:
+        """``PUT /v1/state?name=&ttl=`` with ``value`` as the body (``ttl`` at least 1 ms), replacing
+        any.
+
+        :raises ValueError: ``ttl`` is not a finite number.
+        :raises truckllm.kit.localstate.StoreUnavailable: the service is unreachable or refused it.
+        """
+        if not math.isfinite(ttl):
+            raise ValueError(f"state ttl must be a finite number of seconds, not {ttl!r}")
+        url = self.state_url(name, max(float(ttl), MIN_STATE_TTL))
+        await self._state_call("PUT", url, bytes(value), ok=(200, 204))
+
+    async def delete_state(self, name: str) -> bool:
+        """``DELETE /v1/state?name=``: ``True`` when the service removed a value.
+
+        :raises truckllm.kit.localstate.StoreUnavailable: the service is unreachable or answered
+            something else than ``{"deleted": bool}``.
+        """
+        _, data = await self._state_call("DELETE", self.state_url(name))
+        try:
+            return msgspec.json.decode(data, type=_Deleted).deleted
+        except msgspec.DecodeError as exc:
+            raise StoreUnavailable(f"store service {self.base}: DELETE /v1/state: {exc}") from exc
 
     async def ready(self) -> dict[str, Any]:
         """``{"ok": True, "service": "ok", ...}`` or ``{"ok": False, "service": "unreachable", ...}``."""
