@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents.harness import HERE, Upstreams, gateway_config
+from tests.agents.harness import HERE, OutboundTrap, Upstreams, gateway_config
 from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
 from truckllm_testing.fakes.agent import AgentResponder
 from truckllm_testing.server import GatewayServer
@@ -69,3 +69,11 @@ def home(tmp_path: Path) -> Path:
     for sub in ("", ".config", ".cache", ".local/share", ".local/state", "work"):
         (path / sub).mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def trap() -> Iterator[OutboundTrap]:
+    """The proxy every agent process gets: it refuses and records any request leaving loopback."""
+    proxy = OutboundTrap()
+    yield proxy
+    proxy.close()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,10 +76,51 @@ models:
 """
 
 
-def agent_env(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
-    """The environment of an agent process: a private home, no proxy for loopback, a dead
-    proxy for everything else, and ``extra``."""
-    dead = "http://127.0.0.1:9"
+class OutboundTrap:
+    """An HTTP proxy on loopback that refuses everything and remembers what was asked of it.
+
+    Agents get it as ``HTTPS_PROXY``/``HTTP_PROXY`` (loopback excepted): a request that would
+    have left the machine (telemetry, update checks, a real provider) ends here with a 403 and
+    is listed in :attr:`attempts` (``CONNECT host:443`` or ``GET http://...``).
+    """
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+        """The request line of every connection made through the proxy."""
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._thread = threading.Thread(target=self._serve, name="outbound-trap", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The proxy's URL."""
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:  # closed
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    line = conn.recv(4096).split(b"\r\n", 1)[0]
+                    self.attempts.append(line.decode(errors="replace"))
+                    conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    continue
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._sock.close()
+        self._thread.join(5)
+
+
+def agent_env(home: Path, extra: Mapping[str, str], proxy: str = "http://127.0.0.1:9") -> dict[str, str]:
+    """The environment of an agent process: a private home, no proxy for loopback, ``proxy``
+    (an :class:`OutboundTrap`; a closed port by default) for everything else, and ``extra``."""
+    dead = proxy
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",

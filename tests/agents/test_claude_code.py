@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.agents.harness import GATEWAY_KEY, Upstreams, agent_env, cli, run_agent, usage_rows
+from tests.agents.harness import GATEWAY_KEY, OutboundTrap, Upstreams, agent_env, cli, run_agent, usage_rows
 from truckllm_testing.fakes.agent import AgentResponder
 from truckllm_testing.server import GatewayServer
 
 ALIAS = "claude-via-openai"
 
 
-def claude_env(home: Path, gateway: GatewayServer) -> dict[str, str]:
+def claude_env(home: Path, gateway: GatewayServer, proxy: str) -> dict[str, str]:
     """Claude Code's settings for a gateway: its URL and key, every model an alias, no traffic
     of its own (telemetry, error reports, auto-update, IDE probes)."""
     return agent_env(
@@ -36,11 +36,12 @@ def claude_env(home: Path, gateway: GatewayServer) -> dict[str, str]:
             "CLAUDE_CODE_IDE_SKIP_AUTO_INSTALL": "1",
             "IS_SANDBOX": "1",
         },
+        proxy,
     )
 
 
 def test_claude_code_runs_bash_through_the_anthropic_door_to_openai(
-    gateway: GatewayServer, upstreams: Upstreams, responder: AgentResponder, home: Path
+    gateway: GatewayServer, upstreams: Upstreams, responder: AgentResponder, home: Path, trap: OutboundTrap
 ) -> None:
     claude = cli("claude")
     run = run_agent(
@@ -58,10 +59,11 @@ def test_claude_code_runs_bash_through_the_anthropic_door_to_openai(
             "bypassPermissions",
             "--no-session-persistence",
         ],
-        claude_env(home, gateway),
+        claude_env(home, gateway, trap.url),
         cwd=home / "work",
     )
     assert run.returncode == 0, run.describe()
+    assert trap.attempts == [], "the agent tried to reach past loopback"
     result = json.loads(run.stdout)
     assert result["is_error"] is False, run.describe()
     # the tool really ran: only the command's output carries the token

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents.harness import GATEWAY_KEY, Upstreams, agent_env, cli, run_agent, usage_rows
+from tests.agents.harness import GATEWAY_KEY, OutboundTrap, Upstreams, agent_env, cli, run_agent, usage_rows
 from truckllm_testing.fakes.agent import AgentResponder
 from truckllm_testing.server import GatewayServer
 
@@ -19,8 +19,9 @@ KEY_VARIABLE = "TRUCKLLM_API_KEY"
 
 def codex_config(gateway_url: str, alias: str) -> str:
     """``$CODEX_HOME/config.toml``: the gateway as the model provider, the alias as the model,
-    no update check, analytics, feedback or OpenTelemetry export; no hosted web search and no
-    sub-agent tools (a ``namespace`` tool), which only OpenAI's own models can serve."""
+    no update check, analytics, feedback or OpenTelemetry export, no plugin marketplace sync
+    (github.com, chatgpt.com); no hosted web search and no sub-agent tools (a ``namespace``
+    tool), which only OpenAI's own models can serve."""
     return f"""\
 model = "{alias}"
 model_provider = "truckllm"
@@ -29,6 +30,9 @@ web_search = "disabled"
 
 [agents]
 enabled = false
+
+[features]
+plugins = false
 
 [model_providers.truckllm]
 name = "TruckLLM"
@@ -49,17 +53,18 @@ exporter = "none"
 """
 
 
-def codex_env(home: Path, gateway_url: str, alias: str) -> dict[str, str]:
+def codex_env(home: Path, gateway_url: str, alias: str, proxy: str) -> dict[str, str]:
     """Codex's environment: its home (``CODEX_HOME``) with the config above, the gateway key."""
     codex_home = home / ".codex"
     codex_home.mkdir(exist_ok=True)
     (codex_home / "config.toml").write_text(codex_config(gateway_url, alias))
-    return agent_env(home, {"CODEX_HOME": str(codex_home), KEY_VARIABLE: GATEWAY_KEY})
+    return agent_env(home, {"CODEX_HOME": str(codex_home), KEY_VARIABLE: GATEWAY_KEY}, proxy)
 
 
-def run_codex(home: Path, gateway_url: str, alias: str, out: Path) -> tuple[str, str]:
+def run_codex(home: Path, gateway_url: str, alias: str, trap: OutboundTrap) -> tuple[str, str]:
     """``codex exec`` on the task; returns (its last message, a description of the run)."""
     codex = cli("codex")
+    out = home / "last-message.txt"
     run = run_agent(
         [
             str(codex),
@@ -73,18 +78,24 @@ def run_codex(home: Path, gateway_url: str, alias: str, out: Path) -> tuple[str,
             str(out),
             "Run a shell command that prints the truck token, then tell me what it printed.",
         ],
-        codex_env(home, gateway_url, alias),
+        codex_env(home, gateway_url, alias, trap.url),
         cwd=home / "work",
     )
     assert run.returncode == 0, run.describe()
+    assert trap.attempts == [], "codex tried to reach past loopback"
     return out.read_text(), run.describe()
 
 
 @pytest.mark.parametrize("alias", list(DEPLOYMENTS))
 def test_codex_runs_its_shell_tool_through_the_responses_door(
-    gateway: GatewayServer, upstreams: Upstreams, responder: AgentResponder, home: Path, alias: str
+    gateway: GatewayServer,
+    upstreams: Upstreams,
+    responder: AgentResponder,
+    home: Path,
+    trap: OutboundTrap,
+    alias: str,
 ) -> None:
-    final, described = run_codex(home, gateway.url, alias, home / "last-message.txt")
+    final, described = run_codex(home, gateway.url, alias, trap)
     # the tool really ran: only the command's output carries the token
     assert responder.token in final, described
     calls = [t for t in responder.turns if t.action == "call"]

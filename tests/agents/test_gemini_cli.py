@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.agents.harness import GATEWAY_KEY, Upstreams, agent_env, cli, run_agent, usage_rows
+from tests.agents.harness import GATEWAY_KEY, OutboundTrap, Upstreams, agent_env, cli, run_agent, usage_rows
 from truckllm_testing.fakes.agent import AgentResponder
 from truckllm_testing.server import GatewayServer
 
@@ -22,7 +22,7 @@ SETTINGS = {
 """``~/.gemini/settings.json``: API-key auth, no usage statistics, telemetry, updates or IDE."""
 
 
-def gemini_env(home: Path, gateway: GatewayServer) -> dict[str, str]:
+def gemini_env(home: Path, gateway: GatewayServer, proxy: str) -> dict[str, str]:
     """Gemini CLI's settings for a gateway: its URL and key, the alias as the model, no relaunch."""
     (home / ".gemini").mkdir(exist_ok=True)
     (home / ".gemini" / "settings.json").write_text(json.dumps(SETTINGS))
@@ -35,11 +35,12 @@ def gemini_env(home: Path, gateway: GatewayServer) -> dict[str, str]:
             "GEMINI_CLI_NO_RELAUNCH": "true",
             "GEMINI_CLI_TRUST_WORKSPACE": "true",
         },
+        proxy,
     )
 
 
 def test_gemini_cli_runs_a_shell_command_through_the_gemini_door_to_anthropic(
-    gateway: GatewayServer, upstreams: Upstreams, responder: AgentResponder, home: Path
+    gateway: GatewayServer, upstreams: Upstreams, responder: AgentResponder, home: Path, trap: OutboundTrap
 ) -> None:
     gemini = cli("gemini")
     run = run_agent(
@@ -54,10 +55,11 @@ def test_gemini_cli_runs_a_shell_command_through_the_gemini_door_to_anthropic(
             "--output-format",
             "json",
         ],
-        gemini_env(home, gateway),
+        gemini_env(home, gateway, trap.url),
         cwd=home / "work",
     )
     assert run.returncode == 0, run.describe()
+    assert trap.attempts == [], "the agent tried to reach past loopback"
     result = json.loads(run.stdout)
     # the tool really ran: only the command's output carries the token
     assert responder.token in result["response"], run.describe()
