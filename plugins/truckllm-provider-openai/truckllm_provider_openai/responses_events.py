@@ -34,7 +34,8 @@ TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete"})
 
 
 class ResponseSummary(Struct):
-    """The members of an event's ``response`` object this plugin reads (the rest is skipped)."""
+    """The members of an event's ``response`` object this plugin reads (the rest is skipped;
+    raw members are empty when absent)."""
 
     id: Any = None
     model: Any = None
@@ -42,16 +43,16 @@ class ResponseSummary(Struct):
     status: Any = None
     error: Any = None
     incomplete_details: Any = None
-    usage: Raw | None = None
-    output: Raw | None = None
+    usage: Raw = Raw()
 
 
 class ResponsesEvent(Struct):
-    """One stream event: its ``type`` and the members any reader looks at."""
+    """One stream event: its ``type`` and the members any reader looks at (``item`` is empty
+    when absent)."""
 
     type: str
     response: ResponseSummary | None = None
-    item: Raw | None = None
+    item: Raw = Raw()
     item_id: Any = None
     output_index: Any = None
     content_index: Any = None

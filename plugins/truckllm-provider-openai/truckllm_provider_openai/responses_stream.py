@@ -152,7 +152,7 @@ class ResponsesToChat(ResponsesReader):
             self._emit(out, {name: text})
 
     def _item(self, out: list[bytes], data: ResponsesEvent) -> None:
-        if data.item is None:
+        if not data.item:
             return
         try:
             item = _ITEM.decode(data.item)

@@ -35,7 +35,7 @@ class ResponsesUsage(Struct):
 
 class _Answer(Struct):
     object: Any = None
-    usage: msgspec.Raw | None = None
+    usage: msgspec.Raw = msgspec.Raw()
 
 
 _ANSWER = msgspec.json.Decoder(_Answer)
@@ -64,9 +64,9 @@ def convert_responses_usage(raw: ResponsesUsage) -> Usage:
     )
 
 
-def parse_responses_usage(raw: bytes | None) -> Usage | None:
+def parse_responses_usage(raw: msgspec.Raw) -> Usage | None:
     """The usage in a Response's raw ``usage`` member; ``None`` when absent, null or unreadable."""
-    if raw is None:
+    if not raw:
         return None
     try:
         usage = _USAGE.decode(raw)
