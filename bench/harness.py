@@ -110,6 +110,21 @@ def openai_body(model: str, stream: bool = False, max_tokens: int | None = None)
     return json.dumps(body).encode()
 
 
+def responses_body(model: str, stream: bool = False, max_tokens: int | None = None) -> bytes:
+    """The same request in OpenAI's Responses shape: ``instructions`` and one user input item."""
+    body: dict[str, Any] = {
+        "model": model,
+        "instructions": SYSTEM,
+        "input": [{"role": "user", "content": USER}],
+        "temperature": 0.2,
+    }
+    if max_tokens is not None:
+        body["max_output_tokens"] = max_tokens
+    if stream:
+        body["stream"] = True
+    return json.dumps(body).encode()
+
+
 def anthropic_body(model: str, stream: bool = False, max_tokens: int = 256) -> bytes:
     """The same request in Anthropic's Messages shape."""
     body: dict[str, Any] = {

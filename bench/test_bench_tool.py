@@ -32,6 +32,7 @@ from bench.harness import (
     gateway_config,
     gemini_body,
     openai_body,
+    responses_body,
     stretches,
     top_functions,
     transits,
@@ -64,6 +65,9 @@ def targets(port: int, stream: bool, chunks: int | None = None) -> dict[str, Tar
     return {
         "openai": Target(
             "openai", port, "/v1/chat/completions", openai_body(OPENAI_MODEL, stream, chunks), stream
+        ),
+        "responses": Target(
+            "responses", port, "/v1/responses", responses_body(OPENAI_MODEL, stream, chunks), stream
         ),
         "anthropic": Target(
             "anthropic", port, "/v1/messages", anthropic_body(ANTHROPIC_MODEL, stream, chunks or 256), stream
@@ -98,7 +102,7 @@ async def test_answer_bodies_are_each_dialects_json(upstream: int) -> None:
         assert TEXT in json.dumps(json.loads(body)), name
 
 
-@pytest.mark.parametrize("dialect", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("dialect", ["openai", "responses", "anthropic", "gemini"])
 async def test_streams_are_paced_and_stamped(upstream: int, dialect: str) -> None:
     """``max_tokens`` content events, each stamped, ``interval`` apart; transit is small and positive."""
     target = targets(upstream, stream=True, chunks=6)[dialect]
@@ -110,6 +114,29 @@ async def test_streams_are_paced_and_stamped(upstream: int, dialect: str) -> Non
     assert all(0 <= t < 0.5 for t in transits(result))
     assert all(abs(s) < 0.5 for s in stretches(result))
     assert len(ttfts(result)) == len(result.samples)
+
+
+async def test_responses_answers_are_the_sdk_types(upstream: int) -> None:
+    """The Responses answer and every event of its stream validate against the ``openai`` SDK's models,
+    numbered from 0 (the gateway's pass-through relays them, the SDK reads them)."""
+    from openai.types.responses import Response, ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    from truckllm_testing.fakes import parse_sse
+
+    events: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{upstream}/v1/responses"
+        async with http.post(url, data=responses_body(OPENAI_MODEL)) as resp:
+            assert Response.model_validate(await resp.json()).output_text == TEXT
+        async with http.post(url, data=responses_body(OPENAI_MODEL, True, 3)) as resp:
+            raw = await resp.read()
+    parsed = [e.json() for e in parse_sse(raw)]
+    for data in parsed:
+        events.validate_python(data)
+    assert [e["sequence_number"] for e in parsed] == list(range(len(parsed)))
+    kinds = [e["type"] for e in parsed]
+    assert kinds.count("response.output_text.delta") == 3 and kinds[-1] == "response.completed"
 
 
 async def test_model_suffix_sets_the_interval(upstream: int) -> None:

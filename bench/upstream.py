@@ -11,6 +11,7 @@ pinned to its own CPU::
 Routes (``POST``; the answer's shape follows the path, ``"stream": true`` in the body asks for SSE):
 
 - ``/v1/chat/completions``: OpenAI chat (``stream_options.include_usage`` honoured).
+- ``/v1/responses``: OpenAI Responses (the stream is the real event sequence, numbered).
 - ``/v1/messages``: Anthropic Messages.
 - ``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``: Gemini.
 - ``GET /health``: ``ok``.
@@ -22,7 +23,8 @@ can pace its streams differently with one upstream process.
 Streams: the headers, the opening events and the first content event leave after ``--latency``
 seconds; every further content event ``--interval`` seconds after the previous one; the closing
 events go with the last content event. A stream has ``max_tokens`` content events (Gemini:
-``generationConfig.maxOutputTokens``), or ``--chunks`` when the request has none. Each content
+``generationConfig.maxOutputTokens``, Responses: ``max_output_tokens``), or ``--chunks`` when the
+request has none. Each content
 event's text is ``t<ns> `` where ``<ns>`` is ``time.monotonic_ns()`` when the event was written:
 CLOCK_MONOTONIC is shared by every process on the machine, so a client can tell each event's
 transit time, through the gateway or not.
@@ -75,6 +77,7 @@ class _Body(msgspec.Struct):
     stream: bool = False
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
+    max_output_tokens: int | None = None
     stream_options: _StreamOptions | None = None
     generationConfig: _Config | None = None
 
@@ -128,6 +131,45 @@ def _openai_answer(model: bytes) -> bytes:
 def openai_answer(model: str) -> bytes:
     """The fixed OpenAI chat completion this upstream answers for ``model`` (nginx serves it too)."""
     return _openai_answer(_encode_str(model))
+
+
+_RESPONSES_USAGE = (
+    b'{"input_tokens":42,"input_tokens_details":{"cache_write_tokens":0,"cached_tokens":0},'
+    b'"output_tokens":16,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":58}'
+)
+_RESPONSES_ID = b"resp_bench00000000000000000000000000000000000000000000"
+_RESPONSES_MSG = b"msg_bench000000000000000000000000000000000000000000000"
+
+
+def _responses_object(model: bytes, status: bytes, output: bytes, usage: bytes) -> bytes:
+    """An OpenAI ``Response`` object with the fields the API echoes."""
+    return (
+        b'{"id":"' + _RESPONSES_ID + b'","object":"response","created_at":1700000000,"status":"' + status
+        + b'","background":false,"completed_at":' + (b"1700000001" if status == b"completed" else b"null")
+        + b',"error":null,"incomplete_details":null,"instructions":null,"max_output_tokens":null,'
+        b'"max_tool_calls":null,"model":' + model + b',"output":' + output + b',"parallel_tool_calls":true,'
+        b'"previous_response_id":null,"prompt_cache_key":null,"prompt_cache_retention":null,'
+        b'"reasoning":{"effort":null,"summary":null},"safety_identifier":null,"service_tier":"default",'
+        b'"store":true,"temperature":1.0,"text":{"format":{"type":"text"},"verbosity":"medium"},'
+        b'"tool_choice":"auto","tools":[],"top_logprobs":0,"top_p":1.0,"truncation":"disabled","usage":'
+        + usage + b',"user":null,"metadata":{}}'
+    )  # fmt: skip
+
+
+def _responses_message(status: bytes, text: bytes) -> bytes:
+    return (
+        b'{"id":"' + _RESPONSES_MSG + b'","type":"message","status":"' + status + b'","content":['
+        + text + b'],"role":"assistant"}'
+    )  # fmt: skip
+
+
+def _responses_text(text: str) -> bytes:
+    return b'{"type":"output_text","annotations":[],"logprobs":[],"text":' + _encode_str(text) + b"}"
+
+
+def _responses_answer(model: bytes) -> bytes:
+    output = b"[" + _responses_message(b"completed", _responses_text(TEXT)) + b"]"
+    return _responses_object(model, b"completed", output, _RESPONSES_USAGE)
 
 
 def _anthropic_answer(model: bytes) -> bytes:
@@ -199,6 +241,71 @@ def _openai_stream(model: bytes, include_usage: bool) -> _Stream:
         closing += b"data: " + head + b'[],"usage":' + _OPENAI_USAGE + b"}\n\n"
     closing += b"data: [DONE]\n\n"
     return _Stream(role, before, after, closing, b"\n\n")
+
+
+class _NumberedStream(_Stream):
+    """A stream whose every event carries the next ``sequence_number`` (OpenAI Responses)."""
+
+    __slots__ = ("_next",)
+
+    def __init__(
+        self, opening_prefix: bytes, before: bytes, after: bytes, closing: bytes, sep: bytes, first: int
+    ) -> None:
+        super().__init__(opening_prefix, before, after, closing, sep)
+        self._next = first
+
+    def content(self) -> bytes:
+        """A content event with its sequence number, stamped when built."""
+        number = self._next
+        self._next += 1
+        return self._before % number + b"t%d " % time.monotonic_ns() + self._after + self._sep
+
+
+def _responses_event(kind: bytes, number: int, fields: bytes) -> bytes:
+    return b'event: %s\ndata: {"type":"%s","sequence_number":%d,%s}\n\n' % (kind, kind, number, fields)
+
+
+def _responses_stream(model: bytes, chunks: int) -> _Stream:
+    """created, in_progress, the message item and its part, ``chunks`` text deltas, then the closing
+    events (text done, part done, item done, completed)."""
+    started = _responses_object(model, b"in_progress", b"[]", b"null")
+    where = b'"item_id":"' + _RESPONSES_MSG + b'","output_index":0'
+    part = _responses_text("")
+    opening = (
+        _responses_event(b"response.created", 0, b'"response":' + started)
+        + _responses_event(b"response.in_progress", 1, b'"response":' + started)
+        + _responses_event(
+            b"response.output_item.added",
+            2,
+            b'"output_index":0,"item":' + _responses_message(b"in_progress", b""),
+        )
+        + _responses_event(b"response.content_part.added", 3, where + b',"content_index":0,"part":' + part)
+    )
+    before = (
+        b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+        b'"sequence_number":%d,' + where.replace(b"%", b"%%") + b',"content_index":0,"delta":"'
+    )
+    after = b'","logprobs":[],"obfuscation":"bench0"}'
+    n = 4 + chunks
+    text = _responses_text(TEXT)
+    done = _responses_message(b"completed", text)
+    usage = _RESPONSES_USAGE.replace(b'"output_tokens":16', b'"output_tokens":%d' % chunks)
+    usage = usage.replace(b'"total_tokens":58', b'"total_tokens":%d' % (42 + chunks))
+    closing = (
+        _responses_event(
+            b"response.output_text.done",
+            n,
+            where + b',"content_index":0,"text":' + _encode_str(TEXT) + b',"logprobs":[]',
+        )
+        + _responses_event(b"response.content_part.done", n + 1, where + b',"content_index":0,"part":' + text)
+        + _responses_event(b"response.output_item.done", n + 2, b'"output_index":0,"item":' + done)
+        + _responses_event(
+            b"response.completed",
+            n + 3,
+            b'"response":' + _responses_object(model, b"completed", b"[" + done + b"]", usage),
+        )
+    )
+    return _NumberedStream(opening, before, after, closing, b"\n\n", 4)
 
 
 def _anthropic_stream(model: bytes, chunks: int) -> _Stream:
@@ -363,6 +470,13 @@ class _Conn(asyncio.Protocol):
                 )
             else:
                 self._send(_ANTHROPIC_HEADERS, _anthropic_answer(model), close, latency=latency)
+            return
+        if path == b"/v1/responses":
+            if stream:
+                n = self._count(request.max_output_tokens)
+                self._start_stream(_OPENAI_HEADERS, _responses_stream(model, n), n, close, latency, interval)
+            else:
+                self._send(_OPENAI_HEADERS, _responses_answer(model), close, latency=latency)
             return
         if path.endswith(b"/chat/completions"):
             if stream:
