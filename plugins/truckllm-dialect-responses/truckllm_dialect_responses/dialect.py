@@ -1,24 +1,124 @@
-"""The Responses API as an inbound dialect of the gateway (a stub: helper B2 replaces it)."""
+"""OpenAI's Responses API as an inbound dialect of the gateway.
+
+Routes:
+
+- ``POST /v1/responses`` (the kernel's ``chat`` endpoint), whole answers and streams;
+- ``POST /v1/responses/input_tokens`` (``count_tokens``: answered by deployments whose provider
+  lists that endpoint);
+- ``GET`` / ``DELETE /v1/responses/{response_id}``, ``POST /v1/responses/{response_id}/cancel``,
+  ``GET /v1/responses/{response_id}/input_items``: answered from stored state (:mod:`.local`).
+
+A request keeps its bytes (OpenAI Responses API deployments get them as they came, but for
+``model``) and gets its chat-completions form for every other deployment. Conversation state
+(``store``, ``previous_response_id``) is kept through ``ChatRequest.state``: see :mod:`.state`.
+``background: true`` is refused (400 naming ``background``): the gateway has no way to poll an
+upstream for a response that finishes after the call.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from truckllm.errors import GatewayError
-from truckllm.kit.dialect import DialectRoute, FrameTranslator, bearer
+import msgspec
+
+from truckllm.errors import GatewayError, UnsupportedRequest
+from truckllm.kit.dialect import Affinity, DialectRoute, FrameTranslator, LocalAnswer, LocalCall, bearer
+from truckllm.kit.openai_schemas import ChatCompletionRequest
 from truckllm.types import ChatRequest
 
-__all__ = ["NAME", "ResponsesDialect"]
+from .errors import error_body, stream_error
+from .local import ROUTE_CANCEL, ROUTE_INPUT_ITEMS, ROUTE_RESPONSE, serve_local
+from .passthrough import Remembering, Watch
+from .request import ResponsesCall, read_request, to_chat
+from .response import Shape, count_from_chat, response_from_chat
+from .state import conversation, mint, previous, remember, upstream_items, with_ids
+from .stream import ChatToResponses
+
+__all__ = ["NAME", "ResponsesDialect", "ResponsesRequest", "Turn"]
 
 NAME = "responses"
 """The dialect's name: ``ChatRequest.dialect``, the label in records and metrics."""
 
 
+class Turn(msgspec.Struct, frozen=True, kw_only=True):
+    """What the dialect knows of one call beyond its bytes.
+
+    :ivar call: the call as the client made it (its own fields: ``instructions``, ``tools``...).
+    :ivar items: the whole conversation this call continues and adds to, each item with an id
+        (what is stored as the turn's input).
+    """
+
+    call: Any  # ResponsesCall
+    items: list[dict[str, Any]]
+
+
+class ResponsesRequest(ChatRequest, kw_only=True):
+    """A :class:`~truckllm.types.ChatRequest` that carries its :class:`Turn` to the answer.
+
+    :ivar turn: the call and its conversation (``None``: read again from ``body``).
+    """
+
+    turn: Turn | None = None
+
+
+def _typed(
+    call: ResponsesCall, items: list[dict[str, Any]]
+) -> tuple[ChatCompletionRequest | None, dict[str, Any]]:
+    """The chat-completions form, or why there is none (``refusal``, ``refusal_param``)."""
+    try:
+        return to_chat(call, items), {}
+    except UnsupportedRequest as exc:
+        return None, {"refusal": exc.message, "refusal_param": exc.param}
+
+
+def _turn(request: ChatRequest) -> Turn:
+    if isinstance(request, ResponsesRequest) and request.turn is not None:
+        return request.turn
+    call = read_request(request.body)
+    return Turn(call=call, items=with_ids(call.input))
+
+
+def _response_id(response: bytes) -> str:
+    try:
+        found = msgspec.json.decode(response, type=dict[str, msgspec.Raw]).get("id")
+        value = msgspec.json.decode(found) if found is not None else None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
 class ResponsesDialect:
-    """OpenAI's Responses API at the gateway's front door (stub)."""
+    """OpenAI's Responses API at the gateway's front door, with its conversation state.
+
+    :ivar clock: unix time, for ``created_at`` (injected by tests).
+    """
 
     name = NAME
-    routes = (DialectRoute(path="/v1/responses", endpoint="chat", name="responses"),)
+    reframes_own = True  # pass-through answers are seen too: every answer is remembered
+    routes = (
+        DialectRoute(path="/v1/responses", endpoint="chat", name="responses"),
+        DialectRoute(path="/v1/responses/input_tokens", endpoint="count_tokens", name="input_tokens"),
+        DialectRoute(
+            path="/v1/responses/{response_id}",
+            endpoint="local",
+            methods=("GET", "DELETE"),
+            name=ROUTE_RESPONSE,
+        ),
+        DialectRoute(
+            path="/v1/responses/{response_id}/cancel", endpoint="local", methods=("POST",), name=ROUTE_CANCEL
+        ),
+        DialectRoute(
+            path="/v1/responses/{response_id}/input_items",
+            endpoint="local",
+            methods=("GET",),
+            name=ROUTE_INPUT_ITEMS,
+        ),
+    )
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
         """The gateway key: ``Authorization: Bearer``."""
@@ -32,27 +132,126 @@ class ResponsesDialect:
         query: Mapping[str, str],
         headers: Mapping[str, str],
     ) -> ChatRequest:
-        """Not served yet."""
-        raise GatewayError(501, "the Responses API is not served yet", type="server_error")
+        """Validate a Responses API call; keep its bytes; add its chat-completions form.
+
+        A call that continues a conversation gets that form in :meth:`prepare`, once the earlier
+        turns are read. A call with a built-in tool has none: it carries ``refusal`` instead (an
+        OpenAI Responses API deployment serves it; any other answers 400 naming the tool).
+
+        :raises GatewayError: 400 naming the field at fault; ``background: true``.
+        """
+        call = read_request(body)
+        if call.background:
+            raise GatewayError(
+                400,
+                "background responses are not supported by this gateway: leave 'background' unset or false.",
+                param="background",
+            )
+        items = with_ids(call.input)
+        typed, refusal = (None, {}) if call.previous_response_id else _typed(call, items)
+        return ResponsesRequest(
+            endpoint=route.endpoint,
+            dialect=NAME,
+            body=body,
+            model=call.model,
+            stream=call.stream,
+            include_usage=call.stream,
+            typed=typed,
+            headers=headers,
+            turn=Turn(call=call, items=items),
+            **refusal,
+        )
+
+    async def prepare(self, request: ChatRequest) -> ChatRequest:
+        """Continue a stored conversation (``previous_response_id``).
+
+        The conversation is the stored turn's input and output, then this call's input. When an
+        OpenAI account that keeps responses itself answered that turn, the request goes back there
+        first as it came (its ``previous_response_id`` means something only there), and anywhere
+        else with the conversation spelled out.
+
+        :raises GatewayError: 404 naming ``previous_response_id`` when this gateway key has no such
+            response (never stored, ``store: false``, another key's, expired or deleted).
+        """
+        turn = _turn(request)
+        call: ResponsesCall = turn.call
+        if not call.previous_response_id:
+            return request
+        stored = await previous(request.state, call.previous_response_id)
+        items = conversation(stored, turn.items)
+        typed, refusal = _typed(call, items)
+        expanded = ResponsesRequest(
+            endpoint=request.endpoint,
+            dialect=NAME,
+            body=request.encode(previous_response_id=None, input=upstream_items(items)),
+            model=request.model,
+            stream=request.stream,
+            include_usage=request.include_usage,
+            typed=typed,
+            headers=request.headers,
+            state=request.state,
+            turn=Turn(call=call, items=items),
+            **refusal,
+        )
+        origin = stored.origin
+        if origin is None or not origin.upstream_state:
+            return expanded
+        return msgspec.structs.replace(
+            request,
+            typed=typed,
+            turn=expanded.turn,
+            refusal=expanded.refusal,
+            refusal_param=expanded.refusal_param,
+            affinity=Affinity(provider=origin.provider, key=origin.key, elsewhere=expanded),
+        )
 
     def response(self, request: ChatRequest, body: bytes, source: str) -> bytes:
-        """Not served yet."""
-        raise GatewayError(501, "the Responses API is not served yet", type="server_error")
+        """An answer as a Response object, remembered when the call asked to ``store`` it.
+
+        A chat completion (a deployment of another dialect) becomes a Response with ids minted
+        here (``model`` = the alias asked for); an OpenAI Responses API answer is unchanged, kept
+        under OpenAI's own id.
+        """
+        if source not in (NAME, "openai"):
+            raise GatewayError(502, f"cannot turn a {source} answer into a Response", type="server_error")
+        if request.endpoint == "count_tokens":
+            return body if source == NAME else count_from_chat(body)
+        turn = _turn(request)
+        if source == NAME:
+            out = body
+        else:
+            shape = Shape(id=mint("resp"), created_at=int(self.clock()), alias=request.model, call=turn.call)
+            out = msgspec.json.encode(response_from_chat(body, shape))
+        remember(request.state, _response_id(out), out, turn.items, source, turn.call.store)
+        return out
 
     def stream(self, request: ChatRequest, source: str) -> FrameTranslator:
-        """Not served yet."""
-        raise GatewayError(501, "the Responses API is not served yet", type="server_error")
+        """A translator of ``source``'s stream into Responses events; the final Response is
+        remembered when the stream ends (before its last bytes are sent)."""
+        if source not in (NAME, "openai"):
+            raise GatewayError(
+                502, f"cannot turn a {source} stream into Responses events", type="server_error"
+            )
+        turn = _turn(request)
+
+        def on_final(response: bytes) -> None:
+            remember(request.state, _response_id(response), response, turn.items, source, turn.call.store)
+
+        if source == NAME:
+            return Watch(on_final)
+        shape = Shape(id=mint("resp"), created_at=int(self.clock()), alias=request.model, call=turn.call)
+        return Remembering(ChatToResponses(shape), on_final)
+
+    async def serve_local(self, route: DialectRoute, call: LocalCall) -> LocalAnswer:
+        """``GET``/``DELETE`` a stored response, ``cancel`` it, list its input items."""
+        return await serve_local(route.name, call)
 
     def error_body(self, error: GatewayError) -> bytes:
-        """OpenAI's error shape."""
-        from .errors import error_body
-
+        """OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``."""
         return error_body(error)
 
     def stream_error(self, error: GatewayError) -> bytes:
-        """An ``event: error`` frame."""
-        from .errors import stream_error
-
+        """An ``event: error`` frame (the stream translators' own ``error()`` is preferred)."""
         return stream_error(error)
 
     def stream_content_type(self, request: ChatRequest) -> str:
