@@ -13,8 +13,6 @@ from tests.agents.harness import GATEWAY_KEY, Upstreams, usage_rows
 from truckllm_testing.fakes.agent import AgentResponder
 from truckllm_testing.server import GatewayServer
 
-agents = pytest.importorskip("agents", reason="openai-agents is not installed (pip install openai-agents)")
-
 DEPLOYMENTS = {"sdk-anthropic": ("ant", "/v1/messages"), "sdk-gemini": ("gem", ":generateContent")}
 
 
@@ -32,6 +30,9 @@ def run_shell(command: str) -> str:
 async def test_an_agent_with_a_function_tool_through_the_responses_door(
     gateway: GatewayServer, upstreams: Upstreams, responder: AgentResponder, alias: str, stream: bool
 ) -> None:
+    agents = pytest.importorskip(
+        "agents", reason="openai-agents is not installed (pip install openai-agents)"
+    )
     async with openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key=GATEWAY_KEY, max_retries=0) as client:
         agent = agents.Agent(
             name="truck",
