@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from truckllm._internal.components import attach, build_store
 from truckllm._internal.config.loader import parse_config
 from truckllm._internal.plugins import make_plugin_manager
-from truckllm._internal.store import Store, UsageQuery
+from truckllm._internal.store import StateStore, Store, UsageQuery
 from truckllm.errors import StartupError
 from truckllm_testing.store_conformance import make_records
 from truckllm_testing.store_server import LocalStore, StoreServer
@@ -46,6 +46,10 @@ async def test_kernel_builds_starts_and_feeds_the_store(kind: str, tmp_path: Pat
         if kind != "redis":  # redis keeps usage under a per-test prefix: read back in its own tests
             assert (await store.usage(UsageQuery())).total.requests == 4
         assert (await store.ready())["ok"] is True
+        assert isinstance(store, StateStore)  # every built-in store keeps stateful dialects' values
+        await store.put_state("responses:team-a:resp_1", b'{"id": "resp_1"}', 60.0)
+        assert await store.get_state("responses:team-a:resp_1") == b'{"id": "resp_1"}'
+        assert await store.delete_state("responses:team-a:resp_1") is True
     finally:
         await store.close()
         await server.stop()
