@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.agents.harness import GATEWAY_KEY, OutboundTrap, Upstreams, agent_env, cli, run_agent, usage_rows
-from truckllm_testing.fakes.agent import AgentResponder
+from truckllm_testing.fakes.agent import AgentResponder, dialect_of
 from truckllm_testing.server import GatewayServer
 
-DEPLOYMENTS = {"codex-openai": ("oai", "/v1/responses"), "codex-anthropic": ("ant", "/v1/messages")}
+DEPLOYMENTS = {"codex-openai": ("oai", "responses"), "codex-anthropic": ("ant", "anthropic")}
 KEY_VARIABLE = "TRUCKLLM_API_KEY"
 
 
@@ -102,9 +102,9 @@ def test_codex_runs_its_shell_tool_through_the_responses_door(
     assert len(calls) == 1, responder.turns
     assert any(responder.token in r for r in responder.results), responder.turns
     # ... through the deployment of the alias, and the gateway counted it
-    provider, path = DEPLOYMENTS[alias]
+    provider, dialect = DEPLOYMENTS[alias]
     fake = upstreams.by_name(provider)
-    assert len([r for r in fake.requests if r.path.endswith(path)]) >= 2
+    assert len([r for r in fake.requests if dialect_of(r.path) == dialect]) >= 2
     others = [f for f in upstreams.all() if f is not fake]
     assert not [r for f in others for r in f.requests if r.method == "POST"]
     assert fake.violations == []
