@@ -1,17 +1,26 @@
 """``python -m bench.instructions``: CPU instructions per request, counted by valgrind.
 
 Timings on a shared 2-CPU machine drift by 20% from one minute to the next; instruction counts do
-not (two runs agree to 0.1%). This runs, one after the other, under ``valgrind --tool=callgrind``:
+not (two runs agree to 0.1%). This runs, one after the other, under ``valgrind --tool=callgrind``
+(``--subjects``, default ``bare,proxy,gateway``):
 
 - ``bare``: hypercorn answering a fixed chat completion (:mod:`bench.floors`);
 - ``proxy``: hypercorn + one aiohttp session forwarding to the fake upstream;
-- ``gateway``: ``truckllm serve`` with one OpenAI deployment on the same fake upstream,
+- ``gateway``: ``truckllm serve`` with one OpenAI deployment on the same fake upstream;
+- ``responses``: the same gateway, the same request in the Responses shape (``POST /v1/responses``,
+  passed through to the OpenAI deployment);
+- ``chat-anthropic`` / ``responses-anthropic``: chat / Responses in, translated to an Anthropic
+  deployment on the same fake upstream;
+- each of the four gateway subjects with ``-stream``: the request streamed (16 content events,
+  sent back to back);
 
 and for each, sends ``--warmup`` requests, zeroes the counters, sends ``--requests`` keep-alive
-requests (the benchmark's 1 KB chat request; the gateway rewrites its model), dumps the counters
+requests (the benchmark's 1 KB request; the gateway rewrites its model), dumps the counters
 and divides. The differences say where a request's CPU goes: the HTTP server, the upstream
-client, and TruckLLM's own code. Needs valgrind (``apt-get install valgrind``); about a minute per
-subject. Results print as a table and go to ``bench/results/instructions.json``.
+client, and TruckLLM's own code; each subject is compared with the one below it (``proxy`` with
+``bare``, a Responses subject with its chat twin...) when both ran. Needs valgrind
+(``apt-get install valgrind``); about a minute per subject. Results print as a table and go to
+``bench/results/instructions.json``.
 """
 
 from __future__ import annotations
@@ -29,13 +38,64 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import OPENAI_MODEL, openai_body
+from bench.harness import ANTHROPIC_MODEL, OPENAI_MODEL, openai_body, responses_body
 from bench.procs import free_port
 from bench.report import table
 
-__all__ = ["count", "gateway_config", "main", "read_total"]
+__all__ = ["SUBJECTS", "Subject", "count", "gateway_config", "main", "read_total"]
+
+STREAM_EVENTS = 16
+"""Content events per streamed request (also the Responses API's least ``max_output_tokens``)."""
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One thing to count: what serves, and the request it is sent."""
+
+    path: str
+    """The request path."""
+    body: bytes
+    """The request body."""
+    gateway: bool = True
+    """``truckllm serve``; otherwise a floor of :mod:`bench.floors` named like the subject."""
+    anthropic: bool = False
+    """The gateway needs the Anthropic deployment (alias ``bench-anthropic``)."""
+    base: str | None = None
+    """The subject this one is compared with."""
+
+
+def _subjects() -> dict[str, Subject]:
+    chat, responses = "/v1/chat/completions", "/v1/responses"
+    out = {
+        "bare": Subject(chat, openai_body(OPENAI_MODEL), gateway=False),
+        "proxy": Subject(chat, openai_body(OPENAI_MODEL), gateway=False, base="bare"),
+    }
+    for stream in (False, True):
+        tail, events = ("-stream", STREAM_EVENTS) if stream else ("", None)
+        chat_name = "gateway" + tail
+        out[chat_name] = Subject(
+            chat, openai_body("bench-openai", stream, events), base=None if stream else "proxy"
+        )
+        out["responses" + tail] = Subject(
+            responses, responses_body("bench-openai", stream, events), base=chat_name
+        )
+        out["chat-anthropic" + tail] = Subject(
+            chat, openai_body("bench-anthropic", stream, events), anthropic=True, base=chat_name
+        )
+        out["responses-anthropic" + tail] = Subject(
+            responses,
+            responses_body("bench-anthropic", stream, events),
+            anthropic=True,
+            base="chat-anthropic" + tail,
+        )
+    return out
+
+
+SUBJECTS = _subjects()
+"""Every subject ``--subjects`` can name."""
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -50,15 +110,18 @@ def read_total(dump: str) -> int:
     return int(match.group(1))
 
 
-def gateway_config(port: int, upstream_url: str) -> str:
-    """The gateway's config: one OpenAI deployment on the fake upstream, alias ``bench-openai``."""
-    return (
-        f"server: {{listen: '127.0.0.1:{port}'}}\n"
-        "providers:\n"
-        f"  up: {{type: openai, base_url: '{upstream_url}/v1', keys: [{{name: k1, value: bench-key}}]}}\n"
-        "models:\n"
-        f"  bench-openai: {{deployments: [{{provider: up, model: {OPENAI_MODEL}}}]}}\n"
-    )
+def gateway_config(port: int, upstream_url: str, anthropic: bool = False) -> str:
+    """The gateway's config: one OpenAI deployment on the fake upstream, alias ``bench-openai``;
+    with ``anthropic``, an Anthropic deployment on it too, alias ``bench-anthropic``."""
+    keys = "keys: [{name: k1, value: bench-key}]"
+    providers = f"  up: {{type: openai, base_url: '{upstream_url}/v1', {keys}}}\n"
+    models = f"  bench-openai: {{deployments: [{{provider: up, model: {OPENAI_MODEL}}}]}}\n"
+    if anthropic:
+        providers += f"  up-anthropic: {{type: anthropic, base_url: '{upstream_url}', {keys}}}\n"
+        models += (
+            f"  bench-anthropic: {{deployments: [{{provider: up-anthropic, model: {ANTHROPIC_MODEL}}}]}}\n"
+        )
+    return f"server: {{listen: '127.0.0.1:{port}'}}\nproviders:\n{providers}models:\n{models}"
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], limit: float = 240.0) -> None:
@@ -74,12 +137,12 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], limit: float = 240.0) -
     raise RuntimeError(f"nothing listened on port {port} within {limit:.0f}s")
 
 
-def _send(port: int, body: bytes, n: int) -> None:
+def _send(port: int, path: str, body: bytes, n: int) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     headers = {"content-type": "application/json", "authorization": "Bearer bench"}
     try:
         for _ in range(n):
-            conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+            conn.request("POST", path, body=body, headers=headers)
             response = conn.getresponse()
             response.read()
             if response.status != 200:
@@ -88,7 +151,9 @@ def _send(port: int, body: bytes, n: int) -> None:
         conn.close()
 
 
-def count(argv: list[str], port: int, body: bytes, requests: int, warmup: int, workdir: Path) -> int:
+def count(
+    argv: list[str], port: int, path: str, body: bytes, requests: int, warmup: int, workdir: Path
+) -> int:
     """Instructions per request of the server started by ``argv`` (listening on ``port``)."""
     out = workdir / f"callgrind.{port}"
     valgrind = [
@@ -109,9 +174,9 @@ def count(argv: list[str], port: int, body: bytes, requests: int, warmup: int, w
     )
     try:
         _wait_port(port, proc)
-        _send(port, body, warmup)
+        _send(port, path, body, warmup)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
-        _send(port, body, requests)
+        _send(port, path, body, requests)
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
         dump = Path(f"{out}.{proc.pid}.1")
         deadline = time.monotonic() + 30
@@ -123,13 +188,35 @@ def count(argv: list[str], port: int, body: bytes, requests: int, warmup: int, w
         proc.wait()
 
 
+def _rows(figures: dict[str, int]) -> list[list[str]]:
+    rows = []
+    for subject, value in figures.items():
+        base = SUBJECTS[subject].base
+        if base in figures:
+            than = figures[base]
+            rows.append([subject, f"{value:,}", base, f"{value - than:+,}", f"{value / than:.2f}"])
+        else:
+            rows.append([subject, f"{value:,}", "-", "-", "-"])
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Count, print, write JSON."""
-    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.instructions",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--requests", type=int, default=1000, help="counted requests per subject")
     parser.add_argument("--warmup", type=int, default=300, help="requests before counting")
-    parser.add_argument("--subjects", default="bare,proxy,gateway", help="comma-separated")
+    parser.add_argument(
+        "--subjects", default="bare,proxy,gateway", help=f"comma-separated, of: {', '.join(SUBJECTS)}"
+    )
     args = parser.parse_args(argv)
+    names = [name.strip() for name in args.subjects.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SUBJECTS]
+    if unknown:
+        parser.error(f"unknown subject(s) {', '.join(unknown)}; known: {', '.join(SUBJECTS)}")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
@@ -138,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     upstream_port = free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}"
     upstream = subprocess.Popen(
-        [python, "-m", "bench.upstream", "--port", str(upstream_port)],
+        [python, "-m", "bench.upstream", "--port", str(upstream_port), "--interval", "0"],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -149,32 +236,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         _wait_port(upstream_port, upstream, 30)
         with tempfile.TemporaryDirectory(prefix="truckllm-ir-") as tmp:
             workdir = Path(tmp)
-            for subject in args.subjects.split(","):
+            for name in names:
+                subject = SUBJECTS[name]
                 port = free_port()
-                if subject == "gateway":
+                if subject.gateway:
                     config = workdir / "gateway.yaml"
-                    config.write_text(gateway_config(port, upstream_url))
+                    config.write_text(gateway_config(port, upstream_url, subject.anthropic))
                     command = [truckllm, "serve", "--config", str(config)]
-                    body = openai_body("bench-openai")
                 else:
-                    command = [python, "-m", "bench.floors", subject, str(port)]
-                    command += [f"{upstream_url}/v1/chat/completions"] if subject == "proxy" else []
-                    body = openai_body(OPENAI_MODEL)
-                figures[subject] = count(command, port, body, args.requests, args.warmup, workdir)
-                print(f"{subject}: {figures[subject]:,} instructions per request", file=sys.stderr)
+                    command = [python, "-m", "bench.floors", name, str(port)]
+                    command += [f"{upstream_url}/v1/chat/completions"] if name == "proxy" else []
+                figures[name] = count(
+                    command, port, subject.path, subject.body, args.requests, args.warmup, workdir
+                )
+                print(f"{name}: {figures[name]:,} instructions per request", file=sys.stderr)
     finally:
         os.killpg(upstream.pid, signal.SIGKILL)
         upstream.wait()
-    whole = max(figures.values(), default=0) or 1
-    rows = []
-    previous = 0
-    for subject, value in figures.items():
-        rows.append([subject, f"{value:,}", f"{value - previous:+,}", f"{(value - previous) / whole:.0%}"])
-        previous = value
-    print(table(["subject", "instructions / request", "added by this layer", "share of the most"], rows))
+    print(table(["subject", "instructions / request", "compared with", "added", "ratio"], _rows(figures)))
+    compared = {
+        name: {"base": SUBJECTS[name].base, "ratio": round(value / figures[base], 4)}
+        for name, value in figures.items()
+        if (base := SUBJECTS[name].base) in figures
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "instructions.json").write_text(
-        json.dumps({"requests": args.requests, "instructions_per_request": figures}, indent=2) + "\n"
+        json.dumps(
+            {"requests": args.requests, "instructions_per_request": figures, "compared": compared}, indent=2
+        )
+        + "\n"
     )
     return 0
 

@@ -38,8 +38,8 @@ from bench.harness import (
     transits,
     ttfts,
 )
+from bench.instructions import SUBJECTS, read_total
 from bench.instructions import gateway_config as instructions_gateway_config
-from bench.instructions import read_total
 from bench.loadgen import LoadClient, Sample, Target
 from bench.report import percentile, summarize
 from bench.upstream import TEXT, UpstreamOptions, start
@@ -281,14 +281,30 @@ def test_instruction_totals_are_read_from_a_callgrind_dump() -> None:
         read_total("events: Ir\n")
 
 
-def test_instruction_count_gateway_config_is_valid(tmp_path: Path) -> None:
+@pytest.mark.parametrize("anthropic", [False, True])
+def test_instruction_count_gateway_config_is_valid(tmp_path: Path, anthropic: bool) -> None:
     path = tmp_path / "gateway.yaml"
-    path.write_text(instructions_gateway_config(8000, "http://127.0.0.1:9000"))
+    path.write_text(instructions_gateway_config(8000, "http://127.0.0.1:9000", anthropic))
     truckllm = Path(sys.executable).parent / "truckllm"
     if not truckllm.exists():
         pytest.skip("no truckllm command in this environment")
     done = subprocess.run([str(truckllm), "validate", "--config", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert ("bench-anthropic" in path.read_text()) is anthropic
+
+
+def test_instruction_subjects_pair_each_responses_request_with_its_chat_twin() -> None:
+    """A Responses subject is compared with the chat subject of the same deployment and streaming."""
+    for name, subject in SUBJECTS.items():
+        if not name.startswith("responses"):
+            continue
+        twin = SUBJECTS[subject.base or ""]
+        assert subject.path == "/v1/responses" and twin.path == "/v1/chat/completions"
+        assert subject.anthropic is twin.anthropic
+        body, twin_body = json.loads(subject.body), json.loads(twin.body)
+        assert body["model"] == twin_body["model"] and body.get("stream") == twin_body.get("stream")
+        if body.get("stream"):
+            assert body["max_output_tokens"] == twin_body["max_tokens"] >= 16
 
 
 async def _call(app: Any, body: bytes) -> tuple[int, bytes]:
