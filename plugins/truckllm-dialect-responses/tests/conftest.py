@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import msgspec
 import pytest
 import truckllm_dialect_responses as dialect_plugin
 from truckllm_dialect_responses import ResponsesDialect
 
 from truckllm import hookimpl
 from truckllm.kit.dialect import DialectRoute, ServedBy
-from truckllm.types import ChatRequest, RequestRecord
+from truckllm.types import (
+    ChatRequest,
+    Provider,
+    ProviderResult,
+    ProviderSpec,
+    RequestRecord,
+    UpstreamRequest,
+    UpstreamResponse,
+)
 from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
 from truckllm_testing.server import GatewayServer
 
@@ -112,6 +121,41 @@ class Records:
         self.records.append(record)
 
 
+class Counter:
+    """A throwaway provider that lists ``count_tokens``: counts 100 + the messages of ``typed``."""
+
+    __name__ = "throwaway-counter"
+
+    @hookimpl
+    def register_providers(self, register: Callable[[ProviderSpec], None]) -> None:
+        """The ``counter`` provider type."""
+        register(
+            ProviderSpec(type="counter", endpoints=frozenset({"chat", "count_tokens"}), needs_keys=False)
+        )
+
+    @hookimpl
+    def transform_request(
+        self, provider: Provider, model: str, request: ChatRequest, api_key: str
+    ) -> UpstreamRequest | None:
+        """An in-process answer: ``{"prompt_tokens": N}``."""
+        if provider.type != "counter":
+            return None
+        typed: Any = request.typed
+        body = msgspec.json.encode({"prompt_tokens": 100 + len(typed.messages)})
+
+        async def answer() -> UpstreamResponse:
+            return UpstreamResponse(status=200, body=body)
+
+        return UpstreamRequest(url="counter://local", local=answer)
+
+    @hookimpl
+    def transform_response(
+        self, provider: Provider, request: ChatRequest, response: UpstreamResponse
+    ) -> ProviderResult | None:
+        """The body as it is."""
+        return ProviderResult(body=response.body) if provider.type == "counter" else None
+
+
 def gateway_config(anth: FakeAnthropic, gem: FakeGemini, oai: FakeOpenAI) -> str:
     """Aliases ``claude`` (Anthropic), ``gem`` (Gemini), ``gpt`` (OpenAI), keys ``team`` and ``other``."""
     return f"""
@@ -121,7 +165,9 @@ providers:
   ant: {{type: anthropic, base_url: {anth.base_url}, keys: [{{name: a, value: ak}}]}}
   gem: {{type: gemini, base_url: {gem.base_url}, keys: [{{name: g, value: gk}}]}}
   oai: {{type: openai, base_url: {oai.base_url}, keys: [{{name: o, value: ok}}]}}
+  cnt: {{type: counter}}
 models:
+  counted: {{deployments: [{{provider: cnt, model: words}}]}}
   claude: {{deployments: [{{provider: ant, model: claude-sonnet-4-5-20250929}}]}}
   gem: {{deployments: [{{provider: gem, model: gemini-2.5-flash}}]}}
   gpt: {{deployments: [{{provider: oai, model: gpt-4o}}]}}
@@ -153,7 +199,7 @@ def records() -> Records:
 @pytest.fixture(scope="module")
 def gateway(upstreams: Upstreams, records: Records) -> Iterator[GatewayServer]:
     """A real gateway with this dialect, the installed provider plugins and the records plugin."""
-    plugins = (dialect_plugin, records, *(p for p in PROVIDER_PLUGINS.values() if p is not None))
+    plugins = (dialect_plugin, records, Counter(), *(p for p in PROVIDER_PLUGINS.values() if p is not None))
     with GatewayServer(gateway_config(*upstreams), autoload=False, extra_plugins=plugins) as gw:
         yield gw
 
@@ -174,6 +220,11 @@ def need(provider: str) -> None:
         pytest.skip(f"truckllm-provider-{provider} is not installed")
 
 
+def has(provider: str) -> bool:
+    """``truckllm-provider-<provider>`` is installed."""
+    return PROVIDER_PLUGINS[provider] is not None
+
+
 class Kit:
     """The helpers above, handed to tests as the ``kit`` fixture (tests cannot import conftest)."""
 
@@ -183,6 +234,7 @@ class Kit:
     parse = staticmethod(parse)
     chat_completion = staticmethod(chat_completion)
     need = staticmethod(need)
+    has = staticmethod(has)
     key = KEY
     other_key = OTHER_KEY
 
