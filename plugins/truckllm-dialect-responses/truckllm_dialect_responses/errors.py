@@ -99,7 +99,11 @@ def invalid_value(param: str, value: object, supported: tuple[str, ...]) -> Gate
     """A 400 for a value outside an enumeration (OpenAI's words)."""
     listed = ", ".join(f"'{s}'" for s in supported)
     shown = value if isinstance(value, str) else msgspec.json.encode(value).decode()
-    return invalid(f"Invalid value: '{shown[:100]}'. Supported values are: {listed}.", param, "invalid_value")
+    return invalid(
+        f"Invalid value for '{param}': '{shown[:100]}'. Supported values are: {listed}.",
+        param,
+        "invalid_value",
+    )
 
 
 def _kind(value: object) -> str:

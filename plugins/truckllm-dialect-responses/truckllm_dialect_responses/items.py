@@ -270,6 +270,8 @@ class Conversation:
         """
         for i, item in enumerate(items):
             kind = item.get("type")
+            if kind is None:  # not normalised: as normalise() reads it
+                kind = "message" if "role" in item else "item_reference"
             if kind == "message":
                 self._message(item, i)
             elif kind == "function_call":

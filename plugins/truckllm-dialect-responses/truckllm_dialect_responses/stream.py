@@ -227,7 +227,7 @@ class ChatToResponses:
             if choice.finish_reason is not None:
                 self._finish = choice.finish_reason
                 self._finished = True
-                self._close_open(out)
+                self._close_open(out, self._item_status())
         if isinstance(chunk.usage, dict):
             self._usage = chunk.usage
         if self._finished and self._usage is not None:
@@ -420,6 +420,10 @@ class ChatToResponses:
         self._emit("response.created", {"response": snapshot}, out)
         self._emit("response.in_progress", {"response": snapshot}, out)
 
+    def _item_status(self) -> str:
+        """The status of the message or reasoning item the end of the answer closes."""
+        return "incomplete" if finish_status(self._finish)[0] == "incomplete" else "completed"
+
     def _stop(self, out: list[bytes]) -> None:
         if self._stopped:
             return
@@ -431,7 +435,7 @@ class ChatToResponses:
         if not self._items:  # an empty answer is an empty message, as a whole answer says
             self._content_delta("output_text", "", out)
         status, incomplete = finish_status(self._finish)
-        self._close_open(out, "incomplete" if status == "incomplete" else "completed")
+        self._close_open(out, self._item_status())
         for item in self._items:
             self._done(item, "completed", out)
         self._stopped = True

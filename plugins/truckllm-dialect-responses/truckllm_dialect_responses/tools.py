@@ -92,7 +92,9 @@ def _function_names(tools: object) -> set[str]:
 
 def _known(name: str, names: set[str], param: str) -> None:
     if name not in names:
-        raise invalid(f"Tool choice '{name}' not found in 'tools' parameter.", param, "invalid_value")
+        raise invalid(
+            f"Invalid '{param}': tool '{name}' not found in 'tools' parameter.", param, "invalid_value"
+        )
 
 
 def check_tool_choice(choice: object, tools: object) -> None:
