@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from truckllm_store_memory import MemoryStore
 
+from truckllm._internal.config.loader import decode_options
 from truckllm._internal.store import Admission, RateCheck, StateStore
 from truckllm_testing.store_conformance import FakeClock, StoreConformance, StoreHarness
 
@@ -69,3 +70,31 @@ async def test_an_expired_value_is_dropped_when_read() -> None:
     assert len(store.values) == 1
     assert await store.get_state("n") is None
     assert len(store.values) == 0
+
+
+async def test_state_values_stay_within_their_bounds_least_recently_used_first() -> None:
+    clock = FakeClock()
+    store = MemoryStore(MemoryStore.Options(max_state_items=3, max_state_bytes=100), clock=clock)
+    for name in ("a", "b", "c"):
+        await store.put_state(name, b"x" * 10, 3600)
+    assert await store.get_state("a") == b"x" * 10  # read: now the most recently used
+    await store.put_state("d", b"x" * 10, 3600)  # 4 items: "b" goes
+    assert [await store.get_state(n) is not None for n in "abcd"] == [True, False, True, True]
+    await store.put_state("e", b"y" * 85, 3600)  # 115 bytes: the least recently used go
+    assert store.values.size <= 100 and await store.get_state("e") == b"y" * 85
+    assert store.values.evicted >= 2
+    await store.put_state("e", b"z" * 101, 3600)  # larger than the bound: not kept, the old one gone
+    assert await store.get_state("e") is None
+    await store.put_state("e", b"z" * 5, 3600)
+    assert store.values.size == sum(len(v) for _, v in store.values._values.values())
+
+
+def test_state_bounds_are_options() -> None:
+    assert (
+        decode_options({"max_state_items": 50, "max_state_bytes": 4096}, MemoryStore.Options).max_state_items
+        == 50
+    )
+    assert MemoryStore.Options().max_state_items == 10_000
+    for name in ("max_state_items", "max_state_bytes"):
+        with pytest.raises(Exception, match=name):
+            decode_options({name: 0}, MemoryStore.Options)

@@ -18,7 +18,7 @@ from truckllm.kit.localstate import Clock, LocalState, LocalStore, check_retenti
 from truckllm.kit.options import Duration
 from truckllm.kit.store import DEFAULT_USAGE_RETENTION
 from truckllm.types import RequestRecord
-from truckllm_store_memory.values import StateValues
+from truckllm_store_memory.values import DEFAULT_MAX_BYTES, DEFAULT_MAX_ITEMS, StateValues
 
 __all__ = ["TRUCKLLM_API", "MemoryStore", "StateValues", "register_stores"]
 
@@ -40,12 +40,19 @@ class MemoryStore(LocalStore):
         """``store:`` options of ``type: memory``.
 
         :ivar usage_retention: how long a UTC day's usage is kept (older days are dropped).
+        :ivar max_state_items: state values kept at most (the least recently used go first).
+        :ivar max_state_bytes: bytes of state values kept at most (likewise).
         """
 
         usage_retention: Duration = Duration(DEFAULT_USAGE_RETENTION)
+        max_state_items: int = DEFAULT_MAX_ITEMS
+        max_state_bytes: int = DEFAULT_MAX_BYTES
 
         def __post_init__(self) -> None:
             check_retention(self.usage_retention)
+            for name in ("max_state_items", "max_state_bytes"):
+                if getattr(self, name) < 1:
+                    raise ValueError(f"{name} must be a positive number, not {getattr(self, name)}")
 
     def __init__(
         self,
@@ -57,14 +64,18 @@ class MemoryStore(LocalStore):
     ) -> None:
         self.options = options or MemoryStore.Options()
         super().__init__(clock, state, usage_retention=self.options.usage_retention)
-        self.values = values if values is not None else StateValues(clock)
+        if values is None:
+            o = self.options
+            values = StateValues(clock, max_items=o.max_state_items, max_bytes=o.max_state_bytes)
+        self.values = values
 
     async def get_state(self, name: str) -> bytes | None:
         """The value stored under ``name``, or ``None`` when absent or expired."""
         return self.values.get(name)
 
     async def put_state(self, name: str, value: bytes, ttl: float) -> None:
-        """Keep ``value`` under ``name`` for ``ttl`` seconds (at least 1 ms), replacing any.
+        """Keep ``value`` under ``name`` for ``ttl`` seconds (at least 1 ms), replacing any; beyond
+        ``max_state_items`` or ``max_state_bytes`` the least recently used values are dropped.
 
         :raises ValueError: ``ttl`` is not a finite number.
         """
