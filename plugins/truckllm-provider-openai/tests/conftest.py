@@ -92,7 +92,7 @@ class Kit:
         return payloads
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def kit() -> type[Kit]:
-    """The builders."""
+    """The builders (stateless: one for the session, so hypothesis tests may use it)."""
     return Kit
