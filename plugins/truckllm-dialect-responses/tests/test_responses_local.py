@@ -67,7 +67,7 @@ async def test_another_key_and_unknown_ids_get_404_in_openai_shape(stored: Any, 
 
 async def test_delete_then_get_is_404(stored: Any, kit: Any) -> None:
     deleted = await serve_local(ROUTE_RESPONSE, _call(stored, "DELETE"))
-    assert json.loads(deleted.body) == {"id": "resp_1", "object": "response.deleted", "deleted": True}
+    assert json.loads(deleted.body) == {"id": "resp_1", "object": "response", "deleted": True}
     with pytest.raises(GatewayError) as info:
         await serve_local(ROUTE_RESPONSE, _call(stored))
     assert info.value.status == 404

@@ -51,7 +51,7 @@ def test_with_ids_gives_typed_ids_only_to_items_without_one() -> None:
     assert out[2]["call_id"] == "call_1"  # the call id is not the item id
 
 
-def test_upstream_items_drop_foreign_reasoning_and_input_message_ids() -> None:
+def test_upstream_items_drop_reasoning_and_input_message_ids() -> None:
     items = [
         {"id": "msg_u", "type": "message", "role": "user", "content": "hi"},
         {"id": "rs_1", "type": "reasoning", "summary": []},
@@ -61,7 +61,7 @@ def test_upstream_items_drop_foreign_reasoning_and_input_message_ids() -> None:
         {"id": "fc_1", "type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
     ]
     out = upstream_items(items)
-    assert [i.get("id") for i in out] == [None, "rs_3", "msg_a", "fc_1"]
+    assert [i.get("id") for i in out] == [None, "msg_a", "fc_1"]
     assert items[0]["id"] == "msg_u"
 
 
@@ -95,6 +95,15 @@ def test_conversation_is_stored_input_then_output_then_new_input() -> None:
     stored = Stored(response=msgspec.Raw(response.encode()), items=[{"id": "msg_i", "type": "message"}])
     out = conversation(stored, [{"type": "message", "role": "user", "content": "next"}])
     assert [i["id"] for i in out[:2]] == ["msg_i", "msg_o"] and out[2]["id"].startswith("msg_")
+
+
+def test_conversation_resolves_item_references_to_its_own_items() -> None:
+    output = {"id": "fc_o", "type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
+    stored = Stored(response=msgspec.Raw(json.dumps({"output": [output]}).encode()), items=[])
+    out = conversation(
+        stored, [{"type": "item_reference", "id": "fc_o"}, {"type": "item_reference", "id": "fc_unknown"}]
+    )
+    assert out[1] == output and out[2] == {"type": "item_reference", "id": "fc_unknown"}
 
 
 # --- the dialect's prepare / response ---------------------------------------------------------------
@@ -162,7 +171,7 @@ async def test_a_second_turn_sees_the_first_and_only_its_own_instructions(kit: A
     assert all(i["id"] for i in stored.items)
 
 
-async def test_previous_response_of_another_key_or_unknown_is_404(kit: Any) -> None:
+async def test_previous_response_of_another_key_or_unknown_is_openais_400(kit: Any) -> None:
     shared: dict[Any, bytes] = {}
     dialect, first = await _turn_one(kit, kit.FakeState(shared))
     for state, rid in ((kit.FakeState(shared, key="other"), first["id"]), (kit.FakeState(shared), "resp_x")):
@@ -170,7 +179,8 @@ async def test_previous_response_of_another_key_or_unknown_is_404(kit: Any) -> N
         request.state = state
         with pytest.raises(GatewayError) as info:
             await dialect.prepare(request)
-        assert info.value.status == 404 and info.value.param == "previous_response_id"
+        assert info.value.status == 400 and info.value.param == "previous_response_id"
+        assert info.value.code == "previous_response_not_found"
         assert info.value.message == f"Previous response with id '{rid}' not found."
 
 

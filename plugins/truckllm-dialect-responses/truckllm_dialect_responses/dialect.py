@@ -170,8 +170,9 @@ class ResponsesDialect:
         first as it came (its ``previous_response_id`` means something only there), and anywhere
         else with the conversation spelled out.
 
-        :raises GatewayError: 404 naming ``previous_response_id`` when this gateway key has no such
-            response (never stored, ``store: false``, another key's, expired or deleted).
+        :raises GatewayError: 400 ``previous_response_not_found`` naming ``previous_response_id``
+            (OpenAI's answer) when this gateway key has no such response (never stored,
+            ``store: false``, another key's, expired or deleted).
         """
         turn = _turn(request)
         call: ResponsesCall = turn.call

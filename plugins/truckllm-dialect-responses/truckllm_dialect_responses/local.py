@@ -1,7 +1,8 @@
 """The Responses API's routes answered from stored state, with no upstream call.
 
 - ``GET /v1/responses/{response_id}``: the Response object as it was returned;
-- ``DELETE /v1/responses/{response_id}``: ``{"id", "object": "response.deleted", "deleted": true}``;
+- ``DELETE /v1/responses/{response_id}``: ``{"id", "object": "response", "deleted": true}`` (the
+  example of OpenAI's API reference);
 - ``POST /v1/responses/{response_id}/cancel``: 400, as OpenAI answers for a response that was not
   created with ``background: true`` (the gateway refuses ``background``, so that is every one);
 - ``GET /v1/responses/{response_id}/input_items``: the turn's input items, one page of a cursor
@@ -61,7 +62,7 @@ async def serve_local(route: str, call: LocalCall) -> LocalAnswer:
     if route == ROUTE_RESPONSE and call.method == "DELETE":
         if not await call.state.delete(name_of(response_id)):
             raise _not_found(response_id)
-        return _json({"id": response_id, "object": "response.deleted", "deleted": True})
+        return _json({"id": response_id, "object": "response", "deleted": True})
     stored = await _stored(call, response_id)
     if route == ROUTE_RESPONSE:
         return LocalAnswer(body=bytes(stored.response))

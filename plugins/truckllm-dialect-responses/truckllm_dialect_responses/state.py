@@ -25,8 +25,6 @@ import msgspec
 from truckllm.errors import GatewayError
 from truckllm.kit.dialect import DialectState, ServedBy
 
-from .wire import THINKING_PREFIX
-
 __all__ = [
     "ID_PREFIXES",
     "Origin",
@@ -118,16 +116,26 @@ def output_items(response: msgspec.Raw | bytes) -> list[dict[str, Any]]:
 
 def conversation(stored: Stored, items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The whole conversation of a turn that continues ``stored``: its input, its output, then
-    this turn's ``items`` (each with an id)."""
-    return [*stored.items, *output_items(stored.response), *with_ids(items)]
+    this turn's ``items`` (each with an id).
+
+    An ``item_reference`` to an item of the conversation becomes that item (so that any provider
+    can be sent it); one to an unknown item stays as it is.
+    """
+    earlier = [*stored.items, *output_items(stored.response)]
+    known = {item["id"]: item for item in earlier if isinstance(item.get("id"), str)}
+    own = [
+        known.get(item.get("id"), item) if item.get("type") == "item_reference" else item
+        for item in items
+    ]
+    return [*earlier, *with_ids(own)]
 
 
 def upstream_items(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A conversation as an OpenAI Responses API upstream that never saw it accepts it.
+    """A conversation as an OpenAI Responses API account that did not keep it accepts it.
 
-    - reasoning items without OpenAI's own ``encrypted_content`` are dropped: OpenAI looks their
-      ids up in the account that made them, which is not this one (and the thinking blocks of
-      another provider the gateway seals in ``encrypted_content`` mean nothing to OpenAI);
+    - reasoning items are dropped: OpenAI looks their ids up in the account that made them, and
+      their ``encrypted_content`` opens only there (the thinking blocks of another provider, which
+      the gateway seals in ``encrypted_content``, mean nothing to OpenAI at all);
     - the gateway's ids of input messages (user, system, developer) are removed: OpenAI's input
       message has no ``id`` (an assistant message keeps it: OpenAI's output message needs one,
       with its ``status``).
@@ -135,16 +143,12 @@ def upstream_items(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for item in items:
         kind = item.get("type", "message")
-        if kind == "reasoning" and not _openai_encrypted(item.get("encrypted_content")):
+        if kind == "reasoning":
             continue
         if kind == "message" and "id" in item and not (item.get("role") == "assistant" and "status" in item):
             item = {k: v for k, v in item.items() if k != "id"}
         out.append(item)
     return out
-
-
-def _openai_encrypted(content: object) -> bool:
-    return isinstance(content, str) and bool(content) and not content.startswith(THINKING_PREFIX)
 
 
 def keeps_state(served_by: ServedBy | None, source: str, store: bool) -> bool:
@@ -155,7 +159,7 @@ def keeps_state(served_by: ServedBy | None, source: str, store: bool) -> bool:
 
 def _not_found(response_id: str) -> GatewayError:
     return GatewayError(
-        404,
+        400,
         f"Previous response with id '{response_id}' not found.",
         param="previous_response_id",
         code="previous_response_not_found",
@@ -181,8 +185,8 @@ async def load(state: DialectState | None, response_id: str) -> Stored | None:
 async def previous(state: DialectState | None, response_id: str) -> Stored:
     """The turn ``previous_response_id`` names.
 
-    :raises GatewayError: 404 in OpenAI's shape when it is unknown to this gateway key, expired
-        or deleted.
+    :raises GatewayError: 400 ``previous_response_not_found`` naming ``previous_response_id``
+        (OpenAI's answer) when it is unknown to this gateway key, expired or deleted.
     """
     found = await load(state, response_id)
     if found is None:
