@@ -15,20 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents.harness import HERE, OutboundTrap, Upstreams, gateway_config
+from tests.agents.harness import AGENT_TIMEOUT, HERE, OutboundTrap, Upstreams, gateway_config
 from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI
 from truckllm_testing.fakes.agent import AgentResponder
 from truckllm_testing.server import GatewayServer
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip every agent test unless ``TRUCKLLM_AGENTS=1`` (``make test-agents`` sets it)."""
-    if os.environ.get("TRUCKLLM_AGENTS") == "1":
-        return
+    """Skip every agent test unless ``TRUCKLLM_AGENTS=1`` (``make test-agents`` sets it); when
+    they run, give each the agent's bound plus two minutes for the gateway and the fakes."""
+    enabled = os.environ.get("TRUCKLLM_AGENTS") == "1"
     skip = pytest.mark.skip(reason="coding-agent tests run under `make test-agents` (TRUCKLLM_AGENTS=1)")
     for item in items:
         if HERE in Path(str(item.fspath)).parents:
-            item.add_marker(skip)
+            item.add_marker(pytest.mark.timeout(AGENT_TIMEOUT + 120) if enabled else skip)
 
 
 @pytest.fixture(scope="module")
