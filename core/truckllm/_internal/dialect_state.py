@@ -76,6 +76,16 @@ def _unavailable(exc: Exception) -> GatewayError:
     )
 
 
+_MAX_TTL = 10 * 365 * 86400.0
+
+
+def _sane_ttl(ttl: float) -> float:
+    """``ttl`` within 1 ms .. 10 years (a NaN is 1 ms)."""
+    if ttl != ttl:  # NaN
+        return 0.001
+    return min(max(ttl, 0.001), _MAX_TTL)
+
+
 class RequestState:
     """One request's :class:`~truckllm.types.DialectState`: names scoped to its dialect and key."""
 
@@ -127,6 +137,6 @@ class RequestState:
         pending, self._pending = self._pending, {}
         for name, (value, ttl) in pending.items():
             try:
-                await self._backend.put_state(self._prefix + name, value, max(ttl, 0.001))
+                await self._backend.put_state(self._prefix + name, value, _sane_ttl(ttl))
             except Exception as exc:
                 logger.opt(exception=exc).error("the runtime store failed to keep dialect state")
