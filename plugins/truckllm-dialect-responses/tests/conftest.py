@@ -157,7 +157,9 @@ class Counter:
 
 
 def gateway_config(anth: FakeAnthropic, gem: FakeGemini, oai: FakeOpenAI) -> str:
-    """Aliases ``claude`` (Anthropic), ``gem`` (Gemini), ``gpt`` (OpenAI), keys ``team`` and ``other``."""
+    """Aliases ``claude`` (Anthropic), ``gem`` (Gemini), ``gpt`` (OpenAI), ``gpt-pair`` (two OpenAI
+    accounts: keys ``ok`` and ``ok2`` of the fake), ``counted`` (a counter); gateway keys ``team``
+    and ``other``."""
     return f"""
 keys: [{{name: team, value: {KEY}}}, {{name: other, value: {OTHER_KEY}}}]
 routing: {{retries: 0, cooldown: {{failures: 1000}}}}
@@ -165,12 +167,14 @@ providers:
   ant: {{type: anthropic, base_url: {anth.base_url}, keys: [{{name: a, value: ak}}]}}
   gem: {{type: gemini, base_url: {gem.base_url}, keys: [{{name: g, value: gk}}]}}
   oai: {{type: openai, base_url: {oai.base_url}, keys: [{{name: o, value: ok}}]}}
+  oai2: {{type: openai, base_url: {oai.base_url}, keys: [{{name: o2, value: ok2}}]}}
   cnt: {{type: counter}}
 models:
   counted: {{deployments: [{{provider: cnt, model: words}}]}}
   claude: {{deployments: [{{provider: ant, model: claude-sonnet-4-5-20250929}}]}}
   gem: {{deployments: [{{provider: gem, model: gemini-2.5-flash}}]}}
   gpt: {{deployments: [{{provider: oai, model: gpt-4o}}]}}
+  gpt-pair: {{routing: {{retries: 2}}, deployments: [{{provider: oai, model: gpt-4o}}, {{provider: oai2, model: gpt-4o}}]}}
 """
 
 
@@ -185,7 +189,7 @@ class Upstreams(NamedTuple):
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[Upstreams]:
     """The fake upstreams, served from threads for one test module."""
-    fakes = Upstreams(FakeAnthropic(keys=["ak"]), FakeGemini(keys=["gk"]), FakeOpenAI(keys=["ok"]))
+    fakes = Upstreams(FakeAnthropic(keys=["ak"]), FakeGemini(keys=["gk"]), FakeOpenAI(keys=["ok", "ok2"]))
     with fakes.anthropic.running(), fakes.gemini.running(), fakes.openai.running():
         yield fakes
 
