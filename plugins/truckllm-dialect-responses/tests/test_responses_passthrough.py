@@ -158,3 +158,12 @@ def test_failover_sends_another_account_the_whole_conversation(client: openai.Op
     fourth = client.responses.create(model="gpt-pair", previous_response_id=third.id, input="bye")
     assert fresh.openai.response_turns[-1].api_key == turn.api_key  # the new holder, from now on
     assert fourth.previous_response_id == third.id
+
+
+def test_a_stream_failing_midway_ends_with_an_error_the_sdk_raises(client: openai.OpenAI, fresh: Any) -> None:
+    fresh.openai.inject(Fault(error_after=3, chunk_delay=0.01))
+    kinds: list[str] = []
+    with pytest.raises(openai.APIError), client.responses.stream(model="gpt", input="a long story") as stream:
+        kinds.extend(event.type for event in stream)
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert "response.completed" not in kinds

@@ -14,7 +14,7 @@ from typing import Any
 import openai
 import pytest
 
-from truckllm_testing.fakes import Reply, ToolCall
+from truckllm_testing.fakes import Fault, Reply, ToolCall
 from truckllm_testing.server import GatewayServer
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -278,3 +278,15 @@ def test_background_is_refused(client: openai.OpenAI, kit: Any) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.create(model="claude", input="later", background=True)
     assert info.value.body["param"] == "background"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_a_translated_stream_failing_midway_ends_with_an_error_the_sdk_raises(
+    client: openai.OpenAI, fresh: Any, kit: Any, alias: str
+) -> None:
+    kit.need(PROVIDER[alias])
+    _fake(fresh, alias).inject(Fault(error_after=3, chunk_delay=0.01))
+    kinds: list[str] = []
+    with pytest.raises(openai.APIError), client.responses.stream(model=alias, input="a long story") as stream:
+        kinds.extend(event.type for event in stream)
+    assert kinds[:2] == ["response.created", "response.in_progress"] and "response.completed" not in kinds

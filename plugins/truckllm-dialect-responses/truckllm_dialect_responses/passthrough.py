@@ -50,11 +50,8 @@ def error_frames(error: GatewayError, sequence_number: int, response: dict[str, 
     (when the response object is known) with ``status: failed`` and the error."""
     out = error_event(error, sequence_number)
     if response is not None:
-        failed = {
-            **response,
-            "status": "failed",
-            "error": {"code": error.code or error.type, "message": error.message},
-        }
+        code = "rate_limit_exceeded" if error.status == 429 else "server_error"  # ResponseError's codes
+        failed = {**response, "status": "failed", "error": {"code": code, "message": error.message}}
         event = {"type": "response.failed", "response": failed, "sequence_number": sequence_number + 1}
         out += b"event: response.failed\ndata: " + msgspec.json.encode(event) + b"\n\n"
     return out
