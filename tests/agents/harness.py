@@ -8,6 +8,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -160,10 +161,27 @@ class Run:
 
 
 def cli(name: str) -> Path:
-    """The installed CLI ``name``, or a skip saying how to install it."""
+    """The installed CLI ``name``; a skip saying why when it is not installed or cannot run on
+    this machine (no native build for the platform, a Node.js too old for it)."""
     path = BIN / name
     if not path.exists():
         pytest.skip(f"{name} is not installed: run `npm ci --prefix tests/agents` (make test-agents does)")
+    try:
+        with tempfile.TemporaryDirectory() as home:  # the probe touches no real home either
+            probe = subprocess.run(
+                [str(path), "--version"],
+                env=agent_env(Path(home), {}),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                stdin=subprocess.DEVNULL,
+            )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"{name} is installed but cannot run on this machine: {exc}")
+    if probe.returncode != 0:
+        pytest.skip(
+            f"{name} is installed but cannot run on this machine: {(probe.stderr or probe.stdout)[-500:]}"
+        )
     return path
 
 
