@@ -167,3 +167,14 @@ def test_a_stream_failing_midway_ends_with_an_error_the_sdk_raises(client: opena
         kinds.extend(event.type for event in stream)
     assert kinds[:2] == ["response.created", "response.in_progress"]
     assert "response.completed" not in kinds
+
+
+def test_input_tokens_pass_through_and_continue_a_conversation(client: openai.OpenAI, fresh: Any) -> None:
+    counted = client.responses.input_tokens.count(model="gpt", input="how many tokens is this?")
+    assert counted.object == "response.input_tokens" and counted.input_tokens > 0
+    assert fresh.openai.requests[-1].path == "/v1/responses/input_tokens"
+    first = client.responses.create(model="gpt", input="one two three")
+    alone = client.responses.input_tokens.count(model="gpt", input="four")
+    again = client.responses.input_tokens.count(model="gpt", previous_response_id=first.id, input="four")
+    assert again.input_tokens > alone.input_tokens  # the earlier turn was counted too
+    assert fresh.openai.requests[-1].json["previous_response_id"] == first.id  # back to the holder
