@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -142,3 +143,31 @@ def test_a_stream_is_stored_before_its_last_bytes(gateway: GatewayServer, fresh:
     assert completed["type"] == "response.completed"
     got = httpx.get(gateway.url + f"/v1/responses/{completed['response']['id']}", headers=auth)
     assert got.status_code == 200 and got.json() == completed["response"]
+
+
+def test_conversations_live_in_the_runtime_store_across_restarts(
+    upstreams: Any, fresh: Any, kit: Any, tmp_path: Path
+) -> None:
+    kit.need("anthropic")
+    store_plugin = pytest.importorskip("truckllm_store_file")
+    import truckllm_dialect_responses as dialect_plugin
+    import truckllm_provider_anthropic as provider_plugin
+
+    config = f"""
+keys: [{{name: team, value: {kit.key}}}]
+store: {{type: file, path: {tmp_path / "state.db"}}}
+providers:
+  ant: {{type: anthropic, base_url: {upstreams.anthropic.base_url}, keys: [{{name: a, value: ak}}]}}
+models:
+  claude: {{deployments: [{{provider: ant, model: claude-sonnet-4-5-20250929}}]}}
+"""
+    plugins = (dialect_plugin, provider_plugin, store_plugin)
+    with GatewayServer(config, autoload=False, extra_plugins=plugins) as gw:
+        first = _post(gw, "/v1/responses", {"model": "claude", "input": "remember me"}, kit.key).json()
+    with GatewayServer(config, autoload=False, extra_plugins=plugins) as gw:
+        auth = {"authorization": f"Bearer {kit.key}"}
+        assert httpx.get(gw.url + f"/v1/responses/{first['id']}", headers=auth).json() == first
+        body = {"model": "claude", "previous_response_id": first["id"], "input": "who?"}
+        assert _post(gw, "/v1/responses", body, kit.key).status_code == 200
+    sent = json.dumps(fresh.anthropic.requests[-1].json)
+    assert "remember me" in sent and "echo: remember me" in sent
