@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -207,8 +206,9 @@ def run_agent(argv: list[str], env: Mapping[str, str], cwd: Path, timeout: float
     return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
 
-def usage_rows(gateway: GatewayServer, alias: str) -> list[dict[str, Any]]:
-    """The gateway's usage rows for ``alias`` grouped by provider (waits for the records to land)."""
+def usage_row(gateway: GatewayServer, alias: str, requests: int) -> dict[str, Any]:
+    """The gateway's one usage row for ``alias`` grouped by provider, once it counts at least
+    ``requests`` requests (records are written off the response path; waits up to 10 s)."""
     deadline = time.monotonic() + 10
     while True:
         answer = httpx.get(
@@ -219,11 +219,7 @@ def usage_rows(gateway: GatewayServer, alias: str) -> list[dict[str, Any]]:
         )
         answer.raise_for_status()
         rows: list[dict[str, Any]] = answer.json()["rows"]
-        if rows or time.monotonic() > deadline:
-            return rows
+        if sum(r["requests"] for r in rows) >= requests or time.monotonic() > deadline:
+            assert len(rows) == 1, rows
+            return rows[0]
         time.sleep(0.2)
-
-
-def which(name: str) -> str | None:
-    """A program on PATH (for the agents' own prerequisites such as ``bash``)."""
-    return shutil.which(name)

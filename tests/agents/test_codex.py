@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents.harness import GATEWAY_KEY, OutboundTrap, Upstreams, agent_env, cli, run_agent, usage_rows
+from tests.agents.harness import GATEWAY_KEY, OutboundTrap, Upstreams, agent_env, cli, run_agent, usage_row
 from truckllm_testing.fakes.agent import AgentResponder, dialect_of
 from truckllm_testing.server import GatewayServer
 
@@ -104,10 +104,11 @@ def test_codex_runs_its_shell_tool_through_the_responses_door(
     # ... through the deployment of the alias, and the gateway counted it
     provider, dialect = DEPLOYMENTS[alias]
     fake = upstreams.by_name(provider)
-    assert len([r for r in fake.requests if dialect_of(r.path) == dialect]) >= 2
+    generated = [r for r in fake.requests if dialect_of(r.path) == dialect]
+    assert len(generated) >= 2
     others = [f for f in upstreams.all() if f is not fake]
     assert not [r for f in others for r in f.requests if r.method == "POST"]
     assert fake.violations == []
-    (row,) = usage_rows(gateway, alias)
+    row = usage_row(gateway, alias, len(generated))
     assert row["group"] == {"alias": alias, "provider": provider}
-    assert row["requests"] >= 2 and row["prompt_tokens"] > 0
+    assert row["requests"] >= len(generated) and row["errors"] == 0 and row["prompt_tokens"] > 0
