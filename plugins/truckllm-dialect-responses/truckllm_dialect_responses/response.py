@@ -219,6 +219,7 @@ def response_from_chat(chat_body: bytes, shape: Shape) -> dict[str, Any]:
         if not content:
             content.append(output_text(""))
         output.append(message_item(item_id(shape.id, "msg", len(output)), item_status, content))
+    taken: set[str] = set()
     for n, call in enumerate(calls):
         function = call.get("function")
         function = function if isinstance(function, dict) else {}
@@ -229,7 +230,7 @@ def response_from_chat(chat_body: bytes, shape: Shape) -> dict[str, Any]:
             function_call_item(
                 item_id(shape.id, "fc", len(output)),
                 "completed",
-                call_id(call.get("id"), shape.id, n),
+                call_id(call.get("id"), shape.id, n, taken),
                 name if isinstance(name, str) else "",
                 arguments,
             )

@@ -151,6 +151,7 @@ class ChatToResponses:
         self._items: list[_Item] = []
         self._open: _Item | None = None  # the open message or reasoning item
         self._tools: dict[int, _Tool] = {}
+        self._call_ids: set[str] = set()
         self._finish: object = None
         self._finished = False
         self._usage: dict[str, Any] | None = None
@@ -355,7 +356,7 @@ class ChatToResponses:
         self._close_open(out)
         item = _Item("function_call", len(self._items), "")
         item.id = item_id(self.shape.id, "fc", item.index)
-        item.call = call_id(tool.id, self.shape.id, index)
+        item.call = call_id(tool.id, self.shape.id, index, self._call_ids)
         item.name = tool.name
         self._items.append(item)
         tool.item = item

@@ -48,12 +48,19 @@ def item_id(response_id: str, prefix: str, index: int) -> str:
     return f"{prefix}_{digest[:48]}"
 
 
-def call_id(upstream_id: object, response_id: str, index: int) -> str:
+def call_id(upstream_id: object, response_id: str, index: int, taken: set[str] | None = None) -> str:
     """The ``call_id`` of a function call: the chat tool call's id unchanged, or (when the
-    upstream sent none) ``call_<hex>`` derived from the response id and the call's index."""
-    if isinstance(upstream_id, str) and upstream_id:
-        return upstream_id
-    return "call_" + item_id(response_id, "call", index)[5:29]
+    upstream sent none, or one already used in this response: ids must be unique for the
+    client to answer each call) ``call_<hex>`` derived from the response id and the call's index.
+
+    :param taken: the call ids given so far in this response; the result is added to it.
+    """
+    given = upstream_id if isinstance(upstream_id, str) and upstream_id else None
+    if given is None or (taken is not None and given in taken):
+        given = "call_" + item_id(response_id, "call", index)[5:29]
+    if taken is not None:
+        taken.add(given)
+    return given
 
 
 def seal_thinking(blocks: list[Any]) -> str | None:
