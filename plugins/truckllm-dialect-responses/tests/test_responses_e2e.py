@@ -35,6 +35,8 @@ def _records_for(records: Any, count: int) -> list[Any]:
 def test_usage_records_count_a_translated_request_like_chat(
     gateway: GatewayServer, fresh: Any, records: Any, kit: Any
 ) -> None:
+    """Peer bug: streamed Responses were not counted. Whole and streamed both make a record with
+    the provider's tokens, as a chat request does."""
     kit.need("anthropic")
     fresh.anthropic.script(
         Reply(text="counted", prompt_tokens=120, completion_tokens=9, cached_tokens=20, times=2)
@@ -130,6 +132,8 @@ def test_bad_requests_are_openai_shaped(
 
 
 def test_a_stream_is_stored_before_its_last_bytes(gateway: GatewayServer, fresh: Any, kit: Any) -> None:
+    """Peer bug: streamed Responses were not stored. The completed response is there as soon as the
+    stream has been read."""
     kit.need("gemini")
     auth = {"authorization": f"Bearer {kit.key}"}
     with httpx.stream(

@@ -80,6 +80,8 @@ def test_create_text(client: openai.OpenAI, kit: Any, alias: str) -> None:
 def test_function_tool_round_trip_with_previous_response_id(
     client: openai.OpenAI, fresh: Any, kit: Any, alias: str
 ) -> None:
+    """Peer bug: a bridge stored chatcmpl- ids but answered resp_ ids, so every follow-up tool turn
+    failed. The id the client got is the one that continues the conversation."""
     kit.need(PROVIDER[alias])
     fake = _fake(fresh, alias)
     fake.script(Reply(text="", tool_calls=[ToolCall("get_weather", {"city": "Paris"})]))
