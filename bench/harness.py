@@ -20,7 +20,17 @@ from bench.report import added, fmt, summarize
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-LANES = ("latency", "translation", "streaming", "throughput", "nginx", "profile", "hold", "memory")
+LANES = (
+    "latency",
+    "translation",
+    "streaming",
+    "responses",
+    "throughput",
+    "nginx",
+    "profile",
+    "hold",
+    "memory",
+)
 MB = 1024 * 1024
 
 SYSTEM = "You are a helpful assistant. Answer briefly, and say so when you do not know."
@@ -155,6 +165,16 @@ def gemini_body(max_tokens: int = 256) -> bytes:
 
 def installed_providers(truckllm: list[str]) -> set[str]:
     """Provider plugin types ``truckllm plugins --json`` lists as loaded."""
+    return installed_plugins(truckllm, "provider")
+
+
+def installed_dialects(truckllm: list[str]) -> set[str]:
+    """Inbound dialect plugins (``responses``, ``anthropic``...) ``truckllm plugins --json`` lists."""
+    return installed_plugins(truckllm, "dialect")
+
+
+def installed_plugins(truckllm: list[str], kind: str) -> set[str]:
+    """Names of the loaded plugins of one kind (entry points ``<kind>-<name>``)."""
     try:
         out = subprocess.run([*truckllm, "plugins", "--json"], capture_output=True, timeout=60, check=False)
         plugins = json.loads(out.stdout)
@@ -163,8 +183,8 @@ def installed_providers(truckllm: list[str]) -> set[str]:
     found = set()
     for plugin in plugins:
         entry = str(plugin.get("entry_point", "")).split("=", 1)[0].strip()
-        if entry.startswith("provider-") and plugin.get("status") == "loaded":
-            found.add(entry.removeprefix("provider-"))
+        if entry.startswith(f"{kind}-") and plugin.get("status") == "loaded":
+            found.add(entry.removeprefix(f"{kind}-"))
     return found
 
 

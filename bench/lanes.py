@@ -39,6 +39,7 @@ from bench.harness import (
     gaps,
     gateway_config,
     gemini_body,
+    installed_dialects,
     installed_providers,
     latencies,
     merge,
@@ -55,6 +56,7 @@ from bench.harness import (
 from bench.loadgen import RunResult, Target
 from bench.procs import Layout, Proc, Procs, machine_info, nginx_binary, rss_bytes, system_cpu
 from bench.report import fmt, summarize, table
+from bench.responses_lane import lane_responses, responses_target
 from bench.upstream import openai_answer
 
 LATENCY_HEADERS = [
@@ -86,6 +88,7 @@ class Bench:
         self.layout = Layout.choose(settings.pin, workers=max(settings.workers))
         self.truckllm = truckllm_command()
         self.providers: set[str] = set()
+        self.dialects: set[str] = set()
         self.nginx = nginx_binary()
         self.upstream: Proc | None = None
         self.gateway: Proc | None = None
@@ -208,6 +211,12 @@ class Bench:
         probes = [self.openai_target(port, True)] + [
             self.dialect_targets(d, False)[1] for d in ("anthropic", "gemini") if d in self.providers
         ]
+        if "responses" in self.dialects:
+            probes += [
+                responses_target(port, f"bench-{d}", True, False, None)
+                for d in ("openai", "anthropic")
+                if d in self.providers
+            ]
         for probe in probes:
             probe.port = port
             result = await loadgen.closed_loop([probe], 8 * workers, 0.5, warmup=0.0)
@@ -458,6 +467,10 @@ class Bench:
             )
         )
         return out
+
+    async def lane_responses(self) -> dict[str, Any]:
+        """(r) The Responses API beside chat: pass-through and translated (:mod:`bench.responses_lane`)."""
+        return await lane_responses(self)
 
     async def frontier(self, port: int, proc: Proc, workers: int) -> dict[str, Any]:
         """The highest rate whose added p99 stays under the budget: double, then bisect."""
@@ -993,6 +1006,8 @@ class Bench:
             )
         self.providers = installed_providers(self.truckllm)
         self.say(f"  provider plugins: {', '.join(sorted(self.providers)) or 'none found'}")
+        self.dialects = installed_dialects(self.truckllm)
+        self.say(f"  dialect plugins: {', '.join(sorted(self.dialects)) or 'none found'}")
         if "openai" not in self.providers:
             raise RuntimeError("the openai provider plugin is not installed: nothing to benchmark")
         use_nginx = "nginx" in s.lanes and self.nginx is not None

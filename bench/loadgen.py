@@ -14,7 +14,9 @@ throughput figure, and the latency at concurrency 1.
 Streams: the body is de-chunked and split into SSE events as it arrives; each event's arrival time
 is kept with the ``t<ns>`` stamp the benchmark upstream writes into each content event
 (``time.monotonic_ns()``, comparable across processes), which gives time to first token and each
-event's transit time. Every address must be loopback.
+event's transit time. An event whose first stamp is not newer than the last one counted repeats
+text already counted (the Responses API's ``output_text.done`` and ``response.completed`` carry
+the whole text) and is not a content event. Every address must be loopback.
 """
 
 from __future__ import annotations
@@ -249,6 +251,8 @@ class _Conn(asyncio.Protocol):
             match = _STAMP.search(part)
             if match is not None:
                 stamp = int(match.group(1)) * 1e-9
+                if events and stamp <= events[-1][1]:
+                    continue  # a closing event repeating the text (Responses' *.done): not new content
                 if not sample.ttft:
                     sample.ttft = t
                 events.append((t, stamp))

@@ -17,6 +17,9 @@ Lanes (``--lanes``; all by default):
   called natively; skipped when the provider plugin is not installed.
 - ``streaming``: added time to first token, added inter-event gap and added per-event transit
   time against streams paced at ``--stream-interval``; per dialect.
+- ``responses``: OpenAI's Responses API beside chat, pass-through (OpenAI upstream) and translated
+  (Anthropic upstream): added latency, concurrency-50 throughput, streams; ratios Responses / chat.
+  Skipped when the ``responses`` dialect plugin is not installed.
 - ``hold``: ``--hold-streams`` concurrent streams held open through the gateway; the gateway's
   RSS while it holds them.
 - ``memory``: gateway RSS at idle, at plateau under a mixed load for ``--soak`` seconds, and after
@@ -48,6 +51,8 @@ from bench.harness import LANES, Settings, clean, frontier_text
 from bench.lanes import Bench
 from bench.procs import Procs
 from bench.report import fmt, table
+from bench.responses_lane import HEADERS as RESPONSES_HEADERS
+from bench.responses_lane import table_rows as responses_rows
 
 __all__ = ["main", "parse_args"]
 
@@ -334,6 +339,15 @@ def markdown(results: dict[str, Any]) -> str:
             f"The load generator and the fake upstream alone: {fmt(direct)} req/s at concurrency 50.",
             "",
         ]
+    rrows = responses_rows(lanes.get("responses", {}))
+    if rrows:
+        lines.append(
+            "Responses API beside chat through the gateway (ms; ratio = Responses / chat; "
+            f"streams of {lanes['responses'].get('stream_events', '?')} events):"
+        )
+        lines.append("")
+        lines += _md(RESPONSES_HEADERS, rrows, left=2)
+        lines.append("")
     hold, mem = lanes.get("hold", {}), lanes.get("memory", {})
     mrows = []
     if "rss_idle_start_mb" in results:

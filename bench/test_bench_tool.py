@@ -150,6 +150,19 @@ async def test_model_suffix_sets_the_interval(upstream: int) -> None:
     assert gaps and min(gaps) >= 0.035
 
 
+def test_a_closing_event_repeating_the_text_is_not_content() -> None:
+    """Responses' ``output_text.done`` / ``response.completed`` carry every stamp again: not counted."""
+    deltas = [f'data: {{"delta": "t{1000000 + i} "}}\n\n'.encode() for i in range(3)]
+    done = b'data: {"text": "t1000000 t1000001 t1000002 "}\n\n'
+    recorder = _Recorder()
+    conn = loadgen._Conn(recorder)  # type: ignore[arg-type]
+    conn.transport = _Transport()  # type: ignore[assignment]
+    sample = Sample(intended=0.0, events=[])
+    conn.start(sample, b"")
+    conn.data_received(_chunked_response([*deltas, done, done]))
+    assert [round(stamp * 1e9) for _, stamp in sample.events or []] == [1000000, 1000001, 1000002]
+
+
 class _Recorder:
     """Stands in for :class:`LoadClient` to watch one connection's parser."""
 
