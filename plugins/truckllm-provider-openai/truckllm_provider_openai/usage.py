@@ -90,8 +90,8 @@ def answer_usage(body: bytes, responses: bool, count: bool = False) -> Usage | N
     if responses:
         return _response_usage(body)
     usage = parse_openai_usage(body)
-    if usage is not None and (usage.total_tokens or usage.prompt_tokens or usage.completion_tokens):
-        return usage
+    if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+        return usage  # (a Response has a total_tokens too: only these two say it is a chat answer)
     other = _response_usage(body)
     return other if other is not None else usage
 
