@@ -540,12 +540,16 @@ async def test_mid_stream_error_is_error_then_failed(fake: FakeOpenAI, http: aio
 
 
 async def test_sdk_stream_sees_the_failure(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
-    fake.inject(Fault(error_after=3, kind="rate_limit"))
+    fake.inject(Fault(error_after=3, kind="rate_limit", retry_after=1.5))
     async with client.responses.stream(model="gpt-4o", input="hello") as stream:
-        kinds = [event.type async for event in stream]
+        events = [event async for event in stream]
         with pytest.raises(RuntimeError, match=r"response\.completed"):
             await stream.get_final_response()
-    assert kinds[-2:] == ["error", "response.failed"]
+    assert [e.type for e in events[-2:]] == ["error", "response.failed"]
+    failed = events[-1]
+    assert failed.type == "response.failed" and failed.response.error is not None
+    assert failed.response.error.code == "rate_limit_exceeded"
+    assert "Please try again in 1.5s." in failed.response.error.message  # what Codex reads to wait
 
 
 async def test_drop_after_cuts_the_stream(fake: FakeOpenAI, http: aiohttp.ClientSession) -> None:

@@ -181,8 +181,13 @@ class ResponsesAPI(FakeUpstream):
 
     def responses_stream_error(self, ctx: Ctx, kind: str | None, index: int) -> bytes:
         """An ``error`` event then ``response.failed``, numbered from ``index``."""
-        code = "rate_limit_exceeded" if kind in ("rate_limit", "rate_limit_requests") else "server_error"
-        message = _STREAM_ERROR if code == "server_error" else "Rate limit reached. Please try again later."
+        limited = kind in ("rate_limit", "rate_limit_requests")
+        code = "rate_limit_exceeded" if limited else "server_error"
+        message = (
+            str(self.error_body(ctx, 429, kind or "rate_limit", None, None)["error"]["message"])
+            if limited
+            else _STREAM_ERROR
+        )
         error = self._event("error", index, code=code, message=message, param=None)
         response = dict(self._live.get(id(ctx), {}))
         response.update(status="failed", error={"code": code, "message": message}, usage=None)
