@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.agents.harness import GATEWAY_KEY, OutboundTrap, Upstreams, agent_env, cli, run_agent, usage_row
 from truckllm_testing.fakes.agent import AgentResponder
 from truckllm_testing.server import GatewayServer
@@ -13,14 +15,15 @@ from truckllm_testing.server import GatewayServer
 ALIAS = "claude-via-openai"
 
 
-def claude_env(home: Path, gateway: GatewayServer, proxy: str) -> dict[str, str]:
-    """Claude Code's settings for a gateway: its URL and key, every model an alias, no traffic
-    of its own (telemetry, error reports, auto-update, IDE probes)."""
+def claude_env(home: Path, gateway: GatewayServer, proxy: str, key_variable: str) -> dict[str, str]:
+    """Claude Code's settings for a gateway: its URL and key (``ANTHROPIC_AUTH_TOKEN`` is sent as
+    ``Authorization: Bearer``, ``ANTHROPIC_API_KEY`` as ``x-api-key``), every model an alias, no
+    traffic of its own (telemetry, error reports, auto-update, IDE probes)."""
     return agent_env(
         home,
         {
             "ANTHROPIC_BASE_URL": gateway.url,
-            "ANTHROPIC_AUTH_TOKEN": GATEWAY_KEY,
+            key_variable: GATEWAY_KEY,
             "ANTHROPIC_MODEL": ALIAS,
             "ANTHROPIC_DEFAULT_OPUS_MODEL": ALIAS,
             "ANTHROPIC_DEFAULT_SONNET_MODEL": ALIAS,
@@ -40,8 +43,14 @@ def claude_env(home: Path, gateway: GatewayServer, proxy: str) -> dict[str, str]
     )
 
 
+@pytest.mark.parametrize("key_variable", ["ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"])
 def test_claude_code_runs_bash_through_the_anthropic_door_to_openai(
-    gateway: GatewayServer, upstreams: Upstreams, responder: AgentResponder, home: Path, trap: OutboundTrap
+    gateway: GatewayServer,
+    upstreams: Upstreams,
+    responder: AgentResponder,
+    home: Path,
+    trap: OutboundTrap,
+    key_variable: str,
 ) -> None:
     claude = cli("claude")
     run = run_agent(
@@ -59,7 +68,7 @@ def test_claude_code_runs_bash_through_the_anthropic_door_to_openai(
             "bypassPermissions",
             "--no-session-persistence",
         ],
-        claude_env(home, gateway, trap.url),
+        claude_env(home, gateway, trap.url, key_variable),
         cwd=home / "work",
     )
     assert run.returncode == 0, run.describe()
