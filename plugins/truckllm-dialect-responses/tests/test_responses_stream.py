@@ -10,7 +10,7 @@ import openai
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
-from truckllm_dialect_responses.request import read_request
+from truckllm_dialect_responses.request import read_request, to_chat
 from truckllm_dialect_responses.response import Shape
 from truckllm_dialect_responses.stream import ChatToResponses
 
@@ -329,3 +329,38 @@ def test_an_error_before_anything_still_opens_the_response() -> None:
         "response.failed",
     ]
     assert got[-1]["response"]["error"]["code"] == "server_error"
+
+
+def test_streamed_call_ids_are_the_ids_the_next_turn_sends_back() -> None:
+    """Peer bug: the ids a streaming client sees must continue the conversation. The call id in
+    the streamed output is the provider's; the next turn's ``function_call_output`` naming it
+    reaches the provider as that tool call's id."""
+    translator, got = run(
+        frames(
+            chunk(
+                {
+                    "tool_calls": [
+                        {"index": 0, "id": "toolu_01Q", "function": {"name": "ls", "arguments": "{}"}}
+                    ]
+                }
+            ),
+            chunk({}, "tool_calls"),
+            USAGE,
+        )
+    )
+    done = [e["item"] for e in got if e["type"] == "response.output_item.done"]
+    assert done[0]["call_id"] == "toolu_01Q" and done[0]["id"].startswith("fc_")
+    final = translator.final
+    assert final is not None and final["output"] == done
+    follow_up = read_request(
+        json.dumps(
+            {
+                "model": "alias",
+                "previous_response_id": final["id"],
+                "input": [{"type": "function_call_output", "call_id": done[0]["call_id"], "output": "a b"}],
+            }
+        ).encode()
+    )
+    typed = to_chat(follow_up, [{"role": "user", "content": "ls"}, *final["output"], *follow_up.input])
+    assistant, tool = typed.messages[1], typed.messages[2]
+    assert assistant.tool_calls[0].id == tool.tool_call_id == "toolu_01Q"  # type: ignore[union-attr]
