@@ -156,26 +156,46 @@ class Counter:
         return ProviderResult(body=response.body) if provider.type == "counter" else None
 
 
+def has(provider: str) -> bool:
+    """``truckllm-provider-<provider>`` is installed."""
+    return PROVIDER_PLUGINS[provider] is not None
+
+
 def gateway_config(anth: FakeAnthropic, gem: FakeGemini, oai: FakeOpenAI) -> str:
     """Aliases ``claude`` (Anthropic), ``gem`` (Gemini), ``gpt`` (OpenAI), ``gpt-pair`` (two OpenAI
     accounts: keys ``ok`` and ``ok2`` of the fake), ``counted`` (a counter); gateway keys ``team``
-    and ``other``."""
-    return f"""
-keys: [{{name: team, value: {KEY}}}, {{name: other, value: {OTHER_KEY}}}]
-routing: {{retries: 0, cooldown: {{failures: 1000}}}}
-providers:
-  ant: {{type: anthropic, base_url: {anth.base_url}, keys: [{{name: a, value: ak}}]}}
-  gem: {{type: gemini, base_url: {gem.base_url}, keys: [{{name: g, value: gk}}]}}
-  oai: {{type: openai, base_url: {oai.base_url}, keys: [{{name: o, value: ok}}]}}
-  oai2: {{type: openai, base_url: {oai.base_url}, keys: [{{name: o2, value: ok2}}]}}
-  cnt: {{type: counter}}
-models:
-  counted: {{deployments: [{{provider: cnt, model: words}}]}}
-  claude: {{deployments: [{{provider: ant, model: claude-sonnet-4-5-20250929}}]}}
-  gem: {{deployments: [{{provider: gem, model: gemini-2.5-flash}}]}}
-  gpt: {{deployments: [{{provider: oai, model: gpt-4o}}]}}
-  gpt-pair: {{routing: {{retries: 2}}, deployments: [{{provider: oai, model: gpt-4o}}, {{provider: oai2, model: gpt-4o}}]}}
-"""
+    and ``other``. A provider whose plugin is not installed is left out (its tests skip)."""
+    providers = {
+        "anthropic": [
+            f"  ant: {{type: anthropic, base_url: {anth.base_url}, keys: [{{name: a, value: ak}}]}}"
+        ],
+        "gemini": [f"  gem: {{type: gemini, base_url: {gem.base_url}, keys: [{{name: g, value: gk}}]}}"],
+        "openai": [
+            f"  oai: {{type: openai, base_url: {oai.base_url}, keys: [{{name: o, value: ok}}]}}",
+            f"  oai2: {{type: openai, base_url: {oai.base_url}, keys: [{{name: o2, value: ok2}}]}}",
+        ],
+    }
+    models = {
+        "anthropic": ["  claude: {deployments: [{provider: ant, model: claude-sonnet-4-5-20250929}]}"],
+        "gemini": ["  gem: {deployments: [{provider: gem, model: gemini-2.5-flash}]}"],
+        "openai": [
+            "  gpt: {deployments: [{provider: oai, model: gpt-4o}]}",
+            "  gpt-pair: {routing: {retries: 2}, deployments: [{provider: oai, model: gpt-4o},"
+            " {provider: oai2, model: gpt-4o}]}",
+        ],
+    }
+    installed = [name for name in PROVIDER_PLUGINS if has(name)]
+    lines = [
+        f"keys: [{{name: team, value: {KEY}}}, {{name: other, value: {OTHER_KEY}}}]",
+        "routing: {retries: 0, cooldown: {failures: 1000}}",
+        "providers:",
+        "  cnt: {type: counter}",
+        *(line for name in installed for line in providers[name]),
+        "models:",
+        "  counted: {deployments: [{provider: cnt, model: words}]}",
+        *(line for name in installed for line in models[name]),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class Upstreams(NamedTuple):
@@ -222,11 +242,6 @@ def need(provider: str) -> None:
     """Skip unless ``truckllm-provider-<provider>`` is installed."""
     if PROVIDER_PLUGINS[provider] is None:
         pytest.skip(f"truckllm-provider-{provider} is not installed")
-
-
-def has(provider: str) -> bool:
-    """``truckllm-provider-<provider>`` is installed."""
-    return PROVIDER_PLUGINS[provider] is not None
 
 
 class Kit:
