@@ -404,3 +404,17 @@ def test_nothing_is_relayed_after_the_terminal_event(kit: Any) -> None:
     events = stream_events()
     sent, failure = kit.run_stream(passthrough(kit), [b"".join(events) + events[2]])
     assert failure is None and sent == b"".join(events)
+
+
+def test_a_rate_limited_response_says_when_to_try_again(kit: Any) -> None:
+    message = (
+        "Rate limit reached for gpt-5-codex on tokens per min (TPM): Please try again in 1.5s. Visit ..."
+    )
+    failed = {**RESPONSE, "status": "failed", "error": {"code": "rate_limit_exceeded", "message": message}}
+    events = stream_events()
+    sent, failure = kit.run_stream(
+        passthrough(kit), [*events[:2], event("response.failed", 2, response=failed)]
+    )
+    assert failure is not None and sent == b"".join(events[:2])
+    assert (failure.error.kind, failure.error.status, failure.error.retry_after) == ("rate_limit", 429, 1.5)
+    assert failure.error.message == message

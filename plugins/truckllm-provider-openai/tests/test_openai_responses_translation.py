@@ -299,3 +299,28 @@ def test_a_stream_that_names_no_response_still_has_one_id_and_the_fallback_model
         {},
     ]
     assert kit.data_frames(sent)[-1] == "[DONE]"
+
+
+def test_a_request_without_an_openai_form_is_refused_with_the_dialects_reason(kit: Any) -> None:
+    request = ChatRequest(
+        endpoint="chat",
+        dialect="gemini",
+        body=b"{}",
+        model="m",
+        refusal="code execution cannot be translated",
+        refusal_param="tools[0]",
+    )
+    for model in ("gpt-4o", "o3-pro"):
+        with pytest.raises(UnsupportedRequest) as refused:
+            transform_request(provider=kit.provider(), model=model, request=request, api_key="k")
+        assert (refused.value.message, refused.value.param) == (
+            "code execution cannot be translated",
+            "tools[0]",
+        )
+    # a Responses request is passed through as it is: no OpenAI form is needed
+    passed = ChatRequest(
+        endpoint="chat", dialect="responses", body=b'{"model":"m","input":"x","tools":[{"type":"web_search"}]}',
+        model="m", refusal="web_search cannot be translated", refusal_param="tools[0]",
+    )  # fmt: skip
+    upstream = transform_request(provider=kit.provider(), model="m", request=passed, api_key="k")
+    assert upstream is not None and upstream.body is passed.body

@@ -97,6 +97,11 @@ def _path_and_body(request: ChatRequest, model: str, options: Options) -> tuple[
             "an OpenAI provider serves count_tokens only for Responses API requests "
             f"(POST /v1/responses/input_tokens), not for {request.dialect} ones"
         )
+    if request.dialect != "openai" and request.typed is None:  # the dialect found no OpenAI form
+        raise UnsupportedRequest(
+            request.refusal or f"this {request.dialect} request has no OpenAI form to send",
+            param=request.refusal_param,
+        )
     if _translated(request, model, options):
         return RESPONSES_PATHS["chat"], msgspec.json.encode(translate_request(request, model))
     return PATHS[request.endpoint], _body(request, model, options)

@@ -126,8 +126,15 @@ def responses_failure(payload: Any, default_kind: str, what: str) -> UpstreamErr
     status, kind = _RESPONSE_CODES.get(code or "", (502, default_kind))
     if kind == default_kind and (code in CLIENT_CODES or etype == "invalid_request_error"):
         status, kind = 400, "bad_request"
+    retry_after = None
+    if kind == "rate_limit":
+        match = _TRY_AGAIN.search(message)  # OpenAI's "Please try again in 1.5s": read, as for a 429
+        if match:
+            retry_after = float(match.group(1)) / (1000 if match.group(2).lower() == "ms" else 1)
     if kind in ("stream", "server"):
         return UpstreamError(
             status=502, kind=kind, message=message, type=etype or "server_error", code=code, param=param
         )
-    return upstream_error(status, message, kind=kind, code=code, param=param, type=etype)
+    return upstream_error(
+        status, message, kind=kind, code=code, param=param, type=etype, retry_after=retry_after
+    )
