@@ -316,6 +316,25 @@ def test_a_turn_of_reasoning_text_and_calls_is_one_assistant_message() -> None:
     ]
 
 
+def test_text_after_calls_before_their_outputs_stays_in_the_turn() -> None:
+    got = chat(
+        input=[
+            {"role": "user", "content": "go"},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "Running f."}]},
+            {"type": "function_call_output", "call_id": "c1", "output": "done"},
+        ]
+    )
+    assert got["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": "Running f.",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+    ]
+
+
 def test_media_in_tool_output_follow_in_a_user_message() -> None:
     got = chat(
         input=[

@@ -312,9 +312,7 @@ class Conversation:
     def _message(self, item: dict[str, Any], index: int) -> None:
         role = item.get("role")
         content = item.get("content")
-        if role == "assistant":
-            if self._turn.calls:
-                self._flush_turn()
+        if role == "assistant":  # text after the turn's calls (before their outputs) joins them
             self._flush_media()
             if isinstance(content, str):
                 if content:
