@@ -484,6 +484,9 @@ class ProviderSpec(Struct, frozen=True, kw_only=True):
     :ivar endpoints: which client endpoints it can serve.
     :ivar options: a msgspec Struct type for ``providers.<name>.options`` (decoded strictly).
     :ivar needs_keys: ``False`` for providers that take no API key (``mock``, local servers).
+    :ivar passes_through: client dialects (besides ``dialect``) whose requests it sends upstream
+        as they came: a request with a ``refusal`` (no typed form) is not refused on it
+        (the OpenAI provider: ``responses``).
     """
 
     type: str
@@ -492,6 +495,7 @@ class ProviderSpec(Struct, frozen=True, kw_only=True):
     endpoints: frozenset[str] = frozenset({"chat"})
     options: builtins.type[Struct] | None = None
     needs_keys: bool = True
+    passes_through: frozenset[str] = frozenset()
 
 
 class StrategySpec(Struct, frozen=True, kw_only=True):

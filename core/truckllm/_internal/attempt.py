@@ -69,10 +69,8 @@ def build(run: RequestRun, cand: Candidate, routing: RoutingConfig) -> UpstreamR
     """
     provider = cand.provider
     run.request = request_for(run.original, cand)
-    if (
-        run.request.refusal is not None
-        and run.rt.specs[cand.deployment.provider].dialect != run.request.dialect
-    ):
+    spec = run.rt.specs[cand.deployment.provider]
+    if run.request.refusal is not None and run.request.dialect not in (spec.dialect, *spec.passes_through):
         raise UnsupportedRequest(run.request.refusal, param=run.request.refusal_param)
     try:
         upstream: UpstreamRequest | None = run.dispatch.call(

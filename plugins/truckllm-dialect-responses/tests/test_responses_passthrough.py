@@ -56,11 +56,6 @@ def test_pass_through_keeps_the_bytes_and_openais_ids(client: openai.OpenAI, fre
     assert client.responses.retrieve(first.id).model_dump() == first.model_dump()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the kernel refuses a request with a refusal on every provider whose ProviderSpec.dialect is "
-    "not 'responses', OpenAI's included (see the B2 report for the kernel change)",
-)
 def test_builtin_tools_pass_through_to_openai(client: openai.OpenAI, fresh: Any) -> None:
     response = client.responses.create(model="gpt", input="news?", tools=[{"type": "web_search"}])
     assert response.status == "completed"

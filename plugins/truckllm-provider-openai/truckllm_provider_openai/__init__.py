@@ -72,6 +72,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             dialect="openai",
             endpoints=frozenset(PATHS) | frozenset(RESPONSES_PATHS),
             options=Options,
+            passes_through=frozenset({"responses"}),  # Responses API requests go as they came
         )
     )
 
