@@ -302,3 +302,34 @@ def test_the_command_prints_the_token_and_does_not_contain_it() -> None:
     assert agent.token not in agent.command and "$" not in agent.command
     out = subprocess.run(["sh", "-c", agent.command], capture_output=True, text=True, check=True).stdout
     assert out == agent.token + "\n"
+
+
+async def test_agent_round_trip_on_openai_responses(http: aiohttp.ClientSession) -> None:
+    agent = AgentResponder()
+    tools = [
+        {
+            "type": "function",
+            "name": "exec_command",
+            "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]},
+        }
+    ]
+    user = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "print the token"}]}
+    async with FakeOpenAI(keys=["k1"]) as fake:
+        fake.responder = agent
+        url = fake.base_url + "/responses"
+        first = await post(
+            http, url, OPENAI, {"model": "gpt-5", "input": [user], "tools": tools, "store": False}
+        )
+        (call,) = first["output"]
+        assert call["type"] == "function_call" and call["name"] == "exec_command"
+        assert json.loads(call["arguments"]) == {"cmd": agent.command}
+        output = {
+            "type": "function_call_output",
+            "call_id": call["call_id"],
+            "output": f"Output:\n{agent.token}\n",
+        }
+        body = {"model": "gpt-5", "input": [user, call, output], "tools": tools, "store": False}
+        second = await post(http, url, OPENAI, body)
+        assert fake.violations == []
+    (message,) = second["output"]
+    assert message["content"][0]["text"] == f"The command printed {agent.token}."
