@@ -25,7 +25,7 @@ from pydantic import TypeAdapter
 from truckllm_dialect_responses.request import read_request, to_chat
 from truckllm_dialect_responses.response import Shape, response_from_chat
 from truckllm_dialect_responses.stream import ChatToResponses
-from truckllm_dialect_responses.wire import seal_thinking
+from truckllm_dialect_responses.wire import open_thinking, seal_thinking
 
 from truckllm.errors import GatewayError, UnsupportedRequest
 from truckllm.kit.openai_schemas import ChatCompletionRequest
@@ -539,3 +539,24 @@ def test_streams_split_anywhere_give_the_same_valid_events(upstream: bytes, cuts
         assert completed.model_dump(mode="json", exclude_none=True) == Response.model_validate(
             final
         ).model_dump(mode="json", exclude_none=True)
+
+
+THINKING = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"type": st.just("thinking"), "thinking": st.text(), "signature": st.text()}),
+        st.fixed_dictionaries({"type": st.just("redacted_thinking"), "data": st.text()}),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@SETTINGS
+@given(blocks=THINKING)
+def test_sealed_thinking_opens_to_the_same_blocks(blocks: list[dict[str, Any]]) -> None:
+    sealed = seal_thinking(blocks)
+    assert sealed is not None and sealed.isascii()
+    opened = open_thinking(sealed)
+    assert opened is not None and [msgspec.json.decode(raw) for raw in opened] == blocks
+    assert open_thinking(sealed[len("truckllm.") :]) is None  # not ours: OpenAI's own, say
+    assert open_thinking(sealed[:-4]) is None  # cut short: damaged, never an exception
