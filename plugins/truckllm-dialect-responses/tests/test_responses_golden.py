@@ -41,7 +41,9 @@ def _cases(kind: str, suffix: str) -> list[str]:
 
 def _shape(request: dict[str, Any]) -> Shape:
     call = read_request(json.dumps(request).encode())
-    return Shape(id="resp_golden", created_at=1_750_000_000, alias=call.model, call=call, completed_at=1_750_000_002)
+    return Shape(
+        id="resp_golden", created_at=1_750_000_000, alias=call.model, call=call, completed_at=1_750_000_002
+    )
 
 
 @pytest.mark.parametrize("case", _cases("requests", ".in.json"))
