@@ -14,23 +14,28 @@ from truckllm_testing.fakes.agent import AgentResponder, dialect_of
 from truckllm_testing.server import GatewayServer
 
 DEPLOYMENTS = {"codex-openai": ("oai", "responses"), "codex-anthropic": ("ant", "anthropic")}
-KEY_VARIABLE = "TRUCKLLM_API_KEY"
-
-
-def codex_config(gateway_url: str, alias: str) -> str:
-    """``$CODEX_HOME/config.toml``: the gateway as the model provider, the alias as the model,
-    no update check, analytics, feedback or OpenTelemetry export, no plugin marketplace sync
-    (github.com, chatgpt.com); no hosted web search and no sub-agent tools (a ``namespace``
-    tool), which only OpenAI's own models can serve."""
-    return f"""\
-model = "{alias}"
-model_provider = "truckllm"
-check_for_update_on_startup = false
+"""Alias -> (provider, the dialect the fake is spoken to in)."""
+OPENAI_ONLY_TOOLS = """\
 web_search = "disabled"
 
 [agents]
 enabled = false
+"""
+"""Codex's hosted web search and sub-agent tools (a ``namespace`` tool) are OpenAI's built-in
+tools: a deployment of another provider cannot run them and the gateway answers 400 naming the
+tool, so Codex is told not to offer them."""
+KEY_VARIABLE = "TRUCKLLM_API_KEY"
 
+
+def codex_config(gateway_url: str, alias: str, openai: bool) -> str:
+    """``$CODEX_HOME/config.toml``: the gateway as the model provider, the alias as the model,
+    no update check, analytics, feedback or OpenTelemetry export, no plugin marketplace sync
+    (github.com, chatgpt.com); OpenAI's built-in tools only when ``openai`` serves the alias."""
+    return f"""\
+model = "{alias}"
+model_provider = "truckllm"
+check_for_update_on_startup = false
+{"" if openai else OPENAI_ONLY_TOOLS}
 [features]
 plugins = false
 
@@ -57,7 +62,8 @@ def codex_env(home: Path, gateway_url: str, alias: str, proxy: str) -> dict[str,
     """Codex's environment: its home (``CODEX_HOME``) with the config above, the gateway key."""
     codex_home = home / ".codex"
     codex_home.mkdir(exist_ok=True)
-    (codex_home / "config.toml").write_text(codex_config(gateway_url, alias))
+    openai = DEPLOYMENTS[alias][0] == "oai"
+    (codex_home / "config.toml").write_text(codex_config(gateway_url, alias, openai))
     return agent_env(home, {"CODEX_HOME": str(codex_home), KEY_VARIABLE: GATEWAY_KEY}, proxy)
 
 
@@ -100,10 +106,13 @@ def test_codex_runs_its_shell_tool_through_the_responses_door(
     assert responder.token in final, described
     calls = [t for t in responder.turns if t.action == "call"]
     assert len(calls) == 1, responder.turns
-    assert any(responder.token in r for r in responder.results), responder.turns
-    # ... through the deployment of the alias, and the gateway counted it
     provider, dialect = DEPLOYMENTS[alias]
     fake = upstreams.by_name(provider)
+    if provider == "oai":  # passed through: OpenAI's built-in tools reach OpenAI as Codex sent them
+        types = {tool["type"] for tool in fake.requests[0].json["tools"]}
+        assert {"web_search", "namespace"} <= types, types
+    assert any(responder.token in r for r in responder.results), responder.turns
+    # ... through the deployment of the alias, and the gateway counted it
     generated = [r for r in fake.requests if dialect_of(r.path) == dialect]
     assert len(generated) >= 2
     others = [f for f in upstreams.all() if f is not fake]
