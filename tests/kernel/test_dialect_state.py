@@ -41,6 +41,7 @@ class MemoDialect:
     routes = (
         DialectRoute(path="/memo/{model}", endpoint="chat"),
         DialectRoute(path="/memo/turns/{turn}", endpoint="local", methods=("GET", "DELETE")),
+        DialectRoute(path="/memo/ask/{model}/{q}", endpoint="local", methods=("GET",)),
     )
 
     def credentials(self, headers: Any, query: Any) -> str | None:
@@ -94,6 +95,15 @@ class MemoDialect:
         return _MemoFrames(self, request)
 
     async def serve_local(self, route: DialectRoute, call: LocalCall) -> LocalAnswer:
+        if "q" in call.path_params:  # a request of the dialect's own making, through the request path
+            model, question = call.path_params["model"], call.path_params["q"]
+            body = msgspec.json.encode({"q": question})
+            return await call.forward(
+                ChatRequest(
+                    endpoint="chat", dialect="memo", body=body, model=model,
+                    typed=_typed(model, question, False),
+                )
+            )
         name = f"turn:{call.path_params['turn']}"
         if call.method == "DELETE":
             return LocalAnswer(body=msgspec.json.encode({"deleted": await call.state.delete(name)}))
@@ -254,3 +264,25 @@ def test_request_state_scopes_caps_and_survives_a_broken_store() -> None:
         await broken.flush()  # logged, not raised: the answer still goes out
 
     asyncio.run(run())
+
+
+def test_a_local_route_forwards_through_the_request_path_as_the_callers_key() -> None:
+    """``LocalCall.forward``: the caller's key, its allow-list and limits, failover, one record."""
+    extra = "keys: [{name: alice, value: key-alice, rpm: 1}, {name: bob, value: key-bob, models: [other]}]\n"
+    config = _config().replace(KEYS, extra).replace("models:\n", "models:\n  other: {deployments: [{provider: p1, model: echo}]}\n")
+    with GatewayServer(config, extra_plugins=(MemoPlugin(),)) as gw:
+        alice = {"authorization": "Bearer key-alice"}
+        first = httpx.get(f"{gw.url}/memo/ask/m/hello", headers=alice)
+        unknown = httpx.get(f"{gw.url}/memo/ask/nope/hello", headers=alice)
+        limited = httpx.get(f"{gw.url}/memo/ask/m/again", headers=alice)
+        not_allowed = httpx.get(f"{gw.url}/memo/ask/m/hello", headers={"authorization": "Bearer key-bob"})
+        stored = httpx.get(f"{gw.url}/memo/turns/{first.json()['id']}", headers=alice)
+        assert gw.gateway is not None
+        in_flight = gw.gateway.in_flight
+    assert first.status_code == 200 and first.json()["a"] == "mock: hello", first.text
+    assert first.json()["served_by"] == "p1"
+    assert stored.status_code == 200 and stored.json()["a"] == "mock: hello"  # the forward's state was flushed
+    assert unknown.status_code == 404 and unknown.json()["param"] == "model"
+    assert limited.status_code == 429 and "memo_error" in limited.json()  # a 1 rpm key, asked twice
+    assert not_allowed.status_code == 403  # the key's allow-list holds for what a dialect forwards
+    assert in_flight == 0

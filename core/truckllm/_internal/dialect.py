@@ -12,7 +12,7 @@ treat all requests alike, with the dialect as a label.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -50,6 +50,10 @@ class LocalCall(msgspec.Struct, frozen=True, kw_only=True):
     :ivar headers: the client's headers (lower-case names), minus credentials.
     :ivar body: the body as received (capped like every body).
     :ivar state: the dialect's stored state, scoped to the caller's gateway key.
+    :ivar forward: serve a request the dialect builds (e.g. polling the provider account that
+        holds a response) through the gateway's request path, as the caller's gateway key:
+        limits, budget, failover, one usage record. Returns the whole answer in the dialect's
+        format (its ``response`` was applied); raises :class:`GatewayError`. Not for streams.
     """
 
     method: str
@@ -58,6 +62,7 @@ class LocalCall(msgspec.Struct, frozen=True, kw_only=True):
     headers: Mapping[str, str]
     body: bytes
     state: DialectState
+    forward: Callable[[ChatRequest], Awaitable[LocalAnswer]]
 
 
 class LocalAnswer(msgspec.Struct, frozen=True, kw_only=True):

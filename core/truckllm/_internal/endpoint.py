@@ -28,6 +28,7 @@ from truckllm._internal.asgi_util import (
     request_id,
     send_bytes,
 )
+from truckllm._internal.auth import GatewayKey
 from truckllm._internal.dialect import DialectRoute, InboundDialect
 from truckllm._internal.dialect_state import RequestState, backend_of
 from truckllm._internal.gateway import Gateway
@@ -41,10 +42,12 @@ from truckllm.types import ChatRequest
 __all__ = [
     "WATCH_AFTER",
     "ApiEndpoint",
+    "admit_request",
     "check_limits",
     "content_size",
     "request_state",
     "resolve_alias",
+    "serve_whole",
 ]
 
 _WORKER = os.environ.get("TRUCKLLM_WORKER")  # set by truckllm.server.supervise() in each worker
@@ -131,6 +134,86 @@ def request_state(gw: Gateway, rt: Runtime, dialect: str, key: str | None) -> Re
     config = rt.config.server.state
     gw.memory_state.max_items = config.memory_items
     return RequestState(backend_of(gw.store, gw.memory_state), dialect, key, config.ttl, config.max_bytes)
+
+
+async def admit_request(
+    gw: Gateway, rt: Runtime, ctx: RequestContext, request: ChatRequest, key: GatewayKey | None
+) -> None:
+    """Resolve the request's alias (within the key's allow-list), check that it serves the
+    endpoint and, for a budgeted key, that it is priced; then take the key's limits and reserve
+    its budget.
+
+    :raises GatewayError: 404 / 403 / 400 for the model, 429 over a limit or budget.
+    """
+    plan = resolve_alias(rt, request.model, key.models if key is not None else None)
+    alias = plan.alias
+    if key is not None and key.models is not None and not _allowed(alias, key.models):
+        raise GatewayError(
+            403, f"This API key may not use the model '{alias}'.", code="model_not_allowed", param="model"
+        )
+    ctx.alias = alias
+    ctx.plan = plan
+    if request.endpoint not in plan.endpoints:
+        raise GatewayError(
+            400, f"The model '{alias}' does not support the {request.endpoint} endpoint.", param="model"
+        )
+    if key is not None and key.config.budget is not None:
+        ctx.priced_only = True
+        check_priced(rt, plan)
+    if key is not None and gw.store is not None:
+        ctx.estimated_tokens = estimate_tokens(request)
+        ctx.reservation = await admit(
+            # the store's reservation id is the gateway's own: X-Request-Id is the client's
+            gw.store,
+            key,
+            serving_plans(rt, plan),
+            ctx.estimated_tokens,
+            "rsv_" + os.urandom(12).hex(),
+        )
+
+
+async def serve_whole(
+    gw: Gateway, rt: Runtime, dialect: InboundDialect, key: GatewayKey | None, request: ChatRequest, rid: str
+) -> Outcome:
+    """Serve a request a dialect made itself (a ``local`` route's ``forward``) as a whole answer.
+
+    The same path as a client's request once decoded: input limits, alias and allow-list, the
+    key's limits and budget, the failover loop, one usage record and one settlement. Streams are
+    not forwarded.
+
+    :raises GatewayError: the answer's error, rendered by the caller in the dialect's format.
+    """
+    if request.stream:
+        raise GatewayError(400, "A forwarded request cannot stream.", param="stream")
+    ctx = RequestContext(request_id=rid, dialect=dialect, endpoint=request.endpoint)
+    ctx.gateway_key = key.name if key is not None else None
+    ctx.request = request
+    ctx.state = request.state if isinstance(request.state, RequestState) else None
+    gw.enter()
+    try:
+        check_limits(rt, request.typed)
+        await admit_request(gw, rt, ctx, request, key)
+        outcome = await serve(gw, rt, request, ctx)
+        if ctx.state is not None:
+            await ctx.state.flush()
+        return outcome
+    except GatewayError as exc:
+        ctx.status = exc.status
+        if ctx.error is None:
+            ctx.rejected_kind = _REJECTED_KIND.get(exc.status, "bad_request")
+            ctx.rejected_message = exc.message
+        raise
+    except asyncio.CancelledError:
+        ctx.client_disconnected = True
+        ctx.status = 499
+        raise
+    finally:
+        try:
+            end_request(gw, rt, ctx)
+        except Exception as exc:  # a record that cannot be built must not keep the request in flight
+            logger.opt(exception=exc).error("request {} could not be recorded", rid)
+        finally:
+            gw.leave()
 
 
 def _allowed(model: str, allowed: frozenset[str]) -> bool:
@@ -233,31 +316,7 @@ class ApiEndpoint:
         if self.prepare is not None:
             request = ctx.request = await self._prepare(rt, ctx, request)
         check_limits(rt, request.typed)
-        plan = resolve_alias(rt, request.model, key.models if key is not None else None)
-        alias = plan.alias
-        if key is not None and key.models is not None and not _allowed(alias, key.models):
-            raise GatewayError(
-                403, f"This API key may not use the model '{alias}'.", code="model_not_allowed", param="model"
-            )
-        ctx.alias = alias
-        ctx.plan = plan
-        if self.endpoint not in plan.endpoints:
-            raise GatewayError(
-                400, f"The model '{alias}' does not support the {self.endpoint} endpoint.", param="model"
-            )
-        if key is not None and key.config.budget is not None:
-            ctx.priced_only = True
-            check_priced(rt, plan)
-        if key is not None and self.gateway.store is not None:
-            ctx.estimated_tokens = estimate_tokens(request)
-            ctx.reservation = await admit(
-                # the store's reservation id is the gateway's own: X-Request-Id is the client's
-                self.gateway.store,
-                key,
-                serving_plans(rt, plan),
-                ctx.estimated_tokens,
-                "rsv_" + os.urandom(12).hex(),
-            )
+        await admit_request(self.gateway, rt, ctx, request, key)
 
         stream_slot = None
         limit = rt.config.server.limits.max_streams_per_key

@@ -25,9 +25,10 @@ from truckllm._internal.asgi_util import (
     send_bytes,
 )
 from truckllm._internal.dialect import DialectRoute, InboundDialect, LocalAnswer, LocalCall
-from truckllm._internal.endpoint import CREDENTIAL_HEADERS, request_state
+from truckllm._internal.endpoint import CREDENTIAL_HEADERS, request_state, serve_whole
 from truckllm._internal.gateway import Gateway
 from truckllm.errors import GatewayError
+from truckllm.types import ChatRequest
 
 __all__ = ["LocalEndpoint"]
 
@@ -86,12 +87,25 @@ class LocalEndpoint:
         query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
         key = rt.keyring.authenticate(self.dialect.credentials(all_headers, query))
         body = await read_body(scope, receive, rt.config.server.max_body_bytes, rt.config.server.read_timeout)
+        state = request_state(gw, rt, self.dialect.name, key.name if key is not None else None)
+        rid = request_id(scope)
+
+        async def forward(request: ChatRequest) -> LocalAnswer:
+            request.state = state
+            outcome = await serve_whole(gw, rt, self.dialect, key, request, rid)
+            return LocalAnswer(
+                status=outcome.status,
+                body=outcome.body,
+                content_type=outcome.headers.get("content-type", "application/json"),
+            )
+
         call = LocalCall(
             method=scope["method"],
             path_params=scope.get("path_params", {}),
             query=query,
             headers={k: v for k, v in all_headers.items() if k not in _CREDENTIAL_NAMES},
             body=body,
-            state=request_state(gw, rt, self.dialect.name, key.name if key is not None else None),
+            state=state,
+            forward=forward,
         )
         return await self.serve(self.route, call)
