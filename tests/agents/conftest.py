@@ -43,9 +43,10 @@ def upstreams() -> Iterator[Upstreams]:
         yield up
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def gateway(upstreams: Upstreams) -> Iterator[GatewayServer]:
-    """A real gateway on loopback in front of the fakes."""
+    """A real gateway on loopback in front of the fakes, fresh for each test (its usage counts
+    that test's requests only)."""
     with GatewayServer(gateway_config(upstreams)) as server:
         yield server
 

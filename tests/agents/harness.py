@@ -207,7 +207,7 @@ def run_agent(argv: list[str], env: Mapping[str, str], cwd: Path, timeout: float
 
 
 def usage_row(gateway: GatewayServer, alias: str, requests: int) -> dict[str, Any]:
-    """The gateway's one usage row for ``alias`` grouped by provider, once it counts at least
+    """The gateway's one usage row for ``alias`` grouped by provider, once it counts
     ``requests`` requests (records are written off the response path; waits up to 10 s)."""
     deadline = time.monotonic() + 10
     while True:
