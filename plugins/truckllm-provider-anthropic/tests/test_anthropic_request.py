@@ -332,17 +332,26 @@ def test_embeddings_are_not_served(kit: Any) -> None:
         plugin.transform_request(provider=kit.provider(), model="m", request=request, api_key="k")
 
 
-def test_count_tokens_passes_through_for_anthropic_clients() -> None:
-    from truckllm.errors import UnsupportedRequest
+def test_count_tokens_passes_through_for_anthropic_clients_and_is_translated_for_others(kit: Any) -> None:
     from truckllm.types import ChatRequest, Provider
 
     provider = Provider(name="an", type="anthropic", base_url="https://api.anthropic.com")
     body = b'{"model": "claude", "messages": [{"role": "user", "content": "hi"}]}'
     request = ChatRequest(endpoint="count_tokens", dialect="anthropic", body=body, model="claude")
-    upstream = plugin.transform_request(provider=provider, model="claude-sonnet-4-6", request=request, api_key="k")
+    upstream = plugin.transform_request(
+        provider=provider, model="claude-sonnet-4-6", request=request, api_key="k"
+    )
     assert upstream is not None and upstream.url == "https://api.anthropic.com/v1/messages/count_tokens"
     assert b'"claude-sonnet-4-6"' in upstream.body and not upstream.stream
-    assert plugin.parse_usage(provider=provider, request=request, body=b'{"input_tokens": 12}').total_tokens == 0
-    openai_request = ChatRequest(endpoint="count_tokens", dialect="openai", body=body, model="claude")
-    with pytest.raises(UnsupportedRequest):
-        plugin.transform_request(provider=provider, model="m", request=openai_request, api_key="k")
+    usage = plugin.parse_usage(provider=provider, request=request, body=b'{"input_tokens": 12}')
+    assert usage is not None and usage.total_tokens == 0
+    translated = kit.upstream(
+        {"model": "claude", "messages": [{"role": "user", "content": "hi"}]},
+        endpoint="count_tokens",
+        model="claude-sonnet-4-6",
+    )
+    assert translated.url == "https://api.anthropic.com/v1/messages/count_tokens"
+    assert json.loads(translated.body) == {
+        "model": "claude-sonnet-4-6",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+    }

@@ -133,8 +133,6 @@ def test_client_strings_never_shape_the_url_and_reach_headers_only_checked(
     kit: Any, model: str, beta: str | None, dialect: str, endpoint: str
 ) -> None:
     """Class: no client string reaches an upstream URL or header unchecked (finding 3)."""
-    if endpoint == "count_tokens" and dialect == "openai":
-        return  # token counting is offered to Anthropic clients only
     _check_upstream(kit, model, dialect, endpoint, beta)
 
 
@@ -285,6 +283,7 @@ ANSWER_TARGETS = [
     ("completions", "openai"),
     ("chat", "anthropic"),
     ("count_tokens", "anthropic"),
+    ("count_tokens", "openai"),
 ]
 
 
@@ -303,6 +302,9 @@ def _valid_client_answer(body: bytes, endpoint: str, dialect: str) -> None:
     assert isinstance(decoded, dict)
     if dialect == "anthropic" and endpoint == "count_tokens":
         assert type(decoded["input_tokens"]) is int
+    elif endpoint == "count_tokens":
+        assert set(decoded) == {"object", "input_tokens"} and type(decoded["input_tokens"]) is int
+        assert decoded["object"] == "response.input_tokens" and decoded["input_tokens"] >= 0
     elif dialect == "anthropic":
         assert decoded["type"] == "message" and isinstance(decoded["content"], list)
         assert all(

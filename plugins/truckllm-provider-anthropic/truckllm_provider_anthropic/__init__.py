@@ -2,8 +2,9 @@
 
 OpenAI-dialect requests (chat completions and legacy completions) are translated to
 ``POST /v1/messages`` and the answers, streams and errors back to OpenAI's shapes; requests from
-an Anthropic-dialect client pass through with only ``model`` rewritten. See the README for what
-is translated and what is refused.
+an Anthropic-dialect client pass through with only ``model`` rewritten. Token counts are asked of
+``POST /v1/messages/count_tokens`` for every dialect (:mod:`.count`). See the README for what is
+translated and what is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from truckllm.types import (
     Usage,
 )
 
+from .count import count_answer, count_body
 from .errors import classify_error, error_from_body, parse_ratelimits
 from .headers import beta_header
 from .options import DEFAULT_OPTIONS, Options
@@ -92,15 +94,14 @@ def _bad_response(status: int, why: str) -> UpstreamError:
 def transform_request(
     provider: Provider, model: str, request: ChatRequest, api_key: str
 ) -> UpstreamRequest | None:
-    """Build ``POST {base_url}/v1/messages``: translated from OpenAI, or passed through."""
+    """Build ``POST {base_url}/v1/messages`` (or ``.../count_tokens``): translated from OpenAI's
+    chat form, or passed through for an Anthropic client."""
     if provider.type != TYPE:
         return None
     options = _options(provider)
-    path = "/v1/messages"
-    if request.endpoint == "count_tokens":
-        if request.dialect != "anthropic":
-            raise UnsupportedRequest("token counting is only offered for Anthropic-format requests")
-        path = "/v1/messages/count_tokens"
+    counting = request.endpoint == "count_tokens"
+    path = "/v1/messages/count_tokens" if counting else "/v1/messages"
+    stream = request.stream and not counting
     if request.dialect == "anthropic":
         body = request.with_model(model)
     else:
@@ -110,7 +111,7 @@ def transform_request(
             raise UnsupportedRequest("the request is nested too deeply to translate for Anthropic") from None
         if translation.notes:
             logger.debug("provider {} ({}): {}", provider.name, model, "; ".join(translation.notes))
-        body = msgspec.json.encode(translation.body)
+        body = msgspec.json.encode(count_body(translation.body) if counting else translation.body)
         if len(body) > MAX_REQUEST_BYTES:
             raise UnsupportedRequest(
                 f"the request is {len(body)} bytes once translated; Anthropic accepts at most 32 MB",
@@ -118,7 +119,7 @@ def transform_request(
             )
     headers = {
         "content-type": "application/json",
-        "accept": "text/event-stream" if request.stream else "application/json",
+        "accept": "text/event-stream" if stream else "application/json",
         "anthropic-version": options.anthropic_version,
     }
     if api_key:
@@ -127,14 +128,15 @@ def transform_request(
     if beta:
         headers["anthropic-beta"] = beta
     headers.update(provider.headers)
-    return UpstreamRequest(url=provider.base_url + path, headers=headers, body=body, stream=request.stream)
+    return UpstreamRequest(url=provider.base_url + path, headers=headers, body=body, stream=stream)
 
 
 @hookimpl
 def transform_response(
     provider: Provider, request: ChatRequest, response: UpstreamResponse
 ) -> ProviderResult | None:
-    """Translate a success to OpenAI's shape (or pass it through); classify an error."""
+    """Translate a success to OpenAI's shape (a token count to OpenAI's count answer), or pass it
+    through for an Anthropic client; classify an error."""
     if provider.type != TYPE:
         return None
     limits = parse_ratelimits(response.headers)
@@ -150,6 +152,8 @@ def transform_response(
         if request.dialect == "anthropic":
             check_answer(response.body, request.endpoint)
             return ProviderResult(body=response.body, limits=limits, dialect="anthropic")
+        if request.endpoint == "count_tokens":
+            return ProviderResult(body=count_answer(response.body), limits=limits)
         body = translate_message(
             response.body,
             endpoint=request.endpoint,
