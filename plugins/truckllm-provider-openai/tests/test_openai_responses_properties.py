@@ -20,10 +20,17 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from truckllm_provider_openai import ResponsesPassthrough, ResponsesToChat, transform_request
+from truckllm_provider_openai import (
+    ResponsesPassthrough,
+    ResponsesToChat,
+    parse_usage,
+    transform_request,
+    transform_response,
+)
 
 from truckllm.errors import UnsupportedRequest
 from truckllm.kit.openai_schemas import ChatCompletionRequest
+from truckllm.types import UpstreamResponse
 
 EXAMPLES = int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "200"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -205,3 +212,111 @@ def test_a_chat_request_translates_whole_or_is_refused_by_name(
     results = [m["tool_call_id"] for m in messages if m["role"] == "tool"]
     assert [i["call_id"] for i in sent["input"] if i["type"] == "function_call"] == calls
     assert [i["call_id"] for i in sent["input"] if i["type"] == "function_call_output"] == results
+
+
+HOSTILE_EVENT = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            [
+                "response.created", "response.output_text.delta", "response.output_text.done",
+                "response.refusal.delta", "response.reasoning_summary_text.delta",
+                "response.output_item.added", "response.output_item.done",
+                "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                "response.completed", "response.incomplete", "response.failed", "error", "other",
+            ]
+        )
+    },
+    optional={
+        "delta": JSON_VALUES,
+        "text": JSON_VALUES,
+        "arguments": JSON_VALUES,
+        "output_index": JSON_VALUES,
+        "item_id": JSON_VALUES,
+        "content_index": JSON_VALUES,
+        "item": JSON_VALUES | st.fixed_dictionaries(
+            {"type": st.just("function_call")},
+            optional={"id": JSON_VALUES, "call_id": JSON_VALUES, "name": JSON_VALUES, "arguments": JSON_VALUES},
+        ),
+        "response": JSON_VALUES | st.fixed_dictionaries(
+            {},
+            optional={
+                "id": JSON_VALUES, "model": JSON_VALUES, "created_at": JSON_VALUES | st.floats(),
+                "status": JSON_VALUES, "usage": JSON_VALUES, "error": JSON_VALUES,
+                "incomplete_details": JSON_VALUES,
+            },
+        ),
+        "code": JSON_VALUES,
+        "message": JSON_VALUES,
+    },
+)  # fmt: skip
+
+
+@SETTINGS
+@given(events=st.lists(HOSTILE_EVENT, max_size=8), include_usage=st.booleans())
+def test_any_event_sequence_gives_chat_chunks_or_a_classified_failure(
+    kit: Any, events: list[dict[str, Any]], include_usage: bool
+) -> None:
+    """Whatever a hostile upstream sends, the client gets valid chat chunks (one id throughout),
+    and the stream ends with ``[DONE]`` or an upstream failure; nothing else is raised."""
+    raw = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    sent, failure = kit.run_stream(ResponsesToChat(include_usage, "fallback"), [raw])
+    frames = kit.data_frames(sent)
+    chunks = [f for f in frames if f != "[DONE]"]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) <= 1
+    assert (frames[-1:] == ["[DONE]"]) is (failure is None)
+    if failure is not None:
+        assert failure.error.status in (400, 429, 502) and failure.error.message
+
+
+HOSTILE_RESPONSE = st.fixed_dictionaries(
+    {"object": st.sampled_from(["response", "chat.completion"]) | JSON_VALUES},
+    optional={
+        "id": JSON_VALUES,
+        "model": JSON_VALUES,
+        "created_at": JSON_VALUES | st.floats(allow_nan=False),
+        "status": st.sampled_from(["completed", "incomplete", "failed"]) | JSON_VALUES,
+        "error": JSON_VALUES,
+        "incomplete_details": JSON_VALUES,
+        "usage": JSON_VALUES
+        | st.fixed_dictionaries({}, optional={k: st.integers(-5, 10**12) for k in ("input_tokens", "output_tokens")}),
+        "output": JSON_VALUES
+        | st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["message", "function_call", "reasoning"]) | JSON_VALUES},
+                optional={"content": JSON_VALUES, "summary": JSON_VALUES, "name": JSON_VALUES, "arguments": JSON_VALUES},
+            ),
+            max_size=3,
+        ),
+    },
+)  # fmt: skip
+
+
+@SETTINGS
+@given(answer=HOSTILE_RESPONSE)
+def test_any_whole_answer_gives_a_chat_completion_or_a_classified_failure(
+    kit: Any, answer: dict[str, Any]
+) -> None:
+    """A hostile 2xx answer to a translated chat request: a valid chat completion or an upstream
+    error; the usage recorded is never negative; nothing else is raised."""
+    body = json.dumps(answer).encode()
+    result = transform_response(
+        provider=kit.provider(api="responses"),
+        request=kit.chat_request({"model": "alias", "messages": [{"role": "user", "content": "hi"}]}),
+        response=UpstreamResponse(status=200, body=body),
+        model="gpt-4o",
+    )
+    assert result is not None
+    if result.error is not None:
+        assert result.error.status in (400, 429, 502) and result.error.message
+        return
+    chat = json.loads(result.body)
+    assert chat["object"] == "chat.completion" and chat["id"].startswith("chatcmpl-")
+    assert chat["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls", "content_filter")
+    usage = parse_usage(
+        provider=kit.provider(),
+        request=kit.chat_request({"model": "a", "messages": [{"role": "user", "content": "x"}]}),
+        body=body,
+    )
+    if usage is not None:
+        assert min(msgspec.structs.asdict(usage).values()) >= 0

@@ -64,9 +64,17 @@ class ChatChunks:
         return self._frame([], usage) if self.include_usage else b""
 
 
-def _key(index: Any, item_id: Any) -> Any:
+def _index(value: Any) -> int | None:
+    """An index member as sent (``None`` when it is not a whole number)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _key(index: Any, item_id: Any) -> int | str | None:
     """What names an output item in an event: its ``output_index``, else its id."""
-    return index if isinstance(index, int) and not isinstance(index, bool) else item_id
+    number = _index(index)
+    if number is not None:
+        return number
+    return item_id if isinstance(item_id, str) else None
 
 
 def _string(value: Any) -> str:
@@ -88,10 +96,10 @@ class ResponsesToChat(ResponsesReader):
         self.include_usage = include_usage
         self.fallback_model = fallback_model
         self._chunks: ChatChunks | None = None
-        self._tools: dict[Any, int] = {}
+        self._tools: dict[int | str | None, int] = {}
         self._next_tool = 0
         self._arguments_sent: set[int] = set()
-        self._texts_sent: set[Any] = set()
+        self._texts_sent: set[tuple[str, int | str | None, int | None]] = set()
 
     def on_event(self, event: SSEEvent, data: ResponsesEvent, out: list[bytes]) -> None:
         """Translate one event."""
@@ -140,13 +148,13 @@ class ResponsesToChat(ResponsesReader):
 
     def _content(self, out: list[bytes], name: str, data: ResponsesEvent) -> None:
         delta = _string(data.delta)
-        self._texts_sent.add((name, _key(data.output_index, data.item_id), data.content_index))
+        self._texts_sent.add((name, _key(data.output_index, data.item_id), _index(data.content_index)))
         if delta:
             self._emit(out, {name: delta})
 
     def _content_done(self, out: list[bytes], name: str, text: Any, data: ResponsesEvent) -> None:
         """A text part that ends without having streamed a delta is sent whole."""
-        key = (name, _key(data.output_index, data.item_id), data.content_index)
+        key = (name, _key(data.output_index, data.item_id), _index(data.content_index))
         if key not in self._texts_sent and _string(text):
             self._texts_sent.add(key)
             self._emit(out, {name: text})
@@ -186,7 +194,7 @@ class ResponsesToChat(ResponsesReader):
         if data.type == "response.output_item.done" and index not in self._arguments_sent:
             self._arguments(out, key, _string(item.arguments))  # arguments that never streamed
 
-    def _arguments(self, out: list[bytes], key: Any, arguments: str) -> None:
+    def _arguments(self, out: list[bytes], key: int | str | None, arguments: str) -> None:
         index = self._tools.get(key)
         if index is None or not arguments:
             return
