@@ -1,0 +1,839 @@
+"""The Responses API front door at the trust boundary: hostile clients, state abuse, hostile upstreams.
+
+Real gateways on loopback (``GatewayServer``) with the project's fakes, the kit's
+``HostileUpstream`` (translated: Anthropic and Gemini deployments) and a hostile ``/v1/responses``
+server (:mod:`tests.e2e.responses_liar`, pass-through: OpenAI deployments). The rules held here:
+
+1. every route answers any client input with a 4xx in OpenAI's error shape naming the field or
+   parameter (never a 500), and every request that reached an upstream is recorded;
+2. another gateway key's response id is answered exactly like an unknown one; ``store: false``
+   and a conversation over ``server.state.max_bytes`` leave nothing; a store that is down is a 503
+   ``state_unavailable`` for what needs it only; two follow-ups of one response both work;
+   ``server.state.ttl`` expires what was stored;
+3. nothing an upstream says reaches the client with a secret in it (provider keys, gateway keys),
+   uncut; a lying stream ends in a clean ``error`` event; a 2xx that is not a Response is a 502;
+   usage is never negative nor beyond the kernel's bound;
+4. a continued pass-through conversation returns to the account that keeps it, and is served
+   elsewhere, spelled out, while that account cools down.
+
+Cases that show a bug not fixed yet are ``xfail(strict=True)`` with the finding's number (see
+``/tmp/brief/E-findings.md``): they turn red the moment the fix lands, so the mark is removed then.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+import truckllm_dialect_responses as dialect_plugin
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.e2e.responses_liar import MARKER as LIAR_MARKER
+from tests.e2e.responses_liar import Lie, ResponsesLiar
+from truckllm import hookimpl
+from truckllm._internal.numbers import MAX_TOKENS
+from truckllm.types import RequestRecord
+from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, Fault
+from truckllm_testing.hostile import MARKER, Hostile, HostileUpstream
+from truckllm_testing.server import GatewayServer
+
+anthropic_plugin = pytest.importorskip("truckllm_provider_anthropic")
+gemini_plugin = pytest.importorskip("truckllm_provider_gemini")
+openai_plugin = pytest.importorskip("truckllm_provider_openai")
+memory_store = pytest.importorskip("truckllm_store_memory")
+
+TEAM = "gw-team-7c1d9e2f4a6b8c0d"
+OTHER = "gw-other-3e5f7a9b1c2d4e6f"
+ALICE = "gw-alice-9a8b7c6d5e4f3a2b"
+ANT = "sk-ant-trust-5a4b3c2d1e0f9a8b"
+GEM = "AIzaTrust0123456789abcdefGHIJ"
+OAI1 = "sk-oai-trust-one-1f2e3d4c5b6a"
+OAI2 = "sk-oai-trust-two-6a5b4c3d2e1f"
+HOSTILE_ANT = "sk-ant-hostile-0a1b2c3d4e5f6a7b"
+HOSTILE_GEM = "AIzaHostile9876543210zyxwvuTSRQ"
+LIAR = "sk-liar-key-8d7c6b5a4f3e2d1c"
+ADMIN = "admin-trust-4b6d8f0a2c4e6a8c"
+SECRETS = (ADMIN, TEAM, OTHER, ALICE, ANT, GEM, OAI1, OAI2, HOSTILE_ANT, HOSTILE_GEM, LIAR)
+"""Every secret the gateways are configured with: none may reach a client, whole or in part."""
+
+ROUTES = (
+    ("GET", ""),
+    ("DELETE", ""),
+    ("POST", "/cancel"),
+    ("GET", "/input_items"),
+)
+"""The local routes, as (method, suffix after ``/v1/responses/{id}``)."""
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+class Records:
+    """A throwaway plugin keeping every usage record."""
+
+    __name__ = "throwaway-trust-records"
+
+    def __init__(self) -> None:
+        self.records: list[RequestRecord] = []
+        self.lock = threading.Lock()
+
+    @hookimpl
+    def store_usage(self, record: RequestRecord) -> None:
+        """Keep the record."""
+        with self.lock:
+            self.records.append(record)
+
+    def wait(self, count: int) -> list[RequestRecord]:
+        """The records once there are ``count`` (written off the response path)."""
+        deadline = time.monotonic() + 10
+        while len(self.records) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self.lock:
+            return list(self.records)
+
+
+class Upstreams:
+    """Every upstream the module's gateway talks to."""
+
+    def __init__(self) -> None:
+        self.anthropic = FakeAnthropic(keys=[ANT])
+        self.gemini = FakeGemini(keys=[GEM])
+        self.openai = FakeOpenAI(keys=[OAI1, OAI2])
+        self.hostile = HostileUpstream()
+        self.liar = ResponsesLiar(secrets=(TEAM, ALICE))
+
+
+def _config(up: Upstreams, extra: str = "") -> str:
+    return f"""
+admin: {{token: {ADMIN}}}
+keys:
+  - {{name: team, value: {TEAM}}}
+  - {{name: other, value: {OTHER}}}
+  - {{name: "team:resp:alice", value: {ALICE}}}
+routing: {{retries: 0, cooldown: {{failures: 1000, error_ratio: 1}}}}
+{extra}
+providers:
+  ant: {{type: anthropic, base_url: {up.anthropic.base_url}, keys: [{{name: a, value: {ANT}}}]}}
+  gem: {{type: gemini, base_url: {up.gemini.base_url}, keys: [{{name: g, value: {GEM}}}]}}
+  oai: {{type: openai, base_url: {up.openai.base_url}, keys: [{{name: o1, value: {OAI1}}}, {{name: o2, value: {OAI2}}}]}}
+  hant: {{type: anthropic, base_url: {up.hostile.base_url("anthropic")}, keys: [{{name: h, value: {HOSTILE_ANT}}}]}}
+  hgem: {{type: gemini, base_url: {up.hostile.base_url("gemini")}, keys: [{{name: h, value: {HOSTILE_GEM}}}]}}
+  liar: {{type: openai, base_url: {up.liar.base_url}, keys: [{{name: l, value: {LIAR}}}]}}
+models:
+  claude: {{deployments: [{{provider: ant, model: claude-sonnet-4-5-20250929}}]}}
+  gem: {{deployments: [{{provider: gem, model: gemini-2.5-flash}}]}}
+  gpt: {{routing: {{retries: 2}}, deployments: [{{provider: oai, model: gpt-4o}}]}}
+  h-claude: {{deployments: [{{provider: hant, model: claude-sonnet-4-5-20250929}}]}}
+  h-gem: {{deployments: [{{provider: hgem, model: gemini-2.5-flash}}]}}
+  liar: {{deployments: [{{provider: liar, model: gpt-4o}}]}}
+"""
+
+
+PLUGINS: tuple[object, ...] = (dialect_plugin, anthropic_plugin, gemini_plugin, openai_plugin, memory_store)
+
+
+@pytest.fixture(scope="module")
+def up() -> Iterator[Upstreams]:
+    """The upstreams, served from threads for the module."""
+    ups = Upstreams()
+    with (
+        ups.anthropic.running(),
+        ups.gemini.running(),
+        ups.openai.running(),
+        ups.hostile.running(),
+        ups.liar.running(),
+    ):
+        yield ups
+
+
+@pytest.fixture(scope="module")
+def records() -> Records:
+    """Every record of the module's gateway."""
+    return Records()
+
+
+@pytest.fixture(scope="module")
+def gw(up: Upstreams, records: Records) -> Iterator[GatewayServer]:
+    """The module's gateway (memory store)."""
+    with GatewayServer(_config(up), autoload=False, extra_plugins=(*PLUGINS, records)) as server:
+        yield server
+
+
+def _post(gw: GatewayServer, body: Any, key: str = TEAM, path: str = "/v1/responses") -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {**_auth(key), "content-type": "application/json"}
+    return httpx.post(gw.url + path, content=content, headers=headers, timeout=30)
+
+
+def _create(gw: GatewayServer, key: str = TEAM, **fields: Any) -> dict[str, Any]:
+    answer = _post(gw, {"model": "claude", "input": "hello", **fields}, key)
+    assert answer.status_code == 200, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
+
+
+def _openai_error(answer: httpx.Response) -> dict[str, Any]:
+    """The error object of an answer in OpenAI's shape (checked)."""
+    assert answer.headers["content-type"].startswith("application/json"), answer.headers
+    body = answer.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
+    error: dict[str, Any] = body["error"]
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
+def _no_secret(text: str) -> None:
+    """No configured secret, nor any 8-character piece of one, is in ``text``."""
+    for secret in SECRETS:
+        for i in range(len(secret) - 7):
+            assert secret[i : i + 8] not in text, (secret, text[:400])
+
+
+def _events(raw: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: ")]
+
+
+def _stream(gw: GatewayServer, body: dict[str, Any], key: str = TEAM) -> tuple[int, bytes]:
+    with httpx.stream(
+        "POST", gw.url + "/v1/responses", json={**body, "stream": True}, headers=_auth(key), timeout=60
+    ) as answer:
+        return answer.status_code, b"".join(answer.iter_bytes())
+
+
+# --- 1. hostile clients -------------------------------------------------------------------------------
+
+HOSTILE_IDS: dict[str, str] = {
+    "dot dot (encoded)": "%2e%2e",
+    "a percent-encoded slash, encoded twice": "a%252Fb",
+    "NUL": "resp_a%00b",
+    "CR LF": "resp_a%0D%0Ab",
+    "unicode": "resp_%C3%A9%E2%9C%93",
+    "a space": "resp_a%20b",
+    "a colon": "resp%3Aresp_x",
+    "10 KB": "r" * 10_000,
+    "invalid UTF-8": "resp_%FF%FE",
+    "a quote and a brace": "resp_%22%7D",
+}
+"""Response ids no response has, as they appear in the path (raw)."""
+
+
+@pytest.mark.parametrize("raw_id", HOSTILE_IDS.values(), ids=HOSTILE_IDS.keys())
+def test_hostile_ids_on_every_local_route_are_a_clear_404(gw: GatewayServer, raw_id: str) -> None:
+    for method, suffix in ROUTES:
+        answer = httpx.request(method, f"{gw.url}/v1/responses/{raw_id}{suffix}", headers=_auth(TEAM))
+        assert answer.status_code == 404, (method, suffix, answer.text[:200])
+        error = _openai_error(answer)
+        assert error["param"] == "response_id", error
+
+
+@pytest.mark.xfail(strict=True, reason="F2: error messages quote client input whole (10 KB in, 10 KB out)")
+def test_client_input_is_not_echoed_whole(gw: GatewayServer) -> None:
+    messages = [
+        _openai_error(
+            httpx.request(method, f"{gw.url}/v1/responses/{'r' * 10_000}{suffix}", headers=_auth(TEAM))
+        )
+        for method, suffix in ROUTES
+    ]
+    follow = _post(gw, {"model": "claude", "input": "x", "previous_response_id": "r" * 10_000})
+    assert follow.status_code == 400
+    messages.append(_openai_error(follow))
+    created = _create(gw)
+    digits = httpx.get(
+        f"{gw.url}/v1/responses/{created['id']}/input_items?limit={'9' * 4000}", headers=_auth(TEAM)
+    )
+    assert digits.status_code == 400
+    messages.append(_openai_error(digits))
+    assert [len(m["message"]) <= 300 for m in messages] == [True] * len(messages)
+
+
+@pytest.mark.parametrize(
+    "raw_id",
+    ["a%2Fb", "..", "%2F", "a/b"],
+    ids=["encoded slash", "dot dot", "only a slash", "a slash"],
+)
+def test_ids_that_are_not_one_segment_reach_no_route(gw: GatewayServer, raw_id: str) -> None:
+    for method, suffix in ROUTES:
+        answer = httpx.request(method, f"{gw.url}/v1/responses/{raw_id}{suffix}", headers=_auth(TEAM))
+        assert answer.status_code in (404, 405), (method, suffix, answer.text)
+        _openai_error(answer)
+
+
+QUERIES: list[tuple[str, str]] = [
+    ("limit=-1", "limit"),
+    ("limit=0", "limit"),
+    ("limit=101", "limit"),
+    (f"limit={10**30}", "limit"),
+    ("limit=" + "9" * 5000, "limit"),
+    ("limit=abc", "limit"),
+    ("limit=1e3", "limit"),
+    ("limit=%00", "limit"),
+    ("limit=", "limit"),
+    ("order=sideways", "order"),
+    ("order=ASC", "order"),
+    ("order=" + "d" * 5000, "order"),
+    ("after=msg_unknown", "after"),
+    ("after=%FF%FE", "after"),
+    ("after=" + "a" * 10_000, "after"),
+]
+
+
+def test_bad_input_items_queries_are_400_naming_the_parameter(gw: GatewayServer) -> None:
+    created = _create(gw)
+    other = _create(gw, key=OTHER)
+    cases = [*QUERIES, (f"after={other['id']}", "after")]  # another key's id is just unknown here
+    for query, param in cases:
+        answer = httpx.get(f"{gw.url}/v1/responses/{created['id']}/input_items?{query}", headers=_auth(TEAM))
+        assert answer.status_code == 400, (query[:40], answer.text[:200])
+        error = _openai_error(answer)
+        assert error["param"] == param and len(error["message"]) <= 300, (query[:40], error["message"][:100])
+
+
+BODIES: dict[str, bytes] = {
+    "not JSON": b"{model: claude}",
+    "not UTF-8": b'{"model": "claude", "input": "\xff\xfe"}',
+    "a JSON array": b"[]",
+    "a JSON string": b'"hello"',
+    "empty": b"",
+    "a repeated key": b'{"model": "claude", "model": "gpt", "input": "x"}',
+    "a repeated key deep in an item": b'{"model": "claude", "input": [{"role": "user", "role": "system", "content": "x"}]}',
+    "deep arrays": b'{"model": "claude", "input": "x", "metadata": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+    "deep tool schema": b'{"model": "claude", "input": "x", "tools": [{"type": "function", "name": "f", "parameters": '
+    + b'{"a":' * 500
+    + b"1"
+    + b"}" * 500
+    + b"}]}",
+    "a huge integer": b'{"model": "claude", "input": "x", "max_output_tokens": ' + b"9" * 5000 + b"}",
+    "a float for an integer": b'{"model": "claude", "input": "x", "max_output_tokens": 1e400}',
+    "NaN": b'{"model": "claude", "input": "x", "temperature": NaN}',
+}
+
+
+@pytest.mark.parametrize("body", BODIES.values(), ids=BODIES.keys())
+def test_undecodable_or_ambiguous_bodies_are_400_on_both_post_routes(
+    gw: GatewayServer, up: Upstreams, body: bytes
+) -> None:
+    before = len(up.anthropic.requests)
+    for path in ("/v1/responses", "/v1/responses/input_tokens"):
+        answer = _post(gw, body, path=path)
+        assert answer.status_code == 400, (path, answer.text[:200])
+        _openai_error(answer)
+    assert len(up.anthropic.requests) == before
+
+
+def test_a_body_over_the_limit_is_413_in_openai_shape(up: Upstreams) -> None:
+    config = _config(up, "server: {max_body_bytes: 20000}")
+    with GatewayServer(config, autoload=False, extra_plugins=PLUGINS) as small:
+        answer = _post(small, {"model": "claude", "input": "x" * 30_000})
+    assert answer.status_code == 413
+    _openai_error(answer)
+
+
+_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+_JSON = st.recursive(
+    _LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=10,
+)
+_FIELDS = (
+    "input", "instructions", "previous_response_id", "stream", "store", "background", "tools",
+    "tool_choice", "text", "reasoning", "metadata", "max_output_tokens", "temperature", "top_p",
+    "include", "stream_options", "truncation", "parallel_tool_calls", "user", "conversation",
+)  # fmt: skip
+_PARTS = st.sampled_from(["input_text", "input_image", "input_file", "output_text", "refusal"]) | _JSON
+_ITEM = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["message", "function_call", "function_call_output", "reasoning"]) | _JSON,
+        "role": st.sampled_from(["user", "assistant", "system"]) | _JSON,
+        "content": _JSON
+        | st.lists(st.fixed_dictionaries({"type": _PARTS}, optional={"text": _JSON}), max_size=2),
+        "call_id": _JSON,
+        "output": _JSON,
+        "summary": _JSON,
+        "id": _JSON,
+    },
+)
+_BODY = st.fixed_dictionaries(
+    {"model": st.just("claude") | _JSON},
+    optional={**{name: _JSON for name in _FIELDS}, "input": st.lists(_ITEM, max_size=3) | _JSON},
+)
+
+
+@settings(
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(body=_BODY)
+def test_any_json_in_any_field_is_an_answer_or_a_named_4xx_and_upstream_calls_are_recorded(
+    gw: GatewayServer, up: Upstreams, records: Records, body: dict[str, Any]
+) -> None:
+    body.pop("stream", None)  # a whole answer: its record is written before the next example
+    before_calls, before_records = len(up.anthropic.requests), len(records.records)
+    answer = _post(gw, body)
+    if answer.status_code == 200:
+        assert answer.json()["object"] == "response"
+    else:
+        assert 400 <= answer.status_code < 500, answer.text[:300]
+        error = _openai_error(answer)
+        assert error["param"] is not None or error["code"] is not None, error
+    calls = len(up.anthropic.requests) - before_calls
+    if calls:  # what reached the upstream is recorded, with its usage when it answered
+        got = records.wait(before_records + 1)[before_records:]
+        assert len(got) == 1 and got[0].provider == "ant" and len(got[0].attempts) == calls, got
+        assert got[0].status == answer.status_code
+        if answer.status_code == 200:
+            assert got[0].usage is not None
+
+
+# --- 2. state abuse --------------------------------------------------------------------------------
+
+
+def _local(gw: GatewayServer, method: str, rid: str, suffix: str, key: str = TEAM) -> httpx.Response:
+    return httpx.request(method, f"{gw.url}/v1/responses/{rid}{suffix}", headers=_auth(key), timeout=30)
+
+
+def test_another_keys_response_is_answered_exactly_like_an_unknown_one(gw: GatewayServer) -> None:
+    theirs = _create(gw, key=OTHER)["id"]
+    unknown = "resp_" + "0" * 48
+    for method, suffix in [*ROUTES, ("POST", "")]:
+        if (method, suffix) == ("POST", ""):
+            seen = [
+                _post(gw, {"model": "claude", "input": "x", "previous_response_id": rid})
+                for rid in (theirs, unknown)
+            ]
+        else:
+            seen = [_local(gw, method, rid, suffix) for rid in (theirs, unknown)]
+        (a, b) = seen
+        assert a.status_code == b.status_code and a.status_code in (400, 404), (method, suffix, a.text)
+        shown = [
+            answer.text.replace(rid, "<id>") for answer, rid in zip(seen, (theirs, unknown), strict=True)
+        ]
+        assert shown[0] == shown[1], (method, suffix, shown)
+        assert set(a.headers) - {"date", "x-request-id"} == set(b.headers) - {"date", "x-request-id"}
+    assert _local(gw, "GET", theirs, "", key=OTHER).status_code == 200  # nothing was deleted by team
+
+
+@pytest.mark.xfail(strict=True, reason="F1: key names may hold ':' and the state scope is not injective")
+def test_key_names_with_colons_do_not_share_state(gw: GatewayServer) -> None:
+    alice = _create(gw, key=ALICE, input="alice's plan")["id"]
+    forged = f"alice:resp:{alice}"  # team's scope + this name spells alice's scope + alice's name
+    assert _local(gw, "GET", forged, "/input_items").status_code == 404
+    assert _local(gw, "GET", forged, "").status_code == 404
+    follow = _post(gw, {"model": "claude", "input": "go on", "previous_response_id": forged})
+    assert follow.status_code == 400 and _openai_error(follow)["code"] == "previous_response_not_found"
+    assert _local(gw, "DELETE", forged, "").status_code == 404
+    assert _local(gw, "GET", alice, "", key=ALICE).status_code == 200
+
+
+def test_guessed_ids_find_nothing(gw: GatewayServer) -> None:
+    mine = _create(gw)["id"]
+    guesses = [mine[:-1] + ("0" if mine[-1] != "0" else "1"), mine.upper(), mine + " ", " " + mine, mine[:-2]]
+    for guess in guesses:
+        assert _local(gw, "GET", guess.replace(" ", "%20"), "", key=OTHER).status_code == 404
+        assert _local(gw, "GET", guess.replace(" ", "%20"), "").status_code == 404
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_store_false_leaves_nothing(gw: GatewayServer, stream: bool) -> None:
+    body = {"model": "claude", "input": "forget me", "store": False}
+    if stream:
+        status, raw = _stream(gw, body)
+        assert status == 200
+        rid = _events(raw)[-1]["response"]["id"]
+    else:
+        rid = _create(gw, input="forget me", store=False)["id"]
+    for method, suffix in ROUTES:
+        assert _local(gw, method, rid, suffix).status_code == 404, (method, suffix)
+    follow = _post(gw, {"model": "claude", "input": "x", "previous_response_id": rid})
+    assert follow.status_code == 400 and _openai_error(follow)["code"] == "previous_response_not_found"
+
+
+def test_a_conversation_over_max_bytes_is_answered_and_not_stored(up: Upstreams) -> None:
+    config = _config(up, "server: {state: {max_bytes: 4000}}")
+    with GatewayServer(config, autoload=False, extra_plugins=PLUGINS) as small:
+        kept = _create(small, input="short")
+        big = _post(small, {"model": "claude", "input": "word " * 2000})
+        assert big.status_code == 200 and big.json()["status"] == "completed"
+        assert _local(small, "GET", kept["id"], "").status_code == 200
+        assert _local(small, "GET", big.json()["id"], "").status_code == 404
+        follow = _post(small, {"model": "claude", "input": "x", "previous_response_id": big.json()["id"]})
+        assert follow.status_code == 400 and _openai_error(follow)["code"] == "previous_response_not_found"
+        # a continuation that grows past the bound: answered, the earlier turn still there
+        grown = _post(small, {"model": "claude", "input": "word " * 2000, "previous_response_id": kept["id"]})
+        assert grown.status_code == 200
+        assert _local(small, "GET", grown.json()["id"], "").status_code == 404
+        assert _local(small, "GET", kept["id"], "").status_code == 200
+
+
+class _Switch:
+    """Whether the flaky store is down."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+
+def _flaky_store_plugin(switch: _Switch) -> object:
+    """A throwaway plugin: store ``type: flaky``, the memory store whose state calls fail while
+    ``switch.down``."""
+    base = memory_store.MemoryStore
+
+    class Flaky(base):  # type: ignore[misc, valid-type]
+        async def get_state(self, name: str) -> bytes | None:
+            if switch.down:
+                raise ConnectionError(f"store down ({name})")
+            value: bytes | None = await super().get_state(name)
+            return value
+
+        async def put_state(self, name: str, value: bytes, ttl: float) -> None:
+            if switch.down:
+                raise ConnectionError("store down")
+            await super().put_state(name, value, ttl)
+
+        async def delete_state(self, name: str) -> bool:
+            if switch.down:
+                raise ConnectionError("store down")
+            deleted: bool = await super().delete_state(name)
+            return deleted
+
+    class Plugin:
+        __name__ = "throwaway-flaky-store"
+
+        @hookimpl
+        def register_stores(self, register: Callable[[str, type], None]) -> None:
+            """``type: flaky``."""
+            register("flaky", Flaky)
+
+    return Plugin()
+
+
+def test_a_store_that_is_down_is_503_for_continuations_only(up: Upstreams) -> None:
+    switch = _Switch()
+    plugins = (*PLUGINS, _flaky_store_plugin(switch))
+    with GatewayServer(_config(up, "store: {type: flaky}"), autoload=False, extra_plugins=plugins) as flaky:
+        first = _create(flaky)
+        switch.down = True
+        follow = _post(flaky, {"model": "claude", "input": "x", "previous_response_id": first["id"]})
+        assert follow.status_code == 503, follow.text
+        error = _openai_error(follow)
+        assert error["code"] == "state_unavailable" and "down" not in error["message"]
+        assert follow.headers.get("retry-after") == "1"
+        for method, suffix in ROUTES:
+            answer = _local(flaky, method, first["id"], suffix)
+            assert answer.status_code == 503 and _openai_error(answer)["code"] == "state_unavailable"
+        fresh = _post(flaky, {"model": "claude", "input": "no state needed"})  # its write fails, logged
+        assert fresh.status_code == 200 and fresh.json()["status"] == "completed"
+        status, raw = _stream(flaky, {"model": "claude", "input": "streamed"})
+        assert status == 200 and _events(raw)[-1]["type"] == "response.completed"
+        unstored = _post(flaky, {"model": "claude", "input": "x", "store": False})
+        assert unstored.status_code == 200
+        switch.down = False
+        again = _post(flaky, {"model": "claude", "input": "x", "previous_response_id": first["id"]})
+        assert again.status_code == 200  # back up: what was stored before is there
+
+
+def test_a_redis_store_on_a_closed_port_is_503_for_continuations_only(up: Upstreams) -> None:
+    redis_store = pytest.importorskip("truckllm_store_redis")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: nothing listens there
+    config = _config(up, f"store: {{type: redis, url: 'redis://127.0.0.1:{port}/0'}}")
+    try:
+        server = GatewayServer(config, autoload=False, extra_plugins=(*PLUGINS, redis_store)).start()
+    except RuntimeError:
+        pytest.skip("the redis store refuses to start without its server")
+    try:
+        follow = _post(server, {"model": "claude", "input": "x", "previous_response_id": "resp_1"})
+        assert follow.status_code in (503,), follow.text
+    finally:
+        server.stop()
+
+
+def test_two_follow_ups_of_one_response_fork_the_conversation(gw: GatewayServer) -> None:
+    root = _create(gw, input="root turn")
+    answers: dict[str, httpx.Response] = {}
+
+    def follow(text: str) -> None:
+        answers[text] = _post(gw, {"model": "claude", "input": text, "previous_response_id": root["id"]})
+
+    threads = [threading.Thread(target=follow, args=(text,)) for text in ("left", "right")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert {t: a.status_code for t, a in answers.items()} == {"left": 200, "right": 200}
+    ids = {t: a.json()["id"] for t, a in answers.items()}
+    assert len(set(ids.values())) == 2
+    for text, rid in ids.items():
+        items = _local(gw, "GET", rid, "/input_items?order=asc").json()["data"]
+        said = [json.dumps(i.get("content")) for i in items if i.get("role") == "user"]
+        assert "root turn" in said[0] and text in said[-1] and len(said) == 2, said
+    assert _local(gw, "GET", root["id"], "").status_code == 200
+
+
+def test_stored_responses_expire_after_server_state_ttl(up: Upstreams) -> None:
+    offset = [0.0]
+
+    def clock() -> float:
+        return time.monotonic() + offset[0]
+
+    config = _config(up, "server: {state: {ttl: 60s}}")
+    storeless = tuple(p for p in PLUGINS if p is not memory_store)  # state in the kernel's memory, on `clock`
+    with GatewayServer(
+        config, autoload=False, extra_plugins=storeless, gateway_kwargs={"clock": clock}
+    ) as timed:
+        first = _create(timed)
+        offset[0] += 59
+        assert _local(timed, "GET", first["id"], "").status_code == 200
+        offset[0] += 2
+        for method, suffix in ROUTES:
+            assert _local(timed, method, first["id"], suffix).status_code == 404
+        follow = _post(timed, {"model": "claude", "input": "x", "previous_response_id": first["id"]})
+        assert follow.status_code == 400 and _openai_error(follow)["code"] == "previous_response_not_found"
+
+
+# --- 3. hostile upstreams --------------------------------------------------------------------------
+
+ECHO_ACTS = ("echo_key", "echo_key_fragments", "echo_key_straddle")
+WHOLE_GARBAGE = (
+    "html", "random_bytes", "empty", "truncated_json", "json_array", "wrong_object", "other_dialect",
+    "error_in_200", "deep_json",
+)  # fmt: skip
+STREAM_LIES = (
+    "sse_invalid_first",
+    "sse_invalid_after",
+    "sse_non_json",
+    "sse_wrong_shape",
+    "sse_cut",
+    "sse_error_event",
+)
+
+
+def _clean(text: str, *markers: str) -> None:
+    _no_secret(text)
+    for marker in markers:
+        assert marker not in text, text[:400]
+
+
+def _check_failed_stream(raw: bytes) -> list[dict[str, Any]]:
+    """A stream that failed after it started: numbered events, then ``error`` (+ ``response.failed``)."""
+    events = _events(raw)
+    assert events, raw[:300]
+    kinds = [e["type"] for e in events]
+    assert "error" in kinds, kinds
+    tail = kinds[kinds.index("error") :]
+    assert tail in (["error"], ["error", "response.failed"]), kinds
+    numbers = [e["sequence_number"] for e in events]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+    error = events[kinds.index("error")]
+    assert isinstance(error["message"], str) and len(error["message"]) <= 1000
+    return events
+
+
+@pytest.mark.parametrize("alias", ["h-claude", "h-gem"])
+@pytest.mark.parametrize("act", ECHO_ACTS)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_translated_upstream_errors_reach_the_client_scrubbed_and_cut(
+    gw: GatewayServer, up: Upstreams, alias: str, act: str, stream: bool
+) -> None:
+    up.hostile.reset()
+    up.hostile.script(Hostile(act, status=400, times=-1))
+    body = {"model": alias, "input": "hi"}
+    if stream:
+        status, raw = _stream(gw, body)
+        text = raw.decode("utf-8", "replace")
+    else:
+        answer = _post(gw, body)
+        status, text = answer.status_code, answer.text
+        error = _openai_error(answer)
+        assert len(error["message"]) <= 1000 and all(
+            len(error[f] or "") <= 128 for f in ("type", "param", "code")
+        )
+    up.hostile.reset()
+    assert 400 <= status < 600, text[:300]
+    _clean(text, MARKER)
+
+
+@pytest.mark.parametrize("alias", ["h-claude", "h-gem"])
+@pytest.mark.parametrize("act", STREAM_LIES)
+def test_translated_streams_that_lie_end_in_a_clean_error_event(
+    gw: GatewayServer, up: Upstreams, alias: str, act: str
+) -> None:
+    up.hostile.reset()
+    up.hostile.script(Hostile(act, after=2, times=-1))
+    status, raw = _stream(gw, {"model": alias, "input": "hi"})
+    up.hostile.reset()
+    _clean(raw.decode("utf-8", "replace"), MARKER)
+    if status == 200:
+        events = _check_failed_stream(raw)
+        assert events[-1]["type"] == "response.failed"
+    else:  # refused before the first byte: a whole error in OpenAI's shape
+        assert status == 502, raw[:300]
+        assert set(json.loads(raw)["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("alias", ["h-claude", "h-gem"])
+@pytest.mark.parametrize("act", WHOLE_GARBAGE)
+def test_translated_garbage_answers_are_502(gw: GatewayServer, up: Upstreams, alias: str, act: str) -> None:
+    up.hostile.reset()
+    up.hostile.script(Hostile(act, size=100_000 if act == "deep_json" else None, times=-1))
+    answer = _post(gw, {"model": alias, "input": "hi"})
+    up.hostile.reset()
+    assert answer.status_code == 502, answer.text[:300]
+    _openai_error(answer)
+    _clean(answer.text, MARKER)
+
+
+@pytest.mark.parametrize("alias", ["h-claude", "h-gem"])
+@pytest.mark.parametrize("tokens", [-1_000_000, -1, 10**18, 10**30], ids=str)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_translated_usage_is_clamped(
+    gw: GatewayServer, up: Upstreams, records: Records, alias: str, tokens: int, stream: bool
+) -> None:
+    up.hostile.reset()
+    up.hostile.script(Hostile("usage", tokens=tokens, times=-1))
+    before = len(records.records)
+    body = {"model": alias, "input": "hi"}
+    if stream:
+        status, raw = _stream(gw, body)
+        final = _events(raw)[-1]
+        usage = final["response"]["usage"] if final["type"] == "response.completed" else None
+    else:
+        answer = _post(gw, body)
+        status = answer.status_code
+        usage = answer.json().get("usage") if status == 200 else None
+    up.hostile.reset()
+    record = records.wait(before + 1)[-1]
+    assert record.alias == alias
+    if record.usage is not None:
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            assert 0 <= getattr(record.usage, name) <= 2 * MAX_TOKENS, record.usage
+        assert record.cost_usd >= 0
+    if status == 200 and usage is not None:
+        for name in ("input_tokens", "output_tokens", "total_tokens"):
+            assert isinstance(usage[name], int) and usage[name] >= 0, usage  # (providers cut at int32)
+
+
+# --- pass-through (OpenAI Responses API deployments) ---
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 429, 500])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_pass_through_errors_are_scrubbed_and_cut(
+    gw: GatewayServer, up: Upstreams, status: int, stream: bool
+) -> None:
+    up.liar.reset()
+    up.liar.script(Lie("error_status", status=status, times=-1))
+    body = {"model": "liar", "input": "hi"}
+    answer = _post(gw, {**body, "stream": stream})
+    up.liar.reset()
+    enabled = httpx.post(f"{gw.url}/admin/v1/providers/liar/keys/l/enable", headers=_auth(ADMIN))
+    assert enabled.status_code == 200, enabled.text  # a 401/403 disabled the key: back for the next case
+    assert 400 <= answer.status_code < 600
+    error = _openai_error(answer)
+    assert len(error["message"]) <= 1000 and all(
+        len(error[f] or "") <= 128 for f in ("type", "param", "code")
+    )
+    _clean(answer.text, LIAR_MARKER)
+
+
+@pytest.mark.parametrize(
+    "act", ["no_terminal", "junk_frame", "raw_line", "error_event", "failed_event", "cut", "huge_frame"]
+)
+def test_pass_through_streams_that_lie_end_in_a_clean_error_event(
+    gw: GatewayServer, up: Upstreams, act: str
+) -> None:
+    up.liar.reset()
+    up.liar.script(Lie(act, times=-1))
+    status, raw = _stream(gw, {"model": "liar", "input": "hi"})
+    up.liar.reset()
+    assert status == 200, raw[:300]
+    text = raw.decode("utf-8", "replace")
+    _clean(text, LIAR_MARKER)
+    events = _check_failed_stream(raw)
+    assert events[0]["type"] == "response.created"
+    failed = events[-1]
+    assert failed["type"] == "response.failed" and failed["response"]["status"] == "failed"
+    # nothing of a failed stream is stored
+    assert _local(gw, "GET", events[0]["response"]["id"], "").status_code == 404
+
+
+@pytest.mark.parametrize("act", ["not_a_response", "garbage", "failed_response"])
+def test_pass_through_answers_that_are_not_a_response_are_5xx(
+    gw: GatewayServer, up: Upstreams, act: str
+) -> None:
+    up.liar.reset()
+    up.liar.script(Lie(act, times=-1))
+    answer = _post(gw, {"model": "liar", "input": "hi"})
+    up.liar.reset()
+    assert answer.status_code == 502, answer.text[:300]
+    error = _openai_error(answer)
+    if act != "failed_response":
+        assert error["type"] == "server_error" and error["code"] in (None, "bad_response"), error
+    _clean(answer.text, LIAR_MARKER)
+
+
+@pytest.mark.parametrize("tokens", [-1_000_000, -1, 10**18, 10**30], ids=str)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_pass_through_usage_is_clamped_in_the_record(
+    gw: GatewayServer, up: Upstreams, records: Records, tokens: int, stream: bool
+) -> None:
+    up.liar.reset()
+    up.liar.script(Lie("usage", tokens=tokens, times=-1))
+    before = len(records.records)
+    if stream:
+        status, _ = _stream(gw, {"model": "liar", "input": "hi"})
+    else:
+        status = _post(gw, {"model": "liar", "input": "hi"}).status_code
+    up.liar.reset()
+    assert status == 200
+    record = records.wait(before + 1)[-1]
+    assert record.alias == "liar" and record.status == 200
+    if record.usage is not None:
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            assert 0 <= getattr(record.usage, name) <= 2 * MAX_TOKENS, record.usage
+    assert record.cost_usd >= 0
+
+
+# --- 4. affinity -------------------------------------------------------------------------------
+
+
+def test_a_continued_conversation_returns_to_its_account_and_moves_when_it_cools_down(
+    gw: GatewayServer, up: Upstreams
+) -> None:
+    up.openai.reset()
+    first = _post(gw, {"model": "gpt", "input": "my name is Ada"})
+    assert first.status_code == 200, first.text
+    holder = up.openai.response_turns[-1].api_key
+    second = _post(gw, {"model": "gpt", "input": "again", "previous_response_id": first.json()["id"]})
+    assert second.status_code == 200 and up.openai.response_turns[-1].api_key == holder
+    assert up.openai.requests[-1].json["previous_response_id"] == first.json()["id"]
+    up.openai.inject(Fault(status=429, key=holder, times=-1, retry_after=30))
+    third = _post(gw, {"model": "gpt", "input": "my name?", "previous_response_id": second.json()["id"]})
+    assert third.status_code == 200, third.text
+    turn = up.openai.response_turns[-1]
+    assert turn.api_key != holder and turn.response_id == third.json()["id"]
+    sent = turn.request.json
+    assert "previous_response_id" not in sent  # the other account never saw the earlier turns
+    texts = [json.dumps(item.get("content")) for item in sent["input"]]
+    assert "my name is Ada" in texts[0] and "my name?" in texts[-1] and len(texts) == 5
+    # the key that said 429 is cooling down: a fourth turn goes to the new holder at once
+    fourth = _post(gw, {"model": "gpt", "input": "bye", "previous_response_id": third.json()["id"]})
+    assert fourth.status_code == 200 and up.openai.response_turns[-1].api_key == turn.api_key
+    up.openai.reset()
