@@ -21,6 +21,7 @@ SCHEMAS: dict[str, Any] = {
     "chat": ChatCompletionRequest,
     "completions": CompletionRequest,
     "embeddings": EmbeddingRequest,
+    "count_tokens": ChatCompletionRequest,  # what dialects with a count endpoint put in ``typed``
 }
 _CALL_ID = re.compile(r"call_[A-Za-z0-9]{24}")
 _RANDOM_RESPONSE_ID = re.compile(r"^(chatcmpl-|cmpl-)[0-9a-f]{24}$")

@@ -61,6 +61,8 @@ TARGETS: list[tuple[str, str, dict[str, Any], str]] = [
         "batchEmbedContents",
     ),
     ("count_tokens", "gemini", {"contents": CONTENTS}, "countTokens"),
+    ("count_tokens", "gemini", {"generateContentRequest": {"contents": CONTENTS}}, "countTokens"),
+    ("count_tokens", "openai", CHAT, "countTokens"),
 ]
 ATTACKS = [
     "gem/../../zzz#",  # finding 3: another path, the method cut off by a fragment
@@ -138,6 +140,8 @@ def _check_url(gx: Any, model: str, target: tuple[str, str, dict[str, Any], str]
     if dialect == "gemini" and "requests" in body:  # batchEmbedContents names the model in the body
         sent = json.loads(upstream.body)
         assert {item["model"] for item in sent["requests"]} == {f"{collection}/{name}"}
+    if endpoint == "count_tokens" and (dialect == "openai" or "generateContentRequest" in body):
+        assert json.loads(upstream.body)["generateContentRequest"]["model"] == f"{collection}/{name}"
     return True
 
 
@@ -323,6 +327,10 @@ def _valid_client_answer(request: ChatRequest, body: bytes) -> None:
             assert isinstance(decoded.get("embeddings"), list)
         else:
             assert isinstance(decoded.get("embedding", {}).get("values"), list)
+        return
+    if request.endpoint == "count_tokens":
+        assert set(decoded) == {"object", "input_tokens"} and decoded["object"] == "response.input_tokens"
+        assert type(decoded["input_tokens"]) is int and decoded["input_tokens"] >= 0
         return
     expected = {"chat": "chat.completion", "completions": "text_completion", "embeddings": "list"}
     assert decoded.get("object") == expected[request.endpoint]

@@ -1,4 +1,4 @@
-"""OpenAI requests → Gemini ``generateContent`` and ``batchEmbedContents`` requests.
+"""OpenAI requests → Gemini ``generateContent``, ``countTokens`` and ``batchEmbedContents`` requests.
 
 Everything here is pure: :func:`build_request` reads the client's typed request and returns the
 :class:`~truckllm.types.UpstreamRequest` the kernel sends. What cannot be expressed for Gemini
@@ -40,6 +40,7 @@ from truckllm.kit.openai_schemas import (
 )
 from truckllm.types import ChatRequest, Provider, UpstreamRequest
 
+from .count import count_body
 from .ids import decode_call_id
 from .options import Options, options_of
 from .schema import to_gemini_schema
@@ -634,7 +635,7 @@ def embed_body(typed: EmbeddingRequest, model: str, options: Options) -> dict[st
 def build_request(provider: Provider, model: str, request: ChatRequest, api_key: str) -> UpstreamRequest:
     """The upstream call for one attempt (``provider.type`` is ``gemini``)."""
     options = options_of(provider.options)
-    stream = request.stream and request.endpoint != "embeddings"
+    stream = request.stream and request.endpoint not in ("embeddings", "count_tokens")
     url = upstream_url(provider.base_url, model, request.endpoint, stream)
     headers = {
         "content-type": "application/json",
@@ -652,11 +653,16 @@ def build_request(provider: Provider, model: str, request: ChatRequest, api_key:
                 raw = request.encode(requests=[{**item, "model": model_resource(model)} for item in items])
             else:  # embedContent
                 url = method_url(provider.base_url, model, "embedContent")
+        elif request.endpoint == "count_tokens" and "generateContentRequest" in request.fields():
+            inner = msgspec.json.decode(request.fields()["generateContentRequest"])
+            if isinstance(inner, dict):  # it names the model too: the deployment's, as in the URL
+                raw = request.encode(generateContentRequest={**inner, "model": model_resource(model)})
         return UpstreamRequest(url=url, headers=headers, body=raw, stream=stream)
-    if request.endpoint == "count_tokens":
-        raise UnsupportedRequest("Gemini counts the tokens of Gemini-dialect requests only", param="model")
     try:
-        raw = msgspec.json.encode(_body(request, model, options))
+        body = _body(request, model, options)
+        if request.endpoint == "count_tokens":
+            body = count_body(body, model)
+        raw = msgspec.json.encode(body)
     except RecursionError:  # client JSON (a schema, tool arguments) nested deeper than can be followed
         raise UnsupportedRequest("the request is nested too deeply to translate for Gemini") from None
     return UpstreamRequest(url=url, headers=headers, body=raw, stream=stream)
@@ -668,6 +674,6 @@ def _body(request: ChatRequest, model: str, options: Options) -> dict[str, Any]:
         return chat_body(typed, options)
     if isinstance(typed, CompletionRequest):
         return completion_body(typed, options)
-    if isinstance(typed, EmbeddingRequest):
+    if isinstance(typed, EmbeddingRequest) and request.endpoint == "embeddings":
         return embed_body(typed, model, options)
     raise UnsupportedRequest(f"the gemini provider cannot serve the {request.endpoint} endpoint")

@@ -20,6 +20,7 @@ from truckllm.kit.openai_schemas import EmbeddingRequest
 from truckllm.kit.openai_wire import chat_completion, completion_id, usage_object
 from truckllm.types import ChatRequest, ProviderResult, UpstreamError, UpstreamResponse, Usage
 
+from .count import count_answer
 from .errors import bad_response, read_error, status_error
 from .ids import encode_call_id
 from .numbers import token_count
@@ -394,6 +395,8 @@ def translate_response(request: ChatRequest, response: UpstreamResponse) -> Prov
         return ProviderResult(body=response.body, dialect="gemini")
     if request.endpoint == "embeddings":
         return _embeddings(request, response.body)
+    if request.endpoint == "count_tokens":
+        return count_answer(response.body)
     return _generate(request, response.body)
 
 
@@ -424,8 +427,9 @@ def _passthrough_error(request: ChatRequest, body: bytes) -> UpstreamError | Non
 
 
 def parse_usage(request: ChatRequest, body: bytes) -> Usage | None:
-    """Usage of a successful non-stream answer; embeddings report none upstream (zeros)."""
-    if request.endpoint == "embeddings":
+    """Usage of a successful non-stream answer; embeddings report none upstream and counting
+    tokens bills nothing (zeros)."""
+    if request.endpoint in ("embeddings", "count_tokens"):
         return Usage()
     try:
         answer = _USAGE_ONLY.decode(body)
