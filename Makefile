@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 CONFIG ?= config/truckllm.yaml
 PLUGINS := $(sort $(wildcard plugins/*))
 
-.PHONY: install run test lint typecheck bench dist clean
+.PHONY: install run test test-agents lint typecheck bench dist clean
 
 # The kernel, its test kit (testing/: the distribution truckllm-testing, which the kernel's `test`
 # extra names) and every plugin, editable, in one pip command: the local folders answer for those
@@ -30,6 +30,15 @@ run: install
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Real coding agents (Claude Code, Gemini CLI, Codex CLI, pinned in tests/agents/package-lock.json;
+# the OpenAI Agents SDK from the test extra) each do a task with a shell tool call through a gateway
+# to the fake upstreams, bounded to 120 s, nothing past loopback (tests/agents/README.md). Needs
+# Node.js 20+ and npm; without npm the CLIs' tests are skipped, saying so.
+test-agents: install
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/agents --no-audit --no-fund; \
+	else echo "npm not found: the coding-agent CLIs are not installed; their tests are skipped"; fi
+	TRUCKLLM_AGENTS=1 $(PY) -m pytest -q -rs tests/agents $(PYTEST_ARGS)
 
 # mypy --strict checks the kernel, the test kit and every plugin's package ([tool.mypy] files);
 # lint-imports checks the plugin contract ([tool.importlinter]): a plugin imports only the hook API

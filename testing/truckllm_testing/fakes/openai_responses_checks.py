@@ -27,15 +27,16 @@ __all__ = [
 
 CREATE_FIELDS = frozenset(
     {
-        "access_programs", "background", "background_options", "context_management", "conversation",
-        "image", "include", "input", "instructions", "max_output_tokens", "max_tool_calls", "metadata",
+        "access_programs", "background", "background_options", "client_metadata", "context_management",
+        "conversation", "image", "include", "input", "instructions", "max_output_tokens", "max_tool_calls", "metadata",
         "model", "moderation", "parallel_tool_calls", "previous_response_id", "prompt",
         "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention", "reasoning",
         "safety_identifier", "service_tier", "store", "stream", "stream_options", "temperature", "text",
         "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "user",
     }
 )  # fmt: skip
-"""Top-level fields of ``ResponseCreateParams``; anything else is ``unknown_parameter``."""
+"""Top-level fields of ``ResponseCreateParams`` (and ``client_metadata``, which OpenAI's API takes and
+Codex CLI sends on every request); anything else is ``unknown_parameter``."""
 
 COUNT_FIELDS = frozenset(
     {
