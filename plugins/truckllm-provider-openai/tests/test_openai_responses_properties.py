@@ -256,9 +256,20 @@ HOSTILE_EVENT = st.fixed_dictionaries(
 def test_any_event_sequence_gives_chat_chunks_or_a_classified_failure(
     kit: Any, events: list[dict[str, Any]], include_usage: bool
 ) -> None:
-    """Whatever a hostile upstream sends, the client gets valid chat chunks (one id throughout),
-    and the stream ends with ``[DONE]`` or an upstream failure; nothing else is raised."""
+    """Whatever a hostile upstream sends, the relay gives it back or fails classified, and the
+    chat client gets valid chat chunks (one id throughout) ending with ``[DONE]`` or an upstream
+    failure; nothing else is raised."""
     raw = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    relayed, relay_failure = kit.run_stream(ResponsesPassthrough(None), [raw])
+    if relay_failure is not None:
+        assert relay_failure.error.status in (400, 429, 502) and relay_failure.error.message
+    else:  # every event relayed as OpenAI writes it, up to the one that ended the stream
+        end = next(
+            i for i, e in enumerate(events) if e["type"] in ("response.completed", "response.incomplete")
+        )
+        assert relayed == b"".join(
+            f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events[: end + 1]
+        )
     sent, failure = kit.run_stream(ResponsesToChat(include_usage, "fallback"), [raw])
     frames = kit.data_frames(sent)
     chunks = [f for f in frames if f != "[DONE]"]
