@@ -324,3 +324,10 @@ def test_a_request_without_an_openai_form_is_refused_with_the_dialects_reason(ki
     )  # fmt: skip
     upstream = transform_request(provider=kit.provider(), model="m", request=passed, api_key="k")
     assert upstream is not None and upstream.body is passed.body
+
+
+def test_a_token_limit_below_the_responses_minimum_is_raised_to_it(kit: Any) -> None:
+    for limit, sent in ((0, 16), (5, 16), (16, 16), (17, 17)):
+        request = kit.chat_request({"model": "alias", "messages": HI, "max_tokens": limit})
+        upstream = transform_request(provider=kit.provider(), model="o3-pro", request=request, api_key="k")
+        assert upstream is not None and json.loads(upstream.body)["max_output_tokens"] == sent

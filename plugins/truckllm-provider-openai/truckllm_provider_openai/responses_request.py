@@ -5,8 +5,9 @@ client, the inbound dialect's translation for another) and builds the body of
 ``POST /responses``: leading system and developer messages become ``instructions``, the rest
 input items (``message``, ``function_call``, ``function_call_output``); function tools flat;
 ``tool_choice``; ``response_format`` as ``text.format``; ``max_tokens``/``max_completion_tokens``
-as ``max_output_tokens``; ``reasoning_effort`` as ``reasoning.effort``; ``store: false`` (the
-gateway keeps nothing upstream for a chat client). A chat parameter the Responses API cannot
+as ``max_output_tokens`` (at least 16, the Responses API's minimum); ``reasoning_effort`` as
+``reasoning.effort``; ``store: false`` (the gateway keeps nothing upstream for a chat client).
+A chat parameter the Responses API cannot
 honour raises :class:`~truckllm.errors.UnsupportedRequest` naming it; harmless ones (``seed``,
 ``top_k``, zero penalties) are dropped.
 """
@@ -39,7 +40,10 @@ from truckllm.kit.openai_schemas import (
 )
 from truckllm.types import ChatRequest
 
-__all__ = ["COPIED_FIELDS", "REFUSED_FIELDS", "translate_request"]
+__all__ = ["COPIED_FIELDS", "MIN_OUTPUT_TOKENS", "REFUSED_FIELDS", "translate_request"]
+
+MIN_OUTPUT_TOKENS = 16
+"""The Responses API's least ``max_output_tokens``: a smaller chat ``max_tokens`` is raised to it."""
 
 COPIED_FIELDS = ("prompt_cache_key", "prompt_cache_retention", "service_tier")
 """Chat parameters an OpenAI client may send that the Responses API takes under the same name
@@ -251,8 +255,9 @@ def _tool(tool: Tool, param: str) -> dict[str, Any]:
 
 def _sampling(body: dict[str, Any], typed: ChatCompletionRequest) -> None:
     limit = typed.max_completion_tokens if is_set(typed.max_completion_tokens) else typed.max_tokens
-    if is_set(limit):
-        body["max_output_tokens"] = limit
+    if isinstance(limit, int):
+        # below the Responses API's minimum OpenAI answers 400 about a field the client never sent
+        body["max_output_tokens"] = max(limit, MIN_OUTPUT_TOKENS)
     for name in ("temperature", "top_p"):
         value = getattr(typed, name)
         if is_set(value):
