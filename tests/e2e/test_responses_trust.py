@@ -837,3 +837,44 @@ def test_a_continued_conversation_returns_to_its_account_and_moves_when_it_cools
     fourth = _post(gw, {"model": "gpt", "input": "bye", "previous_response_id": third.json()["id"]})
     assert fourth.status_code == 200 and up.openai.response_turns[-1].api_key == turn.api_key
     up.openai.reset()
+
+
+# --- 5. admission: what the kernel checks applies to every request ------------------------------
+
+UNTRANSLATABLE: dict[str, dict[str, Any]] = {
+    "a built-in tool": {"tools": [{"type": "web_search"}]},
+    "an item_reference": {
+        "input": [{"role": "user", "content": "@@"}, {"type": "item_reference", "id": "msg_1"}]
+    },
+    "a conversation": {"conversation": "conv_1"},
+    "a stored prompt": {"prompt": {"id": "pmpt_1"}},
+    "an image by file id": {
+        "input": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "@@"},
+                    {"type": "input_image", "file_id": "file_1"},
+                ],
+            }
+        ]
+    },
+}
+"""Requests only an OpenAI account can serve (no chat form): each with ``@@`` where the text goes."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="F4: a request without a chat form (built-in tool, item_reference...) skips server.limits",
+)
+def test_server_limits_apply_to_requests_only_openai_can_serve(up: Upstreams) -> None:
+    config = _config(up, "server: {limits: {max_content_bytes: 2000, max_messages: 4}}")
+    big = "x" * 5000
+    refused: dict[str, int] = {}
+    with GatewayServer(config, autoload=False, extra_plugins=PLUGINS) as limited:
+        before = len(up.openai.requests)
+        for name, extra in UNTRANSLATABLE.items():
+            body = json.loads(json.dumps({"model": "gpt", "input": big, **extra}).replace("@@", big))
+            refused[name] = _post(limited, body).status_code
+        reached = len(up.openai.requests) - before
+    assert refused == dict.fromkeys(UNTRANSLATABLE, 400) and reached == 0, (refused, reached)
