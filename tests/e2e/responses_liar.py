@@ -38,6 +38,8 @@ ACTS: dict[str, str] = {
     "failed_response": "whole: 200 with a Response of status failed whose error holds the secrets",
     "error_status": "an error (``status``) in OpenAI's shape with the secrets in every field",
     "usage": "a valid answer whose every token count is ``tokens``",
+    "deep": "a valid answer (whole or streamed) whose output text part carries ``size`` levels of "
+    "nested arrays in its ``annotations``",
 }
 """Every act, with what it sends."""
 
@@ -107,6 +109,14 @@ def _response(rid: str, model: str, status: str, tokens: Any, text: str) -> dict
         if done
         else None,
     }
+
+
+def _deepen(value: dict[str, Any], levels: int) -> bytes:
+    """``value`` as JSON with ``levels`` of nested arrays as the first output text's annotations."""
+    marker = '"annotations": []'
+    text = json.dumps(value)
+    assert marker in text
+    return text.replace(marker, '"annotations": ' + "[" * levels + "]" * levels, 1).encode()
 
 
 class ResponsesLiar(LoopbackServer):
@@ -206,6 +216,8 @@ class ResponsesLiar(LoopbackServer):
             )
         tokens = lie.tokens if lie.act == "usage" else 5
         answer = _response(rid, model, "completed", tokens, "liar says hi")
+        if lie.act == "deep":
+            return web.Response(body=_deepen(answer, lie.size), content_type="application/json")
         if lie.act == "failed_response":
             answer["status"] = "failed"
             answer["error"] = {
@@ -238,12 +250,16 @@ class ResponsesLiar(LoopbackServer):
         for event in events:
             await resp.write(event)
         act = lie.act
-        if act not in ("valid", "usage"):
+        if act not in ("valid", "usage", "deep"):
             await asyncio.sleep(lie.pause)
         fields = self._error_fields(key)
         if act in ("valid", "usage"):
             final = _response(rid, model, "completed", tokens, "liar")
             await resp.write(_frame("response.completed", {"response": final, "sequence_number": 3}))
+        elif act == "deep":
+            final = _response(rid, model, "completed", tokens, "liar")
+            event = {"type": "response.completed", "response": final, "sequence_number": 3}
+            await resp.write(b"event: response.completed\ndata: " + _deepen(event, lie.size) + b"\n\n")
         elif act == "junk_frame":
             await resp.write(b"data: " + MARKER.encode() + b" not json\n\n")
         elif act == "raw_line":

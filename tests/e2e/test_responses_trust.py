@@ -560,7 +560,9 @@ def test_a_redis_store_on_a_closed_port_is_503_for_continuations_only(up: Upstre
         pytest.skip("the redis store refuses to start without its server")
     try:
         follow = _post(server, {"model": "claude", "input": "x", "previous_response_id": "resp_1"})
-        assert follow.status_code in (503,), follow.text
+        assert follow.status_code == 503 and _openai_error(follow)["code"] == "state_unavailable"
+        fresh = _post(server, {"model": "claude", "input": "no state needed"})
+        assert fresh.status_code == 200, fresh.text
     finally:
         server.stop()
 
@@ -673,12 +675,16 @@ def test_translated_upstream_errors_reach_the_client_scrubbed_and_cut(
 @pytest.mark.parametrize("alias", ["h-claude", "h-gem"])
 @pytest.mark.parametrize("act", STREAM_LIES)
 def test_translated_streams_that_lie_end_in_a_clean_error_event(
-    gw: GatewayServer, up: Upstreams, alias: str, act: str
+    gw: GatewayServer, up: Upstreams, records: Records, alias: str, act: str
 ) -> None:
     up.hostile.reset()
     up.hostile.script(Hostile(act, after=2, times=-1))
+    before = len(records.records)
     status, raw = _stream(gw, {"model": alias, "input": "hi"})
+    calls = len(up.hostile.requests)
     up.hostile.reset()
+    (record,) = records.wait(before + 1)[before:]  # the request that reached the upstream is recorded
+    assert record.alias == alias and len(record.attempts) == calls == 1 and record.status >= 500, record
     _clean(raw.decode("utf-8", "replace"), MARKER)
     if status == 200:
         events = _check_failed_stream(raw)
@@ -757,12 +763,17 @@ def test_pass_through_errors_are_scrubbed_and_cut(
     "act", ["no_terminal", "junk_frame", "raw_line", "error_event", "failed_event", "cut", "huge_frame"]
 )
 def test_pass_through_streams_that_lie_end_in_a_clean_error_event(
-    gw: GatewayServer, up: Upstreams, act: str
+    gw: GatewayServer, up: Upstreams, records: Records, act: str
 ) -> None:
     up.liar.reset()
     up.liar.script(Lie(act, times=-1))
+    before = len(records.records)
     status, raw = _stream(gw, {"model": "liar", "input": "hi"})
+    calls = len(up.liar.calls)
     up.liar.reset()
+    (record,) = records.wait(before + 1)[before:]  # the request that reached the upstream is recorded
+    assert record.alias == "liar" and record.provider == "liar" and len(record.attempts) == calls == 1
+    assert record.status >= 500 and record.error_kind is not None, record
     assert status == 200, raw[:300]
     text = raw.decode("utf-8", "replace")
     _clean(text, LIAR_MARKER)
@@ -878,3 +889,27 @@ def test_server_limits_apply_to_requests_only_openai_can_serve(up: Upstreams) ->
             refused[name] = _post(limited, body).status_code
         reached = len(up.openai.requests) - before
     assert refused == dict.fromkeys(UNTRANSLATABLE, 400) and reached == 0, (refused, reached)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_deeply_nested_pass_through_answer_never_breaks_its_follow_ups(
+    gw: GatewayServer, up: Upstreams, stream: bool
+) -> None:
+    up.liar.reset()
+    up.liar.script(Lie("deep", size=600))
+    body = {"model": "liar", "input": "hi"}
+    if stream:
+        status, raw = _stream(gw, body)
+        assert status == 200
+        rid = _events(raw)[0]["response"]["id"]
+    else:
+        first = _post(gw, body)
+        assert first.status_code == 200
+        rid = first.json()["id"]
+    follow = _post(gw, {"model": "liar", "input": "and then?", "previous_response_id": rid})
+    up.liar.reset()
+    # served (the account keeps it), or refused cleanly: never the gateway's own failure
+    assert follow.status_code != 500, follow.text
+    if follow.status_code != 200:
+        assert follow.status_code in (400, 502), follow.text
+        _openai_error(follow)
