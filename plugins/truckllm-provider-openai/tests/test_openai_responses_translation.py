@@ -331,3 +331,69 @@ def test_a_token_limit_below_the_responses_minimum_is_raised_to_it(kit: Any) -> 
         request = kit.chat_request({"model": "alias", "messages": HI, "max_tokens": limit})
         upstream = transform_request(provider=kit.provider(), model="o3-pro", request=request, api_key="k")
         assert upstream is not None and json.loads(upstream.body)["max_output_tokens"] == sent
+
+
+@pytest.mark.parametrize("dialect", ["anthropic", "gemini", "openai"])
+def test_a_count_of_another_dialect_is_asked_of_input_tokens(kit: Any, dialect: str) -> None:
+    body = {
+        "model": "alias",
+        "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "count me"}],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "tool_choice": "auto",
+        "max_tokens": 100,
+        "temperature": 0.5,
+        "reasoning_effort": "low",
+        "response_format": {"type": "json_object"},
+        "stream": True,
+    }
+    request = msgspec.structs.replace(kit.chat_request(body, dialect=dialect), endpoint="count_tokens")
+    upstream = transform_request(provider=kit.provider(), model="gpt-4o", request=request, api_key="k")
+    assert upstream is not None
+    assert upstream.url == kit.base_url + "/responses/input_tokens"
+    assert not upstream.stream and upstream.headers["accept"] == "application/json"
+    assert json.loads(upstream.body) == {  # the prompt's members only, in the count's order
+        "model": "gpt-4o",
+        "instructions": "sys",
+        "input": [{"type": "message", "role": "user", "content": "count me"}],
+        "tools": [
+            {
+                "type": "function",
+                "name": "f",
+                "parameters": {"type": "object", "properties": {}},
+                "strict": False,
+            }
+        ],
+        "tool_choice": "auto",
+        "reasoning": {"effort": "low"},
+        "text": {"format": {"type": "json_object"}},
+    }
+    counted = b'{"object":"response.input_tokens","input_tokens":12}'
+    result = transform_response(
+        provider=kit.provider(),
+        request=request,
+        response=UpstreamResponse(status=200, body=counted),
+        model="gpt-4o",
+    )
+    assert result is not None and result.error is None
+    assert result.body is counted and result.dialect == "openai"  # OpenAI's count, read by every dialect
+    assert parse_usage(provider=kit.provider(), request=request, body=counted) == Usage()  # counting is free
+    wrong = transform_response(
+        provider=kit.provider(),
+        request=request,
+        response=UpstreamResponse(status=200, body=b'{"n":1}'),
+        model="m",
+    )
+    assert wrong is not None and wrong.error is not None and wrong.error.kind == "bad_response"
+
+
+def test_a_count_is_refused_like_the_call_it_counts(kit: Any) -> None:
+    request = msgspec.structs.replace(
+        kit.chat_request({"model": "alias", "messages": HI, "n": 2}, dialect="gemini"),
+        endpoint="count_tokens",
+    )
+    with pytest.raises(UnsupportedRequest) as refused:
+        transform_request(provider=kit.provider(), model="gpt-4o", request=request, api_key="k")
+    assert refused.value.param == "n"
+    untyped = ChatRequest(endpoint="count_tokens", dialect="anthropic", body=b"{}", model="m")
+    with pytest.raises(UnsupportedRequest):
+        transform_request(provider=kit.provider(), model="gpt-4o", request=untyped, api_key="k")

@@ -3,7 +3,8 @@
 Chat completions, legacy completions and embeddings pass through with ``model`` rewritten; the
 Responses API (a Responses client's ``POST /v1/responses`` and ``/v1/responses/input_tokens``)
 passes through to ``/responses`` the same way; chat requests for the models in ``api:
-responses``/``responses_models`` are translated to ``/responses`` and their answers back.
+responses``/``responses_models`` are translated to ``/responses`` and their answers back; token
+counts asked in another dialect are translated for ``/responses/input_tokens``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .errors import read_error
 from .options import Options
 from .passthrough import ResponsesPassthrough, check_response
 from .responses_answer import translate_response
-from .responses_request import translate_request
+from .responses_request import count_request, translate_request
 from .responses_stream import ResponsesToChat
 from .stream import OpenAIStream, check_content_type
 from .usage import answer_usage
@@ -93,16 +94,13 @@ def _path_and_body(request: ChatRequest, model: str, options: Options) -> tuple[
         if path is None:
             raise UnsupportedRequest(f"the Responses API has no {request.endpoint} endpoint")
         return path, request.with_model(model)
-    if request.endpoint == "count_tokens":
-        raise UnsupportedRequest(
-            "an OpenAI provider serves count_tokens only for Responses API requests "
-            f"(POST /v1/responses/input_tokens), not for {request.dialect} ones"
-        )
     if request.dialect != "openai" and request.typed is None:  # the dialect found no OpenAI form
         raise UnsupportedRequest(
             request.refusal or f"this {request.dialect} request has no OpenAI form to send",
             param=request.refusal_param,
         )
+    if request.endpoint == "count_tokens":  # another dialect's count: through the Responses API
+        return RESPONSES_PATHS["count_tokens"], msgspec.json.encode(count_request(request, model))
     if _translated(request, model, options):
         return RESPONSES_PATHS["chat"], msgspec.json.encode(translate_request(request, model))
     return PATHS[request.endpoint], _body(request, model, options)
@@ -146,12 +144,13 @@ def transform_request(
         return None
     options = _options(provider)
     path, body = _path_and_body(request, model, options)
+    stream = request.stream and request.endpoint != "count_tokens"
     url = provider.base_url + path
     if options.query:
         url += "?" + urlencode(options.query)
     headers = {
         "content-type": "application/json",
-        "accept": "text/event-stream" if request.stream else "application/json",
+        "accept": "text/event-stream" if stream else "application/json",
     }
     if api_key:
         if options.auth_header.lower() == "authorization":
@@ -163,7 +162,7 @@ def transform_request(
     if options.project:
         headers["openai-project"] = options.project
     headers.update(provider.headers)
-    return UpstreamRequest(url=url, headers=headers, body=body, stream=request.stream)
+    return UpstreamRequest(url=url, headers=headers, body=body, stream=stream)
 
 
 @hookimpl
@@ -179,11 +178,13 @@ def transform_response(
         return ProviderResult(
             error=read_error(response.status, response.headers, response.body), limits=limits
         )
-    if request.dialect == "responses":
+    if request.dialect == "responses" or request.endpoint == "count_tokens":
         bad = check_response(request.endpoint, response.body)
         if bad is not None:
             return ProviderResult(error=bad, limits=limits)
-        return ProviderResult(body=response.body, limits=limits, dialect="responses")
+        # a count is OpenAI's own count answer, which every inbound dialect reads
+        dialect = "responses" if request.dialect == "responses" else "openai"
+        return ProviderResult(body=response.body, limits=limits, dialect=dialect)
     if _translated(request, model, _options(provider)):
         translated = translate_response(response.body, model)
         if isinstance(translated, bytes):

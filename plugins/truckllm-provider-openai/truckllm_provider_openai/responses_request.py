@@ -40,7 +40,14 @@ from truckllm.kit.openai_schemas import (
 )
 from truckllm.types import ChatRequest
 
-__all__ = ["COPIED_FIELDS", "MIN_OUTPUT_TOKENS", "REFUSED_FIELDS", "translate_request"]
+__all__ = [
+    "COPIED_FIELDS",
+    "COUNT_FIELDS",
+    "MIN_OUTPUT_TOKENS",
+    "REFUSED_FIELDS",
+    "count_request",
+    "translate_request",
+]
 
 MIN_OUTPUT_TOKENS = 16
 """The Responses API's least ``max_output_tokens``: a smaller chat ``max_tokens`` is raised to it."""
@@ -57,6 +64,20 @@ REFUSED_FIELDS = {
     "function_call": "the deprecated function_call (use tool_choice)",
 }
 """Chat parameters (outside the typed request) the Responses API translation cannot honour."""
+
+COUNT_FIELDS = (
+    "model",
+    "instructions",
+    "input",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "reasoning",
+    "text",
+)
+"""The members of a translated request that ``POST /responses/input_tokens`` takes (its
+``InputTokenCountParams``); ``max_output_tokens``, sampling, ``store``, ``stream``, ``metadata``
+and the rest are not part of the prompt and are dropped."""
 
 _EMPTY_SCHEMA = Raw(b'{"type":"object","properties":{}}')
 
@@ -97,6 +118,16 @@ def translate_request(request: ChatRequest, model: str) -> dict[str, Any]:
         if options is not UNSET and options is not None and options.include_obfuscation is not UNSET:
             body["stream_options"] = {"include_obfuscation": options.include_obfuscation}
     return body
+
+
+def count_request(request: ChatRequest, model: str) -> dict[str, Any]:
+    """The ``/responses/input_tokens`` body for a count asked in another dialect (in OpenAI's
+    chat form): the request translated as a call would be, kept to what the count takes.
+
+    :raises UnsupportedRequest: as :func:`translate_request`.
+    """
+    body = translate_request(request, model)
+    return {name: body[name] for name in COUNT_FIELDS if name in body}
 
 
 def _refuse(typed: ChatCompletionRequest, raw: dict[str, Raw]) -> None:
