@@ -913,3 +913,19 @@ def test_a_deeply_nested_pass_through_answer_never_breaks_its_follow_ups(
     if follow.status_code != 200:
         assert follow.status_code in (400, 502), follow.text
         _openai_error(follow)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="F3: with no store that keeps state, the kernel's in-memory state is bounded by count only "
+    "(memory_items x max_bytes = 10,000 x 16 MiB): no byte bound (proposed: server.state.memory_bytes)",
+)
+def test_in_process_state_is_bounded_in_bytes(up: Upstreams) -> None:
+    config = _config(up, "server: {state: {memory_bytes: 2000000}}")
+    storeless = tuple(p for p in PLUGINS if p is not memory_store)  # the kernel's own memory keeps state
+    with GatewayServer(config, autoload=False, extra_plugins=storeless) as bare:
+        ids = [_create(bare, input="word " * 100_000)["id"] for _ in range(6)]  # ~0.5 MB stored each
+        assert bare.gateway is not None
+        held = sum(len(value) for _, value in bare.gateway.memory_state._items.values())
+        assert held <= 2_000_000
+        assert _local(bare, "GET", ids[-1], "").status_code == 200  # the newest is kept
