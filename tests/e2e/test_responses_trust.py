@@ -400,6 +400,36 @@ def test_any_json_in_any_field_is_an_answer_or_a_named_4xx_and_upstream_calls_ar
             assert got[0].usage is not None
 
 
+@settings(
+    max_examples=20,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(body=_BODY, alias=st.sampled_from(["claude", "gem"]))
+def test_any_streamed_request_is_a_well_ended_stream_or_a_named_4xx_and_is_recorded(
+    gw: GatewayServer, up: Upstreams, records: Records, body: dict[str, Any], alias: str
+) -> None:
+    if body.get("model") == "claude":
+        body["model"] = alias
+    fake = up.anthropic if alias == "claude" else up.gemini
+    body.pop("stream_options", None)
+    before_calls, before_records = len(fake.requests), len(records.records)
+    status, raw = _stream(gw, body)
+    if status == 200:
+        events = _events(raw)
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        assert events[-1]["type"] in ("response.completed", "response.incomplete", "response.failed")
+    else:
+        assert 400 <= status < 500, raw[:300]
+        answer = json.loads(raw)
+        assert set(answer["error"]) == {"message", "type", "param", "code"}
+        assert answer["error"]["param"] is not None or answer["error"]["code"] is not None, answer
+    if len(fake.requests) > before_calls:
+        got = records.wait(before_records + 1)[before_records:]
+        assert len(got) == 1 and got[0].stream and got[0].status == status, got
+
+
 # --- 2. state abuse --------------------------------------------------------------------------------
 
 
