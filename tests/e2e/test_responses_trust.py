@@ -983,3 +983,28 @@ def test_a_conversation_its_account_lost_is_served_elsewhere_spelled_out(up: Ups
     up.openai.reset()
     assert follow.status_code == 200, follow.text
     assert turn.api_key != holder and "previous_response_id" not in turn.request.json
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="F8: input_items of a pass-through turn lists ids the gateway minted; the pinned OpenAI "
+    "account never saw them, so an item_reference to one is a 400",
+)
+def test_ids_listed_by_input_items_can_be_sent_back_on_the_account_that_keeps_the_turn(
+    gw: GatewayServer, up: Upstreams
+) -> None:
+    first = _post(gw, {"model": "gpt", "input": "remember: the code word is heron"})
+    assert first.status_code == 200, first.text
+    listed = _local(gw, "GET", first.json()["id"], "/input_items").json()["data"]
+    follow = _post(
+        gw,
+        {
+            "model": "gpt",
+            "previous_response_id": first.json()["id"],
+            "input": [
+                {"type": "item_reference", "id": listed[0]["id"]},
+                {"role": "user", "content": "again?"},
+            ],
+        },
+    )
+    assert follow.status_code == 200, follow.text
