@@ -39,6 +39,7 @@ from tests.e2e.responses_liar import Lie, ResponsesLiar
 from truckllm import hookimpl
 from truckllm._internal.numbers import MAX_TOKENS
 from truckllm.types import RequestRecord
+from truckllm_testing.conformance import LogCapture
 from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, Fault
 from truckllm_testing.hostile import MARKER, Hostile, HostileUpstream
 from truckllm_testing.server import GatewayServer
@@ -263,6 +264,23 @@ def test_ids_that_are_not_one_segment_reach_no_route(gw: GatewayServer, raw_id: 
         answer = httpx.request(method, f"{gw.url}/v1/responses/{raw_id}{suffix}", headers=_auth(TEAM))
         assert answer.status_code in (404, 405), (method, suffix, answer.text)
         _openai_error(answer)
+
+
+def test_every_method_on_every_route_is_answered_in_openai_shape(gw: GatewayServer) -> None:
+    rid = _create(gw)["id"]
+    paths = [
+        "/v1/responses",
+        "/v1/responses/input_tokens",
+        f"/v1/responses/{rid}",
+        f"/v1/responses/{rid}/cancel",
+        f"/v1/responses/{rid}/input_items",
+    ]
+    for path in paths:
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"):
+            answer = httpx.request(method, gw.url + path, headers=_auth(TEAM), timeout=30)
+            assert answer.status_code < 500, (method, path, answer.status_code, answer.text[:200])
+            if answer.status_code >= 400 and method != "HEAD":
+                _openai_error(answer)
 
 
 QUERIES: list[tuple[str, str]] = [
@@ -687,19 +705,22 @@ def test_translated_upstream_errors_reach_the_client_scrubbed_and_cut(
     up.hostile.reset()
     up.hostile.script(Hostile(act, status=400, times=-1))
     body = {"model": alias, "input": "hi"}
-    if stream:
-        status, raw = _stream(gw, body)
-        text = raw.decode("utf-8", "replace")
-    else:
-        answer = _post(gw, body)
-        status, text = answer.status_code, answer.text
-        error = _openai_error(answer)
-        assert len(error["message"]) <= 1000 and all(
-            len(error[f] or "") <= 128 for f in ("type", "param", "code")
-        )
+    with LogCapture() as logs:
+        if stream:
+            status, raw = _stream(gw, body)
+            text = raw.decode("utf-8", "replace")
+        else:
+            answer = _post(gw, body)
+            status, text = answer.status_code, answer.text
+            error = _openai_error(answer)
+            assert len(error["message"]) <= 1000 and all(
+                len(error[f] or "") <= 128 for f in ("type", "param", "code")
+            )
+        time.sleep(0.05)  # the request's record and log lines are written off the response path
     up.hostile.reset()
     assert 400 <= status < 600, text[:300]
     _clean(text, MARKER)
+    _no_secret(logs.text)
 
 
 @pytest.mark.parametrize("alias", ["h-claude", "h-gem"])
@@ -777,7 +798,10 @@ def test_pass_through_errors_are_scrubbed_and_cut(
     up.liar.reset()
     up.liar.script(Lie("error_status", status=status, times=-1))
     body = {"model": "liar", "input": "hi"}
-    answer = _post(gw, {**body, "stream": stream})
+    with LogCapture() as logs:
+        answer = _post(gw, {**body, "stream": stream})
+        time.sleep(0.05)  # the request's record and log lines are written off the response path
+    _no_secret(logs.text)
     up.liar.reset()
     enabled = httpx.post(f"{gw.url}/admin/v1/providers/liar/keys/l/enable", headers=_auth(ADMIN))
     assert enabled.status_code == 200, enabled.text  # a 401/403 disabled the key: back for the next case
@@ -798,7 +822,10 @@ def test_pass_through_streams_that_lie_end_in_a_clean_error_event(
     up.liar.reset()
     up.liar.script(Lie(act, times=-1))
     before = len(records.records)
-    status, raw = _stream(gw, {"model": "liar", "input": "hi"})
+    with LogCapture() as logs:
+        status, raw = _stream(gw, {"model": "liar", "input": "hi"})
+        time.sleep(0.05)  # the request's record and log lines are written off the response path
+    _no_secret(logs.text)
     calls = len(up.liar.calls)
     up.liar.reset()
     (record,) = records.wait(before + 1)[before:]  # the request that reached the upstream is recorded
