@@ -1096,8 +1096,12 @@ class ProviderConformance(HostileUpstreamChecks):
         response = UpstreamResponse(status=200, headers={}, body=b"{}")
         calls: dict[str, dict[str, Any]] = {
             "transform_request": {"provider": foreign, "model": "m", "request": request, "api_key": "k"},
-            "transform_response": {"provider": foreign, "request": request, "response": response},
-            "transform_stream": {"provider": foreign, "request": request, "response": response},
+            "transform_response": {
+                "provider": foreign, "request": request, "response": response, "model": "m"
+            },
+            "transform_stream": {
+                "provider": foreign, "request": request, "response": response, "model": "m"
+            },
             "parse_usage": {"provider": foreign, "request": request, "body": b"{}"},
         }
         for name, kwargs in calls.items():

@@ -402,7 +402,19 @@ class FakeGemini(FakeUpstream):
                 )
             inner = body.get("generateContentRequest")
             if isinstance(inner, dict):
-                problems.extend(self._semantics(inner, "CountTokensRequest.generate_content_request"))
+                root = "CountTokensRequest.generate_content_request"
+                inner_model = inner.get("model")  # required in a GenerateContentRequest
+                prefixes = ("models/", "tunedModels/")
+                if not isinstance(inner_model, str) or not inner_model.startswith(prefixes):
+                    problems.append(Problem(f"* {root}.model: unexpected model name format"))
+                elif inner_model.partition("/")[2] != model:
+                    problems.append(
+                        Problem(
+                            f"* {root}.model: Model in the request ({inner_model}) does not match the "
+                            f"model in the URL (models/{model})."
+                        )
+                    )
+                problems.extend(self._semantics(inner, root))
             elif isinstance(body.get("contents"), list):
                 problems.extend(self._check_contents(body["contents"], "CountTokensRequest"))
             return problems
