@@ -286,3 +286,25 @@ def test_a_local_route_forwards_through_the_request_path_as_the_callers_key() ->
     assert limited.status_code == 429 and "memo_error" in limited.json()  # a 1 rpm key, asked twice
     assert not_allowed.status_code == 403  # the key's allow-list holds for what a dialect forwards
     assert in_flight == 0
+
+
+def test_state_scopes_cannot_spell_each_other() -> None:
+    """(dialect, key, name) -> stored name is one to one, whatever the key names hold."""
+
+    async def run() -> None:
+        memory = MemoryState(lambda: 0.0, max_items=100)
+        keys = [None, "", "-", "team", "team:resp:alice", "alice", "a:b", "a%3Ab", "%", "é"]
+        names = ["resp:x", "alice:resp:x", "x", "", ":", "%3A"]
+        written = {}
+        for key in keys:
+            for name in names:
+                state = RequestState(memory, "memo", key, ttl=10, max_bytes=100)
+                value = f"{key!r}/{name!r}".encode()
+                state.put(name, value)
+                await state.flush()
+                written[(key, name)] = value
+        for (key, name), value in written.items():
+            assert await RequestState(memory, "memo", key, ttl=10, max_bytes=100).get(name) == value
+        assert len(memory._items) == len(written)
+
+    asyncio.run(run())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from urllib.parse import quote
 
 from loguru import logger
 
@@ -99,8 +100,10 @@ class RequestState:
         self.served_by: ServedBy | None = None
         self._backend = backend
         self._max_bytes = max_bytes
-        # a key's name is a config name (no ':'); "-" is the open gateway's one shared scope
-        self._prefix = f"state:{dialect}:{key if key is not None else '-'}:"
+        # key names may hold ':' (a config name): quoted, so that no (key, name) pair spells
+        # another's; "*" (which quoting never makes) is the open gateway's one shared scope
+        scope = quote(key, safe="") if key is not None else "*"
+        self._prefix = f"state:{quote(dialect, safe='')}:{scope}:"
         self._pending: dict[str, tuple[bytes, float]] = {}
 
     async def get(self, name: str) -> bytes | None:
