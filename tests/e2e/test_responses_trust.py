@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 
 from tests.e2e.responses_liar import MARKER as LIAR_MARKER
 from tests.e2e.responses_liar import Lie, ResponsesLiar
+from tests.e2e.serving import redis_prefix
 from truckllm import hookimpl
 from truckllm._internal.numbers import MAX_TOKENS
 from truckllm.types import RequestRecord
@@ -641,7 +642,7 @@ def _http_store_service() -> Iterator[str]:
 
 @contextlib.contextmanager
 def _store_gateway(up: Upstreams, store: str, tmp_path: Any) -> Iterator[GatewayServer]:
-    """A gateway whose state lives in the ``store`` store (``memory``, ``file`` or ``http``)."""
+    """A gateway whose state lives in the ``store`` store (``memory``, ``file``, ``redis`` or ``http``)."""
     plugins: tuple[object, ...] = PLUGINS
     with contextlib.ExitStack() as stack:
         if store == "memory":
@@ -649,6 +650,10 @@ def _store_gateway(up: Upstreams, store: str, tmp_path: Any) -> Iterator[Gateway
         elif store == "file":
             plugins = (*PLUGINS, pytest.importorskip("truckllm_store_file"))
             section = f"store: {{type: file, path: '{tmp_path / 'state.db'}'}}"
+        elif store == "redis":
+            plugins = (*PLUGINS, pytest.importorskip("truckllm_store_redis"))
+            prefix = stack.enter_context(redis_prefix())
+            section = f"store: {{type: redis, url: 'redis://127.0.0.1:6379/0', prefix: '{prefix}'}}"
         else:
             plugins = (*PLUGINS, pytest.importorskip("truckllm_store_http"))
             url = stack.enter_context(_http_store_service())
@@ -670,7 +675,7 @@ def _hostile_names_are_unknown(server: GatewayServer, ids: dict[str, str]) -> No
         assert _openai_error(follow)["code"] == "previous_response_not_found"
 
 
-@pytest.mark.parametrize("store", ["memory", "file", "http"])
+@pytest.mark.parametrize("store", ["memory", "file", "http", pytest.param("redis", marks=pytest.mark.redis)])
 def test_every_store_answers_hostile_names_like_unknown_ones(
     up: Upstreams, store: str, tmp_path: Any
 ) -> None:
