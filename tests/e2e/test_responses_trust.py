@@ -95,13 +95,17 @@ class Records:
         with self.lock:
             self.records.append(record)
 
-    def wait(self, count: int) -> list[RequestRecord]:
-        """The records once there are ``count`` (written off the response path)."""
+    def of(self, request_id: str) -> RequestRecord:
+        """The one record of request ``request_id`` (waiting for it: written off the response path)."""
         deadline = time.monotonic() + 10
-        while len(self.records) < count and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            with self.lock:
+                found = [r for r in self.records if r.request_id == request_id]
+            if found:
+                assert len(found) == 1, found
+                return found[0]
             time.sleep(0.01)
-        with self.lock:
-            return list(self.records)
+        raise AssertionError(f"no record of request {request_id}")
 
 
 class Upstreams:
@@ -205,11 +209,17 @@ def _events(raw: bytes) -> list[dict[str, Any]]:
     return [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: ")]
 
 
-def _stream(gw: GatewayServer, body: dict[str, Any], key: str = TEAM) -> tuple[int, bytes]:
+def _stream_full(gw: GatewayServer, body: dict[str, Any], key: str = TEAM) -> tuple[int, bytes, str]:
+    """A streamed call: its status, its bytes and its ``x-request-id``."""
     with httpx.stream(
         "POST", gw.url + "/v1/responses", json={**body, "stream": True}, headers=_auth(key), timeout=60
     ) as answer:
-        return answer.status_code, b"".join(answer.iter_bytes())
+        return answer.status_code, b"".join(answer.iter_bytes()), answer.headers["x-request-id"]
+
+
+def _stream(gw: GatewayServer, body: dict[str, Any], key: str = TEAM) -> tuple[int, bytes]:
+    status, raw, _ = _stream_full(gw, body, key)
+    return status, raw
 
 
 # --- 1. hostile clients -------------------------------------------------------------------------------
@@ -404,8 +414,8 @@ _BODY = st.fixed_dictionaries(
 def test_any_json_in_any_field_is_an_answer_or_a_named_4xx_and_upstream_calls_are_recorded(
     gw: GatewayServer, up: Upstreams, records: Records, body: dict[str, Any]
 ) -> None:
-    body.pop("stream", None)  # a whole answer: its record is written before the next example
-    before_calls, before_records = len(up.anthropic.requests), len(records.records)
+    body.pop("stream", None)
+    before_calls = len(up.anthropic.requests)
     answer = _post(gw, body)
     if answer.status_code == 200:
         assert answer.json()["object"] == "response"
@@ -415,11 +425,11 @@ def test_any_json_in_any_field_is_an_answer_or_a_named_4xx_and_upstream_calls_ar
         assert error["param"] is not None or error["code"] is not None, error
     calls = len(up.anthropic.requests) - before_calls
     if calls:  # what reached the upstream is recorded, with its usage when it answered
-        got = records.wait(before_records + 1)[before_records:]
-        assert len(got) == 1 and got[0].provider == "ant" and len(got[0].attempts) == calls, got
-        assert got[0].status == answer.status_code
+        record = records.of(answer.headers["x-request-id"])
+        assert record.provider == "ant" and len(record.attempts) == calls, record
+        assert record.status == answer.status_code
         if answer.status_code == 200:
-            assert got[0].usage is not None
+            assert record.usage is not None
 
 
 @settings(
@@ -436,8 +446,8 @@ def test_any_streamed_request_is_a_well_ended_stream_or_a_named_4xx_and_is_recor
         body["model"] = alias
     fake = up.anthropic if alias == "claude" else up.gemini
     body.pop("stream_options", None)
-    before_calls, before_records = len(fake.requests), len(records.records)
-    status, raw = _stream(gw, body)
+    before_calls = len(fake.requests)
+    status, raw, rid = _stream_full(gw, body)
     if status == 200:
         events = _events(raw)
         assert [e["sequence_number"] for e in events] == list(range(len(events)))
@@ -448,8 +458,8 @@ def test_any_streamed_request_is_a_well_ended_stream_or_a_named_4xx_and_is_recor
         assert set(answer["error"]) == {"message", "type", "param", "code"}
         assert answer["error"]["param"] is not None or answer["error"]["code"] is not None, answer
     if len(fake.requests) > before_calls:
-        got = records.wait(before_records + 1)[before_records:]
-        assert len(got) == 1 and got[0].stream and got[0].status == status, got
+        record = records.of(rid)
+        assert record.stream and record.status == status, record
 
 
 # --- 2. state abuse --------------------------------------------------------------------------------
@@ -462,10 +472,14 @@ def _local(gw: GatewayServer, method: str, rid: str, suffix: str, key: str = TEA
 def test_another_keys_response_is_answered_exactly_like_an_unknown_one(gw: GatewayServer) -> None:
     theirs = _create(gw, key=OTHER)["id"]
     unknown = "resp_" + "0" * 48
-    for method, suffix in [*ROUTES, ("POST", "")]:
-        if (method, suffix) == ("POST", ""):
+    for method, suffix in [*ROUTES, ("POST", ""), ("POST", "/input_tokens")]:
+        if method == "POST" and suffix in ("", "/input_tokens"):
             seen = [
-                _post(gw, {"model": "claude", "input": "x", "previous_response_id": rid})
+                _post(
+                    gw,
+                    {"model": "claude", "input": "x", "previous_response_id": rid},
+                    path="/v1/responses" + suffix,
+                )
                 for rid in (theirs, unknown)
             ]
         else:
@@ -480,7 +494,6 @@ def test_another_keys_response_is_answered_exactly_like_an_unknown_one(gw: Gatew
     assert _local(gw, "GET", theirs, "", key=OTHER).status_code == 200  # nothing was deleted by team
 
 
-@pytest.mark.xfail(strict=True, reason="F1: key names may hold ':' and the state scope is not injective")
 def test_key_names_with_colons_do_not_share_state(gw: GatewayServer) -> None:
     alice = _create(gw, key=ALICE, input="alice's plan")["id"]
     forged = f"alice:resp:{alice}"  # team's scope + this name spells alice's scope + alice's name
@@ -811,11 +824,10 @@ def test_translated_streams_that_lie_end_in_a_clean_error_event(
 ) -> None:
     up.hostile.reset()
     up.hostile.script(Hostile(act, after=2, times=-1))
-    before = len(records.records)
-    status, raw = _stream(gw, {"model": alias, "input": "hi"})
+    status, raw, rid = _stream_full(gw, {"model": alias, "input": "hi"})
     calls = len(up.hostile.requests)
     up.hostile.reset()
-    (record,) = records.wait(before + 1)[before:]  # the request that reached the upstream is recorded
+    record = records.of(rid)  # the request that reached the upstream is recorded
     assert record.alias == alias and len(record.attempts) == calls == 1 and record.status >= 500, record
     _clean(raw.decode("utf-8", "replace"), MARKER)
     if status == 200:
@@ -846,18 +858,17 @@ def test_translated_usage_is_clamped(
 ) -> None:
     up.hostile.reset()
     up.hostile.script(Hostile("usage", tokens=tokens, times=-1))
-    before = len(records.records)
     body = {"model": alias, "input": "hi"}
     if stream:
-        status, raw = _stream(gw, body)
+        status, raw, rid = _stream_full(gw, body)
         final = _events(raw)[-1]
         usage = final["response"]["usage"] if final["type"] == "response.completed" else None
     else:
         answer = _post(gw, body)
-        status = answer.status_code
+        status, rid = answer.status_code, answer.headers["x-request-id"]
         usage = answer.json().get("usage") if status == 200 else None
     up.hostile.reset()
-    record = records.wait(before + 1)[-1]
+    record = records.of(rid)
     assert record.alias == alias
     if record.usage is not None:
         for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
@@ -902,14 +913,13 @@ def test_pass_through_streams_that_lie_end_in_a_clean_error_event(
 ) -> None:
     up.liar.reset()
     up.liar.script(Lie(act, times=-1))
-    before = len(records.records)
     with LogCapture() as logs:
-        status, raw = _stream(gw, {"model": "liar", "input": "hi"})
+        status, raw, rid = _stream_full(gw, {"model": "liar", "input": "hi"})
         time.sleep(0.05)  # the request's record and log lines are written off the response path
     _no_secret(logs.text)
     calls = len(up.liar.calls)
     up.liar.reset()
-    (record,) = records.wait(before + 1)[before:]  # the request that reached the upstream is recorded
+    record = records.of(rid)  # the request that reached the upstream is recorded
     assert record.alias == "liar" and record.provider == "liar" and len(record.attempts) == calls == 1
     assert record.status >= 500 and record.error_kind is not None, record
     assert status == 200, raw[:300]
@@ -945,14 +955,14 @@ def test_pass_through_usage_is_clamped_in_the_record(
 ) -> None:
     up.liar.reset()
     up.liar.script(Lie("usage", tokens=tokens, times=-1))
-    before = len(records.records)
     if stream:
-        status, _ = _stream(gw, {"model": "liar", "input": "hi"})
+        status, _, rid = _stream_full(gw, {"model": "liar", "input": "hi"})
     else:
-        status = _post(gw, {"model": "liar", "input": "hi"}).status_code
+        answer = _post(gw, {"model": "liar", "input": "hi"})
+        status, rid = answer.status_code, answer.headers["x-request-id"]
     up.liar.reset()
     assert status == 200
-    record = records.wait(before + 1)[-1]
+    record = records.of(rid)
     assert record.alias == "liar" and record.status == 200
     if record.usage is not None:
         for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
