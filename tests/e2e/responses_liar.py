@@ -258,8 +258,8 @@ class ResponsesLiar(LoopbackServer):
             await resp.write(_frame("response.completed", {"response": final, "sequence_number": 3}))
         elif act == "deep":
             final = _response(rid, model, "completed", tokens, "liar")
-            event = {"type": "response.completed", "response": final, "sequence_number": 3}
-            await resp.write(b"event: response.completed\ndata: " + _deepen(event, lie.size) + b"\n\n")
+            completed = {"type": "response.completed", "response": final, "sequence_number": 3}
+            await resp.write(b"event: response.completed\ndata: " + _deepen(completed, lie.size) + b"\n\n")
         elif act == "junk_frame":
             await resp.write(b"data: " + MARKER.encode() + b" not json\n\n")
         elif act == "raw_line":

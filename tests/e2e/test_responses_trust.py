@@ -47,6 +47,7 @@ from truckllm_testing.conformance import LogCapture
 from truckllm_testing.fakes import FakeAnthropic, FakeGemini, FakeOpenAI, Fault
 from truckllm_testing.hostile import MARKER, Hostile, HostileUpstream
 from truckllm_testing.server import GatewayServer
+from truckllm_testing.store_server import StoreServer
 
 anthropic_plugin = pytest.importorskip("truckllm_provider_anthropic")
 gemini_plugin = pytest.importorskip("truckllm_provider_gemini")
@@ -635,15 +636,11 @@ def test_a_redis_store_on_a_closed_port_is_503_for_continuations_only(up: Upstre
 @contextlib.contextmanager
 def _http_store_service() -> Iterator[str]:
     """The ``http`` store's reference server over a memory store, from a thread; yields its URL."""
-    from truckllm_testing.store_server import StoreServer
-
     loop = asyncio.new_event_loop()
     server = StoreServer(memory_store.MemoryStore(), token="store-token-5e6f7a8b9c0d1e2f")
-    ready = threading.Event()
-    thread = threading.Thread(target=lambda: (asyncio.set_event_loop(loop), loop.run_forever()), daemon=True)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    url = asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-    ready.set()
+    url: str = asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
     try:
         yield url
     finally:
