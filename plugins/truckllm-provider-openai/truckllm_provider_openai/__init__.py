@@ -4,7 +4,9 @@ Chat completions, legacy completions and embeddings pass through with ``model`` 
 Responses API (a Responses client's ``POST /v1/responses`` and ``/v1/responses/input_tokens``)
 passes through to ``/responses`` the same way; chat requests for the models in ``api:
 responses``/``responses_models`` are translated to ``/responses`` and their answers back; token
-counts asked in another dialect are translated for ``/responses/input_tokens``.
+counts asked in another dialect are translated for ``/responses/input_tokens``; a background
+response is polled and cancelled at ``/responses/{id}`` (``responses.retrieve`` /
+``responses.cancel``, see :mod:`.responses_calls`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from .errors import read_error
 from .options import Options
 from .passthrough import ResponsesPassthrough, check_response
 from .responses_answer import translate_response
+from .responses_calls import ENDPOINTS as CALL_ENDPOINTS
+from .responses_calls import call_path, call_usage
 from .responses_request import count_request, translate_request
 from .responses_stream import ResponsesToChat
 from .stream import OpenAIStream, check_content_type
@@ -71,7 +75,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             type=TYPE,
             default_base_url=DEFAULT_BASE_URL,
             dialect="openai",
-            endpoints=frozenset(PATHS) | frozenset(RESPONSES_PATHS),
+            endpoints=frozenset(PATHS) | frozenset(RESPONSES_PATHS) | CALL_ENDPOINTS,
             options=Options,
             passes_through=frozenset({"responses"}),  # Responses API requests go as they came
         )
@@ -111,6 +115,12 @@ def _body(request: ChatRequest, model: str, options: Options) -> bytes:
         fields = msgspec.json.decode(msgspec.json.encode(request.typed))
         fields["model"] = model
         fields.pop("top_k", None)  # not an OpenAI parameter (other dialects have it)
+        for message in fields.get("messages") or ():
+            # another provider's thinking (a conversation begun on Anthropic): OpenAI chat
+            # deployments refuse unknown message members, DeepSeek refuses reasoning_content
+            if isinstance(message, dict):
+                message.pop("thinking_blocks", None)
+                message.pop("reasoning_content", None)
         if request.stream and request.endpoint != "embeddings":
             fields["stream_options"] = {"include_usage": True}
         return msgspec.json.encode(fields)
@@ -143,15 +153,36 @@ def transform_request(
     if provider.type != TYPE:
         return None
     options = _options(provider)
+    if request.dialect == "responses" and request.endpoint in CALL_ENDPOINTS:
+        method, path = call_path(request)  # a poll or cancel of a background response: no body
+        return UpstreamRequest(
+            url=_url(provider, options, path),
+            headers=_headers(provider, options, api_key, {"accept": "application/json"}),
+            method=method,
+        )
     path, body = _path_and_body(request, model, options)
     stream = request.stream and request.endpoint != "count_tokens"
-    url = provider.base_url + path
-    if options.query:
-        url += "?" + urlencode(options.query)
     headers = {
         "content-type": "application/json",
         "accept": "text/event-stream" if stream else "application/json",
     }
+    return UpstreamRequest(
+        url=_url(provider, options, path),
+        headers=_headers(provider, options, api_key, headers),
+        body=body,
+        stream=stream,
+    )
+
+
+def _url(provider: Provider, options: Options, path: str) -> str:
+    url = provider.base_url + path
+    if options.query:
+        url += "?" + urlencode(options.query)
+    return url
+
+
+def _headers(provider: Provider, options: Options, api_key: str, headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` with the credentials, organization, project and the provider's own headers."""
     if api_key:
         if options.auth_header.lower() == "authorization":
             headers["authorization"] = f"Bearer {api_key}"
@@ -162,7 +193,7 @@ def transform_request(
     if options.project:
         headers["openai-project"] = options.project
     headers.update(provider.headers)
-    return UpstreamRequest(url=url, headers=headers, body=body, stream=stream)
+    return headers
 
 
 @hookimpl
@@ -179,7 +210,7 @@ def transform_response(
             error=read_error(response.status, response.headers, response.body), limits=limits
         )
     if request.dialect == "responses" or request.endpoint == "count_tokens":
-        bad = check_response(request.endpoint, response.body)
+        bad = check_response(request.endpoint, response.body)  # a poll's failed Response is its answer
         if bad is not None:
             return ProviderResult(error=bad, limits=limits)
         # a count is OpenAI's own count answer, which every inbound dialect reads
@@ -202,6 +233,8 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     token count)."""
     if provider.type != TYPE:
         return None
+    if request.dialect == "responses" and request.endpoint in CALL_ENDPOINTS:
+        return call_usage(request, body)  # counted once per background response (see responses_calls)
     return answer_usage(body, request.dialect == "responses", request.endpoint == "count_tokens")
 
 

@@ -33,8 +33,11 @@ _ANSWER = msgspec.json.Decoder(_Answer)
 
 
 def check_response(endpoint: str, body: bytes) -> UpstreamError | None:
-    """``None`` when ``body`` is a valid answer for ``endpoint`` (``chat``: a Response;
-    ``count_tokens``: a token count), else the failure it is."""
+    """``None`` when ``body`` is a valid answer for ``endpoint`` (``chat``, ``responses.retrieve``,
+    ``responses.cancel``: a Response; ``count_tokens``: a token count), else the failure it is.
+
+    A created Response whose ``status`` is ``failed`` is that failure (another account may serve
+    the request); a polled or cancelled one is the answer (the response failed upstream)."""
     try:
         answer = _ANSWER.decode(body)
         if not body.isascii():
@@ -49,7 +52,7 @@ def check_response(endpoint: str, body: bytes) -> UpstreamError | None:
         return None
     if answer.object != "response":
         return bad_response("upstream answered 2xx with JSON that is not a Responses API Response")
-    if answer.status == "failed":
+    if answer.status == "failed" and endpoint == "chat":  # a poll's failed Response is its answer
         return responses_failure(answer.error, "server", "upstream response failed")
     return None
 
