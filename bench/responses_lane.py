@@ -11,14 +11,17 @@ other lane:
   once). Skipped when no Anthropic provider plugin is installed.
 
 Per API: added latency at concurrency 1 and at ``--compare-rate``, the gateway's closed-loop
-throughput at concurrency 50, and for streams (``max(16, --stream-chunks)`` events, the Responses
-API's least ``max_output_tokens``) added time to first token and per-event transit. The ratios are
-Responses over chat. The lane is skipped when ``truckllm plugins`` lists no ``responses`` dialect.
+throughput at concurrency 50 (and its CPU share), and for streams (``max(16, --stream-chunks)``
+events, the Responses API's least ``max_output_tokens``) added time to first token and per-event
+transit. The ratios are Responses over chat. Chat and Responses runs are interleaved round by
+round (``--rounds``), so that other programs' noise hits both alike. The lane is skipped when
+``truckllm plugins`` lists no ``responses`` dialect.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +31,9 @@ from bench.harness import (
     OPENAI_MODEL,
     CpuWatch,
     comparison,
+    first_error,
     latencies,
+    merge,
     responses_body,
     transits,
     ttfts,
@@ -70,62 +75,126 @@ def _pair(bench: Bench, dialect: str, api: str, stream: bool, chunks: int | None
     return direct, through
 
 
-async def _measure(
-    bench: Bench, dialect: str, api: str, cached: dict[str, RunResult], chunks: int
-) -> dict[str, Any]:
-    """Every figure of one route and API; ``cached`` shares the translated route's direct runs."""
+Job = Callable[[], Awaitable[RunResult]]
+
+
+async def _interleaved(bench: Bench, jobs: dict[str, Job]) -> tuple[dict[str, RunResult], dict[str, float]]:
+    """Run every job once per round (``--rounds``), in turn, so that a burst of noise from other
+    programs hits chat and Responses alike; merged results and each job's mean gateway CPU share."""
+    runs: dict[str, list[RunResult]] = {key: [] for key in jobs}
+    cpu: dict[str, float] = dict.fromkeys(jobs, 0.0)
+    rounds = bench.s.rounds
+    for _ in range(rounds):
+        for key, job in jobs.items():
+            watch = CpuWatch(bench.pids())
+            runs[key].append(await job())
+            cpu[key] += watch.stop().get("gateway", 0.0) / rounds
+    return {key: merge(results) for key, results in runs.items()}, cpu
+
+
+def _jobs(
+    bench: Bench, dialect: str, stream: bool, chunks: int | None, run: Callable[[Target], Job]
+) -> dict[str, Job]:
+    """``direct-chat``, ``gateway-chat``, ``gateway-responses`` and, for the pass-through,
+    ``direct-responses`` (translated, both APIs share the native direct request)."""
+    jobs: dict[str, Job] = {}
+    for api in APIS:
+        direct, gateway = _pair(bench, dialect, api, stream, chunks)
+        if api == "chat" or dialect == "openai":
+            jobs[f"direct-{api}"] = run(direct)
+        jobs[f"gateway-{api}"] = run(gateway)
+    return jobs
+
+
+def _split(
+    bench: Bench, label: str, results: dict[str, RunResult], metric: Callable[[RunResult], list[float]]
+) -> dict[str, dict[str, Any]]:
+    """Per API, the direct vs gateway comparison (with the failures noted)."""
+    out = {}
+    for api in APIS:
+        direct = results.get(f"direct-{api}", results["direct-chat"])
+        gateway = results[f"gateway-{api}"]
+        out[api] = comparison(direct, gateway, metric)
+        bench.check_errors(f"{label} {api}", out[api], direct, gateway)
+    return out
+
+
+async def _measure(bench: Bench, dialect: str, chunks: int) -> dict[str, dict[str, Any]]:
+    """Every figure of one route, for chat and for Responses, their runs interleaved."""
     s = bench.s
-    label = f"responses lane {dialect} {api}"
-    share = dialect != "openai"  # the same native direct request for chat and Responses
-    direct, gateway = _pair(bench, dialect, api, False, None)
-    half = s.c1_seconds / s.rounds
-    c1, d, g = await bench.compare(
-        partial(loadgen.closed_loop, [direct], 1, half, warmup=0.3),
-        partial(loadgen.closed_loop, [gateway], 1, half, warmup=0.3),
-        lambda r: latencies(r, closed=True),
-        direct_cached=cached.get("c1") if share else None,
+    label = f"responses lane, {dialect}"
+    per_round = s.c1_seconds / s.rounds
+    results, _ = await _interleaved(
+        bench,
+        _jobs(
+            bench, dialect, False, None, lambda t: partial(loadgen.closed_loop, [t], 1, per_round, warmup=0.3)
+        ),
     )
-    cached["c1"] = d
-    bench.check_errors(f"{label} c1", c1, d, g)
-    rate = s.compare_rate
-    fixed, d, g = await bench.compare(
-        partial(loadgen.open_loop, [direct], rate, s.rate_seconds / s.rounds, warmup=0.5),
-        partial(loadgen.open_loop, [gateway], rate, s.rate_seconds / s.rounds, warmup=0.5),
-        lambda r: latencies(r, closed=False),
-        direct_cached=cached.get("rate") if share else None,
+    c1 = _split(bench, f"{label} c1", results, lambda r: latencies(r, closed=True))
+    rate, per_round = s.compare_rate, s.rate_seconds / s.rounds
+    results, _ = await _interleaved(
+        bench,
+        _jobs(
+            bench,
+            dialect,
+            False,
+            None,
+            lambda t: partial(loadgen.open_loop, [t], rate, per_round, warmup=0.5),
+        ),
     )
-    cached["rate"] = d
-    bench.check_errors(f"{label} {rate:g}/s", fixed, d, g)
-    watch = CpuWatch(bench.pids())
-    c50 = await loadgen.closed_loop([gateway], 50, s.c50_seconds, warmup=1.0)
-    cpu = watch.stop()
-    if c50.errors:
-        bench.note(f"{label} concurrency 50: {c50.errors} errors")
-    direct, gateway = _pair(bench, dialect, api, True, chunks)
-    length = s.stream_seconds / s.rounds
-    ttft, d, g = await bench.compare(
-        partial(loadgen.open_loop, [direct], s.stream_rate, length, warmup=0.5, record_events=True),
-        partial(loadgen.open_loop, [gateway], s.stream_rate, length, warmup=0.5, record_events=True),
-        ttfts,
-        direct_cached=cached.get("stream") if share else None,
-    )
-    cached["stream"] = d
-    bench.check_errors(f"{label} stream", ttft, d, g)
-    events = sum(len(x.events or ()) for x in g.samples if x.ok)
-    expected = chunks * sum(1 for x in g.samples if x.ok)
-    if events != expected:
-        bench.note(f"{label} stream: {events} content events through the gateway, {expected} expected")
-    return {
-        "concurrency_1": c1,
-        "rate": rate,
-        "fixed_rate": fixed,
-        "concurrency_50": {
-            "rps": len(c50.ok) / c50.duration if c50.duration else 0.0,
-            "errors": c50.errors,
-            "cpu": cpu,
-        },
-        "stream": {"events": chunks, "ttft": ttft, "transit": comparison(d, g, transits)},
+    fixed = _split(bench, f"{label} {rate:g}/s", results, lambda r: latencies(r, closed=False))
+    per_round = s.c50_seconds / s.rounds
+    c50_jobs: dict[str, Job] = {
+        f"gateway-{api}": partial(
+            loadgen.closed_loop, [_pair(bench, dialect, api, False, None)[1]], 50, per_round, warmup=0.5
+        )
+        for api in APIS
     }
+    c50, cpu = await _interleaved(bench, c50_jobs)
+    per_round = s.stream_seconds / s.rounds
+    results, _ = await _interleaved(
+        bench,
+        _jobs(
+            bench,
+            dialect,
+            True,
+            chunks,
+            lambda t: partial(
+                loadgen.open_loop, [t], s.stream_rate, per_round, warmup=0.5, record_events=True
+            ),
+        ),
+    )
+    ttft = _split(bench, f"{label} stream", results, ttfts)
+    out: dict[str, dict[str, Any]] = {}
+    for api in APIS:
+        through = results[f"gateway-{api}"]
+        events = sum(len(x.events or ()) for x in through.samples if x.ok)
+        expected = chunks * sum(1 for x in through.samples if x.ok)
+        if events != expected:
+            bench.note(
+                f"{label} {api} stream: {events} content events through the gateway, {expected} expected"
+            )
+        loaded = c50[f"gateway-{api}"]
+        if loaded.errors:
+            bench.note(f"{label} {api} concurrency 50: {loaded.errors} errors, e.g. {first_error(loaded)}")
+        out[api] = {
+            "concurrency_1": c1[api],
+            "rate": rate,
+            "fixed_rate": fixed[api],
+            "concurrency_50": {
+                "rps": len(loaded.ok) / loaded.duration if loaded.duration else 0.0,
+                "errors": loaded.errors,
+                "cpu": {"gateway": cpu[f"gateway-{api}"]},
+            },
+            "stream": {
+                "events": chunks,
+                "ttft": ttft[api],
+                "transit": comparison(
+                    results.get(f"direct-{api}", results["direct-chat"]), through, transits
+                ),
+            },
+        }
+    return out
 
 
 def _ratio(responses: float, chat: float) -> float:
@@ -228,8 +297,7 @@ async def lane_responses(bench: Bench) -> dict[str, Any]:
             bench.note(f"responses lane, {route}: skipped, `truckllm plugins` lists no {dialect} provider")
             out[dialect] = {"skipped": f"no {dialect} provider plugin"}
             continue
-        cached: dict[str, RunResult] = {}
-        res: dict[str, Any] = {api: await _measure(bench, dialect, api, cached, chunks) for api in APIS}
+        res: dict[str, Any] = await _measure(bench, dialect, chunks)
         res["ratio"] = _ratios(res["chat"], res["responses"])
         res["route"] = route
         out[dialect] = res

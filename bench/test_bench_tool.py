@@ -346,3 +346,72 @@ async def test_floor_apps_answer_a_chat_completion(upstream: int) -> None:
         proxy = proxy_app(f"http://127.0.0.1:{upstream}/v1/chat/completions", client)
         status, relayed = await _call(proxy, body)
     assert status == 200 and relayed == answer  # the upstream's own fixed answer, relayed
+
+
+# --------------------------------------------------------------------------- the responses lane
+
+
+class _StubBench:
+    """What :func:`bench.responses_lane._interleaved` needs of a :class:`bench.lanes.Bench`."""
+
+    def __init__(self, rounds: int) -> None:
+        self.s = Settings(rounds=rounds)
+
+    def pids(self) -> dict[str, int]:
+        return {}
+
+
+async def test_responses_lane_interleaves_chat_and_responses_runs() -> None:
+    """Every job runs once per round, in turn: noise cannot land on one API only."""
+    from bench.responses_lane import _interleaved
+
+    order: list[str] = []
+
+    def job(key: str) -> Any:
+        async def run() -> loadgen.RunResult:
+            order.append(key)
+            sample = Sample(intended=0.0, sent=0.0, end=0.001, status=200)
+            return loadgen.RunResult(samples=[sample], duration=1.0, offered_rate=0.0, concurrency=1)
+
+        return run
+
+    keys = ["direct-chat", "gateway-chat", "gateway-responses"]
+    merged, cpu = await _interleaved(_StubBench(3), {k: job(k) for k in keys})  # type: ignore[arg-type]
+    assert order == keys * 3
+    assert {k: len(r.samples) for k, r in merged.items()} == dict.fromkeys(keys, 3)
+    assert set(cpu) == set(keys)
+
+
+def _api(c1_p50: float, rps: float, ttft: float) -> dict[str, Any]:
+    added = {"p50": c1_p50, "p99": 2 * c1_p50}
+    return {
+        "concurrency_1": {"gateway": {"p50": c1_p50 + 1}, "added": added, "errors": {"gateway": 0}},
+        "fixed_rate": {"added": {"p99": 2 * c1_p50}, "errors": {"gateway": 1}},
+        "concurrency_50": {"rps": rps, "cpu": {"gateway": 0.9}},
+        "stream": {"ttft": {"added": {"p50": ttft}}, "transit": {"added": {"p50": ttft / 2}}},
+    }
+
+
+def test_responses_lane_reports_ratios_beside_chat() -> None:
+    """Chat, Responses and their ratio per route; a route that did not run is left out."""
+    from bench.responses_lane import HEADERS, _ratios, table_rows
+
+    chat, responses = _api(1.0, 1000.0, 2.0), _api(1.5, 800.0, 2.0)
+    lane = {
+        "openai": {"chat": chat, "responses": responses, "ratio": _ratios(chat, responses)},
+        "anthropic": {"skipped": "no anthropic provider plugin"},
+    }
+    rows = table_rows(lane)
+    assert [row[:2] for row in rows] == [
+        ["openai (pass-through)", "chat"],
+        ["openai (pass-through)", "responses"],
+        ["openai (pass-through)", "ratio"],
+    ]
+    ratio = dict(zip(HEADERS, rows[2], strict=True))
+    assert ratio["c1 added p50"] == "x1.50" and ratio["c50 gw req/s"] == "x0.80"
+    assert ratio["ttft added p50"] == "x1.00"
+    assert rows[1][-1] == 1  # errors at c1 and at the fixed rate
+    cleaned = json.loads(
+        json.dumps({**lane["openai"], "ratio": {**lane["openai"]["ratio"], "c50_rps": None}})
+    )
+    assert dict(zip(HEADERS, table_rows({"openai": cleaned})[2], strict=True))["c50 gw req/s"] == "-"
