@@ -27,11 +27,21 @@ ITEMS: list[dict[str, Any]] = [
 ]
 
 
+async def _no_upstream(request: Any) -> Any:
+    raise AssertionError(f"a local answer must not forward {request.endpoint}")
+
+
 def _call(
     state: Any, method: str = "GET", query: dict[str, str] | None = None, rid: str = "resp_1"
 ) -> LocalCall:
     return LocalCall(
-        method=method, path_params={"response_id": rid}, query=query or {}, headers={}, body=b"", state=state
+        method=method,
+        path_params={"response_id": rid},
+        query=query or {},
+        headers={},
+        body=b"",
+        state=state,
+        forward=_no_upstream,
     )
 
 

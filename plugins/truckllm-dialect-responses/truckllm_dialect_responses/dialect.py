@@ -11,8 +11,9 @@ Routes:
 A request keeps its bytes (OpenAI Responses API deployments get them as they came, but for
 ``model``) and gets its chat-completions form for every other deployment. Conversation state
 (``store``, ``previous_response_id``) is kept through ``ChatRequest.state``: see :mod:`.state`.
-``background: true`` is refused (400 naming ``background``): the gateway has no way to poll an
-upstream for a response that finishes after the call.
+``background: true`` runs on OpenAI Responses API deployments only (any other refuses it with
+400 naming ``background``); its polls and cancels go to the account that runs it: see
+:mod:`.background`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from truckllm.kit.dialect import Affinity, DialectRoute, FrameTranslator, LocalA
 from truckllm.kit.openai_schemas import ChatCompletionRequest
 from truckllm.types import ChatRequest
 
+from .background import CANCEL, REFUSAL, RETRIEVE, answered, pending, start
 from .errors import error_body, stream_error
 from .local import ROUTE_CANCEL, ROUTE_INPUT_ITEMS, ROUTE_RESPONSE, serve_local
 from .passthrough import Remembering, Watch
@@ -67,6 +69,8 @@ def _typed(
     call: ResponsesCall, items: list[dict[str, Any]]
 ) -> tuple[ChatCompletionRequest | None, dict[str, Any]]:
     """The chat-completions form, or why there is none (``refusal``, ``refusal_param``)."""
+    if call.background:  # only an OpenAI Responses API deployment runs (and keeps) it
+        return None, {"refusal": REFUSAL, "refusal_param": "background"}
     try:
         return to_chat(call, items), {}
     except UnsupportedRequest as exc:
@@ -136,17 +140,12 @@ class ResponsesDialect:
 
         A call that continues a conversation gets that form in :meth:`prepare`, once the earlier
         turns are read. A call with a built-in tool has none: it carries ``refusal`` instead (an
-        OpenAI Responses API deployment serves it; any other answers 400 naming the tool).
+        OpenAI Responses API deployment serves it; any other answers 400 naming the tool), as does
+        a ``background`` call.
 
-        :raises GatewayError: 400 naming the field at fault; ``background: true``.
+        :raises GatewayError: 400 naming the field at fault.
         """
         call = read_request(body)
-        if call.background:
-            raise GatewayError(
-                400,
-                "background responses are not supported by this gateway: leave 'background' unset or false.",
-                param="background",
-            )
         items = with_ids(call.input)
         typed, refusal = (None, {}) if call.previous_response_id else _typed(call, items)
         return ResponsesRequest(
@@ -197,13 +196,15 @@ class ResponsesDialect:
         origin = stored.origin
         if origin is None or not origin.upstream_state:
             return expanded
+        # a background response still running has no output here yet: only its account continues it
+        elsewhere = None if pending(stored) else expanded
         return msgspec.structs.replace(
             request,
             typed=typed,
             turn=expanded.turn,
             refusal=expanded.refusal,
             refusal_param=expanded.refusal_param,
-            affinity=Affinity(provider=origin.provider, key=origin.key, elsewhere=expanded),
+            affinity=Affinity(provider=origin.provider, key=origin.key, elsewhere=elsewhere),
         )
 
     def response(self, request: ChatRequest, body: bytes, source: str) -> bytes:
@@ -217,13 +218,18 @@ class ResponsesDialect:
             raise GatewayError(502, f"cannot turn a {source} answer into a Response", type="server_error")
         if request.endpoint == "count_tokens":
             return body if source == NAME else count_from_chat(body)
+        if request.endpoint in (RETRIEVE, CANCEL):  # a background response polled or cancelled
+            return answered(request, body)
         turn = _turn(request)
         if source == NAME:
             out = body
         else:
             shape = Shape(id=mint("resp"), created_at=int(self.clock()), alias=request.model, call=turn.call)
             out = msgspec.json.encode(response_from_chat(body, shape))
-        remember(request.state, _response_id(out), out, turn.items, source, turn.call.store)
+        response_id = _response_id(out)
+        remember(request.state, response_id, out, turn.items, source, turn.call.store, request.model)
+        if turn.call.background:
+            start(request.state, response_id, out, turn.call.store)
         return out
 
     def stream(self, request: ChatRequest, source: str) -> FrameTranslator:
@@ -236,7 +242,15 @@ class ResponsesDialect:
         turn = _turn(request)
 
         def on_final(response: bytes) -> None:
-            remember(request.state, _response_id(response), response, turn.items, source, turn.call.store)
+            remember(
+                request.state,
+                _response_id(response),
+                response,
+                turn.items,
+                source,
+                turn.call.store,
+                request.model,
+            )
 
         if source == NAME:
             return Watch(on_final)
@@ -244,7 +258,8 @@ class ResponsesDialect:
         return Remembering(ChatToResponses(shape), on_final)
 
     async def serve_local(self, route: DialectRoute, call: LocalCall) -> LocalAnswer:
-        """``GET``/``DELETE`` a stored response, ``cancel`` it, list its input items."""
+        """``GET``/``DELETE`` a stored response, ``cancel`` it, list its input items (a background
+        response still running: its account is asked)."""
         return await serve_local(route.name, call)
 
     def error_body(self, error: GatewayError) -> bytes:

@@ -1,10 +1,14 @@
-"""The Responses API's routes answered from stored state, with no upstream call.
+"""The Responses API's routes answered from stored state (a background response still running:
+by the account that runs it, see :mod:`.background`).
 
-- ``GET /v1/responses/{response_id}``: the Response object as it was returned;
+- ``GET /v1/responses/{response_id}``: the Response object as it was returned (or, for a
+  background response not finished when last seen, as its account answers now); ``?stream=true``
+  (resuming a background response's stream) is refused with 400 naming ``stream``;
 - ``DELETE /v1/responses/{response_id}``: ``{"id", "object": "response", "deleted": true}`` (the
   example of OpenAI's API reference);
-- ``POST /v1/responses/{response_id}/cancel``: 400, as OpenAI answers for a response that was not
-  created with ``background: true`` (the gateway refuses ``background``, so that is every one);
+- ``POST /v1/responses/{response_id}/cancel``: 400, as OpenAI answers, for a response that was not
+  created with ``background: true``; a background response still running is cancelled by its
+  account; one that has finished is answered unchanged (cancelling is idempotent at OpenAI);
 - ``GET /v1/responses/{response_id}/input_items``: the turn's input items, one page of a cursor
   list (``limit`` 1..100, default 20; ``order`` ``asc`` or ``desc``, default ``desc``; ``after``
   an item id; ``include`` accepted and ignored).
@@ -23,6 +27,7 @@ import msgspec
 from truckllm.errors import GatewayError
 from truckllm.kit.dialect import LocalAnswer, LocalCall
 
+from .background import CANCEL, RETRIEVE, forward, is_background, pending
 from .state import Stored, load, name_of
 
 __all__ = ["ROUTE_CANCEL", "ROUTE_INPUT_ITEMS", "ROUTE_RESPONSE", "input_items_page", "serve_local"]
@@ -56,7 +61,8 @@ async def _stored(call: LocalCall, response_id: str) -> Stored:
 async def serve_local(route: str, call: LocalCall) -> LocalAnswer:
     """Answer one local route (``route`` is the :class:`DialectRoute` name).
 
-    :raises GatewayError: 404 for an unknown response, 400 for a bad query parameter or a cancel.
+    :raises GatewayError: 404 for an unknown response, 400 for a bad query parameter or the
+        cancel of a response not made in the background; a forwarded call's failure.
     """
     response_id = call.path_params.get("response_id", "")
     if route == ROUTE_RESPONSE and call.method == "DELETE":
@@ -65,9 +71,22 @@ async def serve_local(route: str, call: LocalCall) -> LocalAnswer:
         return _json({"id": response_id, "object": "response", "deleted": True})
     stored = await _stored(call, response_id)
     if route == ROUTE_RESPONSE:
+        if call.query.get("stream", "false").lower() not in ("false", "0", ""):
+            raise GatewayError(
+                400,
+                "Streaming a stored response ('stream=true') is not supported by this gateway: "
+                "poll GET /v1/responses/{response_id} without it.",
+                param="stream",
+            )
+        if pending(stored):
+            return await forward(call, stored, response_id, RETRIEVE)
         return LocalAnswer(body=bytes(stored.response))
     if route == ROUTE_CANCEL:
-        raise GatewayError(400, "Cannot cancel a synchronous response.", param="response_id")
+        if not is_background(stored.response):
+            raise GatewayError(400, "Cannot cancel a synchronous response.", param="response_id")
+        if pending(stored):
+            return await forward(call, stored, response_id, CANCEL)
+        return LocalAnswer(body=bytes(stored.response))  # finished: OpenAI answers it unchanged
     if route == ROUTE_INPUT_ITEMS:
         return _json(input_items_page(stored.items, call.query))
     raise GatewayError(404, f"No such route: {route}.")

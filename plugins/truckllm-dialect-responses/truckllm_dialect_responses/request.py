@@ -167,6 +167,8 @@ def _check(body: dict[str, Any]) -> ResponsesCall:
     stream = opt(body, "stream", "", BOOLEAN)
     store = opt(body, "store", "", BOOLEAN)
     background = opt(body, "background", "", BOOLEAN)
+    if background and store is False:  # OpenAI's answer: nothing could be polled
+        raise invalid("Background mode requires 'store' to be true.", "background")
     check_tools(body.get("tools"))
     check_tool_choice(body.get("tool_choice"), body.get("tools"))
     _check_text(body.get("text"))

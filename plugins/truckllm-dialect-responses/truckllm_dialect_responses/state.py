@@ -72,11 +72,13 @@ class Stored(msgspec.Struct, frozen=True, kw_only=True):
     :ivar response: the Response object as returned to the client (raw JSON).
     :ivar items: the turn's whole input (earlier turns expanded), each item with an ``id``.
     :ivar origin: who answered it, when known.
+    :ivar alias: the ``model`` the client asked for (a background response is polled through it).
     """
 
     response: msgspec.Raw
     items: list[dict[str, Any]]
     origin: Origin | None = None
+    alias: str | None = None
 
 
 _decoder = msgspec.json.Decoder(Stored)
@@ -124,8 +126,7 @@ def conversation(stored: Stored, items: Iterable[dict[str, Any]]) -> list[dict[s
     earlier = [*stored.items, *output_items(stored.response)]
     known = {item["id"]: item for item in earlier if isinstance(item.get("id"), str)}
     own = [
-        known.get(item.get("id"), item) if item.get("type") == "item_reference" else item
-        for item in items
+        known.get(item.get("id"), item) if item.get("type") == "item_reference" else item for item in items
     ]
     return [*earlier, *with_ids(own)]
 
@@ -201,12 +202,14 @@ def remember(
     items: list[dict[str, Any]],
     source: str,
     store: bool = True,
+    alias: str | None = None,
 ) -> None:
     """Queue the write of one answered turn (nothing when ``store`` is off or there is no state).
 
     :param response: the Response object's JSON as the client receives it.
     :param items: the turn's whole input, each item with an id.
     :param source: the dialect the answer came in (``responses``: passed through).
+    :param alias: the ``model`` the client asked for.
     """
     if state is None or not store or not response_id:
         return
@@ -220,5 +223,7 @@ def remember(
             upstream_state=keeps_state(served_by, source, store),
         )
     )
-    value = msgspec.json.encode(Stored(response=msgspec.Raw(response), items=items, origin=origin))
+    value = msgspec.json.encode(
+        Stored(response=msgspec.Raw(response), items=items, origin=origin, alias=alias)
+    )
     state.put(name_of(response_id), value, state.ttl)
