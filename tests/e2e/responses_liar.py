@@ -40,13 +40,15 @@ ACTS: dict[str, str] = {
     "usage": "a valid answer whose every token count is ``tokens``",
     "deep": "a valid answer (whole or streamed) whose output text part carries ``size`` levels of "
     "nested arrays in its ``annotations``",
+    "named": "whole: a valid Response whose ``id`` is ``rid`` (``status: queued`` when the call asked "
+    "for ``background``); any later call (a poll, a cancel) is answered with it, ``completed``",
 }
 """Every act, with what it sends."""
 
 _STREAM_ONLY = frozenset(
     {"no_terminal", "junk_frame", "raw_line", "huge_frame", "error_event", "failed_event", "cut"}
 )
-_WHOLE_ONLY = frozenset({"not_a_response", "garbage", "failed_response"})
+_WHOLE_ONLY = frozenset({"not_a_response", "garbage", "failed_response", "named"})
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Lie:
     """``huge_frame``: bytes of the frame that never ends."""
     times: int = 1
     """How many calls it applies to (``-1``: for ever)."""
+    rid: str = ""
+    """``named``: the response id to answer with."""
     pause: float = 0.05
     """Stream acts: seconds between the valid events and the lie (so that the valid ones reach
     the client first and the lie comes after the stream started)."""
@@ -129,7 +133,9 @@ class ResponsesLiar(LoopbackServer):
         super().__init__()
         self.secrets = secrets
         self.calls: list[dict[str, Any]] = []
-        """Each call's decoded body (``{}`` when not JSON), with ``_key`` the key it carried."""
+        """Each call's decoded body (``{}`` when not JSON), with ``_key`` the key it carried, ``_method``
+        and ``_target`` (the raw request target, percent-encoding untouched)."""
+        self.named: str | None = None
         self._queue: list[list[Any]] = []
         self._lock = threading.Lock()
         self._count = 0
@@ -146,10 +152,11 @@ class ResponsesLiar(LoopbackServer):
             self._queue.append([lie, lie.times])
 
     def reset(self) -> None:
-        """Forget queued acts and recorded calls."""
+        """Forget queued acts, recorded calls and the named response."""
         with self._lock:
             self._queue.clear()
             self.calls.clear()
+            self.named = None
 
     def _take(self, stream: bool) -> Lie:
         with self._lock:
@@ -191,10 +198,13 @@ class ResponsesLiar(LoopbackServer):
         body = body if isinstance(body, dict) else {}
         key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         with self._lock:
-            self.calls.append({**body, "_key": key})
+            self.calls.append({**body, "_key": key, "_method": request.method, "_target": request.raw_path})
             self._count += 1
             rid = f"resp_liar{self._count:08d}"
         if request.path != "/v1/responses":
+            if self.named is not None:  # a poll or a cancel of the named response: it is done
+                done = _response(self.named, "m", "completed", 5, "liar")
+                return web.json_response({**done, "background": True})
             return web.json_response({"error": {"message": "no such path", "type": "x"}}, status=404)
         stream = body.get("stream") is True
         lie = self._take(stream)
@@ -202,6 +212,11 @@ class ResponsesLiar(LoopbackServer):
         model = asked if isinstance(asked, str) else "m"
         if lie.act == "error_status":
             return web.json_response({"error": self._error_fields(key)}, status=lie.status)
+        if lie.act == "named":
+            self.named = lie.rid
+            background = body.get("background") is True
+            named = _response(lie.rid, model, "queued" if background else "completed", 5, "liar")
+            return web.json_response({**named, "background": background})
         if not stream:
             return self._whole(lie, rid, model, key)
         return await self._stream(request, lie, rid, model, key)

@@ -1170,3 +1170,42 @@ models:
     assert record.client_disconnected and record.provider is not None
     assert len(record.attempts) == 1, record  # the upstream call that was made is in the record
     assert record.cost_usd > 0, record  # at least the prompt the upstream read (or the reservation)
+
+
+UPSTREAM_IDS = {
+    "a path": "resp_a/../../chat/completions",
+    "a query": "resp_a?api-version=evil&key=x",
+    "a fragment": "resp_a#frag",
+    "a percent": "resp_a%2Fb",
+    "a space": "resp_a b",
+    "unicode": "resp_a\u00e9\u2713",
+    "CR LF": "resp_a\r\nx-injected: 1",
+}
+"""Response ids an upstream may answer with: a later call about the response must carry the id as
+one encoded path segment (issue 13's class 3: no upstream-made string shapes an upstream URL)."""
+
+
+@pytest.mark.parametrize("upstream_id", UPSTREAM_IDS.values(), ids=UPSTREAM_IDS.keys())
+def test_a_background_poll_sends_the_upstreams_id_as_one_encoded_segment(
+    gw: GatewayServer, up: Upstreams, upstream_id: str
+) -> None:
+    up.liar.reset()
+    up.liar.script(Lie("named", rid=upstream_id))
+    created = _post(gw, {"model": "liar", "input": "take your time", "background": True})
+    if created.status_code == 400 and _openai_error(created)["param"] == "background":
+        up.liar.reset()
+        pytest.skip("background responses are refused: nothing is ever polled")
+    assert created.status_code == 200 and created.json()["id"] == upstream_id, created.text
+    segment = urllib.parse.quote(upstream_id, safe="")
+    for method, suffix in (("GET", ""), ("POST", "/cancel"), ("GET", "")):
+        answer = _local(gw, method, segment, suffix)
+        assert answer.status_code < 500, (method, suffix, answer.text[:200])
+    calls = up.liar.calls[1:]
+    up.liar.reset()
+    if not calls:
+        pytest.skip("no poll or cancel was forwarded to the upstream")
+    for call in calls:
+        target: str = call["_target"]
+        assert target.startswith("/v1/responses/"), target
+        rest = target.removeprefix("/v1/responses/").removesuffix("/cancel")
+        assert not set(rest) & set("/?#\r\n ") and urllib.parse.unquote(rest) == upstream_id, target
