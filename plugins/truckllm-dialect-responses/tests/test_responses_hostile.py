@@ -428,8 +428,8 @@ def test_client_given_item_ids_still_page(ids: list[Any], limit: int) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="F6: input_tokens takes 'stream' (and stream_options) that OpenAI refuses; the kernel then "
-    "counts tokens as a stream (a stream slot of the key, a streamed upstream call)",
+    reason="F6: input_tokens takes 'stream' (and stream_options) that OpenAI refuses; the count is "
+    "then a stream request to the kernel (a stream slot of the key, a record saying stream)",
 )
 @pytest.mark.parametrize("extra", [{"stream": True}, {"stream": True, "stream_options": {}}])
 def test_input_tokens_refuses_stream_like_openai(extra: dict[str, Any]) -> None:
