@@ -136,6 +136,7 @@ providers:
   hant: {{type: anthropic, base_url: {up.hostile.base_url("anthropic")}, keys: [{{name: h, value: {HOSTILE_ANT}}}]}}
   hgem: {{type: gemini, base_url: {up.hostile.base_url("gemini")}, keys: [{{name: h, value: {HOSTILE_GEM}}}]}}
   liar: {{type: openai, base_url: {up.liar.base_url}, keys: [{{name: l, value: {LIAR}}}]}}
+  liarchat: {{type: openai, base_url: {up.liar.base_url}, options: {{api: responses}}, keys: [{{name: l, value: {LIAR}}}]}}
 models:
   claude: {{deployments: [{{provider: ant, model: claude-sonnet-4-5-20250929}}]}}
   gem: {{deployments: [{{provider: gem, model: gemini-2.5-flash}}]}}
@@ -143,6 +144,7 @@ models:
   h-claude: {{deployments: [{{provider: hant, model: claude-sonnet-4-5-20250929}}]}}
   h-gem: {{deployments: [{{provider: hgem, model: gemini-2.5-flash}}]}}
   liar: {{deployments: [{{provider: liar, model: gpt-4o}}]}}
+  liar-chat: {{deployments: [{{provider: liarchat, model: gpt-4o}}]}}
 """
 
 
@@ -973,6 +975,92 @@ def test_pass_through_usage_is_clamped_in_the_record(
         for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
             assert 0 <= getattr(record.usage, name) <= 2 * MAX_TOKENS, record.usage
     assert record.cost_usd >= 0
+
+
+# --- the other direction: chat clients through ``api: responses`` to a lying /v1/responses ---
+
+
+@pytest.mark.parametrize(
+    "act", ["no_terminal", "junk_frame", "raw_line", "error_event", "failed_event", "cut", "error_status"]
+)
+def test_chat_clients_of_a_lying_responses_upstream_get_a_clean_end(
+    gw: GatewayServer, up: Upstreams, records: Records, act: str
+) -> None:
+    up.liar.reset()
+    up.liar.script(Lie(act, times=-1))
+    body = {"model": "liar-chat", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with LogCapture() as logs:
+        with httpx.stream(
+            "POST", gw.url + "/v1/chat/completions", json=body, headers=_auth(TEAM), timeout=60
+        ) as answer:
+            status, raw, rid = (
+                answer.status_code,
+                b"".join(answer.iter_bytes()),
+                answer.headers["x-request-id"],
+            )
+        time.sleep(0.05)  # the request's record and log lines are written off the response path
+    if act == "error_status":
+        httpx.post(f"{gw.url}/admin/v1/providers/liarchat/keys/l/enable", headers=_auth(ADMIN))
+    up.liar.reset()
+    text = raw.decode("utf-8", "replace")
+    _clean(text, LIAR_MARKER)
+    _no_secret(logs.text)
+    record = records.of(rid)
+    assert len(record.attempts) == 1 and record.attempts[0].provider == "liarchat", record
+    assert record.status >= 400, record
+    if status == 200:  # the stream had started: it ends with an error frame, never [DONE]
+        frames = [line[6:] for line in raw.split(b"\n") if line.startswith(b"data: ")]
+        assert frames and frames[-1] != b"[DONE]" and "error" in json.loads(frames[-1]), frames[-3:]
+    else:
+        assert 400 <= status < 600 and set(json.loads(raw)["error"]) >= {"message", "type"}, raw[:300]
+
+
+@pytest.mark.parametrize("act", ["not_a_response", "garbage", "failed_response", "error_status"])
+def test_chat_clients_of_a_lying_responses_upstream_get_a_clean_error(
+    gw: GatewayServer, up: Upstreams, act: str
+) -> None:
+    up.liar.reset()
+    up.liar.script(Lie(act, times=-1))
+    body = {"model": "liar-chat", "messages": [{"role": "user", "content": "hi"}]}
+    answer = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=_auth(TEAM), timeout=30)
+    if act == "error_status":
+        httpx.post(f"{gw.url}/admin/v1/providers/liarchat/keys/l/enable", headers=_auth(ADMIN))
+    up.liar.reset()
+    assert 400 <= answer.status_code < 600, answer.text[:300]
+    _openai_error(answer)
+    _clean(answer.text, LIAR_MARKER)
+
+
+@pytest.mark.parametrize("tokens", [-1_000_000, 10**30], ids=str)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_chat_clients_of_a_responses_upstream_get_clamped_usage(
+    gw: GatewayServer, up: Upstreams, records: Records, tokens: int, stream: bool
+) -> None:
+    up.liar.reset()
+    up.liar.script(Lie("usage", tokens=tokens, times=-1))
+    body = {"model": "liar-chat", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers=_auth(TEAM)) as answer:
+            status, raw, rid = (
+                answer.status_code,
+                b"".join(answer.iter_bytes()),
+                answer.headers["x-request-id"],
+            )
+        frames = [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: {")]
+        usage = next((f["usage"] for f in frames if f.get("usage")), None)
+    else:
+        whole = httpx.post(gw.url + "/v1/chat/completions", json=body, headers=_auth(TEAM), timeout=30)
+        status, rid, usage = whole.status_code, whole.headers["x-request-id"], whole.json().get("usage")
+    up.liar.reset()
+    assert status == 200
+    record = records.of(rid)
+    if record.usage is not None:
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            assert 0 <= getattr(record.usage, name) <= 2 * MAX_TOKENS, record.usage
+    assert record.cost_usd >= 0
+    if usage is not None:
+        assert all(usage[name] >= 0 for name in ("prompt_tokens", "completion_tokens", "total_tokens")), usage
 
 
 # --- 4. affinity -------------------------------------------------------------------------------
