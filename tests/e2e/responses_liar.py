@@ -40,13 +40,23 @@ ACTS: dict[str, str] = {
     "usage": "a valid answer whose every token count is ``tokens``",
     "deep": "a valid answer (whole or streamed) whose output text part carries ``size`` levels of "
     "nested arrays in its ``annotations``",
+    "slow_close": "stream: a valid stream, then ``pause`` seconds before the body ends",
     "named": "whole: a valid Response whose ``id`` is ``rid`` (``status: queued`` when the call asked "
     "for ``background``); any later call (a poll, a cancel) is answered with it, ``completed``",
 }
 """Every act, with what it sends."""
 
 _STREAM_ONLY = frozenset(
-    {"no_terminal", "junk_frame", "raw_line", "huge_frame", "error_event", "failed_event", "cut"}
+    {
+        "no_terminal",
+        "junk_frame",
+        "raw_line",
+        "huge_frame",
+        "error_event",
+        "failed_event",
+        "cut",
+        "slow_close",
+    }
 )
 _WHOLE_ONLY = frozenset({"not_a_response", "garbage", "failed_response", "named"})
 
@@ -265,12 +275,14 @@ class ResponsesLiar(LoopbackServer):
         for event in events:
             await resp.write(event)
         act = lie.act
-        if act not in ("valid", "usage", "deep"):
+        if act not in ("valid", "usage", "deep", "slow_close"):
             await asyncio.sleep(lie.pause)
         fields = self._error_fields(key)
-        if act in ("valid", "usage"):
+        if act in ("valid", "usage", "slow_close"):
             final = _response(rid, model, "completed", tokens, "liar")
             await resp.write(_frame("response.completed", {"response": final, "sequence_number": 3}))
+            if act == "slow_close":
+                await asyncio.sleep(lie.pause)
         elif act == "deep":
             final = _response(rid, model, "completed", tokens, "liar")
             completed = {"type": "response.completed", "response": final, "sequence_number": 3}
