@@ -1335,7 +1335,7 @@ def test_a_translated_turn_is_stored_before_its_response_completed_event_is_sent
     gw: GatewayServer, up: Upstreams, alias: str
 ) -> None:
     up.hostile.reset()
-    up.hostile.script(Hostile("valid", chunk_delay=0.3))
+    up.hostile.script(Hostile("valid", chunk_delay=0.15))
     statuses = _completed_then_get(gw, {"model": alias, "input": "hi"})
     up.hostile.reset()
     assert statuses == (200, 200)
