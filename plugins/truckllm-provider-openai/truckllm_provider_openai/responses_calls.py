@@ -28,7 +28,16 @@ from truckllm.types import ChatRequest, Usage
 
 from .usage import parse_responses_usage
 
-__all__ = ["CANCEL", "ENDPOINTS", "RETRIEVE", "TERMINAL", "call_path", "call_usage", "read_call"]
+__all__ = [
+    "CANCEL",
+    "ENDPOINTS",
+    "RETRIEVE",
+    "TERMINAL",
+    "ResponseCall",
+    "call_path",
+    "call_usage",
+    "read_call",
+]
 
 RETRIEVE = "responses.retrieve"
 """The kernel endpoint of a poll: ``GET {base_url}/responses/{id}``."""
