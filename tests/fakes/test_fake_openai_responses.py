@@ -396,6 +396,24 @@ async def test_background_then_retrieve_and_cancel(fake: FakeOpenAI, client: Asy
         await client.responses.cancel(plain.id)
 
 
+async def test_background_polls_then_completes_or_is_cancelled(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    fake.background_polls = 2
+    running = await client.responses.create(model="gpt-4o", input="slow one", background=True)
+    assert [(await client.responses.retrieve(running.id)).status for _ in range(4)] == [
+        "queued",
+        "in_progress",
+        "completed",
+        "completed",
+    ]
+    stopped = await client.responses.create(model="gpt-4o", input="stop me", background=True)
+    assert (await client.responses.retrieve(stopped.id)).status == "queued"
+    cancelled = await client.responses.cancel(stopped.id)
+    assert cancelled.status == "cancelled" and cancelled.output == []
+    assert (await client.responses.retrieve(stopped.id)).status == "cancelled"
+    assert (await client.responses.cancel(stopped.id)).status == "cancelled"
+    assert (await client.responses.cancel(running.id)).status == "completed"  # finished: unchanged
+
+
 # --------------------------------------------------------------------------- validation
 
 

@@ -24,7 +24,9 @@ Endpoints: ``POST /v1/responses`` (stream and not), ``GET``/``DELETE /v1/respons
   from this fake and that key.  Function calls and their outputs must pair up across the whole
   conversation (``No tool output found for function call ...``).
 - ``background: true`` answers ``status: "queued"`` at once; the response is then retrievable,
-  completed.
+  completed, or, with :attr:`ResponsesAPI.background_polls` set, unfinished (``queued``, then
+  ``in_progress``, no output) for that many polls, and ``cancelled`` by a cancel meanwhile; a
+  cancel of a finished one answers it unchanged, of a synchronous one 400.
 
 :attr:`ResponsesAPI.response_turns` records, per answered create, the conversation the model
 "saw": the previous responses' input and output items followed by this request's input.
@@ -97,6 +99,8 @@ class StoredResponse:
     """Everything a follow-up continues from: the expanded input, then the output items."""
     background: bool = False
     """Created with ``background: true``."""
+    polls: int = 0
+    """Polls (``GET``) answered unfinished so far (background responses)."""
 
 
 @dataclass
@@ -136,6 +140,9 @@ class ResponsesAPI(FakeUpstream):
         super().__init__(keys, chunks=chunks, chunk_delay=chunk_delay, strict=strict, models=models)
         self.response_turns: list[ResponseTurn] = []
         """Every answered create, in order, with the conversation the model saw."""
+        self.background_polls = 0
+        """Polls a background response answers unfinished (``queued`` first, then ``in_progress``)
+        before it is completed; a cancel meanwhile makes it ``cancelled``. 0: finished at once."""
         self._accounts: dict[str, dict[str, StoredResponse]] = {}
         self._items: dict[str, dict[str, dict[str, Any]]] = {}
         self._live: dict[int, dict[str, Any]] = {}
@@ -617,11 +624,27 @@ class ResponsesAPI(FakeUpstream):
     def _not_found(self, ctx: Ctx, response_id: str) -> web.Response:
         return self.error(ctx, 404, "response_not_found", f"Response with id '{response_id}' not found.")
 
+    @staticmethod
+    def _background_unfinished(stored: StoredResponse, status: str) -> dict[str, Any]:
+        return {**stored.response, "status": status, "output": [], "usage": None, "completed_at": None}
+
+    def _background_running(self, stored: StoredResponse) -> bool:
+        """A background response still unfinished (not polled enough, not cancelled)."""
+        return (
+            stored.background
+            and stored.polls < self.background_polls
+            and stored.response.get("status") != "cancelled"
+        )
+
     async def _retrieve(self, ctx: Ctx) -> web.StreamResponse:
         response_id = ctx.request.match_info["response_id"]
         stored = self.stored(ctx.rec.api_key, response_id)
         if stored is None:
             return self._not_found(ctx, response_id)
+        if self._background_running(stored):
+            stored.polls += 1
+            status = "queued" if stored.polls == 1 else "in_progress"
+            return self.json_response(ctx, self._background_unfinished(stored, status))
         return self.json_response(ctx, stored.response)
 
     async def _delete(self, ctx: Ctx) -> web.StreamResponse:
@@ -644,6 +667,8 @@ class ResponsesAPI(FakeUpstream):
             return self._not_found(ctx, response_id)
         if not stored.background:
             return self.error(ctx, 400, "bad_request", "Cannot cancel a synchronous response.", None)
+        if self._background_running(stored):
+            stored.response = self._background_unfinished(stored, "cancelled")
         return self.json_response(ctx, stored.response)
 
     async def _input_items(self, ctx: Ctx) -> web.StreamResponse:
