@@ -65,9 +65,13 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "streaming, held streams, memory; one run, side by side against the upstream alone.",
     )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="short steps (default; about 4 minutes)")
     mode.add_argument(
-        "--full", action="store_true", help="longer steps and a finer search (about 10 minutes)"
+        "--quick",
+        action="store_true",
+        help="short steps (default; about 7 minutes, 3 of them the responses lane)",
+    )
+    mode.add_argument(
+        "--full", action="store_true", help="longer steps and a finer search (about 15 minutes)"
     )
     parser.add_argument("--lanes", help=f"comma-separated subset of: {', '.join(LANES)}")
     parser.add_argument("--skip", help="comma-separated lanes not to run")
