@@ -68,6 +68,8 @@ TEMPLATES: dict[str, str] = {
     "/v1/messages": '{"model": "demo", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "tools": [{"name": "f", "input_schema": {"type": "object", "properties": {"x": @@}}}]}',
     "/v1/messages/count_tokens": '{"model": "demo", "messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"x": @@}}]}, {"role": "user", "content": "hi"}]}',
     "generateContent": '{"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "tools": [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": {"type": "object", "properties": {"x": @@}}}]}]}',
+    "/v1/responses": '{"model": "demo", "input": "hi", "tools": [{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {"x": @@}}}]}',
+    "/v1/responses/input_tokens": '{"model": "demo", "input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}, {"type": "function_call_output", "call_id": "c", "output": "ok"}], "tools": [{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {"x": @@}}}]}',
     "streamGenerateContent": '{"contents": [{"role": "user", "parts": [{"text": "hi"}]}, {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"x": @@}}}]}]}',
 }
 GENERIC = '{"model": "demo", "zz_free_form": @@}'
@@ -75,11 +77,11 @@ GENERIC = '{"model": "demo", "zz_free_form": @@}'
 
 
 class Door:
-    def __init__(self, dialect: str, path: str, template: str) -> None:
-        self.dialect, self.path, self.template = dialect, path, template
+    def __init__(self, dialect: str, path: str, template: str, method: str = "POST") -> None:
+        self.dialect, self.path, self.template, self.method = dialect, path, template, method
 
     def __repr__(self) -> str:
-        return f"{self.dialect}:{self.path}"
+        return f"{self.dialect}:{self.method} {self.path}"
 
 
 def doors(gw: GatewayServer) -> list[Door]:
@@ -89,8 +91,10 @@ def doors(gw: GatewayServer) -> list[Door]:
     for name, dialect in gw.gateway.runtime.host.dialects.items():
         for route in dialect.routes:
             path = route.path.replace("{model}", "demo").replace("{method}", "somethingNew")
+            path = path.replace("{response_id}", "resp_0123")
             method = path.rsplit(":", 1)[-1] if ":" in path else path
-            found.append(Door(name, path, TEMPLATES.get(method, GENERIC)))
+            for verb in route.methods:  # every method of the route, body and all (GET and DELETE too)
+                found.append(Door(name, path, TEMPLATES.get(method, GENERIC), verb))
     return found
 
 
@@ -156,15 +160,15 @@ def logs() -> Iterator[io.StringIO]:
     logger.remove(handle)
 
 
-def post(gw: GatewayServer, path: str, body: str | bytes, **kwargs: Any) -> httpx.Response:
+def post(gw: GatewayServer, path: str, body: str | bytes, method: str = "POST", **kwargs: Any) -> httpx.Response:
     content = body.encode() if isinstance(body, str) else body
-    return httpx.post(gw.url + path, content=content, headers=HEADERS, timeout=60, **kwargs)
+    return httpx.request(method, gw.url + path, content=content, headers=HEADERS, timeout=60, **kwargs)
 
 
 def test_every_front_door_answers_a_valid_body(gw: GatewayServer) -> None:
     """The templates are real requests: without a hostile value they are served (or a clean 4xx)."""
     for door in doors(gw):
-        answer = post(gw, door.path, door.template.replace("@@", '{"type": "string"}'))
+        answer = post(gw, door.path, door.template.replace("@@", '{"type": "string"}'), door.method)
         if door.template is GENERIC:
             assert 400 <= answer.status_code < 500, (door, answer.text)
             assert_dialect_error(door.dialect, answer.status_code, answer.content)
@@ -177,7 +181,7 @@ def test_deep_and_ambiguous_bodies_are_a_400_at_every_front_door(
     gw: GatewayServer, logs: io.StringIO, shape: str
 ) -> None:
     for door in doors(gw):
-        answer = post(gw, door.path, door.template.replace("@@", SHAPES[shape]))
+        answer = post(gw, door.path, door.template.replace("@@", SHAPES[shape]), door.method)
         assert_dialect_error(door.dialect, answer.status_code, answer.content)
         if door.template is GENERIC:  # not a valid request anyway (an unknown method is a 404 unread)
             assert answer.status_code in (400, 404), (door, shape, answer.text[:300])
@@ -190,7 +194,7 @@ def test_deep_and_ambiguous_bodies_are_a_400_at_every_front_door(
 @pytest.mark.parametrize("shape", list(HUGE))
 def test_huge_bodies_are_a_413_at_every_front_door(gw: GatewayServer, logs: io.StringIO, shape: str) -> None:
     for door in doors(gw):
-        answer = post(gw, door.path, HUGE[shape](door.template))
+        answer = post(gw, door.path, HUGE[shape](door.template), door.method)
         assert answer.status_code == 413, (door, shape, answer.text[:300])
         assert_dialect_error(door.dialect, 413, answer.content)
     assert "Traceback" not in logs.getvalue()
