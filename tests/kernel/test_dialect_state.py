@@ -40,7 +40,7 @@ class MemoDialect:
     reframes_own = True
     routes = (
         DialectRoute(path="/memo/{model}", endpoint="chat"),
-        DialectRoute(path="/memo/turns/{turn}", endpoint="local", methods=("GET", "DELETE")),
+        DialectRoute(path="/memo/turns/{turn}", endpoint="local", methods=("GET", "DELETE", "PUT")),
         DialectRoute(path="/memo/ask/{model}/{q}", endpoint="local", methods=("GET",)),
     )
 
@@ -105,6 +105,9 @@ class MemoDialect:
                 )
             )
         name = f"turn:{call.path_params['turn']}"
+        if call.method == "PUT":  # queued by a local route: written before its answer is sent
+            call.state.put(name, call.body)
+            return LocalAnswer(status=204)
         if call.method == "DELETE":
             return LocalAnswer(body=msgspec.json.encode({"deleted": await call.state.delete(name)}))
         value = await call.state.get(name)
@@ -194,6 +197,15 @@ def test_local_routes_check_the_key_and_read_its_own_scope() -> None:
     assert bob_delete.json() == {"deleted": False}
     assert delete.json() == {"deleted": True} and again.json() == {"deleted": False}
     assert gone.status_code == 404
+
+
+def test_what_a_local_route_queues_is_written_before_it_answers() -> None:
+    with GatewayServer(_config(), extra_plugins=(MemoPlugin(),)) as gw:
+        alice = {"authorization": "Bearer key-alice"}
+        for n in range(10):
+            put = httpx.put(f"{gw.url}/memo/turns/t{n}", content=f"note {n}".encode(), headers=alice)
+            got = httpx.get(f"{gw.url}/memo/turns/t{n}", headers=alice)
+            assert put.status_code == 204 and got.json()["a"] == f"note {n}"
 
 
 def test_a_streamed_answer_is_stored_before_its_last_bytes() -> None:

@@ -108,4 +108,7 @@ class LocalEndpoint:
             state=state,
             forward=forward,
         )
-        return await self.serve(self.route, call)
+        try:
+            return await self.serve(self.route, call)
+        finally:
+            await state.flush()  # what serve_local queued outside a forward (each forward flushes its own)

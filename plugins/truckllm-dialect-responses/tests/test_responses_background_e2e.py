@@ -292,11 +292,6 @@ def test_polls_go_to_the_account_that_created_it(fresh: World) -> None:
     assert {key for _, _, key in _calls(fresh, queued.id)} == {"ok2"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the kernel does not write what a local route queued after a failed forward "
-    "(LocalEndpoint never flushes its state): the bill token taken by the failed poll is lost",
-)
 def test_a_failed_poll_is_the_accounts_error_and_the_next_one_still_counts(fresh: World) -> None:
     with _client(fresh) as client:
         queued = client.responses.create(model="gpt", input="flaky", background=True)
