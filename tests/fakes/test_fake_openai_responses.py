@@ -8,12 +8,15 @@ accumulate the same final response the fake answers.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from http.client import HTTPConnection
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from openai import AsyncOpenAI
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
@@ -582,3 +585,62 @@ async def test_reset_forgets_stored_responses(fake: FakeOpenAI, client: AsyncOpe
     assert fake.stored_ids("k1") == [created.id] and len(fake.response_turns) == 1
     fake.reset()
     assert fake.stored_ids("k1") == [] and fake.response_turns == []
+
+
+# --------------------------------------------------------------------------- robustness
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 70) | st.floats(-3, 3) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_FIELDS = st.sampled_from(
+    [
+        "model", "input", "instructions", "tools", "tool_choice", "text", "reasoning", "include",
+        "max_output_tokens", "temperature", "top_p", "store", "stream", "metadata", "background",
+        "previous_response_id", "parallel_tool_calls", "truncation", "service_tier", "stream_options",
+    ]
+)  # fmt: skip
+_ITEM = st.fixed_dictionaries(
+    {"type": st.sampled_from(["message", "function_call", "function_call_output", "reasoning", "item_reference"])},
+    optional={"role": _JSON, "content": _JSON, "call_id": _JSON, "name": _JSON, "arguments": _JSON,
+              "output": _JSON, "id": _JSON, "summary": _JSON, "encrypted_content": _JSON},
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def threaded() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(keys=["k1"]).running() as server:
+        yield server
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(fields={}, items=[{"type": "item_reference", "id": []}], tool_choice=None)
+@example(
+    fields={"tools": [{"type": "function", "name": "f"}]},
+    items=[],
+    tool_choice={"type": "function", "name": {}},
+)
+@given(
+    fields=st.dictionaries(_FIELDS, _JSON, max_size=4),
+    items=st.lists(_ITEM, max_size=3),
+    tool_choice=st.one_of(st.none(), st.fixed_dictionaries({"type": st.just("function"), "name": _JSON})),
+)
+def test_any_body_gets_an_answer_never_a_crash(
+    threaded: FakeOpenAI, fields: dict[str, Any], items: list[dict[str, Any]], tool_choice: Any
+) -> None:
+    """Whatever the body, the fake answers 200 or OpenAI's 400, never a 500 of its own."""
+    body: dict[str, Any] = {"model": "gpt-4o", "input": items or "hi", **fields}
+    if tool_choice is not None:
+        body["tool_choice"] = tool_choice
+    for path in ("/v1/responses", "/v1/responses/input_tokens"):
+        conn = HTTPConnection("127.0.0.1", threaded.port, timeout=10)
+        try:
+            conn.request("POST", path, body=json.dumps(body), headers=AUTH)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        assert resp.status in (200, 400), (path, body, raw[:300])
+        if resp.status == 400:
+            assert set(json.loads(raw)["error"]) == {"message", "type", "param", "code"}

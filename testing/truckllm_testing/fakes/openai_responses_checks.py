@@ -288,6 +288,8 @@ def check_item(problems: list[Problem], item: Any, where: str) -> None:
             )
         )
         return
+    for name in ("id", "call_id", "name"):
+        _typed(problems, item.get(name), f"{where}.{name}", str, "a string")
     if kind == "message":
         role = item.get("role")
         if role is None:
@@ -403,7 +405,11 @@ def _tool_choice(problems: list[Problem], body: dict[str, Any], names: set[str])
     if kind is None:
         problems.append(Problem("Missing required parameter: 'tool_choice.type'.", "tool_choice.type"))
     elif kind in ("function", "custom"):
-        if _missing(problems, choice, "tool_choice", "name") and choice["name"] not in names:
+        if not _missing(problems, choice, "tool_choice", "name"):
+            return
+        if not isinstance(choice["name"], str):
+            _typed(problems, choice["name"], "tool_choice.name", str, "a string")
+        elif choice["name"] not in names:
             problems.append(Problem(f"Tool choice '{kind}' not found in 'tools' parameter.", "tool_choice"))
     elif kind == "allowed_tools":
         if _missing(problems, choice, "tool_choice", "mode", "tools"):
