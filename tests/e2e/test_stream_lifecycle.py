@@ -13,11 +13,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
+import msgspec
 import pytest
 from aiohttp import web
 
+from truckllm import hookimpl
 from truckllm_testing.server import GatewayServer
 
 
@@ -26,6 +29,7 @@ class HeldUpstream:
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.cut = threading.Event()
         self.cancelled = threading.Event()
         self.started = threading.Event()
         self.loop = asyncio.new_event_loop()
@@ -47,8 +51,12 @@ class HeldUpstream:
         await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         self.started.set()
         try:
-            while not self.release.is_set():
+            while not self.release.is_set() and not self.cut.is_set():
                 await asyncio.sleep(0.005)
+            if self.cut.is_set():  # break off mid-stream: no finish, no usage, no [DONE]
+                assert request.transport is not None
+                request.transport.close()
+                return response
             last = dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])
             await response.write(b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n")
         except asyncio.CancelledError:
@@ -261,3 +269,58 @@ def test_a_silent_upstream_stream_is_cut_at_the_idle_timeout() -> None:
         error = json.loads(events[-1].removeprefix("data: "))["error"]
         assert error["type"] == "server_error" and "idle" in error["message"]
         assert upstream.cancelled.wait(2)  # the upstream connection was closed
+
+
+class _Records:
+    """A logger plugin keeping every request record (one instance per gateway)."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+        self.seen = threading.Event()
+
+    @hookimpl
+    def register_loggers(self, register: Any) -> None:
+        keeper = self
+
+        class Keep:
+            class Options(msgspec.Struct, forbid_unknown_fields=True):
+                pass
+
+            def __init__(self, options: Any) -> None:
+                pass
+
+            @hookimpl
+            def emit_log(self, record: Any) -> None:
+                keeper.records.append(record)
+                keeper.seen.set()
+
+        register("keep", Keep)
+
+
+@pytest.mark.parametrize("leaves", ["client leaves", "upstream cut"])
+def test_a_stream_that_ends_before_its_usage_is_still_charged(leaves: str) -> None:
+    """No usage is lost for a call an upstream served: a stream that ends before its usage chunk
+    (the client left, or the upstream broke off) records its attempt and is charged the prompt
+    and what was relayed, never $0 (a budgeted key could otherwise stream for free)."""
+    records = _Records()
+    with HeldUpstream() as upstream:
+        priced = config(upstream.port).replace(
+            "{provider: up, model: m}", "{provider: up, model: m, price: {input: 1000, output: 1000}}"
+        )
+        with GatewayServer(priced + "loggers: [keep]\n", extra_plugins=(records,)) as gw:
+            body = dict(BODY, messages=[{"role": "user", "content": "x " * 2000}])
+            with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=10) as response:
+                lines = response.iter_lines()
+                next(line for line in lines if line)
+                if leaves == "upstream cut":
+                    upstream.cut.set()
+                    rest = [line for line in lines if line]
+                    assert "error" in rest[-1]
+            assert records.seen.wait(5)
+    (record,) = records.records
+    assert record.usage is not None and record.usage.prompt_tokens >= 1000  # the prompt it read
+    assert record.usage.completion_tokens >= 1  # at least the frame the client got
+    assert record.cost_usd > 0
+    (attempt,) = record.attempts
+    assert (attempt.provider, attempt.provider_key) == ("up", "k")
+    assert attempt.status == (499 if leaves == "client leaves" else 502)

@@ -106,6 +106,11 @@ class RequestState:
         self._prefix = f"state:{quote(dialect, safe='')}:{scope}:"
         self._pending: dict[str, tuple[bytes, float]] = {}
 
+    @property
+    def queued(self) -> bool:
+        """Writes are waiting for :meth:`flush`."""
+        return bool(self._pending)
+
     async def get(self, name: str) -> bytes | None:
         """The value under ``name`` (this request's own queued write first)."""
         queued = self._pending.get(name)

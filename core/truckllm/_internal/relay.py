@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from loguru import logger
 
-from truckllm._internal.bookkeeping import account, on_failure, on_success, release
+from truckllm._internal.admission import estimate_tokens
+from truckllm._internal.bookkeeping import account, on_failure, on_success, record_attempt, release
 from truckllm._internal.dialect import FrameTranslator
 from truckllm._internal.run import AttemptState, RequestRun, error_to_gateway
 from truckllm.errors import UpstreamFailure
 from truckllm.types import RateLimits, StreamTranslator, UpstreamError, UpstreamResponse, Usage
 
-__all__ = ["Reframed", "reader", "relay"]
+__all__ = ["Reframed", "cut_short_usage", "reader", "relay"]
 
 
 class Reframed:
@@ -68,6 +69,14 @@ class Reframed:
         return (self.outer.feed(frames) if frames else b"") + self.outer.close()
 
 
+def cut_short_usage(run: RequestRun, frames: int) -> Usage:
+    """The usage of a stream that ended before its usage came (the client left, the upstream
+    failed): the prompt as estimated at admission, and about one token per frame relayed. A
+    budget is then settled for the work the upstream did, never refunded whole."""
+    prompt, _ = estimate_tokens(run.request)
+    return Usage(prompt_tokens=prompt, completion_tokens=frames, total_tokens=prompt + frames)
+
+
 def reader(attempt: AttemptState, head: UpstreamResponse) -> Callable[[], Awaitable[bytes]]:
     """The next chunk of the upstream stream (``b""`` at its end).
 
@@ -108,18 +117,24 @@ async def relay(
     idle = attempt.routing.stream_idle_timeout
     error: UpstreamError | None = None
     pending = b""
+    state = ctx.state
+    frames = 0  # stream frames relayed: the completion's size when the stream ends before its usage
     try:
-        if ended and ctx.state is not None:
-            await ctx.state.flush()  # what the stream stored is there before its end is read
+        if state is not None and state.queued:
+            await state.flush()  # what the dialect stored from these bytes is there before they are read
+        frames += max(1, first.count(b"\n\n"))
         yield first
         if not ended:
             while chunk := await read():
                 out = translator.feed(chunk)
                 if out:
+                    if state is not None and state.queued:
+                        await state.flush()
+                    frames += max(1, out.count(b"\n\n"))
                     yield out
             tail = translator.close()
-            if ctx.state is not None:
-                await ctx.state.flush()
+            if state is not None and state.queued:
+                await state.flush()
             if tail:
                 yield tail
     except UpstreamFailure as failure:
@@ -145,10 +160,14 @@ async def relay(
         if error is None and not ctx.client_disconnected:
             on_success(run, attempt, usage, ttft=ttft)
         else:
+            if usage is None:  # the upstream read the prompt and generated until now: it bills that
+                usage = cut_short_usage(run, frames)
             if error is not None:
                 on_failure(run, attempt, error)
                 ctx.error = error
                 ctx.status = error.status
+            else:  # the client left: the call that was made stays in the record
+                record_attempt(run, attempt, 499, "cancelled")
             account(run, attempt, usage)
         release(attempt)
     if error is not None:
