@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openai import AsyncOpenAI
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import Response, ResponseItemList, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from truckllm_testing.fakes import FakeOpenAI, Fault, Reply, ToolCall, parse_sse, sse_frames
@@ -382,6 +382,13 @@ async def test_stored_reasoning_item_by_id(fake: FakeOpenAI, client: AsyncOpenAI
     follow = [{"type": "reasoning", "id": reasoning.id, "summary": []}, {"role": "user", "content": "and?"}]
     second = await client.responses.create(model="o3", input=follow)  # type: ignore[arg-type]
     assert second.status == "completed"
+    by_ref: Any = [{"type": "item_reference", "id": second.output[0].id}, {"role": "user", "content": "so?"}]
+    third = await client.responses.create(model="o3", input=by_ref)
+    listed = await client.responses.input_items.list(third.id, order="asc")
+    assert [item.type for item in listed.data] == ["message", "message"]  # the reference, resolved
+    assert listed.data[0].id == second.output[0].id
+    raw = await client.responses.input_items.with_raw_response.list(third.id)
+    ResponseItemList.model_validate(raw.http_response.json())  # strictly the SDK's type
     ref = [{"type": "item_reference", "id": "msg_unknown"}]
     with pytest.raises(openai.BadRequestError) as caught:
         await client.responses.create(model="o3", input=ref)  # type: ignore[arg-type]

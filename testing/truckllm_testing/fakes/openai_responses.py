@@ -122,6 +122,9 @@ class ResponseTurn:
 @dataclass
 class _Expanded:
     items: list[dict[str, Any]]
+    """The previous responses' items, then this request's input (references resolved)."""
+    own: list[dict[str, Any]]
+    """This request's input alone, references resolved."""
     problems: list[Problem]
 
 
@@ -221,6 +224,7 @@ class ResponsesAPI(FakeUpstream):
         key = ctx.rec.api_key or ""
         problems: list[Problem] = []
         items: list[dict[str, Any]] = []
+        resolved: list[dict[str, Any]] = []
         previous = body.get("previous_response_id")
         if isinstance(previous, str):
             stored = self.stored(key, previous)
@@ -253,9 +257,10 @@ class ResponsesAPI(FakeUpstream):
                     continue
                 if kind == "item_reference":
                     item = known[item["id"]]
-            items.append(item)
+            resolved.append(item)
+        items.extend(resolved)
         problems.extend(self._pairing(items))
-        return _Expanded(items, problems)
+        return _Expanded(items, resolved, problems)
 
     @staticmethod
     def _pairing(items: Sequence[dict[str, Any]]) -> list[Problem]:
@@ -461,7 +466,8 @@ class ResponsesAPI(FakeUpstream):
     async def _create(self, ctx: Ctx) -> web.StreamResponse:
         body: dict[str, Any] = ctx.body
         key = ctx.rec.api_key or ""
-        expanded = self._expand(ctx).items
+        seen = self._expand(ctx)
+        expanded = seen.items
         instructions = body.get("instructions") if isinstance(body.get("instructions"), str) else None
         texts, prompt = self._texts(expanded)
         max_tokens = body.get("max_output_tokens")
@@ -497,7 +503,7 @@ class ResponsesAPI(FakeUpstream):
             kept = dict(final)
             if failing:
                 kept.update(status="failed", usage=None, completed_at=None)
-            self._keep(key, kept, self._input_of(body), expanded, output, body.get("background") is True)
+            self._keep(key, kept, seen.own, expanded, output, body.get("background") is True)
         if not stream:
             if body.get("background") is True:
                 return self.json_response(ctx, {**head, "status": "queued"})
