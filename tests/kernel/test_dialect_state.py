@@ -320,3 +320,19 @@ def test_state_scopes_cannot_spell_each_other() -> None:
         assert len(memory._items) == len(written)
 
     asyncio.run(run())
+
+
+def test_the_in_process_fallback_is_bounded_in_bytes_too() -> None:
+    async def run() -> None:
+        memory = MemoryState(lambda: 0.0, max_items=1000, max_bytes=100)
+        for n in range(10):
+            await memory.put_state(f"v{n}", b"x" * 30, ttl=10)
+            assert memory.size <= 100
+        assert [await memory.get_state(f"v{n}") is not None for n in range(10)] == [False] * 7 + [True] * 3
+        await memory.put_state("v9", b"y" * 10, ttl=10)  # replacing a value counts its new size only
+        assert memory.size == 70
+        await memory.put_state("huge", b"z" * 101, ttl=10)  # larger than the whole bound: not kept
+        assert await memory.get_state("huge") is None and memory.size == 70
+        assert await memory.delete_state("v9") and memory.size == 60
+
+    asyncio.run(run())

@@ -25,6 +25,7 @@ from truckllm._internal.gateway import Gateway
 from truckllm._internal.local_endpoint import LocalEndpoint
 from truckllm._internal.models_api import list_models, model_object
 from truckllm._internal.openai_api import OPENAI
+from truckllm._internal.scrub import cut
 from truckllm._internal.sdnotify import notify
 from truckllm.errors import GatewayError
 
@@ -51,7 +52,7 @@ def create_app(gateway: Gateway) -> FastRoutes:
             ):
                 raise GatewayError(
                     404,
-                    f"The model '{name}' does not exist or you do not have access to it.",
+                    f"The model '{cut(name, 100)}' does not exist or you do not have access to it.",
                     code="model_not_found",
                     param="model",
                 )

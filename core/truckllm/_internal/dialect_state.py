@@ -28,12 +28,23 @@ __all__ = ["MemoryState", "RequestState", "backend_of"]
 
 class MemoryState:
     """Values with a time to live in this process's memory, the least recently used dropped
-    beyond ``max_items`` (used when the runtime store keeps no state)."""
+    beyond ``max_items`` values or ``max_bytes`` bytes in all (used when the runtime store keeps
+    no state)."""
 
-    def __init__(self, clock: Callable[[], float], max_items: int) -> None:
+    def __init__(
+        self, clock: Callable[[], float], max_items: int, max_bytes: int = 256 * 1024 * 1024
+    ) -> None:
         self.clock = clock
         self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.size = 0  # bytes of the values kept
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    def _drop(self, name: str) -> tuple[float, bytes] | None:
+        found = self._items.pop(name, None)
+        if found is not None:
+            self.size -= len(found[1])
+        return found
 
     async def get_state(self, name: str) -> bytes | None:
         """The live value of ``name`` (an expired one is dropped)."""
@@ -41,21 +52,24 @@ class MemoryState:
         if found is None:
             return None
         if found[0] <= self.clock():
-            del self._items[name]
+            self._drop(name)
             return None
         self._items.move_to_end(name)
         return found[1]
 
     async def put_state(self, name: str, value: bytes, ttl: float) -> None:
         """Keep ``value`` for ``ttl`` seconds (dropping the oldest beyond ``max_items``)."""
+        self._drop(name)
+        if len(value) > self.max_bytes:
+            return
         self._items[name] = (self.clock() + ttl, value)
-        self._items.move_to_end(name)
-        while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
+        self.size += len(value)
+        while len(self._items) > self.max_items or self.size > self.max_bytes:
+            self._drop(next(iter(self._items)))
 
     async def delete_state(self, name: str) -> bool:
         """Drop ``name``; ``True`` when it was live."""
-        found = self._items.pop(name, None)
+        found = self._drop(name)
         return found is not None and found[0] > self.clock()
 
 

@@ -36,6 +36,7 @@ from truckllm._internal.pipeline import serve
 from truckllm._internal.request import Outcome, RequestContext, end_request
 from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm._internal.schemas.openai import ChatCompletionRequest, check_input
+from truckllm._internal.scrub import cut
 from truckllm.errors import GatewayError
 from truckllm.types import ChatRequest
 
@@ -123,7 +124,7 @@ def resolve_alias(rt: Runtime, model: str, allowed: frozenset[str] | None = None
         return plan
     raise GatewayError(
         404,
-        f"The model '{model}' does not exist or you do not have access to it.",
+        f"The model '{cut(model, 100)}' does not exist or you do not have access to it.",
         code="model_not_found",
         param="model",
     )
@@ -133,6 +134,7 @@ def request_state(gw: Gateway, rt: Runtime, dialect: str, key: str | None) -> Re
     """One request's stored-state access for ``dialect``, scoped to the gateway key ``key``."""
     config = rt.config.server.state
     gw.memory_state.max_items = config.memory_items
+    gw.memory_state.max_bytes = config.memory_bytes
     return RequestState(backend_of(gw.store, gw.memory_state), dialect, key, config.ttl, config.max_bytes)
 
 

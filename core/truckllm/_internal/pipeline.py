@@ -121,7 +121,7 @@ class _Failover:
         plan = self.run.ctx.plan or self.run.rt.plan(self.run.request.model)
         if plan is None:
             raise GatewayError(
-                404, f"The model '{self.run.request.model}' does not exist.", code="model_not_found"
+                404, f"The model '{cut(self.run.request.model, 100)}' does not exist.", code="model_not_found"
             )
         self.run.ctx.alias = plan.alias
         error = await self._serve_alias(plan)

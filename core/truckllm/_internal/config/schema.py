@@ -69,11 +69,13 @@ class StateConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     :ivar max_bytes: a larger value is not stored (a warning is logged).
     :ivar memory_items: with no runtime store that keeps state, at most this many values are kept
         in process memory (the least recently used go first).
+    :ivar memory_bytes: ... and at most this many bytes of them.
     """
 
     ttl: Duration = Duration(30 * 86400)
     max_bytes: PosInt = 16 * 1024 * 1024
     memory_items: PosInt = 10_000
+    memory_bytes: PosInt = 256 * 1024 * 1024
 
 
 class ServerConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
