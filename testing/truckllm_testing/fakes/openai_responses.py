@@ -43,12 +43,13 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
+from . import openai_responses_render as render
 from .base import (
-    Answer,
     Ctx,
     FakeUpstream,
     Problem,
@@ -56,10 +57,8 @@ from .base import (
     Route,
     count_words,
     is_int,
-    rand_id,
-    split_text,
 )
-from .openai_responses_checks import check_count, check_create, error_code, is_reasoning_model
+from .openai_responses_checks import check_count, check_create, error_code
 
 __all__ = ["ResponseTurn", "ResponsesAPI", "StoredResponse"]
 
@@ -71,20 +70,6 @@ _STREAM_ERROR = (
     "The server had an error processing your request. Sorry about that! You can retry your "
     "request, or contact us through our help center at help.openai.com if you keep seeing this error."
 )
-_INCOMPLETE = {
-    "max_output_tokens": "max_output_tokens",
-    "length": "max_output_tokens",
-    "content_filter": "content_filter",
-}
-"""Stop reasons (``Reply.finish`` or the answer's own) that make a response ``incomplete``."""
-
-
-_FIRST = ("instructions", "max_output_tokens", "max_tool_calls", "model")
-"""Echoed fields that come before ``output`` in a Response object."""
-
-
-def _hex_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(24)
 
 
 @dataclass
@@ -198,11 +183,11 @@ class ResponsesAPI(FakeUpstream):
             if limited
             else _STREAM_ERROR
         )
-        error = self._event("error", index, code=code, message=message, param=None)
+        error = render.event("error", index, code=code, message=message, param=None)
         response = dict(self._live.get(id(ctx), {}))
         response.update(status="failed", error={"code": code, "message": message}, usage=None)
         response.setdefault("output", [])
-        return error + self._event("response.failed", index + 1, response=response)
+        return error + render.event("response.failed", index + 1, response=response)
 
     # ------------------------------------------------------------------ validation
 
@@ -314,153 +299,6 @@ class ResponsesAPI(FakeUpstream):
         good = hmac.new(self._secret, key.encode() + b"\0" + payload, hashlib.sha256).digest()[:16]
         return hmac.compare_digest(mac, good)
 
-    # ------------------------------------------------------------------ the Response object
-
-    @staticmethod
-    def _texts(items: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
-        """Every text of a conversation (for token counts) and the last user text (for the echo)."""
-        texts: list[str] = []
-        last_user = ""
-        for item in items:
-            kind = item.get("type", "message")
-            if kind == "message":
-                content = item.get("content")
-                found = (
-                    [content]
-                    if isinstance(content, str)
-                    else [
-                        p["text"]
-                        for p in content or []
-                        if isinstance(p, dict) and isinstance(p.get("text"), str)
-                    ]
-                )
-                texts.extend(found)
-                if item.get("role") == "user" and found:
-                    last_user = " ".join(found)
-            elif kind == "function_call_output" and isinstance(item.get("output"), str):
-                texts.append(item["output"])
-        return texts, last_user
-
-    @staticmethod
-    def _echo(body: dict[str, Any], model: str) -> dict[str, Any]:
-        """The request parameters a ``Response`` object repeats, with the API's defaults."""
-        asked = body.get("reasoning")
-        reasoning: dict[str, Any] = asked if isinstance(asked, dict) else {}
-        thinks = is_reasoning_model(model)
-        text = dict(body["text"]) if isinstance(body.get("text"), dict) else {}
-        text.setdefault("format", {"type": "text"})
-        text.setdefault("verbosity", "medium")
-        tools = []
-        for tool in body.get("tools") or []:
-            tool = dict(tool)
-            if tool.get("type") == "function":
-                tool.setdefault("description", None)
-                tool.setdefault("parameters", None)
-                tool.setdefault("strict", True)
-            tools.append(tool)
-        tier = body.get("service_tier")
-        return {
-            "instructions": body.get("instructions"),
-            "max_output_tokens": body.get("max_output_tokens"),
-            "max_tool_calls": body.get("max_tool_calls"),
-            "model": model,
-            "parallel_tool_calls": body.get("parallel_tool_calls", True),
-            "previous_response_id": body.get("previous_response_id"),
-            "prompt_cache_key": body.get("prompt_cache_key"),
-            "prompt_cache_retention": body.get("prompt_cache_retention"),
-            "reasoning": {
-                "effort": reasoning.get("effort", "medium" if thinks else None),
-                "summary": reasoning.get("summary", reasoning.get("generate_summary")),
-            },
-            "safety_identifier": body.get("safety_identifier"),
-            "service_tier": "priority"
-            if tier == "fast"
-            else (tier if tier not in (None, "auto") else "default"),
-            "store": body.get("store", True),
-            "temperature": body.get("temperature", 1.0),
-            "text": text,
-            "tool_choice": body.get("tool_choice", "auto"),
-            "tools": tools,
-            "top_logprobs": body.get("top_logprobs", 0),
-            "top_p": body.get("top_p", 1.0),
-            "truncation": body.get("truncation", "disabled"),
-        }
-
-    def _head(self, response_id: str, body: dict[str, Any], model: str, status: str) -> dict[str, Any]:
-        echo = self._echo(body, model)
-        return {
-            "id": response_id,
-            "object": "response",
-            "created_at": int(time.time()),
-            "status": status,
-            "background": body.get("background", False),
-            "completed_at": None,
-            "error": None,
-            "incomplete_details": None,
-            **{k: echo[k] for k in _FIRST},
-            "output": [],
-            **{k: v for k, v in echo.items() if k not in _FIRST},
-            "usage": None,
-            "user": body.get("user"),
-            "metadata": body.get("metadata") or {},
-        }
-
-    @staticmethod
-    def _response_usage(answer: Answer) -> dict[str, Any]:
-        return {
-            "input_tokens": answer.prompt_tokens,
-            "input_tokens_details": {
-                "cache_write_tokens": answer.cache_write_tokens,
-                "cached_tokens": answer.cached_tokens,
-            },
-            "output_tokens": answer.completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": answer.reasoning_tokens},
-            "total_tokens": answer.prompt_tokens + answer.completion_tokens,
-        }
-
-    def _output(
-        self, ctx: Ctx, body: dict[str, Any], answer: Answer, incomplete: bool
-    ) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        if answer.thinking and isinstance(body.get("reasoning"), dict):
-            reasoning: dict[str, Any] = {
-                "id": _hex_id("rs_"),
-                "type": "reasoning",
-                "summary": [{"type": "summary_text", "text": answer.thinking}],
-            }
-            if "reasoning.encrypted_content" in (body.get("include") or []):
-                reasoning["encrypted_content"] = self._seal(
-                    ctx.rec.api_key or "", reasoning["id"], answer.thinking
-                )
-            items.append(reasoning)
-        if answer.text or not answer.tool_calls:
-            part: dict[str, Any] = (
-                {"type": "refusal", "refusal": answer.text}
-                if answer.finish == "refusal"
-                else {"type": "output_text", "annotations": [], "logprobs": [], "text": answer.text}
-            )
-            items.append(
-                {
-                    "id": _hex_id("msg_"),
-                    "type": "message",
-                    "status": "incomplete" if incomplete else "completed",
-                    "content": [part],
-                    "role": "assistant",
-                }
-            )
-        for call in answer.tool_calls:
-            items.append(
-                {
-                    "id": _hex_id("fc_"),
-                    "type": "function_call",
-                    "status": "completed",
-                    "arguments": json.dumps(call.arguments, separators=(",", ":")),
-                    "call_id": call.id,
-                    "name": call.name,
-                }
-            )
-        return items
-
     # ------------------------------------------------------------------ create
 
     async def _create(self, ctx: Ctx) -> web.StreamResponse:
@@ -469,7 +307,7 @@ class ResponsesAPI(FakeUpstream):
         seen = self._expand(ctx)
         expanded = seen.items
         instructions = body.get("instructions") if isinstance(body.get("instructions"), str) else None
-        texts, prompt = self._texts(expanded)
+        texts, prompt = render.conversation_texts(expanded)
         max_tokens = body.get("max_output_tokens")
         answer = self.build_answer(
             ctx,
@@ -479,12 +317,12 @@ class ResponsesAPI(FakeUpstream):
             id_prefix="call_",
             id_length=24,
         )
-        reason = _INCOMPLETE.get(answer.finish or "") or _INCOMPLETE.get(answer.reason)
-        response_id = _hex_id("resp_")
+        reason = render.INCOMPLETE.get(answer.finish or "") or render.INCOMPLETE.get(answer.reason)
+        response_id = render.hex_id("resp_")
         model = ctx.rec.model or ""
-        head = self._head(response_id, body, model, "in_progress")
-        output = self._output(ctx, body, answer, reason is not None)
-        usage = self._response_usage(answer)
+        head = render.head(response_id, body, model, "in_progress")
+        output = render.output_items(body, answer, reason is not None, partial(self._seal, key))
+        usage = render.usage(answer)
         ctx.tokens = usage["total_tokens"]
         final = {
             **head,
@@ -509,7 +347,7 @@ class ResponsesAPI(FakeUpstream):
                 return self.json_response(ctx, {**head, "status": "queued"})
             return self.json_response(ctx, final)
         obfuscate = (body.get("stream_options") or {}).get("include_obfuscation") is not False
-        events = self._events(head, final, obfuscate)
+        events = render.events(head, final, obfuscate, self.chunks)
         self._live[id(ctx)] = head
         try:
             return await self.send_stream(ctx, events, content_type="text/event-stream; charset=utf-8")
@@ -545,84 +383,15 @@ class ResponsesAPI(FakeUpstream):
                 extra: dict[str, Any] = {"annotations": []} if part == "output_text" else {}
                 out["content"] = [{"type": part, "text": content, **extra}]
             out.setdefault("status", "completed")
-            out.setdefault("id", _hex_id("msg_"))
+            out.setdefault("id", render.hex_id("msg_"))
         elif kind == "function_call_output":
             out.setdefault("status", "completed")
-            out.setdefault("id", _hex_id("fco_"))
+            out.setdefault("id", render.hex_id("fco_"))
         elif kind == "function_call":
             out.setdefault("status", "completed")
-            out.setdefault("id", _hex_id("fc_"))
+            out.setdefault("id", render.hex_id("fc_"))
         else:
-            out.setdefault("id", _hex_id("item_"))
-        return out
-
-    # ------------------------------------------------------------------ stream
-
-    def _event(self, kind: str, number: int, **fields: Any) -> bytes:
-        data = self.dumps({"type": kind, "sequence_number": number, **fields})
-        return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
-
-    def _events(self, head: dict[str, Any], final: dict[str, Any], obfuscate: bool) -> list[bytes]:
-        out: list[bytes] = []
-
-        def emit(kind: str, **fields: Any) -> None:
-            out.append(self._event(kind, len(out), **fields))
-
-        def noise() -> dict[str, str]:
-            return {"obfuscation": rand_id("", secrets.randbelow(12) + 1)} if obfuscate else {}
-
-        emit("response.created", response=head)
-        emit("response.in_progress", response=head)
-        for index, item in enumerate(final["output"]):
-            at = {"item_id": item["id"], "output_index": index}
-            kind = item["type"]
-            if kind == "reasoning":
-                emit("response.output_item.added", output_index=index, item={**item, "summary": []})
-                for s, summary in enumerate(item["summary"]):
-                    empty = {"type": "summary_text", "text": ""}
-                    emit("response.reasoning_summary_part.added", **at, summary_index=s, part=empty)
-                    for piece in split_text(summary["text"], self.chunks):
-                        emit(
-                            "response.reasoning_summary_text.delta",
-                            **at,
-                            summary_index=s,
-                            delta=piece,
-                            **noise(),
-                        )
-                    emit("response.reasoning_summary_text.done", **at, summary_index=s, text=summary["text"])
-                    emit("response.reasoning_summary_part.done", **at, summary_index=s, part=summary)
-            elif kind == "message":
-                emit(
-                    "response.output_item.added",
-                    output_index=index,
-                    item={**item, "status": "in_progress", "content": []},
-                )
-                for c, part in enumerate(item["content"]):
-                    where = {**at, "content_index": c}
-                    if part["type"] == "refusal":
-                        emit("response.content_part.added", **where, part={"type": "refusal", "refusal": ""})
-                        for piece in split_text(part["refusal"], self.chunks):
-                            emit("response.refusal.delta", **where, delta=piece)
-                        emit("response.refusal.done", **where, refusal=part["refusal"])
-                    else:
-                        emit("response.content_part.added", **where, part={**part, "text": ""})
-                        for piece in split_text(part["text"], self.chunks):
-                            emit("response.output_text.delta", **where, delta=piece, logprobs=[], **noise())
-                        emit("response.output_text.done", **where, text=part["text"], logprobs=[])
-                    emit("response.content_part.done", **where, part=part)
-            else:
-                emit(
-                    "response.output_item.added",
-                    output_index=index,
-                    item={**item, "status": "in_progress", "arguments": ""},
-                )
-                for piece in split_text(item["arguments"], self.chunks):
-                    emit("response.function_call_arguments.delta", **at, delta=piece, **noise())
-                emit("response.function_call_arguments.done", **at, arguments=item["arguments"])
-            emit("response.output_item.done", output_index=index, item=item)
-        emit(
-            "response.incomplete" if final["status"] == "incomplete" else "response.completed", response=final
-        )
+            out.setdefault("id", render.hex_id("item_"))
         return out
 
     # ------------------------------------------------------------------ the other endpoints
@@ -721,7 +490,7 @@ class ResponsesAPI(FakeUpstream):
 
     async def _count_tokens(self, ctx: Ctx) -> web.StreamResponse:
         body: dict[str, Any] = ctx.body
-        texts, _ = self._texts(self._expand(ctx).items)
+        texts, _ = render.conversation_texts(self._expand(ctx).items)
         instructions = body.get("instructions")
         if isinstance(instructions, str) and instructions:
             texts.insert(0, instructions)
