@@ -33,6 +33,7 @@ from truckllm.types import (
     Candidate,
     ChatRequest,
     Logger,
+    PriceEntry,
     Provider,
     ProviderResult,
     ProviderSpec,
@@ -117,6 +118,22 @@ def register_loggers(register: Callable[[str, type[Logger]], None]) -> None:
     :returns: ``None``.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_prices(register: Callable[[PriceEntry], None]) -> None:
+    """Offer a price book: the price and limits of models by provider type.
+
+    Called once per plugin manager. A deployment without ``price:`` in the config takes the
+    book's entry for its provider's type and upstream model (``price:`` always wins); the cost
+    strategy, budgets, usage records and context-window fallbacks use it. Two entries for the
+    same (type, model): the later registered wins, and a warning names both sources.
+
+    :param register: call it once per :class:`~truckllm.types.PriceEntry`.
+    :returns: ``None``.
+
+    .. versionadded:: 0.2
     """
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "Candidate",
     "CandidateStats",
     "ChatRequest",
+    "CredentialSource",
     "Deployment",
     "DialectState",
     "GatewaySnapshot",
@@ -36,6 +37,7 @@ __all__ = [
     "LoggerMetrics",
     "PluginErrorCount",
     "Price",
+    "PriceEntry",
     "Provider",
     "ProviderResult",
     "ProviderSpec",
@@ -58,12 +60,35 @@ Endpoint = str  # "chat" | "completions" | "embeddings"
 
 
 class Price(Struct, frozen=True, omit_defaults=True):
-    """USD per one million tokens."""
+    """USD per one million tokens (``cached_input``, ``cache_write``, ``reasoning``: ``None`` means
+    the ``input`` / ``input`` / ``output`` rate)."""
 
     input: float = 0.0
     output: float = 0.0
     cached_input: float | None = None
     cache_write: float | None = None
+    reasoning: float | None = None
+
+
+class PriceEntry(Struct, frozen=True, kw_only=True):
+    """One model's price and limits in a price book (``register_prices``).
+
+    :ivar provider_type: the provider plugin type it is sold through (``openai``, ``bedrock``...).
+    :ivar model: the upstream model name, exactly as deployments name it.
+    :ivar price: USD per one million tokens of each kind.
+    :ivar context_window: tokens the model reads at most (prompt and output), when known.
+    :ivar max_output_tokens: tokens it writes at most, when known.
+    :ivar source: where the figures come from (a URL or a name).
+    :ivar date: the ISO date the figures were read (``2026-11-30``).
+    """
+
+    provider_type: str
+    model: str
+    price: Price
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    source: str = ""
+    date: str
 
 
 class Provider(Struct, frozen=True, kw_only=True):
@@ -487,6 +512,11 @@ class ProviderSpec(Struct, frozen=True, kw_only=True):
     :ivar passes_through: client dialects (besides ``dialect``) whose requests it sends upstream
         as they came: a request with a ``refusal`` (no typed form) is not refused on it
         (the OpenAI provider: ``responses``).
+    :ivar credentials: for providers whose credential is fetched and refreshed (cloud tokens,
+        signing keys): a factory the kernel calls once per ``(provider, key value)`` (the value
+        may be ``""``) for a :class:`truckllm.kit.credentials.CredentialSource`; the kernel
+        refreshes it off the request path and hands ``current()`` to ``transform_request`` as
+        ``api_key``.
     """
 
     type: str
@@ -496,6 +526,24 @@ class ProviderSpec(Struct, frozen=True, kw_only=True):
     options: builtins.type[Struct] | None = None
     needs_keys: bool = True
     passes_through: frozenset[str] = frozenset()
+    credentials: Callable[[Provider, str], CredentialSource] | None = None
+
+
+class CredentialSource(Protocol):
+    """One provider key's credential, fetched and refreshed off the request path (an AWS
+    session, a Google or Entra ID access token); see :attr:`ProviderSpec.credentials`."""
+
+    async def refresh(self) -> float:
+        """Fetch a fresh credential (I/O allowed: run blocking libraries in a thread); return
+        when it expires, as a unix time (``math.inf``: never). Raise on failure: the kernel
+        retries with backoff and keeps using the previous value until it expires."""
+
+    def current(self) -> str:
+        """The credential for the next request, as the string ``transform_request`` gets as
+        ``api_key`` (a bearer token, or JSON the plugin decodes). Request path: no I/O."""
+
+    async def close(self) -> None:
+        """Release what the source holds (shutdown, or its key left the config)."""
 
 
 class StrategySpec(Struct, frozen=True, kw_only=True):
