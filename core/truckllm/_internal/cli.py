@@ -1,4 +1,4 @@
-"""The ``truckllm`` command: serve, validate, plugins, encrypt, rotate-key, genkey.
+"""The ``truckllm`` command: serve, validate, prices, plugins, encrypt, rotate-key, genkey.
 
 Exit codes: 0 done; 1 the config has problems (each printed as ``file:line: field: message``);
 2 the command cannot run as asked (a missing config file, an address that is not ``HOST:PORT``
@@ -16,8 +16,9 @@ import sys
 
 from truckllm import __version__
 from truckllm._internal.config.loader import parse_config
+from truckllm._internal.config.schema import Config
 from truckllm._internal.config.source import open_source
-from truckllm._internal.plugins import list_plugins, make_plugin_manager
+from truckllm._internal.plugins import PluginHost, list_plugins, make_plugin_manager
 from truckllm.errors import ConfigError, StartupError
 
 __all__ = ["QUICK_START_CONFIG", "build_parser", "main"]
@@ -77,12 +78,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     args.config = _config_path(args.config)
     try:
-        text = open_source(args.config).read()
-        host = make_plugin_manager()
-        config = parse_config(text, host.registry(), source=args.config)
-        if config.plugins.disable:
-            host = make_plugin_manager(config.plugins.disable)
-            config = parse_config(text, host.registry(), source=args.config)
+        config, _ = _load_config(args.config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -95,6 +91,78 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"1 problem(s) in {args.config}: serve would refuse to start", file=sys.stderr)
         return 1
     print(f"{args.config}: OK ({len(config.providers)} providers, {len(config.models)} models)")
+    return 0
+
+
+def _load_config(path: str) -> tuple[Config, PluginHost]:
+    """The config at ``path`` parsed as ``serve`` parses it, with its plugin manager.
+
+    :raises ConfigError: the config has problems.
+    """
+    text = open_source(path).read()
+    host = make_plugin_manager()
+    config = parse_config(text, host.registry(), source=path)
+    if config.plugins.disable:
+        host = make_plugin_manager(config.plugins.disable)
+        config = parse_config(text, host.registry(), source=path)
+    return config, host
+
+
+_RATES = (
+    ("input", "input"),
+    ("output", "output"),
+    ("cached", "cached_input"),
+    ("cache write", "cache_write"),
+    ("reasoning", "reasoning"),
+)
+
+
+def _rate(price: dict[str, float | None], name: str) -> float:
+    """The rate charged for ``name`` (an unset cached/cache-write rate is input's, reasoning output's)."""
+    value = price.get(name)
+    if value is not None:
+        return value
+    return float(price["output"] if name == "reasoning" else price["input"])  # type: ignore[arg-type]
+
+
+def _cmd_prices(args: argparse.Namespace) -> int:
+    from truckllm._internal.health import HealthRegistry
+    from truckllm._internal.price_report import price_rows
+    from truckllm._internal.runtime import build_runtime
+
+    args.config = _config_path(args.config)
+    config, host = _load_config(args.config)
+    rt = build_runtime(config, host, HealthRegistry(), source=args.config, warn=False)
+    rows = price_rows(rt, args.model)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    if not rows:
+        what = f"model {args.model!r}" if args.model else "models:"
+        print(
+            f"{args.config}: no deployment matches {what} (give an alias, an upstream model or "
+            "provider/model)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        return 0
+    table = [("deployment", "provider/model", *(label for label, _ in _RATES), "price from")]
+    for row in rows:
+        price = row["price"]
+        rates = [f"{_rate(price, name):g}" for _, name in _RATES] if price else ["-"] * len(_RATES)
+        if row["price_source"] == "book":
+            origin = f"{row['price_label']} ({row['price_url']})" if row["price_url"] else row["price_label"]
+        elif row["price_source"] == "config":
+            origin = "config (price:)"
+        else:
+            origin = "none: cost counts as $0, keys with a budget are refused"
+        table.append((row["deployment"], f"{row['provider']}/{row['model']}", *rates, origin))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+    print("USD per 1M tokens of each kind (cached: cached prompt tokens; reasoning: part of the output)")
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1]
+        )
     return 0
 
 
@@ -230,6 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     genkey = sub.add_parser("genkey", help="print a new random master key (base64)", parents=[debug])
     genkey.set_defaults(func=_cmd_genkey)
+
+    prices = sub.add_parser(
+        "prices",
+        help="what each deployment is charged per 1M tokens of each kind, and where the price comes from",
+        parents=[debug],
+    )
+    _add_config(prices, "config to read")
+    prices.add_argument(
+        "model",
+        nargs="?",
+        help="only this alias, upstream model or provider/model (default: every deployment)",
+    )
+    prices.add_argument("--json", action="store_true", help="print JSON")
+    prices.set_defaults(func=_cmd_prices)
 
     plugins = sub.add_parser("plugins", help="list installed plugins", parents=[debug])
     plugins.add_argument("--all", action="store_true", help="include the kernel's defaults")

@@ -26,9 +26,10 @@ from truckllm._internal import defaults
 from truckllm._internal.config.loader import Registry
 from truckllm._internal.dialect import InboundDialect
 from truckllm._internal.dispatch import Dispatcher
+from truckllm._internal.pricebook import EMPTY_BOOK, PriceBook, PriceBookBuilder, check_entry
 from truckllm._internal.store import Store
 from truckllm.errors import StartupError
-from truckllm.types import Logger, ProviderSpec, StrategySpec
+from truckllm.types import Logger, PriceEntry, ProviderSpec, StrategySpec
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -67,6 +68,7 @@ class PluginHost:
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
     dists: dict[str, md.Distribution] = field(default_factory=dict)
     entry_points: dict[str, str] = field(default_factory=dict)
+    prices: PriceBook = EMPTY_BOOK
     dispatch: Dispatcher = field(init=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +130,7 @@ def make_plugin_manager(
     except pluggy.PluginValidationError as exc:
         raise StartupError(f"plugin {exc.plugin!r} implements an unknown hook: {exc}") from None
     _collect_registrations(host)
+    host.prices = _collect_prices(host)
     if os.environ.get("TRUCKLLM_TRACE_PLUGINS"):
         pm.trace.root.setwriter(lambda msg: logger.debug("hook {}", msg.rstrip()))
         pm.enable_tracing()
@@ -298,6 +301,30 @@ def _collect_registrations(host: PluginHost) -> None:
                 _fail(host, plugin_name, dist, f"register_{kind} raised {type(exc).__name__}: {exc}")
                 host.pm.unregister(name=plugin_name)
                 _forget(host, plugin_name)
+
+
+def _collect_prices(host: PluginHost) -> PriceBook:
+    """The price book of every ``register_prices`` implementation, in registration order (a later
+    entry for the same provider type and model wins). A plugin whose ``register_prices`` raises or
+    registers an invalid entry is recorded as failed and unregistered; none of its entries count."""
+    builder = PriceBookBuilder()
+    for impl in host.pm.hook.register_prices.get_hookimpls():
+        plugin_name = host.pm.get_name(impl.plugin) or "?"
+        entries: list[PriceEntry] = []
+        try:
+            impl.function(register=lambda entry, _into=entries: _into.append(check_entry(entry)))
+        except Exception as exc:
+            _fail(
+                host,
+                plugin_name,
+                host.dists.get(plugin_name),
+                f"register_prices raised {type(exc).__name__}: {exc}",
+            )
+            host.pm.unregister(name=plugin_name)
+            _forget(host, plugin_name)
+            continue
+        builder.add(entries, plugin_name)
+    return builder.build()
 
 
 def _forget(host: PluginHost, plugin_name: str) -> None:

@@ -64,19 +64,28 @@ class Outcome:
 
 
 def cost(candidate: Candidate, usage: Usage | None) -> float:
-    """USD for ``usage`` at the deployment's price (0 when either is unknown)."""
+    """USD for ``usage`` at the deployment's price (0 when either is unknown).
+
+    Each kind of token at its own rate: cached prompt tokens at ``cached_input``, cache writes at
+    ``cache_write``, the rest of the prompt at ``input``; reasoning tokens (part of the completion)
+    at ``reasoning``, the rest of the completion at ``output``. An unset rate is the ``input``
+    (cached, cache writes) or ``output`` (reasoning) rate.
+    """
     price = candidate.deployment.price
     if price is None or usage is None:
         return 0.0
     cached = usage.cached_tokens
     cached_price = price.cached_input if price.cached_input is not None else price.input
     write_price = price.cache_write if price.cache_write is not None else price.input
+    reasoning_price = price.reasoning if price.reasoning is not None else price.output
     fresh = max(usage.prompt_tokens - cached - usage.cache_write_tokens, 0)
+    reasoning = min(max(usage.reasoning_tokens, 0), max(usage.completion_tokens, 0))
     return (
         fresh * price.input
         + cached * cached_price
         + usage.cache_write_tokens * write_price
-        + usage.completion_tokens * price.output
+        + (usage.completion_tokens - reasoning) * price.output
+        + reasoning * reasoning_price
     ) / 1_000_000
 
 

@@ -2,8 +2,8 @@
 
 :data:`ROUTES` is the whole API, one row per URL and method, naming the handler that answers it;
 each handler is a module-level ``async def handler(gateway, request)`` in the module of its part
-(:mod:`.status`, :mod:`.config`, :mod:`.providers`, :mod:`.usage`, :mod:`.keys`). Every answer is
-built from redacted views: no configured secret ever appears in one.
+(:mod:`.status`, :mod:`.config`, :mod:`.providers`, :mod:`.models`, :mod:`.usage`, :mod:`.keys`).
+Every answer is built from redacted views: no configured secret ever appears in one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from truckllm._internal.admin import config, keys, providers, status, usage
+from truckllm._internal.admin import config, keys, models, providers, status, usage
 from truckllm._internal.admin.config import MAX_CONFIG_BYTES
 from truckllm._internal.admin.keys import MAX_KEY_REQUEST_BYTES
 from truckllm._internal.admin.responses import JSON, error_response
@@ -61,6 +61,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("POST", f"{V1}/config/validate", config.validate),
     AdminRoute("POST", f"{V1}/reload", config.reload),
     AdminRoute("GET", f"{V1}/providers", providers.providers),
+    AdminRoute("GET", f"{V1}/models", models.models),
     AdminRoute("POST", f"{V1}/providers/{{provider}}/keys/{{key}}/enable", providers.enable_key),
     AdminRoute("GET", f"{V1}/usage", usage.usage),
     AdminRoute("GET", f"{V1}/keys", keys.list_keys),

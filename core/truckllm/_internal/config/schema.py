@@ -232,12 +232,14 @@ class ProviderConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
 
 
 class PriceConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """USD per one million tokens."""
+    """USD per one million tokens (``cached_input``, ``cache_write``: the ``input`` rate when unset;
+    ``reasoning``, the reasoning part of the completion: the ``output`` rate when unset)."""
 
     input: NonNeg = 0.0
     output: NonNeg = 0.0
     cached_input: NonNeg | None = None
     cache_write: NonNeg | None = None
+    reasoning: NonNeg | None = None
 
 
 class DeploymentConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

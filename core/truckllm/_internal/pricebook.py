@@ -1,0 +1,269 @@
+"""The price book: what plugins registered through ``register_prices``, and each deployment's price.
+
+A deployment's price comes from ``price:`` in the config when it has one (always), else from the
+book's entry for (its provider's type, its upstream model), else it has none. :class:`Pricing`
+carries the price and where it came from (``config``, ``book``, ``none``), with the book's entry
+when one matched (its date, source, context window and max output tokens), also when the config's
+price wins.
+
+Lookups try the model's name exactly, then its normal form (:func:`normal_model`):
+
+- a resource path or ARN is cut to the model's own name: ``projects/p/locations/l/publishers/
+  google/models/gemini-2.5-pro`` → ``gemini-2.5-pro``, ``models/gemini-2.5-pro`` →
+  ``gemini-2.5-pro``, ``arn:aws:bedrock:...:inference-profile/us.anthropic.claude...`` →
+  ``us.anthropic.claude...``;
+- a Bedrock cross-region inference profile's geography goes (``us.``, ``eu.``, ``apac.``,
+  ``jp.``, ``au.``, ``ca.``, ``us-gov.``, ``global.``): ``us.anthropic.claude-sonnet-4-...`` →
+  ``anthropic.claude-sonnet-4-...`` (the in-region price; a book may list a profile exactly);
+- a Vertex version suffix goes: ``claude-sonnet-4@20250514`` → ``claude-sonnet-4``;
+- a dated snapshot or version suffix goes: ``gpt-4o-2024-08-06`` → ``gpt-4o``,
+  ``claude-sonnet-4-20250514`` → ``claude-sonnet-4``, ``gemini-2.0-flash-001`` →
+  ``gemini-2.0-flash``, ``claude-3-5-haiku-latest`` → ``claude-3-5-haiku``.
+
+The normal form is looked up as a name, then among the normal forms of the book's names (two
+entries with one normal form: the dearer one). A snapshot priced unlike its family is found
+exactly, as long as the book lists it.
+
+A provider whose options name a ``preset`` (an OpenAI-compatible service behind ``type: openai``)
+is looked up as ``<type>:<preset>`` (``openai:groq``), never as OpenAI itself.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from loguru import logger
+
+from truckllm._internal.config.schema import PriceConfig
+from truckllm.types import Price, PriceEntry, Provider
+
+__all__ = [
+    "PriceBook",
+    "PriceBookBuilder",
+    "Pricing",
+    "book_type",
+    "check_entry",
+    "dearer",
+    "normal_model",
+    "price_from_config",
+    "resolve",
+]
+
+PRICE_FIELDS = ("input", "output", "cached_input", "cache_write", "reasoning")
+"""The fields of :class:`~truckllm.types.Price`, in the order they are shown."""
+
+_RESOURCE = re.compile(r"^(?:.*/)?models/(?P<model>[^/]+)$")
+_ARN = re.compile(
+    r"^arn:aws[a-z-]*:bedrock:[^/]*:(?:inference-profile|foundation-model|[a-z-]+)/(?P<model>[^/]+)$"
+)
+_GEOGRAPHY = re.compile(r"^(?:us|eu|apac|jp|au|ca|us-gov|global)\.(?=[a-z0-9-]+\.)")
+_VERTEX_VERSION = re.compile(r"@[A-Za-z0-9._-]+$")
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3}|latest)$")
+
+
+def normal_model(model: str) -> str:
+    """``model`` without what names one snapshot, region or path of it (see the module's doc)."""
+    name = model.strip()
+    arn = _ARN.match(name)
+    if arn:
+        name = arn.group("model")
+    resource = _RESOURCE.match(name)
+    if resource:
+        name = resource.group("model")
+    name = _GEOGRAPHY.sub("", name)
+    name = _VERTEX_VERSION.sub("", name)
+    return _SNAPSHOT.sub("", name)
+
+
+def book_type(provider: Provider) -> str:
+    """The provider type ``provider`` is priced as: its ``type``, or ``<type>:<preset>`` when its
+    options name a preset (an OpenAI-compatible service is not priced as OpenAI)."""
+    options = provider.options
+    preset = options.get("preset") if isinstance(options, Mapping) else getattr(options, "preset", None)
+    return f"{provider.type}:{preset}" if isinstance(preset, str) and preset else provider.type
+
+
+def check_entry(entry: object) -> PriceEntry:
+    """``entry`` as a valid :class:`PriceEntry`.
+
+    :raises TypeError: it is not a ``PriceEntry``.
+    :raises ValueError: a name is empty, a price is negative or not finite, a limit is below 1,
+        or the date is not an ISO date (``YYYY-MM-DD``).
+    """
+    if not isinstance(entry, PriceEntry) or not isinstance(entry.price, Price):
+        raise TypeError("register() takes a truckllm.types.PriceEntry")
+    if not entry.provider_type or not entry.model:
+        raise ValueError("a PriceEntry names its provider_type and model")
+    for name in PRICE_FIELDS:
+        value = getattr(entry.price, name)
+        if value is not None and (
+            not isinstance(value, int | float) or not math.isfinite(value) or value < 0
+        ):
+            raise ValueError(f"{entry.provider_type}/{entry.model}: price.{name} is {value!r}, not a price")
+    for name in ("context_window", "max_output_tokens"):
+        value = getattr(entry, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{entry.provider_type}/{entry.model}: {name} is {value!r}, not a token count")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", entry.date):
+        raise ValueError(f"{entry.provider_type}/{entry.model}: date {entry.date!r} is not YYYY-MM-DD")
+    return entry
+
+
+def _weight(entry: PriceEntry) -> tuple[float, float]:
+    return (entry.price.output, entry.price.input)
+
+
+@dataclass(frozen=True)
+class PriceBook:
+    """Price entries by (provider type, model), and by the normal form of their model."""
+
+    entries: Mapping[tuple[str, str], PriceEntry]
+    normal: Mapping[tuple[str, str], PriceEntry]
+
+    @classmethod
+    def of(cls, entries: Iterable[PriceEntry]) -> PriceBook:
+        """A book of ``entries`` (a later entry for the same type and model replaces an earlier)."""
+        exact: dict[tuple[str, str], PriceEntry] = {}
+        for entry in entries:
+            exact[(entry.provider_type, entry.model)] = entry
+        normal: dict[tuple[str, str], PriceEntry] = {}
+        for (kind, model), entry in exact.items():
+            key = (kind, normal_model(model))
+            known = normal.get(key)
+            if known is None or _weight(entry) > _weight(known):
+                normal[key] = entry
+        return cls(entries=exact, normal=normal)
+
+    def lookup(self, provider_type: str, model: str) -> PriceEntry | None:
+        """The entry for ``model`` sold as ``provider_type``: exact name, then its normal form."""
+        entry = self.entries.get((provider_type, model))
+        if entry is not None:
+            return entry
+        normal = normal_model(model)
+        return self.entries.get((provider_type, normal)) or self.normal.get((provider_type, normal))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+EMPTY_BOOK = PriceBook(entries={}, normal={})
+
+
+class PriceBookBuilder:
+    """Collects the entries of every ``register_prices`` implementation, in call order."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[PriceEntry, str]] = {}
+
+    def add(self, entries: Iterable[PriceEntry], plugin: str) -> None:
+        """Add one plugin's entries (a later entry wins; a clash between plugins is a warning)."""
+        for entry in entries:
+            key = (entry.provider_type, entry.model)
+            known = self._entries.get(key)
+            if known is not None and known[1] != plugin:
+                logger.bind(plugin=plugin).warning(
+                    "price book: {}/{} is registered by plugin {!r} ({}, {}) and by plugin {!r} ({}, {}); "
+                    "the later, {!r}, is used",
+                    entry.provider_type,
+                    entry.model,
+                    known[1],
+                    known[0].source or "no source",
+                    known[0].date,
+                    plugin,
+                    entry.source or "no source",
+                    entry.date,
+                    plugin,
+                )
+            self._entries[key] = (entry, plugin)
+
+    def build(self) -> PriceBook:
+        """The book."""
+        return PriceBook.of(entry for entry, _ in self._entries.values())
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """One deployment's price and where it came from.
+
+    :ivar price: USD per million tokens, or ``None`` (unpriced: cost unknown).
+    :ivar origin: ``config`` (``price:``), ``book`` (the price book) or ``none``.
+    :ivar entry: the book's entry for the deployment's model, when one matched (also when the
+        config's price wins: its limits still apply).
+    """
+
+    price: Price | None
+    origin: Literal["config", "book", "none"]
+    entry: PriceEntry | None = None
+
+    @property
+    def label(self) -> str:
+        """``config``, ``book <date>`` or ``none``."""
+        if self.origin == "book" and self.entry is not None:
+            return f"book {self.entry.date}"
+        return self.origin
+
+    @property
+    def context_window(self) -> int | None:
+        """The model's context window according to the book, when known."""
+        return self.entry.context_window if self.entry is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready view: price, source, date, source URL, context window, max output tokens."""
+        entry = self.entry
+        return {
+            "price": {f: getattr(self.price, f) for f in PRICE_FIELDS} if self.price is not None else None,
+            "price_source": self.origin,
+            "price_label": self.label,
+            "price_date": entry.date if entry is not None and self.origin == "book" else None,
+            "price_url": (entry.source or None) if entry is not None and self.origin == "book" else None,
+            "context_window": entry.context_window if entry is not None else None,
+            "max_output_tokens": entry.max_output_tokens if entry is not None else None,
+        }
+
+
+UNPRICED = Pricing(price=None, origin="none")
+
+
+def price_from_config(config: PriceConfig) -> Price:
+    """The kernel's :class:`Price` for a ``price:`` of the config."""
+    return Price(
+        input=config.input,
+        output=config.output,
+        cached_input=config.cached_input,
+        cache_write=config.cache_write,
+        reasoning=config.reasoning,
+    )
+
+
+def dearer(a: Price, b: Price) -> Price:
+    """Field by field, the higher of two prices (an unset rate counts as the rate it stands for)."""
+    out: dict[str, float | None] = {}
+    for name in PRICE_FIELDS:
+        x, y = getattr(a, name), getattr(b, name)
+        if x is None and y is None:
+            out[name] = None
+        else:
+            out[name] = max(_rate(a, name) if x is None else x, _rate(b, name) if y is None else y)
+    return Price(**out)  # type: ignore[arg-type]
+
+
+def _rate(price: Price, name: str) -> float:
+    """The rate ``price`` charges for ``name`` (an unset one is the input or output rate)."""
+    value = getattr(price, name)
+    if value is not None:
+        return float(value)
+    return price.output if name == "reasoning" else price.input
+
+
+def resolve(config: PriceConfig | None, provider: Provider, model: str, book: PriceBook) -> Pricing:
+    """The price of ``model`` served by ``provider``: ``price:`` of the config, else the book's."""
+    entry = book.lookup(book_type(provider), model)
+    if config is not None:
+        return Pricing(price=price_from_config(config), origin="config", entry=entry)
+    if entry is not None:
+        return Pricing(price=entry.price, origin="book", entry=entry)
+    return UNPRICED
