@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from truckllm_provider_openai import OpenAIStream, ResponsesPassthrough, ResponsesToChat
+from truckllm_provider_openai import ResponsesPassthrough, ResponsesToChat
 
 from truckllm import hookimpl
 from truckllm.types import (
@@ -29,12 +29,14 @@ from .credentials import ApiKeySource, EntraLogin, EntraSource, TokenCredential,
 from .errors import filtered_answer, read_azure_error
 from .options import DEFAULT_API_VERSION, DEFAULT_SCOPE, Options
 from .plugin import AzurePlugin
+from .stream import AzureStream
 
 __all__ = [
     "DEFAULT_API_VERSION",
     "DEFAULT_SCOPE",
     "ApiKeySource",
     "AzurePlugin",
+    "AzureStream",
     "EntraLogin",
     "EntraSource",
     "Options",
@@ -85,6 +87,6 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
 @hookimpl
 def transform_stream(
     provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
-) -> OpenAIStream | ResponsesPassthrough | ResponsesToChat | None:
+) -> AzureStream | ResponsesPassthrough | ResponsesToChat | None:
     """The stream translator."""
     return _PLUGIN.transform_stream(provider, request, response, model)

@@ -25,6 +25,7 @@ from .credentials import ApiKeySource, CredentialFactory, EntraSource, identity_
 from .errors import filtered_answer, read_azure_error
 from .options import Options
 from .routing import deployment_url, openai_provider
+from .stream import AzureStream
 
 __all__ = ["ENDPOINTS", "AzurePlugin"]
 
@@ -121,11 +122,14 @@ class AzurePlugin:
     @hookimpl
     def transform_stream(
         self, provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
-    ) -> openai.OpenAIStream | openai.ResponsesPassthrough | openai.ResponsesToChat | None:
-        """The ``openai`` plugin's stream translator (a content-filtered stream keeps its
-        ``finish_reason: content_filter``: the client has the text relayed before it)."""
+    ) -> AzureStream | openai.ResponsesPassthrough | openai.ResponsesToChat | None:
+        """The ``openai`` plugin's stream translator; a chat stream without Azure's chunks of
+        prompt filter results (a content-filtered stream keeps its ``finish_reason:
+        content_filter``: the client has the text relayed before it)."""
         if provider.type != self.type:
             return None
-        return openai.transform_stream(
-            openai_provider(provider, _options(provider)), request, response, model
-        )
+        target = openai_provider(provider, _options(provider))
+        translator = openai.transform_stream(target, request, response, model)
+        if isinstance(translator, openai.OpenAIStream):
+            return AzureStream(translator)
+        return translator

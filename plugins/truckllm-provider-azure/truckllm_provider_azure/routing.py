@@ -12,20 +12,33 @@ counts, background calls) against an OpenAI provider whose ``base_url`` is the A
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from truckllm_provider_openai import Options as OpenAIOptions
 
+from truckllm.errors import UnsupportedRequest
 from truckllm.types import Provider
 
 from .options import Options
 
-__all__ = ["DEPLOYMENT_PATHS", "deployment_url", "endpoint_of", "openai_provider"]
+__all__ = [
+    "DEPLOYMENT_PATHS",
+    "MAX_DEPLOYMENT",
+    "check_deployment",
+    "deployment_url",
+    "endpoint_of",
+    "openai_provider",
+]
+
+MAX_DEPLOYMENT = 256
+"""The longest deployment name put in a URL (Azure's own limit is lower)."""
 
 DEPLOYMENT_PATHS = frozenset({"/chat/completions", "/completions", "/embeddings"})
 """The paths Azure's classic API serves under ``/openai/deployments/{deployment}``."""
 
 _SUFFIXES = ("/openai/v1", "/openai")
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def endpoint_of(base_url: str) -> str:
@@ -56,12 +69,35 @@ def openai_provider(provider: Provider, options: Options) -> Provider:
     )
 
 
+def check_deployment(deployment: str) -> str:
+    """``deployment`` when it can be one URL path segment (percent-encoded).
+
+    :raises UnsupportedRequest: empty, a dot segment (``.``, ``..``), longer than
+        :data:`MAX_DEPLOYMENT`, or with a character Azure deployment names do not have (they are
+        letters, digits, ``-``, ``_`` and ``.``; HTTP libraries may decode any other escape).
+    """
+    why = None
+    if deployment in ("", ".", ".."):
+        why = "empty or a dot segment"
+    elif len(deployment) > MAX_DEPLOYMENT:
+        why = f"longer than {MAX_DEPLOYMENT} characters"
+    elif not _NAME.fullmatch(deployment):
+        why = "use letters, digits, - _ and . only"
+    if why is not None:
+        shown = repr(deployment[:64]) + ("..." if len(deployment) > 64 else "")
+        raise UnsupportedRequest(f"{shown} is not an Azure OpenAI deployment name: {why}", param="model")
+    return deployment
+
+
 def deployment_url(url: str, root: str, deployment: str) -> str:
     """``url`` (built under ``root``) moved under ``/deployments/{deployment}`` when its path is a
-    deployment path; other URLs (the Responses API) are returned unchanged."""
+    deployment path; other URLs (the Responses API) are returned unchanged.
+
+    :raises UnsupportedRequest: see :func:`check_deployment`.
+    """
     if not url.startswith(root):
         return url
     path, sep, query = url[len(root) :].partition("?")
     if path not in DEPLOYMENT_PATHS:
         return url
-    return f"{root}/deployments/{quote(deployment, safe='')}{path}{sep}{query}"
+    return f"{root}/deployments/{quote(check_deployment(deployment), safe='')}{path}{sep}{query}"
