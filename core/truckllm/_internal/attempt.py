@@ -61,6 +61,12 @@ def request_for(request: ChatRequest, cand: Candidate) -> ChatRequest:
     return affinity.elsewhere
 
 
+def api_key(run: RequestRun, cand: Candidate) -> str:
+    """This attempt's credential: a refreshed one's current value, else the key's configured value."""
+    value = run.gw.credentials.value(cand)
+    return value if value is not None else run.rt.api_key(cand)
+
+
 def build(run: RequestRun, cand: Candidate, routing: RoutingConfig) -> UpstreamRequest:
     """The provider plugin's upstream call for ``cand`` (``transform_request``).
 
@@ -79,7 +85,7 @@ def build(run: RequestRun, cand: Candidate, routing: RoutingConfig) -> UpstreamR
             provider=provider,
             model=cand.deployment.model,
             request=run.request,
-            api_key=run.rt.api_key(cand),
+            api_key=api_key(run, cand),
         )
     except (UnsupportedRequest, GatewayError):
         raise

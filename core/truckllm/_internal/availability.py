@@ -24,6 +24,10 @@ def unusable(cand: Candidate, now: float, health: HealthRegistry, *, priced_only
     state = pair_stats(cand).key_state
     if state.disabled:
         return "disabled: the provider refused the key (401/403) until an enable or a reload"
+    if state.credential_until <= now:
+        if state.credential_until == float("-inf"):
+            return "its credential is not ready: the first refresh has not succeeded"
+        return "its credential expired: the refresh is failing"
     if state.ejected_until > now:
         return f"ejected for {state.ejected_until - now:.0f}s after repeated failures"
     if state.cooldown_until > now:

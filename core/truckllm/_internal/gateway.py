@@ -30,6 +30,7 @@ from truckllm._internal.components import (
 from truckllm._internal.config.loader import parse_config
 from truckllm._internal.config.schema import Config
 from truckllm._internal.config.source import ConfigSource, TextSource, open_source
+from truckllm._internal.credentials import Credentials
 from truckllm._internal.dialect_state import MemoryState
 from truckllm._internal.health import Clock, HealthRegistry, KeyState
 from truckllm._internal.netguard import GuardedResolver, NetPolicy
@@ -83,6 +84,7 @@ class Gateway:
         self.background = Background()
         self.strategy_state: dict[tuple[str, str], dict[str, Any]] = {}
         self.memory_state = MemoryState(clock, 10_000)  # dialect state when the store keeps none
+        self.credentials = Credentials(clock, wall_clock, sleep, self.random)
         self.session: aiohttp.ClientSession | None = None
         self.in_flight = 0
         self.streams: Counter[str] = Counter()
@@ -155,6 +157,7 @@ class Gateway:
                 for _, instance in old_loggers:
                     self._spawn(call_method(instance, "shutdown", app=self.view))
             attach(runtime.host, self.store, self.loggers)
+            self.credentials.sync(runtime)  # new keys' credentials are fetched in the background
         self.runtime = runtime
         self.reloads_ok += 1
         self.last_reload_ok = True
@@ -332,6 +335,7 @@ class Gateway:
             trust_env=False,
         )
         self.background.start()
+        await self.credentials.start(self.runtime)
         self.store = build_store(self.runtime.host, self.runtime.config)
         if self.store is not None:
             await self.store.start()
@@ -369,6 +373,7 @@ class Gateway:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await call_each(self.runtime.host, "shutdown", app=self.view)
+        await self.credentials.stop()
         if self.store is not None:
             try:
                 await self.store.close()

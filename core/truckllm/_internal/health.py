@@ -82,6 +82,7 @@ class KeyState:
     half_open: bool = False
     shared_until: float = 0.0  # the cooldown applied from another process's mark in the store
     enabled_at: float = float("-inf")  # when an operator last re-enabled the key
+    credential_until: float = float("inf")  # a refreshed credential's expiry (gateway clock); -inf: none yet
 
     def enable(self, now: float) -> None:
         """An operator put the key back: no cooldown, ejection or disablement; slow start from now."""

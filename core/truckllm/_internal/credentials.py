@@ -1,0 +1,209 @@
+"""Provider credentials fetched and refreshed off the request path (cloud tokens, AWS sessions).
+
+A provider plugin whose ``ProviderSpec.credentials`` is set gets one
+:class:`~truckllm.types.CredentialSource` per configured (provider, key) — one per provider for a
+keyless one. :class:`Credentials` (one per gateway) builds them for each config version, keeps
+the ones whose provider config and key value did not change, refreshes each before serving and
+again before it expires, in a background task with jittered backoff on failure, and closes them
+when their key leaves the config or the gateway stops.
+
+The request path only reads: :meth:`Credentials.value` is the source's ``current()`` string,
+handed to ``transform_request`` as ``api_key``. Whether a key's credential is usable is on its
+:class:`~truckllm._internal.health.KeyState` (``credential_until``, on the gateway's clock), so the
+selection skips a key whose credential is missing or expired and the "no candidate" error says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import msgspec
+from loguru import logger
+
+from truckllm._internal.runtime import Runtime
+from truckllm.types import Candidate, CredentialSource
+
+__all__ = ["MIN_MARGIN", "Credentials", "refresh_at"]
+
+MIN_MARGIN = 60.0
+"""Seconds before its expiry a credential is refreshed at least (and 20% of its lifetime)."""
+_BACKOFF = (1.0, 60.0)  # first and longest wait after a failed refresh
+_FIRST_WAIT = 30.0  # how long start-up waits for the first refresh of every source
+
+
+def refresh_at(fetched: float, expires: float) -> float:
+    """When a credential fetched at ``fetched`` and expiring at ``expires`` is refreshed."""
+    if math.isinf(expires):
+        return math.inf
+    margin = max(MIN_MARGIN, 0.2 * (expires - fetched))
+    return max(fetched, expires - margin)
+
+
+@dataclass
+class _Entry:
+    """One source and what the kernel knows of it."""
+
+    provider: str
+    key: str
+    signature: str
+    source: CredentialSource
+    ready: bool = False  # a refresh succeeded at least once
+    expires: float = 0.0  # unix time of the current value's expiry
+    task: asyncio.Task[None] | None = None
+    first: asyncio.Event = field(default_factory=asyncio.Event)  # set after the first try
+
+
+class Credentials:
+    """Every credential source of the running config, refreshed in the background.
+
+    :param clock: the gateway's clock (cooldowns and selection use it).
+    :param wall_clock: unix time (sources give their expiry in it).
+    :param sleep: the gateway's sleep (virtual in tests).
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        rng: random.Random,
+    ) -> None:
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.sleep = sleep
+        self.random = rng
+        self.entries: dict[tuple[str, str], _Entry] = {}
+        self.runtime: Runtime | None = None
+
+    def value(self, cand: Candidate) -> str | None:
+        """The candidate's current credential, or ``None`` when its provider needs none."""
+        entry = self.entries.get((cand.provider.name, cand.key.name))
+        if entry is None:
+            return None
+        return entry.source.current() if entry.ready else ""
+
+    def sync(self, rt: Runtime) -> list[_Entry]:
+        """Match the sources to ``rt``: keep unchanged ones, make new ones (their refresh tasks
+        started), close removed ones. Returns the new entries."""
+        self.runtime = rt
+        wanted: dict[tuple[str, str], tuple[str, str]] = {}  # (provider, key) -> (signature, value)
+        for name, spec in rt.specs.items():
+            if spec.credentials is None:
+                continue
+            provider_text = msgspec.json.encode(rt.providers[name]).decode()
+            keys = [key.name for key in rt.config.providers[name].keys] or ["-"]  # "-": a keyless provider
+            for key in keys:
+                secret = rt.secrets.get((name, key))
+                value = secret.reveal() if secret is not None else ""
+                digest = hashlib.sha256(f"{provider_text}\0{key}\0{value}".encode()).hexdigest()
+                wanted[(name, key)] = (digest, value)
+        created: list[_Entry] = []
+        for ident, entry in list(self.entries.items()):
+            if wanted.get(ident, ("",))[0] != entry.signature:
+                self._drop(ident)
+        for ident, (digest, value) in wanted.items():
+            if ident in self.entries:
+                continue
+            name, key = ident
+            factory = rt.specs[name].credentials
+            assert factory is not None
+            state = rt.health.key(name, key)
+            state.credential_until = -math.inf  # not usable until its first refresh
+            try:
+                source = factory(rt.providers[name], value)
+            except Exception as exc:
+                logger.error(
+                    "provider {} key {}: the credential source could not be made ({})",
+                    name,
+                    key,
+                    type(exc).__name__,
+                )
+                continue
+            entry = self.entries[ident] = _Entry(provider=name, key=key, signature=digest, source=source)
+            entry.task = asyncio.get_running_loop().create_task(self._keep_fresh(entry))
+            created.append(entry)
+        return created
+
+    async def start(self, rt: Runtime) -> None:
+        """Make every source and wait (up to 30 s) for each one's first refresh."""
+        created = self.sync(rt)
+        if created:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_FIRST_WAIT):
+                    await asyncio.gather(*(entry.first.wait() for entry in created))
+
+    async def stop(self) -> None:
+        """Stop refreshing and close every source."""
+        for ident in list(self.entries):
+            self._drop(ident)
+        await asyncio.sleep(0)
+
+    def _drop(self, ident: tuple[str, str]) -> None:
+        entry = self.entries.pop(ident)
+        if entry.task is not None:
+            entry.task.cancel()
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(self._close(entry))
+
+    @staticmethod
+    async def _close(entry: _Entry) -> None:
+        try:
+            await entry.source.close()
+        except Exception as exc:
+            logger.warning(
+                "provider {} key {}: closing its credential failed ({})",
+                entry.provider,
+                entry.key,
+                type(exc).__name__,
+            )
+
+    def _publish(self, entry: _Entry) -> None:
+        """Put the entry's expiry on its key's state, on the gateway's clock."""
+        rt = self.runtime
+        if rt is None:
+            return
+        left = entry.expires - self.wall_clock()
+        rt.health.key(entry.provider, entry.key).credential_until = (
+            math.inf if math.isinf(entry.expires) else self.clock() + left
+        )
+
+    async def _keep_fresh(self, entry: _Entry) -> None:
+        """Refresh ``entry`` now, then before each expiry; back off after failures."""
+        failures = 0
+        while True:
+            fetched = self.wall_clock()
+            try:
+                expires = float(await entry.source.refresh())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the message may hold what the library read: name the type only
+                failures += 1
+                entry.first.set()
+                wait = min(_BACKOFF[1], _BACKOFF[0] * 2 ** (failures - 1))
+                wait = self.random.uniform(wait / 2, wait)
+                logger.warning(
+                    "provider {} key {}: credential refresh failed ({}); retrying in {:.0f}s",
+                    entry.provider,
+                    entry.key,
+                    type(exc).__name__,
+                    wait,
+                )
+                await self.sleep(wait)
+                continue
+            if math.isnan(expires):
+                expires = fetched
+            failures = 0
+            entry.ready = True
+            entry.expires = expires
+            self._publish(entry)
+            entry.first.set()
+            at = refresh_at(fetched, expires)
+            if math.isinf(at):
+                return
+            await self.sleep(max(at - self.wall_clock(), 1.0))

@@ -1,0 +1,237 @@
+"""Credential sources (``ProviderSpec.credentials``): fetched before serving, refreshed before
+they expire, never on the request path, kept across reloads, closed when their key goes.
+
+A throwaway provider type ``tok`` answers in-process and checks that the ``api_key`` each attempt
+carries is a token its issuer made and that has not expired: a run of 2,000 requests across many
+token lifetimes must see zero failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable
+
+import httpx2 as httpx
+import pytest
+from loguru import logger
+
+from truckllm import hookimpl
+from truckllm._internal.credentials import MIN_MARGIN, refresh_at
+from truckllm.kit.openai_wire import chat_completion
+from truckllm.types import (
+    ChatRequest,
+    Provider,
+    ProviderResult,
+    ProviderSpec,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamResponse,
+    Usage,
+)
+from truckllm_testing.server import GatewayServer
+
+LIFETIME = 2.5  # seconds a token lives: a 2,000-request run outlives many of them
+
+
+class Issuer:
+    """Mints tokens with an expiry; knows which are valid now; can be made to fail."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tokens: dict[str, float] = {}
+        self.refreshes: dict[str, int] = {}
+        self.closed: list[str] = []
+        self.failing: set[str] = set()
+        self.seen_values: list[str] = []
+
+    def mint(self, who: str) -> tuple[str, float]:
+        with self.lock:
+            if who in self.failing:
+                raise ConnectionError(f"token endpoint refused {who} (secret-value-123)")
+            self.refreshes[who] = self.refreshes.get(who, 0) + 1
+            token = f"tok-{who}-{self.refreshes[who]}"
+            expires = time.time() + LIFETIME
+            self.tokens[token] = expires
+            return token, expires
+
+    def valid(self, token: str) -> bool:
+        with self.lock:
+            return self.tokens.get(token, 0.0) > time.time()
+
+
+class TokenSource:
+    def __init__(self, issuer: Issuer, who: str) -> None:
+        self.issuer, self.who, self.token = issuer, who, ""
+
+    async def refresh(self) -> float:
+        token, expires = await asyncio.to_thread(self.issuer.mint, self.who)
+        self.token = token
+        return expires
+
+    def current(self) -> str:
+        return self.token
+
+    async def close(self) -> None:
+        self.issuer.closed.append(self.who)
+
+
+class TokPlugin:
+    """Provider type ``tok``: its credential is a token from :class:`Issuer`."""
+
+    __name__ = "throwaway-tok"
+
+    def __init__(self, issuer: Issuer) -> None:
+        self.issuer = issuer
+        self.bad: list[str] = []
+
+    @hookimpl
+    def register_providers(self, register: Callable[[ProviderSpec], None]) -> None:
+        def factory(provider: Provider, value: str) -> TokenSource:
+            self.issuer.seen_values.append(value)
+            return TokenSource(self.issuer, f"{provider.name}:{value or 'ambient'}")
+
+        register(ProviderSpec(type="tok", default_base_url="tok://x", needs_keys=False, credentials=factory))
+
+    @hookimpl
+    def transform_request(
+        self, provider: Provider, model: str, request: ChatRequest, api_key: str
+    ) -> UpstreamRequest | None:
+        if provider.type != "tok":
+            return None
+        ok = self.issuer.valid(api_key)
+        if not ok:
+            self.bad.append(api_key)
+
+        async def local() -> UpstreamResponse:
+            if not ok:
+                return UpstreamResponse(status=401, body=b"expired token")
+            body = chat_completion(
+                model=model,
+                choices=[{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                usage=Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
+            )
+            return UpstreamResponse(status=200, body=body)
+
+        return UpstreamRequest(url="tok://x", local=local)
+
+    @hookimpl
+    def transform_response(
+        self, provider: Provider, request: ChatRequest, response: UpstreamResponse
+    ) -> ProviderResult | None:
+        if provider.type != "tok":
+            return None
+        if response.status >= 400:
+            return ProviderResult(error=UpstreamError(status=401, kind="auth", message="expired token"))
+        return ProviderResult(body=response.body)
+
+    @hookimpl
+    def parse_usage(self, provider: Provider, request: ChatRequest, body: bytes) -> Usage | None:
+        return Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2) if provider.type == "tok" else None
+
+
+CONFIG = """
+providers:
+  t:
+    type: tok
+    keys: [{name: a, value: sa-one}, {name: b, value: sa-two}]
+models:
+  m: {deployments: [{provider: t, model: x}]}
+"""
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_refresh_happens_before_expiry_with_a_margin() -> None:
+    assert refresh_at(0, 3600) == 3600 - 720  # 20% of an hour
+    assert refresh_at(0, 200) == 200 - MIN_MARGIN  # at least a minute
+    assert refresh_at(100, 130) == 100  # shorter-lived than the margin: at once
+    assert math.isinf(refresh_at(0, math.inf))
+
+
+def test_a_credential_expiring_during_2000_requests_never_fails_one() -> None:
+    issuer = Issuer()
+    plugin = TokPlugin(issuer)
+    with GatewayServer(CONFIG, extra_plugins=(plugin,)) as gw:
+
+        async def run() -> list[int]:
+            async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+                semaphore = asyncio.Semaphore(16)
+
+                async def one() -> int:
+                    async with semaphore:
+                        response = await client.post("/v1/chat/completions", json=CHAT)
+                        return response.status_code
+
+                return await asyncio.gather(*(one() for _ in range(2000)))
+
+        started = time.monotonic()
+        statuses = asyncio.run(run())
+        took = time.monotonic() - started
+    assert statuses.count(200) == 2000, {s: statuses.count(s) for s in set(statuses)}
+    assert plugin.bad == []
+    assert sorted(issuer.seen_values) == ["sa-one", "sa-two"]  # one source per key, given its value
+    lifetimes = took / LIFETIME
+    refreshed = min(issuer.refreshes.values())
+    assert refreshed >= 2 and refreshed >= lifetimes * 0.5, (issuer.refreshes, took)
+    assert sorted(issuer.closed) == ["t:sa-one", "t:sa-two"]  # closed at shutdown
+
+
+def test_a_key_whose_credential_never_came_is_skipped_and_named() -> None:
+    issuer = Issuer()
+    issuer.failing = {"t:sa-one", "t:sa-two"}
+    logs: list[str] = []
+    handle = logger.add(logs.append, level="DEBUG", format="{message} {exception}")
+    with GatewayServer(CONFIG, extra_plugins=(TokPlugin(issuer),)) as gw:
+        refused = httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10)
+        issuer.failing.discard("t:sa-two")  # the token endpoint is back for one key
+        deadline = time.monotonic() + 10
+        served = refused
+        while time.monotonic() < deadline:
+            served = httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10)
+            if served.status_code == 200:
+                break
+            time.sleep(0.2)
+    logger.remove(handle)
+    assert refused.status_code == 503, refused.text
+    assert "credential is not ready" in refused.json()["error"]["message"]
+    assert "secret-value-123" not in refused.text and "secret-value-123" not in "".join(logs)
+    assert served.status_code == 200
+
+
+def test_a_reload_keeps_unchanged_sources_and_closes_removed_ones() -> None:
+    issuer = Issuer()
+    with GatewayServer(CONFIG, extra_plugins=(TokPlugin(issuer),)) as gw:
+        assert gw.gateway is not None
+        before = dict(issuer.refreshes)
+        fewer = CONFIG.replace(", {name: b, value: sa-two}", "")
+        gw.call(gw.gateway.apply_off_loop(fewer, persist=False), timeout=10)
+        deadline = time.monotonic() + 5
+        while "t:sa-two" not in issuer.closed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = dict(issuer.refreshes)
+        served = httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10)
+    assert issuer.closed[:1] == ["t:sa-two"]  # the removed key's source, at once
+    assert issuer.seen_values == ["sa-one", "sa-two"]  # the kept key's source was not made again
+    assert after["t:sa-one"] >= before["t:sa-one"]
+    assert served.status_code == 200
+
+
+@pytest.mark.parametrize("value", ["", "sa-x"])
+def test_keyless_providers_get_one_source(value: str) -> None:
+    """No ``keys:`` (ambient credentials): one source, given ""; one key: its value."""
+    issuer = Issuer()
+    keys = f"    keys: [{{name: only, value: {value}}}]\n" if value else ""
+    config = f"""
+providers:
+  t:
+    type: tok
+{keys}models:
+  m: {{deployments: [{{provider: t, model: x}}]}}
+"""
+    plugin = TokPlugin(issuer)
+    with GatewayServer(config, extra_plugins=(plugin,)) as gw:
+        served = httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10)
+    assert served.status_code == 200, served.text
+    assert issuer.seen_values == [value]
