@@ -177,11 +177,13 @@ def test_dearer_counts_an_unset_rate_as_the_rate_it_stands_for() -> None:
         ("claude-sonnet-4@20250514", "claude-sonnet-4"),
         ("projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro", "gemini-2.5-pro"),
         ("models/gemini-2.5-flash", "gemini-2.5-flash"),
-        ("us.anthropic.claude-sonnet-4-20250514-v1:0", "anthropic.claude-sonnet-4-20250514-v1:0"),
-        ("global.anthropic.claude-haiku-4-5-20251001-v1:0", "anthropic.claude-haiku-4-5-20251001-v1:0"),
+        ("us.anthropic.claude-sonnet-4-20250514-v1:0", "anthropic.claude-sonnet-4"),
+        ("global.anthropic.claude-haiku-4-5-20251001-v1:0", "anthropic.claude-haiku-4-5"),
+        ("anthropic.claude-3-haiku-20240307-v1:0:200k", "anthropic.claude-3-haiku"),
+        ("anthropic.claude-sonnet-4-6-v1:0", "anthropic.claude-sonnet-4-6"),
         (
             "arn:aws:bedrock:us-east-1:123456789012:inference-profile/eu.anthropic.claude-3-7-sonnet-v1:0",
-            "anthropic.claude-3-7-sonnet-v1:0",
+            "anthropic.claude-3-7-sonnet",
         ),
         ("gpt-4.1", "gpt-4.1"),
         ("o3", "o3"),
@@ -202,6 +204,8 @@ def test_lookup_exact_first_then_normal_form_then_the_dearer_family_member() -> 
             entry("claude-x-20250601", 2.0, 2.0, kind="anthropic"),
             entry("anthropic.claude-sonnet-4-20250514-v1:0", 3.0, 15.0, kind="bedrock"),
             entry("eu.anthropic.claude-sonnet-4-20250514-v1:0", 3.3, 16.5, kind="bedrock"),
+            entry("anthropic.claude-sonnet-4-6", 3.3, 16.5, kind="bedrock"),
+            entry("global.anthropic.claude-sonnet-4-6", 3.0, 15.0, kind="bedrock"),
         ]
     )
 
@@ -217,6 +221,8 @@ def test_lookup_exact_first_then_normal_form_then_the_dearer_family_member() -> 
     assert found("anthropic", "claude-x-latest") == (2.0, 2.0)  # two family members: the dearer
     assert found("bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0") == (3.0, 15.0)
     assert found("bedrock", "eu.anthropic.claude-sonnet-4-20250514-v1:0") == (3.3, 16.5)  # listed exactly
+    assert found("bedrock", "global.anthropic.claude-sonnet-4-6") == (3.0, 15.0)
+    assert found("bedrock", "us.anthropic.claude-sonnet-4-6-v1:0") == (3.3, 16.5)  # family: the dearer
     assert found("openai", "claude-sonnet-4-20250514") is None  # another provider type's entry
 
 

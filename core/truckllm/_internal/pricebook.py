@@ -16,12 +16,14 @@ Lookups try the model's name exactly, then its normal form (:func:`normal_model`
   ``jp.``, ``au.``, ``ca.``, ``us-gov.``, ``global.``): ``us.anthropic.claude-sonnet-4-...`` →
   ``anthropic.claude-sonnet-4-...`` (the in-region price; a book may list a profile exactly);
 - a Vertex version suffix goes: ``claude-sonnet-4@20250514`` → ``claude-sonnet-4``;
+- a Bedrock version suffix goes: ``anthropic.claude-sonnet-4-6-v1:0`` → ``anthropic.claude-sonnet-4-6``;
 - a dated snapshot or version suffix goes: ``gpt-4o-2024-08-06`` → ``gpt-4o``,
   ``claude-sonnet-4-20250514`` → ``claude-sonnet-4``, ``gemini-2.0-flash-001`` →
   ``gemini-2.0-flash``, ``claude-3-5-haiku-latest`` → ``claude-3-5-haiku``.
 
-The normal form is looked up as a name, then among the normal forms of the book's names (two
-entries with one normal form: the dearer one). A snapshot priced unlike its family is found
+Each shorter name is looked up in turn (``eu.anthropic.claude-...-v1:0`` finds
+``anthropic.claude-...-v1:0``), then the normal form among the normal forms of the book's names
+(two entries with one normal form: the dearer one). A snapshot priced unlike its family is found
 exactly, as long as the book lists it.
 
 A provider whose options name a ``preset`` (an OpenAI-compatible service behind ``type: openai``)
@@ -62,21 +64,29 @@ _ARN = re.compile(
 )
 _GEOGRAPHY = re.compile(r"^(?:us|eu|apac|jp|au|ca|us-gov|global)\.(?=[a-z0-9-]+\.)")
 _VERTEX_VERSION = re.compile(r"@[A-Za-z0-9._-]+$")
+_BEDROCK_VERSION = re.compile(r"-v\d+(?::\d+)*(?::\d+k)?$")
 _SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3}|latest)$")
+
+
+def _forms(model: str) -> list[str]:
+    """``model`` and each shorter name of it, one rule after the other (the last: its normal form)."""
+    forms = [model.strip()]
+    arn = _ARN.match(forms[-1])
+    if arn:
+        forms.append(arn.group("model"))
+    resource = _RESOURCE.match(forms[-1])
+    if resource:
+        forms.append(resource.group("model"))
+    for rule in (_GEOGRAPHY, _VERTEX_VERSION, _BEDROCK_VERSION, _SNAPSHOT):
+        shorter = rule.sub("", forms[-1])
+        if shorter != forms[-1]:
+            forms.append(shorter)
+    return forms
 
 
 def normal_model(model: str) -> str:
     """``model`` without what names one snapshot, region or path of it (see the module's doc)."""
-    name = model.strip()
-    arn = _ARN.match(name)
-    if arn:
-        name = arn.group("model")
-    resource = _RESOURCE.match(name)
-    if resource:
-        name = resource.group("model")
-    name = _GEOGRAPHY.sub("", name)
-    name = _VERTEX_VERSION.sub("", name)
-    return _SNAPSHOT.sub("", name)
+    return _forms(model)[-1]
 
 
 def book_type(provider: Provider) -> str:
@@ -139,12 +149,15 @@ class PriceBook:
         return cls(entries=exact, normal=normal)
 
     def lookup(self, provider_type: str, model: str) -> PriceEntry | None:
-        """The entry for ``model`` sold as ``provider_type``: exact name, then its normal form."""
-        entry = self.entries.get((provider_type, model))
-        if entry is not None:
-            return entry
-        normal = normal_model(model)
-        return self.entries.get((provider_type, normal)) or self.normal.get((provider_type, normal))
+        """The entry for ``model`` sold as ``provider_type``: its exact name, then each shorter name
+        of it (path, geography, version, snapshot cut one after the other), then the dearest entry
+        whose own normal form is the model's."""
+        forms = [model, *_forms(model)]
+        for name in forms:
+            entry = self.entries.get((provider_type, name))
+            if entry is not None:
+                return entry
+        return self.normal.get((provider_type, forms[-1]))
 
     def __len__(self) -> int:
         return len(self.entries)
