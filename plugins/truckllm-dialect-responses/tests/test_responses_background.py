@@ -75,8 +75,9 @@ def create(kit: Any, state: Any, answer: bytes | None = None, **body: Any) -> Ch
 
 def test_background_is_for_openai_responses_deployments_only(kit: Any) -> None:
     request = kit.parse({"model": "gpt", "input": "later", "background": True})
-    assert request.typed is None  # no translated form: any other deployment refuses it
+    # any other deployment refuses it; its chat form is what the kernel's limits measure only
     assert (request.refusal, request.refusal_param) == (REFUSAL, "background")
+    assert request.typed is not None and request.typed.messages[0].content == "later"
     assert "OpenAI Responses API" in REFUSAL
 
 

@@ -404,11 +404,6 @@ def test_paging_with_after_lists_every_gateway_item_once(count: int, limit: int,
     assert seen == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F5: an item id the client gave (blank, not a string, repeated) is kept as is: input_items "
-    "cannot page past it (a loop, or items never listed)",
-)
 @_SETTINGS
 @given(
     ids=st.lists(st.sampled_from([None, "", 7, "msg_same", "msg_other"]), min_size=2, max_size=6),
@@ -426,11 +421,6 @@ def test_client_given_item_ids_still_page(ids: list[Any], limit: int) -> None:
     assert _page_all(items, "asc", limit) == [id(item) for item in items]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F6: input_tokens takes 'stream' (and stream_options) that OpenAI refuses; the count is "
-    "then a stream request to the kernel (a stream slot of the key, a record saying stream)",
-)
 @pytest.mark.parametrize("extra", [{"stream": True}, {"stream": True, "stream_options": {}}])
 def test_input_tokens_refuses_stream_like_openai(extra: dict[str, Any]) -> None:
     with pytest.raises(GatewayError) as caught:

@@ -252,7 +252,8 @@ VALID_ITEMS = st.one_of(
                 max_size=2,
             ),
         },
-        optional={"id": st.just("msg_1"), "status": st.just("completed")},
+        # ids in one input are unique (OpenAI refuses a repeated one)
+        optional={"id": st.uuids().map(lambda u: f"msg_{u.hex}"), "status": st.just("completed")},
     ),
     st.fixed_dictionaries(
         {"type": st.just("function_call"), "call_id": IDS, "name": NAMES, "arguments": ARGUMENTS}

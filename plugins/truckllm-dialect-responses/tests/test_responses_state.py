@@ -10,12 +10,16 @@ import pytest
 from truckllm_dialect_responses import ResponsesDialect
 from truckllm_dialect_responses.dialect import ResponsesRequest
 from truckllm_dialect_responses.state import (
+    Origin,
     Stored,
     conversation,
+    identify,
     keeps_state,
     load,
     remember,
+    resolve_minted,
     upstream_items,
+    valid_id,
     with_ids,
 )
 from truckllm_dialect_responses.wire import THINKING_PREFIX
@@ -93,17 +97,21 @@ def test_conversation_is_stored_input_then_output_then_new_input() -> None:
         {"id": "resp_1", "output": [{"id": "msg_o", "type": "message", "role": "assistant"}]}
     )
     stored = Stored(response=msgspec.Raw(response.encode()), items=[{"id": "msg_i", "type": "message"}])
-    out = conversation(stored, [{"type": "message", "role": "user", "content": "next"}])
+    out = conversation(stored, identify([{"type": "message", "role": "user", "content": "next"}])).items
     assert [i["id"] for i in out[:2]] == ["msg_i", "msg_o"] and out[2]["id"].startswith("msg_")
 
 
 def test_conversation_resolves_item_references_to_its_own_items() -> None:
     output = {"id": "fc_o", "type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"}
     stored = Stored(response=msgspec.Raw(json.dumps({"output": [output]}).encode()), items=[])
-    out = conversation(
-        stored, [{"type": "item_reference", "id": "fc_o"}, {"type": "item_reference", "id": "fc_unknown"}]
+    thread = conversation(
+        stored,
+        identify([{"type": "item_reference", "id": "fc_o"}, {"type": "item_reference", "id": "fc_unknown"}]),
     )
-    assert out[1] == output and out[2] == {"type": "item_reference", "id": "fc_unknown"}
+    out = thread.items
+    assert out[0] == output and out[2] == {"type": "item_reference", "id": "fc_unknown"}
+    # the item again, under an id of its own (ids stay unique: input_items pages by them)
+    assert {**out[1], "id": "fc_o"} == output and out[1]["id"] != "fc_o" and out[1]["id"] in thread.minted
 
 
 # --- the dialect's prepare / response ---------------------------------------------------------------
@@ -232,3 +240,109 @@ async def test_a_translated_answer_from_an_openai_chat_deployment_has_no_affinit
     second = kit.parse({"model": "gpt", "previous_response_id": first["id"], "input": "again"})
     second.state = state
     assert (await dialect.prepare(second)).affinity is None
+
+
+# --- ids: unique, well-formed, and the ones the account that keeps a turn knows -------------------
+
+
+def test_identify_gives_every_item_a_unique_id_and_says_which_it_made() -> None:
+    items: list[dict[str, Any]] = [
+        {"type": "message", "role": "user", "content": "a", "id": None},
+        {"type": "message", "role": "user", "content": "b", "id": ""},
+        {"type": "message", "role": "user", "content": "c", "id": 7},
+        {"type": "message", "role": "user", "content": "d", "id": "msg_same"},
+        {"type": "message", "role": "user", "content": "e", "id": "msg_same"},
+        {"type": "item_reference", "id": "msg_elsewhere"},
+    ]
+    thread = identify(items, taken=("msg_taken",))
+    ids = [i["id"] for i in thread.items]
+    assert all(isinstance(i, str) and i.startswith("msg_") for i in ids)
+    assert len(set(ids)) == len(ids) and ids[3] == "msg_same" and ids[5] == "msg_elsewhere"
+    assert thread.minted == {ids[0], ids[1], ids[2], ids[4]}
+    assert [i["content"] for i in thread.items[:5]] == ["a", "b", "c", "d", "e"]
+    assert items[0]["id"] is None  # the input is not modified
+
+
+def test_response_ids_without_a_response_ids_shape_are_never_looked_up_nor_stored() -> None:
+    assert valid_id("resp_" + "0" * 48) and valid_id("resp_bGl0ZWxs+b2E=") and valid_id("resp:x")
+    for bad in ("", "r" * 257, "resp_a b", "resp_a/b", "resp_\u00e9", "resp_a\r\nx", "resp_a%2F"):
+        assert not valid_id(bad), bad
+
+
+async def test_a_hostile_id_reaches_no_store(kit: Any) -> None:
+    class NoStore(kit.FakeState):  # type: ignore[misc, name-defined]
+        async def get(self, name: str) -> bytes | None:
+            raise AssertionError(f"looked up {name[:20]}")
+
+    state = NoStore({})
+    state.served_by = kit.served("oai", "openai", "o1")
+    assert await load(state, "r" * 10_000) is None
+    remember(state, "resp_a\r\nx", b'{"id":"x"}', [], "responses")
+    remember(state, "r" * 300, b'{"id":"x"}', [], "responses")
+    assert state.shared == {}
+
+
+def _pass_through_turn(kit: Any, state: Any, dialect: ResponsesDialect) -> dict[str, Any]:
+    request = kit.parse({"model": "gpt", "input": "the code word is heron"})
+    request.state = state
+    state.served_by = kit.served("oai", "openai", "o1")
+    upstream = {"id": "resp_openai1", "object": "response", "output": [
+        {"id": "msg_openai", "type": "message", "role": "assistant", "status": "completed",
+         "content": [{"type": "output_text", "text": "noted", "annotations": []}]},
+    ]}  # fmt: skip
+    answer: dict[str, Any] = json.loads(dialect.response(request, json.dumps(upstream).encode(), "responses"))
+    return answer
+
+
+async def test_a_reference_to_an_id_the_gateway_made_reaches_the_pinned_account_as_the_item(kit: Any) -> None:
+    state = kit.FakeState({})
+    dialect = ResponsesDialect()
+    first = _pass_through_turn(kit, state, dialect)
+    stored = await load(state, first["id"])
+    assert stored is not None and stored.minted == [stored.items[0]["id"]]  # OpenAI never saw it
+    follow = kit.parse(
+        {
+            "model": "gpt",
+            "previous_response_id": first["id"],
+            "input": [
+                {"type": "item_reference", "id": stored.items[0]["id"]},
+                {"type": "item_reference", "id": "msg_openai"},  # OpenAI's own: a reference still
+                {"role": "user", "content": "the code word?"},
+            ],
+        }
+    )
+    follow.state = state
+    prepared = await dialect.prepare(follow)
+    assert prepared.affinity is not None and prepared.affinity.key == "o1"
+    sent = json.loads(prepared.body)
+    assert sent["previous_response_id"] == first["id"]
+    assert sent["input"][0] == {
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": "the code word is heron"}],
+    }
+    assert sent["input"][1] == {"type": "item_reference", "id": "msg_openai"}
+    unchanged = kit.parse({"model": "gpt", "previous_response_id": first["id"], "input": "again"})
+    unchanged.state = state
+    assert (await dialect.prepare(unchanged)).body == unchanged.body  # nothing to resolve: as it came
+
+
+async def test_ids_made_for_a_translated_turn_are_known_as_made_by_the_gateway(kit: Any) -> None:
+    state = kit.FakeState({})
+    dialect, first = await _turn_one(kit, state)
+    second = kit.parse(
+        {
+            "model": "claude",
+            "previous_response_id": first["id"],
+            "input": [{"type": "function_call_output", "call_id": "call_9", "output": "21C"}],
+            "tools": [WEATHER],
+        }
+    )
+    second.state = state
+    prepared = await dialect.prepare(second)
+    answer = _answer(dialect, prepared, kit.chat_completion("It is 21C."))
+    stored = await load(state, answer["id"])
+    assert stored is not None
+    assert set(stored.minted) == {item["id"] for item in stored.items}  # the gateway made them all
+    assert resolve_minted(stored, [{"type": "item_reference", "id": "fc_none"}]) is None
+    assert stored.origin == Origin(provider="ant", key="a", upstream_state=False)

@@ -102,3 +102,37 @@ def test_remembering_hands_on_the_translators_final_response_only_on_close() -> 
     assert wrapped.feed(b"a") == b"xa" and seen == []
     assert wrapped.error(GatewayError(500, "boom")) == b"failed" and seen == []
     assert wrapped.close() == b"closed" and [json.loads(s) for s in seen] == [{"id": "resp_gw"}]
+
+
+def test_watch_hands_on_the_final_response_in_the_feed_that_completes_its_event() -> None:
+    """The kernel writes what a feed() queued before it sends that feed's bytes: the turn is
+    stored before ``response.completed`` reaches the client, however long the body stays open."""
+    seen: list[bytes] = []
+    watch = Watch(seen.append)
+    whole = _stream()
+    end = whole.index(b"event: response.completed")
+    watch.feed(whole[: end + 20])
+    assert seen == []  # the terminal event is not complete yet
+    watch.feed(whole[end + 20 :])
+    assert len(seen) == 1 and json.loads(seen[0])["status"] == "completed"
+    watch.feed(_frame("response.completed", 4, response={**RESPONSE, "id": "resp_other"}))
+    watch.close()
+    assert len(seen) == 1  # once: a second terminal event changes nothing
+
+
+class _EarlyTranslator(_Translator):
+    def feed(self, frames: bytes) -> bytes:
+        if frames == b"[DONE]":
+            self.final = {"id": "resp_gw"}
+        return frames
+
+
+def test_remembering_hands_on_the_final_response_once_from_the_feed_that_made_it() -> None:
+    seen: list[bytes] = []
+    wrapped = Remembering(_EarlyTranslator(), seen.append)
+    wrapped.feed(b"a")
+    assert seen == []
+    wrapped.feed(b"[DONE]")
+    assert [json.loads(s) for s in seen] == [{"id": "resp_gw"}]
+    wrapped.close()
+    assert len(seen) == 1

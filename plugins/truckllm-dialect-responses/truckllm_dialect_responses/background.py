@@ -30,7 +30,7 @@ import msgspec
 from truckllm.kit.dialect import Affinity, LocalAnswer, LocalCall
 from truckllm.types import ChatRequest, DialectState
 
-from .state import Stored, name_of
+from .state import Stored, name_of, valid_id
 
 __all__ = [
     "CANCEL",
@@ -127,7 +127,7 @@ def pending(stored: Stored) -> bool:
 def start(state: DialectState | None, response_id: str, response: bytes, store: bool) -> None:
     """Queue the bill token of a just-created background response that has not finished (its
     create answer carried no usage: a later call will)."""
-    if state is not None and store and response_id and _unfinished(response):
+    if state is not None and store and valid_id(response_id) and _unfinished(response):
         state.put(bill_name(response_id), _TOKEN, state.ttl)
 
 

@@ -32,10 +32,11 @@ from truckllm.types import ChatRequest
 from .background import CANCEL, REFUSAL, RETRIEVE, answered, pending, start
 from .errors import error_body, stream_error
 from .local import ROUTE_CANCEL, ROUTE_INPUT_ITEMS, ROUTE_RESPONSE, serve_local
+from .measure import measured
 from .passthrough import Remembering, Watch
 from .request import ResponsesCall, read_request, to_chat
 from .response import Shape, count_from_chat, response_from_chat
-from .state import conversation, mint, previous, remember, upstream_items, with_ids
+from .state import Thread, conversation, identify, mint, previous, remember, resolve_minted, upstream_items
 from .stream import ChatToResponses
 
 __all__ = ["NAME", "ResponsesDialect", "ResponsesRequest", "Turn"]
@@ -49,11 +50,13 @@ class Turn(msgspec.Struct, frozen=True, kw_only=True):
 
     :ivar call: the call as the client made it (its own fields: ``instructions``, ``tools``...).
     :ivar items: the whole conversation this call continues and adds to, each item with an id
-        (what is stored as the turn's input).
+        unique in it (what is stored as the turn's input).
+    :ivar minted: the ids in ``items`` the gateway made.
     """
 
     call: Any  # ResponsesCall
     items: list[dict[str, Any]]
+    minted: frozenset[str] = frozenset()
 
 
 class ResponsesRequest(ChatRequest, kw_only=True):
@@ -65,23 +68,24 @@ class ResponsesRequest(ChatRequest, kw_only=True):
     turn: Turn | None = None
 
 
-def _typed(
-    call: ResponsesCall, items: list[dict[str, Any]]
-) -> tuple[ChatCompletionRequest | None, dict[str, Any]]:
-    """The chat-completions form, or why there is none (``refusal``, ``refusal_param``)."""
+def _typed(call: ResponsesCall, items: list[dict[str, Any]]) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """The chat-completions form and, when it cannot be sent, why (``refusal``,
+    ``refusal_param``): then it is only what the kernel's limits measure (see :mod:`.measure`)."""
+    refusal: dict[str, Any] = {}
     if call.background:  # only an OpenAI Responses API deployment runs (and keeps) it
-        return None, {"refusal": REFUSAL, "refusal_param": "background"}
+        refusal = {"refusal": REFUSAL, "refusal_param": "background"}
     try:
-        return to_chat(call, items), {}
+        return to_chat(call, items), refusal
     except UnsupportedRequest as exc:
-        return None, {"refusal": exc.message, "refusal_param": exc.param}
+        return measured(call, items), refusal or {"refusal": exc.message, "refusal_param": exc.param}
 
 
 def _turn(request: ChatRequest) -> Turn:
     if isinstance(request, ResponsesRequest) and request.turn is not None:
         return request.turn
     call = read_request(request.body)
-    return Turn(call=call, items=with_ids(call.input))
+    thread = identify(call.input)
+    return Turn(call=call, items=thread.items, minted=thread.minted)
 
 
 def _response_id(response: bytes) -> str:
@@ -141,13 +145,16 @@ class ResponsesDialect:
         A call that continues a conversation gets that form in :meth:`prepare`, once the earlier
         turns are read. A call with a built-in tool has none: it carries ``refusal`` instead (an
         OpenAI Responses API deployment serves it; any other answers 400 naming the tool), as does
-        a ``background`` call.
+        a ``background`` call; its ``typed`` form is then only what the kernel's limits measure.
 
-        :raises GatewayError: 400 naming the field at fault.
+        :raises GatewayError: 400 naming the field at fault (``stream`` for a token count: not a
+            field of ``input_tokens``, as OpenAI answers).
         """
         call = read_request(body)
-        items = with_ids(call.input)
-        typed, refusal = (None, {}) if call.previous_response_id else _typed(call, items)
+        if route.endpoint == "count_tokens" and "stream" in call.fields:
+            raise GatewayError(400, "Unknown parameter: 'stream'.", param="stream", code="unknown_parameter")
+        thread = identify(call.input)
+        typed, refusal = (None, {}) if call.previous_response_id else _typed(call, thread.items)
         return ResponsesRequest(
             endpoint=route.endpoint,
             dialect=NAME,
@@ -157,7 +164,7 @@ class ResponsesDialect:
             include_usage=call.stream,
             typed=typed,
             headers=headers,
-            turn=Turn(call=call, items=items),
+            turn=Turn(call=call, items=thread.items, minted=thread.minted),
             **refusal,
         )
 
@@ -166,8 +173,9 @@ class ResponsesDialect:
 
         The conversation is the stored turn's input and output, then this call's input. When an
         OpenAI account that keeps responses itself answered that turn, the request goes back there
-        first as it came (its ``previous_response_id`` means something only there), and anywhere
-        else with the conversation spelled out.
+        first as it came (its ``previous_response_id`` means something only there; an
+        ``item_reference`` to an item id the gateway made, which that account never saw, is
+        replaced by the item), and anywhere else with the conversation spelled out.
 
         :raises GatewayError: 400 ``previous_response_not_found`` naming ``previous_response_id``
             (OpenAI's answer) when this gateway key has no such response (never stored,
@@ -178,19 +186,19 @@ class ResponsesDialect:
         if not call.previous_response_id:
             return request
         stored = await previous(request.state, call.previous_response_id)
-        items = conversation(stored, turn.items)
-        typed, refusal = _typed(call, items)
+        thread = conversation(stored, Thread(turn.items, turn.minted))
+        typed, refusal = _typed(call, thread.items)
         expanded = ResponsesRequest(
             endpoint=request.endpoint,
             dialect=NAME,
-            body=request.encode(previous_response_id=None, input=upstream_items(items)),
+            body=request.encode(previous_response_id=None, input=upstream_items(thread.items)),
             model=request.model,
             stream=request.stream,
             include_usage=request.include_usage,
             typed=typed,
             headers=request.headers,
             state=request.state,
-            turn=Turn(call=call, items=items),
+            turn=Turn(call=call, items=thread.items, minted=thread.minted),
             **refusal,
         )
         origin = stored.origin
@@ -198,8 +206,11 @@ class ResponsesDialect:
             return expanded
         # a background response still running has no output here yet: only its account continues it
         elsewhere = None if pending(stored) else expanded
+        own = resolve_minted(stored, call.input)
         return msgspec.structs.replace(
             request,
+            body=request.body if own is None else request.encode(input=own),
+            _fields=None,
             typed=typed,
             turn=expanded.turn,
             refusal=expanded.refusal,
@@ -227,14 +238,24 @@ class ResponsesDialect:
             shape = Shape(id=mint("resp"), created_at=int(self.clock()), alias=request.model, call=turn.call)
             out = msgspec.json.encode(response_from_chat(body, shape))
         response_id = _response_id(out)
-        remember(request.state, response_id, out, turn.items, source, turn.call.store, request.model)
+        remember(
+            request.state,
+            response_id,
+            out,
+            turn.items,
+            source,
+            turn.call.store,
+            request.model,
+            turn.minted,
+        )
         if turn.call.background:
             start(request.state, response_id, out, turn.call.store)
         return out
 
     def stream(self, request: ChatRequest, source: str) -> FrameTranslator:
         """A translator of ``source``'s stream into Responses events; the final Response is
-        remembered when the stream ends (before its last bytes are sent)."""
+        remembered as soon as its terminal event is seen (the kernel writes it before that
+        event's bytes are sent)."""
         if source not in (NAME, "openai"):
             raise GatewayError(
                 502, f"cannot turn a {source} stream into Responses events", type="server_error"
@@ -250,6 +271,7 @@ class ResponsesDialect:
                 source,
                 turn.call.store,
                 request.model,
+                turn.minted,
             )
 
         if source == NAME:

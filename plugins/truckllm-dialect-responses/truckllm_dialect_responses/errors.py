@@ -17,14 +17,19 @@ from truckllm.errors import GatewayError
 from truckllm.kit.sse import event_frame
 
 __all__ = [
+    "QUOTED",
     "error_body",
     "error_event",
     "invalid",
     "invalid_type",
     "invalid_value",
     "missing",
+    "shown",
     "stream_error",
 ]
+
+QUOTED = 100
+"""The most characters of client input an error message quotes."""
 
 
 class _ErrorObject(msgspec.Struct):
@@ -76,6 +81,11 @@ def stream_error(error: GatewayError) -> bytes:
     return error_event(error, 0)
 
 
+def shown(value: str, limit: int = QUOTED) -> str:
+    """``value`` as an error message quotes it: its first ``limit`` characters (``...`` after a cut)."""
+    return value if len(value) <= limit else value[:limit] + "..."
+
+
 def invalid(message: str, param: str | None = None, code: str | None = None) -> GatewayError:
     """A 400 ``invalid_request_error`` naming the field at fault."""
     return GatewayError(400, message, param=param, code=code)
@@ -98,9 +108,9 @@ def invalid_type(param: str, expected: str, value: object) -> GatewayError:
 def invalid_value(param: str, value: object, supported: tuple[str, ...]) -> GatewayError:
     """A 400 for a value outside an enumeration (OpenAI's words)."""
     listed = ", ".join(f"'{s}'" for s in supported)
-    shown = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+    text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
     return invalid(
-        f"Invalid value for '{param}': '{shown[:100]}'. Supported values are: {listed}.",
+        f"Invalid value for '{param}': '{shown(text)}'. Supported values are: {listed}.",
         param,
         "invalid_value",
     )

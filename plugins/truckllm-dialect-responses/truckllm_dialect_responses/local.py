@@ -28,7 +28,8 @@ from truckllm.errors import GatewayError
 from truckllm.kit.dialect import LocalAnswer, LocalCall
 
 from .background import CANCEL, RETRIEVE, forward, is_background, pending
-from .state import Stored, load, name_of
+from .errors import shown
+from .state import Stored, load, name_of, valid_id
 
 __all__ = ["ROUTE_CANCEL", "ROUTE_INPUT_ITEMS", "ROUTE_RESPONSE", "input_items_page", "serve_local"]
 
@@ -44,7 +45,7 @@ _DEFAULT_LIMIT = 20
 
 
 def _not_found(response_id: str) -> GatewayError:
-    return GatewayError(404, f"Response with id '{response_id}' not found.", param="response_id")
+    return GatewayError(404, f"Response with id '{shown(response_id)}' not found.", param="response_id")
 
 
 def _json(value: object, status: int = 200) -> LocalAnswer:
@@ -66,7 +67,7 @@ async def serve_local(route: str, call: LocalCall) -> LocalAnswer:
     """
     response_id = call.path_params.get("response_id", "")
     if route == ROUTE_RESPONSE and call.method == "DELETE":
-        if not await call.state.delete(name_of(response_id)):
+        if not valid_id(response_id) or not await call.state.delete(name_of(response_id)):
             raise _not_found(response_id)
         return _json({"id": response_id, "object": "response", "deleted": True})
     stored = await _stored(call, response_id)
@@ -100,11 +101,11 @@ def _limit(query: Mapping[str, str]) -> int:
         limit = int(raw)
     except ValueError:
         raise GatewayError(
-            400, f"Invalid 'limit': expected an integer, got '{raw[:40]}'.", param="limit"
+            400, f"Invalid 'limit': expected an integer, got '{shown(raw, 40)}'.", param="limit"
         ) from None
     if not 1 <= limit <= _MAX_LIMIT:
         raise GatewayError(
-            400, f"Invalid 'limit': must be between 1 and {_MAX_LIMIT}, got {limit}.", param="limit"
+            400, f"Invalid 'limit': must be between 1 and {_MAX_LIMIT}, got {shown(raw, 40)}.", param="limit"
         )
     return limit
 
@@ -118,15 +119,18 @@ def input_items_page(items: list[dict[str, Any]], query: Mapping[str, str]) -> d
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise GatewayError(
-            400, f"Invalid 'order': expected 'asc' or 'desc', got '{order[:40]}'.", param="order"
+            400, f"Invalid 'order': expected 'asc' or 'desc', got '{shown(order, 40)}'.", param="order"
         )
     ordered = items if order == "asc" else items[::-1]
     after = query.get("after")
     if after is not None:
         ids = [item.get("id") for item in ordered]
         if after not in ids:
-            raise GatewayError(400, f"Invalid 'after': no input item with id '{after[:80]}'.", param="after")
-        ordered = ordered[ids.index(after) + 1 :]
+            raise GatewayError(
+                400, f"Invalid 'after': no input item with id '{shown(after, 80)}'.", param="after"
+            )
+        # ids are unique in what is stored; were one repeated, its last place keeps paging finite
+        ordered = ordered[len(ids) - ids[::-1].index(after) :]
     page = ordered[:limit]
     return {
         "object": "list",

@@ -2,12 +2,14 @@
 
 - :class:`Watch`: an upstream's own Responses API event stream (an OpenAI deployment, passed
   through), relayed frame for frame, unchanged; the response of its terminal event
-  (``response.completed`` / ``response.incomplete``) is handed to ``on_final`` when it ends.
+  (``response.completed`` / ``response.incomplete``) is handed to ``on_final`` as soon as that
+  event is complete.
 - :class:`Remembering`: a translator (chat-completion chunks to Responses events) whose
-  ``final`` Response is handed to ``on_final`` when it ends.
+  ``final`` Response is handed to ``on_final`` as soon as the translator made it.
 
-``on_final`` runs inside ``close()``, so the kernel writes what it stores before the stream's
-last bytes are sent.
+``on_final`` runs (once) inside the ``feed()`` (or ``close()``) that returns the terminal event,
+and the kernel writes what a translator queued before it sends the bytes that call returned: a
+client that acts on ``response.completed`` (a follow-up, a ``GET``) finds the turn stored.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def error_frames(error: GatewayError, sequence_number: int, response: dict[str, 
 class Watch:
     """A pass-through Responses stream: the frames unchanged; its final response remembered.
 
-    :param on_final: called once, from :meth:`close`, with the JSON of the final response
-        object (that of ``response.completed`` or ``response.incomplete``).
+    :param on_final: called once, from the :meth:`feed` (or :meth:`close`) that sees the
+        terminal event, with the JSON of its response object (that of ``response.completed`` or
+        ``response.incomplete``; the first, should an upstream send two).
     """
 
     def __init__(self, on_final: Callable[[bytes], None]) -> None:
@@ -93,16 +96,15 @@ class Watch:
             return
         if kind in ("response.created", "response.in_progress"):
             self.snapshot = bytes(response)
-        elif kind in ("response.completed", "response.incomplete"):
+        elif kind in ("response.completed", "response.incomplete") and self.final is None:
             self.final = bytes(response)
+            self.on_final(self.final)
 
     def close(self) -> bytes:
-        """Nothing to add; the final response (if the stream had one) is remembered."""
+        """Nothing to add; a terminal event left without its blank line is looked at."""
         if self._tail.strip():
             self._look(self._tail)
             self._tail = b""
-        if self.final is not None:
-            self.on_final(self.final)
         return b""
 
     def error(self, error: GatewayError) -> bytes:
@@ -112,23 +114,31 @@ class Watch:
 
 
 class Remembering:
-    """A translator whose ``final`` Response is handed to ``on_final`` when the stream ends."""
+    """A translator whose ``final`` Response is handed to ``on_final`` (once) by the call that
+    made it."""
 
     def __init__(self, inner: Translator, on_final: Callable[[bytes], None]) -> None:
         self.inner = inner
         self.on_final = on_final
+        self._remembered = False
 
     def feed(self, frames: bytes) -> bytes:
-        """The inner translator's frames."""
-        return self.inner.feed(frames)
+        """The inner translator's frames (its final Response remembered once it is made)."""
+        out = self.inner.feed(frames)
+        self._remember()
+        return out
 
     def close(self) -> bytes:
         """The inner translator's closing frames; its final Response remembered."""
         out = self.inner.close()
-        final = self.inner.final
-        if final is not None:
-            self.on_final(msgspec.json.encode(final))
+        self._remember()
         return out
+
+    def _remember(self) -> None:
+        final = self.inner.final
+        if final is not None and not self._remembered:
+            self._remembered = True
+            self.on_final(msgspec.json.encode(final))
 
     def error(self, error: GatewayError) -> bytes:
         """The inner translator's failure frames (nothing is remembered)."""

@@ -34,7 +34,7 @@ from truckllm.kit.openai_schemas import (
 from truckllm.kit.safejson import decode_json
 
 from .checks import ARRAY, BOOLEAN, INTEGER, NUMBER, OBJECT, STRING, need, number_in, one_of, opt
-from .errors import invalid, invalid_type, missing
+from .errors import invalid, invalid_type, missing, shown
 from .items import Conversation, check_item, normalise
 from .tools import chat_tools, check_tool_choice, check_tools
 
@@ -153,6 +153,25 @@ def _check_metadata(metadata: object) -> None:
             )
 
 
+def _check_ids(items: list[dict[str, Any]]) -> None:
+    """Item ids are strings, none repeated (OpenAI's answer); a blank one is no id (the gateway
+    gives the item one)."""
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        given = item.get("id")
+        if given is None or given == "":
+            continue
+        if not isinstance(given, str):
+            raise invalid_type(f"input[{i}].id", "a string", given)
+        if given in seen:
+            raise invalid(
+                f"Duplicate item found with id {shown(given)}. Remove duplicate items from your "
+                "input and try again.",
+                f"input[{i}].id",
+            )
+        seen.add(given)
+
+
 def _check(body: dict[str, Any]) -> ResponsesCall:
     model = need(body, "model", "", STRING)
     if not model:
@@ -160,6 +179,7 @@ def _check(body: dict[str, Any]) -> ResponsesCall:
     items = normalise(body.get("input"))
     for i, item in enumerate(items):
         check_item(item, f"input[{i}]")
+    _check_ids(items)
     instructions = opt(body, "instructions", "", STRING)
     previous = opt(body, "previous_response_id", "", STRING)
     if previous is not None and not previous:

@@ -20,7 +20,7 @@ from truckllm.errors import UnsupportedRequest
 from truckllm.kit.openai_schemas import FunctionDef, NamedFunction, NamedToolChoice, Tool
 
 from .checks import ARRAY, BOOLEAN, OBJECT, STRING, join, need, one_of, opt
-from .errors import invalid, invalid_type
+from .errors import invalid, invalid_type, shown
 
 __all__ = ["BUILTIN_TOOL_TYPES", "TOOL_TYPES", "ChatTools", "chat_tools", "check_tool_choice", "check_tools"]
 
@@ -93,7 +93,7 @@ def _function_names(tools: object) -> set[str]:
 def _known(name: str, names: set[str], param: str) -> None:
     if name not in names:
         raise invalid(
-            f"Invalid '{param}': tool '{name}' not found in 'tools' parameter.", param, "invalid_value"
+            f"Invalid '{param}': tool '{shown(name)}' not found in 'tools' parameter.", param, "invalid_value"
         )
 
 
@@ -181,7 +181,8 @@ def chat_tools(tools: object, choice: object) -> ChatTools:
         for j, entry in enumerate(choice.get("tools") or ()):
             if entry.get("type") != "function":
                 raise UnsupportedRequest(
-                    f"allowed_tools names the '{entry.get('type')}' tool: only OpenAI deployments can run it",
+                    f"allowed_tools names the '{shown(str(entry.get('type')))}' tool: only OpenAI "
+                    "deployments can run it",
                     param=f"tool_choice.tools[{j}].type",
                 )
             names.add(entry.get("name"))
