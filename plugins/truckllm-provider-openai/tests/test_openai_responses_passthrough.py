@@ -17,7 +17,7 @@ from truckllm_provider_openai import (
 )
 
 from truckllm.errors import UpstreamFailure
-from truckllm.types import CLIENT_KINDS, UpstreamResponse, Usage
+from truckllm.types import CLIENT_KINDS, Affinity, UpstreamResponse, Usage
 
 # every field a Responses client may send that a gateway must not lose, in an unusual order and
 # spacing (the bytes must survive, not just the values)
@@ -228,6 +228,50 @@ def test_previous_response_not_found_is_the_clients_error_never_the_keys(kit: An
         assert error.kind in CLIENT_KINDS and not error.retryable
         assert error.code == "previous_response_not_found" and error.param == "previous_response_id"
         assert "resp_x" in error.message
+
+
+def test_a_conversation_the_gateway_holds_and_the_account_lost_goes_elsewhere(kit: Any) -> None:
+    """With an affinity that has ``elsewhere`` (the dialect checked the id: the gateway holds the
+    conversation), previous_response_not_found means the account lost it: not the client's error,
+    so the kernel tries the conversation spelled out on another candidate."""
+    lost = json.dumps(
+        {"error": {"message": "Previous response with id 'resp_prev' not found.",
+                   "type": "invalid_request_error", "param": "previous_response_id",
+                   "code": "previous_response_not_found"}}
+    ).encode()  # fmt: skip
+    failed = json.dumps(
+        {**RESPONSE, "status": "failed", "error": {"code": "previous_response_not_found", "message": "gone"}}
+    ).encode()
+    pinned = kit.responses_request(CLIENT_BODY)
+    spelled = kit.responses_request(CLIENT_BODY.replace(b'"previous_response_id":"resp_prev",', b""))
+    pinned.affinity = Affinity(provider="oai", key="k", elsewhere=spelled)
+    only_there = kit.responses_request(CLIENT_BODY)
+    only_there.affinity = Affinity(provider="oai", key="k", elsewhere=None)
+    for status, body in ((400, lost), (200, failed)):
+        for request, kind in ((pinned, "not_found"), (only_there, "bad_request")):
+            result = transform_response(
+                provider=kit.provider(),
+                request=request,
+                response=UpstreamResponse(status=status, body=body),
+                model="m",
+            )
+            error = result.error
+            assert error is not None and (error.kind, error.status) == (kind, 400), (status, kind)
+            # never the key's fault, never a retry of the same call
+            assert error.kind in CLIENT_KINDS and not error.retryable
+            assert error.code == "previous_response_not_found"
+
+
+def test_a_background_response_that_could_never_be_polled_is_a_bad_answer(kit: Any) -> None:
+    queued = {**RESPONSE, "status": "queued", "background": True, "output": [], "usage": None}
+    for rid in ("resp_a/../../chat/completions", "resp_a?k=x", "resp_a b", "resp_a\r\nx: 1", 7, None):
+        error = answer(kit, json.dumps({**queued, "id": rid}).encode()).error
+        assert error is not None and error.kind == "bad_response" and error.status == 502, rid
+    assert answer(kit, json.dumps(queued).encode()).error is None  # resp_1: pollable
+    finished = {**queued, "status": "completed", "id": "odd id"}  # never polled: relayed
+    assert answer(kit, json.dumps(finished).encode()).error is None
+    unhashable = {**queued, "status": {"x": 1}, "id": "resp_1"}
+    assert answer(kit, json.dumps(unhashable).encode()).error is None
 
 
 def test_upstream_errors_are_classified_like_chat(kit: Any) -> None:

@@ -31,7 +31,7 @@ from truckllm.types import (
 )
 
 from .answers import check_answer
-from .errors import read_error
+from .errors import lost_conversation, read_error
 from .options import Options
 from .passthrough import ResponsesPassthrough, check_response
 from .responses_answer import translate_response
@@ -201,18 +201,18 @@ def transform_response(
     provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
 ) -> ProviderResult | None:
     """Pass a success through (checked; a Response with ``dialect="responses"``), or translate a
-    Response back to a chat completion; classify an error."""
+    Response back to a chat completion; classify an error (a conversation this account lost while
+    the gateway holds it: another candidate may serve it, see :func:`.errors.lost_conversation`)."""
     if provider.type != TYPE:
         return None
     limits = parse_ratelimit_headers(response.headers)
     if response.status >= 400:
-        return ProviderResult(
-            error=read_error(response.status, response.headers, response.body), limits=limits
-        )
+        error = read_error(response.status, response.headers, response.body)
+        return ProviderResult(error=lost_conversation(error, request), limits=limits)
     if request.dialect == "responses" or request.endpoint == "count_tokens":
         bad = check_response(request.endpoint, response.body)  # a poll's failed Response is its answer
         if bad is not None:
-            return ProviderResult(error=bad, limits=limits)
+            return ProviderResult(error=lost_conversation(bad, request), limits=limits)
         # a count is OpenAI's own count answer, which every inbound dialect reads
         dialect = "responses" if request.dialect == "responses" else "openai"
         return ProviderResult(body=response.body, limits=limits, dialect=dialect)

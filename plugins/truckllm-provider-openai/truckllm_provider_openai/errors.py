@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 
 from truckllm.kit.openai_wire import parse_retry_after, upstream_error
-from truckllm.types import UpstreamError
+from truckllm.types import ChatRequest, UpstreamError
 
-__all__ = ["CLIENT_CODES", "bad_response", "read_error", "responses_failure"]
+__all__ = ["CLIENT_CODES", "bad_response", "lost_conversation", "read_error", "responses_failure"]
 
 
 class _ErrorObject(msgspec.Struct):
@@ -66,7 +66,8 @@ def read_error(status: int, headers: Any, body: bytes) -> UpstreamError:
         kind = "context_length"
     elif code == "previous_response_not_found":
         # the client's previous_response_id is unknown to this account: the client's error (never
-        # retried elsewhere, never a cooldown of the key), whatever status carried it
+        # a cooldown of the key), whatever status carried it; see lost_conversation() for the
+        # conversation the gateway holds
         kind = "not_found" if status == 404 else "bad_request"
         status = status if status in (400, 404) else 400
     elif status == 429 and (code == "insufficient_quota" or etype == "insufficient_quota"):
@@ -77,6 +78,21 @@ def read_error(status: int, headers: Any, body: bytes) -> UpstreamError:
             retry_after = float(match.group(1)) / (1000 if match.group(2).lower() == "ms" else 1)
     param = _text(parsed.param) if parsed else None
     return upstream_error(status, message, kind=kind, code=code, param=param, retry_after=retry_after)
+
+
+def lost_conversation(error: UpstreamError, request: ChatRequest) -> UpstreamError:
+    """``error`` as it bears on ``request``: a ``previous_response_not_found`` for a request whose
+    conversation the gateway holds (an affinity with ``elsewhere``: the inbound dialect checked
+    the id first) means this account lost it (its retention ended, it was deleted there, the
+    server keeps nothing): kind ``not_found``, so the kernel sends the conversation spelled out to
+    another candidate (the key is not blamed). Without such an affinity it stays the client's
+    error (``bad_request``: no other candidate is tried)."""
+    if error.code != "previous_response_not_found":
+        return error
+    affinity = request.affinity
+    held = affinity is not None and affinity.elsewhere is not None
+    kind = "not_found" if held or error.status == 404 else "bad_request"
+    return error if error.kind == kind else msgspec.structs.replace(error, kind=kind)
 
 
 CLIENT_CODES = frozenset(

@@ -2,7 +2,8 @@
 
 - :func:`check_response`: a 2xx whole answer must be a Response (``object: response``; a token
   count's ``object: response.input_tokens`` for ``/responses/input_tokens``); a Response whose
-  ``status`` is ``failed`` is the failure its ``error`` says.
+  ``status`` is ``failed`` is the failure its ``error`` says; a background Response that has not
+  finished must have an id it can be polled by (``resp_...``).
 - :class:`ResponsesPassthrough`: a stream relayed event by event (each one checked first).
 """
 
@@ -17,6 +18,7 @@ from truckllm.kit.sse import SSEEvent, event_frame
 from truckllm.types import RateLimits, UpstreamError
 
 from .errors import bad_response, responses_failure
+from .responses_calls import TERMINAL, pollable
 from .responses_events import ResponsesEvent, ResponsesReader
 
 __all__ = ["ResponsesPassthrough", "check_response"]
@@ -27,6 +29,8 @@ class _Answer(Struct):
     status: Any = None
     error: Any = None
     input_tokens: Any = None
+    id: Any = None
+    background: Any = None
 
 
 _ANSWER = msgspec.json.Decoder(_Answer)
@@ -54,6 +58,10 @@ def check_response(endpoint: str, body: bytes) -> UpstreamError | None:
         return bad_response("upstream answered 2xx with JSON that is not a Responses API Response")
     if answer.status == "failed" and endpoint == "chat":  # a poll's failed Response is its answer
         return responses_failure(answer.error, "server", "upstream response failed")
+    finished = isinstance(answer.status, str) and answer.status in TERMINAL
+    if answer.background is True and not finished and not pollable(answer.id):
+        # it runs at the account, yet no poll nor cancel could ever name it
+        return bad_response("upstream answered a background response whose id is not a response id")
     return None
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "ResponseCall",
     "call_path",
     "call_usage",
+    "pollable",
     "read_call",
 ]
 
@@ -71,6 +72,12 @@ _CALL = msgspec.json.Decoder(ResponseCall)
 _ANSWER = msgspec.json.Decoder(_Answer)
 
 
+def pollable(response_id: object) -> bool:
+    """``response_id`` is one a retrieve or a cancel can carry (``resp_`` and URL-safe characters,
+    at most 256)."""
+    return isinstance(response_id, str) and _ID.fullmatch(response_id) is not None
+
+
 def read_call(request: ChatRequest) -> ResponseCall:
     """The call ``request`` asks for.
 
@@ -82,7 +89,7 @@ def read_call(request: ChatRequest) -> ResponseCall:
         raise UnsupportedRequest(
             f"a {request.endpoint} call needs a body {{'response_id': 'resp_...'}}", param="response_id"
         ) from None
-    if _ID.fullmatch(call.response_id) is None:
+    if not pollable(call.response_id):
         raise UnsupportedRequest("'response_id' is not an OpenAI response id", param="response_id")
     return call
 
