@@ -2,7 +2,7 @@
 
 One :class:`GoogleTokenSource` per provider key. The key's value says whose token it is:
 
-- a service-account (or any google-auth credentials) JSON document, inline (``value: ${SA_JSON}``);
+- a service-account key (or an ``authorized_user`` file) as JSON, inline (``value: ${SA_JSON}``);
 - the path of such a file (``value: /etc/truckllm/vertex-sa.json``);
 - ``""`` (or no key at all): application default credentials (``GOOGLE_APPLICATION_CREDENTIALS``,
   ``gcloud auth application-default login``, the metadata server of GCE, GKE and Cloud Run).
@@ -23,12 +23,14 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import google.auth
 import google.auth.exceptions
 import google.auth.transport
+import google.oauth2.credentials
 import requests
+from google.oauth2 import service_account
 
 __all__ = ["SCOPES", "CredentialError", "GoogleTokenSource", "QuietTransport", "load_credentials"]
 
@@ -111,7 +113,11 @@ class QuietTransport(google.auth.transport.Request):
 def load_credentials(value: str) -> GoogleCredentials:
     """google-auth credentials for a key value: JSON text, a JSON file's path, or ``""`` (ADC).
 
-    Blocking (reads files; ADC may probe the metadata server): call it in a thread.
+    A document must be a ``service_account`` key or an ``authorized_user`` file (what
+    ``gcloud auth application-default login`` writes); other types (workload identity federation,
+    impersonation) are loaded by application default credentials: leave the value empty and set
+    ``GOOGLE_APPLICATION_CREDENTIALS``. Blocking (reads files; ADC may probe the metadata
+    server): call it in a thread.
 
     :raises CredentialError: naming the problem, never quoting the value.
     """
@@ -119,25 +125,48 @@ def load_credentials(value: str) -> GoogleCredentials:
     try:
         if not text:
             credentials, _ = google.auth.default(scopes=SCOPES)
-        elif text.startswith("{"):
+            return cast(GoogleCredentials, credentials)
+        if text[0] in "{[":  # JSON text (a path never starts so)
             try:
                 info = json.loads(text)
             except ValueError:
                 raise CredentialError("the key is not valid JSON (expected a service-account key)") from None
-            if not isinstance(info, dict):
-                raise CredentialError("the key's JSON is not an object (expected a service-account key)")
-            credentials, _ = google.auth.load_credentials_from_dict(info, scopes=SCOPES)  # type: ignore[no-untyped-call]
         else:
             if not os.path.isfile(text):
                 raise CredentialError(
                     "the key is neither JSON nor the path of a readable file (a service-account key)"
                 )
-            credentials, _ = google.auth.load_credentials_from_file(text, scopes=SCOPES)  # type: ignore[no-untyped-call]
+            try:
+                with open(text, encoding="utf-8") as file:
+                    info = json.load(file)
+            except (OSError, ValueError):
+                raise CredentialError("the key file could not be read as JSON") from None
+        return _from_info(info)
     except google.auth.exceptions.DefaultCredentialsError as exc:
         raise CredentialError(f"google-auth could not load the credentials: {_first_line(exc)}") from None
     except (ValueError, KeyError, TypeError) as exc:  # a document of the right type with bad fields
         raise CredentialError(f"the credentials document is not usable ({type(exc).__name__})") from None
-    return credentials
+
+
+def _from_info(info: object) -> GoogleCredentials:
+    if not isinstance(info, dict):
+        raise CredentialError("the key's JSON is not an object (expected a service-account key)")
+    kind = info.get("type")
+    if kind == "service_account":
+        return cast(
+            GoogleCredentials,
+            service_account.Credentials.from_service_account_info(info, scopes=SCOPES),  # type: ignore[no-untyped-call]
+        )
+    if kind == "authorized_user":
+        return cast(
+            GoogleCredentials,
+            google.oauth2.credentials.Credentials.from_authorized_user_info(info, scopes=SCOPES),  # type: ignore[no-untyped-call]
+        )
+    shown = kind if isinstance(kind, str) and kind.isidentifier() and len(kind) <= 40 else "unknown"
+    raise CredentialError(
+        f"credentials of type {shown!r} are not taken as a key value: use a service_account key, or "
+        "leave the value empty and point GOOGLE_APPLICATION_CREDENTIALS at the file"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

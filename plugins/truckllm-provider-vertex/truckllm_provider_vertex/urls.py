@@ -65,5 +65,6 @@ def check_model(model: str) -> str:
 
 
 def model_url(publisher_root: str, model: str, method: str) -> str:
-    """``{publisher_root}/models/{model}:{method}``, the model checked and encoded."""
-    return f"{publisher_root}/models/{quote(check_model(model), safe='')}:{method}"
+    """``{publisher_root}/models/{model}:{method}``, the model checked and encoded as one segment
+    (``@`` kept as is: ``claude-sonnet-4@20250514``)."""
+    return f"{publisher_root}/models/{quote(check_model(model), safe='@')}:{method}"
