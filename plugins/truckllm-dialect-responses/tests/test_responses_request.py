@@ -563,3 +563,57 @@ def test_nothing_to_send_is_400() -> None:
         to_chat(parsed, parsed.input)
     assert (caught.value.status, caught.value.param) == (400, "input")
     assert to_chat(call(instructions="only this"), [])  # instructions alone are something
+
+
+LONG = "n" * 10_000
+
+QUOTING: dict[str, dict[str, Any]] = {
+    "a tool_choice naming no tool": {
+        "input": "x",
+        "tools": [{"type": "function", "name": "f"}],
+        "tool_choice": {"type": "function", "name": LONG},
+    },
+    "allowed_tools naming no tool": {
+        "input": "x",
+        "tools": [{"type": "function", "name": "f"}],
+        "tool_choice": {
+            "type": "allowed_tools",
+            "mode": "auto",
+            "tools": [{"type": "function", "name": LONG}],
+        },
+    },
+    "a repeated item id": {
+        "input": [{"role": "user", "content": "a", "id": LONG}, {"role": "user", "content": "b", "id": LONG}]
+    },
+    "an unknown enum value": {"input": "x", "truncation": LONG},
+}
+
+
+@pytest.mark.parametrize("body", QUOTING.values(), ids=QUOTING.keys())
+def test_errors_quote_at_most_a_bounded_piece_of_client_input(body: dict[str, Any]) -> None:
+    with pytest.raises(GatewayError) as caught:
+        call(**body)
+    assert caught.value.status == 400 and caught.value.param is not None
+    assert len(caught.value.message) <= 300, caught.value.message[:120]
+
+
+def test_item_ids_are_strings_and_not_repeated_as_openai_answers() -> None:
+    with pytest.raises(GatewayError) as caught:
+        call(input=[{"role": "user", "content": "a", "id": 7}])
+    assert (caught.value.param, caught.value.code) == ("input[0].id", "invalid_type")
+    with pytest.raises(GatewayError) as caught:
+        call(input=[{"type": "item_reference", "id": "msg_1"}, {"type": "item_reference", "id": "msg_1"}])
+    assert (
+        caught.value.param == "input[1].id" and "Duplicate item found with id msg_1" in caught.value.message
+    )
+    assert (
+        len(
+            call(
+                input=[
+                    {"role": "user", "content": "a", "id": None},
+                    {"role": "user", "content": "b", "id": ""},
+                ]
+            ).input
+        )
+        == 2
+    )

@@ -82,7 +82,14 @@ def measured(call: ResponsesCall, items: list[dict[str, Any]]) -> ChatCompletion
             for i, tool in enumerate(tools)
         ]
     kept = [found for found in (_item(item) for item in items) if found is not None]
+    stand_in = dataclasses.replace(call, fields=fields)
     try:
-        return translate(dataclasses.replace(call, fields=fields), kept).typed
-    except (UnsupportedRequest, GatewayError):  # nothing left (only references): nothing to measure
+        return translate(stand_in, kept).typed
+    except (UnsupportedRequest, GatewayError):  # no message left (only references): tools and settings
+        pass
+    try:
+        typed = translate(stand_in, [{"type": "message", "role": "user", "content": "-"}]).typed
+    except (UnsupportedRequest, GatewayError):  # pragma: no cover - every refused piece stood in for
         return ChatCompletionRequest(model=call.model, messages=[])
+    typed.messages = []
+    return typed
