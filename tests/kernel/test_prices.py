@@ -3,6 +3,7 @@ first, then the book, exact name then normal form), what it costs, and who sees 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -367,3 +368,45 @@ def test_budgets_and_usage_records_use_book_prices(budgeted: GatewayServer) -> N
     answers = [chat(budgeted, "pricey", words=200) for _ in range(10)]  # $0.02+ a request: over $0.01
     codes = [a.json().get("error", {}).get("code") for a in answers if a.status_code != 200]
     assert codes and set(codes) == {"budget_exceeded"}
+
+
+# --- truckllm prices ------------------------------------------------------------------------------
+
+
+def test_truckllm_prices_prints_each_deployment_with_its_origin(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from truckllm._internal.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    assert main(["prices", "--config", str(path), "configured"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:7] == [
+        "deployment",
+        "provider/model",
+        "input",
+        "output",
+        "cached",
+        "cache",
+        "write",
+    ]
+    (row,) = out[2:]
+    assert row.split()[:7] == [
+        "configured#0",
+        "m/cheap",
+        "7",
+        "8",
+        "7",
+        "7",
+        "8",
+    ]  # unset rates: input/output
+    assert row.endswith("config (price:)")
+    assert main(["prices", "--config", str(path), "unknown"]) == 0
+    assert "none: cost counts as $0" in capsys.readouterr().out
+    assert main(["prices", "--config", str(path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["deployment"]: r["price_source"] for r in rows}["configured#0"] == "config"
+    assert main(["prices", "--config", str(path), "nothing-here"]) == 1
+    assert "no deployment matches model 'nothing-here'" in capsys.readouterr().err
+    assert main(["prices", "--config", str(tmp_path / "missing.yaml")]) == 2

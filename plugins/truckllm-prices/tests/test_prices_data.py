@@ -1,0 +1,60 @@
+"""The shipped price data: every file decodes strictly, every entry is valid, dated and sourced,
+and no (provider type, model) is listed twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+from importlib import resources
+
+import msgspec
+import pytest
+import truckllm_prices
+
+from truckllm._internal.pricebook import check_entry
+from truckllm.types import PriceEntry
+
+FILES = truckllm_prices.load()
+ENTRIES = truckllm_prices.entries()
+KNOWN_TYPES = {"openai", "anthropic", "gemini", "bedrock", "vertex", "vertex-anthropic", "azure"}
+
+
+def test_every_provider_type_of_issue_16_has_a_file() -> None:
+    assert {f.provider_type for f in FILES} == KNOWN_TYPES
+    names = sorted(p.name for p in resources.files(truckllm_prices.DATA_PACKAGE).iterdir())
+    assert [n for n in names if n.endswith(".json")] == sorted(f"{t}.json" for t in KNOWN_TYPES)
+
+
+def test_a_file_with_an_unknown_field_is_refused() -> None:
+    body = b'{"provider_type": "x", "source": "https://x", "models": [], "extra": 1}'
+    with pytest.raises(msgspec.ValidationError, match="extra"):
+        msgspec.json.decode(body, type=truckllm_prices.DataFile)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[f"{e.provider_type}/{e.model}" for e in ENTRIES])
+def test_every_entry_is_valid_dated_and_sourced(entry: PriceEntry) -> None:
+    assert (
+        check_entry(entry) is entry
+    )  # the kernel's own check: prices >= 0 and finite, limits >= 1, ISO date
+    for name in ("input", "output", "cached_input", "cache_write", "reasoning"):
+        value = getattr(entry.price, name)
+        assert value is None or (math.isfinite(value) and value >= 0), name
+    read = dt.date.fromisoformat(entry.date)
+    assert dt.date(2024, 1, 1) <= read <= dt.date.today()
+    assert entry.source.startswith("https://")
+    assert entry.model == entry.model.strip() and " " not in entry.model
+    if entry.price.cached_input is not None:
+        assert entry.price.cached_input <= entry.price.input  # a cache hit never costs more than a miss
+    if entry.context_window and entry.max_output_tokens:
+        assert entry.max_output_tokens <= entry.context_window
+
+
+def test_no_model_is_listed_twice() -> None:
+    twice = [key for key, n in Counter((e.provider_type, e.model) for e in ENTRIES).items() if n > 1]
+    assert twice == []
+
+
+def test_every_file_prices_at_least_one_chat_model() -> None:
+    for data in FILES:
+        assert any(line.output > 0 for line in data.models), data.provider_type
