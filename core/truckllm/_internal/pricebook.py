@@ -173,11 +173,12 @@ class PriceBookBuilder:
         self._entries: dict[tuple[str, str], tuple[PriceEntry, str]] = {}
 
     def add(self, entries: Iterable[PriceEntry], plugin: str) -> None:
-        """Add one plugin's entries (a later entry wins; a clash between plugins is a warning)."""
+        """Add one plugin's entries (a later entry for the same type and model wins, with a warning
+        naming both: plugin, source and date)."""
         for entry in entries:
             key = (entry.provider_type, entry.model)
             known = self._entries.get(key)
-            if known is not None and known[1] != plugin:
+            if known is not None:
                 logger.bind(plugin=plugin).warning(
                     "price book: {}/{} is registered by plugin {!r} ({}, {}) and by plugin {!r} ({}, {}); "
                     "the later, {!r}, is used",
