@@ -323,8 +323,12 @@ models:
     deployments: [{{provider: dear-p, model: dear}}, {{provider: cheap-p, model: cheap}}]
   pricey: {{deployments: [{{provider: dear-p, model: dear}}]}}
   unknown: {{deployments: [{{provider: cheap-p, model: nowhere}}]}}
+  mixed:
+    strategy: first
+    deployments: [{{provider: cheap-p, model: nowhere}}, {{provider: dear-p, model: cheap}}]
 keys:
   - {{name: spender, value: spender-key-0123, budget: {{usd: 0.01, period: month}}}}
+  - {{name: other, value: other-key-0123456}}
 """
 
 
@@ -349,6 +353,19 @@ def chat(gw: GatewayServer, model: str, words: int = 5) -> httpx.Response:
 def test_the_cost_strategy_orders_by_book_prices(budgeted: GatewayServer) -> None:
     answers = [chat(budgeted, "both") for _ in range(5)]
     assert [a.headers["x-truckllm-provider"] for a in answers] == ["cheap-p"] * 5
+
+
+def test_a_budgeted_key_skips_the_unpriced_deployment_for_the_book_priced_one(
+    budgeted: GatewayServer,
+) -> None:
+    answers = [chat(budgeted, "mixed") for _ in range(3)]
+    assert [a.headers["x-truckllm-provider"] for a in answers] == ["dear-p"] * 3  # first in order: unpriced
+    anyone = httpx.post(
+        budgeted.url + "/v1/chat/completions",
+        json={"model": "mixed", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": "Bearer other-key-0123456"},
+    )
+    assert anyone.headers["x-truckllm-provider"] == "cheap-p"  # a key with no budget takes the first
 
 
 def test_budgets_and_usage_records_use_book_prices(budgeted: GatewayServer) -> None:
