@@ -187,3 +187,24 @@ def test_responses_api_classic_and_v1(azure: Clients) -> None:
         assert fake.requests[-1].path == "/openai/v1/responses"
         v1.close()
         assert fake.violations == []
+
+
+def test_managed_identity_tokens_from_azure_identity(azure: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.identity import ManagedIdentityCredential
+
+    now = [1_900_000_000.0]
+    with FakeAzure(keys=["k1"], token_lifetime=600, clock=lambda: now[0]).running() as fake:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", fake.identity_endpoint)
+        monkeypatch.setenv("IDENTITY_HEADER", fake.identity_header)
+        with ManagedIdentityCredential() as credential:
+            token = credential.get_token("https://cognitiveservices.azure.com/.default")
+        assert token.expires_on == 1_900_000_600 and fake.issued == {token.token: 1_900_000_600.0}
+        reply = azure(fake, azure_ad_token=token.token).chat.completions.create(model="d", messages=USER)  # type: ignore[arg-type]
+        assert reply.choices[0].message.content
+        now[0] += 601  # the token expired
+        with pytest.raises(openai.AuthenticationError):
+            azure(fake, azure_ad_token=token.token).chat.completions.create(model="d", messages=USER)  # type: ignore[arg-type]
+        monkeypatch.setenv("IDENTITY_HEADER", "wrong")
+        with ManagedIdentityCredential() as credential, pytest.raises(Exception, match=r"401|Unauthorized"):
+            credential.get_token("https://cognitiveservices.azure.com/.default")
+        assert fake.violations == []

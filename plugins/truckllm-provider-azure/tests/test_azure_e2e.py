@@ -228,3 +228,32 @@ def test_entra_tokens_are_refreshed_while_requests_flow() -> None:
         assert mint.scopes == {(plugin.DEFAULT_SCOPE,)}
         assert logins == [plugin.EntraLogin(kind="managed_identity")]
         assert fake.violations == []
+
+
+def test_managed_identity_through_azure_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real azure-identity path: ``ManagedIdentityCredential`` (App Service flavour) gets
+    3-second tokens from the fake's identity endpoint; the kernel keeps one fresh while requests
+    flow, none is refused."""
+    with FakeAzure(keys=[], token_lifetime=3).running() as fake:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", fake.identity_endpoint)
+        monkeypatch.setenv("IDENTITY_HEADER", fake.identity_header)
+        gateway_config = config(fake, {"auth": "entra"}, "{name: mi, value: managed-identity}")
+        with (
+            GatewayServer(gateway_config, autoload=False, extra_plugins=(plugin,)) as gw,
+            openai.OpenAI(base_url=gw.url + "/v1", api_key="anything", max_retries=0) as sdk,
+            ThreadPoolExecutor(8) as pool,
+        ):
+
+            def ask(_: int) -> str | None:
+                return sdk.chat.completions.create(model="gpt", messages=USER).choices[0].message.content
+
+            answers: list[str | None] = []
+            deadline = time.monotonic() + 60
+            while len({r.api_key for r in fake.requests if r.api_key}) < 3 and time.monotonic() < deadline:
+                answers += pool.map(ask, range(40))
+        chats = [r for r in fake.requests if r.path.endswith("/chat/completions")]
+        assert len({r.api_key for r in chats}) >= 3, "the token was not refreshed while requests flowed"
+        assert answers and all(a == "echo: what is the weather in Paris" for a in answers)
+        assert all(r.status == 200 for r in fake.requests)
+        assert len(fake.issued) >= 3
+        assert fake.violations == []

@@ -17,6 +17,11 @@ Wire details reproduced:
 - Answers carry Azure's ``prompt_filter_results`` and per-choice ``content_filter_results``;
   a chat stream opens with Azure's chunk of ``prompt_filter_results`` (empty ``id``, ``model``
   and ``object``, no choices).
+- An App Service managed identity endpoint (``GET /msi/token``, azure-identity's
+  ``ManagedIdentityCredential`` with ``IDENTITY_ENDPOINT`` = :attr:`FakeAzure.identity_endpoint`
+  and ``IDENTITY_HEADER`` = :attr:`FakeAzure.identity_header`): it checks the header,
+  ``api-version=2019-08-01`` and the Cognitive Services resource, and issues tokens that this
+  resource accepts until they expire (:attr:`FakeAzure.token_lifetime` seconds on ``clock``).
 - Faults: ``content_filter`` (400, ``code: content_filter`` with
   ``innererror.content_filter_result`` flagging :attr:`FakeAzure.filtered_category`);
   ``rate_limit`` is Azure's 429 ("Please retry after N seconds", ``retry-after`` and
@@ -28,6 +33,9 @@ Wire details reproduced:
 from __future__ import annotations
 
 import math
+import secrets
+import threading
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, ClassVar
 
@@ -37,7 +45,14 @@ from .base import Ctx, Fault, Problem, Route
 from .openai import FakeOpenAI
 from .openai_responses_checks import error_code
 
-__all__ = ["API_VERSIONS", "V1_API_VERSIONS", "FakeAzure"]
+__all__ = [
+    "API_VERSIONS",
+    "COGNITIVE_SERVICES",
+    "IDENTITY_PATH",
+    "V1_API_VERSIONS",
+    "FakeAzure",
+    "filter_results",
+]
 
 API_VERSIONS = frozenset(
     {
@@ -50,6 +65,11 @@ and later previews)."""
 
 V1_API_VERSIONS = frozenset({"preview", "latest"})
 """The ``api-version`` values the v1 API accepts (none given is fine)."""
+
+IDENTITY_PATH = "/msi/token"
+"""The path of the fake's managed identity endpoint."""
+COGNITIVE_SERVICES = "https://cognitiveservices.azure.com"
+"""The resource Azure OpenAI tokens are for."""
 
 _RESPONSES_VERSIONS = frozenset({"2025-03-01-preview", "2025-04-01-preview"})
 _DEPLOYMENT_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
@@ -106,17 +126,45 @@ class FakeAzure(FakeOpenAI):
     """The category a ``content_filter`` fault or reply flags."""
 
     def __init__(
-        self, keys: Collection[str] = ("test-key",), *, tokens: Collection[str] = (), **kw: Any
+        self,
+        keys: Collection[str] = ("test-key",),
+        *,
+        tokens: Collection[str] = (),
+        token_lifetime: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+        **kw: Any,
     ) -> None:
         super().__init__(keys, **kw)
         self.tokens: frozenset[str] = frozenset(tokens)
-        """Accepted Entra ID access tokens."""
+        """Accepted Entra ID access tokens (besides those the identity endpoint issued)."""
+        self.token_lifetime = token_lifetime
+        """Seconds a token of the identity endpoint lives."""
+        self.clock = clock
+        """Unix time, for the expiry of issued tokens."""
+        self.identity_header = "fake-identity-" + secrets.token_hex(8)
+        """The ``X-IDENTITY-HEADER`` the identity endpoint wants."""
+        self.issued: dict[str, float] = {}
+        """Tokens the identity endpoint issued, with their expiry (unix time)."""
+        self._issue_lock = threading.Lock()
+
+    @property
+    def identity_endpoint(self) -> str:
+        """``IDENTITY_ENDPOINT`` for azure-identity's App Service managed identity."""
+        return self.origin + IDENTITY_PATH
+
+    def token_valid(self, token: str) -> bool:
+        """Whether ``token`` is accepted now (configured, or issued and not expired)."""
+        if token in self.tokens:
+            return True
+        with self._issue_lock:
+            expiry = self.issued.get(token)
+        return expiry is not None and expiry > self.clock()
 
     # ------------------------------------------------------------------ routing
 
     def routes(self) -> list[Route]:
         """FakeOpenAI's routes at Azure's classic paths and under ``/openai/v1``."""
-        routes: list[Route] = []
+        routes: list[Route] = [Route("GET", IDENTITY_PATH, self._identity_token, needs_json=False)]
         for route in super().routes():
             routes.append(self._azure(route, "/openai" + route.path, v1=True))
             if route.path in _DEPLOYMENT_PATHS:
@@ -170,17 +218,52 @@ class FakeAzure(FakeOpenAI):
 
     def auth_error(self, ctx: Ctx) -> web.Response | None:
         """Azure's 401 for a missing key, an unknown key or an unknown token."""
+        if ctx.rec.path == IDENTITY_PATH:
+            return self._identity_error(ctx)
         credential = ctx.rec.api_key
         if credential is None:
             return self.error(ctx, 401, "auth_missing", None)
         if "api-key" in ctx.rec.headers:
             if self.keys and credential not in self.keys:
                 return self.error(ctx, 401, "auth", None)
-        elif credential not in self.tokens and not (
+        elif not self.token_valid(credential) and not (
             ctx.rec.path.startswith("/openai/v1/") and (not self.keys or credential in self.keys)
         ):  # the v1 API also takes the key as a bearer token (OpenAI's client as it is)
             return self.error(ctx, 401, "auth_token", None)
         return None
+
+    # ------------------------------------------------------------------ the managed identity endpoint
+
+    def _identity_error(self, ctx: Ctx) -> web.Response | None:
+        """App Service's answers to a request without the identity header, or not for Azure OpenAI."""
+        query = ctx.request.query
+        problem = None
+        if ctx.request.headers.get("X-IDENTITY-HEADER") != self.identity_header:
+            return web.json_response({"statusCode": 401, "message": "Unauthorized"}, status=401)
+        if query.get("api-version") != "2019-08-01":
+            problem = "api-version must be 2019-08-01"
+        elif query.get("resource", "").rstrip("/") != COGNITIVE_SERVICES:
+            problem = f"the resource is not {COGNITIVE_SERVICES}: {query.get('resource')!r}"
+        if problem is not None:
+            ctx.rec.violations.append(problem)
+            self.violations.append(problem)
+            return web.json_response({"statusCode": 400, "message": problem}, status=400)
+        return None
+
+    async def _identity_token(self, ctx: Ctx) -> web.StreamResponse:
+        now = self.clock()
+        token = "eyJ0eXAiOiJKV1QifQ.fake-entra." + secrets.token_urlsafe(16)
+        expires = now + self.token_lifetime
+        with self._issue_lock:
+            self.issued[token] = expires
+        body = {
+            "access_token": token,
+            "expires_on": str(int(expires)),
+            "resource": ctx.request.query["resource"],
+            "token_type": "Bearer",
+            "client_id": "00000000-0000-0000-0000-00000000fake",
+        }
+        return web.json_response(body)
 
     def unknown_model(self, ctx: Ctx, model: str) -> web.Response:
         """404 ``DeploymentNotFound``."""
