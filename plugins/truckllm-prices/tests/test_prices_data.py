@@ -50,9 +50,51 @@ def test_every_entry_is_valid_dated_and_sourced(entry: PriceEntry) -> None:
         assert entry.max_output_tokens <= entry.context_window
 
 
-def test_no_model_is_listed_twice() -> None:
-    twice = [key for key, n in Counter((e.provider_type, e.model) for e in ENTRIES).items() if n > 1]
+DAYS = sorted(
+    {dt.date.today()} | {dt.date.fromisoformat(m.effective) for f in FILES for m in f.models if m.effective}
+)
+
+
+@pytest.mark.parametrize("day", DAYS, ids=str)
+def test_no_model_is_listed_twice_on_any_day(day: dt.date) -> None:
+    entries = truckllm_prices.entries(day)
+    twice = [key for key, n in Counter((e.provider_type, e.model) for e in entries).items() if n > 1]
     assert twice == []
+    for e in entries:
+        check_entry(e)  # scheduled lines are valid too
+
+
+def test_a_line_is_scheduled_at_most_once_per_date() -> None:
+    lines = Counter(
+        (f.provider_type, name, m.effective)
+        for f in FILES
+        for m in f.models
+        for name in (m.model, *m.aliases)
+    )
+    assert [key for key, n in lines.items() if n > 1] == []
+
+
+def test_a_scheduled_price_applies_from_its_date() -> None:
+    data = truckllm_prices.DataFile(
+        provider_type="x",
+        source="https://x",
+        models=(
+            truckllm_prices.ModelPrice(model="m", input=1, output=2, date="2026-01-01"),
+            truckllm_prices.ModelPrice(
+                model="m", input=3, output=4, date="2026-01-01", effective="2027-01-01"
+            ),
+            truckllm_prices.ModelPrice(
+                model="later", input=5, output=6, date="2026-01-01", effective="2027-06-01"
+            ),
+        ),
+    )
+
+    def book(day: dt.date) -> dict[str, float]:
+        return {e.model: e.price.input for e in truckllm_prices._entries(data, day)}
+
+    assert book(dt.date(2026, 12, 31)) == {"m": 1}  # nothing of `later` yet: unpriced until then
+    assert book(dt.date(2027, 1, 1)) == {"m": 3}
+    assert book(dt.date(2027, 6, 1)) == {"m": 3, "later": 5}
 
 
 def test_every_file_prices_at_least_one_chat_model() -> None:

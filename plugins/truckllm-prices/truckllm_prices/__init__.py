@@ -8,6 +8,7 @@ found (exact name, then its snapshot, region and version cut away).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
@@ -26,7 +27,9 @@ class ModelPrice(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     """One model's line in a data file: USD per million tokens, limits, date (and aliases).
 
     ``aliases``: other names the provider accepts for the same model at the same price
-    (``claude-sonnet-4-0`` for ``claude-sonnet-4-20250514``); ``source`` overrides the file's.
+    (``claude-sonnet-4-0`` for ``claude-sonnet-4-20250514``); ``source`` overrides the file's;
+    ``effective``: the ISO date from which a scheduled price applies (a model may have several
+    lines, one per date; the book takes the latest that has begun).
     """
 
     model: str
@@ -39,6 +42,7 @@ class ModelPrice(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     context_window: int | None = None
     max_output_tokens: int | None = None
     date: str
+    effective: str | None = None
     source: str | None = None
     note: str = ""
 
@@ -59,8 +63,21 @@ def load() -> list[DataFile]:
     return [msgspec.json.decode(f.read_bytes(), type=DataFile) for f in files]
 
 
-def _entries(data: DataFile) -> Iterator[PriceEntry]:
-    for line in data.models:
+def _current(lines: tuple[ModelPrice, ...], day: dt.date) -> Iterator[ModelPrice]:
+    """Of each model's lines, the one in force on ``day`` (the latest ``effective`` not after it;
+    a model whose every line is scheduled later has none yet)."""
+    chosen: dict[str, ModelPrice] = {}
+    for line in lines:
+        if line.effective is not None and dt.date.fromisoformat(line.effective) > day:
+            continue
+        known = chosen.get(line.model)
+        if known is None or (line.effective or "") > (known.effective or ""):
+            chosen[line.model] = line
+    return iter(chosen.values())
+
+
+def _entries(data: DataFile, day: dt.date) -> Iterator[PriceEntry]:
+    for line in _current(data.models, day):
         price = Price(
             input=line.input,
             output=line.output,
@@ -81,13 +98,14 @@ def _entries(data: DataFile) -> Iterator[PriceEntry]:
 
 
 @cache
-def entries() -> tuple[PriceEntry, ...]:
-    """Every entry of the book (an alias is an entry of its own), read once per process."""
-    return tuple(entry for data in load() for entry in _entries(data))
+def entries(day: dt.date | None = None) -> tuple[PriceEntry, ...]:
+    """Every entry of the book in force on ``day`` (default: today; an alias is an entry of its
+    own), read once per process and day."""
+    return tuple(entry for data in load() for entry in _entries(data, day or dt.date.today()))
 
 
 @hookimpl
 def register_prices(register: Callable[[PriceEntry], None]) -> None:
-    """Register every entry of the book."""
-    for entry in entries():
+    """Register every entry of the book in force today."""
+    for entry in entries(dt.date.today()):
         register(entry)
