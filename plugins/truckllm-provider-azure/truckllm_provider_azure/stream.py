@@ -20,6 +20,7 @@ _MARK = b'"prompt_filter_results"'
 class _Chunk(msgspec.Struct):
     choices: Any = None
     usage: Any = None
+    prompt_filter_results: Any = None
 
 
 _CHUNK = msgspec.json.Decoder(_Chunk)
@@ -33,7 +34,7 @@ def _filter_only(frame: bytes) -> bool:
         chunk = _CHUNK.decode(frame[len(b"data: ") :])
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return False
-    return chunk.choices == [] and chunk.usage is None
+    return chunk.prompt_filter_results is not None and chunk.choices == [] and chunk.usage is None
 
 
 def drop_filter_chunks(frames: bytes) -> bytes:
