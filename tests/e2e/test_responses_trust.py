@@ -166,6 +166,17 @@ def up() -> Iterator[Upstreams]:
         yield ups
 
 
+@pytest.fixture(autouse=True)
+def _fresh_upstreams(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Nothing a test scripts or injects outlives it, even when it fails midway: the upstreams
+    serve the whole module (one failure must not fail the tests after it)."""
+    yield
+    if "up" in request.fixturenames:
+        ups: Upstreams = request.getfixturevalue("up")
+        for fake in (ups.anthropic, ups.gemini, ups.openai, ups.hostile, ups.liar):
+            fake.reset()
+
+
 @pytest.fixture(scope="module")
 def records() -> Records:
     """Every record of the module's gateway."""
@@ -1224,16 +1235,18 @@ models:
     fake = up.openai if alias == "gpt" else up.anthropic
     fake.reset()
     fake.inject(Fault(chunk_delay=0.3))
-    with GatewayServer(config, autoload=False, extra_plugins=(*PLUGINS, seen)) as paying:
-        body = {"model": alias, "input": "word " * 2000, "stream": True}
-        with httpx.stream(
-            "POST", paying.url + "/v1/responses", json=body, headers=_auth(BUDGETED), timeout=30
-        ) as answer:
-            assert answer.status_code == 200
-            rid = answer.headers["x-request-id"]
-            next(answer.iter_bytes())  # the stream started: the upstream is generating; then leave
-        record = seen.of(rid)
-    fake.reset()
+    try:  # the slow fault never outlives the test (the upstreams serve the whole module)
+        with GatewayServer(config, autoload=False, extra_plugins=(*PLUGINS, seen)) as paying:
+            body = {"model": alias, "input": "word " * 2000, "stream": True}
+            with httpx.stream(
+                "POST", paying.url + "/v1/responses", json=body, headers=_auth(BUDGETED), timeout=30
+            ) as answer:
+                assert answer.status_code == 200
+                rid = answer.headers["x-request-id"]
+                next(answer.iter_bytes())  # the stream started: the upstream is generating; then leave
+            record = seen.of(rid)
+    finally:
+        fake.reset()
     assert record.client_disconnected and record.provider is not None
     assert len(record.attempts) == 1, record  # the upstream call that was made is in the record
     assert record.cost_usd > 0, record  # at least the prompt the upstream read (or the reservation)
