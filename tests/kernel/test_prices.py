@@ -19,7 +19,7 @@ from truckllm._internal.config.loader import parse_config
 from truckllm._internal.config.schema import PriceConfig
 from truckllm._internal.health import HealthRegistry
 from truckllm._internal.plugins import make_plugin_manager
-from truckllm._internal.pricebook import PriceBook, book_type, dearer, normal_model, resolve
+from truckllm._internal.pricebook import PriceBook, book_type, dearer, normal_model, resolve, worst_cost
 from truckllm._internal.request import cost
 from truckllm._internal.runtime import Runtime, build_runtime
 from truckllm.types import Candidate, Deployment, KeyRef, Price, PriceEntry, Provider, Usage
@@ -269,6 +269,16 @@ def test_cost_unset_rates_fall_back_to_input_and_output() -> None:
     )
     assert cost(_candidate(Price(input=3.0, output=5.0)), usage) == pytest.approx(3.0 + 5.0)
     assert cost(_candidate(None), usage) == 0.0
+
+
+def test_worst_cost_takes_the_dearest_rate_of_each_side() -> None:
+    assert worst_cost(Price(input=1.0, output=2.0), 1_000_000, 1_000_000) == pytest.approx(3.0)
+    dear = Price(input=3.0, output=15.0, cached_input=0.3, cache_write=3.75, reasoning=20.0)
+    assert worst_cost(dear, 1_000_000, 1_000_000) == pytest.approx(3.75 + 20.0)
+    usage = Usage(
+        prompt_tokens=1_000_000, cache_write_tokens=1_000_000, completion_tokens=10, reasoning_tokens=10
+    )
+    assert cost(_candidate(dear), usage) <= worst_cost(dear, 1_000_000, 10)  # a reservation covers the bill
 
 
 def test_cost_reasoning_never_counts_more_than_the_completion() -> None:

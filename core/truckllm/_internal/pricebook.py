@@ -53,6 +53,7 @@ __all__ = [
     "normal_model",
     "price_from_config",
     "resolve",
+    "worst_cost",
 ]
 
 PRICE_FIELDS = ("input", "output", "cached_input", "cache_write", "reasoning")
@@ -271,6 +272,15 @@ def _rate(price: Price, name: str) -> float:
     if value is not None:
         return float(value)
     return price.output if name == "reasoning" else price.input
+
+
+def worst_cost(price: Price, prompt_tokens: int, completion_tokens: int) -> float:
+    """The most a request of ``prompt_tokens`` and ``completion_tokens`` can cost at ``price``, in
+    USD: every prompt token at the dearest prompt rate (input, cached, cache write), every
+    completion token at the dearer of output and reasoning (what a budget reserves)."""
+    prompt_rate = max(_rate(price, "input"), _rate(price, "cached_input"), _rate(price, "cache_write"))
+    completion_rate = max(_rate(price, "output"), _rate(price, "reasoning"))
+    return (prompt_tokens * prompt_rate + completion_tokens * completion_rate) / 1_000_000
 
 
 def resolve(config: PriceConfig | None, provider: Provider, model: str, book: PriceBook) -> Pricing:
