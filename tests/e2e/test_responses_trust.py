@@ -1142,6 +1142,34 @@ def test_server_limits_apply_to_requests_only_openai_can_serve(up: Upstreams) ->
     assert refused == dict.fromkeys(UNTRANSLATABLE, 400) and reached == 0, (refused, reached)
 
 
+def test_a_budget_reserves_the_max_output_tokens_of_requests_only_openai_can_serve(up: Upstreams) -> None:
+    """A budget's reservation reads ``max_output_tokens`` (through the request's chat form) for
+    every request: 100,000 output tokens at $1,000 per million are $100, over a $1 budget."""
+    config = f"""
+keys: [{{name: payer, value: {BUDGETED}, budget: {{usd: 1}}}}]
+providers:
+  oai: {{type: openai, base_url: {up.openai.base_url}, keys: [{{name: o1, value: {OAI1}}}]}}
+models:
+  gpt: {{deployments: [{{provider: oai, model: gpt-4o, price: {{input: 1, output: 1000}}}}]}}
+"""
+    cases = {"translatable": {}, **UNTRANSLATABLE}
+    answers: dict[str, tuple[int, int]] = {}
+    with GatewayServer(config, autoload=False, extra_plugins=PLUGINS) as paying:
+        before = len(up.openai.requests)
+        for name, extra in cases.items():
+            body = json.loads(json.dumps({"model": "gpt", "input": "hi", **extra}).replace("@@", "hi"))
+            big = _post(paying, {**body, "max_output_tokens": 100_000}, BUDGETED)
+            small = _post(paying, {**body, "max_output_tokens": 16}, BUDGETED)
+            answers[name] = (big.status_code, small.status_code)
+            if big.status_code == 429:
+                assert _openai_error(big)["code"] == "budget_exceeded"
+        reached = len(up.openai.requests) - before
+    # the big ones are refused before any call; the small ones are admitted (the account answers
+    # them: 200, or its own 400 for a reference it does not know)
+    assert all(big == 429 and small in (200, 400) for big, small in answers.values()), answers
+    assert reached == len(cases)
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_a_deeply_nested_pass_through_answer_never_breaks_its_follow_ups(
     gw: GatewayServer, up: Upstreams, stream: bool
