@@ -47,6 +47,7 @@ __all__ = [
     "Options",
     "ResponsesPassthrough",
     "ResponsesToChat",
+    "lost_conversation",
     "parse_usage",
     "read_error",
     "register_providers",
