@@ -1205,7 +1205,8 @@ def test_in_process_state_is_bounded_in_bytes(up: Upstreams) -> None:
         assert _local(bare, "GET", ids[-1], "").status_code == 200  # the newest is kept
 
 
-def test_a_conversation_its_account_lost_is_served_elsewhere_spelled_out(up: Upstreams) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_conversation_its_account_lost_is_served_elsewhere_spelled_out(up: Upstreams, stream: bool) -> None:
     up.openai.reset()
     with GatewayServer(_config(up), autoload=False, extra_plugins=PLUGINS) as fresh:
         first = _post(fresh, {"model": "gpt", "input": "my name is Ada"})
@@ -1215,13 +1216,34 @@ def test_a_conversation_its_account_lost_is_served_elsewhere_spelled_out(up: Ups
             f"{up.openai.base_url}/responses/{first.json()['id']}", headers=_auth(str(holder))
         )
         assert lost.status_code == 200, lost.text  # gone from the account, still in the gateway
-        follow = _post(
-            fresh, {"model": "gpt", "input": "my name?", "previous_response_id": first.json()["id"]}
-        )
+        body = {"model": "gpt", "input": "my name?", "previous_response_id": first.json()["id"]}
+        if stream:
+            status, raw = _stream(fresh, body)
+            assert status == 200 and _events(raw)[-1]["type"] == "response.completed", raw[-300:]
+        else:
+            follow = _post(fresh, body)
+            assert follow.status_code == 200, follow.text
     turn = up.openai.response_turns[-1]
     up.openai.reset()
-    assert follow.status_code == 200, follow.text
     assert turn.api_key != holder and "previous_response_id" not in turn.request.json
+
+
+def test_a_conversation_its_only_account_lost_is_that_accounts_400(up: Upstreams) -> None:
+    config = f"""
+keys: [{{name: team, value: {TEAM}}}]
+providers:
+  oai: {{type: openai, base_url: {up.openai.base_url}, keys: [{{name: o1, value: {OAI1}}}]}}
+models:
+  gpt: {{deployments: [{{provider: oai, model: gpt-4o}}]}}
+"""
+    with GatewayServer(config, autoload=False, extra_plugins=PLUGINS) as single:
+        first = _post(single, {"model": "gpt", "input": "my name is Ada"})
+        assert first.status_code == 200, first.text
+        httpx.delete(f"{up.openai.base_url}/responses/{first.json()['id']}", headers=_auth(OAI1))
+        follow = _post(single, {"model": "gpt", "input": "x", "previous_response_id": first.json()["id"]})
+    assert follow.status_code == 400, follow.text
+    error = _openai_error(follow)
+    assert (error["code"], error["param"]) == ("previous_response_not_found", "previous_response_id")
 
 
 def test_ids_listed_by_input_items_can_be_sent_back_on_the_account_that_keeps_the_turn(
