@@ -1,4 +1,4 @@
-"""Faithful fake upstream servers (OpenAI, Anthropic, Gemini) for tests.
+"""Faithful fake upstream servers (OpenAI, Anthropic, Gemini, Azure OpenAI) for tests.
 
 Each fake is a real aiohttp server on ``127.0.0.1`` (a random free port) that speaks
 the provider's exact wire format, validates requests against the provider's contract
@@ -34,14 +34,18 @@ Things a gateway test author should know:
 - ``close()`` then ``start()`` serves again on the same port (an upstream outage).
 """
 
+from .agent import AgentResponder
 from .anthropic import FakeAnthropic, thinking_signature
+from .azure import FakeAzure
 from .base import FakeUpstream, Fault, Received, Reply, ToolCall
 from .gemini import FakeGemini
 from .openai import FakeOpenAI
 from .wire import SSEEvent, parse_sse, sse_frames
 
 __all__ = [
+    "AgentResponder",
     "FakeAnthropic",
+    "FakeAzure",
     "FakeGemini",
     "FakeOpenAI",
     "FakeUpstream",
