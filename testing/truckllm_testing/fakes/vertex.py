@@ -44,7 +44,7 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .anthropic import VERSION, FakeAnthropic
-from .base import Ctx, Problem, Responder, Route
+from .base import Ctx, FakeUpstream, Problem, Responder, Route
 from .gemini import FakeGemini
 
 __all__ = [
@@ -179,6 +179,7 @@ class _Tokens:
     def __init__(self, clock: Callable[[], float], lifetime: float) -> None:
         self.clock = clock
         self.lifetime = lifetime
+        self.mint: Callable[[], str] = lambda: "ya29.fake-" + secrets.token_urlsafe(24)
         self.accounts: dict[str, TestServiceAccount] = {}
         self.issued: list[IssuedToken] = []
         self.by_token: dict[str, IssuedToken] = {}
@@ -242,7 +243,7 @@ class _Tokens:
         now = self.clock()
         issued = IssuedToken(
             account=account.name,
-            token="ya29.fake-" + secrets.token_urlsafe(24),
+            token=self.mint(),
             issued_at=now,
             expires_at=now + self.lifetime,
         )
@@ -287,6 +288,21 @@ class _VertexAnthropic(FakeAnthropic):
     def is_stream(self, ctx: Ctx) -> bool:
         """``:streamRawPredict``."""
         return ctx.request.match_info.get("target", "").partition(":")[2] == "streamRawPredict"
+
+    async def send_stream(
+        self,
+        ctx: Ctx,
+        events: Sequence[bytes],
+        *,
+        content_type: str,
+        terminator: bytes | None = None,
+        prefix: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> web.StreamResponse:
+        """Through the owner's ``send_stream``: one method for a test to wrap, for both publishers."""
+        return await self._owner.send_stream(
+            ctx, events, content_type=content_type, terminator=terminator, prefix=prefix, headers=headers
+        )
 
     def _validate_version(self, ctx: Ctx) -> list[Problem]:
         return []  # on Vertex the version is the body's anthropic_version (checked below)
@@ -405,6 +421,16 @@ class FakeVertex(FakeGemini):
         self._tokens.clock = clock
 
     @property
+    def mint(self) -> Callable[[], str]:
+        """Makes each new access token (random ``ya29.fake-...`` ones by default; a test may need
+        a known one, e.g. to look for it where it must never appear)."""
+        return self._tokens.mint
+
+    @mint.setter
+    def mint(self, mint: Callable[[], str]) -> None:
+        self._tokens.mint = mint
+
+    @property
     def issued(self) -> list[IssuedToken]:
         """Every access token issued, in order."""
         return self._tokens.issued
@@ -422,6 +448,28 @@ class FakeVertex(FakeGemini):
     def service_account_json(self, key: str) -> str:
         """:meth:`service_account` as JSON text (a gateway key ``value``)."""
         return json.dumps(self.service_account(key))
+
+    async def send_stream(
+        self,
+        ctx: Ctx,
+        events: Sequence[bytes],
+        *,
+        content_type: str,
+        terminator: bytes | None = None,
+        prefix: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> web.StreamResponse:
+        """Send a stream of either publisher (with that publisher's headers)."""
+        publisher: FakeUpstream = self.anthropic if "/publishers/anthropic/" in ctx.request.path else self
+        return await FakeUpstream.send_stream(
+            publisher,
+            ctx,
+            events,
+            content_type=content_type,
+            terminator=terminator,
+            prefix=prefix,
+            headers=headers,
+        )
 
     # ------------------------------------------------------------------ routing and auth
 

@@ -1,0 +1,82 @@
+"""A credential that expires during a run of many requests is refreshed by the kernel in the
+background, with zero failed requests: the fake's tokens live 2 seconds, the fake refuses every
+expired one with Vertex's 401, and 2,000 requests (both provider types, streamed and not, eight
+clients at once) run across several token lifetimes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import openai
+import pytest
+
+from truckllm_testing.fakes.vertex import EXPIRED, UNKNOWN, FakeVertex
+from truckllm_testing.server import GatewayServer
+
+PROJECT = "test-project"
+LIFETIME = 2.0
+REQUESTS = 2000
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeVertex]:
+    server = FakeVertex(keys=["sa-1"], project=PROJECT, token_lifetime=LIFETIME)
+    with server.running():
+        yield server
+
+
+def config(fake: FakeVertex) -> str:
+    key = [{"name": "sa1", "value": fake.service_account_json("sa-1")}]
+    entry = {"base_url": fake.base_url, "options": {"project": PROJECT}, "keys": key}
+    return json.dumps(
+        {
+            "routing": {"retries": 0, "cooldown": {"failures": 1000}},
+            "providers": {"g": {"type": "vertex", **entry}, "c": {"type": "vertex-anthropic", **entry}},
+            "models": {
+                "gemini": {"deployments": [{"provider": "g", "model": "gemini-2.5-flash"}]},
+                "claude": {"deployments": [{"provider": "c", "model": "claude-haiku-4-5@20251001"}]},
+            },
+        }
+    )
+
+
+@pytest.mark.slow
+def test_tokens_expire_during_the_run_and_no_request_fails(fake: FakeVertex) -> None:
+    with (
+        GatewayServer(config(fake)) as gw,
+        openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0, timeout=30) as sdk,
+    ):
+
+        def one(n: int) -> str:
+            alias = "gemini" if n % 2 else "claude"
+            messages: Any = [{"role": "user", "content": f"request {n}"}]
+            if n % 3 == 0:
+                text = ""
+                for chunk in sdk.chat.completions.create(model=alias, messages=messages, stream=True):
+                    text += "".join(c.delta.content or "" for c in chunk.choices)
+                return text
+            answer = sdk.chat.completions.create(model=alias, messages=messages)
+            return answer.choices[0].message.content or ""
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(one, range(REQUESTS)))
+        elapsed = time.monotonic() - started
+        while elapsed < 3 * LIFETIME:  # a fast machine: keep going until tokens have rotated
+            answers.append(one(len(answers)))
+            elapsed = time.monotonic() - started
+
+    assert answers == [f"echo: request {n}" for n in range(len(answers))]  # no request failed
+    calls = [r for r in fake.requests if "/publishers/" in r.path]
+    assert len(calls) == len(answers)
+    assert {r.api_key for r in calls} == {"sa-1"}, "a request went out with an expired or unknown token"
+    assert not any(r.api_key in (EXPIRED, UNKNOWN) for r in calls)
+    assert {r.status for r in calls} == {200}
+    used = {r.headers["authorization"] for r in calls}
+    assert len(used) >= 2, "the run outlived a token but never used a second one"
+    assert len(fake.issued) >= elapsed / LIFETIME, "tokens were not refreshed before they expired"
+    assert fake.refused_grants == []
