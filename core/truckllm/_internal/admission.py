@@ -15,6 +15,7 @@ from typing import Any
 from loguru import logger
 
 from truckllm._internal.auth import GatewayKey
+from truckllm._internal.pricebook import worst_cost
 from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm._internal.store import Admission, BudgetCheck, Decision, RateCheck, Settlement
 from truckllm.errors import GatewayError
@@ -69,8 +70,9 @@ def check_priced(rt: Runtime, plan: AliasPlan) -> None:
             return
     raise GatewayError(
         403,
-        f"The model '{plan.alias}' has no price configured, and this API key has a budget: "
-        "a request whose cost cannot be counted is refused. Configure a price for its deployments.",
+        f"The model '{plan.alias}' has no price (neither price: in the config nor the price book knows "
+        "it), and this API key has a budget: a request whose cost cannot be counted is refused. "
+        "Configure a price for its deployments.",
         type="invalid_request_error",
         code="cost_unknown",
         param="model",
@@ -80,7 +82,7 @@ def check_priced(rt: Runtime, plan: AliasPlan) -> None:
 def _max_cost(plans: Sequence[AliasPlan], prompt: int, completion: int) -> float:
     """The worst case over every priced candidate that may serve (fallbacks included)."""
     costs = [
-        (prompt * c.deployment.price.input + completion * c.deployment.price.output) / 1_000_000
+        worst_cost(c.deployment.price, prompt, completion)
         for plan in plans
         for c in plan.candidates
         if c.deployment.price is not None

@@ -43,7 +43,7 @@ def unusable(cand: Candidate, now: float, health: HealthRegistry, *, priced_only
     if key.tpm is not None and state.tokens.total(now) >= key.tpm:
         return f"over its tpm ({key.tpm})"
     if priced_only and cand.deployment.price is None:
-        return "no price configured (the gateway key has a budget)"
+        return "no price (config or price book; the gateway key has a budget)"
     return None
 
 
