@@ -295,7 +295,7 @@ def test_anthropic_vertex_client(vertex: FakeVertex) -> None:
         f"{base}:rawPredict",
     ]
     assert {r.api_key for r in vertex.requests} == {"sa-2"}
-    assert all(r.json["anthropic_version"] and "model" not in r.json for r in vertex.requests)
+    assert all(r.json["anthropic_version"] and "model" not in r.json for r in vertex.requests[:3])
     assert vertex.violations == []
 
 

@@ -214,3 +214,12 @@ def test_anthropic_front_door_streamed_tool_use(claude: Any, fake: FakeVertex) -
     (call,) = fake.requests
     assert call.path == CLAUDE_PATH + ":streamRawPredict"
     assert call.json["stream"] is True and "model" not in call.json
+
+
+def test_anthropic_front_door_token_count(claude: Any, fake: FakeVertex) -> None:
+    counted = claude.messages.count_tokens(model="claude-sonnet-4-5", messages=[USER])
+    assert counted.input_tokens > 0
+    (call,) = fake.requests
+    assert call.path == CLAUDE_PATH.rsplit("/", 1)[0] + "/count-tokens:rawPredict"
+    assert call.json["model"] == "claude-sonnet-4-5@20250929"
+    assert call.json["anthropic_version"] == "vertex-2023-10-16"

@@ -25,8 +25,9 @@ def test_loaded_by_the_kernel() -> None:
     gemini, claude = host.providers["vertex"], host.providers["vertex-anthropic"]
     assert (gemini.dialect, gemini.options) == ("gemini", VertexOptions)
     assert (claude.dialect, claude.options) == ("anthropic", AnthropicVertexOptions)
+    assert gemini.endpoints == frozenset({"chat", "completions"})
+    assert claude.endpoints == frozenset({"chat", "completions", "count_tokens"})
     for spec in (gemini, claude):
-        assert spec.endpoints == frozenset({"chat", "completions"})
         assert spec.needs_keys is False  # no key: application default credentials
         assert spec.credentials is vertex.token_source
 

@@ -152,10 +152,19 @@ def test_models_that_are_not_one_name_are_refused(kit: Any, model: str, provider
     assert refused.value.param == "model"
 
 
-def test_claude_token_counting_is_refused(kit: Any) -> None:
+def test_claude_token_counts_go_to_count_tokens_with_the_model_in_the_body(kit: Any) -> None:
     body = {"model": "claude", "messages": [{"role": "user", "content": "hi"}]}
-    with pytest.raises(UnsupportedRequest, match="token counting"):
-        kit.upstream(body, type="vertex-anthropic", model="claude-sonnet-4@20250514", endpoint="count_tokens")
+    call = kit.upstream(
+        body, type="vertex-anthropic", model="claude-sonnet-4@20250514", endpoint="count_tokens"
+    )
+    assert call.url == (
+        "https://aiplatform.googleapis.com/v1/projects/my-project/locations/global/publishers/anthropic/"
+        "models/count-tokens:rawPredict"
+    )
+    sent = json.loads(call.body)
+    assert sent["anthropic_version"] == "vertex-2023-10-16"
+    assert sent["model"] == "claude-sonnet-4@20250514"
+    assert "max_tokens" not in sent and not call.stream
 
 
 @pytest.mark.parametrize(

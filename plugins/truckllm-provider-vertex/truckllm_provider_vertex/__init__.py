@@ -75,7 +75,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
         ProviderSpec(
             type=_anthropic.TYPE,
             dialect="anthropic",
-            endpoints=frozenset({"chat", "completions"}),
+            endpoints=frozenset({"chat", "completions", "count_tokens"}),
             options=AnthropicVertexOptions,
             needs_keys=False,
             credentials=token_source,

@@ -5,8 +5,9 @@ the Anthropic plugin builds: the URL is the model's ``:rawPredict`` (``:streamRa
 stream) under the project's Anthropic publisher; the body names no ``model`` (the URL does) and
 carries ``anthropic_version`` (``vertex-2023-10-16``) instead of the ``anthropic-version``
 header; and the credential is ``Authorization: Bearer <access token>``. An Anthropic-dialect
-client's body passes through with ``model`` removed. Answers, streams, errors and usage are
-Anthropic's, read by the Anthropic plugin unchanged.
+client's body passes through with ``model`` removed. Token counts go to
+``models/count-tokens:rawPredict``, the model in the body, as Vertex takes them. Answers,
+streams, errors and usage are Anthropic's, read by the Anthropic plugin unchanged.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from truckllm.types import (
 )
 
 from .options import AnthropicVertexOptions
-from .urls import model_url, publisher_url, root_of
+from .urls import check_model, model_url, publisher_url, root_of
 
 __all__ = ["TYPE", "anthropic_provider", "build_request", "parse_usage", "read_response", "read_stream"]
 
@@ -51,23 +52,24 @@ def anthropic_provider(provider: Provider) -> Provider:
     return msgspec.structs.replace(provider, type=anthropic.TYPE)
 
 
-def vertex_body(body: bytes, anthropic_version: str) -> bytes:
-    """A Messages API body as Vertex takes it: no ``model``, ``anthropic_version`` first."""
+def vertex_body(body: bytes, anthropic_version: str, *, keep_model: bool = False) -> bytes:
+    """A Messages API body as Vertex takes it: ``anthropic_version`` first, and no ``model``
+    (but for a token count, whose URL names no model)."""
     fields = _JSON.decode(body)
-    fields.pop("model", None)
+    if not keep_model:
+        fields.pop("model", None)
     fields.pop("anthropic_version", None)
     return msgspec.json.encode({"anthropic_version": anthropic_version, **fields})
 
 
 def build_request(provider: Provider, model: str, request: ChatRequest, token: str) -> UpstreamRequest:
-    """The ``:rawPredict`` / ``:streamRawPredict`` call for one attempt.
+    """The ``:rawPredict`` / ``:streamRawPredict`` call for one attempt (a token count:
+    ``models/count-tokens:rawPredict``, the model in the body).
 
-    :raises UnsupportedRequest: a model that is not one publisher model name, a token count (not
-        served on Vertex here), or whatever the Anthropic translation cannot express.
+    :raises UnsupportedRequest: a model that is not one publisher model name, or whatever the
+        Anthropic translation cannot express.
     """
     options = _options(provider)
-    if request.endpoint == "count_tokens":
-        raise UnsupportedRequest("token counting is not available for Claude on Vertex AI")
     root = publisher_url(
         root_of(provider.base_url, options.location), options.project, options.location, "anthropic"
     )
@@ -75,11 +77,16 @@ def build_request(provider: Provider, model: str, request: ChatRequest, token: s
         provider=anthropic_provider(provider), model=model, request=request, api_key=""
     )
     assert built is not None  # the Anthropic plugin owns type anthropic
-    url = model_url(root, model, "streamRawPredict" if built.stream else "rawPredict")
+    counting = request.endpoint == "count_tokens"
+    check_model(model)
+    if counting:
+        url = root + "/models/count-tokens:rawPredict"
+    else:
+        url = model_url(root, model, "streamRawPredict" if built.stream else "rawPredict")
     headers = {"authorization": f"Bearer {token}"}
     headers.update((name, value) for name, value in built.headers.items() if name not in _DROPPED_HEADERS)
     try:
-        body = vertex_body(built.body, options.anthropic_version)
+        body = vertex_body(built.body, options.anthropic_version, keep_model=counting)
     except (msgspec.DecodeError, RecursionError):
         raise UnsupportedRequest("the request body is not a JSON object") from None
     return msgspec.structs.replace(built, url=url, headers=headers, body=body)

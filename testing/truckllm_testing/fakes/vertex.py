@@ -12,7 +12,8 @@ One server on 127.0.0.1 answers, as ``{location}-aiplatform.googleapis.com`` and
   does (:attr:`FakeVertex.anthropic`), except that the body must carry
   ``anthropic_version: vertex-2023-10-16`` (or a dated version, as anthropic's SDK sends since
   2.x) and no ``model`` (the URL names it), with the
-  stream flag matching the method;
+  stream flag matching the method; ``models/count-tokens:rawPredict`` counts tokens (the model
+  in the body there);
 - ``POST /token``: the OAuth 2.0 JWT-bearer grant of service accounts. The assertion's RS256
   signature is verified with the service account's public key, and its claims checked
   (``iss`` a known account, ``aud`` Google's token URI or this one, the ``cloud-platform``
@@ -94,6 +95,9 @@ _MISSING = (
     "cookie or other valid authentication credential. See "
     "https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
+COUNT_TOKENS = "count-tokens"
+"""The Anthropic publisher's pseudo-model of token counts (``models/count-tokens:rawPredict``)."""
+
 _PUBLISHER = (
     "/{{version:v1|v1beta1}}/projects/{{project}}/locations/{{location}}"
     "/publishers/{publisher}/models/{{target}}"
@@ -282,8 +286,11 @@ class _VertexAnthropic(FakeAnthropic):
         return self._owner.vertex_auth_error(ctx)
 
     def model_of(self, ctx: Ctx) -> str | None:
-        """The model named in the URL."""
-        return ctx.request.match_info.get("target", "").partition(":")[0] or None
+        """The model named in the URL (in the body for ``count-tokens:rawPredict``)."""
+        model = ctx.request.match_info.get("target", "").partition(":")[0]
+        if model == COUNT_TOKENS:
+            return super().model_of(ctx)
+        return model or None
 
     def is_stream(self, ctx: Ctx) -> bool:
         """``:streamRawPredict``."""
@@ -315,11 +322,13 @@ class _VertexAnthropic(FakeAnthropic):
         if not isinstance(body, dict):
             return [Problem("Input should be a valid dictionary")]
         problems: list[Problem] = []
-        version = body.get("anthropic_version")
-        if version is None:
-            problems.append(Problem("anthropic_version: Field required"))
-        elif version != ANTHROPIC_VERSION and not (isinstance(version, str) and VERSION.match(version)):
-            problems.append(Problem(f"anthropic_version: Input should be '{ANTHROPIC_VERSION}'"))
+        if model == COUNT_TOKENS:  # the model is in the body here
+            if method != "rawPredict":
+                problems.append(Problem(f"count-tokens is served by :rawPredict only (got {method})"))
+            problems.extend(self._check_version(body))
+            ctx.body = {k: v for k, v in body.items() if k != "anthropic_version"}
+            return problems + self._validate_count(ctx)
+        problems.extend(self._check_version(body))
         if "model" in body:
             problems.append(Problem("model: Extra inputs are not permitted (the URL names the model)"))
         if (body.get("stream") is True) != (method == "streamRawPredict"):
@@ -330,6 +339,15 @@ class _VertexAnthropic(FakeAnthropic):
         }
         return problems + self._validate_messages(ctx)
 
+    @staticmethod
+    def _check_version(body: dict[str, Any]) -> list[Problem]:
+        version = body.get("anthropic_version")
+        if version is None:
+            return [Problem("anthropic_version: Field required")]
+        if version != ANTHROPIC_VERSION and not (isinstance(version, str) and VERSION.match(version)):
+            return [Problem(f"anthropic_version: Input should be '{ANTHROPIC_VERSION}'")]
+        return []
+
     async def _raw_predict(self, ctx: Ctx) -> web.StreamResponse:
         method = ctx.request.match_info.get("target", "").partition(":")[2]
         if method not in ("rawPredict", "streamRawPredict"):
@@ -337,6 +355,8 @@ class _VertexAnthropic(FakeAnthropic):
             ctx.rec.violations.append(message)
             self.violations.append(message)
             return _google_error(404, "NOT_FOUND", f"Method not found: {method or '(none)'}.")
+        if ctx.request.match_info.get("target", "").partition(":")[0] == COUNT_TOKENS:
+            return await self._count_tokens(ctx)
         return await self._messages(ctx)
 
 
