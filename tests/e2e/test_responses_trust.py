@@ -14,7 +14,11 @@ server (:mod:`tests.e2e.responses_liar`, pass-through: OpenAI deployments). The 
    uncut; a lying stream ends in a clean ``error`` event; a 2xx that is not a Response is a 502;
    usage is never negative nor beyond the kernel's bound;
 4. a continued pass-through conversation returns to the account that keeps it, and is served
-   elsewhere, spelled out, while that account cools down.
+   elsewhere, spelled out, while that account cools down or once it lost the conversation; ids
+   ``input_items`` lists can be sent back to it; a turn is stored before any byte announcing it;
+5. the kernel's input limits and budget reservations apply to requests only OpenAI can serve as
+   to any other; a stream the client leaves is charged; a background response whose id could
+   never be polled is a 502 and nothing is forwarded.
 
 Cases that show a bug not fixed yet are ``xfail(strict=True)`` with the finding's number (see
 ``/tmp/brief/E-findings.md``): they turn red the moment the fix lands, so the mark is removed then.
