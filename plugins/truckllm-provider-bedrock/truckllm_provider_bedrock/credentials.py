@@ -22,7 +22,7 @@ import asyncio
 import math
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -53,23 +53,7 @@ class NoCredentials(Exception):
     """The credential chain found nothing (the message says where it looked, never a secret)."""
 
 
-class FrozenCredentials(Protocol):
-    """What botocore's ``get_frozen_credentials()`` returns."""
-
-    @property
-    def access_key(self) -> str:
-        """The access key id."""
-
-    @property
-    def secret_key(self) -> str:
-        """The secret access key."""
-
-    @property
-    def token(self) -> str | None:
-        """The session token of temporary credentials."""
-
-
-CredentialResolver = Callable[[], tuple[FrozenCredentials, float]]
+CredentialResolver = Callable[[], tuple[AwsCredential, float]]
 """Blocking: the current credentials and their expiry (unix time, ``math.inf``: never)."""
 
 _ENCODER = msgspec.json.Encoder()
@@ -100,7 +84,7 @@ def botocore_resolver(profile: str | None) -> CredentialResolver:
     that botocore refreshes temporary credentials itself)."""
     state: dict[str, Any] = {}
 
-    def resolve() -> tuple[FrozenCredentials, float]:
+    def resolve() -> tuple[AwsCredential, float]:
         credentials = state.get("credentials")
         if credentials is None:
             import botocore.session
@@ -111,9 +95,12 @@ def botocore_resolver(profile: str | None) -> CredentialResolver:
                 where = f"profile {profile!r}" if profile else "the default chain"
                 raise NoCredentials(f"no AWS credentials found ({where})")
             state["credentials"] = credentials
-        frozen: FrozenCredentials = credentials.get_frozen_credentials()
+        frozen = credentials.get_frozen_credentials()
         expiry = getattr(credentials, "_expiry_time", None)  # refreshable credentials only
-        return frozen, float(expiry.timestamp()) if expiry is not None else math.inf
+        credential = AwsCredential(
+            str(frozen.access_key or ""), str(frozen.secret_key or ""), frozen.token or None
+        )
+        return credential, float(expiry.timestamp()) if expiry is not None else math.inf
 
     return resolve
 
@@ -159,10 +146,9 @@ class BedrockCredentials:
             return math.inf
         resolver = self._resolver or botocore_resolver(self._options.profile)
         self._resolver = resolver
-        frozen, expiry = await asyncio.to_thread(resolver)
-        if not frozen.access_key or not frozen.secret_key:
+        credential, expiry = await asyncio.to_thread(resolver)
+        if not credential.access_key or not credential.secret_key:
             raise NoCredentials("the AWS credential chain gave an incomplete credential")
-        credential = AwsCredential(frozen.access_key, frozen.secret_key, frozen.token or None)
         self._current = _ENCODER.encode(credential).decode()
         return expiry
 

@@ -96,4 +96,4 @@ def classify(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamEr
 
 def classify_exception(name: str, payload: bytes) -> UpstreamError:
     """The kernel's reading of a stream's ``:message-type exception`` (``throttlingException``...)."""
-    return _build(name, 500, _message(payload), None)
+    return _build(name[:1].upper() + name[1:], 500, _message(payload), None)
