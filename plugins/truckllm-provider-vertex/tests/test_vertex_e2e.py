@@ -16,8 +16,9 @@ from typing import Any
 import openai
 import pytest
 
+from truckllm_testing.conformance import LogCapture
 from truckllm_testing.fakes import Reply, ToolCall
-from truckllm_testing.fakes.vertex import FakeVertex
+from truckllm_testing.fakes.vertex import FakeVertex, TestServiceAccount
 from truckllm_testing.server import GatewayServer
 
 anthropic = pytest.importorskip("anthropic")
@@ -223,3 +224,50 @@ def test_anthropic_front_door_token_count(claude: Any, fake: FakeVertex) -> None
     assert call.path == CLAUDE_PATH.rsplit("/", 1)[0] + "/count-tokens:rawPredict"
     assert call.json["model"] == "claude-sonnet-4-5@20250929"
     assert call.json["anthropic_version"] == "vertex-2023-10-16"
+
+
+def test_application_default_credentials_with_no_keys(
+    fake: FakeVertex, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider entry without keys authenticates with application default credentials."""
+    adc = tmp_path / "adc.json"
+    adc.write_text(fake.service_account_json("sa-1"))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    config = json.loads(gateway_config(fake))
+    for entry in config["providers"].values():
+        del entry["keys"]
+    fake.reset()
+    with (
+        GatewayServer(json.dumps(config)) as gw,
+        openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0) as sdk,
+    ):
+        for alias in ("gemini", "claude-sonnet-4-5"):
+            answer = sdk.chat.completions.create(model=alias, messages=[USER])
+            assert answer.choices[0].message.content == "echo: " + USER["content"]
+    assert [r.api_key for r in fake.requests if "/publishers/" in r.path] == ["sa-1", "sa-1"]
+    assert fake.violations == []
+
+
+def test_a_key_the_token_endpoint_refuses_is_skipped(fake: FakeVertex) -> None:
+    """A key whose assertion is refused (signed with another account's key) never serves; the
+    provider's other key does, and the refusal is logged without the key."""
+    forged = fake.service_account("sa-1")
+    forged["private_key"] = TestServiceAccount.make("stranger", PROJECT).info(fake.token_uri, PROJECT)[
+        "private_key"
+    ]
+    config = json.loads(gateway_config(fake))
+    entry = config["providers"]["gemini-vx"]
+    entry["keys"] = [{"name": "forged", "value": json.dumps(forged)}, *entry["keys"]]
+    fake.reset()
+    with (
+        LogCapture() as logs,
+        GatewayServer(json.dumps(config)) as gw,
+        openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0) as sdk,
+    ):
+        answer = sdk.chat.completions.create(model="gemini", messages=[USER])
+    assert answer.choices[0].message.content == "echo: " + USER["content"]
+    assert "provider gemini-vx key forged: credential refresh failed" in logs.text
+    pem_body = forged["private_key"].splitlines()[1]
+    assert pem_body not in logs.text and "PRIVATE KEY" not in logs.text
+    assert "Invalid JWT Signature." in fake.refused_grants
+    assert [r.api_key for r in fake.requests if "/publishers/" in r.path] == ["sa-1"]
