@@ -17,19 +17,57 @@ from loguru import logger
 from truckllm._internal.auth import GatewayKey
 from truckllm._internal.pricebook import worst_cost
 from truckllm._internal.runtime import AliasPlan, Runtime
+from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm._internal.store import Admission, BudgetCheck, Decision, RateCheck, Settlement
 from truckllm.errors import GatewayError
 from truckllm.types import ChatRequest, Usage
 
-__all__ = ["Reservation", "admit", "check_priced", "estimate_tokens", "serving_plans", "settlement", "usd"]
+__all__ = [
+    "Reservation",
+    "admit",
+    "check_priced",
+    "content_size",
+    "estimate_tokens",
+    "serving_plans",
+    "settlement",
+    "usd",
+]
 
 DEFAULT_COMPLETION_ESTIMATE = 1024
 
 
+def content_size(typed: ChatCompletionRequest) -> int:
+    """Bytes of text and inline media in the messages (what an upstream has to read)."""
+    total = 0
+    for message in typed.messages:
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                text = getattr(part, "text", None)
+                if text is not None:
+                    total += len(text)
+                image = getattr(part, "image_url", None)
+                if image is not None:
+                    total += len(image.url)
+                audio = getattr(part, "input_audio", None)
+                if audio is not None:
+                    total += len(audio.data)
+                file = getattr(part, "file", None)
+                if file is not None and isinstance(file.file_data, str):
+                    total += len(file.file_data)
+    return total
+
+
 def estimate_tokens(request: ChatRequest) -> tuple[int, int]:
-    """(prompt estimate, completion estimate): body bytes / 4, and ``max_tokens`` or a default."""
+    """(prompt estimate, completion estimate): body bytes / 4 (or the typed form's content / 4
+    when larger: a follow-up sent by reference reads its whole conversation), and ``max_tokens``
+    or a default."""
     typed = request.typed
     prompt = max(1, len(request.body) // 4)
+    if isinstance(typed, ChatCompletionRequest):
+        prompt = max(prompt, content_size(typed) // 4)
     limit = getattr(typed, "max_completion_tokens", None) or getattr(typed, "max_tokens", None)
     if request.endpoint == "embeddings":
         return prompt, 0

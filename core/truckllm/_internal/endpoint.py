@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from loguru import logger
 
-from truckllm._internal.admission import admit, check_priced, estimate_tokens, serving_plans
+from truckllm._internal.admission import admit, check_priced, content_size, estimate_tokens, serving_plans
 from truckllm._internal.asgi_util import (
     ClientGone,
     Receive,
@@ -88,30 +88,6 @@ def check_limits(rt: Runtime, typed: Any) -> None:
                 param="messages",
                 code="content_too_large",
             )
-
-
-def content_size(typed: ChatCompletionRequest) -> int:
-    """Bytes of text and inline media in the messages (what an upstream has to read)."""
-    total = 0
-    for message in typed.messages:
-        content = getattr(message, "content", None)
-        if isinstance(content, str):
-            total += len(content)
-        elif isinstance(content, list):
-            for part in content:
-                text = getattr(part, "text", None)
-                if text is not None:
-                    total += len(text)
-                image = getattr(part, "image_url", None)
-                if image is not None:
-                    total += len(image.url)
-                audio = getattr(part, "input_audio", None)
-                if audio is not None:
-                    total += len(audio.data)
-                file = getattr(part, "file", None)
-                if file is not None and isinstance(file.file_data, str):
-                    total += len(file.file_data)
-    return total
 
 
 def resolve_alias(rt: Runtime, model: str, allowed: frozenset[str] | None = None) -> AliasPlan:

@@ -101,9 +101,9 @@ class AzurePlugin:
             return None
         if response.status >= 400:
             limits = parse_ratelimit_headers(response.headers)
-            return ProviderResult(
-                error=read_azure_error(response.status, response.headers, response.body), limits=limits
-            )
+            error = read_azure_error(response.status, response.headers, response.body)
+            # a conversation the account lost, which the gateway still holds, is served elsewhere
+            return ProviderResult(error=openai.lost_conversation(error, request), limits=limits)
         if request.dialect != "responses" and request.endpoint in ("chat", "completions"):
             refused = filtered_answer(response.body)
             if refused is not None:

@@ -101,7 +101,7 @@ CLIENT_CODES = frozenset(
         "invalid_image", "invalid_image_format", "invalid_base64_image", "invalid_image_url",
         "image_too_large", "image_too_small", "image_parse_error", "image_content_policy_violation",
         "invalid_image_mode", "image_file_too_large", "unsupported_image_media_type",
-        "empty_image_file", "failed_to_download_image", "image_file_not_found",
+        "empty_image_file", "failed_to_download_image", "image_file_not_found", "content_filter",
     }
 )  # fmt: skip
 """``ResponseError`` codes that blame the request (a failed Response with one is not retried)."""
