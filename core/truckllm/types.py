@@ -111,7 +111,11 @@ class Provider(Struct, frozen=True, kw_only=True):
 
 
 class Deployment(Struct, frozen=True, kw_only=True):
-    """One place an alias can be served: a provider and its upstream model name."""
+    """One place an alias can be served: a provider and its upstream model name.
+
+    ``price`` is the config's ``price:`` or the price book's; ``context_window`` (tokens, from the
+    price book) when known: a prompt estimated far beyond it is not sent there.
+    """
 
     alias: str
     index: int
@@ -120,6 +124,7 @@ class Deployment(Struct, frozen=True, kw_only=True):
     weight: float = 1.0
     priority: int = 0
     price: Price | None = None
+    context_window: int | None = None
 
     @property
     def label(self) -> str:

@@ -26,7 +26,11 @@ from truckllm._internal.scrub import MAX_MESSAGE, cut
 from truckllm.errors import GatewayError, UnsupportedRequest
 from truckllm.types import CLIENT_KINDS, Candidate, ChatRequest, SelectionContext, UpstreamError
 
-__all__ = ["FREE_FAILOVER_KINDS", "Move", "serve"]
+__all__ = ["CONTEXT_SLACK", "FREE_FAILOVER_KINDS", "Move", "serve"]
+
+CONTEXT_SLACK = 1.25
+"""A prompt is kept from a deployment only when its estimate exceeds the context window by this
+factor (the estimate counts JSON bytes / 4, which overstates the tokens of most prompts)."""
 
 FREE_FAILOVER_KINDS = frozenset({"rate_limit", "quota", "auth", "permission", "plugin"})
 """After a failure of these kinds, moving to a key not tried yet is a free failover: the failure
@@ -53,7 +57,16 @@ class _Failover:
     def _why_not(self, cand: Candidate, now: float) -> str | None:
         if self.run.request.endpoint not in self.run.rt.specs[cand.deployment.provider].endpoints:
             return f"does not serve the {self.run.request.endpoint} endpoint"
+        if self._too_long(cand):
+            return f"the prompt (about {self.run.prompt_estimate} tokens) is longer than its context window"
         return unusable(cand, now, self.run.gw.health, priced_only=self.run.ctx.priced_only)
+
+    def _too_long(self, cand: Candidate) -> bool:
+        """The prompt is well beyond the deployment's context window (the price book's): sending it
+        would only earn a context-length error. The estimate is rough (bytes / 4), so only a
+        prompt over :data:`CONTEXT_SLACK` times the window counts."""
+        window = cand.deployment.context_window
+        return window is not None and self.run.prompt_estimate > window * CONTEXT_SLACK
 
     def _usable(self, plan: AliasPlan, excluded: set[str], now: float, pass_no: int) -> list[Candidate]:
         routing = plan.candidate_routing
@@ -146,6 +159,18 @@ class _Failover:
         raise error_to_gateway(error)
 
     async def _serve_alias(self, plan: AliasPlan) -> Outcome | UpstreamError:
+        if plan.candidates and all(
+            self._too_long(cand) for cand in plan.candidates
+        ):
+            return UpstreamError(  # so that the alias's context_window_fallbacks are tried
+                status=400,
+                kind="context_length",
+                type="invalid_request_error",
+                code="context_length_exceeded",
+                param="messages",
+                message=f"The prompt (about {self.run.prompt_estimate} tokens) is longer than the context "
+                f"window of every deployment of '{plan.alias}'.",
+            )
         excluded: set[str] = set()
         routing_of = plan.candidate_routing
         passes = 1 + max((r.retries for r in routing_of.values()), default=0)

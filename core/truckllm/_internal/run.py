@@ -39,6 +39,7 @@ class RequestRun:
         "gw",
         "last_kind",
         "original",
+        "prompt_estimate",
         "request",
         "rt",
         "tried_keys",
@@ -59,6 +60,7 @@ class RequestRun:
         if ctx.estimated_tokens is None:
             ctx.estimated_tokens = estimate_tokens(request)
         self.estimated_tokens = sum(ctx.estimated_tokens)
+        self.prompt_estimate = ctx.estimated_tokens[0]
 
     def remaining(self) -> float:
         """Seconds left before the request's deadline."""

@@ -166,6 +166,7 @@ def _plan(
             weight=dep.weight,
             priority=dep.priority,
             price=priced.price,
+            context_window=priced.entry.context_window if priced.entry is not None else None,
         )
         keys = pc.keys if spec.needs_keys or pc.keys else ()
         key_refs = [
