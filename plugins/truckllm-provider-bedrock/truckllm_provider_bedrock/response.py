@@ -145,7 +145,7 @@ def translate_answer(body: bytes, *, model: str) -> bytes:
             texts.append(block.text)
         elif block.toolUse is not None:
             use = block.toolUse
-            arguments = bytes(use.input).decode()
+            arguments = msgspec.json.encode(msgspec.json.decode(use.input)).decode()  # compact JSON
             calls.append(
                 {
                     "id": use.toolUseId,

@@ -1,0 +1,206 @@
+"""The AWS event-stream decoder and the ConverseStream translator: any split gives the same
+answer; any corruption or truncation is a clean :class:`UpstreamFailure`, never a hang (hypothesis)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from truckllm_provider_bedrock.eventstream import EventDecoder, EventStreamError
+from truckllm_provider_bedrock.stream import ConverseStream
+
+from truckllm.errors import UpstreamFailure
+from truckllm_testing.fakes.bedrock_wire import event_frame, exception_frame, frame
+
+EVENTS: list[bytes] = [
+    event_frame("messageStart", {"role": "assistant", "p": "abc"}),
+    event_frame(
+        "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "think"}}}
+    ),
+    event_frame(
+        "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "sig"}}}
+    ),
+    event_frame("contentBlockStop", {"contentBlockIndex": 0}),
+    event_frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "Hello "}}),
+    event_frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "wörld"}}),
+    event_frame("contentBlockStop", {"contentBlockIndex": 1}),
+    event_frame(
+        "contentBlockStart", {"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "tu1", "name": "f"}}}
+    ),
+    event_frame("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": '{"a":'}}}),
+    event_frame("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": "1}"}}}),
+    event_frame("contentBlockStop", {"contentBlockIndex": 2}),
+    event_frame("messageStop", {"stopReason": "tool_use"}),
+    event_frame(
+        "metadata",
+        {
+            "usage": {
+                "inputTokens": 3,
+                "outputTokens": 7,
+                "totalTokens": 15,
+                "cacheReadInputTokens": 4,
+                "cacheWriteInputTokens": 1,
+            },
+            "metrics": {"latencyMs": 5},
+        },
+    ),
+]
+STREAM = b"".join(EVENTS)
+
+
+def _chunks(data: bytes) -> list[dict[str, Any]]:
+    out = []
+    for line in data.split(b"\n\n"):
+        if line.startswith(b"data: {"):
+            chunk = json.loads(line[6:])
+            chunk.pop("id"), chunk.pop("created")
+            out.append(chunk)
+    return out
+
+
+def _run(pieces: list[bytes], include_usage: bool = True) -> tuple[bytes, ConverseStream]:
+    stream = ConverseStream(model="alias", include_usage=include_usage)
+    out = b"".join(stream.feed(p) for p in pieces) + stream.close()
+    return out, stream
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+def test_the_whole_stream() -> None:
+    out, stream = _run([STREAM])
+    chunks = _chunks(out)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "think"
+    assert {"thinking_blocks": [{"type": "thinking", "thinking": "think", "signature": "sig"}]} in deltas
+    assert "".join(d.get("content", "") for d in deltas) == "Hello wörld"
+    calls = [c for d in deltas for c in d.get("tool_calls", [])]
+    assert calls[0] == {
+        "index": 0,
+        "id": "tu1",
+        "type": "function",
+        "function": {"name": "f", "arguments": ""},
+    }
+    assert "".join(c["function"].get("arguments", "") for c in calls) == '{"a":1}'
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == 8
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
+    assert out.endswith(b"data: [DONE]\n\n")
+    assert stream.usage is not None
+    assert (stream.usage.prompt_tokens, stream.usage.cached_tokens, stream.usage.cache_write_tokens) == (
+        8,
+        4,
+        1,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0), max_size=30))
+def test_any_split_gives_the_same_answer(cuts: list[int]) -> None:
+    whole, _ = _run([STREAM])
+    pieces, _ = _run(_split(STREAM, cuts))
+    assert _chunks(pieces) == _chunks(whole)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=0),
+    st.integers(min_value=1, max_value=255),
+    st.lists(st.integers(min_value=0), max_size=8),
+)
+def test_any_corrupted_byte_is_a_clean_failure(at: int, flip: int, cuts: list[int]) -> None:
+    data = bytearray(STREAM)
+    data[at % len(data)] ^= flip
+    with pytest.raises(UpstreamFailure) as info:
+        _run(_split(bytes(data), cuts))
+    assert info.value.error.status == 502 and info.value.error.kind in ("bad_response", "stream")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0), st.lists(st.integers(min_value=0), max_size=8))
+def test_any_truncation_is_a_clean_failure(length: int, cuts: list[int]) -> None:
+    data = STREAM[: length % len(STREAM)]
+    with pytest.raises(UpstreamFailure):
+        _run(_split(data, cuts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400), st.lists(st.integers(min_value=0), max_size=8))
+def test_random_bytes_never_hang(data: bytes, cuts: list[int]) -> None:
+    """Garbage ends in a failure at once or at close: the decoder never waits for more than a
+    message's declared length, and a declared length is checked first."""
+    stream = ConverseStream(model="alias", include_usage=False)
+    with pytest.raises(UpstreamFailure):
+        for piece in _split(data, cuts):
+            stream.feed(piece)
+        stream.close()
+
+
+def test_impossible_lengths_fail_at_once() -> None:
+    decoder = EventDecoder()
+    with pytest.raises(EventStreamError, match="impossible"):
+        good = frame({":event-type": "x"}, b"{}")
+        huge = bytearray(good)
+        huge[0:4] = (2**31).to_bytes(4, "big")
+        import binascii
+
+        huge[8:12] = binascii.crc32(bytes(huge[:8])).to_bytes(4, "big")
+        decoder.feed(bytes(huge[:12]))
+
+
+def test_an_exception_message_is_classified_and_keeps_the_frames_before_it() -> None:
+    stream = ConverseStream(model="alias", include_usage=False)
+    data = EVENTS[0] + EVENTS[4] + exception_frame("throttlingException", "Too many tokens")
+    with pytest.raises(UpstreamFailure) as info:
+        stream.feed(data)
+    error = info.value.error
+    assert (error.kind, error.status) == ("rate_limit", 429)
+    assert error.message == "ThrottlingException: Too many tokens"
+    assert [c["choices"][0]["delta"] for c in _chunks(info.value.pending)] == [
+        {"role": "assistant", "content": ""},
+        {"content": "Hello "},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("validationException", "bad_request"),
+        ("serviceUnavailableException", "overloaded"),
+        ("internalServerException", "server"),
+        ("modelStreamErrorException", "server"),
+    ],
+)
+def test_stream_exceptions(name: str, kind: str) -> None:
+    with pytest.raises(UpstreamFailure) as info:
+        ConverseStream(model="alias", include_usage=False).feed(exception_frame(name, "boom"))
+    assert info.value.error.kind == kind
+
+
+def test_a_stream_without_metadata_is_cut_short() -> None:
+    stream = ConverseStream(model="alias", include_usage=False)
+    stream.feed(b"".join(EVENTS[:-1]))
+    with pytest.raises(UpstreamFailure) as info:
+        stream.close()
+    assert info.value.error.kind == "stream"
+
+
+def test_an_event_of_the_wrong_shape_is_a_bad_response() -> None:
+    with pytest.raises(UpstreamFailure) as info:
+        ConverseStream(model="alias", include_usage=False).feed(
+            event_frame("contentBlockDelta", {"contentBlockIndex": "zero", "delta": {"text": 1}})
+        )
+    assert info.value.error.kind == "bad_response"
+
+
+def test_unknown_events_are_skipped_and_usage_is_not_sent_unasked() -> None:
+    extra = event_frame("somethingNew", {"x": 1})
+    out, stream = _run([EVENTS[0], extra, *EVENTS[4:7], *EVENTS[-2:]], include_usage=False)
+    chunks = _chunks(out)
+    assert all(c["choices"] for c in chunks)
+    assert stream.usage is not None and stream.usage.completion_tokens == 7
