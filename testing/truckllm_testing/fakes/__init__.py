@@ -12,6 +12,8 @@ and can be scripted (:class:`Reply`) or made to fail (:class:`Fault`)::
 
 For synchronous clients: ``with FakeAnthropic().running() as fake: ...``.
 
+FakeOpenAI also serves the Responses API (see ``fakes/openai_responses.py``).
+
 Things a gateway test author should know:
 
 - Pipeline order: authenticate, validate (violations are recorded in
@@ -40,6 +42,7 @@ from .azure import FakeAzure
 from .base import FakeUpstream, Fault, Received, Reply, ToolCall
 from .gemini import FakeGemini
 from .openai import FakeOpenAI
+from .openai_responses import ResponseTurn, StoredResponse
 from .wire import SSEEvent, parse_sse, sse_frames
 
 __all__ = [
@@ -52,7 +55,9 @@ __all__ = [
     "Fault",
     "Received",
     "Reply",
+    "ResponseTurn",
     "SSEEvent",
+    "StoredResponse",
     "ToolCall",
     "parse_sse",
     "sse_frames",
