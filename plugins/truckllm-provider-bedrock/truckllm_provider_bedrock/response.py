@@ -97,16 +97,19 @@ def finish_reason(stop_reason: str | None) -> str:
 
 
 def convert_usage(usage: TokenUsage | None) -> Usage | None:
-    """:class:`Usage` in OpenAI's sense: the prompt counts the cached tokens read and written."""
+    """:class:`Usage` in OpenAI's sense: the prompt counts the cached tokens read and written
+    (a negative count, which no upstream should send, is read as 0)."""
     if usage is None:
         return None
-    prompt = usage.inputTokens + usage.cacheReadInputTokens + usage.cacheWriteInputTokens
+    fresh, output = max(0, usage.inputTokens), max(0, usage.outputTokens)
+    read, written = max(0, usage.cacheReadInputTokens), max(0, usage.cacheWriteInputTokens)
+    prompt = fresh + read + written
     return Usage(
         prompt_tokens=prompt,
-        completion_tokens=usage.outputTokens,
-        total_tokens=prompt + usage.outputTokens,
-        cached_tokens=usage.cacheReadInputTokens,
-        cache_write_tokens=usage.cacheWriteInputTokens,
+        completion_tokens=output,
+        total_tokens=prompt + output,
+        cached_tokens=read,
+        cache_write_tokens=written,
     )
 
 
