@@ -6,13 +6,14 @@ passes through to ``/responses`` the same way; chat requests for the models in `
 responses``/``responses_models`` are translated to ``/responses`` and their answers back; token
 counts asked in another dialect are translated for ``/responses/input_tokens``; a background
 response is polled and cancelled at ``/responses/{id}`` (``responses.retrieve`` /
-``responses.cancel``, see :mod:`.responses_calls`).
+``responses.cancel``, see :mod:`.responses_calls`). ``options.preset`` adapts all this to an
+OpenAI-compatible service (Groq, Mistral, DeepSeek, Ollama...: see :mod:`.presets`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import msgspec
@@ -25,6 +26,7 @@ from truckllm.types import (
     Provider,
     ProviderResult,
     ProviderSpec,
+    RateLimits,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
@@ -34,6 +36,8 @@ from .answers import check_answer
 from .errors import lost_conversation, read_error
 from .options import Options
 from .passthrough import ResponsesPassthrough, check_response
+from .presets import PRESETS, Preset
+from .quirks import adapt_chat_body
 from .responses_answer import translate_response
 from .responses_calls import ENDPOINTS as CALL_ENDPOINTS
 from .responses_calls import call_path, call_usage
@@ -43,8 +47,10 @@ from .stream import OpenAIStream, check_content_type
 from .usage import answer_usage
 
 __all__ = [
+    "PRESETS",
     "OpenAIStream",
     "Options",
+    "Preset",
     "ResponsesPassthrough",
     "ResponsesToChat",
     "lost_conversation",
@@ -79,6 +85,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             endpoints=frozenset(PATHS) | frozenset(RESPONSES_PATHS) | CALL_ENDPOINTS,
             options=Options,
             passes_through=frozenset({"responses"}),  # Responses API requests go as they came
+            needs_keys=False,  # a local server (preset ollama, vllm, lmstudio) takes none
         )
     )
 
@@ -86,6 +93,24 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
 def _options(provider: Provider) -> Options:
     options = provider.options
     return options if isinstance(options, Options) else _DEFAULT_OPTIONS
+
+
+def _preset(options: Options) -> Preset | None:
+    return PRESETS[options.preset] if options.preset is not None else None
+
+
+def _base_url(provider: Provider, options: Options) -> str:
+    """The API root: the config's ``base_url``; with a preset and none given, the preset's (the
+    kernel fills OpenAI's own root for an entry without one: it never means another service)."""
+    preset = _preset(options)
+    if preset is not None and provider.base_url == DEFAULT_BASE_URL:
+        return preset.base_url
+    return provider.base_url
+
+
+def _limits(options: Options, headers: Any) -> RateLimits | None:
+    preset = _preset(options)
+    return preset.limits(headers) if preset is not None else parse_ratelimit_headers(headers)
 
 
 def _translated(request: ChatRequest, model: str, options: Options) -> bool:
@@ -108,7 +133,13 @@ def _path_and_body(request: ChatRequest, model: str, options: Options) -> tuple[
         return RESPONSES_PATHS["count_tokens"], msgspec.json.encode(count_request(request, model))
     if _translated(request, model, options):
         return RESPONSES_PATHS["chat"], msgspec.json.encode(translate_request(request, model))
-    return PATHS[request.endpoint], _body(request, model, options)
+    body = _body(request, model, options)
+    preset = _preset(options)
+    if preset is not None and request.endpoint == "chat":
+        fields = msgspec.json.decode(body)
+        if isinstance(fields, dict) and adapt_chat_body(preset, model, fields):
+            body = msgspec.json.encode(fields)
+    return PATHS[request.endpoint], body
 
 
 def _body(request: ChatRequest, model: str, options: Options) -> bytes:
@@ -135,7 +166,10 @@ def _body(request: ChatRequest, model: str, options: Options) -> bytes:
             merged = {}
         merged["include_usage"] = True
         overrides["stream_options"] = merged
-    if request.endpoint == "chat" and re.match(options.reasoning_models, model):
+    preset = _preset(options)
+    if request.endpoint == "chat" and options.renames_max_tokens(
+        model, preset.reasoning_models if preset else None
+    ):
         fields = request.fields()
         if "max_tokens" in fields and "max_completion_tokens" not in fields:
             overrides["max_completion_tokens"] = fields["max_tokens"]
@@ -176,7 +210,7 @@ def transform_request(
 
 
 def _url(provider: Provider, options: Options, path: str) -> str:
-    url = provider.base_url + path
+    url = _base_url(provider, options) + path
     if options.query:
         url += "?" + urlencode(options.query)
     return url
@@ -206,7 +240,7 @@ def transform_response(
     the gateway holds it: another candidate may serve it, see :func:`.errors.lost_conversation`)."""
     if provider.type != TYPE:
         return None
-    limits = parse_ratelimit_headers(response.headers)
+    limits = _limits(_options(provider), response.headers)
     if response.status >= 400:
         error = read_error(response.status, response.headers, response.body)
         return ProviderResult(error=lost_conversation(error, request), limits=limits)
@@ -248,7 +282,7 @@ def transform_stream(
     if provider.type != TYPE:
         return None
     check_content_type(response.headers)
-    limits = parse_ratelimit_headers(response.headers)
+    limits = _limits(_options(provider), response.headers)
     if request.dialect == "responses":
         return ResponsesPassthrough(limits)
     if _translated(request, model, _options(provider)):

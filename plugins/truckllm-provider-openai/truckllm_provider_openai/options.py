@@ -8,7 +8,16 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-__all__ = ["DEFAULT_RESPONSES_MODELS", "Options"]
+__all__ = ["DEFAULT_REASONING_MODELS", "DEFAULT_RESPONSES_MODELS", "Options", "PresetName"]
+
+DEFAULT_REASONING_MODELS = r"^(o\d|gpt-5)"
+"""OpenAI's models that take ``max_completion_tokens`` instead of ``max_tokens``."""
+
+PresetName = Literal[
+    "groq", "mistral", "deepseek", "xai", "together", "fireworks", "openrouter", "perplexity",
+    "ollama", "vllm", "lmstudio",
+]  # fmt: skip
+"""The OpenAI-compatible services with a preset (see :mod:`.presets`)."""
 
 DEFAULT_RESPONSES_MODELS = (
     r"^(o1-pro|o3-pro|o3-deep-research|o4-mini-deep-research|computer-use|codex-"
@@ -36,19 +45,25 @@ class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     :ivar auth_header: the header carrying the key (``api-key`` for Azure OpenAI: the key is
         then sent bare).
     :ivar query: query parameters added to every URL (Azure: ``{api-version: 2024-10-21}``).
+    :ivar preset: an OpenAI-compatible service (``groq``, ``mistral``...): its base URL when the
+        config gives none, its key optional for a local server, its refused fields dropped, its
+        rate-limit headers read (see :mod:`.presets`); the price book looks it up as
+        ``openai:<preset>``.
     :ivar reasoning_models: a regular expression of the models that take
-        ``max_completion_tokens`` instead of ``max_tokens``.
+        ``max_completion_tokens`` instead of ``max_tokens`` (unset or ``null``: OpenAI's, or the
+        preset's default).
     :ivar api: ``chat`` (default): chat-completions clients are served through
         ``/chat/completions``; ``responses``: through ``/responses``, translated both ways.
     :ivar responses_models: a regular expression of the models always called through
-        ``/responses`` whatever ``api`` says (``null``: none).
+        ``/responses`` whatever ``api`` says (``null``: none; with a preset the default is none).
     """
 
     organization: HeaderValue | None = None
     project: HeaderValue | None = None
     auth_header: HeaderName = "authorization"
     query: dict[QueryName, QueryValue] = msgspec.field(default_factory=dict)
-    reasoning_models: str = r"^(o\d|gpt-5)"
+    preset: PresetName | None = None
+    reasoning_models: str | None = None
     api: Literal["chat", "responses"] = "chat"
     responses_models: str | None = DEFAULT_RESPONSES_MODELS
 
@@ -61,8 +76,20 @@ class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
             except re.error:
                 raise ValueError(f"{name} is not a valid regular expression") from None
 
+    def renames_max_tokens(self, model: str, preset_default: str | None) -> bool:
+        """Whether a chat request for the upstream ``model`` sends ``max_tokens`` as
+        ``max_completion_tokens`` (``reasoning_models``; unset: ``preset_default`` with a preset,
+        else OpenAI's)."""
+        pattern = self.reasoning_models
+        if pattern is None:
+            pattern = preset_default if self.preset is not None else DEFAULT_REASONING_MODELS
+        return pattern is not None and re.match(pattern, model) is not None
+
     def uses_responses(self, model: str) -> bool:
         """Whether chat requests for the upstream ``model`` go through ``/responses``."""
         if self.api == "responses":
             return True
-        return self.responses_models is not None and re.match(self.responses_models, model) is not None
+        pattern = self.responses_models
+        if self.preset is not None and pattern == DEFAULT_RESPONSES_MODELS:
+            return False  # OpenAI's own Responses-only families: not another service's models
+        return pattern is not None and re.match(pattern, model) is not None
