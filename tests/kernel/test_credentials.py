@@ -105,7 +105,11 @@ class TokPlugin:
         if not ok:
             self.bad.append(api_key)
 
+        echo = request.model == "echo-token"
+
         async def local() -> UpstreamResponse:
+            if echo:  # a hostile upstream quoting the credential it was sent
+                return UpstreamResponse(status=400, body=f"bad request for token {api_key}!".encode())
             if not ok:
                 return UpstreamResponse(status=401, body=b"expired token")
             body = chat_completion(
@@ -123,6 +127,10 @@ class TokPlugin:
     ) -> ProviderResult | None:
         if provider.type != "tok":
             return None
+        if response.status == 400:
+            return ProviderResult(
+                error=UpstreamError(status=400, kind="bad_request", message=response.body.decode())
+            )
         if response.status >= 400:
             return ProviderResult(error=UpstreamError(status=401, kind="auth", message="expired token"))
         return ProviderResult(body=response.body)
@@ -235,3 +243,14 @@ providers:
         served = httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10)
     assert served.status_code == 200, served.text
     assert issuer.seen_values == [value]
+
+
+def test_an_upstream_echoing_the_credential_it_was_sent_reaches_nobody_with_it() -> None:
+    """The scrubber knows every value a credential source handed out, not only the config's."""
+    issuer = Issuer()
+    config = CONFIG + "  echo-token: {deployments: [{provider: t, model: x}]}\n"
+    with GatewayServer(config, extra_plugins=(TokPlugin(issuer),)) as gw:
+        answer = httpx.post(gw.url + "/v1/chat/completions", json=dict(CHAT, model="echo-token"), timeout=10)
+    assert answer.status_code == 400
+    message = answer.json()["error"]["message"]
+    assert "bad request for token" in message and "tok-" not in message, message

@@ -62,7 +62,7 @@ def on_failure(
     """Book one failed attempt: scrub the error (every field, before anything reads it), record
     the attempt, and tell the key's health what the failure says about the key."""
     gw = run.gw
-    scrub_error(error, run.rt.scrubber)
+    scrub_error(error, gw.credentials.scrubber(run.rt.scrubber))  # config secrets and handed-out tokens
     run.last_kind = error.kind
     cooldown = attempt.routing.cooldown
     if error.retry_after is not None:

@@ -27,6 +27,7 @@ import msgspec
 from loguru import logger
 
 from truckllm._internal.runtime import Runtime
+from truckllm._internal.scrub import Scrubber
 from truckllm.types import Candidate, CredentialSource
 
 __all__ = ["MIN_MARGIN", "Credentials", "refresh_at"]
@@ -80,6 +81,9 @@ class Credentials:
         self.random = rng
         self.entries: dict[tuple[str, str], _Entry] = {}
         self.runtime: Runtime | None = None
+        self._handed: dict[tuple[str, str], tuple[str, ...]] = {}  # each source's current, previous values
+        self._own: Scrubber | None = None  # a scrubber of every value handed out (None: none yet)
+        self._merged: tuple[Scrubber, Scrubber, Scrubber] | None = None  # (base, own, union) cached
 
     def value(self, cand: Candidate) -> str | None:
         """The candidate's current credential, or ``None`` when its provider needs none."""
@@ -146,6 +150,7 @@ class Credentials:
 
     def _drop(self, ident: tuple[str, str]) -> None:
         entry = self.entries.pop(ident)
+        self._handed.pop(ident, None)  # kept scrubbed until the next refresh rebuilds the scrubber
         if entry.task is not None:
             entry.task.cancel()
         with contextlib.suppress(RuntimeError):
@@ -162,6 +167,28 @@ class Credentials:
                 entry.key,
                 type(exc).__name__,
             )
+
+    def _learn(self, entry: _Entry) -> None:
+        """Add the entry's new value to the scrubber (its previous one stays: requests in flight
+        may still carry it)."""
+        try:
+            value = entry.source.current()
+        except Exception:
+            return
+        ident = (entry.provider, entry.key)
+        self._handed[ident] = (value, *self._handed.get(ident, ())[:1])
+        self._own = Scrubber([v for values in self._handed.values() for v in values])
+
+    def scrubber(self, base: Scrubber) -> Scrubber:
+        """``base`` (the config's secrets) joined with every credential value handed out, so that
+        an upstream echoing a token it was sent reaches nobody with it."""
+        own = self._own
+        if own is None:
+            return base
+        merged = self._merged
+        if merged is None or merged[0] is not base or merged[1] is not own:
+            merged = self._merged = (base, own, Scrubber.union(base, own))
+        return merged[2]
 
     def _publish(self, entry: _Entry) -> None:
         """Put the entry's expiry on its key's state, on the gateway's clock."""
@@ -201,6 +228,7 @@ class Credentials:
             failures = 0
             entry.ready = True
             entry.expires = expires
+            self._learn(entry)
             self._publish(entry)
             entry.first.set()
             at = refresh_at(fetched, expires)

@@ -27,6 +27,7 @@ _SENSITIVE = re.compile(
 )
 _KEY_PATTERNS = re.compile(
     r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{20,}|tllm_[A-Za-z0-9_\-]{8,}|"
+    r"ya29\.[A-Za-z0-9_\-.]{8,}|(?:AKIA|ASIA)[A-Z0-9]{16}|"  # Google access tokens, AWS key ids
     r"(?i:bearer)\s+[A-Za-z0-9._\-~+/=]{8,})"
 )
 

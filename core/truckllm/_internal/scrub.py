@@ -54,16 +54,25 @@ class Scrubber:
         self._grams = frozenset(grams)
         self._short = tuple(sorted(short, key=len, reverse=True))
 
+    @classmethod
+    def union(cls, first: Scrubber, second: Scrubber) -> Scrubber:
+        """One scrubber removing what either removes (in one pass, before any cut)."""
+        merged = cls(())
+        merged._grams = first._grams | second._grams
+        merged._short = tuple(sorted({*first._short, *second._short}, key=len, reverse=True))
+        merged.longest = max(first.longest, second.longest)
+        return merged
+
     def text(self, text: str) -> str:
         """``text`` with every secret fragment and key-looking string replaced by ``<secret>``."""
         if not text:
             return text
+        grams = self._grams
+        if grams and len(text) >= MIN_FRAGMENT:  # long secrets first: a short one may lie inside one
+            text = self._fragments(text, grams)
         for value in self._short:
             if value in text:
                 text = text.replace(value, REDACTED)
-        grams = self._grams
-        if grams and len(text) >= MIN_FRAGMENT:
-            text = self._fragments(text, grams)
         return redact_text(text)
 
     @staticmethod
