@@ -46,6 +46,7 @@ def _config(base_url: str) -> str:
             f"    keys: [{{name: {name}, value: '{value}'}}]\n"
         )
         models.append(f"  claude-{name}:\n    deployments: [{{provider: br-{name}, model: '{MODEL}'}}]\n")
+    models.append("  nova:\n    deployments: [{provider: br-main, model: 'amazon.nova-pro-v1:0'}]\n")
     return (
         "routing:\n  retries: 0\n  stream_idle_timeout: 10s\nproviders:\n"
         + "".join(providers)
@@ -277,5 +278,55 @@ def test_anthropic_front_door(gateway: GatewayServer, fake: FakeBedrock) -> None
             final = stream.get_final_message()
     assert [b.type for b in final.content] == ["text", "tool_use"]
     assert final.stop_reason == "tool_use"
-    assert fake.requests[-1].path.endswith("/converse-stream")
+    received = fake.requests[-1]
+    assert received.path == f"/model/{MODEL}/invoke-with-response-stream"  # Claude: passed through
+    assert received.json["anthropic_version"] == "bedrock-2023-05-31"
+    assert "model" not in received.json and "stream" not in received.json
+    assert received.json["tools"] == tools
+    assert fake.violations == []
+
+
+def test_anthropic_thinking_blocks_reach_claude_untouched(gateway: GatewayServer, fake: FakeBedrock) -> None:
+    """Claude Code's history (signed thinking before tool_use, cache_control) goes as it came."""
+    fake.reset()
+    history: Any = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Lima?", "cache_control": {"type": "ephemeral"}}],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "look it up", "signature": "c2lnbmF0dXJl"},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Lima"}},
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+    ]
+    with anthropic.Anthropic(base_url=gateway.url, api_key="anything", max_retries=0) as sdk:
+        message = sdk.messages.create(
+            model="claude-main",
+            max_tokens=2048,
+            messages=history,
+            thinking={"type": "enabled", "budget_tokens": 1024},
+            extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
+        )
+    assert message.content[-1].type == "text"
+    sent = fake.requests[-1].json
+    assert sent["messages"] == history
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert sent["anthropic_beta"] == ["interleaved-thinking-2025-05-14"]
+    assert fake.violations == []
+
+
+def test_anthropic_client_to_a_model_that_is_not_claude(gateway: GatewayServer, fake: FakeBedrock) -> None:
+    """Not Claude: the Anthropic request is translated to Converse."""
+    fake.reset()
+    fake.script(Reply(text="Nova here"))
+    with anthropic.Anthropic(base_url=gateway.url, api_key="anything", max_retries=0) as sdk:
+        message = sdk.messages.create(
+            model="nova", max_tokens=64, messages=[{"role": "user", "content": "hello"}]
+        )
+    assert message.content[0].type == "text" and message.content[0].text == "Nova here"
+    assert fake.requests[-1].path == "/model/amazon.nova-pro-v1:0/converse"
     assert fake.violations == []

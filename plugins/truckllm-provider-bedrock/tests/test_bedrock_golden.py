@@ -25,6 +25,7 @@ from truckllm_testing.golden import case_names, check_file
 
 GOLDEN = Path(__file__).parent / "golden"
 KEY = "AKIDGOLDEN:golden-secret"
+MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 PROVIDER = Provider(
     name="br",
     type="bedrock",
@@ -67,6 +68,7 @@ def test_request(case: str) -> None:
 def test_response(case: str) -> None:
     raw = (GOLDEN / "responses" / f"{case}.in.json").read_bytes()
     result = plugin.transform_response(
+        model=MODEL_ID,
         provider=PROVIDER,
         request=_request({"model": "alias", "messages": [{"role": "user", "content": "x"}]}),
         response=UpstreamResponse(status=200, body=raw),
@@ -94,7 +96,7 @@ def test_stream(case: str) -> None:
         }
     )
     stream = plugin.transform_stream(
-        provider=PROVIDER, request=request, response=UpstreamResponse(status=200)
+        model=MODEL_ID, provider=PROVIDER, request=request, response=UpstreamResponse(status=200)
     )
     assert stream is not None
     out = b"".join(stream.feed(data[i : i + 7]) for i in range(0, len(data), 7)) + stream.close()

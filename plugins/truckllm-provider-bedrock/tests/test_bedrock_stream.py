@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from truckllm_provider_bedrock.eventstream import EventDecoder, EventStreamError
+from truckllm_provider_bedrock.passthrough import InvokeStream, invoke_body
 from truckllm_provider_bedrock.stream import ConverseStream
 
 from truckllm.errors import UpstreamFailure
+from truckllm.types import ChatRequest
 from truckllm_testing.fakes.bedrock_wire import event_frame, exception_frame, frame
 
 EVENTS: list[bytes] = [
@@ -204,3 +206,91 @@ def test_unknown_events_are_skipped_and_usage_is_not_sent_unasked() -> None:
     chunks = _chunks(out)
     assert all(c["choices"] for c in chunks)
     assert stream.usage is not None and stream.usage.completion_tokens == 7
+
+
+# --- InvokeModel streams (Anthropic clients of Claude) ------------------------------------------------
+
+_ANTHROPIC = [
+    {
+        "type": "message_start",
+        "message": {
+            "id": "m",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "usage": {"input_tokens": 5, "cache_read_input_tokens": 2, "output_tokens": 1},
+        },
+    },
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}},
+    {"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 5}},
+]
+
+
+def _invoke_stream(events: list[dict[str, Any]]) -> bytes:
+    import base64
+
+    return b"".join(
+        event_frame("chunk", {"bytes": base64.b64encode(json.dumps(e).encode()).decode()}) for e in events
+    )
+
+
+INVOKE = _invoke_stream(_ANTHROPIC)
+
+
+def test_invoke_stream_is_reframed_as_anthropic_sse() -> None:
+    stream = InvokeStream()
+    out = b"".join(stream.feed(INVOKE[i : i + 5]) for i in range(0, len(INVOKE), 5)) + stream.close()
+    frames = [f for f in out.split(b"\n\n") if f]
+    assert [f.split(b"\n")[0] for f in frames] == [b"event: " + e["type"].encode() for e in _ANTHROPIC]
+    assert b"amazon-bedrock" not in out
+    assert stream.usage is not None
+    assert (stream.usage.prompt_tokens, stream.usage.cached_tokens, stream.usage.completion_tokens) == (
+        7,
+        2,
+        4,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0), st.integers(min_value=1, max_value=255))
+def test_invoke_stream_corruption_is_a_clean_failure(at: int, flip: int) -> None:
+    data = bytearray(INVOKE)
+    data[at % len(data)] ^= flip
+    stream = InvokeStream()
+    with pytest.raises(UpstreamFailure):
+        stream.feed(bytes(data))
+        stream.close()
+
+
+def test_invoke_stream_error_event_and_cut() -> None:
+    with pytest.raises(UpstreamFailure, match="overloaded"):
+        InvokeStream().feed(
+            _invoke_stream([_ANTHROPIC[0], {"type": "error", "error": {"message": "overloaded"}}])
+        )
+    stream = InvokeStream()
+    stream.feed(_invoke_stream(_ANTHROPIC[:3]))
+    with pytest.raises(UpstreamFailure):
+        stream.close()
+    with pytest.raises(UpstreamFailure):
+        InvokeStream().feed(event_frame("chunk", {"bytes": "not base64!"}))
+
+
+def test_invoke_body_drops_what_bedrock_refuses() -> None:
+    raw = json.dumps({"model": "claude", "stream": True, "max_tokens": 5, "messages": []}).encode()
+    request = ChatRequest(
+        endpoint="chat",
+        dialect="anthropic",
+        body=raw,
+        model="claude",
+        stream=True,
+        headers={"anthropic-beta": "a, b"},
+    )
+    assert json.loads(invoke_body(request)) == {
+        "max_tokens": 5,
+        "messages": [],
+        "anthropic_version": "bedrock-2023-05-31",
+        "anthropic_beta": ["a", "b"],
+    }

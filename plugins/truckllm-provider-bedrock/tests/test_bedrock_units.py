@@ -29,6 +29,7 @@ from truckllm_testing.fakes.bedrock_wire import check_sigv4
 USER = [{"role": "user", "content": "hi"}]
 MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 KEY = "AKIDUNITTEST0001:unit-test-secret"
+MODEL_ID = MODEL
 FIXED_NOW = dt.datetime(2026, 12, 7, 12, 0, 0, tzinfo=dt.UTC)
 
 
@@ -273,6 +274,7 @@ def test_errors_are_classified(status: int, error_type: str, message: str, kind:
 
 def test_throttling_retry_after_is_read() -> None:
     result = plugin.transform_response(
+        model=MODEL_ID,
         provider=provider(),
         request=request({"messages": USER}),
         response=UpstreamResponse(
@@ -290,6 +292,7 @@ def test_throttling_retry_after_is_read() -> None:
 )
 def test_a_2xx_that_is_not_an_answer_is_a_502(body: bytes) -> None:
     result = plugin.transform_response(
+        model=MODEL_ID,
         provider=provider(),
         request=request({"messages": USER}),
         response=UpstreamResponse(status=200, body=body),

@@ -37,7 +37,8 @@ from truckllm.types import (
 from .credentials import decode_credential, make_source
 from .errors import classify
 from .options import DEFAULT_OPTIONS, Options, region_of
-from .request import translate
+from .passthrough import InvokeStream, invoke_body, is_message, message_usage
+from .request import is_claude, translate
 from .response import UnreadableAnswer, parse_usage_body, translate_answer
 from .signing import model_path, sign
 from .stream import ConverseStream
@@ -82,6 +83,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             endpoints=frozenset({"chat"}),
             options=Options,
             needs_keys=False,
+            passes_through=frozenset({"anthropic"}),
             credentials=make_source,
         )
     )
@@ -109,11 +111,24 @@ def transform_request(
     """Build the signed ``POST /model/{modelId}/converse`` (or ``converse-stream``)."""
     if provider.type != TYPE:
         return None
-    typed = request.typed
-    if not isinstance(typed, ChatCompletionRequest):
-        raise UnsupportedRequest(f"Bedrock does not serve the {request.endpoint} endpoint")
     options = _options(provider)
     base_url, region = _endpoint(provider, options)
+    if _passes_through(request, model):
+        operation = "invoke-with-response-stream" if request.stream else "invoke"
+        return _send(
+            provider,
+            options,
+            base_url + model_path(model, operation),
+            invoke_body(request),
+            request,
+            api_key,
+            region,
+        )
+    typed = request.typed
+    if not isinstance(typed, ChatCompletionRequest):
+        if request.refusal:
+            raise UnsupportedRequest(request.refusal, param=request.refusal_param)
+        raise UnsupportedRequest(f"Bedrock does not serve the {request.endpoint} endpoint")
     try:
         translation = translate(
             typed, model, max_tokens=options.max_tokens, thinking_max_tokens=options.thinking_max_tokens
@@ -129,6 +144,24 @@ def transform_request(
             param="messages",
         )
     url = base_url + model_path(model, "converse-stream" if request.stream else "converse")
+    return _send(provider, options, url, body, request, api_key, region)
+
+
+def _passes_through(request: ChatRequest, model: str) -> bool:
+    """An Anthropic client's chat request to a Claude model goes through InvokeModel as it came."""
+    return request.dialect == "anthropic" and request.endpoint == "chat" and is_claude(model)
+
+
+def _send(
+    provider: Provider,
+    options: Options,
+    url: str,
+    body: bytes,
+    request: ChatRequest,
+    api_key: str,
+    region: str,
+) -> UpstreamRequest:
+    """The call with its credentials: a bearer API key, or SigV4 over every header set here."""
     headers = {
         "content-type": "application/json",
         "accept": "application/vnd.amazon.eventstream" if request.stream else "application/json",
@@ -154,9 +187,10 @@ def _bad_response(status: int, why: str) -> UpstreamError:
 
 @hookimpl
 def transform_response(
-    provider: Provider, request: ChatRequest, response: UpstreamResponse
+    provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
 ) -> ProviderResult | None:
-    """Translate a Converse answer to OpenAI's shape; classify an error."""
+    """Translate a Converse answer to OpenAI's shape (pass an InvokeModel answer back to an
+    Anthropic client); classify an error."""
     if provider.type != TYPE:
         return None
     status = response.status
@@ -164,6 +198,10 @@ def transform_response(
         return ProviderResult(error=classify(status, response.headers, response.body))
     if not 200 <= status < 300:
         return ProviderResult(error=_bad_response(status, "no answer"))
+    if _passes_through(request, model):
+        if not is_message(response.body):
+            return ProviderResult(error=_bad_response(status, "a body that is not an Anthropic message"))
+        return ProviderResult(body=response.body, dialect="anthropic")
     try:
         body = translate_answer(response.body, model=request.model)
     except UnreadableAnswer as exc:
@@ -176,14 +214,17 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     """The usage of a Converse answer, in OpenAI's sense (the prompt counts cached tokens)."""
     if provider.type != TYPE:
         return None
-    return parse_usage_body(body)
+    usage = parse_usage_body(body)
+    return usage if usage is not None else message_usage(body)
 
 
 @hookimpl
 def transform_stream(
-    provider: Provider, request: ChatRequest, response: UpstreamResponse
-) -> ConverseStream | None:
-    """A translator for one ConverseStream answer."""
+    provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
+) -> ConverseStream | InvokeStream | None:
+    """A translator for one ConverseStream answer (or an InvokeModel stream for an Anthropic client)."""
     if provider.type != TYPE:
         return None
+    if _passes_through(request, model):
+        return InvokeStream()
     return ConverseStream(model=request.model, include_usage=request.include_usage)
