@@ -532,6 +532,9 @@ class _Gemini:
         return json.dumps(self.error(500, fields), indent=2).encode() + b"\n"
 
 
+_VERTEX_CLAUDE = re.compile(r"/publishers/anthropic/models/[^/]+:(?:rawPredict|streamRawPredict)$")
+"""Claude on Vertex AI: the Messages API at the model's URL."""
+
 _DIALECTS: dict[str, _OpenAI | _Anthropic | _Gemini] = {
     d.name: d for d in (_OpenAI(), _Anthropic(), _Gemini())
 }
@@ -541,6 +544,8 @@ _BASE_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta"}
 
 def _classify(path: str) -> tuple[str | None, str | None]:
     """(dialect, endpoint) of a raw path."""
+    if _VERTEX_CLAUDE.search(path):
+        return "anthropic", "messages"
     method = _GEMINI_METHOD.search(path)
     if method:
         return "gemini", method.group(1)
@@ -654,9 +659,9 @@ class HostileUpstream(LoopbackServer):
             started=time.monotonic(),
         )
         parsed = req.json()
-        if dialect == "gemini":
+        if dialect == "gemini" or _VERTEX_CLAUDE.search(path):  # the model is in the URL
             req.model = unquote(path[: path.rfind(":")].rsplit("/", 1)[-1])
-            req.stream = endpoint == "streamGenerateContent"
+            req.stream = endpoint == "streamGenerateContent" or path.endswith(":streamRawPredict")
         elif isinstance(parsed, dict):
             model = parsed.get("model")
             req.model = model if isinstance(model, str) else None

@@ -1,4 +1,4 @@
-"""Faithful fake upstream servers (OpenAI, Anthropic, Gemini, Azure OpenAI) for tests.
+"""Faithful fake upstream servers (OpenAI, Anthropic, Gemini, Azure OpenAI, Vertex AI) for tests.
 
 Each fake is a real aiohttp server on ``127.0.0.1`` (a random free port) that speaks
 the provider's exact wire format, validates requests against the provider's contract
@@ -43,6 +43,7 @@ from .base import FakeUpstream, Fault, Received, Reply, ToolCall
 from .gemini import FakeGemini
 from .openai import FakeOpenAI
 from .openai_responses import ResponseTurn, StoredResponse
+from .vertex import FakeVertex
 from .wire import SSEEvent, parse_sse, sse_frames
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "FakeGemini",
     "FakeOpenAI",
     "FakeUpstream",
+    "FakeVertex",
     "Fault",
     "Received",
     "Reply",
