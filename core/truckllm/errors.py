@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["ConfigError", "GatewayError", "Problem", "StartupError", "UnsupportedRequest", "UpstreamFailure"]
+__all__ = [
+    "ConfigError",
+    "CredentialError",
+    "GatewayError",
+    "Problem",
+    "StartupError",
+    "UnsupportedRequest",
+    "UpstreamFailure",
+]
 
 
 class StartupError(Exception):
@@ -91,3 +99,10 @@ class UnsupportedRequest(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+
+
+class CredentialError(Exception):
+    """Raised by a :class:`~truckllm.kit.credentials.CredentialSource`'s ``refresh()`` with a
+    message free of secrets (``"the token endpoint refused the service account: invalid_grant"``):
+    the kernel logs the message. Any other exception is logged by its type only, since a
+    library's message may quote what it read."""

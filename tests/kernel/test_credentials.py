@@ -20,6 +20,7 @@ from loguru import logger
 
 from truckllm import hookimpl
 from truckllm._internal.credentials import MIN_MARGIN, refresh_at
+from truckllm.errors import CredentialError
 from truckllm.kit.openai_wire import chat_completion
 from truckllm.types import (
     ChatRequest,
@@ -202,6 +203,7 @@ def test_a_key_whose_credential_never_came_is_skipped_and_named() -> None:
                 break
             time.sleep(0.2)
     logger.remove(handle)
+    assert any("credential refresh failed (ConnectionError)" in line for line in logs)  # the type only
     assert refused.status_code == 503, refused.text
     assert "credential is not ready" in refused.json()["error"]["message"]
     assert "secret-value-123" not in refused.text and "secret-value-123" not in "".join(logs)
@@ -254,3 +256,26 @@ def test_an_upstream_echoing_the_credential_it_was_sent_reaches_nobody_with_it()
     assert answer.status_code == 400
     message = answer.json()["error"]["message"]
     assert "bad request for token" in message and "tok-" not in message, message
+
+
+def test_a_credential_error_message_is_logged_other_messages_are_not() -> None:
+    """A plugin raising ``CredentialError`` chose a message free of secrets: operators see it."""
+
+    class Refused(TokenSource):
+        async def refresh(self) -> float:
+            raise CredentialError("the token endpoint said invalid_grant")
+
+    class RefusedPlugin(TokPlugin):
+        @hookimpl
+        def register_providers(self, register: Callable[[ProviderSpec], None]) -> None:
+            def factory(provider: Provider, value: str) -> TokenSource:
+                return Refused(self.issuer, value)
+
+            register(ProviderSpec(type="tok", default_base_url="tok://x", needs_keys=False, credentials=factory))
+
+    logs: list[str] = []
+    handle = logger.add(logs.append, level="WARNING", format="{message}")
+    with GatewayServer(CONFIG, extra_plugins=(RefusedPlugin(Issuer()),)):
+        pass
+    logger.remove(handle)
+    assert any("credential refresh failed (the token endpoint said invalid_grant)" in line for line in logs)

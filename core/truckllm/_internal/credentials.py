@@ -28,6 +28,7 @@ from loguru import logger
 
 from truckllm._internal.runtime import Runtime
 from truckllm._internal.scrub import Scrubber
+from truckllm.errors import CredentialError
 from truckllm.types import Candidate, CredentialSource
 
 __all__ = ["MIN_MARGIN", "Credentials", "refresh_at"]
@@ -214,11 +215,12 @@ class Credentials:
                 entry.first.set()
                 wait = min(_BACKOFF[1], _BACKOFF[0] * 2 ** (failures - 1))
                 wait = self.random.uniform(wait / 2, wait)
+                why = str(exc)[:300] if isinstance(exc, CredentialError) else type(exc).__name__
                 logger.warning(
                     "provider {} key {}: credential refresh failed ({}); retrying in {:.0f}s",
                     entry.provider,
                     entry.key,
-                    type(exc).__name__,
+                    why,
                     wait,
                 )
                 await self.sleep(wait)
