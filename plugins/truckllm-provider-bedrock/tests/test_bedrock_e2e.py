@@ -330,3 +330,32 @@ def test_anthropic_client_to_a_model_that_is_not_claude(gateway: GatewayServer, 
     assert message.content[0].type == "text" and message.content[0].text == "Nova here"
     assert fake.requests[-1].path == "/model/amazon.nova-pro-v1:0/converse"
     assert fake.violations == []
+
+
+def test_keyless_provider_uses_the_credential_chain(
+    fake: FakeBedrock, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """No ``keys:``: the environment's credentials (session token included), through botocore's chain."""
+    akid, secret, token = KEYS["session"].split(":")
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": akid,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_SESSION_TOKEN": token,
+        "AWS_CONFIG_FILE": str(tmp_path / "c"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "k"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    config = (
+        f"providers:\n  chain:\n    type: bedrock\n    base_url: {fake.origin}\n    options: {{region: us-east-1}}\n"
+        f"models:\n  c:\n    deployments: [{{provider: chain, model: '{MODEL}'}}]\n"
+    )
+    fake.reset()
+    with (
+        GatewayServer(config, autoload=False, extra_plugins=(plugin,)) as gw,
+        openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0) as sdk,
+    ):
+        answer = sdk.chat.completions.create(model="c", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "echo: hi"
+    assert fake.requests[-1].headers["x-amz-security-token"] == token
+    assert fake.violations == []
