@@ -35,6 +35,7 @@ WEATHER: Any = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
+PROFILE_ARN = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123def456"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
@@ -47,6 +48,7 @@ def _config(base_url: str) -> str:
         )
         models.append(f"  claude-{name}:\n    deployments: [{{provider: br-{name}, model: '{MODEL}'}}]\n")
     models.append("  nova:\n    deployments: [{provider: br-main, model: 'amazon.nova-pro-v1:0'}]\n")
+    models.append(f"  profile-arn:\n    deployments: [{{provider: br-main, model: '{PROFILE_ARN}'}}]\n")
     return (
         "routing:\n  retries: 0\n  stream_idle_timeout: 10s\nproviders:\n"
         + "".join(providers)
@@ -359,3 +361,11 @@ def test_keyless_provider_uses_the_credential_chain(
     assert answer.choices[0].message.content == "echo: hi"
     assert fake.requests[-1].headers["x-amz-security-token"] == token
     assert fake.violations == []
+
+
+def test_an_inference_profile_arn_is_one_signed_segment(client: openai.OpenAI, fake: FakeBedrock) -> None:
+    answer = client.chat.completions.create(model="profile-arn", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "echo: hi"
+    received = fake.requests[-1]
+    assert received.model == PROFILE_ARN
+    assert received.path == f"/model/{PROFILE_ARN}/converse"  # decoded: the raw path had %2F
