@@ -382,3 +382,17 @@ def test_credential_json_round_trip() -> None:
     assert decode_credential(text) == AwsCredential("A", "B")
     assert decode_credential("{not json") is None
     assert decode_credential("no-colon") is None
+
+
+async def test_a_chain_failure_is_a_credential_error_naming_no_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from truckllm.errors import CredentialError
+
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    source = plugin.credentials.make_source(provider(profile="missing"), "")
+    with pytest.raises(CredentialError, match="ProfileNotFound"):
+        await source.refresh()
+    with pytest.raises(CredentialError, match="ACCESS_KEY_ID:SECRET"):
+        await BedrockCredentials("not-a-pair", Options()).refresh()

@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from truckllm.errors import CredentialError
 from truckllm.types import Provider
 
 from .options import DEFAULT_OPTIONS, Options
@@ -49,8 +50,8 @@ class AwsCredential(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     token: str | None = None
 
 
-class NoCredentials(Exception):
-    """The credential chain found nothing (the message says where it looked, never a secret)."""
+class NoCredentials(CredentialError):
+    """No usable credential (the message says where it looked, never a secret: the kernel logs it)."""
 
 
 CredentialResolver = Callable[[], tuple[AwsCredential, float]]
@@ -88,14 +89,20 @@ def botocore_resolver(profile: str | None) -> CredentialResolver:
         credentials = state.get("credentials")
         if credentials is None:
             import botocore.session
+            from botocore.exceptions import BotoCoreError
 
-            session = botocore.session.Session(profile=profile)
-            credentials = session.get_credentials()
+            try:
+                credentials = botocore.session.Session(profile=profile).get_credentials()
+            except BotoCoreError as exc:  # its message may quote what it read: the type only
+                raise NoCredentials(f"the AWS credential chain failed ({type(exc).__name__})") from None
             if credentials is None:
                 where = f"profile {profile!r}" if profile else "the default chain"
                 raise NoCredentials(f"no AWS credentials found ({where})")
             state["credentials"] = credentials
-        frozen = credentials.get_frozen_credentials()
+        try:
+            frozen = credentials.get_frozen_credentials()
+        except Exception as exc:  # a refresh of temporary credentials failed
+            raise NoCredentials(f"refreshing the AWS credentials failed ({type(exc).__name__})") from None
         expiry = getattr(credentials, "_expiry_time", None)  # refreshable credentials only
         credential = AwsCredential(
             str(frozen.access_key or ""), str(frozen.secret_key or ""), frozen.token or None
