@@ -11,7 +11,8 @@ What each ``preset`` reproduces (the rest is FakeOpenAI's):
   ``seed``, ``stream_options``, ``logprobs``, ``user``...), a ``name`` on a non-tool message or a
   replayed ``reasoning_content`` is a 422 ``extra_forbidden`` (``{"object": "error", "message":
   {"detail": [...]}, "type": "invalid_request_error"}``); ``random_seed`` and ``tool_choice: any``
-  accepted; ``x-ratelimit-{limit,remaining}-{req,tokens}-minute`` headers.
+  accepted; a stream always ends with its usage (no ``stream_options`` needed);
+  ``x-ratelimit-{limit,remaining}-{req,tokens}-minute`` headers.
 - ``deepseek``: ``response_format`` ``json_schema`` is a 400; ``logprobs``/``top_logprobs`` are a
   400 on the thinking models (``deepseek-reasoner``, ``deepseek-v4*``); ``max_completion_tokens``
   is ignored (no limit); ``reasoning_content`` in assistant messages accepted; no rate-limit headers.
@@ -209,8 +210,14 @@ class FakeCompat(FakeOpenAI):
 
     def _compat_chat(self, handler: Handler) -> Handler:
         async def chat(ctx: Ctx) -> web.StreamResponse:
-            if self.preset in ("ollama", "deepseek") and isinstance(ctx.body, dict):
-                ctx.body.pop("max_completion_tokens", None)  # not a field there: ignored, no limit
+            body = ctx.body
+            if isinstance(body, dict):  # a copy: the record keeps what was received
+                body = dict(body)
+                if self.preset in ("ollama", "deepseek"):
+                    body.pop("max_completion_tokens", None)  # not a field there: ignored, no limit
+                if self.preset == "mistral" and body.get("stream") is True:
+                    body["stream_options"] = {"include_usage": True}  # Mistral streams end with usage
+                ctx.body = body
             return await handler(ctx)
 
         return chat
