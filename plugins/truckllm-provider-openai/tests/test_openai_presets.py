@@ -340,3 +340,26 @@ def test_without_a_preset_only_openai_headers_are_read() -> None:
         response=UpstreamResponse(status=429, headers=headers, body=b"{}"), model="m",
     )  # fmt: skip
     assert result is not None and result.limits is None
+
+
+def test_an_unknown_preset_is_a_config_error_naming_the_choices() -> None:
+    with pytest.raises(msgspec.ValidationError, match="preset"):
+        msgspec.convert({"preset": "grok"}, Options)
+
+
+def test_rate_limit_figures_are_read_defensively() -> None:
+    from truckllm_provider_openai.ratelimits import mistral_limits, openrouter_limits, together_limits
+
+    past = openrouter_limits({"x-ratelimit-remaining": "3", "x-ratelimit-reset": "5000"}, clock=lambda: 10.0)
+    assert past is not None and past.reset_requests == 0.0 and past.remaining_requests == 3
+    future = openrouter_limits(
+        {"x-ratelimit-remaining": "3", "x-ratelimit-reset": "12500"}, clock=lambda: 10.0
+    )
+    assert future is not None and future.reset_requests == pytest.approx(2.5)
+    far = openrouter_limits({"x-ratelimit-remaining": "3", "x-ratelimit-reset": "1e15"}, clock=lambda: 10.0)
+    assert far is not None and far.reset_requests is None  # beyond a day: unknown
+    assert together_limits({"x-ratelimit-remaining": "-1", "x-tokenlimit-remaining": "nan"}) is None
+    odd = together_limits({"x-ratelimit-remaining": "7", "x-ratelimit-reset": "inf"})
+    assert odd is not None and odd.remaining_requests == 7 and odd.reset_requests is None
+    assert mistral_limits({"x-ratelimit-remaining-tokens-minute": str(10**16)}) is None
+    assert mistral_limits({}) is None
