@@ -1,64 +1,60 @@
-"""The provider conformance suite run against the built-in ``bedrock`` provider plugin in front
-of the SigV4-checking fake Bedrock.
+"""The provider conformance suite (the hostile-upstream checks included), run against the
+built-in ``bedrock`` provider plugin in front of the SigV4-checking fake Bedrock.
 
-The hostile-upstream checks are skipped: :class:`~truckllm_testing.hostile.HostileUpstream`
-answers OpenAI, Anthropic and Gemini paths only (``/model/{id}/converse`` is its 404) and knows
-no event stream. The plugin's own tests cover what they hold for Bedrock (garbage answers and
-streams are a clean 502, any corruption of the event stream a clean error, the key never in an
-answer, usage never negative): ``plugins/truckllm-provider-bedrock/tests/test_bedrock_trust.py``.
+The hostile upstream knows a request's key only from a bearer header, so its checks run the
+plugin with a Bedrock API key (``auth: api_key``); the suite's own checks sign with SigV4. A model
+id is one path segment in which ``:`` stays as it is (``...-v1:0``: HTTP clients send it so, and
+it is signed so). The hostile checks need a hostile upstream that speaks Bedrock
+(``truckllm_testing.hostile.DIALECTS`` has ``bedrock``); with an older test kit they are skipped.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import pytest
 
-from truckllm_testing.conformance import ProviderConformance
+from truckllm_testing import hostile as hostile_kit
+from truckllm_testing.conformance import ProviderConformance, UpstreamTarget
 from truckllm_testing.fakes.bedrock import FakeBedrock
+from truckllm_testing.hostile import HostileRequest, HostileUpstream
 
-_NO_HOSTILE = "the hostile upstream speaks no Bedrock (Converse paths, AWS event stream)"
+_SEGMENT = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=@:-]|%[0-9A-Fa-f]{2})+")
+_SPEAKS_BEDROCK = "bedrock" in getattr(hostile_kit, "DIALECTS", ())
+
+
+class _ModelSegment(UpstreamTarget):
+    """``/model/<id>/<operation>`` with the id as one segment, ``:`` allowed (RFC 3986 ``pchar``)."""
+
+    def check(self, seen: HostileRequest, model: str) -> None:
+        """Fail unless ``seen`` went to this target for ``model``."""
+        where = f"the plugin sent {seen.method} {seen.target!r} for the model {model!r}"
+        assert seen.params == [], f"{where}: query parameters it did not mean to send"
+        path = seen.path
+        assert path.startswith(self.prefix) and path.endswith(self.suffix), where
+        segment = path[len(self.prefix) : len(path) - len(self.suffix)]
+        assert _SEGMENT.fullmatch(segment) and segment not in (".", ".."), f"{where}: not one segment"
+        assert unquote(segment, errors="strict") == model, f"{where}: the segment decodes to another model"
 
 
 class TestBedrockConformance(ProviderConformance):
     provider_type = "bedrock"
     fake_upstream = FakeBedrock
+    upstream_dialect = "bedrock"
     model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
     keys = ("AKIDCONFORMANCE1:conformance-secret-1", "AKIDCONFORMANCE2:conformance-secret-2")
     provider_options: ClassVar[dict[str, Any]] = {"region": "us-east-1"}
 
-    def test_hostile_answer_is_a_valid_answer_or_a_502(self) -> None:
-        """Skipped (see the module docstring)."""
-        pytest.skip(_NO_HOSTILE)
+    def hostile_entry(self, hostile: HostileUpstream) -> dict[str, Any]:
+        """The hostile server's entry, its key sent as a Bedrock API key."""
+        if not _SPEAKS_BEDROCK:
+            pytest.skip("this test kit's hostile upstream speaks no Bedrock")
+        entry = super().hostile_entry(hostile)
+        entry["options"] = {"region": "us-east-1", "auth": "api_key"}
+        return entry
 
-    def test_hostile_upstream_cannot_leak_the_key(self) -> None:
-        """Skipped (see the module docstring)."""
-        pytest.skip(_NO_HOSTILE)
-
-    def test_hostile_retry_after_is_bounded(self) -> None:
-        """Skipped (see the module docstring)."""
-        pytest.skip(_NO_HOSTILE)
-
-    def test_hostile_usage_is_never_negative(self) -> None:
-        """Skipped (see the module docstring)."""
-        pytest.skip(_NO_HOSTILE)
-
-    def test_hostile_rate_limit_headers_are_read_as_unknown(self) -> None:
-        """Skipped (see the module docstring)."""
-        pytest.skip(_NO_HOSTILE)
-
-    def test_model_names_are_one_url_segment_direct(self) -> None:
-        """Skipped (see the module docstring); ``test_bedrock_units`` checks the model segment."""
-        pytest.skip(_NO_HOSTILE)
-
-    def test_arbitrary_model_names_are_one_url_segment_direct(self) -> None:
-        """Skipped (see the module docstring)."""
-        pytest.skip(_NO_HOSTILE)
-
-    def test_model_names_are_one_url_segment_configured(self) -> None:
-        """Skipped (see the module docstring)."""
-        pytest.skip(_NO_HOSTILE)
-
-    def test_arbitrary_model_names_are_one_url_segment_configured(self) -> None:
-        """Skipped (see the module docstring)."""
-        pytest.skip(_NO_HOSTILE)
+    def upstream_target(self, model: str, stream: bool) -> UpstreamTarget:
+        """``/model/<id>/converse`` (``converse-stream`` for a stream)."""
+        return _ModelSegment("/model/", "/converse-stream" if stream else "/converse", model_in_path=True)

@@ -79,6 +79,11 @@ class EventDecoder:
         self._buffer = bytearray()
 
     @property
+    def started(self) -> bool:
+        """The bytes held begin with a valid prelude: a message was cut short (not garbage)."""
+        return len(self._buffer) >= _PRELUDE
+
+    @property
     def pending(self) -> int:
         """Bytes held of a message not yet whole."""
         return len(self._buffer)

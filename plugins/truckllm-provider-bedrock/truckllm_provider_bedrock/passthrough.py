@@ -145,6 +145,8 @@ class InvokeStream:
         """Nothing more, or :class:`UpstreamFailure` when the stream ended before ``message_stop``."""
         if self.done:
             return b""
+        if self._decoder.pending and not self._decoder.started:
+            raise _bad("Bedrock's stream ended with bytes that are no event-stream message")
         if self._seen or self._decoder.pending:
             raise UpstreamFailure(
                 upstream_error(502, "Bedrock stream ended before message_stop", kind="stream")

@@ -135,6 +135,8 @@ class ConverseStream:
         """The upstream ended: nothing more to send, or :class:`UpstreamFailure` if it was cut short."""
         if self.done:
             return b""
+        if self._decoder.pending and not self._decoder.started:
+            raise _bad("Bedrock's stream ended with bytes that are no event-stream message")
         if self._seen or self._decoder.pending:
             raise UpstreamFailure(
                 upstream_error(502, "Bedrock stream ended before its metadata event", kind="stream")
