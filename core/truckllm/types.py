@@ -522,6 +522,9 @@ class ProviderSpec(Struct, frozen=True, kw_only=True):
         may be ``""``) for a :class:`truckllm.kit.credentials.CredentialSource`; the kernel
         refreshes it off the request path and hands ``current()`` to ``transform_request`` as
         ``api_key``.
+    :ivar resolve: given one entry's decoded options, ``(default_base_url, needs_keys)`` for that
+        entry (``None`` in either keeps the spec's own): an OpenAI-compatible preset's root, no
+        key for a local server.
     """
 
     type: str
@@ -532,6 +535,7 @@ class ProviderSpec(Struct, frozen=True, kw_only=True):
     needs_keys: bool = True
     passes_through: frozenset[str] = frozenset()
     credentials: Callable[[Provider, str], CredentialSource] | None = None
+    resolve: Callable[[object], tuple[str | None, bool | None]] | None = None
 
 
 class CredentialSource(Protocol):

@@ -283,7 +283,8 @@ def build_runtime(
     for name, pc in config.providers.items():
         spec = host.providers[pc.type]
         specs[name] = spec
-        base_url = (pc.base_url or spec.default_base_url).rstrip("/")
+        default = spec.resolve(pc.options)[0] if spec.resolve is not None else None
+        base_url = (pc.base_url or default or spec.default_base_url).rstrip("/")
         providers[name] = Provider(
             name=name, type=pc.type, base_url=base_url, headers=dict(pc.headers), options=pc.options
         )

@@ -57,6 +57,7 @@ __all__ = [
     "parse_usage",
     "read_error",
     "register_providers",
+    "resolve_entry",
     "transform_request",
     "transform_response",
     "transform_stream",
@@ -85,7 +86,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             endpoints=frozenset(PATHS) | frozenset(RESPONSES_PATHS) | CALL_ENDPOINTS,
             options=Options,
             passes_through=frozenset({"responses"}),  # Responses API requests go as they came
-            needs_keys=False,  # a local server (preset ollama, vllm, lmstudio) takes none
+            resolve=resolve_entry,  # a preset's root; no key needed by a local server's
         )
     )
 
@@ -93,6 +94,15 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
 def _options(provider: Provider) -> Options:
     options = provider.options
     return options if isinstance(options, Options) else _DEFAULT_OPTIONS
+
+
+def resolve_entry(options: object) -> tuple[str | None, bool | None]:
+    """``(default base URL, needs keys)`` of one provider entry: a preset's documented root, and
+    no key for a local server (``ollama``, ``vllm``, ``lmstudio``)."""
+    preset = _preset(options) if isinstance(options, Options) else None
+    if preset is None:
+        return None, None
+    return preset.base_url, not preset.local
 
 
 def _preset(options: Options) -> Preset | None:

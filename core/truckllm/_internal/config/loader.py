@@ -431,7 +431,7 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
                 ["providers", pname, "type"],
                 _unknown("provider type", provider.type, registry.providers, registry),
             )
-        elif spec.needs_keys and not provider.keys:
+        elif _needs_keys(spec, provider.options) and not provider.keys:
             reader.problem(["providers", pname, "keys"], "this provider type needs at least one key")
         if provider.base_url is not None:
             bad = _check_url(provider.base_url) or host_problem(
@@ -445,7 +445,7 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
             if key.name in seen:
                 reader.problem(["providers", pname, "keys", i, "name"], f"duplicate key name {key.name!r}")
             seen.add(key.name)
-            if spec is not None and spec.needs_keys and not key.value:
+            if spec is not None and _needs_keys(spec, provider.options) and not key.value:
                 reader.problem(["providers", pname, "keys", i, "value"], "the key has no value")
         if spec is not None and spec.options is not None:
             reader.convert(provider.options, spec.options, ["providers", pname, "options"])
@@ -470,7 +470,7 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
                 )
                 continue
             spec = registry.providers.get(dep_provider.type)
-            if spec is not None and spec.needs_keys:
+            if spec is not None and _needs_keys(spec, dep_provider.options):
                 usable = [k for k in dep_provider.keys if k.models is None or dep.model in k.models]
                 if dep_provider.keys and not usable:
                     reader.problem(
@@ -576,3 +576,18 @@ def merge_routing(base: RoutingConfig, *overrides: RoutingOverride | None) -> Ro
 
 
 ConfigLoader = Callable[[], Config]
+
+
+def _needs_keys(spec: ProviderSpec, options: object) -> bool:
+    """Whether this provider entry needs keys: its spec's ``resolve`` (given the entry's options,
+    decoded) may say otherwise than the type's ``needs_keys`` (a local server's preset)."""
+    if spec.resolve is None or spec.options is None:
+        return spec.needs_keys
+    try:
+        decoded = options if isinstance(options, spec.options) else msgspec.convert(
+            options or {}, type=spec.options, strict=False, dec_hook=_dec_hook
+        )
+        needs = spec.resolve(decoded)[1]
+    except Exception:  # bad options are reported where they are decoded
+        return spec.needs_keys
+    return spec.needs_keys if needs is None else needs
