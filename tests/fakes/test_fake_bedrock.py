@@ -56,8 +56,14 @@ def fake() -> Iterator[FakeBedrock]:
 POOL = urllib3.PoolManager()
 
 
-def client(fake: FakeBedrock, *, secret: str = SECRET, region: str = "us-east-1", akid: str = AKID,
-           token: str | None = None) -> Any:
+def client(
+    fake: FakeBedrock,
+    *,
+    secret: str = SECRET,
+    region: str = "us-east-1",
+    akid: str = AKID,
+    token: str | None = None,
+) -> Any:
     made = boto3.client(
         "bedrock-runtime",
         region_name=region,
@@ -72,17 +78,29 @@ def client(fake: FakeBedrock, *, secret: str = SECRET, region: str = "us-east-1"
 
 
 def test_converse_with_boto3(fake: FakeBedrock) -> None:
-    fake.script(Reply(text="Sunny in Paris", prompt_tokens=30, cached_tokens=10, cache_write_tokens=5,
-                      completion_tokens=3))
+    fake.script(
+        Reply(
+            text="Sunny in Paris",
+            prompt_tokens=30,
+            cached_tokens=10,
+            cache_write_tokens=5,
+            completion_tokens=3,
+        )
+    )
     answer = client(fake).converse(
-        modelId=MODEL, messages=USER, system=[{"text": "be brief"}],
+        modelId=MODEL,
+        messages=USER,
+        system=[{"text": "be brief"}],
         inferenceConfig={"maxTokens": 100, "temperature": 0.2},
     )
     assert answer["output"]["message"]["content"] == [{"text": "Sunny in Paris"}]
     assert answer["stopReason"] == "end_turn"
     assert answer["usage"] == {
-        "inputTokens": 15, "outputTokens": 3, "totalTokens": 33,
-        "cacheReadInputTokens": 10, "cacheWriteInputTokens": 5,
+        "inputTokens": 15,
+        "outputTokens": 3,
+        "totalTokens": 33,
+        "cacheReadInputTokens": 10,
+        "cacheWriteInputTokens": 5,
     }
     (received,) = fake.requests
     assert received.model == MODEL
@@ -103,32 +121,46 @@ def test_converse_tool_use_and_reasoning(fake: FakeBedrock) -> None:
     fake.script(Reply(thinking="Let me think", tool_calls=[ToolCall("get_weather", {"where": "Paris"})]))
     answer = client(fake).converse(modelId=MODEL, messages=USER, toolConfig=TOOLS)
     content = answer["output"]["message"]["content"]
-    assert content[0] == {"reasoningContent": {"reasoningText": {"text": "Let me think",
-                                                                 "signature": reasoning_signature("Let me think")}}}
+    assert content[0] == {
+        "reasoningContent": {
+            "reasoningText": {"text": "Let me think", "signature": reasoning_signature("Let me think")}
+        }
+    }
     assert content[1]["toolUse"]["name"] == "get_weather"
     assert content[1]["toolUse"]["input"] == {"where": "Paris"}
     assert answer["stopReason"] == "tool_use"
 
 
 def test_converse_stream_with_boto3(fake: FakeBedrock) -> None:
-    fake.script(Reply(text="one two three four", thinking="hmm yes",
-                      tool_calls=[ToolCall("get_weather", {"where": "Oslo"})], prompt_tokens=7, completion_tokens=9))
+    fake.script(
+        Reply(
+            text="one two three four",
+            thinking="hmm yes",
+            tool_calls=[ToolCall("get_weather", {"where": "Oslo"})],
+            prompt_tokens=7,
+            completion_tokens=9,
+        )
+    )
     answer = client(fake).converse_stream(modelId=MODEL, messages=USER, toolConfig=TOOLS)
     events = list(answer["stream"])
     kinds = [next(iter(e)) for e in events]
     assert kinds[0] == "messageStart" and kinds[-2:] == ["messageStop", "metadata"]
-    text = "".join(e["contentBlockDelta"]["delta"].get("text", "") for e in events if "contentBlockDelta" in e)
+    text = "".join(
+        e["contentBlockDelta"]["delta"].get("text", "") for e in events if "contentBlockDelta" in e
+    )
     assert text == "one two three four"
     reasoning = "".join(
         e["contentBlockDelta"]["delta"]["reasoningContent"].get("text", "")
-        for e in events if "reasoningContent" in e.get("contentBlockDelta", {}).get("delta", {})
+        for e in events
+        if "reasoningContent" in e.get("contentBlockDelta", {}).get("delta", {})
     )
     assert reasoning == "hmm yes"
     (start,) = [e["contentBlockStart"] for e in events if "contentBlockStart" in e]
     assert start["start"]["toolUse"]["name"] == "get_weather"
     arguments = "".join(
         e["contentBlockDelta"]["delta"]["toolUse"]["input"]
-        for e in events if "toolUse" in e.get("contentBlockDelta", {}).get("delta", {})
+        for e in events
+        if "toolUse" in e.get("contentBlockDelta", {}).get("delta", {})
     )
     assert json.loads(arguments) == {"where": "Oslo"}
     assert events[-2]["messageStop"]["stopReason"] == "tool_use"
@@ -182,8 +214,12 @@ def test_bad_signatures_are_403(fake: FakeBedrock, change: dict[str, str], messa
 
 def _signed(fake: FakeBedrock, when: dt.datetime, service: str = "bedrock") -> dict[str, str]:
     body = json.dumps({"messages": USER}).encode()
-    request = AWSRequest(method="POST", url=f"{fake.origin}/model/{MODEL}/converse", data=body,
-                         headers={"content-type": "application/json"})
+    request = AWSRequest(
+        method="POST",
+        url=f"{fake.origin}/model/{MODEL}/converse",
+        data=body,
+        headers={"content-type": "application/json"},
+    )
     request.context["timestamp"] = when.strftime("%Y%m%dT%H%M%SZ")
     signer = SigV4Auth(Credentials(AKID, SECRET), service, "us-east-1")
     request.headers["X-Amz-Date"] = request.context["timestamp"]
@@ -199,8 +235,7 @@ def _signed(fake: FakeBedrock, when: dt.datetime, service: str = "bedrock") -> d
 
 @pytest.mark.parametrize(
     ("age", "service", "message"),
-    [(dt.timedelta(minutes=20), "bedrock", "Signature expired"),
-     (dt.timedelta(0), "s3", "correct service")],
+    [(dt.timedelta(minutes=20), "bedrock", "Signature expired"), (dt.timedelta(0), "s3", "correct service")],
 )
 def test_expired_date_and_wrong_service_are_403(
     fake: FakeBedrock, age: dt.timedelta, service: str, message: str
@@ -215,12 +250,20 @@ def test_expired_date_and_wrong_service_are_403(
 
 def test_bearer_api_key(fake: FakeBedrock) -> None:
     body = json.dumps({"messages": USER})
-    good = POOL.request("POST", f"{fake.origin}/model/{MODEL}/converse", body=body,
-                           headers={"Authorization": "Bearer bedrock-api-key-1", "content-type": "application/json"})
+    good = POOL.request(
+        "POST",
+        f"{fake.origin}/model/{MODEL}/converse",
+        body=body,
+        headers={"Authorization": "Bearer bedrock-api-key-1", "content-type": "application/json"},
+    )
     assert good.status == 200, good.data
     assert fake.requests[-1].api_key == "bedrock-api-key-1"
-    bad = POOL.request("POST", f"{fake.origin}/model/{MODEL}/converse", body=body,
-                          headers={"Authorization": "Bearer nope", "content-type": "application/json"})
+    bad = POOL.request(
+        "POST",
+        f"{fake.origin}/model/{MODEL}/converse",
+        body=body,
+        headers={"Authorization": "Bearer nope", "content-type": "application/json"},
+    )
     assert bad.status == 403
 
 
@@ -229,21 +272,38 @@ def test_bearer_api_key(fake: FakeBedrock) -> None:
     [
         ({"messages": USER, "temperature": 1}, "Unknown parameter"),
         ({"messages": [{"role": "user", "content": [{"text": 3}]}]}, "Invalid type"),
-        ({"messages": [{"role": "assistant", "content": [{"text": "hi"}]}]}, "must start with a user message"),
+        (
+            {"messages": [{"role": "assistant", "content": [{"text": "hi"}]}]},
+            "must start with a user message",
+        ),
         ({"messages": [{"role": "user", "content": [{"text": " "}]}]}, "is blank"),
         (
-            {"messages": [*USER, {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {}}}]}]},
+            {
+                "messages": [
+                    *USER,
+                    {
+                        "role": "assistant",
+                        "content": [{"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {}}}],
+                    },
+                ]
+            },
             "toolConfig field must be defined",
         ),
         (
             {
                 "messages": [
                     *USER,
-                    {"role": "assistant", "content": [
-                        {"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {}}},
-                        {"reasoningContent": {"reasoningText": {"text": "hm", "signature": "s"}}},
-                    ]},
-                    {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": "sun"}]}}]},
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"toolUse": {"toolUseId": "t1", "name": "get_weather", "input": {}}},
+                            {"reasoningContent": {"reasoningText": {"text": "hm", "signature": "s"}}},
+                        ],
+                    },
+                    {
+                        "role": "user",
+                        "content": [{"toolResult": {"toolUseId": "t1", "content": [{"text": "sun"}]}}],
+                    },
                 ],
                 "toolConfig": TOOLS,
             },
@@ -253,8 +313,12 @@ def test_bearer_api_key(fake: FakeBedrock) -> None:
 )
 def test_validation_exception(fake: FakeBedrock, params: dict[str, Any], message: str) -> None:
     body = json.dumps(params).encode()
-    request = AWSRequest(method="POST", url=f"{fake.origin}/model/{MODEL}/converse", data=body,
-                         headers={"content-type": "application/json"})
+    request = AWSRequest(
+        method="POST",
+        url=f"{fake.origin}/model/{MODEL}/converse",
+        data=body,
+        headers={"content-type": "application/json"},
+    )
     SigV4Auth(Credentials(AKID, SECRET), "bedrock", "us-east-1").add_auth(request)
     answer = POOL.request("POST", str(request.url), body=body, headers=dict(request.headers.items()))
     assert answer.status == 400, answer.data
@@ -265,8 +329,12 @@ def test_validation_exception(fake: FakeBedrock, params: dict[str, Any], message
 
 def test_event_stream_frames_are_valid(fake: FakeBedrock) -> None:
     body = json.dumps({"messages": USER}).encode()
-    request = AWSRequest(method="POST", url=f"{fake.origin}/model/{MODEL}/converse-stream", data=body,
-                         headers={"content-type": "application/json"})
+    request = AWSRequest(
+        method="POST",
+        url=f"{fake.origin}/model/{MODEL}/converse-stream",
+        data=body,
+        headers={"content-type": "application/json"},
+    )
     SigV4Auth(Credentials(AKID, SECRET), "bedrock", "us-east-1").add_auth(request)
     answer = POOL.request("POST", str(request.url), body=body, headers=dict(request.headers.items()))
     assert answer.headers["content-type"] == "application/vnd.amazon.eventstream"
@@ -276,8 +344,13 @@ def test_event_stream_frames_are_valid(fake: FakeBedrock) -> None:
 
 
 def bedrock_anthropic(fake: FakeBedrock) -> AnthropicBedrock:
-    made = AnthropicBedrock(aws_access_key=AKID, aws_secret_key=SECRET, aws_region="us-east-1",
-                            base_url=fake.origin, max_retries=0)
+    made = AnthropicBedrock(
+        aws_access_key=AKID,
+        aws_secret_key=SECRET,
+        aws_region="us-east-1",
+        base_url=fake.origin,
+        max_retries=0,
+    )
     _OPEN.append(made)
     return made
 
@@ -307,11 +380,44 @@ def test_anthropic_bedrock_client_stream(fake: FakeBedrock) -> None:
 
 
 def test_invoke_chunks_carry_base64_anthropic_events(fake: FakeBedrock) -> None:
-    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
-                       "messages": [{"role": "user", "content": "hi"}]}).encode()
-    request = AWSRequest(method="POST", url=f"{fake.origin}/model/{MODEL}/invoke-with-response-stream",
-                         data=body, headers={"content-type": "application/json"})
+    body = json.dumps(
+        {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+    ).encode()
+    request = AWSRequest(
+        method="POST",
+        url=f"{fake.origin}/model/{MODEL}/invoke-with-response-stream",
+        data=body,
+        headers={"content-type": "application/json"},
+    )
     SigV4Auth(Credentials(AKID, SECRET), "bedrock", "us-east-1").add_auth(request)
     answer = POOL.request("POST", str(request.url), body=body, headers=dict(request.headers.items()))
     types = [json.loads(base64.b64decode(m.json()["bytes"]))["type"] for m in decode_frames(answer.data)]
     assert types[0] == "message_start" and types[-1] == "message_stop"
+
+
+def test_count_tokens_with_boto3(fake: FakeBedrock) -> None:
+    runtime = client(fake)
+    converse = runtime.count_tokens(
+        modelId=MODEL, input={"converse": {"messages": USER, "system": [{"text": "be brief"}]}}
+    )
+    assert converse["inputTokens"] == 10  # 7 + 2 words, plus one
+    body = json.dumps(
+        {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": "three words here"}],
+        }
+    ).encode()
+    invoke = runtime.count_tokens(modelId=MODEL, input={"invokeModel": {"body": body}})
+    assert invoke["inputTokens"] == 4
+    with pytest.raises(ClientError) as info:
+        runtime.count_tokens(
+            modelId=MODEL,
+            input={"converse": {"messages": [{"role": "assistant", "content": [{"text": "x"}]}]}},
+        )
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    fake.violations.clear()

@@ -369,3 +369,21 @@ def test_an_inference_profile_arn_is_one_signed_segment(client: openai.OpenAI, f
     received = fake.requests[-1]
     assert received.model == PROFILE_ARN
     assert received.path == f"/model/{PROFILE_ARN}/converse"  # decoded: the raw path had %2F
+
+
+@pytest.mark.parametrize(("alias", "operation_input"), [("claude-main", "invokeModel"), ("nova", "converse")])
+def test_anthropic_count_tokens(
+    gateway: GatewayServer, fake: FakeBedrock, alias: str, operation_input: str
+) -> None:
+    """``/v1/messages/count_tokens`` through Bedrock's CountTokens: Claude counts the InvokeModel
+    body the request would make, other models the Converse body."""
+    fake.reset()
+    with anthropic.Anthropic(base_url=gateway.url, api_key="anything", max_retries=0) as sdk:
+        count = sdk.messages.count_tokens(
+            model=alias, messages=[{"role": "user", "content": "count these four words"}]
+        )
+    assert count.input_tokens == 5
+    received = fake.requests[-1]
+    assert received.path.endswith("/count-tokens")
+    assert list(received.json["input"]) == [operation_input]
+    assert fake.violations == []

@@ -23,7 +23,7 @@ from truckllm_provider_bedrock.signing import model_path, sign
 
 from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm.errors import UnsupportedRequest
-from truckllm.types import ChatRequest, Provider, UpstreamResponse
+from truckllm.types import ChatRequest, Provider, UpstreamResponse, Usage
 from truckllm_testing.fakes.bedrock_wire import check_sigv4
 
 USER = [{"role": "user", "content": "hi"}]
@@ -396,3 +396,59 @@ async def test_a_chain_failure_is_a_credential_error_naming_no_secret(
         await source.refresh()
     with pytest.raises(CredentialError, match="ACCESS_KEY_ID:SECRET"):
         await BedrockCredentials("not-a-pair", Options()).refresh()
+
+
+def test_a_count_is_sent_as_count_tokens_and_answered_as_openai_counts() -> None:
+    body = {
+        "messages": USER,
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "max_tokens": 9,
+        "stream": True,
+    }
+    raw = json.dumps({"model": "alias", **body}).encode()
+    count = ChatRequest(
+        endpoint="count_tokens",
+        body=raw,
+        model="alias",
+        typed=msgspec.json.decode(raw, type=ChatCompletionRequest),
+    )
+    up = plugin.transform_request(
+        provider=provider(), model="amazon.nova-pro-v1:0", request=count, api_key=KEY
+    )
+    assert up is not None and not up.stream
+    assert up.url.endswith("/model/amazon.nova-pro-v1:0/count-tokens")
+    assert json.loads(up.body) == {
+        "input": {
+            "converse": {
+                "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+                "toolConfig": {
+                    "tools": [
+                        {
+                            "toolSpec": {
+                                "name": "f",
+                                "inputSchema": {"json": {"type": "object", "properties": {}}},
+                            }
+                        }
+                    ]
+                },
+            }
+        }
+    }
+    result = plugin.transform_response(
+        provider=provider(),
+        request=count,
+        model="amazon.nova-pro-v1:0",
+        response=UpstreamResponse(status=200, body=b'{"inputTokens": 12}'),
+    )
+    assert result is not None and json.loads(result.body) == {
+        "object": "response.input_tokens",
+        "input_tokens": 12,
+    }
+    assert plugin.parse_usage(provider=provider(), request=count, body=b'{"inputTokens": 12}') == Usage()
+    bad = plugin.transform_response(
+        provider=provider(),
+        request=count,
+        model="amazon.nova-pro-v1:0",
+        response=UpstreamResponse(status=200, body=b'{"inputTokens": -3}'),
+    )
+    assert bad is not None and bad.error is not None and bad.error.kind == "bad_response"

@@ -34,6 +34,7 @@ from truckllm.types import (
     Usage,
 )
 
+from .count import converse_count_body, count_answer, invoke_count_body
 from .credentials import decode_credential, make_source
 from .errors import classify
 from .options import DEFAULT_OPTIONS, Options, region_of
@@ -80,7 +81,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             type=TYPE,
             default_base_url=DEFAULT_BASE_URL,
             dialect="openai",
-            endpoints=frozenset({"chat"}),
+            endpoints=frozenset({"chat", "count_tokens"}),
             options=Options,
             needs_keys=False,
             passes_through=frozenset({"anthropic"}),
@@ -108,21 +109,29 @@ def _endpoint(provider: Provider, options: Options) -> tuple[str, str]:
 def transform_request(
     provider: Provider, model: str, request: ChatRequest, api_key: str
 ) -> UpstreamRequest | None:
-    """Build the signed ``POST /model/{modelId}/converse`` (or ``converse-stream``)."""
+    """Build the signed ``POST /model/{modelId}/converse`` (``converse-stream``, ``invoke``,
+    ``invoke-with-response-stream`` or ``count-tokens``)."""
     if provider.type != TYPE:
         return None
     options = _options(provider)
     base_url, region = _endpoint(provider, options)
+    counting = request.endpoint == "count_tokens"
+    stream = request.stream and not counting
     if _passes_through(request, model):
-        operation = "invoke-with-response-stream" if request.stream else "invoke"
+        invoke = invoke_body(request)
+        if counting:
+            return _send(
+                provider,
+                options,
+                base_url + model_path(model, "count-tokens"),
+                invoke_count_body(invoke),
+                False,
+                api_key,
+                region,
+            )
+        operation = "invoke-with-response-stream" if stream else "invoke"
         return _send(
-            provider,
-            options,
-            base_url + model_path(model, operation),
-            invoke_body(request),
-            request,
-            api_key,
-            region,
+            provider, options, base_url + model_path(model, operation), invoke, stream, api_key, region
         )
     typed = request.typed
     if not isinstance(typed, ChatCompletionRequest):
@@ -137,19 +146,21 @@ def transform_request(
         raise UnsupportedRequest("the request is nested too deeply to translate for Bedrock") from None
     if translation.notes:
         logger.debug("provider {} ({}): {}", provider.name, model, "; ".join(translation.notes))
-    body = msgspec.json.encode(translation.body)
+    body = converse_count_body(translation.body) if counting else msgspec.json.encode(translation.body)
     if len(body) > MAX_REQUEST_BYTES:
         raise UnsupportedRequest(
             f"the request is {len(body)} bytes once translated; Bedrock accepts at most 20 MB",
             param="messages",
         )
-    url = base_url + model_path(model, "converse-stream" if request.stream else "converse")
-    return _send(provider, options, url, body, request, api_key, region)
+    operation = "count-tokens" if counting else ("converse-stream" if stream else "converse")
+    return _send(provider, options, base_url + model_path(model, operation), body, stream, api_key, region)
 
 
 def _passes_through(request: ChatRequest, model: str) -> bool:
-    """An Anthropic client's chat request to a Claude model goes through InvokeModel as it came."""
-    return request.dialect == "anthropic" and request.endpoint == "chat" and is_claude(model)
+    """An Anthropic client's request to a Claude model goes through InvokeModel as it came."""
+    return (
+        request.dialect == "anthropic" and request.endpoint in ("chat", "count_tokens") and is_claude(model)
+    )
 
 
 def _send(
@@ -157,14 +168,14 @@ def _send(
     options: Options,
     url: str,
     body: bytes,
-    request: ChatRequest,
+    stream: bool,
     api_key: str,
     region: str,
 ) -> UpstreamRequest:
     """The call with its credentials: a bearer API key, or SigV4 over every header set here."""
     headers = {
         "content-type": "application/json",
-        "accept": "application/vnd.amazon.eventstream" if request.stream else "application/json",
+        "accept": "application/vnd.amazon.eventstream" if stream else "application/json",
         **provider.headers,
     }
     if options.auth == "api_key":
@@ -176,7 +187,7 @@ def _send(
         if credential is None:
             raise MissingCredentials(f"provider {provider.name!r}: no AWS credentials ready")
         headers.update(sign(url=url, headers=headers, body=body, credential=credential, region=region))
-    return UpstreamRequest(url=url, headers=headers, body=body, stream=request.stream)
+    return UpstreamRequest(url=url, headers=headers, body=body, stream=stream)
 
 
 def _bad_response(status: int, why: str) -> UpstreamError:
@@ -198,6 +209,11 @@ def transform_response(
         return ProviderResult(error=classify(status, response.headers, response.body))
     if not 200 <= status < 300:
         return ProviderResult(error=_bad_response(status, "no answer"))
+    if request.endpoint == "count_tokens":
+        try:
+            return ProviderResult(body=count_answer(response.body))
+        except UnreadableAnswer as exc:
+            return ProviderResult(error=_bad_response(status, f"an unreadable count ({exc})"))
     if _passes_through(request, model):
         if not is_message(response.body):
             return ProviderResult(error=_bad_response(status, "a body that is not an Anthropic message"))
@@ -214,6 +230,8 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     """The usage of a Converse answer, in OpenAI's sense (the prompt counts cached tokens)."""
     if provider.type != TYPE:
         return None
+    if request.endpoint == "count_tokens":
+        return Usage()  # counting tokens generates nothing
     usage = parse_usage_body(body)
     return usage if usage is not None else message_usage(body)
 

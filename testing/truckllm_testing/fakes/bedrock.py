@@ -6,6 +6,8 @@ Routes (``{modelId}`` is one path segment, percent-encoded or not, as clients se
   AWS's binary event stream (``application/vnd.amazon.eventstream``: ``messageStart``,
   ``contentBlockStart``/``Delta``/``Stop``, ``messageStop``, ``metadata``; errors as
   ``:message-type exception``);
+- ``POST /model/{modelId}/count-tokens``: CountTokens, for a Converse or an InvokeModel input
+  (the words of every text, plus one);
 - ``POST /model/{modelId}/invoke`` and ``/invoke-with-response-stream``: Anthropic Messages
   bodies (``anthropic_version: bedrock-2023-05-31``), the stream as ``chunk`` events whose
   ``bytes`` are Anthropic's stream events, as Anthropic's Bedrock client reads them.
@@ -48,6 +50,7 @@ from .base import (
     Fault,
     Problem,
     Route,
+    count_words,
     fmt_seconds,
     is_int,
     rand_id,
@@ -132,7 +135,7 @@ def reasoning_signature(text: str) -> str:
 
 def _service_operations() -> dict[str, OperationModel]:
     model = botocore.session.get_session().get_service_model("bedrock-runtime")
-    return {name: model.operation_model(name) for name in ("Converse", "ConverseStream")}
+    return {name: model.operation_model(name) for name in ("Converse", "ConverseStream", "CountTokens")}
 
 
 def _parse_key(key: str) -> tuple[str, str, str | None] | None:
@@ -214,6 +217,7 @@ class FakeBedrock(FakeUpstream):
             Route(
                 "POST", "/model/{modelId}/invoke-with-response-stream", self._invoke, self._validate_invoke
             ),
+            Route("POST", "/model/{modelId}/count-tokens", self._count_tokens, self._validate_count),
         ]
 
     def api_key(self, request: web.Request) -> str | None:
@@ -361,6 +365,27 @@ class FakeBedrock(FakeUpstream):
             return problems
         return self._check_conversation(body)
 
+    def _validate_count(self, ctx: Ctx) -> list[Problem]:
+        body = ctx.body
+        if not isinstance(body, dict):
+            return [Problem("Malformed input request: the body must be a JSON object")]
+        params = {**body, "modelId": ctx.request.match_info.get("modelId", "")}
+        try:
+            self._validator_check(params, self._operations["CountTokens"])
+        except ParamValidationError as exc:
+            return [Problem(line.strip()) for line in str(exc).splitlines()[1:]]
+        given = body["input"]
+        if len(given) != 1:
+            return [Problem("input: set exactly one of converse, invokeModel")]
+        if "converse" in given:
+            return self._check_conversation(given["converse"])
+        try:
+            invoke = json.loads(base64.b64decode(given["invokeModel"]["body"], validate=True))
+        except ValueError:
+            return [Problem("input.invokeModel.body: not base64 JSON")]
+        ctx.body = {**body, "_invoke": invoke}
+        return self._check_invoke(invoke)
+
     def _validator_check(self, params: dict[str, Any], operation: OperationModel) -> None:
         shape = operation.input_shape
         assert shape is not None
@@ -397,7 +422,10 @@ class FakeBedrock(FakeUpstream):
         return problems
 
     def _validate_invoke(self, ctx: Ctx) -> list[Problem]:
-        body = ctx.body
+        return self._check_invoke(ctx.body)
+
+    @staticmethod
+    def _check_invoke(body: Any) -> list[Problem]:
         if not isinstance(body, dict):
             return [Problem("Malformed input request: the body must be a JSON object")]
         problems: list[Problem] = []
@@ -529,6 +557,10 @@ class FakeBedrock(FakeUpstream):
         events.append(event_frame("messageStop", {"stopReason": stop}))
         metadata = event_frame("metadata", {"usage": usage, "metrics": {"latencyMs": 42}, "p": "abcd"})
         return await self.send_stream(ctx, events, content_type=EVENT_STREAM, terminator=metadata)
+
+    async def _count_tokens(self, ctx: Ctx) -> web.StreamResponse:
+        """``{"inputTokens": N}``: the words of every text, plus one."""
+        return self.json_response(ctx, {"inputTokens": count_words(*_count_texts(ctx.body)) + 1})
 
     async def _invoke(self, ctx: Ctx) -> web.StreamResponse:
         body: dict[str, Any] = ctx.body
@@ -665,6 +697,22 @@ def _check_block(block: dict[str, Any], at: str, role: str, after_tool_use: bool
         except ValueError:
             problems.append(Problem(f"{at}.image.source.bytes: invalid base64"))
     return problems
+
+
+def _count_texts(body: dict[str, Any]) -> list[str]:
+    """Every text a CountTokens input holds (Converse blocks or an Anthropic body)."""
+    if "_invoke" in body:
+        invoke = body["_invoke"]
+        system = invoke.get("system")
+        texts = [system] if isinstance(system, str) else _anthropic_texts(system)
+        for message in invoke.get("messages") or []:
+            texts.extend(_anthropic_texts(message.get("content")) if isinstance(message, dict) else [])
+        return texts
+    converse = body["input"]["converse"]
+    texts = _texts(converse.get("system"))
+    for message in converse["messages"]:
+        texts.extend(_texts(message["content"]))
+    return texts
 
 
 def _b64json(data: dict[str, Any]) -> str:
