@@ -1,10 +1,11 @@
 """A hostile upstream: one server that answers every way an upstream can lie, for provider plugins.
 
 :class:`HostileUpstream` is a real aiohttp server on ``127.0.0.1`` (a random free port) that
-speaks the OpenAI, Anthropic and Gemini wire paths at once, so any provider's ``base_url`` can
-point at it (:meth:`HostileUpstream.base_url` gives the usual root of each dialect). Unless told
-otherwise it answers every request with a small valid answer of the request's dialect, whole or
-streamed. A test scripts hostile answers with :meth:`HostileUpstream.script`, like the fakes'
+speaks the OpenAI, Anthropic, Gemini and Bedrock wire paths at once, so any provider's
+``base_url`` can point at it (:meth:`HostileUpstream.base_url` gives the usual root of each
+dialect). Unless told otherwise it answers every request with a small valid answer of the
+request's dialect, whole or streamed (Bedrock's streams as AWS event streams). A test scripts
+hostile answers with :meth:`HostileUpstream.script`, like the fakes'
 ``Fault``: a queue of :class:`Hostile` entries, each for the next ``times`` requests matching its
 ``key``, ``model``, ``path`` and ``dialect``::
 
@@ -29,9 +30,11 @@ client is marked with :data:`MARKER`.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
 import random
 import re
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -44,6 +47,7 @@ from truckllm_testing.loopback import LoopbackServer
 
 __all__ = [
     "ACTS",
+    "DIALECTS",
     "MARKER",
     "METADATA_URL",
     "RETRY_AFTER_MS_VALUES",
@@ -185,7 +189,7 @@ class Hostile:
     path: str | None = None
     """Only requests whose raw path contains this text."""
     dialect: str | None = None
-    """Only requests of this dialect (``openai``, ``anthropic``, ``gemini``)."""
+    """Only requests of this dialect (``openai``, ``anthropic``, ``gemini``, ``bedrock``)."""
 
     def __post_init__(self) -> None:
         if self.act not in ACTS:
@@ -209,7 +213,7 @@ class HostileRequest:
     body: bytes
     """The raw body."""
     dialect: str | None = None
-    """``openai``, ``anthropic``, ``gemini``; ``None`` for a path no dialect has."""
+    """``openai``, ``anthropic``, ``gemini``, ``bedrock``; ``None`` for a path no dialect has."""
     endpoint: str | None = None
     """``chat``, ``completions``, ``embeddings``, ``messages``, ``count_tokens`` or the Gemini method."""
     model: str | None = None
@@ -532,18 +536,86 @@ class _Gemini:
         return json.dumps(self.error(500, fields), indent=2).encode() + b"\n"
 
 
+def _event_frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message (string headers)."""
+    head = b""
+    for name, value in headers.items():
+        raw_name, raw_value = name.encode(), value.encode()
+        head += struct.pack("!B", len(raw_name)) + raw_name
+        head += struct.pack("!BH", 7, len(raw_value)) + raw_value
+    prelude = struct.pack("!II", 16 + len(head) + len(payload), len(head))
+    message = prelude + struct.pack("!I", binascii.crc32(prelude)) + head + payload
+    return message + struct.pack("!I", binascii.crc32(message))
+
+
+class _Bedrock:
+    """Amazon Bedrock's Converse API; streams are AWS event streams (the ``sse_*`` tails are then
+    bytes that are no event-stream message)."""
+
+    name = "bedrock"
+    sse_end = b"\n\n"
+
+    def answer(self, req: HostileRequest, usage: _Usage) -> Any:
+        return {
+            "output": {"message": {"role": "assistant", "content": [{"text": _TEXT}]}},
+            "stopReason": "end_turn",
+            "usage": self.usage(usage),
+            "metrics": {"latencyMs": 1},
+        }
+
+    def usage(self, usage: _Usage) -> Any:
+        return {"inputTokens": usage.prompt, "outputTokens": usage.completion, "totalTokens": usage.total}
+
+    def event(self, name: str, obj: Any) -> bytes:
+        headers = {":event-type": name, ":content-type": "application/json", ":message-type": "event"}
+        return _event_frame(headers, _dumps(obj))
+
+    def events(self, req: HostileRequest, usage: _Usage) -> list[bytes]:
+        out = [self.event("messageStart", {"role": "assistant"})]
+        out.extend(
+            self.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}})
+            for piece in _pieces(_TEXT)
+        )
+        out.append(self.event("contentBlockStop", {"contentBlockIndex": 0}))
+        out.append(self.event("messageStop", {"stopReason": "end_turn"}))
+        out.append(self.event("metadata", {"usage": self.usage(usage), "metrics": {"latencyMs": 1}}))
+        return out
+
+    def frame(self, obj: Any) -> bytes:
+        return self.event("contentBlockDelta", obj)
+
+    def error(self, status: int, fields: dict[str, Any]) -> Any:
+        return {**{k: v for k, v in fields.items() if k != "message"}, "message": fields["message"]}
+
+    def stream_error(self, fields: dict[str, Any]) -> bytes:
+        headers = {
+            ":exception-type": "internalServerException",
+            ":content-type": "application/json",
+            ":message-type": "exception",
+        }
+        return _event_frame(headers, _dumps(self.error(500, fields)))
+
+
+_BEDROCK = re.compile(r"^(?:.*)/model/([^/]+)/(converse|converse-stream|invoke|invoke-with-response-stream)$")
+"""Amazon Bedrock Runtime: the model id is one path segment."""
+
 _VERTEX_CLAUDE = re.compile(r"/publishers/anthropic/models/[^/]+:(?:rawPredict|streamRawPredict)$")
 """Claude on Vertex AI: the Messages API at the model's URL."""
 
-_DIALECTS: dict[str, _OpenAI | _Anthropic | _Gemini] = {
-    d.name: d for d in (_OpenAI(), _Anthropic(), _Gemini())
-}
-_OTHER = {"openai": "anthropic", "anthropic": "openai", "gemini": "openai"}
-_BASE_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta"}
+_Dialect = _OpenAI | _Anthropic | _Gemini | _Bedrock
+
+_DIALECTS: dict[str, _Dialect] = {d.name: d for d in (_OpenAI(), _Anthropic(), _Gemini(), _Bedrock())}
+_OTHER = {"openai": "anthropic", "anthropic": "openai", "gemini": "openai", "bedrock": "openai"}
+_BASE_PATHS = {"openai": "/v1", "anthropic": "", "gemini": "/v1beta", "bedrock": ""}
+DIALECTS = tuple(_BASE_PATHS)
+"""The wire formats the server speaks (``HostileUpstream.base_url`` takes each)."""
 
 
 def _classify(path: str) -> tuple[str | None, str | None]:
     """(dialect, endpoint) of a raw path."""
+    bedrock = _BEDROCK.match(path)
+    if bedrock:
+        return "bedrock", bedrock.group(2)
     if _VERTEX_CLAUDE.search(path):
         return "anthropic", "messages"
     method = _GEMINI_METHOD.search(path)
@@ -659,7 +731,10 @@ class HostileUpstream(LoopbackServer):
             started=time.monotonic(),
         )
         parsed = req.json()
-        if dialect == "gemini" or _VERTEX_CLAUDE.search(path):  # the model is in the URL
+        if dialect == "bedrock":  # the model is a path segment
+            req.model = unquote(path.rsplit("/", 2)[-2])
+            req.stream = path.endswith("-stream")
+        elif dialect == "gemini" or _VERTEX_CLAUDE.search(path):  # the model is in the URL
             req.model = unquote(path[: path.rfind(":")].rsplit("/", 1)[-1])
             req.stream = endpoint == "streamGenerateContent" or path.endswith(":streamRawPredict")
         elif isinstance(parsed, dict):
@@ -681,7 +756,7 @@ class HostileUpstream(LoopbackServer):
         request: web.Request,
         req: HostileRequest,
         hostile: Hostile,
-        dialect: _OpenAI | _Anthropic | _Gemini,
+        dialect: _Dialect,
     ) -> web.StreamResponse:
         act = hostile.act
         if act in ("valid", "usage", "ratelimit_headers"):
@@ -716,7 +791,7 @@ class HostileUpstream(LoopbackServer):
         self,
         request: web.Request,
         events: list[bytes],
-        dialect: _OpenAI | _Anthropic | _Gemini,
+        dialect: _Dialect,
         hostile: Hostile,
         headers: dict[str, str],
     ) -> web.StreamResponse:
@@ -754,9 +829,7 @@ def _json(status: int, obj: Any, headers: dict[str, str]) -> web.Response:
     )
 
 
-def _garbage(
-    act: str, req: HostileRequest, hostile: Hostile, dialect: _OpenAI | _Anthropic | _Gemini
-) -> bytes:
+def _garbage(act: str, req: HostileRequest, hostile: Hostile, dialect: _Dialect) -> bytes:
     if act == "html":
         return _HTML.encode()
     if act == "random_bytes":
@@ -785,9 +858,7 @@ def _garbage(
     return head + b"x" * max(0, size - len(head) - 2) + b'"}'
 
 
-def _stream_tail(
-    act: str, hostile: Hostile, dialect: _OpenAI | _Anthropic | _Gemini, request: web.Request
-) -> bytes | None:
+def _stream_tail(act: str, hostile: Hostile, dialect: _Dialect, request: web.Request) -> bytes | None:
     """What follows the valid events of a stream act (``None``: cut the connection)."""
     if act in ("valid", "usage", "ratelimit_headers"):
         return b""
@@ -832,7 +903,7 @@ def _fragment_fields(key: str) -> dict[str, Any]:
     }
 
 
-def _echo(req: HostileRequest, hostile: Hostile, dialect: _OpenAI | _Anthropic | _Gemini) -> web.Response:
+def _echo(req: HostileRequest, hostile: Hostile, dialect: _Dialect) -> web.Response:
     key = req.api_key or "no-key-was-sent"
     status = hostile.status or 400
     if hostile.act == "echo_key_straddle":
@@ -847,7 +918,7 @@ def _echo(req: HostileRequest, hostile: Hostile, dialect: _OpenAI | _Anthropic |
     return _json(status, dialect.error(status, fields), headers)
 
 
-def _retry(req: HostileRequest, hostile: Hostile, dialect: _OpenAI | _Anthropic | _Gemini) -> web.Response:
+def _retry(req: HostileRequest, hostile: Hostile, dialect: _Dialect) -> web.Response:
     status = hostile.status or 429
     value = hostile.value if hostile.value is not None else RETRY_AFTER_VALUES[0]
     name = "retry-after" if hostile.act == "retry_after" else "retry-after-ms"

@@ -1,4 +1,4 @@
-"""Faithful fake upstream servers (OpenAI, Anthropic, Gemini, Azure OpenAI, Vertex AI) for tests.
+"""Faithful fake upstream servers (OpenAI, Anthropic, Gemini, Azure OpenAI, Vertex AI, Bedrock) for tests.
 
 Each fake is a real aiohttp server on ``127.0.0.1`` (a random free port) that speaks
 the provider's exact wire format, validates requests against the provider's contract
@@ -40,6 +40,7 @@ from .agent import AgentResponder
 from .anthropic import FakeAnthropic, thinking_signature
 from .azure import FakeAzure
 from .base import FakeUpstream, Fault, Received, Reply, ToolCall
+from .bedrock import FakeBedrock
 from .gemini import FakeGemini
 from .openai import FakeOpenAI
 from .openai_responses import ResponseTurn, StoredResponse
@@ -50,6 +51,7 @@ __all__ = [
     "AgentResponder",
     "FakeAnthropic",
     "FakeAzure",
+    "FakeBedrock",
     "FakeGemini",
     "FakeOpenAI",
     "FakeUpstream",
