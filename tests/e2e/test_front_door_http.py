@@ -32,6 +32,10 @@ def gw() -> Iterator[GatewayServer]:
         yield server
 
 
+ERROR_SHAPES = {"responses": "openai"}
+"""Dialects whose errors have another dialect's shape (the Responses API answers as OpenAI does)."""
+
+
 def dialect_of(body: bytes) -> str:
     error = json.loads(body)
     if error.get("type") == "error":
@@ -49,7 +53,9 @@ def every_path(gw: GatewayServer) -> list[tuple[str, str, str]]:
     for name, dialect in gw.gateway.runtime.host.dialects.items():
         for route in dialect.routes:
             path = route.path.replace("{model}", "demo").replace("{method}", "generateContent")
-            found += [(method, path, name) for method in route.methods]
+            path = path.replace("{response_id}", "resp_0123")
+            shape = ERROR_SHAPES.get(name, name)
+            found += [(method, path, shape) for method in route.methods]
     return found + create_routes(gw)
 
 
