@@ -17,13 +17,36 @@ from truckllm.types import PriceEntry
 
 FILES = truckllm_prices.load()
 ENTRIES = truckllm_prices.entries()
-KNOWN_TYPES = {"openai", "anthropic", "gemini", "bedrock", "vertex", "vertex-anthropic", "azure"}
+PRICED_PRESETS = {"groq", "mistral", "deepseek", "xai", "together", "fireworks", "openrouter", "perplexity"}
+LOCAL_PRESETS = {"ollama", "vllm", "lmstudio"}  # the operator's own machine: free, never in the book
+KNOWN_TYPES = {"openai", "anthropic", "gemini", "bedrock", "vertex", "vertex-anthropic", "azure"} | {
+    f"openai:{preset}" for preset in PRICED_PRESETS
+}
+
+
+def file_name(provider_type: str) -> str:
+    """A provider type's data file: ``openai:groq`` is ``openai.groq.json`` (no ``:`` in a file name)."""
+    return provider_type.replace(":", ".") + ".json"
 
 
 def test_every_provider_type_of_issue_16_has_a_file() -> None:
     assert {f.provider_type for f in FILES} == KNOWN_TYPES
     names = sorted(p.name for p in resources.files(truckllm_prices.DATA_PACKAGE).iterdir())
-    assert [n for n in names if n.endswith(".json")] == sorted(f"{t}.json" for t in KNOWN_TYPES)
+    assert [n for n in names if n.endswith(".json")] == sorted(file_name(t) for t in KNOWN_TYPES)
+
+
+def test_a_local_preset_has_no_prices() -> None:
+    types = {e.provider_type for e in ENTRIES}
+    assert not types & {f"openai:{preset}" for preset in LOCAL_PRESETS}
+    assert {f"openai:{preset}" for preset in PRICED_PRESETS} <= types
+
+
+def test_every_priced_preset_is_a_preset_of_the_openai_provider() -> None:
+    from truckllm_provider_openai.presets import PRESETS
+
+    assert set(PRESETS) == PRICED_PRESETS | LOCAL_PRESETS
+    assert all(PRESETS[name].local for name in LOCAL_PRESETS)
+    assert not any(PRESETS[name].local for name in PRICED_PRESETS)
 
 
 def test_a_file_with_an_unknown_field_is_refused() -> None:

@@ -102,3 +102,35 @@ def test_truckllm_prices_shows_each_deployment_and_where_its_price_comes_from(
 
     assert main(["prices", "--config", str(path), "no-such-model"]) == 1
     assert "no deployment matches" in capsys.readouterr().err
+
+
+def test_a_preset_deployment_is_priced_from_its_own_book_never_as_openai(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (oss,) = [
+        e
+        for e in truckllm_prices.entries()
+        if (e.provider_type, e.model) == ("openai:groq", "openai/gpt-oss-120b")
+    ]
+    path = tmp_path / "truckllm.yaml"
+    path.write_text(f"""
+providers:
+  groq: {{type: openai, options: {{preset: groq}}, keys: [{{name: k, value: {PROVIDER_KEY}}}]}}
+  local: {{type: openai, options: {{preset: ollama}}}}
+models:
+  oss: {{deployments: [{{provider: groq, model: openai/gpt-oss-120b}}]}}
+  gpt: {{deployments: [{{provider: groq, model: gpt-4o-mini}}]}}
+  llama: {{deployments: [{{provider: local, model: llama3.2}}]}}
+  free: {{deployments: [{{provider: local, model: llama3.2, price: {{}}}}]}}
+""")
+    assert main(["prices", "--config", str(path), "--json"]) == 0
+    rows = {row["deployment"]: row for row in json.loads(capsys.readouterr().out)}
+    assert (
+        rows["oss#0"]["price_source"] == "book" and rows["oss#0"]["price_url"] == "https://groq.com/pricing"
+    )
+    assert rows["oss#0"]["price"]["input"] == oss.price.input == 0.15
+    assert rows["oss#0"]["price"]["cached_input"] == 0.075 and rows["oss#0"]["context_window"] == 131072
+    assert rows["gpt#0"]["price_source"] == "none"  # OpenAI's own price is not Groq's
+    assert rows["llama#0"]["price_source"] == "none"  # a local server is in no book...
+    assert rows["free#0"]["price_source"] == "config"  # ...`price: {}` runs it free
+    assert rows["free#0"]["price"]["input"] == rows["free#0"]["price"]["output"] == 0
