@@ -36,6 +36,7 @@ from truckllm.kit.openai_schemas import (
 )
 from truckllm.types import ChatRequest
 
+from .cache import NO_MARKS, CacheMarks, cache_marks
 from .options import Options
 
 __all__ = [
@@ -146,7 +147,8 @@ def _chat(typed: ChatCompletionRequest, model: str, options: Options, request: C
         notes.append(f"max_tokens raised from {max_tokens} to {raised} above the thinking budget {budget}")
         max_tokens = raised
     out.body["max_tokens"] = max_tokens
-    system, messages = _conversation(typed.messages)
+    marks = cache_marks(request)
+    system, messages = _conversation(typed.messages, marks)
     if system:
         out.body["system"] = system
     out.body["messages"] = messages
@@ -156,7 +158,7 @@ def _chat(typed: ChatCompletionRequest, model: str, options: Options, request: C
     for name in ("seed", "presence_penalty", "frequency_penalty", "metadata"):
         if is_set(getattr(typed, name)):
             notes.append(f"{name} dropped (Anthropic has no equivalent)")
-    _tools(out, typed, budget is not None, options, uses_json_tool(request, options))
+    _tools(out, typed, budget is not None, options, uses_json_tool(request, options), marks)
     if budget is not None:
         out.body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     return out
@@ -228,8 +230,11 @@ def _user(out: Translation, safety_identifier: Any, user: Any) -> None:
 # --- conversation -------------------------------------------------------------------------------
 
 
-def _conversation(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
+def _conversation(
+    messages: list[Any], marks: CacheMarks = NO_MARKS
+) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[str] = []
+    system_blocks: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
@@ -237,23 +242,22 @@ def _conversation(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
             text = text_of(msg.content)
             if text and not text.isspace():
                 system.append(text)
+            system_blocks.extend(_marked(_system_blocks(msg.content, i, marks), marks.message(i)))
         elif isinstance(msg, UserMessage):
-            _append(turns, "user", _user_blocks(msg.content, where))
+            _append(turns, "user", _marked(_user_blocks(msg.content, where, i, marks), marks.message(i)))
         elif isinstance(msg, AssistantMessage):
-            _append(turns, "assistant", _assistant_blocks(msg, where))
+            _append(turns, "assistant", _marked(_assistant_blocks(msg, where, i, marks), marks.message(i)))
         elif isinstance(msg, ToolMessage):
             text = text_of(msg.content)
-            _append(
-                turns,
-                "user",
-                [
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": sanitize_tool_id(msg.tool_call_id),
-                        "content": text if text and not text.isspace() else EMPTY_TOOL_RESULT,
-                    }
-                ],
-            )
+            result: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": sanitize_tool_id(msg.tool_call_id),
+                "content": text if text and not text.isspace() else EMPTY_TOOL_RESULT,
+            }
+            mark = marks.any_in(i)
+            if mark is not None:
+                result["cache_control"] = mark
+            _append(turns, "user", [result])
         elif isinstance(msg, FunctionMessage):
             raise UnsupportedRequest(
                 "the deprecated 'function' role is not supported by Anthropic; use tools", param=where
@@ -264,7 +268,34 @@ def _conversation(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
         raise UnsupportedRequest(
             "Anthropic needs at least one non-empty user or assistant message", param="messages"
         )
+    if any("cache_control" in block for block in system_blocks):
+        return system_blocks, turns
     return "\n\n".join(system), turns
+
+
+def _marked(blocks: list[Any], mark: dict[str, Any] | None) -> list[Any]:
+    """The blocks, the last one carrying the message's own ``cache_control`` (when it has one)."""
+    if mark is not None and blocks and isinstance(blocks[-1], dict) and "cache_control" not in blocks[-1]:
+        blocks[-1]["cache_control"] = mark
+    return blocks
+
+
+def _system_blocks(content: Any, index: int, marks: CacheMarks) -> list[dict[str, Any]]:
+    """A system message as text blocks, one per part (sent as blocks only when one is marked)."""
+    if isinstance(content, str):
+        return _text_block(content)
+    blocks: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        blocks.extend(_with_mark(_text_block(part.text), marks.part(index, j)))
+    return blocks
+
+
+def _with_mark(blocks: list[dict[str, Any]], mark: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The part's block (zero or one) with the part's ``cache_control``."""
+    if mark is not None:
+        for block in blocks:
+            block["cache_control"] = mark
+    return blocks
 
 
 def _append(turns: list[dict[str, Any]], role: str, blocks: list[Any]) -> None:
@@ -314,22 +345,25 @@ def _text_block(text: str) -> list[dict[str, Any]]:
     return [{"type": "text", "text": text}] if text and not text.isspace() else []
 
 
-def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+def _user_blocks(
+    content: Any, where: str, index: int = 0, marks: CacheMarks = NO_MARKS
+) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return _text_block(content)
     blocks: list[dict[str, Any]] = []
     for j, part in enumerate(content):
         param = f"{where}.content[{j}]"
+        mark = marks.part(index, j)
         if isinstance(part, TextPart):
-            blocks.extend(_text_block(part.text))
+            blocks.extend(_with_mark(_text_block(part.text), mark))
         elif isinstance(part, ImagePart):
-            blocks.append(_image_block(part.image_url.url, param))
+            blocks.extend(_with_mark([_image_block(part.image_url.url, param)], mark))
         elif isinstance(part, FilePart):
-            blocks.append(_document_block(part, param))
+            blocks.extend(_with_mark([_document_block(part, param)], mark))
         elif isinstance(part, InputAudioPart):
             raise UnsupportedRequest("Anthropic does not accept audio input", param=param)
         elif isinstance(part, RefusalPart):
-            blocks.extend(_text_block(part.refusal))
+            blocks.extend(_with_mark(_text_block(part.refusal), mark))
     return blocks
 
 
@@ -370,7 +404,9 @@ def _document_block(part: FilePart, param: str) -> dict[str, Any]:
     return {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": payload}}
 
 
-def _assistant_blocks(msg: AssistantMessage, where: str) -> list[Any]:
+def _assistant_blocks(
+    msg: AssistantMessage, where: str, index: int = 0, marks: CacheMarks = NO_MARKS
+) -> list[Any]:
     blocks: list[Any] = []
     if isinstance(msg.thinking_blocks, list):
         for k, raw in enumerate(msg.thinking_blocks):
@@ -379,8 +415,9 @@ def _assistant_blocks(msg: AssistantMessage, where: str) -> list[Any]:
     if isinstance(content, str):
         blocks.extend(_text_block(content))
     elif isinstance(content, list):
-        for part in content:
-            blocks.extend(_text_block(part.text if isinstance(part, TextPart) else part.refusal))
+        for j, part in enumerate(content):
+            text = part.text if isinstance(part, TextPart) else part.refusal
+            blocks.extend(_with_mark(_text_block(text), marks.part(index, j)))
     if (
         not any(isinstance(b, dict) and b.get("type") == "text" for b in blocks)
         and isinstance(msg.refusal, str)
@@ -438,10 +475,15 @@ def _arguments(arguments: str, param: str) -> Any:
 
 
 def _tools(
-    out: Translation, typed: ChatCompletionRequest, thinking: bool, options: Options, json_tool: bool
+    out: Translation,
+    typed: ChatCompletionRequest,
+    thinking: bool,
+    options: Options,
+    json_tool: bool,
+    marks: CacheMarks = NO_MARKS,
 ) -> None:
     body = out.body
-    tools = [_tool(tool, f"tools[{i}]") for i, tool in enumerate(typed.tools or ())]
+    tools = [_tool(tool, f"tools[{i}]", marks.tool(i)) for i, tool in enumerate(typed.tools or ())]
     has_user_tools = bool(tools)
     fmt = typed.response_format
     forced_json = False
@@ -479,7 +521,7 @@ def _tools(
         body["tool_choice"] = choice_obj
 
 
-def _tool(tool: Tool, param: str) -> dict[str, Any]:
+def _tool(tool: Tool, param: str, mark: dict[str, Any] | None = None) -> dict[str, Any]:
     fn = tool.function
     if tool.type != "function" or fn is UNSET:
         raise UnsupportedRequest(f"tool type {tool.type!r} is not supported by Anthropic", param=param)
@@ -487,6 +529,8 @@ def _tool(tool: Tool, param: str) -> dict[str, Any]:
     if isinstance(fn.description, str) and fn.description:
         entry["description"] = fn.description
     entry["input_schema"] = _object_schema(fn.parameters, f"{param}.function.parameters")
+    if mark is not None:
+        entry["cache_control"] = mark
     return entry
 
 
