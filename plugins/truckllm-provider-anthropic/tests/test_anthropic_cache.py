@@ -98,9 +98,12 @@ def _pairs(text: str) -> Any:
 def test_tools_and_schema_keys_keep_their_order(
     kit: Any, names: list[str], props: list[list[str]], where: int
 ) -> None:
-    tools = []
+    tools: list[dict[str, Any]] = []
     for name, prop_keys in zip(names, props, strict=False):
-        members = [("properties", {k: {"type": "string"} for k in prop_keys}), ("required", prop_keys)]
+        members: list[tuple[str, Any]] = [
+            ("properties", {k: {"type": "string"} for k in prop_keys}),
+            ("required", prop_keys),
+        ]
         members.insert(min(where, len(members)), ("type", "object"))
         tools.append({"type": "function", "function": {"name": name, "parameters": dict(members)}})
     body = kit.upstream({"model": "m", "messages": [_user("q")], "tools": tools}).body

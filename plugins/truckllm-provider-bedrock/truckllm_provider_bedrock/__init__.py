@@ -34,6 +34,7 @@ from truckllm.types import (
     Usage,
 )
 
+from .cache import cache_marks
 from .count import converse_count_body, count_answer, invoke_count_body
 from .credentials import decode_credential, make_source
 from .errors import classify
@@ -140,7 +141,11 @@ def transform_request(
         raise UnsupportedRequest(f"Bedrock does not serve the {request.endpoint} endpoint")
     try:
         translation = translate(
-            typed, model, max_tokens=options.max_tokens, thinking_max_tokens=options.thinking_max_tokens
+            typed,
+            model,
+            max_tokens=options.max_tokens,
+            thinking_max_tokens=options.thinking_max_tokens,
+            marks=cache_marks(request),
         )
     except RecursionError:
         raise UnsupportedRequest("the request is nested too deeply to translate for Bedrock") from None

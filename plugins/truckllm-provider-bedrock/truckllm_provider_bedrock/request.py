@@ -34,6 +34,8 @@ from truckllm.kit.openai_schemas import (
     text_of,
 )
 
+from .cache import NO_MARKS, CacheMarks, cache_point
+
 __all__ = [
     "EMPTY_TOOL_RESULT",
     "REASONING_EFFORTS",
@@ -96,17 +98,23 @@ def tool_id(value: str) -> str:
 
 
 def translate(
-    typed: ChatCompletionRequest, model: str, *, max_tokens: int | None, thinking_max_tokens: int
+    typed: ChatCompletionRequest,
+    model: str,
+    *,
+    max_tokens: int | None,
+    thinking_max_tokens: int,
+    marks: CacheMarks = NO_MARKS,
 ) -> Translation:
     """The Converse body for an OpenAI chat request to ``model``.
 
     :param max_tokens: ``maxTokens`` when the client gives none (``None``: the model's default).
     :param thinking_max_tokens: added to the thinking budget when the client gave no limit.
+    :param marks: the request's ``cache_control`` marks, sent as ``cachePoint`` blocks.
     :raises UnsupportedRequest: for a parameter Bedrock cannot honour.
     """
     _refuse_unsupported(typed)
     out = Translation(body={})
-    system, messages = _conversation(typed.messages)
+    system, messages = _conversation(typed.messages, marks)
     if system:
         out.body["system"] = system
     out.body["messages"] = messages
@@ -114,7 +122,7 @@ def translate(
     config = _inference(out, typed, max_tokens, budget, thinking_max_tokens)
     if config:
         out.body["inferenceConfig"] = config
-    _tools(out, typed, messages)
+    _tools(out, typed, messages, marks)
     _output(out, typed)
     for name in (
         "seed",
@@ -208,19 +216,19 @@ def _inference(
 # --- conversation --------------------------------------------------------------------------------
 
 
-def _conversation(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _conversation(
+    messages: list[Any], marks: CacheMarks = NO_MARKS
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if isinstance(msg, SystemMessage | DeveloperMessage):
-            text = text_of(msg.content)
-            if text.strip():
-                system.append({"text": text})
+            system.extend(_system_blocks(msg.content, i, marks))
         elif isinstance(msg, UserMessage):
-            _append(turns, "user", _user_blocks(msg.content, where))
+            _append(turns, "user", _marked(_user_blocks(msg.content, where, i, marks), marks.message(i)))
         elif isinstance(msg, AssistantMessage):
-            _append(turns, "assistant", _assistant_blocks(msg, where))
+            _append(turns, "assistant", _marked(_assistant_blocks(msg, where, i, marks), marks.message(i)))
         elif isinstance(msg, ToolMessage):
             text = text_of(msg.content)
             result = {
@@ -229,17 +237,54 @@ def _conversation(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dict[
                     "content": [{"text": text if text.strip() else EMPTY_TOOL_RESULT}],
                 }
             }
-            _append(turns, "user", [result])
+            _append(turns, "user", _marked([result], marks.any_in(i)))
         elif isinstance(msg, FunctionMessage):
             raise UnsupportedRequest(
                 "the deprecated 'function' role is not supported by Bedrock; use tools", where
             )
     _order_tool_results(turns)
+    for turn in turns:
+        turn["content"] = _with_cache_points(turn["content"])
     if not turns:
         raise UnsupportedRequest("Bedrock needs at least one non-empty user or assistant message", "messages")
     if turns[0]["role"] != "user":
         turns.insert(0, {"role": "user", "content": [{"text": "(continue)"}]})
     return system, turns
+
+
+_MARK = "\x00cache"
+"""The key a block carries, while the turns are ordered, for the cache point to put after it."""
+
+
+def _marked(blocks: list[dict[str, Any]], mark: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The blocks, the last one marked for a cache point after it (when ``mark`` is given)."""
+    if mark is not None and blocks:
+        blocks[-1].setdefault(_MARK, mark)
+    return blocks
+
+
+def _with_cache_points(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The blocks with a ``cachePoint`` block after each marked one (the marks removed)."""
+    out: list[dict[str, Any]] = []
+    for block in blocks:
+        mark = block.pop(_MARK, None)
+        out.append(block)
+        if mark is not None:
+            out.append(cache_point(mark))
+    return out
+
+
+def _system_blocks(content: Any, index: int, marks: CacheMarks) -> list[dict[str, Any]]:
+    """A system message as one text block (one per part when a part is marked), with cache points."""
+    if isinstance(content, list) and any(marks.part(index, j) for j in range(len(content))):
+        blocks: list[dict[str, Any]] = []
+        for j, part in enumerate(content):
+            if part.text.strip():
+                blocks.append({"text": part.text})
+                _marked(blocks, marks.part(index, j))
+        return _with_cache_points(_marked(blocks, marks.message(index)))
+    text = text_of(content)
+    return _with_cache_points(_marked([{"text": text}] if text.strip() else [], marks.message(index)))
 
 
 def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
@@ -275,12 +320,15 @@ def _order_tool_results(turns: list[dict[str, Any]]) -> None:
             turn["content"] = results + [b for b in blocks if "toolResult" not in b]
 
 
-def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+def _user_blocks(
+    content: Any, where: str, index: int = 0, marks: CacheMarks = NO_MARKS
+) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"text": content}] if content.strip() else []
     blocks: list[dict[str, Any]] = []
     for j, part in enumerate(content):
         param = f"{where}.content[{j}]"
+        before = len(blocks)
         if isinstance(part, TextPart | RefusalPart):
             text = part.text if isinstance(part, TextPart) else part.refusal
             if text.strip():
@@ -291,6 +339,8 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
             blocks.append(_document(part, len(blocks), param))
         elif isinstance(part, InputAudioPart):
             raise UnsupportedRequest("Bedrock's Converse API takes no audio input", param=param)
+        if len(blocks) > before:
+            _marked(blocks, marks.part(index, j))
     return blocks
 
 
@@ -343,7 +393,9 @@ def _document(part: FilePart, index: int, param: str) -> dict[str, Any]:
     return {"document": {"format": document_format, "name": name, "source": {"bytes": payload}}}
 
 
-def _assistant_blocks(msg: AssistantMessage, where: str) -> list[dict[str, Any]]:
+def _assistant_blocks(
+    msg: AssistantMessage, where: str, index: int = 0, marks: CacheMarks = NO_MARKS
+) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     if isinstance(msg.thinking_blocks, list):
         blocks.extend(
@@ -355,7 +407,11 @@ def _assistant_blocks(msg: AssistantMessage, where: str) -> list[dict[str, Any]]
         if isinstance(content, str)
         else [p.text if isinstance(p, TextPart) else p.refusal for p in content or []]
     )
-    blocks.extend({"text": t} for t in texts if t.strip())
+    for j, text in enumerate(texts):
+        if text.strip():
+            blocks.append({"text": text})
+            if not isinstance(content, str):
+                _marked(blocks, marks.part(index, j))
     if not any("text" in b for b in blocks) and isinstance(msg.refusal, str) and msg.refusal.strip():
         blocks.append({"text": msg.refusal})
     if is_set(msg.function_call):
@@ -412,7 +468,12 @@ def _arguments(arguments: str, param: str) -> Any:
 # --- tools and output ------------------------------------------------------------------------------
 
 
-def _tools(out: Translation, typed: ChatCompletionRequest, messages: list[dict[str, Any]]) -> None:
+def _tools(
+    out: Translation,
+    typed: ChatCompletionRequest,
+    messages: list[dict[str, Any]],
+    marks: CacheMarks = NO_MARKS,
+) -> None:
     specs: list[dict[str, Any]] = []
     for i, tool in enumerate(typed.tools or ()):
         function = tool.function
@@ -428,6 +489,9 @@ def _tools(out: Translation, typed: ChatCompletionRequest, messages: list[dict[s
         )
         spec["inputSchema"] = {"json": schema}
         specs.append({"toolSpec": spec})
+        mark = marks.tool(i)
+        if mark is not None:
+            specs.append(cache_point(mark))
     history = any("toolUse" in b or "toolResult" in b for m in messages for b in m["content"])
     choice = typed.tool_choice
     if choice == "none":
@@ -450,7 +514,7 @@ def _tools(out: Translation, typed: ChatCompletionRequest, messages: list[dict[s
         config["toolChoice"] = {"any": {}}
     elif isinstance(choice, msgspec.Struct):
         name = choice.function.name if choice.function is not UNSET else ""
-        if name not in {s["toolSpec"]["name"] for s in specs}:
+        if name not in {s["toolSpec"]["name"] for s in specs if "toolSpec" in s}:
             raise UnsupportedRequest(f"tool_choice names no tool of the request: {name!r}", "tool_choice")
         config["toolChoice"] = {"tool": {"name": name}}
     elif choice == "auto":
