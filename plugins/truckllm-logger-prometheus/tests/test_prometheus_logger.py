@@ -203,6 +203,12 @@ async def test_counters_match_the_records(monkeypatch: pytest.MonkeyPatch) -> No
     assert value(s, tokens, kind="reasoning", **route) == 10
     assert value(s, "truckllm_cost_usd_total", **route) == pytest.approx(0.011)
 
+    cache = "truckllm_input_tokens_total"
+    assert value(s, cache, key="oa-main", cache="cached", **route) == 20
+    assert value(s, cache, key="oa-main", cache="fresh", **route) == 80
+    assert value(s, cache, key="none", cache="fresh", **route) == 10
+    assert value(s, cache, key="oa-main", cache="cache_write", **route) is None
+
     attempts = "truckllm_attempts_total"
     assert value(s, attempts, outcome="success", **route) == 2
     assert value(s, attempts, outcome="rate_limit", **route) == 1
@@ -449,3 +455,34 @@ def test_options_decode_strictly() -> None:
     ):
         with pytest.raises(msgspec.ValidationError):
             decode_options(bad, PrometheusLogger.Options)
+
+
+async def test_input_tokens_split_by_cache_and_key_give_a_cached_ratio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    metrics = await started(make_gateway())
+    route = {"alias": "gpt-4o", "provider": "openai"}
+    for key, usage in (
+        ("oa-main", Usage(prompt_tokens=1000, cached_tokens=900, cache_write_tokens=50, total_tokens=1000)),
+        ("oa-main", Usage(prompt_tokens=1000, cached_tokens=1000, total_tokens=1000)),
+        ("oa-backup", Usage(prompt_tokens=1000, cache_write_tokens=1000, total_tokens=1000)),
+        ("oa-backup", Usage(prompt_tokens=5, cached_tokens=9, total_tokens=5)),  # a provider's odd count
+    ):
+        metrics.emit_log(record(provider="openai", provider_key=key, usage=usage))
+    metrics.emit_log(
+        record(alias="mystery", provider="nowhere", provider_key="sk-live-123", usage=Usage(prompt_tokens=3))
+    )
+    s = scrape(metrics)
+    cache = "truckllm_input_tokens_total"
+    main = {
+        c: value(s, cache, key="oa-main", cache=c, **route) or 0 for c in ("cached", "cache_write", "fresh")
+    }
+    assert main == {"cached": 1900, "cache_write": 50, "fresh": 50}
+    assert main["cached"] / sum(main.values()) == pytest.approx(0.95)
+    assert value(s, cache, key="oa-backup", cache="cache_write", **route) == 1000
+    assert value(s, cache, key="oa-backup", cache="fresh", **route) is None  # never negative
+    assert value(s, cache, key="oa-backup", cache="cached", **route) == 9
+    # a record from outside the config never puts its key name in a label
+    assert value(s, cache, alias="other", provider="other", key="other", cache="fresh") == 3
+    assert "sk-live-123" not in metrics.render_metrics().decode()

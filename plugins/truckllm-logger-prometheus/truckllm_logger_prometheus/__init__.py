@@ -80,6 +80,7 @@ ERROR_KINDS = frozenset(
 """Error kinds kept as label values; any other kind is ``other``."""
 
 _DIALECT = re.compile(r"[a-z0-9_-]{1,32}")
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.:@/-]{1,64}")
 _STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 # prometheus-client leaves these two untyped
@@ -176,6 +177,13 @@ class PrometheusLogger:
             ("alias", "provider", "kind"),
             registry=target,
         )
+        self.input_tokens = Counter(
+            "truckllm_input_tokens_total",
+            "Prompt tokens by provider key and cache: cached (read from the provider's prompt cache), "
+            "cache_write (written to it), fresh (the rest).",
+            ("alias", "provider", "key", "cache"),
+            registry=target,
+        )
         self.cost = Counter("truckllm_cost_usd_total", "Spend in USD.", by_route, registry=target)
         self.attempts = Counter(
             "truckllm_attempts_total",
@@ -232,6 +240,13 @@ class PrometheusLogger:
             return "none"
         return provider if provider in self._providers() else "other"
 
+    def key_label(self, provider: str, key: str | None) -> str:
+        """A provider key's config name when ``provider`` is a configured provider (names come
+        from the config only); ``none`` if absent; else ``other``."""
+        if not key:
+            return "none"
+        return key if provider not in ("none", "other") and _KEY_NAME.fullmatch(key) else "other"
+
     @staticmethod
     def kind_label(kind: str) -> str:
         """An error kind, or ``other`` for one outside :data:`ERROR_KINDS`."""
@@ -265,6 +280,7 @@ class PrometheusLogger:
             ):
                 if count > 0:
                     self.tokens.labels(alias, provider, kind).inc(count)
+            self._count_input(alias, provider, self.key_label(provider, record.provider_key), record)
         if record.cost_usd > 0:
             self.cost.labels(alias, provider).inc(record.cost_usd)
         for attempt in record.attempts:
@@ -285,6 +301,17 @@ class PrometheusLogger:
         elif record.status >= 400:
             status = record.status if 400 <= record.status <= 599 else "other"
             self.errors.labels(f"http_{status}").inc()
+
+    def _count_input(self, alias: str, provider: str, key: str, record: RequestRecord) -> None:
+        """Split the prompt tokens into cached, cache_write and fresh (never below zero)."""
+        usage = record.usage
+        assert usage is not None
+        cached = max(usage.cached_tokens, 0)
+        written = max(usage.cache_write_tokens, 0)
+        fresh = max(usage.prompt_tokens - cached - written, 0)
+        for cache, count in (("cached", cached), ("cache_write", written), ("fresh", fresh)):
+            if count > 0:
+                self.input_tokens.labels(alias, provider, key, cache).inc(count)
 
     @hookimpl
     def render_metrics(self) -> bytes:
