@@ -363,3 +363,30 @@ def test_e2e_dropped_connection_is_an_error_not_a_success(client: openai.OpenAI,
     assert received  # the stream had started: the error came mid-stream
     assert not any(c.choices and c.choices[0].finish_reason for c in received)
     assert fake.requests[-1].dropped
+
+
+def test_e2e_cache_control_reaches_anthropic_and_cached_usage_comes_back(
+    client: openai.OpenAI, fake: FakeAnthropic
+) -> None:
+    fake.script(Reply(text="ok", prompt_tokens=1200, cached_tokens=1000, cache_write_tokens=150))
+    mark = {"type": "ephemeral"}
+    tool: Any = {**WEATHER, "cache_control": mark}
+    parts: Any = [
+        {"type": "text", "text": "A long shared prefix.", "cache_control": mark},
+        {"type": "text", "text": "Q?"},
+    ]
+    reply = client.chat.completions.create(
+        model="claude-main",
+        messages=[{"role": "system", "content": [{"type": "text", "text": "Rules.", "cache_control": mark}]},
+                  {"role": "user", "content": parts}],
+        tools=[TIME, tool],
+    )  # fmt: skip
+    sent = _last_body(fake)
+    assert sent["system"] == [{"type": "text", "text": "Rules.", "cache_control": mark}]
+    assert sent["messages"][0]["content"][0]["cache_control"] == mark
+    assert "cache_control" not in sent["messages"][0]["content"][1]
+    assert [t["name"] for t in sent["tools"]] == ["get_time", "get_weather"]
+    assert sent["tools"][1]["cache_control"] == mark
+    usage = reply.usage
+    assert usage is not None and usage.prompt_tokens == 1200
+    assert usage.prompt_tokens_details is not None and usage.prompt_tokens_details.cached_tokens == 1000
