@@ -375,12 +375,10 @@ def test_e2e_cache_control_reaches_anthropic_and_cached_usage_comes_back(
         {"type": "text", "text": "A long shared prefix.", "cache_control": mark},
         {"type": "text", "text": "Q?"},
     ]
+    system: Any = {"role": "system", "content": [{"type": "text", "text": "Rules.", "cache_control": mark}]}
     reply = client.chat.completions.create(
-        model="claude-main",
-        messages=[{"role": "system", "content": [{"type": "text", "text": "Rules.", "cache_control": mark}]},
-                  {"role": "user", "content": parts}],
-        tools=[TIME, tool],
-    )  # fmt: skip
+        model="claude-main", messages=[system, {"role": "user", "content": parts}], tools=[TIME, tool]
+    )
     sent = _last_body(fake)
     assert sent["system"] == [{"type": "text", "text": "Rules.", "cache_control": mark}]
     assert sent["messages"][0]["content"][0]["cache_control"] == mark
