@@ -32,7 +32,10 @@ POINT = {"cachePoint": {"type": "default"}}
 EPHEMERAL = {"type": "ephemeral"}
 
 
-def _send(body: dict[str, Any], dialect: str = "openai") -> bytes:
+CLAUDE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+
+def _send(body: dict[str, Any], dialect: str = "openai", model: str = CLAUDE) -> bytes:
     raw = json.dumps(body).encode()
     request = ChatRequest(
         endpoint="chat",
@@ -41,7 +44,7 @@ def _send(body: dict[str, Any], dialect: str = "openai") -> bytes:
         model="alias",
         typed=msgspec.json.decode(raw, type=ChatCompletionRequest),
     )
-    up = plugin.transform_request(provider=PROVIDER, model="m", request=request, api_key="AKID:secret")
+    up = plugin.transform_request(provider=PROVIDER, model=model, request=request, api_key="AKID:secret")
     assert up is not None
     return up.body
 
@@ -84,6 +87,12 @@ def test_a_marked_assistant_part_keeps_its_place_after_reordering() -> None:
     ]
     body = _converse({"model": "m", "messages": messages})
     assert body["messages"][1]["content"] == [{"text": "thinking aloud"}, POINT]
+
+
+def test_models_without_prompt_caching_get_no_cache_points() -> None:
+    body = {"model": "m", "messages": [_user("q", cache_control=EPHEMERAL)]}
+    assert "cachePoint" not in _send(body, model="meta.llama3-3-70b-instruct-v1:0").decode()
+    assert "cachePoint" in _send(body, model="us.amazon.nova-pro-v1:0").decode()
 
 
 def test_marks_in_other_dialects_are_not_read() -> None:

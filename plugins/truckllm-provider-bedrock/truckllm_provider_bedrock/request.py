@@ -109,11 +109,15 @@ def translate(
 
     :param max_tokens: ``maxTokens`` when the client gives none (``None``: the model's default).
     :param thinking_max_tokens: added to the thinking budget when the client gave no limit.
-    :param marks: the request's ``cache_control`` marks, sent as ``cachePoint`` blocks.
+    :param marks: the request's ``cache_control`` marks, sent as ``cachePoint`` blocks to the
+        models with prompt caching (Claude, Nova); dropped with a note for the others.
     :raises UnsupportedRequest: for a parameter Bedrock cannot honour.
     """
     _refuse_unsupported(typed)
     out = Translation(body={})
+    if marks is not NO_MARKS and not (is_claude(model) or _is_nova(model)):
+        out.notes.append("cache_control dropped (the model has no prompt caching on Bedrock)")
+        marks = NO_MARKS
     system, messages = _conversation(typed.messages, marks)
     if system:
         out.body["system"] = system
