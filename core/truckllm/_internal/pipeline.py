@@ -16,6 +16,7 @@ import enum
 
 from loguru import logger
 
+from truckllm._internal.affinity import affinity_key, book_of, ttl_of
 from truckllm._internal.attempt import attempt, build
 from truckllm._internal.availability import exhausted, ready_at, unusable
 from truckllm._internal.gateway import Gateway
@@ -51,6 +52,19 @@ class _Failover:
 
     def __init__(self, run: RequestRun) -> None:
         self.run = run
+        self._pin: tuple[AliasPlan, str, Candidate] | None = None  # affinity: (alias, pin name, pinned)
+
+    async def _served(self, cand: Candidate) -> None:
+        """An attempt on ``cand`` answered: when it is not the pinned candidate (that one failed
+        over to it), the conversation's pin follows it."""
+        if self._pin is None or self._pin[2] is cand:
+            return
+        plan, name, _ = self._pin
+        if cand not in plan.candidates:
+            return  # a fallback alias's candidate: the pin is the first alias's
+        book = book_of(self.run.gw.strategy_state, self.run.gw.clock, self.run.gw.wall_clock)
+        ttl = ttl_of(self.run.rt.config.affinity, cand)
+        await book.served(self.run.gw.store, plan.alias, name, cand, ttl)
 
     # --- selection ------------------------------------------------------------------------------
 
@@ -78,10 +92,20 @@ class _Failover:
             and self._why_not(cand, now) is None
         ]
 
-    def _order(self, plan: AliasPlan, usable: list[Candidate], now: float) -> list[Candidate]:
+    async def _order(self, plan: AliasPlan, usable: list[Candidate], now: float) -> list[Candidate]:
         ordered = self._strategy_order(plan, usable, now)
         affinity = self.run.original.affinity
         if affinity is None:
+            settings = self.run.rt.config.affinity
+            if not settings.enabled or len(ordered) < 2:
+                return ordered
+            key = affinity_key(self.run.request)
+            if key is None:
+                return ordered
+            book = book_of(self.run.gw.strategy_state, self.run.gw.clock, self.run.gw.wall_clock)
+            name = book.name(self.run.ctx.gateway_key, plan.alias, key)
+            ordered = await book.order(self.run.gw.store, plan.alias, name, ordered, settings)
+            self._pin = (plan, name, ordered[0])
             return ordered
         # the account holding the conversation first; the others after it, in the strategy's order
         pinned = [c for c in ordered if c.provider.name == affinity.provider and c.key.name == affinity.key]
@@ -198,7 +222,7 @@ class _Failover:
                 if not usable:
                     break
             ordered_after = self.run.attempt_count  # a candidate is checked again only after an await
-            for cand in self._order(plan, usable, self.run.gw.clock()):
+            for cand in await self._order(plan, usable, self.run.gw.clock()):
                 if self.run.remaining() <= 0:
                     return last or self._exhausted(plan, tried_before)
                 if self.run.attempt_count > ordered_after and self._why_not(cand, self.run.gw.clock()):
@@ -227,9 +251,11 @@ class _Failover:
                 if spends:
                     self.run.gw.budget.active_retries += 1
                 try:
-                    return await attempt(
+                    outcome = await attempt(
                         self.run, cand, routing, upstream, counted=spends or not self.run.counted
                     )
+                    await self._served(cand)
+                    return outcome
                 except AttemptFailed as failed:
                     last = failed.error
                     if failed.fatal:

@@ -17,6 +17,7 @@ from truckllm._internal.secrets import Secret
 
 __all__ = [
     "AdminConfig",
+    "AffinityConfig",
     "BackoffConfig",
     "BackoffOverride",
     "BudgetConfig",
@@ -284,6 +285,26 @@ class GatewayKeyConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     expires: str | None = None  # ISO 8601 date or datetime
 
 
+class AffinityConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``affinity``: keep a conversation on the provider account that holds its prompt cache.
+
+    :ivar enabled: pin conversations to a (deployment, provider key) candidate (off by default:
+        a pinned conversation no longer follows the strategy's order request by request).
+    :ivar ttl: how long a pin lives after its conversation's last request (sliding); about as
+        long as a provider keeps a prompt cache (5 minutes for OpenAI and Anthropic).
+    :ivar provider_ttl: ``ttl`` per ``providers.<name>`` entry (a provider whose cache lives
+        longer, or shorter). A TTL under one second counts as one second.
+    :ivar max_skew: a new pin goes to a key only while that key holds at most
+        ``(1 + max_skew) / N`` of the alias's live pins (``N`` usable keys), so that pins
+        cannot starve keys.
+    """
+
+    enabled: bool = False
+    ttl: Duration = Duration(300)
+    provider_ttl: dict[str, Duration] = field(default_factory=dict)
+    max_skew: NonNeg = 0.15
+
+
 class Config(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """The whole config file."""
 
@@ -295,4 +316,5 @@ class Config(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: dict[str, ModelConfig] = field(default_factory=dict)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    affinity: AffinityConfig = field(default_factory=AffinityConfig)
     keys: tuple[GatewayKeyConfig, ...] | None = None
