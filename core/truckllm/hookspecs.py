@@ -30,6 +30,8 @@ from truckllm._internal.dialect import InboundDialect
 from truckllm._internal.store import Store
 from truckllm._internal.view import GatewayView
 from truckllm.types import (
+    CacheContext,
+    CachedAnswer,
     Candidate,
     ChatRequest,
     Logger,
@@ -254,6 +256,50 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     First non-None result wins.
 
     .. versionadded:: 0.1
+    """
+
+
+# --- response caches: may do I/O -----------------------------------------------------------------
+
+
+@hookspec
+def cache_lookup(request: ChatRequest, context: CacheContext) -> Awaitable[CachedAnswer | None] | None:
+    """Once per request a cache may answer: a stored answer to send instead of asking upstream.
+
+    Called after the gateway key was checked, the request decoded and its alias resolved and
+    admitted (the key's rpm counts a cached answer; its tpm and budget are charged nothing), and
+    before a candidate is selected. Not called when the client sent ``Cache-Control: no-cache``
+    or ``no-store`` (the answer says ``x-truckllm-cache: bypass``). The implementations are asked
+    in pluggy's order and the first answer wins; one that raises counts as a miss. The kernel
+    sends a hit as it is (a whole body, or the stream's frames replayed in order) with
+    ``x-truckllm-cache: hit``, and records it with ``cost_usd`` 0 and, in ``extra``, ``cache:
+    hit`` and ``cost_saved_usd``; every answer of a gateway with a cache says ``hit``, ``miss``
+    or ``bypass`` (none without one). A cache never answers across gateway keys unless its own
+    config says so (``context.gateway_key``).
+
+    :param request: the client's request, decoded.
+    :param context: the alias, gateway key, dialect and shared storage (:class:`CacheContext`).
+    :returns: ``None`` (a miss), or an awaitable of the :class:`CachedAnswer` or ``None``.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def cache_store(request: ChatRequest, context: CacheContext, answer: CachedAnswer) -> Awaitable[None] | None:
+    """Once per complete successful answer to a request that was looked up and missed.
+
+    Never for an error, a stream cut short or ended by an error event, or a client that left
+    before the end; not when the client sent ``Cache-Control: no-store``; never for a hit. Called
+    once the answer is complete: a whole answer just before it is sent, a stream after its last
+    frame was sent (before the response is closed). Streams over 16 MiB are not offered.
+
+    :param request: the client's request, decoded.
+    :param context: as given to ``cache_lookup``.
+    :param answer: the answer exactly as the client received it, with its usage and cost.
+    :returns: ``None``, or an awaitable the kernel awaits (its failure is logged, never raised).
+
+    .. versionadded:: 0.2
     """
 
 

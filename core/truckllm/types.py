@@ -21,6 +21,9 @@ __all__ = [
     "Affinity",
     "AliasInfo",
     "AttemptRecord",
+    "CacheContext",
+    "CacheStorage",
+    "CachedAnswer",
     "Candidate",
     "CandidateStats",
     "ChatRequest",
@@ -737,3 +740,59 @@ class GatewaySnapshot(Struct, frozen=True, kw_only=True):
     reloads_failed: int = 0
     last_reload_ok: bool = True
     loggers: tuple[LoggerFigures, ...] = ()
+
+
+# --- response caches (``cache_lookup`` / ``cache_store``) ----------------------------------------
+
+
+class CachedAnswer(Struct, frozen=True, kw_only=True):
+    """A complete successful answer a response cache keeps and the kernel replays.
+
+    Always in the client's dialect, exactly as the client received it: the kernel sends ``body``
+    (a whole answer) or ``frames`` one after the other (a stream), unchanged.
+
+    :ivar stream: the answer is a stream (``frames``), else a whole body (``body``).
+    :ivar body: the whole answer's bytes.
+    :ivar frames: the stream's frames, in order, as sent to the client.
+    :ivar content_type: the answer's ``content-type``.
+    :ivar usage: the tokens the original answer used (a replay uses none).
+    :ivar cost_usd: what the original answer cost: what a replay saves.
+    """
+
+    stream: bool = False
+    body: bytes = b""
+    frames: tuple[bytes, ...] = ()
+    content_type: str = "application/json"
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+
+
+class CacheStorage(Protocol):
+    """Where a response cache keeps its entries: the runtime store's shared state when it
+    implements :class:`truckllm.kit.store.StateStore` (every worker and replica sees them), else
+    this process's memory. Names are the cache's own; values are opaque bytes."""
+
+    async def get_state(self, name: str) -> bytes | None:
+        """The value stored under ``name`` (``None`` when absent or expired)."""
+
+    async def put_state(self, name: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` under ``name`` for ``ttl`` seconds."""
+
+
+class CacheContext(Struct, frozen=True, kw_only=True):
+    """What a response cache knows of one request besides the request (``cache_lookup``,
+    ``cache_store``).
+
+    :ivar alias: the alias the request resolved to (after the key's allow-list).
+    :ivar gateway_key: the gateway key's name (``None`` when the gateway runs without keys); a
+        cache keeps answers apart per key unless its own config says otherwise.
+    :ivar dialect: the client's dialect (the answer's format).
+    :ivar endpoint: ``chat``, ``completions``, ``embeddings``...
+    :ivar storage: shared storage for entries (:class:`CacheStorage`).
+    """
+
+    alias: str
+    gateway_key: str | None
+    dialect: str
+    endpoint: str
+    storage: CacheStorage

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from loguru import logger
 
+from truckllm._internal import response_cache
 from truckllm._internal.admission import admit, check_priced, content_size, estimate_tokens, serving_plans
 from truckllm._internal.asgi_util import (
     ClientGone,
@@ -34,6 +35,7 @@ from truckllm._internal.dialect_state import RequestState, backend_of
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.pipeline import serve
 from truckllm._internal.request import Outcome, RequestContext, end_request
+from truckllm._internal.response_cache import CacheRun
 from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm._internal.schemas.openai import ChatCompletionRequest, check_input
 from truckllm._internal.scrub import cut
@@ -218,9 +220,10 @@ class ApiEndpoint:
         gw = self.gateway
         rt = gw.runtime  # the snapshot this request keeps to its end
         ctx = RequestContext(request_id=request_id(scope), dialect=self.dialect, endpoint=self.endpoint)
+        cache: list[CacheRun] = []  # the request's response-cache run, once admitted
         gw.enter()
         try:
-            await self._handle(rt, ctx, scope, receive, send)
+            await self._handle(rt, ctx, scope, receive, send, cache)
         except ClientGone:
             ctx.client_disconnected = True
             ctx.status = 499
@@ -232,8 +235,8 @@ class ApiEndpoint:
             with contextlib.suppress(Exception):
                 await self._reject(ctx, send, error)
         finally:
-            try:
-                end_request(gw, rt, ctx)  # the one place a request ends: one record, one settlement
+            try:  # the one place a request ends: one record, one settlement
+                response_cache.end(gw, rt, ctx, cache[0] if cache else None)
             except Exception as exc:  # a record that cannot be built must not keep the request in flight
                 logger.opt(exception=exc).error("request {} could not be recorded", ctx.request_id)
             finally:
@@ -271,7 +274,13 @@ class ApiEndpoint:
         return prepared
 
     async def _handle(
-        self, rt: Runtime, ctx: RequestContext, scope: Scope, receive: Receive, send: Send
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        cache: list[CacheRun],
     ) -> None:
         if self.gateway.draining:
             raise GatewayError(
@@ -309,14 +318,23 @@ class ApiEndpoint:
                 )
             stream_slot = key.name
             self.gateway.streams[key.name] += 1
+        run = response_cache.start(self.gateway, rt, ctx, request)
+        if run is not None:
+            cache.append(run)
         try:
-            await self._run(rt, ctx, request, receive, send)
+            await self._run(rt, ctx, request, receive, send, run)
         finally:
             if stream_slot is not None:
                 self.gateway.streams[stream_slot] -= 1
 
     async def _run(
-        self, rt: Runtime, ctx: RequestContext, request: ChatRequest, receive: Receive, send: Send
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        request: ChatRequest,
+        receive: Receive,
+        send: Send,
+        cache: CacheRun | None = None,
     ) -> None:
         """Serve in this task; a client that goes away cancels it (and with it the upstream call)."""
         task = asyncio.current_task()
@@ -328,7 +346,7 @@ class ApiEndpoint:
         else:  # most whole answers are sent before a watch would be needed: start one only if not
             timer = asyncio.get_running_loop().call_later(WATCH_AFTER, watch.start)
         try:
-            outcome: Outcome = await serve(self.gateway, rt, request, ctx)
+            outcome = await self._serve(rt, ctx, request, cache)
             outcome.headers["x-request-id"] = ctx.request_id
             if _WORKER is not None:
                 outcome.headers["x-truckllm-worker"] = _WORKER
@@ -346,6 +364,18 @@ class ApiEndpoint:
             if timer is not None:
                 timer.cancel()
             watch.stop()
+
+    async def _serve(
+        self, rt: Runtime, ctx: RequestContext, request: ChatRequest, cache: CacheRun | None
+    ) -> Outcome:
+        """The answer: a response cache's hit, else the pipeline's (offered to the caches)."""
+        if cache is None:
+            return await serve(self.gateway, rt, request, ctx)
+        outcome = await cache.lookup()
+        if outcome is None:
+            outcome = await cache.watch(await serve(self.gateway, rt, request, ctx))
+        outcome.headers[response_cache.HEADER] = cache.status
+        return outcome
 
     @staticmethod
     async def _stream(outcome: Outcome, send: Send) -> None:
