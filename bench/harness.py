@@ -25,6 +25,7 @@ LANES = (
     "translation",
     "streaming",
     "responses",
+    "cache_affinity",
     "throughput",
     "nginx",
     "profile",

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import loadgen
+from bench import cache_affinity, loadgen
 from bench.harness import (
     ANTHROPIC_MODEL,
     CLIENT_HEADERS,
@@ -467,6 +467,10 @@ class Bench:
             )
         )
         return out
+
+    async def lane_cache_affinity(self) -> dict[str, Any]:
+        """(k) Prompt caches kept warm: affinity off and on (:mod:`bench.cache_affinity`)."""
+        return await cache_affinity.run_lane(say=self.say)
 
     async def lane_responses(self) -> dict[str, Any]:
         """(r) The Responses API beside chat: pass-through and translated (:mod:`bench.responses_lane`)."""

@@ -20,6 +20,10 @@ Lanes (``--lanes``; all by default):
 - ``responses``: OpenAI's Responses API beside chat, pass-through (OpenAI upstream) and translated
   (Anthropic upstream): added latency, concurrency-50 throughput, streams; ratios Responses / chat.
   Skipped when the ``responses`` dialect plugin is not installed.
+- ``cache_affinity``: 200 multi-turn agent sessions over 8 keys of an upstream with a per-key
+  prompt-prefix cache, with affinity off and on (and one key 429'd mid-run): the cached-token
+  ratio against a single key, each key's share of requests, client errors
+  (:mod:`bench.cache_affinity`; in process, about 20 s).
 - ``hold``: ``--hold-streams`` concurrent streams held open through the gateway; the gateway's
   RSS while it holds them.
 - ``memory``: gateway RSS at idle, at plateau under a mixed load for ``--soak`` seconds, and after
@@ -189,7 +193,16 @@ def targets(lanes: dict[str, Any], s: Settings) -> list[dict[str, Any]]:
             out.append({"target": name, "value": None, "limit": limit, "unit": unit, "met": None})
             return
         met = value >= limit if higher_is_better else value < limit
-        out.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": met})
+        out.append(
+            {
+                "target": name,
+                "value": value,
+                "limit": limit,
+                "unit": unit,
+                "met": met,
+                "higher": higher_is_better,
+            }
+        )
 
     c1 = lanes.get("latency", {}).get("concurrency_1")
     add("pass-through added p50, concurrency 1", c1["added"]["p50"] if c1 else None, 0.5)
@@ -214,6 +227,17 @@ def targets(lanes: dict[str, Any], s: Settings) -> list[dict[str, Any]]:
         )
     else:
         add("2,000 concurrent paced streams, RSS", None, 300, unit="MB")
+    runs = lanes.get("cache_affinity", {}).get("runs", {})
+    on, hit = runs.get("on"), runs.get("on+429")
+    add(
+        "affinity on: cached-token ratio vs one key",
+        on["ratio_vs_single"] if on else None,
+        0.95,
+        higher_is_better=True,
+        unit="",
+    )
+    add("affinity on: largest key share off even", on["max_share_deviation"] if on else None, 0.15, unit="")
+    add("affinity on, a key 429'd mid-run: client errors", hit["client_errors"] if hit else None, 1, unit="")
     mem = lanes.get("memory")
     if mem and "growth_mb" in mem:
         name = f"RSS flat during a {mem['seconds']:g} s soak (growth)"
@@ -229,7 +253,7 @@ def print_targets(results: dict[str, Any]) -> None:
     """The closing summary: each target, this run's figure, met or not."""
     rows = []
     for t in results.get("targets", []):
-        sign = ">=" if t["target"].startswith("throughput") else "<"
+        sign = ">=" if t.get("higher") or t["target"].startswith("throughput") else "<"
         verdict = "-" if t["met"] is None else ("met" if t["met"] else "NOT MET")
         value = t["value"]
         extra = f" ({t['held']:,} held)" if "held" in t else ""
@@ -352,6 +376,22 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
         lines += _md(RESPONSES_HEADERS, rrows, left=2)
         lines.append("")
+    crows = [
+        [
+            name,
+            run["keys"],
+            f"{run['cached_ratio']:.1%}",
+            f"{run['ratio_vs_single']:.1%}",
+            f"±{run['max_share_deviation']:.1%}",
+            run["client_errors"],
+        ]
+        for name, run in lanes.get("cache_affinity", {}).get("runs", {}).items()
+    ]
+    if crows:
+        lines.append("Prompt caches kept warm (cache_affinity; spread: largest key share off even):")
+        lines.append("")
+        lines += _md(["run", "keys", "cached tokens", "vs one key", "spread", "client errors"], crows)
+        lines.append("")
     hold, mem = lanes.get("hold", {}), lanes.get("memory", {})
     mrows = []
     if "rss_idle_start_mb" in results:
@@ -382,7 +422,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
     trows2 = []
     for t in results.get("targets", []):
-        sign = ">=" if t["target"].startswith("throughput") else "<"
+        sign = ">=" if t.get("higher") or t["target"].startswith("throughput") else "<"
         verdict = "-" if t["met"] is None else ("met" if t["met"] else "**not met**")
         trows2.append(
             [t["target"], f"{fmt(t['value'])} {t['unit']}", f"{sign} {fmt(t['limit'])} {t['unit']}", verdict]
