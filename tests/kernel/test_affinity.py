@@ -26,6 +26,7 @@ from truckllm import hookimpl
 from truckllm._internal.affinity import affinity_key, book_of
 from truckllm._internal.components import build_store
 from truckllm._internal.config.loader import parse_config
+from truckllm._internal.dialect_state import MemoryState
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.openai_api import OPENAI
 from truckllm._internal.openai_wire import chat_completion, upstream_error
@@ -341,6 +342,50 @@ def test_pins_survive_a_restart_through_a_shared_store(tmp_path: Path) -> None:
     again, fresh = asyncio.run(second())
     assert pinned == again == "k2"
     assert fresh == "k1"  # the restarted strategy's choice for a new conversation (k0 was next, then used)
+
+
+class SharedState:
+    """The part of a runtime store two workers share here: state values and cooldown marks."""
+
+    def __init__(self, vt: VirtualTime) -> None:
+        self.values = MemoryState(vt, 1000)
+        self.marks: list[Any] = []
+
+    async def get_state(self, name: str) -> bytes | None:
+        return await self.values.get_state(name)
+
+    async def put_state(self, name: str, value: bytes, ttl: float) -> None:
+        await self.values.put_state(name, value, ttl)
+
+    async def delete_state(self, name: str) -> bool:
+        return await self.values.delete_state(name)
+
+    async def mark_cooldown(self, mark: Any) -> None:
+        self.marks.append(mark)
+
+    async def cooldowns(self) -> list[Any]:
+        return list(self.marks)
+
+
+def test_two_workers_sharing_a_store_keep_a_conversation_on_one_key() -> None:
+    vt = VirtualTime()
+    shared = SharedState(vt)
+    workers = [gateway(vt, Sim(vt), config()) for _ in range(2)]
+    for gw in workers:
+        gw.store = shared  # type: ignore[assignment]
+
+    async def work() -> dict[str, set[str]]:
+        seen: dict[str, set[str]] = {}
+        for turn in range(6):
+            for s in range(3):  # each conversation alternates between the two workers
+                seen.setdefault(f"s{s}", set()).add(await ask(workers[(turn + s) % 2], chat(f"s{s}")))
+        return seen
+
+    seen = run(vt, work())
+    assert all(len(keys) == 1 for keys in seen.values()), seen
+    snapshot = book_of(workers[0].strategy_state, vt, vt).snapshot()
+    assert sum(row["pins"] for row in snapshot["live"]) == 3  # type: ignore[attr-defined]
+    assert snapshot["moves"] == {"new": 2}  # this worker pinned two; it read the third's pin
 
 
 def test_an_affinity_from_a_dialect_wins() -> None:

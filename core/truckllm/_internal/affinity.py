@@ -178,6 +178,20 @@ class AffinityBook:
         self.tally = _Tally()
         self.moves: Counter[str] = Counter()  # why pins were (re)written: new, moved, capped, refresh
 
+    def snapshot(self) -> dict[str, object]:
+        """What an admin view or a metrics exporter shows: live pins per alias and provider key
+        (this process's view), and pin writes by reason since start (``new``; ``moved``: its
+        key was unusable; ``failover``: it followed a failover; ``refresh``: at half its TTL;
+        ``capped``: the share cap passed over the strategy's first choice)."""
+        self.tally.expire(self.clock())
+        return {
+            "live": [
+                {"alias": alias, "provider": provider, "key": key, "pins": count}
+                for (alias, provider, key), count in sorted(self.tally.counts.items())
+            ],
+            "moves": dict(self.moves),
+        }
+
     def backend(self, store: Store | None) -> StateStore:
         """Where pins live: the runtime store when it keeps state, else this process's memory."""
         if store is not None and isinstance(store, StateStore):
@@ -235,6 +249,10 @@ class AffinityBook:
             self.tally.see(name, _pair(alias, chosen), now + ttl_of(settings, chosen))
         if reason:
             self.moves[reason] += 1
+            if reason != "refresh":
+                logger.debug(
+                    "affinity: {} pinned to {}/{} ({})", name, chosen.provider.name, chosen.key.name, reason
+                )
             await self._write(backend, name, chosen, ttl_of(settings, chosen))
         return [chosen, *(c for c in ordered if c is not chosen)]
 
