@@ -156,3 +156,16 @@ def test_an_empty_answer_is_a_miss() -> None:
         answer = _post(gw, STREAM)
     assert answer.status_code == 200 and answer.headers["x-truckllm-cache"] == "miss"
     assert b"[DONE]" in answer.content
+
+
+def test_a_hit_counts_against_the_keys_rpm() -> None:
+    """Decided: a cached answer is a request the key made (rpm), but it uses no tokens (tpm)."""
+    cache = DictCache()
+    config = CONFIG.replace("{name: alice, value: key-alice}", "{name: alice, value: key-alice, rpm: 2}")
+    with GatewayServer(config, extra_plugins=(cache,)) as gw:
+        miss = _post(gw, CHAT)
+        hit = _post(gw, CHAT)
+        limited = _post(gw, CHAT)
+    assert miss.headers["x-truckllm-cache"] == "miss" and hit.headers["x-truckllm-cache"] == "hit"
+    assert limited.status_code == 429 and "x-truckllm-cache" not in limited.headers
+    assert len(cache.lookups) == 2  # the limited request was refused before any lookup

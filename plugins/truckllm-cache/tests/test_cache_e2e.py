@@ -229,3 +229,67 @@ def test_an_alias_not_opted_in_is_not_cached() -> None:
         again = _openai(gw, ALICE, _chat(model="other"))
     assert again.headers["x-truckllm-cache"] == "miss"
     assert len(_upstream(records)) == 2
+
+
+FAKE_CONFIG = """
+providers:
+  claude: {{type: anthropic, base_url: "{url}", keys: [{{name: k1, value: test-key}}]}}
+models:
+  m:
+    deployments: [{{provider: claude, model: {model}, price: {{input: 3, output: 15}}}}]
+loggers:
+  - cache: {{aliases: [m]}}
+"""
+TOOLS = [
+    {"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+]
+
+
+@pytest.mark.parametrize("front", ["anthropic", "openai"])
+def test_a_stream_with_reasoning_tool_calls_and_usage_replays_whole(
+    front: str, fake_anthropic: Any, truckllm_gateway: Any
+) -> None:
+    from truckllm_testing.fakes.base import Reply, ToolCall
+
+    fake_anthropic.script(
+        Reply(thinking="The user wants weather.", tool_calls=[ToolCall("get_weather", {"city": "Paris"})])
+    )
+    model = fake_anthropic.served_models[0]
+    gw = truckllm_gateway(FAKE_CONFIG.format(url=fake_anthropic.base_url, model=model))
+    if front == "anthropic":
+        body: dict[str, Any] = {
+            "model": "m",
+            "max_tokens": 2048,
+            "stream": True,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "tools": TOOLS,
+            "messages": [{"role": "user", "content": "weather in Paris?"}],
+        }
+        url, headers = gw.url + "/v1/messages", {"anthropic-version": "2023-06-01"}
+    else:
+        body = {
+            "model": "m",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {"name": "get_weather", "parameters": TOOLS[0]["input_schema"]},
+                }
+            ],
+            "messages": [{"role": "user", "content": "weather in Paris?"}],
+        }
+        url, headers = gw.url + "/v1/chat/completions", {}
+    first = httpx.post(url, json=body, headers=headers, timeout=20)
+    second = httpx.post(url, json=body, headers=headers, timeout=20)
+    assert first.status_code == 200, first.text
+    assert b"get_weather" in first.content  # the arguments arrive split over several deltas
+    if front == "anthropic":
+        assert b"thinking_delta" in first.content and b"input_json_delta" in first.content
+        assert b"message_delta" in first.content
+    else:
+        assert b'"tool_calls"' in first.content and b"reasoning" in first.content
+        assert b'"usage"' in first.content and b"[DONE]" in first.content
+    assert second.headers["x-truckllm-cache"] == "hit"
+    assert second.content == first.content
+    assert len([r for r in fake_anthropic.requests if r.path.endswith("/messages")]) == 1
