@@ -432,3 +432,23 @@ def test_bad_affinity_settings_are_config_errors(bad: str) -> None:
     vt = VirtualTime()
     with pytest.raises(Exception, match="affinity"):
         gateway(vt, Sim(vt), config(bad))
+
+
+def test_a_provider_ttl_naming_no_provider_is_a_config_error() -> None:
+    from truckllm._internal.config.loader import parse_config
+    from truckllm._internal.plugins import make_plugin_manager
+    from truckllm.errors import ConfigError
+
+    text = """
+providers:
+  p: {type: mock}
+models:
+  m: {deployments: [{provider: p, model: echo}]}
+affinity: {enabled: true, provider_ttl: {nope: 1h}}
+"""
+    try:
+        parse_config(text, make_plugin_manager().registry(), env={})
+    except ConfigError as exc:
+        assert "affinity.provider_ttl.nope" in str(exc) and "no provider named 'nope'" in str(exc)
+    else:
+        raise AssertionError("a provider_ttl for an unknown provider was accepted")

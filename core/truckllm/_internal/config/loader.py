@@ -484,6 +484,9 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
                 elif target == alias:
                     reader.problem(["models", alias, which, i], "an alias cannot fall back to itself")
 
+    for name in config.affinity.provider_ttl:
+        if name not in config.providers and ("providers", name) not in reader.broken:
+            reader.problem(["affinity", "provider_ttl", name], f"no provider named {name!r}")
     seen_keys: set[str] = set()
     for i, gkey in enumerate(config.keys or ()):
         if gkey.name in seen_keys:
