@@ -6,6 +6,12 @@ to another API read these typed structs; same-dialect pass-through forwards the 
 
 Optional scalars default to ``msgspec.UNSET`` so that "not set" stays distinct from ``0``.
 Tool schemas and arguments stay ``msgspec.Raw`` so that they round-trip byte for byte.
+
+``cache_control`` (Anthropic's prompt-cache mark, ``{"type": "ephemeral", "ttl"?}``) is not in
+OpenAI's schema, but OpenAI-format clients aiming at Anthropic send it on content parts, messages
+and tools, and other dialects' translations (the Responses API's ``prompt_cache_breakpoint``)
+set it: it is kept raw on those structs so that providers with prompt caching read the marks from
+the typed form, and OpenAI providers re-encoding the typed form leave it out.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class TextPart(Struct, tag_field="type", tag="text", omit_defaults=True):
     """A text content part."""
 
     text: str
+    cache_control: Raw | UnsetType = UNSET
 
 
 class ImageURL(Struct, omit_defaults=True):
@@ -63,6 +70,7 @@ class ImagePart(Struct, tag_field="type", tag="image_url", omit_defaults=True):
     """An image content part."""
 
     image_url: ImageURL
+    cache_control: Raw | UnsetType = UNSET
 
 
 class InputAudio(Struct):
@@ -86,10 +94,11 @@ class FileContent(Struct, omit_defaults=True):
     filename: str | UnsetType = UNSET
 
 
-class FilePart(Struct, tag_field="type", tag="file"):
+class FilePart(Struct, tag_field="type", tag="file", omit_defaults=True):
     """A file (e.g. PDF) content part."""
 
     file: FileContent
+    cache_control: Raw | UnsetType = UNSET
 
 
 class RefusalPart(Struct, tag_field="type", tag="refusal"):
@@ -121,6 +130,7 @@ class SystemMessage(Struct, tag_field="role", tag="system", omit_defaults=True):
 
     content: str | list[TextPart]
     name: str | UnsetType = UNSET
+    cache_control: Raw | UnsetType = UNSET
 
 
 class DeveloperMessage(Struct, tag_field="role", tag="developer", omit_defaults=True):
@@ -128,6 +138,7 @@ class DeveloperMessage(Struct, tag_field="role", tag="developer", omit_defaults=
 
     content: str | list[TextPart]
     name: str | UnsetType = UNSET
+    cache_control: Raw | UnsetType = UNSET
 
 
 class UserMessage(Struct, tag_field="role", tag="user", omit_defaults=True):
@@ -135,6 +146,7 @@ class UserMessage(Struct, tag_field="role", tag="user", omit_defaults=True):
 
     content: str | list[ContentPart]
     name: str | UnsetType = UNSET
+    cache_control: Raw | UnsetType = UNSET
 
 
 class AssistantMessage(Struct, tag_field="role", tag="assistant", omit_defaults=True):
@@ -147,6 +159,7 @@ class AssistantMessage(Struct, tag_field="role", tag="assistant", omit_defaults=
     name: str | UnsetType = UNSET
     reasoning_content: str | UnsetType | None = UNSET
     thinking_blocks: list[Raw] | UnsetType | None = UNSET
+    cache_control: Raw | UnsetType = UNSET
 
 
 class ToolMessage(Struct, tag_field="role", tag="tool", omit_defaults=True):
@@ -154,6 +167,7 @@ class ToolMessage(Struct, tag_field="role", tag="tool", omit_defaults=True):
 
     tool_call_id: str
     content: str | list[TextPart]
+    cache_control: Raw | UnsetType = UNSET
 
 
 class FunctionMessage(Struct, tag_field="role", tag="function", omit_defaults=True):
@@ -181,6 +195,7 @@ class Tool(Struct):
     type: str = "function"
     function: FunctionDef | UnsetType = UNSET
     custom: Raw | UnsetType = UNSET
+    cache_control: Raw | UnsetType = UNSET
 
 
 class NamedFunction(Struct):
