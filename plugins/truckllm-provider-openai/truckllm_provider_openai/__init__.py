@@ -152,6 +152,16 @@ def _path_and_body(request: ChatRequest, model: str, options: Options) -> tuple[
     return PATHS[request.endpoint], body
 
 
+def _drop_cache_control(message: dict[str, Any]) -> None:
+    """Remove the typed form's prompt-cache marks from a message and its parts (OpenAI's chat API
+    refuses unknown members; its prompt cache needs no marks)."""
+    message.pop("cache_control", None)
+    content = message.get("content")
+    for part in content if isinstance(content, list) else ():
+        if isinstance(part, dict):
+            part.pop("cache_control", None)
+
+
 def _body(request: ChatRequest, model: str, options: Options) -> bytes:
     if request.dialect != "openai":  # an inbound dialect plugin translated it to OpenAI's form
         fields = msgspec.json.decode(msgspec.json.encode(request.typed))
@@ -163,6 +173,10 @@ def _body(request: ChatRequest, model: str, options: Options) -> bytes:
             if isinstance(message, dict):
                 message.pop("thinking_blocks", None)
                 message.pop("reasoning_content", None)
+                _drop_cache_control(message)
+        for tool in fields.get("tools") or ():
+            if isinstance(tool, dict):
+                tool.pop("cache_control", None)
         if request.stream and request.endpoint != "embeddings":
             fields["stream_options"] = {"include_usage": True}
         return msgspec.json.encode(fields)

@@ -6,7 +6,9 @@ client, the inbound dialect's translation for another) and builds the body of
 input items (``message``, ``function_call``, ``function_call_output``); function tools flat;
 ``tool_choice``; ``response_format`` as ``text.format``; ``max_tokens``/``max_completion_tokens``
 as ``max_output_tokens`` (at least 16, the Responses API's minimum); ``reasoning_effort`` as
-``reasoning.effort``; ``store: false`` (the gateway keeps nothing upstream for a chat client).
+``reasoning.effort``; ``store: false`` (the gateway keeps nothing upstream for a chat client);
+``cache_control`` marks on user content parts (or a user message) as ``prompt_cache_breakpoint``
+(marks elsewhere are dropped: the Responses API has breakpoints on input parts only).
 A chat parameter the Responses API cannot
 honour raises :class:`~truckllm.errors.UnsupportedRequest` naming it; harmless ones (``seed``,
 ``top_k``, zero penalties) are dropped.
@@ -17,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from msgspec import UNSET, Raw
+from msgspec import UNSET, Raw, UnsetType
 
 from truckllm.errors import UnsupportedRequest
 from truckllm.kit.openai_schemas import (
@@ -178,7 +180,14 @@ def _conversation(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
                 role = "system" if isinstance(msg, SystemMessage) else "developer"
                 items.append({"type": "message", "role": role, "content": text})
         elif isinstance(msg, UserMessage):
-            items.append({"type": "message", "role": "user", "content": _user_content(msg.content, where)})
+            content = _user_content(msg.content, where)
+            point = _breakpoint(msg.cache_control)
+            if point is not None:  # the message's own mark: on its last part
+                if isinstance(content, str):
+                    content = [{"type": "input_text", "text": content}]
+                if content and "prompt_cache_breakpoint" not in content[-1]:
+                    content[-1]["prompt_cache_breakpoint"] = point
+            items.append({"type": "message", "role": "user", "content": content})
         elif isinstance(msg, AssistantMessage):
             items.extend(_assistant_items(msg, where))
         elif isinstance(msg, ToolMessage):
@@ -193,23 +202,46 @@ def _conversation(messages: list[Any]) -> tuple[str, list[dict[str, Any]]]:
     return "\n\n".join(instructions), items
 
 
+def _breakpoint(mark: Raw | UnsetType) -> dict[str, Any] | None:
+    """The ``prompt_cache_breakpoint`` for a ``cache_control`` mark (``{"type": "ephemeral"}``);
+    ``None`` for no mark or another shape. Anthropic's ``ttl`` (5m, 1h) has no Responses
+    equivalent (30m, 12h): the breakpoint takes the request's TTL."""
+    if isinstance(mark, UnsetType):
+        return None
+    try:
+        value = msgspec.json.decode(mark)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    if isinstance(value, dict) and value.get("type") == "ephemeral":
+        return {"mode": "explicit"}
+    return None
+
+
+def _with_breakpoint(entry: dict[str, Any], mark: Raw | UnsetType) -> dict[str, Any]:
+    point = _breakpoint(mark)
+    if point is not None:
+        entry["prompt_cache_breakpoint"] = point
+    return entry
+
+
 def _user_content(content: Any, where: str) -> Any:
     if isinstance(content, str):
         return content
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(content):
         if isinstance(part, TextPart):
-            parts.append({"type": "input_text", "text": part.text})
+            parts.append(_with_breakpoint({"type": "input_text", "text": part.text}, part.cache_control))
         elif isinstance(part, ImagePart):
             detail = part.image_url.detail if part.image_url.detail is not UNSET else "auto"
-            parts.append({"type": "input_image", "image_url": part.image_url.url, "detail": detail})
+            image = {"type": "input_image", "image_url": part.image_url.url, "detail": detail}
+            parts.append(_with_breakpoint(image, part.cache_control))
         elif isinstance(part, FilePart):
             entry: dict[str, Any] = {"type": "input_file"}
             for name in ("file_data", "file_id", "filename"):
                 value = getattr(part.file, name)
                 if value is not UNSET:
                     entry[name] = value
-            parts.append(entry)
+            parts.append(_with_breakpoint(entry, part.cache_control))
         elif isinstance(part, InputAudioPart):
             raise UnsupportedRequest(
                 "audio input cannot be served through the Responses API", param=f"{where}.content[{j}]"
