@@ -18,7 +18,10 @@ from msgspec import Raw, Struct
 from truckllm._internal.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 __all__ = [
+    "AFFINITY_MOVE_REASONS",
     "Affinity",
+    "AffinityPins",
+    "AffinitySnapshot",
     "AliasInfo",
     "AttemptRecord",
     "CacheContext",
@@ -711,6 +714,41 @@ class LoggerFigures(Struct, frozen=True, kw_only=True):
     counters: frozenset[str] = frozenset()
 
 
+class AffinityPins(Struct, frozen=True, kw_only=True):
+    """The live affinity pins of one alias on one provider key (this process's view).
+
+    :ivar alias: the alias the pinned conversations ask for.
+    :ivar provider: the provider's config name.
+    :ivar key: the provider key's config name (never its value).
+    :ivar pins: conversations pinned to that key whose pin has not expired.
+    """
+
+    alias: str
+    provider: str
+    key: str
+    pins: int
+
+
+AFFINITY_MOVE_REASONS = ("new", "moved", "failover", "refresh", "capped")
+"""Why an affinity pin is written: ``new`` (a conversation's first pin, or one whose pin expired);
+``moved`` (its key was unusable: cooling down, ejected, over its rpm/tpm); ``failover`` (the
+request failed over to another key and the pin followed it); ``refresh`` (half its TTL had gone);
+``capped`` (the share cap passed over the strategy's first choice; also counted as ``new`` or
+``moved``)."""
+
+
+class AffinitySnapshot(Struct, frozen=True, kw_only=True):
+    """Affinity routing's state (config ``affinity``) in this process.
+
+    :ivar live: the live pins per alias and provider key, by alias, provider and key.
+    :ivar moves: pin writes since start by reason, every reason of
+        :data:`AFFINITY_MOVE_REASONS` present (0 when none).
+    """
+
+    live: tuple[AffinityPins, ...] = ()
+    moves: Mapping[str, int] = msgspec.field(default_factory=dict)
+
+
 class GatewaySnapshot(Struct, frozen=True, kw_only=True):
     """The running gateway's live state at one moment (``GatewayView.snapshot()``).
 
@@ -726,6 +764,7 @@ class GatewaySnapshot(Struct, frozen=True, kw_only=True):
     :ivar reloads_failed: config reloads refused since start (the running config stayed).
     :ivar last_reload_ok: whether the last reload was applied.
     :ivar loggers: the figures of every running logger that reports some, in config order.
+    :ivar affinity: affinity routing's pins and pin moves; ``None`` while it is off.
     """
 
     version: int
@@ -740,6 +779,7 @@ class GatewaySnapshot(Struct, frozen=True, kw_only=True):
     reloads_failed: int = 0
     last_reload_ok: bool = True
     loggers: tuple[LoggerFigures, ...] = ()
+    affinity: AffinitySnapshot | None = None
 
 
 # --- response caches (``cache_lookup`` / ``cache_store``) ----------------------------------------

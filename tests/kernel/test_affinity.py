@@ -19,11 +19,14 @@ from typing import Any
 
 import msgspec
 import pytest
+from starlette.requests import Request
 
 from tests.kernel.simkit import SimPlugin
 from tests.kernel.virtual_time import VirtualTime
 from truckllm import hookimpl
-from truckllm._internal.affinity import affinity_key, book_of
+from truckllm._internal.admin import ROUTES
+from truckllm._internal.admin.affinity import affinity as affinity_route
+from truckllm._internal.affinity import affinity_key
 from truckllm._internal.components import build_store
 from truckllm._internal.config.loader import parse_config
 from truckllm._internal.dialect_state import MemoryState
@@ -247,7 +250,7 @@ def test_a_pin_slides_with_use_and_expires_after_its_providers_ttl() -> None:
     keys = run(vt, work())
     assert len(set(keys[:5])) == 1
     assert keys[5] != keys[0]
-    moves = book_of(gw.strategy_state, gw.clock, gw.wall_clock).moves
+    moves = gw.affinity.moves
     assert moves["new"] == 2 and moves["refresh"] >= 2  # written at half TTL, not on every request
 
 
@@ -267,7 +270,7 @@ def test_a_pin_moves_off_a_key_that_is_rate_limited_with_no_client_error() -> No
     assert keys[0] == keys[1] and keys[2] != keys[0]
     assert keys[2] == keys[3] == keys[4]  # the conversation settled on its new key
     assert sim.calls.count(keys[0]) == 3  # the 429 was seen once; then the key is cooling down
-    moves = book_of(gw.strategy_state, gw.clock, gw.wall_clock).moves
+    moves = gw.affinity.moves
     assert moves["failover"] == 1 and moves["moved"] == 0  # the pin followed the failover at once
 
 
@@ -306,7 +309,57 @@ def test_new_pins_respect_the_share_cap() -> None:
     spread = run(vt, work())
     assert sum(spread.values()) == 40
     assert max(spread.values()) <= (40 * 1.15) / KEYS + 1  # no key above its share of live pins
-    assert book_of(gw.strategy_state, gw.clock, gw.wall_clock).moves["capped"] > 0
+    assert gw.affinity.moves["capped"] > 0
+
+
+async def _admin_affinity(gw: Gateway) -> dict[str, Any]:
+    """What ``GET /admin/v1/affinity`` answers (its handler, called as the admin router does)."""
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/admin/v1/affinity",
+        "headers": [],
+        "query_string": b"",
+    }
+    answer = await affinity_route(gw, Request(scope))
+    assert answer.status_code == 200
+    body: dict[str, Any] = msgspec.json.decode(bytes(answer.body))
+    return body
+
+
+def test_the_admin_view_and_the_snapshot_show_live_pins_per_key_and_moves_by_reason() -> None:
+    assert any(r.path == "/admin/v1/affinity" and r.handler is affinity_route for r in ROUTES)
+    vt = VirtualTime()
+    sim = Sim(vt)
+    gw = gateway(vt, sim, config("{enabled: true, ttl: 60s}"))
+
+    async def work() -> tuple[list[str], str, dict[str, Any], dict[str, Any]]:
+        first = [await ask(gw, chat(f"s{s}")) for s in range(3)]  # rotate: three keys, one pin each
+        sim.limited.add(first[0])  # s0's key answers 429: s0 fails over, its pin follows
+        moved = await ask(gw, chat("s0"))
+        live = await _admin_affinity(gw)
+        await vt.sleep(61)  # every pin's TTL has ended
+        return first, moved, live, await _admin_affinity(gw)
+
+    first, moved, live, later = run(vt, work())
+    assert first == ["k0", "k1", "k2"] and moved not in ("k0",)
+    expected = Counter({"k1": 1, "k2": 1}) + Counter({moved: 1})
+    assert {row["key"]: row["pins"] for row in live["live"]} == dict(expected)
+    assert all(row["alias"] == "m" and row["provider"] == "p" for row in live["live"])
+    assert live["moves"] == {"new": 3, "moved": 0, "failover": 1, "refresh": 0, "capped": 0}
+    assert live["enabled"] is True and live["ttl"] == 60.0 and live["provider_ttl"] == {}
+    assert later["live"] == []  # every pin expired
+    assert later["moves"] == live["moves"]  # moves are counts since start
+    snapshot = gw.view.snapshot().affinity
+    assert snapshot is not None and snapshot.live == () and snapshot.moves["failover"] == 1
+
+
+def test_the_snapshot_has_no_affinity_while_it_is_off() -> None:
+    vt = VirtualTime()
+    gw = gateway(vt, Sim(vt), config("{}"))
+    run(vt, ask(gw, chat("s")))
+    assert gw.view.snapshot().affinity is None
+    assert run(vt, _admin_affinity(gw))["enabled"] is False
 
 
 def _file_store(path: Path) -> Store:
@@ -383,9 +436,9 @@ def test_two_workers_sharing_a_store_keep_a_conversation_on_one_key() -> None:
 
     seen = run(vt, work())
     assert all(len(keys) == 1 for keys in seen.values()), seen
-    snapshot = book_of(workers[0].strategy_state, vt, vt).snapshot()
-    assert sum(row["pins"] for row in snapshot["live"]) == 3  # type: ignore[attr-defined]
-    assert snapshot["moves"] == {"new": 2}  # this worker pinned two; it read the third's pin
+    snapshot = workers[0].affinity.snapshot()
+    assert sum(row.pins for row in snapshot.live) == 3
+    assert {reason: n for reason, n in snapshot.moves.items() if n} == {"new": 2}  # it read the third's pin
 
 
 def test_an_affinity_from_a_dialect_wins() -> None:
@@ -416,7 +469,7 @@ def test_a_broken_store_leaves_the_strategys_order() -> None:
 
     vt = VirtualTime()
     gw = gateway(vt, Sim(vt), config())
-    book = book_of(gw.strategy_state, gw.clock, gw.wall_clock)
+    book = gw.affinity
     book.backend = lambda store: Broken()  # type: ignore[method-assign]
 
     async def work() -> list[str]:

@@ -1,19 +1,19 @@
 """Affinity routing: a conversation keeps going to the provider account holding its prompt cache.
 
 Providers cache prompt prefixes per account, so a conversation spread over N keys hits the cache
-about 1/N as often. With ``routing.affinity.enabled``, each request gets an affinity key
+about 1/N as often. With ``affinity.enabled``, each request gets an affinity key
 (:func:`affinity_key`: ``prompt_cache_key``, a client's session header, ``user`` /
 ``metadata.user_id``, else a hash of the stable prefix: system + tools + first user turn); the
 key pins one candidate (deployment, provider key) of the alias in the runtime store (its
 :class:`~truckllm._internal.store.StateStore`, shared by every process; in process memory when
-the store keeps no state), with a sliding TTL (``routing.affinity.ttl``, per provider, key or
-deployment).
+the store keeps no state), with a sliding TTL (``affinity.ttl``, per provider:
+``affinity.provider_ttl``).
 
-:class:`AffinityBook` (one per gateway) reads the pin (one store read per request), puts the
-pinned candidate first when it is usable, and otherwise pins the strategy's first choice whose
-key is under its share cap (``max_skew``); a pin is written only when it changes or when half
-its TTL has gone. Unusable candidates (cooldown, ejection, over rpm/tpm) are already out of the
-usable list, so their pins move on the next request.
+:class:`AffinityBook` (one per gateway: ``Gateway.affinity``) reads the pin (one store read per
+request), puts the pinned candidate first when it is usable, and otherwise pins the strategy's
+first choice whose key is under its share cap (``max_skew``); a pin is written only when it
+changes or when half its TTL has gone. Unusable candidates (cooldown, ejection, over rpm/tpm) are
+already out of the usable list, so their pins move on the next request.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
 from urllib.parse import quote
 
 import msgspec
@@ -31,9 +30,9 @@ from truckllm._internal.config.schema import AffinityConfig
 from truckllm._internal.dialect_state import MemoryState
 from truckllm._internal.schemas.openai import UserMessage
 from truckllm._internal.store import StateStore, Store
-from truckllm.types import Candidate, ChatRequest
+from truckllm.types import AFFINITY_MOVE_REASONS, AffinityPins, AffinitySnapshot, Candidate, ChatRequest
 
-__all__ = ["SESSION_HEADERS", "AffinityBook", "affinity_key", "book_of", "ttl_of"]
+__all__ = ["SESSION_HEADERS", "AffinityBook", "affinity_key", "ttl_of"]
 
 SESSION_HEADERS = (
     "x-truckllm-session",
@@ -178,19 +177,18 @@ class AffinityBook:
         self.tally = _Tally()
         self.moves: Counter[str] = Counter()  # why pins were (re)written: new, moved, capped, refresh
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> AffinitySnapshot:
         """What an admin view or a metrics exporter shows: live pins per alias and provider key
-        (this process's view), and pin writes by reason since start (``new``; ``moved``: its
-        key was unusable; ``failover``: it followed a failover; ``refresh``: at half its TTL;
-        ``capped``: the share cap passed over the strategy's first choice)."""
+        (this process's view: the pins it wrote or read, until their TTL ends), and pin writes
+        by reason since start (every reason of :data:`~truckllm.types.AFFINITY_MOVE_REASONS`)."""
         self.tally.expire(self.clock())
-        return {
-            "live": [
-                {"alias": alias, "provider": provider, "key": key, "pins": count}
+        return AffinitySnapshot(
+            live=tuple(
+                AffinityPins(alias=alias, provider=provider, key=key, pins=count)
                 for (alias, provider, key), count in sorted(self.tally.counts.items())
-            ],
-            "moves": dict(self.moves),
-        }
+            ),
+            moves={reason: self.moves[reason] for reason in AFFINITY_MOVE_REASONS},
+        )
 
     def backend(self, store: Store | None) -> StateStore:
         """Where pins live: the runtime store when it keeps state, else this process's memory."""
@@ -238,9 +236,9 @@ class AffinityBook:
             assert pin is not None
             ttl = ttl_of(settings, chosen)
             age = max(wall - pin.written, 0.0)
-            self.tally.see(name, _pair(alias, chosen), now + max(ttl - age, 0.0))
             if age >= ttl / 2:
-                reason = "refresh"
+                reason = "refresh"  # rewritten below: a whole TTL from now
+            self.tally.see(name, _pair(alias, chosen), now + (ttl if reason else max(ttl - age, 0.0)))
         else:
             chosen, capped = self._new(alias, ordered, settings)
             reason = "new" if pin is None else "moved"
@@ -302,17 +300,3 @@ class AffinityBook:
             if self.tally.counts[pair] + 1 <= max(bound, 1.0):
                 return cand, cand is not ordered[0]
         return ordered[0], False
-
-
-def book_of(
-    strategy_state: dict[tuple[str, str], dict[str, Any]],
-    clock: Callable[[], float],
-    wall_clock: Callable[[], float],
-) -> AffinityBook:
-    """The gateway's :class:`AffinityBook`, kept in its kernel-owned scratch space (under a key no
-    alias can spell: alias names are never empty) so that it lives as long as the gateway."""
-    holder = strategy_state.setdefault(("", "affinity"), {})
-    book = holder.get("book")
-    if not isinstance(book, AffinityBook):
-        book = holder["book"] = AffinityBook(clock, wall_clock)
-    return book

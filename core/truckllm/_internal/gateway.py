@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from loguru import logger
 
+from truckllm._internal.affinity import AffinityBook
 from truckllm._internal.background import Background, call_each
 from truckllm._internal.components import (
     attach,
@@ -83,6 +84,7 @@ class Gateway:
         self.budget = RetryBudget()
         self.background = Background()
         self.strategy_state: dict[tuple[str, str], dict[str, Any]] = {}
+        self.affinity = AffinityBook(clock, wall_clock)  # conversations' pins (kept across reloads)
         self.memory_state = MemoryState(clock, 10_000)  # dialect state when the store keeps none
         self.credentials = Credentials(clock, wall_clock, sleep, self.random)
         self.session: aiohttp.ClientSession | None = None

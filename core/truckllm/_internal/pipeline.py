@@ -16,7 +16,7 @@ import enum
 
 from loguru import logger
 
-from truckllm._internal.affinity import affinity_key, book_of, ttl_of
+from truckllm._internal.affinity import affinity_key, ttl_of
 from truckllm._internal.attempt import attempt, build
 from truckllm._internal.availability import exhausted, ready_at, unusable
 from truckllm._internal.gateway import Gateway
@@ -62,9 +62,8 @@ class _Failover:
         plan, name, _ = self._pin
         if cand not in plan.candidates:
             return  # a fallback alias's candidate: the pin is the first alias's
-        book = book_of(self.run.gw.strategy_state, self.run.gw.clock, self.run.gw.wall_clock)
         ttl = ttl_of(self.run.rt.config.affinity, cand)
-        await book.served(self.run.gw.store, plan.alias, name, cand, ttl)
+        await self.run.gw.affinity.served(self.run.gw.store, plan.alias, name, cand, ttl)
 
     # --- selection ------------------------------------------------------------------------------
 
@@ -102,7 +101,7 @@ class _Failover:
             key = affinity_key(self.run.request)
             if key is None:
                 return ordered
-            book = book_of(self.run.gw.strategy_state, self.run.gw.clock, self.run.gw.wall_clock)
+            book = self.run.gw.affinity
             name = book.name(self.run.ctx.gateway_key, plan.alias, key)
             ordered = await book.order(self.run.gw.store, plan.alias, name, ordered, settings)
             self._pin = (plan, name, ordered[0])

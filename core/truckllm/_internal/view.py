@@ -4,7 +4,8 @@
 figures a logger or a store reports, as typed values made by the kernel, and nothing that holds a
 key value (no config, no secrets). :meth:`GatewayView.snapshot` takes one
 :class:`~truckllm.types.GatewaySnapshot` (keys' states, in flight, the after-response queue,
-plugin errors, retry-budget denials, the config version and reloads, other loggers' figures);
+plugin errors, retry-budget denials, the config version and reloads, other loggers' figures,
+affinity pins and pin moves);
 :attr:`GatewayView.runtime` names the running aliases and providers. A plugin gets the secrets
 config hands to it, in its own options, and nothing else.
 
@@ -151,6 +152,7 @@ class GatewayView:
             reloads_failed=gw.reloads_failed,
             last_reload_ok=gw.last_reload_ok,
             loggers=logger_figures(gw.loggers),
+            affinity=gw.affinity.snapshot() if gw.runtime.config.affinity.enabled else None,
         )
 
     @property

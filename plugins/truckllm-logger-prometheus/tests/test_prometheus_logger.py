@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from truckllm_logger_prometheus import PrometheusLogger
+from truckllm_logger_prometheus._gateway import GatewayPublisher
 
 from truckllm import hookimpl
 from truckllm._internal.config.loader import decode_options
@@ -144,9 +145,23 @@ class Providers:
         register(ProviderSpec(type="mock", default_base_url="http://127.0.0.1:9", needs_keys=False))
 
 
-def make_gateway() -> Gateway:
-    """A real gateway built from :data:`CONFIG` (not started), with no plugin autoloaded."""
-    return Gateway(config_text=CONFIG, env={}, extra_plugins=(Providers(),), autoload=False)
+def make_gateway(affinity: bool = False) -> Gateway:
+    """A real gateway built from :data:`CONFIG` (not started), with no plugin autoloaded; with
+    affinity routing on when ``affinity``."""
+    text = CONFIG + ("affinity: {enabled: true, ttl: 60s}\n" if affinity else "")
+    return Gateway(config_text=text, env={}, extra_plugins=(Providers(),), autoload=False)
+
+
+async def pin(gateway: Gateway, *conversations: str) -> None:
+    """Pin ``conversations`` of ``gpt-4o`` as the request path does, the strategy putting each
+    next key first in turn (round robin)."""
+    candidates = list(gateway.runtime.aliases["gpt-4o"].candidates)
+    settings = gateway.runtime.config.affinity
+    for turn, conversation in enumerate(conversations):
+        start = turn % len(candidates)
+        ordered = candidates[start:] + candidates[:start]
+        name = gateway.affinity.name(None, "gpt-4o", conversation)
+        await gateway.affinity.order(gateway.store, "gpt-4o", name, ordered, settings)
 
 
 async def started(gateway: Gateway) -> PrometheusLogger:
@@ -399,9 +414,10 @@ async def test_every_metric_the_readme_lists_is_scraped_and_no_other(monkeypatch
     """A gateway with a key, a plugin error, a logger reporting figures and records of every kind:
     the scrape holds every metric of the README's tables, and the README lists every metric on it."""
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    gateway = make_gateway()
+    gateway = make_gateway(affinity=True)
     gateway.background.plugin_errors[("logger-webhook", "emit_log")] += 1
     gateway.loggers = [("webhook", FakeWebhook(1, 2, 3))]
+    await pin(gateway, "a conversation")
     metrics = await started(gateway)
     for r in RECORDS:
         metrics.emit_log(r)
@@ -486,3 +502,75 @@ async def test_input_tokens_split_by_cache_and_key_give_a_cached_ratio(
     # a record from outside the config never puts its key name in a label
     assert value(s, cache, alias="other", provider="other", key="other", cache="fresh") == 3
     assert "sk-live-123" not in metrics.render_metrics().decode()
+
+
+async def test_affinity_pins_per_key_and_moves_by_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live pins per alias and provider key and pin writes by reason, from the snapshot; the pins
+    of a key whose conversations' TTL ended are gone; nothing while affinity is off."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    now = [1000.0]
+    gateway = make_gateway(affinity=True)
+    gateway.affinity.clock = gateway.affinity.wall_clock = lambda: now[0]
+    metrics = await started(gateway)
+    s = scrape(metrics)
+    assert {labels: v for (name, labels), v in s.items() if name == "truckllm_affinity_moves_total"} == {
+        (("reason", reason),): 0 for reason in ("new", "moved", "failover", "refresh", "capped")
+    }
+    assert not any(name == "truckllm_affinity_pins" for name, _ in s)
+
+    await pin(gateway, *(f"c{n}" for n in range(6)))  # round robin over three keys: two pins each
+    s = scrape(metrics)
+    pins = {
+        dict(labels)["key"]: v
+        for (name, labels), v in s.items()
+        if name == "truckllm_affinity_pins" and dict(labels)["alias"] == "gpt-4o"
+    }
+    assert pins == {"oa-main": 2, "oa-backup": 2, "oa-old": 2}
+    assert value(s, "truckllm_affinity_moves_total", reason="new") == 6
+    assert value(s, "truckllm_affinity_moves_total", reason="capped") == 0
+
+    now[0] += 40  # "c0" comes back past half its TTL: its pin is refreshed, on the same key
+    await pin(gateway, "c0")
+    s = scrape(metrics)
+    assert value(s, "truckllm_affinity_pins", alias="gpt-4o", provider="openai", key="oa-main") == 2
+    assert value(s, "truckllm_affinity_moves_total", reason="refresh") == 1
+
+    now[0] += 21  # past every other pin's TTL
+    s = scrape(metrics)
+    assert value(s, "truckllm_affinity_pins", alias="gpt-4o", provider="openai", key="oa-main") == 1
+    assert value(s, "truckllm_affinity_pins", alias="gpt-4o", provider="openai", key="oa-old") is None
+
+    now[0] += 60  # past every pin's TTL
+    s = scrape(metrics)
+    assert not any(name == "truckllm_affinity_pins" for name, _ in s)
+    assert value(s, "truckllm_affinity_moves_total", reason="new") == 6
+
+    off = await started(make_gateway())
+    assert not any(name.startswith("truckllm_affinity") for name, _ in scrape(off))
+
+
+async def test_a_published_pin_gauge_goes_to_zero_when_its_pins_expire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Multiprocess mode keeps a gauge's last value in the worker's file: a key whose last pin
+    expired is published as 0, not left at its old count (the publisher's gauges, read in process)."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    now = [1000.0]
+    gateway = make_gateway(affinity=True)
+    gateway.affinity.clock = gateway.affinity.wall_clock = lambda: now[0]
+    publisher = GatewayPublisher()
+
+    def published() -> dict[str, float]:
+        gauge = publisher._metrics["truckllm_affinity_pins"]
+        return {s.labels["key"]: s.value for family in gauge.collect() for s in family.samples}
+
+    await pin(gateway, "c0", "c1")
+    publisher.publish(gateway.view)
+    assert published() == {"oa-main": 1, "oa-backup": 1}
+    now[0] += 30
+    await pin(gateway, "c2")  # the share cap passes over the two keys holding a pin: the third
+    publisher.publish(gateway.view)
+    assert published() == {"oa-main": 1, "oa-backup": 1, "oa-old": 1}
+    now[0] += 31  # the first two expired
+    publisher.publish(gateway.view)
+    assert published() == {"oa-main": 0, "oa-backup": 0, "oa-old": 1}

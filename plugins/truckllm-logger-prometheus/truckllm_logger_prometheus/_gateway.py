@@ -2,10 +2,10 @@
 
 :func:`read_snapshot` turns one :class:`~truckllm.types.GatewaySnapshot` (what
 ``GatewayView.snapshot()`` returns: key states, in flight, the after-response queue, plugin
-errors, retry-budget denials, the config version and reloads, other loggers' figures) into
-readings. A single process exports them through :class:`GatewayCollector` at scrape time; several
-processes sharing ``PROMETHEUS_MULTIPROC_DIR`` write them into their files with
-:class:`GatewayPublisher`.
+errors, retry-budget denials, the config version and reloads, other loggers' figures, affinity
+pins and pin moves) into readings. A single process exports them through
+:class:`GatewayCollector` at scrape time; several processes sharing ``PROMETHEUS_MULTIPROC_DIR``
+write them into their files with :class:`GatewayPublisher`.
 
 Every figure comes typed from the kernel's snapshot: a kernel change that would take one away is a
 type error in the kernel, not a metric that silently disappears. Should taking the snapshot fail
@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from truckllm.kit.view import GatewayView
-from truckllm.types import GatewaySnapshot, LoggerFigures
+from truckllm.types import AffinitySnapshot, GatewaySnapshot, LoggerFigures
 
 __all__ = ["KEY_STATES", "GatewayCollector", "GatewayPublisher", "Reading", "read_snapshot", "snapshot_of"]
 
@@ -123,6 +123,27 @@ def _loggers(figures: Iterable[LoggerFigures]) -> list[Reading]:
     return list(readings.values())
 
 
+def _affinity(affinity: AffinitySnapshot | None) -> list[Reading]:
+    """Live pins per alias and provider key, and pin writes by reason (nothing while it is off)."""
+    if affinity is None:
+        return []
+    pins = Reading(
+        "truckllm_affinity_pins",
+        "Live affinity pins (conversations kept on one provider key) per alias and provider key.",
+        "gauge",
+        ("alias", "provider", "key"),
+        samples=[((row.alias, row.provider, row.key), float(row.pins)) for row in affinity.live],
+    )
+    moves = Reading(
+        "truckllm_affinity_moves",
+        "Affinity pin writes by reason: new, moved, failover, refresh, capped.",
+        "counter",
+        ("reason",),
+        samples=[((reason,), float(count)) for reason, count in sorted(affinity.moves.items())],
+    )
+    return [pins, moves]
+
+
 def read_snapshot(snapshot: GatewaySnapshot) -> list[Reading]:
     """The gateway's live state as readings."""
     reloads = Reading(
@@ -151,6 +172,7 @@ def read_snapshot(snapshot: GatewaySnapshot) -> list[Reading]:
             mode="livemax",
         ),
         *_loggers(snapshot.loggers),
+        *_affinity(snapshot.affinity),
     ]
 
 
@@ -199,10 +221,13 @@ class GatewayPublisher:
     Gauges are set (``truckllm_key_state`` and ``truckllm_config_version`` combine across live
     processes with ``livemax``, the others with ``livesum``); counters are increased by what
     was counted since the last publish, so dead workers' counts are kept like any counter's.
+    A gauge's labels that were published before and are gone from the snapshot (a key's last
+    affinity pin expired) are set to 0.
     """
 
     def __init__(self) -> None:
         self._metrics: dict[str, Gauge | Counter] = {}
+        self._gauge_labels: dict[str, set[tuple[str, ...]]] = {}
 
     def _metric(self, reading: Reading) -> Gauge | Counter:
         metric = self._metrics.get(reading.name)
@@ -227,6 +252,11 @@ class GatewayPublisher:
             return
         for reading in read_snapshot(snapshot):
             metric = self._metric(reading)
+            if isinstance(metric, Gauge) and reading.labels:
+                now = {labels for labels, _ in reading.samples}
+                for labels in self._gauge_labels.get(reading.name, set()) - now:
+                    metric.labels(*labels).set(0.0)
+                self._gauge_labels[reading.name] = now | self._gauge_labels.get(reading.name, set())
             for labels, value in reading.samples:
                 child = metric.labels(*labels) if reading.labels else metric
                 if isinstance(child, Gauge):

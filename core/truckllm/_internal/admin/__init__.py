@@ -2,7 +2,8 @@
 
 :data:`ROUTES` is the whole API, one row per URL and method, naming the handler that answers it;
 each handler is a module-level ``async def handler(gateway, request)`` in the module of its part
-(:mod:`.status`, :mod:`.config`, :mod:`.providers`, :mod:`.models`, :mod:`.usage`, :mod:`.keys`).
+(:mod:`.status`, :mod:`.config`, :mod:`.providers`, :mod:`.models`, :mod:`.usage`, :mod:`.keys`,
+:mod:`.affinity`).
 Every answer is built from redacted views: no configured secret ever appears in one.
 """
 
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from truckllm._internal.admin import config, keys, models, providers, status, usage
+from truckllm._internal.admin import affinity, config, keys, models, providers, status, usage
 from truckllm._internal.admin.config import MAX_CONFIG_BYTES
 from truckllm._internal.admin.keys import MAX_KEY_REQUEST_BYTES
 from truckllm._internal.admin.responses import JSON, error_response
@@ -64,6 +65,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("GET", f"{V1}/models", models.models),
     AdminRoute("POST", f"{V1}/providers/{{provider}}/keys/{{key}}/enable", providers.enable_key),
     AdminRoute("GET", f"{V1}/usage", usage.usage),
+    AdminRoute("GET", f"{V1}/affinity", affinity.affinity),
     AdminRoute("GET", f"{V1}/keys", keys.list_keys),
     AdminRoute("POST", f"{V1}/keys", keys.create_key),
     AdminRoute("DELETE", f"{V1}/keys/{{name}}", keys.delete_key),
