@@ -182,9 +182,7 @@ class _Failover:
         raise error_to_gateway(error)
 
     async def _serve_alias(self, plan: AliasPlan) -> Outcome | UpstreamError:
-        if plan.candidates and all(
-            self._too_long(cand) for cand in plan.candidates
-        ):
+        if plan.candidates and all(self._too_long(cand) for cand in plan.candidates):
             return UpstreamError(  # so that the alias's context_window_fallbacks are tried
                 status=400,
                 kind="context_length",
