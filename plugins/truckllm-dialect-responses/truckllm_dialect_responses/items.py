@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from msgspec import UNSET, Raw
+from msgspec import UNSET, Raw, UnsetType
 
 from truckllm.errors import UnsupportedRequest
 from truckllm.kit.openai_schemas import (
@@ -47,6 +47,7 @@ from truckllm.kit.openai_schemas import (
     UserMessage,
 )
 
+from .cache import cache_mark, check_breakpoint
 from .checks import ARRAY, OBJECT, STRING, join, need, one_of, opt
 from .errors import invalid_type, invalid_value, missing
 from .wire import open_thinking
@@ -199,6 +200,8 @@ def _check_part(part: object, at: str, allowed: tuple[str, ...]) -> None:
         raise invalid_type(at, "an object", part)
     kind = need(part, "type", at, STRING)
     one_of(kind, join(at, "type"), allowed)
+    if kind in ("input_text", "input_image", "input_file"):
+        check_breakpoint(part, at)
     if kind in ("input_text", "output_text"):
         need(part, "text", at, STRING)
     elif kind == "refusal":
@@ -316,16 +319,27 @@ class Conversation:
             self._flush_media()
             if isinstance(content, str):
                 if content:
-                    self._turn.texts.append(TextPart(text=content))
+                    self._turn.texts.append(TextPart(text=content, cache_control=cache_mark(item)))
                 return
             for part in content if isinstance(content, list) else ():
                 if part.get("type") == "refusal":
                     self._turn.texts.append(RefusalPart(refusal=str(part.get("refusal"))))
                 elif part.get("text"):
-                    self._turn.texts.append(TextPart(text=str(part.get("text"))))
+                    self._turn.texts.append(
+                        TextPart(text=str(part.get("text")), cache_control=cache_mark(part))
+                    )
+            own = cache_mark(item)
+            last = self._turn.texts[-1] if self._turn.texts else None
+            if (
+                isinstance(own, Raw)
+                and isinstance(last, TextPart)
+                and isinstance(last.cache_control, UnsetType)
+            ):
+                last.cache_control = own  # the message's own mark: on its last part
             return
         self._flush_turn()
         self._flush_media()
+        own = cache_mark(item)
         if isinstance(content, str):
             parts: list[ContentPart] = [TextPart(text=content)] if content else []
         else:
@@ -342,21 +356,24 @@ class Conversation:
                     )
                 texts.append(part)
             if texts:
-                body: str | list[TextPart] = texts[0].text if len(texts) == 1 else texts
-                self.messages.append(
-                    SystemMessage(content=body) if role == "system" else DeveloperMessage(content=body)
-                )
+                body: str | list[TextPart] = texts[0].text if _plain(texts) else texts
+                if role == "system":
+                    self.messages.append(SystemMessage(content=body, cache_control=own))
+                else:
+                    self.messages.append(DeveloperMessage(content=body, cache_control=own))
             return
-        if len(parts) == 1 and isinstance(parts[0], TextPart):
-            self.messages.append(UserMessage(content=parts[0].text))
+        first = parts[0] if parts else None
+        if isinstance(first, TextPart) and _plain(parts):
+            self.messages.append(UserMessage(content=first.text, cache_control=own))
         elif parts:
-            self.messages.append(UserMessage(content=parts))
+            self.messages.append(UserMessage(content=parts, cache_control=own))
 
     def _part(self, part: dict[str, Any], param: str) -> list[ContentPart]:
         kind = part.get("type")
+        mark = cache_mark(part)
         if kind == "input_text":
             text = str(part.get("text"))
-            return [TextPart(text=text)] if text else []
+            return [TextPart(text=text, cache_control=mark)] if text else []
         if kind == "input_image":
             url = part.get("image_url")
             if not isinstance(url, str) or not url:
@@ -369,7 +386,7 @@ class Conversation:
             image = ImageURL(url=url)
             if detail in ("low", "high", "auto"):
                 image.detail = detail
-            return [ImagePart(image_url=image)]
+            return [ImagePart(image_url=image, cache_control=mark)]
         if kind == "input_file":
             data = part.get("file_data")
             if not isinstance(data, str):
@@ -384,7 +401,8 @@ class Conversation:
                 FilePart(
                     file=FileContent(
                         file_data=data, filename=filename if isinstance(filename, str) else UNSET
-                    )
+                    ),
+                    cache_control=mark,
                 )
             ]
         if kind == "input_audio":
@@ -399,17 +417,22 @@ class Conversation:
 
     def _tool_message(self, item: dict[str, Any], index: int) -> ToolMessage:
         output = item.get("output")
+        mark = cache_mark(item)
         if isinstance(output, str):
-            return ToolMessage(tool_call_id=str(item.get("call_id")), content=output)
+            return ToolMessage(tool_call_id=str(item.get("call_id")), content=output, cache_control=mark)
         texts: list[str] = []
         for j, part in enumerate(output if isinstance(output, list) else ()):
             for translated in self._part(part, self.param(index, f".output[{j}]")):
                 if isinstance(translated, TextPart):
                     texts.append(translated.text)
+                    if isinstance(translated.cache_control, Raw):  # a marked part marks the result
+                        mark = translated.cache_control
                 else:  # chat tool messages hold text only: media follow in a user message
                     self._media.append(translated)
                     texts.append("(attached below)")
-        return ToolMessage(tool_call_id=str(item.get("call_id")), content="\n".join(texts))
+        return ToolMessage(
+            tool_call_id=str(item.get("call_id")), content="\n".join(texts), cache_control=mark
+        )
 
     def _reasoning(self, item: dict[str, Any]) -> None:
         if self._turn.texts or self._turn.calls:
@@ -445,3 +468,10 @@ class Conversation:
         if self._media:
             self.messages.append(UserMessage(content=self._media))
             self._media = []
+
+
+def _plain(parts: list[Any]) -> bool:
+    """One unmarked text part (sent as a plain string, as before marks existed)."""
+    return (
+        len(parts) == 1 and isinstance(parts[0], TextPart) and isinstance(parts[0].cache_control, UnsetType)
+    )

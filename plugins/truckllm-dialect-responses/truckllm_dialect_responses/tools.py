@@ -19,6 +19,7 @@ from msgspec import UNSET, Raw
 from truckllm.errors import UnsupportedRequest
 from truckllm.kit.openai_schemas import FunctionDef, NamedFunction, NamedToolChoice, Tool
 
+from .cache import cache_mark
 from .checks import ARRAY, BOOLEAN, OBJECT, STRING, join, need, one_of, opt
 from .errors import invalid, invalid_type, shown
 
@@ -143,7 +144,8 @@ def _function(tool: dict[str, Any]) -> Tool:
             description=description if isinstance(description, str) else UNSET,
             parameters=Raw(msgspec.json.encode(parameters)) if isinstance(parameters, dict) else UNSET,
             strict=strict if isinstance(strict, bool) else UNSET,
-        )
+        ),
+        cache_control=cache_mark(tool),
     )
 
 

@@ -9,8 +9,11 @@ import json
 import os
 from typing import Any
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from truckllm.kit.openai_schemas import ChatCompletionRequest
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "100")),
@@ -77,12 +80,26 @@ def test_a_mark_on_the_function_object_marks_the_tool(kit: Any) -> None:
     assert [t.get("cache_control") for t in body["tools"]] == [None, EPHEMERAL]
 
 
-def test_marks_are_read_only_from_openai_bodies(kit: Any) -> None:
+def test_marks_are_read_from_openai_bodies_and_other_dialects_typed_forms(kit: Any) -> None:
     from truckllm_provider_anthropic.cache import cache_marks
 
     raw = {"model": "m", "messages": [_user("q", cache_control=EPHEMERAL)]}
     assert cache_marks(kit.request(raw)).messages == {0: EPHEMERAL}
-    assert not cache_marks(kit.request(raw, dialect="gemini")).messages
+    other = kit.request(raw, dialect="gemini")  # no typed form: the body is not read
+    assert not cache_marks(other).messages
+    typed = msgspec.json.decode(json.dumps(raw), type=ChatCompletionRequest)
+    assert cache_marks(msgspec.structs.replace(other, typed=typed)).messages == {0: EPHEMERAL}
+    ttl = {
+        "model": "m",
+        "messages": [
+            _user(
+                [{"type": "text", "text": "q", "cache_control": {"type": "ephemeral", "ttl": "1h", "x": 1}}]
+            )
+        ],
+    }
+    typed = msgspec.json.decode(json.dumps(ttl), type=ChatCompletionRequest)
+    marks = cache_marks(msgspec.structs.replace(other, typed=typed))
+    assert marks.parts == {(0, 0): {"type": "ephemeral", "ttl": "1h"}}
 
 
 names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=6, unique=True)

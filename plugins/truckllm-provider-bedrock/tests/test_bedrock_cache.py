@@ -95,9 +95,16 @@ def test_models_without_prompt_caching_get_no_cache_points() -> None:
     assert "cachePoint" in _send(body, model="us.amazon.nova-pro-v1:0").decode()
 
 
-def test_marks_in_other_dialects_are_not_read() -> None:
-    body = {"model": "m", "messages": [_user("q", cache_control=EPHEMERAL)]}
-    assert "cachePoint" not in json.dumps(_converse(body, dialect="responses"))
+def test_marks_of_other_dialects_are_read_from_the_typed_form_not_the_body() -> None:
+    raw = json.dumps({"model": "m", "messages": [_user("q", cache_control=EPHEMERAL)]}).encode()
+    marked = msgspec.json.decode(raw, type=ChatCompletionRequest)  # as a dialect's translation sets it
+    plain = msgspec.json.decode(
+        json.dumps({"model": "m", "messages": [_user("q")]}), type=ChatCompletionRequest
+    )
+    for typed, expected in ((marked, [{"text": "q"}, POINT]), (plain, [{"text": "q"}])):
+        request = ChatRequest(endpoint="chat", dialect="responses", body=raw, model="alias", typed=typed)
+        up = plugin.transform_request(provider=PROVIDER, model=CLAUDE, request=request, api_key="AKID:secret")
+        assert up is not None and json.loads(up.body)["messages"][0]["content"] == expected
 
 
 names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=6, unique=True)

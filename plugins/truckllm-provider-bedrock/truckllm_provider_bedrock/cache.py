@@ -1,12 +1,13 @@
-"""Prompt-cache breakpoints an OpenAI-format request asks for (``cache_control``).
+"""Prompt-cache breakpoints a chat request asks for (``cache_control``).
 
-OpenAI's schema has no ``cache_control``, so the kernel's typed request does not carry it; clients
-that target Anthropic through OpenAI's format (LiteLLM, OpenRouter, Claude-aware SDKs) put
-Anthropic's ``cache_control`` object on content parts, on whole messages or on tools. This module
-reads those marks from the body as received, by position (``messages[i].content[j]``,
-``messages[i]``, ``tools[k]``), so that the Converse translation puts a ``cachePoint`` block right
-after the block built from each marked part (and after each marked tool). A body without the
-string ``"cache_control"`` is never decoded twice.
+Clients that target Anthropic through OpenAI's format (LiteLLM, OpenRouter, Claude-aware SDKs) put
+Anthropic's ``cache_control`` object on content parts, on whole messages or on tools (or a tool's
+``function``). For such a client this module reads the marks from the body as received; for a
+client of another dialect, from the typed form, where the dialect's translation put them (the
+Responses API's ``prompt_cache_breakpoint``, kept on stored turns too). Either way by position
+(``messages[i].content[j]``, ``messages[i]``, ``tools[k]``), so that the Converse translation puts
+a ``cachePoint`` block right after the block built from each marked part (and after each marked
+tool). A body without the string ``"cache_control"`` is never decoded twice.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, Raw, UnsetType
 
+from truckllm.kit.openai_schemas import ChatCompletionRequest
 from truckllm.types import ChatRequest
 
-__all__ = ["NO_MARKS", "CacheMarks", "cache_marks", "cache_point"]
+__all__ = ["NO_MARKS", "CacheMarks", "cache_marks", "cache_point", "typed_marks"]
 
 _MARKER = b'"cache_control"'
 
@@ -83,9 +86,45 @@ def cache_point(mark: dict[str, Any]) -> dict[str, Any]:
     return {"cachePoint": point}
 
 
+def _typed_mark(value: Raw | UnsetType) -> dict[str, Any] | None:
+    """A typed struct's ``cache_control`` as a mark (``None``: unmarked or another shape)."""
+    if isinstance(value, UnsetType):
+        return None
+    try:
+        return _mark(msgspec.json.decode(value))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def typed_marks(typed: ChatCompletionRequest) -> CacheMarks:
+    """The ``cache_control`` marks of a typed chat request (set by an inbound dialect's translation,
+    e.g. the Responses API's ``prompt_cache_breakpoint``), by the same positions."""
+    marks = CacheMarks()
+    for i, message in enumerate(typed.messages):
+        own = _typed_mark(getattr(message, "cache_control", UNSET))
+        if own is not None:
+            marks.messages[i] = own
+        content = getattr(message, "content", None)
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            mark = _typed_mark(getattr(part, "cache_control", UNSET))
+            if mark is not None:
+                marks.parts[(i, j)] = mark
+    for k, tool in enumerate(typed.tools if isinstance(typed.tools, list) else ()):
+        mark = _typed_mark(tool.cache_control)
+        if mark is not None:
+            marks.tools[k] = mark
+    return marks
+
+
 def cache_marks(request: ChatRequest) -> CacheMarks:
-    """The ``cache_control`` marks of an OpenAI-dialect chat request (none for other dialects)."""
-    if request.dialect != "openai" or request.endpoint != "chat" or _MARKER not in request.body:
+    """The ``cache_control`` marks of a chat request: read from the body as received for an
+    OpenAI-dialect client (a function's own mark included), from the typed form for another."""
+    if request.endpoint != "chat":
+        return NO_MARKS
+    if request.dialect != "openai":
+        typed = request.typed
+        return typed_marks(typed) if isinstance(typed, ChatCompletionRequest) else NO_MARKS
+    if _MARKER not in request.body:
         return NO_MARKS
     try:
         body = msgspec.json.decode(request.body)
