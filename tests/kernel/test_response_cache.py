@@ -169,3 +169,23 @@ def test_a_hit_counts_against_the_keys_rpm() -> None:
     assert miss.headers["x-truckllm-cache"] == "miss" and hit.headers["x-truckllm-cache"] == "hit"
     assert limited.status_code == 429 and "x-truckllm-cache" not in limited.headers
     assert len(cache.lookups) == 2  # the limited request was refused before any lookup
+
+
+def test_the_cache_section_names_a_cache_plugin_and_is_checked() -> None:
+    """``cache:`` builds the named plugin with its options; an unknown type or option is a
+    config error naming the field."""
+    from truckllm._internal.config.loader import logger_entries, parse_config
+    from truckllm._internal.plugins import make_plugin_manager
+    from truckllm.errors import ConfigError
+
+    base = "providers:\n  p: {type: mock}\nmodels:\n  m: {deployments: [{provider: p, model: echo}]}\n"
+    registry = make_plugin_manager().registry()
+    config = parse_config(base + "cache: {aliases: [m], ttl: 10m}\n", registry, env={})
+    assert logger_entries(config)[-1] == ("cache", {"aliases": ["m"], "ttl": "10m"})
+    for bad, where in (("cache: {type: nope}\n", "cache.type"), ("cache: {aliases: [m], tll: 1h}\n", "cache")):
+        try:
+            parse_config(base + bad, registry, env={})
+        except ConfigError as exc:
+            assert where in str(exc), str(exc)
+        else:
+            raise AssertionError(f"accepted: {bad}")

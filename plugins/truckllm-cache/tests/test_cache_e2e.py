@@ -28,8 +28,7 @@ models:
 keys:
   - {{name: alice, value: key-alice, budget: {{usd: 1000}}}}
   - {{name: bob, value: key-bob}}
-loggers:
-  - cache: {{aliases: [m], keys: ["*"], shared_across_keys: {shared}}}
+cache: {{aliases: [m], keys: ["*"], shared_across_keys: {shared}}}
 """
 ALICE = "key-alice"
 BOB = "key-bob"

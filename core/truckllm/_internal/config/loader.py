@@ -321,6 +321,11 @@ def _hide_secrets(plain: dict[str, Any], registry: Registry, reader: _Reader) ->
         if store_options_type is not None:
             found += secret_strings(store, store_options_type)
     loggers = plain.get("loggers")
+    cache = plain.get("cache")
+    if isinstance(cache, dict):  # the response cache's options may hold secrets too
+        cache_options = getattr(registry.logger_classes.get(str(cache.get("type", "cache"))), "Options", None)
+        if cache_options is not None:
+            found += secret_strings({k: v for k, v in cache.items() if k != "type"}, cache_options)
     for entry in loggers if isinstance(loggers, list) else ():
         for name, options in entry.items() if isinstance(entry, dict) else ():
             logger_options = getattr(registry.logger_classes.get(name), "Options", None)
@@ -424,6 +429,14 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
                 options = entry[name] if isinstance(entry, dict) else {}
                 reader.convert(options or {}, logger_cls.Options, ["loggers", i, name])
 
+    if config.cache is not None:
+        name, options = cache_entry(config.cache)
+        cache_cls = registry.logger_classes.get(name)
+        if name not in registry.loggers:
+            reader.problem(["cache", "type"], _unknown("response cache", name, registry.loggers, registry))
+        elif cache_cls is not None and getattr(cache_cls, "Options", None) is not None:
+            reader.convert(options, cache_cls.Options, ["cache"])
+
     for pname, provider in config.providers.items():
         spec = registry.providers.get(provider.type)
         if spec is None:
@@ -522,14 +535,24 @@ def store_options(config: Config) -> dict[str, Any]:
 
 
 def logger_entries(config: Config) -> list[tuple[str, dict[str, Any]]]:
-    """``loggers:`` as ``(name, options)`` pairs."""
+    """``loggers:`` as ``(name, options)`` pairs, then the ``cache:`` section's plugin (a response
+    cache is built and attached like a logger: its class is registered through
+    ``register_loggers`` and implements ``cache_lookup`` / ``cache_store``)."""
     entries: list[tuple[str, dict[str, Any]]] = []
     for entry in config.loggers:
         if isinstance(entry, str):
             entries.append((entry, {}))
         else:
             entries.extend((name, dict(options or {})) for name, options in entry.items())
+    if config.cache is not None:
+        entries.append(cache_entry(config.cache))
     return entries
+
+
+def cache_entry(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``cache: {type: ..., options...}`` as ``(plugin name, options)`` (type ``cache`` by default)."""
+    options = dict(section)
+    return str(options.pop("type", "cache")), options
 
 
 def _with_decoded_options(config: Config, registry: Registry) -> Config:

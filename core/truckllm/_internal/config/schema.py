@@ -317,4 +317,5 @@ class Config(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     models: dict[str, ModelConfig] = field(default_factory=dict)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     affinity: AffinityConfig = field(default_factory=AffinityConfig)
+    cache: dict[str, Any] | None = None  # {type: <cache plugin> (default "cache"), ...its options}
     keys: tuple[GatewayKeyConfig, ...] | None = None
