@@ -505,3 +505,62 @@ affinity: {enabled: true, provider_ttl: {nope: 1h}}
         assert "affinity.provider_ttl.nope" in str(exc) and "no provider named 'nope'" in str(exc)
     else:
         raise AssertionError("a provider_ttl for an unknown provider was accepted")
+
+
+def test_the_pin_read_overlaps_the_admission_round_trip() -> None:
+    """One round trip's latency, not two: the pin's read is begun before the store admits the
+    request (a store whose admission waits for the read to have begun would otherwise stall)."""
+    import httpx2 as httpx
+    from truckllm_store_memory import MemoryStore
+
+    from truckllm_testing.server import GatewayServer
+
+    events: list[str] = []
+
+    class OverlapStore(MemoryStore):
+        name = "overlap"
+        _read: asyncio.Event | None = None
+
+        def _event(self) -> asyncio.Event:
+            if self._read is None:
+                self._read = asyncio.Event()
+            return self._read
+
+        async def get_state(self, name: str) -> bytes | None:
+            if name.startswith("affinity:"):
+                events.append("pin read")
+                self._event().set()
+            return await super().get_state(name)
+
+        async def admit(self, admission: Any) -> Any:
+            await asyncio.wait_for(self._event().wait(), 5)
+            self._event().clear()
+            events.append("admitted")
+            return await super().admit(admission)
+
+    class Plugin:
+        __name__ = "overlap-store"
+
+        @hookimpl
+        def register_stores(self, register: Any) -> None:
+            register("overlap", OverlapStore)
+
+    config = """
+store: {type: overlap}
+affinity: {enabled: true}
+providers:
+  a: {type: mock}
+  b: {type: mock}
+models:
+  m: {strategy: round-robin, deployments: [{provider: a, model: echo}, {provider: b, model: echo}]}
+keys: [{name: k, value: key-k, rpm: 100}]
+"""
+    body = {"model": "m", "user": "u1", "messages": [{"role": "user", "content": "hi"}]}
+    with GatewayServer(config, extra_plugins=(Plugin(),)) as gw:
+        answers = [
+            httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-k"}, timeout=10)
+            for _ in range(3)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert events == ["pin read", "admitted"] * 3
+    assert len({a.headers["x-truckllm-provider"] for a in answers}) == 1  # and the pin held

@@ -18,6 +18,7 @@ already out of the usable list, so their pins move on the next request.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
@@ -203,6 +204,11 @@ class AffinityBook:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return f"affinity:{scope}:{quote(alias, safe='')}:{digest}"
 
+    def prefetch(self, store: Store | None, name: str) -> asyncio.Future[bytes | None]:
+        """Start reading ``name``'s pin now (the endpoint does, while the store admits the
+        request: the two round trips overlap); :meth:`order` takes the result."""
+        return asyncio.ensure_future(self.backend(store).get_state(name))
+
     async def order(
         self,
         store: Store | None,
@@ -210,15 +216,17 @@ class AffinityBook:
         name: str,
         ordered: Sequence[Candidate],
         settings: AffinityConfig,
+        prefetched: asyncio.Future[bytes | None] | None = None,
     ) -> list[Candidate]:
         """``ordered`` (the strategy's order of the usable candidates) with the pinned candidate
         first: the stored pin when it is usable, else a new pin (the strategy's first choice
-        whose key is under its share cap). A store failure leaves the strategy's order."""
+        whose key is under its share cap). A store failure leaves the strategy's order.
+        ``prefetched``: the read :meth:`prefetch` started for ``name``."""
         if not ordered:
             return list(ordered)
         backend = self.backend(store)
         try:
-            raw = await backend.get_state(name)
+            raw = await (prefetched if prefetched is not None else backend.get_state(name))
         except Exception as exc:
             logger.opt(exception=exc).warning("affinity: the runtime store failed a read; not pinning")
             return list(ordered)

@@ -19,6 +19,7 @@ from loguru import logger
 
 from truckllm._internal import response_cache
 from truckllm._internal.admission import admit, check_priced, content_size, estimate_tokens, serving_plans
+from truckllm._internal.affinity import affinity_key
 from truckllm._internal.asgi_util import (
     ClientGone,
     Receive,
@@ -140,6 +141,12 @@ async def admit_request(
     if key is not None and key.config.budget is not None:
         ctx.priced_only = True
         check_priced(rt, plan)
+    settings = rt.config.affinity
+    if settings.enabled and request.affinity is None and len(plan.candidates) > 1:
+        conversation = affinity_key(request)
+        if conversation is not None:  # the pin's read overlaps the admission's round trip
+            name = gw.affinity.name(ctx.gateway_key, plan.alias, conversation)
+            ctx.pin_read = (name, gw.affinity.prefetch(gw.store, name))
     if key is not None and gw.store is not None:
         ctx.estimated_tokens = estimate_tokens(request)
         ctx.reservation = await admit(

@@ -103,7 +103,12 @@ class _Failover:
                 return ordered
             book = self.run.gw.affinity
             name = book.name(self.run.ctx.gateway_key, plan.alias, key)
-            ordered = await book.order(self.run.gw.store, plan.alias, name, ordered, settings)
+            prefetched = None
+            begun = self.run.ctx.pin_read
+            if begun is not None and begun[0] == name:  # read while the request was admitted
+                prefetched = begun[1]
+                self.run.ctx.pin_read = None
+            ordered = await book.order(self.run.gw.store, plan.alias, name, ordered, settings, prefetched)
             self._pin = (plan, name, ordered[0])
             return ordered
         # the account holding the conversation first; the others after it, in the strategy's order

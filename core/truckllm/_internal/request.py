@@ -9,6 +9,7 @@ request's reservation with its real cost.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class RequestContext:
     priced_only: bool = False  # the gateway key has a budget: unpriced deployments may not serve
     estimated_tokens: tuple[int, int] | None = None  # (prompt, completion), estimated once
     state: RequestState | None = None  # a stateful dialect's stored state (writes flushed before the end)
+    pin_read: tuple[str, asyncio.Future[bytes | None]] | None = None  # affinity: a pin read begun early
 
 
 @dataclass
@@ -97,6 +99,9 @@ def end_request(gw: Gateway, rt: Runtime, ctx: RequestContext) -> None:
     and dialect from ``ctx`` and no alias; one naming a model the config does not serve is
     recorded under :data:`~truckllm._internal.runtime.UNKNOWN_ALIAS`.
     """
+    if ctx.pin_read is not None:  # begun at admission and never used (the request ended first)
+        _discard(ctx.pin_read[1])
+        ctx.pin_read = None
     request = ctx.request
     cand = ctx.candidate
     record = RequestRecord(
@@ -127,3 +132,12 @@ def end_request(gw: Gateway, rt: Runtime, ctx: RequestContext) -> None:
     gw.background.submit(rt.host, record)
     if ctx.reservation is not None and gw.store is not None:
         gw.background.settle(gw.store, settlement(ctx.reservation, ctx.usage, record.cost_usd))
+
+
+def _discard(read: asyncio.Future[bytes | None]) -> None:
+    """Cancel a read nobody will await (its failure, if any, is not an error of the request)."""
+    if read.done():
+        if not read.cancelled():
+            read.exception()  # retrieved: no "exception was never retrieved" warning
+    else:
+        read.cancel()
