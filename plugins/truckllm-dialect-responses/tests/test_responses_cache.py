@@ -63,6 +63,20 @@ def test_a_breakpoint_reaches_anthropic_and_survives_previous_response_id(
     assert _marked_blocks(sent) == ["the manual", "part one", "part two"]
     assert "unmarked" in json.dumps(sent)
 
+    previous = second.json()["id"]
+    for turn in ("part three", "part four"):  # Anthropic takes four: the latest are kept
+        part = {"type": "input_text", "text": turn, "prompt_cache_breakpoint": POINT}
+        body = {
+            "model": "claude",
+            "previous_response_id": previous,
+            "input": [{"role": "user", "content": [part]}],
+        }
+        answer = _post(gateway, body, kit.key)
+        assert answer.status_code == 200, answer.text
+        previous = answer.json()["id"]
+    sent = fresh.anthropic.requests[-1].json
+    assert _marked_blocks(sent) == ["part one", "part two", "part three", "part four"]
+
 
 def test_anthropic_cache_control_on_a_tool_and_a_message_item_reaches_anthropic(
     gateway: GatewayServer, fresh: Any, kit: Any

@@ -106,6 +106,16 @@ names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size
 keys = st.lists(st.from_regex(r"[a-zA-Z][a-zA-Z0-9]{0,6}", fullmatch=True), max_size=5, unique=True)
 
 
+def test_only_the_last_four_marks_are_sent(kit: Any) -> None:
+    """Anthropic refuses a fifth breakpoint (a Responses conversation keeps every turn's)."""
+    turns = [_user([{"type": "text", "text": f"t{i}", "cache_control": EPHEMERAL}]) for i in range(5)]
+    tools = [{"type": "function", "function": {"name": "f"}, "cache_control": EPHEMERAL}]
+    body = kit.translate({"model": "m", "messages": turns, "tools": tools})
+    assert "cache_control" not in body["tools"][0]
+    marked = [b["text"] for m in body["messages"] for b in m["content"] if "cache_control" in b]
+    assert marked == ["t1", "t2", "t3", "t4"]
+
+
 def _pairs(text: str) -> Any:
     return json.loads(text, object_pairs_hook=lambda pairs: [list(p) for p in pairs])
 

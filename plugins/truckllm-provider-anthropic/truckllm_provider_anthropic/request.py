@@ -36,7 +36,7 @@ from truckllm.kit.openai_schemas import (
 )
 from truckllm.types import ChatRequest
 
-from .cache import NO_MARKS, CacheMarks, cache_marks
+from .cache import MAX_BREAKPOINTS, NO_MARKS, CacheMarks, cache_marks, keep_last_breakpoints
 from .options import Options
 
 __all__ = [
@@ -159,6 +159,11 @@ def _chat(typed: ChatCompletionRequest, model: str, options: Options, request: C
         if is_set(getattr(typed, name)):
             notes.append(f"{name} dropped (Anthropic has no equivalent)")
     _tools(out, typed, budget is not None, options, uses_json_tool(request, options), marks)
+    dropped = keep_last_breakpoints(out.body)
+    if dropped:
+        notes.append(
+            f"the {dropped} earliest cache_control marks dropped (Anthropic takes {MAX_BREAKPOINTS})"
+        )
     if budget is not None:
         out.body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     return out

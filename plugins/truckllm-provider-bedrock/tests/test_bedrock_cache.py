@@ -107,6 +107,32 @@ def test_marks_of_other_dialects_are_read_from_the_typed_form_not_the_body() -> 
         assert up is not None and json.loads(up.body)["messages"][0]["content"] == expected
 
 
+def test_only_the_last_four_cache_points_are_sent() -> None:
+    """Bedrock refuses a fifth cache point (a Responses conversation keeps every turn's)."""
+    turns = []
+    for i in range(4):
+        turns += [
+            _user([{"type": "text", "text": f"t{i}", "cache_control": EPHEMERAL}]),
+            {"role": "assistant", "content": "ok"},
+        ]
+    tools = [{"type": "function", "function": {"name": "f"}, "cache_control": EPHEMERAL}]
+    sent = _converse(
+        {
+            "model": "m",
+            "messages": [{"role": "system", "content": "s", "cache_control": EPHEMERAL}, *turns, _user("q")],
+            "tools": tools,
+        }
+    )
+    assert sent["toolConfig"]["tools"] == [
+        {"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object", "properties": {}}}}}
+    ]
+    assert sent["system"] == [{"text": "s"}]
+    assert [m["content"] for m in sent["messages"] if m["role"] == "user"] == [
+        *([{"text": f"t{i}"}, POINT] for i in range(4)),
+        [{"text": "q"}],
+    ]
+
+
 names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=6, unique=True)
 keys = st.lists(st.from_regex(r"[a-zA-Z][a-zA-Z0-9]{0,6}", fullmatch=True), max_size=5, unique=True)
 
@@ -140,9 +166,8 @@ def test_tools_and_schema_keys_keep_their_order(
     specs = [dict(entry) for entry in dict(sent["toolConfig"])["tools"]]
     assert [dict(s["toolSpec"])["name"] for s in specs if "toolSpec" in s] == names
     points = [i - 1 for i, s in enumerate(specs) if "cachePoint" in s]
-    assert [dict(specs[p]["toolSpec"])["name"] for p in points] == [
-        n for i, n in enumerate(names) if i in marked
-    ]
+    marked_names = [n for i, n in enumerate(names) if i in marked]
+    assert [dict(specs[p]["toolSpec"])["name"] for p in points] == marked_names[-4:]  # at most four
     for spec, original in zip([s for s in specs if "toolSpec" in s], tools, strict=True):
         schema = dict(dict(spec["toolSpec"])["inputSchema"])["json"]
         assert schema == _pairs(json.dumps(original["function"]["parameters"]))

@@ -21,7 +21,15 @@ from msgspec import UNSET, Raw, UnsetType
 from truckllm.kit.openai_schemas import ChatCompletionRequest
 from truckllm.types import ChatRequest
 
-__all__ = ["NO_MARKS", "CacheMarks", "cache_marks", "cache_point", "typed_marks"]
+__all__ = [
+    "MAX_CACHE_POINTS",
+    "NO_MARKS",
+    "CacheMarks",
+    "cache_marks",
+    "cache_point",
+    "keep_last_cache_points",
+    "typed_marks",
+]
 
 _MARKER = b'"cache_control"'
 
@@ -156,3 +164,33 @@ def cache_marks(request: ChatRequest) -> CacheMarks:
         if mark is not None:
             marks.tools[k] = mark
     return marks
+
+
+MAX_CACHE_POINTS = 4
+"""The most ``cachePoint`` blocks one Converse request may have (more is a 400)."""
+
+
+def keep_last_cache_points(body: dict[str, Any], limit: int = MAX_CACHE_POINTS) -> int:
+    """Remove all but the last ``limit`` ``cachePoint`` blocks of a Converse body (tools, then
+    system, then messages: the prompt's order), and say how many were removed.
+
+    A Responses API conversation keeps the breakpoints of every stored turn (OpenAI reads up to
+    80); Bedrock refuses more than four, and the latest ones cache the longest prefix.
+    """
+    config = body.get("toolConfig")
+    lists: list[Any] = [config.get("tools") if isinstance(config, dict) else None, body.get("system")]
+    lists.extend(
+        message.get("content") for message in body.get("messages") or () if isinstance(message, dict)
+    )
+    points = [
+        (entries, block)
+        for entries in lists
+        if isinstance(entries, list)
+        for block in entries
+        if isinstance(block, dict) and "cachePoint" in block
+    ]
+    extra = points[: max(0, len(points) - limit)]
+    gone = {id(block) for _, block in extra}
+    for entries in {id(entries): entries for entries, _ in extra}.values():
+        entries[:] = [block for block in entries if id(block) not in gone]
+    return len(extra)

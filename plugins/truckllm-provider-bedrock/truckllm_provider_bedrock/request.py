@@ -34,7 +34,7 @@ from truckllm.kit.openai_schemas import (
     text_of,
 )
 
-from .cache import NO_MARKS, CacheMarks, cache_point
+from .cache import MAX_CACHE_POINTS, NO_MARKS, CacheMarks, cache_point, keep_last_cache_points
 
 __all__ = [
     "EMPTY_TOOL_RESULT",
@@ -128,6 +128,9 @@ def translate(
         out.body["inferenceConfig"] = config
     _tools(out, typed, messages, marks)
     _output(out, typed)
+    dropped = keep_last_cache_points(out.body)
+    if dropped:
+        out.notes.append(f"the {dropped} earliest cache points dropped (Bedrock takes {MAX_CACHE_POINTS})")
     for name in (
         "seed",
         "presence_penalty",
