@@ -25,7 +25,11 @@ MARKED = {
         {"role": "user", "content": "again", "cache_control": MARK},
     ],
     "tools": [
-        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}, "cache_control": MARK}
+        {
+            "type": "function",
+            "function": {"name": "f", "parameters": {"type": "object"}},
+            "cache_control": MARK,
+        }
     ],
 }
 
@@ -42,7 +46,10 @@ def test_a_chat_upstream_never_gets_cache_control(kit: Any) -> None:
     body = sent(kit, "gpt-4o")
     assert "cache_control" not in json.dumps(body)
     assert body["messages"][1]["content"][0] == {"type": "text", "text": "doc"}
-    assert body["tools"][0] == {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    assert body["tools"][0] == {
+        "type": "function",
+        "function": {"name": "f", "parameters": {"type": "object"}},
+    }
 
 
 def test_marks_on_user_parts_become_responses_breakpoints(kit: Any) -> None:
