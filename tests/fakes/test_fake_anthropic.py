@@ -499,6 +499,31 @@ async def test_valid_requests_pass(fake: FakeAnthropic, http: aiohttp.ClientSess
     assert fake.violations == []
 
 
+async def test_at_most_four_cache_control_blocks(fake: FakeAnthropic, http: aiohttp.ClientSession) -> None:
+    mark = {"type": "ephemeral"}
+    tools = [{**TOOLS[0], "cache_control": mark}]
+    system = [{"type": "text", "text": "be brief", "cache_control": mark}]
+    blocks: list[dict[str, Any]] = [
+        {"type": "text", "text": "one", "cache_control": mark},
+        {"type": "text", "text": "two", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        {"type": "text", "text": "three"},
+    ]
+    messages = [{"role": "user", "content": blocks}]
+    resp = await post(http, fake, tools=tools, system=system, messages=messages)
+    assert resp.status == 200, await resp.text()
+    assert fake.violations == []
+    blocks[2]["cache_control"] = mark  # the fifth: tools, system and message blocks all count
+    resp = await post(http, fake, tools=tools, system=system, messages=messages)
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error == {
+        "type": "invalid_request_error",
+        "message": "A maximum of 4 blocks with cache_control may be provided. Found 5.",
+    }
+    resp = await post(http, fake, system=system, messages=messages)  # four without the tool's
+    assert resp.status == 200, await resp.text()
+
+
 async def test_temperature_with_top_p_is_configurable(http: aiohttp.ClientSession) -> None:
     async with FakeAnthropic(keys=["k1"], reject_temperature_with_top_p=False) as fake:
         assert (await post(http, fake, temperature=0.5, top_p=0.9)).status == 200

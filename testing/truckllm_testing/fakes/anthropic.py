@@ -122,6 +122,28 @@ PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 """The ``ping`` event exactly as the API sends it."""
 
 
+MAX_CACHE_BLOCKS = 4
+"""Anthropic's limit on blocks with ``cache_control`` in one request."""
+
+
+def _marked(blocks: Any) -> int:
+    """How many of ``blocks`` (and of their ``tool_result`` contents) carry ``cache_control``."""
+    count = 0
+    for block in blocks if isinstance(blocks, list) else ():
+        if isinstance(block, dict):
+            count += block.get("cache_control") is not None
+            count += _marked(block.get("content")) if block.get("type") == "tool_result" else 0
+    return count
+
+
+def _cache_marks(body: dict[str, Any]) -> int:
+    """The blocks with ``cache_control`` in a request: tools, system blocks and message blocks."""
+    messages = body.get("messages")
+    turns = messages if isinstance(messages, list) else []
+    in_turns = sum(_marked(m.get("content")) for m in turns if isinstance(m, dict))
+    return _marked(body.get("tools")) + _marked(body.get("system")) + in_turns
+
+
 def _block_texts(content: Any) -> list[str]:
     if isinstance(content, str):
         return [content]
@@ -382,6 +404,10 @@ class FakeAnthropic(FakeUpstream):
             problems.append(Problem("stop_sequences: Input should be a valid list of strings"))
         if "stream" in body and not isinstance(body["stream"], bool):
             problems.append(Problem("stream: Input should be a valid boolean"))
+        marks = _cache_marks(body)
+        if marks > MAX_CACHE_BLOCKS:
+            cap = f"A maximum of {MAX_CACHE_BLOCKS} blocks with cache_control may be provided."
+            problems.append(Problem(f"{cap} Found {marks}."))
         return problems
 
     @staticmethod
