@@ -8,6 +8,13 @@ The original bytes are never touched: Anthropic deployments get them as received
 ``model`` is rewritten by the provider), so thinking blocks, ``cache_control``, citations, beta
 fields and anything newer survive.
 
+``cache_control`` marks also reach the typed form, for deployments with prompt caching of their
+own (Bedrock's ``cachePoint``, the Responses API's ``prompt_cache_breakpoint``): a marked text,
+image or document block marks the (last) content part built from it, a marked ``tool_result``
+(or a marked block inside it) its tool message, a marked ``tool_use`` its assistant message, a
+marked tool its :class:`Tool`; a marked system block keeps the system message a list of text
+parts. A marked single text stays a one-part list rather than becoming a plain string.
+
 The rule for validation: the shape and the ranges of what the gateway reads are checked here;
 rules between fields (``budget_tokens < max_tokens``, ``tool_result`` placement, alternation,
 non-empty texts) and unknown fields or block types are left to the upstream, so that new API
@@ -21,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from msgspec import UNSET, Raw
+from msgspec import UNSET, Raw, UnsetType
 
 from truckllm.errors import GatewayError
 from truckllm.kit.openai_schemas import (
@@ -157,6 +164,23 @@ def _block_type(block: object, at: str) -> str:
     return kind
 
 
+def _cache_mark(block: dict[str, Any]) -> Raw | UnsetType:
+    """A block's ``cache_control`` as the typed form holds it (unset when absent or not an object)."""
+    mark = block.get("cache_control")
+    return Raw(msgspec.json.encode(mark)) if isinstance(mark, dict) else UNSET
+
+
+def _mark_last(parts: list[ContentPart], mark: Raw | UnsetType) -> list[ContentPart]:
+    """``parts``, the last one carrying ``mark`` (when it can: text, image and file parts)."""
+    if not isinstance(mark, UnsetType) and parts and isinstance(parts[-1], TextPart | ImagePart | FilePart):
+        parts[-1].cache_control = mark
+    return parts
+
+
+def _is_marked(part: object) -> bool:
+    return not isinstance(getattr(part, "cache_control", UNSET), UnsetType)
+
+
 def effort_for_budget(budget: int) -> str:
     """OpenAI's ``reasoning_effort`` for an Anthropic thinking budget.
 
@@ -234,15 +258,19 @@ class _Reader:
             return [SystemMessage(content=system)] if system else []
         if not isinstance(system, list):
             raise invalid("Input should be a valid string or a list of text blocks", "system")
-        texts = []
+        texts: list[TextPart] = []
         for i, block in enumerate(system):
             at = f"system.{i}"
             if _block_type(block, at) != "text":
                 raise invalid("Input should be a valid text block", f"{at}.type")
             text = _need(block, "text", at, _is_str, "string")
             if text:
-                texts.append(text)
-        return [SystemMessage(content="\n\n".join(texts))] if texts else []
+                texts.append(TextPart(text=text, cache_control=_cache_mark(block)))
+        if not texts:
+            return []
+        if any(_is_marked(t) for t in texts):  # the marks' positions matter: one part a block
+            return [SystemMessage(content=texts)]
+        return [SystemMessage(content="\n\n".join(t.text for t in texts))]
 
     def sampling(self, typed: ChatCompletionRequest) -> None:
         body = self.body
@@ -291,6 +319,7 @@ class _Reader:
                         description=description if description is not None else UNSET,
                         parameters=Raw(msgspec.json.encode(schema)),
                     ),
+                    cache_control=_cache_mark(tool),
                 )
             )
         if tools:
@@ -404,9 +433,9 @@ class _Reader:
             if kind == "tool_result":
                 results.append(self.tool_result(block, where, result_media))
             else:
-                parts.extend(self.part(block, kind, where))
+                parts.extend(_mark_last(self.part(block, kind, where), _cache_mark(block)))
         parts = result_media + parts
-        if len(parts) == 1 and isinstance(parts[0], TextPart):
+        if len(parts) == 1 and isinstance(parts[0], TextPart) and not _is_marked(parts[0]):
             results.append(UserMessage(content=parts[0].text))
         elif parts:
             results.append(UserMessage(content=parts))
@@ -415,6 +444,7 @@ class _Reader:
     def assistant(self, blocks: list[Any], at: str) -> list[Message]:
         texts: list[TextPart | RefusalPart] = []
         calls: list[ToolCall] = []
+        call_mark: Raw | UnsetType = UNSET
         for j, block in enumerate(blocks):
             where = f"{at}.{j}"
             kind = _block_type(block, where)
@@ -423,7 +453,7 @@ class _Reader:
             if kind == "text":
                 text = _need(block, "text", where, _is_str, "string")
                 if text:
-                    texts.append(TextPart(text=text))
+                    texts.append(TextPart(text=text, cache_control=_cache_mark(block)))
             elif kind == "tool_use":
                 call_id = _need(block, "id", where, _is_str, "string")
                 name = _need(block, "name", where, _is_str, "string")
@@ -434,6 +464,7 @@ class _Reader:
                         function=FunctionCall(name=name, arguments=msgspec.json.encode(arguments).decode()),
                     )
                 )
+                call_mark = _cache_mark(block) if "cache_control" in block else call_mark
             elif kind == "thinking":
                 _need(block, "thinking", where, _is_str, "string")
                 _need(block, "signature", where, _is_str, "string")
@@ -446,11 +477,11 @@ class _Reader:
         if not texts and not calls:
             return []
         content: str | list[TextPart | RefusalPart] | None = None
-        if len(texts) == 1 and isinstance(texts[0], TextPart):
+        if len(texts) == 1 and isinstance(texts[0], TextPart) and not _is_marked(texts[0]):
             content = texts[0].text
         elif texts:
             content = texts
-        message = AssistantMessage(content=content)
+        message = AssistantMessage(content=content, cache_control=call_mark)
         if calls:
             message.tool_calls = calls
         return [message]
@@ -460,15 +491,18 @@ class _Reader:
         is_error = _opt(block, "is_error", at, _is_bool, "boolean")
         content = block.get("content")
         texts: list[str] = []
+        mark = _cache_mark(block)
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
             for k, inner in enumerate(content):
                 where = f"{at}.content.{k}"
                 kind = _block_type(inner, where)
-                for part in self.part(inner, kind, where):
+                inner_mark = _cache_mark(inner)
+                for part in _mark_last(self.part(inner, kind, where), inner_mark):
                     if isinstance(part, TextPart):
                         texts.append(part.text)
+                        mark = inner_mark if isinstance(mark, UnsetType) else mark
                     else:  # OpenAI tool messages hold text only: media follow in a user turn
                         media.append(part)
                         texts.append("(attached below)")
@@ -477,7 +511,7 @@ class _Reader:
         text = "\n".join(texts)
         if is_error:
             text = f"Error: {text}" if text else "Error"
-        return ToolMessage(tool_call_id=call_id, content=text)
+        return ToolMessage(tool_call_id=call_id, content=text, cache_control=mark)
 
     def part(self, block: dict[str, Any], kind: str, at: str) -> list[ContentPart]:
         """A user-side block as OpenAI content parts (none when it has no equivalent)."""
