@@ -279,3 +279,18 @@ def test_a_credential_error_message_is_logged_other_messages_are_not() -> None:
         pass
     logger.remove(handle)
     assert any("credential refresh failed (the token endpoint said invalid_grant)" in line for line in logs)
+
+
+def test_a_reload_off_the_event_loop_starts_and_closes_sources_on_it() -> None:
+    """``Gateway.reload`` may run off the loop (a test thread, an admin helper): new sources still
+    start refreshing, removed ones still close."""
+    issuer = Issuer()
+    with GatewayServer(CONFIG, extra_plugins=(TokPlugin(issuer),)) as gw:
+        assert gw.gateway is not None
+        gw.gateway.reload(CONFIG.replace("{name: b, value: sa-two}", "{name: c, value: sa-three}"))
+        deadline = time.monotonic() + 5
+        while ("t:sa-three" not in issuer.refreshes or "t:sa-two" not in issuer.closed) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        served = [httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10).status_code for _ in range(4)]
+    assert "t:sa-three" in issuer.refreshes and "t:sa-two" in issuer.closed
+    assert served == [200] * 4

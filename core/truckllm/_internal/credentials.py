@@ -82,6 +82,8 @@ class Credentials:
         self.random = rng
         self.entries: dict[tuple[str, str], _Entry] = {}
         self.runtime: Runtime | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the gateway's, once started
+        self._closing: set[asyncio.Task[None]] = set()  # sources being closed
         self._handed: dict[tuple[str, str], tuple[str, ...]] = {}  # each source's current, previous values
         self._own: Scrubber | None = None  # a scrubber of every value handed out (None: none yet)
         self._merged: tuple[Scrubber, Scrubber, Scrubber] | None = None  # (base, own, union) cached
@@ -131,12 +133,25 @@ class Credentials:
                 )
                 continue
             entry = self.entries[ident] = _Entry(provider=name, key=key, signature=digest, source=source)
-            entry.task = asyncio.get_running_loop().create_task(self._keep_fresh(entry))
+            self._begin(entry)
             created.append(entry)
         return created
 
+    def _begin(self, entry: _Entry) -> None:
+        """Start ``entry``'s refresh task on the gateway's loop (a reload may run off it)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is None:
+                return  # not serving yet: start() begins it
+            self._loop.call_soon_threadsafe(self._begin, entry)
+            return
+        if self.entries.get((entry.provider, entry.key)) is entry and entry.task is None:
+            entry.task = asyncio.get_running_loop().create_task(self._keep_fresh(entry))
+
     async def start(self, rt: Runtime) -> None:
         """Make every source and wait (up to 30 s) for each one's first refresh."""
+        self._loop = asyncio.get_running_loop()
         created = self.sync(rt)
         if created:
             with contextlib.suppress(TimeoutError):
@@ -144,18 +159,30 @@ class Credentials:
                     await asyncio.gather(*(entry.first.wait() for entry in created))
 
     async def stop(self) -> None:
-        """Stop refreshing and close every source."""
+        """Stop refreshing and close every source (waiting for the closes)."""
         for ident in list(self.entries):
             self._drop(ident)
-        await asyncio.sleep(0)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     def _drop(self, ident: tuple[str, str]) -> None:
         entry = self.entries.pop(ident)
         self._handed.pop(ident, None)  # kept scrubbed until the next refresh rebuilds the scrubber
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a reload off the loop: finish on it
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._finish, entry)
+            return
+        self._finish(entry, loop)
+
+    def _finish(self, entry: _Entry, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Stop ``entry``'s refresh task and close its source (on the gateway's loop)."""
         if entry.task is not None:
             entry.task.cancel()
-        with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().create_task(self._close(entry))
+        closing = (loop or asyncio.get_running_loop()).create_task(self._close(entry))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     @staticmethod
     async def _close(entry: _Entry) -> None:
