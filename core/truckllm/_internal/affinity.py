@@ -177,6 +177,7 @@ class AffinityBook:
         self.memory = MemoryState(clock, _MEMORY_PINS, 64 * 1024 * 1024)
         self.tally = _Tally()
         self.moves: Counter[str] = Counter()  # why pins were (re)written: new, moved, capped, refresh
+        self._writes: set[asyncio.Future[None]] = set()  # pin writes following a failover, in flight
 
     def snapshot(self) -> AffinitySnapshot:
         """What an admin view or a metrics exporter shows: live pins per alias and provider key
@@ -269,7 +270,20 @@ class AffinityBook:
         self.tally.see(name, _pair(alias, cand), self.clock() + ttl)
         await self._write(self.backend(store), name, cand, ttl)
 
-    async def _write(self, backend: StateStore, name: str, cand: Candidate, ttl: float) -> None:
+    def follow(self, store: Store | None, alias: str, name: str, cand: Candidate, ttl: float) -> None:
+        """:meth:`served` without awaiting (the caller has an answer to return at once): in
+        process memory the pin moves now; a runtime store's write runs as a task of its own."""
+        backend = self.backend(store)
+        if backend is self.memory:
+            self.moves["failover"] += 1
+            self.tally.see(name, _pair(alias, cand), self.clock() + ttl)
+            self.memory.put_now(name, self._encoded(cand), ttl)
+            return
+        task = asyncio.ensure_future(self.served(store, alias, name, cand, ttl))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def _encoded(self, cand: Candidate) -> bytes:
         value = _Pin(
             id=cand.id,
             provider=cand.provider.name,
@@ -277,8 +291,11 @@ class AffinityBook:
             model=cand.deployment.model,
             written=self.wall_clock(),
         )
+        return msgspec.msgpack.encode(value)
+
+    async def _write(self, backend: StateStore, name: str, cand: Candidate, ttl: float) -> None:
         try:
-            await backend.put_state(name, msgspec.msgpack.encode(value), ttl)
+            await backend.put_state(name, self._encoded(cand), ttl)
         except Exception as exc:
             logger.opt(exception=exc).warning("affinity: the runtime store failed a write")
 

@@ -59,6 +59,10 @@ class MemoryState:
 
     async def put_state(self, name: str, value: bytes, ttl: float) -> None:
         """Keep ``value`` for ``ttl`` seconds (dropping the oldest beyond ``max_items``)."""
+        self.put_now(name, value, ttl)
+
+    def put_now(self, name: str, value: bytes, ttl: float) -> None:
+        """:meth:`put_state` without awaiting (it does no I/O)."""
         self._drop(name)
         if len(value) > self.max_bytes:
             return

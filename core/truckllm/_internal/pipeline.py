@@ -54,16 +54,17 @@ class _Failover:
         self.run = run
         self._pin: tuple[AliasPlan, str, Candidate] | None = None  # affinity: (alias, pin name, pinned)
 
-    async def _served(self, cand: Candidate) -> None:
+    def _served(self, cand: Candidate) -> None:
         """An attempt on ``cand`` answered: when it is not the pinned candidate (that one failed
-        over to it), the conversation's pin follows it."""
+        over to it), the conversation's pin follows it. The write runs on its own: nothing may be
+        awaited between an answer and its return (a cancellation there would strand a stream)."""
         if self._pin is None or self._pin[2] is cand:
             return
         plan, name, _ = self._pin
         if cand not in plan.candidates:
             return  # a fallback alias's candidate: the pin is the first alias's
         ttl = ttl_of(self.run.rt.config.affinity, cand)
-        await self.run.gw.affinity.served(self.run.gw.store, plan.alias, name, cand, ttl)
+        self.run.gw.affinity.follow(self.run.gw.store, plan.alias, name, cand, ttl)
 
     # --- selection ------------------------------------------------------------------------------
 
@@ -256,7 +257,7 @@ class _Failover:
                     outcome = await attempt(
                         self.run, cand, routing, upstream, counted=spends or not self.run.counted
                     )
-                    await self._served(cand)
+                    self._served(cand)
                     return outcome
                 except AttemptFailed as failed:
                     last = failed.error
