@@ -17,6 +17,7 @@ Each module re-exports names from where the kernel keeps them, so that the kerne
 own modules without breaking a plugin. Import the module you need; this package imports none:
 
 =======================================  ==========================================================
+:mod:`truckllm.kit.cache_marks`          prompt-cache marks (``cache_control``) of a request, by position
 :mod:`truckllm.kit.credentials`          credentials refreshed off the request path (cloud providers)
 :mod:`truckllm.kit.dialect`              inbound dialects: routes, the protocols, ``bearer``
 :mod:`truckllm.kit.linelogger`           the base of loggers writing one line per request
