@@ -22,7 +22,8 @@ from truckllm.kit.openai_wire import upstream_error
 from truckllm.types import ChatRequest, Usage
 
 from .errors import classify_exception
-from .eventstream import EventDecoder, EventMessage, EventStreamError
+from .eventstream import EventMessage
+from .reader import EventStreamReader, bad_stream
 
 __all__ = ["BEDROCK_ANTHROPIC_VERSION", "InvokeStream", "invoke_body", "is_message", "message_usage"]
 
@@ -102,11 +103,8 @@ def message_usage(body: bytes) -> Usage | None:
     return _usage(message["usage"])
 
 
-def _bad(message: str) -> UpstreamFailure:
-    return UpstreamFailure(upstream_error(502, message, kind="bad_response", type="server_error"))
 
-
-class InvokeStream:
+class InvokeStream(EventStreamReader):
     """Re-frames an InvokeModelWithResponseStream answer as Anthropic's SSE, for an Anthropic client.
 
     Reads the usage, fails on an exception message, an Anthropic ``error`` event, bytes that are
@@ -114,44 +112,12 @@ class InvokeStream:
     """
 
     dialect = "anthropic"
+    last_event = "message_stop"
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.limits = None
-        self.done = False
-        self._decoder = EventDecoder()
-        self._seen = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        """Anthropic SSE frames for this chunk of upstream bytes (possibly none)."""
-        out: list[bytes] = []
-        try:
-            if self.done:
-                return b""
-            try:
-                messages = self._decoder.feed(chunk)
-            except EventStreamError as exc:
-                raise _bad(f"Bedrock sent a broken event stream ({exc})") from None
-            for message in messages:
-                self._message(message, out)
-                if self.done:
-                    break
-        except UpstreamFailure as failure:
-            failure.pending = b"".join(out)
-            raise
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        """Nothing more, or :class:`UpstreamFailure` when the stream ended before ``message_stop``."""
-        if self.done:
-            return b""
-        if self._decoder.pending and not self._decoder.started:
-            raise _bad("Bedrock's stream ended with bytes that are no event-stream message")
-        if self._seen or self._decoder.pending:
-            raise UpstreamFailure(
-                upstream_error(502, "Bedrock stream ended before message_stop", kind="stream")
-            )
-        raise _bad("Bedrock answered a stream with no event")
+        super().__init__()
 
     def _message(self, message: EventMessage, out: list[bytes]) -> None:
         headers = message.headers
@@ -172,7 +138,7 @@ class InvokeStream:
             data = b""
         event = _decode(data) if data else None
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            raise _bad("Bedrock sent a chunk that is not an Anthropic stream event")
+            raise bad_stream("Bedrock sent a chunk that is not an Anthropic stream event")
         name = event["type"]
         if name == "error":
             error: Any = event.get("error")

@@ -27,7 +27,8 @@ from truckllm.kit.openai_wire import ChunkBuilder, upstream_error
 from truckllm.types import RateLimits, Usage
 
 from .errors import classify_exception
-from .eventstream import EventDecoder, EventMessage, EventStreamError
+from .eventstream import EventMessage
+from .reader import EventStreamReader, bad_stream
 from .response import TokenUsage, convert_usage, finish_reason, thinking_block
 
 __all__ = ["ConverseStream"]
@@ -72,9 +73,6 @@ _KNOWN = frozenset(
 )
 
 
-def _bad(message: str) -> UpstreamFailure:
-    return UpstreamFailure(upstream_error(502, message, kind="bad_response", type="server_error"))
-
 
 class _Block:
     """What a content block has streamed so far."""
@@ -89,7 +87,7 @@ class _Block:
         self.redacted: str | None = None
 
 
-class ConverseStream:
+class ConverseStream(EventStreamReader):
     """Translates one ConverseStream answer into OpenAI chunks.
 
     :param model: the ``model`` the chunks report.
@@ -98,50 +96,18 @@ class ConverseStream:
     """
 
     dialect = "openai"
+    last_event = "its metadata event"
 
     def __init__(self, *, model: str, include_usage: bool, limits: RateLimits | None = None) -> None:
         self.usage: Usage | None = None
         self.limits = limits
-        self.done = False
-        self._decoder = EventDecoder()
+        super().__init__()
         self._chunks = ChunkBuilder(model, include_usage)
         self._started = False
-        self._seen = False
         self._blocks: dict[int, _Block] = {}
         self._tools = 0
         self._stop: str | None = None
         self._metadata = False
-
-    def feed(self, chunk: bytes) -> bytes:
-        """Frames to send for this chunk of upstream bytes (possibly none)."""
-        out: list[bytes] = []
-        try:
-            if self.done:
-                return b""
-            try:
-                messages = self._decoder.feed(chunk)
-            except EventStreamError as exc:
-                raise _bad(f"Bedrock sent a broken event stream ({exc})") from None
-            for message in messages:
-                self._message(message, out)
-                if self.done:
-                    break
-        except UpstreamFailure as failure:
-            failure.pending = b"".join(out)
-            raise
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        """The upstream ended: nothing more to send, or :class:`UpstreamFailure` if it was cut short."""
-        if self.done:
-            return b""
-        if self._decoder.pending and not self._decoder.started:
-            raise _bad("Bedrock's stream ended with bytes that are no event-stream message")
-        if self._seen or self._decoder.pending:
-            raise UpstreamFailure(
-                upstream_error(502, "Bedrock stream ended before its metadata event", kind="stream")
-            )
-        raise _bad("Bedrock answered a stream with no event")
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -162,7 +128,7 @@ class ConverseStream:
         try:
             event = _EVENT.decode(message.payload)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
-            raise _bad(f"Bedrock sent an unreadable {name} event ({exc})") from None
+            raise bad_stream(f"Bedrock sent an unreadable {name} event ({exc})") from None
         if name == "messageStart":
             self._start(out)
         elif name == "contentBlockStart":
@@ -219,7 +185,7 @@ class ConverseStream:
                 self._emit(out, {"content": delta.text})
         elif delta.toolUse is not None:
             if block.tool is None:
-                raise _bad("Bedrock streamed tool input before its contentBlockStart")
+                raise bad_stream("Bedrock streamed tool input before its contentBlockStart")
             if delta.toolUse.input:
                 block.arguments = True
                 self._emit(
