@@ -51,6 +51,7 @@ class GatewayServer:
         autoload: bool | None = None,
         gateway_kwargs: Mapping[str, Any] | None = None,
         graceful_timeout: float = 5.0,
+        start_timeout: float = 60.0,
     ) -> None:
         self.config_text = config_text
         self.config_path = config_path
@@ -59,6 +60,7 @@ class GatewayServer:
         self.autoload = autoload
         self.gateway_kwargs = dict(gateway_kwargs or {})
         self.graceful_timeout = graceful_timeout
+        self.start_timeout = start_timeout
         self.url = ""
         self.port = 0
         self.gateway: Gateway | None = None
@@ -82,14 +84,21 @@ class GatewayServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         sock.set_inheritable(True)
+        # listen now: hypercorn runs the lifespan start-up (which marks the gateway started)
+        # before it listens, and a client connecting in between would be refused; a listening
+        # socket queues it in the backlog until hypercorn accepts
+        sock.listen(128)
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._sock = sock
         self._thread = threading.Thread(target=self._run, name="truckllm-test-gateway", daemon=True)
         self._thread.start()
-        self._ready.wait(15)
+        ready = self._ready.wait(self.start_timeout)
         if self._error is not None:
             raise RuntimeError("gateway failed to start") from self._error
+        if not ready:
+            self.stop()
+            raise RuntimeError(f"gateway did not start within {self.start_timeout:g} s")
         return self
 
     def _run(self) -> None:
