@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pluggy import HookimplMarker, HookspecMarker
 
 from truckllm._internal.dialect import InboundDialect
+from truckllm._internal.mounts import Mount
 from truckllm._internal.store import Store
 from truckllm._internal.view import GatewayView
 from truckllm.types import (
@@ -152,6 +153,25 @@ def register_dialects(register: Callable[[InboundDialect], None]) -> None:
     :returns: ``None``.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def register_mounts(register: Callable[[Mount], None]) -> None:
+    """Declare pages and JSON endpoints served under the plugin's own prefix, behind the admin
+    sign-in (a web console, a plugin's own admin API).
+
+    Called once per plugin manager. Each :class:`truckllm.kit.web.Mount` names a prefix and a
+    factory of starlette routes relative to it; the kernel calls the factory at start-up with the
+    :class:`~truckllm.kit.view.GatewayView` and admits a request to a route only with the admin
+    token or a signed-in admin session (``GatewayView.sessions``), checking the session's CSRF
+    token on every request that may change something. A prefix under the kernel's own
+    (``/v1``, ``/admin``, ``/metrics``...) or overlapping another mount's stops start-up.
+
+    :param register: call it once per mount.
+    :returns: ``None``.
+
+    .. versionadded:: 0.3
     """
 
 

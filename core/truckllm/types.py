@@ -48,6 +48,7 @@ __all__ = [
     "ProviderResult",
     "ProviderSpec",
     "RateLimits",
+    "RecordBodies",
     "RequestRecord",
     "SelectionContext",
     "ServedBy",
@@ -622,8 +623,28 @@ class AttemptRecord(Struct, frozen=True, kw_only=True, omit_defaults=True):
     alias: str = ""
 
 
+class RecordBodies(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A request's body and its answer, kept only where the gateway key or the alias opts in
+    (``log_bodies: true``): decoded as UTF-8 (invalid bytes replaced), every configured secret
+    scrubbed, each cut to ``server.log_bodies_max_bytes``.
+
+    :ivar request: the body the client sent.
+    :ivar response: the answer as the client received it (a stream: its frames, concatenated).
+    :ivar request_truncated: ``request`` was cut.
+    :ivar response_truncated: ``response`` was cut.
+    """
+
+    request: str = ""
+    response: str = ""
+    request_truncated: bool = False
+    response_truncated: bool = False
+
+
 class RequestRecord(Struct, frozen=True, kw_only=True):
-    """Everything known about one finished request; key names only, never values or hashes."""
+    """Everything known about one finished request; key names only, never values or hashes.
+
+    ``bodies`` is set only when the gateway key or the alias opts in (:class:`RecordBodies`).
+    """
 
     request_id: str
     started_at: float  # unix time
@@ -649,6 +670,7 @@ class RequestRecord(Struct, frozen=True, kw_only=True):
     error_message: str | None = None
     client_disconnected: bool = False
     extra: Mapping[str, object] = msgspec.field(default_factory=dict)
+    bodies: RecordBodies | None = None
 
 
 # --- the running gateway, as lifecycle hooks see it ----------------------------------------------

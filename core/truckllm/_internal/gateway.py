@@ -38,6 +38,7 @@ from truckllm._internal.netguard import GuardedResolver, NetPolicy
 from truckllm._internal.plugins import PluginHost, make_plugin_manager
 from truckllm._internal.retry_budget import RetryBudget
 from truckllm._internal.runtime import Runtime, build_runtime
+from truckllm._internal.sessions import AdminSessions
 from truckllm._internal.store import CooldownMark, CooldownPush, Store
 from truckllm._internal.tasks import stop_task
 from truckllm._internal.view import GatewayView
@@ -85,6 +86,7 @@ class Gateway:
         self.background = Background()
         self.strategy_state: dict[tuple[str, str], dict[str, Any]] = {}
         self.affinity = AffinityBook(clock, wall_clock)  # conversations' pins (kept across reloads)
+        self.sessions = AdminSessions(self)  # admin sign-in for mounted pages
         self.memory_state = MemoryState(clock, 10_000)  # dialect state when the store keeps none
         self.credentials = Credentials(clock, wall_clock, sleep, self.random)
         self.session: aiohttp.ClientSession | None = None

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from truckllm._internal.request_log import RequestLog
+
 from truckllm.types import (
     AliasInfo,
     Deployment,
@@ -36,6 +38,8 @@ from truckllm.types import (
 
 if TYPE_CHECKING:
     from truckllm._internal.background import Background
+    from truckllm._internal.mounts import AdminAnswer
+    from truckllm._internal.sessions import AdminSessions
     from truckllm._internal.gateway import Gateway, RetryBudget
     from truckllm._internal.health import HealthRegistry
     from truckllm._internal.runtime import AliasPlan, Runtime
@@ -85,6 +89,14 @@ class RuntimeView:
     def providers(self) -> Mapping[str, Provider]:
         """Provider name → :class:`~truckllm.types.Provider` (type, base URL, options; no keys)."""
         return MappingProxyType(self._gateway.runtime.providers)
+
+
+def request_log_of(loggers: Iterable[tuple[str, object]]) -> RequestLog | None:
+    """The first of ``loggers`` implementing :class:`~truckllm.kit.request_log.RequestLog`."""
+    for _, instance in loggers:
+        if isinstance(instance, RequestLog):
+            return instance
+    return None
 
 
 def logger_figures(loggers: Iterable[tuple[str, object]]) -> tuple[LoggerFigures, ...]:
@@ -189,6 +201,32 @@ class GatewayView:
     def last_reload_ok(self) -> bool:
         """Whether the last reload was applied."""
         return self._gateway.last_reload_ok
+
+    @property
+    def sessions(self) -> AdminSessions:
+        """Admin sign-in for mounted pages (:class:`truckllm.kit.web.AdminSessions`)."""
+        return self._gateway.sessions
+
+    @property
+    def request_log(self) -> RequestLog | None:
+        """The first running logger whose records can be searched, or ``None``."""
+        return request_log_of(self._gateway.loggers)
+
+    async def admin(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: object = None,
+    ) -> AdminAnswer:
+        """Call the admin API in this process, with the admin's authority: ``path`` is a
+        documented admin URL (``/admin/v1/providers``), ``query`` its query parameters, ``body``
+        a JSON value (``PUT /admin/v1/config`` takes the YAML text as a string). Only a plugin
+        page serving a request the kernel admitted as the admin's should call it."""
+        from truckllm._internal.admin.inprocess import call_admin
+
+        return await call_admin(self._gateway, method, path, query=query, body=body)
 
     # --- deprecated: the kernel's own objects, whose shape is not part of the plugin API ----------
 

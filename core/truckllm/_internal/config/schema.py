@@ -93,12 +93,22 @@ class ServerConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     upstream: UpstreamNetConfig = field(default_factory=UpstreamNetConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    log_bodies_max_bytes: PosInt = 32 * 1024
 
 
 class AdminConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """``admin:``: the token guarding ``/admin/v1/*`` and ``/metrics``."""
+    """``admin:``: the token guarding ``/admin/v1/*``, ``/metrics`` and mounted pages.
+
+    :ivar token: the admin token.
+    :ivar session_ttl: how long a browser's admin session lasts after signing in with the token.
+    """
 
     token: Secret | None = None
+    session_ttl: Duration = Duration(8 * 3600)
+
+    def __post_init__(self) -> None:
+        if not 60 <= self.session_ttl <= 30 * 86400:
+            raise ValueError("session_ttl must be between 1 minute and 30 days")
 
 
 class PluginsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -263,6 +273,7 @@ class ModelConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     context_window_fallbacks: tuple[str, ...] = ()
     routing: RoutingOverride | None = None
     description: str = ""
+    log_bodies: bool = False
 
 
 class BudgetConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -283,6 +294,7 @@ class GatewayKeyConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     tpm: PosInt | None = None
     budget: BudgetConfig | None = None
     expires: str | None = None  # ISO 8601 date or datetime
+    log_bodies: bool = False
 
 
 class AffinityConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
