@@ -24,6 +24,7 @@ from truckllm._internal.endpoint import ApiEndpoint
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.local_endpoint import LocalEndpoint
 from truckllm._internal.models_api import list_models, model_object
+from truckllm._internal.mount_app import mount_routes
 from truckllm._internal.openai_api import OPENAI
 from truckllm._internal.scrub import cut
 from truckllm._internal.sdnotify import notify
@@ -95,6 +96,7 @@ def create_app(gateway: Gateway) -> FastRoutes:
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", model, methods=["GET"]),
         *admin_routes(gateway),
+        *mount_routes(gateway),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     # no 307 to a URL built from the Host header for a trailing slash: such a path is a 404

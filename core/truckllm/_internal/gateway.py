@@ -50,6 +50,16 @@ __all__ = ["Gateway", "RetryBudget"]
 _MARK_REASONS = frozenset({"rate_limit", "quota"})
 """Cooldown reasons a store's mark may carry through (anything else from the store is "shared")."""
 
+DISABLED_MARK = "disabled"
+"""The reason of the store mark an operator's ``disable`` leaves: the key is out, in every
+process, until an ``enable`` clears the mark."""
+
+OPERATOR_DISABLED = "disabled by an operator"
+"""``KeyState.disabled`` of a key an operator took out (``POST .../disable``)."""
+
+DISABLE_SECONDS = 10 * 365 * 86400.0
+"""How long a disable mark lives in the store: until an enable, in practice."""
+
 
 class Gateway:
     """Everything one running gateway holds."""
@@ -223,6 +233,20 @@ class Gateway:
 
     # --- shared state -------------------------------------------------------------------------
 
+    def disable_key(self, provider: str, key: str) -> None:
+        """An operator takes a key out here at once, and (through a store mark, applied by every
+        process's cooldown sync within a second) everywhere, until an enable."""
+        self.health.key(provider, key).disabled = OPERATOR_DISABLED
+
+    async def share_disable(self, provider: str, key: str) -> None:
+        """Leave the disable mark in the store (raises what the store raises)."""
+        if self.store is None:
+            return
+        until = self.wall_clock() + DISABLE_SECONDS
+        await self.store.mark_cooldown(
+            CooldownMark(provider=provider, key=key, until=until, reason=DISABLED_MARK)
+        )
+
     def share_cooldown(self, provider: str, key: str, seconds: float, reason: str) -> None:
         """Tell the other processes (through the store) that a key cools down for ``seconds``."""
         if self.store is None:
@@ -284,6 +308,10 @@ class Gateway:
             return False
         if asked is not None and state.enabled_at >= asked:
             return True  # enabled while the store was read: the mark is being cleared
+        if mark.reason == DISABLED_MARK:
+            state.disabled = OPERATOR_DISABLED
+            state.shared_until = max(state.shared_until, now + DISABLE_SECONDS)
+            return True
         limit = self.runtime.config.routing.cooldown.max_retry_after
         until = now + min(remaining, limit)
         # the reason is shown to clients ("cooling down ... (rate_limit)"): only the kernel's own words
@@ -294,7 +322,10 @@ class Gateway:
 
     @staticmethod
     def _unmark(state: KeyState, now: float) -> None:
-        """The store's mark for ``state`` was cleared: end a cooldown that came only from it."""
+        """The store's mark for ``state`` was cleared: end a cooldown (or an operator's disable)
+        that came only from it."""
+        if state.disabled == OPERATOR_DISABLED:
+            state.enable(now)
         if state.cooldown_until <= state.shared_until + 1e-6:
             state.cooldown_until = now
             state.cooldown_reason = ""

@@ -26,6 +26,7 @@ from truckllm._internal import defaults
 from truckllm._internal.config.loader import Registry
 from truckllm._internal.dialect import InboundDialect
 from truckllm._internal.dispatch import Dispatcher
+from truckllm._internal.mounts import Mount, check_prefix
 from truckllm._internal.pricebook import EMPTY_BOOK, PriceBook, PriceBookBuilder, check_entry
 from truckllm._internal.store import Store
 from truckllm.errors import StartupError
@@ -65,6 +66,7 @@ class PluginHost:
     stores: dict[str, type[Store]] = field(default_factory=dict)
     loggers: dict[str, type[Logger]] = field(default_factory=dict)
     dialects: dict[str, InboundDialect] = field(default_factory=dict)
+    mounts: dict[str, Mount] = field(default_factory=dict)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
     dists: dict[str, md.Distribution] = field(default_factory=dict)
     entry_points: dict[str, str] = field(default_factory=dict)
@@ -252,6 +254,27 @@ def _dialect(value: object) -> InboundDialect:
     return value
 
 
+def _mount(value: object, others: Iterable[Mount]) -> Mount:
+    """``value`` as a mount, checked: a valid prefix of its own, a factory, relative paths."""
+    if not isinstance(value, Mount):
+        raise TypeError("register() takes a truckllm.kit.web.Mount")
+    if not isinstance(value.name, str) or not value.name or not callable(value.routes):
+        raise TypeError("a Mount has a name and a routes factory")
+    why = check_prefix(value.prefix)
+    if why is not None:
+        raise StartupError(f"mount {value.name!r}: prefix {value.prefix!r} refused: {why}")
+    for path in (*value.public, *((value.login,) if value.login is not None else ())):
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise StartupError(f"mount {value.name!r}: {path!r} is not a path relative to its prefix")
+    for other in others:
+        a, b = value.prefix + "/", other.prefix + "/"
+        if a.startswith(b) or b.startswith(a):
+            raise StartupError(
+                f"mounts {other.name!r} ({other.prefix}) and {value.name!r} ({value.prefix}) overlap"
+            )
+    return value
+
+
 def _collect_registrations(host: PluginHost) -> None:
     def adder(kind: str, plugin_name: str) -> Callable[..., None]:
         def claim(key: str) -> str:
@@ -278,6 +301,9 @@ def _collect_registrations(host: PluginHost) -> None:
             elif kind == "dialects":
                 dialect = _dialect(args[0])
                 host.dialects[claim(dialect.name)] = dialect
+            elif kind == "mounts":
+                mount = _mount(args[0], host.mounts.values())
+                host.mounts[claim(mount.name)] = mount
             else:
                 name, cls = args
                 if not isinstance(name, str) or not isinstance(cls, type):
@@ -288,7 +314,7 @@ def _collect_registrations(host: PluginHost) -> None:
 
         return add
 
-    for kind in ("providers", "strategies", "stores", "loggers", "dialects"):
+    for kind in ("providers", "strategies", "stores", "loggers", "dialects", "mounts"):
         caller = getattr(host.pm.hook, f"register_{kind}")
         for impl in caller.get_hookimpls():
             plugin_name = host.pm.get_name(impl.plugin) or "?"
@@ -335,6 +361,7 @@ def _forget(host: PluginHost, plugin_name: str) -> None:
         "stores": host.stores,
         "loggers": host.loggers,
         "dialects": host.dialects,
+        "mounts": host.mounts,
     }
     for (kind, key), owner in list(host.owners.items()):
         if owner == plugin_name:

@@ -43,7 +43,8 @@ def _cookie_of(scope: Any) -> str | None:
     for name, value in scope.get("headers", ()):
         if name != b"cookie":
             continue
-        for part in value.decode("latin-1").split(";"):
+        text: str = value.decode("latin-1")
+        for part in text.split(";"):
             key, _, val = part.strip().partition("=")
             if key == SESSION_COOKIE and val:
                 return val

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from truckllm._internal.request_log import RequestLog
-
 from truckllm.types import (
     AliasInfo,
     Deployment,
@@ -38,11 +37,11 @@ from truckllm.types import (
 
 if TYPE_CHECKING:
     from truckllm._internal.background import Background
-    from truckllm._internal.mounts import AdminAnswer
-    from truckllm._internal.sessions import AdminSessions
     from truckllm._internal.gateway import Gateway, RetryBudget
     from truckllm._internal.health import HealthRegistry
+    from truckllm._internal.mounts import AdminAnswer
     from truckllm._internal.runtime import AliasPlan, Runtime
+    from truckllm._internal.sessions import AdminSessions
 
 __all__ = ["GatewayView", "RuntimeView", "logger_figures"]
 
@@ -219,14 +218,16 @@ class GatewayView:
         *,
         query: Mapping[str, str] | None = None,
         body: object = None,
+        client: str = "in-process",
     ) -> AdminAnswer:
         """Call the admin API in this process, with the admin's authority: ``path`` is a
         documented admin URL (``/admin/v1/providers``), ``query`` its query parameters, ``body``
-        a JSON value (``PUT /admin/v1/config`` takes the YAML text as a string). Only a plugin
-        page serving a request the kernel admitted as the admin's should call it."""
+        a JSON value (``PUT /admin/v1/config`` takes the YAML text as a string), ``client`` the
+        address the audit log names. Only a plugin page serving a request the kernel admitted as
+        the admin's should call it."""
         from truckllm._internal.admin.inprocess import call_admin
 
-        return await call_admin(self._gateway, method, path, query=query, body=body)
+        return await call_admin(self._gateway, method, path, query=query, body=body, client=client)
 
     # --- deprecated: the kernel's own objects, whose shape is not part of the plugin API ----------
 

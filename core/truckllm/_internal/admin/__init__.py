@@ -3,7 +3,7 @@
 :data:`ROUTES` is the whole API, one row per URL and method, naming the handler that answers it;
 each handler is a module-level ``async def handler(gateway, request)`` in the module of its part
 (:mod:`.status`, :mod:`.config`, :mod:`.providers`, :mod:`.models`, :mod:`.usage`, :mod:`.keys`,
-:mod:`.affinity`).
+:mod:`.affinity`, :mod:`.requests`); :mod:`.inprocess` answers the same routes in process.
 Every answer is built from redacted views: no configured secret ever appears in one.
 """
 
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from truckllm._internal.admin import affinity, config, keys, models, providers, status, usage
+from truckllm._internal.admin import affinity, config, keys, models, providers, requests, status, usage
 from truckllm._internal.admin.config import MAX_CONFIG_BYTES
 from truckllm._internal.admin.keys import MAX_KEY_REQUEST_BYTES
 from truckllm._internal.admin.responses import JSON, error_response
@@ -56,6 +56,7 @@ V1 = "/admin/v1"
 ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("GET", f"{V1}/health", status.health, guarded=False),
     AdminRoute("GET", f"{V1}/ready", status.ready, guarded=False),
+    AdminRoute("GET", f"{V1}/status", status.status),
     AdminRoute("GET", f"{V1}/plugins", status.plugins),
     AdminRoute("GET", f"{V1}/config", config.get_config),
     AdminRoute("PUT", f"{V1}/config", config.put_config),
@@ -64,8 +65,12 @@ ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("GET", f"{V1}/providers", providers.providers),
     AdminRoute("GET", f"{V1}/models", models.models),
     AdminRoute("POST", f"{V1}/providers/{{provider}}/keys/{{key}}/enable", providers.enable_key),
+    AdminRoute("POST", f"{V1}/providers/{{provider}}/keys/{{key}}/disable", providers.disable_key),
     AdminRoute("GET", f"{V1}/usage", usage.usage),
     AdminRoute("GET", f"{V1}/affinity", affinity.affinity),
+    AdminRoute("GET", f"{V1}/requests", requests.search_requests),
+    AdminRoute("GET", f"{V1}/requests/stats", requests.stats),
+    AdminRoute("GET", f"{V1}/requests/{{request_id}}", requests.get_request),
     AdminRoute("GET", f"{V1}/keys", keys.list_keys),
     AdminRoute("POST", f"{V1}/keys", keys.create_key),
     AdminRoute("DELETE", f"{V1}/keys/{{name}}", keys.delete_key),

@@ -1,4 +1,5 @@
-"""``GET /admin/v1/providers`` and ``POST /admin/v1/providers/{provider}/keys/{key}/enable``."""
+"""``GET /admin/v1/providers`` and ``POST /admin/v1/providers/{provider}/keys/{key}/enable`` /
+``.../disable``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from truckllm._internal.admin.responses import JSON, audit
 from truckllm._internal.gateway import Gateway
 from truckllm.errors import GatewayError
 
-__all__ = ["enable_key", "providers"]
+__all__ = ["disable_key", "enable_key", "providers"]
 
 
 async def providers(gateway: Gateway, request: Request) -> Response:
@@ -102,3 +103,29 @@ async def enable_key(gateway: Gateway, request: Request) -> Response:
     state.enable(gateway.clock())
     audit(request, "enable key", provider=provider, key=key, shared=shared)
     return JSON({"enabled": True, "provider": provider, "key": key, "shared": shared})
+
+
+async def disable_key(gateway: Gateway, request: Request) -> Response:
+    """Take a provider key out of rotation here at once and, through a mark in the store, in
+    every process sharing it (their cooldown sync applies it within a second), until an
+    ``enable``. Requests in flight on the key finish.
+
+    ``shared`` says what happened to the store's mark: ``marked``, ``failed`` (logged: only this
+    process has the key out) or ``no store``.
+    """
+    provider, key = request.path_params["provider"], request.path_params["key"]
+    if (provider, key) not in gateway.health.keys:
+        raise GatewayError(404, f"No key {key!r} of provider {provider!r}.", code="not_found")
+    gateway.disable_key(provider, key)
+    shared = "no store"
+    if gateway.store is not None:
+        try:
+            await gateway.share_disable(provider, key)
+            shared = "marked"
+        except Exception as exc:  # a store plugin's failure: the local disable stands
+            shared = "failed"
+            logger.bind(plugin="store").error(
+                "cannot share the disable of {}/{}: {}", provider, key, type(exc).__name__
+            )
+    audit(request, "disable key", provider=provider, key=key, shared=shared)
+    return JSON({"disabled": True, "provider": provider, "key": key, "shared": shared})

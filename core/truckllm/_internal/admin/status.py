@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from loguru import logger
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,7 +14,7 @@ from truckllm._internal.gateway import Gateway
 from truckllm._internal.plugins import list_plugins
 from truckllm.errors import GatewayError
 
-__all__ = ["METRICS_OFF", "health", "metrics", "plugins", "ready"]
+__all__ = ["METRICS_OFF", "health", "metrics", "plugins", "ready", "status"]
 
 METRICS_OFF = (
     "No metrics plugin is configured: add `loggers: [prometheus]` to the config "
@@ -26,6 +27,14 @@ async def health(gateway: Gateway, request: Request) -> Response:
     """``GET /admin/v1/health`` (no token): 200 while serving, 503 while draining."""
     ok = not gateway.draining
     return JSON({"status": "ok" if ok else "draining"}, status_code=200 if ok else 503)
+
+
+async def status(gateway: Gateway, request: Request) -> Response:
+    """``GET /admin/v1/status``: the gateway's live state (the ``GatewaySnapshot`` plugins see:
+    config version, in flight, every provider key's state, the background queue, plugin
+    errors, reloads, the loggers' figures, affinity pins), and the wall-clock time it was taken."""
+    snapshot = gateway.view.snapshot()
+    return JSON({"time": gateway.wall_clock(), **msgspec.to_builtins(snapshot)})
 
 
 async def ready(gateway: Gateway, request: Request) -> Response:
