@@ -1,0 +1,106 @@
+"""``/providers``: every provider key's live state, use against its limits, latency and error
+ratio (``/admin/v1/providers``), with Enable / Disable buttons (Post/Redirect/Get)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from truckllm_console.console import Console
+
+__all__ = ["STATES", "key_rows", "routes"]
+
+STATES: dict[str, str] = {
+    "ok": "healthy",
+    "cooldown": "cooling down",
+    "ejected": "ejected",
+    "half_open": "half-open (probing)",
+    "recovering": "recovering (slow start)",
+    "disabled": "disabled",
+}
+"""A key's state → its words on the page."""
+
+NOTICES = {"enable": "enabled", "disable": "disabled"}
+
+
+def key_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per provider key: its live state with its deployments' mean latency."""
+    latency: dict[tuple[str, str], list[float]] = {}
+    for dep in body.get("deployments") or ():
+        if isinstance(dep, dict) and isinstance(dep.get("latency_ewma_ms"), int | float):
+            latency.setdefault((str(dep.get("provider")), str(dep.get("key"))), []).append(
+                float(dep["latency_ewma_ms"])
+            )
+    rows = []
+    for provider in body.get("providers") or ():
+        for key in provider.get("keys") or ():
+            limits = key.get("limits") or {}
+            seen = latency.get((str(provider.get("name")), str(key.get("name"))), [])
+            rows.append(
+                {
+                    **key,
+                    "provider": provider.get("name"),
+                    "provider_type": provider.get("type"),
+                    "state_text": STATES.get(str(key.get("state")), str(key.get("state"))),
+                    "limit_requests": limits.get("limit_requests"),
+                    "limit_tokens": limits.get("limit_tokens"),
+                    "latency_ms": sum(seen) / len(seen) if seen else None,
+                    "is_disabled": key.get("state") == "disabled" or bool(key.get("disabled")),
+                }
+            )
+    return rows
+
+
+def routes(console: Console) -> list[BaseRoute]:
+    """``/providers``, its fragment ``/fragments/providers`` and the key actions."""
+
+    async def context() -> dict[str, Any]:
+        fetched = await console.fetch("GET", "/admin/v1/providers")
+        body = fetched.body if fetched.error is None and isinstance(fetched.body, dict) else {}
+        return {"fetched": fetched, "rows": key_rows(body), "deployments": body.get("deployments") or []}
+
+    async def page(request: Request) -> Response:
+        params = request.query_params
+        notice = None
+        if params.get("done") in NOTICES:
+            notice = f"Key {params.get('provider')}/{params.get('key')} {NOTICES[params['done']]}."
+        return console.render(
+            request,
+            "providers.html",
+            title="Providers and keys",
+            notice=notice,
+            failure=params.get("failed"),
+            **await context(),
+        )
+
+    async def fragment(request: Request) -> Response:
+        return console.render(request, "_providers_table.html", **await context())
+
+    async def action(request: Request) -> Response:
+        if await console.form(request) is None:
+            return console.forbidden(request)
+        provider = request.path_params["provider"]
+        key = request.path_params["key"]
+        verb = request.path_params["verb"]
+        if verb not in NOTICES:
+            return console.render(
+                request, "message.html", status_code=404, title="Not found", message="No such action."
+            )
+        done = await console.fetch(
+            "POST", f"/admin/v1/providers/{quote(provider, safe='')}/keys/{quote(key, safe='')}/{verb}"
+        )
+        if done.error is not None:
+            return console.redirect(
+                "/providers", {"failed": f"Could not {verb} {provider}/{key}: {done.error}"}
+            )
+        return console.redirect("/providers", {"done": verb, "provider": provider, "key": key})
+
+    return [
+        Route("/providers", page),
+        Route("/fragments/providers", fragment),
+        Route("/providers/{provider}/keys/{key}/{verb}", action, methods=["POST"]),
+    ]
