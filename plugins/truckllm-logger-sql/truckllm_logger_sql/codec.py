@@ -1,0 +1,217 @@
+"""A :class:`~truckllm.types.RequestRecord` as a ``requests`` row and back, exactly; and the
+search cursor.
+
+- :data:`COLUMNS`: the ``requests`` columns in row order; :data:`PAGE_COLUMNS`: those a search
+  page reads (no bodies).
+- :func:`to_row` / :func:`from_row`: a record ↔ a row tuple (JSON columns as text).
+- :func:`encode_cursor` / :func:`decode_cursor`: the opaque ``next_cursor`` (base64url of JSON).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from truckllm.types import AttemptRecord, RecordBodies, RequestRecord, Usage
+
+__all__ = [
+    "BODY_COLUMNS",
+    "COLUMNS",
+    "INT64_MAX",
+    "PAGE_COLUMNS",
+    "decode_cursor",
+    "encode_cursor",
+    "from_row",
+    "to_row",
+]
+
+INT64_MAX = 2**63 - 1
+"""Integers are stored as 64-bit: token counts beyond are stored as this."""
+
+COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "started_at",
+    "endpoint",
+    "dialect",
+    "alias",
+    "gateway_key",
+    "stream",
+    "status",
+    "status_class",
+    "latency_ms",
+    "ttft_ms",
+    "upstream_ms",
+    "added_ms",
+    "provider",
+    "provider_type",
+    "deployment",
+    "model",
+    "provider_key",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "error_kind",
+    "error_message",
+    "client_disconnected",
+    "attempts",
+    "fallbacks",
+    "extra",
+    "body_request",
+    "body_response",
+    "body_truncated",
+)
+"""The ``requests`` table's columns, in the order of :func:`to_row`."""
+
+BODY_COLUMNS = ("body_request", "body_response", "body_truncated")
+"""The body columns: ``NULL`` unless the record's bodies were recorded (``body_truncated`` is a
+bit set: 1 the request was cut, 2 the answer)."""
+
+PAGE_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in BODY_COLUMNS)
+"""The columns a search page reads."""
+
+_USAGE = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+_ATTEMPTS = msgspec.json.Decoder(tuple[AttemptRecord, ...])
+_FALLBACKS = msgspec.json.Decoder(tuple[str, ...])
+_EXTRA = msgspec.json.Decoder(dict[str, Any])
+_ENCODER = msgspec.json.Encoder()
+
+
+def _int64(value: int) -> int:
+    return max(-INT64_MAX - 1, min(INT64_MAX, value))
+
+
+def _json(value: object) -> str:
+    return _ENCODER.encode(value).decode()
+
+
+def to_row(record: RequestRecord) -> tuple[Any, ...]:
+    """``record`` as a row of :data:`COLUMNS` (Python values; the backend adapts them)."""
+    usage = record.usage
+    tokens: tuple[int | None, ...] = (
+        tuple(_int64(getattr(usage, name)) for name in _USAGE) if usage is not None else (None,) * 6
+    )
+    added = record.latency_ms - record.upstream_ms if record.upstream_ms is not None else None
+    bodies = record.bodies
+    body: tuple[str | None, str | None, int | None] = (
+        (bodies.request, bodies.response, int(bodies.request_truncated) | 2 * int(bodies.response_truncated))
+        if bodies is not None
+        else (None, None, None)
+    )
+    return (
+        record.request_id,
+        record.started_at,
+        record.endpoint,
+        record.dialect,
+        record.alias,
+        record.gateway_key,
+        record.stream,
+        _int64(record.status),
+        record.status // 100,
+        record.latency_ms,
+        record.ttft_ms,
+        record.upstream_ms,
+        added,
+        record.provider,
+        record.provider_type,
+        record.deployment,
+        record.model,
+        record.provider_key,
+        *tokens,
+        record.cost_usd,
+        record.error_kind,
+        record.error_message,
+        record.client_disconnected,
+        _json(record.attempts),
+        _json(record.fallbacks),
+        _json(record.extra),
+        *body,
+    )
+
+
+def from_row(row: Sequence[Any], columns: Sequence[str] = COLUMNS) -> RequestRecord:
+    """A row of ``columns`` (:data:`COLUMNS` or :data:`PAGE_COLUMNS`) back into its record."""
+    v = dict(zip(columns, row, strict=True))
+    usage = Usage(**{name: int(v[name]) for name in _USAGE}) if v["prompt_tokens"] is not None else None
+    truncated = v.get("body_truncated")
+    bodies = (
+        RecordBodies(
+            request=v["body_request"] or "",
+            response=v["body_response"] or "",
+            request_truncated=bool(truncated & 1),
+            response_truncated=bool(truncated & 2),
+        )
+        if truncated is not None
+        else None
+    )
+    return RequestRecord(
+        request_id=v["request_id"],
+        started_at=float(v["started_at"]),
+        endpoint=v["endpoint"],
+        dialect=v["dialect"],
+        alias=v["alias"],
+        gateway_key=v["gateway_key"],
+        stream=bool(v["stream"]),
+        status=int(v["status"]),
+        latency_ms=float(v["latency_ms"]),
+        ttft_ms=_float(v["ttft_ms"]),
+        upstream_ms=_float(v["upstream_ms"]),
+        provider=v["provider"],
+        provider_type=v["provider_type"],
+        deployment=v["deployment"],
+        model=v["model"],
+        provider_key=v["provider_key"],
+        attempts=_ATTEMPTS.decode(v["attempts"]),
+        fallbacks=_FALLBACKS.decode(v["fallbacks"]),
+        usage=usage,
+        cost_usd=float(v["cost_usd"]),
+        error_kind=v["error_kind"],
+        error_message=v["error_message"],
+        client_disconnected=bool(v["client_disconnected"]),
+        extra=_EXTRA.decode(v["extra"]),
+        bodies=bodies,
+    )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class _Cursor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, array_like=True):
+    """Where the next page starts: before this ``(started_at, request_id)``."""
+
+    version: int
+    started_at: float
+    request_id: str
+
+
+def encode_cursor(started_at: float, request_id: str) -> str:
+    """The opaque cursor of the page after the row ``(started_at, request_id)``."""
+    raw = _ENCODER.encode(_Cursor(1, started_at, request_id))
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """``(started_at, request_id)`` of a cursor :func:`encode_cursor` made; ValueError for any other."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = msgspec.json.decode(raw, type=_Cursor)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise ValueError("not a cursor of this request log") from None
+    if value.version != 1 or value.started_at != value.started_at:  # NaN
+        raise ValueError("not a cursor of this request log")
+    return value.started_at, value.request_id
