@@ -15,13 +15,13 @@ CSP = (
 _ALWAYS = (
     (b"content-security-policy", CSP.encode()),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"x-content-type-options", b"nosniff"),
 )
 
 
 class SecurityHeaders:
-    """Add :data:`CSP`, ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer`` and
+    """Add :data:`CSP`, ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin`` (a form POST under ``no-referrer`` carries ``Origin: null``, which the kernel refuses as cross-site) and
     ``nosniff`` to every response, and ``Cache-Control: no-store`` to every one but static files
     (``/static/``, which may be cached for an hour)."""
 
