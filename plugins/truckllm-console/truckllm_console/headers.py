@@ -21,9 +21,10 @@ _ALWAYS = (
 
 
 class SecurityHeaders:
-    """Add :data:`CSP`, ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin`` (a form POST under ``no-referrer`` carries ``Origin: null``, which the kernel refuses as cross-site) and
-    ``nosniff`` to every response, and ``Cache-Control: no-store`` to every one but static files
-    (``/static/``, which may be cached for an hour)."""
+    """Add :data:`CSP`, ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin`` and ``nosniff``
+    to every response, and ``Cache-Control: no-store`` to every one but static files (``/static/``,
+    which may be cached for an hour). ``same-origin``, not ``no-referrer``: under ``no-referrer`` a
+    form's POST carries ``Origin: null``, which the kernel refuses as cross-site."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -1,0 +1,331 @@
+"""Pages rendered from canned admin answers (a fake view): hostile strings escaped, admin errors
+readable, states worded; and the pure helpers (charts, the ``next`` check, the key form)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.testclient import TestClient
+from truckllm_console.app import build_routes
+from truckllm_console.charts import bar_chart, line_chart
+from truckllm_console.pages.auth import safe_next
+from truckllm_console.pages.keys import new_key_body, period_start
+
+from truckllm.kit.web import AdminAnswer
+
+EVIL = "<script>alert('x')</script>"
+NOW = 1_800_000_000.0
+
+
+class FakeSessions:
+    async def sign_in(self, request: Request, response: Response, token: str) -> bool:
+        return False
+
+    async def sign_out(self, request: Request, response: Response) -> None:
+        return None
+
+    def csrf_token(self, request: Request) -> str:
+        return "csrf-fake"
+
+    async def signed_in(self, request: Request) -> bool:
+        return True
+
+
+class FakeView:
+    """Answers admin calls from a table of canned answers; records the calls."""
+
+    def __init__(self, answers: Mapping[str, AdminAnswer]) -> None:
+        self.answers = dict(answers)
+        self.calls: list[tuple[str, str, dict[str, str]]] = []
+        self.sessions = FakeSessions()
+
+    async def admin(
+        self, method: str, path: str, *, query: Mapping[str, str] | None = None, body: object = None
+    ) -> AdminAnswer:
+        self.calls.append((method, path, dict(query or {})))
+        return self.answers.get(
+            f"{method} {path}", AdminAnswer(status=404, body={"error": {"message": "nothing here"}})
+        )
+
+
+def record(**fields: Any) -> dict[str, Any]:
+    base = {
+        "request_id": "req_1",
+        "started_at": NOW - 10,
+        "endpoint": "chat",
+        "dialect": "openai",
+        "alias": "chat",
+        "gateway_key": "team",
+        "stream": False,
+        "status": 200,
+        "latency_ms": 12.5,
+        "ttft_ms": None,
+        "upstream_ms": 10.0,
+        "provider": "p",
+        "provider_type": "mock",
+        "deployment": "d0",
+        "model": "m",
+        "provider_key": "k1",
+        "attempts": [],
+        "fallbacks": [],
+        "usage": {"prompt_tokens": 3, "total_tokens": 5},
+        "cost_usd": 0.0012,
+        "error_kind": None,
+        "error_message": None,
+        "client_disconnected": False,
+        "extra": {},
+        "bodies": None,
+    }
+    return {**base, **fields}
+
+
+def client_for(view: FakeView) -> TestClient:
+    app = Starlette(routes=[Mount("/console", routes=list(build_routes(view, clock=lambda: NOW)))])
+    return TestClient(app)
+
+
+@pytest.fixture
+def hostile() -> Iterator[tuple[FakeView, TestClient]]:
+    rec = record(
+        request_id="req_evil",
+        alias=EVIL,
+        model=EVIL,
+        gateway_key=EVIL,
+        error_message=EVIL,
+        status=502,
+        attempts=[
+            {
+                "provider": EVIL,
+                "provider_key": EVIL,
+                "deployment": "d",
+                "model": EVIL,
+                "status": 502,
+                "latency_ms": 3.0,
+                "error_kind": EVIL,
+            }
+        ],
+        bodies={"request": '{"content": "' + EVIL + '"}', "response": EVIL},
+    )
+    view = FakeView(
+        {
+            "GET /admin/v1/requests": AdminAnswer(
+                status=200, body={"object": "list", "data": [rec], "next_cursor": EVIL}
+            ),
+            "GET /admin/v1/requests/req_evil": AdminAnswer(status=200, body=rec),
+            "GET /admin/v1/requests/stats": AdminAnswer(
+                status=200,
+                body={
+                    "step": "minute",
+                    "points": [{"at": NOW - 60, "requests": 2, "errors": 1, "added_p50_ms": 1.0}],
+                    "totals": {"at": NOW - 3600, "requests": 2, "errors": 1},
+                    "top_aliases": [{"name": EVIL, "requests": 2}],
+                    "top_keys": [{"name": None, "requests": 2}],
+                },
+            ),
+            "GET /admin/v1/status": AdminAnswer(
+                status=200,
+                body={"in_flight": 1, "keys": [{"provider": "p", "name": EVIL, "state": EVIL}]},
+            ),
+            "GET /admin/v1/providers": AdminAnswer(
+                status=200,
+                body={
+                    "providers": [
+                        {
+                            "name": "p",
+                            "type": "mock",
+                            "keys": [
+                                {
+                                    "name": EVIL,
+                                    "state": "cooldown",
+                                    "cooldown_remaining_s": 75.0,
+                                    "cooldown_reason": EVIL,
+                                    "requests_last_minute": 3,
+                                    "tokens_last_minute": 40,
+                                    "limits": {"limit_requests": 100},
+                                }
+                            ],
+                        }
+                    ],
+                    "deployments": [{"alias": EVIL, "provider": "p", "key": EVIL, "latency_ewma_ms": 120.0}],
+                },
+            ),
+            "GET /admin/v1/keys": AdminAnswer(
+                status=200,
+                body={
+                    "open": False,
+                    "keys": [{"name": EVIL, "models": [EVIL], "budget": {"usd": 5.0, "period": "month"}}],
+                },
+            ),
+            "GET /admin/v1/usage": AdminAnswer(
+                status=200, body={"rows": [{"group": {"key": EVIL}, "cost_usd": 1.5}]}
+            ),
+            "GET /admin/v1/plugins": AdminAnswer(
+                status=200, body={"plugins": [{"name": EVIL, "hooks": [EVIL]}]}
+            ),
+            "GET /admin/v1/config": AdminAnswer(
+                status=200, body={"version": 1, "config": {"models": {EVIL: {}}}}
+            ),
+        }
+    )
+    with client_for(view) as client:
+        yield view, client
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "/console/",
+        "/console/requests",
+        "/console/requests/req_evil",
+        "/console/providers",
+        "/console/keys",
+        "/console/plugins",
+        "/console/config",
+        "/console/fragments/providers",
+        "/console/fragments/overview",
+    ],
+)
+def test_hostile_strings_are_escaped(hostile: tuple[FakeView, TestClient], page: str) -> None:
+    _, client = hostile
+    answer = client.get(page)
+    assert answer.status_code == 200, answer.text[:300]
+    assert "<script>alert" not in answer.text
+    assert "&lt;script&gt;" in answer.text
+
+
+def test_request_detail_shows_attempts_bodies_and_cost(hostile: tuple[FakeView, TestClient]) -> None:
+    html = hostile[1].get("/console/requests/req_evil").text
+    assert '<pre class="body">{&#34;content&#34;: &#34;&lt;script&gt;' in html
+    assert "$0.0012" in html and "prompt tokens" in html
+
+
+def test_one_admin_call_per_log_page_with_the_filters(hostile: tuple[FakeView, TestClient]) -> None:
+    view, client = hostile
+    client.get("/console/requests?alias=chat&status=5xx&last=1h&cursor=abc&model=")
+    (call,) = view.calls
+    assert call[:2] == ("GET", "/admin/v1/requests")
+    assert call[2] == {
+        "limit": "50",
+        "alias": "chat",
+        "status": "5xx",
+        "since": f"{NOW - 3600:.3f}",
+        "cursor": "abc",
+    }
+
+
+def test_the_older_link_keeps_the_filters(hostile: tuple[FakeView, TestClient]) -> None:
+    html = hostile[1].get("/console/requests?alias=chat&last=1h").text
+    assert 'href="/console/requests?alias=chat&amp;last=1h&amp;cursor=%3Cscript%3E' in html
+
+
+def test_key_states_are_worded(hostile: tuple[FakeView, TestClient]) -> None:
+    html = hostile[1].get("/console/providers").text
+    assert "cooling down" in html and "for 1 min 15 s" in html
+    assert "3 of 100" in html and "120 ms" in html
+
+
+def test_spend_so_far_is_shown_per_key(hostile: tuple[FakeView, TestClient]) -> None:
+    view, client = hostile
+    html = client.get("/console/keys").text
+    assert "$5.00 per month" in html and "$1.50" in html
+    usage = [c for c in view.calls if c[1] == "/admin/v1/usage"]
+    assert usage == [
+        ("GET", "/admin/v1/usage", {"group_by": "key", "since": f"{period_start('month', NOW):.0f}"})
+    ]
+
+
+def test_admin_errors_are_readable() -> None:
+    broken = AdminAnswer(status=503, body={"error": {"message": "Usage is unavailable: store down"}})
+    view = FakeView(
+        {
+            "GET /admin/v1/keys": AdminAnswer(status=200, body={"keys": [{"name": "a"}]}),
+            "GET /admin/v1/usage": broken,
+        }
+    )
+    with client_for(view) as client:
+        html = client.get("/console/keys").text
+        assert "Spend is unavailable: The admin API answered 503: Usage is unavailable: store down" in html
+        html = client.get("/console/plugins").text
+        assert "The admin API answered 404: nothing here" in html
+
+
+def test_an_admin_call_that_raises_is_a_message_not_a_500() -> None:
+    class Raising(FakeView):
+        async def admin(
+            self, method: str, path: str, *, query: Mapping[str, str] | None = None, body: object = None
+        ) -> AdminAnswer:
+            raise ConnectionError("boom")
+
+    with client_for(Raising({})) as client:
+        answer = client.get("/console/providers")
+        assert answer.status_code == 200
+        assert "The admin API answered 500: ConnectionError" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("/console/requests?alias=a", "/console/requests?alias=a"),
+        ("/console", "/console"),
+        (None, "/console/"),
+        ("https://evil.example/console/", "/console/"),
+        ("//evil.example", "/console/"),
+        ("/\\evil", "/console/"),
+        ("/consoles", "/console/"),
+        ("/console/../admin", "/console/"),
+        ("/console/login", "/console/"),
+        ("/console/\x00", "/console/"),
+    ],
+)
+def test_safe_next(given: str | None, expected: str) -> None:
+    assert safe_next(given, "/console") == expected
+
+
+def test_new_key_body_reads_the_form() -> None:
+    body, problems = new_key_body(
+        {
+            "name": " a ",
+            "models": "x, y,",
+            "rpm": "10",
+            "budget_usd": "2.5",
+            "budget_period": "week",
+            "expires": "2027-01-01",
+        }
+    )
+    assert problems == []
+    assert body == {
+        "name": "a",
+        "models": ["x", "y"],
+        "rpm": 10,
+        "budget": {"usd": 2.5, "period": "week"},
+        "expires": "2027-01-01",
+    }
+    _, problems = new_key_body({"name": "", "tpm": "-1", "budget_usd": "lots"})
+    assert len(problems) == 3
+
+
+def test_period_start() -> None:
+    assert period_start("day", NOW) == NOW // 86400 * 86400
+    assert period_start("total", NOW) is None
+    assert period_start("week", NOW) is not None and NOW - 7 * 86400 < period_start("week", NOW) <= NOW  # type: ignore[operator]
+
+
+def test_bar_chart_scales_to_the_highest_bucket() -> None:
+    points = [{"at": 0, "requests": 1}, {"at": 60, "requests": 4}]
+    chart = bar_chart("R", "r", points, lambda p: p["requests"], str, str)
+    assert [b.height for b in chart.bars] == [pytest.approx(134 / 4), 134]
+    assert chart.rows == (("0.0", "1.0"), ("60.0", "4.0")) and chart.top == "4.0"
+    assert bar_chart("R", "r", [], lambda p: 0, str, str).empty
+
+
+def test_line_chart_leaves_out_missing_values() -> None:
+    points = [{"at": 0, "a": 1.0, "b": None}, {"at": 60, "a": 2.0, "b": 4.0}]
+    chart = line_chart("L", "l", points, {"p50": "a", "p99": "b"}, str, str)
+    assert len(chart.lines[0].points.split()) == 2 and len(chart.lines[1].points.split()) == 1
+    assert chart.rows[0] == ("0.0", "1.0", "–")
