@@ -10,16 +10,38 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from loguru import logger
 
+from truckllm._internal.bodies import BodyCapture
 from truckllm._internal.plugins import PluginHost
+from truckllm._internal.scrub import Scrubber
 from truckllm._internal.store import Settlement, Store
 from truckllm._internal.tasks import stop_task
 from truckllm.types import RequestRecord
 
-__all__ = ["Background", "call_each"]
+__all__ = ["Background", "PendingRecord", "call_each"]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRecord:
+    """A record whose bodies are made off the request path, just before the hooks see it."""
+
+    record: RequestRecord
+    capture: BodyCapture
+    scrubber: Scrubber
+
+    def complete(self) -> RequestRecord:
+        """The record with its bodies (scrubbed, cut); without them if making them fails."""
+        try:
+            return msgspec.structs.replace(self.record, bodies=self.capture.bodies(self.scrubber))
+        except Exception:
+            rid = self.record.request_id
+            logger.opt(exception=True).error("request {}: its bodies were not recorded", rid)
+            return self.record
 
 
 async def call_each(host: PluginHost, hook_name: str, **kwargs: Any) -> list[tuple[str, BaseException]]:
@@ -40,9 +62,9 @@ class Background:
     """The after-response queue of request records."""
 
     def __init__(self, maxsize: int = 10000) -> None:
-        self.queue: asyncio.Queue[tuple[PluginHost, RequestRecord] | tuple[Store, Settlement]] = (
-            asyncio.Queue(maxsize)
-        )
+        self.queue: asyncio.Queue[
+            tuple[PluginHost, RequestRecord | PendingRecord] | tuple[Store, Settlement]
+        ] = asyncio.Queue(maxsize)
         self.dropped = 0
         self.plugin_errors: Counter[tuple[str, str]] = Counter()
         self._task: asyncio.Task[None] | None = None
@@ -52,7 +74,7 @@ class Background:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="truckllm-background")
 
-    def submit(self, host: PluginHost, record: RequestRecord) -> None:
+    def submit(self, host: PluginHost, record: RequestRecord | PendingRecord) -> None:
         """Queue one record; never blocks (a full queue drops and counts)."""
         try:
             self.queue.put_nowait((host, record))
@@ -68,7 +90,7 @@ class Background:
         except asyncio.QueueFull:
             self.dropped += 1
 
-    async def _handle(self, target: Any, item: RequestRecord | Settlement) -> None:
+    async def _handle(self, target: Any, item: RequestRecord | PendingRecord | Settlement) -> None:
         if isinstance(item, Settlement):
             try:
                 await target.settle(item)
@@ -76,7 +98,8 @@ class Background:
                 self.plugin_errors[("store", "settle")] += 1
                 logger.bind(plugin="store").error("store settle failed: {}", exc)
             return
-        host, record = target, item
+        host = target
+        record = item.complete() if isinstance(item, PendingRecord) else item
         for hook_name in ("store_usage", "emit_log"):
             for name, _exc in await call_each(host, hook_name, record=record):
                 self.plugin_errors[(name, hook_name)] += 1

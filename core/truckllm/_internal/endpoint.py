@@ -31,6 +31,7 @@ from truckllm._internal.asgi_util import (
     send_bytes,
 )
 from truckllm._internal.auth import GatewayKey
+from truckllm._internal.bodies import BodyCapture
 from truckllm._internal.dialect import DialectRoute, InboundDialect
 from truckllm._internal.dialect_state import RequestState, backend_of
 from truckllm._internal.gateway import Gateway
@@ -203,6 +204,14 @@ async def serve_whole(
             gw.leave()
 
 
+def keeps_bodies(rt: Runtime, key: GatewayKey | None, alias: str | None) -> bool:
+    """Whether a request's bodies go in its record: its gateway key or its alias opts in."""
+    if key is not None and key.config.log_bodies:
+        return True
+    model = rt.config.models.get(alias) if alias is not None else None
+    return model is not None and model.log_bodies
+
+
 def _allowed(model: str, allowed: frozenset[str]) -> bool:
     """A key's allow-list names aliases, ``provider/model`` or ``provider/*``."""
     if model in allowed:
@@ -311,6 +320,8 @@ class ApiEndpoint:
             request = ctx.request = await self._prepare(rt, ctx, request)
         check_limits(rt, request.typed)
         await admit_request(self.gateway, rt, ctx, request, key)
+        if keeps_bodies(rt, key, ctx.alias):
+            ctx.bodies = BodyCapture(rt.config.server.log_bodies_max_bytes, request=body)
 
         stream_slot = None
         limit = rt.config.server.limits.max_streams_per_key
@@ -360,9 +371,11 @@ class ApiEndpoint:
             if outcome.stream is None:
                 if ctx.state is not None:
                     await ctx.state.flush()  # what the answer stored is there before it is read
+                if ctx.bodies is not None:
+                    ctx.bodies.add(outcome.body)
                 await send_bytes(send, outcome.status, outcome.headers, outcome.body)
             else:
-                await self._stream(outcome, send)
+                await self._stream(outcome, send, ctx.bodies)
         except asyncio.CancelledError:
             if not watch.fired:
                 raise
@@ -385,15 +398,19 @@ class ApiEndpoint:
         return outcome
 
     @staticmethod
-    async def _stream(outcome: Outcome, send: Send) -> None:
+    async def _stream(outcome: Outcome, send: Send, bodies: BodyCapture | None = None) -> None:
         stream = outcome.stream
         assert stream is not None
         try:
             first = await anext(stream)  # starts the generator, so that its cleanup always runs
             raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()]
             await send({"type": "http.response.start", "status": 200, "headers": raw})
+            if bodies is not None:
+                bodies.add(first)
             await send({"type": "http.response.body", "body": first, "more_body": True})
             async for chunk in stream:
+                if bodies is not None:
+                    bodies.add(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:

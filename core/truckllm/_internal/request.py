@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from truckllm._internal.admission import Reservation, settlement
+from truckllm._internal.background import PendingRecord
+from truckllm._internal.bodies import BodyCapture
 from truckllm._internal.dialect import InboundDialect
 from truckllm._internal.dialect_state import RequestState
 from truckllm._internal.gateway import Gateway
@@ -53,6 +55,7 @@ class RequestContext:
     estimated_tokens: tuple[int, int] | None = None  # (prompt, completion), estimated once
     state: RequestState | None = None  # a stateful dialect's stored state (writes flushed before the end)
     pin_read: tuple[str, asyncio.Future[bytes | None]] | None = None  # affinity: a pin read begun early
+    bodies: BodyCapture | None = None  # the key or the alias keeps bodies (log_bodies)
 
 
 @dataclass
@@ -129,7 +132,11 @@ def end_request(gw: Gateway, rt: Runtime, ctx: RequestContext) -> None:
         error_message=ctx.error.message if ctx.error else ctx.rejected_message,
         client_disconnected=ctx.client_disconnected,
     )
-    gw.background.submit(rt.host, record)
+    if ctx.bodies is not None:
+        scrubber = gw.credentials.scrubber(rt.scrubber)  # config secrets and handed-out tokens
+        gw.background.submit(rt.host, PendingRecord(record=record, capture=ctx.bodies, scrubber=scrubber))
+    else:
+        gw.background.submit(rt.host, record)
     if ctx.reservation is not None and gw.store is not None:
         gw.background.settle(gw.store, settlement(ctx.reservation, ctx.usage, record.cost_usd))
 

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from truckllm._internal.mounts import AdminAnswer
 from truckllm._internal.request_log import RequestLog
+from truckllm._internal.sessions import AdminSessions
 from truckllm.types import (
     AliasInfo,
     Deployment,
