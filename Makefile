@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 CONFIG ?= config/truckllm.yaml
 PLUGINS := $(sort $(wildcard plugins/*))
 
-.PHONY: install run test test-agents lint typecheck bench dist clean
+.PHONY: install run test test-agents test-browser lint typecheck bench dist clean
 
 # The kernel, its test kit (testing/: the distribution truckllm-testing, which the kernel's `test`
 # extra names) and every plugin, editable, in one pip command: the local folders answer for those
@@ -39,6 +39,13 @@ test-agents: install
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/agents --no-audit --no-fund; \
 	else echo "npm not found: the coding-agent CLIs are not installed; their tests are skipped"; fi
 	TRUCKLLM_AGENTS=1 $(PY) -m pytest -q -rs tests/agents $(PYTEST_ARGS)
+
+# The web console in a real headless Chromium (Debian's chromium and chromium-driver, driven by
+# selenium): sign in, every page, the request log, keys, provider keys; screenshots land in
+# artifacts/console/. Without /usr/bin/chromium and /usr/bin/chromedriver the tests are skipped,
+# saying so (.ci/run installs them with apt-get).
+test-browser: install
+	TRUCKLLM_BROWSER=1 $(PY) -m pytest -q -rs tests/browser $(PYTEST_ARGS)
 
 # mypy --strict checks the kernel, the test kit and every plugin's package ([tool.mypy] files);
 # lint-imports checks the plugin contract ([tool.importlinter]): a plugin imports only the hook API
