@@ -13,9 +13,10 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 from truckllm_console.app import build_routes
-from truckllm_console.charts import bar_chart, line_chart
+from truckllm_console.charts import Axis, bar_chart, line_chart
 from truckllm_console.pages.auth import safe_next
 from truckllm_console.pages.keys import new_key_body, period_start
+from truckllm_console.pages.overview import charts
 
 from truckllm.kit.web import AdminAnswer
 
@@ -316,16 +317,32 @@ def test_period_start() -> None:
     assert period_start("week", NOW) is not None and NOW - 7 * 86400 < period_start("week", NOW) <= NOW  # type: ignore[operator]
 
 
-def test_bar_chart_scales_to_the_highest_bucket() -> None:
-    points = [{"at": 0, "requests": 1}, {"at": 60, "requests": 4}]
-    chart = bar_chart("R", "r", points, lambda p: p["requests"], str, str)
-    assert [b.height for b in chart.bars] == [pytest.approx(134 / 4), 134]
-    assert chart.rows == (("0.0", "1.0"), ("60.0", "4.0")) and chart.top == "4.0"
-    assert bar_chart("R", "r", [], lambda p: 0, str, str).empty
+def test_bar_chart_places_buckets_by_time_and_scales_to_the_highest() -> None:
+    axis = Axis(since=0, until=600, step=60, stamp=lambda at: f"{at:.0f}")
+    chart = bar_chart(
+        "R", "r", [{"at": 0, "requests": 1}, {"at": 540, "requests": 4}], lambda p: p["requests"], str, axis
+    )
+    first, last = chart.bars
+    assert first.height == pytest.approx(last.height / 4)
+    assert first.x < 100 < 500 < last.x  # the first and the last of ten buckets, the gap between kept
+    assert first.width == pytest.approx(last.width) and first.width < 60
+    assert chart.rows == (("0", "1.0"), ("540", "4.0")) and chart.top == "4.0"
+    assert (chart.first, chart.last) == ("0", "600")
+    assert bar_chart("R", "r", [], lambda p: 0, str, axis).empty
 
 
 def test_line_chart_leaves_out_missing_values() -> None:
+    axis = Axis(since=0, until=120, step=60, stamp=lambda at: f"{at:.0f}")
     points = [{"at": 0, "a": 1.0, "b": None}, {"at": 60, "a": 2.0, "b": 4.0}]
-    chart = line_chart("L", "l", points, {"p50": "a", "p99": "b"}, str, str)
-    assert len(chart.lines[0].points.split()) == 2 and len(chart.lines[1].points.split()) == 1
-    assert chart.rows[0] == ("0.0", "1.0", "–")
+    chart = line_chart("L", "l", points, {"p50": "a", "p99": "b"}, str, axis)
+    assert len(chart.lines[0].dots) == 2 and len(chart.lines[1].dots) == 1
+    assert chart.rows[0] == ("0", "1.0", "–")
+
+
+def test_charts_cover_the_range_asked_for() -> None:
+    made = charts(
+        [{"at": NOW - 120, "requests": 60, "errors": 1, "cost_usd": 0.5}], "minute", NOW - 3600, NOW
+    )
+    assert [c.title for c in made][:2] == ["Requests per second", "Errors (status 400 or more)"]
+    assert made[0].rows == ((made[0].rows[0][0], "1.00/s"),)
+    assert made[2].empty  # no latency figure: no line drawn
