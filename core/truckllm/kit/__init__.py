@@ -26,12 +26,14 @@ own modules without breaking a plugin. Import the module you need; this package 
 :mod:`truckllm.kit.openai_wire`          building and reading OpenAI answers, chunks and errors
 :mod:`truckllm.kit.options`              field types of a plugin's ``Options``: ``Duration``, ``Secret``
 :mod:`truckllm.kit.records`              a request record as log fields and lines
+:mod:`truckllm.kit.request_log`          the request log's query interface (``/admin/v1/requests``)
 :mod:`truckllm.kit.safejson`             decoding a client's JSON: bounded depth, no repeated keys
 :mod:`truckllm.kit.selection`            building blocks of balancing strategies
 :mod:`truckllm.kit.sse`                  an incremental Server-Sent Events parser, frame builders
 :mod:`truckllm.kit.store`                the runtime-store protocol and its value types
 :mod:`truckllm.kit.tasks`                stopping a background task
 :mod:`truckllm.kit.view`                 what ``startup`` / ``shutdown`` see of the gateway
+:mod:`truckllm.kit.web`                  pages a plugin mounts behind the admin sign-in
 =======================================  ==========================================================
 """
 
