@@ -193,6 +193,7 @@ def test_the_console_end_to_end(
     # on a phone-sized window
     driver.set_window_size(390, 844)
     driver.get(gateway.url + "/console/")
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     shot(driver, "15-phone-overview")
     driver.get(gateway.url + "/console/providers")
     shot(driver, "16-phone-providers")

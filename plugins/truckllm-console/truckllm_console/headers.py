@@ -23,8 +23,10 @@ _ALWAYS = (
 class SecurityHeaders:
     """Add :data:`CSP`, ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin`` and ``nosniff``
     to every response, and ``Cache-Control: no-store`` to every one but static files (``/static/``,
-    which may be cached for an hour). ``same-origin``, not ``no-referrer``: under ``no-referrer`` a
-    form's POST carries ``Origin: null``, which the kernel refuses as cross-site."""
+    which may be cached for an hour).
+
+    ``same-origin`` sends no referrer off the console's origin. Not ``no-referrer``: under it
+    Chromium sends ``Origin: null`` with a form's POST, which the kernel refuses as cross-site."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
