@@ -202,7 +202,7 @@ def test_hostile_strings_are_escaped(hostile: tuple[FakeView, TestClient], page:
 
 def test_request_detail_shows_attempts_bodies_and_cost(hostile: tuple[FakeView, TestClient]) -> None:
     html = hostile[1].get("/console/requests/req_evil").text
-    assert '<pre class="body">{&#34;content&#34;: &#34;&lt;script&gt;' in html
+    assert '<pre class="body">{\n  &#34;content&#34;: &#34;&lt;script&gt;' in html
     assert "$0.0012" in html and "prompt tokens" in html
 
 
@@ -227,7 +227,8 @@ def test_the_older_link_keeps_the_filters(hostile: tuple[FakeView, TestClient]) 
 
 def test_key_states_are_worded(hostile: tuple[FakeView, TestClient]) -> None:
     html = hostile[1].get("/console/providers").text
-    assert "cooling down" in html and "for 1 min 15 s" in html
+    assert "cooling down" in html and "until 2027-01-15 08:01:15 UTC (1 min 15 s)" in html
+    assert "Back in rotation" in html
     assert "3 of 100" in html and "120 ms" in html
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["FILTERS", "ago", "duration", "money", "number", "pretty_json", "segment", "when"]
+__all__ = ["FILTERS", "ago", "body", "duration", "money", "number", "pretty_json", "segment", "when"]
 
 
 def when(value: Any) -> str:
@@ -72,6 +72,15 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False)
 
 
+def body(value: Any) -> str:
+    """A recorded body: indented when it is JSON, else as it is (the template escapes it)."""
+    text = str(value or "")
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
 def segment(value: Any) -> str:
     """A value quoted as one URL path segment (``/`` included)."""
     return quote(str(value), safe="")
@@ -87,5 +96,6 @@ FILTERS: dict[str, Callable[..., str]] = {
     "ms": ms,
     "pretty_json": pretty_json,
     "segment": segment,
+    "body": body,
 }
 """Every filter, by its name in the templates."""

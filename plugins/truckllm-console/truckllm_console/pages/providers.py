@@ -27,8 +27,9 @@ STATES: dict[str, str] = {
 NOTICES = {"enable": "enabled", "disable": "disabled"}
 
 
-def key_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per provider key: its live state with its deployments' mean latency."""
+def key_rows(body: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    """One row per provider key: its live state (with when a cooldown or an ejection ends, as
+    unix time from ``now``) and its deployments' mean latency."""
     latency: dict[tuple[str, str], list[float]] = {}
     for dep in body.get("deployments") or ():
         if isinstance(dep, dict) and isinstance(dep.get("latency_ewma_ms"), int | float):
@@ -50,9 +51,17 @@ def key_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
                     "limit_tokens": limits.get("limit_tokens"),
                     "latency_ms": sum(seen) / len(seen) if seen else None,
                     "is_disabled": key.get("state") == "disabled" or bool(key.get("disabled")),
+                    "cooldown_until": _until(key.get("cooldown_remaining_s"), now),
+                    "ejected_until": _until(key.get("ejected_remaining_s"), now),
                 }
             )
     return rows
+
+
+def _until(remaining: Any, now: float) -> float | None:
+    if isinstance(remaining, int | float) and remaining > 0:
+        return now + float(remaining)
+    return None
 
 
 def routes(console: Console) -> list[BaseRoute]:
@@ -61,7 +70,11 @@ def routes(console: Console) -> list[BaseRoute]:
     async def context() -> dict[str, Any]:
         fetched = await console.fetch("GET", "/admin/v1/providers")
         body = fetched.body if fetched.error is None and isinstance(fetched.body, dict) else {}
-        return {"fetched": fetched, "rows": key_rows(body), "deployments": body.get("deployments") or []}
+        return {
+            "fetched": fetched,
+            "rows": key_rows(body, console.clock()),
+            "deployments": body.get("deployments") or [],
+        }
 
     async def page(request: Request) -> Response:
         params = request.query_params
