@@ -104,12 +104,13 @@ loggers:
     keys:
       - {{name: key-one, value: {PROVIDER_KEYS[0]}}}
       - {{name: key-two, value: {PROVIDER_KEYS[1]}}}
+# prices far above real ones, so that the screenshots show some spend
 models:
   chat:
     log_bodies: true
-    deployments: [{{provider: mock, model: mock-large}}]
+    deployments: [{{provider: mock, model: mock-large, price: {{input: 2500, output: 10000}}}}]
   embed:
-    deployments: [{{provider: mock, model: mock-embed}}]
+    deployments: [{{provider: mock, model: mock-embed, price: {{input: 100}}}}]
 """
 
 
