@@ -42,7 +42,7 @@ admin: {{token: {ADMIN_TOKEN}}}
   mock:
     type: mock
     keys:
-      - {{name: k1, value: {PROVIDER_KEYS[0]}}}
+      - {{name: k1, value: {PROVIDER_KEYS[0]}, rpm: 600, tpm: 90000, max_in_flight: 8}}
       - {{name: k2, value: {PROVIDER_KEYS[1]}}}
 models:
   chat:

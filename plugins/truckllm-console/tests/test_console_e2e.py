@@ -171,6 +171,17 @@ def test_disable_and_enable_a_provider_key(gw: GatewayServer, browser: httpx.Cli
     assert key_state(gw, "k1") == "ok"
 
 
+def test_provider_keys_show_use_against_their_configured_limits(
+    gw: GatewayServer, browser: httpx.Client
+) -> None:
+    chat(gw, n=4)
+    page = browser.get("/console/providers").text
+    row = page[page.index('data-key="mock/k1"') :].split("</tr>")[0]
+    assert re.search(r"\d of 600<", row) and re.search(r"\d of 90,000<", row) and "0 of 8<" in row
+    other = page[page.index('data-key="mock/k2"') :].split("</tr>")[0]
+    assert " of " not in other
+
+
 def test_an_unknown_key_action_shows_the_admin_error(gw: GatewayServer, browser: httpx.Client) -> None:
     token = csrf_of(browser.get("/console/providers").text)
     answer = browser.post("/console/providers/mock/keys/nope/disable", data={"csrf_token": token})
