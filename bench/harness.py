@@ -26,6 +26,7 @@ LANES = (
     "streaming",
     "responses",
     "cache_affinity",
+    "request_log",
     "throughput",
     "nginx",
     "profile",
@@ -79,6 +80,9 @@ class Settings:
     soak_rate: float = 300.0
     profile_seconds: float = 8.0
     profile_rate: float = 0.0  # 0: closed loop at concurrency 50
+    log_rates: tuple[float, ...] = (2000.0,)  # the request_log lane (bench/request_log_lane.py)
+    log_seconds: float = 15.0
+    log_outage_seconds: float = 5.0
     pin: bool = True
     nice: int = 0
     keys: bool = False
@@ -100,6 +104,8 @@ class Settings:
             hold_seconds=15.0,
             soak_seconds=60.0,
             profile_seconds=15.0,
+            log_seconds=60.0,
+            log_outage_seconds=10.0,
         )
 
 

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cache_affinity, loadgen
+from bench import cache_affinity, loadgen, request_log_lane
 from bench.harness import (
     ANTHROPIC_MODEL,
     CLIENT_HEADERS,
@@ -471,6 +471,11 @@ class Bench:
     async def lane_cache_affinity(self) -> dict[str, Any]:
         """(k) Prompt caches kept warm: affinity off and on (:mod:`bench.cache_affinity`)."""
         return await cache_affinity.run_lane(say=self.say)
+
+    async def lane_request_log(self) -> dict[str, Any]:
+        """Request records to PostgreSQL: CPU per request with and without, a database outage
+        (:mod:`bench.request_log_lane`)."""
+        return await request_log_lane.run_lane(self, request_log_lane.LaneOptions.from_settings(self.s))
 
     async def lane_responses(self) -> dict[str, Any]:
         """(r) The Responses API beside chat: pass-through and translated (:mod:`bench.responses_lane`)."""

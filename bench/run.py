@@ -24,6 +24,10 @@ Lanes (``--lanes``; all by default):
   prompt-prefix cache, with affinity off and on (and one key 429'd mid-run): the cached-token
   ratio against a single key, each key's share of requests, client errors
   (:mod:`bench.cache_affinity`; in process, about 20 s).
+- ``request_log``: request records to PostgreSQL (the ``sql`` logger): the gateway's CPU per
+  request with and without it at ``--log-rates`` (open loop, ``--log-seconds`` per run), rows
+  stored against requests answered, and a database outage of ``--outage-seconds`` mid-load
+  (:mod:`bench.request_log_lane`); skipped without PostgreSQL on 127.0.0.1:5432.
 - ``hold``: ``--hold-streams`` concurrent streams held open through the gateway; the gateway's
   RSS while it holds them.
 - ``memory``: gateway RSS at idle, at plateau under a mixed load for ``--soak`` seconds, and after
@@ -55,6 +59,7 @@ from bench.harness import LANES, Settings, clean, frontier_text
 from bench.lanes import Bench
 from bench.procs import Procs
 from bench.report import fmt, table
+from bench.request_log_lane import markdown as request_log_markdown
 from bench.responses_lane import HEADERS as RESPONSES_HEADERS
 from bench.responses_lane import table_rows as responses_rows
 
@@ -115,6 +120,18 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         type=float,
         help="open-loop rate while profiling, req/s (default: closed loop, concurrency 50)",
     )
+    parser.add_argument(
+        "--log-rates", help="request_log lane: open-loop rate(s), req/s, comma-separated (default 2000)"
+    )
+    parser.add_argument(
+        "--log-seconds", type=float, help="request_log lane: length of each run (quick 15, full 60)"
+    )
+    parser.add_argument(
+        "--outage-seconds",
+        type=float,
+        dest="log_outage_seconds",
+        help="request_log lane: database outage mid-run (quick 5, full 10)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
         "--nice", type=int, help="nice value for every benchmark process (negative needs root)"
@@ -138,6 +155,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         settings.lanes = tuple(lane for lane in settings.lanes if lane not in skip)
     if args.rates:
         settings.rates = tuple(float(r) for r in args.rates.split(","))
+    if args.log_rates:
+        settings.log_rates = tuple(float(r) for r in args.log_rates.split(","))
     if args.workers:
         settings.workers = tuple(int(w) for w in args.workers.split(","))
     for name in (
@@ -161,6 +180,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "soak_rate",
         "profile_seconds",
         "profile_rate",
+        "log_seconds",
+        "log_outage_seconds",
         "nice",
         "wait_idle",
         "output",
@@ -238,6 +259,29 @@ def targets(lanes: dict[str, Any], s: Settings) -> list[dict[str, Any]]:
     )
     add("affinity on: largest key share off even", on["max_share_deviation"] if on else None, 0.15, unit="")
     add("affinity on, a key 429'd mid-run: client errors", hit["client_errors"] if hit else None, 1, unit="")
+    log = lanes.get("request_log", {})
+    rate = log.get("target_rate")
+    cpu = log.get("cpu", {}).get(f"{rate:g}") if rate else None
+    kept_up = "" if log.get("target_rate_sustained", True) else " (not sustained)"
+    add(
+        f"request log to PostgreSQL: CPU per request vs none, at {rate or 2000:,.0f} req/s{kept_up}",
+        cpu["ratio"] if cpu else None,
+        1.05,
+        unit="x",
+    )
+    outages = list(log.get("outage", {}).values())
+    add(
+        "request log: failed requests during a database outage",
+        sum(run["failed"] for run in outages) if outages else None,
+        1,
+        unit="",
+    )
+    add(
+        "request log: records unaccounted for after the outage",
+        sum(abs(run["accounting"]["unaccounted"]) for run in outages) if outages else None,
+        1,
+        unit="",
+    )
     mem = lanes.get("memory")
     if mem and "growth_mb" in mem:
         name = f"RSS flat during a {mem['seconds']:g} s soak (growth)"
@@ -392,6 +436,13 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("")
         lines += _md(["run", "keys", "cached tokens", "vs one key", "spread", "client errors"], crows)
         lines.append("")
+    if lanes.get("request_log", {}).get("cpu"):
+        lines.append(
+            "Request records to PostgreSQL (request_log; CPU: the gateway process tree's, per answered "
+            "request, median of the rounds; outage: the database cut mid-run):"
+        )
+        lines.append("")
+        lines += [request_log_markdown(lanes["request_log"]), ""]
     hold, mem = lanes.get("hold", {}), lanes.get("memory", {})
     mrows = []
     if "rss_idle_start_mb" in results:
