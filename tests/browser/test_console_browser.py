@@ -102,6 +102,10 @@ def test_the_console_end_to_end(
     # the keyboard reaches the skip link first, and it has a visible focus
     driver.find_element(*by("css", "body")).send_keys(Keys.TAB)
     assert driver.switch_to.active_element.text == "Skip to content"
+    outline = driver.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"
+    driver.switch_to.active_element.send_keys(Keys.TAB)  # then the navigation
+    assert driver.switch_to.active_element.text == "TruckLLM"
 
     # every page, with htmx loaded and no CSP violation
     pages = {
@@ -173,15 +177,26 @@ def test_the_console_end_to_end(
     assert key_row_state(driver, "key-one") == "disabled"
     shot(driver, "13-providers-key-disabled")
 
-    def live_state(d: Any) -> str | bool:
+    def key_state_of(d: Any, key: str) -> str | bool:
         try:
-            return key_row_state(d, "key-one")
+            return key_row_state(d, key)
         except StaleElementReferenceException:  # htmx swapped the table meanwhile
             return False
 
     driver.find_element(*by("css", 'tr[data-key="mock/key-one"] button')).click()
     wait_for(driver, lambda d: "Key mock/key-one enabled." in d.page_source, "the key enabled")
-    wait_for(driver, lambda d: live_state(d) == "healthy", "the key healthy again")
+    wait_for(driver, lambda d: key_state_of(d, "key-one") == "healthy", "the key healthy again")
+
+    # htmx refreshes the table in place: a change made by a script shows without reloading
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    url = driver.current_url
+    httpx.post(
+        gateway.url + "/admin/v1/providers/mock/keys/key-two/disable", headers=admin
+    ).raise_for_status()
+    wait_for(driver, lambda d: key_state_of(d, "key-two") == "disabled", "key-two disabled, live")
+    httpx.post(gateway.url + "/admin/v1/providers/mock/keys/key-two/enable", headers=admin).raise_for_status()
+    wait_for(driver, lambda d: key_state_of(d, "key-two") == "healthy", "key-two healthy, live")
+    assert driver.current_url == url
 
     # the config check shows problems
     driver.get(gateway.url + "/console/config")
