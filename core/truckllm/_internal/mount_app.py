@@ -46,10 +46,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _cross_site(scope: Scope) -> bool:
-    """Whether the browser says the request comes from another site (``Origin``, ``Sec-Fetch-Site``)."""
+    """Whether the browser says the request comes from another site: ``Sec-Fetch-Site`` when the
+    browser sends it (it cannot be set by a page, and is right where ``Origin`` is ``null``, as
+    on a form posted from a page served with ``Referrer-Policy: no-referrer``), else ``Origin``."""
     site = _header(scope, b"sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return True
+    if site is not None:
+        return site not in ("same-origin", "none")
     origin = _header(scope, b"origin")
     if origin is None:
         return False
