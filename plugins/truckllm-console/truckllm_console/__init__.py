@@ -16,6 +16,7 @@ from truckllm_console.app import PREFIX, console_routes
 __all__ = ["PREFIX", "TRUCKLLM_API", "console_routes", "register_mounts"]
 
 TRUCKLLM_API = 1
+"""The plugin API version this plugin was written for."""
 
 
 @hookimpl

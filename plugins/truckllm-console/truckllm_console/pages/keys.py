@@ -16,6 +16,7 @@ from truckllm_console.console import Console
 __all__ = ["new_key_body", "period_start", "routes"]
 
 PERIODS = ("day", "week", "month", "total")
+"""A budget's periods (``budget.period``)."""
 
 
 def period_start(period: str, now: float) -> float | None:

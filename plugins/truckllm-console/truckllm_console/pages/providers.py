@@ -25,6 +25,7 @@ STATES: dict[str, str] = {
 """A key's state → its words on the page."""
 
 NOTICES = {"enable": "enabled", "disable": "disabled"}
+"""A key action → the word of its notice."""
 
 
 def configured_limits(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:

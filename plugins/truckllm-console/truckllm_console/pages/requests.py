@@ -39,6 +39,7 @@ LAST: dict[str, tuple[str, float | None]] = {
 """The time range choices."""
 
 PAGE = 50
+"""Records per page."""
 
 
 def _instant(text: str) -> float | None:
