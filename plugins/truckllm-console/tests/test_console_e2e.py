@@ -100,7 +100,7 @@ def test_every_page_renders_with_security_headers_and_plain_links(
         assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
         assert headers["x-frame-options"] == "DENY"
         assert headers["cache-control"] == "no-store"
-        assert headers["referrer-policy"] == "same-origin"
+        assert headers["referrer-policy"] == "no-referrer"
         html = answer.text
         assert all(link in html for link in NAV), page
         # the only script is the vendored htmx file; no inline script, no external resource

@@ -15,18 +15,16 @@ CSP = (
 _ALWAYS = (
     (b"content-security-policy", CSP.encode()),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
+    (b"referrer-policy", b"no-referrer"),
     (b"x-content-type-options", b"nosniff"),
 )
 
 
 class SecurityHeaders:
-    """Add :data:`CSP`, ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin`` and ``nosniff``
+    """Add :data:`CSP`, ``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer`` and ``nosniff``
     to every response, and ``Cache-Control: no-store`` to every one but static files (``/static/``,
-    which may be cached for an hour).
-
-    ``same-origin`` sends no referrer off the console's origin. Not ``no-referrer``: under it
-    Chromium sends ``Origin: null`` with a form's POST, which the kernel refuses as cross-site."""
+    which may be cached for an hour). (Under ``no-referrer`` Chromium posts a form with
+    ``Origin: null``; the kernel decides on ``Sec-Fetch-Site`` when the browser sends it.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
