@@ -29,6 +29,10 @@ async def providers(gateway: Gateway, request: Request) -> Response:
             keys.append(
                 {
                     "name": key.name,
+                    "weight": key.weight,
+                    "rpm": key.rpm,
+                    "tpm": key.tpm,
+                    "max_in_flight": key.max_in_flight,
                     "state": state.state(now),
                     "cooldown_remaining_s": round(max(0.0, state.cooldown_until - now), 3),
                     "cooldown_reason": state.cooldown_reason or None,

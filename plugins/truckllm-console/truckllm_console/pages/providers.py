@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from truckllm_console.console import Console
 
-__all__ = ["STATES", "configured_limits", "key_rows", "routes"]
+__all__ = ["STATES", "key_rows", "routes"]
 
 STATES: dict[str, str] = {
     "ok": "healthy",
@@ -28,26 +28,11 @@ NOTICES = {"enable": "enabled", "disable": "disabled"}
 """A key action → the word of its notice."""
 
 
-def configured_limits(config: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """``(provider, key)`` → the key's ``rpm``, ``tpm`` and ``max_in_flight`` in the (redacted)
-    running config."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
-    providers = config.get("providers") if isinstance(config.get("providers"), dict) else {}
-    for name, provider in (providers or {}).items():
-        for key in (provider or {}).get("keys") or ():
-            if isinstance(key, dict):
-                out[(str(name), str(key.get("name")))] = {
-                    f: key.get(f) for f in ("rpm", "tpm", "max_in_flight") if key.get(f) is not None
-                }
-    return out
-
-
-def key_rows(
-    body: dict[str, Any], now: float, limits: dict[tuple[str, str], dict[str, Any]] | None = None
-) -> list[dict[str, Any]]:
+def key_rows(body: dict[str, Any], now: float) -> list[dict[str, Any]]:
     """One row per provider key: its live state (with when a cooldown or an ejection ends, as
-    unix time from ``now``), its deployments' mean latency, and its limits: those of the config
-    (``limits``), else those the provider reported."""
+    unix time from ``now``), its deployments' mean latency, and its limits: those configured
+    (``rpm``, ``tpm``, ``max_in_flight`` of ``/admin/v1/providers``), else those the provider
+    reported."""
     latency: dict[tuple[str, str], list[float]] = {}
     for dep in body.get("deployments") or ():
         if isinstance(dep, dict) and isinstance(dep.get("latency_ewma_ms"), int | float):
@@ -59,7 +44,6 @@ def key_rows(
         for key in provider.get("keys") or ():
             reported = key.get("limits") or {}
             ident = (str(provider.get("name")), str(key.get("name")))
-            configured = (limits or {}).get(ident, {})
             seen = latency.get(ident, [])
             rows.append(
                 {
@@ -67,9 +51,8 @@ def key_rows(
                     "provider": provider.get("name"),
                     "provider_type": provider.get("type"),
                     "state_text": STATES.get(str(key.get("state")), str(key.get("state"))),
-                    "limit_requests": configured.get("rpm") or reported.get("limit_requests"),
-                    "limit_tokens": configured.get("tpm") or reported.get("limit_tokens"),
-                    "max_in_flight": configured.get("max_in_flight"),
+                    "limit_requests": key.get("rpm") or reported.get("limit_requests"),
+                    "limit_tokens": key.get("tpm") or reported.get("limit_tokens"),
                     "latency_ms": sum(seen) / len(seen) if seen else None,
                     "is_disabled": key.get("state") == "disabled" or bool(key.get("disabled")),
                     "cooldown_until": _until(key.get("cooldown_remaining_s"), now),
@@ -91,14 +74,9 @@ def routes(console: Console) -> list[BaseRoute]:
     async def context() -> dict[str, Any]:
         fetched = await console.fetch("GET", "/admin/v1/providers")
         body = fetched.body if fetched.error is None and isinstance(fetched.body, dict) else {}
-        config = await console.fetch("GET", "/admin/v1/config")  # the keys' configured limits
-        running = (
-            config.body.get("config") if config.error is None and isinstance(config.body, dict) else None
-        )
-        limits = configured_limits(running if isinstance(running, dict) else {})
         return {
             "fetched": fetched,
-            "rows": key_rows(body, console.clock(), limits),
+            "rows": key_rows(body, console.clock()),
             "deployments": body.get("deployments") or [],
         }
 
