@@ -42,6 +42,7 @@ def quick_start(tmp_path: Path) -> Iterator[QuickStart]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        cwd=tmp_path,  # the request log's SQLite file lands here
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -77,6 +78,16 @@ def test_the_quick_start_as_a_new_user_meets_it(quick_start: QuickStart) -> None
         headers={"anthropic-version": "2023-06-01", "x-api-key": "any"},
     )
     assert counted.status_code == 200 and counted.json() == {"input_tokens": 3}
+
+    console = httpx.get(url + "/console/", headers={"accept": "text/html"})
+    assert console.status_code == 303 and console.headers["location"].startswith("/console/login")
+    deadline = time.monotonic() + 10  # the request log is written in batches, about once a second
+    logged: list[dict[str, object]] = []
+    while not logged and time.monotonic() < deadline:
+        logged = httpx.get(url + "/admin/v1/requests", headers=admin, params={"alias": "demo"}).json()["data"]
+        time.sleep(0.1)
+    assert logged and logged[0]["status"] == 200 and logged[0]["provider"] == "demo"
+    assert (quick_start.config.parent / "truckllm-requests.db").exists()
 
     before = quick_start.config.read_text()
     created = httpx.post(url + "/admin/v1/keys", json={"name": "me"}, headers=admin).json()
