@@ -169,6 +169,8 @@ class PostgresStore:
     async def write(self, records: Sequence[RequestRecord]) -> int:
         """Insert ``records`` and add the rows actually inserted to the rollups, in one
         transaction; how many were new."""
+        if not records:
+            return 0
         await self.ensure_days({int(r.started_at // 86400) for r in records})
         rows = [tuple(_clean(v) for v in to_row(r)) for r in records]
         columns = [list(c) for c in zip(*rows, strict=True)]
@@ -181,7 +183,7 @@ class PostgresStore:
                     inserted.discard(row[0])
                     fresh.append(record)
             for step, sql in _UPSERTS.items():
-                await conn.executemany(sql, aggregate(fresh, step))
+                await conn.executemany(sql, [tuple(_clean(v) for v in row) for row in aggregate(fresh, step)])
         return len(fresh)
 
     async def retention(self, now: float, retention_days: int) -> int:

@@ -1,0 +1,132 @@
+"""Fixtures: a database URL per backend (SQLite in ``tmp_path``; a fresh PostgreSQL database per
+test session, emptied before each test, skipped when PostgreSQL does not answer) and a record
+factory."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from truckllm.types import AttemptRecord, RequestRecord, Usage
+
+PG_HOST = "127.0.0.1:5432"
+_ADMIN_DSNS = [
+    f"postgresql://{user}@{PG_HOST}/{db}" for user in ("postgres", "root") for db in ("postgres", "test")
+]
+
+Factory = Callable[..., RequestRecord]
+
+
+async def _admin() -> tuple[str, asyncpg.Connection]:
+    problems = []
+    for dsn in _ADMIN_DSNS:
+        try:
+            return dsn, await asyncpg.connect(dsn, timeout=3)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            problems.append(f"{type(exc).__name__}: {exc}")
+    raise ConnectionError("; ".join(problems))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The URL of a database ``truckllm_test_<random>`` made for this session (dropped after)."""
+    name = f"truckllm_test_{secrets.token_hex(4)}"
+
+    async def create() -> str:
+        dsn, conn = await _admin()
+        try:
+            await conn.execute(f"CREATE DATABASE {name}")
+        finally:
+            await conn.close()
+        return dsn.rsplit("/", 1)[0] + "/" + name
+
+    async def drop() -> None:
+        _, conn = await _admin()
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+    try:
+        url = asyncio.run(create())
+    except ConnectionError as exc:
+        pytest.skip(f"PostgreSQL on {PG_HOST} does not answer (CI starts one): {exc}")
+    yield url
+    asyncio.run(drop())
+
+
+async def _empty(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "DROP TABLE IF EXISTS requests, rollup_minute, rollup_hour, rollup_day, schema_migrations CASCADE"
+        )
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """The session's PostgreSQL database, emptied."""
+    asyncio.run(_empty(pg_server))
+    return pg_server
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A fresh database of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/requests.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+ALIASES = ("gpt", "claude", "gemini")
+KEYS = ("alice", "bob", None)
+PROVIDERS = ("openai", "anthropic")
+STATUSES = (200, 200, 200, 429, 500, 302)
+
+
+def make(
+    i: int, *, now: float = 1_790_000_000.0, rng: random.Random | None = None, **fields: Any
+) -> RequestRecord:
+    """Record number ``i``: its fields cycle through a few values of every filter column."""
+    rng = rng or random.Random(i)
+    status = STATUSES[i % len(STATUSES)]
+    provider = PROVIDERS[i % len(PROVIDERS)]
+    values: dict[str, Any] = {
+        "request_id": f"req-{i:06d}",
+        "started_at": now - i * 7.5,
+        "endpoint": ("chat", "embeddings")[i % 2],
+        "dialect": ("openai", "anthropic", "gemini")[i % 3],
+        "alias": ALIASES[i % len(ALIASES)],
+        "gateway_key": KEYS[i % len(KEYS)],
+        "stream": bool(i % 2),
+        "status": status,
+        "latency_ms": rng.uniform(1, 3000),
+        "upstream_ms": rng.uniform(0, 1),
+        "provider": provider,
+        "model": f"{provider}-model-{i % 2}",
+        "provider_key": "k1",
+        "usage": Usage(prompt_tokens=i, completion_tokens=2 * i, total_tokens=3 * i),
+        "cost_usd": i / 1000,
+        "attempts": (
+            AttemptRecord(
+                provider=provider, provider_key="k1", deployment="d", model="m", status=status, latency_ms=1.5
+            ),
+        ),
+        "error_kind": "server" if status >= 500 else None,
+    }
+    values.update(fields)
+    return RequestRecord(**values)
+
+
+@pytest.fixture
+def record() -> Factory:
+    """:func:`make`."""
+    return make
