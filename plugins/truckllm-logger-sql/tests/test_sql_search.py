@@ -80,13 +80,17 @@ QUERIES = [
 ]
 
 
-@pytest.mark.parametrize("query", QUERIES, ids=lambda q: ",".join(f"{k}={v}" for k, v in _fields(q).items() if v is not None))
+@pytest.mark.parametrize(
+    "query", QUERIES, ids=lambda q: ",".join(f"{k}={v}" for k, v in _fields(q).items() if v is not None)
+)
 def test_every_record_seen_once_newest_first(db_url: str, record: Any, query: LogQuery) -> None:
     async def run() -> None:
         store, records = await _seeded(db_url, record)
         try:
             seen = await _walk(store, query)
-            expected = sorted((r for r in records if _matches(r, query)), key=lambda r: (r.started_at, r.request_id))
+            expected = sorted(
+                (r for r in records if _matches(r, query)), key=lambda r: (r.started_at, r.request_id)
+            )
             assert [r.request_id for r in seen] == [r.request_id for r in reversed(expected)]
             assert expected, "the query should match something"
             assert all(r.bodies is None for r in seen)
@@ -131,7 +135,9 @@ def test_series_sums_match_the_records(db_url: str, record: Any) -> None:
                 p50 = series.totals.added_p50_ms
                 assert p50 is not None and true_p50 <= p50 < 2 * true_p50
                 assert series.totals.latency_p99_ms is not None
-            only = await store.series(SeriesQuery(since=since, until=until, step="hour", alias="gpt", gateway_key="bob"))
+            only = await store.series(
+                SeriesQuery(since=since, until=until, step="hour", alias="gpt", gateway_key="bob")
+            )
             assert only.totals.requests == sum(r.alias == "gpt" and r.gateway_key == "bob" for r in records)
             keys = await store.series(SeriesQuery(since=since, until=until, step="day", top=5))
             assert None in [t.name for t in keys.top_keys]
