@@ -36,6 +36,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import tempfile
 import time
@@ -562,8 +563,9 @@ class Lane:
         return out
 
     def outage_rate(self, cpu: dict[str, Any]) -> float:
-        """The outage runs' rate: the first rate the gateway sustained (else the first)."""
-        return self.target_rate(cpu) or self.o.rates[0]
+        """The outage runs' rate: the first rate the gateway sustained (else the lowest: failures
+        of a gateway that cannot keep up would hide the outage's)."""
+        return self.target_rate(cpu) or min(self.o.rates)
 
     def target_rate(self, cpu: dict[str, Any]) -> float | None:
         """The first rate (in ``--rates`` order) the gateway without a logger sustained."""
@@ -720,6 +722,11 @@ async def _standalone(options: LaneOptions, pin: bool, output: Path) -> dict[str
     workdir = Path(tempfile.mkdtemp(prefix="truckllm-bench-log-"))
     procs = Procs(workdir)
     bench = Bench(Settings(lanes=("request_log",), pin=pin, output=output, workers=(1,)), procs, workdir)
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # cancel: the lane drops its databases on the way out
+        loop.add_signal_handler(sig, task.cancel)
     try:
         if bench.layout.loadgen is not None:
             os.sched_setaffinity(0, bench.layout.loadgen)
@@ -762,7 +769,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         import uvloop
 
         result = uvloop.run(_standalone(options, not args.no_pin, args.output))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: the lane's processes stopped, its databases dropped", flush=True)
         return 130
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(clean(result), indent=1) + "\n")
