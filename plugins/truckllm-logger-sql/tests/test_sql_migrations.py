@@ -58,7 +58,9 @@ def test_rerunning_migrations_is_a_no_op(db_url: str) -> None:
 
 def test_two_processes_at_once_make_one_schema(db_url: str) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-c", CHILD, db_url, f"proc-{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, db_url, f"proc-{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=60) for p in procs]

@@ -37,6 +37,7 @@ MAINTENANCE_EVERY = 3600.0
 """Seconds between runs of the retention and the partitions-ahead job."""
 
 _BACKOFF_BASE = 0.1
+_SPILL_BUFFER = 1000  # records waiting for the spill file writer, at least
 
 
 class Writer:
@@ -112,7 +113,7 @@ class Writer:
             size = len(self._queue)
             if size == 1 or size >= self.options.batch_size:
                 self._wake.set()
-        elif self._spill is not None and len(self._overflow) < self.options.max_queue:
+        elif self._spill is not None and len(self._overflow) < max(self.options.max_queue, _SPILL_BUFFER):
             self._overflow.append(record)
             self._spill_wake.set()
         else:
