@@ -82,11 +82,17 @@ def synthetic(rows: int, now: float, seed: int = 7) -> Iterator[list[RequestReco
                 provider_key=f"{provider}-key-{rng.randint(0, 3)}",
                 attempts=(
                     AttemptRecord(
-                        provider=provider, provider_key="k", deployment="d", model=model,
-                        status=status, latency_ms=upstream,
+                        provider=provider,
+                        provider_key="k",
+                        deployment="d",
+                        model=model,
+                        status=status,
+                        latency_ms=upstream,
                     ),
-                ),  # fmt: skip
-                usage=Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
+                ),
+                usage=Usage(
+                    prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+                ),
                 cost_usd=(prompt * 3 + completion * 15) / 1e6,
                 error_kind="server" if status >= 500 else ("rate_limit" if status == 429 else None),
                 error_message="upstream said no" if error else None,
@@ -102,8 +108,8 @@ def synthetic(rows: int, now: float, seed: int = 7) -> Iterator[list[RequestReco
 def _rollups(records: list[RequestRecord], now: float) -> dict[str, list[tuple[Any, ...]]]:
     out: dict[str, list[tuple[Any, ...]]] = {}
     for step in STEP_SECONDS:
-        keep = now - RETENTION_DAYS[step] * 86400  # type: ignore[index]
-        out[step] = aggregate((r for r in records if r.started_at >= keep), step)  # type: ignore[arg-type]
+        keep = now - RETENTION_DAYS[step] * 86400
+        out[step] = aggregate((r for r in records if r.started_at >= keep), step)
     return out
 
 
@@ -136,7 +142,9 @@ async def seed_postgres(url: str, rows: int, now: float) -> None:
     try:
         for chunk in synthetic(rows, now):
             async with conn.transaction():
-                await conn.copy_records_to_table("requests", records=[to_row(r) for r in chunk], columns=COLUMNS)
+                await conn.copy_records_to_table(
+                    "requests", records=[to_row(r) for r in chunk], columns=COLUMNS
+                )
                 for step, agg in _rollups(chunk, now).items():
                     sql = upsert_rollup_sql(table_of(step), [f"${i + 1}" for i in range(len(ROLLUP_COLUMNS))])  # type: ignore[arg-type]
                     await conn.executemany(sql, agg)
@@ -166,16 +174,21 @@ async def measure(store: Store, now: float) -> list[tuple[str, float, float]]:
         page = await store.search(LogQuery(limit=50, cursor=cursor))
         cursor = page.next_cursor
     rng = random.Random(1)
+    filtered = LogQuery(limit=50, alias="alias-3", status="5xx")
+    by_key = LogQuery(limit=50, gateway_key="team-07", provider="gemini")
+    hour = SeriesQuery(since=now - 3600, until=now, step="minute")
+    day = SeriesQuery(since=now - 86400, until=now, step="hour")
+    month = SeriesQuery(since=now - 30 * 86400, until=now, step="day")
     cases: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("first page (50)", lambda: store.search(LogQuery(limit=50))),
-        ("filtered page: alias + 5xx", lambda: store.search(LogQuery(limit=50, alias="alias-3", status="5xx"))),
-        ("filtered page: key + provider", lambda: store.search(LogQuery(limit=50, gateway_key="team-07", provider="gemini"))),
+        ("filtered page: alias + 5xx", lambda: store.search(filtered)),
+        ("filtered page: key + provider", lambda: store.search(by_key)),
         ("deep page (20 pages in)", lambda: store.search(LogQuery(limit=50, cursor=cursor))),
         ("get by id", lambda: store.get(rng.choice(ids))),
-        ("overview: last hour (minute)", lambda: store.series(SeriesQuery(since=now - 3600, until=now, step="minute"))),
-        ("overview: last day (hour)", lambda: store.series(SeriesQuery(since=now - 86400, until=now, step="hour"))),
-        ("overview: last month (day)", lambda: store.series(SeriesQuery(since=now - 30 * 86400, until=now, step="day"))),
-    ]  # fmt: skip
+        ("overview: last hour (minute)", lambda: store.series(hour)),
+        ("overview: last day (hour)", lambda: store.series(day)),
+        ("overview: last month (day)", lambda: store.series(month)),
+    ]
     for name, fn in cases:
         p50, p95 = await _time(fn)
         results.append((name, p50, p95))
@@ -191,7 +204,7 @@ async def run(backend: str, rows: int, pg_admin: str, keep: bool) -> list[tuple[
             t0 = time.perf_counter()
             await seed_sqlite(path, rows, now)
             print(f"sqlite: seeded {rows} rows in {time.perf_counter() - t0:.0f} s", flush=True)
-            store = SqliteStore(path)
+            store: Store = SqliteStore(path)
             try:
                 return await measure(store, now)
             finally:
@@ -204,11 +217,11 @@ async def run(backend: str, rows: int, pg_admin: str, keep: bool) -> list[tuple[
         t0 = time.perf_counter()
         await seed_postgres(url, rows, now)
         print(f"postgres: seeded {rows} rows in {time.perf_counter() - t0:.0f} s", flush=True)
-        store = open_store(SqlOptions(url=Secret(url)))
+        pg_store = open_store(SqlOptions(url=Secret(url)))
         try:
-            return await measure(store, now)
+            return await measure(pg_store, now)
         finally:
-            await store.close()
+            await pg_store.close()
     finally:
         if not keep:
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -32,7 +32,7 @@ loggers:
 
 def _logger(gw: GatewayServer) -> SqlLogger:
     assert gw.gateway is not None
-    for name, instance in gw.gateway.loggers:
+    for _name, instance in gw.gateway.loggers:
         if isinstance(instance, SqlLogger):
             return instance
     raise AssertionError(f"no sql logger in {gw.gateway.loggers}")
@@ -73,7 +73,9 @@ def test_requests_through_the_gateway_are_searchable(db_url: str) -> None:
         _wait_written(logger, 5)
         page = _on_gateway(gw, logger.search(LogQuery(gateway_key="alice", alias="m", limit=3)))
         assert len(page.records) == 3 and page.next_cursor is not None
-        rest = _on_gateway(gw, logger.search(LogQuery(gateway_key="alice", alias="m", cursor=page.next_cursor)))
+        rest = _on_gateway(
+            gw, logger.search(LogQuery(gateway_key="alice", alias="m", cursor=page.next_cursor))
+        )
         found = [r.request_id for r in page.records + rest.records]
         assert found == list(reversed(ids))
         record = _on_gateway(gw, logger.get(ids[0]))

@@ -18,8 +18,8 @@ from typing import Any
 
 import asyncpg
 from truckllm_logger_sql.codec import COLUMNS, encode_cursor
-from truckllm_logger_sql.options import SqlOptions
 from truckllm_logger_sql.ddl import upsert_rollup_sql
+from truckllm_logger_sql.options import SqlOptions
 from truckllm_logger_sql.queries import search_sql, series_sql, top_sql
 from truckllm_logger_sql.rollup import HIST_COLUMNS, ROLLUP_COLUMNS, STEP_SECONDS, table_of
 from truckllm_logger_sql.store import open_store
@@ -97,7 +97,7 @@ def test_sqlite_plans_use_indexes(tmp_path: Any, record: Any) -> None:
     asyncio.run(_seed(f"sqlite:///{path}", record, 5000))
     conn = sqlite3.connect(path)
     for step in STEP_SECONDS:
-        sql = upsert_rollup_sql(table_of(step), ["?"] * len(ROLLUP_COLUMNS))  # type: ignore[arg-type]
+        sql = upsert_rollup_sql(table_of(step), ["?"] * len(ROLLUP_COLUMNS))
         conn.executemany(sql, _old_rollup_rows(step))
     conn.commit()
     conn.execute("ANALYZE")
@@ -134,7 +134,7 @@ def test_postgres_plans_use_indexes(pg_url: str, record: Any) -> None:
         conn = await asyncpg.connect(pg_url)
         try:
             for step in STEP_SECONDS:
-                sql = upsert_rollup_sql(table_of(step), [f"${i + 1}" for i in range(len(ROLLUP_COLUMNS))])  # type: ignore[arg-type]
+                sql = upsert_rollup_sql(table_of(step), [f"${i + 1}" for i in range(len(ROLLUP_COLUMNS))])
                 await conn.executemany(sql, _old_rollup_rows(step))
             await conn.execute("ANALYZE")
             for name, query in _queries():

@@ -64,7 +64,7 @@ def test_two_processes_at_once_make_one_schema(db_url: str) -> None:
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=60) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode()
     applied = sorted(out.decode().strip() for out, _ in outputs)
     assert applied == ["", "1"]  # one applied the migration, the other found it applied

@@ -15,9 +15,8 @@ from urllib.parse import urlsplit
 from truckllm_logger_sql import SqlLogger
 from truckllm_logger_sql.options import SqlOptions
 
-from truckllm.kit.options import Secret
+from truckllm.kit.options import Duration, Secret
 from truckllm.kit.request_log import LogQuery
-
 
 NOW = time.time()  # the writer applies the retention (30 days) at start and on reconnection
 
@@ -90,10 +89,10 @@ def _logger(url: str, **options: Any) -> SqlLogger:
     return SqlLogger(
         SqlOptions(
             url=Secret(url),
-            flush_interval=0.02,
-            max_backoff=0.2,
-            connect_timeout=1,
-            shutdown_timeout=5,
+            flush_interval=Duration(0.02),
+            max_backoff=Duration(0.2),
+            connect_timeout=Duration(1),
+            shutdown_timeout=Duration(5),
             **options,
         )
     )

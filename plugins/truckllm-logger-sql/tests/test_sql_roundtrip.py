@@ -118,7 +118,7 @@ def test_a_batch_retried_after_its_commit_is_not_counted_twice(db_url: str, reco
             await store.migrate()
             batch = [record(i, now=1_790_000_000.0) for i in range(10)]
             assert await store.write(batch) == 10
-            assert await store.write(batch + [record(10, now=1_790_000_000.0)]) == 1
+            assert await store.write([*batch, record(10, now=1_790_000_000.0)]) == 1
             from truckllm.kit.request_log import SeriesQuery
 
             series = await store.series(SeriesQuery(since=1_789_990_000, until=1_790_000_100, step="day"))

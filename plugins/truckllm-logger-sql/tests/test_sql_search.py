@@ -122,7 +122,7 @@ def test_series_sums_match_the_records(db_url: str, record: Any) -> None:
         try:
             since, until = NOW - 3 * 3600, NOW + 60
             for step in ("minute", "hour", "day"):
-                series = await store.series(SeriesQuery(since=since, until=until, step=step, top=2))  # type: ignore[arg-type]
+                series = await store.series(SeriesQuery(since=since, until=until, step=step, top=2))
                 assert series.totals.requests == len(records)
                 assert series.totals.errors == sum(r.status >= 400 for r in records)
                 assert sum(p.requests for p in series.points) == len(records)
