@@ -25,6 +25,7 @@ models:
     deployments: [{{provider: mock, model: mock-1}}]
 keys:
   - {{name: alice, value: key-alice}}
+admin: {{token: admin-token-Zq8vX3kP0wLm1234}}
 loggers:
   - sql: {{url: "{url}", flush_interval: 20ms, max_backoff: 200ms, connect_timeout: 1s}}
 """
@@ -91,3 +92,25 @@ def test_the_gateway_serves_with_the_database_down(tmp_path: Path) -> None:
         logger = _logger(gw)
         assert logger.metrics["db_up"] == 0
         assert logger.metrics["written"] == 0
+
+
+def test_the_admin_api_answers_from_the_log(db_url: str) -> None:
+    admin = {"authorization": "Bearer admin-token-Zq8vX3kP0wLm1234"}
+    with GatewayServer(CONFIG.format(url=db_url)) as gw:
+        ids = [_chat(gw, f"hi {i}").headers["x-request-id"] for i in range(3)]
+        _wait_written(_logger(gw), 3)
+        page = httpx.get(gw.url + "/admin/v1/requests", params={"key": "alice", "limit": 2}, headers=admin)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert [r["request_id"] for r in body["data"]] == ids[::-1][:2] and body["next_cursor"]
+        last = httpx.get(gw.url + "/admin/v1/requests", params={"cursor": body["next_cursor"]}, headers=admin)
+        assert [r["request_id"] for r in last.json()["data"]] == ids[:1]
+        assert last.json()["next_cursor"] is None
+        bad = httpx.get(gw.url + "/admin/v1/requests", params={"cursor": "not-ours"}, headers=admin)
+        assert bad.status_code == 400
+        one = httpx.get(gw.url + f"/admin/v1/requests/{ids[1]}", headers=admin)
+        assert one.status_code == 200 and one.json()["request_id"] == ids[1]
+        assert httpx.get(gw.url + "/admin/v1/requests/nope", headers=admin).status_code == 404
+        stats = httpx.get(gw.url + "/admin/v1/requests/stats", params={"step": "minute"}, headers=admin)
+        assert stats.status_code == 200, stats.text
+        assert "unauthorized" not in stats.text and db_url.split("@")[0] not in stats.text

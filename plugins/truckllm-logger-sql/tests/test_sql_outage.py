@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from loguru import logger as logger_module
 from truckllm_logger_sql import SqlLogger
 from truckllm_logger_sql.options import SqlOptions
 
@@ -198,6 +199,9 @@ def test_shutdown_during_an_outage_spills_what_is_left(pg_url: str, record: Any,
 
 
 def test_start_with_the_database_down_warns_and_serves(record: Any) -> None:
+    lines: list[str] = []
+    sink = logger_module.add(lambda message: lines.append(str(message)), level="WARNING")
+
     async def run() -> None:
         logger = _logger("postgresql://u:hunter2@127.0.0.1:1/none", max_queue=3)
         await logger.startup(None)  # does not raise
@@ -210,4 +214,10 @@ def test_start_with_the_database_down_warns_and_serves(record: Any) -> None:
             await logger.shutdown(None)
         assert logger.metrics["dropped"] == 5
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    finally:
+        logger_module.remove(sink)
+    text = "".join(lines)
+    assert "cannot reach the database at start-up" in text and "127.0.0.1:1/none" in text
+    assert "hunter2" not in text
