@@ -274,11 +274,8 @@ class Writer:
             except Exception as exc:
                 self.failed_batches += 1
                 if is_permanent(exc):
-                    self._log.opt(exception=exc).error(
-                        "sql {}: a batch of {} records cannot be written; dropped", self._where, len(batch)
-                    )
+                    await self._write_one_by_one(batch, exc)
                     self._inflight = []
-                    self._drop(len(batch), "batch refused")
                     return True
                 self._down(exc, "writing a batch failed; retrying")
             if self._closing:
@@ -290,6 +287,25 @@ class Writer:
                     await self._stop.wait()
             except TimeoutError:
                 pass
+
+    async def _write_one_by_one(self, batch: list[RequestRecord], exc: BaseException) -> None:
+        """A batch the database refused for its data: write its records one at a time, so only
+        the bad ones are dropped (and counted)."""
+        refused = 0
+        for record in batch if len(batch) > 1 else ():
+            try:
+                self.written += await self.store.write([record])
+            except asyncio.CancelledError:
+                raise
+            except Exception as one:
+                if not is_permanent(one):
+                    self._down(one, "writing a batch failed")
+                refused += 1
+        refused = refused if len(batch) > 1 else 1
+        self._log.opt(exception=exc).error(
+            "sql {}: {} of a batch of {} records cannot be written; dropped", self._where, refused, len(batch)
+        )
+        self._drop(refused, "record refused by the database")
 
     # --- the spill file ---------------------------------------------------------------------------
 
