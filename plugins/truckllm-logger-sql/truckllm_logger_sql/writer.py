@@ -4,7 +4,7 @@ each, by one task; nothing on the request path waits for the database.
 - Batches: up to ``batch_size`` records, or what arrived within ``flush_interval``.
 - The database down (or failing): the batch is kept and retried after a jittered, capped
   exponential backoff; ``db_up`` is 0 meanwhile. An error retrying cannot fix (bad data, a bug)
-  gives the batch up (``failed_batches``, its records ``dropped``).
+  is not retried: the batch is written record by record, and only the refused ones are dropped.
 - The queue full (``max_queue``): records go to the spill file when one is configured (replayed
   once the database is back), else they are dropped; the figures count both.
 - Retries never count twice: the store skips request ids already stored, rows and rollups alike.
