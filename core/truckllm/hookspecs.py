@@ -31,10 +31,12 @@ from truckllm._internal.mounts import Mount
 from truckllm._internal.store import Store
 from truckllm._internal.view import GatewayView
 from truckllm.types import (
+    Alert,
     CacheContext,
     CachedAnswer,
     Candidate,
     ChatRequest,
+    GuardrailSpec,
     Logger,
     PriceEntry,
     Provider,
@@ -169,6 +171,24 @@ def register_mounts(register: Callable[[Mount], None]) -> None:
     (``/v1``, ``/admin``, ``/metrics``...) or overlapping another mount's stops start-up.
 
     :param register: call it once per mount.
+    :returns: ``None``.
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec
+def register_guardrails(register: Callable[[GuardrailSpec], None]) -> None:
+    """Declare guardrail types: checks that may allow, block or modify (mask) a request before it
+    goes upstream and its answer before the client reads it, on every front door.
+
+    Called once per plugin manager. Each ``guardrails:`` entry of the config names a type; the
+    kernel builds it with ``spec.make(options)`` (``options`` decoded strictly into
+    ``spec.options``) once per config version, and calls its ``check`` with a
+    :class:`~truckllm.types.GuardSubject` under the entry's timeout and failure mode (fail
+    closed by default). A type registered twice stops start-up.
+
+    :param register: call it once per :class:`~truckllm.types.GuardrailSpec`.
     :returns: ``None``.
 
     .. versionadded:: 0.3
@@ -348,6 +368,20 @@ def emit_log(record: RequestRecord) -> Awaitable[None] | None:
     :returns: ``None``, or an awaitable the kernel awaits.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def emit_alert(alert: Alert) -> Awaitable[None] | None:
+    """Once per alert (a budget threshold crossed, a provider key ejected, enabled, disabled, its
+    credential failing), for every logger, off the request path; the kernel sends each alert once
+    per threshold and period across every process sharing the store (``alert.id`` is the same
+    everywhere, for receivers that dedupe).
+
+    :param alert: the :class:`~truckllm.types.Alert`.
+    :returns: ``None`` or an awaitable.
+
+    .. versionadded:: 0.3
     """
 
 

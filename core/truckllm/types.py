@@ -22,6 +22,8 @@ __all__ = [
     "Affinity",
     "AffinityPins",
     "AffinitySnapshot",
+    "Alert",
+    "AlertKind",
     "AliasInfo",
     "AttemptRecord",
     "CacheContext",
@@ -34,6 +36,11 @@ __all__ = [
     "Deployment",
     "DialectState",
     "GatewaySnapshot",
+    "GuardSubject",
+    "GuardText",
+    "Guardrail",
+    "GuardrailResult",
+    "GuardrailSpec",
     "KeyHealth",
     "KeyRef",
     "KeySnapshot",
@@ -58,6 +65,7 @@ __all__ = [
     "UpstreamRequest",
     "UpstreamResponse",
     "Usage",
+    "Verdict",
 ]
 
 Endpoint = str  # "chat" | "completions" | "embeddings"
@@ -640,10 +648,36 @@ class RecordBodies(Struct, frozen=True, kw_only=True, omit_defaults=True):
     response_truncated: bool = False
 
 
+class GuardrailResult(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What one guardrail decided about one request, as its record keeps it.
+
+    :ivar name: the guardrail's name (``guardrails[].name``).
+    :ivar stage: ``input`` (before the request went upstream) or ``output`` (the answer; for a
+        stream, the last decision over its windows).
+    :ivar action: ``allow``, ``block`` or ``modify``.
+    :ivar reason: why, in the guardrail's words (never the text it found).
+    :ivar ms: how long it took (all of a stream's windows together).
+    :ivar error: set when the guardrail raised or timed out (``timeout`` or the exception's type);
+        ``action`` is then what its ``on_error`` says.
+    :ivar findings: what it found, counted by kind (``{"email": 2}``), never the values.
+    """
+
+    name: str
+    stage: Literal["input", "output"]
+    action: Literal["allow", "block", "modify"]
+    reason: str = ""
+    ms: float = 0.0
+    error: str | None = None
+    findings: Mapping[str, int] = msgspec.field(default_factory=dict)
+
+
 class RequestRecord(Struct, frozen=True, kw_only=True):
     """Everything known about one finished request; key names only, never values or hashes.
 
     ``bodies`` is set only when the gateway key or the alias opts in (:class:`RecordBodies`).
+    ``team`` and ``org`` are the gateway key's; ``user`` the end user the client named (the
+    ``user`` field, ``metadata.user_id``...), ``tags`` its tags (``x-truckllm-tags`` and the key's
+    own), each bounded; ``guardrails`` what each guardrail decided.
     """
 
     request_id: str
@@ -671,6 +705,128 @@ class RequestRecord(Struct, frozen=True, kw_only=True):
     client_disconnected: bool = False
     extra: Mapping[str, object] = msgspec.field(default_factory=dict)
     bodies: RecordBodies | None = None
+    team: str | None = None
+    org: str | None = None
+    user: str | None = None
+    tags: tuple[str, ...] = ()
+    guardrails: tuple[GuardrailResult, ...] = ()
+
+
+# --- guardrails (``register_guardrails``) -----------------------------------------------------------
+
+
+class GuardText(Struct, frozen=True, kw_only=True):
+    """One piece of text a guardrail reads.
+
+    :ivar role: whose it is: ``system``, ``user``, ``assistant``, ``tool`` (a tool's result or a
+        tool call's arguments), or ``other``.
+    :ivar text: the text.
+    """
+
+    role: str
+    text: str
+
+
+class GuardSubject(Struct, frozen=True, kw_only=True):
+    """What a guardrail is asked about: one request's text before it goes upstream (``input``),
+    or its answer's (``output``: a whole answer, or one window of a stream).
+
+    :ivar stage: ``input`` or ``output``.
+    :ivar texts: every piece of text, in order (the messages' and the system prompt's text,
+        tool calls' arguments and tool results; for ``output``, the answer's text).
+    :ivar tools: the names of the tools the request offers (``input``) or calls (``output``).
+    :ivar alias: the alias asked for.
+    :ivar gateway_key: the gateway key's name.
+    :ivar dialect: the client's API dialect.
+    :ivar endpoint: ``chat``, ``completions``, ``embeddings``...
+    :ivar estimated_tokens: the prompt's estimated tokens (``input``).
+    :ivar final: for a stream's output: this is its last window (always ``True`` otherwise).
+    """
+
+    stage: Literal["input", "output"]
+    texts: tuple[GuardText, ...] = ()
+    tools: tuple[str, ...] = ()
+    alias: str = ""
+    gateway_key: str | None = None
+    dialect: str = "openai"
+    endpoint: str = "chat"
+    estimated_tokens: int = 0
+    final: bool = True
+
+
+class Verdict(Struct, frozen=True, kw_only=True):
+    """A guardrail's decision.
+
+    :ivar action: ``allow``; ``block`` (the client gets an error in its own dialect saying
+        ``reason``); ``modify`` (``texts`` replace the subject's texts, index by index: masking).
+    :ivar reason: why (shown to the client on a block; recorded); never quote what was found.
+    :ivar texts: with ``modify``, one replacement per text of the subject, in order.
+    :ivar findings: what was found, counted by kind (recorded; never the values).
+    """
+
+    action: Literal["allow", "block", "modify"] = "allow"
+    reason: str = ""
+    texts: tuple[str, ...] | None = None
+    findings: Mapping[str, int] = msgspec.field(default_factory=dict)
+
+
+class Guardrail(Protocol):
+    """What a guardrail plugin's factory makes, once per ``guardrails:`` entry and config version."""
+
+    async def check(self, subject: GuardSubject) -> Verdict:
+        """Decide about ``subject``. Runs under the entry's ``timeout``; raising or timing out is
+        decided by its ``on_error`` (``block`` by default: fail closed)."""
+
+
+class GuardrailSpec(Struct, frozen=True, kw_only=True):
+    """A guardrail type given to ``register_guardrails``.
+
+    :ivar type: the ``guardrails[].type`` it answers to (``pii``, ``policy``...).
+    :ivar make: builds the guardrail from its ``options`` (an instance of ``options``, or
+        ``None`` when the spec declares none).
+    :ivar options: a msgspec Struct type for ``guardrails[].options`` (decoded strictly).
+    :ivar description: one line saying what it does.
+    """
+
+    type: str
+    make: Callable[[object], Guardrail]
+    options: builtins.type[Struct] | None = None
+    description: str = ""
+
+
+# --- alerts (``emit_alert``) ------------------------------------------------------------------------
+
+AlertKind = Literal["budget", "key_ejected", "key_enabled", "key_disabled", "credentials_failing"]
+"""What an alert is about: a budget threshold crossed; a provider key ejected, put back in rotation
+by an operator, disabled (the provider refused it, or an operator), or its credential failing
+to refresh."""
+
+
+class Alert(Struct, frozen=True, kw_only=True):
+    """One alert, sent once (across every process sharing the store) to every ``emit_alert``.
+
+    :ivar id: the dedupe id: the same event gives the same id in every process
+        (``budget:team:search:month:2026-12:0.8``); receivers may drop repeats.
+    :ivar kind: see :data:`AlertKind`.
+    :ivar subject: what it is about: ``key:<name>``, ``team:<name>``, ``org:<name>``,
+        ``user:<key>:<user>``, ``tag:<tag>`` (budgets); ``provider:<name>/<key>`` (key health).
+    :ivar message: one readable sentence.
+    :ivar at: unix time.
+    :ivar threshold: a budget alert's threshold (``0.8``: 80%).
+    :ivar period: a budget alert's period window (``2026-12``).
+    :ivar spent_usd: a budget alert's spend so far (reserved included).
+    :ivar limit_usd: the budget.
+    """
+
+    id: str
+    kind: AlertKind
+    subject: str
+    message: str
+    at: float
+    threshold: float | None = None
+    period: str | None = None
+    spent_usd: float | None = None
+    limit_usd: float | None = None
 
 
 # --- the running gateway, as lifecycle hooks see it ----------------------------------------------

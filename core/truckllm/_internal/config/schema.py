@@ -283,6 +283,97 @@ class BudgetConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     period: Literal["day", "week", "month", "total"] = "month"
 
 
+class OrgConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``orgs.<name>``: an organisation above teams; its limits bind every team in it.
+
+    :ivar rpm: requests per minute of all its teams' keys together.
+    :ivar tpm: tokens per minute, likewise.
+    :ivar budgets: spend caps, one per period at most.
+    :ivar models: the aliases its keys may use (``None``: all).
+    :ivar metadata: free labels (recorded, shown), never secrets.
+    """
+
+    rpm: PosInt | None = None
+    tpm: PosInt | None = None
+    budgets: tuple[BudgetConfig, ...] = ()
+    models: tuple[str, ...] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class TeamConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``teams.<name>``: a team; each gateway key belongs to at most one (``keys[].team``).
+
+    :ivar org: the organisation it belongs to (``orgs.<name>``).
+    :ivar rpm: requests per minute of all its keys together.
+    :ivar tpm: tokens per minute, likewise.
+    :ivar budgets: spend caps, one per period at most.
+    :ivar models: the aliases its keys may use (``None``: all); a key's own list narrows it.
+    :ivar metadata: free labels (recorded, shown), never secrets.
+    """
+
+    org: Name | None = None
+    rpm: PosInt | None = None
+    tpm: PosInt | None = None
+    budgets: tuple[BudgetConfig, ...] = ()
+    models: tuple[str, ...] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class TagsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``tags:``: request tags (``x-truckllm-tags`` and ``keys[].tags``).
+
+    :ivar budgets: a spend cap per tag.
+    :ivar metrics: the tags that become metric labels (any other is ``other``): bounded
+        cardinality.
+    :ivar max_tags: tags per request at most (more: 400).
+    :ivar max_length: characters per tag at most (more: 400).
+    """
+
+    budgets: dict[str, BudgetConfig] = field(default_factory=dict)
+    metrics: tuple[str, ...] = ()
+    max_tags: PosInt = 10
+    max_length: PosInt = 64
+
+
+class AlertsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``alerts:``: what is sent to the ``emit_alert`` hook (the webhook logger...).
+
+    :ivar thresholds: budget fractions that alert once per period each.
+    :ivar key_health: alert when a provider key is ejected, enabled, disabled, or its credential
+        fails to refresh.
+    """
+
+    thresholds: tuple[Annotated[float, Meta(gt=0, le=1)], ...] = (0.5, 0.8, 1.0)
+    key_health: bool = True
+
+
+class GuardrailConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``guardrails[]``: one guardrail, applied in list order.
+
+    :ivar type: the guardrail type (a plugin's ``register_guardrails``).
+    :ivar name: its name in records and errors (default: ``type``); unique.
+    :ivar stages: ``input`` (before the request goes upstream), ``output`` (the answer).
+    :ivar aliases: only requests for these aliases (empty: all).
+    :ivar keys: only requests with these gateway keys (empty: all).
+    :ivar timeout: each check's deadline.
+    :ivar on_error: what a check that raises or times out decides: ``block`` (fail closed) or
+        ``allow``.
+    :ivar window: a stream's answer is checked in windows of this many characters (held back
+        until checked: the delay a client sees); the rest at the end.
+    :ivar options: the guardrail type's own options.
+    """
+
+    type: Name
+    name: Name | None = None
+    stages: tuple[Literal["input", "output"], ...] = ("input",)
+    aliases: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    timeout: Duration = Duration(1)
+    on_error: Literal["block", "allow"] = "block"
+    window: PosInt = 256
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 class GatewayKeyConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """``keys[]``: a key clients present as ``Authorization: Bearer``."""
 
@@ -295,6 +386,9 @@ class GatewayKeyConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=
     budget: BudgetConfig | None = None
     expires: str | None = None  # ISO 8601 date or datetime
     log_bodies: bool = False
+    team: Name | None = None
+    tags: tuple[str, ...] = ()
+    user_budget: BudgetConfig | None = None
 
 
 class AffinityConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -331,3 +425,8 @@ class Config(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     affinity: AffinityConfig = field(default_factory=AffinityConfig)
     cache: dict[str, Any] | None = None  # {type: <cache plugin> (default "cache"), ...its options}
     keys: tuple[GatewayKeyConfig, ...] | None = None
+    orgs: dict[str, OrgConfig] = field(default_factory=dict)
+    teams: dict[str, TeamConfig] = field(default_factory=dict)
+    tags: TagsConfig = field(default_factory=TagsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    guardrails: tuple[GuardrailConfig, ...] = ()
