@@ -19,6 +19,7 @@ import aiohttp
 from loguru import logger
 
 from truckllm._internal.affinity import AffinityBook
+from truckllm._internal.alerts import Alerts
 from truckllm._internal.background import Background, call_each
 from truckllm._internal.components import (
     attach,
@@ -97,6 +98,7 @@ class Gateway:
         self.strategy_state: dict[tuple[str, str], dict[str, Any]] = {}
         self.affinity = AffinityBook(clock, wall_clock)  # conversations' pins (kept across reloads)
         self.sessions = AdminSessions(self)  # admin sign-in for mounted pages
+        self.alerts = Alerts(self)  # alerts to emit_alert, deduplicated across processes
         self.memory_state = MemoryState(clock, 10_000)  # dialect state when the store keeps none
         self.credentials = Credentials(clock, wall_clock, sleep, self.random)
         self.session: aiohttp.ClientSession | None = None

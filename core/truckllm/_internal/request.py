@@ -21,7 +21,15 @@ from truckllm._internal.dialect import InboundDialect
 from truckllm._internal.dialect_state import RequestState
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.runtime import UNKNOWN_ALIAS, AliasPlan, Runtime
-from truckllm.types import AttemptRecord, Candidate, ChatRequest, RequestRecord, UpstreamError, Usage
+from truckllm.types import (
+    AttemptRecord,
+    Candidate,
+    ChatRequest,
+    GuardrailResult,
+    RequestRecord,
+    UpstreamError,
+    Usage,
+)
 
 __all__ = ["Outcome", "RequestContext", "cost", "end_request"]
 
@@ -56,6 +64,11 @@ class RequestContext:
     state: RequestState | None = None  # a stateful dialect's stored state (writes flushed before the end)
     pin_read: tuple[str, asyncio.Future[bytes | None]] | None = None  # affinity: a pin read begun early
     bodies: BodyCapture | None = None  # the key or the alias keeps bodies (log_bodies)
+    team: str | None = None  # the gateway key's team and org
+    org: str | None = None
+    user: str | None = None  # the end user the client named (bounded)
+    tags: tuple[str, ...] = ()  # the request's tags (bounded)
+    guardrails: list[GuardrailResult] = field(default_factory=list)  # what each guardrail decided
 
 
 @dataclass
@@ -131,6 +144,11 @@ def end_request(gw: Gateway, rt: Runtime, ctx: RequestContext) -> None:
         error_kind=ctx.error.kind if ctx.error else ctx.rejected_kind,
         error_message=ctx.error.message if ctx.error else ctx.rejected_message,
         client_disconnected=ctx.client_disconnected,
+        team=ctx.team,
+        org=ctx.org,
+        user=ctx.user,
+        tags=ctx.tags,
+        guardrails=tuple(ctx.guardrails),
     )
     if ctx.bodies is not None:
         scrubber = gw.credentials.scrubber(rt.scrubber)  # config secrets and handed-out tokens

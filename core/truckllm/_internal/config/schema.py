@@ -341,10 +341,12 @@ class AlertsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     :ivar thresholds: budget fractions that alert once per period each.
     :ivar key_health: alert when a provider key is ejected, enabled, disabled, or its credential
         fails to refresh.
+    :ivar key_health_interval: one alert per key and kind of event in this long at most.
     """
 
     thresholds: tuple[Annotated[float, Meta(gt=0, le=1)], ...] = (0.5, 0.8, 1.0)
     key_health: bool = True
+    key_health_interval: Duration = Duration(300)
 
 
 class GuardrailConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -355,6 +357,7 @@ class GuardrailConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     :ivar stages: ``input`` (before the request goes upstream), ``output`` (the answer).
     :ivar aliases: only requests for these aliases (empty: all).
     :ivar keys: only requests with these gateway keys (empty: all).
+    :ivar exclude_keys: never requests with these gateway keys (a judge model's own key).
     :ivar timeout: each check's deadline.
     :ivar on_error: what a check that raises or times out decides: ``block`` (fail closed) or
         ``allow``.
@@ -368,6 +371,7 @@ class GuardrailConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     stages: tuple[Literal["input", "output"], ...] = ("input",)
     aliases: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
+    exclude_keys: tuple[str, ...] = ()
     timeout: Duration = Duration(1)
     on_error: Literal["block", "allow"] = "block"
     window: PosInt = 256
