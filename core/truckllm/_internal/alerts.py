@@ -5,12 +5,19 @@ The dedupe is the store's own atomic admission: an alert is sent by the process 
 ``RateCheck`` of one unit per ``every`` seconds on ``alert:<id>`` passes, so replicas that see the
 same event (a budget crossing a threshold) send it once between them. Without a store (or while
 it fails) this process dedupes alone, in a bounded table.
+
+Key-health alerts (:meth:`Alerts.key_event`, when ``alerts.key_health``) are raised where the
+kernel learns of the event: an ejection and a provider's 401/403 where an attempt is booked, an
+operator's enable or disable in the admin API, a failed credential refresh in the credentials'
+background task. Their id is ``<kind>:<provider>/<key>:<window>`` with ``window`` the wall-clock
+time divided by ``alerts.key_health_interval`` (the same in every process), so one alert per key
+and kind of event in each interval reaches the loggers, whichever process saw it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import math
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
@@ -18,15 +25,20 @@ from loguru import logger
 
 from truckllm._internal.background import call_each
 from truckllm._internal.store import Admission, RateCheck
-from truckllm.types import Alert
+from truckllm.types import Alert, AlertKind
 
 if TYPE_CHECKING:
     from truckllm._internal.gateway import Gateway
 
-__all__ = ["MAX_LOCAL", "Alerts"]
+__all__ = ["KEY_HEALTH_KINDS", "MAX_LOCAL", "Alerts"]
 
 MAX_LOCAL = 10_000
 """Alert ids this process remembers when it dedupes alone."""
+
+KEY_HEALTH_KINDS: frozenset[AlertKind] = frozenset(
+    {"key_ejected", "key_enabled", "key_disabled", "credentials_failing"}
+)
+"""The alert kinds :meth:`Alerts.key_event` sends."""
 
 
 class Alerts:
@@ -50,8 +62,45 @@ class Alerts:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def key_event(self, kind: AlertKind, provider: str, key: str, message: str) -> None:
+        """A provider key's health event: send it (once per key, kind and
+        ``alerts.key_health_interval`` across processes) unless ``alerts.key_health`` is off.
+
+        CPU only, never raises: the caller may be on the request path. ``message`` is scrubbed
+        of the config's secrets and every credential handed out before it leaves.
+        """
+        try:
+            gateway = self._gateway
+            config = gateway.runtime.config.alerts
+            if not config.key_health or kind not in KEY_HEALTH_KINDS:
+                return
+            interval = float(config.key_health_interval)
+            now = gateway.wall_clock()
+            window = math.floor(now / interval)
+            scrubber = gateway.credentials.scrubber(gateway.runtime.scrubber)
+            alert = Alert(
+                id=f"{kind}:{provider}/{key}:{window}",
+                kind=kind,
+                subject=f"provider:{provider}/{key}",
+                message=scrubber.text(message),
+                at=now,
+            )
+            self.emit(alert, interval)
+        except Exception:  # an alert must never fail what raised it
+            logger.opt(exception=True).error("key-health alert {} of {}/{} not sent", kind, provider, key)
+
+    def credentials_failing(self, provider: str, key: str, why: str) -> None:
+        """A credential refresh of ``provider``/``key`` failed (``why``: the
+        ``CredentialError``'s words or the exception's type only)."""
+        self.key_event(
+            "credentials_failing",
+            provider,
+            key,
+            f"the credential of provider key {provider}/{key} failed to refresh: {why}",
+        )
+
     def _local_claim(self, alert_id: str, every: float) -> bool:
-        now = time.monotonic()
+        now = self._gateway.clock()
         until = self._seen.get(alert_id)
         if until is not None and until > now:
             return False

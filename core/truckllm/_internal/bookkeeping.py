@@ -90,6 +90,13 @@ def on_failure(
         logger.error(
             "key {} REJECTED by the provider ({}); disabled until reload or re-enable", name, error.status
         )
+        gw.alerts.key_event(
+            "key_disabled",
+            cand.provider.name,
+            cand.key.name,
+            f"provider key {name} refused by the provider ({error.status} {kind}); "
+            "disabled until a reload or an operator's enable",
+        )
     elif kind not in CLIENT_KINDS:
         if gw.health.record_failure(state, cooldown, now, kind):
             logger.warning(
@@ -97,6 +104,15 @@ def on_failure(
                 name,
                 state.ejected_until - now,
                 kind,
+            )
+            seconds = state.ejected_until - now
+            until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(gw.wall_clock() + seconds))
+            gw.alerts.key_event(
+                "key_ejected",
+                cand.provider.name,
+                cand.key.name,
+                f"provider key {name} ejected after {state.ejected_reason} ({kind}); "
+                f"out for {seconds:.0f}s, until {until}",
             )
         gw.budget.failed(attempt.routing.retry_budget)
 

@@ -67,6 +67,9 @@ class Credentials:
     :param clock: the gateway's clock (cooldowns and selection use it).
     :param wall_clock: unix time (sources give their expiry in it).
     :param sleep: the gateway's sleep (virtual in tests).
+    :param on_failure: called with ``(provider, key, why)`` when a refresh fails (``why``: the
+        :class:`~truckllm.errors.CredentialError`'s words or the exception's type, never more);
+        the gateway raises a ``credentials_failing`` alert there. It must not raise.
     """
 
     def __init__(
@@ -75,11 +78,13 @@ class Credentials:
         wall_clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
         rng: random.Random,
+        on_failure: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.clock = clock
         self.wall_clock = wall_clock
         self.sleep = sleep
         self.random = rng
+        self.on_failure = on_failure
         self.entries: dict[tuple[str, str], _Entry] = {}
         self.runtime: Runtime | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the gateway's, once started
@@ -250,6 +255,8 @@ class Credentials:
                     why,
                     wait,
                 )
+                if self.on_failure is not None:
+                    self.on_failure(entry.provider, entry.key, why)
                 await self.sleep(wait)
                 continue
             if math.isnan(expires):

@@ -100,7 +100,9 @@ class Gateway:
         self.sessions = AdminSessions(self)  # admin sign-in for mounted pages
         self.alerts = Alerts(self)  # alerts to emit_alert, deduplicated across processes
         self.memory_state = MemoryState(clock, 10_000)  # dialect state when the store keeps none
-        self.credentials = Credentials(clock, wall_clock, sleep, self.random)
+        self.credentials = Credentials(
+            clock, wall_clock, sleep, self.random, on_failure=self.alerts.credentials_failing
+        )
         self.session: aiohttp.ClientSession | None = None
         self.in_flight = 0
         self.streams: Counter[str] = Counter()
@@ -409,6 +411,7 @@ class Gateway:
             await stop_task(task)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.alerts.drain()  # the alerts being sent reach the loggers before they close
         await call_each(self.runtime.host, "shutdown", app=self.view)
         await self.credentials.stop()
         if self.store is not None:

@@ -69,6 +69,7 @@ class KeyState:
     consecutive_failures: int = 0
     ejections: int = 0
     ejected_until: float = 0.0
+    ejected_reason: str = ""  # why the last ejection happened (alerts and logs)
     recovered_at: float = 0.0
     disabled: str = ""  # non-empty: why the key is out until re-enabled (401/403)
     limits: RateLimits | None = None
@@ -277,6 +278,13 @@ class HealthRegistry:
             return False
         if not state.half_open and not self._may_eject(state, cooldown, now):
             return False
+        if state.half_open:
+            state.ejected_reason = "its half-open probe failed"
+        elif state.consecutive_failures >= cooldown.failures:
+            state.ejected_reason = f"{state.consecutive_failures} consecutive failures"
+        else:
+            bad = recent.count(False)
+            state.ejected_reason = f"error ratio {bad / len(recent):.2f} over the last {len(recent)} attempts"
         state.ejections += 1
         seconds = min(cooldown.duration * state.ejections, cooldown.max_duration)
         state.ejected_until = now + seconds

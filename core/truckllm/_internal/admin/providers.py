@@ -106,6 +106,9 @@ async def enable_key(gateway: Gateway, request: Request) -> Response:
     # a cooldown sync that read the store before the clear may have applied the mark again
     state.enable(gateway.clock())
     audit(request, "enable key", provider=provider, key=key, shared=shared)
+    gateway.alerts.key_event(
+        "key_enabled", provider, key, f"provider key {provider}/{key} put back in rotation by an operator"
+    )
     return JSON({"enabled": True, "provider": provider, "key": key, "shared": shared})
 
 
@@ -132,4 +135,7 @@ async def disable_key(gateway: Gateway, request: Request) -> Response:
                 "cannot share the disable of {}/{}: {}", provider, key, type(exc).__name__
             )
     audit(request, "disable key", provider=provider, key=key, shared=shared)
+    gateway.alerts.key_event(
+        "key_disabled", provider, key, f"provider key {provider}/{key} disabled by an operator"
+    )
     return JSON({"disabled": True, "provider": provider, "key": key, "shared": shared})
