@@ -36,6 +36,7 @@ from loguru import logger
 
 from truckllm._internal.store import (
     DEFAULT_USAGE_RETENTION,
+    TAGGED,
     USAGE_COUNTERS,
     USAGE_FIELDS,
     Admission,
@@ -48,7 +49,8 @@ from truckllm._internal.store import (
     UsageReport,
     UsageRow,
     budget_window,
-    usage_key,
+    is_tag_row,
+    usage_keys,
     utc_day,
 )
 from truckllm.types import RequestRecord
@@ -281,18 +283,19 @@ class UsageBuckets:
         return row
 
     def add_record(self, record: RequestRecord) -> None:
-        """Count one finished request."""
-        row = self._row(usage_key(record))
-        row.requests += 1
-        if _is_error(record.status):
-            row.errors += 1
-        usage = record.usage
-        if usage is not None:  # a negative count (a hostile or broken upstream) counts as 0
-            row.prompt_tokens += max(usage.prompt_tokens, 0)
-            row.completion_tokens += max(usage.completion_tokens, 0)
-            row.cached_tokens += max(usage.cached_tokens, 0)
-            row.reasoning_tokens += max(usage.reasoning_tokens, 0)
-        row.cost_usd += _count(record.cost_usd)
+        """Count one finished request (in its own row, and in one row per tag)."""
+        for key in usage_keys(record):
+            row = self._row(key)
+            row.requests += 1
+            if _is_error(record.status):
+                row.errors += 1
+            usage = record.usage
+            if usage is not None:  # a negative count (a hostile or broken upstream) counts as 0
+                row.prompt_tokens += max(usage.prompt_tokens, 0)
+                row.completion_tokens += max(usage.completion_tokens, 0)
+                row.cached_tokens += max(usage.cached_tokens, 0)
+                row.reasoning_tokens += max(usage.reasoning_tokens, 0)
+            row.cost_usd += _count(record.cost_usd)
 
     def add_row(self, row: UsageRow) -> None:
         """Add totals whose ``group`` names every field of :data:`GROUP_FIELDS` (missing ones are ``-``);
@@ -325,33 +328,47 @@ class UsageBuckets:
         """Totals grouped by ``query.group_by`` over the buckets that match it.
 
         A day's bucket is included when the day overlaps ``[since, until)``: usage has day
-        resolution. ``key``, ``alias`` and ``provider`` filter on equality.
+        resolution. ``key``, ``alias`` and ``provider`` filter on equality. Grouped by ``tag``, the
+        tags' rows are read (a request counts once per tag; untagged requests under ``-``); the
+        ``total`` counts each request once.
         """
         groups: dict[tuple[str, ...], UsageRow] = {}
         total = UsageRow()
+        by_tag = "tag" in query.group_by
         for row in self._rows.values():
             group = row.group
-            if query.key is not None and group["key"] != query.key:
+            tag_row = is_tag_row(group)
+            if (tag_row and not by_tag) or (by_tag and group["tag"] == TAGGED):
+                if not tag_row and _matches(group, query):
+                    _add(total, row)
                 continue
-            if query.alias is not None and group["alias"] != query.alias:
+            if not _matches(group, query):
                 continue
-            if query.provider is not None and group["provider"] != query.provider:
-                continue
-            if query.since is not None or query.until is not None:
-                start = _day_start(group["day"])
-                if query.since is not None and start + _DAY <= query.since:
-                    continue
-                if query.until is not None and start >= query.until:
-                    continue
             values = tuple(group[name] for name in query.group_by)
             out = groups.get(values)
             if out is None:
                 out = groups[values] = UsageRow(group=dict(zip(query.group_by, values, strict=True)))
             _add(out, row)
-            _add(total, row)
+            if not tag_row:
+                _add(total, row)
         return UsageReport(rows=[groups[k] for k in sorted(groups)], total=total)
 
 
+def _matches(group: dict[str, str], query: UsageQuery) -> bool:
+    """Whether a row's ``group`` passes the query's filters and time range."""
+    if query.key is not None and group["key"] != query.key:
+        return False
+    if query.alias is not None and group["alias"] != query.alias:
+        return False
+    if query.provider is not None and group["provider"] != query.provider:
+        return False
+    if query.since is not None or query.until is not None:
+        start = _day_start(group["day"])
+        if query.since is not None and start + _DAY <= query.since:
+            return False
+        if query.until is not None and start >= query.until:
+            return False
+    return True
 
 
 def _add(into: UsageRow, row: UsageRow) -> None:

@@ -38,6 +38,8 @@ from truckllm.types import RequestRecord
 
 __all__ = [
     "DEFAULT_USAGE_RETENTION",
+    "NO_TAG",
+    "TAGGED",
     "USAGE_COUNTERS",
     "USAGE_FIELDS",
     "USAGE_TOTALS",
@@ -55,13 +57,15 @@ __all__ = [
     "UsageReport",
     "UsageRow",
     "budget_window",
+    "is_tag_row",
     "usage_groups",
     "usage_key",
+    "usage_keys",
     "utc_day",
 ]
 
 Period = Literal["day", "week", "month", "total"]
-GroupBy = Literal["key", "alias", "provider", "provider_key", "day", "model"]
+GroupBy = Literal["key", "alias", "provider", "provider_key", "day", "model", "team", "org", "user", "tag"]
 
 
 class RateCheck(msgspec.Struct, frozen=True, kw_only=True):
@@ -225,8 +229,9 @@ class StateStore(Protocol):
 class Store(Protocol):
     """What a store plugin's class implements (besides a ``store_usage`` hookimpl method).
 
-    Usage is aggregated per (gateway key, alias, provider, provider key, model, UTC day); a
-    request record counts once in ``requests``, and in ``errors`` when its status is not 2xx.
+    Usage is aggregated per (gateway key, alias, provider, provider key, model, UTC day, team, org,
+    end user, tag) (:func:`usage_keys`); a request record counts once in ``requests``, and in
+    ``errors`` when its status is not 2xx.
     """
 
     name: str
@@ -255,7 +260,8 @@ class Store(Protocol):
         """Every cooldown mark still in force (a mark that disappears before its ``until`` was cleared)."""
 
     async def usage(self, query: UsageQuery) -> UsageReport:
-        """Aggregated usage."""
+        """Aggregated usage. Grouped by ``tag``, a request counts once in each of its tags'
+        groups (``-`` for none); ``total`` counts every request once."""
 
     async def ready(self) -> dict[str, Any]:
         """``{"ok": bool, ...details}`` for ``/admin/v1/ready`` (never a secret)."""
@@ -276,8 +282,15 @@ def budget_window(period: Period, now: float) -> str:
     return "total"
 
 
-USAGE_FIELDS = ("key", "alias", "provider", "provider_key", "model", "day")
+USAGE_FIELDS = ("key", "alias", "provider", "provider_key", "model", "day", "team", "org", "user", "tag")
 """The names of :func:`usage_key`'s values, in order."""
+
+NO_TAG = "-"
+"""``tag`` of the usage row of a request without tags."""
+
+TAGGED = "*"
+"""``tag`` of the usage row of a request with tags: its totals also count once in a row per tag
+(whose ``tag`` is the tag), read when usage is grouped by ``tag``."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -292,9 +305,9 @@ def utc_day(timestamp: float) -> str:
     return _utc_day(int(timestamp // 86400))
 
 
-def usage_key(record: RequestRecord) -> tuple[str, str, str, str, str, str]:
-    """The grouping values of one record in ``key, alias, provider, provider_key, model, day``
-    order (``day`` in UTC)."""
+def usage_key(record: RequestRecord) -> tuple[str, ...]:
+    """The grouping values of one record in :data:`USAGE_FIELDS` order (``day`` in UTC; ``tag``
+    is :data:`TAGGED` or :data:`NO_TAG`: the request's own row)."""
     return (
         record.gateway_key or "-",
         record.alias,
@@ -302,9 +315,25 @@ def usage_key(record: RequestRecord) -> tuple[str, str, str, str, str, str]:
         record.provider_key or "-",
         record.model or "-",
         utc_day(record.started_at),
+        record.team or "-",
+        record.org or "-",
+        record.user or "-",
+        TAGGED if record.tags else NO_TAG,
     )
 
 
+def usage_keys(record: RequestRecord) -> list[tuple[str, ...]]:
+    """Every usage row one record counts in: its own (:func:`usage_key`), then one per distinct
+    tag (the same values, ``tag`` set to the tag)."""
+    own = usage_key(record)
+    return [own, *((*own[:-1], tag) for tag in dict.fromkeys(record.tags))]
+
+
+def is_tag_row(group: dict[str, str]) -> bool:
+    """Whether a usage row's ``group`` is a tag's row (not a request's own row)."""
+    return group.get("tag", NO_TAG) not in (NO_TAG, TAGGED)
+
+
 def usage_groups(record: RequestRecord) -> dict[str, str]:
-    """The grouping values of one record (``day`` in UTC)."""
+    """The grouping values of one record's own row (``day`` in UTC)."""
     return dict(zip(USAGE_FIELDS, usage_key(record), strict=True))

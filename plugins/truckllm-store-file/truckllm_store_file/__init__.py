@@ -47,14 +47,15 @@ from truckllm_store_file.values import FileStateValues
 __all__ = ["SCHEMA_VERSION", "TRUCKLLM_API", "FileStore", "register_stores"]
 
 TRUCKLLM_API = 1
-SCHEMA_VERSION = 1
-"""The file's layout version (``meta.schema_version``)."""
+SCHEMA_VERSION = 2
+"""The file's layout version (``meta.schema_version``): 2 added the usage columns ``team``,
+``org``, ``user`` and ``tag`` (a version 1 file is migrated when opened)."""
 
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS usage (
-    {", ".join(f"{g} TEXT NOT NULL" for g in GROUP_FIELDS)},
+    {", ".join(f"{g} TEXT NOT NULL DEFAULT '-'" for g in GROUP_FIELDS)},
     requests INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
     prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
     cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0,
@@ -89,6 +90,31 @@ _UPSERT_COOLDOWN = (
     "ON CONFLICT (provider, key) DO UPDATE SET until = excluded.until, reason = excluded.reason "
     "WHERE excluded.until > cooldowns.until"
 )
+
+
+def _migrate_usage(db: sqlite3.Connection) -> None:
+    """Give a version 1 ``usage`` table the grouping columns it lacks (``-`` in its rows), in one
+    transaction (another process opening the file at once finds it done)."""
+    if _missing_columns(db):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            missing = _missing_columns(db)
+            if missing:
+                old = [c for c in GROUP_FIELDS + USAGE_TOTALS if c not in missing]
+                db.execute("ALTER TABLE usage RENAME TO usage_v1")
+                db.execute(_SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS usage") :].split(";")[0])
+                columns = ", ".join(old)
+                db.execute(f"INSERT INTO usage ({columns}) SELECT {columns} FROM usage_v1")
+                db.execute("DROP TABLE usage_v1")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def _missing_columns(db: sqlite3.Connection) -> list[str]:
+    have = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+    return [c for c in GROUP_FIELDS + USAGE_TOTALS if c not in have]
 
 
 class _Loaded(msgspec.Struct):
@@ -214,14 +240,16 @@ class FileStore(LocalStore):
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise RuntimeError(
                     f"{self.path} has schema version {row[0]}; this plugin reads {SCHEMA_VERSION}"
                 )
+            _migrate_usage(db)
+            db.execute(
+                "INSERT INTO meta (name, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
         except BaseException:
             db.close()
             raise

@@ -84,6 +84,9 @@ _UNREACHABLE = (RedisError, OSError, TimeoutError)
 _json = msgspec.json.Encoder()
 _log = logger.bind(plugin="store-redis")
 _group_decoder = msgspec.json.Decoder(list[str])
+_LABEL_FIELDS = tuple(g for g in GROUP_FIELDS if g != "day")
+"""A usage hash field's label: the group's values but the day (the hash's), in this order; new
+fields are only ever appended, so an older label is a prefix."""
 
 
 @dataclass
@@ -110,9 +113,7 @@ class _Pending:
     cleared: dict[tuple[str, str], None] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return (
-            len(self.rates) + len(self.budgets) + len(self.usage) + len(self.cooldowns) + len(self.cleared)
-        )
+        return len(self.rates) + len(self.budgets) + len(self.usage) + len(self.cooldowns) + len(self.cleared)
 
     def rate(self, key: str, units: int) -> None:
         self.rates[key] = self.rates.get(key, 0) + units
@@ -485,7 +486,7 @@ class RedisStore:
             if expires_at <= now:  # past the retention already (EXPIREAT would delete the whole day)
                 continue
             name = self.day_key(group["day"])
-            label = _json.encode([group[g] for g in GROUP_FIELDS if g != "day"]).decode()
+            label = _json.encode([group[g] for g in _LABEL_FIELDS]).decode()
             for counter in USAGE_COUNTERS:
                 value = getattr(row, counter)
                 if value > 0:
@@ -807,8 +808,11 @@ class RedisStore:
                 label, _, counter = name.rpartition(b"\t")
                 row = rows.get(label)
                 if row is None:
-                    values = [*_group_decoder.decode(label), day]
-                    row = rows[label] = UsageRow(group=dict(zip(GROUP_FIELDS, values, strict=True)))
+                    # a label written before a field was added lacks it: that field is "-"
+                    values = _group_decoder.decode(label)
+                    row = rows[label] = UsageRow(
+                        group={**dict(zip(_LABEL_FIELDS, values, strict=False)), "day": day}
+                    )
                 if counter == b"cost_usd":
                     cost = float(value)
                     row.cost_usd = cost if 0 < cost < math.inf else 0.0
