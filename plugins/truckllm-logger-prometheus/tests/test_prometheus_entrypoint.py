@@ -23,7 +23,7 @@ def test_instance_answers_render_metrics_through_the_manager(monkeypatch: pytest
     instance = PrometheusLogger(PrometheusLogger.Options())
     host.pm.register(instance, name="prometheus-instance")
     hooks = sorted(c.name for c in host.pm.get_hookcallers(instance) or [])
-    assert hooks == ["emit_log", "render_metrics", "shutdown", "startup"]
+    assert hooks == ["emit_alert", "emit_log", "render_metrics", "shutdown", "startup"]
     (text,) = [t for t in host.hook.render_metrics() if t]
     assert b"# TYPE truckllm_requests_total counter" in text
     assert truckllm_logger_prometheus.TRUCKLLM_API == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import msgspec
 import pytest
@@ -19,7 +19,7 @@ from truckllm import hookimpl
 from truckllm._internal.config.loader import decode_options
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.view import GatewayView
-from truckllm.types import AttemptRecord, ProviderSpec, RequestRecord, Usage
+from truckllm.types import Alert, AlertKind, AttemptRecord, ProviderSpec, RequestRecord, Usage
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -574,3 +574,17 @@ async def test_a_published_pin_gauge_goes_to_zero_when_its_pins_expire(
     now[0] += 31  # the first two expired
     publisher.publish(gateway.view)
     assert published() == {"oa-main": 0, "oa-backup": 0, "oa-old": 1}
+
+
+def test_alerts_counted_by_kind_every_kind_from_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    metrics = PrometheusLogger()
+    for kind in ("key_ejected", "key_ejected", "budget"):
+        metrics.emit_alert(Alert(id=f"{kind}:x", kind=kind, subject="provider:oa/k", message="m", at=1.0))
+    s = scrape(metrics)
+    assert value(s, "truckllm_alerts_total", kind="key_ejected") == 2
+    assert value(s, "truckllm_alerts_total", kind="budget") == 1
+    assert value(s, "truckllm_alerts_total", kind="credentials_failing") == 0
+    assert {v for (name, labels) in s if name == "truckllm_alerts_total" for _, v in labels} == set(
+        get_args(AlertKind)
+    )

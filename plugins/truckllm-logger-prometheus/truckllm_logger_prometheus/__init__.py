@@ -21,7 +21,7 @@ import itertools
 import os
 import re
 from collections.abc import Callable, Collection
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, get_args
 
 import msgspec
 from loguru import logger
@@ -32,7 +32,7 @@ from truckllm import hookimpl
 from truckllm.kit.options import Duration
 from truckllm.kit.tasks import stop_task
 from truckllm.kit.view import GatewayView
-from truckllm.types import Logger, RequestRecord
+from truckllm.types import Alert, AlertKind, Logger, RequestRecord
 from truckllm_logger_prometheus._gateway import GatewayCollector, GatewayPublisher
 
 __all__ = [
@@ -209,6 +209,11 @@ class PrometheusLogger:
             ("kind",),
             registry=target,
         )
+        self.alerts = Counter(
+            "truckllm_alerts_total", "Alerts sent to the loggers, by kind.", ("kind",), registry=target
+        )
+        for kind in get_args(AlertKind):  # a fixed set: every kind shows, from 0
+            self.alerts.labels(kind)
         if self.multiprocess_dir:
             self._publisher = GatewayPublisher()
         else:
@@ -301,6 +306,11 @@ class PrometheusLogger:
         elif record.status >= 400:
             status = record.status if 400 <= record.status <= 599 else "other"
             self.errors.labels(f"http_{status}").inc()
+
+    @hookimpl
+    def emit_alert(self, alert: Alert) -> None:
+        """Count one alert the kernel sent (once across the processes sharing the store)."""
+        self.alerts.labels(alert.kind).inc()
 
     def _count_input(self, alias: str, provider: str, key: str, record: RequestRecord) -> None:
         """Split the prompt tokens into cached, cache_write and fresh (never below zero)."""
