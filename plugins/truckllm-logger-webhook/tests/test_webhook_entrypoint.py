@@ -21,5 +21,5 @@ def test_instance_hooks_register_with_the_manager() -> None:
     instance = WebhookLogger(WebhookLogger.Options(url="https://logs.example.com/in"))
     host.pm.register(instance, name="webhook-instance")
     hooks = sorted(c.name for c in host.pm.get_hookcallers(instance) or [])
-    assert hooks == ["emit_log", "shutdown", "startup"]
+    assert hooks == ["emit_alert", "emit_log", "shutdown", "startup"]
     assert truckllm_logger_webhook.TRUCKLLM_API == 1

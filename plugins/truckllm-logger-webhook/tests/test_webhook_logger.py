@@ -11,12 +11,20 @@ from typing import Any
 import msgspec
 import pytest
 from aiohttp import web
-from truckllm_logger_webhook import BATCH_ID_HEADER, Backoff, Filter, WebhookLogger
+from truckllm_logger_webhook import (
+    ALERT_ID_HEADER,
+    BATCH_ID_HEADER,
+    MAX_ALERTS,
+    PAYLOAD_HEADER,
+    Backoff,
+    Filter,
+    WebhookLogger,
+)
 
 from truckllm._internal.config.durations import Duration
 from truckllm._internal.config.loader import decode_options
 from truckllm._internal.secrets import Secret
-from truckllm.types import RequestRecord, Usage
+from truckllm.types import Alert, RequestRecord, Usage
 
 Handler = Callable[["Receiver", web.Request, int], Awaitable[web.StreamResponse]]
 
@@ -29,6 +37,7 @@ class Receiver:
         self.calls: list[tuple[str, list[str], dict[str, str]]] = []
         self.batches: list[tuple[str, list[dict[str, Any]]]] = []
         self.seen: set[str] = set()
+        self.alerts: list[dict[str, Any]] = []
         self.changed = asyncio.Event()
         self.url = ""
 
@@ -44,10 +53,23 @@ class Receiver:
         return [row["request_id"] for _, rows in self.batches for row in rows]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Record the call, then answer as ``behaviour`` says (default: keep and 200)."""
-        rows: list[dict[str, Any]] = await request.json()
-        batch_id = request.headers[BATCH_ID_HEADER]
+        """Record the call, then answer as ``behaviour`` says (default: keep and 200); an alert
+        is kept in ``alerts`` (once per alert id)."""
         headers = {k.lower(): v for k, v in request.headers.items()}
+        batch_id = request.headers[BATCH_ID_HEADER]
+        if headers[PAYLOAD_HEADER] == "alert":
+            body: dict[str, Any] = await request.json()
+            self.calls.append((batch_id, [headers[ALERT_ID_HEADER]], headers))
+            try:
+                if self.behaviour is not None:
+                    return await self.behaviour(self, request, len(self.calls))
+                if headers[ALERT_ID_HEADER] not in self.seen:
+                    self.seen.add(headers[ALERT_ID_HEADER])
+                    self.alerts.append(body)
+                return web.Response(status=204)
+            finally:
+                self.changed.set()
+        rows: list[dict[str, Any]] = await request.json()
         self.calls.append((batch_id, [r["request_id"] for r in rows], headers))
         try:
             if self.behaviour is not None:
@@ -178,7 +200,15 @@ async def test_full_queue_drops_and_counts_then_shutdown_flushes(receiver: Recei
     assert time.monotonic() - started < 1.0
     assert receiver.records == [f"req-{n}" for n in range(5)]
     assert len(receiver.calls) == 1
-    assert webhook.metrics == {"queue": 0, "dropped": 3, "sent": 5, "failed_batches": 0, "retries": 0}
+    assert webhook.metrics == {
+        "queue": 0,
+        "dropped": 3,
+        "sent": 5,
+        "failed_batches": 0,
+        "retries": 0,
+        "alerts_sent": 0,
+        "alerts_dropped": 0,
+    }
     webhook.emit_log(make_record(9))  # after shutdown: dropped, counted
     assert webhook.metrics["dropped"] == 4
 
@@ -234,7 +264,15 @@ async def test_a_refused_batch_is_given_up_and_the_next_is_sent(receiver: Receiv
     await receiver.wait_for(lambda: len(receiver.records) >= 2)
     await webhook.shutdown(app=None)
     assert receiver.records == ["req-2", "req-3"]
-    assert webhook.metrics == {"queue": 0, "dropped": 0, "sent": 2, "failed_batches": 1, "retries": 0}
+    assert webhook.metrics == {
+        "queue": 0,
+        "dropped": 0,
+        "sent": 2,
+        "failed_batches": 1,
+        "retries": 0,
+        "alerts_sent": 0,
+        "alerts_dropped": 0,
+    }
 
 
 async def test_retries_run_out(receiver: Receiver) -> None:
@@ -249,7 +287,15 @@ async def test_retries_run_out(receiver: Receiver) -> None:
     await webhook.shutdown(app=None)
     assert len(receiver.calls) == 3
     assert len({batch_id for batch_id, _, _ in receiver.calls}) == 1
-    assert webhook.metrics == {"queue": 0, "dropped": 0, "sent": 0, "failed_batches": 1, "retries": 2}
+    assert webhook.metrics == {
+        "queue": 0,
+        "dropped": 0,
+        "sent": 0,
+        "failed_batches": 1,
+        "retries": 2,
+        "alerts_sent": 0,
+        "alerts_dropped": 0,
+    }
 
 
 async def test_unreachable_endpoint_is_retried_then_given_up() -> None:
@@ -260,7 +306,15 @@ async def test_unreachable_endpoint_is_retried_then_given_up() -> None:
     await webhook.startup(app=None)
     webhook.emit_log(make_record(0))
     await webhook.shutdown(app=None)
-    assert webhook.metrics == {"queue": 0, "dropped": 0, "sent": 0, "failed_batches": 1, "retries": 1}
+    assert webhook.metrics == {
+        "queue": 0,
+        "dropped": 0,
+        "sent": 0,
+        "failed_batches": 1,
+        "retries": 1,
+        "alerts_sent": 0,
+        "alerts_dropped": 0,
+    }
 
 
 async def test_retry_after_is_honoured_and_capped(receiver: Receiver) -> None:
@@ -359,3 +413,117 @@ def test_options_decode_strictly() -> None:
     ):
         with pytest.raises(msgspec.ValidationError):
             decode_options(bad, WebhookLogger.Options)
+
+
+def make_alert(n: int, **changes: Any) -> Alert:
+    """Alert number ``n``: a key ejected unless ``changes`` say otherwise."""
+    fields: dict[str, Any] = {
+        "id": f"key_ejected:openai/oa-main:{n}",
+        "kind": "key_ejected",
+        "subject": "provider:openai/oa-main",
+        "message": "provider key openai/oa-main ejected after 5 consecutive failures (server)",
+        "at": 1748779200.0 + n,
+    }
+    fields.update(changes)
+    return Alert(**fields)
+
+
+async def test_alerts_go_alone_ahead_of_records_with_their_id(receiver: Receiver) -> None:
+    webhook = WebhookLogger(options(receiver.url, flush_interval="1h", filter={"status": "errors"}))
+    for n in range(3):
+        webhook.emit_log(make_record(n, status=500))
+    budget = make_alert(
+        1,
+        id="budget:user:team-a:José:month:2026-12:0.8",
+        kind="budget",
+        subject="user:team-a:José",
+        threshold=0.8,
+        period="2026-12",
+        spent_usd=8.0,
+        limit_usd=10.0,
+    )
+    webhook.emit_alert(budget)
+    webhook.emit_alert(make_alert(2))
+    await webhook.startup(app=None)
+    await webhook.shutdown(app=None)
+
+    payloads = [headers[PAYLOAD_HEADER] for _, _, headers in receiver.calls]
+    assert payloads == ["alert", "alert", "records"]  # alerts first, each alone; the filter spares them
+    first = receiver.calls[0][2]
+    assert first[ALERT_ID_HEADER] == "budget:user:team-a:Jos%C3%A9:month:2026-12:0.8"
+    assert first["x-truckllm-batch-size"] == "1"
+    assert receiver.alerts[0] == {
+        "type": "alert",
+        "alert": {
+            "id": budget.id,
+            "kind": "budget",
+            "subject": "user:team-a:José",
+            "message": budget.message,
+            "at": budget.at,
+            "threshold": 0.8,
+            "period": "2026-12",
+            "spent_usd": 8.0,
+            "limit_usd": 10.0,
+        },
+    }
+    assert receiver.alerts[1]["alert"]["id"] == "key_ejected:openai/oa-main:2"
+    assert receiver.records == ["req-0", "req-1", "req-2"]
+    assert (webhook.metrics["alerts_sent"], webhook.metrics["sent"]) == (2, 3)
+
+
+async def test_an_alert_is_retried_with_one_batch_id_derived_from_its_id(receiver: Receiver) -> None:
+    receiver.behaviour = flaky_alert
+    webhook = WebhookLogger(options(receiver.url))
+    other = WebhookLogger(options(receiver.url))  # another replica's logger, the same alert
+    await webhook.startup(app=None)
+    await other.startup(app=None)
+    webhook.emit_alert(make_alert(7))
+    await receiver.wait_for(lambda: len(receiver.alerts) == 1)
+    other.emit_alert(make_alert(7))
+    await receiver.wait_for(lambda: len(receiver.calls) == 3)
+    await webhook.shutdown(app=None)
+    await other.shutdown(app=None)
+
+    ids = {batch_id for batch_id, _, _ in receiver.calls}
+    assert len(ids) == 1  # the try, its retry and the other process's send share one id
+    assert receiver.calls[1][2]["x-truckllm-attempt"] == "2"
+    assert len(receiver.alerts) == 1
+    assert webhook.metrics["retries"] == 1
+    assert webhook.metrics["alerts_sent"] == other.metrics["alerts_sent"] == 1
+
+
+async def flaky_alert(receiver: Receiver, request: web.Request, call: int) -> web.StreamResponse:
+    """The first call fails (503); later ones keep the alert once per id."""
+    if call == 1:
+        return web.Response(status=503)
+    alert_id = request.headers[ALERT_ID_HEADER]
+    if alert_id not in receiver.seen:
+        receiver.seen.add(alert_id)
+        receiver.alerts.append(await request.json())
+    return web.Response(status=200)
+
+
+async def test_alerts_false_sends_none_and_a_given_up_alert_is_counted(receiver: Receiver) -> None:
+    off = WebhookLogger(options(receiver.url, alerts=False))
+    await off.startup(app=None)
+    off.emit_alert(make_alert(1))
+    await off.shutdown(app=None)
+    assert receiver.calls == []
+
+    async def refuse(receiver: Receiver, request: web.Request, call: int) -> web.StreamResponse:
+        return web.Response(status=400)
+
+    receiver.behaviour = refuse
+    webhook = WebhookLogger(options(receiver.url))
+    await webhook.startup(app=None)
+    webhook.emit_alert(make_alert(2))
+    await receiver.wait_for(lambda: len(receiver.calls) == 1)
+    await webhook.shutdown(app=None)
+    assert (webhook.alerts_sent, webhook.alerts_dropped, webhook.failed_batches) == (0, 1, 1)
+
+
+def test_waiting_alerts_are_bounded() -> None:
+    webhook = WebhookLogger(options("http://127.0.0.1:9/hook"))
+    for n in range(MAX_ALERTS + 3):
+        webhook.emit_alert(make_alert(n))
+    assert webhook.metrics["alerts_dropped"] == 3
