@@ -1,30 +1,40 @@
-"""Gateway-key limits and budgets, checked through the store before a request goes upstream.
+"""Limits and budgets, checked through the store before a request goes upstream.
 
-One :meth:`Store.admit` call per request (the only store call on the hot path): the key's rpm
-and tpm (GCRA) and its spend budget, reserved from an estimate and settled with the real usage
-once the request is finished.
+One :meth:`Store.admit` call per request (the only store call on the hot path): the rpm and tpm
+(GCRA) and spend budgets of every level that applies (gateway key, team, organisation, end user,
+tags), reserved from an estimate (the worst case over every deployment that may serve, fallbacks
+included) and settled at every level with the real cost once the request is finished. After an
+admission that reserved against budgets, each configured threshold the spend has reached is an
+alert (sent once per budget window across processes by the alert sender).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from loguru import logger
 
 from truckllm._internal.auth import GatewayKey
+from truckllm._internal.config.schema import BudgetConfig
+from truckllm._internal.governance import Level, key_level
+from truckllm._internal.localstate import window_end
 from truckllm._internal.pricebook import worst_cost
 from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm._internal.schemas.openai import ChatCompletionRequest
-from truckllm._internal.store import Admission, BudgetCheck, Decision, RateCheck, Settlement
+from truckllm._internal.store import Admission, BudgetCheck, Decision, RateCheck, Settlement, budget_window
 from truckllm.errors import GatewayError
-from truckllm.types import ChatRequest, Usage
+from truckllm.types import Alert, ChatRequest, Usage
 
 __all__ = [
+    "TOTAL_ALERT_EVERY",
+    "AlertSink",
     "Reservation",
     "admit",
+    "budget_alerts",
     "check_priced",
     "content_size",
     "estimate_tokens",
@@ -34,6 +44,11 @@ __all__ = [
 ]
 
 DEFAULT_COMPLETION_ESTIMATE = 1024
+TOTAL_ALERT_EVERY = 10 * 365 * 86400.0
+"""Seconds a ``total`` budget's threshold alert is not repeated (its window never ends)."""
+
+AlertSink = Callable[[Alert, float], None]
+"""Where budget alerts go: ``gateway.alerts.emit(alert, every)``."""
 
 
 def content_size(typed: ChatCompletionRequest) -> int:
@@ -76,17 +91,18 @@ def estimate_tokens(request: ChatRequest) -> tuple[int, int]:
 
 
 class Reservation:
-    """What was reserved for one request, to settle afterwards."""
+    """What was reserved for one request, to settle afterwards.
 
-    __slots__ = ("budget_key", "budget_period", "request_id", "reserved_tokens", "reserved_usd", "tpm_key")
+    :ivar tokens: per token-rate key (``gk:<key>:tpm``, ``team:<team>:tpm``...), the tokens taken.
+    :ivar budgets: per budget key, its period and the USD reserved.
+    """
+
+    __slots__ = ("budgets", "request_id", "tokens")
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
-        self.tpm_key: str | None = None
-        self.reserved_tokens = 0
-        self.budget_key: str | None = None
-        self.budget_period: Any = "month"
-        self.reserved_usd = 0.0
+        self.tokens: dict[str, int] = {}
+        self.budgets: dict[str, tuple[Any, float]] = {}
 
 
 def serving_plans(rt: Runtime, plan: AliasPlan) -> tuple[AliasPlan, ...]:
@@ -130,40 +146,49 @@ def _max_cost(plans: Sequence[AliasPlan], prompt: int, completion: int) -> float
 
 async def admit(
     store: Any,
-    key: GatewayKey,
+    key: GatewayKey | None,
     plans: Sequence[AliasPlan],
     estimate: tuple[int, int],
     request_id: str,
+    *,
+    levels: Sequence[Level] | None = None,
+    alerts: AlertSink | None = None,
+    thresholds: Sequence[float] = (),
 ) -> Reservation | None:
-    """Check the key's limits and budget; raise 429 when over; return what to settle later.
+    """Check every level's limits and budgets in one store admission; raise 429 when one is over;
+    return what to settle later.
 
     :param estimate: the request's (prompt, completion) tokens, from :func:`estimate_tokens`.
+    :param levels: the levels that apply (:func:`~truckllm._internal.governance.levels`); by
+        default the gateway key's alone.
+    :param alerts: told of every budget threshold crossed (``gateway.alerts.emit``).
+    :param thresholds: the budget fractions that alert (``alerts.thresholds``).
     """
-    config = key.config
-    if config.rpm is None and config.tpm is None and config.budget is None:
+    if levels is None:
+        levels = [key_level(key)] if key is not None else []
+    if not any(level.limited for level in levels):
         return None
     prompt, completion = estimate
     reservation = Reservation(request_id)
     rates: list[RateCheck] = []
     budgets: list[BudgetCheck] = []
-    if config.rpm is not None:
-        rates.append(RateCheck(key=f"gk:{key.name}:rpm", rate=config.rpm))
-    if config.tpm is not None:
-        reservation.tpm_key = f"gk:{key.name}:tpm"
-        reservation.reserved_tokens = min(prompt + completion, config.tpm)
-        rates.append(RateCheck(key=reservation.tpm_key, rate=config.tpm, cost=reservation.reserved_tokens))
-    if config.budget is not None:
-        reservation.budget_key = f"gk:{key.name}:budget"
-        reservation.budget_period = config.budget.period
-        reservation.reserved_usd = _max_cost(plans, prompt, completion)
-        budgets.append(
-            BudgetCheck(
-                key=reservation.budget_key,
-                limit=config.budget.usd,
-                period=config.budget.period,
-                amount=reservation.reserved_usd,
-            )
-        )
+    owners: dict[str, tuple[Level, BudgetConfig | None]] = {}
+    worst: float | None = None
+    for level in levels:
+        if level.rpm is not None:
+            rates.append(RateCheck(key=f"{level.prefix}:rpm", rate=level.rpm))
+            owners[f"{level.prefix}:rpm"] = (level, None)
+        if level.tpm is not None:
+            name = f"{level.prefix}:tpm"
+            taken = reservation.tokens[name] = min(prompt + completion, level.tpm)
+            rates.append(RateCheck(key=name, rate=level.tpm, cost=taken))
+            owners[name] = (level, None)
+        for budget, name in level.budget_keys():
+            if worst is None:
+                worst = _max_cost(plans, prompt, completion)
+            reservation.budgets[name] = (budget.period, worst)
+            budgets.append(BudgetCheck(key=name, limit=budget.usd, period=budget.period, amount=worst))
+            owners[name] = (level, budget)
     try:
         decision: Decision = await store.admit(
             Admission(request_id=request_id, rates=tuple(rates), budgets=tuple(budgets))
@@ -172,6 +197,8 @@ async def admit(
         logger.bind(plugin="store").error("store admit failed; admitting: {}", exc)
         return None
     if decision.allowed:
+        if alerts is not None and budgets and thresholds and not decision.degraded:
+            budget_alerts(decision, budgets, owners, thresholds, alerts)
         return reservation
     if decision.degraded and decision.kind == "budget":
         raise GatewayError(
@@ -181,12 +208,13 @@ async def admit(
             code="store_unavailable",
             headers={"retry-after": "1"},
         )
+    level, denied = owners.get(decision.denied_by or "", (levels[0], None))
     if decision.kind == "budget":
+        limit = denied.usd if denied is not None else 0
+        period = denied.period if denied is not None else "period"
         raise GatewayError(
             429,
-            f"The API key '{key.name}' has used its budget of "
-            f"${usd(config.budget.usd if config.budget else 0)} "
-            f"for this {config.budget.period if config.budget else 'period'}.",
+            f"{level.title} has used its budget of ${usd(limit)} for this {period}.",
             type="insufficient_quota",
             code="budget_exceeded",
         )
@@ -194,11 +222,55 @@ async def admit(
     what = "tokens" if decision.denied_by and decision.denied_by.endswith(":tpm") else "requests"
     raise GatewayError(
         429,
-        f"Rate limit reached for API key '{key.name}' ({what} per minute). Please try again in {retry}s.",
+        f"Rate limit reached for {level.title[4:]} ({what} per minute). Please try again in {retry}s.",
         type="rate_limit_error" if what == "requests" else "tokens",
         code="rate_limit_exceeded",
         headers={"retry-after": str(retry)},
     )
+
+
+def budget_alerts(
+    decision: Decision,
+    budgets: Sequence[BudgetCheck],
+    owners: dict[str, tuple[Level, BudgetConfig | None]],
+    thresholds: Sequence[float],
+    alerts: AlertSink,
+    now: float | None = None,
+) -> None:
+    """Tell ``alerts`` of each threshold a budget has reached after this admission (spent =
+    limit minus what the store says remains); the alert sender dedupes per window."""
+    at = time.time() if now is None else now
+    for check in budgets:
+        remaining = decision.remaining.get(check.key)
+        if remaining is None or check.limit <= 0:
+            continue
+        spent = max(check.limit - remaining, 0.0)
+        fraction = spent / check.limit
+        reached = [t for t in thresholds if fraction >= t]
+        if not reached:
+            continue
+        level = owners[check.key][0]
+        window = budget_window(check.period, at)
+        end = window_end(check.period, at)
+        every = max(1.0, (end - at) if end is not None else TOTAL_ALERT_EVERY)
+        for threshold in reached:
+            alerts(
+                Alert(
+                    id=f"budget:{level.kind}:{level.name}:{check.period}:{window}:{threshold:g}",
+                    kind="budget",
+                    subject=level.subject,
+                    message=(
+                        f"{level.title} has used {fraction:.0%} of its budget of ${usd(check.limit)} "
+                        f"for this {check.period} ({window}): ${usd(round(spent, 6))}."
+                    ),
+                    at=at,
+                    threshold=threshold,
+                    period=window,
+                    spent_usd=spent,
+                    limit_usd=check.limit,
+                ),
+                every,
+            )
 
 
 def usd(amount: float) -> str:
@@ -209,15 +281,13 @@ def usd(amount: float) -> str:
 
 
 def settlement(reservation: Reservation, usage: Usage | None, cost_usd: float) -> Settlement:
-    """The corrections once real usage is known (a failed request gives its reservation back)."""
-    rate_adjust: dict[str, int] = {}
-    budget_adjust: dict[str, Any] = {}
-    if reservation.tpm_key is not None:
-        actual = usage.total_tokens if usage is not None else 0
-        rate_adjust[reservation.tpm_key] = actual - reservation.reserved_tokens
-    if reservation.budget_key is not None:
-        budget_adjust[reservation.budget_key] = (
-            reservation.budget_period,
-            cost_usd - reservation.reserved_usd,
-        )
-    return Settlement(request_id=reservation.request_id, rate_adjust=rate_adjust, budget_adjust=budget_adjust)
+    """The corrections once real usage is known, at every level (a failed request gives its
+    reservation back)."""
+    actual = usage.total_tokens if usage is not None else 0
+    return Settlement(
+        request_id=reservation.request_id,
+        rate_adjust={name: actual - taken for name, taken in reservation.tokens.items()},
+        budget_adjust={
+            name: (period, cost_usd - reserved) for name, (period, reserved) in reservation.budgets.items()
+        },
+    )

@@ -4,13 +4,40 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 from truckllm._internal.config.schema import GatewayKeyConfig
 from truckllm.errors import GatewayError
 
-__all__ = ["GatewayKey", "KeyRing", "hash_key"]
+if TYPE_CHECKING:
+    from truckllm._internal.config.schema import Config
+
+__all__ = ["GatewayKey", "KeyRing", "hash_key", "narrow"]
+
+
+def _allows(name: str, allowed: frozenset[str]) -> bool:
+    if name in allowed:
+        return True
+    provider, sep, _ = name.partition("/")
+    return bool(sep) and f"{provider}/*" in allowed
+
+
+def narrow(*lists: frozenset[str] | None) -> frozenset[str] | None:
+    """The models every one of ``lists`` allows (``None``: all; entries are aliases,
+    ``provider/model`` or ``provider/*``)."""
+    result: frozenset[str] | None = None
+    for allowed in lists:
+        if allowed is None:
+            continue
+        if result is None:
+            result = allowed
+            continue
+        result = frozenset(
+            {n for n in result if _allows(n, allowed)} | {n for n in allowed if _allows(n, result)}
+        )
+    return result
 
 
 def hash_key(value: str) -> str:
@@ -31,7 +58,12 @@ def _parse_expiry(text: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class GatewayKey:
-    """A gateway key as the kernel holds it: its name, digest and permissions."""
+    """A gateway key as the kernel holds it: its name, digest and permissions.
+
+    :ivar models: the models it may use (``None``: all); once :meth:`KeyRing.scoped`, narrowed by
+        its team's and organisation's.
+    :ivar team: its team (``keys[].team``), once scoped; ``org`` that team's organisation.
+    """
 
     name: str
     digest: str
@@ -40,6 +72,8 @@ class GatewayKey:
     tpm: int | None
     expires: datetime | None
     config: GatewayKeyConfig
+    team: str | None = None
+    org: str | None = None
 
 
 class KeyRing:
@@ -48,6 +82,7 @@ class KeyRing:
     def __init__(self, keys: tuple[GatewayKeyConfig, ...] | None) -> None:
         self.open = keys is None
         self.by_digest: dict[str, GatewayKey] = {}
+        self._scoped: dict[str, GatewayKey] = {}
         for key in keys or ():
             digest = key.hash if key.hash is not None else hash_key(key.value.reveal() if key.value else "")
             self.by_digest[digest] = GatewayKey(
@@ -59,6 +94,29 @@ class KeyRing:
                 expires=_parse_expiry(key.expires),
                 config=key,
             )
+
+    def scoped(self, key: GatewayKey, config: Config) -> GatewayKey:
+        """``key`` with its team and organisation set and its ``models`` narrowed by theirs (made
+        once per key for this ring, i.e. per config version; ``config`` is the ring's)."""
+        done = self._scoped.get(key.digest)
+        if done is not None:
+            return done
+        team = config.teams.get(key.config.team) if key.config.team is not None else None
+        org_name = team.org if team is not None else None
+        org = config.orgs.get(org_name) if org_name is not None else None
+        models = narrow(
+            key.models,
+            frozenset(team.models) if team is not None and team.models is not None else None,
+            frozenset(org.models) if org is not None and org.models is not None else None,
+        )
+        done = replace(
+            key,
+            models=models,
+            team=key.config.team if team is not None else None,
+            org=org_name if org is not None else None,
+        )
+        self._scoped[key.digest] = done
+        return done
 
     def authenticate(self, token: str | None) -> GatewayKey | None:
         """The key for a presented token; ``None`` when the ring is open (no ``keys:``).

@@ -35,6 +35,8 @@ from truckllm._internal.bodies import BodyCapture
 from truckllm._internal.dialect import DialectRoute, InboundDialect
 from truckllm._internal.dialect_state import RequestState, backend_of
 from truckllm._internal.gateway import Gateway
+from truckllm._internal.governance import levels as governance_levels
+from truckllm._internal.identity import identify
 from truckllm._internal.pipeline import serve
 from truckllm._internal.request import Outcome, RequestContext, end_request
 from truckllm._internal.response_cache import CacheRun
@@ -139,7 +141,8 @@ async def admit_request(
         raise GatewayError(
             400, f"The model '{alias}' does not support the {request.endpoint} endpoint.", param="model"
         )
-    if key is not None and key.config.budget is not None:
+    levels = governance_levels(rt.config, key, ctx.user, ctx.tags)  # key, team, org, end user, tags
+    if any(level.budgets for level in levels):
         ctx.priced_only = True
         check_priced(rt, plan)
     settings = rt.config.affinity
@@ -148,7 +151,7 @@ async def admit_request(
         if conversation is not None:  # the pin's read overlaps the admission's round trip
             name = gw.affinity.name(ctx.gateway_key, plan.alias, conversation)
             ctx.pin_read = (name, gw.affinity.prefetch(gw.store, name))
-    if key is not None and gw.store is not None:
+    if (key is not None or levels) and gw.store is not None:
         ctx.estimated_tokens = estimate_tokens(request)
         ctx.reservation = await admit(
             # the store's reservation id is the gateway's own: X-Request-Id is the client's
@@ -157,6 +160,9 @@ async def admit_request(
             serving_plans(rt, plan),
             ctx.estimated_tokens,
             "rsv_" + os.urandom(12).hex(),
+            levels=levels,
+            alerts=gw.alerts.emit,
+            thresholds=rt.config.alerts.thresholds,
         )
 
 
@@ -319,6 +325,7 @@ class ApiEndpoint:
         if self.prepare is not None:
             request = ctx.request = await self._prepare(rt, ctx, request)
         check_limits(rt, request.typed)
+        key = identify(rt, ctx, key, request, plain)  # team, org, end user, tags; models narrowed
         await admit_request(self.gateway, rt, ctx, request, key)
         if keeps_bodies(rt, key, ctx.alias):
             ctx.bodies = BodyCapture(rt.config.server.log_bodies_max_bytes, request=body)
