@@ -21,5 +21,5 @@ def test_instance_hooks_register_with_the_manager() -> None:
     instance = FileLogger(FileLogger.Options())
     host.pm.register(instance, name="file-instance")
     hooks = sorted(c.name for c in host.pm.get_hookcallers(instance) or [])
-    assert hooks == ["emit_log", "shutdown", "startup"]
+    assert hooks == ["emit_alert", "emit_log", "shutdown", "startup"]
     assert truckllm_logger_file.TRUCKLLM_API == 1

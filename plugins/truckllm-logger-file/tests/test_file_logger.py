@@ -6,7 +6,7 @@ import gzip
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pytest
@@ -14,7 +14,7 @@ from loguru import logger
 from truckllm_logger_file import EXTRA_KEY, FileLogger
 
 from truckllm._internal.config.loader import decode_options
-from truckllm.types import AttemptRecord, RequestRecord, Usage
+from truckllm.types import Alert, AttemptRecord, RequestRecord, Usage
 
 
 def make_record(**changes: Any) -> RequestRecord:
@@ -144,3 +144,43 @@ def test_a_path_that_cannot_be_written_fails_at_startup(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         file_logger.startup(app=None)
     file_logger.emit_log(make_record())  # not started: nothing, no error
+
+
+ALERT = Alert(
+    id="key_ejected:openai/oa-main:5997597",
+    kind="key_ejected",
+    subject="provider:openai/oa-main",
+    message='provider key openai/oa-main ejected after 5 consecutive failures (server)\n"x"',
+    at=1748779200.5,
+)
+
+
+async def test_one_line_per_alert_json_and_text_error_level_leaves_them_out(tmp_path: Path) -> None:
+    lines: dict[str, list[str]] = {}
+    cases: tuple[tuple[Literal["json", "text"], str], ...] = (
+        ("json", "INFO"),
+        ("text", "WARNING"),
+        ("json", "ERROR"),
+    )
+    for fmt, level in cases:
+        path = tmp_path / f"{fmt}-{level}.log"
+        file_logger = FileLogger(FileLogger.Options(path=str(path), format=fmt, level=level))
+        file_logger.startup(app=None)
+        file_logger.emit_alert(ALERT)
+        file_logger.emit_log(make_record())
+        await file_logger.shutdown(app=None)
+        lines[f"{fmt}-{level}"] = path.read_text().splitlines()
+    alert_json, record_json = lines["json-INFO"]
+    assert json.loads(alert_json) == {
+        "time": "2025-06-01T12:00:00.500Z",
+        "level": "WARNING",
+        "type": "alert",
+        "alert": msgspec.to_builtins(ALERT),
+    }
+    assert json.loads(record_json)["request_id"] == "req-1"
+    assert lines["text-WARNING"] == [
+        '2025-06-01T12:00:00.500Z WARNING ALERT key_ejected "provider:openai/oa-main" '
+        '"provider key openai/oa-main ejected after 5 consecutive failures (server)\\n\\"x\\"" '
+        'id="key_ejected:openai/oa-main:5997597"'
+    ]
+    assert lines["json-ERROR"] == []

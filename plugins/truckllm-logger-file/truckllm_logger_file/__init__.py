@@ -1,4 +1,5 @@
-"""TruckLLM logger plugin: one line per request in a rotated file (``loggers: [{file: {path: ...}}]``).
+"""TruckLLM logger plugin: one line per request (and per alert) in a rotated file
+(``loggers: [{file: {path: ...}}]``).
 
 Lines go through loguru, on a file sink of this logger's own that accepts only its own records (a
 unique ``extra`` key). loguru writes, rotates, compresses and prunes from its queue thread
@@ -15,12 +16,13 @@ import msgspec
 
 from truckllm import hookimpl
 from truckllm.kit.linelogger import EXTRA_KEY, LEVELS, LineLogger, check_level
+from truckllm.kit.records import iso_time
+from truckllm.types import Alert
 
 __all__ = ["EXTRA_KEY", "LEVELS", "TRUCKLLM_API", "FileLogger", "register_loggers"]
 
 TRUCKLLM_API = 1
 """The plugin API version this plugin was written for."""
-
 
 
 def _check_file_options(
@@ -99,6 +101,24 @@ class FileLogger(LineLogger):
             "compression": self.options.compression,
             "encoding": "utf-8",
         }
+
+    @hookimpl
+    def emit_alert(self, alert: Alert) -> None:
+        """One ``WARNING`` line per alert: JSON ``{"time", "level", "type": "alert", "alert"}``
+        or text ``<time> WARNING ALERT <kind> <subject> "<message>" id=<id>``."""
+        if self._handler_id is None or LEVELS["WARNING"] < self._min_level:
+            return
+        time = iso_time(alert.at)
+        if self.options.format == "json":
+            fields = {"time": time, "level": "WARNING", "type": "alert", "alert": msgspec.to_builtins(alert)}
+            line = msgspec.json.encode(fields).decode()
+        else:
+            quoted = msgspec.json.encode  # keeps the line one line, whatever the text holds
+            line = (
+                f"{time} WARNING ALERT {alert.kind} {quoted(alert.subject).decode()} "
+                f"{quoted(alert.message).decode()} id={quoted(alert.id).decode()}"
+            )
+        self._log.warning(line)
 
 
 @hookimpl

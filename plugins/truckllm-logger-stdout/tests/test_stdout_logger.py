@@ -13,7 +13,7 @@ from truckllm_logger_stdout import EXTRA_KEY, StdoutLogger
 
 from truckllm._internal.config.loader import decode_options
 from truckllm._internal.records import FIELDS
-from truckllm.types import AttemptRecord, RequestRecord, Usage
+from truckllm.types import Alert, AttemptRecord, RequestRecord, Usage
 
 STARTED = 1748779200.123  # 2025-06-01T12:00:00.123Z
 
@@ -220,3 +220,35 @@ def test_options_decode_strictly() -> None:
         decode_options({"level": "LOUD"}, StdoutLogger.Options)
     with pytest.raises(msgspec.ValidationError):
         decode_options({"format": "xml"}, StdoutLogger.Options)
+
+
+async def test_one_line_per_alert_next_to_the_records() -> None:
+    alert = Alert(
+        id="credentials_failing:bedrock/main:5997597",
+        kind="credentials_failing",
+        subject="provider:bedrock/main",
+        message="the credential of provider key bedrock/main failed to refresh: ClientError",
+        at=STARTED,
+    )
+    for fmt in ("json", "text"):
+        stream = io.StringIO()
+        stdout_logger = StdoutLogger(StdoutLogger.Options(format=fmt), stream=stream)
+        stdout_logger.emit_alert(alert)  # before start-up: nowhere to write yet
+        stdout_logger.startup(app=None)
+        stdout_logger.emit_log(make_record())
+        stdout_logger.emit_alert(alert)
+        await stdout_logger.shutdown(app=None)
+        record_line, alert_line = stream.getvalue().splitlines()
+        assert "req-1" in record_line
+        if fmt == "json":
+            assert json.loads(alert_line) == {
+                "time": "2025-06-01T12:00:00.123Z",
+                "level": "WARNING",
+                "type": "alert",
+                "alert": msgspec.to_builtins(alert),
+            }
+        else:
+            assert alert_line.startswith(
+                '2025-06-01T12:00:00.123Z WARNING ALERT credentials_failing "provider:bedrock/main" '
+            )
+            assert alert_line.endswith('id="credentials_failing:bedrock/main:5997597"')

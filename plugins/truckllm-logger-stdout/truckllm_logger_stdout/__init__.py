@@ -1,4 +1,5 @@
-"""TruckLLM logger plugin: one line per request on standard output (``loggers: [stdout]``).
+"""TruckLLM logger plugin: one line per request (and per alert) on standard output
+(``loggers: [stdout]``).
 
 Lines go through loguru, on a sink of this logger's own that accepts only its own records (a
 unique ``extra`` key) and writes from loguru's queue thread (``enqueue=True``), so a slow reader
@@ -15,11 +16,14 @@ import msgspec
 
 from truckllm import hookimpl
 from truckllm.kit.linelogger import EXTRA_KEY, LEVELS, LineLogger, check_level
+from truckllm.kit.records import iso_time
+from truckllm.types import Alert
 
 __all__ = ["EXTRA_KEY", "LEVELS", "TRUCKLLM_API", "StdoutLogger", "register_loggers"]
 
 TRUCKLLM_API = 1
 """The plugin API version this plugin was written for."""
+
 
 class StdoutLogger(LineLogger):
     """Writes one line per finished request to standard output.
@@ -53,6 +57,24 @@ class StdoutLogger(LineLogger):
     def sink(self) -> tuple[Any, dict[str, Any]]:
         """Standard output (or the test's stream)."""
         return self._stream or sys.stdout, {}
+
+    @hookimpl
+    def emit_alert(self, alert: Alert) -> None:
+        """One ``WARNING`` line per alert: JSON ``{"time", "level", "type": "alert", "alert"}``
+        or text ``<time> WARNING ALERT <kind> <subject> "<message>" id=<id>``."""
+        if self._handler_id is None or LEVELS["WARNING"] < self._min_level:
+            return
+        time = iso_time(alert.at)
+        if self.options.format == "json":
+            fields = {"time": time, "level": "WARNING", "type": "alert", "alert": msgspec.to_builtins(alert)}
+            line = msgspec.json.encode(fields).decode()
+        else:
+            quoted = msgspec.json.encode  # keeps the line one line, whatever the text holds
+            line = (
+                f"{time} WARNING ALERT {alert.kind} {quoted(alert.subject).decode()} "
+                f"{quoted(alert.message).decode()} id={quoted(alert.id).decode()}"
+            )
+        self._log.warning(line)
 
 
 @hookimpl
