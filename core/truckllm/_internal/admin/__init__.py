@@ -3,7 +3,7 @@
 :data:`ROUTES` is the whole API, one row per URL and method, naming the handler that answers it;
 each handler is a module-level ``async def handler(gateway, request)`` in the module of its part
 (:mod:`.status`, :mod:`.config`, :mod:`.providers`, :mod:`.models`, :mod:`.usage`, :mod:`.keys`,
-:mod:`.affinity`, :mod:`.requests`); :mod:`.inprocess` answers the same routes in process.
+:mod:`.affinity`, :mod:`.requests`, :mod:`.teams`); :mod:`.inprocess` answers the same routes in process.
 Every answer is built from redacted views: no configured secret ever appears in one.
 """
 
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from truckllm._internal.admin import affinity, config, keys, models, providers, requests, status, usage
+from truckllm._internal.admin import affinity, config, keys, models, providers, requests, status, teams, usage
 from truckllm._internal.admin.config import MAX_CONFIG_BYTES
 from truckllm._internal.admin.keys import MAX_KEY_REQUEST_BYTES
 from truckllm._internal.admin.responses import JSON, error_response
@@ -67,6 +67,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("POST", f"{V1}/providers/{{provider}}/keys/{{key}}/enable", providers.enable_key),
     AdminRoute("POST", f"{V1}/providers/{{provider}}/keys/{{key}}/disable", providers.disable_key),
     AdminRoute("GET", f"{V1}/usage", usage.usage),
+    AdminRoute("GET", f"{V1}/teams", teams.teams),
     AdminRoute("GET", f"{V1}/affinity", affinity.affinity),
     AdminRoute("GET", f"{V1}/requests", requests.search_requests),
     AdminRoute("GET", f"{V1}/requests/stats", requests.stats),

@@ -17,8 +17,9 @@ from truckllm.errors import GatewayError
 
 __all__ = ["GROUPS", "usage"]
 
-GROUPS = frozenset({"key", "alias", "provider", "provider_key", "day", "model"})
-"""What ``group_by`` accepts (comma-separated)."""
+GROUPS = frozenset({"key", "alias", "provider", "provider_key", "day", "model", "team", "org", "user", "tag"})
+"""What ``group_by`` accepts (comma-separated); by ``tag``, a request counts in each of its tags'
+groups (``-``: none) and the total counts it once."""
 
 
 def _when(params: QueryParams, name: str) -> float | None:
