@@ -35,6 +35,8 @@ from truckllm._internal.bodies import BodyCapture
 from truckllm._internal.dialect import DialectRoute, InboundDialect
 from truckllm._internal.dialect_state import RequestState, backend_of
 from truckllm._internal.gateway import Gateway
+from truckllm._internal.guard_stages import check_answer, check_request
+from truckllm._internal.guard_stream import guard_stream
 from truckllm._internal.governance import levels as governance_levels
 from truckllm._internal.identity import identify
 from truckllm._internal.pipeline import serve
@@ -295,6 +297,40 @@ class ApiEndpoint:
             prepared.affinity.elsewhere.state = state
         return prepared
 
+    async def _guard_input(
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        request: ChatRequest,
+        body: bytes,
+        scope: Scope,
+        query: dict[str, str],
+        headers: dict[str, str],
+    ) -> tuple[bytes, ChatRequest]:
+        """The guardrails' input stage: the body and request to serve (masked ones re-parsed
+        through the dialect, so that the typed form and the bytes agree)."""
+        masked = await check_request(rt, ctx, request)
+        if masked is None:
+            return body, request
+        request = ctx.request = self._parse(rt, masked, scope, query, headers)
+        if self.prepare is not None:
+            request = ctx.request = await self._prepare(rt, ctx, request)
+        check_limits(rt, request.typed)
+        return masked, request
+
+    async def _guard_output(self, rt: Runtime, ctx: RequestContext, outcome: Outcome) -> Outcome:
+        """The guardrails' output stage on an answer in the client's dialect."""
+        if not rt.config.guardrails:
+            return outcome
+        if outcome.stream is None:
+            outcome.body = await check_answer(rt, ctx, self.dialect.name, outcome.body)
+            return outcome
+        content_type = outcome.headers.get("content-type", "text/event-stream")
+        guarded = guard_stream(rt, ctx, self.dialect.name, content_type, outcome.stream)
+        if guarded is not None:
+            outcome.stream = guarded
+        return outcome
+
     async def _handle(
         self,
         rt: Runtime,
@@ -326,6 +362,8 @@ class ApiEndpoint:
             request = ctx.request = await self._prepare(rt, ctx, request)
         check_limits(rt, request.typed)
         key = identify(rt, ctx, key, request, plain)  # team, org, end user, tags; models narrowed
+        if rt.config.guardrails:  # before admission: a blocked request reserves nothing
+            body, request = await self._guard_input(rt, ctx, request, body, scope, query, plain)
         await admit_request(self.gateway, rt, ctx, request, key)
         if keeps_bodies(rt, key, ctx.alias):
             ctx.bodies = BodyCapture(rt.config.server.log_bodies_max_bytes, request=body)
@@ -395,12 +433,16 @@ class ApiEndpoint:
     async def _serve(
         self, rt: Runtime, ctx: RequestContext, request: ChatRequest, cache: CacheRun | None
     ) -> Outcome:
-        """The answer: a response cache's hit, else the pipeline's (offered to the caches)."""
+        """The answer: a response cache's hit, else the pipeline's (offered to the caches), through
+        the guardrails' output stage."""
         if cache is None:
-            return await serve(self.gateway, rt, request, ctx)
+            return await self._guard_output(rt, ctx, await serve(self.gateway, rt, request, ctx))
         outcome = await cache.lookup()
-        if outcome is None:
-            outcome = await cache.watch(await serve(self.gateway, rt, request, ctx))
+        if outcome is None:  # the cache keeps what the guardrails let through, as released
+            served = await self._guard_output(rt, ctx, await serve(self.gateway, rt, request, ctx))
+            outcome = await cache.watch(served)
+        else:
+            outcome = await self._guard_output(rt, ctx, outcome)
         outcome.headers[response_cache.HEADER] = cache.status
         return outcome
 

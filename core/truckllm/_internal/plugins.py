@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import msgspec
 import pluggy
 from loguru import logger
 
@@ -30,7 +31,7 @@ from truckllm._internal.mounts import Mount, check_prefix
 from truckllm._internal.pricebook import EMPTY_BOOK, PriceBook, PriceBookBuilder, check_entry
 from truckllm._internal.store import Store
 from truckllm.errors import StartupError
-from truckllm.types import Logger, PriceEntry, ProviderSpec, StrategySpec
+from truckllm.types import GuardrailSpec, Logger, PriceEntry, ProviderSpec, StrategySpec
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -67,6 +68,7 @@ class PluginHost:
     loggers: dict[str, type[Logger]] = field(default_factory=dict)
     dialects: dict[str, InboundDialect] = field(default_factory=dict)
     mounts: dict[str, Mount] = field(default_factory=dict)
+    guardrails: dict[str, GuardrailSpec] = field(default_factory=dict)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
     dists: dict[str, md.Distribution] = field(default_factory=dict)
     entry_points: dict[str, str] = field(default_factory=dict)
@@ -93,6 +95,7 @@ class PluginHost:
             failed=tuple(f"{f.name}: {f.error}" for f in self.failures),
             store_classes=dict(self.stores),
             logger_classes=dict(self.loggers),
+            guardrails=dict(self.guardrails),
         )
 
 
@@ -275,6 +278,19 @@ def _mount(value: object, others: Iterable[Mount]) -> Mount:
     return value
 
 
+def _guardrail(value: object) -> GuardrailSpec:
+    """``value`` as a guardrail type, checked: a name, a factory, an ``Options`` Struct or none."""
+    if not isinstance(value, GuardrailSpec):
+        raise TypeError("register() takes a GuardrailSpec")
+    if not value.type or not callable(value.make):
+        raise TypeError("a GuardrailSpec has a type name and a make factory")
+    if value.options is not None and not (
+        isinstance(value.options, type) and issubclass(value.options, msgspec.Struct)
+    ):
+        raise TypeError("GuardrailSpec.options is a msgspec Struct type")
+    return value
+
+
 def _collect_registrations(host: PluginHost) -> None:
     def adder(kind: str, plugin_name: str) -> Callable[..., None]:
         def claim(key: str) -> str:
@@ -304,6 +320,9 @@ def _collect_registrations(host: PluginHost) -> None:
             elif kind == "mounts":
                 mount = _mount(args[0], host.mounts.values())
                 host.mounts[claim(mount.name)] = mount
+            elif kind == "guardrails":
+                guardrail = _guardrail(args[0])
+                host.guardrails[claim(guardrail.type)] = guardrail
             else:
                 name, cls = args
                 if not isinstance(name, str) or not isinstance(cls, type):
@@ -314,7 +333,7 @@ def _collect_registrations(host: PluginHost) -> None:
 
         return add
 
-    for kind in ("providers", "strategies", "stores", "loggers", "dialects", "mounts"):
+    for kind in ("providers", "strategies", "stores", "loggers", "dialects", "mounts", "guardrails"):
         caller = getattr(host.pm.hook, f"register_{kind}")
         for impl in caller.get_hookimpls():
             plugin_name = host.pm.get_name(impl.plugin) or "?"
@@ -362,6 +381,7 @@ def _forget(host: PluginHost, plugin_name: str) -> None:
         "loggers": host.loggers,
         "dialects": host.dialects,
         "mounts": host.mounts,
+        "guardrails": host.guardrails,
     }
     for (kind, key), owner in list(host.owners.items()):
         if owner == plugin_name:

@@ -74,6 +74,7 @@ class Registry:
     failed: tuple[str, ...] = ()
     store_classes: Mapping[str, Any] = field(default_factory=dict)
     logger_classes: Mapping[str, Any] = field(default_factory=dict)
+    guardrails: Mapping[str, Any] = field(default_factory=dict)  # type: GuardrailSpec
 
 
 def _dec_hook(type_: type, obj: Any) -> Any:
@@ -331,6 +332,11 @@ def _hide_secrets(plain: dict[str, Any], registry: Registry, reader: _Reader) ->
             logger_options = getattr(registry.logger_classes.get(name), "Options", None)
             if logger_options is not None:
                 found += secret_strings(options, logger_options)
+    guardrails = plain.get("guardrails")
+    for entry in guardrails if isinstance(guardrails, list) else ():
+        spec = registry.guardrails.get(str(entry.get("type"))) if isinstance(entry, dict) else None
+        if spec is not None and spec.options is not None and isinstance(entry, dict):
+            found += secret_strings(entry.get("options"), spec.options)
     for value in found:
         reader.quoting.hide(value, "<secret>")
 
@@ -497,6 +503,7 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
                 elif target == alias:
                     reader.problem(["models", alias, which, i], "an alias cannot fall back to itself")
 
+    _check_guardrails(config, registry, reader)
     for name in config.affinity.provider_ttl:
         if name not in config.providers and ("providers", name) not in reader.broken:
             reader.problem(["affinity", "provider_ttl", name], f"no provider named {name!r}")
@@ -513,6 +520,35 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
                 continue  # provider/model or provider/*
             if alias not in config.models and ("models", alias) not in reader.broken:
                 reader.problem(["keys", i, "models", j], f"no model alias named {alias!r}")
+
+
+def _check_guardrails(config: Config, registry: Registry, reader: _Reader) -> None:
+    """``guardrails:``: known types, unique names, options decoded strictly with the type's
+    ``Options``."""
+    names: set[str] = set()
+    for i, entry in enumerate(config.guardrails):
+        spec = registry.guardrails.get(entry.type)
+        if spec is None:
+            reader.problem(
+                ["guardrails", i, "type"],
+                _unknown("guardrail type", entry.type, registry.guardrails, registry),
+            )
+        elif spec.options is not None:
+            reader.convert(entry.options, spec.options, ["guardrails", i, "options"])
+        elif entry.options:
+            reader.problem(["guardrails", i, "options"], f"guardrail type {entry.type!r} takes no options")
+        name = entry.name or entry.type
+        if name in names:
+            reader.problem(["guardrails", i, "name"], f"duplicate guardrail name {name!r}")
+        names.add(name)
+        if not entry.stages:
+            reader.problem(["guardrails", i, "stages"], "give at least one of input, output")
+        for j, alias in enumerate(entry.aliases):
+            prefix, sep, _ = alias.partition("/")
+            if sep and prefix in config.providers:
+                continue  # provider/model
+            if alias not in config.models and ("models", alias) not in reader.broken:
+                reader.problem(["guardrails", i, "aliases", j], f"no model alias named {alias!r}")
 
 
 def _check_admin_token(admin: AdminConfig, listen: str, reader: _Reader) -> None:
