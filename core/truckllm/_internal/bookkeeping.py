@@ -94,7 +94,7 @@ def on_failure(
             "key_disabled",
             cand.provider.name,
             cand.key.name,
-            f"provider key {name} refused by the provider ({error.status} {kind}); "
+            f"provider key {name} refused by the provider ({'401' if kind == 'auth' else '403'} {kind}); "
             "disabled until a reload or an operator's enable",
         )
     elif kind not in CLIENT_KINDS:
