@@ -209,6 +209,16 @@ async def admit(
             headers={"retry-after": "1"},
         )
     level, denied = owners.get(decision.denied_by or "", (levels[0], None))
+    if decision.kind == "budget" and alerts is not None and thresholds and denied is not None:
+        # refused by a budget: it is used up (every threshold reached, 100% included)
+        refused = [b for b in budgets if b.key == decision.denied_by]
+        budget_alerts(
+            Decision(allowed=False, remaining={b.key: 0.0 for b in refused}),
+            refused,
+            owners,
+            thresholds,
+            alerts,
+        )
     if decision.kind == "budget":
         limit = denied.usd if denied is not None else 0
         period = denied.period if denied is not None else "period"
@@ -238,7 +248,8 @@ def budget_alerts(
     now: float | None = None,
 ) -> None:
     """Tell ``alerts`` of each threshold a budget has reached after this admission (spent =
-    limit minus what the store says remains); the alert sender dedupes per window."""
+    limit minus what the store says remains; a budget that refused the request is used up); the
+    alert sender dedupes per window."""
     at = time.time() if now is None else now
     for check in budgets:
         remaining = decision.remaining.get(check.key)
