@@ -137,9 +137,12 @@ STREAMING = ("chat", "completions", "responses", "anthropic", "gemini")
 ERROR_SHAPE = {"chat": "openai", "completions": "openai", "embeddings": "openai", "responses": "openai"}
 
 
-def send(gw: GatewayServer, door: str, text: str, stream: bool = False, model: str = "gpt-4o") -> httpx.Response:
+def send(
+    gw: GatewayServer, door: str, text: str, stream: bool = False, model: str = "gpt-4o"
+) -> httpx.Response:
     """One request through ``door`` carrying ``text`` as the user's text."""
     auth = {"authorization": f"Bearer {CLIENT_KEY}"}
+    body: dict[str, Any]
     if door == "chat":
         path, body = "/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": text}]}
     elif door == "completions":
@@ -155,7 +158,10 @@ def send(gw: GatewayServer, door: str, text: str, stream: bool = False, model: s
     else:
         auth = {"x-goog-api-key": CLIENT_KEY}
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-        path, body = f"/v1beta/models/{model}:{method}", {"contents": [{"role": "user", "parts": [{"text": text}]}]}
+        path, body = (
+            f"/v1beta/models/{model}:{method}",
+            {"contents": [{"role": "user", "parts": [{"text": text}]}]},
+        )
         stream = False  # the route says it
     if stream:
         body["stream"] = True
