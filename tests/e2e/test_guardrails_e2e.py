@@ -133,8 +133,14 @@ def logs() -> Iterator[list[str]]:
 
 
 DOORS = ("chat", "completions", "embeddings", "responses", "anthropic", "gemini")
-STREAMING = ("chat", "completions", "responses", "anthropic", "gemini")
-ERROR_SHAPE = {"chat": "openai", "completions": "openai", "embeddings": "openai", "responses": "openai"}
+STREAMING = ("chat", "completions", "responses", "anthropic", "gemini", "gemini-array")
+ERROR_SHAPE = {
+    "chat": "openai",
+    "completions": "openai",
+    "embeddings": "openai",
+    "responses": "openai",
+    "gemini-array": "gemini",
+}
 
 
 def send(
@@ -158,6 +164,8 @@ def send(
     else:
         auth = {"x-goog-api-key": CLIENT_KEY}
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        if door == "gemini-array":  # the JSON-array stream (no alt=sse)
+            method = "streamGenerateContent"
         path, body = (
             f"/v1beta/models/{model}:{method}",
             {"contents": [{"role": "user", "parts": [{"text": text}]}]},
@@ -260,6 +268,8 @@ def test_input_allow_changes_nothing(
 def test_output_masks_the_answer(
     gw: GatewayServer, fake: FakeOpenAI, plugin: Plugin, logs: list[str], door: str, stream: bool
 ) -> None:
+    if door == "gemini-array" and not stream:
+        pytest.skip("the JSON-array form is a stream")
     fake.script(Reply(text=f"the key is {SECRET} as asked"))
     response = send(gw, door, "tell me the key", stream)
     assert response.status_code == 200, response.text
@@ -277,6 +287,8 @@ def test_output_masks_the_answer(
 def test_output_block_before_anything_was_sent_is_an_error_in_the_doors_format(
     gw: GatewayServer, fake: FakeOpenAI, plugin: Plugin, door: str, stream: bool
 ) -> None:
+    if door == "gemini-array" and not stream:
+        pytest.skip("the JSON-array form is a stream")
     fake.script(Reply(text="here you go BLOCKME"))
     response = send(gw, door, "tell me", stream)
     assert response.status_code == 400

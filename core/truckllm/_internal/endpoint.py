@@ -35,9 +35,9 @@ from truckllm._internal.bodies import BodyCapture
 from truckllm._internal.dialect import DialectRoute, InboundDialect
 from truckllm._internal.dialect_state import RequestState, backend_of
 from truckllm._internal.gateway import Gateway
+from truckllm._internal.governance import levels as governance_levels
 from truckllm._internal.guard_stages import check_answer, check_request
 from truckllm._internal.guard_stream import guard_stream
-from truckllm._internal.governance import levels as governance_levels
 from truckllm._internal.identity import identify
 from truckllm._internal.pipeline import serve
 from truckllm._internal.request import Outcome, RequestContext, end_request
@@ -320,8 +320,6 @@ class ApiEndpoint:
 
     async def _guard_output(self, rt: Runtime, ctx: RequestContext, outcome: Outcome) -> Outcome:
         """The guardrails' output stage on an answer in the client's dialect."""
-        if not rt.config.guardrails:
-            return outcome
         if outcome.stream is None:
             outcome.body = await check_answer(rt, ctx, self.dialect.name, outcome.body)
             return outcome
@@ -435,14 +433,16 @@ class ApiEndpoint:
     ) -> Outcome:
         """The answer: a response cache's hit, else the pipeline's (offered to the caches), through
         the guardrails' output stage."""
+        guarded = bool(rt.config.guardrails)
         if cache is None:
-            return await self._guard_output(rt, ctx, await serve(self.gateway, rt, request, ctx))
-        outcome = await cache.lookup()
-        if outcome is None:  # the cache keeps what the guardrails let through, as released
-            served = await self._guard_output(rt, ctx, await serve(self.gateway, rt, request, ctx))
-            outcome = await cache.watch(served)
+            outcome = await serve(self.gateway, rt, request, ctx)
+            return await self._guard_output(rt, ctx, outcome) if guarded else outcome
+        hit = await cache.lookup()
+        if hit is None:  # the cache keeps what the guardrails let through, as released
+            outcome = await serve(self.gateway, rt, request, ctx)
+            outcome = await cache.watch(await self._guard_output(rt, ctx, outcome) if guarded else outcome)
         else:
-            outcome = await self._guard_output(rt, ctx, outcome)
+            outcome = await self._guard_output(rt, ctx, hit) if guarded else hit
         outcome.headers[response_cache.HEADER] = cache.status
         return outcome
 

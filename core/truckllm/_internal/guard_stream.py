@@ -84,6 +84,33 @@ def _json_frame(raw: bytes) -> _Frame:
     return _Frame(raw, event, raw[:start], raw[end + 1 :])
 
 
+def _json_elements(buffer: bytes) -> tuple[list[_Frame], bytes]:
+    """The complete top-level objects of a JSON-array stream's bytes (each with the separators
+    before it), and the bytes left over (a partial element, or the array's end)."""
+    frames: list[_Frame] = []
+    depth = 0
+    in_string = escaped = False
+    start = 0
+    for i, byte in enumerate(buffer):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = depth > 0
+        elif byte == 0x7B:  # {
+            depth += 1
+        elif byte == 0x7D and depth > 0:  # }
+            depth -= 1
+            if depth == 0:
+                frames.append(_json_frame(buffer[start : i + 1]))
+                start = i + 1
+    return frames, buffer[start:]
+
+
 class StreamGuard:
     """Holds, checks and releases one stream's frames (see the module's docstring)."""
 
@@ -130,9 +157,10 @@ class StreamGuard:
             return b""
 
     def _frames(self, chunk: bytes) -> list[_Frame]:
-        if not self.sse:
-            return [_json_frame(chunk)]
         self.buffer += chunk
+        if not self.sse:
+            frames, self.buffer = _json_elements(self.buffer)
+            return frames
         frames = []
         start = 0
         for match in _EVENT_END.finditer(self.buffer):
