@@ -70,6 +70,7 @@ from truckllm._internal.store import (
     BudgetCheck,
     CooldownMark,
     Decision,
+    GroupBy,
     Period,
     RateCheck,
     Settlement,
@@ -90,6 +91,7 @@ __all__ = [
     "StoreConformance",
     "StoreHarness",
     "budget_ops",
+    "governed",
     "make_records",
     "run_budget_ops",
     "sum_records",
@@ -249,23 +251,43 @@ def make_records(n: int = 60, seed: int = 7, days: int = 3) -> list[RequestRecor
     return records
 
 
+def governed(records: list[RequestRecord], seed: int = 23) -> list[RequestRecord]:
+    """``records`` with teams, orgs, end users and tags (none, one or several tags each)."""
+    rng = random.Random(seed)
+    out = []
+    for record in records:
+        team = rng.choice(["eng", "ops", None])
+        out.append(
+            _replace(
+                record,
+                team=team,
+                org="acme" if team is not None and rng.random() < 0.7 else None,
+                user=rng.choice(["ann", "bob", "tête-à-tête 名前", None]),
+                tags=tuple(rng.sample(["t1", "t2", "proj:x/y", "a.b-c"], rng.randint(0, 3))),
+            )
+        )
+    return out
+
+
 def sum_records(
     records: list[RequestRecord], group_by: tuple[str, ...] = ()
 ) -> dict[tuple[str, ...], UsageRow]:
-    """The expected usage rows, computed directly from the records."""
+    """The expected usage rows, computed directly from the records (grouped by ``tag``, a record
+    counts once per tag, ``-`` when it has none)."""
     rows: dict[tuple[str, ...], UsageRow] = {}
     for record in records:
         groups = usage_groups(record)
-        label = tuple(groups[g] for g in group_by)
-        row = rows.setdefault(label, UsageRow(group=dict(zip(group_by, label, strict=True))))
-        row.requests += 1
-        row.errors += 0 if 200 <= record.status < 300 else 1
-        if record.usage is not None:
-            row.prompt_tokens += record.usage.prompt_tokens
-            row.completion_tokens += record.usage.completion_tokens
-            row.cached_tokens += record.usage.cached_tokens
-            row.reasoning_tokens += record.usage.reasoning_tokens
-        row.cost_usd += record.cost_usd
+        for tag in (record.tags or ("-",)) if "tag" in group_by else (groups["tag"],):
+            label = tuple(tag if g == "tag" else groups[g] for g in group_by)
+            row = rows.setdefault(label, UsageRow(group=dict(zip(group_by, label, strict=True))))
+            row.requests += 1
+            row.errors += 0 if 200 <= record.status < 300 else 1
+            if record.usage is not None:
+                row.prompt_tokens += record.usage.prompt_tokens
+                row.completion_tokens += record.usage.completion_tokens
+                row.cached_tokens += record.usage.cached_tokens
+                row.reasoning_tokens += record.usage.reasoning_tokens
+            row.cost_usd += record.cost_usd
     return rows
 
 
@@ -796,6 +818,68 @@ class StoreConformance:
             for row in report.rows:
                 _same(row, want[tuple(row.group[g] for g in group_by)])
             _same(report.total, sum_records(records)[()])
+
+    async def test_usage_group_by_team_org_user_and_tag(self, store_harness: StoreHarness) -> None:
+        """Teams, orgs, end users and tags group like the other fields; by ``tag``, a record
+        counts once in each of its tags' rows (``-``: none) and the total counts it once."""
+        records = governed(make_records(seed=29))
+        for record in records:
+            await store_harness.record(record)
+        await store_harness.sync()
+        groupings: tuple[tuple[GroupBy, ...], ...] = (
+            ("team",), ("org",), ("user",), ("tag",), ("tag", "key"), ("team", "user", "day"), ("org", "tag"),
+        )  # fmt: skip
+        for group_by in groupings:
+            report = await store_harness.store.usage(UsageQuery(group_by=group_by))
+            want = sum_records(records, group_by)
+            assert [tuple(r.group[g] for g in group_by) for r in report.rows] == sorted(want), group_by
+            for row in report.rows:
+                _same(row, want[tuple(row.group[g] for g in group_by)])
+            _same(report.total, sum_records(records)[()])
+        report = await store_harness.store.usage(UsageQuery(group_by=("tag",), key="team-a"))
+        _same(report.total, sum_records([r for r in records if r.gateway_key == "team-a"])[()])
+        assert {r.group["tag"] for r in report.rows} <= {"-", "t1", "t2", "proj:x/y", "a.b-c"}
+
+    async def test_usage_groups_survive_reopen(self, store_harness: StoreHarness) -> None:
+        """Team, org, user and tag rows are kept by the backend like the others."""
+        records = governed(make_records(n=20, seed=31), seed=5)
+        for record in records:
+            await store_harness.record(record)
+        reopened = await store_harness.reopen()
+        for group_by in (("tag",), ("team", "org", "user")):
+            report = await reopened.usage(UsageQuery(group_by=group_by))
+            want = sum_records(records, group_by)
+            assert [tuple(r.group[g] for g in group_by) for r in report.rows] == sorted(want)
+            for row in report.rows:
+                _same(row, want[tuple(row.group[g] for g in group_by)])
+
+    async def test_levels_share_budgets_atomically(self, store_harness: StoreHarness) -> None:
+        """Admissions that each check their own key's budget and a shared team's (and org's and
+        tag's): 40 at once never reserve more than any budget holds, and a denial takes nothing
+        from the other levels of its admission."""
+        store = store_harness.store
+        team, org, tag = _key("team"), _key("org"), _key("tag")
+        keys = [_key("key") for _ in range(4)]
+
+        def admission(i: int) -> tuple[BudgetCheck, ...]:
+            return (
+                BudgetCheck(key=keys[i % 4], limit=5.0, period="day", amount=1.0),
+                BudgetCheck(key=team, limit=12.0, period="day", amount=1.0),
+                BudgetCheck(key=org, limit=30.0, period="month", amount=1.0),
+                BudgetCheck(key=tag, limit=100.0, period="total", amount=1.0),
+            )
+
+        decisions = await asyncio.gather(*(_admit(store, budgets=admission(i)) for i in range(40)))
+        assert not any(d.degraded for d in decisions)
+        assert sum(d.allowed for d in decisions) == 12  # the team's budget binds first
+        assert {d.denied_by for d in decisions if not d.allowed} == {team}
+        probe = (
+            BudgetCheck(key=org, limit=PROBE_LIMIT, period="month", amount=0.0),
+            BudgetCheck(key=tag, limit=PROBE_LIMIT, period="total", amount=0.0),
+        )
+        used = await _admit(store, budgets=probe)
+        assert PROBE_LIMIT - used.remaining[org] == pytest.approx(12.0)  # the denials reserved nothing
+        assert PROBE_LIMIT - used.remaining[tag] == pytest.approx(12.0)
 
     async def test_usage_since_until_and_filters(self, store_harness: StoreHarness) -> None:
         """``since``/``until`` select whole UTC days; ``key``, ``alias``, ``provider`` filter."""
