@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from truckllm_store_file import FileStore
 
@@ -303,3 +304,46 @@ async def test_state_needs_a_started_store(tmp_path: Path) -> None:
     store = FileStore(FileStore.Options(path=str(tmp_path / "state.db")))
     with pytest.raises(StoreUnavailable, match="not open"):
         await store.get_state("n")
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_usage(tmp_path: Path) -> None:
+    """A file written before teams, orgs, users and tags had usage columns: its rows count under
+    ``-`` for each, and new records group by them."""
+    path = tmp_path / "state.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE usage (
+            key TEXT NOT NULL, alias TEXT NOT NULL, provider TEXT NOT NULL, provider_key TEXT NOT NULL,
+            model TEXT NOT NULL, day TEXT NOT NULL,
+            requests INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cached_tokens INTEGER NOT NULL DEFAULT 0, reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (key, alias, provider, provider_key, model, day)
+        ) WITHOUT ROWID;
+        INSERT INTO usage VALUES ('team-a', 'gpt-4o', 'openai', 'oa', 'gpt-4o', '2026-03-01', 3, 1, 10, 20, 0, 0, 0.5);
+        """
+    )
+    old.commit()
+    old.close()
+    clock = FakeClock()
+    store = await _open(path, clock)
+    store.store_usage(msgspec.structs.replace(make_records(n=1)[0], team="eng", tags=("t1", "t2")))
+    await store.close()
+    store = await _open(path, clock)
+    try:
+        report = await store.usage(UsageQuery(group_by=("team",)))
+        teams = {row.group["team"]: row.requests for row in report.rows}
+        assert teams == {"-": 3, "eng": 1} and report.total.requests == 4
+        tags = {
+            row.group["tag"]: row.requests for row in (await store.usage(UsageQuery(group_by=("tag",)))).rows
+        }
+        assert tags == {"-": 3, "t1": 1, "t2": 1}
+    finally:
+        await store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone() == ("2",)
+    db.close()
