@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import sys
 import types
 from typing import Any
@@ -150,10 +152,20 @@ def test_options_decode_strictly() -> None:
         msgspec.convert({"colour": "blue"}, PiiOptions)
 
 
-def test_presidio_asked_for_but_missing_stops_startup(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "presidio_analyzer", None)  # import fails
-    with pytest.raises(StartupError, match="presidio-analyzer"):
-        PiiGuardrail.make(PiiOptions(presidio=True))
+def test_presidio_asked_for_but_missing_is_a_config_error() -> None:
+    assert importlib.util.find_spec("presidio_analyzer") is None  # not installed here
+    with pytest.raises(msgspec.ValidationError, match=r"presidio: true needs presidio-analyzer: pip install"):
+        msgspec.convert({"presidio": True}, PiiOptions)
+
+
+def test_presidio_failing_to_load_stops_make(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("presidio_analyzer")
+    module.__spec__ = importlib.machinery.ModuleSpec("presidio_analyzer", None)
+    monkeypatch.setitem(sys.modules, "presidio_analyzer", module)  # found, but no AnalyzerEngine
+    options = PiiOptions(presidio=True)
+    monkeypatch.setitem(sys.modules, "presidio_analyzer", None)  # the import now fails
+    with pytest.raises(StartupError, match="presidio-analyzer and its model"):
+        PiiGuardrail.make(options)
 
 
 class _Result:
@@ -177,6 +189,7 @@ class _Engine:
 
 async def test_presidio_findings_merge_with_the_regex_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     module = types.ModuleType("presidio_analyzer")
+    module.__spec__ = importlib.machinery.ModuleSpec("presidio_analyzer", None)
     module.AnalyzerEngine = _Engine  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "presidio_analyzer", module)
     guard = PiiGuardrail.make(PiiOptions(presidio=True, presidio_entities=("PERSON",), presidio_score=0.7))

@@ -148,7 +148,7 @@ _SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "-",
         re.compile(r"-----BEGIN ([A-Z ]{0,20})PRIVATE KEY-----[\s\S]{0,16384}?-----END \1PRIVATE KEY-----"),
-    ),  # noqa: E501
+    ),
     ("_", _secret("gh", r"[pousr]_[A-Za-z0-9]{36,}")),  # GitHub tokens
     ("_", _secret("github_pat_", r"[A-Za-z0-9_]{22,}")),
     ("_", _secret("tllm_", r"[A-Za-z0-9_\-]{16,}")),  # TruckLLM gateway keys

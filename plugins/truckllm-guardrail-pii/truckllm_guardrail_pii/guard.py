@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -20,6 +21,7 @@ ALLOW = Verdict()
 """The verdict of a subject with nothing found (one shared, frozen instance)."""
 
 Score = Annotated[float, msgspec.Meta(ge=0, le=1)]
+_PRESIDIO_INSTALL = "pip install 'truckllm-guardrail-pii[presidio]'; python -m spacy download en_core_web_lg"
 
 
 class PiiOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -45,6 +47,8 @@ class PiiOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     def __post_init__(self) -> None:
         if not self.entities and not self.presidio:
             raise ValueError("entities is empty and presidio is off: nothing to detect")
+        if self.presidio and importlib.util.find_spec("presidio_analyzer") is None:
+            raise ValueError(f"presidio: true needs presidio-analyzer: {_PRESIDIO_INSTALL}")
 
 
 class PiiGuardrail:
@@ -69,11 +73,8 @@ class PiiGuardrail:
             try:
                 backend = PresidioBackend(opts.presidio_entities, opts.presidio_language, opts.presidio_score)
             except ImportError as exc:
-                raise StartupError(
-                    "guardrail pii: presidio: true needs presidio-analyzer and its spaCy model "
-                    "(pip install 'truckllm-guardrail-pii[presidio]'; python -m spacy download "
-                    f"en_core_web_lg): {exc}"
-                ) from exc
+                needs = f"presidio: true needs presidio-analyzer and its model ({_PRESIDIO_INSTALL})"
+                raise StartupError(f"guardrail pii: {needs}: {exc}") from exc
         return cls(opts, presidio=backend)
 
     async def check(self, subject: GuardSubject) -> Verdict:
