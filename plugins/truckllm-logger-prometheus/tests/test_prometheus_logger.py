@@ -114,6 +114,7 @@ RECORDS = [
             prompt_tokens=100, completion_tokens=50, total_tokens=150, cached_tokens=20, reasoning_tokens=10
         ),
         cost_usd=0.01,
+        tags=("capped", "made-up", "free"),
     ),
     record(  # a 429, then a success on the same provider
         latency_ms=2000.0,
@@ -588,3 +589,23 @@ def test_alerts_counted_by_kind_every_kind_from_zero(monkeypatch: pytest.MonkeyP
     assert {v for (name, labels) in s if name == "truckllm_alerts_total" for _, v in labels} == set(
         get_args(AlertKind)
     )
+
+
+async def test_tags_become_labels_only_from_the_config_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tag`` is a tag of ``tags.metrics`` or ``other`` (once per request): a client's made-up
+    tags never become label values."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    from truckllm._internal.view import RuntimeView
+
+    monkeypatch.setattr(RuntimeView, "metric_tags", ("capped",), raising=False)
+    metrics = await started(make_gateway())
+    for r in RECORDS:
+        metrics.emit_log(r)
+    metrics.emit_log(record(tags=("x1", "x2"), cost_usd=0.5))
+    s = scrape(metrics)
+    assert value(s, "truckllm_tag_requests_total", tag="capped") == 1
+    assert value(s, "truckllm_tag_requests_total", tag="other") == 2
+    assert value(s, "truckllm_tag_cost_usd_total", tag="capped") == pytest.approx(0.01)
+    assert value(s, "truckllm_tag_cost_usd_total", tag="other") == pytest.approx(0.51)
+    tags = {dict(labels)["tag"] for (name, labels) in s if name.startswith("truckllm_tag_")}
+    assert tags == {"capped", "other"}

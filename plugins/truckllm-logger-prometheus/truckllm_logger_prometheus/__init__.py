@@ -10,8 +10,9 @@ When ``PROMETHEUS_MULTIPROC_DIR`` is set (several hypercorn workers), values go 
 instead and every scrape merges all workers' files with prometheus-client's multiprocess mode.
 
 Label values are bounded: ``alias`` and ``provider`` only take names from the running config
-(``other`` for anything else, ``none`` when absent), error kinds a fixed set; a model name a
-client made up never becomes a label.
+(``other`` for anything else, ``none`` when absent), error kinds a fixed set, ``tag`` only the
+tags the config's ``tags.metrics`` lists (``other`` for any other); a model name or a tag a client
+made up never becomes a label.
 """
 
 from __future__ import annotations
@@ -209,6 +210,16 @@ class PrometheusLogger:
             ("kind",),
             registry=target,
         )
+        self.tag_requests = Counter(
+            "truckllm_tag_requests_total",
+            "Finished requests per tag (a request counts once under each of its tags; tags not in "
+            "the config's tags.metrics count under other).",
+            ("tag",),
+            registry=target,
+        )
+        self.tag_cost = Counter(
+            "truckllm_tag_cost_usd_total", "Spend in USD per tag.", ("tag",), registry=target
+        )
         self.alerts = Counter(
             "truckllm_alerts_total", "Alerts sent to the loggers, by kind.", ("kind",), registry=target
         )
@@ -252,6 +263,14 @@ class PrometheusLogger:
             return "none"
         return key if provider not in ("none", "other") and _KEY_NAME.fullmatch(key) else "other"
 
+    def tag_labels(self, tags: Collection[str]) -> set[str]:
+        """The label values of a request's tags: each one the config's ``tags.metrics`` lists, and
+        ``other`` (once) for any other."""
+        listed: Collection[str] = (
+            getattr(self._app.runtime, "metric_tags", ()) if self._app is not None else ()
+        )
+        return {tag if tag in listed else "other" for tag in tags}
+
     @staticmethod
     def kind_label(kind: str) -> str:
         """An error kind, or ``other`` for one outside :data:`ERROR_KINDS`."""
@@ -268,6 +287,10 @@ class PrometheusLogger:
         dialect = record.dialect if _DIALECT.fullmatch(record.dialect) else "other"
         stream = "true" if record.stream else "false"
         self.requests.labels(alias, provider, status_class, dialect, stream).inc()
+        for tag in self.tag_labels(record.tags) if record.tags else ():
+            self.tag_requests.labels(tag).inc()
+            if record.cost_usd > 0:
+                self.tag_cost.labels(tag).inc(record.cost_usd)
         self.duration.labels(alias, provider).observe(record.latency_ms / 1000)
         if record.ttft_ms is not None:
             self.ttft.labels(alias, provider).observe(record.ttft_ms / 1000)
