@@ -17,7 +17,7 @@ from truckllm import hookimpl, hookspecs
 from truckllm._internal.plugins import list_plugins, make_plugin_manager
 
 HOOKS = sorted(name for name, f in vars(hookspecs).items() if callable(f) and hasattr(f, "truckllm_spec"))
-MAY_BE_ASYNC = {"store_usage", "emit_log", "startup", "shutdown", "cache_lookup", "cache_store"}
+MAY_BE_ASYNC = {"store_usage", "emit_log", "emit_alert", "startup", "shutdown", "cache_lookup", "cache_store"}
 
 
 def plugin_with(hook: str, kind: str) -> Any:
