@@ -231,3 +231,13 @@ def test_options_validate_and_hide_the_key() -> None:
             decode_options(bad, LlmOptions)
     with pytest.raises(msgspec.ValidationError):
         decode_options({"url": "http://x/v1", "model": "m", "timeout": 0}, LlmOptions)
+
+
+async def test_an_idle_guardrail_holds_no_session(fake: FakeOpenAI) -> None:
+    fake.script(Reply(text='{"allowed": true}', times=-1))
+    guard = _guard(fake, cache_ttl=0)
+    await asyncio.gather(*(guard.check(_subject(str(i))) for i in range(3)))
+    assert guard._session is None  # closed once the last call ended: nothing leaks at shutdown
+    await guard.check(_subject("again"))  # a new call opens a new one
+    assert guard._session is None
+    await guard.aclose()

@@ -117,10 +117,12 @@ def _answer(payload: Any) -> JudgeAnswer:
 class LlmGuardrail:
     """Asks the judge about each subject; reuses a verdict for the same texts within ``cache_ttl``.
 
-    Two checks of the same texts at once share one judge call. The judge's session is made on the
-    first check and closed by :meth:`aclose`. A judge that fails or answers something else than
-    the expected JSON raises :class:`JudgeError` (the entry's ``on_error`` decides); a timeout
-    raises ``TimeoutError``. Neither is cached.
+    Two checks of the same texts at once share one judge call. The judge's session is made when
+    a call starts and closed when no call is using it any more (so checks at once share its
+    connections, and an idle guardrail holds nothing open); :meth:`aclose` closes it at once.
+    A judge that fails or answers something else than the expected JSON raises
+    :class:`JudgeError` (the entry's ``on_error`` decides); a timeout raises ``TimeoutError``.
+    Neither is cached.
 
     :param options: the entry's options.
     :param clock: monotonic seconds, for the cache (tests pass their own).
@@ -132,6 +134,7 @@ class LlmGuardrail:
         self._cache = VerdictCache(options.cache_size, float(options.cache_ttl), clock)
         self._inflight: dict[bytes, asyncio.Task[Verdict]] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._users = 0  # judge calls using the session now
         self.calls = 0
         """Judge calls made (cache hits and shared calls not counted)."""
 
@@ -173,10 +176,6 @@ class LlmGuardrail:
 
     async def _ask(self, content: str) -> JudgeAnswer:
         opts = self.options
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=float(opts.timeout)), trust_env=False
-            )
         headers = {"content-type": "application/json", "user-agent": "truckllm-guardrail-llm/0.1.0"}
         if opts.key is not None:
             headers["authorization"] = f"Bearer {opts.key.reveal()}"
@@ -191,12 +190,23 @@ class LlmGuardrail:
             }
         )
         self.calls += 1
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=float(opts.timeout)), trust_env=False
+            )
+        session = self._session
+        self._users += 1
         try:
-            async with self._session.post(self._url, data=body, headers=headers) as response:
+            async with session.post(self._url, data=body, headers=headers) as response:
                 raw = await response.read()
                 status = response.status
         except aiohttp.ClientError as exc:
             raise JudgeError(f"the judge could not be reached: {type(exc).__name__}") from None
+        finally:
+            self._users -= 1
+            if self._users == 0 and self._session is session:  # idle: nothing left open
+                self._session = None
+                await session.close()
         if status >= 400:
             raise JudgeError(f"the judge answered HTTP {status}")
         try:
