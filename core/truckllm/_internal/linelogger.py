@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from loguru import logger
 
-from truckllm._internal.records import json_line, level_for, text_line
+from truckllm._internal.records import alert_line, json_line, level_for, text_line
 from truckllm.hookspecs import hookimpl
-from truckllm.types import RequestRecord
+from truckllm.types import Alert, RequestRecord
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -57,6 +57,7 @@ class LineLogger:
         self._tag = f"{self.name}-{uuid.uuid4().hex}"
         self._min_level = LEVELS[options.level.upper()]
         self._format: Callable[[RequestRecord], str] = json_line if options.format == "json" else text_line
+        self._bodies = bool(options.include_bodies) and options.format == "json"
         self._handler_id: int | None = None
         self._log = logger.bind(**{EXTRA_KEY: self._tag})
 
@@ -72,8 +73,6 @@ class LineLogger:
         """Add this logger's loguru sink."""
         if self._handler_id is not None:
             return
-        if self.options.include_bodies:
-            logger.warning("logger {}: include_bodies is reserved; records carry no bodies yet", self.name)
         target, extra = self.sink()
         self._handler_id = logger.add(
             target,
@@ -95,7 +94,18 @@ class LineLogger:
         level = level_for(record)
         if LEVELS[level] < self._min_level:
             return
+        if self._bodies and record.bodies is not None:
+            self._log.log(level, json_line(record, bodies=True))
+            return
         self._log.log(level, self._format(record))
+
+    @hookimpl
+    def emit_alert(self, alert: Alert) -> None:
+        """One ``WARNING`` line per alert (:func:`~truckllm._internal.records.alert_line`, in the
+        logger's format)."""
+        if self._handler_id is None or LEVELS["WARNING"] < self._min_level:
+            return
+        self._log.warning(alert_line(alert, self.options.format))
 
     @hookimpl
     async def shutdown(self, app: Any) -> None:

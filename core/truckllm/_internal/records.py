@@ -15,9 +15,18 @@ from typing import Any
 
 import msgspec
 
-from truckllm.types import AttemptRecord, RequestRecord
+from truckllm.types import Alert, AttemptRecord, RequestRecord
 
-__all__ = ["FIELDS", "attempt_fields", "iso_time", "json_line", "level_for", "record_fields", "text_line"]
+__all__ = [
+    "FIELDS",
+    "alert_line",
+    "attempt_fields",
+    "iso_time",
+    "json_line",
+    "level_for",
+    "record_fields",
+    "text_line",
+]
 
 FIELDS = (
     "time",
@@ -131,9 +140,28 @@ def record_fields(record: RequestRecord) -> dict[str, Any]:
     }
 
 
-def json_line(record: RequestRecord) -> str:
-    """The record as one JSON object on one line (no trailing newline)."""
-    return msgspec.json.encode(record_fields(record)).decode()
+def json_line(record: RequestRecord, bodies: bool = False) -> str:
+    """The record as one JSON object on one line (no trailing newline); with ``bodies``, its
+    ``bodies`` too when it has them (already scrubbed and cut by the kernel)."""
+    fields = record_fields(record)
+    if bodies and record.bodies is not None:
+        fields = {**fields, "bodies": msgspec.to_builtins(record.bodies)}
+    return msgspec.json.encode(fields).decode()
+
+
+def alert_line(alert: Alert, format: str = "json") -> str:
+    """An alert as one line: JSON ``{"time", "level", "type": "alert", "alert"}``, or text
+    ``<time> WARNING ALERT <kind> "<subject>" "<message>" id="<id>"`` (strings JSON-quoted, so
+    the line stays one line whatever they hold)."""
+    time = iso_time(alert.at)
+    if format == "json":
+        fields = {"time": time, "level": "WARNING", "type": "alert", "alert": msgspec.to_builtins(alert)}
+        return msgspec.json.encode(fields).decode()
+    quoted = msgspec.json.encode
+    return (
+        f"{time} WARNING ALERT {alert.kind} {quoted(alert.subject).decode()} "
+        f"{quoted(alert.message).decode()} id={quoted(alert.id).decode()}"
+    )
 
 
 def _value(value: object) -> str:

@@ -16,8 +16,6 @@ import msgspec
 
 from truckllm import hookimpl
 from truckllm.kit.linelogger import EXTRA_KEY, LEVELS, LineLogger, check_level
-from truckllm.kit.records import iso_time
-from truckllm.types import Alert
 
 __all__ = ["EXTRA_KEY", "LEVELS", "TRUCKLLM_API", "FileLogger", "register_loggers"]
 
@@ -58,7 +56,8 @@ class FileLogger(LineLogger):
         :ivar retention: delete rotated files older than this (``14 days``), or keep this many
             (an integer); ``null``: keep all.
         :ivar compression: compress rotated files: ``gz``, ``bz2``, ``xz``, ``zip``...; ``null``: no.
-        :ivar include_bodies: reserved; records do not carry request or response bodies yet.
+        :ivar include_bodies: with ``format: json``, a record's request and answer bodies in its
+            line (only where the gateway key or the alias keeps them: ``log_bodies``).
         """
 
         path: str = "truckllm-requests.log"
@@ -101,24 +100,6 @@ class FileLogger(LineLogger):
             "compression": self.options.compression,
             "encoding": "utf-8",
         }
-
-    @hookimpl
-    def emit_alert(self, alert: Alert) -> None:
-        """One ``WARNING`` line per alert: JSON ``{"time", "level", "type": "alert", "alert"}``
-        or text ``<time> WARNING ALERT <kind> <subject> "<message>" id=<id>``."""
-        if self._handler_id is None or LEVELS["WARNING"] < self._min_level:
-            return
-        time = iso_time(alert.at)
-        if self.options.format == "json":
-            fields = {"time": time, "level": "WARNING", "type": "alert", "alert": msgspec.to_builtins(alert)}
-            line = msgspec.json.encode(fields).decode()
-        else:
-            quoted = msgspec.json.encode  # keeps the line one line, whatever the text holds
-            line = (
-                f"{time} WARNING ALERT {alert.kind} {quoted(alert.subject).decode()} "
-                f"{quoted(alert.message).decode()} id={quoted(alert.id).decode()}"
-            )
-        self._log.warning(line)
 
 
 @hookimpl

@@ -13,7 +13,7 @@ from truckllm_logger_stdout import EXTRA_KEY, StdoutLogger
 
 from truckllm._internal.config.loader import decode_options
 from truckllm._internal.records import FIELDS
-from truckllm.types import Alert, AttemptRecord, RequestRecord, Usage
+from truckllm.types import Alert, AttemptRecord, RecordBodies, RequestRecord, Usage
 
 STARTED = 1748779200.123  # 2025-06-01T12:00:00.123Z
 
@@ -252,3 +252,16 @@ async def test_one_line_per_alert_next_to_the_records() -> None:
                 '2025-06-01T12:00:00.123Z WARNING ALERT credentials_failing "provider:bedrock/main" '
             )
             assert alert_line.endswith('id="credentials_failing:bedrock/main:5997597"')
+
+
+async def test_bodies_only_with_include_bodies_json_and_a_record_that_has_them() -> None:
+    bodies = RecordBodies(request='{"q": "hi"}', response='{"a": "yo"}', response_truncated=True)
+    kept, plain = make_record(bodies=bodies), make_record()
+    on = await run_logger(StdoutLogger.Options(include_bodies=True), kept, plain)
+    with_bodies, without = (json.loads(line) for line in on)
+    assert with_bodies["bodies"] == {"request": '{"q": "hi"}', "response": '{"a": "yo"}', "response_truncated": True}
+    assert tuple(with_bodies)[: len(FIELDS)] == FIELDS and "bodies" not in without
+    off = await run_logger(StdoutLogger.Options(), kept)
+    assert "bodies" not in json.loads(off[0]) and "hi" not in off[0]
+    text = await run_logger(StdoutLogger.Options(format="text", include_bodies=True), kept)
+    assert '"q"' not in text[0]  # text lines never carry bodies
