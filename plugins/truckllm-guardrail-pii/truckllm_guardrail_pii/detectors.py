@@ -67,7 +67,7 @@ def _table(classes: dict[bytes, bytes], default: bytes) -> bytes:
 _DIGITS = b"0123456789"
 _UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _T_SHAPE = _table({_DIGITS + b" -.()": b"9", _UPPER: b"A"}, b"_")
-_T_DIGIT = _table({_DIGITS: b"9"}, b"_")
+_SEPARATORS = b" -.()"
 _NUMBER_RUN = 10  # the shortest card or national phone number, separators included
 _NUMBER_RUN_IPV4 = 7  # 1.1.1.1
 
@@ -82,18 +82,19 @@ class Text:
     :param text: the text.
     """
 
-    __slots__ = ("_digits", "_runs", "_shape", "text")
+    __slots__ = ("_ascii", "_runs", "_shape", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._shape: bytes | None = None
-        self._digits: bytes | None = None
+        self._ascii = b""
         self._runs: dict[int, list[tuple[int, int, int]]] | None = None
 
     def shape(self) -> bytes:
         """The shape: digits, spaces, ``-``, ``.``, ``(``, ``)`` as ``9``; capitals ``A``; the rest ``_``."""
         if self._shape is None:
-            self._shape = self.text.encode("ascii", "replace").translate(_T_SHAPE)
+            self._ascii = self.text.encode("ascii", "replace")
+            self._shape = self._ascii.translate(_T_SHAPE)
         return self._shape
 
     def number_runs(self, shortest: int, digits: int) -> Iterator[tuple[int, int]]:
@@ -105,9 +106,8 @@ class Text:
         if runs is None:
             runs = self._runs[shortest] = []
             for start, end in _runs(self.shape(), b"9" * shortest):
-                if self._digits is None:
-                    self._digits = self.text.encode("ascii", "replace").translate(_T_DIGIT)
-                runs.append((start, end, self._digits.count(b"9", start, end)))
+                # a run holds only digits and separators: its digits are what is left without these
+                runs.append((start, end, len(self._ascii[start:end].translate(None, _SEPARATORS))))
         return ((start, end) for start, end, count in runs if count >= digits)
 
     def iban_starts(self) -> Iterator[int]:

@@ -76,11 +76,7 @@ class PolicyGuardrail:
     def __init__(self, options: PolicyOptions) -> None:
         self.options = options
         self._patterns = _compile(options.blocked_patterns)
-        self._words: re.Pattern[str] | None = None
-        if options.blocked_words:
-            # one group per word: ``lastindex`` says which word matched
-            alternatives = "|".join(f"({re.escape(w.strip())})" for w in options.blocked_words)
-            self._words = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+        self._words = tuple(w.strip().casefold() for w in options.blocked_words)
 
     @classmethod
     def make(cls, options: object) -> PolicyGuardrail:
@@ -98,11 +94,10 @@ class PolicyGuardrail:
                 "max_input_tokens",
                 f"the prompt is about {subject.estimated_tokens} tokens, over max_input_tokens {limit}",
             )
-        if self._words is not None:
+        if self._words:
             for piece in subject.texts:
-                found = self._words.search(piece.text)
-                if found is not None:
-                    index = (found.lastindex or 1) - 1
+                index = _blocked_word(piece.text.casefold(), self._words)
+                if index is not None:
                     return _block("blocked_words", f"the text holds blocked_words[{index}]")
         for index, pattern in enumerate(self._patterns):
             if any(pattern.search(piece.text) for piece in subject.texts):
@@ -120,6 +115,28 @@ class PolicyGuardrail:
                     f"the answer is {size} characters, over max_output_chars {opts.max_output_chars}",
                 )
         return ALLOW
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _blocked_word(text: str, words: tuple[str, ...]) -> int | None:
+    """The index of the first of ``words`` found in ``text`` as a whole word (both case-folded).
+
+    ``str.find`` per word (C speed) and a look at the characters around each hit: cheaper than
+    one case-insensitive regex over the text for the few words a policy lists.
+    """
+    for index, word in enumerate(words):
+        at = text.find(word)
+        while at >= 0:
+            end = at + len(word)
+            before_ok = at == 0 or not (_is_word_char(word[0]) and _is_word_char(text[at - 1]))
+            after_ok = end == len(text) or not (_is_word_char(word[-1]) and _is_word_char(text[end]))
+            if before_ok and after_ok:
+                return index
+            at = text.find(word, at + 1)
+    return None
 
 
 def _block(rule: str, reason: str) -> Verdict:
