@@ -30,7 +30,8 @@ policy = pytest.importorskip("truckllm_guardrail_policy")
 
 SYSTEM = "You are a helpful assistant. Answer briefly, and say so when you do not know."
 NOTES = "Summarise the following notes in two sentences. " + " ".join(
-    f"Item {i}: the shipment left the depot at {8 + i % 10}:{i % 60:02d} and arrived on time." for i in range(40)
+    f"Item {i}: the shipment left the depot at {8 + i % 10}:{i % 60:02d} and arrived on time."
+    for i in range(40)
 )
 USER = NOTES[: 2048 - len(SYSTEM)]
 FEW = (
@@ -38,7 +39,7 @@ FEW = (
     + " Reach me at jane.doe@example.com or +44 20 7946 0958; charge card 4111 1111 1111 1111."
 )
 DATES = " ".join(
-    f"Item {i}: left the depot on 2026-{1 + i % 12:02d}-{1 + i % 28:02d} at {8 + i % 10}:{i % 60:02d}, on time."
+    f"Item {i}: left on 2026-{1 + i % 12:02d}-{1 + i % 28:02d} at {8 + i % 10}:{i % 60:02d}, on time."
     for i in range(60)
 )[: 2048 - len(SYSTEM)]
 PROMPTS = {"clean": USER, "few": FEW, "dates": DATES}
