@@ -18,6 +18,8 @@ from truckllm_testing.fakes import FakeOpenAI, Reply
 from truckllm_testing.loopback import LoopbackServer
 from truckllm_testing.server import GatewayServer
 
+pytest.importorskip("truckllm_provider_openai")  # the upstream is an OpenAI provider
+
 PROVIDER_KEY = "sk-test-aaaaaaaaaaaaaaaaaaaa"
 CLIENT_KEY = "client-key-0123456789"
 JUDGE_KEY = "judge-key-0123456789"

@@ -16,6 +16,8 @@ from truckllm.types import RequestRecord
 from truckllm_testing.fakes import FakeOpenAI, Reply
 from truckllm_testing.server import GatewayServer
 
+pytest.importorskip("truckllm_provider_openai")  # the upstream is an OpenAI provider
+
 PROVIDER_KEY = "sk-test-aaaaaaaaaaaaaaaaaaaa"
 CLIENT_KEY = "client-key-0123456789"
 EMAIL = "jane.doe@example.com"
@@ -117,3 +119,26 @@ def test_block_names_the_kind_and_sends_nothing_upstream(
     (result,) = records.of(response).guardrails
     assert (result.action, dict(result.findings)) == ("block", {"card": 1})
     assert _chat(gw, "no card here, just 42", model="strict").status_code == 200
+
+
+def test_a_streamed_answer_is_masked(gw: GatewayServer, fake: FakeOpenAI, records: Records) -> None:
+    fake.script(Reply(text=f"Sure: write to {EMAIL} or call {PHONE}, they answer quickly."))
+    response = httpx.post(
+        gw.url + "/v1/chat/completions",
+        json={"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "who?"}]},
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    text = ""
+    for line in response.text.splitlines():
+        if line.startswith("data: {"):
+            for choice in json.loads(line[len("data: ") :])["choices"]:
+                text += choice["delta"].get("content") or ""
+    assert text == "Sure: write to <EMAIL> or call <PHONE>, they answer quickly."
+    (_, output) = records.of(response).guardrails
+    assert (output.stage, output.action, dict(output.findings)) == (
+        "output",
+        "modify",
+        {"email": 1, "phone": 1},
+    )

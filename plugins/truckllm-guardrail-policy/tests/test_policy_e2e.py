@@ -12,6 +12,8 @@ import pytest
 from truckllm_testing.fakes import FakeOpenAI
 from truckllm_testing.server import GatewayServer
 
+pytest.importorskip("truckllm_provider_openai")  # the upstream is an OpenAI provider
+
 PROVIDER_KEY = "sk-test-aaaaaaaaaaaaaaaaaaaa"
 CLIENT_KEY = "client-key-0123456789"
 
