@@ -262,17 +262,14 @@ def _find_ibans(text: Text, taken: Sequence[Span]) -> Iterable[tuple[int, int]]:
 
 _CARD_RUN = re.compile(r"(?<!\d)\d(?:[ \-]?\d){12,}", re.ASCII)
 _GROUP = re.compile(r"\d+", re.ASCII)
-_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+_DOUBLED = bytes(48) + bytes((0, 2, 4, 6, 8, 1, 3, 5, 7, 9)) + bytes(198)  # by ASCII code: 2d, digits summed
 
 
 def luhn_ok(digits: str) -> bool:
     """Does the ASCII digit string ``digits`` pass the Luhn check?"""
-    total = 0
-    double = False
-    for ch in reversed(digits):
-        d = ord(ch) - 48
-        total += _DOUBLED[d] if double else d
-        double = not double
+    raw = digits.encode("ascii")
+    kept, doubled = raw[-1::-2], raw[-2::-2]
+    total = sum(kept) - 48 * len(kept) + sum(map(_DOUBLED.__getitem__, doubled))
     return total % 10 == 0
 
 
@@ -306,6 +303,11 @@ def _find_cards(text: Text, taken: Sequence[Span]) -> Iterable[tuple[int, int]]:
     found: list[tuple[int, int]] | None = None
     for start, end in text.number_runs(_NUMBER_RUN, 13):
         for run in _CARD_RUN.finditer(raw, start, end):
+            if run.end() - run.start() <= 19 and run.group().isdigit():  # plain digits: one group
+                if luhn_ok(run.group()) and not _overlaps(run.start(), run.end(), taken):
+                    found = found or []
+                    found.append(run.span())
+                continue
             groups = [g.span() for g in _GROUP.finditer(raw, run.start(), run.end())]
             for span in _cards_in(raw, groups, taken):
                 if found is None:
@@ -321,8 +323,11 @@ _PHONE_NANP = re.compile(r"(?<![\w+.\-])(?:\(\d{3}\) ?|\d{3}[ .\-])\d{3}[ .\-]\d
 _PHONE_TRUNK = re.compile(r"(?<![\w+.\-/])0\d{1,4}([ .\-])\d{2,8}(?:\1\d{2,8})*+(?![\w/]|[.\-]\d)", re.ASCII)
 
 
+_NOT_DIGITS = bytes(c for c in range(256) if not 48 <= c <= 57)
+
+
 def _digit_count(text: str, start: int, end: int) -> int:
-    return sum(1 for ch in text[start:end] if "0" <= ch <= "9")
+    return len(text[start:end].encode("ascii", "replace").translate(None, _NOT_DIGITS))
 
 
 def _find_phones(text: Text, taken: Sequence[Span]) -> Iterable[tuple[int, int]]:
