@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from truckllm._internal.auth import GatewayKey, narrow
 from truckllm._internal.config.schema import BudgetConfig, Config
@@ -47,8 +48,7 @@ MAX_METRIC_TAGS = 100
 LevelKind = Literal["key", "team", "org", "user", "tag"]
 
 
-@dataclass(frozen=True, slots=True)
-class Level:
+class Level(msgspec.Struct, frozen=True):
     """One level a request is limited at.
 
     :ivar kind: ``key``, ``team``, ``org``, ``user`` or ``tag``.
