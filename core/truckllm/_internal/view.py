@@ -87,6 +87,11 @@ class RuntimeView:
         return self._aliases[1]
 
     @property
+    def metric_tags(self) -> frozenset[str]:
+        """The request tags that may become metric label values (``tags.metrics``)."""
+        return frozenset(self._gateway.runtime.config.tags.metrics)
+
+    @property
     def providers(self) -> Mapping[str, Provider]:
         """Provider name → :class:`~truckllm.types.Provider` (type, base URL, options; no keys)."""
         return MappingProxyType(self._gateway.runtime.providers)

@@ -35,6 +35,7 @@ from truckllm._internal.config.schema import (
 )
 from truckllm._internal.config.typed import secret_strings
 from truckllm._internal.crypto import PREFIX, CryptoError, Keyring, unseal
+from truckllm._internal.governance import config_problems
 from truckllm._internal.netguard import NetPolicy, host_problem
 from truckllm._internal.secrets import Secret
 from truckllm.errors import ConfigError, Problem
@@ -520,6 +521,8 @@ def _check_semantics(config: Config, registry: Registry, reader: _Reader) -> Non
                 continue  # provider/model or provider/*
             if alias not in config.models and ("models", alias) not in reader.broken:
                 reader.problem(["keys", i, "models", j], f"no model alias named {alias!r}")
+    for path, message in config_problems(config):
+        reader.problem(path, message)
 
 
 def _check_guardrails(config: Config, registry: Registry, reader: _Reader) -> None:
