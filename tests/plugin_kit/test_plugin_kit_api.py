@@ -68,7 +68,7 @@ KIT_V1: dict[str, frozenset[str]] = {
             "DEFAULT_USAGE_RETENTION", "USAGE_COUNTERS", "USAGE_FIELDS", "USAGE_TOTALS", "Admission",
             "BudgetCheck", "CooldownClear", "CooldownMark", "CooldownPush", "Decision", "GroupBy",
             "Period", "RateCheck", "Settlement", "Store", "UsageQuery", "UsageReport", "UsageRow",
-            "budget_window", "usage_groups", "usage_key", "utc_day",
+            "budget_window", "usage_groups", "usage_key", "usage_keys", "is_tag_row", "NO_TAG", "TAGGED", "utc_day",
         }
     ),
     "tasks": frozenset({"stop_task"}),

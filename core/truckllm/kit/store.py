@@ -12,12 +12,16 @@
   bucket-key order; :data:`USAGE_TOTALS`: a row's totals; :data:`USAGE_COUNTERS`: those that are
   counts (every total but ``cost_usd``); :data:`DEFAULT_USAGE_RETENTION`: seconds a day's usage
   is kept by default (400 days).
-- :func:`usage_key`, :func:`usage_groups`: the grouping values of one record; :func:`utc_day`:
-  the UTC date of a unix time; :func:`budget_window`: the id of the budget window of a
+- :func:`usage_key`, :func:`usage_groups`: the grouping values of one record;
+  :func:`usage_keys`: every usage row one record counts in (its own, and one per tag:
+  :data:`NO_TAG` / :data:`TAGGED` mark the own row's ``tag``; :func:`is_tag_row` tells them
+  apart); :func:`utc_day`: the UTC date of a unix time; :func:`budget_window`: the id of the budget window of a
   :data:`Period` (``day``, ``week``, ``month``, ``total``) containing a unix time.
 """
 
 from truckllm._internal.store import DEFAULT_USAGE_RETENTION as DEFAULT_USAGE_RETENTION
+from truckllm._internal.store import NO_TAG as NO_TAG
+from truckllm._internal.store import TAGGED as TAGGED
 from truckllm._internal.store import USAGE_COUNTERS as USAGE_COUNTERS
 from truckllm._internal.store import USAGE_FIELDS as USAGE_FIELDS
 from truckllm._internal.store import USAGE_TOTALS as USAGE_TOTALS
@@ -37,12 +41,16 @@ from truckllm._internal.store import UsageQuery as UsageQuery
 from truckllm._internal.store import UsageReport as UsageReport
 from truckllm._internal.store import UsageRow as UsageRow
 from truckllm._internal.store import budget_window as budget_window
+from truckllm._internal.store import is_tag_row as is_tag_row
 from truckllm._internal.store import usage_groups as usage_groups
 from truckllm._internal.store import usage_key as usage_key
+from truckllm._internal.store import usage_keys as usage_keys
 from truckllm._internal.store import utc_day as utc_day
 
 __all__ = [
     "DEFAULT_USAGE_RETENTION",
+    "NO_TAG",
+    "TAGGED",
     "USAGE_COUNTERS",
     "USAGE_FIELDS",
     "USAGE_TOTALS",
@@ -62,7 +70,9 @@ __all__ = [
     "UsageReport",
     "UsageRow",
     "budget_window",
+    "is_tag_row",
     "usage_groups",
     "usage_key",
+    "usage_keys",
     "utc_day",
 ]
