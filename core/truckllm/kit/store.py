@@ -15,8 +15,8 @@
 - :func:`usage_key`, :func:`usage_groups`: the grouping values of one record;
   :func:`usage_keys`: every usage row one record counts in (its own, and one per tag:
   :data:`NO_TAG` / :data:`TAGGED` mark the own row's ``tag``; :func:`is_tag_row` tells them
-  apart); :func:`utc_day`: the UTC date of a unix time; :func:`budget_window`: the id of the budget window of a
-  :data:`Period` (``day``, ``week``, ``month``, ``total``) containing a unix time.
+  apart); :func:`utc_day`: the UTC date of a unix time; :func:`budget_window`: the id of the
+  budget window of a :data:`Period` (``day``, ``week``, ``month``, ``total``) containing a unix time.
 """
 
 from truckllm._internal.store import DEFAULT_USAGE_RETENTION as DEFAULT_USAGE_RETENTION
