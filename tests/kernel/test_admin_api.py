@@ -139,3 +139,24 @@ def test_the_docs_say_what_a_new_user_needs() -> None:
     assert "`provider`, `strategy`, `store`, `logger` and `dialect`" in guide
     assert "\n## Dialect plugins\n" in guide and "register_dialects" in guide
     assert "`fake.base_url` is what a provider's `base_url` is for it" in guide
+
+
+def test_a_key_is_created_in_a_team_with_tags_and_listed_back(tmp_path: Path) -> None:
+    path = tmp_path / "truckllm.yaml"
+    path.write_text(CONFIG + "teams:\n  eng: {}\n")
+    with GatewayServer(config_path=str(path)) as gw:
+        body = {
+            "name": "ci",
+            "team": "eng",
+            "tags": ["nightly", "ci"],
+            "user_budget": {"usd": 5, "period": "day"},
+            "log_bodies": True,
+        }
+        created = httpx.post(gw.url + "/admin/v1/keys", json=body, headers=ADMIN)
+        assert created.status_code == 201, created.text
+        (row,) = httpx.get(gw.url + "/admin/v1/keys", headers=ADMIN).json()["keys"]
+        assert row["team"] == "eng" and row["tags"] == ["nightly", "ci"] and row["log_bodies"] is True
+        assert row["user_budget"] == {"usd": 5.0, "period": "day"}
+        ghost = httpx.post(gw.url + "/admin/v1/keys", json={"name": "x", "team": "ghost"}, headers=ADMIN)
+        assert ghost.status_code == 422 and "ghost" in ghost.text  # refused, nothing written
+    assert "ghost" not in path.read_text()

@@ -43,6 +43,10 @@ class NewKey(msgspec.Struct, forbid_unknown_fields=True):
     tpm: int | None = None
     budget: dict[str, Any] | None = None
     expires: str | None = None
+    team: str | None = None
+    tags: list[str] | None = None
+    user_budget: dict[str, Any] | None = None
+    log_bodies: bool | None = None
 
 
 def _row(key: GatewayKeyConfig) -> dict[str, Any]:
@@ -54,6 +58,10 @@ def _row(key: GatewayKeyConfig) -> dict[str, Any]:
         "tpm": key.tpm,
         "budget": msgspec.to_builtins(key.budget) if key.budget else None,
         "expires": key.expires,
+        "team": key.team,
+        "tags": list(key.tags),
+        "user_budget": msgspec.to_builtins(key.user_budget) if key.user_budget else None,
+        "log_bodies": key.log_bodies,
     }
 
 
@@ -94,6 +102,10 @@ async def create_key(gateway: Gateway, request: Request) -> Response:
         "tpm": new.tpm,
         "budget": new.budget,
         "expires": new.expires,
+        "team": new.team,
+        "tags": new.tags or None,
+        "user_budget": new.user_budget,
+        "log_bodies": new.log_bodies or None,
     }
     text = add_gateway_key(str(gateway.runtime.extra["text"]), entry)
     try:
