@@ -13,6 +13,11 @@ not (two runs agree to 0.1%). This runs, one after the other, under ``valgrind -
   deployment on the same fake upstream;
 - each of the four gateway subjects with ``-stream``: the request streamed (16 content events,
   sent back to back);
+- ``gateway-sql`` / ``gateway-sqlite``: ``gateway`` plus the ``sql`` request logger
+  (``batch_size: 500, flush_interval: 30s``) writing to a fresh PostgreSQL database (created on
+  127.0.0.1:5432, user ``postgres``, trust auth, and dropped after) / a fresh SQLite file: the
+  count includes the batch writes (after the last request it waits, inside the counted window,
+  until every full batch is stored);
 
 and for each, sends ``--warmup`` requests, zeroes the counters, sends ``--requests`` keep-alive
 requests (the benchmark's 1 KB request; the gateway rewrites its model), dumps the counters
@@ -26,6 +31,8 @@ client, and TruckLLM's own code; each subject is compared with the one below it 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -33,6 +40,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -40,6 +48,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from bench.harness import ANTHROPIC_MODEL, OPENAI_MODEL, openai_body, responses_body
 from bench.procs import free_port
@@ -65,6 +74,8 @@ class Subject:
     """The gateway needs the Anthropic deployment (alias ``bench-anthropic``)."""
     base: str | None = None
     """The subject this one is compared with."""
+    sql: Literal["postgres", "sqlite"] | None = None
+    """The gateway also logs every request to this database (the ``sql`` logger)."""
 
 
 def _subjects() -> dict[str, Subject]:
@@ -91,6 +102,8 @@ def _subjects() -> dict[str, Subject]:
             anthropic=True,
             base="chat-anthropic" + tail,
         )
+    out["gateway-sql"] = Subject(chat, openai_body("bench-openai"), base="gateway", sql="postgres")
+    out["gateway-sqlite"] = Subject(chat, openai_body("bench-openai"), base="gateway", sql="sqlite")
     return out
 
 
@@ -124,6 +137,61 @@ def gateway_config(port: int, upstream_url: str, anthropic: bool = False) -> str
     return f"server: {{listen: '127.0.0.1:{port}'}}\nproviders:\n{providers}models:\n{models}"
 
 
+SQL_BATCH = 500
+"""The ``sql`` logger's ``batch_size`` in the ``gateway-sql*`` subjects."""
+_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def sql_logger_config(url: str) -> str:
+    """The ``loggers:`` section of the ``gateway-sql*`` subjects: full batches only (the
+    ``flush_interval`` is longer than the counted window's gaps)."""
+    return f"loggers:\n  - sql: {{url: '{url}', batch_size: {SQL_BATCH}, flush_interval: 30s}}\n"
+
+
+def _pg_admin(statement: str) -> None:
+    import asyncpg  # the sql logger's dependency, in the venv with it
+
+    async def run() -> None:
+        conn = await asyncpg.connect(_PG_ADMIN, timeout=10)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def _stored_rows(url: str) -> int:
+    """Rows in the ``requests`` table of ``url`` (0 before it exists)."""
+    if url.startswith("sqlite:///"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)) as conn:
+            try:
+                return int(conn.execute("SELECT count(*) FROM requests").fetchone()[0])
+            except sqlite3.OperationalError:
+                return 0
+    import asyncpg
+
+    async def run() -> int:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM requests"))
+        except asyncpg.UndefinedTableError:
+            return 0
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _wait_rows(url: str, rows: int, limit: float = 600.0) -> None:
+    """Wait until ``url`` holds at least ``rows`` request rows."""
+    deadline = time.monotonic() + limit
+    while _stored_rows(url) < rows:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the sql logger stored fewer than {rows} rows within {limit:.0f}s")
+        time.sleep(0.5)
+
+
 def _wait_port(port: int, proc: subprocess.Popen[bytes], limit: float = 240.0) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -152,9 +220,19 @@ def _send(port: int, path: str, body: bytes, n: int) -> None:
 
 
 def count(
-    argv: list[str], port: int, path: str, body: bytes, requests: int, warmup: int, workdir: Path
+    argv: list[str],
+    port: int,
+    path: str,
+    body: bytes,
+    requests: int,
+    warmup: int,
+    workdir: Path,
+    *,
+    sql_url: str | None = None,
 ) -> int:
-    """Instructions per request of the server started by ``argv`` (listening on ``port``)."""
+    """Instructions per request of the server started by ``argv`` (listening on ``port``); with
+    ``sql_url``, the counted window ends once every full batch of the ``sql`` logger is stored
+    there (and start-up may take minutes under valgrind)."""
     out = workdir / f"callgrind.{port}"
     valgrind = [
         "valgrind",
@@ -173,10 +251,12 @@ def count(
         start_new_session=True,
     )
     try:
-        _wait_port(port, proc)
+        _wait_port(port, proc, 900.0 if sql_url else 240.0)
         _send(port, path, body, warmup)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
         _send(port, path, body, requests)
+        if sql_url:
+            _wait_rows(sql_url, (warmup + requests) // SQL_BATCH * SQL_BATCH)
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
         dump = Path(f"{out}.{proc.pid}.1")
         deadline = time.monotonic() + 30
@@ -239,16 +319,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in names:
                 subject = SUBJECTS[name]
                 port = free_port()
+                sql_url = database = None
+                if subject.sql == "postgres":
+                    database = f"truckllm_bench_{os.getpid()}_{port}"
+                    _pg_admin(f"CREATE DATABASE {database}")
+                    sql_url = _PG_ADMIN.rsplit("/", 1)[0] + "/" + database
+                elif subject.sql == "sqlite":
+                    sql_url = f"sqlite:///{workdir / f'requests-{port}.db'}"
                 if subject.gateway:
                     config = workdir / "gateway.yaml"
-                    config.write_text(gateway_config(port, upstream_url, subject.anthropic))
+                    text = gateway_config(port, upstream_url, subject.anthropic)
+                    config.write_text(text + (sql_logger_config(sql_url) if sql_url else ""))
                     command = [truckllm, "serve", "--config", str(config)]
                 else:
                     command = [python, "-m", "bench.floors", name, str(port)]
                     command += [f"{upstream_url}/v1/chat/completions"] if name == "proxy" else []
-                figures[name] = count(
-                    command, port, subject.path, subject.body, args.requests, args.warmup, workdir
-                )
+                try:
+                    figures[name] = count(
+                        command,
+                        port,
+                        subject.path,
+                        subject.body,
+                        args.requests,
+                        args.warmup,
+                        workdir,
+                        sql_url=sql_url,
+                    )
+                finally:
+                    if database:
+                        _pg_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
                 print(f"{name}: {figures[name]:,} instructions per request", file=sys.stderr)
     finally:
         os.killpg(upstream.pid, signal.SIGKILL)
