@@ -16,6 +16,8 @@ PAGES = (
     "/console/providers",
     "/console/requests",
     "/console/keys",
+    "/console/usage",
+    "/console/teams",
     "/console/plugins",
     "/console/config",
 )

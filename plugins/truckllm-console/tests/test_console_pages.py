@@ -3,6 +3,7 @@ readable, states worded; and the pure helpers (charts, the ``next`` check, the k
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from truckllm_console.charts import Axis, bar_chart, line_chart
 from truckllm_console.pages.auth import safe_next
 from truckllm_console.pages.keys import new_key_body, period_start
 from truckllm_console.pages.overview import charts
+from truckllm_console.pages.teams import budgets
 
 from truckllm.kit.web import AdminAnswer
 
@@ -160,11 +162,39 @@ def hostile() -> Iterator[tuple[FakeView, TestClient]]:
                 status=200,
                 body={
                     "open": False,
-                    "keys": [{"name": EVIL, "models": [EVIL], "budget": {"usd": 5.0, "period": "month"}}],
+                    "keys": [
+                        {
+                            "name": EVIL,
+                            "models": [EVIL],
+                            "budget": {"usd": 5.0, "period": "month"},
+                            "team": EVIL,
+                            "tags": [EVIL],
+                        }
+                    ],
                 },
             ),
             "GET /admin/v1/usage": AdminAnswer(
-                status=200, body={"rows": [{"group": {"key": EVIL}, "cost_usd": 1.5}]}
+                status=200,
+                body={
+                    "rows": [{"group": {"key": EVIL, "tag": EVIL}, "requests": 1, "cost_usd": 1.5}],
+                    "total": {"requests": 1, "cost_usd": 1.5},
+                },
+            ),
+            "GET /admin/v1/teams": AdminAnswer(
+                status=200,
+                body={
+                    "teams": [
+                        {
+                            "name": EVIL,
+                            "org": EVIL,
+                            "models": [EVIL],
+                            "metadata": {EVIL: EVIL},
+                            "keys": [EVIL],
+                            "budgets": [{"usd": 10, "period": "month", "window": EVIL, "spent_usd": 9.0}],
+                        }
+                    ],
+                    "orgs": [{"name": EVIL, "teams": [EVIL], "metadata": {}, "budgets": []}],
+                },
             ),
             "GET /admin/v1/plugins": AdminAnswer(
                 status=200, body={"plugins": [{"name": EVIL, "hooks": [EVIL]}]}
@@ -186,6 +216,9 @@ def hostile() -> Iterator[tuple[FakeView, TestClient]]:
         "/console/requests/req_evil",
         "/console/providers",
         "/console/keys",
+        "/console/usage",
+        "/console/usage?group_by=key&group_by=tag",
+        "/console/teams",
         "/console/plugins",
         "/console/config",
         "/console/fragments/providers",
@@ -347,3 +380,165 @@ def test_charts_cover_the_range_asked_for() -> None:
     assert [c.title for c in made][:2] == ["Requests per second", "Errors (status 400 or more)"]
     assert made[0].rows == ((made[0].rows[0][0], "1.00/s"),)
     assert made[2].empty  # no latency figure: no line drawn
+
+
+def usage_view(rows: list[dict[str, Any]], total: dict[str, Any] | None = None) -> FakeView:
+    return FakeView(
+        {"GET /admin/v1/usage": AdminAnswer(status=200, body={"rows": rows, "total": total or {}})}
+    )
+
+
+def test_usage_asks_one_call_with_the_groups_and_the_range() -> None:
+    view = usage_view([])
+    with client_for(view) as client:
+        client.get("/console/usage")
+        client.get("/console/usage?group_by=tag&group_by=team&range=hour&sort=requests")
+        client.get("/console/usage?group_by=model&since=2027-01-01T00:00&until=2027-01-02T00:00&range=hour")
+    assert view.calls == [
+        ("GET", "/admin/v1/usage", {"group_by": "key", "since": f"{NOW - 86400:.3f}"}),
+        ("GET", "/admin/v1/usage", {"group_by": "team,tag", "since": f"{NOW - 3600:.3f}"}),
+        (
+            "GET",
+            "/admin/v1/usage",
+            {"group_by": "model", "since": "1798761600.000", "until": "1798848000.000"},
+        ),
+    ]
+
+
+def test_usage_refuses_bad_values_without_calling() -> None:
+    view = usage_view([])
+    with client_for(view) as client:
+        html = client.get("/console/usage?group_by=secret&since=yesterday").text
+    assert view.calls == []
+    assert "Cannot group by &#39;secret&#39;." in html
+    assert "since is not a date and time" in html
+
+
+def test_usage_sorts_by_cost_or_requests_and_keeps_the_top_rows() -> None:
+    rows = [{"group": {"team": f"t{i:03}"}, "requests": i, "cost_usd": 1000.0 - i} for i in range(250)]
+    view = usage_view(rows, {"requests": 31125, "cost_usd": 218875.0})
+    with client_for(view) as client:
+        by_cost = client.get("/console/usage?group_by=team").text
+        by_requests = client.get("/console/usage?group_by=team&sort=requests").text
+    cost_order = re.findall(r"<td>(t\d{3})</td>", by_cost)
+    assert cost_order[:2] == ["t000", "t001"] and len(cost_order) == 200
+    request_order = re.findall(r"<td>(t\d{3})</td>", by_requests)
+    assert request_order[:2] == ["t249", "t248"] and len(request_order) == 200
+    assert "Showing the top 200 of 250 rows by cost" in by_cost
+    assert "$218,875.00" in by_cost  # the total of all rows, not of those shown
+    # the sort and range links keep the groups chosen
+    assert 'href="/console/usage?group_by=team&amp;range=day&amp;sort=requests"' in by_cost
+    assert 'href="/console/usage?group_by=team&amp;range=hour&amp;sort=cost"' in by_cost
+
+
+def test_usage_by_tag_says_how_tags_count() -> None:
+    rows = [
+        {"group": {"tag": "a"}, "requests": 2, "cost_usd": 0.2},
+        {"group": {"tag": "b"}, "requests": 2, "cost_usd": 0.2},
+        {"group": {"tag": "-"}, "requests": 1, "cost_usd": 0.1},
+    ]
+    with client_for(usage_view(rows, {"requests": 3, "cost_usd": 0.3})) as client:
+        tagged = client.get("/console/usage?group_by=tag").text
+        plain = client.get("/console/usage?group_by=key").text
+    assert "counts once in each of its tags" in tagged and "<td>-</td>" in tagged
+    assert "counts once in each of its tags" not in plain
+    assert "Showing the top" not in tagged
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "shown"),
+    [
+        (501, "No store plugin is configured: usage is not recorded.", "Usage is not recorded."),
+        (400, "group_by accepts ['key'], not ['x']", "The admin API answered 400: group_by accepts"),
+        (503, "Usage is unavailable: store down", "The admin API answered 503: Usage is unavailable"),
+    ],
+)
+def test_usage_errors_are_readable(status: int, message: str, shown: str) -> None:
+    view = FakeView({"GET /admin/v1/usage": AdminAnswer(status=status, body={"error": {"message": message}})})
+    with client_for(view) as client:
+        answer = client.get("/console/usage")
+    assert answer.status_code == 200
+    assert shown in answer.text and "No usage in this range" not in answer.text
+
+
+def test_budgets_are_bars_red_beyond_80_percent() -> None:
+    row = {
+        "budgets": [
+            {"usd": 10, "period": "month", "window": "2027-01", "spent_usd": 9.0},
+            {"usd": 100, "period": "day", "window": "2027-01-15", "spent_usd": 50.0},
+            {"usd": 5, "period": "week", "window": "2027-W03", "spent_usd": 12.0},
+            {"usd": 0, "period": "total", "window": "total", "spent_usd": 0.5},
+            {"usd": 10, "period": "month", "window": "2027-01", "spent_usd": None},
+        ]
+    }
+    made = budgets(row)
+    assert [(b.width, b.over) for b in made] == [
+        (90.0, True),
+        (50.0, False),
+        (100.0, True),
+        (100.0, True),
+        (0.0, False),
+    ]
+    assert made[0].share == pytest.approx(0.9) and made[3].share is None and made[4].spent is None
+
+
+def test_teams_page_shows_limits_keys_and_budget_spend() -> None:
+    body = {
+        "teams": [
+            {
+                "name": "search",
+                "org": "acme",
+                "rpm": 600,
+                "tpm": None,
+                "models": None,
+                "metadata": {"cost_centre": "cc-42"},
+                "keys": ["search-prod", "search-dev"],
+                "budgets": [
+                    {"usd": 10, "period": "month", "window": "2027-01", "spent_usd": 9.0},
+                    {"usd": 100, "period": "day", "window": "2027-01-15", "spent_usd": None},
+                ],
+            }
+        ],
+        "orgs": [
+            {
+                "name": "acme",
+                "teams": ["search"],
+                "metadata": {},
+                "budgets": [{"usd": 1000, "period": "month", "window": "2027-01", "spent_usd": 250.0}],
+            }
+        ],
+    }
+    view = FakeView({"GET /admin/v1/teams": AdminAnswer(status=200, body=body)})
+    with client_for(view) as client:
+        html = client.get("/console/teams").text
+    assert view.calls == [("GET", "/admin/v1/teams", {})]
+    assert '<tr id="team-search">' in html and '<a href="#org-acme">acme</a>' in html
+    assert "600 req/min" in html and "search-prod, search-dev" in html and "cc-42" in html
+    assert '<div class="budget over">' in html and "$9.00 of $10.00 per month (90.0 %)" in html
+    assert "$100.00 per day: spend unknown (no store)" in html
+    assert "$250.00 of $1,000.00 per month (25.0 %)" in html
+    assert html.count('<div class="budget">') == 2  # the unknown and the org's 25 %
+
+
+def test_teams_page_without_teams_or_with_an_admin_error() -> None:
+    with client_for(
+        FakeView({"GET /admin/v1/teams": AdminAnswer(status=200, body={"teams": [], "orgs": []})})
+    ) as client:
+        assert "No teams: add a <code>teams:</code> section" in client.get("/console/teams").text
+    with client_for(FakeView({})) as client:
+        html = client.get("/console/teams").text
+        assert "The admin API answered 404: nothing here" in html and "<h2>Teams</h2>" not in html
+
+
+def test_keys_show_their_team_and_tags() -> None:
+    keys = [{"name": "a", "team": "search", "tags": ["prod", "eu"]}, {"name": "b", "tags": []}]
+    view = FakeView(
+        {
+            "GET /admin/v1/keys": AdminAnswer(status=200, body={"keys": keys}),
+            "GET /admin/v1/usage": AdminAnswer(status=200, body={"rows": []}),
+        }
+    )
+    with client_for(view) as client:
+        html = client.get("/console/keys").text
+    assert '<a href="/console/teams#team-search">search</a>' in html
+    assert '<span class="tag">prod</span> <span class="tag">eu</span>' in html

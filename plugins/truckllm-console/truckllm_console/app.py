@@ -12,7 +12,7 @@ from starlette.staticfiles import StaticFiles
 
 from truckllm_console.console import AdminView, Console
 from truckllm_console.headers import SecurityHeaders
-from truckllm_console.pages import auth, keys, overview, providers, requests, settings
+from truckllm_console.pages import auth, keys, overview, providers, requests, settings, teams, usage
 
 if TYPE_CHECKING:
     from truckllm.kit.view import GatewayView
@@ -35,6 +35,8 @@ def build_routes(
         *providers.routes(console),
         *requests.routes(console),
         *keys.routes(console),
+        *usage.routes(console),
+        *teams.routes(console),
         *settings.routes(console),
         Mount("/static", app=static, name="static"),
     ]

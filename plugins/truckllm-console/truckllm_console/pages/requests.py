@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from truckllm_console.console import Console
 
-__all__ = ["FILTERS", "LAST", "admin_query", "routes"]
+__all__ = ["FILTERS", "LAST", "admin_query", "instant", "routes"]
 
 FILTERS: dict[str, str] = {
     "key": "Gateway key",
@@ -42,7 +42,7 @@ PAGE = 50
 """Records per page."""
 
 
-def _instant(text: str) -> float | None:
+def instant(text: str) -> float | None:
     """A ``datetime-local`` value (read as UTC) or ISO 8601 text as unix time."""
     try:
         moment = datetime.fromisoformat(text.strip())
@@ -67,7 +67,7 @@ def admin_query(params: dict[str, str], now: float) -> tuple[dict[str, str], lis
     for name in ("since", "until"):
         text = params.get(name, "").strip()
         if text:
-            moment = _instant(text)
+            moment = instant(text)
             if moment is None:
                 problems.append(f"{name} is not a date and time: use YYYY-MM-DDTHH:MM (UTC)")
             else:
