@@ -87,7 +87,8 @@ def _memlog() -> ModuleType:
 
 
 def gateway_config(folder: Path, sql: bool) -> str:
-    """Two mock keys, one gateway key, the admin token, a request log; bodies kept for ``chat``."""
+    """Two mock keys, one gateway key (in team ``demo`` of org ``acme``, tagged), the admin token,
+    a request log; bodies kept for ``chat``."""
     log = (
         f"  - sql: {{url: 'sqlite:///{folder / 'requests.db'}', flush_interval: 0.05s}}\n"
         if sql
@@ -95,8 +96,13 @@ def gateway_config(folder: Path, sql: bool) -> str:
     )
     return f"""
 admin: {{token: {ADMIN_TOKEN}}}
+orgs:
+  acme: {{budgets: [{{usd: 1000, period: month}}], metadata: {{region: eu}}}}
+teams:
+  demo: {{org: acme, rpm: 6000, metadata: {{cost_centre: cc-42}}, budgets: [{{usd: 500, period: month}}]}}
+  research: {{org: acme, models: [embed], budgets: [{{usd: 50, period: day}}]}}
 keys:
-  - {{name: team-demo, value: {GATEWAY_KEY}, rpm: 6000}}
+  - {{name: team-demo, value: {GATEWAY_KEY}, rpm: 6000, team: demo, tags: [browser, eu]}}
 loggers:
 {log}providers:
   mock:

@@ -1,6 +1,7 @@
 """The console in a real headless chromium: sign in, every page, requests in the log, a filter,
-one request opened, a gateway key made and revoked, a provider key disabled and enabled again,
-sign out; a second browser with JavaScript off reads the log and pages through it by links.
+one request opened, usage grouped by team and tag, the teams' budgets, a gateway key made and
+revoked, a provider key disabled and enabled again, sign out; a second browser with JavaScript off
+reads the log and pages through it by links, and groups usage with the form.
 Every page is saved as a screenshot in ``artifacts/console/``."""
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ def test_the_console_end_to_end(
         "06-keys": "/console/keys",
         "07-plugins": "/console/plugins",
         "08-config": "/console/config",
+        "20-usage": "/console/usage",
+        "21-teams": "/console/teams",
     }
     for name, page in pages.items():
         driver.get(gateway.url + page)
@@ -128,6 +131,28 @@ def test_the_console_end_to_end(
     driver.get(gateway.url + "/console/")
     assert "In flight now" in driver.page_source
     assert driver.find_elements(*by("css", "figure.chart svg title"))
+
+    # usage: group by team and tag with the form's checkboxes, sort by requests with a link
+    driver.get(gateway.url + "/console/usage")
+    driver.find_element(*by("css", "input[name=group_by][value=key]")).click()  # untick the default
+    driver.find_element(*by("css", "input[name=group_by][value=team]")).click()
+    driver.find_element(*by("css", "input[name=group_by][value=tag]")).click()
+    driver.find_element(*by("css", "form.filters button[type=submit]")).click()
+    wait_for(driver, lambda d: "group_by=team&group_by=tag" in d.current_url, "usage by team and tag")
+    cells = [td.text for td in driver.find_elements(*by("css", "table.usage tbody td"))]
+    assert "demo" in cells and "browser" in cells and "eu" in cells
+    assert "counts once in each of its tags" in driver.page_source
+    driver.find_element(*by("link", "requests")).click()
+    wait_for(driver, lambda d: "sort=requests" in d.current_url, "usage sorted by requests")
+    assert "group_by=team&group_by=tag" in driver.current_url
+    shot(driver, "22-usage-by-team-and-tag")
+    driver.get(gateway.url + "/console/teams")
+    demo = driver.find_element(*by("id", "team-demo")).text
+    assert "team-demo" in demo and "cc-42" in demo and "of $500.00 per month" in demo
+    assert driver.find_elements(*by("css", "#org-acme .budget svg.meter rect.fill"))
+    driver.get(gateway.url + "/console/keys")
+    assert driver.find_element(*by("link", "demo")).get_attribute("href").endswith("/console/teams#team-demo")
+    assert csp_errors(driver) == []
 
     # the request log: filter by status, then by alias, open a request
     driver.get(gateway.url + "/console/requests")
@@ -245,6 +270,13 @@ def test_the_log_reads_and_pages_without_javascript(
     wait_for(driver, lambda d: "status=200" in d.current_url, "the filtered log")
     driver.find_elements(*by("css", "table.log tbody a"))[0].click()
     wait_for(driver, lambda d: "Attempts" in d.page_source, "a request's page")
+    # the usage form works without script too
+    driver.get(gateway.url + "/console/usage")
+    driver.find_element(*by("css", "input[name=group_by][value=model]")).click()
+    driver.find_element(*by("css", "form.filters button[type=submit]")).click()
+    wait_for(driver, lambda d: "group_by=model" in d.current_url, "usage by key and model")
+    assert "mock-large" in [td.text for td in driver.find_elements(*by("css", "table.usage tbody td"))]
+    shot(driver, "23-nojs-usage")
     # the overview's charts are SVG drawn by the server, with a table of the figures
     driver.get(gateway.url + "/console/?range=day")
     assert driver.find_elements(*by("css", "figure.chart svg rect.bar"))
