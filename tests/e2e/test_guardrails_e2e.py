@@ -349,3 +349,31 @@ def test_guardrails_never_see_credentials(gw: GatewayServer, plugin: Plugin) -> 
     guard: Any = entries.entries[0].guard  # type: ignore[attr-defined]
     seen = msgspec.json.encode(guard.subjects)
     assert CLIENT_KEY.encode() not in seen and PROVIDER_KEY.encode() not in seen
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_stored_response_is_never_the_unmasked_answer(
+    gw: GatewayServer, fake: FakeOpenAI, stream: bool
+) -> None:
+    """A stateful dialect's stored copy follows the output stage: an answer a guardrail masked
+    is not stored (retrieving it is a 404, continuing from it too), one it let through is."""
+    auth = {"authorization": f"Bearer {CLIENT_KEY}"}
+    for text, kept in ((f"the key is {SECRET} as asked", False), ("nothing to hide", True)):
+        fake.script(Reply(text=text))
+        body: dict[str, Any] = {"model": "gpt-4o", "input": "tell me", "store": True}
+        if stream:
+            body["stream"] = True
+        answer = httpx.post(gw.url + "/v1/responses", json=body, headers=auth, timeout=30)
+        assert answer.status_code == 200 and SECRET not in answer.text
+        if stream:
+            completed = [
+                json.loads(line[6:])
+                for line in answer.text.splitlines()
+                if line.startswith("data: ") and '"response.completed"' in line
+            ]
+            rid = completed[0]["response"]["id"]
+        else:
+            rid = answer.json()["id"]
+        stored = httpx.get(gw.url + f"/v1/responses/{rid}", headers=auth)
+        assert SECRET not in stored.text
+        assert stored.status_code == (200 if kept else 404), stored.text

@@ -108,7 +108,7 @@ def _sane_ttl(ttl: float) -> float:
 class RequestState:
     """One request's :class:`~truckllm.types.DialectState`: names scoped to its dialect and key."""
 
-    __slots__ = ("_backend", "_max_bytes", "_pending", "_prefix", "key", "served_by", "ttl")
+    __slots__ = ("_backend", "_max_bytes", "_pending", "_prefix", "held", "key", "served_by", "ttl")
 
     def __init__(
         self, backend: StateStore, dialect: str, key: str | None, ttl: float, max_bytes: int
@@ -123,6 +123,7 @@ class RequestState:
         scope = quote(key, safe="") if key is not None else "*"
         self._prefix = f"state:{quote(dialect, safe='')}:{scope}:"
         self._pending: dict[str, tuple[bytes, float]] = {}
+        self.held = False  # set while output guardrails may still change the answer
 
     @property
     def queued(self) -> bool:
@@ -158,8 +159,17 @@ class RequestState:
         except Exception as exc:
             raise _unavailable(exc) from None
 
+    def discard(self) -> None:
+        """Drop every queued write: the answer they describe is not the one the client got (an
+        output guardrail masked or blocked it), so it must not be stored."""
+        self._pending.clear()
+
     async def flush(self) -> None:
-        """Make every queued write (a failed one is logged: the answer itself still goes out)."""
+        """Make every queued write (a failed one is logged: the answer itself still goes out).
+        While :attr:`held` (output guardrails are still checking a stream) nothing is written:
+        the guard flushes or discards at the stream's end."""
+        if self.held:
+            return
         pending, self._pending = self._pending, {}
         for name, (value, ttl) in pending.items():
             try:

@@ -82,6 +82,8 @@ async def check_answer(rt: Runtime, ctx: RequestContext, dialect: str, body: byt
     )
     check = await run_checks(entries, subject)
     ctx.guardrails.extend(check.results)
+    if (check.error is not None or check.action == "modify") and ctx.state is not None:
+        ctx.state.discard()  # a stateful dialect's copy of the unmasked answer is never stored
     if check.error is not None:
         raise check.error
     if check.action != "modify":

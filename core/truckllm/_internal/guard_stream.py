@@ -266,6 +266,8 @@ def guard_stream(
         final=False,
     )
     guard = StreamGuard(entries, base, "event-stream" in content_type)
+    if ctx.state is not None:
+        ctx.state.held = True  # what a stateful dialect stores waits for the last window's verdict
     return _guarded(ctx, guard, stream)
 
 
@@ -284,6 +286,7 @@ async def _guarded(
                 break
         else:
             out = await guard.close()
+            await _settle_state(ctx, guard)  # stored (or not) before the last frames announce it
             if out:
                 sent = True
                 yield out
@@ -293,6 +296,9 @@ async def _guarded(
             ctx.rejected_message = blocked.message
             yield ctx.dialect.stream_error(blocked)
     finally:
+        if ctx.state is not None and ctx.state.held:  # ended early (blocked, the client left)
+            ctx.state.discard()
+            ctx.state.held = False
         ctx.guardrails.extend(guard.results())
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
@@ -302,3 +308,17 @@ async def _guarded(
             ctx.status = blocked.status
     if blocked is not None and not sent:
         raise blocked
+
+
+async def _settle_state(ctx: RequestContext, guard: StreamGuard) -> None:
+    """At a guarded stream's end: a stateful dialect's queued writes are stored when every
+    window went out as the upstream wrote it, and dropped when a guardrail masked or blocked any
+    (the stored answer would not be the one the client got)."""
+    state = ctx.state
+    if state is None:
+        return
+    state.held = False
+    if guard.blocked is not None or any(r.action != "allow" for r in guard.results()):
+        state.discard()
+    else:
+        await state.flush()
