@@ -34,6 +34,7 @@ from truckllm._internal.config.schema import Config
 from truckllm._internal.config.source import ConfigSource, TextSource, open_source
 from truckllm._internal.credentials import Credentials
 from truckllm._internal.dialect_state import MemoryState
+from truckllm._internal.guardrails import guards_of
 from truckllm._internal.health import Clock, HealthRegistry, KeyState
 from truckllm._internal.netguard import GuardedResolver, NetPolicy
 from truckllm._internal.plugins import PluginHost, make_plugin_manager
@@ -141,6 +142,7 @@ class Gateway:
         runtime = build_runtime(config, host, self.health, version=self.version, source=self.source.name)
         runtime.extra["text"] = text
         runtime.extra["loaded_at"] = time.time()
+        guards_of(runtime)  # guardrails built now: a factory's failure is logged at load, not at a request
         return runtime
 
     def prepare(self, text: str | None = None) -> Runtime:

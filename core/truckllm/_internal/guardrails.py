@@ -22,6 +22,7 @@ from loguru import logger
 from truckllm._internal.config.loader import decode_options
 from truckllm._internal.config.schema import GuardrailConfig
 from truckllm._internal.runtime import Runtime
+from truckllm._internal.scrub import Scrubber, config_secrets
 from truckllm.errors import GatewayError
 from truckllm.types import Guardrail, GuardrailResult, GuardrailSpec, GuardSubject, Verdict
 
@@ -86,7 +87,14 @@ def build(configs: Iterable[GuardrailConfig], specs: dict[str, GuardrailSpec]) -
             options = decode_options(config.options, spec.options) if spec.options is not None else None
             entries.append(Entry(name, config, spec.make(options)))
         except Exception as exc:
-            logger.bind(guardrail=name).error("guardrail {} could not be built: {}", name, type(exc).__name__)
+            # the factory's own words (about its options, never a request's text): what to fix
+            why = Scrubber(config_secrets(config.options)).text(f"{type(exc).__name__}: {exc}")[:300]
+            logger.bind(guardrail=name).error(
+                "guardrail {} could not be built, every check of it is decided by on_error ({}): {}",
+                name,
+                config.on_error,
+                why,
+            )
             entries.append(Entry(name, config, None, type(exc).__name__))
     return Guards(tuple(entries))
 
