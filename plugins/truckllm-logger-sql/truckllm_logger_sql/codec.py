@@ -4,6 +4,7 @@ search cursor.
 - :data:`COLUMNS`: the ``requests`` columns in row order; :data:`PAGE_COLUMNS`: those a search
   page reads (no bodies).
 - :func:`to_row` / :func:`from_row`: a record ↔ a row tuple (JSON columns as text).
+- :func:`encode_batch`: a batch as one JSON array, encoded in C (the databases read it).
 - :func:`encode_cursor` / :func:`decode_cursor`: the opaque ``next_cursor`` (base64url of JSON).
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "INT64_MAX",
     "PAGE_COLUMNS",
     "decode_cursor",
+    "encode_batch",
     "encode_cursor",
     "from_row",
     "to_row",
@@ -89,6 +91,14 @@ _ATTEMPTS = msgspec.json.Decoder(tuple[AttemptRecord, ...])
 _FALLBACKS = msgspec.json.Decoder(tuple[str, ...])
 _EXTRA = msgspec.json.Decoder(dict[str, Any])
 _ENCODER = msgspec.json.Encoder()
+
+
+def encode_batch(records: Sequence[RequestRecord]) -> bytes:
+    """``records`` as one JSON array of objects (UTF-8), in msgspec's C encoder: the backends
+    read every column from it in SQL. Every :class:`RequestRecord` field is present (``null``
+    when unset); ``usage`` and ``bodies`` omit their default fields; ``attempts``, ``fallbacks``
+    and ``extra`` are exactly the text :func:`to_row` stores."""
+    return _ENCODER.encode(records)
 
 
 def _int64(value: int) -> int:

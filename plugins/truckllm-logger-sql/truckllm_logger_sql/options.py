@@ -67,7 +67,8 @@ class SqlOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 
     :ivar url: ``sqlite:///relative/or/absolute.db`` or ``postgresql://user:pass@host:port/db``;
         a secret: never logged (logs name the host and database only).
-    :ivar batch_size: the most records one transaction writes.
+    :ivar batch_size: the most records one transaction writes (with a backlog, e.g. after an
+        outage, up to 10 times as many, back to back).
     :ivar flush_interval: the longest a record waits for its batch to fill.
     :ivar max_queue: records held in memory while the database is slow or down; more overflow
         to ``spill_path`` (or are dropped and counted).
@@ -79,7 +80,8 @@ class SqlOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     :ivar pool_size: PostgreSQL connections (the writer's and the readers').
     :ivar shutdown_timeout: the longest ``shutdown`` spends writing what is queued.
     :ivar connect_timeout: per connection attempt.
-    :ivar max_backoff: the longest wait between tries of a batch while the database is down.
+    :ivar max_backoff: the longest wait between tries of a batch while the database is down
+        (short: ``db_up`` turns 1 within seconds of the database answering again).
     """
 
     url: Secret = Secret(DEFAULT_URL)
@@ -92,7 +94,7 @@ class SqlOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     pool_size: PosInt = 4
     shutdown_timeout: Duration = Duration(10)
     connect_timeout: Duration = Duration(5)
-    max_backoff: Duration = Duration(30)
+    max_backoff: Duration = Duration(2)
 
     def __post_init__(self) -> None:
         parse_target(self.url.reveal())

@@ -6,10 +6,13 @@ Schema changes are :data:`MIGRATIONS`, applied in one transaction holding
 ``pg_advisory_xact_lock`` (replicas starting at once wait for each other, then find them applied),
 each recorded in ``schema_migrations`` and idempotent (``IF NOT EXISTS``).
 
-A batch is one transaction: ``INSERT ... SELECT FROM unnest(...) ON CONFLICT (request_id,
-started_at) DO NOTHING RETURNING request_id``, then the rollups of the rows actually inserted
-(so retrying a batch whose commit was in doubt adds nothing twice). PostgreSQL text cannot hold
-NUL: a ``\\x00`` in a string is stored as U+FFFD.
+A batch is one statement (:mod:`.pg_batch`): the records, encoded once as a JSON array, read by
+``json_to_recordset``, inserted ``ON CONFLICT (request_id, started_at) DO NOTHING``, and the rows
+actually inserted added to the rollups in the same statement (so retrying a batch whose commit
+was in doubt adds nothing twice). No Python runs per record. PostgreSQL text cannot hold NUL: a
+``\\x00`` in a string is stored as U+FFFD (such a batch is sent as ``unnest`` arrays instead, its
+JSON functions refusing ``\\u0000``). A batch whose day has no partition yet (written late,
+e.g. replayed) creates it and is sent again.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import asyncpg
 from truckllm.kit.request_log import LogPage, LogQuery, Series, SeriesQuery
 from truckllm.types import RequestRecord
 
-from .codec import COLUMNS, from_row, to_row
-from .ddl import index_statements, requests_columns, rollup_statements, upsert_rollup_sql
+from .codec import COLUMNS, encode_batch, from_row, to_row
+from .ddl import index_statements, requests_columns, rollup_statements
+from .pg_batch import JSON_SQL, UNNEST_SQL
 from .queries import search_sql, series_sql, top_sql
 from .reader import page_from, series_from
-from .rollup import RETENTION_DAYS, ROLLUP_COLUMNS, STEP_SECONDS, aggregate, table_of
+from .rollup import RETENTION_DAYS, table_of
 
 __all__ = ["MIGRATIONS", "MIGRATION_LOCK", "PARTITION_LOCK", "PostgresStore", "partition_name"]
 
@@ -51,35 +55,6 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 """``(version, statements)``, oldest first; a version is applied once, in one transaction.
 (``request_id`` lookups use the unique index ``(request_id, started_at)``.)"""
-
-_PG_TYPES = {
-    "started_at": "float8",
-    "latency_ms": "float8",
-    "ttft_ms": "float8",
-    "upstream_ms": "float8",
-    "added_ms": "float8",
-    "cost_usd": "float8",
-    "stream": "bool",
-    "client_disconnected": "bool",
-    "status": "int8",
-    "status_class": "int2",
-    "body_truncated": "int2",
-    "prompt_tokens": "int8",
-    "completion_tokens": "int8",
-    "total_tokens": "int8",
-    "cached_tokens": "int8",
-    "cache_write_tokens": "int8",
-    "reasoning_tokens": "int8",
-}
-_INSERT = (
-    f"INSERT INTO requests ({', '.join(COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"${i + 1}::{_PG_TYPES.get(c, 'text')}[]" for i, c in enumerate(COLUMNS))
-    + ") ON CONFLICT (request_id, started_at) DO NOTHING RETURNING request_id"
-)
-_UPSERTS = {
-    step: upsert_rollup_sql(table_of(step), [f"${i + 1}" for i in range(len(ROLLUP_COLUMNS))])
-    for step in STEP_SECONDS
-}
 
 
 def _ph(n: int) -> str:
@@ -168,23 +143,23 @@ class PostgresStore:
 
     async def write(self, records: Sequence[RequestRecord]) -> int:
         """Insert ``records`` and add the rows actually inserted to the rollups, in one
-        transaction; how many were new."""
+        statement; how many were new."""
         if not records:
             return 0
-        await self.ensure_days({int(r.started_at // 86400) for r in records})
-        rows = [tuple(_clean(v) for v in to_row(r)) for r in records]
-        columns = [list(c) for c in zip(*rows, strict=True)]
+        data = encode_batch(records)
+        args: list[Any]
+        if b"\\u0000" in data:  # maybe a NUL (or a backslash before "u0000"): rare
+            sql, args = UNNEST_SQL, list(_columns(records))
+        else:
+            sql, args = JSON_SQL, [data]
         pool = await self._get_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            inserted = {row[0] for row in await conn.fetch(_INSERT, *columns)}
-            fresh = []
-            for record, row in zip(records, rows, strict=True):
-                if row[0] in inserted:
-                    inserted.discard(row[0])
-                    fresh.append(record)
-            for step, sql in _UPSERTS.items():
-                await conn.executemany(sql, [tuple(_clean(v) for v in row) for row in aggregate(fresh, step)])
-        return len(fresh)
+        try:
+            return int(await pool.fetchval(sql, *args))
+        except asyncpg.CheckViolationError as exc:
+            if "no partition" not in str(exc):
+                raise
+        await self.ensure_days({int(r.started_at // 86400) for r in records})
+        return int(await pool.fetchval(sql, *args))
 
     async def retention(self, now: float, retention_days: int) -> int:
         """Drop the partitions wholly older than ``retention_days`` (0: keep) and delete rollup
@@ -214,13 +189,14 @@ class PostgresStore:
         """One page, one query."""
         sql, args = search_sql(query, _ph)
         pool = await self._get_pool()
-        return page_from(query, [tuple(r) for r in await pool.fetch(sql, *args)])
+        rows = await pool.fetch(sql, *(_clean(a) for a in args))  # NUL: as stored
+        return page_from(query, [tuple(r) for r in rows])
 
     async def get(self, request_id: str) -> RequestRecord | None:
-        """One record by id, bodies included."""
+        """One record by id, bodies included (a NUL in ``request_id`` read as stored: U+FFFD)."""
         pool = await self._get_pool()
         row = await pool.fetchrow(
-            f"SELECT {', '.join(COLUMNS)} FROM requests WHERE request_id = $1 LIMIT 1", request_id
+            f"SELECT {', '.join(COLUMNS)} FROM requests WHERE request_id = $1 LIMIT 1", _clean(request_id)
         )
         return from_row(tuple(row)) if row is not None else None
 
@@ -238,6 +214,12 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+
+def _columns(records: Sequence[RequestRecord]) -> list[list[Any]]:
+    """``records`` as one list per column of :data:`COLUMNS`, NUL replaced."""
+    rows = [tuple(_clean(v) for v in to_row(r)) for r in records]
+    return [list(c) for c in zip(*rows, strict=True)]
 
 
 def _args(sql_args: tuple[str, list[Any]]) -> tuple[Any, ...]:

@@ -1,7 +1,9 @@
 """The background writer: records queued by ``emit_log`` written in batches, one transaction
 each, by one task; nothing on the request path waits for the database.
 
-- Batches: up to ``batch_size`` records, or what arrived within ``flush_interval``.
+- Batches: up to ``batch_size`` records, or what arrived within ``flush_interval``; with a
+  backlog (more than ``batch_size`` queued, e.g. after an outage), up to ``BACKLOG_BATCHES``
+  times ``batch_size`` per batch, back to back, so the writer catches up with a busy gateway.
 - The database down (or failing): the batch is kept and retried after a jittered, capped
   exponential backoff; ``db_up`` is 0 meanwhile. An error retrying cannot fix (bad data, a bug)
   is not retried: the batch is written record by record, and only the refused ones are dropped.
@@ -31,7 +33,10 @@ from .options import SqlOptions
 from .spill import SpillFile
 from .store import Store, is_permanent
 
-__all__ = ["MAINTENANCE_EVERY", "Writer"]
+__all__ = ["BACKLOG_BATCHES", "MAINTENANCE_EVERY", "Writer"]
+
+BACKLOG_BATCHES = 10
+"""With a backlog, one write takes up to this many times ``batch_size`` records."""
 
 MAINTENANCE_EVERY = 3600.0
 """Seconds between runs of the retention and the partitions-ahead job."""
@@ -78,6 +83,7 @@ class Writer:
         self._closed = False
         self._ready = False
         self._inflight: list[RequestRecord] = []
+        self._filling_since = 0.0  # time.monotonic() when the queue's oldest record came
         self._task: asyncio.Task[None] | None = None
         self._spill_task: asyncio.Task[None] | None = None
         self._next_maintenance = 0.0
@@ -111,7 +117,10 @@ class Writer:
         elif len(self._queue) < self.options.max_queue:
             self._queue.append(record)
             size = len(self._queue)
-            if size == 1 or size >= self.options.batch_size:
+            if size == 1:
+                self._filling_since = time.monotonic()
+                self._wake.set()
+            elif size >= self.options.batch_size:
                 self._wake.set()
         elif self._spill is not None and len(self._overflow) < max(self.options.max_queue, _SPILL_BUFFER):
             self._overflow.append(record)
@@ -218,9 +227,8 @@ class Writer:
                 raise
             except Exception as exc:
                 self._down(exc, "retention or partition job failed")
-            batch = self._take()
-            if batch:
-                if not await self._write(batch):
+            if self._batch_due():
+                if not await self._write(self._take()):
                     return
                 continue
             if self._closing:
@@ -229,15 +237,31 @@ class Writer:
                 continue
             await self._wait_for_batch()
 
+    def _batch_due(self) -> bool:
+        """Is a batch to be written now: full, its oldest record's ``flush_interval`` over, or
+        shutting down?"""
+        size = len(self._queue)
+        return size > 0 and (
+            size >= self.options.batch_size
+            or self._closing
+            or time.monotonic() >= self._filling_since + self.options.flush_interval
+        )
+
     def _take(self) -> list[RequestRecord]:
-        count = min(self.options.batch_size, len(self._queue))
-        self._inflight = [self._queue.popleft() for _ in range(count)]
+        """Up to ``BACKLOG_BATCHES`` × ``batch_size`` records off the queue (usually all of it:
+        one copy in C)."""
+        count = min(self.options.batch_size * BACKLOG_BATCHES, len(self._queue))
+        if count == len(self._queue):
+            self._inflight = list(self._queue)
+            self._queue.clear()
+        else:
+            self._inflight = [self._queue.popleft() for _ in range(count)]
+            self._filling_since = time.monotonic()
         return self._inflight
 
     async def _wait_for_batch(self) -> None:
-        """Wait for a record (at most until the next maintenance), then up to
-        ``flush_interval`` for the batch to fill."""
-        loop = asyncio.get_running_loop()
+        """Wait for a record (at most until the next maintenance), then until the batch is
+        full or ``flush_interval`` after its oldest record came."""
         while not self._queue and not self._closing:
             self._wake.clear()
             try:
@@ -245,9 +269,8 @@ class Writer:
                     await self._wake.wait()
             except TimeoutError:
                 return
-        deadline = loop.time() + self.options.flush_interval
         while len(self._queue) < self.options.batch_size and not self._closing:
-            remaining = deadline - loop.time()
+            remaining = self._filling_since + self.options.flush_interval - time.monotonic()
             if remaining <= 0:
                 return
             self._wake.clear()
@@ -339,7 +362,7 @@ class Writer:
                     return False
                 self._replay_offset = 0
             records, offset = await asyncio.to_thread(
-                spill.read, self._replay_offset, self.options.batch_size
+                spill.read, self._replay_offset, self.options.batch_size * BACKLOG_BATCHES
             )
         except OSError as exc:
             self._log.error("sql {}: cannot read the spill file: {}", self._where, exc)
