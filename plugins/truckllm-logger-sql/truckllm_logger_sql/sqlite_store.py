@@ -104,7 +104,9 @@ def write_batch(conn: sqlite3.Connection, records: Sequence[RequestRecord]) -> i
         if b"\\u0000" in data:  # maybe a NUL, which SQLite's JSON functions cut at: rare
             fresh = _insert_rows(conn, records)
         else:
-            fresh = conn.execute(INSERT_JSON, (data.decode(),)).rowcount
+            changes = conn.total_changes  # (rowcount is -1 for a statement starting WITH)
+            conn.execute(INSERT_JSON, (data.decode(),))
+            fresh = conn.total_changes - changes
         if fresh:
             for sql in ROLLUPS:
                 conn.execute(sql, (before,))
