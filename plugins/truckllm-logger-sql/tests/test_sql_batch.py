@@ -1,4 +1,4 @@
-"""A batch written in SQL (one JSON array read by the database, rollups computed there): the rows
+"""A batch written (PostgreSQL: in SQL, from one JSON array, rollups computed there): the rows
 read back exactly, the rollups equal the reference :func:`~truckllm_logger_sql.rollup.aggregate`
 of the records actually inserted (bucket edges, histogram bounds, a batch retried, duplicate ids),
 and the writer's backlog batches."""

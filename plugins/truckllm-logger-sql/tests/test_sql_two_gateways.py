@@ -68,7 +68,7 @@ def test_two_gateways_starting_at_once_make_one_schema(pg_url: str, tmp_path: Pa
     try:
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         deadline = time.monotonic() + 60
-        ready = set()
+        ready: set[str] = set()
         while len(ready) < 2 and time.monotonic() < deadline:
             for url in urls:
                 try:

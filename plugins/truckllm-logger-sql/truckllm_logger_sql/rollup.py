@@ -1,7 +1,7 @@
 """Pre-aggregated figures: the ``rollup_minute`` / ``rollup_hour`` / ``rollup_day`` tables'
-layout, :func:`aggregate` (records summed per bucket and dimensions in Python: the reference the
-SQL of :mod:`.pg_batch` and :mod:`.sqlite_batch` is tested against, and the benchmark's bulk
-loader), and percentiles read back from their fixed-bucket histograms.
+layout, :func:`aggregate` (records summed per bucket and dimensions in Python: what SQLite's
+writer adds, the reference the SQL of :mod:`.pg_batch` is tested against, and the benchmark's
+bulk loader), and percentiles read back from their fixed-bucket histograms.
 
 Latency percentiles come from histograms of :data:`BOUNDS_MS` (0.25 ms to 60 s, roughly
 doubling): a percentile is reported as the *upper bound* of the bucket it falls in, so it is
