@@ -308,6 +308,11 @@ def _find_cards(text: Text, taken: Sequence[Span]) -> Iterable[tuple[int, int]]:
                     found = found or []
                     found.append(run.span())
                 continue
+            digits = run.group().replace(" ", "").replace("-", "")
+            if len(digits) <= 19 and luhn_ok(digits) and not _overlaps(run.start(), run.end(), taken):
+                found = found or []  # the whole run: the longest candidate, what _cards_in would pick
+                found.append(run.span())
+                continue
             groups = [g.span() for g in _GROUP.finditer(raw, run.start(), run.end())]
             for span in _cards_in(raw, groups, taken):
                 if found is None:
