@@ -3,8 +3,9 @@ and the request's tags, read once after the request is parsed and set on its con
 
 - End user: the OpenAI ``user`` field (chat, completions, embeddings, Responses), the Responses
   ``safety_identifier`` when there is no ``user``, Anthropic's ``metadata.user_id`` (the dialect
-  puts it in ``typed.user``), Gemini's ``labels.user``. At most :data:`MAX_USER` printable
-  characters (else 400 naming the field).
+  puts it in ``typed.user``), Gemini's ``labels.user``. One longer than :data:`MAX_USER`
+  characters, or not printable, is kept as its digest ``sha256:<32 hex>`` (never refused: real
+  clients send long ids).
 - Tags: the ``x-truckllm-tags`` header (comma-separated) and the key's ``tags``, each at most
   ``tags.max_length`` characters of ``[A-Za-z0-9._:/-]``, at most ``tags.max_tags`` in all (else
   400 naming the header).
@@ -12,6 +13,7 @@ and the request's tags, read once after the request is parsed and set on its con
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -37,19 +39,19 @@ _labels = msgspec.json.Decoder(dict[str, Any])
 
 
 def _checked(value: object, field: str) -> str | None:
+    """``value`` as the end user: as given when short and printable, else its digest
+    (``sha256:<32 hex>``: bounded and stable, so a client's long ids still group and count; Claude
+    Code's ``metadata.user_id`` is a JSON document of several hundred characters)."""
     if not isinstance(value, str) or not value:
         return None
     if len(value) > MAX_USER or not value.isprintable():
-        raise GatewayError(
-            400, f"{field} must be at most {MAX_USER} printable characters.", param=field, code="invalid_user"
-        )
+        return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return value
 
 
 def end_user(request: ChatRequest) -> str | None:
     """The end user the request names, bounded (see the module's docstring).
 
-    :raises GatewayError: 400 naming the field when it is too long or not printable.
     """
     typed = request.typed
     if typed is not None:
