@@ -357,3 +357,12 @@ def test_cut_utf8_never_splits_a_character(text: str, limit: int) -> None:
     assert len(cut.encode("utf-8", "surrogatepass")) <= limit
     assert text.startswith(cut)
     assert was_cut == (len(text.encode("utf-8", "surrogatepass")) > limit)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e300", "yesterday"])
+def test_usage_reads_since_and_until_like_the_request_log(gw: GatewayServer, value: str) -> None:
+    """One reader of ``since``/``until`` for every admin endpoint: /admin/v1/usage took ``nan``."""
+    for name in ("since", "until"):
+        answer = httpx.get(gw.url + "/admin/v1/usage", headers=ADMIN, params={name: value})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["param"] == name

@@ -4,22 +4,20 @@
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime
-
 import msgspec
 from loguru import logger
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
+from truckllm._internal.admin.params import when
 from truckllm._internal.admin.responses import JSON
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.request_log import MAX_PAGE, LogQuery, RequestLog, SeriesQuery, status_filter
 from truckllm._internal.view import request_log_of
 from truckllm.errors import GatewayError
 
-__all__ = ["MAX_BUCKETS", "MAX_FILTER_CHARS", "get_request", "search_requests", "stats", "when"]
+__all__ = ["MAX_BUCKETS", "MAX_FILTER_CHARS", "get_request", "search_requests", "stats"]
 
 MAX_FILTER_CHARS = 256
 """The longest value a text filter may have."""
@@ -37,27 +35,6 @@ _TEXT_FILTERS = {
     "endpoint": "endpoint",
     "request_id": "request_id",
 }
-
-
-def when(params: QueryParams, name: str) -> float | None:
-    """The ``since``/``until`` parameter as unix seconds: given so (finite), or as ISO 8601
-    (without a zone: UTC)."""
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise GatewayError(400, f"{name} must be unix seconds or ISO 8601", param=name) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        seconds = parsed.timestamp()
-    if not math.isfinite(seconds) or not 0 <= seconds < 1e11:
-        raise GatewayError(400, f"{name} must be a time between 1970 and 5000", param=name)
-    return seconds
 
 
 def _text(params: QueryParams, name: str) -> str | None:

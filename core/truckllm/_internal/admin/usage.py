@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import msgspec
-from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
+from truckllm._internal.admin.params import when
 from truckllm._internal.admin.responses import JSON
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.localstate import StoreUnavailable
@@ -22,20 +20,6 @@ GROUPS = frozenset({"key", "alias", "provider", "provider_key", "day", "model", 
 groups (``-``: none) and the total counts it once."""
 
 
-def _when(params: QueryParams, name: str) -> float | None:
-    """The ``since``/``until`` parameter as unix seconds: given so, or as ISO 8601."""
-    value = params.get(name)
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            raise GatewayError(400, f"{name} must be unix seconds or ISO 8601", param=name) from None
-
-
 async def usage(gateway: Gateway, request: Request) -> Response:
     """``GET /admin/v1/usage?group_by=&since=&until=&key=&alias=&provider=`` (501 without a store)."""
     if gateway.store is None:
@@ -47,8 +31,8 @@ async def usage(gateway: Gateway, request: Request) -> Response:
         raise GatewayError(400, f"group_by accepts {sorted(GROUPS)}, not {bad}", param="group_by")
     query = UsageQuery(
         group_by=group_by,  # type: ignore[arg-type]
-        since=_when(params, "since"),
-        until=_when(params, "until"),
+        since=when(params, "since"),
+        until=when(params, "until"),
         key=params.get("key"),
         alias=params.get("alias"),
         provider=params.get("provider"),
