@@ -52,12 +52,37 @@ def _ph(_: int) -> str:
     return "?"
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+_LOCK_WAIT = 30.0  # seconds a connection waits for another's lock
+
+
+def connect(
+    path: str | Path,
+    *,
+    lock_wait: float = _LOCK_WAIT,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> sqlite3.Connection:
     """A connection in WAL mode with ``synchronous=NORMAL``, in autocommit (transactions are
-    explicit ``BEGIN``), waiting up to 30 s for another writer's lock."""
-    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA journal_mode = WAL")
+    explicit ``BEGIN``), waiting up to ``lock_wait`` seconds (30) for another writer's lock.
+
+    Switching a new file to WAL takes an exclusive lock without calling the busy handler, so a
+    second process opening the same new file at once gets ``database is locked`` at once: that
+    switch is retried here (``sleep`` between tries) until ``lock_wait`` has passed by ``clock``.
+    """
+    conn = sqlite3.connect(str(path), timeout=lock_wait, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(lock_wait * 1000)}")
+    deadline = clock() + lock_wait
+    wait = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or clock() >= deadline:
+                conn.close()
+                raise
+            sleep(wait)
+            wait = min(wait * 2, 0.25)
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
 
