@@ -76,13 +76,34 @@ Endpoint = str  # "chat" | "completions" | "embeddings"
 
 class Price(Struct, frozen=True, omit_defaults=True):
     """USD per one million tokens (``cached_input``, ``cache_write``, ``reasoning``: ``None`` means
-    the ``input`` / ``input`` / ``output`` rate)."""
+    the ``input`` / ``input`` / ``output`` rate), and USD per unit for work not counted in tokens.
+
+    Token rates and unit rates add up: a call reporting both (gpt-image-1's tokens) is charged
+    both; a price book lists only the rates that apply to a model. ``None`` for a unit rate means
+    "not priced in that unit" (charged 0; a budgeted key may be refused for it, see the README).
+
+    :ivar image: USD per image at the model's default size and quality.
+    :ivar images: USD per image by ``"<size>/<quality>"`` (``"1024x1536/high"``), ``"<size>"``
+        (``"1024x1024"``) or ``"*/<quality>"``; looked up in that order, then ``image``.
+    :ivar audio_second: USD per second of audio read (transcription, translation).
+    :ivar character: USD per character of text read (speech).
+    :ivar search_unit: USD per search unit (rerank: one query over up to 100 documents).
+    :ivar request: USD per call, whatever it holds (moderation: usually 0).
+    :ivar batch: the fraction of the normal price charged for batch work (``None``: 0.5).
+    """
 
     input: float = 0.0
     output: float = 0.0
     cached_input: float | None = None
     cache_write: float | None = None
     reasoning: float | None = None
+    image: float | None = None
+    images: Mapping[str, float] | None = None
+    audio_second: float | None = None
+    character: float | None = None
+    search_unit: float | None = None
+    request: float | None = None
+    batch: float | None = None
 
 
 class PriceEntry(Struct, frozen=True, kw_only=True):
@@ -414,7 +435,15 @@ class UpstreamResponse(Struct, kw_only=True):
 
 
 class Usage(Struct, kw_only=True, omit_defaults=True):
-    """Token counts in OpenAI's sense: prompt includes cached, completion includes reasoning."""
+    """Token counts in OpenAI's sense: prompt includes cached, completion includes reasoning; and
+    the units of work not counted in tokens.
+
+    :ivar images: images made (images endpoints).
+    :ivar audio_seconds: seconds of audio read (transcriptions, translations).
+    :ivar characters: characters of text read (speech).
+    :ivar search_units: rerank search units.
+    :ivar requests: calls charged per request (moderations).
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -422,6 +451,11 @@ class Usage(Struct, kw_only=True, omit_defaults=True):
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    images: int = 0
+    audio_seconds: float = 0.0
+    characters: int = 0
+    search_units: int = 0
+    requests: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -431,6 +465,11 @@ class Usage(Struct, kw_only=True, omit_defaults=True):
             cached_tokens=self.cached_tokens + other.cached_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            images=self.images + other.images,
+            audio_seconds=self.audio_seconds + other.audio_seconds,
+            characters=self.characters + other.characters,
+            search_units=self.search_units + other.search_units,
+            requests=self.requests + other.requests,
         )
 
 
