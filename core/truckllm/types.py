@@ -61,6 +61,8 @@ __all__ = [
     "ServedBy",
     "StrategySpec",
     "StreamTranslator",
+    "Upload",
+    "UploadedFile",
     "UpstreamError",
     "UpstreamRequest",
     "UpstreamResponse",
@@ -342,6 +344,52 @@ class Affinity(Struct, frozen=True, kw_only=True):
     elsewhere: ChatRequest | None = None
 
 
+class UploadedFile(Struct, frozen=True, kw_only=True):
+    """One file part of a ``multipart/form-data`` request, spooled to disk by the kernel.
+
+    :ivar field: the form field it came in (``file``, ``image[]``, ``mask``...).
+    :ivar filename: the file name the client gave (may be empty).
+    :ivar content_type: the part's content type (``application/octet-stream`` when none was given).
+    :ivar path: the temporary file holding its bytes (mode 0600, in a private directory the
+        kernel removes when the request ends, however it ends: never keep the path).
+    :ivar size: its size in bytes.
+    """
+
+    field: str
+    filename: str
+    content_type: str
+    path: str
+    size: int
+
+
+class Upload(Struct, frozen=True, kw_only=True):
+    """A ``multipart/form-data`` request body as the kernel spooled it (routes with
+    ``DialectRoute.upload``): small fields in memory, files on disk.
+
+    :ivar fields: the non-file fields (last value wins).
+    :ivar multi: every non-file field's values, in the order sent (a repeated field such as
+        ``timestamp_granularities[]`` has several), in the order the fields first came.
+    :ivar files: the file parts, in the order sent.
+    """
+
+    fields: Mapping[str, str] = msgspec.field(default_factory=dict)
+    multi: Mapping[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+    files: tuple[UploadedFile, ...] = ()
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every non-file field as ``(name, value)`` pairs, repeated fields repeated, in order."""
+        return [(name, value) for name, values in self.multi.items() for value in values]
+
+    def named(self, *fields: str) -> tuple[UploadedFile, ...]:
+        """The files sent in any of the form fields ``fields``, in the order sent."""
+        return tuple(file for file in self.files if file.field in fields)
+
+    @property
+    def size(self) -> int:
+        """The files' bytes, all together."""
+        return sum(file.size for file in self.files)
+
+
 class ChatRequest(Struct, kw_only=True):
     """A client request, decoded once by the kernel.
 
@@ -359,6 +407,8 @@ class ChatRequest(Struct, kw_only=True):
     :ivar refusal: why this request has no ``typed`` form (only providers of its own dialect
         can serve it): the kernel refuses it elsewhere with a 400 saying this.
     :ivar refusal_param: the request field ``refusal`` is about.
+    :ivar upload: a ``multipart/form-data`` request's fields and spooled files (routes with
+        ``DialectRoute.upload``; ``body`` is then ``b""`` and ``model`` the ``model`` field).
     """
 
     endpoint: Endpoint
@@ -373,6 +423,7 @@ class ChatRequest(Struct, kw_only=True):
     affinity: Affinity | None = None
     refusal: str | None = None
     refusal_param: str | None = None
+    upload: Upload | None = None
     _fields: dict[str, Raw] | None = None
 
     def fields(self) -> dict[str, Raw]:
@@ -408,6 +459,10 @@ class UpstreamRequest(Struct, kw_only=True):
     :ivar method: HTTP method.
     :ivar local: for providers that answer in-process (``mock``): an async callable the kernel
         awaits instead of sending HTTP; it returns an :class:`UpstreamResponse`.
+    :ivar body_stream: instead of ``body``, a factory of the body's chunks (an upload read from
+        disk: :func:`truckllm.kit.multipart.encode`); the kernel calls it once per attempt for a
+        fresh stream and never holds the whole body. Sent with the ``content-length`` header
+        when ``headers`` has one, else chunked.
     """
 
     url: str
@@ -416,6 +471,7 @@ class UpstreamRequest(Struct, kw_only=True):
     stream: bool = False
     method: str = "POST"
     local: Callable[[], Awaitable[UpstreamResponse]] | None = None
+    body_stream: Callable[[], AsyncIterator[bytes]] | None = None
 
 
 class UpstreamResponse(Struct, kw_only=True):

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from truckllm.errors import GatewayError
-from truckllm.types import ChatRequest, DialectState
+from truckllm.types import ChatRequest, DialectState, Upload
 
 __all__ = ["ClientDialect", "DialectRoute", "FrameTranslator", "InboundDialect", "LocalAnswer", "LocalCall"]
 
@@ -33,12 +33,17 @@ class DialectRoute(msgspec.Struct, frozen=True, kw_only=True):
         upstream call and no usage record (the gateway key is checked as for every route).
     :ivar methods: HTTP methods.
     :ivar name: the dialect's own name for the route (handed back to :meth:`InboundDialect.parse`).
+    :ivar upload: the route's body is ``multipart/form-data``, parsed as it arrives: file parts
+        spooled to temporary files (removed when the request ends), capped by
+        ``server.limits.max_upload_bytes``; the dialect's ``parse_upload`` reads the request (a
+        ``local`` route gets it in :attr:`LocalCall.upload`).
     """
 
     path: str
     endpoint: str
     methods: tuple[str, ...] = ("POST",)
     name: str = ""
+    upload: bool = False
 
 
 class LocalCall(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,12 +53,14 @@ class LocalCall(msgspec.Struct, frozen=True, kw_only=True):
     :ivar path_params: the route's path parameters.
     :ivar query: the query parameters (last value wins).
     :ivar headers: the client's headers (lower-case names), minus credentials.
-    :ivar body: the body as received (capped like every body).
+    :ivar body: the body as received (capped like every body; ``b""`` on an upload route).
     :ivar state: the dialect's stored state, scoped to the caller's gateway key.
     :ivar forward: serve a request the dialect builds (e.g. polling the provider account that
         holds a response) through the gateway's request path, as the caller's gateway key:
         limits, budget, failover, one usage record. Returns the whole answer in the dialect's
         format (its ``response`` was applied); raises :class:`GatewayError`. Not for streams.
+    :ivar upload: on a route with ``upload``: the spooled form (its files live until the answer
+        is sent).
     """
 
     method: str
@@ -63,6 +70,7 @@ class LocalCall(msgspec.Struct, frozen=True, kw_only=True):
     body: bytes
     state: DialectState
     forward: Callable[[ChatRequest], Awaitable[LocalAnswer]]
+    upload: Upload | None = None
 
 
 class LocalAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,6 +134,9 @@ class InboundDialect(ClientDialect, Protocol):
       explicit, an :class:`~truckllm.types.Affinity`), or raise :class:`GatewayError`.
     - ``async serve_local(route: DialectRoute, call: LocalCall) -> LocalAnswer``: answers the
       dialect's ``local`` routes.
+    - ``parse_upload(route, upload: Upload, path_params, query, headers) -> ChatRequest``: decodes
+      a request of a route with ``upload`` (not ``local``) in place of :meth:`parse`: the result
+      has ``body=b""``, ``upload=upload`` and ``model`` from the form's ``model`` field.
     """
 
     routes: Sequence[DialectRoute]

@@ -22,6 +22,7 @@ own modules without breaking a plugin. Import the module you need; this package 
 :mod:`truckllm.kit.dialect`              inbound dialects: routes, the protocols, ``bearer``
 :mod:`truckllm.kit.linelogger`           the base of loggers writing one line per request
 :mod:`truckllm.kit.localstate`           the store algorithms in one process (GCRA, budgets, usage)
+:mod:`truckllm.kit.multipart`            a ``multipart/form-data`` upstream body streamed from an upload
 :mod:`truckllm.kit.openai_schemas`       OpenAI's request schemas, as ``ChatRequest.typed`` holds them
 :mod:`truckllm.kit.openai_wire`          building and reading OpenAI answers, chunks and errors
 :mod:`truckllm.kit.options`              field types of a plugin's ``Options``: ``Duration``, ``Secret``

@@ -54,6 +54,7 @@ class LimitsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     max_content_bytes: PosInt = 8 * 1024 * 1024
     max_header_bytes: PosInt = 16 * 1024
     max_streams_per_key: NonNegInt = 0  # 0: unlimited
+    max_upload_bytes: PosInt = 512 * 1024 * 1024  # a multipart upload's whole body (files spooled to disk)
 
 
 class UpstreamNetConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
