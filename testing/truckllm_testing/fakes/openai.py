@@ -43,6 +43,7 @@ from .base import (
     split_json,
     split_text,
 )
+from .openai_batches import BatchesAPI
 from .openai_responses import ResponsesAPI
 
 __all__ = ["FakeOpenAI"]
@@ -215,7 +216,7 @@ def _stop(problems: list[Problem], body: dict[str, Any]) -> list[str]:
     return list(stop)
 
 
-class FakeOpenAI(ResponsesAPI):
+class FakeOpenAI(BatchesAPI, ResponsesAPI):
     """Fake ``https://api.openai.com/v1``; :attr:`base_url` ends in ``/v1``.
 
     Fault kinds: ``bad_request`` and ``context_length`` (400), ``auth`` (401),
@@ -259,6 +260,7 @@ class FakeOpenAI(ResponsesAPI):
         """Chat, legacy completions, embeddings, models and the Responses API."""
         return [
             *self.responses_routes(),
+            *self.batches_routes(),
             Route("POST", "/v1/chat/completions", self._chat, self._validate_chat),
             Route("POST", "/v1/completions", self._completions, self._validate_completions),
             Route("POST", "/v1/embeddings", self._embeddings, self._validate_embeddings),
