@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Raw, Struct
 
 from truckllm._internal.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from truckllm._internal.schemas.rerank import RerankRequest
 
 __all__ = [
     "AFFINITY_MOVE_REASONS",
@@ -399,7 +400,8 @@ class ChatRequest(Struct, kw_only=True):
     :ivar model: the ``model`` the client asked for (an alias).
     :ivar stream: the client asked for a stream.
     :ivar include_usage: the client asked for the final usage chunk.
-    :ivar typed: the validated request (a struct of :mod:`truckllm.kit.openai_schemas`).
+    :ivar typed: the validated request (a struct of :mod:`truckllm.kit.openai_schemas`; a
+        rerank request's: :class:`truckllm.kit.rerank.RerankRequest`).
     :ivar headers: the client's headers (lower-case names), minus credentials.
     :ivar state: the request's stored-state access (:class:`DialectState`), set by the kernel
         after ``parse`` for dialects that keep state.
@@ -417,7 +419,7 @@ class ChatRequest(Struct, kw_only=True):
     model: str
     stream: bool = False
     include_usage: bool = False
-    typed: ChatCompletionRequest | CompletionRequest | EmbeddingRequest | None = None
+    typed: ChatCompletionRequest | CompletionRequest | EmbeddingRequest | RerankRequest | None = None
     headers: Mapping[str, str] = msgspec.field(default_factory=dict)
     state: DialectState | None = None
     affinity: Affinity | None = None

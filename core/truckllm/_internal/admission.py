@@ -25,6 +25,7 @@ from truckllm._internal.localstate import window_end
 from truckllm._internal.pricebook import worst_cost
 from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm._internal.schemas.openai import ChatCompletionRequest
+from truckllm._internal.schemas.rerank import RerankRequest, rerank_size
 from truckllm._internal.store import Admission, BudgetCheck, Decision, RateCheck, Settlement, budget_window
 from truckllm.errors import GatewayError
 from truckllm.types import Alert, ChatRequest, Usage
@@ -83,8 +84,10 @@ def estimate_tokens(request: ChatRequest) -> tuple[int, int]:
     prompt = max(1, len(request.body) // 4)
     if isinstance(typed, ChatCompletionRequest):
         prompt = max(prompt, content_size(typed) // 4)
+    elif isinstance(typed, RerankRequest):  # the query is read once per document
+        prompt = max(prompt, rerank_size(typed) // 4)
     limit = getattr(typed, "max_completion_tokens", None) or getattr(typed, "max_tokens", None)
-    if request.endpoint == "embeddings":
+    if request.endpoint in ("embeddings", "rerank"):
         return prompt, 0
     completion = limit if isinstance(limit, int) and limit > 0 else DEFAULT_COMPLETION_ESTIMATE
     return prompt, completion

@@ -2,7 +2,8 @@
 
 :class:`OpenAIDialect` decodes ``/v1/chat/completions``, ``/v1/completions`` and
 ``/v1/embeddings`` bodies once with msgspec into the typed structs of
-:mod:`truckllm.kit.openai_schemas`, so that a bad request gets a 400 naming the field.
+:mod:`truckllm.kit.openai_schemas` (``/v1/rerank`` and ``/v2/rerank``: :mod:`.schemas.rerank`),
+so that a bad request gets a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from truckllm._internal.auth import bearer
 from truckllm._internal.dialect import DialectRoute
 from truckllm._internal.safejson import decode_json
 from truckllm._internal.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from truckllm._internal.schemas.rerank import RerankRequest
 from truckllm.errors import GatewayError
 from truckllm.types import ChatRequest
 
@@ -26,6 +28,7 @@ _DECODERS: dict[str, Any] = {
     "chat": msgspec.json.Decoder(ChatCompletionRequest),
     "completions": msgspec.json.Decoder(CompletionRequest),
     "embeddings": msgspec.json.Decoder(EmbeddingRequest),
+    "rerank": msgspec.json.Decoder(RerankRequest),
 }
 _PATH = re.compile(r"`\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\])*)`")
 
@@ -83,6 +86,8 @@ class OpenAIDialect:
         DialectRoute(path="/v1/chat/completions", endpoint="chat"),
         DialectRoute(path="/v1/completions", endpoint="completions"),
         DialectRoute(path="/v1/embeddings", endpoint="embeddings"),
+        DialectRoute(path="/v1/rerank", endpoint="rerank"),  # Jina-style clients, cohere v1
+        DialectRoute(path="/v2/rerank", endpoint="rerank"),  # cohere.ClientV2
     )
 
     def credentials(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:

@@ -28,6 +28,7 @@ own modules without breaking a plugin. Import the module you need; this package 
 :mod:`truckllm.kit.options`              field types of a plugin's ``Options``: ``Duration``, ``Secret``
 :mod:`truckllm.kit.records`              a request record as log fields and lines
 :mod:`truckllm.kit.request_log`          the request log's query interface (``/admin/v1/requests``)
+:mod:`truckllm.kit.rerank`             rerank: the request schema and the gateway's answer shape
 :mod:`truckllm.kit.safejson`             decoding a client's JSON: bounded depth, no repeated keys
 :mod:`truckllm.kit.selection`            building blocks of balancing strategies
 :mod:`truckllm.kit.sse`                  an incremental Server-Sent Events parser, frame builders
