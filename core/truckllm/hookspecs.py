@@ -168,7 +168,10 @@ def register_mounts(register: Callable[[Mount], None]) -> None:
     :class:`~truckllm.kit.view.GatewayView` and admits a request to a route only with the admin
     token or a signed-in admin session (``GatewayView.sessions``), checking the session's CSRF
     token on every request that may change something. A prefix under the kernel's own
-    (``/v1``, ``/admin``, ``/metrics``...) or overlapping another mount's stops start-up.
+    (``/v1``, ``/admin``, ``/metrics``...) or overlapping another mount's stops start-up. A mount
+    with ``auth="gateway_key"`` serves clients instead: it admits any valid gateway key
+    (``Authorization: Bearer``) and tells the routes who called
+    (:func:`truckllm.kit.web.gateway_caller`).
 
     :param register: call it once per mount.
     :returns: ``None``.

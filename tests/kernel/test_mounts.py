@@ -8,11 +8,13 @@ request that could change something is refused even on a public path.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 
 import httpx2 as httpx
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,9 +25,12 @@ from starlette.routing import BaseRoute, Route
 from truckllm import hookimpl
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.mounts import RESERVED_PREFIXES, check_prefix
-from truckllm.errors import StartupError
+from truckllm.errors import GatewayError, StartupError
+from truckllm.kit.options import Secret
 from truckllm.kit.view import GatewayView
-from truckllm.kit.web import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, Mount, admin_identity
+from truckllm.kit.web import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, Mount, admin_identity, gateway_caller
+from truckllm.types import RequestRecord
+from truckllm_testing.conformance import RecordingPlugin, wait_for
 from truckllm_testing.server import GatewayServer
 
 TOKEN = "admin-token-0123456789abcdef"
@@ -330,3 +335,170 @@ def test_overlapping_and_twice_named_mounts_stop_start_up() -> None:
         )
     sibling = Mount(name="b", prefix="/opsx", routes=routes)
     Gateway("<t>", config_text=CONFIG, extra_plugins=(Plugin(a, sibling),), watch_interval=0)  # no overlap
+
+
+# --- mounts for clients: auth="gateway_key" --------------------------------------------------------
+
+KEY_A = "tllm_key_alpha_0123456789"
+KEY_OLD = "tllm_key_old_0123456789ab"
+KEY_SLOW = "tllm_key_slow_0123456789a"
+UPSTREAM_SECRET = "ups-3f9a7c1e5b2d8046"
+KEYED = f"""\
+admin: {{token: {TOKEN}}}
+providers:
+  demo: {{type: mock}}
+models:
+  m:
+    deployments: [{{provider: demo, model: echo}}]
+orgs:
+  acme: {{}}
+teams:
+  search: {{org: acme}}
+keys:
+  - {{name: alpha, value: {KEY_A}, team: search, tags: [blue]}}
+  - {{name: old, value: {KEY_OLD}, expires: "2001-01-01"}}
+  - {{name: slow, value: {KEY_SLOW}, rpm: 2}}
+loggers:
+  - component: {{secret: {UPSTREAM_SECRET}}}
+"""
+
+
+class Component:
+    """A logger-style component whose API a ``gateway_key`` mount serves."""
+
+    class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+        secret: Secret
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    @hookimpl
+    def emit_log(self, record: RequestRecord) -> None:
+        return None
+
+
+def api_routes(view: GatewayView) -> Sequence[BaseRoute]:
+    async def whoami(request: Request) -> Response:
+        caller = gateway_caller(request.scope)
+        return JSONResponse(None if caller is None else dataclasses.asdict(caller))
+
+    async def admit(request: Request) -> Response:
+        caller = gateway_caller(request.scope)
+        assert caller is not None
+        try:
+            await view.admit(caller)
+        except GatewayError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+        return JSONResponse({"ok": True})
+
+    async def record(request: Request) -> Response:
+        component = view.component(Component)
+        assert component is not None
+        caller = gateway_caller(request.scope)
+        view.record(
+            RequestRecord(
+                request_id="req-1",
+                started_at=time.time(),
+                endpoint="test.call",
+                dialect="test",
+                alias="",
+                gateway_key=caller.name if caller else None,
+                stream=False,
+                status=502,
+                latency_ms=1.0,
+                error_message=f"upstream said {component.options.secret.reveal()}",
+            )
+        )
+        return JSONResponse({"scrubbed": view.scrub(f"echo {component.options.secret.reveal()}")})
+
+    return [Route("/whoami", whoami), Route("/admit", admit, methods=["POST"]), Route("/record", record)]
+
+
+class ApiPlugin:
+    __name__ = "test-api-mount"
+
+    def __init__(self) -> None:
+        self.recorder = RecordingPlugin()
+
+    @hookimpl
+    def register_mounts(self, register: Callable[[Mount], None]) -> None:
+        register(Mount(name="api", prefix="/api", routes=api_routes, auth="gateway_key"))
+
+    @hookimpl
+    def register_loggers(self, register: Callable[[str, type], None]) -> None:
+        register("component", Component)
+
+
+@pytest.fixture(scope="module")
+def keyed() -> Iterator[tuple[GatewayServer, ApiPlugin]]:
+    plugin = ApiPlugin()
+    with GatewayServer(KEYED, extra_plugins=(plugin, plugin.recorder, Plugin())) as server:
+        yield server, plugin
+
+
+def _as(key: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"} if key is not None else {}
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({}, "no key"),
+        (_as("tllm_key_unknown_000000000"), "unknown key"),
+        (_as(KEY_OLD), "expired key"),
+        (_as(TOKEN), "the admin token is no gateway key"),
+        ({"authorization": f"Basic {KEY_A}"}, "not a bearer token"),
+        ({"x-api-key": KEY_A}, "another header"),
+    ],
+)
+def test_a_gateway_key_mount_refuses_without_a_valid_gateway_key(
+    keyed: tuple[GatewayServer, ApiPlugin], headers: dict[str, str], why: str
+) -> None:
+    server, _ = keyed
+    answer = httpx.get(server.url + "/api/whoami", headers=headers)
+    assert answer.status_code == 401, why
+    assert answer.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_gateway_key_mount_tells_the_routes_who_called(keyed: tuple[GatewayServer, ApiPlugin]) -> None:
+    server, _ = keyed
+    answer = httpx.get(server.url + "/api/whoami", headers=_as(KEY_A))
+    assert answer.status_code == 200
+    assert answer.json() == {"name": "alpha", "team": "search", "org": "acme", "tags": ["blue"], "rpm": None}
+    # an admin session's cookie does not open it either
+    cookie, _ = session(server)
+    assert httpx.get(server.url + "/api/whoami", cookies={SESSION_COOKIE: cookie}).status_code == 401
+
+
+def test_a_gateway_key_mount_refuses_cross_site_changes(keyed: tuple[GatewayServer, ApiPlugin]) -> None:
+    server, _ = keyed
+    headers = {**_as(KEY_A), "origin": "https://evil.example"}
+    assert httpx.post(server.url + "/api/admit", headers=headers).status_code == 403
+
+
+def test_view_admit_takes_from_the_keys_rpm(keyed: tuple[GatewayServer, ApiPlugin]) -> None:
+    server, _ = keyed
+    answers = [httpx.post(server.url + "/api/admit", headers=_as(KEY_SLOW)) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[2].headers["retry-after"]) >= 1
+    # another key is not limited by it
+    assert httpx.post(server.url + "/api/admit", headers=_as(KEY_A)).status_code == 200
+
+
+def test_view_record_reaches_the_loggers_scrubbed(keyed: tuple[GatewayServer, ApiPlugin]) -> None:
+    server, plugin = keyed
+    answer = httpx.get(server.url + "/api/record", headers=_as(KEY_A))
+    assert answer.status_code == 200
+    assert UPSTREAM_SECRET not in answer.text and "<secret>" in answer.json()["scrubbed"]
+    wait_for(lambda: any(r.endpoint == "test.call" for r in plugin.recorder.records), what="the record")
+    record = next(r for r in plugin.recorder.records if r.endpoint == "test.call")
+    assert record.gateway_key == "alpha" and record.status == 502
+    assert record.error_message is not None and UPSTREAM_SECRET not in record.error_message
+
+
+def test_a_gateway_key_mount_on_an_open_gateway_names_no_key() -> None:
+    plugin = ApiPlugin()
+    with GatewayServer(CONFIG, extra_plugins=(plugin,)) as server:
+        answer = httpx.get(server.url + "/api/whoami")
+        assert answer.status_code == 200 and answer.json()["name"] is None
+        assert plugin  # the view finds no component the config did not name

@@ -1,4 +1,5 @@
-"""Serving the routes plugins mount (``register_mounts``) behind the admin sign-in.
+"""Serving the routes plugins mount (``register_mounts``) behind the admin sign-in (or a
+gateway key, for a mount with ``auth="gateway_key"``).
 
 :class:`MountGate` sits in front of one mount's router. A request to a public path goes straight
 through. Any other needs the admin token (``Authorization: Bearer``) or a signed-in session's
@@ -6,7 +7,8 @@ cookie; a signed-out browser asking for a page is redirected to the mount's sign
 else gets a 401. A request that may change something (not GET, HEAD or OPTIONS) is refused when
 its ``Origin`` is another site's, and, when admitted by a cookie, unless it carries the session's
 CSRF token (form field or header): the gate reads a form body itself (bounded) and hands the same
-bytes on to the plugin.
+bytes on to the plugin. A ``gateway_key`` mount admits any valid gateway key instead, and puts
+its :class:`~truckllm._internal.mounts.GatewayCaller` in the scope.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from starlette.types import Message, Receive, Scope, Send
 from truckllm._internal.admin.responses import error_response
 from truckllm._internal.asgi_util import read_body
 from truckllm._internal.auth import bearer
-from truckllm._internal.mounts import ADMIN_SCOPE_KEY, CSRF_FIELD, CSRF_HEADER, Mount
+from truckllm._internal.mounts import (
+    ADMIN_SCOPE_KEY,
+    CALLER_SCOPE_KEY,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    GatewayCaller,
+    Mount,
+)
 from truckllm.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -79,6 +88,9 @@ class MountGate:
         if method not in _SAFE and _cross_site(scope):
             await self._refuse(scope, receive, send, 403, "Cross-site requests are refused.")
             return
+        if self.mount.auth == "gateway_key":
+            await self._by_gateway_key(scope, receive, send)
+            return
         if self.mount.is_public(relative):
             scope[ADMIN_SCOPE_KEY] = None
             await self.router(scope, receive, send)
@@ -111,6 +123,32 @@ class MountGate:
                 return
             receive = _replay(body, receive)
         scope[ADMIN_SCOPE_KEY] = "session"
+        await self.router(scope, receive, send)
+
+    async def _by_gateway_key(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Admit a request carrying a valid gateway key, as the request path does."""
+        gateway = self.gateway
+        if gateway.draining:
+            error = GatewayError(
+                503, "The gateway is shutting down.", type="server_error", headers={"retry-after": "1"}
+            )
+            await error_response(error)(scope, receive, send)
+            return
+        runtime = gateway.runtime
+        try:
+            key = runtime.keyring.authenticate(bearer(_header(scope, b"authorization")))
+        except GatewayError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        if key is None:
+            caller = GatewayCaller(name=None)
+        else:
+            scoped = runtime.keyring.scoped(key, runtime.config)
+            caller = GatewayCaller(
+                name=scoped.name, team=scoped.team, org=scoped.org, tags=key.config.tags, rpm=key.rpm
+            )
+        scope[ADMIN_SCOPE_KEY] = None
+        scope[CALLER_SCOPE_KEY] = caller
         await self.router(scope, receive, send)
 
     async def _csrf(self, scope: Scope, receive: Receive, expected: str) -> tuple[bytes, bool]:

@@ -15,14 +15,16 @@ it: when the kernel changes, this module changes with it, and what a plugin read
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+import msgspec
 from loguru import logger
 
-from truckllm._internal.mounts import AdminAnswer
+from truckllm._internal.mounts import AdminAnswer, GatewayCaller
 from truckllm._internal.request_log import RequestLog
 from truckllm._internal.sessions import AdminSessions
 from truckllm.types import (
@@ -35,6 +37,7 @@ from truckllm.types import (
     LoggerMetrics,
     PluginErrorCount,
     Provider,
+    RequestRecord,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
     from truckllm._internal.sessions import AdminSessions
 
 __all__ = ["GatewayView", "RuntimeView", "logger_figures"]
+
+_C = TypeVar("_C")
 
 
 def _alias_info(plan: AliasPlan) -> AliasInfo:
@@ -235,6 +240,59 @@ class GatewayView:
         from truckllm._internal.admin.inprocess import call_admin
 
         return await call_admin(self._gateway, method, path, query=query, body=body, client=client)
+
+    def component(self, cls: type[_C]) -> _C | None:
+        """The running instance of ``cls`` among the components the config built (``loggers:``
+        entries and the ``cache:`` section), the first in config order; ``None`` when the running
+        config names none. After a reload that rebuilt them, the new instance. A mount serving a
+        component's API (``register_mounts``) finds its component this way."""
+        for _, instance in self._gateway.loggers:
+            if isinstance(instance, cls):
+                return instance
+        return None
+
+    def record(self, record: RequestRecord) -> None:
+        """Queue a request record a plugin made (a call it served itself, e.g. an MCP tool call)
+        for ``store_usage`` and every logger's ``emit_log``, off the caller's path, like the
+        kernel's own records. Its ``error_message`` is scrubbed of the config's secrets first;
+        key names only, never values."""
+        if record.error_message:
+            scrubbed = self.scrub(record.error_message)
+            if scrubbed != record.error_message:
+                record = msgspec.structs.replace(record, error_message=scrubbed)
+        self._gateway.background.submit(self._gateway.runtime.host, record)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret of the running config (any fragment of 8 or more characters)
+        and every key-looking string replaced by ``<secret>``: for strings from upstream."""
+        return self._gateway.runtime.scrubber.text(text)
+
+    async def admit(self, caller: GatewayCaller) -> None:
+        """Take one request from the requests-per-minute limits of ``caller``'s gateway key, team
+        and organisation (``rpm``; tokens and budgets are not charged), as a request on ``/v1``
+        would.
+
+        :raises truckllm.errors.GatewayError: 429 (``rate_limit_exceeded``, with ``retry-after``)
+            when one of them is used up.
+        """
+        from truckllm._internal.admission import admit
+        from truckllm._internal.governance import levels
+
+        gw = self._gateway
+        runtime = gw.runtime
+        if caller.name is None or gw.store is None:
+            return
+        key = next((k for k in runtime.keyring.by_digest.values() if k.name == caller.name), None)
+        if key is None:
+            return
+        key = runtime.keyring.scoped(key, runtime.config)
+        rpm_only = [
+            msgspec.structs.replace(level, tpm=None, budgets=())
+            for level in levels(runtime.config, key, None, key.config.tags)
+            if level.rpm is not None
+        ]
+        if rpm_only:
+            await admit(gw.store, key, [], (0, 0), "rsv_" + os.urandom(12).hex(), levels=rpm_only)
 
     # --- deprecated: the kernel's own objects, whose shape is not part of the plugin API ----------
 

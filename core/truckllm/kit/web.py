@@ -1,6 +1,10 @@
-"""Pages and JSON endpoints a plugin mounts (``register_mounts``), behind the admin sign-in.
+"""Pages and JSON endpoints a plugin mounts (``register_mounts``), behind the admin sign-in, or
+APIs for clients behind a gateway key (``Mount(auth="gateway_key")``).
 
-- :class:`Mount`: a plugin's prefix, its starlette routes, its public paths and sign-in page.
+- :class:`Mount`: a plugin's prefix, its starlette routes, its public paths and sign-in page, and
+  who may call it (``auth``).
+- :class:`GatewayCaller`, :func:`gateway_caller`: the gateway key (name, team, organisation,
+  tags; never its value) that called a ``gateway_key`` mount's route.
 - :class:`AdminSessions`: sign an admin in with the admin token (an HttpOnly, SameSite=Strict
   cookie; Secure over TLS), sign out, and the CSRF token of a signed-in session
   (``GatewayView.sessions``).
@@ -15,8 +19,10 @@ from truckllm._internal.mounts import CSRF_FIELD as CSRF_FIELD
 from truckllm._internal.mounts import CSRF_HEADER as CSRF_HEADER
 from truckllm._internal.mounts import SESSION_COOKIE as SESSION_COOKIE
 from truckllm._internal.mounts import AdminAnswer as AdminAnswer
+from truckllm._internal.mounts import GatewayCaller as GatewayCaller
 from truckllm._internal.mounts import Mount as Mount
 from truckllm._internal.mounts import admin_identity as admin_identity
+from truckllm._internal.mounts import gateway_caller as gateway_caller
 from truckllm._internal.sessions import AdminSessions as AdminSessions
 
 __all__ = [
@@ -25,6 +31,8 @@ __all__ = [
     "SESSION_COOKIE",
     "AdminAnswer",
     "AdminSessions",
+    "GatewayCaller",
     "Mount",
     "admin_identity",
+    "gateway_caller",
 ]
