@@ -585,12 +585,15 @@ class ProviderResult(Struct, kw_only=True):
     :ivar error: set when the upstream failed.
     :ivar limits: rate-limit state from the response headers.
     :ivar dialect: the dialect ``body`` is in (``openai``; or the client's own when passed through).
+    :ivar content_type: the answer's ``content-type`` when it is not JSON (a transcription as
+        ``text/plain``); ``None``: ``application/json``.
     """
 
     body: bytes = b""
     error: UpstreamError | None = None
     limits: RateLimits | None = None
     dialect: str = "openai"
+    content_type: str | None = None
 
 
 class StreamTranslator(Protocol):
@@ -601,6 +604,11 @@ class StreamTranslator(Protocol):
     calls :meth:`close`. Either may raise :class:`truckllm.errors.UpstreamFailure` for an error
     the upstream reported or a stream cut short: before any byte reached the client the kernel then
     tries another candidate; after, it sends an error event in the client's dialect.
+
+    Optional attributes: ``content_type``, the stream's ``content-type`` when it is not the
+    client dialect's event stream (audio bytes relayed as they come); ``error(error:
+    GatewayError) -> bytes``, the bytes that end the stream after a failure (``b""`` for raw
+    bytes, where an error event would corrupt them), instead of the dialect's error event.
     """
 
     usage: Usage | None

@@ -27,6 +27,7 @@ from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm._internal.schemas.openai import ChatCompletionRequest
 from truckllm._internal.schemas.rerank import RerankRequest, rerank_size
 from truckllm._internal.store import Admission, BudgetCheck, Decision, RateCheck, Settlement, budget_window
+from truckllm._internal.units import covers
 from truckllm.errors import GatewayError
 from truckllm.types import Alert, ChatRequest, Usage
 
@@ -45,6 +46,10 @@ __all__ = [
 ]
 
 DEFAULT_COMPLETION_ESTIMATE = 1024
+NO_COMPLETION_ENDPOINTS = frozenset({"embeddings", "moderations", "rerank"})
+"""Endpoints whose answers are not generated text: no completion tokens are reserved for them."""
+TOKEN_ENDPOINTS = frozenset({"chat", "completions", "embeddings", "count_tokens"})
+"""Endpoints charged by tokens alone."""
 TOTAL_ALERT_EVERY = 10 * 365 * 86400.0
 """Seconds a ``total`` budget's threshold alert is not repeated (its window never ends)."""
 
@@ -89,6 +94,8 @@ def estimate_tokens(request: ChatRequest) -> tuple[int, int]:
     limit = getattr(typed, "max_completion_tokens", None) or getattr(typed, "max_tokens", None)
     if request.endpoint in ("embeddings", "rerank"):
         return prompt, 0
+    if request.endpoint in NO_COMPLETION_ENDPOINTS:
+        return prompt, 0
     completion = limit if isinstance(limit, int) and limit > 0 else DEFAULT_COMPLETION_ESTIMATE
     return prompt, completion
 
@@ -118,16 +125,19 @@ def serving_plans(rt: Runtime, plan: AliasPlan) -> tuple[AliasPlan, ...]:
     return tuple(plans)
 
 
-def check_priced(rt: Runtime, plan: AliasPlan) -> None:
+def check_priced(rt: Runtime, plan: AliasPlan, endpoint: str = "chat") -> None:
     """A key with a budget may only be served by deployments whose cost is known: when no
-    candidate of ``plan`` (or of its fallbacks) has a ``price``, refuse with 403 ``cost_unknown``.
-    (Unpriced candidates of a priced alias are skipped by the pipeline for such keys.)"""
+    candidate of ``plan`` (or of its fallbacks) has a ``price`` that charges for ``endpoint``'s
+    work (:func:`~truckllm._internal.units.covers`: images, seconds, characters...), refuse with
+    403 ``cost_unknown``. (Unpriced candidates of a priced alias are skipped by the pipeline for
+    such keys.)"""
     for serving in serving_plans(rt, plan):
-        if any(c.deployment.price is not None for c in serving.candidates):
+        if any(covers(c.deployment.price, endpoint) for c in serving.candidates):
             return
+    what = "has no price" if endpoint in TOKEN_ENDPOINTS else f"has no price for the {endpoint} endpoint"
     raise GatewayError(
         403,
-        f"The model '{plan.alias}' has no price (neither price: in the config nor the price book knows "
+        f"The model '{plan.alias}' {what} (neither price: in the config nor the price book knows "
         "it), and this API key has a budget: a request whose cost cannot be counted is refused. "
         "Configure a price for its deployments.",
         type="invalid_request_error",
@@ -136,10 +146,12 @@ def check_priced(rt: Runtime, plan: AliasPlan) -> None:
     )
 
 
-def _max_cost(plans: Sequence[AliasPlan], prompt: int, completion: int) -> float:
+def _max_cost(
+    plans: Sequence[AliasPlan], prompt: int, completion: int, units: Usage | None = None, tier: str = ""
+) -> float:
     """The worst case over every priced candidate that may serve (fallbacks included)."""
     costs = [
-        worst_cost(c.deployment.price, prompt, completion)
+        worst_cost(c.deployment.price, prompt, completion, units, tier)
         for plan in plans
         for c in plan.candidates
         if c.deployment.price is not None
@@ -157,6 +169,8 @@ async def admit(
     levels: Sequence[Level] | None = None,
     alerts: AlertSink | None = None,
     thresholds: Sequence[float] = (),
+    units: Usage | None = None,
+    tier: str = "",
 ) -> Reservation | None:
     """Check every level's limits and budgets in one store admission; raise 429 when one is over;
     return what to settle later.
@@ -166,6 +180,9 @@ async def admit(
         default the gateway key's alone.
     :param alerts: told of every budget threshold crossed (``gateway.alerts.emit``).
     :param thresholds: the budget fractions that alert (``alerts.thresholds``).
+    :param units: the most units of work the request may use besides tokens (images, seconds...:
+        :func:`~truckllm._internal.units.request_units`), reserved at their rates.
+    :param tier: the size and quality its images are asked at (``images`` rates).
     """
     if levels is None:
         levels = [key_level(key)] if key is not None else []
@@ -188,7 +205,7 @@ async def admit(
             owners[name] = (level, None)
         for budget, name in level.budget_keys():
             if worst is None:
-                worst = _max_cost(plans, prompt, completion)
+                worst = _max_cost(plans, prompt, completion, units, tier)
             reservation.budgets[name] = (budget.period, worst)
             budgets.append(BudgetCheck(key=name, limit=budget.usd, period=budget.period, amount=worst))
             owners[name] = (level, budget)

@@ -196,10 +196,12 @@ async def _send(run: RequestRun, upstream: UpstreamRequest, state: AttemptState)
         return await upstream.local()
     session = run.gw.session
     assert session is not None, "gateway not started"
+    # an upload's body is streamed from disk afresh for each attempt, never held whole
+    data = upstream.body_stream() if upstream.body_stream is not None else upstream.body
     response = await session.request(
         upstream.method,
         upstream.url,
-        data=upstream.body,
+        data=data,
         headers=upstream.headers,
         allow_redirects=False,
         timeout=_client_timeout(state.routing.connect_timeout, state.routing.stream_idle_timeout),
@@ -289,7 +291,10 @@ def _finish_whole(run: RequestRun, response: UpstreamResponse, state: AttemptSta
     if _reframes(run, result.dialect):
         _served_by(run, cand)
         body = run.ctx.dialect.response(run.request, body, result.dialect)
-    return Outcome(status=200, headers=_headers(run, state), body=body)
+    headers = _headers(run, state)
+    if result.content_type:
+        headers["content-type"] = result.content_type
+    return Outcome(status=200, headers=headers, body=body)
 
 
 async def _start_stream(run: RequestRun, head: UpstreamResponse, state: AttemptState) -> Outcome:
@@ -309,6 +314,7 @@ async def _start_stream(run: RequestRun, head: UpstreamResponse, state: AttemptS
         state.key_state.limits = sane_limits(limits, state.routing.cooldown.max_retry_after)
         state.key_state.limits_at = run.gw.clock()
     source = getattr(translator, "dialect", "openai")
+    content_type: str | None = getattr(translator, "content_type", None)  # a stream that is not SSE
     if _reframes(run, source):
         _served_by(run, cand)
         translator = Reframed(translator, run.ctx.dialect.stream(run.request, source))
@@ -325,8 +331,11 @@ async def _start_stream(run: RequestRun, head: UpstreamResponse, state: AttemptS
     ttft = time.monotonic() - state.started
     run.ctx.ttft_ms = (time.monotonic() - run.ctx.started) * 1000
     run.ctx.candidate = cand
+    headers = _headers(run, state, stream=True)
+    if content_type:
+        headers["content-type"] = content_type
     return Outcome(
         status=200,
-        headers=_headers(run, state, stream=True),
+        headers=headers,
         stream=relay(run, first, ended, read, translator, state, ttft),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from truckllm._internal.health import HealthRegistry, pair_stats
+from truckllm._internal.units import covers
 from truckllm.types import Candidate, UpstreamError
 
 __all__ = ["MAX_REASONS", "exhausted", "ready_at", "unusable"]
@@ -19,8 +20,11 @@ MAX_REASONS = 8
 """How many candidates' reasons an error message lists (then ``and N more``)."""
 
 
-def unusable(cand: Candidate, now: float, health: HealthRegistry, *, priced_only: bool = False) -> str | None:
-    """Why ``cand`` may not take a request at ``now`` (``None``: it may)."""
+def unusable(
+    cand: Candidate, now: float, health: HealthRegistry, *, priced_only: bool = False, endpoint: str = "chat"
+) -> str | None:
+    """Why ``cand`` may not take a request at ``now`` (``None``: it may); ``priced_only``: it needs
+    a price charging for ``endpoint``'s work (:func:`~truckllm._internal.units.covers`)."""
     state = pair_stats(cand).key_state
     if state.disabled:
         return "disabled: the provider refused the key (401/403) until an enable or a reload"
@@ -42,8 +46,10 @@ def unusable(cand: Candidate, now: float, health: HealthRegistry, *, priced_only
         return f"over its rpm ({key.rpm})"
     if key.tpm is not None and state.tokens.total(now) >= key.tpm:
         return f"over its tpm ({key.tpm})"
-    if priced_only and cand.deployment.price is None:
-        return "no price (config or price book; the gateway key has a budget)"
+    if priced_only and not covers(cand.deployment.price, endpoint):
+        if cand.deployment.price is None:
+            return "no price (config or price book; the gateway key has a budget)"
+        return f"no price for the {endpoint} endpoint (config or price book; the gateway key has a budget)"
     return None
 
 
@@ -80,6 +86,7 @@ def exhausted(
     tried: int,
     max_retry_after: float,
     priced_only: bool = False,
+    endpoint: str = "chat",
 ) -> UpstreamError:
     """The error when no candidate of ``alias`` could serve: 429 when they are rate-limited (with
     ``Retry-After`` the soonest recovery, capped at ``max_retry_after``), 503 when they are
@@ -88,7 +95,7 @@ def exhausted(
     cands = list(candidates)
     reasons: list[str] = []
     for cand in cands:
-        why = unusable(cand, now, health, priced_only=priced_only)
+        why = unusable(cand, now, health, priced_only=priced_only, endpoint=endpoint)
         if why is not None:
             reasons.append(f"{cand.provider.name}/{cand.key.name} ({cand.deployment.model}): {why}")
     listed = "; ".join(reasons[:MAX_REASONS])

@@ -45,6 +45,7 @@ from truckllm._internal.response_cache import CacheRun
 from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm._internal.schemas.openai import ChatCompletionRequest, check_input
 from truckllm._internal.scrub import cut
+from truckllm._internal.upload import Spool, read_upload
 from truckllm.errors import GatewayError
 from truckllm.types import ChatRequest
 
@@ -239,15 +240,19 @@ class ApiEndpoint:
         self.prepare: Callable[[ChatRequest], Awaitable[ChatRequest]] | None = getattr(
             dialect, "prepare", None
         )
+        self.parse_upload: Callable[..., ChatRequest] | None = getattr(dialect, "parse_upload", None)
+        if route.upload and self.parse_upload is None:
+            raise TypeError(f"dialect {dialect.name!r} declares an upload route but no parse_upload()")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gateway
         rt = gw.runtime  # the snapshot this request keeps to its end
         ctx = RequestContext(request_id=request_id(scope), dialect=self.dialect, endpoint=self.endpoint)
         cache: list[CacheRun] = []  # the request's response-cache run, once admitted
+        spool = Spool(rt.config.server.upload_dir) if self.route.upload else None
         gw.enter()
         try:
-            await self._handle(rt, ctx, scope, receive, send, cache)
+            await self._handle(rt, ctx, scope, receive, send, cache, spool)
         except ClientGone:
             ctx.client_disconnected = True
             ctx.status = 499
@@ -264,6 +269,8 @@ class ApiEndpoint:
             except Exception as exc:  # a record that cannot be built must not keep the request in flight
                 logger.opt(exception=exc).error("request {} could not be recorded", ctx.request_id)
             finally:
+                if spool is not None:
+                    spool.close()  # the upload's files, however the request ended
                 gw.leave()
 
     async def _reject(self, ctx: RequestContext, send: Send, exc: GatewayError) -> None:
@@ -284,6 +291,30 @@ class ApiEndpoint:
             return self.dialect.parse(self.route, body, scope.get("path_params", {}), query, headers)
         except RecursionError:  # a dialect plugin that decodes without truckllm.kit.safejson
             raise GatewayError(400, "The JSON body is nested too deeply.", code="invalid_json") from None
+
+    async def _read_upload(
+        self,
+        rt: Runtime,
+        scope: Scope,
+        receive: Receive,
+        spool: Spool,
+        query: dict[str, str],
+        headers: dict[str, str],
+    ) -> ChatRequest:
+        """A multipart body spooled as it arrives (see :mod:`truckllm._internal.upload`), read by
+        the dialect's ``parse_upload``."""
+        server = rt.config.server
+        upload = await read_upload(
+            scope,
+            receive,
+            spool,
+            limit=server.limits.max_upload_bytes,
+            max_fields_bytes=server.max_body_bytes,
+            idle_timeout=server.read_timeout,
+            total_timeout=server.request_timeout,
+        )
+        assert self.parse_upload is not None
+        return self.parse_upload(self.route, upload, scope.get("path_params", {}), query, headers)
 
     async def _prepare(self, rt: Runtime, ctx: RequestContext, request: ChatRequest) -> ChatRequest:
         """A stateful dialect's ``prepare``: the request with its stored state attached."""
@@ -337,6 +368,7 @@ class ApiEndpoint:
         receive: Receive,
         send: Send,
         cache: list[CacheRun],
+        spool: Spool | None = None,
     ) -> None:
         if self.gateway.draining:
             raise GatewayError(
@@ -347,23 +379,28 @@ class ApiEndpoint:
             )
         all_headers = headers_dict(scope)
         raw_query = scope.get("query_string")
-        query = (
-            dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
-        )
+        query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
         key = rt.keyring.authenticate(self.dialect.credentials(all_headers, query))
         ctx.gateway_key = key.name if key else None
-        body = await read_body(scope, receive, rt.config.server.max_body_bytes, rt.config.server.read_timeout)
         plain = {k: v for k, v in all_headers.items() if k not in _CREDENTIAL_NAMES}
-        request = self._parse(rt, body, scope, query, plain)
+        if spool is not None:
+            body = b""
+            request = await self._read_upload(rt, scope, receive, spool, query, plain)
+        else:
+            body = await read_body(
+                scope, receive, rt.config.server.max_body_bytes, rt.config.server.read_timeout
+            )
+            request = self._parse(rt, body, scope, query, plain)
         ctx.request = request
         if self.prepare is not None:
             request = ctx.request = await self._prepare(rt, ctx, request)
         check_limits(rt, request.typed)
         key = identify(rt, ctx, key, request, plain)  # team, org, end user, tags; models narrowed
-        if rt.config.guardrails:  # before admission: a blocked request reserves nothing
+        # before admission (a blocked request reserves nothing); an upload's files are not read
+        if rt.config.guardrails and request.upload is None:
             body, request = await self._guard_input(rt, ctx, request, body, scope, query, plain)
         await admit_request(self.gateway, rt, ctx, request, key)
-        if keeps_bodies(rt, key, ctx.alias):
+        if request.upload is None and keeps_bodies(rt, key, ctx.alias):
             ctx.bodies = BodyCapture(rt.config.server.log_bodies_max_bytes, request=body)
 
         stream_slot = None
@@ -379,7 +416,7 @@ class ApiEndpoint:
                 )
             stream_slot = key.name
             self.gateway.streams[key.name] += 1
-        run = response_cache.start(self.gateway, rt, ctx, request)
+        run = response_cache.start(self.gateway, rt, ctx, request) if request.upload is None else None
         if run is not None:
             cache.append(run)
         try:

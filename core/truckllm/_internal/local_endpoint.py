@@ -27,6 +27,7 @@ from truckllm._internal.asgi_util import (
 from truckllm._internal.dialect import DialectRoute, InboundDialect, LocalAnswer, LocalCall
 from truckllm._internal.endpoint import CREDENTIAL_HEADERS, request_state, serve_whole
 from truckllm._internal.gateway import Gateway
+from truckllm._internal.upload import Spool, read_upload
 from truckllm.errors import GatewayError
 from truckllm.types import ChatRequest
 
@@ -52,8 +53,24 @@ class LocalEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = request_id(scope)
         headers = {"x-request-id": rid}
+        spool = Spool(self.gateway.runtime.config.server.upload_dir) if self.route.upload else None
         try:
-            answer = await self._handle(scope, receive)
+            await self._answer(scope, receive, send, rid, headers, spool)
+        finally:
+            if spool is not None:
+                spool.close()  # the upload's files, however the call ended
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        headers: dict[str, str],
+        spool: Spool | None,
+    ) -> None:
+        try:
+            answer = await self._handle(scope, receive, spool)
         except ClientGone:
             return
         except GatewayError as exc:
@@ -72,7 +89,7 @@ class LocalEndpoint:
             return
         await send_bytes(send, answer.status, {"content-type": answer.content_type, **headers}, answer.body)
 
-    async def _handle(self, scope: Scope, receive: Receive) -> LocalAnswer:
+    async def _handle(self, scope: Scope, receive: Receive, spool: Spool | None = None) -> LocalAnswer:
         gw = self.gateway
         rt = gw.runtime
         if gw.draining:
@@ -86,7 +103,21 @@ class LocalEndpoint:
         raw_query = scope.get("query_string")
         query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
         key = rt.keyring.authenticate(self.dialect.credentials(all_headers, query))
-        body = await read_body(scope, receive, rt.config.server.max_body_bytes, rt.config.server.read_timeout)
+        server = rt.config.server
+        upload = None
+        if spool is not None:
+            body = b""
+            upload = await read_upload(
+                scope,
+                receive,
+                spool,
+                limit=server.limits.max_upload_bytes,
+                max_fields_bytes=server.max_body_bytes,
+                idle_timeout=server.read_timeout,
+                total_timeout=server.request_timeout,
+            )
+        else:
+            body = await read_body(scope, receive, server.max_body_bytes, server.read_timeout)
         state = request_state(gw, rt, self.dialect.name, key.name if key is not None else None)
         rid = request_id(scope)
 
@@ -107,6 +138,7 @@ class LocalEndpoint:
             body=body,
             state=state,
             forward=forward,
+            upload=upload,
         )
         try:
             return await self.serve(self.route, call)

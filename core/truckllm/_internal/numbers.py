@@ -13,10 +13,20 @@ import msgspec
 
 from truckllm.types import RateLimits, Usage
 
-__all__ = ["MAX_TOKENS", "clamp_seconds", "sane_count", "sane_limits", "sane_usage"]
+__all__ = [
+    "MAX_AUDIO_SECONDS",
+    "MAX_TOKENS",
+    "clamp_seconds",
+    "sane_count",
+    "sane_limits",
+    "sane_seconds",
+    "sane_usage",
+]
 
 MAX_TOKENS = 10**9
 """The most tokens one answer may report in any usage field (a bigger figure is cut to it)."""
+MAX_AUDIO_SECONDS = 10.0**7
+"""The most seconds of audio one answer may report (about 116 days; a bigger figure is cut to it)."""
 
 
 def clamp_seconds(value: float, limit: float) -> float:
@@ -52,9 +62,17 @@ def sane_usage(usage: Usage | None) -> Usage | None:
         and _small(usage.cached_tokens)
         and _small(usage.cache_write_tokens)
         and _small(usage.reasoning_tokens)
+        and _small(usage.images)
+        and _small(usage.characters)
+        and _small(usage.search_units)
+        and _small(usage.requests)
+        and _seconds_ok(usage.audio_seconds)
     ):
         return usage
-    fields = {name: sane_count(getattr(usage, name)) for name in usage.__struct_fields__}
+    fields: dict[str, float] = {
+        name: sane_count(getattr(usage, name)) for name in usage.__struct_fields__ if name != "audio_seconds"
+    }
+    fields["audio_seconds"] = sane_seconds(usage.audio_seconds)
     if all(fields[name] == getattr(usage, name) for name in fields) and usage.total_tokens >= (
         usage.prompt_tokens + usage.completion_tokens
     ):
@@ -62,7 +80,18 @@ def sane_usage(usage: Usage | None) -> Usage | None:
     fields["total_tokens"] = max(
         fields["total_tokens"], fields["prompt_tokens"] + fields["completion_tokens"]
     )
-    return Usage(**fields)
+    return Usage(**fields)  # type: ignore[arg-type]
+
+
+def sane_seconds(value: object) -> float:
+    """A duration in seconds within ``[0, MAX_AUDIO_SECONDS]``: negatives, NaN and non-numbers are 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return 0.0
+    return min(max(float(value), 0.0), MAX_AUDIO_SECONDS)
+
+
+def _seconds_ok(value: object) -> bool:
+    return type(value) is float and 0.0 <= value <= MAX_AUDIO_SECONDS
 
 
 def _count_ok(value: object) -> bool:

@@ -16,11 +16,13 @@ import msgspec
 
 from truckllm._internal.auth import bearer
 from truckllm._internal.dialect import DialectRoute
+from truckllm._internal.openai_media import MEDIA_ROUTES, parse_speech
+from truckllm._internal.openai_media import parse_upload as parse_media_upload
 from truckllm._internal.safejson import decode_json
 from truckllm._internal.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from truckllm._internal.schemas.rerank import RerankRequest
 from truckllm.errors import GatewayError
-from truckllm.types import ChatRequest
+from truckllm.types import ChatRequest, Upload
 
 __all__ = ["OPENAI", "OpenAIDialect", "validation_error"]
 
@@ -86,6 +88,7 @@ class OpenAIDialect:
         DialectRoute(path="/v1/chat/completions", endpoint="chat"),
         DialectRoute(path="/v1/completions", endpoint="completions"),
         DialectRoute(path="/v1/embeddings", endpoint="embeddings"),
+        *MEDIA_ROUTES,  # audio and image edits (openai_media)
         DialectRoute(path="/v1/rerank", endpoint="rerank"),  # Jina-style clients, cohere v1
         DialectRoute(path="/v2/rerank", endpoint="rerank"),  # cohere.ClientV2
     )
@@ -103,6 +106,8 @@ class OpenAIDialect:
         headers: Mapping[str, str],
     ) -> ChatRequest:
         """Decode and validate an OpenAI request body."""
+        if route.endpoint == "audio.speech":
+            return parse_speech(route, body, headers)
         try:
             typed = decode_json(body, decoder=_DECODERS[route.endpoint])
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -127,6 +132,17 @@ class OpenAIDialect:
             typed=typed,
             headers=headers,
         )
+
+    def parse_upload(
+        self,
+        route: DialectRoute,
+        upload: Upload,
+        path_params: Mapping[str, str],
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+    ) -> ChatRequest:
+        """Read a transcription, translation or image edit from its spooled multipart form."""
+        return parse_media_upload(route, upload, path_params, query, headers)
 
     def error_body(self, error: GatewayError) -> bytes:
         """``{"error": {"message", "type", "param", "code"}}`` with all four members."""

@@ -73,7 +73,13 @@ class _Failover:
             return f"does not serve the {self.run.request.endpoint} endpoint"
         if self._too_long(cand):
             return f"the prompt (about {self.run.prompt_estimate} tokens) is longer than its context window"
-        return unusable(cand, now, self.run.gw.health, priced_only=self.run.ctx.priced_only)
+        return unusable(
+            cand,
+            now,
+            self.run.gw.health,
+            priced_only=self.run.ctx.priced_only,
+            endpoint=self.run.request.endpoint,
+        )
 
     def _too_long(self, cand: Candidate) -> bool:
         """The prompt is well beyond the deployment's context window (the price book's): sending it
@@ -296,6 +302,7 @@ class _Failover:
             tried=self.run.attempt_count - tried_before,
             max_retry_after=plan.routing.cooldown.max_retry_after,
             priced_only=self.run.ctx.priced_only,
+            endpoint=self.run.request.endpoint,
         )
 
     async def _wait_for_candidate(self, plan: AliasPlan, now: float) -> UpstreamError | None:

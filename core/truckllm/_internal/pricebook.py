@@ -41,12 +41,14 @@ from typing import Any, Literal
 from loguru import logger
 
 from truckllm._internal.config.schema import PriceConfig
-from truckllm.types import Price, PriceEntry, Provider
+from truckllm._internal.units import worst_unit_cost
+from truckllm.types import Price, PriceEntry, Provider, Usage
 
 __all__ = [
     "PriceBook",
     "PriceBookBuilder",
     "Pricing",
+    "batch_fraction",
     "book_type",
     "check_entry",
     "dearer",
@@ -57,7 +59,12 @@ __all__ = [
 ]
 
 PRICE_FIELDS = ("input", "output", "cached_input", "cache_write", "reasoning")
-"""The fields of :class:`~truckllm.types.Price`, in the order they are shown."""
+"""The token rates of :class:`~truckllm.types.Price` (USD per million), in the order they are shown."""
+UNIT_FIELDS = ("image", "audio_second", "character", "search_unit", "request", "batch")
+"""The per-unit rates of :class:`~truckllm.types.Price` (USD per unit; ``batch`` a fraction),
+besides the ``images`` table, in the order they are shown."""
+DEFAULT_BATCH_FRACTION = 0.5
+"""The fraction of the normal price charged for batch work when ``Price.batch`` is unset."""
 
 _RESOURCE = re.compile(r"^(?:.*/)?models/(?P<model>[^/]+)$")
 _ARN = re.compile(
@@ -109,12 +116,23 @@ def check_entry(entry: object) -> PriceEntry:
         raise TypeError("register() takes a truckllm.types.PriceEntry")
     if not entry.provider_type or not entry.model:
         raise ValueError("a PriceEntry names its provider_type and model")
-    for name in PRICE_FIELDS:
-        value = getattr(entry.price, name)
+    rates = [(name, getattr(entry.price, name)) for name in (*PRICE_FIELDS, *UNIT_FIELDS)]
+    images = entry.price.images
+    if images is not None and not isinstance(images, Mapping):
+        raise ValueError(f"{entry.provider_type}/{entry.model}: price.images is not a mapping")
+    rates += [(f"images[{tier!r}]", rate) for tier, rate in (images or {}).items()]
+    for name, value in rates:
         if value is not None and (
-            not isinstance(value, int | float) or not math.isfinite(value) or value < 0
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
         ):
             raise ValueError(f"{entry.provider_type}/{entry.model}: price.{name} is {value!r}, not a price")
+    if entry.price.batch is not None and entry.price.batch > 1:
+        raise ValueError(
+            f"{entry.provider_type}/{entry.model}: price.batch is a fraction of the price (0 to 1)"
+        )
     for name in ("context_window", "max_output_tokens"):
         value = getattr(entry, name)
         if value is not None and (not isinstance(value, int) or value < 1):
@@ -230,7 +248,7 @@ class Pricing:
         """A JSON-ready view: price, source, date, source URL, context window, max output tokens."""
         entry = self.entry
         return {
-            "price": {f: getattr(self.price, f) for f in PRICE_FIELDS} if self.price is not None else None,
+            "price": describe_price(self.price) if self.price is not None else None,
             "price_source": self.origin,
             "price_label": self.label,
             "price_date": entry.date if entry is not None and self.origin == "book" else None,
@@ -243,6 +261,24 @@ class Pricing:
 UNPRICED = Pricing(price=None, origin="none")
 
 
+def describe_price(price: Price) -> dict[str, Any]:
+    """A JSON-ready view of ``price``: every token rate (``None`` when unset), and the unit rates
+    and ``images`` table that are set."""
+    out: dict[str, Any] = {f: getattr(price, f) for f in PRICE_FIELDS}
+    for name in UNIT_FIELDS:
+        value = getattr(price, name)
+        if value is not None:
+            out[name] = value
+    if price.images:
+        out["images"] = dict(sorted(price.images.items()))
+    return out
+
+
+def batch_fraction(price: Price) -> float:
+    """The fraction of ``price`` charged for batch work (``Price.batch``, default 0.5)."""
+    return price.batch if price.batch is not None else DEFAULT_BATCH_FRACTION
+
+
 def price_from_config(config: PriceConfig) -> Price:
     """The kernel's :class:`Price` for a ``price:`` of the config."""
     return Price(
@@ -251,19 +287,36 @@ def price_from_config(config: PriceConfig) -> Price:
         cached_input=config.cached_input,
         cache_write=config.cache_write,
         reasoning=config.reasoning,
+        image=config.image,
+        images=dict(config.images) if config.images else None,
+        audio_second=config.audio_second,
+        character=config.character,
+        search_unit=config.search_unit,
+        request=config.request,
+        batch=config.batch,
     )
 
 
 def dearer(a: Price, b: Price) -> Price:
-    """Field by field, the higher of two prices (an unset rate counts as the rate it stands for)."""
-    out: dict[str, float | None] = {}
+    """Field by field, the higher of two prices (an unset token rate counts as the rate it stands
+    for; an unset unit rate is the other price's; ``images`` tier by tier; ``batch``, a discount,
+    the higher fraction)."""
+    out: dict[str, Any] = {}
     for name in PRICE_FIELDS:
         x, y = getattr(a, name), getattr(b, name)
         if x is None and y is None:
             out[name] = None
         else:
             out[name] = max(_rate(a, name) if x is None else x, _rate(b, name) if y is None else y)
-    return Price(**out)  # type: ignore[arg-type]
+    for name in UNIT_FIELDS:
+        values = [v for v in (getattr(a, name), getattr(b, name)) if v is not None]
+        out[name] = max(values) if values else None
+    if a.images or b.images:
+        tiers: dict[str, float] = dict(a.images or {})
+        for tier, rate in (b.images or {}).items():
+            tiers[tier] = max(rate, tiers.get(tier, rate))
+        out["images"] = tiers
+    return Price(**out)
 
 
 def _rate(price: Price, name: str) -> float:
@@ -274,13 +327,18 @@ def _rate(price: Price, name: str) -> float:
     return price.output if name == "reasoning" else price.input
 
 
-def worst_cost(price: Price, prompt_tokens: int, completion_tokens: int) -> float:
-    """The most a request of ``prompt_tokens`` and ``completion_tokens`` can cost at ``price``, in
-    USD: every prompt token at the dearest prompt rate (input, cached, cache write), every
-    completion token at the dearer of output and reasoning (what a budget reserves)."""
+def worst_cost(
+    price: Price, prompt_tokens: int, completion_tokens: int, units: Usage | None = None, tier: str = ""
+) -> float:
+    """The most a request of ``prompt_tokens`` and ``completion_tokens`` (and ``units``, from
+    :func:`truckllm._internal.units.request_units`) can cost at ``price``, in USD: every prompt
+    token at the dearest prompt rate (input, cached, cache write), every completion token at the
+    dearer of output and reasoning, plus its units at their rates (images at their ``tier``'s rate
+    when the table names it, else the dearest image rate): what a budget reserves."""
     prompt_rate = max(_rate(price, "input"), _rate(price, "cached_input"), _rate(price, "cache_write"))
     completion_rate = max(_rate(price, "output"), _rate(price, "reasoning"))
-    return (prompt_tokens * prompt_rate + completion_tokens * completion_rate) / 1_000_000
+    tokens = (prompt_tokens * prompt_rate + completion_tokens * completion_rate) / 1_000_000
+    return tokens + worst_unit_cost(price, units, tier)
 
 
 def resolve(config: PriceConfig | None, provider: Provider, model: str, book: PriceBook) -> Pricing:

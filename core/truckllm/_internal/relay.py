@@ -172,6 +172,8 @@ async def relay(
         release(attempt)
     if error is not None:
         failed = error_to_gateway(error)
-        ending = getattr(getattr(translator, "outer", None), "error", None)
+        ending = getattr(translator, "error", None) or getattr(
+            getattr(translator, "outer", None), "error", None
+        )
         frame = ending(failed) if ending is not None else ctx.dialect.stream_error(failed)
         yield pending + frame

@@ -21,6 +21,7 @@ from truckllm._internal.dialect import InboundDialect
 from truckllm._internal.dialect_state import RequestState
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.runtime import UNKNOWN_ALIAS, AliasPlan, Runtime
+from truckllm._internal.units import image_tier, unit_cost
 from truckllm.types import (
     AttemptRecord,
     Candidate,
@@ -81,17 +82,29 @@ class Outcome:
     stream: AsyncIterator[bytes] | None = None
 
 
-def cost(candidate: Candidate, usage: Usage | None) -> float:
+def cost(candidate: Candidate, usage: Usage | None, request: ChatRequest | None = None) -> float:
     """USD for ``usage`` at the deployment's price (0 when either is unknown).
 
     Each kind of token at its own rate: cached prompt tokens at ``cached_input``, cache writes at
     ``cache_write``, the rest of the prompt at ``input``; reasoning tokens (part of the completion)
     at ``reasoning``, the rest of the completion at ``output``. An unset rate is the ``input``
-    (cached, cache writes) or ``output`` (reasoning) rate.
+    (cached, cache writes) or ``output`` (reasoning) rate. Units of work (images at the size and
+    quality ``request`` asked for, seconds, characters, search units, calls) are added at their
+    rates (:func:`truckllm._internal.units.unit_cost`).
     """
     price = candidate.deployment.price
     if price is None or usage is None:
         return 0.0
+    units = (
+        unit_cost(price, usage, image_tier(request))
+        if usage.requests
+        or usage.images
+        or usage.audio_seconds
+        or usage.characters
+        or usage.search_units
+        or price.request
+        else 0.0
+    )
     cached = usage.cached_tokens
     cached_price = price.cached_input if price.cached_input is not None else price.input
     write_price = price.cache_write if price.cache_write is not None else price.input
@@ -104,7 +117,7 @@ def cost(candidate: Candidate, usage: Usage | None) -> float:
         + usage.cache_write_tokens * write_price
         + (usage.completion_tokens - reasoning) * price.output
         + reasoning * reasoning_price
-    ) / 1_000_000
+    ) / 1_000_000 + units
 
 
 def end_request(gw: Gateway, rt: Runtime, ctx: RequestContext) -> None:
@@ -140,7 +153,7 @@ def end_request(gw: Gateway, rt: Runtime, ctx: RequestContext) -> None:
         attempts=tuple(ctx.attempts),
         fallbacks=tuple(ctx.fallbacks),
         usage=ctx.usage,
-        cost_usd=cost(cand, ctx.usage) if cand else 0.0,
+        cost_usd=cost(cand, ctx.usage, request) if cand else 0.0,
         error_kind=ctx.error.kind if ctx.error else ctx.rejected_kind,
         error_message=ctx.error.message if ctx.error else ctx.rejected_message,
         client_disconnected=ctx.client_disconnected,

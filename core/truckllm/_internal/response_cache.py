@@ -159,7 +159,8 @@ class CacheRun:
 
     def _spent(self) -> dict[str, Any]:
         usage = self.ctx.usage
-        return {"usage": usage, "cost_usd": cost(self.ctx.candidate, usage) if self.ctx.candidate else 0.0}
+        spent = cost(self.ctx.candidate, usage, self.ctx.request) if self.ctx.candidate else 0.0
+        return {"usage": usage, "cost_usd": spent}
 
     async def _recording(self, stream: AsyncIterator[bytes], content_type: str) -> AsyncIterator[bytes]:
         frames: list[bytes] = []

@@ -95,6 +95,7 @@ class ServerConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     upstream: UpstreamNetConfig = field(default_factory=UpstreamNetConfig)
     state: StateConfig = field(default_factory=StateConfig)
     log_bodies_max_bytes: PosInt = 32 * 1024
+    upload_dir: str | None = None  # where uploads are spooled (the system's temporary directory)
 
 
 class AdminConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -245,13 +246,24 @@ class ProviderConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
 
 class PriceConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """USD per one million tokens (``cached_input``, ``cache_write``: the ``input`` rate when unset;
-    ``reasoning``, the reasoning part of the completion: the ``output`` rate when unset)."""
+    ``reasoning``, the reasoning part of the completion: the ``output`` rate when unset), and USD
+    per unit of work not counted in tokens (:class:`truckllm.types.Price`): ``image`` (per image),
+    ``images`` (per image by ``"<size>/<quality>"``, ``"<size>"`` or ``"*/<quality>"``),
+    ``audio_second``, ``character``, ``search_unit``, ``request`` (per call), and ``batch`` (the
+    fraction of the price charged for batch work, 0.5 when unset)."""
 
     input: NonNeg = 0.0
     output: NonNeg = 0.0
     cached_input: NonNeg | None = None
     cache_write: NonNeg | None = None
     reasoning: NonNeg | None = None
+    image: NonNeg | None = None
+    images: dict[Annotated[str, Meta(min_length=1, max_length=64)], NonNeg] | None = None
+    audio_second: NonNeg | None = None
+    character: NonNeg | None = None
+    search_unit: NonNeg | None = None
+    request: NonNeg | None = None
+    batch: Annotated[float, Meta(ge=0, le=1)] | None = None
 
 
 class DeploymentConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
