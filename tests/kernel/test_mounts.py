@@ -411,7 +411,15 @@ def api_routes(view: GatewayView) -> Sequence[BaseRoute]:
         )
         return JSONResponse({"scrubbed": view.scrub(f"echo {component.options.secret.reveal()}")})
 
-    return [Route("/whoami", whoami), Route("/admit", admit, methods=["POST"]), Route("/record", record)]
+    async def root(request: Request) -> Response:
+        return JSONResponse({"root": request.method})
+
+    return [
+        Route("/", root, methods=["GET", "POST", "DELETE"]),
+        Route("/whoami", whoami),
+        Route("/admit", admit, methods=["POST"]),
+        Route("/record", record),
+    ]
 
 
 class ApiPlugin:
@@ -502,3 +510,15 @@ def test_a_gateway_key_mount_on_an_open_gateway_names_no_key() -> None:
         answer = httpx.get(server.url + "/api/whoami")
         assert answer.status_code == 200 and answer.json()["name"] is None
         assert plugin  # the view finds no component the config did not name
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_a_gateway_key_mount_serves_its_prefix_itself(
+    keyed: tuple[GatewayServer, ApiPlugin], method: str
+) -> None:
+    """An API's clients are configured with the prefix (``/mcp``): every method reaches the ``/``
+    route, with no redirect, behind the same key check."""
+    server, _ = keyed
+    assert httpx.request(method, server.url + "/api", headers=_as(KEY_A)).json() == {"root": method}
+    assert httpx.request(method, server.url + "/api/", headers=_as(KEY_A)).json() == {"root": method}
+    assert httpx.request(method, server.url + "/api").status_code == 401

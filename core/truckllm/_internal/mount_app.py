@@ -184,6 +184,19 @@ class MountGate:
         await error_response(GatewayError(status, message, code=code))(scope, receive, send)
 
 
+class _ExactPrefix:
+    """Serves a request for the prefix itself (``/mcp``) as the mount's ``/`` route, any method."""
+
+    def __init__(self, gate: MountGate, prefix: str) -> None:
+        self.gate = gate
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand the request to the gate as if it asked for ``<prefix>/``."""
+        root = scope.get("root_path", "") + self.prefix
+        await self.gate({**scope, "root_path": root, "path": root + "/"}, receive, send)
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` giving ``body`` once, then what the client sends next (a disconnect)."""
     sent = False
@@ -199,10 +212,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def mount_routes(gateway: Gateway) -> list[BaseRoute]:
-    """The starlette routes of every registered mount: ``<prefix>`` redirects to ``<prefix>/``."""
+    """The starlette routes of every registered mount: ``<prefix>`` redirects to ``<prefix>/``
+    (a ``gateway_key`` mount's ``<prefix>`` is its ``/`` route, for every method)."""
     routes: list[BaseRoute] = []
     for mount in gateway.runtime.host.mounts.values():
         gate = MountGate(gateway, mount, mount.routes(gateway.view))
+        if mount.auth == "gateway_key":  # an API's clients post to the prefix itself (``/mcp``)
+            routes.append(Route(mount.prefix, _ExactPrefix(gate, mount.prefix)))
+            routes.append(StarletteMount(mount.prefix, app=gate))
+            continue
 
         async def to_slash(request: object, _prefix: str = mount.prefix) -> Response:
             return RedirectResponse(_prefix + "/", status_code=308)
