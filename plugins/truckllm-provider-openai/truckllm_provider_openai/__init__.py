@@ -38,6 +38,7 @@ from .options import Options
 from .passthrough import ResponsesPassthrough, check_response
 from .presets import PRESETS, Preset
 from .quirks import adapt_chat_body
+from .rerank import RERANK_PATH, rerank_body, rerank_result, rerank_tokens
 from .responses_answer import translate_response
 from .responses_calls import ENDPOINTS as CALL_ENDPOINTS
 from .responses_calls import call_path, call_usage
@@ -67,7 +68,9 @@ TRUCKLLM_API = 1
 
 TYPE = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings"}
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "embeddings": "/embeddings",
+         "rerank": RERANK_PATH}  # fmt: skip
+"""The paths of a chat-dialect request (rerank: an OpenAI-compatible server's, see :mod:`.rerank`)."""
 RESPONSES_PATHS = {"chat": "/responses", "count_tokens": "/responses/input_tokens"}
 """The paths of a Responses API request (the kernel's endpoint → path under ``base_url``)."""
 
@@ -212,6 +215,13 @@ def transform_request(
     if provider.type != TYPE:
         return None
     options = _options(provider)
+    if request.endpoint == "rerank":  # an OpenAI-compatible server's Jina-style rerank (vLLM)
+        json_headers = {"content-type": "application/json", "accept": "application/json"}
+        return UpstreamRequest(
+            url=_url(provider, options, RERANK_PATH),
+            headers=_headers(provider, options, api_key, json_headers),
+            body=rerank_body(request, model),
+        )
     if request.dialect == "responses" and request.endpoint in CALL_ENDPOINTS:
         method, path = call_path(request)  # a poll or cancel of a background response: no body
         return UpstreamRequest(
@@ -268,6 +278,8 @@ def transform_response(
     if response.status >= 400:
         error = read_error(response.status, response.headers, response.body)
         return ProviderResult(error=lost_conversation(error, request), limits=limits)
+    if request.endpoint == "rerank":
+        return rerank_result(request, response.body, model, limits)
     if request.dialect == "responses" or request.endpoint == "count_tokens":
         bad = check_response(request.endpoint, response.body)  # a poll's failed Response is its answer
         if bad is not None:
@@ -292,6 +304,8 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     token count)."""
     if provider.type != TYPE:
         return None
+    if request.endpoint == "rerank":
+        return rerank_tokens(body)
     if request.dialect == "responses" and request.endpoint in CALL_ENDPOINTS:
         return call_usage(request, body)  # counted once per background response (see responses_calls)
     return answer_usage(body, request.dialect == "responses", request.endpoint == "count_tokens")

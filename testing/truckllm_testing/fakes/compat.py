@@ -26,7 +26,11 @@ What each ``preset`` reproduces (the rest is FakeOpenAI's):
   ``logit_bias``, ``logprobs``, ``top_logprobs`` are a 400; no rate-limit headers.
 - ``ollama``, ``lmstudio``: no key needed (any or none accepted); ``max_completion_tokens`` is
   ignored by ``ollama``; no rate-limit headers.
-- ``vllm``: no key needed unless ``keys`` are given (``--api-key``); no rate-limit headers.
+- ``vllm``: no key needed unless ``keys`` are given (``--api-key``); no rate-limit headers;
+  ``POST /v1/rerank`` (vLLM's Jina-style rerank API for cross-encoder models: ``{model, query,
+  documents: [str], top_n?, truncate_prompt_tokens?, priority?}``, answered ``{id, model, usage:
+  {prompt_tokens, total_tokens}, results: [{index, document: {text}, relevance_score}]}``, scored
+  as the other fake rerankers score).
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from .base import Ctx, Fault, Problem, Route, go_duration
+from .base import Ctx, Fault, Problem, Route, go_duration, rand_id
 from .openai import FakeOpenAI
+from .rerank import ranking, rerank_problems, rerank_tokens
 
 __all__ = ["LOCAL", "MISTRAL_FIELDS", "PRESETS", "FakeCompat"]
 
@@ -66,6 +71,9 @@ _XAI_REFUSED = (
 )
 _GROQ_REFUSED = ("logprobs", "logit_bias", "top_logprobs")
 _PERPLEXITY_REFUSED = ("logit_bias", "logprobs", "top_logprobs", "tools")
+_VLLM_RERANK_FIELDS = frozenset(
+    {"model", "query", "documents", "top_n", "truncate_prompt_tokens", "priority"}
+)
 LIMIT_REQUESTS = 14400
 """The request limit in every preset's rate-limit headers."""
 LIMIT_TOKENS = 6000
@@ -120,7 +128,31 @@ class FakeCompat(FakeOpenAI):
             elif self.preset == "perplexity":
                 continue
             routes.append(route)
+        if self.preset == "vllm":
+            routes.append(Route("POST", "/v1/rerank", self._vllm_rerank, self._vllm_rerank_problems))
         return routes
+
+    # ------------------------------------------------------------------ vLLM's rerank API
+
+    def _vllm_rerank_problems(self, ctx: Ctx) -> list[Problem]:
+        return rerank_problems(ctx.body, _VLLM_RERANK_FIELDS, "top_n", ("model", "query", "documents"))
+
+    async def _vllm_rerank(self, ctx: Ctx) -> web.StreamResponse:
+        body = ctx.body
+        query, documents = body["query"], body["documents"]
+        top = body.get("top_n")
+        tokens = ctx.tokens = rerank_tokens(query, documents)
+        self.count_request(ctx.rec.api_key, tokens)
+        answer = {
+            "id": rand_id("rerank-", 32),
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "results": [
+                {"index": i, "document": {"text": documents[i]}, "relevance_score": score}
+                for i, score in ranking(query, documents, top if isinstance(top, int) and top > 0 else None)
+            ],
+        }
+        return self.json_response(ctx, answer)
 
     def auth_error(self, ctx: Ctx) -> web.Response | None:
         """A local server takes no key (vLLM: unless started with keys); others as OpenAI."""
