@@ -222,6 +222,15 @@ def transform_request(
             headers=_headers(provider, options, api_key, json_headers),
             body=rerank_body(request, model),
         )
+    if request.endpoint in BATCH_ENDPOINTS:  # files and batches (see files_batches)
+        method, path, extra, body, body_stream = build_call(request, model)
+        return UpstreamRequest(
+            url=_url(provider, options, path),
+            headers=_headers(provider, options, api_key, {"accept": "application/json", **extra}),
+            method=method,
+            body=body,
+            body_stream=body_stream,
+        )
     if request.dialect == "responses" and request.endpoint in CALL_ENDPOINTS:
         method, path = call_path(request)  # a poll or cancel of a background response: no body
         return UpstreamRequest(
@@ -278,6 +287,9 @@ def transform_response(
     if response.status >= 400:
         error = read_error(response.status, response.headers, response.body)
         return ProviderResult(error=lost_conversation(error, request), limits=limits)
+    if request.endpoint in BATCH_ENDPOINTS:
+        bad = check_batch_answer(request.endpoint, response.body)
+        return ProviderResult(body=response.body if bad is None else b"", error=bad, limits=limits)
     if request.endpoint == "rerank":
         return rerank_result(request, response.body, model, limits)
     if request.dialect == "responses" or request.endpoint == "count_tokens":
@@ -306,6 +318,8 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
         return None
     if request.endpoint == "rerank":
         return rerank_tokens(body)
+    if request.endpoint in BATCH_ENDPOINTS:  # only a batch's output file carries usage
+        return batch_usage(body) if request.endpoint == "batches.usage" else Usage()
     if request.dialect == "responses" and request.endpoint in CALL_ENDPOINTS:
         return call_usage(request, body)  # counted once per background response (see responses_calls)
     return answer_usage(body, request.dialect == "responses", request.endpoint == "count_tokens")
