@@ -34,6 +34,9 @@ from truckllm.types import (
 
 from .answers import check_answer
 from .errors import lost_conversation, read_error
+from .files_batches import ENDPOINTS as BATCH_ENDPOINTS
+from .files_batches import batch_usage, build_call
+from .files_batches import check_answer as check_batch_answer
 from .options import Options
 from .passthrough import ResponsesPassthrough, check_response
 from .presets import PRESETS, Preset
@@ -86,7 +89,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             type=TYPE,
             default_base_url=DEFAULT_BASE_URL,
             dialect="openai",
-            endpoints=frozenset(PATHS) | frozenset(RESPONSES_PATHS) | CALL_ENDPOINTS,
+            endpoints=frozenset(PATHS) | frozenset(RESPONSES_PATHS) | CALL_ENDPOINTS | BATCH_ENDPOINTS,
             options=Options,
             passes_through=frozenset({"responses"}),  # Responses API requests go as they came
             resolve=resolve_entry,  # a preset's root; no key needed by a local server's
