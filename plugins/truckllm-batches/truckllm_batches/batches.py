@@ -1,0 +1,169 @@
+"""``/v1/batches``: a batch runs on the account that holds its input file; its usage is recorded
+once, when it is first seen finished.
+
+- create: the input file must be this gateway key's; the batch is created on the file's account
+  (kernel endpoint ``batches.create``) and recorded with a *bill token*;
+- retrieve, cancel: on that account (``batches.retrieve``, ``batches.cancel``); the Batch object
+  seen is kept (the list answers from what was last seen), and its output and error files become
+  this key's files on that account;
+- usage: when a retrieve (or a cancel) sees the batch in a final status (``completed``,
+  ``cancelled``, ``expired``: work was done) with an output file, the call that takes the bill
+  token (an atomic delete in the runtime store: one winner across workers and replicas) sends
+  ``batches.usage`` (the output file read by the provider, its lines' usage summed) as the
+  batch's one usage record, priced at the deployment's price times ``price.batch`` (0.5 when
+  unset). If that call fails the token is put back: a later retrieve tries again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from loguru import logger
+
+from truckllm.errors import GatewayError
+from truckllm.kit.dialect import LocalAnswer, LocalCall
+from truckllm.kit.safejson import decode_json
+
+from .errors import invalid, not_found
+from .files import answer_object, forwarded, owned_file
+from .paging import page
+from .records import (
+    BatchRecord,
+    FileRecord,
+    add_to_index,
+    bill_name,
+    index,
+    load_batch,
+    save_batch,
+    save_file,
+)
+
+__all__ = ["ENDPOINTS", "FINAL", "serve_batches", "settle"]
+
+ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions")
+"""The ``endpoint`` a batch may name."""
+FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+"""The statuses a batch never leaves."""
+_BILLED = frozenset({"completed", "expired", "cancelled"})
+_TOKEN = b"1"
+_MAX_METADATA = 16
+
+
+def _create_body(call: LocalCall) -> dict[str, Any]:
+    decoded = decode_json(call.body) if call.body else None
+    if not isinstance(decoded, dict):
+        raise invalid("The body must be a JSON object.")
+    allowed = {"input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after"}
+    for name in decoded:
+        if name not in allowed:
+            raise invalid(f"Unrecognized request argument supplied: {name}", name, "unknown_parameter")
+    for name in ("input_file_id", "endpoint", "completion_window"):
+        if not isinstance(decoded.get(name), str):
+            raise invalid(f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
+    if decoded["endpoint"] not in ENDPOINTS:
+        supported = ", ".join(f"'{e}'" for e in ENDPOINTS)
+        raise invalid(f"Invalid value for 'endpoint'. Supported values are: {supported}.", "endpoint")
+    if decoded["completion_window"] != "24h":
+        raise invalid(
+            "Invalid value for 'completion_window'. Supported values are: '24h'.", "completion_window"
+        )
+    metadata = decoded.get("metadata")
+    if metadata is not None and not (
+        isinstance(metadata, dict)
+        and len(metadata) <= _MAX_METADATA
+        and all(isinstance(v, str) and len(k) <= 64 and len(v) <= 512 for k, v in metadata.items())
+    ):
+        raise invalid(
+            "Invalid 'metadata': at most 16 pairs of strings (keys up to 64 characters, values up to 512).",
+            "metadata",
+        )
+    return decoded
+
+
+async def _owned(call: LocalCall, batch_id: str) -> BatchRecord:
+    record = await load_batch(call.state, batch_id)
+    if record is None:
+        raise not_found("batch", batch_id)
+    return record
+
+
+async def _create(call: LocalCall) -> LocalAnswer:
+    body = _create_body(call)
+    source = await load_file(call, body["input_file_id"])
+    answer = await call.forward(forwarded("batches.create", source.alias, msgspec.json.encode(body), source))
+    obj = answer_object(answer.body, "batch")
+    record = BatchRecord(provider=source.provider, key=source.key, alias=source.alias, object=obj)
+    save_batch(call.state, obj["id"], record)
+    call.state.put(bill_name(obj["id"]), _TOKEN)
+    await add_to_index(call.state, "batch", obj["id"])
+    return LocalAnswer(body=msgspec.json.encode(obj))
+
+
+async def load_file(call: LocalCall, file_id: str) -> FileRecord:
+    """The input file of a batch being created: this key's, else 404 naming ``input_file_id``."""
+    try:
+        return await owned_file(call, file_id)
+    except GatewayError as exc:
+        raise GatewayError(exc.status, exc.message, param="input_file_id") from None
+
+
+def _adopt(call: LocalCall, record: BatchRecord, obj: dict[str, Any]) -> None:
+    """The batch's output and error files become this key's files on the batch's account."""
+    for field in ("output_file_id", "error_file_id"):
+        file_id = obj.get(field)
+        if isinstance(file_id, str) and file_id:
+            stub = {"id": file_id, "object": "file", "purpose": "batch_output"}
+            save_file(
+                call.state,
+                file_id,
+                FileRecord(provider=record.provider, key=record.key, alias=record.alias, object=stub),
+            )
+
+
+async def settle(call: LocalCall, batch_id: str, record: BatchRecord) -> BatchRecord:
+    """Record the batch's usage if it has finished and no one has yet (see the module's doc)."""
+    obj = record.object
+    output = obj.get("output_file_id")
+    if record.billed or obj.get("status") not in _BILLED or not isinstance(output, str) or not output:
+        return record
+    if not await call.state.delete(bill_name(batch_id)):
+        return record  # another call (a client's retrieve, the poller, another replica) took it
+    request = forwarded("batches.usage", record.alias, msgspec.json.encode({"id": output}), record)
+    try:
+        await call.forward(request)
+    except Exception as exc:
+        call.state.put(bill_name(batch_id), _TOKEN)
+        logger.warning("the usage of batch {} could not be read yet: {}", batch_id, exc)
+        return record
+    return msgspec.structs.replace(record, billed=True)
+
+
+async def _refresh(call: LocalCall, batch_id: str, record: BatchRecord, endpoint: str) -> dict[str, Any]:
+    body = msgspec.json.encode({"id": batch_id})
+    answer = await call.forward(forwarded(endpoint, record.alias, body, record))
+    obj = answer_object(answer.body, "batch")
+    record = msgspec.structs.replace(record, object=obj)
+    _adopt(call, record, obj)
+    record = await settle(call, batch_id, record)
+    save_batch(call.state, batch_id, record)
+    return obj
+
+
+async def _list(call: LocalCall) -> LocalAnswer:
+    rows: list[dict[str, Any]] = []
+    for batch_id in await index(call.state, "batch"):
+        record = await load_batch(call.state, batch_id)
+        if record is not None:
+            rows.append(record.object)
+    return LocalAnswer(body=msgspec.json.encode(page(rows, call.query, 20, 100)))
+
+
+async def serve_batches(route: str, call: LocalCall) -> LocalAnswer:
+    """Answer one ``/v1/batches`` route (``route``: ``batches``, ``batch`` or ``batch_cancel``)."""
+    if route == "batches":
+        return await _create(call) if call.method == "POST" else await _list(call)
+    batch_id = call.path_params.get("batch_id", "")
+    record = await _owned(call, batch_id)
+    endpoint = "batches.cancel" if route == "batch_cancel" else "batches.retrieve"
+    return LocalAnswer(body=msgspec.json.encode(await _refresh(call, batch_id, record, endpoint)))
