@@ -82,6 +82,12 @@ class Outcome:
     stream: AsyncIterator[bytes] | None = None
 
 
+BATCH_USAGE = "batches.usage"
+"""The endpoint of a batch's one usage record (sent by the batches dialect when it completes)."""
+DEFAULT_BATCH_FRACTION = 0.5
+"""The fraction of the normal price a batch is charged when its price sets no ``batch``."""
+
+
 def cost(candidate: Candidate, usage: Usage | None, request: ChatRequest | None = None) -> float:
     """USD for ``usage`` at the deployment's price (0 when either is unknown).
 
@@ -90,7 +96,8 @@ def cost(candidate: Candidate, usage: Usage | None, request: ChatRequest | None 
     at ``reasoning``, the rest of the completion at ``output``. An unset rate is the ``input``
     (cached, cache writes) or ``output`` (reasoning) rate. Units of work (images at the size and
     quality ``request`` asked for, seconds, characters, search units, calls) are added at their
-    rates (:func:`truckllm._internal.units.unit_cost`).
+    rates (:func:`truckllm._internal.units.unit_cost`). A batch's usage (the endpoint
+    :data:`BATCH_USAGE`) is charged at ``price.batch`` of all that (0.5 when unset).
     """
     price = candidate.deployment.price
     if price is None or usage is None:
@@ -111,13 +118,16 @@ def cost(candidate: Candidate, usage: Usage | None, request: ChatRequest | None 
     reasoning_price = price.reasoning if price.reasoning is not None else price.output
     fresh = max(usage.prompt_tokens - cached - usage.cache_write_tokens, 0)
     reasoning = min(max(usage.reasoning_tokens, 0), max(usage.completion_tokens, 0))
-    return (
+    total = (
         fresh * price.input
         + cached * cached_price
         + usage.cache_write_tokens * write_price
         + (usage.completion_tokens - reasoning) * price.output
         + reasoning * reasoning_price
     ) / 1_000_000 + units
+    if request is not None and request.endpoint == BATCH_USAGE:
+        total *= price.batch if price.batch is not None else DEFAULT_BATCH_FRACTION
+    return total
 
 
 def end_request(gw: Gateway, rt: Runtime, ctx: RequestContext) -> None:
