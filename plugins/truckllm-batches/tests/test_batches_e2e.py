@@ -109,7 +109,7 @@ def test_usage_is_charged_once_at_the_batch_price(
     gateway.call(_idle())
     billed = records.of("batches.usage")
     assert len(billed) == 1
-    prompt, completion = clean.usage_of(batch.id)
+    prompt, completion = clean.batch_usage_of(batch.id)
     usage = billed[0].usage
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (prompt, completion)
     full = (prompt * kit.price["input"] + completion * kit.price["output"]) / 1_000_000

@@ -176,7 +176,7 @@ class BatchesAPI(FakeUpstream):
             )
             return dict(batch.body)
 
-    def usage_of(self, batch_id: str) -> tuple[int, int]:
+    def batch_usage_of(self, batch_id: str) -> tuple[int, int]:
         """``(prompt_tokens, completion_tokens)`` summed over the batch's lines (what
         :meth:`complete_batch` reports)."""
         prompt = completion = 0
