@@ -45,6 +45,7 @@ from aiohttp import web
 from .base import Ctx, Fault, Problem, Route, go_duration, rand_id
 from .openai import FakeOpenAI
 from .rerank import ranking, rerank_problems, rerank_tokens
+from .vllm_rerank import VLLM_RERANK_FIELDS
 
 __all__ = ["LOCAL", "MISTRAL_FIELDS", "PRESETS", "FakeCompat"]
 
@@ -71,9 +72,6 @@ _XAI_REFUSED = (
 )
 _GROQ_REFUSED = ("logprobs", "logit_bias", "top_logprobs")
 _PERPLEXITY_REFUSED = ("logit_bias", "logprobs", "top_logprobs", "tools")
-_VLLM_RERANK_FIELDS = frozenset(
-    {"model", "query", "documents", "top_n", "truncate_prompt_tokens", "priority"}
-)
 LIMIT_REQUESTS = 14400
 """The request limit in every preset's rate-limit headers."""
 LIMIT_TOKENS = 6000
@@ -135,7 +133,7 @@ class FakeCompat(FakeOpenAI):
     # ------------------------------------------------------------------ vLLM's rerank API
 
     def _vllm_rerank_problems(self, ctx: Ctx) -> list[Problem]:
-        return rerank_problems(ctx.body, _VLLM_RERANK_FIELDS, "top_n", ("model", "query", "documents"))
+        return rerank_problems(ctx.body, VLLM_RERANK_FIELDS, "top_n", ("model", "query", "documents"))
 
     async def _vllm_rerank(self, ctx: Ctx) -> web.StreamResponse:
         body = ctx.body

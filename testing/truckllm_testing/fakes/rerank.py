@@ -19,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import threading
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -29,6 +31,7 @@ from .base import Ctx, FakeUpstream, Fault, Problem, Route, count_words, fmt_sec
 __all__ = [
     "MAX_DOCUMENTS",
     "FakeRerank",
+    "RawAnswer",
     "ranking",
     "relevance",
     "rerank_problems",
@@ -111,6 +114,21 @@ def rerank_problems(
     return problems
 
 
+@dataclass
+class RawAnswer:
+    """Bytes to answer a valid request with instead of the API's answer (a hostile upstream):
+    a 200 that is not an answer, an error echoing the key, an absurd ``Retry-After``..."""
+
+    body: bytes
+    """The body, sent as given."""
+    status: int = 200
+    """The HTTP status."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra headers (``Content-Type`` defaults to JSON)."""
+    times: int = 1
+    """How many requests it answers; ``-1``: every one."""
+
+
 class FakeRerank(FakeUpstream):
     """The base of the fake rerank upstreams: one ``POST`` route, bearer keys, deterministic scores.
 
@@ -154,6 +172,24 @@ class FakeRerank(FakeUpstream):
         super().__init__(keys, strict=strict)
         self.scores: dict[str, float] = dict(scores or {})
         """Scores answered for these document texts instead of :func:`relevance`."""
+        self._raw: list[RawAnswer] = []
+        self._raw_lock = threading.Lock()
+
+    def answer_raw(self, raw: RawAnswer) -> None:
+        """Answer the next valid request(s) with ``raw`` (after validation and faults)."""
+        with self._raw_lock:
+            self._raw.append(raw)
+
+    def _take_raw(self) -> RawAnswer | None:
+        with self._raw_lock:
+            if not self._raw:
+                return None
+            raw = self._raw[0]
+            if raw.times > 0:
+                raw.times -= 1
+                if raw.times == 0:
+                    self._raw.pop(0)
+            return raw
 
     # ------------------------------------------------------------------ the API
 
@@ -211,6 +247,10 @@ class FakeRerank(FakeUpstream):
         return pairs[:top] if isinstance(top, int) and top > 0 else pairs
 
     async def _rerank(self, ctx: Ctx) -> web.StreamResponse:
+        raw = self._take_raw()
+        if raw is not None:
+            headers = {"Content-Type": "application/json", **raw.headers}
+            return web.Response(status=raw.status, body=raw.body, headers=headers)
         body = ctx.body
         ranked = self.scored(body)
         tokens = rerank_tokens(body["query"], body["documents"])
