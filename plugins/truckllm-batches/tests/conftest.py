@@ -100,13 +100,13 @@ def client(gateway: GatewayServer, key: str = TEAM) -> openai.OpenAI:
     return openai.OpenAI(api_key=key, base_url=gateway.url + "/v1", max_retries=0)
 
 
-def batch_file(alias: str, n: int = 3, **overrides: Any) -> bytes:
+def batch_file(alias: str, n: int = 3, overrides: dict[int, Any] | None = None) -> bytes:
     """A batch input file of ``n`` chat requests for ``alias``."""
     lines = []
     for i in range(n):
         body = {"model": alias, "messages": [{"role": "user", "content": f"say hello {i} please"}]}
         line = {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}
-        line.update(overrides.get(i, {}))
+        line.update((overrides or {}).get(i, {}))
         lines.append(json.dumps(line))
     return ("\n".join(lines) + "\n").encode()
 
