@@ -16,6 +16,7 @@ import msgspec
 
 from truckllm._internal.auth import bearer
 from truckllm._internal.dialect import DialectRoute
+from truckllm._internal.openai_images import IMAGE_ROUTES, parse_image_generation, parse_moderation
 from truckllm._internal.openai_media import MEDIA_ROUTES, parse_speech
 from truckllm._internal.openai_media import parse_upload as parse_media_upload
 from truckllm._internal.safejson import decode_json
@@ -88,6 +89,7 @@ class OpenAIDialect:
         DialectRoute(path="/v1/chat/completions", endpoint="chat"),
         DialectRoute(path="/v1/completions", endpoint="completions"),
         DialectRoute(path="/v1/embeddings", endpoint="embeddings"),
+        *IMAGE_ROUTES,  # image generations and moderations (openai_images)
         *MEDIA_ROUTES,  # audio and image edits (openai_media)
         DialectRoute(path="/v1/rerank", endpoint="rerank"),  # Jina-style clients, cohere v1
         DialectRoute(path="/v2/rerank", endpoint="rerank"),  # cohere.ClientV2
@@ -106,6 +108,10 @@ class OpenAIDialect:
         headers: Mapping[str, str],
     ) -> ChatRequest:
         """Decode and validate an OpenAI request body."""
+        if route.endpoint == "images.generations":
+            return parse_image_generation(route, body, headers)
+        if route.endpoint == "moderations":
+            return parse_moderation(route, body, headers)
         if route.endpoint == "audio.speech":
             return parse_speech(route, body, headers)
         try:

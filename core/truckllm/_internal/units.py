@@ -19,8 +19,9 @@ Rules (the README's "Prices beyond tokens"):
   and Imagen by the image).
 - An image's rate: ``images["<size>/<quality>"]`` (or ``images["<size>"]``, ``images["*/<quality>"]``
   when the request named only one of them); else the dearer of ``images["<size>"]`` and
-  ``images["*/<quality>"]``; else ``image``; else the dearest rate of ``images`` (a tier the table
-  does not list is never charged less than what it could be).
+  ``images["*/<quality>"]``; else, for a request naming no size nor quality, ``image``; else the
+  dearest of ``image`` and the table (a tier the table does not list is never charged less than
+  what it could be).
 - ``request`` charges every call (``Usage.requests``, at least 1 for a call that has a usage).
 """
 
@@ -124,9 +125,9 @@ def image_rate(price: Price, tier: str) -> float | None:
     near = [table[name] for name in (size, f"*/{quality}") if quality and name in table]
     if near:  # a size or a quality alone: the dearer of the two, never less than either
         return max(near)
-    if price.image is not None:
-        return price.image
-    return dearest_image_rate(price)
+    if price.image is not None and (not tier or not table):
+        return price.image  # the default size and quality (or no table to look in)
+    return dearest_image_rate(price)  # a tier the table does not list: never less than it may be
 
 
 def _request_rate(price: Price) -> float:
