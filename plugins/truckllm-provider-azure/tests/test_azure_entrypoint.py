@@ -22,6 +22,10 @@ def test_entry_point_registers_the_azure_provider_type() -> None:
         "count_tokens",
         "responses.retrieve",
         "responses.cancel",
+        "audio.transcriptions",
+        "audio.translations",
+        "audio.speech",
+        "images.edits",
     }
     assert spec.passes_through == {"responses"}
     assert spec.credentials is not None

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from truckllm_provider_openai import ResponsesPassthrough, ResponsesToChat
-
 from truckllm import hookimpl
 from truckllm.types import (
     ChatRequest,
     Provider,
     ProviderResult,
     ProviderSpec,
+    StreamTranslator,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
@@ -87,6 +86,6 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
 @hookimpl
 def transform_stream(
     provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
-) -> AzureStream | ResponsesPassthrough | ResponsesToChat | None:
+) -> AzureStream | StreamTranslator | None:
     """The stream translator."""
     return _PLUGIN.transform_stream(provider, request, response, model)

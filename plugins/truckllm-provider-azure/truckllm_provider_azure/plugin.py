@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import truckllm_provider_openai as openai
+from truckllm_provider_openai.audio import ENDPOINTS as MEDIA_ENDPOINTS
 from truckllm_provider_openai.responses_calls import ENDPOINTS as CALL_ENDPOINTS
 
 from truckllm import hookimpl
@@ -16,6 +17,7 @@ from truckllm.types import (
     Provider,
     ProviderResult,
     ProviderSpec,
+    StreamTranslator,
     UpstreamRequest,
     UpstreamResponse,
     Usage,
@@ -29,7 +31,9 @@ from .stream import AzureStream
 
 __all__ = ["ENDPOINTS", "AzurePlugin"]
 
-ENDPOINTS = frozenset({"chat", "completions", "embeddings", "count_tokens"}) | CALL_ENDPOINTS
+ENDPOINTS = (
+    frozenset({"chat", "completions", "embeddings", "count_tokens"}) | CALL_ENDPOINTS | MEDIA_ENDPOINTS
+)
 """Every endpoint the ``openai`` plugin serves, on Azure's URLs."""
 
 _DEFAULT_OPTIONS = Options()
@@ -122,7 +126,7 @@ class AzurePlugin:
     @hookimpl
     def transform_stream(
         self, provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
-    ) -> AzureStream | openai.ResponsesPassthrough | openai.ResponsesToChat | None:
+    ) -> AzureStream | StreamTranslator | None:
         """The ``openai`` plugin's stream translator; a chat stream without Azure's chunks of
         prompt filter results (a content-filtered stream keeps its ``finish_reason:
         content_filter``: the client has the text relayed before it)."""

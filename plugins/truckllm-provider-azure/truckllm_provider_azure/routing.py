@@ -34,7 +34,10 @@ __all__ = [
 MAX_DEPLOYMENT = 256
 """The longest deployment name put in a URL (Azure's own limit is lower)."""
 
-DEPLOYMENT_PATHS = frozenset({"/chat/completions", "/completions", "/embeddings"})
+DEPLOYMENT_PATHS = frozenset(
+    {"/chat/completions", "/completions", "/embeddings"}
+    | {"/audio/transcriptions", "/audio/translations", "/audio/speech", "/images/edits"}
+)
 """The paths Azure's classic API serves under ``/openai/deployments/{deployment}``."""
 
 _SUFFIXES = ("/openai/v1", "/openai")

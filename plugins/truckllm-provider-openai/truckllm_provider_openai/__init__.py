@@ -33,6 +33,8 @@ from truckllm.types import (
 )
 
 from .answers import check_answer
+from .audio import ENDPOINTS as MEDIA_ENDPOINTS
+from .audio import MediaEvents, RawAudio, build_media, media_stream, media_usage, read_media
 from .errors import lost_conversation, read_error
 from .files_batches import ENDPOINTS as BATCH_ENDPOINTS
 from .files_batches import batch_usage, build_call
@@ -47,14 +49,13 @@ from .responses_calls import ENDPOINTS as CALL_ENDPOINTS
 from .responses_calls import call_path, call_usage
 from .responses_request import count_request, translate_request
 from .responses_stream import ResponsesToChat
-from .simple_calls import SIMPLE_ENDPOINTS, SIMPLE_PATHS, ImageStream, simple_body, simple_check, simple_usage
 from .stream import OpenAIStream, check_content_type
 from .usage import answer_usage
 
 __all__ = [
     "PRESETS",
-    "SIMPLE_ENDPOINTS",
-    "ImageStream",
+    "MediaEvents",
+    "RawAudio",
     "OpenAIStream",
     "Options",
     "Preset",
@@ -95,8 +96,8 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             endpoints=frozenset(PATHS)
             | frozenset(RESPONSES_PATHS)
             | CALL_ENDPOINTS
-            | SIMPLE_ENDPOINTS
-            | BATCH_ENDPOINTS,
+            | BATCH_ENDPOINTS
+            | MEDIA_ENDPOINTS,
             options=Options,
             passes_through=frozenset({"responses"}),  # Responses API requests go as they came
             resolve=resolve_entry,  # a preset's root; no key needed by a local server's
@@ -225,14 +226,6 @@ def transform_request(
     if provider.type != TYPE:
         return None
     options = _options(provider)
-    if request.endpoint in SIMPLE_ENDPOINTS:  # images and moderations: the body as it came
-        accept = {"accept": "text/event-stream" if request.stream else "application/json"}
-        return UpstreamRequest(
-            url=_url(provider, options, SIMPLE_PATHS[request.endpoint]),
-            headers=_headers(provider, options, api_key, {"content-type": "application/json", **accept}),
-            body=simple_body(request, model),
-            stream=request.stream,
-        )
     if request.endpoint == "rerank":  # an OpenAI-compatible server's Jina-style rerank (vLLM)
         json_headers = {"content-type": "application/json", "accept": "application/json"}
         return UpstreamRequest(
@@ -248,6 +241,15 @@ def transform_request(
             method=method,
             body=body,
             body_stream=body_stream,
+        )
+    if request.endpoint in MEDIA_ENDPOINTS:  # audio and image edits (see audio)
+        path, extra, body, body_stream, stream = build_media(request, model)
+        return UpstreamRequest(
+            url=_url(provider, options, path),
+            headers=_headers(provider, options, api_key, extra),
+            body=body,
+            body_stream=body_stream,
+            stream=stream,
         )
     if request.dialect == "responses" and request.endpoint in CALL_ENDPOINTS:
         method, path = call_path(request)  # a poll or cancel of a background response: no body
@@ -305,9 +307,8 @@ def transform_response(
     if response.status >= 400:
         error = read_error(response.status, response.headers, response.body)
         return ProviderResult(error=lost_conversation(error, request), limits=limits)
-    if request.endpoint in SIMPLE_ENDPOINTS:
-        bad = simple_check(request.endpoint, response.body)
-        return ProviderResult(body=response.body if bad is None else b"", error=bad, limits=limits)
+    if request.endpoint in MEDIA_ENDPOINTS:
+        return read_media(request, response.body, limits)
     if request.endpoint in BATCH_ENDPOINTS:
         bad = check_batch_answer(request.endpoint, response.body)
         return ProviderResult(body=response.body if bad is None else b"", error=bad, limits=limits)
@@ -337,12 +338,12 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     token count)."""
     if provider.type != TYPE:
         return None
-    if request.endpoint in SIMPLE_ENDPOINTS:
-        return simple_usage(request.endpoint, body)
     if request.endpoint == "rerank":
         return rerank_tokens(body)
     if request.endpoint in BATCH_ENDPOINTS:  # only a batch's output file carries usage
         return batch_usage(body) if request.endpoint == "batches.usage" else Usage()
+    if request.endpoint in MEDIA_ENDPOINTS:
+        return media_usage(request, body)
     if request.dialect == "responses" and request.endpoint in CALL_ENDPOINTS:
         return call_usage(request, body)  # counted once per background response (see responses_calls)
     return answer_usage(body, request.dialect == "responses", request.endpoint == "count_tokens")
@@ -351,15 +352,15 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
 @hookimpl
 def transform_stream(
     provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
-) -> OpenAIStream | ResponsesPassthrough | ResponsesToChat | ImageStream | None:
+) -> OpenAIStream | ResponsesPassthrough | ResponsesToChat | RawAudio | MediaEvents | None:
     """A translator for an OpenAI stream (refused at once when the answer is not an event
     stream): chat chunks relayed, Responses events relayed, or Responses events as chat chunks."""
     if provider.type != TYPE:
         return None
+    if request.endpoint in MEDIA_ENDPOINTS:  # raw audio, or events relayed as they come
+        return media_stream(request, response.headers, _limits(_options(provider), response.headers))
     check_content_type(response.headers)
     limits = _limits(_options(provider), response.headers)
-    if request.endpoint == "images.generations":
-        return ImageStream(limits)
     if request.dialect == "responses":
         return ResponsesPassthrough(limits)
     if _translated(request, model, _options(provider)):

@@ -72,7 +72,12 @@ COGNITIVE_SERVICES = "https://cognitiveservices.azure.com"
 """The resource Azure OpenAI tokens are for."""
 
 _RESPONSES_VERSIONS = frozenset({"2025-03-01-preview", "2025-04-01-preview"})
-_DEPLOYMENT_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+_DEPLOYMENT_PATHS = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    *("/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/speech", "/v1/images/edits"),
+)
 _CATEGORIES = ("hate", "self_harm", "sexual", "violence")
 _BAD_KEY = (
     "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a "
@@ -186,7 +191,7 @@ class FakeAzure(FakeOpenAI):
                 problems.extend(original(ctx))
             return problems
 
-        return Route(route.method, path, route.handler, validate, route.needs_json)
+        return Route(route.method, path, route.handler, validate, route.needs_json, route.reader)
 
     def _check_version(self, ctx: Ctx, v1: bool) -> list[Problem]:
         version = ctx.request.query.get("api-version")

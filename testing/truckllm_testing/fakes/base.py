@@ -227,6 +227,9 @@ class Route:
     handler: Callable[[Ctx], Awaitable[web.StreamResponse]]
     validate: Callable[[Ctx], list[Problem]] | None = None
     needs_json: bool = True
+    reader: Callable[[web.Request], Awaitable[Any]] | None = None
+    """Reads the body as it arrives instead of whole (large uploads); what it returns is the
+    request's ``json`` and ``ctx.body`` (``body`` stays empty)."""
 
 
 @dataclass
@@ -795,17 +798,19 @@ class FakeUpstream(LoopbackServer):
         return await self._serve(request, Route(request.method, request.path, not_found, needs_json=False))
 
     async def _serve(self, request: web.Request, route: Route) -> web.StreamResponse:
-        body = await request.read()
+        summary = await route.reader(request) if route.reader is not None else None
+        body = await request.read() if route.reader is None else b""
         rec = Received(
             method=request.method,
             path=request.path,
             query=dict(request.query),
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
+            json=summary,
             started=time.monotonic(),
         )
         self.requests.append(rec)
-        ctx = Ctx(request=request, rec=rec)
+        ctx = Ctx(request=request, rec=rec, body=summary)
         try:
             resp = await self._pipeline(ctx, route, body)
             if rec.status is None and not rec.dropped:
