@@ -11,14 +11,18 @@ def test_entry_point_registers_the_openai_provider_type() -> None:
     host = make_plugin_manager()
     spec = host.providers["openai"]
     assert spec.default_base_url == "https://api.openai.com/v1"
-    assert spec.endpoints == {
+    assert {
         "chat",
         "completions",
         "embeddings",
         "count_tokens",
         "responses.retrieve",
         "responses.cancel",
-    }
+        "audio.transcriptions",
+        "audio.translations",
+        "audio.speech",
+        "images.edits",
+    } <= spec.endpoints  # and others' (images, moderations, rerank, files and batches)
     assert spec.passes_through == {"responses"}  # Responses API requests go upstream as they came
     assert host.pm.get_plugin("provider-openai") is truckllm_provider_openai
     row = next(r for r in list_plugins(host) if r["name"] == "truckllm-provider-openai")
