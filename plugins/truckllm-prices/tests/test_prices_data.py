@@ -19,9 +19,12 @@ FILES = truckllm_prices.load()
 ENTRIES = truckllm_prices.entries()
 PRICED_PRESETS = {"groq", "mistral", "deepseek", "xai", "together", "fireworks", "openrouter", "perplexity"}
 LOCAL_PRESETS = {"ollama", "vllm", "lmstudio"}  # the operator's own machine: free, never in the book
-KNOWN_TYPES = {"openai", "anthropic", "gemini", "bedrock", "vertex", "vertex-anthropic", "azure"} | {
-    f"openai:{preset}" for preset in PRICED_PRESETS
-}
+RERANK_TYPES = {"cohere", "jina", "voyage"}  # issue 20: rerank vendors
+KNOWN_TYPES = (
+    {"openai", "anthropic", "gemini", "bedrock", "vertex", "vertex-anthropic", "azure"}
+    | {f"openai:{preset}" for preset in PRICED_PRESETS}
+    | RERANK_TYPES
+)
 
 
 def file_name(provider_type: str) -> str:
@@ -120,6 +123,15 @@ def test_a_scheduled_price_applies_from_its_date() -> None:
     assert book(dt.date(2027, 6, 1)) == {"m": 3, "later": 5}
 
 
-def test_every_file_prices_at_least_one_chat_model() -> None:
+UNIT_RATES = ("image", "images", "audio_second", "character", "search_unit")
+
+
+def test_every_file_prices_at_least_one_model() -> None:
+    """A chat model's output, or (a rerank vendor's file) its input tokens or a unit of work."""
     for data in FILES:
-        assert any(line.output > 0 for line in data.models), data.provider_type
+        assert any(
+            line.output > 0
+            or (data.provider_type in RERANK_TYPES and line.input > 0)
+            or any(getattr(line, name) for name in UNIT_RATES)
+            for line in data.models
+        ), data.provider_type

@@ -1,4 +1,5 @@
-"""TruckLLM's price book: USD per million tokens of each kind, by provider type and model.
+"""TruckLLM's price book: USD per million tokens of each kind (and per image, second of audio,
+character, search unit or call), by provider type and model.
 
 The figures ship with the package, one JSON file per provider type in ``data/`` (each entry dated
 and sourced), and are read when the gateway builds its plugin manager; nothing is fetched, at
@@ -24,7 +25,13 @@ DATA_PACKAGE = "truckllm_prices.data"
 
 
 class ModelPrice(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """One model's line in a data file: USD per million tokens, limits, date (and aliases).
+    """One model's line in a data file: USD per million tokens, per unit, limits, date (and aliases).
+
+    Unit rates (:class:`truckllm.types.Price`): ``image`` (USD per image at the default size and
+    quality), ``images`` (per image by ``"<size>/<quality>"``, ``"<size>"`` or ``"*/<quality>"``),
+    ``audio_second``, ``character``, ``search_unit``, ``request`` (per call) and ``batch`` (the
+    fraction of the price charged for batch work); a model sold only by the unit has ``input`` and
+    ``output`` 0.
 
     ``aliases``: other names the provider accepts for the same model at the same price
     (``claude-sonnet-4-0`` for ``claude-sonnet-4-20250514``); ``source`` overrides the file's;
@@ -39,6 +46,13 @@ class ModelPrice(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     cached_input: float | None = None
     cache_write: float | None = None
     reasoning: float | None = None
+    image: float | None = None
+    images: dict[str, float] | None = None
+    audio_second: float | None = None
+    character: float | None = None
+    search_unit: float | None = None
+    request: float | None = None
+    batch: float | None = None
     context_window: int | None = None
     max_output_tokens: int | None = None
     date: str
@@ -84,6 +98,13 @@ def _entries(data: DataFile, day: dt.date) -> Iterator[PriceEntry]:
             cached_input=line.cached_input,
             cache_write=line.cache_write,
             reasoning=line.reasoning,
+            image=line.image,
+            images=line.images,
+            audio_second=line.audio_second,
+            character=line.character,
+            search_unit=line.search_unit,
+            request=line.request,
+            batch=line.batch,
         )
         for name in (line.model, *line.aliases):
             yield PriceEntry(
