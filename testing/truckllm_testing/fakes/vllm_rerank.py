@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from aiohttp import web
+
 from .base import Ctx, rand_id
 from .rerank import FakeRerank
 
@@ -38,6 +40,12 @@ class FakeVLLMRerank(FakeRerank):
     path: ClassVar[str] = "/v1/rerank"
     top_field: ClassVar[str] = "top_n"
     allowed_fields: ClassVar[frozenset[str]] = VLLM_RERANK_FIELDS
+
+    def auth_error(self, ctx: Ctx) -> web.Response | None:
+        """No key needed unless the server was started with keys (``--api-key``)."""
+        if not self.keys:
+            return None
+        return super().auth_error(ctx)
 
     def answer(self, ctx: Ctx, body: dict[str, Any], ranked: list[tuple[int, float]], tokens: int) -> Any:
         """``{id, model, usage, results}``, each result with its document."""
