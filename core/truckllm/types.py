@@ -378,7 +378,8 @@ class Upload(Struct, frozen=True, kw_only=True):
     files: tuple[UploadedFile, ...] = ()
 
     def items(self) -> list[tuple[str, str]]:
-        """Every non-file field as ``(name, value)`` pairs, repeated fields repeated, in order."""
+        """Every non-file field as ``(name, value)`` pairs: each name's values in the order sent,
+        the names in the order they first came (``a=1, b=2, a=3`` gives ``a=1, a=3, b=2``)."""
         return [(name, value) for name, values in self.multi.items() for value in values]
 
     def named(self, *fields: str) -> tuple[UploadedFile, ...]:

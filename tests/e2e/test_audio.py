@@ -220,7 +220,9 @@ def test_translation(fake: FakeOpenAI, client: openai.OpenAI) -> None:
 # --- speech ------------------------------------------------------------------------------------
 
 
-def test_speech_streams_the_audio_as_it_arrives(fake: FakeOpenAI, client: openai.OpenAI, records: Records) -> None:
+def test_speech_streams_the_audio_as_it_arrives(
+    fake: FakeOpenAI, client: openai.OpenAI, records: Records
+) -> None:
     gate = threading.Event()
     fake.speech_gate = gate  # the fake sends one piece, then waits for the gate
     try:
@@ -298,7 +300,10 @@ def test_image_edit_with_several_images_and_a_mask(
     form = form_of(fake)
     assert form["fields"]["model"] == ["gpt-image-1"] and form["fields"]["n"] == ["2"]
     sent = [(f["field"], f["size"], f["sha256"]) for f in form["files"]]
-    expected = [(f, len(b), hashlib.sha256(b).hexdigest()) for f, b in (("image[]", images[0]), ("image[]", images[1]), ("mask", mask))]
+    expected = [
+        (f, len(b), hashlib.sha256(b).hexdigest())
+        for f, b in (("image[]", images[0]), ("image[]", images[1]), ("mask", mask))
+    ]
     assert sorted(sent) == sorted(expected)
     usage = wait_records(records, 1)[0].usage
     assert usage is not None and usage.images == 2 and usage.completion_tokens == 2000
@@ -314,7 +319,9 @@ def test_azure_serves_audio_and_edits_at_its_deployment_paths(
     assert text.text.startswith("transcription of 32000 bytes")
     assert azure.requests[-1].path == "/openai/deployments/my-whisper/audio/transcriptions"
     assert azure.requests[-1].headers["api-key"] == AZURE_KEY
-    with client.audio.speech.with_streaming_response.create(model="az-tts", voice="alloy", input="hi") as response:
+    with client.audio.speech.with_streaming_response.create(
+        model="az-tts", voice="alloy", input="hi"
+    ) as response:
         assert response.headers["content-type"] == "audio/mpeg"
         assert response.read() == speech_audio(azure.speech_bytes)
     assert azure.requests[-1].path == "/openai/deployments/my-tts/audio/speech"
