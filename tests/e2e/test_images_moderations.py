@@ -14,6 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx2 as httpx
 import openai
@@ -179,13 +180,13 @@ def test_an_image_passes_through_with_only_model_rewritten_and_its_tokens_are_ch
 def test_an_image_without_tokens_is_charged_at_its_size_and_quality(
     gw: GatewayServer, fake: FakeOpenAI, records: Records, size: str, quality: str | None, rate: float
 ) -> None:
-    extra = {"quality": quality} if quality else {}
+    extra: dict[str, Any] = {"quality": quality} if quality else {}
     raw = client(gw).images.with_raw_response.generate(
         model="dalle",
         prompt="a lighthouse",
         size=size,
         response_format="b64_json",
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
     assert raw.parse().data is not None
     assert fake.requests[0].json["model"] == "dall-e-3"
@@ -227,6 +228,7 @@ def test_a_multimodal_moderation_passes_through(gw: GatewayServer, fake: FakeOpe
 @pytest.mark.parametrize("endpoint", ["images", "moderations"])
 def test_a_rate_limited_key_fails_over_to_the_next(fake: FakeOpenAI, endpoint: str) -> None:
     fake.inject(Fault(kind="rate_limit", times=1))
+    raw: Any
     with GatewayServer(config(fake.base_url)) as own, client(own) as c:  # its cooldown stays its own
         if endpoint == "images":
             raw = c.images.with_raw_response.generate(model="painter", prompt="a boat")
@@ -306,7 +308,8 @@ def test_a_budgeted_key_is_refused_a_deployment_that_does_not_price_the_endpoint
         ("/v1/images/generations", {"model": "painter", "prompt": "x", "n": 11}, "n"),
         ("/v1/images/generations", {"model": "painter", "prompt": "x", "n": "2"}, "n"),
         ("/v1/images/generations", {"model": "painter", "prompt": "x", "size": "big"}, "size"),
-        ("/v1/images/generations", {"model": "painter", "prompt": "x", "quality": "ultra"}, "quality"),
+        ("/v1/images/generations", {"model": "painter", "prompt": "x", "quality": 5}, "quality"),
+        ("/v1/images/generations", {"model": "painter", "prompt": "x", "quality": ""}, "quality"),
         (
             "/v1/images/generations",
             {"model": "painter", "prompt": "x", "response_format": "gif"},

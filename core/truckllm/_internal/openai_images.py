@@ -43,6 +43,8 @@ MAX_MODERATION_INPUTS = 2048
 """The most items one moderation ``input`` list may hold."""
 
 _Prompt = Annotated[str, Meta(min_length=1, max_length=MAX_PROMPT_CHARS)]
+_Word = Annotated[str, Meta(min_length=1, max_length=32)]
+"""A value the upstream judges (models gain qualities and formats faster than gateways)."""
 _Size = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^(auto|[0-9]{2,5}x[0-9]{2,5})$")]
 
 
@@ -54,7 +56,8 @@ class ImageGenerationRequest(msgspec.Struct, kw_only=True):
     :ivar n: how many images (1 to 10; DALL-E 3 takes 1).
     :ivar size: ``auto`` or ``<width>x<height>``.
     :ivar quality: ``auto``, ``low``, ``medium``, ``high`` (GPT image), ``standard``, ``hd``
-        (DALL-E 3).
+        (DALL-E 3)...: a short string the upstream judges (as ``style``, ``background``,
+        ``moderation`` and ``output_format``).
     :ivar response_format: ``url`` or ``b64_json`` (DALL-E).
     :ivar stream: stream partial images (GPT image models, OpenAI only).
     :ivar partial_images: partial images per streamed image (0 to 3).
@@ -65,12 +68,12 @@ class ImageGenerationRequest(msgspec.Struct, kw_only=True):
     prompt: _Prompt
     n: Annotated[int, Meta(ge=1, le=10)] | None = None
     size: _Size | None = None
-    quality: Literal["auto", "low", "medium", "high", "standard", "hd"] | None = None
+    quality: _Word | None = None
     response_format: Literal["url", "b64_json"] | None = None
-    style: Literal["vivid", "natural"] | None = None
-    background: Literal["auto", "transparent", "opaque"] | None = None
-    moderation: Literal["auto", "low"] | None = None
-    output_format: Literal["png", "jpeg", "webp"] | None = None
+    style: _Word | None = None
+    background: _Word | None = None
+    moderation: _Word | None = None
+    output_format: _Word | None = None
     output_compression: Annotated[int, Meta(ge=0, le=100)] | None = None
     stream: bool | None = None
     partial_images: Annotated[int, Meta(ge=0, le=3)] | None = None

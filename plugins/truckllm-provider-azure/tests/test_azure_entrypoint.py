@@ -26,6 +26,7 @@ def test_entry_point_registers_the_azure_provider_type() -> None:
         "audio.translations",
         "audio.speech",
         "images.edits",
+        "images.generations",
     }
     assert spec.passes_through == {"responses"}
     assert spec.credentials is not None

@@ -10,6 +10,7 @@ from truckllm_provider_openai.audio import ENDPOINTS as MEDIA_ENDPOINTS
 from truckllm_provider_openai.responses_calls import ENDPOINTS as CALL_ENDPOINTS
 
 from truckllm import hookimpl
+from truckllm.errors import UnsupportedRequest
 from truckllm.kit.credentials import CredentialSource
 from truckllm.kit.openai_wire import parse_ratelimit_headers
 from truckllm.types import (
@@ -32,9 +33,12 @@ from .stream import AzureStream
 __all__ = ["ENDPOINTS", "AzurePlugin"]
 
 ENDPOINTS = (
-    frozenset({"chat", "completions", "embeddings", "count_tokens"}) | CALL_ENDPOINTS | MEDIA_ENDPOINTS
+    frozenset({"chat", "completions", "embeddings", "count_tokens", "images.generations"})
+    | CALL_ENDPOINTS
+    | MEDIA_ENDPOINTS
 )
-"""Every endpoint the ``openai`` plugin serves, on Azure's URLs."""
+"""Every endpoint the ``openai`` plugin serves, on Azure's URLs (not moderations: Azure OpenAI has
+none; image streams are refused with a 400 naming ``stream``)."""
 
 _DEFAULT_OPTIONS = Options()
 
@@ -89,6 +93,8 @@ class AzurePlugin:
         """The ``openai`` plugin's request at Azure's URL, with Azure's credential header."""
         if provider.type != self.type:
             return None
+        if request.endpoint == "images.generations" and request.stream:
+            raise UnsupportedRequest("Image streams are served by OpenAI deployments only.", param="stream")
         options = _options(provider)
         target = openai_provider(provider, options)
         upstream = openai.transform_request(target, model, request, api_key)

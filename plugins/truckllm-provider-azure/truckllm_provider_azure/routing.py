@@ -37,6 +37,7 @@ MAX_DEPLOYMENT = 256
 DEPLOYMENT_PATHS = frozenset(
     {"/chat/completions", "/completions", "/embeddings"}
     | {"/audio/transcriptions", "/audio/translations", "/audio/speech", "/images/edits"}
+    | {"/images/generations"}
 )
 """The paths Azure's classic API serves under ``/openai/deployments/{deployment}``."""
 

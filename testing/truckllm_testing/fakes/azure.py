@@ -77,6 +77,7 @@ _DEPLOYMENT_PATHS = (
     "/v1/completions",
     "/v1/embeddings",
     *("/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/speech", "/v1/images/edits"),
+    "/v1/images/generations",
 )
 _CATEGORIES = ("hate", "self_harm", "sexual", "violence")
 _BAD_KEY = (
