@@ -125,6 +125,26 @@ def _rate(price: dict[str, float | None], name: str) -> float:
     return float(price["output"] if name == "reasoning" else price["input"])  # type: ignore[arg-type]
 
 
+_UNITS = (
+    ("image", "per image"),
+    ("audio_second", "per second"),
+    ("character", "per character"),
+    ("search_unit", "per search unit"),
+    ("request", "per call"),
+    ("batch", "batch fraction"),
+)
+
+
+def _units(price: dict[str, object] | None) -> str:
+    """The unit rates of a price row, ``-`` when it has none (``image 0.04, 1024x1792/hd 0.12``)."""
+    if not price:
+        return "-"
+    parts = [f"{label} {price[name]:g}" for name, label in _UNITS if price.get(name) is not None]
+    images = price.get("images")
+    parts += [f"{tier} {rate:g}" for tier, rate in images.items()] if isinstance(images, dict) else []
+    return ", ".join(parts) or "-"
+
+
 def _cmd_prices(args: argparse.Namespace) -> int:
     from truckllm._internal.health import HealthRegistry
     from truckllm._internal.price_report import price_rows
@@ -146,7 +166,7 @@ def _cmd_prices(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         return 0
-    table = [("deployment", "provider/model", *(label for label, _ in _RATES), "price from")]
+    table = [("deployment", "provider/model", *(label for label, _ in _RATES), "USD per unit", "price from")]
     for row in rows:
         price = row["price"]
         rates = [f"{_rate(price, name):g}" for _, name in _RATES] if price else ["-"] * len(_RATES)
@@ -156,7 +176,7 @@ def _cmd_prices(args: argparse.Namespace) -> int:
             origin = "config (price:)"
         else:
             origin = "none: cost counts as $0, keys with a budget are refused"
-        table.append((row["deployment"], f"{row['provider']}/{row['model']}", *rates, origin))
+        table.append((row["deployment"], f"{row['provider']}/{row['model']}", *rates, _units(price), origin))
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
     print("USD per 1M tokens of each kind (cached: cached prompt tokens; reasoning: part of the output)")
     for line in table:
