@@ -330,7 +330,7 @@ def test_a_bad_config_price_is_refused(bad: dict[str, object]) -> None:
         Price(image=-0.01),
         Price(image=math.nan),
         Price(images={"1024x1024": math.inf}),
-        Price(character=True),  # type: ignore[arg-type]
+        Price(character=True),
         Price(batch=2.0),
         Price(request=-1.0),
     ],
