@@ -45,6 +45,7 @@ from truckllm._internal.response_cache import CacheRun
 from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm._internal.schemas.openai import ChatCompletionRequest, check_input
 from truckllm._internal.scrub import cut
+from truckllm._internal.units import image_tier, request_units
 from truckllm._internal.upload import Spool, read_upload
 from truckllm.errors import GatewayError
 from truckllm.types import ChatRequest
@@ -147,7 +148,7 @@ async def admit_request(
     levels = governance_levels(rt.config, key, ctx.user, ctx.tags)  # key, team, org, end user, tags
     if any(level.budgets for level in levels):
         ctx.priced_only = True
-        check_priced(rt, plan)
+        check_priced(rt, plan, request.endpoint)
     settings = rt.config.affinity
     if settings.enabled and request.affinity is None and len(plan.candidates) > 1:
         conversation = affinity_key(request)
@@ -156,6 +157,7 @@ async def admit_request(
             ctx.pin_read = (name, gw.affinity.prefetch(gw.store, name))
     if (key is not None or levels) and gw.store is not None:
         ctx.estimated_tokens = estimate_tokens(request)
+        units = request_units(request)
         ctx.reservation = await admit(
             # the store's reservation id is the gateway's own: X-Request-Id is the client's
             gw.store,
@@ -166,6 +168,8 @@ async def admit_request(
             levels=levels,
             alerts=gw.alerts.emit,
             thresholds=rt.config.alerts.thresholds,
+            units=units,
+            tier=image_tier(request) if units is not None else "",
         )
 
 

@@ -49,13 +49,16 @@ from .responses_calls import ENDPOINTS as CALL_ENDPOINTS
 from .responses_calls import call_path, call_usage
 from .responses_request import count_request, translate_request
 from .responses_stream import ResponsesToChat
+from .simple_calls import SIMPLE_ENDPOINTS, SIMPLE_PATHS, ImageStream, simple_body, simple_check, simple_usage
 from .stream import OpenAIStream, check_content_type
 from .usage import answer_usage
 
 __all__ = [
     "PRESETS",
+    "SIMPLE_ENDPOINTS",
     "MediaEvents",
     "RawAudio",
+    "ImageStream",
     "OpenAIStream",
     "Options",
     "Preset",
@@ -96,6 +99,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             endpoints=frozenset(PATHS)
             | frozenset(RESPONSES_PATHS)
             | CALL_ENDPOINTS
+            | SIMPLE_ENDPOINTS
             | BATCH_ENDPOINTS
             | MEDIA_ENDPOINTS,
             options=Options,
@@ -226,6 +230,14 @@ def transform_request(
     if provider.type != TYPE:
         return None
     options = _options(provider)
+    if request.endpoint in SIMPLE_ENDPOINTS:  # images and moderations: the body as it came
+        accept = {"accept": "text/event-stream" if request.stream else "application/json"}
+        return UpstreamRequest(
+            url=_url(provider, options, SIMPLE_PATHS[request.endpoint]),
+            headers=_headers(provider, options, api_key, {"content-type": "application/json", **accept}),
+            body=simple_body(request, model),
+            stream=request.stream,
+        )
     if request.endpoint == "rerank":  # an OpenAI-compatible server's Jina-style rerank (vLLM)
         json_headers = {"content-type": "application/json", "accept": "application/json"}
         return UpstreamRequest(
@@ -307,6 +319,9 @@ def transform_response(
     if response.status >= 400:
         error = read_error(response.status, response.headers, response.body)
         return ProviderResult(error=lost_conversation(error, request), limits=limits)
+    if request.endpoint in SIMPLE_ENDPOINTS:
+        bad = simple_check(request.endpoint, response.body)
+        return ProviderResult(body=response.body if bad is None else b"", error=bad, limits=limits)
     if request.endpoint in MEDIA_ENDPOINTS:
         return read_media(request, response.body, limits)
     if request.endpoint in BATCH_ENDPOINTS:
@@ -338,6 +353,8 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     token count)."""
     if provider.type != TYPE:
         return None
+    if request.endpoint in SIMPLE_ENDPOINTS:
+        return simple_usage(request.endpoint, body)
     if request.endpoint == "rerank":
         return rerank_tokens(body)
     if request.endpoint in BATCH_ENDPOINTS:  # only a batch's output file carries usage
@@ -352,7 +369,7 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
 @hookimpl
 def transform_stream(
     provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
-) -> OpenAIStream | ResponsesPassthrough | ResponsesToChat | RawAudio | MediaEvents | None:
+) -> OpenAIStream | ResponsesPassthrough | ResponsesToChat | RawAudio | MediaEvents | ImageStream | None:
     """A translator for an OpenAI stream (refused at once when the answer is not an event
     stream): chat chunks relayed, Responses events relayed, or Responses events as chat chunks."""
     if provider.type != TYPE:
@@ -361,6 +378,8 @@ def transform_stream(
         return media_stream(request, response.headers, _limits(_options(provider), response.headers))
     check_content_type(response.headers)
     limits = _limits(_options(provider), response.headers)
+    if request.endpoint == "images.generations":
+        return ImageStream(limits)
     if request.dialect == "responses":
         return ResponsesPassthrough(limits)
     if _translated(request, model, _options(provider)):

@@ -44,6 +44,7 @@ from .base import (
     split_text,
 )
 from .openai_batches import BatchesAPI
+from .openai_images import ImagesAPI
 from .openai_media import MediaAPI
 from .openai_responses import ResponsesAPI
 
@@ -217,7 +218,7 @@ def _stop(problems: list[Problem], body: dict[str, Any]) -> list[str]:
     return list(stop)
 
 
-class FakeOpenAI(BatchesAPI, ResponsesAPI, MediaAPI):
+class FakeOpenAI(BatchesAPI, ResponsesAPI, MediaAPI, ImagesAPI):
     """Fake ``https://api.openai.com/v1``; :attr:`base_url` ends in ``/v1``.
 
     Fault kinds: ``bad_request`` and ``context_length`` (400), ``auth`` (401),
@@ -263,6 +264,7 @@ class FakeOpenAI(BatchesAPI, ResponsesAPI, MediaAPI):
             *self.responses_routes(),
             *self.batches_routes(),
             *self.media_routes(),  # audio, image edits (openai_media)
+            *self.images_routes(),  # image generations, moderations (openai_images)
             Route("POST", "/v1/chat/completions", self._chat, self._validate_chat),
             Route("POST", "/v1/completions", self._completions, self._validate_completions),
             Route("POST", "/v1/embeddings", self._embeddings, self._validate_embeddings),
