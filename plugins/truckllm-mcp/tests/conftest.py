@@ -218,3 +218,13 @@ async def mcp_client(url: str, key: str | None, mode: str = "auto") -> AsyncIter
         Client(streamable_http_client(url, http_client=http), mode=mode, cache=None) as client,
     ):
         yield client
+
+
+@pytest.fixture(scope="module")
+def alpha_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamProcess]:
+    """The ``alpha`` server alone (for tests that build their own gateways)."""
+    process = UpstreamProcess("alpha", tmp_path_factory.mktemp("alpha") / "log.jsonl").start()
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -24,7 +24,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 def namespaced(server: str, name: str) -> str | None:
     """``<server>__<name>``, or ``None`` when ``name`` is not a valid MCP name or the result would
     be longer than :data:`MAX_NAME`."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         return None
     full = f"{server}{SEPARATOR}{name}"
     return full if len(full) <= MAX_NAME else None

@@ -35,7 +35,7 @@ from truckllm.kit.options import Duration, Secret
 __all__ = ["SERVER_NAME", "AccessRule", "McpOptions", "ServerOptions"]
 
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
-"""A server's name: lower-case letters, digits and single dashes, at most 32 characters, so that
+"""A server's name: lower-case letters, digits and dashes, at most 32 characters, so that
 ``<server>__<tool>`` splits at its first ``__`` and stays within MCP's tool-name characters."""
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -136,10 +136,10 @@ class McpOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
 
     def __post_init__(self) -> None:
         for name in self.servers:
-            if not SERVER_NAME.match(name):
+            if not SERVER_NAME.fullmatch(name):
                 raise ValueError(
-                    f"servers: {name!r} is not a server name (lower-case letters, digits and single "
-                    "dashes, at most 32 characters)"
+                    f"servers: {name!r} is not a server name (lower-case letters, digits and dashes, "
+                    "at most 32 characters, starting and ending with a letter or digit)"
                 )
         for rule in self.access:
             unknown = [s for s in rule.servers if s != "*" and s not in self.servers]
