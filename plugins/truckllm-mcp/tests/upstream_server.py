@@ -10,7 +10,9 @@ HTTP request's ``Authorization``, every tool call) to ``<log>`` as JSON lines:
 - ``hostile`` (streamable HTTP): a tool named against MCP's rules, a tool with an 80-level deep
   schema, ``huge`` (a 6 MB answer), ``deep`` (a 5 000-level deep answer), ``crash`` (the process
   dies mid-call);
-- ``notes`` (stdio, needs ``NOTES_TOKEN`` in its environment): ``read_note``.
+- ``notes`` (stdio, needs ``NOTES_TOKEN`` in its environment): ``read_note``;
+- ``box`` (streamable HTTP, needs ``Authorization: Bearer <BOX_TOKEN>``): ``run_shell``, which
+  answers the coding-agent responder's ``printf 'truck-%d\n' 0x<hex>`` itself (no shell runs).
 
 HTTP kinds print ``port=<n>`` on their first line once listening.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -33,6 +36,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 ALPHA_TOKEN = "alpha-upstream-token-7f3c9a2e51"
 BETA_KEY = "beta-upstream-key-0d8b4e6f27"
 NOTES_TOKEN = "notes-upstream-token-93ab41c7"
+BOX_TOKEN = "box-upstream-token-5e2f8c1a94"
+PRINTF = re.compile(r"^printf 'truck-%d\\n' (0x[0-9a-f]+)$")
 
 LOG = sys.argv[2] if len(sys.argv) > 2 else os.devnull
 
@@ -202,6 +207,21 @@ def notes() -> MCPServer:
     return server
 
 
+def box() -> MCPServer:
+    server = MCPServer("box")
+
+    @server.tool()
+    def run_shell(command: str) -> str:
+        """Run a shell command in the box and return what it printed."""
+        log(event="call", tool="run_shell", args={"command": command})
+        found = PRINTF.match(command.strip())
+        if found is None:
+            return "refused: this box runs only printf 'truck-%d\\n' 0x..."
+        return f"truck-{int(found.group(1), 16)}\n"
+
+    return server
+
+
 def serve_http(app: ASGIApp) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -221,6 +241,8 @@ def main() -> None:
         serve_http(guarded(beta().streamable_http_app(), b"x-api-key", BETA_KEY))
     elif kind == "hostile":
         serve_http(deep_answers(hostile().streamable_http_app(json_response=True)))
+    elif kind == "box":
+        serve_http(guarded(box().streamable_http_app(), b"authorization", f"Bearer {BOX_TOKEN}"))
     elif kind == "notes":
         notes().run("stdio")
     else:
