@@ -609,7 +609,10 @@ class StreamTranslator(Protocol):
     Optional attributes: ``content_type``, the stream's ``content-type`` when it is not the
     client dialect's event stream (audio bytes relayed as they come); ``error(error:
     GatewayError) -> bytes``, the bytes that end the stream after a failure (``b""`` for raw
-    bytes, where an error event would corrupt them), instead of the dialect's error event.
+    bytes, where an error event would corrupt them), instead of the dialect's error event. A
+    stream whose ``content_type`` is not an event stream that fails after its first byte ends
+    with its connection closed before the body's end (HTTP/1.1: no terminating chunk), so that
+    the client sees a truncated answer, never a shorter complete one.
     """
 
     usage: Usage | None
@@ -742,16 +745,23 @@ class RecordBodies(Struct, frozen=True, kw_only=True, omit_defaults=True):
     (``log_bodies: true``): decoded as UTF-8 (invalid bytes replaced), every configured secret
     scrubbed, each cut to ``server.log_bodies_max_bytes``.
 
-    :ivar request: the body the client sent.
-    :ivar response: the answer as the client received it (a stream: its frames, concatenated).
+    :ivar request: the body the client sent (an upload: its form's fields and each file's name,
+        content type and size, as JSON; never the files' bytes).
+    :ivar response: the answer as the client received it (a stream: its frames, concatenated);
+        empty when the answer is not text (see ``response_type``).
     :ivar request_truncated: ``request`` was cut.
     :ivar response_truncated: ``response`` was cut.
+    :ivar response_type: set when the answer was not kept because it is not text (speech audio,
+        an image, invalid UTF-8, a NUL byte): its content type.
+    :ivar response_bytes: with ``response_type``: the answer's size in bytes.
     """
 
     request: str = ""
     response: str = ""
     request_truncated: bool = False
     response_truncated: bool = False
+    response_type: str = ""
+    response_bytes: int = 0
 
 
 class GuardrailResult(Struct, frozen=True, kw_only=True, omit_defaults=True):

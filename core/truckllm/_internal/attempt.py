@@ -258,6 +258,11 @@ def _served_by(run: RequestRun, cand: Candidate) -> None:
         )
 
 
+def _raw(content_type: str | None) -> bool:
+    """A stream of bytes that is not an event stream (it cannot carry an error event)."""
+    return content_type is not None and "event-stream" not in content_type.lower()
+
+
 def _reframes(run: RequestRun, source: str) -> bool:
     return source != run.request.dialect or run.ctx.dialect.reframes_own
 
@@ -337,5 +342,5 @@ async def _start_stream(run: RequestRun, head: UpstreamResponse, state: AttemptS
     return Outcome(
         status=200,
         headers=headers,
-        stream=relay(run, first, ended, read, translator, state, ttft),
+        stream=relay(run, first, ended, read, translator, state, ttft, raw=_raw(content_type)),
     )

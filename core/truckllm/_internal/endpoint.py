@@ -31,7 +31,7 @@ from truckllm._internal.asgi_util import (
     send_bytes,
 )
 from truckllm._internal.auth import GatewayKey
-from truckllm._internal.bodies import BodyCapture
+from truckllm._internal.bodies import BodyCapture, form_summary
 from truckllm._internal.dialect import DialectRoute, InboundDialect
 from truckllm._internal.dialect_state import RequestState, backend_of
 from truckllm._internal.gateway import Gateway
@@ -404,8 +404,9 @@ class ApiEndpoint:
         if rt.config.guardrails and request.upload is None:
             body, request = await self._guard_input(rt, ctx, request, body, scope, query, plain)
         await admit_request(self.gateway, rt, ctx, request, key)
-        if request.upload is None and keeps_bodies(rt, key, ctx.alias):
-            ctx.bodies = BodyCapture(rt.config.server.log_bodies_max_bytes, request=body)
+        if keeps_bodies(rt, key, ctx.alias):  # an upload's: its form's summary, never its files
+            kept = form_summary(request.upload) if request.upload is not None else body
+            ctx.bodies = BodyCapture(rt.config.server.log_bodies_max_bytes, request=kept)
 
         stream_slot = None
         limit = rt.config.server.limits.max_streams_per_key
@@ -452,6 +453,8 @@ class ApiEndpoint:
             outcome.headers["x-request-id"] = ctx.request_id
             if _WORKER is not None:
                 outcome.headers["x-truckllm-worker"] = _WORKER
+            if ctx.bodies is not None:
+                ctx.bodies.response_type = outcome.headers.get("content-type", "")
             if outcome.stream is None:
                 if ctx.state is not None:
                     await ctx.state.flush()  # what the answer stored is there before it is read
@@ -459,7 +462,7 @@ class ApiEndpoint:
                     ctx.bodies.add(outcome.body)
                 await send_bytes(send, outcome.status, outcome.headers, outcome.body)
             else:
-                await self._stream(outcome, send, ctx.bodies)
+                await self._stream(outcome, send, ctx)
         except asyncio.CancelledError:
             if not watch.fired:
                 raise
@@ -488,9 +491,13 @@ class ApiEndpoint:
         return outcome
 
     @staticmethod
-    async def _stream(outcome: Outcome, send: Send, bodies: BodyCapture | None = None) -> None:
+    async def _stream(outcome: Outcome, send: Send, ctx: RequestContext) -> None:
+        """Send a stream frame by frame; a raw stream cut short (``ctx.stream_cut``) is left
+        without its end: the server then closes the connection (HTTP/1.1: no terminating chunk)
+        and the client sees a truncated answer."""
         stream = outcome.stream
         assert stream is not None
+        bodies = ctx.bodies
         try:
             first = await anext(stream)  # starts the generator, so that its cleanup always runs
             raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()]
@@ -502,7 +509,8 @@ class ApiEndpoint:
                 if bodies is not None:
                     bodies.add(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not ctx.stream_cut:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[attr-defined]

@@ -2,8 +2,11 @@
 
 Nothing is retried after the first byte reached the client: an upstream error, cut or silence
 becomes an error event in the client's dialect (after any frames the translator made from the
-same chunk), and the attempt is booked as failed. A client that goes away closes the relay, which
-releases the upstream connection.
+same chunk), and the attempt is booked as failed. A raw stream (``raw``: bytes that are not an
+event stream, such as speech audio) cannot carry an error event: its failure sets
+``RequestContext.stream_cut`` and the endpoint closes the connection without the body's end, so
+that the client sees a truncated answer rather than shorter audio. A client that goes away closes
+the relay, which releases the upstream connection.
 """
 
 from __future__ import annotations
@@ -111,8 +114,10 @@ async def relay(
     translator: StreamTranslator,
     attempt: AttemptState,
     ttft: float,
+    raw: bool = False,
 ) -> AsyncIterator[bytes]:
-    """Yield ``first``, then every translated chunk, then (on failure) the error event."""
+    """Yield ``first``, then every translated chunk, then (on failure) the error event; a ``raw``
+    stream's failure marks the request's stream as cut instead (see the module docstring)."""
     ctx = run.ctx
     idle = attempt.routing.stream_idle_timeout
     error: UpstreamError | None = None
@@ -176,4 +181,7 @@ async def relay(
             getattr(translator, "outer", None), "error", None
         )
         frame = ending(failed) if ending is not None else ctx.dialect.stream_error(failed)
-        yield pending + frame
+        if raw:
+            ctx.stream_cut = True
+        if pending or frame:
+            yield pending + frame

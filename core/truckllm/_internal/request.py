@@ -65,6 +65,7 @@ class RequestContext:
     state: RequestState | None = None  # a stateful dialect's stored state (writes flushed before the end)
     pin_read: tuple[str, asyncio.Future[bytes | None]] | None = None  # affinity: a pin read begun early
     bodies: BodyCapture | None = None  # the key or the alias keeps bodies (log_bodies)
+    stream_cut: bool = False  # a raw stream failed mid-body: its connection closes without the end
     team: str | None = None  # the gateway key's team and org
     org: str | None = None
     user: str | None = None  # the end user the client named (bounded)

@@ -23,7 +23,9 @@ transcription's text names the file's size and hash; its duration is the size at
 :data:`BYTES_PER_SECOND`. Speech answers :attr:`MediaAPI.speech_bytes` bytes of
 :func:`speech_audio` in :attr:`MediaAPI.speech_chunk` pieces; when :attr:`MediaAPI.speech_gate` is
 set (a ``threading.Event``), the first piece is sent and the rest waits for the gate, so a test can
-see the first bytes reach its client before the upstream finished.
+see the first bytes reach its client before the upstream finished. Speech answers are streams
+(``Received.stream``): a ``Fault(drop_after=n)`` sends ``n`` pieces of the audio, then closes the
+connection without the chunked body's end (a cut the client can see).
 """
 
 from __future__ import annotations
@@ -78,6 +80,10 @@ class MediaAPI(FakeUpstream):
     """Bytes per piece of a speech answer."""
     speech_gate: threading.Event | None = None
     """When set: the first piece goes at once, the rest once the event is set."""
+
+    def is_stream(self, ctx: Ctx) -> bool:
+        """Speech is always answered as a stream; the rest as the base fake says."""
+        return ctx.request.path.endswith("/audio/speech") or super().is_stream(ctx)
 
     def media_routes(self) -> list[Route]:
         """The audio and image-edit endpoints."""
@@ -333,7 +339,10 @@ class MediaAPI(FakeUpstream):
         await resp.prepare(ctx.request)
         ctx.rec.status = 200
         gate = self.speech_gate
+        fault = ctx.fault
         for i, piece in enumerate(pieces):
+            if fault is not None and fault.drop_after is not None and i >= fault.drop_after:
+                return self._drop(ctx, resp)
             if i == 1 and gate is not None:
                 await asyncio.to_thread(gate.wait, 60)  # a bound, should a test forget it
             elif i and self.chunk_delay:
