@@ -15,7 +15,7 @@ import re
 import sys
 
 from truckllm import __version__
-from truckllm._internal.config.loader import parse_config
+from truckllm._internal.config.loader import parse_config, parse_plugins
 from truckllm._internal.config.schema import Config
 from truckllm._internal.config.source import open_source
 from truckllm._internal.plugins import PluginHost, list_plugins, make_plugin_manager
@@ -100,11 +100,9 @@ def _load_config(path: str) -> tuple[Config, PluginHost]:
     :raises ConfigError: the config has problems.
     """
     text = open_source(path).read()
-    host = make_plugin_manager()
+    policy = parse_plugins(text, source=path)  # before any plugin is imported
+    host = make_plugin_manager(policy.disable, allow=policy.allow)
     config = parse_config(text, host.registry(), source=path)
-    if config.plugins.disable:
-        host = make_plugin_manager(config.plugins.disable)
-        config = parse_config(text, host.registry(), source=path)
     return config, host
 
 
@@ -186,17 +184,54 @@ def _cmd_prices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plugins_config(given: str | None) -> str | None:
+    """The config whose ``plugins:`` section ``truckllm plugins`` applies: ``--config``, else
+    ``TRUCKLLM_CONFIG``, else the quick start's file when it exists, else none."""
+    if given or os.environ.get("TRUCKLLM_CONFIG"):
+        return _config_path(given)
+    return QUICK_START_CONFIG if os.path.isfile(QUICK_START_CONFIG) else None
+
+
+def _files_line(row: dict[str, object]) -> str:
+    """``truckllm plugins``' install line of a row: where, RECORD's hash, the files checked."""
+    where = f"{row['location']}" + (f" (editable: {row['source']})" if row.get("editable") else "")
+    files = row.get("files")
+    if row.get("record_sha256") is None or not isinstance(files, dict):
+        return f"    at {where}; no RECORD: its files cannot be checked"
+    hashed = files["listed"] - files["unhashed"]
+    bad = [*files["mismatched"], *(f"{m} (missing)" for m in files["missing"])]
+    if bad:
+        check = f"{files['verified']} of {hashed} hashed files as installed; CHANGED SINCE INSTALL: "
+        check += ", ".join(bad)
+    else:
+        check = f"all {hashed} hashed files as installed"
+    return f"    at {where}\n    RECORD sha256 {row['record_sha256']}; {check}"
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    host = make_plugin_manager()
+    config = _plugins_config(args.config)
+    policy = parse_plugins(open_source(config).read(), source=config) if config else None
+    host = make_plugin_manager(policy.disable if policy else (), allow=policy.allow if policy else None)
     rows = list_plugins(host, all=args.all)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    if host.allow is None:
+        print(f"plugins.allow: not set{f' in {config}' if config else ''}: every installed plugin loads")
+    else:
+        print(f"plugins.allow ({config}): {', '.join(host.allow.text) or '(empty: none)'}")
     for row in rows:
-        status = "" if row["status"] == "loaded" else f"  FAILED: {row['error']}"
-        print(f"{row['name']} {row['version'] or ''}  [{row['entry_point'] or row['module']}]{status}")
+        status = {"loaded": "", "failed": f"  FAILED: {row['error']}"}.get(
+            row["status"], f"  present, NOT ALLOWED: {row['error']}"
+        )
+        origin = "" if row["first_party"] is not False else "  (not TruckLLM's)"
+        print(
+            f"{row['name']} {row['version'] or ''}  [{row['entry_point'] or row['module']}]{status}{origin}"
+        )
         if row["hooks"]:
             print(f"    hooks: {', '.join(row['hooks'])}")
+        if row["location"]:
+            print(_files_line(row))
     return 0
 
 
@@ -333,7 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("--json", action="store_true", help="print JSON")
     prices.set_defaults(func=_cmd_prices)
 
-    plugins = sub.add_parser("plugins", help="list installed plugins", parents=[debug])
+    plugins = sub.add_parser(
+        "plugins",
+        help="list installed plugins: version, where, allowed or not, RECORD hash, files checked",
+        parents=[debug],
+    )
+    _add_config(plugins, "config whose plugins.allow and plugins.disable apply")
     plugins.add_argument("--all", action="store_true", help="include the kernel's defaults")
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(func=_cmd_plugins)

@@ -29,7 +29,7 @@ from truckllm._internal.components import (
     logger_signature,
     store_signature,
 )
-from truckllm._internal.config.loader import parse_config
+from truckllm._internal.config.loader import parse_config, parse_plugins
 from truckllm._internal.config.schema import Config
 from truckllm._internal.config.source import ConfigSource, TextSource, open_source
 from truckllm._internal.credentials import Credentials
@@ -133,11 +133,12 @@ class Gateway:
     def _build(self, text: str | None = None) -> Runtime:
         if text is None:
             text = self.source.read()
-        host = make_plugin_manager(extra=self.extra_plugins, autoload=self.autoload)
+        # plugins.allow and plugins.disable are read first: no other plugin is ever imported
+        policy = parse_plugins(text, source=self.source.name, env=self.env)
+        host = make_plugin_manager(
+            policy.disable, self.extra_plugins, autoload=self.autoload, allow=policy.allow
+        )
         config = self._load(host, text)
-        if config.plugins.disable:
-            host = make_plugin_manager(config.plugins.disable, self.extra_plugins, autoload=self.autoload)
-            config = self._load(host, text)
         self.version += 1
         runtime = build_runtime(config, host, self.health, version=self.version, source=self.source.name)
         runtime.extra["text"] = text

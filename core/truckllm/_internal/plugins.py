@@ -1,10 +1,15 @@
 """Building the plugin manager: entry points, API versions, registration, listing.
 
 Built-in plugins load exactly like third-party ones, through the ``truckllm`` entry-point group;
-the kernel never imports a plugin by name. A plugin that fails to import, declares another API
-version or raises while registering is recorded in :attr:`PluginHost.failures` and skipped; the
-gateway refuses to start only when the config needs what that plugin would have provided (the
-config error then names the failed plugin and why).
+the kernel never imports a plugin by name. With ``plugins.allow`` set (:mod:`.allowlist`), only the
+allowed distributions' entry points are loaded: the others are decided on their metadata alone,
+listed as present but not allowed, and never imported. With no allow-list, a distribution that is
+not TruckLLM's own (:mod:`.first_party`) is loaded and named in a warning.
+
+A plugin that fails to import, declares another API version or raises while registering is
+recorded in :attr:`PluginHost.failures` and skipped; the gateway refuses to start only when the
+config needs what that plugin would have provided (the config error then names the failed plugin
+and why).
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ from loguru import logger
 
 from truckllm import hookspecs
 from truckllm._internal import defaults
+from truckllm._internal.allowlist import AllowList, normalize
 from truckllm._internal.config.loader import Registry
 from truckllm._internal.dialect import InboundDialect
 from truckllm._internal.dispatch import Dispatcher
+from truckllm._internal.first_party import FIRST_PARTY
+from truckllm._internal.installed import describe, record_path
 from truckllm._internal.mounts import Mount, check_prefix
 from truckllm._internal.pricebook import EMPTY_BOOK, PriceBook, PriceBookBuilder, check_entry
 from truckllm._internal.store import Store
@@ -37,6 +45,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginFailure",
     "PluginHost",
+    "Refusal",
     "async_hooks",
     "list_plugins",
     "make_plugin_manager",
@@ -54,6 +63,18 @@ class PluginFailure:
     distribution: str | None
     version: str | None
     error: str
+    dist: md.Distribution | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An entry point of a distribution that ``plugins.allow`` does not allow: never imported."""
+
+    name: str
+    distribution: str
+    version: str
+    reason: str
+    dist: md.Distribution = field(compare=False, repr=False)
 
 
 @dataclass
@@ -72,6 +93,8 @@ class PluginHost:
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
     dists: dict[str, md.Distribution] = field(default_factory=dict)
     entry_points: dict[str, str] = field(default_factory=dict)
+    allow: AllowList | None = None
+    refused: list[Refusal] = field(default_factory=list)
     prices: PriceBook = EMPTY_BOOK
     dispatch: Dispatcher = field(init=False)
 
@@ -108,18 +131,25 @@ def make_plugin_manager(
     extra: Iterable[object] = (),
     *,
     autoload: bool | None = None,
+    allow: Sequence[str] | None = None,
 ) -> PluginHost:
     """A fresh plugin manager: hookspecs, defaults, entry-point plugins, ``extra`` plugins.
 
     :param disabled: entry-point names not to load (config ``plugins.disable``).
     :param extra: plugin objects to register too (tests register throwaway plugins here).
     :param autoload: load entry points; default: unless ``TRUCKLLM_DISABLE_PLUGIN_AUTOLOAD`` is set.
-    :raises StartupError: a plugin implements a hook that does not exist, or two plugins
-        register the same provider type, strategy, store or logger name.
+    :param allow: config ``plugins.allow``: the distributions whose entry points may be loaded
+        (None: every one; the others are never imported). ``extra`` plugins are not concerned.
+    :raises StartupError: a plugin implements a hook that does not exist, two plugins
+        register the same provider type, strategy, store or logger name, or ``allow`` is invalid.
     """
     pm = pluggy.PluginManager("truckllm")
     pm.add_hookspecs(hookspecs)
-    host = PluginHost(pm=pm)
+    try:
+        allow_list = AllowList.parse(allow) if allow is not None else None
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    host = PluginHost(pm=pm, allow=allow_list)
     pm.register(defaults, name=DEFAULTS_NAME)
     for name in disabled:
         pm.set_blocked(name)
@@ -127,6 +157,7 @@ def make_plugin_manager(
         autoload = not os.environ.get("TRUCKLLM_DISABLE_PLUGIN_AUTOLOAD")
     if autoload:
         _load_entry_points(host)
+        _warn_about_origins(host)
     for plugin in extra:
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin):x}"
         _register(host, plugin, name, None)
@@ -143,23 +174,87 @@ def make_plugin_manager(
 
 
 def _load_entry_points(host: PluginHost) -> None:
-    seen: set[str] = set()
+    """Load the allowed entry points of the ``truckllm`` group; decide on metadata alone first.
+
+    An entry point's name belongs to the first (allowed) distribution found declaring it: the
+    same distribution found twice on the path is skipped, another one declaring a taken name is
+    recorded as failed (a package cannot replace a plugin by reusing its name).
+    """
+    owners: dict[str, str] = {}
+    refused: set[tuple[str, str]] = set()
     for dist in md.distributions():
-        for ep in dist.entry_points:
-            if ep.group != ENTRY_POINT_GROUP or ep.name in seen:
+        eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+        if not eps:
+            continue
+        dist_name = str(dist.metadata["name"] or "?")
+        key = normalize(dist_name)
+        refusal = host.allow.refusal(dist_name, dist.version) if host.allow is not None else None
+        for ep in eps:
+            if refusal is not None:
+                if (key, ep.name) not in refused:
+                    refused.add((key, ep.name))
+                    host.refused.append(Refusal(ep.name, dist_name, dist.version, refusal, dist))
                 continue
-            seen.add(ep.name)
+            owner = owners.get(ep.name)
+            if owner is not None:
+                if owner != key:
+                    _fail(host, ep.name, dist, f"entry point name {ep.name!r} is already taken by {owner}")
+                continue
+            owners[ep.name] = key
             if host.pm.is_blocked(ep.name):
                 continue
-            dist_name = dist.metadata["name"]
+            host.dists[ep.name] = dist
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not take the gateway down
                 _fail(host, ep.name, dist, f"import failed: {type(exc).__name__}: {exc}")
                 continue
             _register(host, plugin, ep.name, dist, entry_point=f"{ep.name} = {ep.value}")
-            if dist_name:
-                host.dists[ep.name] = dist
+
+
+def _where(dist: md.Distribution) -> str:
+    record = record_path(dist)
+    return str(record.parent if record is not None else dist.locate_file(""))
+
+
+def _warn_about_origins(host: PluginHost) -> None:
+    """Start-up warnings: foreign code loaded with no allow-list; code present but not allowed;
+    allowed names that are not installed."""
+    if host.allow is None:
+        foreign: dict[str, md.Distribution] = {}
+        for dist in host.dists.values():
+            name = str(dist.metadata["name"] or "?")
+            if normalize(name) not in FIRST_PARTY:
+                foreign.setdefault(normalize(name), dist)
+        if foreign:
+            named = "; ".join(
+                f"{d.metadata['name']} {d.version} ({_where(d)})" for _, d in sorted(foreign.items())
+            )
+            logger.warning(
+                "plugins.allow is not set and {} distribution(s) that are not TruckLLM's are loaded: {}. "
+                "Every installed package declaring a `truckllm` entry point runs inside the gateway, "
+                "which holds every provider key: list the distributions you mean to run in plugins.allow",
+                len(foreign),
+                named,
+            )
+        return
+    done: set[str] = set()
+    for refusal in host.refused:
+        if normalize(refusal.distribution) in done:
+            continue
+        done.add(normalize(refusal.distribution))
+        names = ", ".join(r.name for r in host.refused if r.distribution == refusal.distribution)
+        logger.warning(
+            "{} {} ({}) declares TruckLLM plugins ({}) and is not allowed ({}): not imported",
+            refusal.distribution,
+            refusal.version,
+            _where(refusal.dist),
+            names,
+            refusal.reason,
+        )
+    installed = [str(d.metadata["name"] or "") for d in md.distributions()]
+    for name in host.allow.unmatched(installed):
+        logger.warning("plugins.allow names {}, which is not installed", name)
 
 
 def _fail(host: PluginHost, name: str, dist: md.Distribution | None, error: str) -> None:
@@ -168,6 +263,7 @@ def _fail(host: PluginHost, name: str, dist: md.Distribution | None, error: str)
         distribution=dist.metadata["name"] if dist else None,
         version=dist.version if dist else None,
         error=error,
+        dist=dist,
     )
     host.failures.append(failure)
     logger.bind(plugin=name).error("plugin {} not loaded: {}", name, error)
@@ -389,12 +485,34 @@ def _forget(host: PluginHost, plugin_name: str) -> None:
             tables[kind].pop(key, None)
 
 
-def list_plugins(host: PluginHost, all: bool = False) -> list[dict[str, Any]]:
-    """One sorted row per plugin: name, version, entry_point, module, hooks, status, error.
+def _origin(dist: md.Distribution | None, verify: bool) -> dict[str, Any]:
+    """A row's install facts (:func:`.installed.describe`) and whether the distribution is TruckLLM's."""
+    if dist is None:
+        return {
+            "first_party": None,
+            "location": None,
+            "editable": False,
+            "source": None,
+            "record_sha256": None,
+            "files": None,
+        }
+    facts = describe(dist) if verify else {"location": _where(dist)}
+    return {"first_party": normalize(str(dist.metadata["name"] or "")) in FIRST_PARTY, **facts}
 
-    The same list feeds ``truckllm plugins`` and ``GET /admin/v1/plugins``. ``all`` adds the
-    kernel's own defaults. The store and logger instances the gateway registers while serving
-    (``store``, ``logger-0-stdout``) are not plugins: their plugin is listed, they are not.
+
+def list_plugins(host: PluginHost, all: bool = False, verify: bool = True) -> list[dict[str, Any]]:
+    """One sorted row per plugin: name, version, entry_point, module, hooks, status, error, and
+    where it is installed.
+
+    The same list feeds ``truckllm plugins`` and ``GET /admin/v1/plugins``. ``status`` is
+    ``loaded``, ``failed`` or ``not allowed`` (present, but not in ``plugins.allow``: never
+    imported; ``error`` says why). ``allowed``: whether ``plugins.allow`` lets it load (True when
+    no allow-list is set). ``first_party``: one of TruckLLM's own distributions. ``location``:
+    its ``.dist-info`` folder; ``editable`` and ``source``: an editable install and the folder it
+    points at. ``record_sha256``: sha256 of its ``RECORD``; ``files``: each file RECORD lists
+    hashed again (``verify``; counts, and the paths ``mismatched`` or ``missing``). ``all`` adds
+    the kernel's own defaults. The store and logger instances the gateway registers while
+    serving (``store``, ``logger-0-stdout``) are not plugins: their plugin is listed, they are not.
     """
     rows: list[dict[str, Any]] = []
     for name, plugin in host.pm.list_name_plugin():
@@ -413,7 +531,10 @@ def list_plugins(host: PluginHost, all: bool = False) -> list[dict[str, Any]]:
                 "module": getattr(module, "__name__", type(plugin).__module__),
                 "hooks": sorted(c.name for c in callers),
                 "status": "loaded",
+                "allowed": True,
                 "error": None,
+                **_origin(dist, verify),
+                **({"first_party": True} if name == DEFAULTS_NAME else {}),
             }
         )
     for failure in host.failures:
@@ -425,7 +546,23 @@ def list_plugins(host: PluginHost, all: bool = False) -> list[dict[str, Any]]:
                 "module": None,
                 "hooks": [],
                 "status": "failed",
+                "allowed": True,
                 "error": failure.error,
+                **_origin(failure.dist, verify),
+            }
+        )
+    for refusal in host.refused:
+        rows.append(
+            {
+                "name": refusal.distribution,
+                "version": refusal.version,
+                "entry_point": refusal.name,
+                "module": None,
+                "hooks": [],
+                "status": "not allowed",
+                "allowed": False,
+                "error": refusal.reason,
+                **_origin(refusal.dist, verify),
             }
         )
     return sorted(rows, key=lambda r: (r["name"], r["entry_point"] or ""))

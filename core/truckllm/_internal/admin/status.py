@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -61,9 +62,14 @@ async def ready(gateway: Gateway, request: Request) -> Response:
 
 
 async def plugins(gateway: Gateway, request: Request) -> Response:
-    """``GET /admin/v1/plugins[?all=1]``: the list ``truckllm plugins`` prints."""
+    """``GET /admin/v1/plugins[?all=1]``: the list ``truckllm plugins`` prints, and the
+    ``plugins.allow`` in force (null: not set). Each installed file is hashed again, in a worker
+    thread (not on the event loop)."""
     show_all = request.query_params.get("all") in ("1", "true", "yes")
-    return JSON({"plugins": list_plugins(gateway.runtime.host, all=show_all)})
+    host = gateway.runtime.host
+    rows = await asyncio.to_thread(list_plugins, host, show_all)
+    allow = list(host.allow.text) if host.allow is not None else None
+    return JSON({"allow": allow, "plugins": rows})
 
 
 async def metrics(gateway: Gateway, request: Request) -> Response:

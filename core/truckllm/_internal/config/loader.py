@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from truckllm._internal.allowlist import problems as allow_problems
 from truckllm._internal.config.admin_token import is_loopback, weak_admin_token
 from truckllm._internal.config.durations import Duration, parse_duration
 from truckllm._internal.config.messages import fields_at, plain, unknown_field
@@ -29,6 +30,7 @@ from truckllm._internal.config.schema import (
     Config,
     GatewayKeyConfig,
     ModelConfig,
+    PluginsConfig,
     ProviderConfig,
     RoutingConfig,
     RoutingOverride,
@@ -48,6 +50,7 @@ __all__ = [
     "logger_entries",
     "merge_routing",
     "parse_config",
+    "parse_plugins",
     "store_options",
 ]
 
@@ -234,14 +237,11 @@ def _printable(name: str) -> str:
     return name
 
 
-def parse_config(
-    text: str,
-    registry: Registry,
-    *,
-    source: str = "<config>",
-    env: Mapping[str, str] | None = None,
-) -> Config:
-    """Parse YAML (or JSON) text into a validated config; raise :class:`ConfigError` listing all problems."""
+def _read_tree(text: str, source: str, env: Mapping[str, str] | None) -> _Reader:
+    """A reader holding ``text``'s YAML tree (a mapping, with line numbers).
+
+    :raises ConfigError: the text is not YAML, or not a mapping.
+    """
     reader = _Reader(source, os.environ if env is None else env)
     yaml = YAML(typ="rt", pure=True)
     yaml.allow_duplicate_keys = False
@@ -267,7 +267,52 @@ def parse_config(
         reader.root = CommentedMap()
     if not isinstance(reader.root, dict):
         raise ConfigError([Problem(message="the config must be a mapping", file=source, line=1)])
+    return reader
 
+
+class _PluginsOnly(msgspec.Struct, frozen=True, kw_only=True):
+    """A config read for its ``plugins:`` section alone (every other section is ignored)."""
+
+    plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
+
+
+def _check_allow(plugins: PluginsConfig, reader: _Reader) -> None:
+    """Each ``plugins.allow`` entry a distribution name with an optional version range, once."""
+    for index, problem in allow_problems(plugins.allow or ()):
+        reader.problem(["plugins", "allow", index], problem)
+
+
+def parse_plugins(
+    text: str, *, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> PluginsConfig:
+    """Only the ``plugins:`` section of a config text, read before any plugin is loaded: which
+    plugins may be imported at all (``allow``) and which not (``disable``). The rest of the text is
+    parsed later by :func:`parse_config`, with what the allowed plugins registered.
+
+    :raises ConfigError: the text is not a YAML mapping, or its ``plugins:`` section is invalid.
+    """
+    reader = _read_tree(text, source, env)
+    section = reader.root.get("plugins")
+    if section is None:
+        return PluginsConfig()
+    got = reader.convert({"plugins": reader.substitute(section, ["plugins"])}, _PluginsOnly, [])
+    if got is not None:
+        _check_allow(got.plugins, reader)
+    if reader.problems:
+        raise ConfigError(reader.scrubbed())
+    plugins: PluginsConfig = got.plugins
+    return plugins
+
+
+def parse_config(
+    text: str,
+    registry: Registry,
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Parse YAML (or JSON) text into a validated config; raise :class:`ConfigError` listing all problems."""
+    reader = _read_tree(text, source, env)
     plain: dict[str, Any] = reader.substitute(reader.root, [])
     _decrypt(plain, reader)
     _hide_secrets(plain, registry, reader)
@@ -303,6 +348,7 @@ def parse_config(
                 sections[name] = getattr(got, name)
 
     config = Config(**sections)
+    _check_allow(config.plugins, reader)
     _check_semantics(config, registry, reader)
     if reader.problems:
         raise ConfigError(reader.scrubbed())
@@ -649,8 +695,10 @@ def _needs_keys(spec: ProviderSpec, options: object) -> bool:
     if spec.resolve is None or spec.options is None:
         return spec.needs_keys
     try:
-        decoded = options if isinstance(options, spec.options) else msgspec.convert(
-            options or {}, type=spec.options, strict=False, dec_hook=_dec_hook
+        decoded = (
+            options
+            if isinstance(options, spec.options)
+            else msgspec.convert(options or {}, type=spec.options, strict=False, dec_hook=_dec_hook)
         )
         needs = spec.resolve(decoded)[1]
     except Exception:  # bad options are reported where they are decoded

@@ -114,8 +114,11 @@ class AdminConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
 
 
 class PluginsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """``plugins:``: which installed plugins not to load (entry-point names)."""
+    """``plugins:``: which installed plugins may load (``allow``: distributions, optionally with a
+    version range; unset: every one) and which not (``disable``: entry-point names). Read before
+    any plugin is imported."""
 
+    allow: tuple[str, ...] | None = None
     disable: tuple[str, ...] = ()
 
 
