@@ -328,6 +328,10 @@ class DialectState(Protocol):
     async def delete(self, name: str) -> bool:
         """Remove ``name``; ``True`` when something was removed."""
 
+    async def flush(self) -> None:
+        """Make the queued writes now (the kernel also makes them before an answer's last bytes):
+        for a plugin storing a large value in parts, so that they are not all held at once."""
+
 
 class Affinity(Struct, frozen=True, kw_only=True):
     """Where a request should go first: the provider account that holds its conversation.

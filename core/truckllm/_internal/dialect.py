@@ -12,7 +12,7 @@ treat all requests alike, with the dialect as a label.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import msgspec
@@ -61,6 +61,14 @@ class LocalCall(msgspec.Struct, frozen=True, kw_only=True):
         format (its ``response`` was applied); raises :class:`GatewayError`. Not for streams.
     :ivar upload: on a route with ``upload``: the spooled form (its files live until the answer
         is sent).
+    :ivar forward_stream: serve a request with ``stream=True`` the same way, answered as it
+        arrives: a :class:`LocalAnswer` whose :attr:`~LocalAnswer.stream` yields the provider's
+        (translated) chunks. Admission, failover and errors before the first byte raise
+        :class:`GatewayError` here; a failure after it raises from the stream (the request's
+        record is made when the stream ends or is closed: close it when not read to its end).
+    :ivar shared: the dialect's stored state in a scope of no gateway key (the open gateway's
+        scope), for what the dialect keeps across keys (an index of work a background task
+        visits for every key); never hand its values to a client.
     """
 
     method: str
@@ -71,6 +79,8 @@ class LocalCall(msgspec.Struct, frozen=True, kw_only=True):
     state: DialectState
     forward: Callable[[ChatRequest], Awaitable[LocalAnswer]]
     upload: Upload | None = None
+    forward_stream: Callable[[ChatRequest], Awaitable[LocalAnswer]] | None = None
+    shared: DialectState | None = None
 
 
 class LocalAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,11 +89,15 @@ class LocalAnswer(msgspec.Struct, frozen=True, kw_only=True):
     :ivar status: the HTTP status.
     :ivar body: the response body.
     :ivar content_type: its content type.
+    :ivar stream: instead of ``body``: the body's chunks, sent to the client as they come (status
+        ``status``, chunked); an exception from it after the first chunk ends the response
+        unfinished (the client sees a cut transfer, never a corrupt whole).
     """
 
     status: int = 200
     body: bytes = b""
     content_type: str = "application/json"
+    stream: AsyncIterator[bytes] | None = None
 
 
 class FrameTranslator(Protocol):

@@ -25,15 +25,50 @@ from truckllm._internal.asgi_util import (
     send_bytes,
 )
 from truckllm._internal.dialect import DialectRoute, InboundDialect, LocalAnswer, LocalCall
-from truckllm._internal.endpoint import CREDENTIAL_HEADERS, request_state, serve_whole
+from truckllm._internal.endpoint import CREDENTIAL_HEADERS
+from truckllm._internal.forward import local_call
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.upload import Spool, read_upload
 from truckllm.errors import GatewayError
-from truckllm.types import ChatRequest
 
 __all__ = ["LocalEndpoint"]
 
 _CREDENTIAL_NAMES = frozenset(name.decode() for name in CREDENTIAL_HEADERS)
+
+
+async def _send_stream(send: Send, answer: LocalAnswer, headers: dict[str, str]) -> None:
+    """Relay ``answer.stream`` chunk by chunk. Before the first chunk a failure is still an
+    error answer (raised to the caller); after it the response is left unfinished."""
+    stream = answer.stream
+    assert stream is not None
+    started = False
+    try:
+        async for chunk in stream:
+            if not started:
+                raw = [(b"content-type", answer.content_type.encode("latin-1"))]
+                raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+                await send({"type": "http.response.start", "status": answer.status, "headers": raw})
+                started = True
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except Exception as exc:
+        if not started:
+            if isinstance(exc, GatewayError):
+                raise
+            logger.opt(exception=exc).error("a streamed local answer failed")
+            raise GatewayError(
+                500, "The gateway failed to serve this request.", type="server_error"
+            ) from None
+        logger.warning("a streamed local answer failed after its first bytes: the response is cut ({})", exc)
+        return  # no final empty body: the server ends the response unfinished
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.aclose()  # type: ignore[attr-defined]
+    if not started:
+        raw = [(b"content-type", answer.content_type.encode("latin-1"))]
+        raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": answer.status, "headers": raw})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class LocalEndpoint:
@@ -87,6 +122,15 @@ class LocalEndpoint:
                     send, 500, {"content-type": "application/json", **headers}, self.dialect.error_body(error)
                 )
             return
+        if answer.stream is not None:
+            try:
+                await _send_stream(send, answer, headers)
+            except GatewayError as exc:  # before the first byte: still an answer in the client's format
+                body = self.dialect.error_body(exc)
+                await send_bytes(
+                    send, exc.status, {"content-type": "application/json", **headers, **exc.headers}, body
+                )
+            return
         await send_bytes(send, answer.status, {"content-type": answer.content_type, **headers}, answer.body)
 
     async def _handle(self, scope: Scope, receive: Receive, spool: Spool | None = None) -> LocalAnswer:
@@ -118,28 +162,20 @@ class LocalEndpoint:
             )
         else:
             body = await read_body(scope, receive, server.max_body_bytes, server.read_timeout)
-        state = request_state(gw, rt, self.dialect.name, key.name if key is not None else None)
-        rid = request_id(scope)
-
-        async def forward(request: ChatRequest) -> LocalAnswer:
-            request.state = state
-            outcome = await serve_whole(gw, rt, self.dialect, key, request, rid)
-            return LocalAnswer(
-                status=outcome.status,
-                body=outcome.body,
-                content_type=outcome.headers.get("content-type", "application/json"),
-            )
-
-        call = LocalCall(
+        call = local_call(
+            gw,
+            rt,
+            self.dialect,
+            key,
+            rid=request_id(scope),
             method=scope["method"],
             path_params=scope.get("path_params", {}),
             query=query,
             headers={k: v for k, v in all_headers.items() if k not in _CREDENTIAL_NAMES},
             body=body,
-            state=state,
-            forward=forward,
             upload=upload,
         )
+        state = call.state
         try:
             return await self.serve(self.route, call)
         finally:

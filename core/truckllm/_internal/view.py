@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 from loguru import logger
 
+from truckllm._internal.dialect import LocalCall
 from truckllm._internal.mounts import AdminAnswer, GatewayCaller
 from truckllm._internal.request_log import RequestLog
 from truckllm._internal.sessions import AdminSessions
@@ -293,6 +294,33 @@ class GatewayView:
         ]
         if rpm_only:
             await admit(gw.store, key, [], (0, 0), "rsv_" + os.urandom(12).hex(), levels=rpm_only)
+
+    def local_call(self, dialect: str, key: str | None) -> LocalCall:
+        """A call of the inbound dialect ``dialect`` made by this gateway itself as the gateway key
+        named ``key`` (``None``: the open gateway's shared scope, for a gateway without keys): its
+        ``state`` is that key's stored state of the dialect, and ``forward`` / ``forward_stream``
+        serve requests through the request path as that key (its allow-list, limits and budget;
+        one request record each, under its name), exactly as the dialect's ``local`` routes do
+        for a client. For background work no client asked for (polling a batch and recording its
+        usage). The running config's key is used, with its team and organisation.
+
+        :raises LookupError: no such dialect is registered, or the running config has no key of
+            that name (a key removed since: the caller should give up its work for it).
+        """
+        from truckllm._internal.forward import local_call
+
+        gw = self._gateway
+        runtime = gw.runtime
+        found = runtime.host.dialects.get(dialect)
+        if found is None:
+            raise LookupError(f"no inbound dialect {dialect!r} is registered")
+        gateway_key = None
+        if key is not None:
+            gateway_key = next((k for k in runtime.keyring.by_digest.values() if k.name == key), None)
+            if gateway_key is None:
+                raise LookupError(f"the running config has no gateway key {key!r}")
+            gateway_key = runtime.keyring.scoped(gateway_key, runtime.config)
+        return local_call(gw, runtime, found, gateway_key)
 
     # --- deprecated: the kernel's own objects, whose shape is not part of the plugin API ----------
 

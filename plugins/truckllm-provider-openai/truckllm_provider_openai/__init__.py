@@ -37,7 +37,8 @@ from .audio import ENDPOINTS as MEDIA_ENDPOINTS
 from .audio import MediaEvents, RawAudio, build_media, media_stream, media_usage, read_media
 from .errors import lost_conversation, read_error
 from .files_batches import ENDPOINTS as BATCH_ENDPOINTS
-from .files_batches import batch_usage, build_call
+from .files_batches import STREAMED as BATCH_STREAMED
+from .files_batches import RawContent, UsageLines, batch_stream, batch_usage, build_call
 from .files_batches import check_answer as check_batch_answer
 from .options import Options
 from .passthrough import ResponsesPassthrough, check_response
@@ -253,6 +254,7 @@ def transform_request(
             method=method,
             body=body,
             body_stream=body_stream,
+            stream=request.stream and request.endpoint in BATCH_STREAMED,  # a file read as it comes
         )
     if request.endpoint in MEDIA_ENDPOINTS:  # audio and image edits (see audio)
         path, extra, body, body_stream, stream = build_media(request, model)
@@ -369,13 +371,26 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
 @hookimpl
 def transform_stream(
     provider: Provider, request: ChatRequest, response: UpstreamResponse, model: str
-) -> OpenAIStream | ResponsesPassthrough | ResponsesToChat | RawAudio | MediaEvents | ImageStream | None:
+) -> (
+    OpenAIStream
+    | ResponsesPassthrough
+    | ResponsesToChat
+    | RawAudio
+    | MediaEvents
+    | ImageStream
+    | RawContent
+    | UsageLines
+    | None
+):
     """A translator for an OpenAI stream (refused at once when the answer is not an event
     stream): chat chunks relayed, Responses events relayed, or Responses events as chat chunks."""
     if provider.type != TYPE:
         return None
     if request.endpoint in MEDIA_ENDPOINTS:  # raw audio, or events relayed as they come
         return media_stream(request, response.headers, _limits(_options(provider), response.headers))
+    if request.endpoint in BATCH_STREAMED:  # a file's bytes relayed, or its lines' usage summed
+        content_type = response.headers.get("content-type", "")
+        return batch_stream(request, content_type, _limits(_options(provider), response.headers))
     check_content_type(response.headers)
     limits = _limits(_options(provider), response.headers)
     if request.endpoint == "images.generations":

@@ -22,8 +22,11 @@ model (the client names the alias): the lines are read from the spooled file and
 by one as the body streams (chunked: its length is known only once written).
 
 Only ``batches.usage`` carries usage: the sum of its output lines' (:func:`batch_usage`); the
-dialect sends it once per batch. An id is checked (letters, digits, ``_ - .``, at most 256) and
-percent-encoded before it is put in a URL.
+dialect sends it once per batch. Both reads of a file (``files.content`` and ``batches.usage``)
+may be asked as streams (``request.stream``): the content is then relayed as it arrives
+(:class:`RawContent`) and the usage summed line by line (:class:`UsageLines`), never held whole.
+An id is checked (letters, digits, ``_ - .``, at most 256) and percent-encoded before it is put
+in a URL.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import msgspec
 from truckllm.errors import UnsupportedRequest
 from truckllm.kit.multipart import CHUNK, encode
 from truckllm.kit.multipart import quote as form_quote
-from truckllm.types import ChatRequest, UploadedFile, UpstreamError, Usage
+from truckllm.types import ChatRequest, RateLimits, UploadedFile, UpstreamError, Usage
 
 from .errors import bad_response
 
@@ -48,10 +51,15 @@ __all__ = [
     "ENDPOINTS",
     "JSON_ENDPOINTS",
     "MAX_LINE_TOKENS",
+    "STREAMED",
+    "RawContent",
+    "UsageLines",
     "batch_form",
+    "batch_stream",
     "batch_usage",
     "build_call",
     "check_answer",
+    "line_usage",
     "rewrite_line",
 ]
 
@@ -70,6 +78,10 @@ ENDPOINTS = frozenset(
 """The kernel endpoints of the Files and Batch APIs."""
 JSON_ENDPOINTS = ENDPOINTS - {"files.content", "batches.usage"}
 """Those answered with a JSON object."""
+STREAMED = frozenset({"files.content", "batches.usage"})
+"""Those that may be asked as a stream (``request.stream``)."""
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""The longest output line whose usage is read (a longer one counts nothing)."""
 MAX_LINE_TOKENS = 100_000_000
 """The most tokens of one kind one output line counts (a larger or unreadable count is 0)."""
 
@@ -210,26 +222,114 @@ def _line_usage(usage: dict[str, Any]) -> Usage:
     )
 
 
+def line_usage(raw: bytes) -> Usage:
+    """The usage of one output line: its ``response.body.usage`` when it was answered 2xx (chat
+    completions' or Responses' names); nothing for a line that is not JSON, not such an object,
+    or whose counts are not sane integers (a hostile file never over-charges)."""
+    if not raw.strip():
+        return Usage()
+    try:
+        line = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return Usage()
+    response = line.get("response") if isinstance(line, dict) else None
+    if not isinstance(response, dict):
+        return Usage()
+    status = response.get("status_code")
+    answer = response.get("body")
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status < 300:
+        return Usage()
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    return _line_usage(usage) if isinstance(usage, dict) else Usage()
+
+
 def batch_usage(body: bytes) -> Usage:
-    """The usage of a batch: the sum over its output lines (``response.body.usage`` of each line
-    answered 2xx, chat completions' or Responses' names). A line that is not JSON, not an object,
-    or whose counts are not sane integers counts nothing: a hostile file never over-charges."""
+    """The usage of a batch: the sum of :func:`line_usage` over its output lines."""
     total = Usage()
     for raw in body.splitlines():
-        if not raw.strip():
-            continue
-        try:
-            line = msgspec.json.decode(raw)
-        except (msgspec.DecodeError, RecursionError):
-            continue
-        response = line.get("response") if isinstance(line, dict) else None
-        if not isinstance(response, dict):
-            continue
-        status = response.get("status_code")
-        answer = response.get("body")
-        if not isinstance(status, int) or not 200 <= status < 300 or not isinstance(answer, dict):
-            continue
-        usage = answer.get("usage")
-        if isinstance(usage, dict):
-            total = total + _line_usage(usage)
+        total = total + line_usage(raw)
     return total
+
+
+class RawContent:
+    """A file's bytes relayed as they arrive; a failure after the first byte ends them without
+    an error event (it would corrupt the file). Costs nothing."""
+
+    dialect = "openai"
+
+    def __init__(self, content_type: str, limits: RateLimits | None) -> None:
+        self.content_type = content_type
+        self.usage: Usage | None = Usage()
+        self.limits = limits
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The chunk, as it came."""
+        return chunk
+
+    def close(self) -> bytes:
+        """Nothing more."""
+        return b""
+
+    def error(self, error: object) -> bytes:
+        """Nothing: the content just ends."""
+        return b""
+
+
+class UsageLines:
+    """An output file read for its usage, line by line as it arrives (:func:`line_usage` of each
+    complete line summed into :attr:`usage`); what it relays is one ``.`` per chunk (progress,
+    for the dialect that reads it to its end), never the content."""
+
+    dialect = "openai"
+    content_type = "application/octet-stream"
+
+    def __init__(self, limits: RateLimits | None, read_line: Callable[[bytes], Usage] = line_usage) -> None:
+        self.usage: Usage | None = Usage()
+        self.limits = limits
+        self.lines = 0
+        self._read_line = read_line
+        self._pending = bytearray()
+        self._skipping = False  # inside a line longer than MAX_LINE_BYTES
+
+    def _line(self, raw: bytes) -> None:
+        self.lines += 1
+        assert self.usage is not None
+        self.usage = self.usage + self._read_line(raw)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Count the complete lines of ``chunk`` (with what came before)."""
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            if self._skipping:
+                self._skipping = False
+            else:
+                self._pending += chunk[start:end]
+                self._line(bytes(self._pending))
+            self._pending.clear()
+            start = end + 1
+        if not self._skipping:
+            self._pending += chunk[start:]
+            if len(self._pending) > MAX_LINE_BYTES:
+                self._pending.clear()
+                self._skipping = True
+        return b"."
+
+    def close(self) -> bytes:
+        """The last line (one without a newline), then nothing."""
+        if self._pending and not self._skipping:
+            self._line(bytes(self._pending))
+        self._pending.clear()
+        return b""
+
+    def error(self, error: object) -> bytes:
+        """Nothing."""
+        return b""
+
+
+def batch_stream(
+    request: ChatRequest, content_type: str, limits: RateLimits | None
+) -> RawContent | UsageLines:
+    """The translator of a streamed ``files.content`` (the bytes) or ``batches.usage`` (the sum)."""
+    if request.endpoint == "batches.usage":
+        return UsageLines(limits)
+    return RawContent(content_type or "application/octet-stream", limits)
