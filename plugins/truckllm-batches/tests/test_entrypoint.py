@@ -34,7 +34,7 @@ def test_entry_point_loads_and_registers_the_dialect() -> None:
         ("/v1/batches/{batch_id}/cancel", ("POST",), False),
     }
     (row,) = [r for r in list_plugins(host) if r["name"] == "truckllm-batches"]
-    assert row["hooks"] == ["register_dialects"]
+    assert row["hooks"] == ["register_dialects", "shutdown", "startup"]
 
 
 def test_disabled_entry_point_is_not_loaded() -> None:

@@ -12,10 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 from truckllm import hookimpl
+from truckllm.kit.view import GatewayView
 
 from .dialect import NAME, BatchesDialect
+from .poller import Poller, poller_for
 
-__all__ = ["NAME", "TRUCKLLM_API", "BatchesDialect", "register_dialects"]
+__all__ = ["NAME", "TRUCKLLM_API", "BatchesDialect", "register_dialects", "shutdown", "startup"]
+
+_RUNNING: dict[int, Poller] = {}
+"""The pollers of this process's running gateways, by the id of their view: one per gateway,
+added at its startup and removed at its shutdown (a process may run several gateways)."""
 
 TRUCKLLM_API = 1
 """The plugin API version this plugin was written for."""
@@ -25,3 +31,23 @@ TRUCKLLM_API = 1
 def register_dialects(register: Callable[[Any], None]) -> None:
     """Offer the ``batches`` inbound dialect."""
     register(BatchesDialect())
+
+
+@hookimpl
+async def startup(app: GatewayView) -> None:
+    """Start this gateway's batch poller (see :mod:`.poller`), when the dialect is served."""
+    try:
+        app.local_call(NAME, None)
+    except LookupError:
+        return  # the dialect is disabled in this gateway
+    poller = poller_for(app)
+    _RUNNING[id(app)] = poller
+    poller.start()
+
+
+@hookimpl
+async def shutdown(app: GatewayView) -> None:
+    """Stop this gateway's batch poller."""
+    poller = _RUNNING.pop(id(app), None)
+    if poller is not None:
+        await poller.stop()

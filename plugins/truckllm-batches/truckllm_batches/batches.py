@@ -16,6 +16,10 @@ once, when it is first seen finished.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import time
 from typing import Any
 
 import msgspec
@@ -24,7 +28,9 @@ from loguru import logger
 from truckllm.errors import GatewayError
 from truckllm.kit.dialect import LocalAnswer, LocalCall
 from truckllm.kit.safejson import decode_json
+from truckllm.types import ChatRequest, Upload, UploadedFile
 
+from . import blobs, registry
 from .errors import invalid, not_found
 from .files import answer_object, forwarded, owned_file
 from .paging import page
@@ -39,13 +45,14 @@ from .records import (
     save_file,
 )
 
-__all__ = ["ENDPOINTS", "FINAL", "serve_batches", "settle"]
+__all__ = ["BILLED", "ENDPOINTS", "FINAL", "refresh", "serve_batches", "settle"]
 
 ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions")
 """The ``endpoint`` a batch may name."""
 FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 """The statuses a batch never leaves."""
-_BILLED = frozenset({"completed", "expired", "cancelled"})
+BILLED = frozenset({"completed", "expired", "cancelled"})
+"""The final statuses whose output file is read for usage (work was done)."""
 _TOKEN = b"1"
 _MAX_METADATA = 16
 
@@ -88,15 +95,49 @@ async def _owned(call: LocalCall, batch_id: str) -> BatchRecord:
     return record
 
 
+async def _send_create(
+    call: LocalCall, request: ChatRequest, source: FileRecord, file_id: str
+) -> LocalAnswer:
+    """Forward ``batches.create``; a held input file is given back to the provider from the
+    gateway's parts, through a private temporary file removed at once after."""
+    if not source.held:
+        return await call.forward(request)
+    path = await blobs.spool(call.state, file_id, source.parts)
+    try:
+        size = await asyncio.to_thread(os.path.getsize, path)
+        file = UploadedFile(
+            field="file",
+            filename=str(source.object.get("filename") or "batch.jsonl"),
+            content_type="application/jsonl",
+            path=path,
+            size=size,
+        )
+        request.upload = Upload(fields={"purpose": "batch"}, multi={"purpose": ("batch",)}, files=(file,))
+        return await call.forward(request)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 async def _create(call: LocalCall) -> LocalAnswer:
     body = _create_body(call)
     source = await load_file(call, body["input_file_id"])
-    answer = await call.forward(forwarded("batches.create", source.alias, msgspec.json.encode(body), source))
+    request = forwarded("batches.create", source.alias, msgspec.json.encode(body), source)
+    answer = await _send_create(call, request, source, body["input_file_id"])
     obj = answer_object(answer.body, "batch")
-    record = BatchRecord(provider=source.provider, key=source.key, alias=source.alias, object=obj)
+    if source.held:  # what the provider does not keep, as the client gave it
+        obj.update(input_file_id=body["input_file_id"], metadata=body.get("metadata"))
+    record = BatchRecord(
+        provider=source.provider, key=source.key, alias=source.alias, object=obj, held=source.held
+    )
     save_batch(call.state, obj["id"], record)
     call.state.put(bill_name(obj["id"]), _TOKEN)
     await add_to_index(call.state, "batch", obj["id"])
+    await call.state.flush()
+    if not await registry.add(call, obj["id"], time.time()):
+        logger.warning(
+            "batch {} is not in the poller's registry: it is billed when a client retrieves it", obj["id"]
+        )
     return LocalAnswer(body=msgspec.json.encode(obj))
 
 
@@ -113,11 +154,22 @@ def _adopt(call: LocalCall, record: BatchRecord, obj: dict[str, Any]) -> None:
     for field in ("output_file_id", "error_file_id"):
         file_id = obj.get(field)
         if isinstance(file_id, str) and file_id:
-            stub = {"id": file_id, "object": "file", "purpose": "batch_output"}
+            stub: dict[str, Any] = {"id": file_id, "object": "file", "purpose": "batch_output"}
+            if record.held:  # an Anthropic batch's results: no File object upstream
+                stub.update(filename=f"{record.object.get('id')}_output.jsonl", status="processed")
+                stub["created_at"] = (
+                    obj.get("completed_at") or obj.get("cancelled_at") or obj.get("expired_at")
+                )
             save_file(
                 call.state,
                 file_id,
-                FileRecord(provider=record.provider, key=record.key, alias=record.alias, object=stub),
+                FileRecord(
+                    provider=record.provider,
+                    key=record.key,
+                    alias=record.alias,
+                    object=stub,
+                    virtual=record.held,
+                ),
             )
 
 
@@ -125,13 +177,13 @@ async def settle(call: LocalCall, batch_id: str, record: BatchRecord) -> BatchRe
     """Record the batch's usage if it has finished and no one has yet (see the module's doc)."""
     obj = record.object
     output = obj.get("output_file_id")
-    if record.billed or obj.get("status") not in _BILLED or not isinstance(output, str) or not output:
+    if record.billed or obj.get("status") not in BILLED or not isinstance(output, str) or not output:
         return record
     if not await call.state.delete(bill_name(batch_id)):
         return record  # another call (a client's retrieve, the poller, another replica) took it
     request = forwarded("batches.usage", record.alias, msgspec.json.encode({"id": output}), record)
     try:
-        await call.forward(request)
+        await _read_usage(call, request)
     except Exception as exc:
         call.state.put(bill_name(batch_id), _TOKEN)
         logger.warning("the usage of batch {} could not be read yet: {}", batch_id, exc)
@@ -139,10 +191,33 @@ async def settle(call: LocalCall, batch_id: str, record: BatchRecord) -> BatchRe
     return msgspec.structs.replace(record, billed=True)
 
 
-async def _refresh(call: LocalCall, batch_id: str, record: BatchRecord, endpoint: str) -> dict[str, Any]:
+async def _read_usage(call: LocalCall, request: ChatRequest) -> None:
+    """Send ``batches.usage``: the output file read for its usage line by line as it arrives
+    (read to its end here; the request's record carries the usage), or whole where the kernel
+    offers no stream."""
+    if call.forward_stream is None:
+        await call.forward(request)
+        return
+    request.stream = True
+    answer = await call.forward_stream(request)
+    stream = answer.stream
+    if stream is None:
+        return
+    try:
+        async for _ in stream:
+            pass
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def refresh(call: LocalCall, batch_id: str, record: BatchRecord, endpoint: str) -> dict[str, Any]:
+    """Ask the batch's account about it (``endpoint``: ``batches.retrieve`` or ``batches.cancel``),
+    keep what it says, adopt its output files and record its usage if it just finished."""
     body = msgspec.json.encode({"id": batch_id})
     answer = await call.forward(forwarded(endpoint, record.alias, body, record))
     obj = answer_object(answer.body, "batch")
+    if record.held:  # what the provider does not keep, from the first object seen
+        obj.update(input_file_id=record.object.get("input_file_id"), metadata=record.object.get("metadata"))
     record = msgspec.structs.replace(record, object=obj)
     _adopt(call, record, obj)
     record = await settle(call, batch_id, record)
@@ -166,4 +241,4 @@ async def serve_batches(route: str, call: LocalCall) -> LocalAnswer:
     batch_id = call.path_params.get("batch_id", "")
     record = await _owned(call, batch_id)
     endpoint = "batches.cancel" if route == "batch_cancel" else "batches.retrieve"
-    return LocalAnswer(body=msgspec.json.encode(await _refresh(call, batch_id, record, endpoint)))
+    return LocalAnswer(body=msgspec.json.encode(await refresh(call, batch_id, record, endpoint)))

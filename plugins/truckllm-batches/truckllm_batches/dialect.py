@@ -17,6 +17,22 @@ from .files import NAME, serve_files
 __all__ = ["NAME", "BatchesDialect"]
 
 
+class _AsItCame:
+    """The identity frame translator (file bytes are not frames)."""
+
+    def feed(self, frames: bytes) -> bytes:
+        """The bytes, as they came."""
+        return frames
+
+    def close(self) -> bytes:
+        """Nothing more."""
+        return b""
+
+    def error(self, error: GatewayError) -> bytes:
+        """Nothing: raw bytes cannot carry an error event (the response is cut instead)."""
+        return b""
+
+
 class BatchesDialect:
     """``/v1/files`` and ``/v1/batches`` at the gateway's front door."""
 
@@ -62,11 +78,12 @@ class BatchesDialect:
         return body
 
     def stream(self, request: ChatRequest, source: str) -> FrameTranslator:
-        """Never called: no forwarded call streams."""
-        raise GatewayError(400, "The Files and Batch APIs do not stream.", param="stream")
+        """A file's content read as it arrives (``files.content``, ``batches.usage``): the bytes as
+        the provider's translator made them."""
+        return _AsItCame()
 
     def stream_content_type(self, request: ChatRequest) -> str:
-        """Never used (no streams)."""
+        """A file's bytes."""
         return "application/octet-stream"
 
     def error_body(self, error: GatewayError) -> bytes:

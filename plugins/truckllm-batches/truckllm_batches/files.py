@@ -18,17 +18,21 @@ from truckllm.errors import GatewayError
 from truckllm.kit.dialect import Affinity, LocalAnswer, LocalCall
 from truckllm.types import ChatRequest
 
+from . import blobs
 from .errors import invalid, not_found
 from .lines import batch_alias
 from .paging import page
 from .records import FileRecord, add_to_index, drop_from_index, index, load_file, save_file
 
-__all__ = ["MODEL_HEADER", "NAME", "answer_object", "forwarded", "owned_file", "serve_files"]
+__all__ = ["HELD", "MODEL_HEADER", "NAME", "answer_object", "forwarded", "owned_file", "serve_files"]
 
 NAME = "batches"
 """The dialect's name: ``ChatRequest.dialect``, the label in records and metrics."""
 MODEL_HEADER = "x-truckllm-model"
 """The header naming the alias of an upload whose purpose is not ``batch`` (or the form field ``model``)."""
+HELD = "x_truckllm_held"
+"""The File object member by which a provider that keeps no files (Anthropic) says the gateway
+keeps this one (removed before the client sees the object)."""
 MAX_LIST = 10_000
 """The most files one page lists (OpenAI's own bound)."""
 
@@ -95,9 +99,11 @@ async def _upload(call: LocalCall) -> LocalAnswer:
         raise GatewayError(
             502, "The gateway could not tell which account stored the file.", type="server_error"
         )
-    save_file(
-        call.state, obj["id"], FileRecord(provider=served.provider, key=served.key, alias=alias, object=obj)
-    )
+    record = FileRecord(provider=served.provider, key=served.key, alias=alias, object=obj)
+    if obj.pop(HELD, None) is True:  # the provider keeps no files: the gateway keeps this one
+        parts = await blobs.write(call.state, obj["id"], files[0].path)
+        record = msgspec.structs.replace(record, object=obj, held=True, parts=parts)
+    save_file(call.state, obj["id"], record)
     await add_to_index(call.state, "file", obj["id"])
     return _json(obj)
 
@@ -120,14 +126,35 @@ async def serve_files(route: str, call: LocalCall) -> LocalAnswer:
     record = await owned_file(call, file_id)
     body = msgspec.json.encode({"id": file_id})
     if route == "file_content":
-        answer = await call.forward(forwarded("files.content", record.alias, body, record))
-        return LocalAnswer(body=answer.body, content_type=answer.content_type)
+        return await _content(call, file_id, record)
     if call.method == "DELETE":
-        answer = await call.forward(forwarded("files.delete", record.alias, body, record))
+        if record.held or record.virtual:  # nothing upstream: the gateway's own record and bytes
+            await blobs.drop(call.state, file_id, record.parts)
+            answer = LocalAnswer(body=msgspec.json.encode({"id": file_id, "object": "file", "deleted": True}))
+        else:
+            answer = await call.forward(forwarded("files.delete", record.alias, body, record))
         await call.state.delete("file:" + file_id)
         await drop_from_index(call.state, "file", file_id)
         return LocalAnswer(body=answer.body)
+    if record.held or record.virtual:
+        return _json(record.object)
     answer = await call.forward(forwarded("files.retrieve", record.alias, body, record))
     obj = answer_object(answer.body, "file")
     save_file(call.state, file_id, msgspec.structs.replace(record, object=obj))
     return _json(obj)
+
+
+async def _content(call: LocalCall, file_id: str, record: FileRecord) -> LocalAnswer:
+    """A file's bytes as they come: the gateway's own parts of a held file, else the provider's
+    answer relayed as it arrives (``files.content`` as a stream; whole where the kernel offers
+    no stream)."""
+    if record.held:
+        return LocalAnswer(
+            content_type="application/octet-stream", stream=blobs.read(call.state, file_id, record.parts)
+        )
+    request = forwarded("files.content", record.alias, msgspec.json.encode({"id": file_id}), record)
+    if call.forward_stream is None:
+        answer = await call.forward(request)
+        return LocalAnswer(body=answer.body, content_type=answer.content_type)
+    request.stream = True
+    return await call.forward_stream(request)

@@ -58,12 +58,20 @@ class FileRecord(msgspec.Struct, frozen=True, kw_only=True):
     :ivar key: the provider key's name.
     :ivar alias: the alias it was uploaded for (every later call goes through it).
     :ivar object: the File object as the client gets it.
+    :ivar held: the gateway keeps its bytes (a batch input file for a provider that keeps none:
+        Anthropic), in :attr:`parts` parts (:mod:`.blobs`).
+    :ivar parts: how many parts hold its bytes.
+    :ivar virtual: the output of a batch on such a provider: no File object upstream (retrieve and
+        delete answered from this record; the content read from the provider's results).
     """
 
     provider: str
     key: str
     alias: str
     object: dict[str, Any]
+    held: bool = False
+    parts: int = 0
+    virtual: bool = False
 
 
 class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,6 +82,11 @@ class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
     :ivar alias: the alias of its requests.
     :ivar object: the Batch object as last seen.
     :ivar billed: its usage was recorded.
+    :ivar held: its input file is one the gateway keeps (an Anthropic Message Batch): its output
+        files are virtual, and the fields the provider does not keep (``input_file_id``,
+        ``metadata``) come from the first object seen.
+    :ivar polled_at: when the background poller (any replica's) last asked about it (Unix s).
+    :ivar polls: how many times it did (the backoff's step).
     """
 
     provider: str
@@ -81,6 +94,9 @@ class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
     alias: str
     object: dict[str, Any]
     billed: bool = False
+    held: bool = False
+    polled_at: float = 0.0
+    polls: int = 0
 
 
 _FILE = msgspec.json.Decoder(FileRecord)

@@ -28,6 +28,9 @@ from truckllm.types import (
     Usage,
 )
 
+from .batch_results import ResultsToOutput, ResultsUsage, whole_usage
+from .batches import ENDPOINTS as BATCH_ENDPOINTS
+from .batches import batch_call, batch_result
 from .count import count_answer, count_body
 from .errors import classify_error, error_from_body, parse_ratelimits
 from .headers import beta_header
@@ -66,7 +69,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             type=TYPE,
             default_base_url=DEFAULT_BASE_URL,
             dialect="anthropic",
-            endpoints=frozenset({"chat", "completions", "count_tokens"}),
+            endpoints=frozenset({"chat", "completions", "count_tokens"}) | BATCH_ENDPOINTS,
             options=Options,
         )
     )
@@ -99,6 +102,8 @@ def transform_request(
     if provider.type != TYPE:
         return None
     options = _options(provider)
+    if request.endpoint in BATCH_ENDPOINTS:  # Message Batches behind OpenAI's Batch API (see batches)
+        return batch_call(provider, options, request, model, api_key)
     counting = request.endpoint == "count_tokens"
     path = "/v1/messages/count_tokens" if counting else "/v1/messages"
     stream = request.stream and not counting
@@ -140,6 +145,8 @@ def transform_response(
     if provider.type != TYPE:
         return None
     limits = parse_ratelimits(response.headers)
+    if request.endpoint in BATCH_ENDPOINTS:
+        return batch_result(request, response, limits)
     status = response.status
     if status >= 400:
         return ProviderResult(error=classify_error(status, response.headers, response.body), limits=limits)
@@ -172,17 +179,24 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
         return None
     if request.endpoint == "count_tokens":
         return Usage()  # counting tokens is free: nothing was generated or billed
+    if request.endpoint in BATCH_ENDPOINTS:  # only a batch's results carry usage, billed once
+        return whole_usage(body) if request.endpoint == "batches.usage" else Usage()
     return parse_usage_body(body)
 
 
 @hookimpl
 def transform_stream(
     provider: Provider, request: ChatRequest, response: UpstreamResponse
-) -> AnthropicStream | AnthropicPassthrough | None:
-    """A translator for one Anthropic stream (or a pass-through for an Anthropic client)."""
+) -> AnthropicStream | AnthropicPassthrough | ResultsToOutput | ResultsUsage | None:
+    """A translator for one Anthropic stream (or a pass-through for an Anthropic client; a
+    batch's results as OpenAI output lines, or their usage)."""
     if provider.type != TYPE:
         return None
     limits = parse_ratelimits(response.headers)
+    if request.endpoint == "batches.usage":
+        return ResultsUsage(limits)
+    if request.endpoint == "files.content":
+        return ResultsToOutput(request.model, limits)
     if request.dialect == "anthropic":
         return AnthropicPassthrough(limits)
     return AnthropicStream(
