@@ -100,7 +100,7 @@ class _Line(msgspec.Struct):
     custom_id: Any = None
     method: Any = None
     url: Any = None
-    body: msgspec.Raw | None = None
+    body: msgspec.Raw = msgspec.Raw()
 
 
 _LINE = msgspec.json.Decoder(_Line)
@@ -121,7 +121,7 @@ def _params(raw: bytes, number: int, model: str, options: Options) -> tuple[str,
         )
     if line.method != "POST" or line.url != ENDPOINT:
         raise BadLine(f"Line {number}: 'method' must be 'POST' and 'url' '{ENDPOINT}' for Anthropic.")
-    if line.body is None:
+    if not line.body or not bytes(line.body).startswith(b"{"):
         raise BadLine(f"Line {number} has no 'body' object.")
     try:
         typed = _CHAT.decode(line.body)

@@ -29,10 +29,10 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from .anthropic_batches import MessageBatchesAPI
 from .base import (
     Answer,
     Ctx,
-    FakeUpstream,
     Fault,
     Problem,
     Route,
@@ -159,7 +159,7 @@ def _block_texts(content: Any) -> list[str]:
     return out
 
 
-class FakeAnthropic(FakeUpstream):
+class FakeAnthropic(MessageBatchesAPI):
     """Fake ``https://api.anthropic.com``; :attr:`base_url` has no path.
 
     :param reject_temperature_with_top_p: reject ``temperature`` and ``top_p`` together
@@ -227,12 +227,13 @@ class FakeAnthropic(FakeUpstream):
     # ------------------------------------------------------------------ routing and auth
 
     def routes(self) -> list[Route]:
-        """Messages, token counting and models."""
+        """Messages, token counting, models and Message Batches (:mod:`.anthropic_batches`)."""
         return [
             Route("POST", "/v1/messages", self._messages, self._validate_messages),
             Route("POST", "/v1/messages/count_tokens", self._count_tokens, self._validate_count),
             Route("GET", "/v1/models", self._models, self._validate_version, needs_json=False),
             Route("GET", "/v1/models/{model_id}", self._model, self._validate_version, needs_json=False),
+            *self.batches_routes(),
         ]
 
     def api_key(self, request: web.Request) -> str | None:
