@@ -28,7 +28,9 @@ def test_loaded_by_the_kernel() -> None:
     spec = host.providers["gemini"]
     assert spec.default_base_url == "https://generativelanguage.googleapis.com/v1beta"
     assert spec.dialect == "gemini"
-    assert spec.endpoints == frozenset({"chat", "completions", "embeddings", "count_tokens"})
+    assert spec.endpoints == frozenset(
+        {"chat", "completions", "embeddings", "count_tokens", "images.generations"}
+    )
     assert spec.options is Options
 
 

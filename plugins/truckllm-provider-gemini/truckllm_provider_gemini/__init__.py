@@ -4,9 +4,12 @@ OpenAI chat, legacy completions and embeddings requests are translated to Gemini
 ``generateContent``, ``streamGenerateContent?alt=sse`` and ``batchEmbedContents``, and the answers
 back to OpenAI's shapes. A Gemini-dialect client's body is passed through untouched.
 
+OpenAI image generations are served by Imagen (``:predict``) and Gemini image models
+(``generateContent`` answering images): see :mod:`.images`.
+
 Modules: :mod:`.request` (OpenAI → Gemini), :mod:`.response` (Gemini → OpenAI), :mod:`.stream`
-(stream translators), :mod:`.schema` (JSON Schema cleaning), :mod:`.errors` (error
-classification), :mod:`.ids` (the tool-call id scheme), :mod:`.options`.
+(stream translators), :mod:`.images` (image generations), :mod:`.schema` (JSON Schema cleaning),
+:mod:`.errors` (error classification), :mod:`.ids` (the tool-call id scheme), :mod:`.options`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from truckllm.types import (
     Usage,
 )
 
+from . import images as _images
 from . import response as _response
 from .options import Options
 from .request import build_request
@@ -59,7 +63,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             type=TYPE,
             default_base_url=DEFAULT_BASE_URL,
             dialect="gemini",
-            endpoints=frozenset({"chat", "completions", "embeddings", "count_tokens"}),
+            endpoints=frozenset({"chat", "completions", "embeddings", "count_tokens", _images.ENDPOINT}),
             options=Options,
         )
     )
@@ -72,6 +76,8 @@ def transform_request(
     """Translate the client's request into a Gemini call (or pass a Gemini body through)."""
     if provider.type != TYPE:
         return None
+    if request.endpoint == _images.ENDPOINT:
+        return _images.build_image_request(provider, model, request, api_key)
     return build_request(provider, model, request, api_key)
 
 
@@ -82,6 +88,8 @@ def transform_response(
     """Translate a Gemini answer to OpenAI's shape; classify a Gemini error."""
     if provider.type != TYPE:
         return None
+    if request.endpoint == _images.ENDPOINT and 200 <= response.status < 300:
+        return _images.read_images(request, response.body)
     return _response.translate_response(request, response)
 
 
@@ -90,6 +98,8 @@ def parse_usage(provider: Provider, request: ChatRequest, body: bytes) -> Usage 
     """The token counts of a Gemini answer (``usageMetadata``)."""
     if provider.type != TYPE:
         return None
+    if request.endpoint == _images.ENDPOINT:
+        return _images.image_usage(request, body)
     return _response.parse_usage(request, body)
 
 

@@ -25,7 +25,7 @@ def test_loaded_by_the_kernel() -> None:
     gemini, claude = host.providers["vertex"], host.providers["vertex-anthropic"]
     assert (gemini.dialect, gemini.options) == ("gemini", VertexOptions)
     assert (claude.dialect, claude.options) == ("anthropic", AnthropicVertexOptions)
-    assert gemini.endpoints == frozenset({"chat", "completions"})
+    assert gemini.endpoints == frozenset({"chat", "completions", "images.generations"})
     assert claude.endpoints == frozenset({"chat", "completions", "count_tokens"})
     for spec in (gemini, claude):
         assert spec.needs_keys is False  # no key: application default credentials

@@ -1,7 +1,8 @@
 """TruckLLM provider plugin for Google Vertex AI (``type: vertex`` and ``type: vertex-anthropic``).
 
 - ``vertex``: Gemini models (``publishers/google/models/{model}:generateContent`` and
-  ``:streamGenerateContent?alt=sse``), translated by ``truckllm-provider-gemini`` (:mod:`.gemini`).
+  ``:streamGenerateContent?alt=sse``), translated by ``truckllm-provider-gemini`` (:mod:`.gemini`);
+  OpenAI image generations on Imagen (``:predict``) and Gemini image models, by the same plugin.
 - ``vertex-anthropic``: Claude models (``publishers/anthropic/models/{model}:rawPredict`` and
   ``:streamRawPredict``), translated by ``truckllm-provider-anthropic`` (:mod:`.anthropic`).
 
@@ -65,7 +66,7 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
         ProviderSpec(
             type=_gemini.TYPE,
             dialect="gemini",
-            endpoints=frozenset({"chat", "completions"}),
+            endpoints=frozenset({"chat", "completions", "images.generations"}),
             options=VertexOptions,
             needs_keys=False,
             credentials=token_source,

@@ -36,7 +36,6 @@ from aiohttp import web
 from .base import (
     Answer,
     Ctx,
-    FakeUpstream,
     Fault,
     Problem,
     Route,
@@ -49,6 +48,7 @@ from .base import (
     rand_id,
     split_text,
 )
+from .gemini_images import GeminiImagesAPI, is_image_model
 
 __all__ = ["FakeGemini"]
 
@@ -141,7 +141,10 @@ _EMPTY_TEXT = (
     "try again. To learn more, see https://cloud.google.com/vertex-ai/generative-ai/docs/multimodal/"
     "send-chat-prompts-gemini"
 )
-_METHODS = ("generateContent", "streamGenerateContent", "embedContent", "batchEmbedContents", "countTokens")
+_METHODS = (
+    "generateContent", "streamGenerateContent", "embedContent", "batchEmbedContents", "countTokens",
+    "predict",
+)  # fmt: skip
 
 
 def _snake(name: str) -> str:
@@ -161,7 +164,7 @@ def _signature(seed: str) -> str:
     return base64.b64encode(b"\x0a\x24fake" + hashlib.sha256(seed.encode()).digest()).decode()
 
 
-class FakeGemini(FakeUpstream):
+class FakeGemini(GeminiImagesAPI):
     """Fake ``https://generativelanguage.googleapis.com``; :attr:`base_url` ends in ``/v1beta``.
 
     :param require_thought_signature: Gemini 3 mode: reject a history whose model turns
@@ -393,7 +396,10 @@ class FakeGemini(FakeUpstream):
         if not isinstance(body, dict):
             return [Problem("Invalid JSON payload received. Expected an object.")]
         if method in ("generateContent", "streamGenerateContent"):
-            return self._validate_generate(body, "GenerateContentRequest")
+            problems = self._validate_generate(body, "GenerateContentRequest")
+            return problems + self.validate_image_generation(model, body)  # image models (gemini_images)
+        if method == "predict":  # Imagen (gemini_images)
+            return self.validate_predict(ctx, model)
         if method == "countTokens":
             problems = self._walk(body, "CountTokensRequest", "")
             if "contents" in body and "generateContentRequest" in body:
@@ -857,9 +863,13 @@ class FakeGemini(FakeUpstream):
         return texts, prompt
 
     async def _post(self, ctx: Ctx) -> web.StreamResponse:
-        _, method = self._target(ctx)
+        model, method = self._target(ctx)
         if method in ("generateContent", "streamGenerateContent"):
+            if is_image_model(model):
+                return await self.generate_images(ctx)
             return await self._generate(ctx)
+        if method == "predict":
+            return await self.predict(ctx)
         if method == "countTokens":
             body = ctx.body
             inner = (
