@@ -43,6 +43,7 @@ from truckllm._internal.runtime import Runtime, build_runtime
 from truckllm._internal.sessions import AdminSessions
 from truckllm._internal.store import CooldownMark, CooldownPush, Store
 from truckllm._internal.tasks import stop_task
+from truckllm._internal.upload import sweep_stale
 from truckllm._internal.view import GatewayView
 from truckllm.errors import ConfigError, StartupError
 from truckllm.types import Logger
@@ -355,6 +356,15 @@ class Gateway:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
+    async def _sweep_uploads(self) -> None:
+        """Remove the upload spool directories a crashed process left (see
+        :func:`~truckllm._internal.upload.sweep_stale`); a request may last twice
+        ``server.request_timeout`` at most (its answer may stream past its deadline)."""
+        server = self.runtime.config.server
+        removed = await asyncio.to_thread(sweep_stale, server.upload_dir, 2 * server.request_timeout)
+        if removed:
+            logger.info("removed {} stale upload spool directories", len(removed))
+
     async def start(self) -> None:
         """Open the upstream session and start background work (ASGI lifespan start)."""
         if self.started:
@@ -377,6 +387,7 @@ class Gateway:
             trust_env=False,
         )
         self.background.start()
+        await self._sweep_uploads()
         await self.credentials.start(self.runtime)
         self.store = build_store(self.runtime.host, self.runtime.config)
         if self.store is not None:

@@ -30,10 +30,15 @@ CHUNK = 256 * 1024
 """Bytes read from a file at a time."""
 
 
+_ESCAPES = {code: f"%{code:02X}" for code in (*range(0x09), *range(0x0A, 0x20), 0x7F, ord('"'))}
+_DROPPED = dict.fromkeys((*range(0x09), *range(0x0A, 0x20), 0x7F))
+
+
 def quote(value: str) -> str:
     """A name or file name as a quoted-string parameter of ``Content-Disposition`` (the HTML
-    form encoding: ``"``, CR and LF percent-encoded, so a name cannot end the header)."""
-    return value.replace("\r", "%0D").replace("\n", "%0A").replace('"', "%22")
+    form encoding: ``"``, CR and LF percent-encoded, and so is every other control character
+    but tab, so that a name can neither end nor corrupt the header)."""
+    return value.translate(_ESCAPES)
 
 
 def _field_head(boundary: str, name: str) -> bytes:
@@ -41,7 +46,7 @@ def _field_head(boundary: str, name: str) -> bytes:
 
 
 def _file_head(boundary: str, file: UploadedFile) -> bytes:
-    content_type = file.content_type.replace("\r", "").replace("\n", "") or "application/octet-stream"
+    content_type = file.content_type.translate(_DROPPED) or "application/octet-stream"
     return (
         f'--{boundary}\r\nContent-Disposition: form-data; name="{quote(file.field)}"; '
         f'filename="{quote(file.filename)}"\r\nContent-Type: {content_type}\r\n\r\n'

@@ -8,15 +8,30 @@ is refused before a byte is read, and a body that passes it is refused as soon a
 client may stay silent at most ``server.read_timeout`` between two chunks (408), and take at most
 ``server.request_timeout`` for the whole body. File bytes are written in a thread, at most
 :data:`WRITE_BUFFER` bytes at a time: a request holds about that much in memory whatever its size.
+
+Names are checked: a field name, file name or content type with a control character (NUL, CR,
+LF...) is refused (400 naming the field), and each is bounded (python-multipart bounds a part's
+headers: 8 headers of at most 4,224 bytes). A file name is only ever sent upstream (quoted): the
+spooled files are named ``part-N`` whatever the client says.
+
+A spool directory is named ``truckllm-upload-<host>-<pid>-<random>`` (``host``: a hash of the
+machine's name). A process that crashed leaves its directories behind: :func:`sweep_stale`, run
+at the gateway's start, removes those of this user whose process is gone (same host) or that are
+older than any request may last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
+from collections.abc import Callable
 from typing import Any
 
 from python_multipart.exceptions import MultipartParseError
@@ -26,7 +41,16 @@ from truckllm._internal.asgi_util import ClientGone, Receive, Scope, header
 from truckllm.errors import GatewayError
 from truckllm.types import Upload, UploadedFile
 
-__all__ = ["MAX_FIELDS", "MAX_FIELD_BYTES", "MAX_FILES", "WRITE_BUFFER", "Spool", "read_upload"]
+__all__ = [
+    "MAX_FIELDS",
+    "MAX_FIELD_BYTES",
+    "MAX_FILES",
+    "WRITE_BUFFER",
+    "Spool",
+    "host_tag",
+    "read_upload",
+    "sweep_stale",
+]
 
 MAX_FIELDS = 256
 """Non-file fields a form may have."""
@@ -37,6 +61,72 @@ MAX_FILES = 32
 WRITE_BUFFER = 1024 * 1024
 """File bytes gathered before one write to disk."""
 _PREFIX = "truckllm-upload-"
+_SPOOL_NAME = re.compile(r"truckllm-upload-([0-9a-f]{8})-([0-9]{1,10})-[A-Za-z0-9_]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but HT, and DEL
+
+
+def host_tag() -> str:
+    """This machine's tag in spool directory names (8 hex digits of its host name's hash): a pid
+    is only judged on the machine (or container) that wrote it."""
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(
+    root: str | None,
+    max_age: float,
+    *,
+    now: Callable[[], float] = time.time,
+    alive: Callable[[int], bool] = _alive,
+    host: str | None = None,
+) -> list[str]:
+    """Remove the spool directories under ``root`` (the system's temporary directory when
+    ``None``) that a crashed process left; the names removed.
+
+    Only entries named as :class:`Spool` names them, that are real directories (a symbolic link is
+    never followed nor removed) and belong to this user are considered; one is stale when its
+    process (same ``host``, another pid) is gone, or when it is older than ``max_age`` seconds
+    (a reused pid, another host). Removal never follows links inside (:func:`shutil.rmtree`'s
+    descriptor-based walk).
+    """
+    root = root if root is not None else tempfile.gettempdir()
+    host = host if host is not None else host_tag()
+    uid = os.getuid()
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _SPOOL_NAME.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if info.st_uid != uid:
+            continue
+        pid = int(match[2])
+        gone = match[1] == host and 0 < pid != os.getpid() and not alive(pid)
+        if not gone and now() - info.st_mtime <= max_age:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.lexists(entry.path):
+            removed.append(entry.name)
+    return removed
 
 
 class Spool:
@@ -54,7 +144,8 @@ class Spool:
     def new_file(self) -> tuple[str, int]:
         """A new empty file of this spool (0600): ``(path, descriptor)``."""
         if self.path is None:
-            self.path = tempfile.mkdtemp(prefix=_PREFIX, dir=self.root)  # mode 0700
+            prefix = f"{_PREFIX}{host_tag()}-{os.getpid()}-"
+            self.path = tempfile.mkdtemp(prefix=prefix, dir=self.root)  # mode 0700
         self._count += 1
         path = os.path.join(self.path, f"part-{self._count}")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
@@ -153,7 +244,7 @@ class _Form:
                 f"Part {self.count} of the multipart body has no Content-Disposition: form-data name.",
                 code="invalid_multipart",
             )
-        self.name = _text(name, "a field name")
+        self.name = _checked(_text(name, "a field name"), "A field name", None)
         filename = options.get(b"filename")
         if filename is None:
             self.filename = None
@@ -166,9 +257,11 @@ class _Form:
             raise GatewayError(
                 400, f"Too many files in the form: the limit is {MAX_FILES}.", code="invalid_multipart"
             )
-        self.filename = _text(filename, "a file name")
+        param = self.name[:100]
+        self.filename = _checked(_text(filename, "a file name"), "The file name", param)
         raw_type = self.headers.get(b"content-type", b"").strip()
-        self.content_type = _text(raw_type, "a content type") or "application/octet-stream"
+        content_type = _checked(_text(raw_type, "a content type"), "The content type", param)
+        self.content_type = content_type or "application/octet-stream"
         self.path, self.fd = self.spool.new_file()
         self.to_close.append(self.fd)
         self.size = 0
@@ -231,6 +324,20 @@ def _text(raw: bytes, what: str) -> str:
         raise GatewayError(
             400, f"The multipart body's {what} is not valid UTF-8.", code="invalid_multipart"
         ) from None
+
+
+def _checked(value: str, what: str, param: str | None) -> str:
+    """``value``, refused when it has a control character (it would end or corrupt a header of the
+    form sent upstream)."""
+    if _CONTROL.search(value):
+        where = f" in the form field '{param}'" if param is not None else ""
+        raise GatewayError(
+            400,
+            f"{what}{where} has a control character.",
+            param=param,
+            code="invalid_multipart",
+        )
+    return value
 
 
 def _write(pending: list[tuple[int, bytes]]) -> None:
