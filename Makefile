@@ -1,4 +1,4 @@
-# TruckLLM: make install | run | test | lint | bench | dist
+# TruckLLM: make install | run | test | lint | bench | dist | lock | audit | sbom
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -6,24 +6,76 @@ PIP    := $(PY) -m pip
 CONFIG ?= config/truckllm.yaml
 PLUGINS := $(sort $(wildcard plugins/*))
 
-.PHONY: install run test test-agents test-browser lint typecheck bench dist clean
+.PHONY: install install-runtime run test test-agents test-browser lint typecheck bench dist clean \
+	lock lock-check audit sbom
 
-# The kernel, its test kit (testing/: the distribution truckllm-testing, which the kernel's `test`
-# extra names) and every plugin, editable, in one pip command: the local folders answer for those
-# names, so pip never looks `truckllm` or `truckllm-testing` up on a package index.
-$(VENV)/.installed: pyproject.toml testing/pyproject.toml $(wildcard plugins/*/pyproject.toml)
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[dev]' -e testing $(foreach p,$(PLUGINS),-e $(p))
+# Locked, hashed dependencies (README, "Supply chain"): requirements/build.txt (pip and the build
+# backend), runtime.txt (what serving needs: the kernel, every plugin, the `standard` extra) and
+# dev.txt (runtime.txt plus the test and dev extras), made by `make lock` (tools/lock.py, uv).
+# Every distribution comes from a lock, pinned, each file checked against its sha256
+# (--require-hashes), as a wheel (nothing is built from an unpinned source), with --no-deps (nothing
+# outside the lock is fetched). Then the repository's own packages (the kernel, the plugins, the
+# test kit: local folders, never looked up on an index), editable, --no-deps, built with the
+# locked hatchling (--no-build-isolation). A lock that disagrees with the pyproject.toml files stops
+# the install, naming `make lock`. `make run` installs the runtime lock alone; `make install`
+# (and test, lint...) adds the dev lock.
+BUILD_LOCK   := requirements/build.txt
+RUNTIME_LOCK := requirements/runtime.txt
+DEV_LOCK     := requirements/dev.txt
+PIP_LOCKED   := $(PIP) install --quiet --require-hashes --no-deps --only-binary :all:
+PIP_LOCAL    := $(PIP) install --quiet --no-deps --no-build-isolation
+
+$(VENV)/.runtime: $(BUILD_LOCK) $(RUNTIME_LOCK) pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	$(PYTHON) tools/lock.py --check
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_LOCKED) -r $(BUILD_LOCK)
+	$(PIP_LOCKED) -r $(RUNTIME_LOCK)
+	$(PIP_LOCAL) -e . $(foreach p,$(PLUGINS),-e $(p))
+	$(PIP) check
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.dev: $(VENV)/.runtime $(DEV_LOCK) testing/pyproject.toml
+	$(PIP_LOCKED) -r $(DEV_LOCK)
+	$(PIP_LOCAL) -e testing
+	$(PIP) check
+	touch $@
+
+install: $(VENV)/.dev
+
+install-runtime: $(VENV)/.runtime
+
+# Refresh the locks after changing a dependency, an extra or the set of plugins: keeps every pin
+# that still fits (LOCK_ARGS=--upgrade: newest allowed versions everywhere). Needs uv (the dev
+# extra has it; else `pip install uv`).
+lock:
+	$(if $(wildcard $(VENV)/bin/uv),$(PY),$(PYTHON)) tools/lock.py $(LOCK_ARGS)
+
+# The locks against the pyproject.toml files, offline (make install runs it first)
+lock-check:
+	$(PYTHON) tools/lock.py --check
+
+# pip-audit of every pin of the runtime and dev locks against the advisory database; when it
+# cannot be reached, says so and does not fail for that reason alone
+audit: install
+	$(PY) tools/audit.py $(RUNTIME_LOCK) $(DEV_LOCK)
+
+# A CycloneDX SBOM of the runtime environment (a venv made from the runtime lock alone, in
+# $(SBOM_VENV)), written to $(SBOM) by cyclonedx-py (the dev lock has it)
+SBOM      ?= build/sbom/truckllm-runtime.cdx.json
+SBOM_VENV ?= build/sbom/venv
+
+sbom: install
+	rm -rf $(SBOM_VENV)
+	$(MAKE) --no-print-directory install-runtime VENV=$(SBOM_VENV)
+	mkdir -p $(dir $(SBOM))
+	$(VENV)/bin/cyclonedx-py environment --pyproject pyproject.toml --output-reproducible --of JSON -o $(SBOM) $(SBOM_VENV)
+	@echo "SBOM of the runtime environment: $(SBOM)"
 
 # The quick start's admin token: TRUCKLLM_ADMIN_TOKEN if set, else a random one kept (mode 600) in
 # $(ADMIN_TOKEN_FILE), made on the first run. Its value is never printed.
 ADMIN_TOKEN_FILE ?= .truckllm-admin-token
 
-run: install
+run: install-runtime
 	@test -s $(ADMIN_TOKEN_FILE) || (umask 077 && $(PY) -c 'import secrets; print(secrets.token_urlsafe(32))' > $(ADMIN_TOKEN_FILE))
 	@echo 'admin API: Authorization: Bearer $$(cat $(ADMIN_TOKEN_FILE))'
 	TRUCKLLM_ADMIN_TOKEN="$${TRUCKLLM_ADMIN_TOKEN:-$$(cat $(ADMIN_TOKEN_FILE))}" $(VENV)/bin/truckllm serve --config $(CONFIG)
@@ -71,7 +123,7 @@ DIST ?= dist
 
 dist: install
 	rm -rf $(DIST)
-	set -e; for project in . testing $(PLUGINS); do $(PY) -m build --quiet --outdir $(DIST) $$project; done
+	set -e; for project in . testing $(PLUGINS); do $(PY) -m build --quiet --no-isolation --outdir $(DIST) $$project; done
 	$(VENV)/bin/twine check --strict $(DIST)/*
 
 clean:
