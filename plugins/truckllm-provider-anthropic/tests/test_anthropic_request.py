@@ -63,7 +63,8 @@ def test_register_providers_spec() -> None:
     (spec,) = specs
     assert spec.type == "anthropic" and spec.dialect == "anthropic"
     assert spec.default_base_url == "https://api.anthropic.com"
-    assert spec.endpoints == frozenset({"chat", "completions", "count_tokens"})
+    batches = {"files.create", "files.content", "batches.create", "batches.retrieve", "batches.cancel"}
+    assert spec.endpoints == frozenset({"chat", "completions", "count_tokens", "batches.usage", *batches})
     assert spec.options is plugin.Options
 
 
