@@ -45,10 +45,15 @@ install: $(VENV)/.dev
 install-runtime: $(VENV)/.runtime
 
 # Refresh the locks after changing a dependency, an extra or the set of plugins: keeps every pin
-# that still fits (LOCK_ARGS=--upgrade: newest allowed versions everywhere). Needs uv (the dev
-# extra has it; else `pip install uv`).
+# that still fits (LOCK_ARGS=--upgrade: newest allowed versions everywhere). Runs uv: the venv's
+# (the dev lock has it), else one installed in $(UV_VENV) from the dev lock's pin and hashes.
+UV_VENV ?= build/uv
+
 lock:
-	$(if $(wildcard $(VENV)/bin/uv),$(PY),$(PYTHON)) tools/lock.py $(LOCK_ARGS)
+	@test -x $(VENV)/bin/uv || test -x $(UV_VENV)/bin/uv || { \
+	  $(PYTHON) -m venv $(UV_VENV) && $(PYTHON) tools/lock.py --entry uv > $(UV_VENV)/uv.txt && \
+	  $(UV_VENV)/bin/pip install --quiet --require-hashes --no-deps --only-binary :all: -r $(UV_VENV)/uv.txt; }
+	PATH="$(abspath $(VENV))/bin:$(abspath $(UV_VENV))/bin:$$PATH" $(PYTHON) tools/lock.py $(LOCK_ARGS)
 
 # The locks against the pyproject.toml files, offline (make install runs it first)
 lock-check:

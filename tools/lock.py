@@ -279,6 +279,16 @@ def lock(upgrade: bool = False, root: Path = ROOT) -> None:
     _compile("dev", dev, digest, upgrade, runtime_pins, root)
 
 
+def _print_entry(name: str) -> int:
+    """Print ``name``'s entry of the dev lock, hashes included (``make lock`` installs uv so)."""
+    for entry in _entries((ROOT / "requirements" / "dev.txt").read_text()):
+        if re.match(rf"{re.escape(name)}==", entry):
+            print(entry)
+            return 0
+    print(f"{name} is not in requirements/dev.txt", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """``tools/lock.py [--check | --upgrade]``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -286,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="check the locks against pyproject.toml, offline"
     )
     parser.add_argument("--upgrade", action="store_true", help="newest allowed version of everything")
+    parser.add_argument("--entry", metavar="NAME", help="print NAME's entry of the dev lock (pin and hashes)")
     args = parser.parse_args(argv)
+    if args.entry:
+        return _print_entry(args.entry)
     if args.check:
         problems = check()
         for problem in problems:

@@ -170,3 +170,38 @@ def test_installed_plugins_follow_the_allow_list() -> None:
     assert host.providers == {}
     host = make_plugin_manager(autoload=True, allow=None)
     assert {"mock", "openai"} <= set(host.providers) and host.refused == []
+
+
+# -- the gateway: start-up and reload --------------------------------------------------------------
+
+GATEWAY_CONFIG = """
+plugins: {{allow: {allow}}}
+providers:
+  demo: {{type: mock}}
+{extra}models:
+  demo: {{deployments: [{{provider: demo, model: echo}}]}}
+"""
+
+
+def test_a_reload_applies_a_new_allow_list() -> None:
+    from truckllm._internal.gateway import Gateway
+
+    gateway = Gateway("<t>", config_text=GATEWAY_CONFIG.format(allow="[truckllm-provider-mock]", extra=""))
+    assert set(gateway.runtime.host.providers) == {"mock"}
+    # a provider whose plugin is not allowed is a config error naming what is missing; the running
+    # config stays
+    openai = "  oa: {type: openai, keys: [{name: k, value: sk-test}]}\n"
+    with pytest.raises(ConfigError, match="openai"):
+        gateway.reload(GATEWAY_CONFIG.format(allow="[truckllm-provider-mock]", extra=openai))
+    assert set(gateway.runtime.host.providers) == {"mock"}
+    # allowed at the reload: imported then
+    gateway.reload(
+        GATEWAY_CONFIG.format(allow="[truckllm-provider-mock, truckllm-provider-openai]", extra=openai)
+    )
+    assert set(gateway.runtime.host.providers) == {"mock", "openai"}
+    # taken off the list: no longer registered (its module stays imported until a restart)
+    gateway.reload(GATEWAY_CONFIG.format(allow="[truckllm-provider-mock]", extra=""))
+    assert set(gateway.runtime.host.providers) == {"mock"}
+    with pytest.raises(ConfigError) as info:
+        gateway.reload(GATEWAY_CONFIG.format(allow="['truckllm-provider-mock[x]']", extra=""))
+    assert [p.field for p in info.value.problems] == ["plugins.allow[0]"]
