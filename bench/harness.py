@@ -27,6 +27,7 @@ LANES = (
     "responses",
     "cache_affinity",
     "request_log",
+    "upload",
     "throughput",
     "nginx",
     "profile",
@@ -83,6 +84,7 @@ class Settings:
     log_rates: tuple[float, ...] = (2000.0,)  # the request_log lane (bench/request_log_lane.py)
     log_seconds: float = 15.0
     log_outage_seconds: float = 5.0
+    upload_mb: int = 200  # the upload lane (bench/upload_lane.py): the file's size, MiB
     pin: bool = True
     nice: int = 0
     keys: bool = False

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cache_affinity, loadgen, request_log_lane
+from bench import cache_affinity, loadgen, request_log_lane, upload_lane
 from bench.harness import (
     ANTHROPIC_MODEL,
     CLIENT_HEADERS,
@@ -476,6 +476,11 @@ class Bench:
         """Request records to PostgreSQL: CPU per request with and without, a database outage
         (:mod:`bench.request_log_lane`)."""
         return await request_log_lane.run_lane(self, request_log_lane.LaneOptions.from_settings(self.s))
+
+    async def lane_upload(self) -> dict[str, Any]:
+        """A ``--upload-mb`` multipart upload through a fresh one-worker gateway: its peak RSS
+        growth, the bytes the upstream got (:mod:`bench.upload_lane`)."""
+        return await upload_lane.run_lane(self.s.upload_mb, say=self.say)
 
     async def lane_responses(self) -> dict[str, Any]:
         """(r) The Responses API beside chat: pass-through and translated (:mod:`bench.responses_lane`)."""

@@ -28,6 +28,10 @@ Lanes (``--lanes``; all by default):
   request with and without it at ``--log-rates`` (open loop, ``--log-seconds`` per run), rows
   stored against requests answered, and a database outage of ``--outage-seconds`` mid-load
   (:mod:`bench.request_log_lane`); skipped without PostgreSQL on 127.0.0.1:5432.
+- ``upload``: a ``--upload-mb`` (200) MiB multipart upload (``POST /v1/audio/transcriptions``)
+  through a fresh one-worker gateway to the test kit's fake OpenAI: the gateway's peak RSS growth
+  (goal < 20 MB), MB/s, the upstream's bytes checked by SHA-256, no spooled file left
+  (:mod:`bench.upload_lane`).
 - ``hold``: ``--hold-streams`` concurrent streams held open through the gateway; the gateway's
   RSS while it holds them.
 - ``memory``: gateway RSS at idle, at plateau under a mixed load for ``--soak`` seconds, and after
@@ -55,6 +59,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import upload_lane
 from bench.harness import LANES, Settings, clean, frontier_text
 from bench.lanes import Bench
 from bench.procs import Procs
@@ -132,6 +137,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         dest="log_outage_seconds",
         help="request_log lane: database outage mid-run (quick 5, full 10)",
     )
+    parser.add_argument("--upload-mb", type=int, help="upload lane: the file's size, MiB (default 200)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
         "--nice", type=int, help="nice value for every benchmark process (negative needs root)"
@@ -182,6 +188,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "profile_rate",
         "log_seconds",
         "log_outage_seconds",
+        "upload_mb",
         "nice",
         "wait_idle",
         "output",
@@ -281,6 +288,13 @@ def targets(lanes: dict[str, Any], s: Settings) -> list[dict[str, Any]]:
         sum(abs(run["accounting"]["unaccounted"]) for run in outages) if outages else None,
         1,
         unit="",
+    )
+    upload = lanes.get("upload")
+    add(
+        f"upload of {upload['upload_mb'] if upload else 200} MiB: gateway peak RSS growth",
+        upload["peak_growth_mb"] if upload and upload["upstream_bytes_exact"] else None,
+        upload_lane.GOAL_MB,
+        unit="MB",
     )
     mem = lanes.get("memory")
     if mem and "growth_mb" in mem:
@@ -443,6 +457,27 @@ def markdown(results: dict[str, Any]) -> str:
         )
         lines.append("")
         lines += [request_log_markdown(lanes["request_log"]), ""]
+    upload = lanes.get("upload", {})
+    if "peak_growth_mb" in upload:
+        lines.append(
+            f"A {upload['upload_mb']} MiB multipart upload through a one-worker gateway "
+            f"({upload['mb_per_s']} MB/s; upstream bytes exact: {upload['upstream_bytes_exact']}; "
+            f"spooled files left: {len(upload['spool_left'])}):"
+        )
+        lines.append("")
+        lines += _md(
+            ["upload", "RSS before MB", "peak after MB", "peak growth MB", "goal MB"],
+            [
+                [
+                    f"{upload['upload_mb']} MiB",
+                    upload["rss_before_mb"],
+                    upload["hwm_after_mb"],
+                    upload["peak_growth_mb"],
+                    f"< {upload['goal_mb']:g}",
+                ]
+            ],
+        )
+        lines.append("")
     hold, mem = lanes.get("hold", {}), lanes.get("memory", {})
     mrows = []
     if "rss_idle_start_mb" in results:

@@ -4,9 +4,13 @@
 a multipart body as it arrives and keeps only each file's hash and size) and a one-worker
 ``truckllm serve`` pointing at it, then sends ``POST /v1/audio/transcriptions`` with a file of
 ``--mb`` megabytes, generated on the fly by the client (so the client holds none of it either).
-It reads the gateway process's ``VmRSS`` before and its ``VmHWM`` (peak resident set) after, and
-checks what the upstream received (size and SHA-256). The goal (issue 20): the peak grows by less
-than 20 MB whatever the upload's size.
+After a warm-up upload it resets the gateway process's peak resident set (``VmHWM``, through
+``/proc/<pid>/clear_refs``; where that is refused the peak since start is used, an upper bound),
+reads its ``VmRSS``, sends the upload and reads ``VmHWM`` again: the growth is that peak minus the
+RSS before. It checks what the upstream received (size and SHA-256) and that no spooled file is
+left. The goal (issue 20): the peak grows by less than 20 MB whatever the upload's size.
+
+Also the ``upload`` lane of ``python -m bench`` (:func:`run_lane`, ``--upload-mb``).
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx2 as httpx
 
 from truckllm_testing.fakes import FakeOpenAI
 
-__all__ = ["GOAL_MB", "main", "measure"]
+__all__ = ["GOAL_MB", "main", "measure", "run_lane"]
 
 GOAL_MB = 20.0
 """The most the gateway's peak RSS may grow during the upload."""
@@ -40,6 +44,15 @@ def _status(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1]) * 1024
     raise KeyError(field)
+
+
+def _reset_peak(pid: int) -> bool:
+    """Reset the process's ``VmHWM`` to its current RSS (Linux 4.0+); whether it was."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def _free_port() -> int:
@@ -118,6 +131,8 @@ models:
             )
             warm.raise_for_status()
             time.sleep(0.5)
+            hwm_start = _status(proc.pid, "VmHWM")
+            peak_reset = _reset_peak(proc.pid)
             rss_before = _status(proc.pid, "VmRSS")
             hwm_before = _status(proc.pid, "VmHWM")
             boundary = "bench-" + os.urandom(8).hex()
@@ -145,6 +160,8 @@ models:
         "upload_mb": megabytes,
         "seconds": round(seconds, 2),
         "mb_per_s": round(size / 1e6 / seconds, 1),
+        "hwm_since_start_mb": round(hwm_start / 1e6, 1),
+        "peak_reset": peak_reset,
         "rss_before_mb": round(rss_before / 1e6, 1),
         "hwm_before_mb": round(hwm_before / 1e6, 1),
         "hwm_after_mb": round(hwm_after / 1e6, 1),
@@ -154,6 +171,22 @@ models:
         "upstream_bytes_exact": received["size"] == size and received["sha256"] == digest.hexdigest(),
         "spool_left": sorted(p.name for p in spool.iterdir()),
     }
+
+
+async def run_lane(megabytes: int = 200, say: Callable[[str], object] = print) -> dict[str, object]:
+    """The ``upload`` lane of ``python -m bench``: one :func:`measure` (in a thread) in a
+    temporary folder; its figures, said in one line."""
+    import asyncio
+
+    with tempfile.TemporaryDirectory(prefix="truckllm-bench-upload-") as workdir:
+        figures = await asyncio.to_thread(measure, megabytes, Path(workdir))
+    say(
+        f"  {megabytes} MiB upload in {figures['seconds']} s ({figures['mb_per_s']} MB/s): gateway peak RSS "
+        f"+{figures['peak_growth_mb']} MB (goal < {GOAL_MB:g}; RSS before {figures['rss_before_mb']} MB), "
+        f"upstream bytes exact: {figures['upstream_bytes_exact']}, "
+        f"spool left: {figures['spool_left'] or 'none'}"
+    )
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
