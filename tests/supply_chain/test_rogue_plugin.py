@@ -95,6 +95,21 @@ def test_every_command_leaves_a_not_allowed_plugin_unimported(rogue: Rogue) -> N
     assert not rogue.imported()
 
 
+def test_an_allowed_name_that_is_not_installed_is_warned_about(rogue: Rogue) -> None:
+    result = rogue.truckllm("validate", "--config", str(config(rogue.tmp, [*MOCK_ONLY, "Acme_Not.Here>=1"])))
+    assert result.returncode == 0, result.stderr
+    assert "plugins.allow names acme-not-here, which is not installed" in result.stderr
+
+
+def test_the_kernel_itself_is_listed_with_its_files(rogue: Rogue) -> None:
+    rows = json.loads(
+        rogue.truckllm("plugins", "--json", "--all", "--config", str(config(rogue.tmp, MOCK_ONLY))).stdout
+    )
+    (kernel,) = [r for r in rows if r["name"] == "truckllm._internal.defaults"]
+    assert kernel["version"] and kernel["first_party"] is True and kernel["record_sha256"]
+    assert kernel["files"]["mismatched"] == [] and kernel["files"]["missing"] == []
+
+
 def test_the_allow_list_is_read_from_the_environment_too(rogue: Rogue, tmp_path: Path) -> None:
     path = tmp_path / "env.yaml"
     path.write_text(

@@ -500,6 +500,15 @@ def _origin(dist: md.Distribution | None, verify: bool) -> dict[str, Any]:
     return {"first_party": normalize(str(dist.metadata["name"] or "")) in FIRST_PARTY, **facts}
 
 
+def _kernel_origin(verify: bool) -> dict[str, Any]:
+    """The defaults' row: the kernel's own distribution (``truckllm``), installed files included."""
+    try:
+        kernel = md.distribution("truckllm")
+    except md.PackageNotFoundError:  # run from a source tree
+        return {**_origin(None, verify), "first_party": True}
+    return {**_origin(kernel, verify), "version": kernel.version}
+
+
 def list_plugins(host: PluginHost, all: bool = False, verify: bool = True) -> list[dict[str, Any]]:
     """One sorted row per plugin: name, version, entry_point, module, hooks, status, error, and
     where it is installed.
@@ -511,8 +520,9 @@ def list_plugins(host: PluginHost, all: bool = False, verify: bool = True) -> li
     its ``.dist-info`` folder; ``editable`` and ``source``: an editable install and the folder it
     points at. ``record_sha256``: sha256 of its ``RECORD``; ``files``: each file RECORD lists
     hashed again (``verify``; counts, and the paths ``mismatched`` or ``missing``). ``all`` adds
-    the kernel's own defaults. The store and logger instances the gateway registers while
-    serving (``store``, ``logger-0-stdout``) are not plugins: their plugin is listed, they are not.
+    the kernel's own defaults, with the kernel's distribution's version, location and files. The
+    store and logger instances the gateway registers while serving (``store``,
+    ``logger-0-stdout``) are not plugins: their plugin is listed, they are not.
     """
     rows: list[dict[str, Any]] = []
     for name, plugin in host.pm.list_name_plugin():
@@ -533,8 +543,7 @@ def list_plugins(host: PluginHost, all: bool = False, verify: bool = True) -> li
                 "status": "loaded",
                 "allowed": True,
                 "error": None,
-                **_origin(dist, verify),
-                **({"first_party": True} if name == DEFAULTS_NAME else {}),
+                **(_kernel_origin(verify) if name == DEFAULTS_NAME else _origin(dist, verify)),
             }
         )
     for failure in host.failures:
