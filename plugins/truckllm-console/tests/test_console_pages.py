@@ -239,6 +239,22 @@ def test_request_detail_shows_attempts_bodies_and_cost(hostile: tuple[FakeView, 
     assert "$0.0012" in html and "prompt tokens" in html
 
 
+def test_request_detail_shows_the_units_of_work() -> None:
+    units = {"images": 2, "audio_seconds": 12.5, "characters": 1400, "search_units": 3, "requests": 1}
+    rec = record(request_id="req_units", endpoint="images.generations", usage=units)
+    view = FakeView({"GET /admin/v1/requests/req_units": AdminAnswer(status=200, body=rec)})
+    with client_for(view) as client:
+        html = client.get("/console/requests/req_units").text
+    shown = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]+)</dd>", html))
+    assert {name: shown.get(name) for name in ("images", "audio seconds", "characters", "search units")} == {
+        "images": "2",
+        "audio seconds": "12.5",
+        "characters": "1,400",
+        "search units": "3",
+    }
+    assert shown.get("calls charged") == "1"
+
+
 def test_one_admin_call_per_log_page_with_the_filters(hostile: tuple[FakeView, TestClient]) -> None:
     view, client = hostile
     client.get("/console/requests?alias=chat&status=5xx&last=1h&cursor=abc&model=")

@@ -48,7 +48,9 @@ RECORDS = st.builds(
     ).map(tuple),
     fallbacks=st.lists(NO_NUL, max_size=2).map(tuple),
     usage=st.none() | st.builds(Usage, prompt_tokens=st.integers(0, 2**56), completion_tokens=st.integers(0, 9),
-                                cached_tokens=st.integers(0, 9)),
+                                cached_tokens=st.integers(0, 9), images=st.integers(0, 2**56),
+                                audio_seconds=st.floats(0, 1e12), characters=st.integers(0, 2**56),
+                                search_units=st.integers(0, 9), requests=st.integers(0, 9)),
     cost_usd=FLOATS, error_message=st.none() | NO_NUL, client_disconnected=st.booleans(),
     extra=st.dictionaries(NO_NUL, JSONISH, max_size=3),
     bodies=st.none() | st.builds(RecordBodies, request=NO_NUL, response=NO_NUL,
@@ -114,7 +116,17 @@ def _tricky(rng: random.Random, i: int) -> RequestRecord:
         provider=rng.choice([None, "p"]),
         model=rng.choice([None, "m"]),
         usage=rng.choice(
-            [None, Usage(prompt_tokens=rng.randrange(10**6), completion_tokens=rng.randrange(10**6))]
+            [
+                None,
+                Usage(prompt_tokens=rng.randrange(10**6), completion_tokens=rng.randrange(10**6)),
+                Usage(
+                    images=rng.randrange(5),
+                    audio_seconds=rng.choice([0.0, 1.5, rng.uniform(0, 3600)]),
+                    characters=rng.randrange(10**6),
+                    search_units=rng.randrange(4),
+                    requests=1,
+                ),
+            ]
         ),
         cost_usd=rng.choice([0.0, 0.1, 1e-9, rng.random()]),
     )
@@ -141,9 +153,9 @@ def _rollups(url: str, step: Step) -> list[tuple[Any, ...]]:
 
 
 def _approx(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Rows with the cost rounded (a float sum's last bits may depend on the order)."""
-    cost = ROLLUP_COLUMNS.index("cost_usd")
-    return [(*r[:cost], round(r[cost], 9), *r[cost + 1 :]) for r in rows]
+    """Rows with the cost and the seconds rounded (a float sum's last bits may depend on the order)."""
+    digits = {ROLLUP_COLUMNS.index("cost_usd"): 9, ROLLUP_COLUMNS.index("audio_seconds"): 6}
+    return [tuple(round(v, digits[i]) if i in digits else v for i, v in enumerate(r)) for r in rows]
 
 
 def test_rollups_equal_the_reference_of_the_rows_inserted(db_url: str) -> None:

@@ -21,7 +21,7 @@ from truckllm_logger_sql.codec import COLUMNS, encode_cursor
 from truckllm_logger_sql.ddl import upsert_rollup_sql
 from truckllm_logger_sql.options import SqlOptions
 from truckllm_logger_sql.queries import search_sql, series_sql, top_sql
-from truckllm_logger_sql.rollup import HIST_COLUMNS, ROLLUP_COLUMNS, STEP_SECONDS, table_of
+from truckllm_logger_sql.rollup import HIST_COLUMNS, ROLLUP_COLUMNS, STEP_SECONDS, UNIT_FIGURES, table_of
 from truckllm_logger_sql.store import open_store
 
 from truckllm.kit.options import Secret
@@ -88,6 +88,7 @@ def _old_rollup_rows(step: str) -> list[tuple[Any, ...]]:
         rows.append(
             (bucket, f"key-{k % 5}", f"old-{k % 50}", "p", "m", 200, 1, 0, 1, 1, 0.5)
             + (0,) * len(HIST_COLUMNS)
+            + (0,) * len(UNIT_FIGURES)
         )
     return rows
 

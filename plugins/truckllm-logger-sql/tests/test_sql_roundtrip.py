@@ -36,6 +36,7 @@ USAGE = st.builds(
     Usage,
     prompt_tokens=INT64, completion_tokens=INT64, total_tokens=INT64,
     cached_tokens=INT64, cache_write_tokens=INT64, reasoning_tokens=INT64,
+    images=INT64, audio_seconds=FLOATS, characters=INT64, search_units=INT64, requests=INT64,
 )  # fmt: skip
 BODIES = st.builds(
     RecordBodies,

@@ -2,7 +2,8 @@
 search cursor.
 
 - :data:`COLUMNS`: the ``requests`` columns in row order; :data:`PAGE_COLUMNS`: those a search
-  page reads (no bodies).
+  page reads (no bodies); :data:`UNIT_COLUMNS`: the usage's units of work besides tokens (schema
+  2), :data:`COLUMNS_V1`: the columns of schema 1 (all but those).
 - :func:`to_row` / :func:`from_row`: a record ↔ a row tuple (JSON columns as text).
 - :func:`encode_batch`: a batch as one JSON array, encoded in C (the databases read it).
 - :func:`encode_cursor` / :func:`decode_cursor`: the opaque ``next_cursor`` (base64url of JSON).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,8 +24,10 @@ from truckllm.types import AttemptRecord, RecordBodies, RequestRecord, Usage
 __all__ = [
     "BODY_COLUMNS",
     "COLUMNS",
+    "COLUMNS_V1",
     "INT64_MAX",
     "PAGE_COLUMNS",
+    "UNIT_COLUMNS",
     "decode_cursor",
     "encode_batch",
     "encode_cursor",
@@ -59,6 +63,11 @@ COLUMNS: tuple[str, ...] = (
     "cached_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "images",
+    "audio_seconds",
+    "characters",
+    "search_units",
+    "requests",
     "cost_usd",
     "error_kind",
     "error_message",
@@ -79,6 +88,15 @@ bit set: 1 the request was cut, 2 the answer)."""
 PAGE_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS if c not in BODY_COLUMNS)
 """The columns a search page reads."""
 
+UNIT_COLUMNS = ("images", "audio_seconds", "characters", "search_units", "requests")
+"""The usage's units of work not counted in tokens (``Usage.images``... ``Usage.requests``: calls
+charged per request), added by schema 2; ``NULL`` when the record has no usage, as the tokens
+(a row written before schema 2 reads them as 0). ``audio_seconds`` is a float, the others
+integers."""
+
+COLUMNS_V1: tuple[str, ...] = tuple(c for c in COLUMNS if c not in UNIT_COLUMNS)
+"""The ``requests`` columns of schema 1 (what its ``CREATE TABLE`` made)."""
+
 _USAGE = (
     "prompt_tokens",
     "completion_tokens",
@@ -87,6 +105,7 @@ _USAGE = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
+_INT_UNITS = ("images", "characters", "search_units", "requests")
 _ATTEMPTS = msgspec.json.Decoder(tuple[AttemptRecord, ...])
 _FALLBACKS = msgspec.json.Decoder(tuple[str, ...])
 _EXTRA = msgspec.json.Decoder(dict[str, Any])
@@ -115,6 +134,17 @@ def to_row(record: RequestRecord) -> tuple[Any, ...]:
     tokens: tuple[int | None, ...] = (
         tuple(_int64(getattr(usage, name)) for name in _USAGE) if usage is not None else (None,) * 6
     )
+    units: tuple[int | float | None, ...] = (
+        (
+            _int64(usage.images),
+            _seconds(usage.audio_seconds),
+            _int64(usage.characters),
+            _int64(usage.search_units),
+            _int64(usage.requests),
+        )
+        if usage is not None
+        else (None,) * 5
+    )
     added = record.latency_ms - record.upstream_ms if record.upstream_ms is not None else None
     bodies = record.bodies
     body: tuple[str | None, str | None, int | None] = (
@@ -142,6 +172,7 @@ def to_row(record: RequestRecord) -> tuple[Any, ...]:
         record.model,
         record.provider_key,
         *tokens,
+        *units,
         record.cost_usd,
         record.error_kind,
         record.error_message,
@@ -156,7 +187,15 @@ def to_row(record: RequestRecord) -> tuple[Any, ...]:
 def from_row(row: Sequence[Any], columns: Sequence[str] = COLUMNS) -> RequestRecord:
     """A row of ``columns`` (:data:`COLUMNS` or :data:`PAGE_COLUMNS`) back into its record."""
     v = dict(zip(columns, row, strict=True))
-    usage = Usage(**{name: int(v[name]) for name in _USAGE}) if v["prompt_tokens"] is not None else None
+    usage = (
+        Usage(
+            **{name: int(v[name]) for name in _USAGE},
+            **{name: int(v[name] or 0) for name in _INT_UNITS},
+            audio_seconds=float(v["audio_seconds"] or 0.0),
+        )
+        if v["prompt_tokens"] is not None
+        else None
+    )
     truncated = v.get("body_truncated")
     bodies = (
         RecordBodies(
@@ -199,6 +238,12 @@ def from_row(row: Sequence[Any], columns: Sequence[str] = COLUMNS) -> RequestRec
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _seconds(value: float) -> float:
+    """Seconds of audio as stored: a value that is not finite is 0 (as PostgreSQL's JSON path
+    reads it: msgspec writes it as ``null``)."""
+    return float(value) if math.isfinite(value) else 0.0
 
 
 class _Cursor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, array_like=True):

@@ -1,4 +1,6 @@
-"""The schema's text shared by both backends: the ``requests`` columns' types and the indexes.
+"""The schema's text shared by both backends: the ``requests`` columns' types and the indexes,
+and schema 2's added columns (:func:`unit_columns`: the units of work, in ``requests`` and the
+rollups), each an :class:`AddColumn` that each backend applies only when missing.
 
 Every index a console query needs: ``(started_at DESC, request_id DESC)`` for the unfiltered log,
 ``(<column>, started_at DESC, request_id DESC)`` per filter column, and ``request_id`` for one
@@ -7,13 +9,29 @@ record; the rollup tables' primary key starts with ``bucket``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from .codec import COLUMNS
+from .codec import COLUMNS_V1, UNIT_COLUMNS
 from .queries import FILTER_COLUMNS
-from .rollup import DIMENSIONS, FIGURES, HIST_COLUMNS, ROLLUP_COLUMNS, STEP_SECONDS, table_of
+from .rollup import (
+    DIMENSIONS,
+    FIGURES,
+    HIST_COLUMNS,
+    ROLLUP_COLUMNS,
+    STEP_SECONDS,
+    UNIT_FIGURES,
+    table_of,
+)
 
-__all__ = ["Backend", "index_statements", "requests_columns", "rollup_statements", "upsert_rollup_sql"]
+__all__ = [
+    "AddColumn",
+    "Backend",
+    "index_statements",
+    "requests_columns",
+    "rollup_statements",
+    "unit_columns",
+    "upsert_rollup_sql",
+]
 
 Backend = Literal["sqlite", "postgres"]
 """Which database."""
@@ -35,7 +53,7 @@ _TYPES: dict[str, tuple[str, str]] = {  # column: (sqlite, postgres)
     "fallbacks": ("TEXT NOT NULL", "TEXT NOT NULL"),
     "extra": ("TEXT NOT NULL", "TEXT NOT NULL"),
 }
-_REALS = {"ttft_ms", "upstream_ms", "added_ms"}
+_REALS = {"ttft_ms", "upstream_ms", "added_ms", "audio_seconds"}
 _INTS = {
     "prompt_tokens",
     "completion_tokens",
@@ -43,6 +61,10 @@ _INTS = {
     "cached_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "images",
+    "characters",
+    "search_units",
+    "requests",
 }
 
 
@@ -57,8 +79,37 @@ def _type(column: str, backend: Backend) -> str:
 
 
 def requests_columns(backend: Backend) -> str:
-    """The ``requests`` column definitions, comma-separated."""
-    return ",\n  ".join(f"{c} {_type(c, backend)}" for c in COLUMNS)
+    """The ``requests`` column definitions of schema 1, comma-separated (schema 2 adds
+    :data:`~.codec.UNIT_COLUMNS`: :func:`unit_columns`)."""
+    return ",\n  ".join(f"{c} {_type(c, backend)}" for c in COLUMNS_V1)
+
+
+class AddColumn(NamedTuple):
+    """A column to add to an existing table, when it does not have it yet (PostgreSQL: ``ADD
+    COLUMN IF NOT EXISTS``; SQLite, which has no such clause, looks first)."""
+
+    table: str
+    column: str
+    type: str
+
+    def sql(self, backend: Backend) -> str:
+        """The ``ALTER TABLE`` statement (PostgreSQL's is idempotent by itself)."""
+        exists = " IF NOT EXISTS" if backend == "postgres" else ""
+        return f"ALTER TABLE {self.table} ADD COLUMN{exists} {self.column} {self.type}"
+
+
+def unit_columns(backend: Backend) -> list[AddColumn]:
+    """Schema 2: the units of work in ``requests`` (``NULL`` without usage, as the tokens) and
+    their sums in every rollup table (``usage_requests`` there: ``requests`` counts the rows)."""
+    added = [AddColumn("requests", c, _type(c, backend)) for c in UNIT_COLUMNS]
+    integer = "INTEGER" if backend == "sqlite" else "BIGINT"
+    real = "REAL" if backend == "sqlite" else "DOUBLE PRECISION"
+    for step in STEP_SECONDS:
+        added += [
+            AddColumn(table_of(step), f, f"{real if f == 'audio_seconds' else integer} NOT NULL DEFAULT 0")
+            for f in UNIT_FIGURES
+        ]
+    return added
 
 
 def index_statements(table: str = "requests") -> list[str]:
@@ -75,7 +126,8 @@ def index_statements(table: str = "requests") -> list[str]:
 
 
 def rollup_statements(backend: Backend) -> list[str]:
-    """``CREATE TABLE IF NOT EXISTS`` for the three rollup tables."""
+    """``CREATE TABLE IF NOT EXISTS`` for the three rollup tables of schema 1 (schema 2 adds
+    :data:`~.rollup.UNIT_FIGURES`)."""
     integer = "INTEGER" if backend == "sqlite" else "BIGINT"
     real = "REAL" if backend == "sqlite" else "DOUBLE PRECISION"
     statements = []
@@ -92,7 +144,7 @@ def rollup_statements(backend: Backend) -> list[str]:
 
 def upsert_rollup_sql(table: str, placeholders: list[str]) -> str:
     """Add one rollup row to ``table`` (insert, or add every figure to the existing row)."""
-    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in (*FIGURES, *HIST_COLUMNS))
+    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in (*FIGURES, *HIST_COLUMNS, *UNIT_FIGURES))
     return (
         f"INSERT INTO {table} ({', '.join(ROLLUP_COLUMNS)}) VALUES ({', '.join(placeholders)})"
         f" ON CONFLICT (bucket, {', '.join(DIMENSIONS)}) DO UPDATE SET {sets}"

@@ -16,8 +16,8 @@ PostgreSQL's JSON functions refuse ``\\u0000`` anywhere in a document: a batch h
 
 from __future__ import annotations
 
-from .codec import COLUMNS
-from .rollup import BOUNDS_MS, DIMENSIONS, FIGURES, HIST_COLUMNS, STEP_SECONDS, table_of
+from .codec import COLUMNS, UNIT_COLUMNS
+from .rollup import BOUNDS_MS, DIMENSIONS, FIGURES, HIST_COLUMNS, STEP_SECONDS, UNIT_FIGURES, table_of
 
 __all__ = ["JSON_SQL", "PG_TYPES", "UNNEST_SQL", "write_sql"]
 
@@ -42,6 +42,11 @@ PG_TYPES: dict[str, str] = {
     "cached_tokens": "int8",
     "cache_write_tokens": "int8",
     "reasoning_tokens": "int8",
+    "images": "int8",
+    "audio_seconds": "float8",
+    "characters": "int8",
+    "search_units": "int8",
+    "requests": "int8",
 }
 """The ``requests`` columns' PostgreSQL types (``text`` when not named)."""
 
@@ -53,6 +58,7 @@ _USAGE = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
+_INT_UNITS = ("images", "characters", "search_units", "requests")
 # a RequestRecord's JSON fields read as they are (Usage and RecordBodies omit their defaults)
 _RECORD_FIELDS = (
     "request_id text, started_at float8, endpoint text, dialect text, alias text, gateway_key text,"
@@ -76,6 +82,12 @@ def _json_columns() -> dict[str, str]:
     for name in _USAGE:
         tokens = _int64(f"COALESCE((r.usage->>'{name}')::numeric, 0)")
         out[name] = f"CASE WHEN r.usage IS NOT NULL THEN {tokens} END"
+    for name in _INT_UNITS:
+        count = _int64(f"COALESCE((r.usage->>'{name}')::numeric, 0)")
+        out[name] = f"CASE WHEN r.usage IS NOT NULL THEN {count} END"
+    # msgspec writes a seconds value that is not finite as null: 0, as the codec stores it
+    seconds = "COALESCE((r.usage->>'audio_seconds')::float8, 0)"
+    out["audio_seconds"] = f"CASE WHEN r.usage IS NOT NULL THEN {seconds} END"
     for name in ("attempts", "fallbacks", "extra"):
         out[name] = f"r.{name}::text"
     out["body_request"] = "CASE WHEN r.bodies IS NOT NULL THEN COALESCE(r.bodies->>'request', '') END"
@@ -106,13 +118,16 @@ def _rollup_cte(step: str, width: int) -> str:
     dims = ", ".join(DIMENSIONS)
     hist = [f"count(*) FILTER (WHERE lat_slot = {i})" for i in range(_N)]
     hist += [f"count(*) FILTER (WHERE add_slot = {i})" for i in range(_N)]
-    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in (*FIGURES, *HIST_COLUMNS))
-    figures = ", ".join((*FIGURES, *HIST_COLUMNS))
+    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in (*FIGURES, *HIST_COLUMNS, *UNIT_FIGURES))
+    figures = ", ".join((*FIGURES, *HIST_COLUMNS, *UNIT_FIGURES))
+    units = [
+        f"sum(u_{c})" if c == "audio_seconds" else f"LEAST(sum(u_{c}), {_INT64_MAX})" for c in UNIT_COLUMNS
+    ]
     return (
         f"{table}_add AS (INSERT INTO {table} (bucket, {dims}, {figures})"
         f" SELECT {_bucket(width)} AS b, {dims}, count(*), count(*) FILTER (WHERE status >= 400),"
         f" LEAST(sum(prompt_tokens), {_INT64_MAX}), LEAST(sum(completion_tokens), {_INT64_MAX}),"
-        f" sum(cost_usd), {', '.join(hist)}"
+        f" sum(cost_usd), {', '.join(hist)}, {', '.join(units)}"
         f" FROM ins GROUP BY b, {dims}"
         f" ON CONFLICT (bucket, {dims}) DO UPDATE SET {sets})"
     )
@@ -129,7 +144,8 @@ def write_sql(source: str) -> str:
         " RETURNING started_at, COALESCE(gateway_key, '') AS gateway_key, alias,"
         " COALESCE(provider, '') AS provider, COALESCE(model, '') AS model, status,"
         " COALESCE(prompt_tokens, 0) AS prompt_tokens, COALESCE(completion_tokens, 0) AS completion_tokens,"
-        f" cost_usd, {_slot('latency_ms')} AS lat_slot, {_slot('added_ms')} AS add_slot)",
+        f" cost_usd, {_slot('latency_ms')} AS lat_slot, {_slot('added_ms')} AS add_slot,"
+        f" {', '.join(f'COALESCE(requests.{c}, 0) AS u_{c}' for c in UNIT_COLUMNS)})",
         *(_rollup_cte(step, width) for step, width in STEP_SECONDS.items()),
     ]
     return f"WITH {', '.join(ctes)} SELECT count(*) FROM ins"

@@ -28,7 +28,7 @@ from truckllm.kit.request_log import LogPage, LogQuery, Series, SeriesQuery
 from truckllm.types import RequestRecord
 
 from .codec import COLUMNS, encode_batch, from_row, to_row
-from .ddl import index_statements, requests_columns, rollup_statements
+from .ddl import index_statements, requests_columns, rollup_statements, unit_columns
 from .pg_batch import JSON_SQL, UNNEST_SQL
 from .queries import search_sql, series_sql, top_sql
 from .reader import page_from, series_from
@@ -52,6 +52,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             *rollup_statements("postgres"),
         ),
     ),
+    # the units of work, in requests (its partitions follow) and the rollups
+    (2, tuple(added.sql("postgres") for added in unit_columns("postgres"))),
 )
 """``(version, statements)``, oldest first; a version is applied once, in one transaction.
 (``request_id`` lookups use the unique index ``(request_id, started_at)``.)"""

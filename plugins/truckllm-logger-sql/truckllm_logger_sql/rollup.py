@@ -12,6 +12,7 @@ counts in the last bucket and is reported as 60,000 ms).
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "RETENTION_DAYS",
     "ROLLUP_COLUMNS",
     "STEP_SECONDS",
+    "UNIT_FIGURES",
     "aggregate",
     "bucket_of",
     "percentile",
@@ -55,10 +57,15 @@ HIST_COLUMNS: tuple[str, ...] = tuple(f"lat_{i}" for i in range(len(BOUNDS_MS) +
 )
 """The whole-latency histogram's columns, then the added-latency one's."""
 
-ROLLUP_COLUMNS: tuple[str, ...] = ("bucket", *DIMENSIONS, *FIGURES, *HIST_COLUMNS)
+UNIT_FIGURES = ("images", "audio_seconds", "characters", "search_units", "usage_requests")
+"""The summed units of work (schema 2): a record's ``Usage.images``... and ``Usage.requests``
+(``usage_requests``: ``requests`` counts the records)."""
+
+ROLLUP_COLUMNS: tuple[str, ...] = ("bucket", *DIMENSIONS, *FIGURES, *HIST_COLUMNS, *UNIT_FIGURES)
 """A rollup row, in order."""
 
 _N = len(BOUNDS_MS) + 1
+_UNITS = len(FIGURES)  # + the histograms: where a row's unit sums start
 _INT64_MAX = 2**63 - 1
 
 
@@ -91,12 +98,20 @@ def aggregate(records: Iterable[RequestRecord], step: Step) -> list[tuple[Any, .
         )
         row = rows.get(key)
         if row is None:
-            row = rows[key] = [0, 0, 0, 0, 0.0] + [0] * (2 * _N)
+            row = rows[key] = [0, 0, 0, 0, 0.0] + [0] * (2 * _N) + [0, 0.0, 0, 0, 0]
         row[0] += 1
         row[1] += r.status >= 400
-        if r.usage is not None:
-            row[2] = min(_INT64_MAX, row[2] + r.usage.prompt_tokens)
-            row[3] = min(_INT64_MAX, row[3] + r.usage.completion_tokens)
+        usage = r.usage
+        if usage is not None:
+            row[2] = min(_INT64_MAX, row[2] + usage.prompt_tokens)
+            row[3] = min(_INT64_MAX, row[3] + usage.completion_tokens)
+            units = _UNITS + 2 * _N
+            row[units] = min(_INT64_MAX, row[units] + usage.images)
+            if math.isfinite(usage.audio_seconds):  # as stored in the row (see codec)
+                row[units + 1] += usage.audio_seconds
+            row[units + 2] = min(_INT64_MAX, row[units + 2] + usage.characters)
+            row[units + 3] = min(_INT64_MAX, row[units + 3] + usage.search_units)
+            row[units + 4] = min(_INT64_MAX, row[units + 4] + usage.requests)
         row[4] += r.cost_usd
         row[5 + _slot(r.latency_ms)] += 1
         if r.upstream_ms is not None:

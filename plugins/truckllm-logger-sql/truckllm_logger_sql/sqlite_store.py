@@ -4,7 +4,8 @@ never waits for the writer.
 
 Schema changes are :data:`MIGRATIONS`, applied under ``BEGIN IMMEDIATE`` (the database's write
 lock: a second process starting at once waits, then finds them applied), each recorded in
-``schema_migrations`` and each idempotent (``IF NOT EXISTS``).
+``schema_migrations`` and each idempotent (``IF NOT EXISTS``; a column is added only when the
+table lacks it: :class:`~.ddl.AddColumn`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from truckllm.kit.request_log import LogPage, LogQuery, Series, SeriesQuery
 from truckllm.types import RequestRecord
 
 from .codec import COLUMNS, from_row, to_row
-from .ddl import index_statements, requests_columns, rollup_statements, upsert_rollup_sql
+from .ddl import (
+    AddColumn,
+    index_statements,
+    requests_columns,
+    rollup_statements,
+    unit_columns,
+    upsert_rollup_sql,
+)
 from .queries import search_sql, series_sql, top_sql
 from .reader import page_from, series_from
 from .rollup import RETENTION_DAYS, ROLLUP_COLUMNS, STEP_SECONDS, aggregate, table_of
@@ -32,7 +40,7 @@ __all__ = ["MIGRATIONS", "SqliteStore", "connect", "migrate"]
 
 T = TypeVar("T")
 
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+MIGRATIONS: tuple[tuple[int, tuple[str | AddColumn, ...]], ...] = (
     (
         1,
         (
@@ -41,6 +49,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             *rollup_statements("sqlite"),
         ),
     ),
+    (2, tuple(unit_columns("sqlite"))),  # the units of work: requests and rollups
 )
 """``(version, statements)``, oldest first; a version is applied once, in one transaction."""
 
@@ -111,7 +120,12 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
             if version in applied:
                 continue
             for statement in statements:
-                conn.execute(statement)
+                if isinstance(statement, AddColumn):
+                    have = {row[1] for row in conn.execute(f"PRAGMA table_info({statement.table})")}
+                    if statement.column not in have:
+                        conn.execute(statement.sql("sqlite"))
+                else:
+                    conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
             done.append(version)
     return done
