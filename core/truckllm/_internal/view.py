@@ -268,6 +268,25 @@ class GatewayView:
         and every key-looking string replaced by ``<secret>``: for strings from upstream."""
         return self._gateway.runtime.scrubber.text(text)
 
+    def address_problem(self, address: str) -> str | None:
+        """Why the gateway may not dial the IP address ``address`` under the running config's
+        ``server.upstream`` policy (link-local and metadata addresses never; loopback and private
+        ones as ``allow_loopback`` / ``allow_private`` say; IPv6 forms embedding an IPv4 address
+        judged by it), or ``None`` when it may: the check provider connections get, for plugins
+        that dial upstreams themselves (resolve a name, then judge every address before
+        connecting). An ``address`` that is not an IP address is refused."""
+        import ipaddress
+
+        from truckllm._internal.netguard import NetPolicy
+        from truckllm._internal.netguard import address_problem as judge
+
+        try:
+            ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+        except ValueError:
+            return f"{address[:100]!r} is not an IP address"
+        upstream = self._gateway.runtime.config.server.upstream
+        return judge(ip, NetPolicy(upstream.allow_loopback, upstream.allow_private))
+
     async def admit(self, caller: GatewayCaller) -> None:
         """Take one request from the requests-per-minute limits of ``caller``'s gateway key, team
         and organisation (``rpm``; tokens and budgets are not charged), as a request on ``/v1``
@@ -302,7 +321,10 @@ class GatewayView:
         serve requests through the request path as that key (its allow-list, limits and budget;
         one request record each, under its name), exactly as the dialect's ``local`` routes do
         for a client. For background work no client asked for (polling a batch and recording its
-        usage). The running config's key is used, with its team and organisation.
+        usage): such requests are the gateway's own, never refused by the key's (team's, org's)
+        rate limits or budgets and taking none of their rpm or tpm, while their cost is settled
+        at every level's budgets. The running config's key is used, with its team, organisation
+        and tags.
 
         :raises LookupError: no such dialect is registered, or the running config has no key of
             that name (a key removed since: the caller should give up its work for it).
@@ -320,7 +342,7 @@ class GatewayView:
             if gateway_key is None:
                 raise LookupError(f"the running config has no gateway key {key!r}")
             gateway_key = runtime.keyring.scoped(gateway_key, runtime.config)
-        return local_call(gw, runtime, found, gateway_key)
+        return local_call(gw, runtime, found, gateway_key, own=True)
 
     # --- deprecated: the kernel's own objects, whose shape is not part of the plugin API ----------
 

@@ -30,7 +30,7 @@ from truckllm_mcp.access import Grant, grant_for
 from truckllm_mcp.metrics import CallMetrics
 from truckllm_mcp.names import split
 from truckllm_mcp.options import McpOptions
-from truckllm_mcp.upstream import Unavailable, Upstream
+from truckllm_mcp.upstream import TooLarge, Unavailable, Upstream
 
 __all__ = ["RATE_LIMITED", "Aggregator"]
 
@@ -220,6 +220,9 @@ class Aggregator:
             message = up.scrub(exc.message)[:1000]
             self._account(caller, started, clock, server, tool, "upstream_error", upstream_started, message)
             raise MCPError(exc.code, message) from None
+        except TooLarge as exc:
+            self._account(caller, started, clock, server, tool, "too_large", upstream_started, str(exc))
+            return _error_result(str(exc))
         except Unavailable as exc:
             self._account(caller, started, clock, server, tool, "unavailable", upstream_started, str(exc))
             return _error_result(str(exc))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 from loguru import logger
@@ -27,6 +27,7 @@ from truckllm.types import RequestRecord
 from truckllm_mcp.aggregate import Aggregator
 from truckllm_mcp.metrics import OUTCOMES, CallMetrics, prometheus_text
 from truckllm_mcp.options import McpOptions
+from truckllm_mcp.sdklog import SdkLogRoute
 from truckllm_mcp.upstream import Upstream
 
 __all__ = ["MAX_REQUEST_BYTES", "McpGateway", "jsonrpc_error"]
@@ -69,6 +70,7 @@ class McpGateway:
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._log_route: SdkLogRoute | None = None
 
     @property
     def metrics(self) -> Mapping[str, float]:
@@ -81,9 +83,11 @@ class McpGateway:
         if self._task is not None:
             return
         self.upstreams = {
-            name: Upstream(name, server, self.options, app.scrub)
+            name: Upstream(name, server, self.options, app.scrub, judge=app.address_problem)
             for name, server in sorted(self.options.servers.items())
         }
+        self._log_route = SdkLogRoute(self._scrub_sdk(app))
+        self._log_route.install()
         for upstream in self.upstreams.values():
             upstream.start()
         self.aggregator = Aggregator(self.options, self.upstreams, app, self.calls)
@@ -95,6 +99,17 @@ class McpGateway:
         )
         self._task = asyncio.get_running_loop().create_task(self._run(self._manager), name="truckllm-mcp")
         await self._first_listing()
+
+    def _scrub_sdk(self, app: GatewayView) -> Callable[[str], str]:
+        """Scrubs an SDK log line: every upstream's held credentials, then the config's secrets."""
+        upstreams = list(self.upstreams.values())
+
+        def scrub(text: str) -> str:
+            for upstream in upstreams:
+                text = upstream.held(text)
+            return app.scrub(text)
+
+        return scrub
 
     async def _first_listing(self) -> None:
         longest = max((float(s.connect_timeout) for s in self.options.servers.values()), default=0.0)
@@ -127,6 +142,8 @@ class McpGateway:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(*(u.stop() for u in self.upstreams.values()), return_exceptions=True)
+        if self._log_route is not None:
+            self._log_route.uninstall()
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one MCP request the kernel admitted (``Mount(auth="gateway_key")``)."""

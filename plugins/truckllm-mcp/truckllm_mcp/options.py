@@ -120,6 +120,9 @@ class McpOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     :ivar backoff_base: the first wait before reconnecting a server that is down; doubled per
         failure up to ``backoff_max``.
     :ivar max_result_bytes: a tool result, resource or prompt larger than this (JSON) is refused.
+    :ivar max_answer_bytes: the most bytes read of one upstream answer before it is parsed (an
+        HTTP body, one event of an event stream, one stdio line); a larger answer is not read
+        further (a call gets an ``isError`` result, a listing marks the server down).
     :ivar max_items: tools (and resources, prompts) kept per server at most.
     :ivar count_rpm: each tool call takes one request from the gateway key's ``rpm`` (and its
         team's and organisation's).
@@ -131,6 +134,7 @@ class McpOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_onl
     backoff_base: Duration = Duration(1)
     backoff_max: Duration = Duration(60)
     max_result_bytes: PosInt = 4 * 1024 * 1024
+    max_answer_bytes: PosInt = 16 * 1024 * 1024
     max_items: PosInt = 1000
     count_rpm: bool = True
 

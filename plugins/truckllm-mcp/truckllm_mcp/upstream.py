@@ -7,11 +7,18 @@ refused connection, a timeout, a crash, an answer that is not MCP) marks the ser
 its tools leave the listing, the failure is logged (scrubbed) and counted, and the supervisor
 reconnects after a backoff that doubles per failure up to ``backoff_max``. Calls to a server
 that is down fail at once with an MCP error; the other servers never notice.
+
+Every connection obeys the gateway's network policy (:mod:`truckllm_mcp.net`; a URL whose host
+is a refused literal address is never dialled), every answer is bounded before it is parsed
+(``max_answer_bytes``: an HTTP body, an event of an event stream, a stdio line), and a server's
+``list_changed`` (a ``notifications/*/list_changed`` on a 2025-era connection, a
+``subscriptions/listen`` event on a 2026-era one) lists it again at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import math
 import os
@@ -20,22 +27,26 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import anyio
+import anyio.lowlevel
 import httpx2
 import mcp_types as types
 from loguru import logger
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, PARSE_ERROR, REQUEST_TIMEOUT
 
 from truckllm_mcp.names import namespaced
+from truckllm_mcp.net import TOO_LARGE, AddressJudge, upstream_http_client
 from truckllm_mcp.options import McpOptions, ServerOptions
 from truckllm_mcp.secrets import SecretText
+from truckllm_mcp.stdio import stdio_transport
 
-__all__ = ["Listing", "State", "Unavailable", "Upstream", "json_depth"]
+__all__ = ["Listing", "State", "TooLarge", "Unavailable", "Upstream", "allow_all", "json_depth"]
 
 State = Literal["connecting", "up", "down", "stopped"]
 """Where a server's connection is."""
@@ -54,8 +65,34 @@ _TRANSPORT_CODES = frozenset({CONNECTION_CLOSED, REQUEST_TIMEOUT, PARSE_ERROR})
 """MCP errors the SDK raises itself when the connection failed or the answer could not be read."""
 
 
+LIST_CHANGED = (
+    types.ToolListChangedNotification,
+    types.PromptListChangedNotification,
+    types.ResourceListChangedNotification,
+)
+"""The notifications that list a server again at once."""
+
+RELISTEN = 1.0
+"""Seconds before a ``subscriptions/listen`` stream that ended is opened again (at least)."""
+
+
 class Unavailable(Exception):
     """The server cannot serve a call now (down, or its connection failed during the call)."""
+
+
+class TooLarge(Unavailable):
+    """The server's answer was larger than ``max_answer_bytes`` (read no further)."""
+
+
+def allow_all(address: str) -> str | None:
+    """The network policy of a gateway that allows every address (tests)."""
+    return None
+
+
+def _too_large(message: str) -> bool:
+    """Whether a transport failure's message says the answer was over the bound (ours, or the
+    SDK's event-size limit)."""
+    return TOO_LARGE in message or ("Server-sent event exceeded" in message and "byte limit" in message)
 
 
 def json_depth(value: object, limit: int = MAX_DEPTH) -> int:
@@ -105,6 +142,7 @@ class Upstream:
     :param options: its options.
     :param settings: the component's options (refresh, backoff, bounds).
     :param scrub: the kernel's scrubber (config secrets, key-looking strings).
+    :param judge: the gateway's network policy (``GatewayView.address_problem``).
     :param sleep: waits between reconnections (injected in tests).
     :param clock: a monotonic clock (for ``since``).
     """
@@ -116,6 +154,7 @@ class Upstream:
         settings: McpOptions,
         scrub: Callable[[str], str],
         *,
+        judge: AddressJudge = allow_all,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -124,6 +163,7 @@ class Upstream:
         self.settings = settings
         self.held = SecretText([*options.headers.values(), *options.env.values()])
         self._scrub = scrub
+        self.judge = judge
         self._sleep = sleep
         self._clock = clock
         self.state: State = "connecting"
@@ -136,6 +176,9 @@ class Upstream:
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._broken: str | None = None
+        self.list_changes = 0
+        """``list_changed`` notifications and events received (each lists the server again)."""
         self.settled = asyncio.Event()
         """Set once the first connection attempt ended (up or down)."""
 
@@ -163,8 +206,50 @@ class Upstream:
         self.state = "stopped"
 
     def kick(self) -> None:
-        """List again now (a call saw the connection fail)."""
+        """List again now (a call saw the connection fail, or the server's listing changed)."""
         self._kick.set()
+
+    async def on_message(self, message: object) -> None:
+        """The SDK's message handler: a 2025-era ``list_changed`` notification lists again now."""
+        if isinstance(message, LIST_CHANGED):
+            self.list_changes += 1
+            self.kick()
+        await anyio.lowlevel.checkpoint()
+
+    async def _listen(self, client: Client) -> None:
+        """On a 2026-era connection, follow the server's ``list_changed`` events (as long as the
+        connection is up): each lists the server again now; a stream that ends is opened again
+        after :data:`RELISTEN` seconds, doubling while no event comes, at most ``refresh``
+        (listing again too, since events may have been missed). Nothing to do on a 2025-era
+        connection or for a server that announces no ``listChanged``."""
+        caps = client.server_capabilities
+        tools = bool(caps.tools is not None and caps.tools.list_changed)
+        prompts = bool(caps.prompts is not None and caps.prompts.list_changed)
+        resources = bool(caps.resources is not None and caps.resources.list_changed)
+        if not (tools or prompts or resources):
+            return
+        opened = 0
+        delay = RELISTEN
+        while True:
+            try:
+                async with client.listen(
+                    tools_list_changed=tools, prompts_list_changed=prompts, resources_list_changed=resources
+                ) as subscription:
+                    if opened:
+                        self.kick()
+                    opened += 1
+                    async for _event in subscription:
+                        self.list_changes += 1
+                        delay = RELISTEN
+                        self.kick()
+            except ListenNotSupportedError:
+                return  # a 2025-era connection: notifications come through on_message
+            except Exception as exc:  # the stream failed: the supervisor's listing finds out why
+                logger.bind(plugin="mcp").debug(
+                    "mcp server {}: list_changed stream ended: {}", self.name, self.scrub(describe(exc))[:300]
+                )
+            await self._sleep(min(delay, float(self.settings.refresh)))
+            delay *= 2  # a server dropping every stream is not listed again each second
 
     async def _run(self) -> None:
         backoff = float(self.settings.backoff_base)
@@ -179,6 +264,8 @@ class Upstream:
                         connecting.deadline = math.inf
                         self._up(client, listing)
                         backoff = float(self.settings.backoff_base)
+                        listen = await stack.enter_async_context(anyio.create_task_group())
+                        listen.start_soon(self._listen, client)
                         while True:
                             await self._wait(float(self.settings.refresh))
                             with anyio.fail_after(float(self.options.timeout)):
@@ -203,28 +290,44 @@ class Upstream:
     async def _connect(self, stack: AsyncExitStack) -> Client:
         options = self.options
         self.state = "connecting"
+        self._broken = None
+        limit = self.settings.max_answer_bytes
         if options.url is not None:
+            refused = literal_problem(options.url, self.judge)
+            if refused is not None:
+                raise ConnectionRefusedError(refused)  # never dialled
             http = await stack.enter_async_context(
-                httpx2.AsyncClient(
-                    headers={k: v.reveal() for k, v in options.headers.items()},
-                    timeout=httpx2.Timeout(float(options.connect_timeout), read=float(options.timeout) + 5),
-                    trust_env=False,
+                upstream_http_client(
+                    {k: v.reveal() for k, v in options.headers.items()},
+                    httpx2.Timeout(float(options.connect_timeout), read=float(options.timeout) + 5),
+                    self.judge,
+                    limit,
                 )
             )
-            transport: Any = streamable_http_client(options.url, http_client=http)
+            transport: Any = streamable_http_client(options.url, http_client=http, max_sse_event_size=limit)
         else:
             assert options.command is not None
             # the child's stderr may print the secrets it was given: it goes nowhere
             errlog = stack.enter_context(open(os.devnull, "w"))  # noqa: ASYNC230, SIM115 - /dev/null
-            params = StdioServerParameters(
-                command=options.command,
-                args=list(options.args),
-                env={k: v.reveal() for k, v in options.env.items()},
-                cwd=options.cwd,
+            transport = stdio_transport(
+                options.command,
+                options.args,
+                {k: v.reveal() for k, v in options.env.items()},
+                options.cwd,
+                errlog,
+                limit,
+                self._on_broken,
             )
-            transport = stdio_client(params, errlog=errlog)
-        client = Client(transport, read_timeout_seconds=float(options.timeout), cache=None)
+        client = Client(
+            transport,
+            read_timeout_seconds=float(options.timeout),
+            cache=None,
+            message_handler=self.on_message,
+        )
         return await stack.enter_async_context(client)
+
+    def _on_broken(self, reason: str) -> None:
+        self._broken = reason
 
     def _up(self, client: Client, listing: Listing) -> None:
         was = self.state
@@ -248,7 +351,7 @@ class Upstream:
         self._client = None
         self.listing = Listing()
         self.failures += 1
-        message = self.scrub(describe(exc))[:500]
+        message = self.scrub(self._broken or describe(exc))[:500]
         if message != self.error:  # once per distinct failure, not once per reconnection attempt
             logger.bind(plugin="mcp").warning("mcp server {} is down: {}", self.name, message)
         self.state = "down"
@@ -328,8 +431,10 @@ class Upstream:
         except MCPError as exc:
             if exc.code not in _TRANSPORT_CODES:
                 raise  # the server's own answer
+            reason = self.scrub(self._broken or (exc.message.splitlines() or [""])[0])[:300]
+            if _too_large(reason):
+                raise TooLarge(f"the MCP server {self.name!r} failed: {reason}") from None
             self.kick()
-            reason = self.scrub((exc.message.splitlines() or [""])[0])[:300]
             raise Unavailable(f"the MCP server {self.name!r} failed: {reason}") from None
         except TimeoutError:
             raise Unavailable(f"the MCP server {self.name!r} did not answer in time") from None
@@ -357,6 +462,18 @@ class Upstream:
         """Get the prompt ``prompt`` (the server's own name) (see :meth:`call_tool` for the errors)."""
         result: types.GetPromptResult = await self._call(lambda c: c.get_prompt(prompt, arguments))
         return result
+
+
+def literal_problem(url: str, judge: AddressJudge) -> str | None:
+    """Why ``url``'s host, when it is a literal IP address, may not be dialled (``None``: it may,
+    or it is a name, judged by address when connecting)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    problem = judge(host)
+    return f"upstream {host} refused by server.upstream: {problem}" if problem is not None else None
 
 
 def _schema_ok(schema: object) -> bool:
