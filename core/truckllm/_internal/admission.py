@@ -37,6 +37,7 @@ __all__ = [
     "Reservation",
     "admit",
     "budget_alerts",
+    "charge_only",
     "check_priced",
     "content_size",
     "estimate_tokens",
@@ -257,6 +258,21 @@ async def admit(
         code="rate_limit_exceeded",
         headers={"retry-after": str(retry)},
     )
+
+
+def charge_only(request_id: str, levels: Sequence[Level]) -> Reservation | None:
+    """What to settle for a request whose spend must be recorded whatever the limits say (a
+    finished batch's usage, the gateway's own background calls): nothing is taken from any rate
+    limit and nothing is checked or reserved (no store call, no refusal), and every budget of
+    every level is settled with the request's real cost (the store adds a correction it holds no
+    reservation of to the current window's spend). ``None`` when no level has a budget."""
+    budgets = [(budget, name) for level in levels for budget, name in level.budget_keys()]
+    if not budgets:
+        return None
+    reservation = Reservation(request_id)
+    for budget, name in budgets:
+        reservation.budgets[name] = (budget.period, 0.0)
+    return reservation
 
 
 def budget_alerts(

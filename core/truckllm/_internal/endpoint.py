@@ -18,7 +18,14 @@ from urllib.parse import parse_qsl
 from loguru import logger
 
 from truckllm._internal import response_cache
-from truckllm._internal.admission import admit, check_priced, content_size, estimate_tokens, serving_plans
+from truckllm._internal.admission import (
+    admit,
+    charge_only,
+    check_priced,
+    content_size,
+    estimate_tokens,
+    serving_plans,
+)
 from truckllm._internal.affinity import affinity_key
 from truckllm._internal.asgi_util import (
     ClientGone,
@@ -40,7 +47,7 @@ from truckllm._internal.guard_stages import check_answer, check_request
 from truckllm._internal.guard_stream import guard_stream
 from truckllm._internal.identity import identify
 from truckllm._internal.pipeline import serve
-from truckllm._internal.request import Outcome, RequestContext, end_request
+from truckllm._internal.request import BATCH_USAGE, Outcome, RequestContext, end_request
 from truckllm._internal.response_cache import CacheRun
 from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm._internal.schemas.openai import ChatCompletionRequest, check_input
@@ -125,11 +132,23 @@ def request_state(gw: Gateway, rt: Runtime, dialect: str, key: str | None) -> Re
 
 
 async def admit_request(
-    gw: Gateway, rt: Runtime, ctx: RequestContext, request: ChatRequest, key: GatewayKey | None
+    gw: Gateway,
+    rt: Runtime,
+    ctx: RequestContext,
+    request: ChatRequest,
+    key: GatewayKey | None,
+    *,
+    own: bool = False,
 ) -> None:
     """Resolve the request's alias (within the key's allow-list), check that it serves the
     endpoint and, for a budgeted key, that it is priced; then take the key's limits and reserve
     its budget.
+
+    Spend that happened already is never refused: a finished batch's usage read (the endpoint
+    :data:`~truckllm._internal.request.BATCH_USAGE`) and the gateway's own background calls
+    (``own``: ``GatewayView.local_call``) take no rpm or tpm and are not checked against any
+    budget; their cost is settled at every level's budgets all the same
+    (:func:`~truckllm._internal.admission.charge_only`).
 
     :raises GatewayError: 404 / 403 / 400 for the model, 429 over a limit or budget.
     """
@@ -149,6 +168,10 @@ async def admit_request(
     if any(level.budgets for level in levels):
         ctx.priced_only = True
         check_priced(rt, plan, request.endpoint)
+    if own or request.endpoint == BATCH_USAGE:
+        if gw.store is not None:
+            ctx.reservation = charge_only("rsv_" + os.urandom(12).hex(), levels)
+        return
     settings = rt.config.affinity
     if settings.enabled and request.affinity is None and len(plan.candidates) > 1:
         conversation = affinity_key(request)
@@ -174,13 +197,21 @@ async def admit_request(
 
 
 async def serve_whole(
-    gw: Gateway, rt: Runtime, dialect: InboundDialect, key: GatewayKey | None, request: ChatRequest, rid: str
+    gw: Gateway,
+    rt: Runtime,
+    dialect: InboundDialect,
+    key: GatewayKey | None,
+    request: ChatRequest,
+    rid: str,
+    *,
+    own: bool = False,
 ) -> Outcome:
     """Serve a request a dialect made itself (a ``local`` route's ``forward``) as a whole answer.
 
-    The same path as a client's request once decoded: input limits, alias and allow-list, the
-    key's limits and budget, the failover loop, one usage record and one settlement. Streams are
-    not forwarded.
+    The same path as a client's request once decoded: the key's team, organisation and tags,
+    input limits, alias and allow-list, the key's limits and budget (none refused when ``own``:
+    see :func:`admit_request`), the failover loop, one usage record and one settlement. Streams
+    are not forwarded.
 
     :raises GatewayError: the answer's error, rendered by the caller in the dialect's format.
     """
@@ -192,8 +223,9 @@ async def serve_whole(
     ctx.state = request.state if isinstance(request.state, RequestState) else None
     gw.enter()
     try:
+        key = identify(rt, ctx, key, request, {})  # the key's team, org and tags (no client headers)
         check_limits(rt, request.typed)
-        await admit_request(gw, rt, ctx, request, key)
+        await admit_request(gw, rt, ctx, request, key, own=own)
         outcome = await serve(gw, rt, request, ctx)
         if ctx.state is not None:
             await ctx.state.flush()

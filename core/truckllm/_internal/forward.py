@@ -21,6 +21,7 @@ from truckllm._internal.dialect import InboundDialect, LocalAnswer, LocalCall
 from truckllm._internal.dialect_state import RequestState
 from truckllm._internal.endpoint import admit_request, check_limits, request_state, serve_whole
 from truckllm._internal.gateway import Gateway
+from truckllm._internal.identity import identify
 from truckllm._internal.pipeline import serve
 from truckllm._internal.request import Outcome, RequestContext, end_request
 from truckllm._internal.run import error_to_gateway
@@ -70,13 +71,21 @@ async def _relay(gw: Gateway, rt: Runtime, ctx: RequestContext, outcome: Outcome
 
 
 async def serve_stream(
-    gw: Gateway, rt: Runtime, dialect: InboundDialect, key: GatewayKey | None, request: ChatRequest, rid: str
+    gw: Gateway,
+    rt: Runtime,
+    dialect: InboundDialect,
+    key: GatewayKey | None,
+    request: ChatRequest,
+    rid: str,
+    *,
+    own: bool = False,
 ) -> LocalAnswer:
     """Serve a request a dialect made itself, with ``stream=True``, relayed as it arrives.
 
-    The same path as :func:`~truckllm._internal.endpoint.serve_whole` (limits, alias, budget,
-    failover before the first byte); the request's one record is made when the returned
-    stream ends or is closed.
+    The same path as :func:`~truckllm._internal.endpoint.serve_whole` (the key's team, org and
+    tags, limits, alias, budget, failover before the first byte; nothing refused by limits or
+    budgets when ``own``); the request's one record is made when the returned stream ends or is
+    closed.
 
     :raises GatewayError: the request was refused or failed before its first byte.
     """
@@ -88,8 +97,9 @@ async def serve_stream(
     ctx.state = request.state if isinstance(request.state, RequestState) else None
     gw.enter()
     try:
+        key = identify(rt, ctx, key, request, {})  # the key's team, org and tags (no client headers)
         check_limits(rt, request.typed)
-        await admit_request(gw, rt, ctx, request, key)
+        await admit_request(gw, rt, ctx, request, key, own=own)
         outcome = await serve(gw, rt, request, ctx)
     except GatewayError as exc:
         ctx.status = exc.status
@@ -123,16 +133,19 @@ def local_call(
     headers: Mapping[str, str] | None = None,
     body: bytes = b"",
     upload: Upload | None = None,
+    own: bool = False,
 ) -> LocalCall:
     """A :class:`LocalCall` of ``dialect`` as the gateway key ``key``: its state scoped to that
     key (and ``shared``, scoped to none), ``forward`` and ``forward_stream`` served as that key
-    (its limits, budget, records)."""
+    (its limits, budget, records). ``own``: the gateway's own background work (no client asked
+    for it), never refused by the key's rate limits or budgets and taking none of its rpm or
+    tpm; its cost is still settled at every level."""
     state = request_state(gw, rt, dialect.name, key.name if key is not None else None)
     request_id = rid or "req_" + os.urandom(12).hex()
 
     async def forward(request: ChatRequest) -> LocalAnswer:
         request.state = state
-        outcome = await serve_whole(gw, rt, dialect, key, request, request_id)
+        outcome = await serve_whole(gw, rt, dialect, key, request, request_id, own=own)
         return LocalAnswer(
             status=outcome.status,
             body=outcome.body,
@@ -141,7 +154,7 @@ def local_call(
 
     async def forward_stream(request: ChatRequest) -> LocalAnswer:
         request.state = state
-        return await serve_stream(gw, rt, dialect, key, request, request_id)
+        return await serve_stream(gw, rt, dialect, key, request, request_id, own=own)
 
     return LocalCall(
         method=method,
