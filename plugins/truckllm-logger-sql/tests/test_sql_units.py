@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from typing import Any
 
 import asyncpg
+import httpx2 as httpx
 import pytest
 from truckllm_logger_sql import postgres_store, sqlite_store
 from truckllm_logger_sql.codec import COLUMNS, COLUMNS_V1, UNIT_COLUMNS, to_row
@@ -20,6 +22,8 @@ from truckllm_logger_sql.store import open_store
 from truckllm.kit.options import Secret
 from truckllm.kit.request_log import LogQuery
 from truckllm.types import RequestRecord, Usage
+from truckllm_testing.fakes import FakeGemini
+from truckllm_testing.server import GatewayServer
 
 Factory = Any
 """The ``record`` fixture: ``record(i, now=..., **fields)`` makes record number ``i``."""
@@ -222,3 +226,48 @@ def test_huge_unit_counts_are_clamped_to_64_bits_like_the_tokens(db_url: str, re
             await store.close()
 
     asyncio.run(run())
+
+
+GATEWAY = """
+providers:
+  gem: {{type: gemini, base_url: "{base_url}", keys: [{{name: k1, value: test-key}}]}}
+models:
+  imagen:
+    deployments: [{{provider: gem, model: imagen-4.0-generate-001, price: {{image: 0.04}}}}]
+keys:
+  - {{name: alice, value: key-alice}}
+loggers:
+  - sql: {{url: "{url}", flush_interval: 20ms}}
+"""
+
+
+def test_an_image_request_through_the_gateway_is_stored_with_its_images(db_url: str) -> None:
+    """A gateway serving Imagen (fake Gemini), logging to the database: the row and the day's
+    rollup carry the images."""
+    fake = FakeGemini()
+    with fake.running(), GatewayServer(GATEWAY.format(base_url=fake.base_url, url=db_url)) as gw:
+        answer = httpx.post(
+            gw.url + "/v1/images/generations",
+            json={"model": "imagen", "prompt": "a red truck", "n": 3},
+            headers={"authorization": "Bearer key-alice"},
+            timeout=20,
+        )
+        assert answer.status_code == 200, answer.text
+        request_id = answer.headers["x-request-id"]
+        for _ in range(3000):  # the writer's batch: a state polled, up to 30 s
+            rows = asyncio.run(
+                _sql(
+                    db_url,
+                    f"SELECT {', '.join(UNIT_COLUMNS)}, cost_usd FROM requests WHERE request_id = ?",
+                    request_id,
+                )
+            )
+            if rows:
+                break
+            time.sleep(0.01)
+        assert rows == [(3, 0.0, 0, 0, 1, pytest.approx(0.12))]
+        day = asyncio.run(
+            _sql(db_url, "SELECT images, usage_requests FROM rollup_day WHERE alias = 'imagen'")
+        )
+        assert day == [(3, 1)]
+        assert fake.violations == []
