@@ -52,6 +52,8 @@ __all__ = ["Gateway", "RetryBudget"]
 
 _MARK_REASONS = frozenset({"rate_limit", "quota"})
 """Cooldown reasons a store's mark may carry through (anything else from the store is "shared")."""
+_SPOOL_MIN_AGE = 86400.0
+"""Seconds before a spool directory of a live process (or of another host) may be swept."""
 
 DISABLED_MARK = "disabled"
 """The reason of the store mark an operator's ``disable`` leaves: the key is out, in every
@@ -358,10 +360,12 @@ class Gateway:
 
     async def _sweep_uploads(self) -> None:
         """Remove the upload spool directories a crashed process left (see
-        :func:`~truckllm._internal.upload.sweep_stale`); a request may last twice
-        ``server.request_timeout`` at most (its answer may stream past its deadline)."""
+        :func:`~truckllm._internal.upload.sweep_stale`). One whose process is alive (or of another
+        host) is removed only past twice ``server.request_timeout`` (an answer may stream past its
+        deadline) and a day at least: another gateway sharing the directory may allow longer."""
         server = self.runtime.config.server
-        removed = await asyncio.to_thread(sweep_stale, server.upload_dir, 2 * server.request_timeout)
+        max_age = max(2 * server.request_timeout, _SPOOL_MIN_AGE)
+        removed = await asyncio.to_thread(sweep_stale, server.upload_dir, max_age)
         if removed:
             logger.info("removed {} stale upload spool directories", len(removed))
 

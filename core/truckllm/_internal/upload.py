@@ -17,7 +17,8 @@ spooled files are named ``part-N`` whatever the client says.
 A spool directory is named ``truckllm-upload-<host>-<pid>-<random>`` (``host``: a hash of the
 machine's name). A process that crashed leaves its directories behind: :func:`sweep_stale`, run
 at the gateway's start, removes those of this user whose process is gone (same host) or that are
-older than any request may last.
+older than any request may last (the gateway says: twice ``server.request_timeout``, a day at
+least, since another gateway sharing the directory may allow longer requests).
 """
 
 from __future__ import annotations
