@@ -328,6 +328,11 @@ class DialectState(Protocol):
     async def delete(self, name: str) -> bool:
         """Remove ``name``; ``True`` when something was removed."""
 
+    async def create(self, name: str, value: bytes, ttl: float | None = None) -> bool:
+        """Store ``value`` under ``name`` now unless a value is there; ``True`` when this call
+        stored it. Atomic across processes when the runtime store implements
+        :class:`truckllm.kit.store.StateCreate` (Redis), else within this process only."""
+
     async def flush(self) -> None:
         """Make the queued writes now (the kernel also makes them before an answer's last bytes):
         for a plugin storing a large value in parts, so that they are not all held at once."""

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from loguru import logger
 
-from truckllm._internal.store import StateStore, Store
+from truckllm._internal.store import StateCreate, StateStore, Store
 from truckllm.errors import GatewayError
 from truckllm.types import ServedBy
 
@@ -75,6 +75,13 @@ class MemoryState:
         """Drop ``name``; ``True`` when it was live."""
         found = self._drop(name)
         return found is not None and found[0] > self.clock()
+
+    async def create_state(self, name: str, value: bytes, ttl: float) -> bool:
+        """Keep ``value`` unless a live value is there (no await in between: atomic here)."""
+        if await self.get_state(name) is not None:
+            return False
+        self.put_now(name, value, ttl)
+        return name in self._items
 
 
 def backend_of(store: Store | None, memory: MemoryState) -> StateStore:
@@ -156,6 +163,29 @@ class RequestState:
         self._pending.pop(name, None)
         try:
             return await self._backend.delete_state(self._prefix + name)
+        except Exception as exc:
+            raise _unavailable(exc) from None
+
+    async def create(self, name: str, value: bytes, ttl: float | None = None) -> bool:
+        """Store ``value`` under ``name`` now unless a value is there (or queued by this request);
+        ``True`` when this call stored it. Atomic across processes when the backend implements
+        :class:`~truckllm._internal.store.StateCreate` (Redis ``SET NX``), else a read then a
+        write (atomic within one process when the backend is this process's memory). A value over
+        ``server.state.max_bytes`` is not stored (``False``, logged)."""
+        if len(value) > self._max_bytes:
+            logger.warning("not creating {} bytes of dialect state: over server.state.max_bytes", len(value))
+            return False
+        if name in self._pending:
+            return False
+        life = _sane_ttl(self.ttl if ttl is None else ttl)
+        backend = self._backend
+        try:
+            if isinstance(backend, StateCreate):
+                return await backend.create_state(self._prefix + name, value, life)
+            if await backend.get_state(self._prefix + name) is not None:
+                return False
+            await backend.put_state(self._prefix + name, value, life)
+            return True
         except Exception as exc:
             raise _unavailable(exc) from None
 

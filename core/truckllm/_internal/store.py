@@ -51,6 +51,7 @@ __all__ = [
     "Decision",
     "RateCheck",
     "Settlement",
+    "StateCreate",
     "StateStore",
     "Store",
     "UsageQuery",
@@ -223,6 +224,20 @@ class StateStore(Protocol):
 
     async def delete_state(self, name: str) -> bool:
         """Remove ``name``; ``True`` when something (unexpired) was removed."""
+
+
+@runtime_checkable
+class StateCreate(Protocol):
+    """Optional, with :class:`StateStore`: store a value only where none is (Redis ``SET NX``).
+
+    The one atomic write a dialect may build lossless registries on (several processes claiming
+    numbered slots: exactly one claims each). A state store without it has the kernel read, then
+    write: atomic within one process only.
+    """
+
+    async def create_state(self, name: str, value: bytes, ttl: float) -> bool:
+        """Store ``value`` under ``name`` for ``ttl`` seconds unless an unexpired value is there;
+        ``True`` when this call stored it (exactly one of several concurrent calls does)."""
 
 
 @runtime_checkable

@@ -3,7 +3,8 @@
 - :class:`Store`: what a store plugin's class implements (besides a ``store_usage`` hookimpl);
   :class:`CooldownPush`: optional, for stores shared by several processes, pushing cooldown
   marks as they happen; :class:`StateStore`: optional, opaque values with a time to live
-  (a stateful dialect's stored conversations).
+  (a stateful dialect's stored conversations); :class:`StateCreate`: optional beside it, a value
+  stored only where none is (atomic across processes).
 - One request's admission: :class:`Admission` (its :class:`RateCheck` and :class:`BudgetCheck`
   list), answered by a :class:`Decision`, corrected later by a :class:`Settlement`.
 - Cooldowns shared by every process: :class:`CooldownMark`, :class:`CooldownClear`.
@@ -35,6 +36,7 @@ from truckllm._internal.store import GroupBy as GroupBy
 from truckllm._internal.store import Period as Period
 from truckllm._internal.store import RateCheck as RateCheck
 from truckllm._internal.store import Settlement as Settlement
+from truckllm._internal.store import StateCreate as StateCreate
 from truckllm._internal.store import StateStore as StateStore
 from truckllm._internal.store import Store as Store
 from truckllm._internal.store import UsageQuery as UsageQuery
@@ -64,6 +66,7 @@ __all__ = [
     "Period",
     "RateCheck",
     "Settlement",
+    "StateCreate",
     "StateStore",
     "Store",
     "UsageQuery",

@@ -866,6 +866,25 @@ class RedisStore:
         except _UNREACHABLE as exc:
             raise self._state_failed(exc) from exc
 
+    async def create_state(self, name: str, value: bytes, ttl: float) -> bool:
+        """``SET`` ``value`` under ``name`` with ``NX`` and ``PX`` = ``ttl`` in milliseconds (at
+        least 1): stored only where no value is; ``True`` when this call stored it.
+
+        :raises ValueError: ``ttl`` is not a finite number.
+        :raises truckllm.kit.localstate.StoreUnavailable: Redis is unreachable.
+        """
+        if not math.isfinite(ttl):
+            raise ValueError(f"state ttl must be a finite number of seconds, not {ttl!r}")
+        redis = self._state_client()
+        try:
+            async with asyncio.timeout(self.options.io_timeout):
+                stored = await redis.set(
+                    self.state_key(name), bytes(value), px=max(1, math.ceil(ttl * 1000)), nx=True
+                )
+        except _UNREACHABLE as exc:
+            raise self._state_failed(exc) from exc
+        return bool(stored)
+
     async def delete_state(self, name: str) -> bool:
         """``DEL`` ``name``; ``True`` when a value (unexpired: Redis drops expired ones) was deleted.
 
