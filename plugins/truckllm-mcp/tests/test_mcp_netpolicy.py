@@ -78,7 +78,7 @@ async def test_a_connection_dials_only_addresses_the_policy_allows(
 
     backend = GuardedBackend(policy(**rules), inner=inner, resolve=resolve)
     if not dialled:
-        with pytest.raises(httpcore2.ConnectError, match="refused by server.upstream") as caught:
+        with pytest.raises(httpcore2.ConnectError, match=r"refused by server\.upstream") as caught:
             await backend.connect_tcp("upstream.test", 443)
         assert isinstance(caught.value.__cause__, Refused)
         assert inner.dialled == []
@@ -174,10 +174,10 @@ async def test_a_refused_target_is_never_dialled_directly_or_by_a_redirect(
     allowed, refused = servers
     url = target.format(port=refused.port)
     async with client() as http:
-        with pytest.raises(httpx2.ConnectError, match="refused by server.upstream"):
+        with pytest.raises(httpx2.ConnectError, match=r"refused by server\.upstream"):
             await http.get(url)
         # even a client told to follow redirects (the SDK follows none off the origin)
-        with pytest.raises(httpx2.ConnectError, match="refused by server.upstream"):
+        with pytest.raises(httpx2.ConnectError, match=r"refused by server\.upstream"):
             await http.get(f"http://good.test:{allowed.port}/go?to={url}", follow_redirects=True)
         # and by default, none is followed at all
         answer = await http.get(f"http://good.test:{allowed.port}/go?to={url}")

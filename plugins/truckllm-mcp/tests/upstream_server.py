@@ -34,6 +34,7 @@ import time
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import mcp_types as types
 import uvicorn
 from mcp.server.lowlevel import Server
@@ -314,11 +315,12 @@ def leaky_answers(app: ASGIApp) -> ASGIApp:
 
 def flood_answers(app: ASGIApp) -> ASGIApp:
     """``app``, but ``tools/list`` is answered with :data:`FLOOD_SIZE` bytes of JSON (``flood``),
-    or, for ``sse-flood``, one endless event; ``tools/call`` of ``big`` answers ``MCP_BIG_BYTES``
-    of text. Every answer is made as it is sent; when the client goes away the bytes sent so far
+    or, for ``sse-flood``, one endless event (not with ``MCP_FLOOD_LISTING=0``); ``tools/call`` of
+    ``big`` answers ``MCP_BIG_BYTES`` of text. Every answer is made as it is sent; when the client goes away the bytes sent so far
     are logged (``event: flood``)."""
     kind = sys.argv[1]
     big = int(os.environ.get("MCP_BIG_BYTES", "0"))
+    flood_listing = os.environ.get("MCP_FLOOD_LISTING", "1") == "1"
 
     async def wrapper(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -328,7 +330,7 @@ def flood_answers(app: ASGIApp) -> ASGIApp:
         request = json.loads(body or b"{}")
         method = request.get("method") if isinstance(request, dict) else None
         is_big = method == "tools/call" and request.get("params", {}).get("name") == "big"
-        if method != "tools/list" and not is_big:
+        if not (method == "tools/list" and flood_listing) and not is_big:
             await app(scope, _replaying(body, receive), send)
             return
         gone = anyio.Event()
@@ -364,6 +366,7 @@ def flood_answers(app: ASGIApp) -> ASGIApp:
                 piece = chunk[: size - sent]
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
                 sent += len(piece)
+                await anyio.lowlevel.checkpoint()  # uvicorn's send returns at once once the client is gone
             await send({"type": "http.response.body", "body": tail if not gone.is_set() else b""})
             log(event="flood", sent=sent, complete=not gone.is_set())
             tg.cancel_scope.cancel()
