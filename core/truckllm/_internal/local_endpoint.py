@@ -4,12 +4,18 @@ The Responses API's ``GET /v1/responses/{id}`` and its siblings read what earlie
 stored. The gateway key is checked exactly as on the request path (401 in the dialect's format),
 the body is capped the same way, and the dialect's ``serve_local`` answers with the key's own
 scope of state. Such calls make no usage record: they reach no model.
+
+A streamed answer (a file's content relayed as it arrives) is watched for the client going away
+(``http.disconnect``) like the request path's streams: the relay is cancelled at once, closing
+its upstream read, instead of at its next write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from loguru import logger
@@ -71,6 +77,57 @@ async def _send_stream(send: Send, answer: LocalAnswer, headers: dict[str, str])
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+class _ClientWatch:
+    """Cancels the serving task when ``receive()`` says the client disconnected (one pending
+    ``receive()`` from :meth:`start` to :meth:`stop`)."""
+
+    __slots__ = ("done", "fired", "pending", "receive", "task")
+
+    def __init__(self, task: asyncio.Task[Any], receive: Receive) -> None:
+        self.task = task
+        self.receive = receive
+        self.pending: asyncio.Future[Any] | None = None
+        self.fired = False
+        self.done = False
+
+    def start(self) -> None:
+        """Leave a ``receive()`` pending (a disconnect already queued is seen at once)."""
+        self.pending = asyncio.ensure_future(self.receive())
+        self.pending.add_done_callback(self)
+
+    def stop(self) -> None:
+        """No more cancelling; drop the pending ``receive()``."""
+        self.done = True
+        pending = self.pending
+        if pending is not None and not pending.done():
+            pending.remove_done_callback(self)
+            pending.cancel()
+
+    def __call__(self, future: asyncio.Future[Any]) -> None:
+        if self.done or future.cancelled() or future.exception() is not None:
+            return
+        if future.result().get("type") == "http.disconnect":
+            self.fired = True
+            self.task.cancel()
+
+
+async def _send_watched(send: Send, receive: Receive, answer: LocalAnswer, headers: dict[str, str]) -> None:
+    """:func:`_send_stream`, cancelled as soon as the client disconnects (the stream is closed:
+    its upstream read ends, and a forwarded stream records the client gone)."""
+    task = asyncio.current_task()
+    assert task is not None
+    watch = _ClientWatch(task, receive)
+    watch.start()
+    try:
+        await _send_stream(send, answer, headers)
+    except asyncio.CancelledError:
+        if not watch.fired:
+            raise
+        task.uncancel()  # cancelled here because the client left: nothing more to send
+    finally:
+        watch.stop()
+
+
 class LocalEndpoint:
     """One ``local`` route of a dialect, served as a pure ASGI app."""
 
@@ -124,7 +181,7 @@ class LocalEndpoint:
             return
         if answer.stream is not None:
             try:
-                await _send_stream(send, answer, headers)
+                await _send_watched(send, receive, answer, headers)
             except GatewayError as exc:  # before the first byte: still an answer in the client's format
                 body = self.dialect.error_body(exc)
                 await send_bytes(

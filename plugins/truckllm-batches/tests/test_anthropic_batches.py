@@ -7,7 +7,6 @@ alone), another key's 404, hostile results."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -37,6 +36,7 @@ providers:
 models:
   claude:
     deployments: [{{provider: ant, model: claude-sonnet-4-5, price: {json.dumps(PRICE)}}}]
+loggers: [{{batches: {{poll_interval: 0}}}}]
 """
 
 
@@ -50,13 +50,9 @@ def fake() -> Iterator[FakeAnthropic]:
 @pytest.fixture(scope="module")
 def gateway(fake: FakeAnthropic, records: Any) -> Iterator[GatewayServer]:
     """The gateway; its poller is driven by the tests (interval 0: no task)."""
-    os.environ["TRUCKLLM_BATCHES_POLL_INTERVAL"] = "0"
     plugins = (truckllm_batches, truckllm_provider_anthropic, records)
-    try:
-        with GatewayServer(_config(fake), autoload=False, extra_plugins=plugins) as gw:
-            yield gw
-    finally:
-        os.environ.pop("TRUCKLLM_BATCHES_POLL_INTERVAL", None)
+    with GatewayServer(_config(fake), autoload=False, extra_plugins=plugins) as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -85,7 +81,9 @@ def _file(n: int = 3, overrides: dict[int, Any] | None = None) -> bytes:
 
 def _poller(gateway: GatewayServer) -> Any:
     assert gateway.gateway is not None
-    return truckllm_batches._RUNNING[id(gateway.gateway.view)]
+    component = gateway.gateway.view.component(truckllm_batches.BatchPoller)
+    assert component is not None and component.poller is not None
+    return component.poller
 
 
 def _asked(fake: FakeAnthropic, batch_id: str) -> int:

@@ -34,7 +34,8 @@ def test_entry_point_loads_and_registers_the_dialect() -> None:
         ("/v1/batches/{batch_id}/cancel", ("POST",), False),
     }
     (row,) = [r for r in list_plugins(host) if r["name"] == "truckllm-batches"]
-    assert row["hooks"] == ["register_dialects", "shutdown", "startup"]
+    assert row["hooks"] == ["register_dialects", "register_loggers"]
+    assert host.loggers["batches"] is truckllm_batches.BatchPoller  # the poller: loggers: [batches]
 
 
 def test_disabled_entry_point_is_not_loaded() -> None:

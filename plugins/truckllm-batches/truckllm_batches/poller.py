@@ -1,40 +1,39 @@
 """The background poller: every open batch is asked about until it finishes, and its usage is
 recorded then, even if no client ever retrieves it.
 
-One task per gateway (started by the ``startup`` hook, stopped by ``shutdown``) visits the
-registry (:mod:`.registry`) every :attr:`PollSettings.interval` seconds. A batch is asked about
-(``batches.retrieve`` as the gateway key that created it, to the provider key that holds it)
-when its backoff has passed since it was last asked by any worker or replica
-(``BatchRecord.polled_at``, shared through the store): ``interval`` × 2^polls, at most
-:attr:`PollSettings.most`. When the answer shows it finished, the usage is recorded through the
-batch's bill token exactly as on a client's retrieve: once, whoever sees it first. Two pollers
-asking about one batch at the same moment cost one extra retrieve, never a second charge.
+One :class:`Poller` per gateway, owned by the ``batches`` component (:mod:`.component`, started by
+its ``startup``, stopped by its ``shutdown``), visits the registry (:mod:`.registry`) every
+``poll_interval``. A batch is asked about (``batches.retrieve`` as the gateway key that created it,
+to the provider key that holds it, as the gateway's own work: ``GatewayView.local_call``, never
+refused by the key's limits or budget) when its backoff has passed since it was last asked by any
+worker or replica (``BatchRecord.polled_at``, shared through the store): ``poll_interval`` ×
+2^polls, at most ``poll_max``. When the answer shows it finished, the usage is recorded through
+the batch's bill token exactly as on a client's retrieve: once, whoever sees it first. Two
+pollers asking about one batch at the same moment cost one extra retrieve, never a second charge.
 
-Settings (environment, read at startup): ``TRUCKLLM_BATCHES_POLL_INTERVAL`` (seconds, default
-60; ``0`` turns the poller off), ``TRUCKLLM_BATCHES_POLL_MAX`` (the longest backoff, default 900).
+What a poller has read of the registry is kept in the poller (per day: how far it has read, and
+the entries still open), so that a round reads only new slots and open batches' records.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import os
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 from loguru import logger
 
-from truckllm.kit.dialect import LocalCall
+from truckllm.kit.dialect import DialectState, LocalCall
 
 from . import registry
 from .batches import BILLED, FINAL, refresh
 from .files import NAME
 from .records import load_batch, save_batch
 
-__all__ = ["PollSettings", "Poller", "poller_for", "settings_from"]
+__all__ = ["PollSettings", "Poller"]
 
 
 class _View(Protocol):
@@ -57,21 +56,16 @@ class PollSettings(msgspec.Struct, frozen=True, kw_only=True):
     most: float = 900.0
 
 
-def _seconds(raw: str | None, default: float) -> float:
-    try:
-        value = float(raw) if raw is not None else default
-    except ValueError:
-        logger.warning("ignoring a batch poller setting that is not a number: {!r}", raw[:40] if raw else raw)
-        return default
-    return value if math.isfinite(value) and value >= 0 else default
+class _Day:
+    """What this poller knows of one day's slots: every slot below :attr:`read` was read, and
+    :attr:`open` holds those whose batch may still need a question."""
 
+    __slots__ = ("open", "read", "settled")
 
-def settings_from(env: Mapping[str, str]) -> PollSettings:
-    """The settings ``env`` gives (bad values: the defaults, logged)."""
-    interval = _seconds(env.get("TRUCKLLM_BATCHES_POLL_INTERVAL"), 60.0)
-    return PollSettings(
-        interval=interval, most=max(_seconds(env.get("TRUCKLLM_BATCHES_POLL_MAX"), 900.0), interval)
-    )
+    def __init__(self, settled: int) -> None:
+        self.read = settled
+        self.settled = settled  # the shared hint as last written or read
+        self.open: dict[int, registry.Entry] = {}
 
 
 class Poller:
@@ -87,8 +81,13 @@ class Poller:
         self.settings = settings
         self.clock = clock
         self.visits = 0  # questions asked (for tests and logs)
-        self._done: set[registry.Entry] = set()  # known finished: never read again by this process
+        self._days: dict[int, _Day] = {}
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """The task runs."""
+        return self._task is not None and not self._task.done()
 
     def start(self) -> None:
         """Start the task (no-op when the interval is 0)."""
@@ -144,6 +143,33 @@ class Poller:
         done = await load_batch(call.state, batch_id)
         return done is None or done.billed or bool(done.object.get("status") in FINAL - BILLED)
 
+    async def _read_new(self, shared: DialectState, number: int, day: _Day) -> None:
+        """Read the slots taken since the last round (past empty ones below the ``next`` hint:
+        a slot lost from a bounded in-memory state leaves a hole)."""
+        nxt = await registry.next_hint(shared, number)
+        while day.read < registry.MAX_SLOTS:
+            found = await registry.read_slot(shared, number, day.read)
+            if found is False and day.read >= nxt:
+                return
+            if isinstance(found, tuple):
+                day.open[day.read] = found
+            day.read += 1
+
+    async def _poll_day(self, shared: DialectState, number: int, now: float) -> None:
+        day = self._days.get(number)
+        if day is None:
+            day = self._days[number] = _Day(await registry.read_hint(shared, number, "settled"))
+        await self._read_new(shared, number, day)
+        for slot in sorted(day.open):
+            if await self._visit(day.open[slot], now):
+                del day.open[slot]
+        settled = min(day.open, default=day.read)
+        if settled > day.settled:
+            if settled > await registry.read_hint(shared, number, "settled"):
+                registry.write_hint(shared, number, "settled", settled)
+                await shared.flush()
+            day.settled = settled
+
     async def poll_once(self) -> int:
         """Visit every registered batch once; returns how many were asked about."""
         before = self.visits
@@ -152,22 +178,9 @@ class Poller:
         shared = self.view.local_call(NAME, None).shared
         if shared is None:
             return 0
-        for day in range(today, today - registry.KEEP_DAYS, -1):
-            for shard in range(registry.SHARDS):
-                entries = await registry.load(shared, day, shard)
-                keep: list[registry.Entry] = []
-                for entry in entries:
-                    if entry in self._done:
-                        continue
-                    if await self._visit(entry, now):
-                        self._done.add(entry)
-                    else:
-                        keep.append(entry)
-                if today - day > registry.SETTLE_DAYS and len(keep) < len(entries):
-                    await registry.save(shared, day, shard, keep)  # no one adds to that day's lists now
+        days = range(today, today - registry.KEEP_DAYS, -1)
+        for number in [d for d in self._days if d not in days]:
+            del self._days[number]  # expired
+        for number in days:
+            await self._poll_day(shared, number, now)
         return self.visits - before
-
-
-def poller_for(view: Any, env: Mapping[str, str] | None = None) -> Poller:
-    """A poller for ``view`` with the settings of ``env`` (the process environment by default)."""
-    return Poller(view, settings_from(os.environ if env is None else env))

@@ -1,38 +1,55 @@
 """The open batches of every gateway key, for the background poller (:mod:`.poller`).
 
 Kept in the dialect's shared state (``LocalCall.shared``: no key's scope; the runtime store when
-it keeps state, so every worker and replica sees one registry) as JSON lists of ``[key,
-batch_id]`` under ``open:<UTC day>:<shard>``: a batch is added to today's list when it is
-created. A list is only ever appended to on its day; the poller prunes a day's lists (the
-batches billed or finished without output) only once that day is over by :data:`SETTLE_DAYS`,
-so a prune never races an add. Two adds to one list at the same moment may overwrite one
-another: each add reads its list back after writing and retries (:data:`ADD_TRIES`). Lists live
-:data:`KEEP_DAYS` days.
+it keeps state, so every worker and replica sees one registry), one value per batch, in numbered
+*slots* of the UTC day it was created: ``slot:<day>:<n>`` holds ``[key, batch_id]`` (JSON).
+
+- **Lossless.** A slot is claimed with ``DialectState.create`` (stored only where no value is:
+  Redis ``SET NX``): of several gateways claiming one slot at the same moment exactly one gets
+  it, and the others go on to the next. No entry is ever overwritten or lost, with no list read
+  and written back.
+- **No gaps, no scan.** A claimer moves past slot ``n`` only once ``n`` is taken, so a day's
+  slots are taken from 0 up with no hole: a reader goes up from 0 (or from a hint) until the
+  first empty slot. Where a claim starts is found in a few reads (:func:`first_free`: from the
+  ``slot:<day>:next`` hint, doubling then halving), whatever the hint says (a hint whose slot
+  below is empty is not trusted: :func:`next_hint`).
+- **Hints.** ``slot:<day>:next`` (every slot below it is taken) and ``slot:<day>:settled``
+  (every slot below it holds a batch that needs no more questions) are plain values: a stale
+  one costs reads, never an entry (both only ever describe slots that cannot change back).
+- Slots live :data:`KEEP_DAYS` days (never deleted before: a day's numbering stays whole).
 """
 
 from __future__ import annotations
-
-import zlib
 
 import msgspec
 
 from truckllm.kit.dialect import DialectState, LocalCall
 
-__all__ = ["ADD_TRIES", "KEEP_DAYS", "SETTLE_DAYS", "SHARDS", "Entry", "add", "day_of", "load", "save"]
+__all__ = [
+    "KEEP_DAYS",
+    "MAX_SLOTS",
+    "Entry",
+    "add",
+    "day_of",
+    "first_free",
+    "next_hint",
+    "read_hint",
+    "read_slot",
+    "write_hint",
+]
 
-SHARDS = 4
-"""Lists per day (fewer concurrent adds to one list)."""
 KEEP_DAYS = 31
-"""Days a list is kept and visited (an Anthropic batch's results live 29 days, OpenAI's 30)."""
-SETTLE_DAYS = 1
-"""A day's lists are pruned once this many days have passed after it."""
-ADD_TRIES = 4
-"""Writes of one add before it gives up (logged; a client's retrieve still bills the batch)."""
+"""Days a slot is kept and visited (an Anthropic batch's results live 29 days, OpenAI's 30)."""
+MAX_SLOTS = 10_000_000
+"""The most batches registered per UTC day (a claim beyond fails, logged; the batch is still
+charged when a client retrieves it)."""
 
 Entry = tuple[str | None, str]
 """``(gateway key name, batch id)``."""
 
-_LIST = msgspec.json.Decoder(list[tuple[str | None, str]])
+_ENTRY = msgspec.json.Decoder(tuple[str | None, str])
+_HINT = msgspec.json.Decoder(int)
+_TTL = KEEP_DAYS * 86400.0
 
 
 def day_of(now: float) -> int:
@@ -40,41 +57,83 @@ def day_of(now: float) -> int:
     return int(now // 86400)
 
 
-def _name(day: int, shard: int) -> str:
-    return f"open:{day}:{shard}"
+def _slot(day: int, n: int) -> str:
+    return f"slot:{day}:{n}"
 
 
-async def load(state: DialectState, day: int, shard: int) -> list[Entry]:
-    """One list (empty when absent or damaged)."""
-    raw = await state.get(_name(day, shard))
+async def read_slot(state: DialectState, day: int, n: int) -> Entry | bool:
+    """Slot ``n`` of ``day``: its entry, ``False`` when empty, ``True`` when taken by a value that
+    is not an entry (damaged: skipped, but still taken)."""
+    raw = await state.get(_slot(day, n))
+    if raw is None:
+        return False
     try:
-        return list(_LIST.decode(raw)) if raw is not None else []
+        entry = _ENTRY.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        return []
+        return True
+    return (entry[0], entry[1])
 
 
-async def save(state: DialectState, day: int, shard: int, entries: list[Entry]) -> None:
-    """Write one list now (an empty one is removed)."""
-    if entries:
-        state.put(_name(day, shard), msgspec.json.encode(entries), KEEP_DAYS * 86400.0)
-        await state.flush()
-    else:
-        await state.delete(_name(day, shard))
+async def read_hint(state: DialectState, day: int, which: str) -> int:
+    """The ``next`` or ``settled`` hint of ``day`` (0 when absent or damaged)."""
+    raw = await state.get(f"slot:{day}:{which}")
+    try:
+        value = _HINT.decode(raw) if raw is not None else 0
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return 0
+    return min(max(value, 0), MAX_SLOTS)
+
+
+def write_hint(state: DialectState, day: int, which: str, value: int) -> None:
+    """Queue the write of a hint (the caller flushes)."""
+    state.put(f"slot:{day}:{which}", msgspec.json.encode(value), _TTL)
+
+
+async def _taken(state: DialectState, day: int, n: int) -> bool:
+    return await state.get(_slot(day, n)) is not None
+
+
+async def next_hint(state: DialectState, day: int) -> int:
+    """The ``next`` hint of ``day`` when the slot just below it is taken (as it is whenever the
+    hint was written by a claim), else 0: a damaged or foreign value is never trusted."""
+    hint = await read_hint(state, day, "next")
+    if hint > 0 and not await _taken(state, day, hint - 1):
+        return 0
+    return hint
+
+
+async def first_free(state: DialectState, day: int, start: int = 0) -> int:
+    """The first empty slot of ``day`` at or after the first empty one from ``start`` (slots are
+    taken from 0 up: doubling the step from ``start`` until an empty slot, then halving back)."""
+    if not await _taken(state, day, start):
+        return start
+    low, step = start, 1  # low is taken
+    while low + step < MAX_SLOTS and await _taken(state, day, low + step):
+        low += step
+        step *= 2
+    high = min(low + step, MAX_SLOTS)  # empty (or the end)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if await _taken(state, day, middle):
+            low = middle
+        else:
+            high = middle
+    return high
 
 
 async def add(call: LocalCall, batch_id: str, now: float) -> bool:
-    """Add the batch ``call``'s key just created to today's list; ``False`` when it could not
-    be (no shared state, or every try was overwritten)."""
+    """Register the batch ``call``'s key just created in today's slots; ``False`` when it could
+    not be (no shared state, or the day is full)."""
     shared = call.shared
     if shared is None:
         return False
-    entry: Entry = (call.state.key, batch_id)
-    day, shard = day_of(now), zlib.crc32(batch_id.encode()) % SHARDS
-    for _ in range(ADD_TRIES):
-        entries = await load(shared, day, shard)
-        if entry in entries:
+    entry = msgspec.json.encode((call.state.key, batch_id))
+    day = day_of(now)
+    n = await first_free(shared, day, await next_hint(shared, day))
+    while n < MAX_SLOTS:
+        if await shared.create(_slot(day, n), entry, _TTL):
+            write_hint(shared, day, "next", n + 1)
+            await shared.flush()
             return True
-        await save(shared, day, shard, [*entries, entry])
-        if entry in await load(shared, day, shard):
-            return True
+        n += 1  # another gateway took it at the same moment: the next one
     return False
