@@ -42,7 +42,8 @@ def test_stdio_lines_come_out_whole_or_the_stream_fails_before_holding_more_than
     lines: list[bytes], cuts: list[int], limit: int
 ) -> None:
     data = b"".join(line + b"\n" for line in lines)
-    chunks, at = [], 0
+    chunks: list[bytes] = []
+    at = 0
     while at < len(data):
         size = cuts[len(chunks) % len(cuts)]
         chunks.append(data[at : at + size])
