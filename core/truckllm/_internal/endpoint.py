@@ -43,7 +43,7 @@ from truckllm._internal.dialect import DialectRoute, InboundDialect
 from truckllm._internal.dialect_state import RequestState, backend_of
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.governance import levels as governance_levels
-from truckllm._internal.guard_stages import check_answer, check_request
+from truckllm._internal.guard_stages import check_answer, check_request, check_upload, guard_forwarded
 from truckllm._internal.guard_stream import guard_stream
 from truckllm._internal.identity import identify
 from truckllm._internal.pipeline import serve
@@ -225,8 +225,12 @@ async def serve_whole(
     try:
         key = identify(rt, ctx, key, request, {})  # the key's team, org and tags (no client headers)
         check_limits(rt, request.typed)
+        request = ctx.request = await guard_forwarded(rt, ctx, request)  # before admission
         await admit_request(gw, rt, ctx, request, key, own=own)
         outcome = await serve(gw, rt, request, ctx)
+        if rt.config.guardrails and outcome.stream is None:
+            content_type = outcome.headers.get("content-type", "application/json")
+            outcome.body = await check_answer(rt, ctx, dialect.name, outcome.body, content_type)
         if ctx.state is not None:
             await ctx.state.flush()
         return outcome
@@ -388,7 +392,8 @@ class ApiEndpoint:
     async def _guard_output(self, rt: Runtime, ctx: RequestContext, outcome: Outcome) -> Outcome:
         """The guardrails' output stage on an answer in the client's dialect."""
         if outcome.stream is None:
-            outcome.body = await check_answer(rt, ctx, self.dialect.name, outcome.body)
+            content_type = outcome.headers.get("content-type", "application/json")
+            outcome.body = await check_answer(rt, ctx, self.dialect.name, outcome.body, content_type)
             return outcome
         content_type = outcome.headers.get("content-type", "text/event-stream")
         guarded = guard_stream(rt, ctx, self.dialect.name, content_type, outcome.stream)
@@ -432,9 +437,14 @@ class ApiEndpoint:
             request = ctx.request = await self._prepare(rt, ctx, request)
         check_limits(rt, request.typed)
         key = identify(rt, ctx, key, request, plain)  # team, org, end user, tags; models narrowed
-        # before admission (a blocked request reserves nothing); an upload's files are not read
+        # before admission (a blocked request reserves nothing); an upload's text fields (never
+        # its files) are checked, masked ones replaced in the form the provider rebuilds
         if rt.config.guardrails and request.upload is None:
             body, request = await self._guard_input(rt, ctx, request, body, scope, query, plain)
+        elif rt.config.guardrails:
+            masked = await check_upload(rt, ctx, request)
+            if masked is not None:
+                request.upload = masked
         await admit_request(self.gateway, rt, ctx, request, key)
         if keeps_bodies(rt, key, ctx.alias):  # an upload's: its form's summary, never its files
             kept = form_summary(request.upload) if request.upload is not None else body

@@ -21,6 +21,7 @@ from truckllm._internal.dialect import InboundDialect, LocalAnswer, LocalCall
 from truckllm._internal.dialect_state import RequestState
 from truckllm._internal.endpoint import admit_request, check_limits, request_state, serve_whole
 from truckllm._internal.gateway import Gateway
+from truckllm._internal.guard_stages import guard_forwarded
 from truckllm._internal.identity import identify
 from truckllm._internal.pipeline import serve
 from truckllm._internal.request import Outcome, RequestContext, end_request
@@ -99,6 +100,7 @@ async def serve_stream(
     try:
         key = identify(rt, ctx, key, request, {})  # the key's team, org and tags (no client headers)
         check_limits(rt, request.typed)
+        request = ctx.request = await guard_forwarded(rt, ctx, request)  # before admission
         await admit_request(gw, rt, ctx, request, key, own=own)
         outcome = await serve(gw, rt, request, ctx)
     except GatewayError as exc:

@@ -22,8 +22,9 @@ from typing import Any
 
 import msgspec
 
-from truckllm._internal.guard_text import Found, event_texts, rewrite
-from truckllm._internal.guardrails import Entry, guards_of, run_checks
+from truckllm._internal.guard_endpoints import event_of
+from truckllm._internal.guard_text import Found, rewrite
+from truckllm._internal.guardrails import Entry, guards_of, merge, run_checks
 from truckllm._internal.request import RequestContext
 from truckllm._internal.runtime import Runtime
 from truckllm.errors import GatewayError
@@ -33,7 +34,6 @@ __all__ = ["StreamGuard", "guard_stream"]
 
 _JSON = msgspec.json.Decoder()
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
-_RANK = {"allow": 0, "modify": 1, "block": 2}
 
 
 class _Frame:
@@ -170,7 +170,9 @@ class StreamGuard:
         return frames
 
     async def _take(self, frame: _Frame) -> bytes:
-        found = event_texts(self.base.dialect, frame.event) if frame.event is not None else []
+        found = (
+            event_of(self.base.endpoint, self.base.dialect, frame.event) if frame.event is not None else []
+        )
         out = b""
         if any(f.full for f in found):
             if self.places:
@@ -234,27 +236,14 @@ class StreamGuard:
             frame.dirty = True
 
     def _merge(self, result: GuardrailResult) -> None:
-        known = self._results.get(result.name)
-        if known is None:
-            self._results[result.name] = result
-            return
-        strongest = result if _RANK[result.action] >= _RANK[known.action] else known
-        findings = dict(known.findings)
-        for kind, count in result.findings.items():
-            findings[kind] = findings.get(kind, 0) + count
-        self._results[result.name] = msgspec.structs.replace(
-            strongest,
-            ms=known.ms + result.ms,
-            error=result.error or known.error,
-            findings=findings,
-        )
+        merge(self._results, result)
 
 
 def guard_stream(
     rt: Runtime, ctx: RequestContext, dialect: str, content_type: str, stream: AsyncIterator[bytes]
 ) -> AsyncIterator[bytes] | None:
     """``stream`` wrapped by the output guardrails that apply to this request (``None``: none)."""
-    entries = guards_of(rt).applying("output", ctx.alias or "", ctx.gateway_key)
+    entries = guards_of(rt).applying("output", ctx.alias or "", ctx.gateway_key, ctx.endpoint)
     if not entries:
         return None
     base = GuardSubject(

@@ -26,10 +26,11 @@ from truckllm._internal.scrub import Scrubber, config_secrets
 from truckllm.errors import GatewayError
 from truckllm.types import Guardrail, GuardrailResult, GuardrailSpec, GuardSubject, Verdict
 
-__all__ = ["BLOCKED_CODE", "Check", "Entry", "Guards", "blocked", "guards_of", "run_checks"]
+__all__ = ["BLOCKED_CODE", "Check", "Entry", "Guards", "blocked", "guards_of", "merge", "run_checks"]
 
 BLOCKED_CODE = "guardrail_blocked"
 """The error ``code`` a client sees when a guardrail blocks its request or answer."""
+_RANK = {"allow": 0, "modify": 1, "block": 2}
 _EXTRA = "guardrails"  # where a runtime keeps its built guardrails (``Runtime.extra``)
 Stage = Literal["input", "output"]
 
@@ -49,14 +50,19 @@ class Entry:
     guard: Guardrail | None
     error: str | None = None
 
-    def applies(self, stage: Stage, alias: str, key: str | None) -> bool:
-        """Whether this entry checks ``stage`` of a request for ``alias`` with gateway key ``key``."""
+    def applies(self, stage: Stage, alias: str, key: str | None, endpoint: str | None = None) -> bool:
+        """Whether this entry checks ``stage`` of a request for ``alias`` with gateway key ``key``
+        to ``endpoint`` (``None``: whatever its endpoint)."""
         config = self.config
         if stage not in config.stages:
             return False
         if config.aliases and alias not in config.aliases:
             return False
         if config.keys and key not in config.keys:
+            return False
+        if endpoint is not None and (
+            (config.endpoints and endpoint not in config.endpoints) or endpoint in config.exclude_endpoints
+        ):
             return False
         return not (key is not None and key in config.exclude_keys)
 
@@ -67,9 +73,12 @@ class Guards:
 
     entries: tuple[Entry, ...] = ()
 
-    def applying(self, stage: Stage, alias: str, key: str | None) -> tuple[Entry, ...]:
-        """The entries that check ``stage`` of a request for ``alias`` with ``key``, in order."""
-        return tuple(e for e in self.entries if e.applies(stage, alias, key))
+    def applying(
+        self, stage: Stage, alias: str, key: str | None, endpoint: str | None = None
+    ) -> tuple[Entry, ...]:
+        """The entries that check ``stage`` of a request for ``alias`` with ``key`` to
+        ``endpoint``, in order."""
+        return tuple(e for e in self.entries if e.applies(stage, alias, key, endpoint))
 
 
 def build(configs: Iterable[GuardrailConfig], specs: dict[str, GuardrailSpec]) -> Guards:
@@ -201,3 +210,23 @@ async def run_checks(entries: Sequence[Entry], subject: GuardSubject) -> Check:
                 ),
             )
     return check
+
+
+def merge(into: dict[str, GuardrailResult], result: GuardrailResult) -> None:
+    """Fold ``result`` into ``into`` (one result per guardrail name, for a request checked in
+    several parts: a stream's windows, a batch file's lines): its strongest decision, the total
+    time, the findings summed, the first error kept."""
+    known = into.get(result.name)
+    if known is None:
+        into[result.name] = result
+        return
+    strongest = result if _RANK[result.action] >= _RANK[known.action] else known
+    findings = dict(known.findings)
+    for kind, count in result.findings.items():
+        findings[kind] = findings.get(kind, 0) + count
+    into[result.name] = msgspec.structs.replace(
+        strongest,
+        ms=known.ms + result.ms,
+        error=result.error or known.error,
+        findings=findings,
+    )

@@ -374,6 +374,9 @@ class GuardrailConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     :ivar aliases: only requests for these aliases (empty: all).
     :ivar keys: only requests with these gateway keys (empty: all).
     :ivar exclude_keys: never requests with these gateway keys (a judge model's own key).
+    :ivar endpoints: only requests to these kernel endpoints (``chat``, ``rerank``,
+        ``moderations``, ``audio.transcriptions``, ``mcp.tools/call``...; empty: all).
+    :ivar exclude_endpoints: never requests to these endpoints (``moderations``: a check itself).
     :ivar timeout: each check's deadline.
     :ivar on_error: what a check that raises or times out decides: ``block`` (fail closed) or
         ``allow``.
@@ -388,6 +391,8 @@ class GuardrailConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     aliases: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
     exclude_keys: tuple[str, ...] = ()
+    endpoints: tuple[str, ...] = ()
+    exclude_endpoints: tuple[str, ...] = ()
     timeout: Duration = Duration(1)
     on_error: Literal["block", "allow"] = "block"
     window: PosInt = 256
