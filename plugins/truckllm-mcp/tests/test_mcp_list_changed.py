@@ -186,5 +186,15 @@ def test_a_tool_an_upstream_adds_is_listed_at_once(tmp_path: Path) -> None:
                 wait_for(lambda n=name: f"grower__{n}" in asyncio.run(tools()), 20, f"{name} listed")  # type: ignore[misc]
             assert asyncio.run(tools()) == ["grower__fresh", "grower__grow", "grower__later"]
             assert component.upstreams["grower"].list_changes >= 2
+            metrics = component.render_metrics().decode()
+            changed = next(
+                line
+                for line in metrics.splitlines()
+                if line.startswith("truckllm_mcp_server_list_changed_total{")
+            )
+            assert (
+                changed.startswith('truckllm_mcp_server_list_changed_total{server="grower"} ')
+                and float(changed.split()[-1]) >= 2
+            )
     finally:
         grower.stop()

@@ -298,6 +298,7 @@ def test_the_metrics_are_valid_prometheus_text() -> None:
         "truckllm_mcp_server_up",
         "truckllm_mcp_server_tools",
         "truckllm_mcp_server_failures",
+        "truckllm_mcp_server_list_changed",
         "truckllm_mcp_tool_calls",
         "truckllm_mcp_tool_call_seconds",
     }

@@ -89,6 +89,12 @@ def prometheus_text(metrics: CallMetrics, upstreams: Mapping[str, Upstream]) -> 
         ((f'{{server="{_label(s)}"}}', float(upstreams[s].failures)) for s in servers),
     )
     lines += _lines(
+        "truckllm_mcp_server_list_changed_total",
+        "list_changed notifications or events from the upstream MCP server (each lists it again at once).",
+        "counter",
+        ((f'{{server="{_label(s)}"}}', float(upstreams[s].list_changes)) for s in servers),
+    )
+    lines += _lines(
         "truckllm_mcp_tool_calls_total",
         "Tool calls through the MCP gateway by server, tool and outcome.",
         "counter",
