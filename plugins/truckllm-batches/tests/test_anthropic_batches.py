@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2 as httpx
 import openai
 import pytest
 import truckllm_batches
@@ -325,3 +326,36 @@ def test_content_is_relayed_before_the_upstream_ends(gateway: GatewayServer, cle
     finally:
         clean.results_gate.set()
     assert total > 50 * 1024 * 1024
+
+
+def test_a_client_gone_mid_content_ends_the_relay_and_its_upstream_read_at_once(
+    gateway: GatewayServer, clean: FakeAnthropic, records: Any
+) -> None:
+    """The client leaves after its first bytes while the fake holds the rest behind a gate: the
+    relay is cancelled then (its record made, the client gone), not at its next write, which
+    could only come once the upstream sends again."""
+    team = _client(gateway)
+    _, batch = _create(team, 1)
+    clean.end_batch(batch.id)
+    output = team.batches.retrieve(batch.id).output_file_id or ""  # billed now: no usage read later
+    line = b'{"custom_id":"req-0","result":{"type":"succeeded","message":{"type":"message","id":"m",'
+    line += b'"content":[{"type":"text","text":"' + b"x" * 1000 + b'"}],"usage":{"input_tokens":1}}}}\n'
+    clean.results_override = line * 4096
+    clean.results_gate = threading.Event()
+    assert gateway.gateway is not None
+    try:
+        url = f"{gateway.url}/v1/files/{output}/content"
+        with httpx.stream("GET", url, headers={"authorization": f"Bearer {TEAM}"}) as response:
+            assert response.status_code == 200
+            assert next(response.iter_bytes()).startswith(b'{"id":"batch_req_req-0"')
+        wait_for(
+            lambda: (
+                any(r.endpoint == "files.content" for r in records.records) and gateway.gateway.in_flight == 0
+            ),  # type: ignore[union-attr]
+            what="the relay's end while the upstream still holds its bytes",
+        )
+        assert not clean.results_gate.is_set()
+        gone = [r for r in records.records if r.endpoint == "files.content"]
+        assert len(gone) == 1 and gone[0].client_disconnected and gone[0].status == 499
+    finally:
+        clean.results_gate.set()

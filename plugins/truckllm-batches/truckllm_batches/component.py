@@ -8,6 +8,7 @@ changes the entry builds a new one, and the old one stops)::
       - batches:
           poll_interval: 60s     # between rounds, and the first backoff (0: no poller)
           poll_max: 15m          # the longest wait between two questions about one batch
+                                 # (default 15m, or poll_interval when longer)
 
 Without the entry no poller runs: a finished batch is then charged when a client first
 retrieves (or cancels) it, which a client must do to learn its output file's id.
@@ -27,7 +28,10 @@ from truckllm.kit.view import GatewayView
 from .files import NAME
 from .poller import Poller, PollSettings
 
-__all__ = ["BatchPoller", "BatchesOptions"]
+__all__ = ["DEFAULT_POLL_MAX", "BatchPoller", "BatchesOptions"]
+
+DEFAULT_POLL_MAX = 900.0
+"""The longest backoff when ``poll_max`` is unset (unless ``poll_interval`` is longer)."""
 
 
 class BatchesOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -35,16 +39,21 @@ class BatchesOptions(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw
 
     :ivar poll_interval: seconds between the poller's rounds, and the first backoff of a batch
         (``0``: no poller).
-    :ivar poll_max: the longest backoff between two questions about one batch (at least
-        ``poll_interval``).
+    :ivar poll_max: the longest backoff between two questions about one batch, at least
+        ``poll_interval`` (unset: 15 minutes, or ``poll_interval`` when longer).
     """
 
     poll_interval: Duration = Duration(60)
-    poll_max: Duration = Duration(900)
+    poll_max: Duration | None = None
 
     def __post_init__(self) -> None:
-        if self.poll_interval > 0 and self.poll_max < self.poll_interval:
+        if self.poll_max is not None and self.poll_max < self.poll_interval:
             raise ValueError("poll_max must be at least poll_interval")
+
+    def settings(self) -> PollSettings:
+        """The poller's settings."""
+        most = self.poll_max if self.poll_max is not None else max(DEFAULT_POLL_MAX, self.poll_interval)
+        return PollSettings(interval=float(self.poll_interval), most=float(most))
 
 
 class BatchPoller:
@@ -74,8 +83,7 @@ class BatchPoller:
         except LookupError:
             logger.warning("loggers: batches is configured but the batches dialect is not served")
             return
-        settings = PollSettings(interval=float(self.options.poll_interval), most=float(self.options.poll_max))
-        self.poller = Poller(app, settings)
+        self.poller = Poller(app, self.options.settings())
         self.poller.start()
 
     @hookimpl
