@@ -37,6 +37,7 @@ __all__ = [
     "Deployment",
     "DialectState",
     "GatewaySnapshot",
+    "GuardDecision",
     "GuardSubject",
     "GuardText",
     "Guardrail",
@@ -893,6 +894,24 @@ class Verdict(Struct, frozen=True, kw_only=True):
     reason: str = ""
     texts: tuple[str, ...] | None = None
     findings: Mapping[str, int] = msgspec.field(default_factory=dict)
+
+
+class GuardDecision(Struct, frozen=True, kw_only=True):
+    """What the configured guardrails decided about a subject a plugin asked about
+    (``GatewayView.guard``: a call the plugin serves itself, such as an MCP tool call).
+
+    :ivar action: ``allow``; ``modify`` (``texts`` replace the subject's, index by index);
+        ``block`` (``message`` says why, for the caller).
+    :ivar texts: the subject's texts after every ``modify`` (as they came when none).
+    :ivar message: on ``block``: ``Blocked by guardrail '<name>': <reason>``.
+    :ivar results: one per guardrail that ran, in order (for the call's
+        :attr:`RequestRecord.guardrails`).
+    """
+
+    action: Literal["allow", "block", "modify"] = "allow"
+    texts: tuple[str, ...] = ()
+    message: str = ""
+    results: tuple[GuardrailResult, ...] = ()
 
 
 class Guardrail(Protocol):

@@ -32,6 +32,8 @@ from truckllm.types import (
     AliasInfo,
     Deployment,
     GatewaySnapshot,
+    GuardDecision,
+    GuardSubject,
     KeySnapshot,
     LoggerCounters,
     LoggerFigures,
@@ -313,6 +315,32 @@ class GatewayView:
         ]
         if rpm_only:
             await admit(gw.store, key, [], (0, 0), "rsv_" + os.urandom(12).hex(), levels=rpm_only)
+
+    async def guard(self, subject: GuardSubject) -> GuardDecision:
+        """Run the running config's guardrails over ``subject``, as the kernel runs them on its
+        own endpoints: the entries whose ``stages``, ``aliases``, ``keys``, ``exclude_keys``,
+        ``endpoints`` and ``exclude_endpoints`` take ``subject.stage``, ``subject.alias``,
+        ``subject.gateway_key`` and ``subject.endpoint``, in config order, each under its
+        ``timeout`` and ``on_error``. For a plugin serving calls itself (an MCP tool call's
+        arguments before they go upstream, its result before the client reads it): send on
+        the decision's ``texts``, refuse the call on ``block`` (with ``message``, in the
+        caller's own error format), and put ``results`` in the call's record."""
+        from truckllm._internal.guardrails import guards_of, run_checks
+
+        runtime = self._gateway.runtime
+        entries = guards_of(runtime).applying(
+            subject.stage, subject.alias, subject.gateway_key, subject.endpoint
+        )
+        texts = tuple(t.text for t in subject.texts)
+        if not entries:
+            return GuardDecision(texts=texts)
+        check = await run_checks(entries, subject)
+        return GuardDecision(
+            action=check.action,
+            texts=check.texts,
+            message=check.error.message if check.error is not None else "",
+            results=tuple(check.results),
+        )
 
     def local_call(self, dialect: str, key: str | None) -> LocalCall:
         """A call of the inbound dialect ``dialect`` made by this gateway itself as the gateway key
