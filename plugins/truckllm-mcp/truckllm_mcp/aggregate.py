@@ -6,6 +6,7 @@ credentials, and is recorded (endpoint ``mcp.tools/call``) and counted. A tool t
 not use answers exactly like a tool that does not exist (``-32602 Unknown tool``), so that a key
 learns nothing of what others may use. A server that is down (or fails during the call) gives
 a tool result marked ``isError`` naming it, so that an agent's model reads why and carries on.
+A call's arguments and its result pass the gateway's guardrails (:mod:`truckllm_mcp.guard`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from truckllm.errors import GatewayError
 from truckllm.kit.view import GatewayView
 from truckllm.kit.web import GatewayCaller, gateway_caller
-from truckllm.types import RequestRecord
+from truckllm.types import GuardrailResult, RequestRecord
 from truckllm_mcp.access import Grant, grant_for
+from truckllm_mcp.guard import GUARDRAIL_BLOCKED, guard_arguments, guard_result
 from truckllm_mcp.metrics import CallMetrics
 from truckllm_mcp.names import split
 from truckllm_mcp.options import McpOptions
@@ -46,6 +48,7 @@ _STATUS = {
     "unavailable": 503,
     "upstream_error": 502,
     "too_large": 502,
+    "blocked": 400,
 }
 
 
@@ -213,9 +216,14 @@ class Aggregator:
             except GatewayError as exc:
                 self._account(caller, started, clock, server, tool, "rate_limited", None, exc.message)
                 raise MCPError(RATE_LIMITED, exc.message) from None
+        arguments, decision = await guard_arguments(self.view, caller, full, params.arguments)
+        checked = decision.results
+        if decision.action == "block":
+            self._account(caller, started, clock, server, tool, "blocked", None, decision.message, checked)
+            raise MCPError(GUARDRAIL_BLOCKED, decision.message)
         upstream_started = time.monotonic()
         try:
-            result = await up.call_tool(tool, params.arguments)
+            result = await up.call_tool(tool, arguments)
         except MCPError as exc:
             message = up.scrub(exc.message)[:1000]
             self._account(caller, started, clock, server, tool, "upstream_error", upstream_started, message)
@@ -233,8 +241,14 @@ class Aggregator:
             message = f"The tool {full!r} answered {size} bytes; the gateway passes at most {limit}."
             self._account(caller, started, clock, server, tool, "too_large", upstream_started, message)
             return _error_result(message)
+        result, decision = await guard_result(self.view, caller, full, result)
+        checked += decision.results
+        if decision.action == "block":
+            message = decision.message
+            self._account(caller, started, clock, server, tool, "blocked", upstream_started, message, checked)
+            raise MCPError(GUARDRAIL_BLOCKED, message)
         outcome = "tool_error" if result.is_error else "ok"
-        self._account(caller, started, clock, server, tool, outcome, upstream_started, None)
+        self._account(caller, started, clock, server, tool, outcome, upstream_started, None, checked)
         return result
 
     @staticmethod
@@ -261,6 +275,7 @@ class Aggregator:
         outcome: str,
         upstream_started: float | None,
         error: str | None,
+        guardrails: tuple[GuardrailResult, ...] = (),
     ) -> None:
         now = time.monotonic()
         upstream_s = now - upstream_started if upstream_started is not None else None
@@ -287,6 +302,7 @@ class Aggregator:
             team=caller.team if caller is not None else None,
             org=caller.org if caller is not None else None,
             tags=caller.tags if caller is not None else (),
+            guardrails=guardrails,
         )
         try:
             self.view.record(record)

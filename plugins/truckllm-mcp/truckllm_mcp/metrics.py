@@ -23,6 +23,7 @@ OUTCOMES = (
     "unavailable",
     "upstream_error",
     "too_large",
+    "blocked",
 )
 """How a tool call ended: the ``outcome`` label."""
 
