@@ -63,6 +63,8 @@ class BatchPoller:
     Options = BatchesOptions
     name: ClassVar[str] = "batches"
     """Its name in ``loggers:``."""
+    metrics_counters: ClassVar[frozenset[str]] = frozenset({"polls"})
+    """``polls`` only grows (``truckllm_logger_batches_polls`` with the Prometheus logger)."""
 
     def __init__(self, options: BatchesOptions) -> None:
         self.options = options
