@@ -20,10 +20,43 @@ from typing import Any
 
 import pytest
 
-__all__ = ["UPDATE_ENV", "case_names", "case_paths", "check_fields", "check_file", "updating"]
+__all__ = [
+    "TOKEN_FIELDS",
+    "UPDATE_ENV",
+    "case_names",
+    "case_paths",
+    "check_fields",
+    "check_file",
+    "updating",
+    "usage_fields",
+]
 
 UPDATE_ENV = "TRUCKLLM_UPDATE_GOLDEN"
 """Set to anything but empty or ``0`` to rewrite golden files instead of checking them."""
+
+
+TOKEN_FIELDS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+"""The token counts of :class:`~truckllm.types.Usage`, always written to a golden file."""
+
+
+def usage_fields(usage: Any) -> dict[str, Any] | None:
+    """A :class:`~truckllm.types.Usage` as a golden file keeps it: every token count, and the
+    other units of work (images, seconds...) only when not zero, so that adding a unit to ``Usage``
+    leaves every golden file of a chat translation as it was."""
+    if usage is None:
+        return None
+    return {
+        name: getattr(usage, name)
+        for name in usage.__struct_fields__
+        if name in TOKEN_FIELDS or getattr(usage, name)
+    }
 
 
 def updating() -> bool:

@@ -31,7 +31,7 @@ from truckllm_provider_anthropic.numbers import MAX_TOKENS, retry_after
 
 from truckllm._internal.scrub import MIN_FRAGMENT, Scrubber, scrub_error
 from truckllm.errors import UnsupportedRequest, UpstreamFailure
-from truckllm.types import ChatRequest, UpstreamResponse
+from truckllm.types import ChatRequest, UpstreamResponse, Usage
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("TRUCKLLM_PROPERTY_EXAMPLES", "100")),
@@ -573,7 +573,7 @@ def _sane(usage: Any) -> None:
     assert usage is not None
     for name in usage.__struct_fields__:
         count = getattr(usage, name)
-        assert type(count) is int and 0 <= count <= 4 * MAX_TOKENS, (name, count)
+        assert type(count) is type(getattr(Usage(), name)) and 0 <= count <= 4 * MAX_TOKENS, (name, count)  # ints, and seconds a float
 
 
 @pytest.mark.parametrize("value", TOKEN_VALUES, ids=repr)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from truckllm.errors import UnsupportedRequest
-from truckllm_testing.golden import case_paths, check_fields
+from truckllm_testing.golden import case_paths, check_fields, usage_fields
 
 GOLDEN = Path(__file__).parent / "golden"
 DEFAULT_REQUEST = {"model": "alias", "messages": [{"role": "user", "content": "hi"}]}
@@ -78,7 +78,7 @@ def test_response_golden(path: Path, gx: Any) -> None:
         usage = gemini.parse_usage(provider=gx.provider(), request=request, body=raw)
         actual = {
             "openai": gx.normalize(json.loads(result.body)),
-            "usage": None if usage is None else {f: getattr(usage, f) for f in usage.__struct_fields__},
+            "usage": usage_fields(usage),
         }
     check_fields(path, case, actual, ("openai", "usage", "error"))
 
@@ -107,7 +107,7 @@ def test_stream_golden(path: Path, gx: Any) -> None:
         "error": None
         if failure is None
         else {"status": failure.error.status, "kind": failure.error.kind, "message": failure.error.message},
-        "usage": None if usage is None else {f: getattr(usage, f) for f in usage.__struct_fields__},
+        "usage": usage_fields(usage),
     }
     check_fields(path, case, actual, ("openai", "error", "usage"))
 

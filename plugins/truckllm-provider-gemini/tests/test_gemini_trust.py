@@ -32,7 +32,7 @@ from truckllm_provider_gemini.urls import NAME_PATTERN
 
 from truckllm._internal.scrub import MIN_FRAGMENT, Scrubber, scrub_error
 from truckllm.errors import UnsupportedRequest, UpstreamFailure
-from truckllm.types import ChatRequest, UpstreamResponse
+from truckllm.types import ChatRequest, UpstreamResponse, Usage
 from truckllm_testing.fakes import FakeGemini
 from truckllm_testing.server import GatewayServer
 
@@ -576,7 +576,7 @@ def test_hostile_token_counts_become_sane(gx: Any, value: Any, stream: bool) -> 
     assert translator_usage is not None
     for name in translator_usage.__struct_fields__:
         count = getattr(translator_usage, name)
-        assert type(count) is int and 0 <= count <= 6 * MAX_TOKENS, (name, count)
+        assert type(count) is type(getattr(Usage(), name)) and 0 <= count <= 6 * MAX_TOKENS, (name, count)  # ints, and seconds a float
 
 
 def _stream_usage(gx: Any, request: ChatRequest, answer: dict[str, Any]) -> Any:

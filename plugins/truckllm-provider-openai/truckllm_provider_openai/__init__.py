@@ -57,12 +57,12 @@ from .usage import answer_usage
 __all__ = [
     "PRESETS",
     "SIMPLE_ENDPOINTS",
-    "MediaEvents",
-    "RawAudio",
     "ImageStream",
+    "MediaEvents",
     "OpenAIStream",
     "Options",
     "Preset",
+    "RawAudio",
     "ResponsesPassthrough",
     "ResponsesToChat",
     "lost_conversation",
@@ -101,8 +101,8 @@ def register_providers(register: Callable[[ProviderSpec], None]) -> None:
             | frozenset(RESPONSES_PATHS)
             | CALL_ENDPOINTS
             | SIMPLE_ENDPOINTS
-            | BATCH_ENDPOINTS
-            | MEDIA_ENDPOINTS,
+            | MEDIA_ENDPOINTS
+            | BATCH_ENDPOINTS,
             options=Options,
             passes_through=frozenset({"responses"}),  # Responses API requests go as they came
             resolve=resolve_entry,  # a preset's root; no key needed by a local server's
@@ -324,13 +324,13 @@ def transform_response(
     if request.endpoint in SIMPLE_ENDPOINTS:
         bad = simple_check(request.endpoint, response.body)
         return ProviderResult(body=response.body if bad is None else b"", error=bad, limits=limits)
+    if request.endpoint == "rerank":
+        return rerank_result(request, response.body, model, limits)
     if request.endpoint in MEDIA_ENDPOINTS:
         return read_media(request, response.body, limits)
     if request.endpoint in BATCH_ENDPOINTS:
         bad = check_batch_answer(request.endpoint, response.body)
         return ProviderResult(body=response.body if bad is None else b"", error=bad, limits=limits)
-    if request.endpoint == "rerank":
-        return rerank_result(request, response.body, model, limits)
     if request.dialect == "responses" or request.endpoint == "count_tokens":
         bad = check_response(request.endpoint, response.body)  # a poll's failed Response is its answer
         if bad is not None:
