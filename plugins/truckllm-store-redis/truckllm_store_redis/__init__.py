@@ -30,7 +30,10 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 from loguru import logger
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -94,6 +97,7 @@ class _BudgetWrite:
     """One budget window's pending settlements: reservations to release, USD to add to spent."""
 
     release: list[str] = field(default_factory=list)  # request ids
+    cancel: list[str] = field(default_factory=list)  # request ids whose admit timed out
     spent: float = 0.0  # >= 0
     expire_at: float = 0.0
 
@@ -118,9 +122,18 @@ class _Pending:
     def rate(self, key: str, units: int) -> None:
         self.rates[key] = self.rates.get(key, 0) + units
 
-    def budget(self, key: str, window: str, expire_at: float, release: list[str], spent: float) -> None:
+    def budget(
+        self,
+        key: str,
+        window: str,
+        expire_at: float,
+        release: list[str],
+        spent: float,
+        cancel: Sequence[str] = (),
+    ) -> None:
         entry = self.budgets.setdefault((key, window), _BudgetWrite())
         entry.release += release
+        entry.cancel += cancel
         entry.spent += max(spent, 0.0)
         entry.expire_at = max(entry.expire_at, expire_at)
 
@@ -133,7 +146,7 @@ class _Pending:
         for key, units in newer.rates.items():
             self.rate(key, units)
         for (key, window), write in newer.budgets.items():
-            self.budget(key, window, write.expire_at, write.release, write.spent)
+            self.budget(key, window, write.expire_at, write.release, write.spent, write.cancel)
         for row in newer.usage.drain():
             self.usage.add_row(row)
         for provider, key in newer.cleared:
@@ -158,8 +171,15 @@ class _AdmitPipeline:
     a time (first come, first sent), so a burst of requests never waits in line for connections.
     """
 
-    def __init__(self, redis: aioredis.Redis, inflight: int, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        inflight: int,
+        max_batch: int = 256,
+        gate: contextlib.AbstractAsyncContextManager[Any] | None = None,
+    ) -> None:
         self.redis = redis
+        self.gate = gate or contextlib.nullcontext()
         self.inflight = inflight
         self.max_batch = max_batch
         self._queue: list[_Admit] = []
@@ -192,7 +212,8 @@ class _AdmitPipeline:
                 if not batch:
                     continue
                 try:
-                    replies = await self._send(batch)
+                    async with self.gate:
+                        replies = await self._send(batch)
                 except Exception as exc:
                     replies = [exc] * len(batch)
                 for (_, _, future), reply in zip(batch, replies, strict=True):
@@ -229,6 +250,48 @@ class _AdmitPipeline:
         return replies
 
 
+class SentinelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``store: sentinel:``: find the primary through Redis Sentinel.
+
+    :ivar master: the name the sentinels monitor the primary as.
+    :ivar nodes: the sentinels' ``host:port``.
+    :ivar username: ACL user for the sentinels themselves (none: the sentinels need no auth).
+    :ivar password: the sentinels' password (a secret).
+    """
+
+    master: str
+    nodes: list[str]
+    username: str | None = None
+    password: Secret | None = None
+
+    def __post_init__(self) -> None:
+        if not self.master:
+            raise ValueError("sentinel.master must name the monitored primary")
+        if not self.nodes:
+            raise ValueError("sentinel.nodes must list at least one sentinel host:port")
+        for node in self.nodes:
+            _host_port(node, 26379)
+
+
+def _host_port(addr: str, default_port: int) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) split; a missing port is ``default_port``."""
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        host, port = addr, ""
+    if port and not port.isdigit():
+        raise ValueError(f"not a host:port: {addr!r}")
+    return host.strip("[]") or "127.0.0.1", int(port or default_port)
+
+
+def _split(batch: _Pending) -> list[_Pending]:
+    """``batch`` cut by hash slot: ``{limits}`` (rates, budgets), ``{usage}``, ``{cooldowns}``
+    (clears, then marks); empty parts are left out."""
+    limits = _Pending(rates=batch.rates, budgets=batch.budgets)
+    usage = _Pending(usage=batch.usage)
+    cooldowns = _Pending(cooldowns=batch.cooldowns, cleared=batch.cleared)
+    return [part for part in (limits, usage, cooldowns) if len(part)]
+
+
 def _expire_at(period: Period, now: float) -> float:
     end = window_end(period, now)
     return 0.0 if end is None else end + BUDGET_KEEP
@@ -257,6 +320,13 @@ class RedisStore:
         :ivar flush_interval: how often settlements and usage are sent (a lost Redis: probed every 250 ms).
         :ivar max_connections: connection pool size, all opened at start (callers wait for a free one).
         :ivar usage_retention: how long a UTC day's usage hash is kept (it expires then).
+        :ivar cluster: connect to a Redis Cluster (``nodes``, else ``url`` or ``addr``, are where
+            its topology is first read); every script and transaction touches one hash slot.
+        :ivar nodes: a cluster's startup nodes, ``host:port`` each (with ``cluster: true``).
+        :ivar sentinel: find the primary through Redis Sentinel (instead of ``addr``).
+        :ivar tls: connect with TLS (``rediss://`` in ``url`` sets it too).
+        :ivar ca_file: the CA certificate file that verifies the server (with TLS; none: the
+            system's CAs).
         """
 
         addr: str = "127.0.0.1:6379"
@@ -270,18 +340,44 @@ class RedisStore:
         flush_interval: Duration = Duration(1.0)
         max_connections: int = 16
         usage_retention: Duration = Duration(DEFAULT_USAGE_RETENTION)
+        cluster: bool = False
+        nodes: list[str] = msgspec.field(default_factory=list)
+        sentinel: SentinelOptions | None = None
+        tls: bool = False
+        ca_file: str | None = None
 
         def __post_init__(self) -> None:
             check_retention(self.usage_retention)
+            if self.cluster and self.sentinel is not None:
+                raise ValueError("cluster and sentinel exclude each other")
+            if self.nodes and not self.cluster:
+                raise ValueError("nodes lists a cluster's startup nodes: set cluster: true")
+            if self.cluster and self.db != 0:
+                raise ValueError("a Redis Cluster has database 0 only")
+            if self.max_connections < 1:
+                raise ValueError("max_connections must be at least 1")
+            for node in self.nodes:
+                _host_port(node, 6379)
 
     def __init__(self, options: RedisStore.Options | None = None, *, clock: Clock = time.time) -> None:
         self.options = options or RedisStore.Options()
         self.clock = clock
         self.state = LocalState(clock, usage_retention=self.options.usage_retention)
+        self.mode = "cluster" if self.options.cluster else "sentinel" if self.options.sentinel else "single"
+        """``single``, ``cluster`` or ``sentinel``."""
+        # cluster and sentinel pools refuse a connection past max_connections instead of waiting:
+        # the store waits here instead (one connection per node per call at most)
+        self._gate: contextlib.AbstractAsyncContextManager[Any] = (
+            contextlib.nullcontext()
+            if self.mode == "single"
+            else asyncio.Semaphore(self.options.max_connections)
+        )
+        self._sentinel: Sentinel | None = None
         self.where = self._where()
         self.outage = Outage("store-redis", f"redis {self.where}", clock)
         p = self.options.prefix
         self._limits = f"{p}{{limits}}:"
+        self._cancelled = f"{p}{{limits}}:cancelled"
         self._days_key = f"{p}{{usage}}:days"
         self._day_prefix = f"{p}{{usage}}:day:"
         self._cd_until = f"{p}{{cooldowns}}:until"
@@ -291,7 +387,7 @@ class RedisStore:
         self._pending = _Pending()
         self._reservations: dict[str, _Reservation] = {}
         self._local_ids: dict[str, float] = {}
-        self._redis: aioredis.Redis | None = None
+        self._redis: Any = None
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._swept = 0.0
@@ -307,10 +403,16 @@ class RedisStore:
         """Pushes received and not applied: malformed or hostile messages, or ``apply`` failed."""
 
     def _where(self) -> str:
-        if self.options.url is None:
-            return self.options.addr
-        rest = self.options.url.split("://", 1)[-1].rsplit("@", 1)[-1]
-        return rest.split("/", 1)[0].split("?", 1)[0]
+        o = self.options
+        if o.sentinel is not None:
+            return f"sentinel {o.sentinel.master}@{','.join(o.sentinel.nodes)}"
+        if o.cluster and o.nodes:
+            return f"cluster {','.join(o.nodes)}"
+        if o.url is None:
+            return f"cluster {o.addr}" if o.cluster else o.addr
+        rest = o.url.split("://", 1)[-1].rsplit("@", 1)[-1]
+        where = rest.split("/", 1)[0].split("?", 1)[0]
+        return f"cluster {where}" if o.cluster else where
 
     # --- keys (documented in the README) --------------------------------------------------------
 
@@ -342,21 +444,41 @@ class RedisStore:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def _client(self, max_connections: int | None = None, retries: int = 1) -> aioredis.Redis:
+    def _tls(self) -> dict[str, Any]:
+        """The TLS arguments of a connection (none without TLS)."""
+        o = self.options
+        tls = o.tls or (o.url is not None and o.url.startswith("rediss://"))
+        if not tls:
+            return {}
+        return {"ssl_ca_certs": o.ca_file} if o.ca_file is not None else {}
+
+    def _client(self, max_connections: int | None = None, retries: int = 1) -> Any:
         """A client with a pool of its own (``max_connections``, by default the option);
-        ``retries``: by default once, so that a connection Redis closed is reopened at once."""
+        ``retries``: by default once, so that a connection Redis closed is reopened at once.
+
+        A ``redis.asyncio.Redis`` (standalone, or the primary Sentinel names), or a
+        ``redis.asyncio.cluster.RedisCluster`` (``max_connections`` per node)."""
         o = self.options
         kwargs: dict[str, Any] = {
             "max_connections": max_connections or o.max_connections,
-            "timeout": None,  # waiting for a connection is bounded by each call's own timeout
             "socket_timeout": o.io_timeout,
             "socket_connect_timeout": o.io_timeout,
-            "retry": Retry(NoBackoff(), retries),
         }
         if o.username is not None:
             kwargs["username"] = o.username
         if o.password is not None:
             kwargs["password"] = o.password.reveal()
+        tls = self._tls()
+        if self.mode == "cluster":
+            return self._cluster_client(kwargs, tls)
+        kwargs["retry"] = Retry(NoBackoff(), retries)
+        if self.mode == "sentinel":
+            return self._sentinel_client(kwargs, tls)
+        kwargs["timeout"] = None  # waiting for a connection is bounded by each call's own timeout
+        if o.tls and o.url is None:
+            kwargs |= {"connection_class": SSLConnection, **tls}
+        else:
+            kwargs |= tls
         if o.url is not None:
             pool = aioredis.BlockingConnectionPool.from_url(o.url, **kwargs)
         else:
@@ -366,10 +488,53 @@ class RedisStore:
             )
         return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
 
+    def _cluster_client(self, kwargs: dict[str, Any], tls: dict[str, Any]) -> RedisCluster:
+        o = self.options
+        # MOVED / ASK and a failover's connection errors are retried by the cluster client (its
+        # default policy), within each call's own timeout
+        kwargs |= tls
+        if o.nodes or o.url is None:
+            startup = [ClusterNode(*_host_port(n, 6379)) for n in (o.nodes or [o.addr])]
+            if o.tls:
+                kwargs["ssl"] = True
+            return RedisCluster(startup_nodes=startup, **kwargs)
+        return RedisCluster.from_url(o.url, **kwargs)
+
+    def _sentinel_client(self, kwargs: dict[str, Any], tls: dict[str, Any]) -> aioredis.Redis:
+        o = self.options
+        assert o.sentinel is not None
+        tls_on = o.tls or (o.url is not None and o.url.startswith("rediss://"))
+        if self._sentinel is None:
+            sentinel_kwargs: dict[str, Any] = {
+                "socket_timeout": o.io_timeout,
+                "socket_connect_timeout": o.io_timeout,
+            }
+            if o.sentinel.username is not None:
+                sentinel_kwargs["username"] = o.sentinel.username
+            if o.sentinel.password is not None:
+                sentinel_kwargs["password"] = o.sentinel.password.reveal()
+            if tls_on:
+                sentinel_kwargs |= {"ssl": True, **tls}
+            nodes = [_host_port(n, 26379) for n in o.sentinel.nodes]
+            self._sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs)
+        if tls_on:
+            kwargs |= {"ssl": True, **tls}
+        client: aioredis.Redis = self._sentinel.master_for(o.sentinel.master, db=o.db, **kwargs)
+        return client
+
+    async def _ping(self, redis: Any) -> None:
+        """PING the server (a cluster: every primary)."""
+        if self.mode == "cluster":
+            await redis.ping(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await redis.ping()
+
     async def start(self) -> None:
         """Connect and load the admit script; an unreachable Redis starts the store degraded."""
         self._redis = self._client()
-        self._admits = _AdmitPipeline(self._redis, inflight=max(1, self.options.max_connections // 2))
+        self._admits = _AdmitPipeline(
+            self._redis, inflight=max(1, self.options.max_connections // 2), gate=self._gate
+        )
         self._settle_script = self._redis.register_script(scripts.SETTLE_RATES)
         self._budget_script = self._redis.register_script(scripts.SETTLE_BUDGETS)
         self._mark_script = self._redis.register_script(scripts.MARK_COOLDOWN)
@@ -382,12 +547,15 @@ class RedisStore:
             self.outage.failed(exc)
         self._task = asyncio.get_running_loop().create_task(self._flush_loop(), name="truckllm-store-redis")
 
-    @staticmethod
-    async def _warm(redis: aioredis.Redis) -> None:
-        """Open every pooled connection now, so that a burst of admits never waits for a connect."""
+    async def _warm(self, redis: Any) -> None:
+        """Open every pooled connection now, so that a burst of admits never waits for a connect
+        (a cluster: one connection to every primary)."""
+        if self.mode == "cluster":
+            await self._ping(redis)
+            return
         pool = redis.connection_pool
         size = getattr(pool, "max_connections", 1)
-        opening = [pool.get_connection() for _ in range(size)]  # type: ignore[no-untyped-call]
+        opening = [pool.get_connection() for _ in range(size)]
         connections = await asyncio.gather(*opening, return_exceptions=True)
         for conn in connections:
             if not isinstance(conn, BaseException):
@@ -416,6 +584,9 @@ class RedisStore:
             client, self._redis = self._redis, None
             await self._admits.close()
             await client.aclose()
+            if self._sentinel is not None:
+                for node in self._sentinel.sentinels:
+                    await node.aclose()
 
     async def _flush_loop(self) -> None:
         while True:  # while Redis is down, probe at least every 250 ms
@@ -440,8 +611,9 @@ class RedisStore:
                     return
                 try:
                     async with asyncio.timeout(self.options.io_timeout):
-                        await redis.connection_pool.disconnect()  # no stale connection survives an outage
-                        await redis.ping()
+                        if self.mode != "cluster":  # the cluster client renews its own connections
+                            await redis.connection_pool.disconnect()  # no stale one survives an outage
+                        await self._ping(redis)
                         await self._warm(redis)
                 except _UNREACHABLE as exc:
                     self.outage.failed(exc)
@@ -460,23 +632,53 @@ class RedisStore:
                 self.outage.failed(exc)
                 raise
 
-    async def _send(self, redis: aioredis.Redis, batch: _Pending) -> None:
-        async with redis.pipeline(transaction=True) as pipe:
-            await self._queue_writes(pipe, batch)
-            results = await pipe.execute(raise_on_error=False)
+    async def _send(self, redis: Any, batch: _Pending) -> None:
+        """One transaction (standalone, Sentinel), or one per hash slot (a cluster refuses a
+        transaction across slots: ``{limits}``, then ``{usage}``, then ``{cooldowns}``); what a
+        failed transaction and the ones after it held goes back to the pending writes."""
+        if self.mode != "cluster":
+            async with self._gate, redis.pipeline(transaction=True) as pipe:
+                await self._queue_writes(pipe, batch)
+                self._refused(await pipe.execute(raise_on_error=False))
+            return
+        parts = _split(batch)
+        for i, part in enumerate(parts):
+            try:
+                async with self._gate, redis.pipeline(transaction=True) as pipe:
+                    await self._queue_writes(pipe, part)
+                    self._refused(await pipe.execute(raise_on_error=False))
+            except BaseException:
+                unsent = _Pending()
+                for rest in parts[i:]:
+                    unsent.merge(rest)
+                batch.rates, batch.budgets, batch.usage = unsent.rates, unsent.budgets, unsent.usage
+                batch.cooldowns, batch.cleared = unsent.cooldowns, unsent.cleared
+                raise
+
+    @staticmethod
+    def _refused(results: list[Any]) -> None:
         errors = [r for r in results if isinstance(r, Exception)]
         if errors:  # a command Redis refused is not retried (the others were applied)
             _log.error("redis refused {} of {} writes: {}", len(errors), len(results), errors[0])
 
+    async def _script(self, pipe: Any, script: Any, keys: list[str], args: list[Any]) -> None:
+        """Queue a script call on ``pipe``: ``EVALSHA`` after a ``SCRIPT EXISTS`` check, or in a
+        cluster ``EVAL`` (a cluster pipeline cannot load a script a failover lost)."""
+        if self.mode == "cluster":
+            pipe.eval(script.script, len(keys), *keys, *args)
+        else:
+            await script(keys=keys, args=args, client=pipe)
+
     async def _queue_writes(self, pipe: Any, batch: _Pending) -> None:
         if batch.rates:
             keys = [self.rate_key(k) for k in batch.rates]
-            await self._settle_script(keys=keys, args=[RATE_KEEP, *batch.rates.values()], client=pipe)
+            await self._script(pipe, self._settle_script, keys, [RATE_KEEP, *batch.rates.values()])
         for (key, window), write in batch.budgets.items():
-            await self._budget_script(
-                keys=[self.budget_key(key, window)],
-                args=[repr(write.spent), int(write.expire_at), *write.release],
-                client=pipe,
+            await self._script(
+                pipe,
+                self._budget_script,
+                [self.budget_key(key, window), self._cancelled],
+                [repr(write.spent), int(write.expire_at), len(write.cancel), *write.cancel, *write.release],
             )
         now = self.clock()
         days: set[str] = set()
@@ -500,11 +702,11 @@ class RedisStore:
             pipe.sadd(self._days_key, *days)
             pipe.expire(self._days_key, math.ceil(self.options.usage_retention + 2 * 86400))
         for provider, key in batch.cleared:
-            await self._clear_script(
-                keys=self._cooldown_keys(), args=self._clear_args(provider, key), client=pipe
+            await self._script(
+                pipe, self._clear_script, self._cooldown_keys(), self._clear_args(provider, key)
             )
         for mark in batch.cooldowns:
-            await self._mark_script(keys=self._cooldown_keys(), args=self._mark_args(mark), client=pipe)
+            await self._script(pipe, self._mark_script, self._cooldown_keys(), self._mark_args(mark))
 
     def _sweep(self, now: float) -> None:
         if now - self._swept < 60.0:
@@ -548,11 +750,17 @@ class RedisStore:
             keys.append(self.budget_key(budget.key, window))
             args += [budget.limit, budget.amount, int(expire_at)]
             items.append((budget.key, window, budget.amount, expire_at))
+        if items:
+            keys.append(self._cancelled)
         try:
             async with asyncio.timeout(self.options.timeout):
                 reply = await self._admits.submit(keys, args)
         except _UNREACHABLE as exc:
             self.outage.failed(exc, slow=isinstance(exc, TimeoutError | RedisTimeoutError))
+            # the script may still run (a slow Redis, a client retry after a failover): the next
+            # flush cancels the request, releasing what it reserved or keeping it from reserving
+            for key, window, _, expire_at in items:
+                self._pending.budget(key, window, expire_at, [], 0.0, cancel=[admission.request_id])
             return self._fallback(admission)
         if self.outage.slow:
             self.outage.recovered()
@@ -636,7 +844,7 @@ class RedisStore:
         slot = (mark.provider, mark.key)
         cleared = slot in self._pending.cleared  # a clear from an outage not flushed yet goes first
         try:
-            async with asyncio.timeout(self.options.io_timeout):
+            async with asyncio.timeout(self.options.io_timeout), self._gate:
                 if cleared:
                     args = self._clear_args(*slot)
                     await self._clear_script(keys=self._cooldown_keys(), args=args, client=redis)
@@ -658,7 +866,7 @@ class RedisStore:
         pending = self._pending
         pending.cooldowns = [m for m in pending.cooldowns if (m.provider, m.key) != (provider, key)]
         try:
-            async with asyncio.timeout(self.options.io_timeout):
+            async with asyncio.timeout(self.options.io_timeout), self._gate:
                 await self._clear_script(
                     keys=self._cooldown_keys(), args=self._clear_args(provider, key), client=redis
                 )
@@ -673,7 +881,11 @@ class RedisStore:
             return self.state.cooldowns()
         now = self.clock()
         try:
-            async with asyncio.timeout(self.options.io_timeout), redis.pipeline(transaction=False) as pipe:
+            async with (
+                asyncio.timeout(self.options.io_timeout),
+                self._gate,
+                redis.pipeline(transaction=False) as pipe,
+            ):
                 pipe.zrangebyscore(self._cd_until, f"({now!r}", "+inf", withscores=True)
                 pipe.hgetall(self._cd_reason)
                 marks, reasons = await pipe.execute()
@@ -787,7 +999,7 @@ class RedisStore:
             raise StoreUnavailable(f"redis {self.where} is unreachable")
         first_day = self.state.first_usage_day(self.clock())
         try:
-            async with asyncio.timeout(self.options.io_timeout):
+            async with asyncio.timeout(self.options.io_timeout), self._gate:
                 members = await redis.smembers(self._days_key)
                 days = sorted(d.decode() if isinstance(d, bytes) else d for d in members)
                 old = [d for d in days if d < first_day]
@@ -824,7 +1036,7 @@ class RedisStore:
 
     # --- state values (StateStore) -------------------------------------------------------------
 
-    def _state_client(self) -> aioredis.Redis:
+    def _state_client(self) -> Any:
         redis = self._redis
         if redis is None or self.outage.down:
             raise StoreUnavailable(f"redis {self.where} is unreachable")
@@ -842,7 +1054,7 @@ class RedisStore:
         """
         redis = self._state_client()
         try:
-            async with asyncio.timeout(self.options.io_timeout):
+            async with asyncio.timeout(self.options.io_timeout), self._gate:
                 value = await redis.get(self.state_key(name))
         except _UNREACHABLE as exc:
             raise self._state_failed(exc) from exc
@@ -861,7 +1073,7 @@ class RedisStore:
             raise ValueError(f"state ttl must be a finite number of seconds, not {ttl!r}")
         redis = self._state_client()
         try:
-            async with asyncio.timeout(self.options.io_timeout):
+            async with asyncio.timeout(self.options.io_timeout), self._gate:
                 await redis.set(self.state_key(name), bytes(value), px=max(1, math.ceil(ttl * 1000)))
         except _UNREACHABLE as exc:
             raise self._state_failed(exc) from exc
@@ -877,7 +1089,7 @@ class RedisStore:
             raise ValueError(f"state ttl must be a finite number of seconds, not {ttl!r}")
         redis = self._state_client()
         try:
-            async with asyncio.timeout(self.options.io_timeout):
+            async with asyncio.timeout(self.options.io_timeout), self._gate:
                 stored = await redis.set(
                     self.state_key(name), bytes(value), px=max(1, math.ceil(ttl * 1000)), nx=True
                 )
@@ -892,7 +1104,7 @@ class RedisStore:
         """
         redis = self._state_client()
         try:
-            async with asyncio.timeout(self.options.io_timeout):
+            async with asyncio.timeout(self.options.io_timeout), self._gate:
                 deleted = await redis.delete(self.state_key(name))
         except _UNREACHABLE as exc:
             raise self._state_failed(exc) from exc
@@ -910,8 +1122,8 @@ class RedisStore:
         redis = self._redis
         if redis is not None:
             try:
-                async with asyncio.timeout(self.options.io_timeout):
-                    await redis.ping()
+                async with asyncio.timeout(self.options.io_timeout), self._gate:
+                    await self._ping(redis)
             except _UNREACHABLE as exc:
                 self.outage.failed(exc)
             else:

@@ -17,7 +17,19 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["ADMIT", "ADMIT_SHA", "CLEAR_COOLDOWN", "MARK_COOLDOWN", "SETTLE_BUDGETS", "SETTLE_RATES"]
+__all__ = [
+    "ADMIT",
+    "ADMIT_SHA",
+    "CANCEL_KEEP",
+    "CLEAR_COOLDOWN",
+    "MARK_COOLDOWN",
+    "SETTLE_BUDGETS",
+    "SETTLE_RATES",
+]
+
+CANCEL_KEEP = 3600
+"""Seconds a timed-out request's id stays in the cancelled set (its admit, retried by the client
+library after a failover, runs within seconds)."""
 
 _PRELUDE = """
 local function fmt(x) return string.format('%.17g', x) end
@@ -34,11 +46,14 @@ end
 ADMIT = (
     _PRELUDE
     + """
--- KEYS: nr rate keys, then nb budget keys (all in the {limits} slot)
+-- KEYS: nr rate keys, then nb budget keys, then (with budgets) the cancelled set
+--       (all in the {limits} slot)
 -- ARGV: nr, nb, keep, request id, then per rate (interval, burst, cost),
 --       then per budget (limit, amount, expire_at)
 -- returns {1, 0, '', remaining...} or {0, index of the failed check, retry_after or '', remaining}
+-- a request whose caller gave up on it (timed out: its id is in the cancelled set) takes nothing
 local nr, nb, keep, rid = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+if nb > 0 and redis.call('ZSCORE', KEYS[nr + nb + 1], rid) then return {0, nr + 1, '', '0'} end
 local a = 5
 local tats, eis, rem, seen = {}, {}, {}, {}
 for i = 1, nr do
@@ -128,14 +143,22 @@ return 1
 SETTLE_BUDGETS = (
     _PRELUDE
     + """
--- KEYS: one budget hash; ARGV: USD to add to spent (>= 0), expire_at (0: none),
---       then the request ids whose reservations end
+-- KEYS: one budget hash, the cancelled set; ARGV: USD to add to spent (>= 0), expire_at (0: none),
+--       nc, then nc request ids that timed out (cancelled: their reservation is released if made,
+--       and their admit, should it run later, takes nothing), then the request ids whose
+--       reservations end
 -- a reservation the hash no longer holds (Redis lost it) releases nothing: reserved never drops
 -- below what the hash still holds, nor below 0; spent never drops
 local key = KEYS[1]
 local v = redis.call('HMGET', key, 'spent', 'reserved')
 local spent, reserved = pos(v[1]), pos(v[2])
-for i = 3, #ARGV do
+local nc = tonumber(ARGV[3])
+if nc > 0 then
+  for i = 4, 3 + nc do redis.call('ZADD', KEYS[2], now, ARGV[i]) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - CANCEL_KEEP)
+  redis.call('PEXPIRE', KEYS[2], CANCEL_KEEP * 1000)
+end
+for i = 4, #ARGV do
   local field = 'r:' .. ARGV[i]
   local held = redis.call('HGET', key, field)
   if held then
@@ -149,7 +172,7 @@ local expire_at = tonumber(ARGV[2])
 if expire_at > 0 then redis.call('EXPIREAT', key, expire_at) end
 return 1
 """
-)
+).replace("CANCEL_KEEP", str(CANCEL_KEEP))
 
 CLEAR_COOLDOWN = (
     _PRELUDE
