@@ -73,7 +73,7 @@ from truckllm.types import RequestRecord
 from truckllm_store_redis import scripts
 from truckllm_store_redis.push import decode_push, encode_clear, encode_mark
 
-__all__ = ["RATE_KEEP", "TRUCKLLM_API", "RedisStore", "register_stores"]
+__all__ = ["RATE_KEEP", "TRUCKLLM_API", "RedisStore", "SentinelOptions", "register_stores"]
 
 TRUCKLLM_API = 1
 
