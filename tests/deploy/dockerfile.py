@@ -161,7 +161,9 @@ def _run_problems(script: str) -> list[str]:
             continue
         words = command.split()
         if "--no-deps" not in words:
-            found.append(f"pip install without --no-deps (something outside the lock could come): {command.strip()}")
+            found.append(
+                f"pip install without --no-deps (something outside the lock could come): {command.strip()}"
+            )
         if "-r" in words:
             if "--require-hashes" not in words or "--only-binary" not in words:
                 found.append(f"pip install -r without --require-hashes --only-binary: {command.strip()}")

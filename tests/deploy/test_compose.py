@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from tests.deploy.tools import DEPLOY, ROOT, seconds, tool, validate_config
 
@@ -19,17 +19,24 @@ COMPOSE: dict[str, Any] = yaml.safe_load((COMPOSE_DIR / "compose.yaml").read_tex
 SERVICES: dict[str, Any] = COMPOSE["services"]
 GATEWAY = SERVICES["gateway"]
 CONFIG_PATH = GATEWAY["environment"]["TRUCKLLM_CONFIG"]
-DUMMY = {"TRUCKLLM_ADMIN_TOKEN": "Zk3q9PwX7mLr2VtB8nYc", "TRUCKLLM_GATEWAY_KEY": "gk-abcdefghijklmnop",
-         "REDIS_PASSWORD": "redis-pw", "OPENAI_API_KEY": "unset",
-         "TRUCKLLM_LOG_DB": "postgresql://truckllm:pw@postgres:5432/truckllm"}
+DUMMY = {
+    "TRUCKLLM_ADMIN_TOKEN": "Zk3q9PwX7mLr2VtB8nYc",
+    "TRUCKLLM_GATEWAY_KEY": "gk-abcdefghijklmnop",
+    "REDIS_PASSWORD": "redis-pw",
+    "OPENAI_API_KEY": "unset",
+    "TRUCKLLM_LOG_DB": "postgresql://truckllm:pw@postgres:5432/truckllm",
+}
 
 
 def host_path(container_path: str, service: dict[str, Any]) -> Path:
     """The file on this machine that a service sees at ``container_path`` (through its bind mounts)."""
-    for volume in service.get("volumes", []):
+    volumes: list[str] = service.get("volumes", [])
+    for volume in volumes:
         source, target = volume.split(":")[:2]
-        if source.startswith(".") and (container_path == target or container_path.startswith(target.rstrip("/") + "/")):
-            return (COMPOSE_DIR / source / container_path[len(target):].lstrip("/")).resolve()
+        if source.startswith(".") and (
+            container_path == target or container_path.startswith(target.rstrip("/") + "/")
+        ):
+            return (COMPOSE_DIR / source / container_path[len(target) :].lstrip("/")).resolve()
     raise AssertionError(f"{container_path} is not bind-mounted")
 
 
@@ -46,8 +53,8 @@ def test_every_service_is_there_and_the_gateway_is_built_from_the_repository() -
 
 def test_several_gateway_replicas_by_default() -> None:
     replicas = GATEWAY["deploy"]["replicas"]
-    default = int(re.fullmatch(r"\$\{GATEWAY_REPLICAS:-(\d+)\}", replicas).group(1)) if isinstance(replicas, str) else replicas
-    assert default >= 2
+    match = re.fullmatch(r"\$\{GATEWAY_REPLICAS:-(\d+)\}", str(replicas))
+    assert match is not None and int(match.group(1)) >= 2
 
 
 def test_the_gateway_gets_longer_to_stop_than_it_drains() -> None:
@@ -58,7 +65,9 @@ def test_the_gateway_gets_longer_to_stop_than_it_drains() -> None:
 
 def test_the_config_is_a_mounted_folder_so_edits_are_hot_reloaded() -> None:
     folder = CONFIG_PATH.rsplit("/", 1)[0]
-    assert any(v.split(":")[1] == folder for v in GATEWAY["volumes"]), "mount the folder, not the file (a bind-mounted file pins the old inode)"
+    assert any(v.split(":")[1] == folder for v in GATEWAY["volumes"]), (
+        "mount the folder, not the file (a bind-mounted file pins the old inode)"
+    )
 
 
 def test_the_gateway_config_validates_and_uses_redis_postgres_and_prometheus() -> None:
@@ -82,10 +91,15 @@ def test_no_secret_is_written_in_the_compose_files() -> None:
             if SECRETISH.search(variable):
                 assert isinstance(value, str) and "${" in value, f"{name}.{variable} holds a literal secret"
             if REQUIRED.search(variable):
-                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value), f"{name}.{variable}: ${{VAR:?why}} (required)"
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value), (
+                    f"{name}.{variable}: ${{VAR:?why}} (required)"
+                )
     example = (COMPOSE_DIR / "env.example").read_text()
-    assert all(line.endswith("=") or "REPLICAS" in line or "PORT" in line
-               for line in example.splitlines() if "=" in line and not line.startswith("#"))
+    assert all(
+        line.endswith("=") or "REPLICAS" in line or "PORT" in line
+        for line in example.splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     assert (COMPOSE_DIR / ".gitignore").read_text().split() == [".env"]
 
 
@@ -100,10 +114,15 @@ def test_nginx_balances_over_every_replica_and_streams_unbuffered() -> None:
 def test_nginx_accepts_its_config(tmp_path: Path) -> None:
     nginx = tool("nginx")
     conf = (COMPOSE_DIR / "nginx.conf").read_text()
-    conf = conf.replace("server gateway:8080", "server 127.0.0.1:8080").replace("/tmp/nginx.pid", str(tmp_path / "nginx.pid"))
+    conf = conf.replace("server gateway:8080", "server 127.0.0.1:8080").replace(
+        "/tmp/nginx.pid", str(tmp_path / "nginx.pid")
+    )
     (tmp_path / "nginx.conf").write_text(conf)
-    result = subprocess.run([nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "error.log")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -113,10 +132,14 @@ def prometheus_config() -> dict[str, Any]:
 
 
 def test_prometheus_scrapes_every_replica_with_the_admin_token() -> None:
-    assert host_path("/etc/prometheus/prometheus.yml", SERVICES["prometheus"]) == COMPOSE_DIR / "prometheus.yml"
+    assert (
+        host_path("/etc/prometheus/prometheus.yml", SERVICES["prometheus"]) == COMPOSE_DIR / "prometheus.yml"
+    )
     (job,) = prometheus_config()["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
-    assert job["dns_sd_configs"] == [{"names": ["gateway"], "type": "A", "port": 8080, "refresh_interval": "15s"}]
+    assert job["dns_sd_configs"] == [
+        {"names": ["gateway"], "type": "A", "port": 8080, "refresh_interval": "15s"}
+    ]
     credentials = job["authorization"]["credentials_file"]
     secret = credentials.removeprefix("/run/secrets/")
     assert secret in SERVICES["prometheus"]["secrets"]
@@ -126,9 +149,15 @@ def test_prometheus_scrapes_every_replica_with_the_admin_token() -> None:
 def test_promtool_accepts_the_prometheus_config(tmp_path: Path) -> None:
     promtool = tool("promtool")
     (tmp_path / "token").write_text("x")
-    text = (COMPOSE_DIR / "prometheus.yml").read_text().replace("/run/secrets/admin_token", str(tmp_path / "token"))
+    text = (
+        (COMPOSE_DIR / "prometheus.yml")
+        .read_text()
+        .replace("/run/secrets/admin_token", str(tmp_path / "token"))
+    )
     (tmp_path / "prometheus.yml").write_text(text)
-    result = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True)
+    result = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -136,7 +165,10 @@ def test_grafana_is_provisioned_with_the_datasource_and_the_dashboard() -> None:
     grafana = SERVICES["grafana"]
     provisioning = host_path("/etc/grafana/provisioning", grafana)
     (provider,) = yaml.safe_load((provisioning / "dashboards" / "truckllm.yaml").read_text())["providers"]
-    assert host_path(provider["options"]["path"] + "/truckllm.json", grafana) == DEPLOY / "grafana" / "truckllm.json"
+    assert (
+        host_path(provider["options"]["path"] + "/truckllm.json", grafana)
+        == DEPLOY / "grafana" / "truckllm.json"
+    )
     (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yaml").read_text())["datasources"]
     assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
 
@@ -148,6 +180,10 @@ def test_the_gateway_waits_for_healthy_state_services(name: str) -> None:
 
 
 def test_yamllint_finds_nothing_in_deploy() -> None:
-    result = subprocess.run([tool("yamllint"), "-c", str(DEPLOY / ".yamllint.yaml"), "--strict", str(DEPLOY)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [tool("yamllint"), "-c", str(DEPLOY / ".yamllint.yaml"), "--strict", str(DEPLOY)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
