@@ -25,7 +25,10 @@ def tool(name: str) -> str:
         return str(local)
     found = shutil.which(name)
     if found is None:
-        pytest.skip(f"{name} is not installed ({INSTALL_HINT}, or apt-get install {name})")
+        hint = {"nginx": "apt-get install nginx", "promtool": "apt-get install prometheus"}.get(
+            name, INSTALL_HINT
+        )
+        pytest.skip(f"{name} is not installed ({hint})")
     return found
 
 
