@@ -23,11 +23,14 @@ __all__ = [
     "RedisCluster",
     "RedisProcess",
     "RedisSentinel",
+    "TlsFiles",
     "free_port",
+    "make_tls_files",
     "require_redis_server",
     "start_cluster",
     "start_sentinel",
     "start_server",
+    "start_tls_server",
 ]
 
 
@@ -327,3 +330,83 @@ def _sentinel_field(port: int, master: str, name: str) -> str | None:
         if line.strip() == name:
             return lines[i + 1].strip()
     return None
+
+
+@dataclass
+class TlsFiles:
+    """A CA and a server certificate for ``127.0.0.1`` signed by it, as PEM files."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Make a CA and a ``127.0.0.1`` server certificate (EC P-256, valid for a day) in ``directory``."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def build(
+        subject: str, issuer: x509.Name | None, signer: ec.EllipticCurvePrivateKey | None, ca: bool
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        cert = builder.sign(signer or key, hashes.SHA256())
+        return key, cert
+
+    ca_key, ca_cert = build("truckllm test CA", None, None, True)
+    key, cert = build("127.0.0.1", ca_cert.subject, ca_key, False)
+    files = TlsFiles(ca=directory / "ca.pem", cert=directory / "server.pem", key=directory / "server.key")
+    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return files
+
+
+def start_tls_server(directory: Path, tls: TlsFiles, *args: str) -> RedisProcess:
+    """Start ``redis-server`` listening with TLS only (no plain port), clients not asked for a
+    certificate; ``args`` add to its configuration (``--user ...``)."""
+    port = free_port()
+    return start_server(
+        directory,
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        str(tls.cert),
+        "--tls-key-file",
+        str(tls.key),
+        "--tls-ca-cert-file",
+        str(tls.ca),
+        "--tls-auth-clients",
+        "no",
+        *args,
+        port=port,
+    )
