@@ -159,10 +159,12 @@ ADMISSION = Admission(
 )
 
 
+@pytest.mark.parametrize("form", ["url: rediss://", "addr and tls: true"])
 async def test_tls_and_acl_user_work_end_to_end(
-    server: RedisProcess, tls_files: TlsFiles, prefix: str
+    server: RedisProcess, tls_files: TlsFiles, prefix: str, form: str
 ) -> None:
-    store = await _store(server, tls_files, prefix=prefix, flush_interval=3600)
+    where = {"url": None, "addr": f"127.0.0.1:{server.port}", "tls": True} if form.startswith("addr") else {}
+    store = await _store(server, tls_files, prefix=prefix, flush_interval=3600, **where)
     try:
         decision = await store.admit(ADMISSION)
         assert decision.allowed and not decision.degraded
