@@ -32,8 +32,8 @@ def gw() -> Iterator[GatewayServer]:
         yield server
 
 
-ERROR_SHAPES = {"responses": "openai"}
-"""Dialects whose errors have another dialect's shape (the Responses API answers as OpenAI does)."""
+ERROR_SHAPES = {"responses": "openai", "batches": "openai"}
+"""Dialects whose errors have another dialect's shape (the Responses API, files and batches answer as OpenAI does)."""
 
 
 def dialect_of(body: bytes) -> str:
