@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 CONFIG ?= config/truckllm.yaml
 PLUGINS := $(sort $(wildcard plugins/*))
 
-.PHONY: install install-runtime run test test-agents test-browser lint typecheck bench dist clean \
+.PHONY: install install-runtime run test test-agents test-browser lint typecheck bench dist clean deploy-check \
 	lock lock-check audit sbom
 
 # Locked, hashed dependencies (README, "Supply chain"): requirements/build.txt (pip and the build
@@ -133,3 +133,18 @@ dist: install
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+
+# The deploy artifacts (README "Deploy"): the linters (hadolint, yamllint, kubernetes-validate)
+# from the hashed deploy/requirements-tools.txt in $(DEPLOY_TOOLS), then tests/deploy: the
+# Dockerfile's rules and hadolint, the image's builder stage carried out without docker and its
+# command served, the Helm chart rendered (tests/deploy/helmlite.py: no helm package) and
+# validated, Compose with nginx -t and promtool where installed, the dashboard against a gateway.
+DEPLOY_TOOLS ?= build/deploy-tools
+
+$(DEPLOY_TOOLS)/.installed: deploy/requirements-tools.txt
+	test -x $(DEPLOY_TOOLS)/bin/python || $(PYTHON) -m venv $(DEPLOY_TOOLS)
+	$(DEPLOY_TOOLS)/bin/pip install --quiet --require-hashes --no-deps --only-binary :all: -r deploy/requirements-tools.txt
+	touch $@
+
+deploy-check: install $(DEPLOY_TOOLS)/.installed
+	TRUCKLLM_DEPLOY_TOOLS=$(abspath $(DEPLOY_TOOLS)) TRUCKLLM_DEPLOY_BUILD=1 $(PY) -m pytest -q -rs tests/deploy $(PYTEST_ARGS)
