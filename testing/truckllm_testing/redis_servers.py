@@ -214,6 +214,8 @@ def start_cluster(directory: Path, node_timeout_ms: int = 1000) -> RedisCluster:
                     "nodes.conf",
                     "--cluster-node-timeout",
                     str(node_timeout_ms),
+                    "--repl-diskless-sync-delay",
+                    "0",
                     bus=True,
                 )
             )
@@ -228,10 +230,19 @@ def start_cluster(directory: Path, node_timeout_ms: int = 1000) -> RedisCluster:
                 f"redis-cli --cluster create failed: {out.stdout.decode()} {out.stderr.decode()}"
             )
         cluster.wait_healthy()
-        # every replica has attached (the failover tests need one for each primary)
+        # every replica has attached and holds its primary's data (a replica that never synced
+        # is never promoted: the failover tests need one for each primary)
         _wait(
             "every replica attaching",
             (lambda: all(len(cluster.replicas_of(cluster.primary_of(s))) == 1 for s in (0, 8000, 16000))),
+            tries=600,
+        )
+        _wait(
+            "every replica syncing",
+            lambda: (
+                sum("master_link_status:up" in _cli(n.port, "info", "replication") for n in cluster.nodes)
+                == 3
+            ),
             tries=600,
         )
     except BaseException:
@@ -270,10 +281,12 @@ class RedisSentinel:
 
 def start_sentinel(directory: Path, master: str = "truckllm") -> RedisSentinel:
     """Start a primary, its replica and three sentinels (quorum 2, down after 1 s)."""
-    primary = start_server(directory)
+    primary = start_server(directory, "--repl-diskless-sync-delay", "0")
     procs = [primary]
     try:
-        replica = start_server(directory, "--replicaof", "127.0.0.1", str(primary.port))
+        replica = start_server(
+            directory, "--replicaof", "127.0.0.1", str(primary.port), "--repl-diskless-sync-delay", "0"
+        )
         procs.append(replica)
         _wait(
             "the replica syncing",
