@@ -185,3 +185,18 @@ async def test_primary_stopped_under_load_sentinel_promotes_and_nothing_is_overs
     finally:
         await one.close()
         await two.close()
+
+
+async def test_cooldown_push_reaches_another_store(sentinel: RedisSentinel, prefix: str) -> None:
+    one, two = await _store(sentinel, prefix), await _store(sentinel, prefix)
+    received: asyncio.Queue[CooldownMark] = asyncio.Queue()
+    watch = asyncio.create_task(two.watch_cooldowns(received.put_nowait))
+    try:
+        await asyncio.wait_for(two.subscribed.wait(), 10)
+        await one.mark_cooldown(CooldownMark(provider="openai", key="k9", until=4e9, reason="429"))
+        mark = await asyncio.wait_for(received.get(), 10)
+        assert (mark.provider, mark.key, mark.until) == ("openai", "k9", 4e9)
+    finally:
+        await one.close()
+        await two.close()
+        await asyncio.wait_for(watch, 10)

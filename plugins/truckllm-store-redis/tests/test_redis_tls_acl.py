@@ -3,6 +3,7 @@ redis-server of its own (certificates made here); and the options of every topol
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -251,3 +252,21 @@ def test_topology_options_decode_and_contradictions_are_refused(tmp_path: Path) 
     for options, message in refused:
         with pytest.raises(Exception, match=message):
             decode_options(options, RedisStore.Options)
+
+
+async def test_cooldown_push_over_tls_on_the_users_channel(
+    server: RedisProcess, tls_files: TlsFiles, prefix: str
+) -> None:
+    one = await _store(server, tls_files, prefix=prefix)
+    two = await _store(server, tls_files, prefix=prefix)
+    received: asyncio.Queue[CooldownMark] = asyncio.Queue()
+    watch = asyncio.create_task(two.watch_cooldowns(received.put_nowait))
+    try:
+        await asyncio.wait_for(two.subscribed.wait(), 10)
+        await one.mark_cooldown(CooldownMark(provider="openai", key="k9", until=4e9, reason="429"))
+        mark = await asyncio.wait_for(received.get(), 10)
+        assert (mark.provider, mark.key, mark.until) == ("openai", "k9", 4e9)
+    finally:
+        await one.close()
+        await two.close()
+        await asyncio.wait_for(watch, 10)
