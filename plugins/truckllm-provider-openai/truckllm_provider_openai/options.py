@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Literal
 
@@ -83,7 +84,7 @@ class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
         pattern = self.reasoning_models
         if pattern is None:
             pattern = preset_default if self.preset is not None else DEFAULT_REASONING_MODELS
-        return pattern is not None and re.match(pattern, model) is not None
+        return pattern is not None and _matches(pattern, model)
 
     def uses_responses(self, model: str) -> bool:
         """Whether chat requests for the upstream ``model`` go through ``/responses``."""
@@ -92,4 +93,12 @@ class Options(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
         pattern = self.responses_models
         if self.preset is not None and pattern == DEFAULT_RESPONSES_MODELS:
             return False  # OpenAI's own Responses-only families: not another service's models
-        return pattern is not None and re.match(pattern, model) is not None
+        return pattern is not None and _matches(pattern, model)
+
+
+@functools.lru_cache(maxsize=256)
+def _matches(pattern: str, model: str) -> bool:
+    """Whether ``model`` matches the regular expression ``pattern`` from its start (remembered:
+    a request asks this two or three times of the same few deployment models, and a long
+    alternation such as :data:`DEFAULT_RESPONSES_MODELS` costs ~4,000 instructions each time)."""
+    return re.match(pattern, model) is not None
