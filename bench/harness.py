@@ -28,6 +28,7 @@ LANES = (
     "cache_affinity",
     "request_log",
     "upload",
+    "replicas",
     "throughput",
     "nginx",
     "profile",
@@ -85,6 +86,8 @@ class Settings:
     log_seconds: float = 15.0
     log_outage_seconds: float = 5.0
     upload_mb: int = 200  # the upload lane (bench/upload_lane.py): the file's size, MiB
+    replicas_rate: float = 2000.0  # the replicas lane (bench/replicas_lane.py): total req/s
+    replicas_seconds: float = 10.0  # ... and the length of its run
     pin: bool = True
     nice: int = 0
     keys: bool = False

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cache_affinity, loadgen, request_log_lane, upload_lane
+from bench import cache_affinity, loadgen, replicas_lane, request_log_lane, upload_lane
 from bench.harness import (
     ANTHROPIC_MODEL,
     CLIENT_HEADERS,
@@ -481,6 +481,12 @@ class Bench:
         """A ``--upload-mb`` multipart upload through a fresh one-worker gateway: its peak RSS
         growth, the bytes the upstream got (:mod:`bench.upload_lane`)."""
         return await upload_lane.run_lane(self.s.upload_mb, say=self.say)
+
+    async def lane_replicas(self) -> dict[str, Any]:
+        """4 one-worker gateways behind nginx on one Redis Cluster at ``--replicas-rate`` req/s:
+        latency, achieved rate and the exactness checks (:mod:`bench.replicas_lane`)."""
+        options = replicas_lane.Options(rate=self.s.replicas_rate, seconds=self.s.replicas_seconds)
+        return await replicas_lane.run_lane(options, say=self.say)
 
     async def lane_responses(self) -> dict[str, Any]:
         """(r) The Responses API beside chat: pass-through and translated (:mod:`bench.responses_lane`)."""

@@ -32,6 +32,11 @@ Lanes (``--lanes``; all by default):
   through a fresh one-worker gateway to the test kit's fake OpenAI: the gateway's peak RSS growth
   (goal < 20 MB), MB/s, the upstream's bytes checked by SHA-256, no spooled file left
   (:mod:`bench.upload_lane`).
+- ``replicas``: 4 one-worker gateways behind nginx (round robin) on one 6-node Redis Cluster, at
+  ``--replicas-rate`` (2,000) req/s for ``--replicas-seconds``: latency, achieved rate, and the
+  exactness checks (rpm to the request, budget never overspent, a 429's cooldown shared within a
+  store round trip, usage identical from every replica) (:mod:`bench.replicas_lane`); skipped
+  without ``redis-server`` or nginx.
 - ``hold``: ``--hold-streams`` concurrent streams held open through the gateway; the gateway's
   RSS while it holds them.
 - ``memory``: gateway RSS at idle, at plateau under a mixed load for ``--soak`` seconds, and after
@@ -59,7 +64,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import upload_lane
+from bench import replicas_lane, upload_lane
 from bench.harness import LANES, Settings, clean, frontier_text
 from bench.lanes import Bench
 from bench.procs import Procs
@@ -138,6 +143,12 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         help="request_log lane: database outage mid-run (quick 5, full 10)",
     )
     parser.add_argument("--upload-mb", type=int, help="upload lane: the file's size, MiB (default 200)")
+    parser.add_argument(
+        "--replicas-rate", type=float, help="replicas lane: total open-loop rate, req/s (default 2000)"
+    )
+    parser.add_argument(
+        "--replicas-seconds", type=float, help="replicas lane: length of the run (default 10)"
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument(
         "--nice", type=int, help="nice value for every benchmark process (negative needs root)"
@@ -189,6 +200,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "log_seconds",
         "log_outage_seconds",
         "upload_mb",
+        "replicas_rate",
+        "replicas_seconds",
         "nice",
         "wait_idle",
         "output",
@@ -295,6 +308,21 @@ def targets(lanes: dict[str, Any], s: Settings) -> list[dict[str, Any]]:
         upload["peak_growth_mb"] if upload and upload["upstream_bytes_exact"] else None,
         upload_lane.GOAL_MB,
         unit="MB",
+    )
+    replicas = lanes.get("replicas") or {}
+    checked = "checks" in replicas
+    add(
+        "4 replicas on one Redis Cluster: achieved req/s",
+        replicas["achieved_rps"] if checked else None,
+        2000,
+        higher_is_better=True,
+        unit="req/s",
+    )
+    add(
+        "4 replicas: exactness checks failed (rpm, budget, cooldown, usage)",
+        sum(not c["ok"] for c in replicas["checks"].values()) if checked else None,
+        1,
+        unit="",
     )
     mem = lanes.get("memory")
     if mem and "growth_mb" in mem:
@@ -477,6 +505,17 @@ def markdown(results: dict[str, Any]) -> str:
                 ]
             ],
         )
+        lines.append("")
+    replicas = lanes.get("replicas", {})
+    if "checks" in replicas:
+        lines.append(
+            "Four one-worker gateways behind nginx on one Redis Cluster (replicas; latency from the "
+            "intended send, open loop; the exactness checks: (a) the rpm key's 200s / its rpm, (b) the "
+            "budgeted key's 200s / its budget and its recorded spend, (c) hits on the 429'd provider key "
+            "after its first 429, (d) usage successes = the upstream's 200s):"
+        )
+        lines.append("")
+        lines += _md(replicas_lane.HEADERS, [replicas_lane.markdown_row(replicas)])
         lines.append("")
     hold, mem = lanes.get("hold", {}), lanes.get("memory", {})
     mrows = []
