@@ -11,6 +11,7 @@ Skipped with the reason when ``redis-server``, ``redis-cli`` or nginx is not ins
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,16 @@ def test_usage_is_identical_from_every_replica_and_equals_the_upstreams_count(ru
     assert rows["limited"]["requests"] - rows["limited"]["errors"] == OPTIONS.rpm
     assert rows["spender"]["requests"] - rows["spender"]["errors"] == OPTIONS.budget
     assert usage["ok"]
+
+
+def test_the_checks_catch_replicas_that_do_not_share_state(tmp_path: Path) -> None:
+    """The negative control: the same run with every replica on its own memory store fails (a),
+    (b) and (d), so the checks above can fail."""
+    reason = missing_tools()
+    if reason:
+        pytest.skip(reason)
+    alone = asyncio.run(measure(replace(OPTIONS, shared_store=False), tmp_path, say=lambda _: None))
+    checks = alone["checks"]
+    assert checks["rpm"]["statuses"].get("200", 0) > OPTIONS.rpm and not checks["rpm"]["ok"]
+    assert checks["budget"]["admitted"] > OPTIONS.budget and not checks["budget"]["ok"]
+    assert not checks["usage"]["identical"] and not checks["usage"]["ok"]
