@@ -87,7 +87,7 @@ class Options:
     burst: int = 100
     burst_window: float = 0.5
     budget: int = 500
-    flush_interval_ms: int = 200
+    flush_interval_ms: int = 1000
     store_timeout: str = "1s"
     max_conns: int = 512
     shared_store: bool = True  # False: every replica on its own memory store (the negative control)
@@ -440,6 +440,7 @@ async def _measure(
                 "first_429_after_poison_ms": round((first - counts["poisoned_at_ns"]) / 1e6, 3)
                 if first
                 else None,
+                "first_429_replica": after[0][1] if after else None,
                 "hits_after_first_429": len(after) - 1 if after else 0,
                 "by_replica": by_replica,
                 "last_hit_ms": last_ms,
@@ -478,7 +479,8 @@ def summary(r: dict[str, Any]) -> str:
         f"  (b) budget ${c['budget']['budget_usd']}: {c['budget']['admitted']} admitted of "
         f"{c['budget']['sent']}, usage ${c['budget']['usage_cost_usd']} -> "
         f"{'exact' if c['budget']['ok'] else 'FAILED'}\n"
-        f"  (c) cooldown: {c['cooldown']['hits_after_first_429']} hits after the first 429, last "
+        f"  (c) cooldown: {c['cooldown']['hits_after_first_429']} hits after the first 429 (on "
+        f"{c['cooldown']['first_429_replica']}), last "
         f"{c['cooldown']['last_hit_ms']} ms after it (store RTT p50 {rtt['p50']:.2f} "
         f"p99 {rtt['p99']:.2f} ms) {c['cooldown']['by_replica']} -> "
         f"{'ok' if c['cooldown']['ok'] else 'FAILED'}\n"

@@ -19,7 +19,7 @@ import pytest
 
 from bench.replicas_lane import Options, measure, missing_tools
 
-OPTIONS = Options(rate=200, seconds=4, rpm=20, burst=60, burst_window=0.5, budget=30)
+OPTIONS = Options(rate=200, seconds=4, rpm=20, burst=60, burst_window=0.5, budget=30, flush_interval_ms=200)
 
 
 @pytest.fixture(scope="module")
