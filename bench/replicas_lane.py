@@ -347,6 +347,10 @@ async def _measure(
     cpu = {k: round((cpu_seconds(v) - cpu0[k]) / wall, 3) for k, v in pids.items()}
     cpu["loadgen"] = round((time.process_time() - own0) / wall, 3)
     cpu["machine"] = round((system_cpu() - machine0) / wall, 3)
+    cpu["gateways"] = round(sum(v for k, v in cpu.items() if k.startswith("gateway-")), 3)
+    cpu["redis"] = round(sum(v for k, v in cpu.items() if k.startswith("redis-")), 3)
+    ours = cpu["gateways"] + cpu["redis"] + cpu["nginx"] + cpu["upstream"] + cpu["loadgen"]
+    cpu["others"] = round(max(0.0, cpu["machine"] - ours), 3)  # programs outside the benchmark
     stop.set()
     await ping
     await asyncio.sleep(o.flush_interval_ms / 1000 * 3 + 0.5)  # every replica's last batch flushed
