@@ -29,7 +29,7 @@ from truckllm_testing.server import GatewayServer
 from .conftest import SERVER_SCRIPT, UpstreamProcess, mcp_client
 from .upstream_server import LEAKY_KEY, LEAKY_TOOLS
 
-STDIO_TOKEN = "stdio-leaky-token-6b2e9f0c48d1"
+STDIO_TOKEN = "st-6b2e9f0c48d1a7e3b5c9"  # likewise
 KEY = "tllm_sdklog_0123456789abcdef"
 
 

@@ -230,7 +230,7 @@ def box() -> MCPServer:
     return server
 
 
-LEAKY_KEY = "leaky-upstream-key-4c1d7e9b3a"
+LEAKY_KEY = "lk-4c1d7e9b3a5f0e2d8c6b"  # no 8-character piece of it is a word a log line may hold
 LEAKY_TOOLS = ("not_json", "wrong_shape", "bad_sse", "sse_event_name", "error_page", "fine")
 """``leaky``'s tools: each answers with the credential it was sent, malformed in its own way."""
 
