@@ -50,9 +50,7 @@ def _checked(value: object, field: str) -> str | None:
 
 
 def end_user(request: ChatRequest) -> str | None:
-    """The end user the request names, bounded (see the module's docstring).
-
-    """
+    """The end user the request names, bounded (see the module's docstring)."""
     typed = request.typed
     if typed is not None:
         field = "metadata.user_id" if request.dialect == "anthropic" else "user"
@@ -80,6 +78,8 @@ def request_tags(
 
     :raises GatewayError: 400 naming the header for a bad tag or too many.
     """
+    if not header and not key_tags:
+        return ()  # the common case: nothing to read or check
     given = [t.strip() for t in header.split(",")] if header else []
     tags = tuple(dict.fromkeys([*(t for t in given if t), *key_tags]))
     if len(tags) > max_tags:

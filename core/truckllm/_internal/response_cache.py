@@ -62,9 +62,9 @@ def bypassed(request: ChatRequest) -> tuple[bool, bool]:
 
 def start(gw: Gateway, rt: Runtime, ctx: RequestContext, request: ChatRequest) -> CacheRun | None:
     """The request's cache run, or ``None`` when no plugin implements ``cache_lookup``."""
-    lookups = rt.host.pm.hook.cache_lookup.get_hookimpls()
-    if not lookups:
+    if not rt.host.dispatch.each("cache_lookup"):  # cached per config: no list copied per request
         return None
+    lookups = rt.host.pm.hook.cache_lookup.get_hookimpls()
     context = CacheContext(
         alias=ctx.alias or request.model,
         gateway_key=ctx.gateway_key,
