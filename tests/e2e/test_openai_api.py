@@ -58,8 +58,11 @@ def gw(fake: FakeOpenAI) -> Iterator[GatewayServer]:
 
 
 @pytest.fixture
-def client(gw: GatewayServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0)
+def client(gw: GatewayServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=gw.url + "/v1", api_key="client-key", max_retries=0
+    ) as sdk:  # closed: no socket left for a later test's GC
+        yield sdk
 
 
 def test_chat_passes_through_with_only_model_rewritten(fake: FakeOpenAI, client: openai.OpenAI) -> None:
@@ -401,14 +404,20 @@ def test_slow_upstream_times_out_and_fails_over(fake: FakeOpenAI) -> None:
     assert [r.api_key for r in fake.requests] == [KEYS[0], KEYS[1]]
 
 
-def test_provider_slash_model_is_off_unless_the_provider_opts_in(fake: FakeOpenAI, client: openai.OpenAI) -> None:
+def test_provider_slash_model_is_off_unless_the_provider_opts_in(
+    fake: FakeOpenAI, client: openai.OpenAI
+) -> None:
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="oa/gpt-4.1-nano", messages=[{"role": "user", "content": "x"}])
     assert fake.requests == []
-    config = gateway_config(fake.base_url).replace("    type: openai\n", "    type: openai\n    direct: true\n")
+    config = gateway_config(fake.base_url).replace(
+        "    type: openai\n", "    type: openai\n    direct: true\n"
+    )
     with GatewayServer(config) as gw:
         direct = openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0)
-        result = direct.chat.completions.create(model="oa/gpt-4.1-nano", messages=[{"role": "user", "content": "direct"}])
+        result = direct.chat.completions.create(
+            model="oa/gpt-4.1-nano", messages=[{"role": "user", "content": "direct"}]
+        )
         assert result.choices[0].message.content == "echo: direct"
         assert fake.requests[-1].json["model"] == "gpt-4.1-nano"
         with pytest.raises(openai.NotFoundError):
@@ -419,8 +428,12 @@ def test_provider_slash_model_follows_the_key_allow_list(fake: FakeOpenAI) -> No
     extra = "keys:\n  - {name: a, value: key-a-value-123, models: ['oa/*']}\n  - {name: b, value: key-b-value-123, models: [demo]}\n"
     with GatewayServer(gateway_config(fake.base_url, extra)) as gw:
         body = {"model": "oa/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
-        allowed = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-a-value-123"})
-        denied = httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-b-value-123"})
+        allowed = httpx.post(
+            gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-a-value-123"}
+        )
+        denied = httpx.post(
+            gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-b-value-123"}
+        )
     # the key that names oa/* opts in for itself; the other key cannot even see that provider
     assert allowed.status_code == 200 and denied.status_code == 404
 

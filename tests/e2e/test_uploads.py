@@ -50,8 +50,11 @@ models:
 
 
 @pytest.fixture
-def client(gw: GatewayServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gw.url + "/v1", api_key="client-key", max_retries=0)
+def client(gw: GatewayServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=gw.url + "/v1", api_key="client-key", max_retries=0
+    ) as sdk:  # closed: no socket left for a later test's GC
+        yield sdk
 
 
 def settled(gw: GatewayServer, spool: Path) -> list[Path]:

@@ -3,7 +3,9 @@ two accounts (provider keys ``ok1`` and ``ok2``), and the usage records it made.
 
 from __future__ import annotations
 
+import gc
 import json
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,6 +95,17 @@ def clean(fake: FakeOpenAI, records: Records) -> Iterator[FakeOpenAI]:
     records.records.clear()
     yield fake
     assert fake.violations == []
+
+
+@pytest.fixture(autouse=True)
+def _sdk_clients_collected() -> Iterator[None]:
+    """The SDK clients a test made with :func:`client` (never closed by the tests) are collected
+    at its end, so that their pooled sockets are not found by a later test's garbage collection
+    (a ``ResourceWarning``, an error under ``filterwarnings = error``, blamed on that test)."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def client(gateway: GatewayServer, key: str = TEAM) -> openai.OpenAI:
