@@ -305,7 +305,7 @@ def upstream_error(
 class ChunkBuilder:
     """Builds one response's ``chat.completion.chunk`` frames with a shared id, created and model."""
 
-    __slots__ = ("_prefix", "_suffix", "created", "id", "include_usage", "model")
+    __slots__ = ("_content", "_prefix", "_suffix", "created", "id", "include_usage", "model")
 
     def __init__(self, model: str, include_usage: bool, response_id: str | None = None) -> None:
         self.id = response_id or completion_id()
@@ -323,6 +323,10 @@ class ChunkBuilder:
             + b',"choices":['
         )
         self._suffix = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
+        self._content = (  # a content delta's frame around its text, encoded once
+            self._prefix + b'{"index":0,"delta":{"content":',
+            b'},"logprobs":null,"finish_reason":null}' + self._suffix,
+        )
 
     def delta(self, delta: dict[str, Any], index: int = 0, finish_reason: str | None = None) -> bytes:
         """One chunk frame with ``delta`` for choice ``index``."""
@@ -330,6 +334,11 @@ class ChunkBuilder:
             {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         )
         return self._prefix + choice + self._suffix
+
+    def content(self, text: str) -> bytes:
+        """The frame of ``delta({"content": text})``, its constant parts encoded once."""
+        head, tail = self._content
+        return head + msgspec.json.encode(text) + tail
 
     def usage(self, usage: Usage) -> bytes:
         """The final ``choices: []`` chunk with ``usage`` (empty unless the client asked)."""

@@ -89,6 +89,7 @@ class _Chunk(Struct):
 
 _DECODER = msgspec.json.Decoder(_Chunk)
 _ENCODE = msgspec.json.encode
+_TEXT_DELTA_HEAD = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":'
 
 # the error codes a failed Response may carry (openai.types.responses.ResponseError.code)
 _FAILED_CODES = {429: "rate_limit_exceeded"}
@@ -219,7 +220,8 @@ class ChatToResponses:
             return
         if chunk.error is not None:
             self._fail(chunk.error)
-        self._start(out)
+        if not self._started:
+            self._start(out)
         for choice in chunk.choices or ():
             if choice.index not in (0, None):
                 continue
@@ -235,6 +237,24 @@ class ChatToResponses:
             self._stop(out)
 
     def _delta(self, delta: _Delta, out: list[bytes]) -> None:
+        if (
+            delta.reasoning_content is None
+            and delta.reasoning is None
+            and delta.thinking_blocks is None
+            and delta.refusal is None
+            and delta.tool_calls is None
+        ):  # text only, the usual delta
+            text = delta.content
+            if isinstance(text, str) and text:
+                item = self._open
+                if item is not None and item.kind == "message" and item.parts:
+                    part = item.parts[-1]
+                    if part["type"] == "output_text":  # more of the open text part
+                        part["text"] += text
+                        out.append(self._text_delta(item, text))
+                        return
+                self._content_delta("output_text", text, out)
+            return
         reasoning = delta.reasoning_content or delta.reasoning
         if isinstance(reasoning, str) and reasoning:
             self._summary_delta(reasoning, out)
@@ -287,6 +307,27 @@ class ChatToResponses:
         else:
             part["refusal"] += text
             self._emit("response.refusal.delta", {**self._where(item), "delta": text}, out)
+
+    def _text_delta(self, item: _Item, text: str) -> bytes:
+        """The ``response.output_text.delta`` frame of ``text`` for the item's last content part
+        (what :meth:`_emit` writes for it, built without the dictionaries)."""
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return b"".join(
+            (
+                _TEXT_DELTA_HEAD,
+                _ENCODE(item.id),
+                b',"output_index":',
+                str(item.index).encode(),
+                b',"content_index":',
+                str(len(item.parts) - 1).encode(),
+                b',"delta":',
+                _ENCODE(text),
+                b',"logprobs":[],"sequence_number":',
+                str(sequence).encode(),
+                b"}\n\n",
+            )
+        )
 
     def _where(self, item: _Item) -> dict[str, Any]:
         return {"item_id": item.id, "output_index": item.index, "content_index": len(item.parts) - 1}

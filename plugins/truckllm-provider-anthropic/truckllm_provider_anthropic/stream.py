@@ -112,6 +112,9 @@ class _UsageTracker:
         return convert_usage(self.raw) if self.seen else None
 
 
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
 def _decode_event(event: SSEEvent) -> tuple[str, _Event]:
     """``(type, event)`` of one SSE event; raises for an ``error`` event and for garbage."""
     if event.raw:
@@ -268,10 +271,26 @@ class AnthropicStream(_SSETranslator):
     # --- events -------------------------------------------------------------------------------
 
     def _events(self, events: list[SSEEvent], out: list[bytes]) -> None:
+        decode = _EVENT_DECODER.decode
         for event in events:
             if self.done:
                 break
-            kind, data = _decode_event(event)
+            try:  # what _decode_event does for a good event, inline
+                data = decode(event.data) if not event.raw else None
+            except _UNREADABLE:
+                data = None
+            kind = data.type if data is not None else None
+            if data is None or kind is None or kind == "error" or event.event not in (None, kind):
+                kind, data = _decode_event(event)  # raises this event's failure
+            if kind == "content_block_delta" and self._chat is not None and not self.json_tool:
+                # the usual event, a text delta to an open text block: what _block_delta does, inline
+                delta = data.delta
+                if delta is not None and delta.type == "text_delta":
+                    state = self._blocks.get(data.index if data.index is not None else 0)
+                    if state is not None and state.kind == "text":
+                        if delta.text:
+                            out.append(self._chat.content(delta.text))
+                        continue
             handler = _HANDLERS.get(kind)
             if handler is not None:
                 handler(self, data, out)
