@@ -74,7 +74,8 @@ class Settings:
     stream_seconds: float = 6.0
     stream_chunks: int = 10
     stream_interval: float = 0.02
-    hold_streams: int = 2000
+    ttft_repeat: int = 1  # streaming lane: runs of the OpenAI stream comparison, each p99 reported
+    hold_streams: int = 10000
     hold_ramp: float = 400.0
     hold_seconds: float = 5.0
     hold_interval: float = 1.0
@@ -93,6 +94,7 @@ class Settings:
     keys: bool = False
     wait_idle: float = 0.0
     output: Path = RESULTS / "latest.json"
+    baseline: Path | None = None  # another checkout: its gateway is the "before" of every pair
 
     @classmethod
     def full(cls) -> Settings:
@@ -217,6 +219,8 @@ class Ports:
     gateway2: int = field(default_factory=free_port)
     nginx_static: int = field(default_factory=free_port)
     nginx_proxy: int = field(default_factory=free_port)
+    baseline: int = field(default_factory=free_port)
+    """The "before" gateway of ``--baseline``."""
 
 
 def gateway_config(ports: Ports, providers: set[str], settings: Settings, nginx: bool) -> str:

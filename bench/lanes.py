@@ -13,12 +13,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cache_affinity, loadgen, replicas_lane, request_log_lane, upload_lane
+from bench import baseline, cache_affinity, loadgen, replicas_lane, request_log_lane, upload_lane
 from bench.harness import (
     ANTHROPIC_MODEL,
     CLIENT_HEADERS,
@@ -54,7 +54,16 @@ from bench.harness import (
     ttfts,
 )
 from bench.loadgen import RunResult, Target
-from bench.procs import Layout, Proc, Procs, machine_info, nginx_binary, rss_bytes, system_cpu
+from bench.procs import (
+    Layout,
+    Proc,
+    Procs,
+    machine_info,
+    nginx_binary,
+    raise_nofile,
+    rss_bytes,
+    system_cpu,
+)
 from bench.report import fmt, summarize, table
 from bench.responses_lane import lane_responses, responses_target
 from bench.upstream import openai_answer
@@ -72,6 +81,32 @@ LATENCY_HEADERS = [
     "errors",
     "gw CPU",
 ]
+
+
+HOLD_FD_RESERVE = 64
+"""Open files a gateway worker needs besides its two sockets per held stream."""
+
+
+def hold_capacity(streams: int, open_files: int) -> int:
+    """How many of ``streams`` one gateway worker can hold under an open-file limit of
+    ``open_files``: each costs it two sockets (the client's and the upstream's)."""
+    return max(1, min(streams, (open_files - HOLD_FD_RESERVE) // 2))
+
+
+def ttft_run(res: dict[str, Any]) -> dict[str, Any]:
+    """One streaming run's added time to first token (and the baseline's, when it ran)."""
+    run: dict[str, Any] = {"added": res["added"], "errors": res["errors"]["gateway"]}
+    if "before" in res:
+        run["before"] = {"added": res["before"]["added"], "errors": res["before"]["errors"]["gateway"]}
+    return run
+
+
+def ttft_text(run: dict[str, Any]) -> str:
+    """``added p99 0.91 ms`` (``, before 1.20 ms`` with a baseline)."""
+    text = f"added p99 {fmt(run['added']['p99'])} ms"
+    if "before" in run:
+        text += f", before {fmt(run['before']['added']['p99'])} ms"
+    return text
 
 
 # --------------------------------------------------------------------------- the run
@@ -92,6 +127,8 @@ class Bench:
         self.nginx = nginx_binary()
         self.upstream: Proc | None = None
         self.gateway: Proc | None = None
+        self.before_gateway: Proc | None = None
+        """``--baseline``: the other checkout's gateway, on ``ports.baseline``."""
         self.nginx_static: Proc | None = None
         self.nginx_proxy: Proc | None = None
         self.notes: list[str] = []
@@ -163,11 +200,23 @@ class Bench:
 
     # ---- processes
 
-    def env(self) -> dict[str, str]:
-        """The children's environment: this one, with the repo importable."""
+    def env(self, before: bool = False) -> dict[str, str]:
+        """The children's environment: this one, with the repo importable; with ``before``, the
+        ``--baseline`` checkout's kernel, plugins and test kit first."""
         env = dict(os.environ)
         env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        if before:
+            assert self.s.baseline is not None
+            env = baseline.baseline_env(self.s.baseline, env)
         return env
+
+    def before(
+        self, run: Callable[..., Awaitable[RunResult]], target: Target, *args: Any, **kwargs: Any
+    ) -> Callable[[], Awaitable[RunResult]] | None:
+        """``run([target], *args, **kwargs)`` against the baseline gateway; ``None`` without one."""
+        if self.before_gateway is None:
+            return None
+        return partial(run, [replace(target, port=self.ports.baseline)], *args, **kwargs)
 
     async def wait_http(self, proc: Proc, port: int, path: str, within: float = 60.0) -> None:
         """Until ``GET path`` answers 200, or fail with the process's output."""
@@ -198,13 +247,16 @@ class Bench:
         )
         await self.wait_http(self.upstream, self.ports.upstream, "/health")
 
-    async def start_gateway(self, workers: int, port: int, name: str = "gateway") -> Proc:
-        """``truckllm serve`` with ``workers`` hypercorn workers, on the gateway CPU(s)."""
+    async def start_gateway(
+        self, workers: int, port: int, name: str = "gateway", before: bool = False
+    ) -> Proc:
+        """``truckllm serve`` with ``workers`` hypercorn workers, on the gateway CPU(s); with
+        ``before``, the ``--baseline`` checkout's code."""
         config = self.workdir / "gateway.yaml"
         cpus = self.layout.gateway if workers == 1 else self.layout.workers
         argv = [*self.truckllm, "serve", "--config", str(config), "--listen", f"127.0.0.1:{port}"]
         argv += ["--workers", str(workers)]
-        proc = self.procs.start(name, argv, cpus, env=self.env(), cwd=str(self.workdir))
+        proc = self.procs.start(name, argv, cpus, env=self.env(before), cwd=str(self.workdir))
         await self.wait_http(proc, port, "/admin/v1/health")
         # requests to every alias on many connections (the kernel spreads connections over the
         # workers): lazy imports, connection pools and caches happen before anything is timed
@@ -264,24 +316,41 @@ class Bench:
         metric: Callable[[RunResult], list[float]],
         gateway_proc: Proc | None = None,
         direct_cached: RunResult | None = None,
+        before: Callable[[], Awaitable[RunResult]] | None = None,
     ) -> tuple[dict[str, Any], RunResult, RunResult]:
-        """Alternate direct and gateway runs (``rounds`` each) and compare them."""
+        """Alternate direct and gateway runs (``rounds`` each) and compare them.
+
+        With ``before`` (the ``--baseline`` gateway), each round also runs it, before the current
+        gateway in even rounds and after it in odd ones; its comparison with the same direct runs
+        goes to ``out["before"]``.
+        """
         directs: list[RunResult] = []
-        gateways: list[RunResult] = []
-        cpu: dict[str, float] = {}
-        for _ in range(self.s.rounds):
+        runs: dict[str, list[RunResult]] = {"after": [], "before": []}
+        cpu: dict[str, dict[str, float]] = {"after": {}, "before": {}}
+        jobs = {"after": (gateway, gateway_proc), "before": (before, self.before_gateway)}
+        for i in range(self.s.rounds):
             if direct_cached is None:
                 directs.append(await direct())
-            watch = CpuWatch(self.pids(gateway_proc))
-            gateways.append(await gateway())
-            for k, v in watch.stop().items():
-                cpu[k] = cpu.get(k, 0.0) + v / self.s.rounds
+            order = (
+                ["after"] if before is None else (["before", "after"] if i % 2 == 0 else ["after", "before"])
+            )
+            for which in order:
+                job, proc = jobs[which]
+                assert job is not None
+                watch = CpuWatch(self.pids(proc))
+                runs[which].append(await job())
+                for k, v in watch.stop().items():
+                    cpu[which][k] = cpu[which].get(k, 0.0) + v / self.s.rounds
         d = direct_cached if direct_cached is not None else merge(directs)
-        g = merge(gateways)
+        g = merge(runs["after"])
         out = comparison(d, g, metric)
-        out["cpu"] = {k: round(v, 3) for k, v in cpu.items()}
+        out["cpu"] = {k: round(v, 3) for k, v in cpu["after"].items()}
         if g.offered_rate:
             out["send_lag_ms"] = {"direct": send_lag(d), "gateway": send_lag(g)}
+        if runs["before"]:
+            b = merge(runs["before"])
+            out["before"] = comparison(d, b, metric)
+            out["before"]["cpu"] = {k: round(v, 3) for k, v in cpu["before"].items()}
         return out, d, g
 
     def check_errors(self, label: str, result: dict[str, Any], d: RunResult, g: RunResult) -> None:
@@ -317,6 +386,7 @@ class Bench:
             partial(loadgen.closed_loop, [direct], 1, half, warmup=0.3),
             partial(loadgen.closed_loop, [gateway], 1, half, warmup=0.3),
             lambda r: latencies(r, closed=True),
+            before=self.before(loadgen.closed_loop, gateway, 1, half, warmup=0.3),
         )
         self.check_errors("latency c1", res, d, g)
         self.check_cpu("latency c1", res["cpu"])
@@ -329,6 +399,7 @@ class Bench:
                 partial(loadgen.open_loop, [direct], rate, length, warmup=0.5),
                 partial(loadgen.open_loop, [gateway], rate, length, warmup=0.5),
                 lambda r: latencies(r, closed=False),
+                before=self.before(loadgen.open_loop, gateway, rate, length, warmup=0.5),
             )
             self.check_errors(f"latency {rate:g}/s", res, d, g)
             self.check_cpu(f"latency {rate:g}/s", res["cpu"])
@@ -337,7 +408,16 @@ class Bench:
         self.say(
             table(LATENCY_HEADERS, rows, "\n(a) pass-through added latency, ms (OpenAI in, OpenAI upstream)")
         )
+        self.say_before_after("latency", out)
         return out
+
+    def say_before_after(self, lane: str, result: dict[str, Any]) -> None:
+        """With ``--baseline``: the lane's before/after pairs as a table."""
+        found = baseline.figures({lane: result}, only=[lane])
+        if found:
+            self.say(
+                table(baseline.HEADERS, baseline.rows(found), f"\n{lane}: before (--baseline) and after")
+            )
 
     @staticmethod
     def latency_row(label: str, res: dict[str, Any]) -> list[Any]:
@@ -408,16 +488,27 @@ class Bench:
             "rate": s.stream_rate,
         }
         rows = []
-        for dialect in ("openai", "anthropic", "gemini"):
-            if dialect != "openai" and dialect not in self.providers:
-                continue
+        runs: list[dict[str, Any]] = []
+        dialects = [d for d in ("openai", "anthropic", "gemini") if d == "openai" or d in self.providers]
+        for dialect in ["openai"] * max(0, s.ttft_repeat - 1) + dialects:
             direct, gateway = self.dialect_targets(dialect, True, s.stream_chunks)
             length = s.stream_seconds / s.rounds
+            before = dialect == "openai" and self.before_gateway is not None
             res, d, g = await self.compare(
                 partial(loadgen.open_loop, [direct], s.stream_rate, length, warmup=0.5, record_events=True),
                 partial(loadgen.open_loop, [gateway], s.stream_rate, length, warmup=0.5, record_events=True),
                 ttfts,
+                before=self.before(
+                    loadgen.open_loop, gateway, s.stream_rate, length, warmup=0.5, record_events=True
+                )
+                if before
+                else None,
             )
+            if dialect == "openai":
+                runs.append(ttft_run(res))
+                if len(runs) < s.ttft_repeat:
+                    self.say(f"  streaming openai, run {len(runs)} of {s.ttft_repeat}: {ttft_text(runs[-1])}")
+                    continue
             self.check_errors(f"streaming {dialect}", res, d, g)
             self.check_cpu(f"streaming {dialect}", res["cpu"])
             gap = comparison(d, g, gaps)
@@ -466,6 +557,10 @@ class Bench:
                 f"{s.stream_rate:g} streams/s)",
             )
         )
+        out["ttft_runs"] = runs
+        if len(runs) > 1:
+            self.say("  added TTFT p99 per run (openai): " + "; ".join(ttft_text(r) for r in runs))
+        self.say_before_after("streaming", out)
         return out
 
     async def lane_cache_affinity(self) -> dict[str, Any]:
@@ -565,9 +660,12 @@ class Bench:
         front = await self.frontier(port, proc, workers)
         direct = self.openai_target(self.ports.upstream, False)
         gateway = self.openai_target(port, True)
-        watch = CpuWatch(self.pids(proc))
-        g = await loadgen.closed_loop([gateway], 50, self.s.c50_seconds, warmup=1.0)
-        cpu = watch.stop()
+        if workers == 1 and self.before_gateway is not None:
+            (g, cpu), before = await self.c50_rounds(gateway, proc)
+        else:
+            watch = CpuWatch(self.pids(proc))
+            g = await loadgen.closed_loop([gateway], 50, self.s.c50_seconds, warmup=1.0)
+            cpu, before = watch.stop(), None
         self.check_cpu(f"concurrency 50, {workers} worker(s)", cpu)
         if "c50_direct" not in self.lanes.setdefault("_cache", {}):
             self.lanes["_cache"]["c50_direct"] = await loadgen.closed_loop(
@@ -577,9 +675,36 @@ class Bench:
         res = comparison(d, g, lambda r: latencies(r, closed=True))
         res["rps"] = {"direct": len(d.ok) / d.duration, "gateway": len(g.ok) / g.duration}
         res["cpu"] = cpu
+        if before is not None:
+            b, b_cpu = before
+            res["before"] = comparison(d, b, lambda r: latencies(r, closed=True))
+            res["before"]["rps"] = {"direct": res["rps"]["direct"], "gateway": len(b.ok) / b.duration}
+            res["before"]["cpu"] = b_cpu
         if g.errors:
             self.note(f"concurrency 50, {workers} worker(s): {g.errors} errors, e.g. {first_error(g)}")
         return {"workers": workers, **front, "concurrency_50": res}
+
+    async def c50_rounds(
+        self, gateway: Target, proc: Proc
+    ) -> tuple[tuple[RunResult, dict[str, float]], tuple[RunResult, dict[str, float]]]:
+        """Concurrency 50 on the current gateway and on the ``--baseline`` one, ``rounds`` runs of
+        each in alternating order; ((after, its CPU), (before, its CPU))."""
+        assert self.before_gateway is not None
+        jobs = {
+            "after": (gateway, proc),
+            "before": (replace(gateway, port=self.ports.baseline), self.before_gateway),
+        }
+        runs: dict[str, list[RunResult]] = {"after": [], "before": []}
+        cpu: dict[str, dict[str, float]] = {"after": {}, "before": {}}
+        length = self.s.c50_seconds / self.s.rounds
+        for i in range(self.s.rounds):
+            for which in ("before", "after") if i % 2 == 0 else ("after", "before"):
+                target, gw = jobs[which]
+                watch = CpuWatch(self.pids(gw))
+                runs[which].append(await loadgen.closed_loop([target], 50, length, warmup=0.5))
+                for k, v in watch.stop().items():
+                    cpu[which][k] = round(cpu[which].get(k, 0.0) + v / self.s.rounds, 3)
+        return (merge(runs["after"]), cpu["after"]), (merge(runs["before"]), cpu["before"])
 
     async def lane_throughput(self) -> dict[str, Any]:
         """(b) Frontier and concurrency-50 throughput with one worker and with two."""
@@ -629,6 +754,7 @@ class Bench:
                 f"\n(b) throughput (frontier: highest rate with added p99 < {self.s.p99_budget_ms:g} ms)",
             )
         )
+        self.say_before_after("throughput", out)
         if self.layout.workers is not None and len(self.layout.workers) < max(self.s.workers):
             self.note(
                 f"throughput: {max(self.s.workers)} workers share {len(self.layout.workers)} CPU(s) here "
@@ -756,24 +882,46 @@ class Bench:
         return out
 
     async def fresh_gateway(
-        self, name: str, lane: Callable[[Proc, int], Awaitable[dict[str, Any]]]
+        self, name: str, lane: Callable[[Proc, int], Awaitable[dict[str, Any]]], before: bool = False
     ) -> dict[str, Any]:
         """Run ``lane`` against a gateway of its own (one worker), so that what earlier lanes did to
-        the main gateway's memory does not show in its figures."""
-        proc = await self.start_gateway(1, self.ports.gateway2, name)
+        the main gateway's memory does not show in its figures; with ``before``, the ``--baseline``
+        checkout's."""
+        proc = await self.start_gateway(1, self.ports.gateway2, name, before=before)
         try:
             return await lane(proc, self.ports.gateway2)
         finally:
             self.procs.stop(proc)
 
     async def lane_hold(self) -> dict[str, Any]:
-        """(d) Many concurrent paced streams through one (fresh) worker; its RSS while holding them."""
-        return await self.fresh_gateway("gateway-hold", self.hold)
+        """(d) Many concurrent paced streams through one (fresh) worker; its RSS while holding them.
+
+        With ``--baseline``, a fresh baseline worker first, then a fresh current one."""
+        before = None
+        if self.before_gateway is not None:
+            self.say("  before (--baseline):")
+            before = await self.fresh_gateway("gateway-hold-before", self.hold, before=True)
+            before.pop("timeline", None)
+            self.say("  after:")
+        out = await self.fresh_gateway("gateway-hold", self.hold)
+        if before is not None:
+            out["before"] = before
+        self.say_before_after("hold", out)
+        return out
 
     async def hold(self, proc: Proc, port: int) -> dict[str, Any]:
         """The ``hold`` lane against ``proc`` listening on ``port``."""
         s = self.s
-        ramp = s.hold_streams / s.hold_ramp
+        count = hold_capacity(s.hold_streams, raise_nofile())
+        if count < s.hold_streams:
+            self.note(
+                f"hold: {s.hold_streams:,} streams need {2 * s.hold_streams + HOLD_FD_RESERVE:,} open "
+                f"files in the gateway (a client and an upstream socket each), the limit here is "
+                f"{raise_nofile():,} "
+                f"(raising it needs CAP_SYS_RESOURCE): {count:,} streams held, RSS extrapolated to "
+                f"{s.hold_streams:,} from the RSS per stream"
+            )
+        ramp = count / s.hold_ramp
         ramp_timeout = 3 * ramp + 20
         events = math.ceil((ramp_timeout + s.hold_seconds + 10) / s.hold_interval)
         target = Target(
@@ -792,12 +940,12 @@ class Bench:
             peak_rss[0] = max(peak_rss[0], rss_bytes(pid))
 
         self.say(
-            f"  holding {s.hold_streams} streams: {s.hold_ramp:g} new/s, then {s.hold_seconds:g} s once all "
+            f"  holding {count} streams: {s.hold_ramp:g} new/s, then {s.hold_seconds:g} s once all "
             f"are open; an event every {s.hold_interval:g} s"
         )
         watch = CpuWatch(self.pids(proc))
         held = await loadgen.hold_streams(
-            target, s.hold_streams, s.hold_ramp, s.hold_seconds, ramp_timeout, on_tick=tick, tick=0.5
+            target, count, s.hold_ramp, s.hold_seconds, ramp_timeout, on_tick=tick, tick=0.5
         )
         cpu = watch.stop()
         await asyncio.sleep(3.0)
@@ -805,8 +953,10 @@ class Bench:
         result = RunResult(samples=held.samples, duration=0.0)
         transit = summarize(a - stamp for x in held.samples if x.events for a, stamp in x.events)
         ttft = summarize(x.ttft - x.intended for x in held.samples if x.ttft)
+        per_stream = (peak_rss[0] - rss_before) / max(1, held.held_peak)
         out = {
-            "target": s.hold_streams,
+            "target": count,
+            "asked": s.hold_streams,
             "held_min": held.held_min,
             "held_peak": held.held_peak,
             "all_open_after_s": held.opened_after,
@@ -817,7 +967,8 @@ class Bench:
             "rss_before_mb": rss_before / MB,
             "rss_peak_mb": peak_rss[0] / MB,
             "rss_after_close_mb": rss_after / MB,
-            "rss_per_stream_kb": (peak_rss[0] - rss_before) / 1024 / max(1, held.held_peak),
+            "rss_per_stream_kb": per_stream / 1024,
+            "rss_at_asked_mb": (rss_before + per_stream * s.hold_streams) / MB,
             "ttft_ms": ttft,
             "event_transit_ms": transit,
             "cpu": cpu,
@@ -827,7 +978,7 @@ class Bench:
             self.note(f"hold: {held.failed_before_close} stream(s) failed, e.g. {first_error(result)}")
         if held.opened_after is None:
             self.note(
-                f"hold: only {held.held_peak} of {s.hold_streams} streams were open at once "
+                f"hold: only {held.held_peak} of {count} streams were open at once "
                 f"within {ramp_timeout:.0f} s"
             )
         self.say(
@@ -849,7 +1000,7 @@ class Bench:
                 ],
                 [
                     [
-                        s.hold_streams,
+                        count,
                         held.held_min,
                         held.opened_after,
                         held.failed_before_close,
@@ -984,6 +1135,18 @@ class Bench:
             self.say(f"  waiting for a quiet machine: {busy:.2f} CPU(s) busy")
             await asyncio.sleep(2.0)
 
+    async def start_before(self) -> None:
+        """``--baseline``: check that a process started with its ``PYTHONPATH`` imports the other
+        checkout's code, then start its one-worker gateway on ``ports.baseline``."""
+        if self.s.baseline is None:
+            return
+        info = await asyncio.to_thread(baseline.verify, self.s.baseline, self.env(before=True))
+        self.results["baseline"] = info
+        self.results["current_commit"] = baseline.git_commit(REPO)
+        self.say(f"  baseline: {info['dir']} at {info['commit']}; its gateway imports {info['modules'][0]}")
+        self.before_gateway = await self.start_gateway(1, self.ports.baseline, "gateway-before", before=True)
+        self.results["rss_idle_start_before_mb"] = rss_bytes(self.before_gateway.pid) / MB
+
     def interrupt(self, task: asyncio.Task[Any]) -> None:
         """SIGINT / SIGTERM: cancel the run (``main`` then stops every process)."""
         self.interrupted = True
@@ -1007,6 +1170,7 @@ class Bench:
         info = self.results["machine"]
         self.say(f"  machine: {info.get('cpu', '?')}, {info.get('cpus')} CPUs, Python {info['python']}")
         self.say(f"  layout: {self.layout.note}")
+        self.results["open_files_limit"] = raise_nofile()
         if self.layout.loadgen is not None:
             os.sched_setaffinity(0, self.layout.loadgen)
         if s.nice:
@@ -1039,6 +1203,7 @@ class Bench:
             await self.wait_http(self.nginx_static, self.ports.nginx_static, "/health")
             await self.wait_http(self.nginx_proxy, self.ports.nginx_proxy, "/health")
         self.gateway = await self.start_gateway(1, self.ports.gateway)
+        await self.start_before()
         await asyncio.sleep(0.5)
         self.results["rss_idle_start_mb"] = rss_bytes(self.gateway.pid) / MB
         self.say(f"  gateway RSS at idle after start: {self.results['rss_idle_start_mb']:.1f} MB")
@@ -1051,10 +1216,21 @@ class Bench:
             self.lanes[lane] = await getattr(self, f"lane_{lane}")()
             if isinstance(self.lanes[lane], dict):
                 self.lanes[lane]["lane_seconds"] = round(time.monotonic() - began, 1)
-            if not self.gateway.alive():
-                raise RuntimeError(f"the gateway died during the {lane} lane:\n{self.gateway.log_tail()}")
+            for proc in (self.gateway, self.before_gateway):
+                if proc is not None and not proc.alive():
+                    raise RuntimeError(f"{proc.name} died during the {lane} lane:\n{proc.log_tail()}")
         self.lanes.pop("_cache", None)
         self.results["lanes"] = self.lanes
+        if self.before_gateway is not None:
+            self.results["before_after"] = baseline.figures(self.lanes)
+            self.say(
+                table(
+                    baseline.HEADERS,
+                    baseline.rows(self.results["before_after"]),
+                    f"\nbefore ({self.results['baseline']['commit']}) and after "
+                    f"({self.results['current_commit']})",
+                )
+            )
         self.results["notes"] = self.notes
         self.results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         return self.results

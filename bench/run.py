@@ -64,7 +64,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import replicas_lane, upload_lane
+from bench import baseline, replicas_lane, upload_lane
 from bench.harness import LANES, Settings, clean, frontier_text
 from bench.lanes import Bench
 from bench.procs import Procs
@@ -112,7 +112,14 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--stream-interval", type=float, help="seconds between stream events (default 0.02)")
     parser.add_argument("--stream-chunks", type=int, help="content events per stream in the streaming lane")
     parser.add_argument("--stream-seconds", type=float, help="length of each streaming run")
-    parser.add_argument("--hold-streams", type=int, help="streams to hold at once (default 2000)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        dest="ttft_repeat",
+        help="streaming lane: runs of the OpenAI stream comparison, each run's added TTFT p99 reported "
+        "(the target must hold in every run; default 1)",
+    )
+    parser.add_argument("--hold-streams", type=int, help="streams to hold at once (default 10000)")
     parser.add_argument("--hold-seconds", type=float, help="how long to hold them once all are open")
     parser.add_argument(
         "--hold-interval", type=float, help="seconds between events of held streams (default 1)"
@@ -162,6 +169,14 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "--keys", action="store_true", help="configure a gateway key with rpm/tpm/budget (admission)"
     )
     parser.add_argument("--output", type=Path, help="JSON results path (default bench/results/latest.json)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="another checkout of this repo (the 'before'): its gateway (same venv, PYTHONPATH on DIR's "
+        "core, plugins and testing) runs beside this one, alternating, in the latency, throughput "
+        "(concurrency 50), streaming (TTFT) and hold lanes; tables show before, after and the ratio",
+    )
     args = parser.parse_args(argv)
 
     settings = Settings.full() if args.full else Settings()
@@ -189,6 +204,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "stream_interval",
         "stream_chunks",
         "stream_seconds",
+        "ttft_repeat",
         "hold_streams",
         "hold_seconds",
         "hold_interval",
@@ -205,6 +221,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         "nice",
         "wait_idle",
         "output",
+        "baseline",
     ):
         value = getattr(args, name)
         if value is not None:
@@ -212,6 +229,9 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     settings.pin = not args.no_pin
     settings.keys = args.keys
     settings.rounds = max(1, settings.rounds)
+    settings.ttft_repeat = max(1, settings.ttft_repeat)
+    if settings.baseline is not None and not (settings.baseline / "core" / "truckllm").is_dir():
+        parser.error(f"--baseline {settings.baseline}: not a checkout of this repo (no core/truckllm)")
     return settings
 
 
@@ -224,50 +244,73 @@ def _lanes(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
 
 
 def targets(lanes: dict[str, Any], s: Settings) -> list[dict[str, Any]]:
-    """The figures the lead has to reach, with this run's value and verdict."""
+    """The figures the lead has to reach, with this run's value and verdict (and, with
+    ``--baseline``, the baseline's value and verdict beside it)."""
     out: list[dict[str, Any]] = []
 
     def add(
-        name: str, value: float | None, limit: float, higher_is_better: bool = False, unit: str = "ms"
-    ) -> None:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            out.append({"target": name, "value": None, "limit": limit, "unit": unit, "met": None})
-            return
-        met = value >= limit if higher_is_better else value < limit
-        out.append(
-            {
-                "target": name,
-                "value": value,
-                "limit": limit,
-                "unit": unit,
-                "met": met,
-                "higher": higher_is_better,
-            }
-        )
+        name: str,
+        value: float | None,
+        limit: float,
+        higher_is_better: bool = False,
+        unit: str = "ms",
+        before: float | None = None,
+        inclusive: bool = False,
+    ) -> dict[str, Any]:
+        sign = ">=" if higher_is_better else ("<=" if inclusive else "<")
+        row: dict[str, Any] = {"target": name, "value": None, "limit": limit, "unit": unit, "met": None}
+        row.update(sign=sign, higher=higher_is_better)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            row.update(value=value, met=_meets(value, limit, sign))
+        if before is not None and not (isinstance(before, float) and math.isnan(before)):
+            row.update(before=before, before_met=_meets(before, limit, sign))
+        out.append(row)
+        return row
 
     c1 = lanes.get("latency", {}).get("concurrency_1")
-    add("pass-through added p50, concurrency 1", c1["added"]["p50"] if c1 else None, 0.5)
-    add("pass-through added p99, concurrency 1", c1["added"]["p99"] if c1 else None, 2.0)
-    one = lanes.get("throughput", {}).get("1")
-    c50 = one["concurrency_50"]["rps"]["gateway"] if one else None
-    add("throughput at concurrency 50, 1 worker", c50, 1500, higher_is_better=True, unit="req/s")
-    stream = lanes.get("streaming", {}).get("openai")
-    add("added TTFT p99 (20 ms paced stream)", stream["ttft"]["added"]["p99"] if stream else None, 2.0)
+    add(
+        "pass-through added p50, concurrency 1",
+        _at(c1, "added", "p50"),
+        0.3,
+        before=_at(c1, "before", "added", "p50"),
+        inclusive=True,
+    )
+    add(
+        "pass-through added p99, concurrency 1",
+        _at(c1, "added", "p99"),
+        2.0,
+        before=_at(c1, "before", "added", "p99"),
+    )
+    c50 = _at(lanes, "throughput", "1", "concurrency_50")
+    add(
+        "throughput at concurrency 50, 1 worker",
+        _at(c50, "rps", "gateway"),
+        5000,
+        higher_is_better=True,
+        unit="req/s",
+        before=_at(c50, "before", "rps", "gateway"),
+    )
+    runs = lanes.get("streaming", {}).get("ttft_runs") or []
+    after_p99 = [r["added"]["p99"] for r in runs]
+    before_p99 = [r["before"]["added"]["p99"] for r in runs if "before" in r]
+    row = add(
+        f"added TTFT p99 (20 ms paced stream), each of {len(runs) or s.ttft_repeat} run(s) (worst shown)",
+        max(after_p99) if after_p99 else None,
+        1.5,
+        before=max(before_p99) if before_p99 else None,
+    )
+    row["runs"] = after_p99
+    if before_p99:
+        row["before_runs"] = before_p99
     hold = lanes.get("hold")
     if hold and "held_min" in hold:
-        held_ok = hold["held_min"] >= hold["target"] and not hold["failed"]
-        out.append(
-            {
-                "target": f"{hold['target']:,} concurrent paced streams, RSS",
-                "value": hold["rss_peak_mb"],
-                "limit": 300,
-                "unit": "MB",
-                "met": held_ok and hold["rss_peak_mb"] < 300,
-                "held": hold["held_min"],
-            }
-        )
+        row = add(_hold_name(hold), _hold_rss(hold), 600, unit="MB", before=_hold_rss(hold.get("before")))
+        row["held"] = hold["held_min"]
+        row["met"] = bool(row["met"]) and _held_all(hold)
+        if "before" in row:
+            row["before_met"] = bool(row["before_met"]) and _held_all(hold["before"])
     else:
-        add("2,000 concurrent paced streams, RSS", None, 300, unit="MB")
+        add(f"{s.hold_streams:,} concurrent paced streams, RSS", None, 600, unit="MB")
     runs = lanes.get("cache_affinity", {}).get("runs", {})
     on, hit = runs.get("on"), runs.get("on+429")
     add(
@@ -335,25 +378,79 @@ def targets(lanes: dict[str, Any], s: Settings) -> list[dict[str, Any]]:
     return out
 
 
+def _meets(value: float, limit: float, sign: str) -> bool:
+    return value >= limit if sign == ">=" else (value <= limit if sign == "<=" else value < limit)
+
+
+def _at(tree: Any, *path: str) -> Any:
+    """``tree[path[0]][path[1]]...``, ``None`` where something is missing."""
+    for key in path:
+        if not isinstance(tree, dict):
+            return None
+        tree = tree.get(key)
+    return tree
+
+
+def _held_all(hold: dict[str, Any]) -> bool:
+    return bool(hold["held_min"] >= hold["target"] and not hold["failed"])
+
+
+def _hold_rss(hold: dict[str, Any] | None) -> float | None:
+    """The hold lane's RSS for the streams asked for: measured, or extrapolated when the open-file
+    limit held fewer."""
+    if not hold or "held_min" not in hold:
+        return None
+    if hold.get("asked", hold["target"]) > hold["target"]:
+        return float(hold["rss_at_asked_mb"])
+    return float(hold["rss_peak_mb"])
+
+
+def _hold_name(hold: dict[str, Any]) -> str:
+    asked, target = hold.get("asked", hold["target"]), hold["target"]
+    name = f"{asked:,} concurrent paced streams, RSS"
+    if asked > target:
+        name += f" (extrapolated from {target:,}: the open-file limit)"
+    return name
+
+
 def print_targets(results: dict[str, Any]) -> None:
     """The closing summary: each target, this run's figure, met or not."""
+    found = results.get("targets", [])
+    with_before = any("before" in t for t in found)
     rows = []
-    for t in results.get("targets", []):
-        sign = ">=" if t.get("higher") or t["target"].startswith("throughput") else "<"
-        verdict = "-" if t["met"] is None else ("met" if t["met"] else "NOT MET")
-        value = t["value"]
+    for t in found:
         extra = f" ({t['held']:,} held)" if "held" in t else ""
-        rows.append(
-            [
-                t["target"],
-                f"{fmt(value)} {t['unit']}{extra}",
-                f"{sign} {fmt(t['limit'])} {t['unit']}",
-                verdict,
-            ]
-        )
-    print(table(["target", "this run", "goal", "verdict"], rows, "\ntargets"), flush=True)
+        row = [
+            t["target"],
+            f"{fmt(t['value'])} {t['unit']}{extra}",
+            _goal(t),
+            _verdict(t.get("met"), "NOT MET"),
+        ]
+        if with_before:
+            row[1:1] = [_before_cell(t)]
+        rows.append(row)
+    headers = ["target", "this run", "goal", "verdict"]
+    if with_before:
+        headers = ["target", "before", "after", "goal", "verdict (after)"]
+    print(table(headers, rows, "\ntargets"), flush=True)
     for note in results.get("notes", []):
         print(f"  note: {note}", flush=True)
+
+
+def _goal(t: dict[str, Any]) -> str:
+    sign = t.get("sign") or (">=" if t.get("higher") else "<")
+    return f"{sign} {fmt(t['limit'])} {t['unit']}"
+
+
+def _verdict(met: bool | None, failed: str) -> str:
+    return "-" if met is None else ("met" if met else failed)
+
+
+def _before_cell(t: dict[str, Any]) -> str:
+    if "before" not in t:
+        return "-"
+    mark = "" if t.get("before_met") is None else (" (met)" if t["before_met"] else " (not met)")
+    return f"{fmt(t['before'])} {t['unit']}{mark}"
 
 
 def _md(headers: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> list[str]:
@@ -376,6 +473,17 @@ def markdown(results: dict[str, Any]) -> str:
         "added = gateway minus direct.",
         "",
     ]
+    pairs = results.get("before_after")
+    if pairs:
+        base = results.get("baseline", {})
+        lines.append(
+            f"Before (`--baseline {base.get('dir', '?')}`, {base.get('commit', '?')}) and after "
+            f"({results.get('current_commit', '?')}), the two gateways run in the same rounds, in "
+            "alternating order:"
+        )
+        lines.append("")
+        lines += _md(baseline.HEADERS, baseline.rows(pairs))
+        lines.append("")
     rows: list[list[Any]] = []
 
     def lat(lane: str, run: str, res: dict[str, Any] | None) -> None:
@@ -545,15 +653,17 @@ def markdown(results: dict[str, Any]) -> str:
     if mrows:
         lines += _md(["gateway memory (one worker)", "RSS MB"], mrows)
         lines.append("")
+    found = results.get("targets", [])
+    with_before = any("before" in t for t in found)
     trows2 = []
-    for t in results.get("targets", []):
-        sign = ">=" if t.get("higher") or t["target"].startswith("throughput") else "<"
-        verdict = "-" if t["met"] is None else ("met" if t["met"] else "**not met**")
-        trows2.append(
-            [t["target"], f"{fmt(t['value'])} {t['unit']}", f"{sign} {fmt(t['limit'])} {t['unit']}", verdict]
-        )
+    for t in found:
+        row = [t["target"], f"{fmt(t['value'])} {t['unit']}", _goal(t), _verdict(t.get("met"), "**not met**")]
+        if with_before:
+            row[1:1] = [_before_cell(t)]
+        trows2.append(row)
     if trows2:
-        lines += _md(["target", "this run", "goal", "verdict"], trows2)
+        headers = ["target", "before", "after", "goal", "verdict (after)"] if with_before else None
+        lines += _md(headers or ["target", "this run", "goal", "verdict"], trows2)
     notes = results.get("notes", [])
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]

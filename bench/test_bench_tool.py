@@ -397,7 +397,7 @@ def test_responses_lane_reports_ratios_beside_chat() -> None:
     from bench.responses_lane import HEADERS, _ratios, table_rows
 
     chat, responses = _api(1.0, 1000.0, 2.0), _api(1.5, 800.0, 2.0)
-    lane = {
+    lane: dict[str, Any] = {
         "openai": {"chat": chat, "responses": responses, "ratio": _ratios(chat, responses)},
         "anthropic": {"skipped": "no anthropic provider plugin"},
     }
@@ -415,3 +415,224 @@ def test_responses_lane_reports_ratios_beside_chat() -> None:
         json.dumps({**lane["openai"], "ratio": {**lane["openai"]["ratio"], "c50_rps": None}})
     )
     assert dict(zip(HEADERS, table_rows({"openai": cleaned})[2], strict=True))["c50 gw req/s"] == "-"
+
+
+# --------------------------------------------------------------------------- before / after (--baseline)
+
+
+def _checkout(root: Path, with_plugins: bool = True) -> Path:
+    """A stand-in checkout: the kernel, the OpenAI provider and the test kit, each an empty package."""
+    packages = [("core", "truckllm"), ("testing", "truckllm_testing")]
+    if with_plugins:
+        packages.append(("plugins/truckllm-provider-openai", "truckllm_provider_openai"))
+    for folder, package in packages:
+        (root / folder / package).mkdir(parents=True)
+        (root / folder / package / "__init__.py").write_text("")
+    return root
+
+
+def test_baseline_env_puts_the_other_checkout_first(tmp_path: Path) -> None:
+    """Its kernel, every plugin folder and its test kit come before whatever PYTHONPATH held."""
+    from bench.baseline import baseline_env, pythonpath
+
+    root = _checkout(tmp_path / "before")
+    (root / "plugins" / "truckllm-cache").mkdir()
+    env = baseline_env(root, {"PYTHONPATH": "/somewhere", "HOME": "/root"})
+    parts = env["PYTHONPATH"].split(":")
+    assert parts == [*pythonpath(root), "/somewhere"]
+    assert parts[0] == str(root / "core") and parts[-2] == str(root / "testing")
+    assert {str(root / "plugins" / p) for p in ("truckllm-cache", "truckllm-provider-openai")} <= set(parts)
+    assert env["HOME"] == "/root"
+
+
+def test_baseline_process_imports_the_other_checkout(tmp_path: Path) -> None:
+    """A process started the way the baseline gateway is imports the kernel, the provider and the
+    test kit from the other checkout, not from this venv's editable installs."""
+    from bench.baseline import baseline_env, verify
+
+    root = _checkout(tmp_path / "before")
+    info = verify(root, baseline_env(root, {}))
+    assert info["dir"] == str(root.resolve())
+    assert all(m.startswith(str(root.resolve())) for m in info["modules"])
+    assert info["modules"][0].endswith("core/truckllm/__init__.py")
+
+
+def test_baseline_check_refuses_code_from_elsewhere(tmp_path: Path) -> None:
+    """A checkout without the provider plugin would run this venv's: refused, and so is a folder
+    that is no checkout at all."""
+    from bench.baseline import baseline_env, verify
+
+    root = _checkout(tmp_path / "before", with_plugins=False)
+    with pytest.raises(RuntimeError, match=r"from elsewhere|cannot import"):
+        verify(root, baseline_env(root, {}))
+    with pytest.raises(RuntimeError, match="not a checkout"):
+        verify(tmp_path / "nothing", {})
+
+
+def test_parse_args_baseline_and_repeat(tmp_path: Path) -> None:
+    """``--baseline DIR`` must be a checkout; ``--repeat`` sets the streaming lane's runs."""
+    from bench.run import parse_args
+
+    root = _checkout(tmp_path / "before")
+    settings = parse_args(["--baseline", str(root), "--repeat", "5", "--hold-streams", "300"])
+    assert settings.baseline == root and settings.ttft_repeat == 5 and settings.hold_streams == 300
+    assert parse_args([]).baseline is None and parse_args([]).ttft_repeat == 1
+    with pytest.raises(SystemExit):
+        parse_args(["--baseline", str(tmp_path / "nothing")])
+
+
+async def test_compare_alternates_baseline_and_current(tmp_path: Path) -> None:
+    """Each round runs the direct side, then both gateways, the baseline first in even rounds and
+    last in odd ones; the baseline's figures go to ``before``, against the same direct runs."""
+    from bench.lanes import Bench
+    from bench.procs import Procs
+
+    bench = Bench(Settings(rounds=3, pin=False), Procs(tmp_path), tmp_path)
+    order: list[str] = []
+
+    def job(key: str, seconds: float) -> Any:
+        async def run() -> loadgen.RunResult:
+            order.append(key)
+            sample = Sample(intended=0.0, sent=0.0, end=seconds, status=200)
+            return loadgen.RunResult(samples=[sample], duration=1.0, concurrency=1)
+
+        return run
+
+    res, _, _ = await bench.compare(
+        job("direct", 0.001),
+        job("after", 0.003),
+        lambda r: [s.end - s.sent for s in r.samples],
+        before=job("before", 0.005),
+    )
+    assert order == ["direct", "before", "after", "direct", "after", "before", "direct", "before", "after"]
+    assert res["added"]["p50"] == pytest.approx(2.0)
+    assert res["before"]["added"]["p50"] == pytest.approx(4.0)
+    assert res["before"]["requests"]["gateway"] == 3
+    order.clear()
+    res, _, _ = await bench.compare(job("direct", 0.001), job("after", 0.003), lambda r: [0.0])
+    assert order == ["direct", "after"] * 3 and "before" not in res
+
+
+def _lanes_with_before() -> dict[str, Any]:
+    def pair(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+        return {**after, "before": before}
+
+    c1 = pair(
+        {"added": {"p50": 0.25, "p99": 1.0}, "gateway": {"p50": 0.5}},
+        {"added": {"p50": 0.5, "p99": 2.5}, "gateway": {"p50": 0.75}},
+    )
+    c50 = pair(
+        {"rps": {"gateway": 5200.0}, "gateway": {"p50": 9.0, "p99": 20.0}}, {"rps": {"gateway": 4000.0}}
+    )
+    runs = [
+        {"added": {"p99": p}, "before": {"added": {"p99": b}}}
+        for p, b in ((1.0, 2.0), (1.4, 0.0), (1.2, 3.0))
+    ]
+    hold = {
+        "target": 9968,
+        "asked": 10000,
+        "held_min": 9968,
+        "failed": 0,
+        "rss_peak_mb": 560.0,
+        "rss_at_asked_mb": 561.5,
+        "rss_before_mb": 120.0,
+        "rss_per_stream_kb": 45.0,
+        "ttft_ms": {"p99": 30.0},
+    }
+    hold["before"] = {**hold, "held_min": 9000, "rss_at_asked_mb": 700.0}
+    return {
+        "latency": {"concurrency_1": c1, "rates": {}},
+        "throughput": {"1": {"concurrency_50": c50}},
+        "streaming": {"ttft_runs": runs, "openai": {"ttft": {"added": {"p50": 0.4}}}},
+        "hold": hold,
+    }
+
+
+def test_before_after_figures_and_ratios() -> None:
+    """Every pair found in the lanes, in lane order, with after / before (none when before <= 0)."""
+    from bench.baseline import figures, rows
+
+    found = {f["figure"]: f for f in figures(_lanes_with_before())}
+    c1 = found["pass-through added p50, concurrency 1, ms"]
+    assert (c1["before"], c1["after"], c1["ratio"]) == (0.5, 0.25, 0.5)
+    assert found["throughput at concurrency 50, 1 worker, req/s"]["ratio"] == pytest.approx(1.3)
+    assert found["concurrency 50 gateway p50, ms"]["before"] is None  # the baseline has no such figure
+    assert [k for k in found if k.startswith("added TTFT p99")] == [
+        f"added TTFT p99, run {i} of 3, ms" for i in (1, 2, 3)
+    ]
+    assert found["added TTFT p99, run 2 of 3, ms"]["ratio"] is None  # before 0: no ratio
+    assert "added TTFT p50, ms" not in found  # only the runs carry a baseline
+    assert found["streams held (of 9,968)"]["before"] == 9000
+    table_rows = rows(figures(_lanes_with_before(), only=["latency"]))
+    assert table_rows[0] == ["pass-through added p50, concurrency 1, ms", 0.5, 0.25, "x0.50"]
+    assert figures({"latency": {"concurrency_1": {"added": {"p50": 1.0}}}}) == []  # no baseline: no pairs
+
+
+def test_targets_show_before_and_after() -> None:
+    """Issue 21's goals: added p50 <= 0.3 ms, >= 5,000 req/s, TTFT p99 < 1.5 ms in every run, 10,000
+    streams < 600 MB (extrapolated when the open-file limit held fewer); each with the baseline's."""
+    from bench.run import markdown, targets
+
+    found = {t["target"].split(",")[0]: t for t in targets(_lanes_with_before(), Settings())}
+    p50 = found["pass-through added p50"]
+    assert (p50["sign"], p50["limit"], p50["met"], p50["before"], p50["before_met"]) == (
+        "<=",
+        0.3,
+        True,
+        0.5,
+        False,
+    )
+    c50 = found["throughput at concurrency 50"]
+    assert (c50["sign"], c50["met"], c50["before_met"]) == (">=", True, False)
+    ttft = found["added TTFT p99 (20 ms paced stream)"]
+    assert (ttft["value"], ttft["met"], ttft["runs"], ttft["before"]) == (1.4, True, [1.0, 1.4, 1.2], 3.0)
+    hold = found["10"]
+    assert "extrapolated from 9,968" in hold["target"]
+    assert (hold["value"], hold["met"], hold["before"], hold["before_met"]) == (561.5, True, 700.0, False)
+    text = markdown({"lanes": {}, "targets": list(found.values())})
+    assert "| target | before | after | goal | verdict (after) |" in text
+    assert (
+        "| pass-through added p50, concurrency 1 | 0.50 ms (not met) | 0.25 ms | <= 0.30 ms | met |" in text
+    )
+
+
+def test_hold_capacity_and_open_file_limit() -> None:
+    """Two sockets per held stream in the gateway, plus a reserve; the limit is raised as far as allowed."""
+    import resource
+
+    from bench.lanes import HOLD_FD_RESERVE, hold_capacity
+    from bench.procs import raise_nofile
+
+    assert hold_capacity(2000, 20000) == 2000
+    assert hold_capacity(10000, 20000) == (20000 - HOLD_FD_RESERVE) // 2
+    assert hold_capacity(10000, 10) == 1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert raise_nofile(soft) == soft
+    assert raise_nofile() >= min(65536, hard) or raise_nofile() >= soft
+
+
+def test_hold_memory_per_stream_sites() -> None:
+    """The snapshot difference divided by the streams, by line and by stack."""
+    import tracemalloc
+
+    from bench.hold_memory import per_stream
+
+    tracemalloc.start(10)
+    try:
+        before = tracemalloc.take_snapshot()
+        kept = [bytearray(10_000) for _ in range(50)]
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    out = per_stream(before, after, 50, 5)
+    assert len(kept) == 50
+    assert out["python_bytes_per_stream"] >= 10_000
+    top = out["by_line"][0]
+    assert top["where"].endswith(f"test_bench_tool.py:{_line_of('kept = [bytearray')}")
+    assert top["bytes_per_stream"] >= 10_000 and 1 <= top["blocks_per_stream"] <= 3
+    assert out["by_stack"][0]["bytes_per_stream"] >= 10_000
+
+
+def _line_of(text: str) -> int:
+    lines = Path(__file__).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line and "_line_of" not in line)
