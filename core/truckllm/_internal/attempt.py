@@ -41,9 +41,10 @@ _FATAL_KINDS = frozenset({"bad_request", "context_length", "too_large"})
 
 
 @functools.lru_cache(maxsize=64)
-def _client_timeout(connect: float, idle: float) -> aiohttp.ClientTimeout:
+def _client_timeout(connect: float, idle: float | None) -> aiohttp.ClientTimeout:
     """aiohttp's timeouts for one attempt: connect, and ``sock_read`` = silence allowed between
-    packets (a stream's idle timeout); the whole attempt's budget is a :func:`deadline`."""
+    packets (a stream's idle timeout; ``None``: none); the whole attempt's budget is a
+    :func:`deadline`."""
     return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=idle)
 
 
@@ -63,8 +64,12 @@ def request_for(request: ChatRequest, cand: Candidate) -> ChatRequest:
 
 def api_key(run: RequestRun, cand: Candidate) -> str:
     """This attempt's credential: a refreshed one's current value, else the key's configured value."""
-    value = run.gw.credentials.value(cand)
-    return value if value is not None else run.rt.api_key(cand)
+    credentials = run.gw.credentials
+    value = credentials.value(cand) if credentials.entries else None  # most keys are not refreshed
+    if value is not None:
+        return value
+    secret = run.rt.secrets.get((cand.key.provider, cand.key.name))  # as Runtime.api_key, inline
+    return secret.reveal() if secret is not None else ""
 
 
 def build(run: RequestRun, cand: Candidate, routing: RoutingConfig) -> UpstreamRequest:
@@ -74,7 +79,8 @@ def build(run: RequestRun, cand: Candidate, routing: RoutingConfig) -> UpstreamR
     :raises AttemptFailed: the plugin raised (recorded as an attempt; the key is not blamed).
     """
     provider = cand.provider
-    run.request = request_for(run.original, cand)
+    original = run.original
+    run.request = original if original.affinity is None else request_for(original, cand)
     spec = run.rt.specs[cand.deployment.provider]
     if run.request.refusal is not None and run.request.dialect not in (spec.dialect, *spec.passes_through):
         raise UnsupportedRequest(run.request.refusal, param=run.request.refusal_param)
@@ -116,14 +122,14 @@ async def attempt(
     state.key_state.requests.add(run.gw.clock())
     keep_open = False
     try:
-        budget = min(routing.try_timeout, run.remaining())
+        budget = min(routing.try_timeout, run.deadline - run.gw.clock())  # run.remaining(), inline
         if budget <= 0:
             raise AttemptFailed(
                 UpstreamError(status=504, kind="timeout", message="request deadline exceeded")
             )
         try:
             with deadline(budget):
-                response = await _send(run, upstream, state)
+                response = await _send(run, upstream, state, budget)
                 if 300 <= response.status < 400:
                     raise AttemptFailed(
                         UpstreamError(
@@ -191,20 +197,26 @@ async def attempt(
             release(state)
 
 
-async def _send(run: RequestRun, upstream: UpstreamRequest, state: AttemptState) -> UpstreamResponse:
+async def _send(
+    run: RequestRun, upstream: UpstreamRequest, state: AttemptState, budget: float
+) -> UpstreamResponse:
     if upstream.local is not None:
         return await upstream.local()
     session = run.gw.session
     assert session is not None, "gateway not started"
     # an upload's body is streamed from disk afresh for each attempt, never held whole
     data = upstream.body_stream() if upstream.body_stream is not None else upstream.body
+    routing = state.routing
+    idle = routing.stream_idle_timeout
+    # a whole answer is read within the attempt's deadline: when that strikes first, no read
+    # timer (aiohttp re-arms one at each packet) is set
     response = await session.request(
         upstream.method,
         upstream.url,
         data=data,
         headers=upstream.headers,
         allow_redirects=False,
-        timeout=_client_timeout(state.routing.connect_timeout, state.routing.stream_idle_timeout),
+        timeout=_client_timeout(routing.connect_timeout, idle if upstream.stream or idle <= budget else None),
     )
     state.response = response
     headers = response.headers  # case-insensitive already: no copy
@@ -216,19 +228,27 @@ async def _send(run: RequestRun, upstream: UpstreamRequest, state: AttemptState)
 
 async def _read_capped(run: RequestRun, response: aiohttp.ClientResponse) -> bytes:
     cap = run.rt.config.server.max_response_bytes
-    parts: list[bytes] = []
-    size = 0
+    content = response.content
+    chunk = await content.read(_CHUNK)
+    size = len(chunk)
+    if size > cap:
+        raise _too_large()
+    if not chunk or content.at_eof():  # most answers come whole in one read: no read for the end
+        return chunk
+    parts = [chunk]
     while True:
-        chunk = await response.content.read(_CHUNK)
+        chunk = await content.read(_CHUNK)
         if not chunk:
             break
         size += len(chunk)
         if size > cap:
-            raise AttemptFailed(
-                UpstreamError(status=502, kind="server", message="upstream response too large")
-            )
+            raise _too_large()
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _too_large() -> AttemptFailed:
+    return AttemptFailed(UpstreamError(status=502, kind="server", message="upstream response too large"))
 
 
 def _headers(run: RequestRun, state: AttemptState, stream: bool = False) -> dict[str, str]:
@@ -293,12 +313,14 @@ def _finish_whole(run: RequestRun, response: UpstreamResponse, state: AttemptSta
         )
     on_success(run, state, usage, ttft=None)
     body = result.body
-    if _reframes(run, result.dialect):
+    if result.dialect != run.request.dialect or run.ctx.dialect.reframes_own:  # _reframes, inline
         _served_by(run, cand)
         body = run.ctx.dialect.response(run.request, body, result.dialect)
-    headers = _headers(run, state)
-    if result.content_type:
-        headers["content-type"] = result.content_type
+    headers = {  # _headers(run, state), inline
+        "x-truckllm-provider": cand.provider.name,
+        "x-truckllm-attempts": str(run.attempt_count),
+        "content-type": result.content_type or "application/json",
+    }
     return Outcome(status=200, headers=headers, body=body)
 
 

@@ -138,11 +138,14 @@ class Dispatcher:
     def call(self, hook_name: str, key: str, **kwargs: object) -> object:
         """The first non-None result of ``hook_name`` for ``key`` (a provider type or strategy
         name), asking the implementations in :meth:`route` order."""
-        route = self.route(hook_name, key)
+        try:
+            route = self._routes[(hook_name, key)]  # a known route, without a call to route()
+        except KeyError:
+            route = self.route(hook_name, key)
         if route is None:
             return getattr(self.pm.hook, hook_name)(**kwargs)
         for name, function, argnames in route:
-            result = function(*[kwargs[arg] for arg in argnames])
+            result = function(*map(kwargs.__getitem__, argnames))
             if result is not None:
                 if self.trace:
                     logger.debug("hook {} for {!r} -> {}", hook_name, key, name)

@@ -115,6 +115,89 @@ def _options(provider: Provider) -> Options:
     return options if isinstance(options, Options) else _DEFAULT_OPTIONS
 
 
+class _Plan:
+    """What every call to one provider entry shares, worked out at its first call: its options
+    and preset, the URL root and query, the headers after the credential, the rate-limit reader,
+    and, per upstream model, how a chat request for it is sent."""
+
+    __slots__ = (
+        "auth",
+        "bearer",
+        "extra",
+        "limits",
+        "models",
+        "options",
+        "preset",
+        "provider",
+        "query",
+        "root",
+    )
+
+    def __init__(self, provider: Provider) -> None:
+        options = _options(provider)
+        preset = _preset(options)
+        self.provider = provider
+        self.options = options
+        self.preset = preset
+        self.root = _base_url(provider, options)
+        self.query = "?" + urlencode(options.query) if options.query else ""
+        self.auth = options.auth_header.lower()
+        self.bearer = self.auth == "authorization"  # else the key is sent bare (Azure's api-key)
+        extra: dict[str, str] = {}
+        if options.organization:
+            extra["openai-organization"] = options.organization
+        if options.project:
+            extra["openai-project"] = options.project
+        extra.update(provider.headers)  # the entry's own headers win
+        self.extra = extra
+        self.limits: Callable[[Any], RateLimits | None] = (
+            preset.limits if preset is not None else parse_ratelimit_headers
+        )
+        self.models: dict[str, tuple[bool, bool]] = {}
+
+    def url(self, path: str) -> str:
+        """The URL of ``path`` under the API root, with the configured query."""
+        return self.root + path + self.query
+
+    def headers(self, api_key: str, headers: dict[str, str]) -> dict[str, str]:
+        """``headers`` with the credentials, organization, project and the provider's own headers."""
+        if api_key:
+            headers[self.auth] = f"Bearer {api_key}" if self.bearer else api_key
+        headers.update(self.extra)
+        return headers
+
+    def model(self, model: str) -> tuple[bool, bool]:
+        """For the upstream ``model``: (chat requests go through ``/responses``, ``max_tokens``
+        is sent as ``max_completion_tokens``)."""
+        found = self.models.get(model)
+        if found is None:
+            options = self.options
+            preset = self.preset
+            found = (
+                options.uses_responses(model),
+                options.renames_max_tokens(model, preset.reasoning_models if preset else None),
+            )
+            if len(self.models) < _MAX_MODELS:  # models named by clients (provider/model) stay bounded
+                self.models[model] = found
+        return found
+
+
+_MAX_PLANS = 64
+_MAX_MODELS = 256
+_PLANS: dict[int, _Plan] = {}
+"""Each provider entry's plan, by identity (a plan holds its entry: the id is not reused while it
+is here); emptied when full, as a config reload brings new entries."""
+
+
+def _plan(provider: Provider) -> _Plan:
+    plan = _PLANS.get(id(provider))
+    if plan is None or plan.provider is not provider:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        plan = _PLANS[id(provider)] = _Plan(provider)
+    return plan
+
+
 def resolve_entry(options: object) -> tuple[str | None, bool | None]:
     """``(default base URL, needs keys)`` of one provider entry: a preset's documented root, and
     no key for a local server (``ollama``, ``vllm``, ``lmstudio``)."""
@@ -137,17 +220,12 @@ def _base_url(provider: Provider, options: Options) -> str:
     return provider.base_url
 
 
-def _limits(options: Options, headers: Any) -> RateLimits | None:
-    preset = _preset(options)
-    return preset.limits(headers) if preset is not None else parse_ratelimit_headers(headers)
-
-
-def _translated(request: ChatRequest, model: str, options: Options) -> bool:
+def _translated(request: ChatRequest, model: str, plan: _Plan) -> bool:
     """Whether a chat request goes through ``/responses`` (``api: responses``, ``responses_models``)."""
-    return request.dialect != "responses" and request.endpoint == "chat" and options.uses_responses(model)
+    return request.dialect != "responses" and request.endpoint == "chat" and plan.model(model)[0]
 
 
-def _path_and_body(request: ChatRequest, model: str, options: Options) -> tuple[str, bytes]:
+def _path_and_body(request: ChatRequest, model: str, plan: _Plan) -> tuple[str, bytes]:
     if request.dialect == "responses":
         path = RESPONSES_PATHS.get(request.endpoint)
         if path is None:
@@ -160,10 +238,14 @@ def _path_and_body(request: ChatRequest, model: str, options: Options) -> tuple[
         )
     if request.endpoint == "count_tokens":  # another dialect's count: through the Responses API
         return RESPONSES_PATHS["count_tokens"], msgspec.json.encode(count_request(request, model))
-    if _translated(request, model, options):
-        return RESPONSES_PATHS["chat"], msgspec.json.encode(translate_request(request, model))
-    body = _body(request, model, options)
-    preset = _preset(options)
+    if request.endpoint == "chat":
+        translated, renames = plan.model(model)
+        if translated:
+            return RESPONSES_PATHS["chat"], msgspec.json.encode(translate_request(request, model))
+    else:
+        renames = False
+    body = _body(request, model, renames)
+    preset = plan.preset
     if preset is not None and request.endpoint == "chat":
         fields = msgspec.json.decode(body)
         if isinstance(fields, dict) and adapt_chat_body(preset, model, fields):
@@ -181,7 +263,9 @@ def _drop_cache_control(message: dict[str, Any]) -> None:
             part.pop("cache_control", None)
 
 
-def _body(request: ChatRequest, model: str, options: Options) -> bytes:
+def _body(request: ChatRequest, model: str, renames: bool) -> bytes:
+    """The body sent: the client's, ``model`` (and usage options, ``max_completion_tokens`` when
+    ``renames``) changed."""
     if request.dialect != "openai":  # an inbound dialect plugin translated it to OpenAI's form
         fields = msgspec.json.decode(msgspec.json.encode(request.typed))
         fields["model"] = model
@@ -209,10 +293,7 @@ def _body(request: ChatRequest, model: str, options: Options) -> bytes:
             merged = {}
         merged["include_usage"] = True
         overrides["stream_options"] = merged
-    preset = _preset(options)
-    if request.endpoint == "chat" and options.renames_max_tokens(
-        model, preset.reasoning_models if preset else None
-    ):
+    if renames:  # a chat request for a reasoning model
         fields = request.fields()
         if "max_tokens" in fields and "max_completion_tokens" not in fields:
             overrides["max_completion_tokens"] = fields["max_tokens"]
@@ -230,27 +311,27 @@ def transform_request(
     a chat request for a model served through ``/responses``."""
     if provider.type != TYPE:
         return None
-    options = _options(provider)
+    plan = _plan(provider)
     if request.endpoint in SIMPLE_ENDPOINTS:  # images and moderations: the body as it came
         accept = {"accept": "text/event-stream" if request.stream else "application/json"}
         return UpstreamRequest(
-            url=_url(provider, options, SIMPLE_PATHS[request.endpoint]),
-            headers=_headers(provider, options, api_key, {"content-type": "application/json", **accept}),
+            url=plan.url(SIMPLE_PATHS[request.endpoint]),
+            headers=plan.headers(api_key, {"content-type": "application/json", **accept}),
             body=simple_body(request, model),
             stream=request.stream,
         )
     if request.endpoint == "rerank":  # an OpenAI-compatible server's Jina-style rerank (vLLM)
         json_headers = {"content-type": "application/json", "accept": "application/json"}
         return UpstreamRequest(
-            url=_url(provider, options, RERANK_PATH),
-            headers=_headers(provider, options, api_key, json_headers),
+            url=plan.url(RERANK_PATH),
+            headers=plan.headers(api_key, json_headers),
             body=rerank_body(request, model),
         )
     if request.endpoint in BATCH_ENDPOINTS:  # files and batches (see files_batches)
         method, path, extra, body, body_stream = build_call(request, model)
         return UpstreamRequest(
-            url=_url(provider, options, path),
-            headers=_headers(provider, options, api_key, {"accept": "application/json", **extra}),
+            url=plan.url(path),
+            headers=plan.headers(api_key, {"accept": "application/json", **extra}),
             method=method,
             body=body,
             body_stream=body_stream,
@@ -259,8 +340,8 @@ def transform_request(
     if request.endpoint in MEDIA_ENDPOINTS:  # audio and image edits (see audio)
         path, extra, body, body_stream, stream = build_media(request, model)
         return UpstreamRequest(
-            url=_url(provider, options, path),
-            headers=_headers(provider, options, api_key, extra),
+            url=plan.url(path),
+            headers=plan.headers(api_key, extra),
             body=body,
             body_stream=body_stream,
             stream=stream,
@@ -268,44 +349,22 @@ def transform_request(
     if request.dialect == "responses" and request.endpoint in CALL_ENDPOINTS:
         method, path = call_path(request)  # a poll or cancel of a background response: no body
         return UpstreamRequest(
-            url=_url(provider, options, path),
-            headers=_headers(provider, options, api_key, {"accept": "application/json"}),
+            url=plan.url(path),
+            headers=plan.headers(api_key, {"accept": "application/json"}),
             method=method,
         )
-    path, body = _path_and_body(request, model, options)
+    path, body = _path_and_body(request, model, plan)
     stream = request.stream and request.endpoint != "count_tokens"
     headers = {
         "content-type": "application/json",
         "accept": "text/event-stream" if stream else "application/json",
     }
     return UpstreamRequest(
-        url=_url(provider, options, path),
-        headers=_headers(provider, options, api_key, headers),
+        url=plan.url(path),
+        headers=plan.headers(api_key, headers),
         body=body,
         stream=stream,
     )
-
-
-def _url(provider: Provider, options: Options, path: str) -> str:
-    url = _base_url(provider, options) + path
-    if options.query:
-        url += "?" + urlencode(options.query)
-    return url
-
-
-def _headers(provider: Provider, options: Options, api_key: str, headers: dict[str, str]) -> dict[str, str]:
-    """``headers`` with the credentials, organization, project and the provider's own headers."""
-    if api_key:
-        if options.auth_header.lower() == "authorization":
-            headers["authorization"] = f"Bearer {api_key}"
-        else:
-            headers[options.auth_header.lower()] = api_key
-    if options.organization:
-        headers["openai-organization"] = options.organization
-    if options.project:
-        headers["openai-project"] = options.project
-    headers.update(provider.headers)
-    return headers
 
 
 @hookimpl
@@ -317,7 +376,8 @@ def transform_response(
     the gateway holds it: another candidate may serve it, see :func:`.errors.lost_conversation`)."""
     if provider.type != TYPE:
         return None
-    limits = _limits(_options(provider), response.headers)
+    plan = _plan(provider)
+    limits = plan.limits(response.headers)
     if response.status >= 400:
         error = read_error(response.status, response.headers, response.body)
         return ProviderResult(error=lost_conversation(error, request), limits=limits)
@@ -338,7 +398,7 @@ def transform_response(
         # a count is OpenAI's own count answer, which every inbound dialect reads
         dialect = "responses" if request.dialect == "responses" else "openai"
         return ProviderResult(body=response.body, limits=limits, dialect=dialect)
-    if _translated(request, model, _options(provider)):
+    if request.endpoint == "chat" and plan.model(model)[0]:  # _translated (not a Responses request)
         translated = translate_response(response.body, model)
         if isinstance(translated, bytes):
             return ProviderResult(body=translated, limits=limits, dialect="openai")
@@ -386,17 +446,18 @@ def transform_stream(
     stream): chat chunks relayed, Responses events relayed, or Responses events as chat chunks."""
     if provider.type != TYPE:
         return None
+    plan = _plan(provider)
     if request.endpoint in MEDIA_ENDPOINTS:  # raw audio, or events relayed as they come
-        return media_stream(request, response.headers, _limits(_options(provider), response.headers))
+        return media_stream(request, response.headers, plan.limits(response.headers))
     if request.endpoint in BATCH_STREAMED:  # a file's bytes relayed, or its lines' usage summed
         content_type = response.headers.get("content-type", "")
-        return batch_stream(request, content_type, _limits(_options(provider), response.headers))
+        return batch_stream(request, content_type, plan.limits(response.headers))
     check_content_type(response.headers)
-    limits = _limits(_options(provider), response.headers)
+    limits = plan.limits(response.headers)
     if request.endpoint == "images.generations":
         return ImageStream(limits)
     if request.dialect == "responses":
         return ResponsesPassthrough(limits)
-    if _translated(request, model, _options(provider)):
+    if _translated(request, model, plan):
         return ResponsesToChat(request.include_usage, model, limits)
     return OpenAIStream(request.include_usage, limits)
