@@ -84,7 +84,7 @@ class SSEParser:
         (``start`` if nothing was read)."""
         end = buf.rfind(b"\n\n", start)
         if end >= 0 and buf.find(b"\r", start, end) < 0:
-            sep, eol = b"\n\n", b"\n"
+            sep, eol, step = b"\n\n", b"\n", 1
         else:
             end = buf.rfind(b"\r\n\r\n", start)
             if end < 0:
@@ -92,7 +92,7 @@ class SSEParser:
             lf = buf.count(b"\n", start, end)
             if buf.count(b"\r", start, end) != lf or buf.count(b"\r\n", start, end) != lf:
                 return start
-            sep, eol = b"\r\n\r\n", b"\r\n"
+            sep, eol, step = b"\r\n\r\n", b"\r\n", 2
         for block in buf[start:end].split(sep):
             if block[:6] == b"data: ":
                 if b"\n" not in block:  # one data line: the usual event
@@ -100,7 +100,7 @@ class SSEParser:
                     continue
             elif block[:7] == b"event: ":
                 name_end = block.find(eol)
-                at = name_end + len(eol)
+                at = name_end + step
                 if name_end > 0 and block[at : at + 6] == b"data: " and block.find(b"\n", at) < 0:
                     name = block[7:name_end].decode("utf-8", "replace")  # event + one data line
                     events.append(SSEEvent(name, block[at + 6 :], False, block + sep))
@@ -108,7 +108,7 @@ class SSEParser:
             for line in block.split(eol):
                 self._line(line, line + eol, events)
             self._line(b"", eol, events)
-        return end + len(sep)
+        return end + 2 * step
 
     def close(self) -> list[SSEEvent]:
         """The stream ended: return a last event left without its blank line, if any."""
