@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from truckllm._internal.health import HealthRegistry, pair_stats
+from truckllm._internal.health import HealthRegistry, PairStats, pair_stats
 from truckllm._internal.units import covers
 from truckllm.types import Candidate, UpstreamError
 
@@ -25,7 +25,8 @@ def unusable(
 ) -> str | None:
     """Why ``cand`` may not take a request at ``now`` (``None``: it may); ``priced_only``: it needs
     a price charging for ``endpoint``'s work (:func:`~truckllm._internal.units.covers`)."""
-    state = pair_stats(cand).key_state
+    stats = cand.stats
+    state = (stats if type(stats) is PairStats else pair_stats(cand)).key_state  # checked once made
     if state.disabled:
         return "disabled: the provider refused the key (401/403) until an enable or a reload"
     if state.credential_until <= now:
@@ -37,7 +38,7 @@ def unusable(
     if state.cooldown_until > now:
         why = state.cooldown_reason or "cooldown"
         return f"cooling down for {state.cooldown_until - now:.0f}s ({why})"
-    if health.probing(state, now):
+    if state.half_open and health.probing(state, now):  # (only a half-open key probes)
         return "recovering: its one probe request is in flight"
     key = cand.key
     if key.max_in_flight is not None and state.in_flight >= key.max_in_flight:

@@ -20,40 +20,54 @@ from truckllm.types import CLIENT_KINDS, AttemptRecord, UpstreamError, Usage
 __all__ = ["account", "on_failure", "on_success", "record_attempt", "release"]
 
 
-def record_attempt(run: RequestRun, attempt: AttemptState, status: int, kind: str | None) -> None:
-    """Add the attempt to the request's record."""
+def record_attempt(
+    run: RequestRun, attempt: AttemptState, status: int, kind: str | None, elapsed: float | None = None
+) -> None:
+    """Add the attempt to the request's record (``elapsed``: its seconds, when already read)."""
     cand = attempt.candidate
+    deployment = cand.deployment
+    if elapsed is None:
+        elapsed = time.monotonic() - attempt.started
     run.ctx.attempts.append(
         AttemptRecord(
             provider=cand.provider.name,
             provider_key=cand.key.name,
-            deployment=cand.deployment.label,
-            model=cand.deployment.model,
-            alias=cand.deployment.alias,
+            deployment=deployment.label,
+            model=deployment.model,
+            alias=deployment.alias,
             status=status,
-            latency_ms=round((time.monotonic() - attempt.started) * 1000, 3),
+            latency_ms=round(elapsed * 1000, 3),
             error_kind=kind,
         )
     )
 
 
-def account(run: RequestRun, attempt: AttemptState, usage: Usage | None) -> None:
-    """The attempt that answers the request: its candidate, clamped usage and upstream time."""
-    run.ctx.candidate = attempt.candidate
+def account(
+    run: RequestRun, attempt: AttemptState, usage: Usage | None, elapsed: float | None = None
+) -> None:
+    """The attempt that answers the request: its candidate, clamped usage and upstream time
+    (``elapsed``: the attempt's seconds, when already read)."""
+    ctx = run.ctx
+    ctx.candidate = attempt.candidate
     usage = sane_usage(usage)
-    run.ctx.usage = usage
-    run.ctx.upstream_ms = (time.monotonic() - attempt.started) * 1000
+    ctx.usage = usage
+    if elapsed is None:
+        elapsed = time.monotonic() - attempt.started
+    ctx.upstream_ms = elapsed * 1000
     if usage is not None:
         attempt.key_state.tokens.add(run.gw.clock(), usage.total_tokens)
 
 
 def on_success(run: RequestRun, attempt: AttemptState, usage: Usage | None, ttft: float | None) -> None:
-    """A successful attempt: the key is healthy, its latency observed, the usage accounted."""
-    record_attempt(run, attempt, 200, None)
-    run.gw.health.record_success(attempt.key_state)
-    run.gw.budget.succeeded(attempt.routing.retry_budget)
-    attempt.stats.observe(time.monotonic() - attempt.started, ttft)
-    account(run, attempt, usage)
+    """A successful attempt: the key is healthy, its latency observed, the usage accounted (the
+    attempt's time read once, for its record, its latency and the request's upstream time)."""
+    elapsed = time.monotonic() - attempt.started
+    record_attempt(run, attempt, 200, None, elapsed)
+    gw = run.gw
+    gw.health.record_success(attempt.key_state)
+    gw.budget.succeeded(attempt.routing.retry_budget)
+    attempt.stats.observe(elapsed, ttft)
+    account(run, attempt, usage, elapsed)
 
 
 def on_failure(

@@ -112,8 +112,7 @@ class Gateway:
         self.streams: Counter[str] = Counter()
         self.draining = False
         self.started = False
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle: asyncio.Event | None = None  # made by stop() when it waits for in_flight to be 0
         self.version = 0
         self.store: Store | None = None
         self.loggers: list[tuple[str, Logger]] = []
@@ -419,9 +418,10 @@ class Gateway:
         grace = self.runtime.config.server.graceful_timeout if grace is None else grace
         if self.in_flight:
             logger.info("draining {} in-flight requests (grace {}s)", self.in_flight, grace)
+            idle = self._idle = asyncio.Event()  # set by leave() when the last request ends
             try:
                 async with asyncio.timeout(grace):
-                    await self._idle.wait()
+                    await idle.wait()
             except TimeoutError:
                 logger.warning("{} requests still in flight after {}s grace", self.in_flight, grace)
         await self.background.stop()
@@ -446,11 +446,13 @@ class Gateway:
     def enter(self) -> None:
         """A request started."""
         self.in_flight += 1
-        self._idle.clear()
+        if self._idle is not None:  # only while stop() waits
+            self._idle.clear()
 
     def leave(self) -> None:
         """A request finished (its response fully sent or abandoned)."""
         self.in_flight -= 1
         if self.in_flight <= 0:
             self.in_flight = 0
-            self._idle.set()
+            if self._idle is not None:  # only while stop() waits
+                self._idle.set()

@@ -50,6 +50,7 @@ from truckllm._internal.store import (
     UsageRow,
     budget_window,
     is_tag_row,
+    usage_key,
     usage_keys,
     utc_day,
 )
@@ -256,10 +257,6 @@ def _day_start(day: str) -> float:
     return _dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=_dt.UTC).timestamp()
 
 
-def _is_error(status: int) -> bool:
-    return not 200 <= status < 300
-
-
 class UsageBuckets:
     """Usage totals per (key, alias, provider, provider_key, model, day), and queries over them.
 
@@ -284,18 +281,24 @@ class UsageBuckets:
 
     def add_record(self, record: RequestRecord) -> None:
         """Count one finished request (in its own row, and in one row per tag)."""
-        for key in usage_keys(record):
-            row = self._row(key)
+        error = not 200 <= record.status < 300
+        usage = record.usage
+        cost = record.cost_usd
+        cost = cost if 0 < cost < math.inf else 0.0  # as _count(), without the call (once per request)
+        rows = self._rows
+        for key in usage_keys(record) if record.tags else (usage_key(record),):
+            row = rows.get(key)
+            if row is None:
+                row = self._row(key)
             row.requests += 1
-            if _is_error(record.status):
+            if error:
                 row.errors += 1
-            usage = record.usage
             if usage is not None:  # a negative count (a hostile or broken upstream) counts as 0
                 row.prompt_tokens += max(usage.prompt_tokens, 0)
                 row.completion_tokens += max(usage.completion_tokens, 0)
                 row.cached_tokens += max(usage.cached_tokens, 0)
                 row.reasoning_tokens += max(usage.reasoning_tokens, 0)
-            row.cost_usd += _count(record.cost_usd)
+            row.cost_usd += cost
 
     def add_row(self, row: UsageRow) -> None:
         """Add totals whose ``group`` names every field of :data:`GROUP_FIELDS` (missing ones are ``-``);
@@ -599,8 +602,10 @@ class LocalState:
     def record(self, record: RequestRecord) -> None:
         """Count one finished request in the usage totals (not when its day is past the retention)."""
         now = self.clock()
-        self._sweep(now)
-        if utc_day(record.started_at) >= self.first_usage_day(now):
+        if now - self._swept >= _SWEEP_EVERY:
+            self._sweep(now)
+        # utc_day(started_at) >= first_usage_day(now), compared as day numbers (the same order)
+        if record.started_at // _DAY >= (now - self.usage_retention) // _DAY:
             self.usage_buckets.add_record(record)
 
     def usage(self, query: UsageQuery) -> UsageReport:

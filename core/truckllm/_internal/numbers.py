@@ -52,21 +52,29 @@ def sane_usage(usage: Usage | None) -> Usage | None:
     if usage is None:
         return None
     p, c, t = usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
-    if (  # the common case, checked without building anything
+    counts = (
+        usage.cached_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+        usage.images,
+        usage.characters,
+        usage.search_units,
+        usage.requests,
+    )
+    seconds = usage.audio_seconds
+    if (  # the common case, checked without building anything nor calling a function of ours
         type(p) is int
         and type(c) is int
         and type(t) is int
         and 0 <= p <= MAX_TOKENS
         and 0 <= c <= MAX_TOKENS
         and p + c <= t <= 2 * MAX_TOKENS
-        and _small(usage.cached_tokens)
-        and _small(usage.cache_write_tokens)
-        and _small(usage.reasoning_tokens)
-        and _small(usage.images)
-        and _small(usage.characters)
-        and _small(usage.search_units)
-        and _small(usage.requests)
-        and _seconds_ok(usage.audio_seconds)
+        # zeros (whatever their type, they are kept as below), or ints in [0, MAX_TOKENS]
+        and (
+            counts == _ZEROS
+            or (set(map(type, counts)) == _INT and min(counts) >= 0 and max(counts) <= MAX_TOKENS)
+        )
+        and (seconds == 0.0 or (type(seconds) is float and 0.0 <= seconds <= MAX_AUDIO_SECONDS))
     ):
         return usage
     fields: dict[str, float] = {
@@ -90,34 +98,28 @@ def sane_seconds(value: object) -> float:
     return min(max(float(value), 0.0), MAX_AUDIO_SECONDS)
 
 
-def _seconds_ok(value: object) -> bool:
-    return type(value) is float and 0.0 <= value <= MAX_AUDIO_SECONDS
-
-
-def _count_ok(value: object) -> bool:
-    return value is None or (type(value) is int and 0 <= value <= _MAX_FIGURE)
-
-
-def _reset_ok(value: object, max_reset: float) -> bool:
-    return value is None or (isinstance(value, int | float) and 0 <= value <= max_reset)
-
-
+_ZEROS = (0,) * 7
+_INT = {int}
 _MAX_FIGURE = 2**62
-
-
-def _small(value: object) -> bool:
-    return type(value) is int and 0 <= value <= MAX_TOKENS
+_NUMBER = (int, float)
 
 
 def sane_limits(limits: RateLimits, max_reset: float) -> RateLimits:
     """A provider's rate-limit figures with counts >= 0 and resets within ``[0, max_reset]``."""
+    lr, lt, rr, rt = (
+        limits.limit_requests,
+        limits.limit_tokens,
+        limits.remaining_requests,
+        limits.remaining_tokens,
+    )
+    reset_r, reset_t = limits.reset_requests, limits.reset_tokens
     if (  # the common case (every answer carries them), checked without building anything
-        _count_ok(limits.limit_requests)
-        and _count_ok(limits.limit_tokens)
-        and _count_ok(limits.remaining_requests)
-        and _count_ok(limits.remaining_tokens)
-        and _reset_ok(limits.reset_requests, max_reset)
-        and _reset_ok(limits.reset_tokens, max_reset)
+        (lr is None or (type(lr) is int and 0 <= lr <= _MAX_FIGURE))
+        and (lt is None or (type(lt) is int and 0 <= lt <= _MAX_FIGURE))
+        and (rr is None or (type(rr) is int and 0 <= rr <= _MAX_FIGURE))
+        and (rt is None or (type(rt) is int and 0 <= rt <= _MAX_FIGURE))
+        and (reset_r is None or (isinstance(reset_r, _NUMBER) and 0 <= reset_r <= max_reset))
+        and (reset_t is None or (isinstance(reset_t, _NUMBER) and 0 <= reset_t <= max_reset))
     ):
         return limits
     changes: dict[str, object] = {}

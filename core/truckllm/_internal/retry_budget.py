@@ -51,4 +51,8 @@ class RetryBudget:
 
     def succeeded(self, config: RetryBudgetConfig) -> None:
         """An attempt succeeded."""
-        self.tokens = min(float(config.tokens), self._bucket(config) + config.token_ratio)
+        tokens = self.tokens
+        full = float(config.tokens)
+        if tokens is None:  # as _bucket(), without the call (once per request)
+            tokens = full
+        self.tokens = min(full, tokens + config.token_ratio)
