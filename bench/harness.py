@@ -74,7 +74,7 @@ class Settings:
     stream_seconds: float = 6.0
     stream_chunks: int = 10
     stream_interval: float = 0.02
-    ttft_repeat: int = 1  # streaming lane: runs of the OpenAI stream comparison, each p99 reported
+    ttft_repeat: int = 5  # streaming lane: runs of the OpenAI stream comparison, each p99 reported
     hold_streams: int = 10000
     hold_ramp: float = 400.0
     hold_seconds: float = 5.0

@@ -1,12 +1,13 @@
 """Where a held stream's memory goes: ``python -m bench.hold_memory --streams 2000``.
 
-Starts the fake upstream and a one-worker ``truckllm serve`` under ``tracemalloc`` (a wrapper
-that starts tracing, then runs the ``truckllm`` command; ``SIGUSR1`` makes it write a snapshot),
-warms the gateway up with a few streams, takes a snapshot at idle, opens ``--streams`` paced
-streams (``bench-hold``: one event a second), takes a second snapshot once all are open, and prints
-the difference per held stream: by allocating line, and by call stack (the frames in the gateway's
-own code, hypercorn, aiohttp and h11). Beside it, the RSS per stream from ``/proc``: what Python's
-allocator does not see (the C libraries' buffers, arena slack) is the gap between the two.
+Starts the fake upstream and a one-worker ``truckllm serve`` under a wrapper that runs the
+``truckllm`` command: the first ``SIGUSR1`` starts ``tracemalloc`` (once the gateway is up, so that
+startup runs at full speed), every further one writes a snapshot. Then: a few warm-up streams, a
+snapshot at idle, ``--streams`` paced streams (``bench-hold``: one event a second), a second
+snapshot once all are open, and the difference per held stream: by allocating line, and by call
+stack (the frames in the gateway's own code, hypercorn, aiohttp and h11). Beside it, the RSS per
+stream from ``/proc``: what Python's allocator does not see (the C libraries' buffers, arena
+slack) is the gap between the two.
 
 ``--baseline DIR`` runs the other checkout's gateway instead (see :mod:`bench.baseline`).
 Results go to ``bench/results/hold-memory.json``.
@@ -38,10 +39,13 @@ __all__ = ["Options", "main", "per_stream", "run"]
 
 WRAPPER = """
 import pathlib, signal, sys, tracemalloc
-tracemalloc.start(int(sys.argv[1]))
 folder = pathlib.Path(sys.argv[2])
 taken = [0]
 def snapshot(signum, frame):
+    if not tracemalloc.is_tracing():
+        tracemalloc.start(int(sys.argv[1]))
+        (folder / "tracing").touch()
+        return
     taken[0] += 1
     path = folder / f"snapshot-{taken[0]}.pickle"
     tracemalloc.take_snapshot().dump(str(path) + ".part")
@@ -52,7 +56,8 @@ sys.exit(main(sys.argv[3:]))
 """
 
 OWN_CODE = ("/truckllm/", "/truckllm_", "/hypercorn/", "/aiohttp/", "/h11/", "/multidict/", "/yarl/")
-"""Paths of the frames a call stack is summarised by (the gateway, its server and its client)."""
+"""Paths of the frames a call stack is summarised by (the gateway, its server and its client), after
+its three innermost frames."""
 
 
 @dataclass
@@ -65,6 +70,22 @@ class Options:
     top: int = 15
     baseline: Path | None = None
     output: Path = RESULTS / "hold-memory.json"
+    nice: int = 0
+
+
+def sockets(pid: int) -> int:
+    """Sockets open in process ``pid`` (``/proc/<pid>/fd``)."""
+    count = 0
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for name in names:
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:")
+        except OSError:
+            continue
+    return count
 
 
 def _where(frame: tracemalloc.Frame) -> str:
@@ -95,7 +116,9 @@ def per_stream(
     ]
     by_stack = []
     for s in stacks[:top]:
-        own = [_where(f) for f in reversed(s.traceback) if any(m in f.filename for m in OWN_CODE)]
+        frames = list(reversed(s.traceback))  # innermost first
+        own = [_where(f) for f in frames if any(m in f.filename for m in OWN_CODE)]
+        own = [_where(f) for f in frames[:3] if _where(f) not in own[:1]] + own
         by_stack.append(
             {
                 "allocated_at": _where(s.traceback[-1]) if s.traceback else "?",
@@ -160,27 +183,32 @@ async def run(options: Options, workdir: Path, procs: Procs) -> dict[str, Any]:
             if not proc.alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"{proc.name} did not start:\n{proc.log_tail()}")
             await asyncio.sleep(0.2)
+    os.kill(gateway.pid, signal.SIGUSR1)
+    await _wait_file(workdir / "tracing", 60)
     warm = Options(streams=min(200, options.streams), ramp=options.ramp)
     await _hold(ports.gateway, warm, lambda n: None, hold=1.0)  # lazy imports, pools, caches
     await asyncio.sleep(2.0)
     os.kill(gateway.pid, signal.SIGUSR1)
     await _wait_file(workdir / "snapshot-1.pickle", 120)
-    rss_before = rss_bytes(gateway.pid)
-    rss_holding, open_at_snapshot = [0], [0]
+    rss_before, sockets_before = rss_bytes(gateway.pid), sockets(gateway.pid)
+    rss_holding, open_at_snapshot, in_gateway = [0], [0], [0]
 
     def opened(open_now: int) -> None:
         rss_holding[0], open_at_snapshot[0] = rss_bytes(gateway.pid), open_now
+        in_gateway[0] = (sockets(gateway.pid) - sockets_before) // 2  # a client and an upstream socket each
         os.kill(gateway.pid, signal.SIGUSR1)
 
     held = await _hold(ports.gateway, options, opened)
     await _wait_file(workdir / "snapshot-2.pickle", 300)
-    streams = max(1, open_at_snapshot[0])
+    # per stream in the gateway: every one it holds, answered (open) or not yet
+    streams = max(1, in_gateway[0], open_at_snapshot[0])
     before = tracemalloc.Snapshot.load(str(workdir / "snapshot-1.pickle"))
     after = tracemalloc.Snapshot.load(str(workdir / "snapshot-2.pickle"))
     out = per_stream(before, after, streams, options.top)
     out.update(
         streams=streams,
         asked=options.streams,
+        open_at_snapshot=open_at_snapshot[0],
         held_min=held.held_min,
         failed=held.failed_before_close,
         rss_before_mb=rss_before / MB,
@@ -194,7 +222,8 @@ async def run(options: Options, workdir: Path, procs: Procs) -> dict[str, Any]:
 def report(out: dict[str, Any]) -> str:
     """The tables printed at the end."""
     head = (
-        f"{out['streams']:,} held streams: RSS {out['rss_before_mb']:.1f} -> {out['rss_holding_mb']:.1f} MB, "
+        f"{out['streams']:,} streams in the gateway ({out['open_at_snapshot']:,} answered): "
+        f"RSS {out['rss_before_mb']:.1f} -> {out['rss_holding_mb']:.1f} MB, "
         f"{out['rss_bytes_per_stream'] / 1024:.1f} KB per stream; Python allocations (tracemalloc) "
         f"{out['python_bytes_per_stream'] / 1024:.1f} KB per stream"
     )
@@ -220,10 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=15, help="rows per table")
     parser.add_argument("--baseline", type=Path, metavar="DIR", help="measure another checkout's gateway")
     parser.add_argument("--output", type=Path, default=RESULTS / "hold-memory.json")
+    parser.add_argument("--nice", type=int, default=0, help="nice value of the gateway and the upstream")
     args = parser.parse_args(argv)
-    options = Options(args.streams, args.ramp, args.frames, args.top, args.baseline, args.output)
+    options = Options(args.streams, args.ramp, args.frames, args.top, args.baseline, args.output, args.nice)
     workdir = Path(tempfile.mkdtemp(prefix="truckllm-hold-memory-"))
-    procs = Procs(workdir)
+    procs = Procs(workdir, nice=options.nice)
     try:
         import uvloop
 

@@ -117,7 +117,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         type=int,
         dest="ttft_repeat",
         help="streaming lane: runs of the OpenAI stream comparison, each run's added TTFT p99 reported "
-        "(the target must hold in every run; default 1)",
+        "(the target must hold in every run; default 5)",
     )
     parser.add_argument("--hold-streams", type=int, help="streams to hold at once (default 10000)")
     parser.add_argument("--hold-seconds", type=float, help="how long to hold them once all are open")

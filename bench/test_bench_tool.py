@@ -476,7 +476,7 @@ def test_parse_args_baseline_and_repeat(tmp_path: Path) -> None:
     root = _checkout(tmp_path / "before")
     settings = parse_args(["--baseline", str(root), "--repeat", "5", "--hold-streams", "300"])
     assert settings.baseline == root and settings.ttft_repeat == 5 and settings.hold_streams == 300
-    assert parse_args([]).baseline is None and parse_args([]).ttft_repeat == 1
+    assert parse_args([]).baseline is None and parse_args(["--repeat", "0"]).ttft_repeat == 1
     with pytest.raises(SystemExit):
         parse_args(["--baseline", str(tmp_path / "nothing")])
 
