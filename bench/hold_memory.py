@@ -118,7 +118,7 @@ def per_stream(
     for s in stacks[:top]:
         frames = list(reversed(s.traceback))  # innermost first
         own = [_where(f) for f in frames if any(m in f.filename for m in OWN_CODE)]
-        own = [_where(f) for f in frames[:3] if _where(f) not in own[:1]] + own
+        own = list(dict.fromkeys([_where(f) for f in frames[:3]] + own))
         by_stack.append(
             {
                 "allocated_at": _where(s.traceback[-1]) if s.traceback else "?",
