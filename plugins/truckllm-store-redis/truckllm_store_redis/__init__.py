@@ -35,7 +35,16 @@ from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from truckllm import hookimpl
@@ -164,11 +173,62 @@ class _Reservation:
     items: list[tuple[str, str, float, float]] = field(default_factory=list)  # key, window, USD, expire_at
 
 
-class _AdmitPipeline:
-    """Concurrent admits share round trips: what queues while pipelines are in flight goes in the next.
+_REDIRECTED = (MovedError, AskError, TryAgainError, ClusterDownError)
+"""What a cluster node answers when it does not serve the slot (now): the command did not run."""
 
-    Each admit is still exactly one EVALSHA, sent once; up to ``inflight`` pipelines are in flight at
-    a time (first come, first sent), so a burst of requests never waits in line for connections.
+_REROUTE = (*_REDIRECTED, RedisConnectionError, OSError)
+"""What a cluster node's own client fails with when the slot moved or the node went away: an
+admit is sent again through the cluster client, which follows redirects, retries (as it would
+have) and refreshes its view of the topology."""
+
+
+class _NodeClients:
+    """A Redis Cluster's primaries, each through a plain client of its own, for the commands of
+    one hash slot (every script and transaction of the store's): no cluster pipeline, no per-command
+    routing.
+
+    The node of a slot is the cluster client's (it learns moves and failovers); a node's client is
+    dropped (:meth:`forget`) when it answers with a redirect or loses its connection.
+    """
+
+    def __init__(self, cluster: Any, make: Callable[[str, int], Any]) -> None:
+        self.cluster = cluster
+        self.make = make
+        self._clients: dict[str, Any] = {}
+        self._slots: dict[str, int] = {}
+
+    def client_for(self, key: str) -> Any:
+        """The client of the primary that serves ``key``'s slot (made on first use).
+
+        :raises redis.exceptions.RedisClusterException: the cluster client knows no node for it.
+        """
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = self.cluster.keyslot(key)
+        node = self.cluster.nodes_manager.get_node_from_slot(slot)
+        client = self._clients.get(node.name)
+        if client is None:
+            client = self._clients[node.name] = self.make(node.host, node.port)
+        return client
+
+    async def forget(self, client: Any | None = None) -> None:
+        """Close ``client`` (every node's when None); the next call opens a new one."""
+        for name, known in list(self._clients.items()):
+            if client is None or known is client:
+                del self._clients[name]
+                with contextlib.suppress(Exception):
+                    await known.aclose()
+
+
+class _AdmitPipeline:
+    """Concurrent admits share round trips: what queues while calls are in flight goes in the next.
+
+    Each admit is still exactly one run of the admit script, sent once: alone as ``ADMIT``, or with
+    the others queued with it as one ``ADMIT_BATCH`` call (one command, one reply). Up to
+    ``inflight`` calls are in flight at a time (first come, first sent), so a burst of requests
+    never waits in line for connections. In a cluster the call goes straight to the ``{limits}``
+    slot's primary (``nodes``); a redirect or a lost connection sends it again through the
+    cluster client.
     """
 
     def __init__(
@@ -177,11 +237,15 @@ class _AdmitPipeline:
         inflight: int,
         max_batch: int = 256,
         gate: contextlib.AbstractAsyncContextManager[Any] | None = None,
+        nodes: _NodeClients | None = None,
+        slot_key: str = "",
     ) -> None:
         self.redis = redis
         self.gate = gate or contextlib.nullcontext()
         self.inflight = inflight
         self.max_batch = max_batch
+        self.nodes = nodes
+        self.slot_key = slot_key
         self._queue: list[_Admit] = []
         self._active = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -227,27 +291,40 @@ class _AdmitPipeline:
             self._active -= 1
 
     async def _send(self, batch: list[_Admit]) -> list[Any]:
-        redis = self.redis
+        """The batch's replies, through the slot's node when in a cluster (the cluster client when
+        that node redirects or fails)."""
+        if self.nodes is None:
+            return await self._call(self.redis, batch)
+        try:
+            client = self.nodes.client_for(self.slot_key)
+        except (RedisError, RedisClusterException):  # no topology yet: the cluster client finds it
+            return await self._call(self.redis, batch)
+        try:
+            return await self._call(client, batch)
+        except _REROUTE:
+            await self.nodes.forget(client)
+            return await self._call(self.redis, batch)
+
+    @staticmethod
+    async def _call(redis: Any, batch: list[_Admit]) -> list[Any]:
+        """One EVALSHA (EVAL when Redis lost its script cache): ``ADMIT`` for one admit, else
+        ``ADMIT_BATCH``."""
         if len(batch) == 1:
             keys, args, _ = batch[0]
             try:
                 return [await redis.evalsha(scripts.ADMIT_SHA, len(keys), *keys, *args)]
             except NoScriptError:
                 return [await redis.eval(scripts.ADMIT, len(keys), *keys, *args)]
-        async with redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in batch:
-                pipe.evalsha(scripts.ADMIT_SHA, len(keys), *keys, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if missing:  # Redis lost its script cache: EVAL caches it again
-            async with redis.pipeline(transaction=False) as pipe:
-                for i in missing:
-                    keys, args, _ = batch[i]
-                    pipe.eval(scripts.ADMIT, len(keys), *keys, *args)
-                again = await pipe.execute(raise_on_error=False)
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        return replies
+        all_keys: list[str] = []
+        all_args: list[float | int | str] = [len(batch)]
+        for keys, args, _ in batch:
+            all_keys += keys
+            all_args += [len(keys), len(args), *args]
+        try:
+            replies = await redis.evalsha(scripts.ADMIT_BATCH_SHA, len(all_keys), *all_keys, *all_args)
+        except NoScriptError:
+            replies = await redis.eval(scripts.ADMIT_BATCH, len(all_keys), *all_keys, *all_args)
+        return list(replies)
 
 
 class SentinelOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -388,6 +465,7 @@ class RedisStore:
         self._reservations: dict[str, _Reservation] = {}
         self._local_ids: dict[str, float] = {}
         self._redis: Any = None
+        self._nodes: _NodeClients | None = None
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._swept = 0.0
@@ -474,19 +552,36 @@ class RedisStore:
         kwargs["retry"] = Retry(NoBackoff(), retries)
         if self.mode == "sentinel":
             return self._sentinel_client(kwargs, tls)
-        kwargs["timeout"] = None  # waiting for a connection is bounded by each call's own timeout
-        if o.tls and o.url is None:
-            kwargs |= {"connection_class": SSLConnection, **tls}
-        else:
-            kwargs |= tls
         if o.url is not None:
-            pool = aioredis.BlockingConnectionPool.from_url(o.url, **kwargs)
-        else:
-            host, _, port = o.addr.rpartition(":")
-            pool = aioredis.BlockingConnectionPool(
-                host=host.strip("[]") or "127.0.0.1", port=int(port or 6379), db=o.db, **kwargs
-            )
+            kwargs |= {"timeout": None, **tls}
+            return aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(o.url, **kwargs))
+        return self._plain_client(*_host_port(o.addr, 6379), kwargs, tls)
+
+    def _plain_client(self, host: str, port: int, kwargs: dict[str, Any], tls: dict[str, Any]) -> Any:
+        """A ``redis.asyncio.Redis`` of ``host:port`` with a blocking pool of its own (waiting for
+        a connection is bounded by each call's own timeout); TLS when the options ask for it."""
+        o = self.options
+        kwargs = {**kwargs, "timeout": None}
+        if o.tls or (o.url is not None and o.url.startswith("rediss://")):
+            kwargs |= {"connection_class": SSLConnection, **tls}
+        pool = aioredis.BlockingConnectionPool(host=host, port=port, db=o.db, **kwargs)
         return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes it
+
+    def _node_client(self, host: str, port: int) -> Any:
+        """A cluster primary's own client (:class:`_NodeClients`): no retry of its own (a failed
+        call is sent again through the cluster client)."""
+        o = self.options
+        kwargs: dict[str, Any] = {
+            "max_connections": o.max_connections,
+            "socket_timeout": o.io_timeout,
+            "socket_connect_timeout": o.io_timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if o.username is not None:
+            kwargs["username"] = o.username
+        if o.password is not None:
+            kwargs["password"] = o.password.reveal()
+        return self._plain_client(host, port, kwargs, self._tls())
 
     def _cluster_client(self, kwargs: dict[str, Any], tls: dict[str, Any]) -> RedisCluster:
         o = self.options
@@ -537,8 +632,14 @@ class RedisStore:
     async def start(self) -> None:
         """Connect and load the admit script; an unreachable Redis starts the store degraded."""
         self._redis = self._client()
+        if self.mode == "cluster":
+            self._nodes = _NodeClients(self._redis, self._node_client)
         self._admits = _AdmitPipeline(
-            self._redis, inflight=max(1, self.options.max_connections // 2), gate=self._gate
+            self._redis,
+            inflight=max(1, self.options.max_connections // 2),
+            gate=self._gate,
+            nodes=self._nodes,
+            slot_key=self._cancelled,
         )
         self._settle_script = self._redis.register_script(scripts.SETTLE_RATES)
         self._budget_script = self._redis.register_script(scripts.SETTLE_BUDGETS)
@@ -557,7 +658,14 @@ class RedisStore:
         (a cluster: one connection to every primary)."""
         if self.mode == "cluster":
             await self._ping(redis)
+            if self._nodes is not None:  # and every connection to the {limits} slot's primary
+                await self._warm_pool(self._nodes.client_for(self._cancelled))
             return
+        await self._warm_pool(redis)
+
+    @staticmethod
+    async def _warm_pool(redis: Any) -> None:
+        """Open every connection of a plain client's pool."""
         pool = redis.connection_pool
         size = getattr(pool, "max_connections", 1)
         opening = [pool.get_connection() for _ in range(size)]
@@ -588,6 +696,8 @@ class RedisStore:
                 _log.error("closing with Redis unreachable: {} pending writes are lost", len(self._pending))
             client, self._redis = self._redis, None
             await self._admits.close()
+            if self._nodes is not None:
+                await self._nodes.forget()
             await client.aclose()
             if self._sentinel is not None:
                 for node in self._sentinel.sentinels:
@@ -600,6 +710,9 @@ class RedisStore:
             )
             with contextlib.suppress(*_UNREACHABLE):  # recorded in self.outage
                 await self.flush(probe=True)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # a cancel the client library turned into an error
+                raise asyncio.CancelledError
 
     async def flush(self, *, probe: bool = False) -> None:
         """Send pending settlements, usage and cooldowns in one transaction.
@@ -616,7 +729,9 @@ class RedisStore:
                     return
                 try:
                     async with asyncio.timeout(self.options.io_timeout):
-                        if self.mode != "cluster":  # the cluster client renews its own connections
+                        if self._nodes is not None:  # the cluster client renews its own connections
+                            await self._nodes.forget()  # the nodes' clients: no stale one survives
+                        else:
                             await redis.connection_pool.disconnect()  # no stale one survives an outage
                         await self._ping(redis)
                         await self._warm(redis)
@@ -639,7 +754,8 @@ class RedisStore:
 
     async def _send(self, redis: Any, batch: _Pending) -> None:
         """One transaction (standalone, Sentinel), or one per hash slot (a cluster refuses a
-        transaction across slots: ``{limits}``, then ``{usage}``, then ``{cooldowns}``); what a
+        transaction across slots: ``{limits}``, then ``{usage}``, then ``{cooldowns}``, each on
+        its primary's own client: :meth:`_send_part`); what a
         failed transaction and the ones after it held goes back to the pending writes."""
         if self.mode != "cluster":
             async with self._gate, redis.pipeline(transaction=True) as pipe:
@@ -649,9 +765,8 @@ class RedisStore:
         parts = _split(batch)
         for i, part in enumerate(parts):
             try:
-                async with self._gate, redis.pipeline(transaction=True) as pipe:
-                    await self._queue_writes(pipe, part)
-                    self._refused(await pipe.execute(raise_on_error=False))
+                async with self._gate:
+                    await self._send_part(redis, part)
             except BaseException:
                 unsent = _Pending()
                 for rest in parts[i:]:
@@ -659,6 +774,38 @@ class RedisStore:
                 batch.rates, batch.budgets, batch.usage = unsent.rates, unsent.budgets, unsent.usage
                 batch.cooldowns, batch.cleared = unsent.cooldowns, unsent.cleared
                 raise
+
+    async def _send_part(self, redis: Any, part: _Pending) -> None:
+        """One slot's writes in one transaction on the slot's primary's own client (a plain
+        MULTI/EXEC: a cluster transaction pipeline runs a thread per queued command); sent again
+        through the cluster client when that node redirects (the transaction did not run). A
+        lost connection raises (the node's client is dropped; the part stays pending, and the
+        outage probe refreshes the topology): a transaction is never sent twice."""
+        assert self._nodes is not None
+        try:
+            client = self._nodes.client_for(self._slot_key(part))
+        except (RedisError, RedisClusterException):
+            client = None
+        if client is not None:
+            try:
+                async with client.pipeline(transaction=True) as pipe:
+                    await self._queue_writes(pipe, part)
+                    self._refused(await pipe.execute(raise_on_error=False))
+                return
+            except _REDIRECTED:
+                await self._nodes.forget(client)
+            except _UNREACHABLE:
+                await self._nodes.forget(client)
+                raise
+        async with redis.pipeline(transaction=True) as pipe:
+            await self._queue_writes(pipe, part)
+            self._refused(await pipe.execute(raise_on_error=False))
+
+    def _slot_key(self, part: _Pending) -> str:
+        """A key of the slot of a part of :func:`_split`."""
+        if part.rates or part.budgets:
+            return self._cancelled
+        return self._days_key if len(part.usage) else self._cd_until
 
     @staticmethod
     def _refused(results: list[Any]) -> None:

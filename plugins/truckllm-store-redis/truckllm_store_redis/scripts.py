@@ -19,6 +19,8 @@ import hashlib
 
 __all__ = [
     "ADMIT",
+    "ADMIT_BATCH",
+    "ADMIT_BATCH_SHA",
     "ADMIT_SHA",
     "CANCEL_KEEP",
     "CLEAR_COOLDOWN",
@@ -43,9 +45,7 @@ local function pos(x)
 end
 """
 
-ADMIT = (
-    _PRELUDE
-    + """
+_ADMIT_BODY = """
 -- KEYS: nr rate keys, then nb budget keys, then (with budgets) the cancelled set
 --       (all in the {limits} slot)
 -- ARGV: nr, nb, keep, request id, then per rate (interval, burst, cost),
@@ -113,10 +113,44 @@ for j = 1, nb do
 end
 return {1, 0, '', unpack(rem)}
 """
-)
+
+ADMIT = _PRELUDE + _ADMIT_BODY
 
 ADMIT_SHA = hashlib.sha1(ADMIT.encode()).hexdigest()
 """What EVALSHA is called with (the script is loaded once; EVAL is the fallback on NOSCRIPT)."""
+
+ADMIT_BATCH = (
+    _PRELUDE
+    + "local function admit(KEYS, ARGV)\n"
+    + _ADMIT_BODY
+    + """end
+-- KEYS: every admit's keys in turn; ARGV: n, then per admit its key count, its argument count and
+-- its arguments (as ADMIT's)
+-- returns one ADMIT reply per admit, in order (an admit that failed: its error, the rest still run)
+local n, ki, ai, out = tonumber(ARGV[1]), 0, 2, {}
+for i = 1, n do
+  local nk, na = tonumber(ARGV[ai]), tonumber(ARGV[ai + 1])
+  local keys, args = {}, {}
+  for j = 1, nk do keys[j] = KEYS[ki + j] end
+  for j = 1, na do args[j] = ARGV[ai + 1 + j] end
+  ki, ai = ki + nk, ai + 2 + na
+  local ok, reply = pcall(admit, keys, args)
+  if ok then
+    out[i] = reply
+  elseif type(reply) == 'table' and reply.err then
+    out[i] = reply
+  else
+    out[i] = redis.error_reply(tostring(reply))
+  end
+end
+return out
+"""
+)
+"""Several admits in one call, each exactly as :data:`ADMIT` would take it, one after the other
+(a script runs atomically: nothing else runs between them)."""
+
+ADMIT_BATCH_SHA = hashlib.sha1(ADMIT_BATCH.encode()).hexdigest()
+"""What EVALSHA is called with for a batch."""
 
 SETTLE_RATES = (
     _PRELUDE
