@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable
+from itertools import chain
 from typing import Any
 
 from starlette.applications import Starlette
@@ -147,10 +148,9 @@ async def _nothing(request: Request) -> Response:  # pragma: no cover - only mat
 
 def header_bytes(scope: Scope) -> int:
     """The size of a request's head as received: request target and ``name: value`` lines."""
+    headers = scope["headers"]
     size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 16
-    for name, value in scope["headers"]:
-        size += len(name) + len(value) + 4
-    return size
+    return size + 4 * len(headers) + sum(map(len, chain.from_iterable(headers)))
 
 
 class FastRoutes:

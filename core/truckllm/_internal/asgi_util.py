@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -10,7 +11,7 @@ from typing import Any
 from truckllm._internal.deadline import deadline as within
 from truckllm.errors import GatewayError
 
-__all__ = ["Receive", "Scope", "Send", "header", "read_body", "request_id", "send_bytes"]
+__all__ = ["Receive", "Scope", "Send", "header", "read_body", "request_id", "request_id_of", "send_bytes"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,7 +47,16 @@ def headers_dict(scope: Scope, drop: frozenset[bytes] = frozenset()) -> dict[str
 
 def request_id(scope: Scope) -> str:
     """The client's ``X-Request-Id`` when it is sane, else a new one."""
-    given = header(scope, b"x-request-id")
+    return _sane_id(header(scope, b"x-request-id"))
+
+
+def request_id_of(headers: dict[str, str]) -> str:
+    """:func:`request_id` from the headers :func:`headers_dict` read (a repeated ``X-Request-Id``,
+    joined there, is not sane: a new one)."""
+    return _sane_id(headers.get("x-request-id"))
+
+
+def _sane_id(given: str | None) -> str:
     if given and _SAFE_ID.match(given):
         return given
     return "req_" + os.urandom(12).hex()
@@ -57,18 +67,43 @@ async def read_body(scope: Scope, receive: Receive, limit: int, deadline: float 
 
     :param deadline: seconds the client may take to send the body (408 past it).
     """
+    _check_declared(scope, limit)
+    first = _queued(receive)
+    if first is not None and first["type"] == "http.request" and not first.get("more_body", False):
+        return _whole(first.get("body", b""), limit)  # it came with the head: no wait, no timer
     if deadline:
         try:
             with within(deadline):
-                return await _read_body(scope, receive, limit)
+                return await _read_body(receive, limit, first)
         except TimeoutError:
             raise GatewayError(
                 408, f"The request body was not sent within {deadline:g}s.", code="request_timeout"
             ) from None
-    return await _read_body(scope, receive, limit)
+    return await _read_body(receive, limit, first)
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+def _queued(receive: Receive) -> Message | None:
+    """The next ASGI message when the server has already queued it, taken without awaiting.
+
+    hypercorn's ``receive`` is its request queue's ``get``: a small body that arrived with the
+    head is queued before the app runs, and reading it then needs neither a coroutine nor a
+    timer. With any other server, or an empty queue, None (the caller awaits ``receive()``).
+    """
+    queue = getattr(receive, "__self__", None)
+    if queue.__class__ is asyncio.Queue and receive.__name__ == "get" and not queue.empty():
+        message: Message = queue.get_nowait()
+        return message
+    return None
+
+
+def _whole(body: bytes, limit: int) -> bytes:
+    if len(body) > limit:
+        raise GatewayError(413, f"Request body too large: over {limit} bytes.", code="request_too_large")
+    return body
+
+
+def _check_declared(scope: Scope, limit: int) -> None:
+    """413 when the declared ``Content-Length`` is over ``limit``; 400 when it is not a number."""
     length = header(scope, b"content-length")
     if length is not None:
         try:
@@ -81,10 +116,16 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
                 f"Request body too large: {declared} bytes; the limit is {limit} bytes.",
                 code="request_too_large",
             )
+
+
+async def _read_body(receive: Receive, limit: int, first: Message | None = None) -> bytes:
     parts: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        if first is not None:
+            message, first = first, None
+        else:
+            message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone()
         chunk = message.get("body", b"")

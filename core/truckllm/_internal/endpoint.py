@@ -34,7 +34,7 @@ from truckllm._internal.asgi_util import (
     Send,
     headers_dict,
     read_body,
-    request_id,
+    request_id_of,
     send_bytes,
 )
 from truckllm._internal.auth import GatewayKey
@@ -287,12 +287,15 @@ class ApiEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gateway
         rt = gw.runtime  # the snapshot this request keeps to its end
-        ctx = RequestContext(request_id=request_id(scope), dialect=self.dialect, endpoint=self.endpoint)
+        all_headers = headers_dict(scope)  # one pass over the headers for everything below
+        ctx = RequestContext(
+            request_id=request_id_of(all_headers), dialect=self.dialect, endpoint=self.endpoint
+        )
         cache: list[CacheRun] = []  # the request's response-cache run, once admitted
         spool = Spool(rt.config.server.upload_dir) if self.route.upload else None
         gw.enter()
         try:
-            await self._handle(rt, ctx, scope, receive, send, cache, spool)
+            await self._handle(rt, ctx, scope, receive, send, cache, all_headers, spool)
         except ClientGone:
             ctx.client_disconnected = True
             ctx.status = 499
@@ -409,6 +412,7 @@ class ApiEndpoint:
         receive: Receive,
         send: Send,
         cache: list[CacheRun],
+        all_headers: dict[str, str],
         spool: Spool | None = None,
     ) -> None:
         if self.gateway.draining:
@@ -418,7 +422,6 @@ class ApiEndpoint:
                 type="server_error",
                 headers={"retry-after": "1", "connection": "close"},
             )
-        all_headers = headers_dict(scope)
         raw_query = scope.get("query_string")
         query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
         key = rt.keyring.authenticate(self.dialect.credentials(all_headers, query))
@@ -491,7 +494,10 @@ class ApiEndpoint:
         else:  # most whole answers are sent before a watch would be needed: start one only if not
             timer = asyncio.get_running_loop().call_later(WATCH_AFTER, watch.start)
         try:
-            outcome = await self._serve(rt, ctx, request, cache)
+            if cache is None and not rt.config.guardrails:  # the plain path: no cache, no guardrails
+                outcome = await serve(self.gateway, rt, request, ctx)
+            else:
+                outcome = await self._serve(rt, ctx, request, cache)
             outcome.headers["x-request-id"] = ctx.request_id
             if _WORKER is not None:
                 outcome.headers["x-truckllm-worker"] = _WORKER

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import operator
 
 from loguru import logger
 
@@ -26,6 +27,8 @@ from truckllm._internal.runtime import AliasPlan, Runtime
 from truckllm._internal.scrub import MAX_MESSAGE, cut
 from truckllm.errors import GatewayError, UnsupportedRequest
 from truckllm.types import CLIENT_KINDS, Candidate, ChatRequest, SelectionContext, UpstreamError
+
+_RETRIES = operator.attrgetter("retries")
 
 __all__ = ["CONTEXT_SLACK", "FREE_FAILOVER_KINDS", "Move", "serve"]
 
@@ -81,6 +84,13 @@ class _Failover:
             endpoint=self.run.request.endpoint,
         )
 
+    def _all_too_long(self, plan: AliasPlan) -> bool:
+        """Every candidate of ``plan`` is too short for the prompt (see :meth:`_too_long`)."""
+        for cand in plan.candidates:  # noqa: SIM110 (a loop: no generator object per request)
+            if not self._too_long(cand):
+                return False
+        return True
+
     def _too_long(self, cand: Candidate) -> bool:
         """The prompt is well beyond the deployment's context window (the price book's): sending it
         would only earn a context-length error. The estimate is rough (bytes / 4), so only a
@@ -98,13 +108,12 @@ class _Failover:
             and self._why_not(cand, now) is None
         ]
 
-    async def _order(self, plan: AliasPlan, usable: list[Candidate], now: float) -> list[Candidate]:
-        ordered = self._strategy_order(plan, usable, now)
+    async def _order(self, plan: AliasPlan, ordered: list[Candidate]) -> list[Candidate]:
+        """The strategy's ``ordered`` candidates with affinity applied: the conversation's pinned
+        account first (read, or pinned now)."""
         affinity = self.run.original.affinity
         if affinity is None:
             settings = self.run.rt.config.affinity
-            if not settings.enabled or len(ordered) < 2:
-                return ordered
             key = affinity_key(self.run.request)
             if key is None:
                 return ordered
@@ -194,7 +203,7 @@ class _Failover:
         raise error_to_gateway(error)
 
     async def _serve_alias(self, plan: AliasPlan) -> Outcome | UpstreamError:
-        if plan.candidates and all(self._too_long(cand) for cand in plan.candidates):
+        if plan.candidates and self._all_too_long(plan):
             return UpstreamError(  # so that the alias's context_window_fallbacks are tried
                 status=400,
                 kind="context_length",
@@ -206,7 +215,7 @@ class _Failover:
             )
         excluded: set[str] = set()
         routing_of = plan.candidate_routing
-        passes = 1 + max((r.retries for r in routing_of.values()), default=0)
+        passes = 1 + max(map(_RETRIES, routing_of.values()), default=0)
         last: UpstreamError | None = None
         unsupported: UnsupportedRequest | None = None
         tried_before = self.run.attempt_count
@@ -231,7 +240,12 @@ class _Failover:
                 if not usable:
                     break
             ordered_after = self.run.attempt_count  # a candidate is checked again only after an await
-            for cand in await self._order(plan, usable, self.run.gw.clock()):
+            ordered = self._strategy_order(plan, usable, self.run.gw.clock())
+            if self.run.original.affinity is not None or (
+                len(ordered) > 1 and self.run.rt.config.affinity.enabled
+            ):  # affinity: a store read, so only when it applies
+                ordered = await self._order(plan, ordered)
+            for cand in ordered:
                 if self.run.remaining() <= 0:
                     return last or self._exhausted(plan, tried_before)
                 if self.run.attempt_count > ordered_after and self._why_not(cand, self.run.gw.clock()):
