@@ -112,9 +112,19 @@ class Background:
         nothing is queued (see the module's doc), else queue it; never blocks (a full queue drops
         and counts)."""
         if not self._unhandled and type(record) is RequestRecord:
-            hooks = self._inline_hooks(host)
+            usage, logs = host.dispatch.each("store_usage"), host.dispatch.each("emit_log")
+            known = self._hooks
+            hooks = known[2] if known[0] is usage and known[1] is logs else self._inline_hooks(usage, logs)
             if hooks is not None:
-                self._call_inline(record, hooks)
+                for i, (hook_name, (name, function, argnames)) in enumerate(hooks):
+                    try:
+                        result = function(record) if argnames else function()
+                    except Exception as exc:
+                        self._failed(name, hook_name, exc)
+                        continue
+                    if result is not None and inspect.isawaitable(result):  # the rest after it
+                        self._put((None, _Resume(record, result, hook_name, name, hooks[i + 1 :])))
+                        return
                 return
         self._put((host, record))
 
@@ -133,31 +143,14 @@ class Background:
             return
         self._unhandled += 1
 
-    def _inline_hooks(self, host: PluginHost) -> Hooks | None:
-        """The record hooks' implementations in call order when every one is a plain function
-        (``None``: one is a coroutine function, so records go through the queue)."""
-        usage = host.dispatch.each("store_usage")
-        logs = host.dispatch.each("emit_log")
-        known = self._hooks
-        if known[0] is usage and known[1] is logs:
-            return known[2]
+    def _inline_hooks(self, usage: tuple[Impl, ...], logs: tuple[Impl, ...]) -> Hooks | None:
+        """The record hooks' implementations (``store_usage``'s, ``emit_log``'s) in call order
+        when every one is a plain function (``None``: one is a coroutine function, so records go
+        through the queue); kept until the dispatcher's change."""
         hooks = tuple(("store_usage", impl) for impl in usage) + tuple(("emit_log", impl) for impl in logs)
         plain = not any(inspect.iscoroutinefunction(function) for _, (_, function, _) in hooks)
         self._hooks = (usage, logs, hooks if plain else None)
         return hooks if plain else None
-
-    def _call_inline(self, record: RequestRecord, hooks: Hooks) -> None:
-        """Call ``hooks`` with ``record`` now; the first awaitable one returns is queued, with the
-        hooks after it (:class:`_Resume`)."""
-        for i, (hook_name, (name, function, argnames)) in enumerate(hooks):
-            try:
-                result = function(record) if argnames else function()
-            except Exception as exc:
-                self._failed(name, hook_name, exc)
-                continue
-            if result is not None and inspect.isawaitable(result):
-                self._put((None, _Resume(record, result, hook_name, name, hooks[i + 1 :])))
-                return
 
     def _failed(self, name: str, hook_name: str, exc: BaseException) -> None:
         """Log and count one implementation's failure (as :func:`call_each` does)."""

@@ -42,18 +42,12 @@ def record_attempt(
     )
 
 
-def account(
-    run: RequestRun, attempt: AttemptState, usage: Usage | None, elapsed: float | None = None
-) -> None:
-    """The attempt that answers the request: its candidate, clamped usage and upstream time
-    (``elapsed``: the attempt's seconds, when already read)."""
+def account(run: RequestRun, attempt: AttemptState, usage: Usage | None) -> None:
+    """The attempt that answers the request: its candidate, clamped usage and upstream time."""
     ctx = run.ctx
     ctx.candidate = attempt.candidate
-    usage = sane_usage(usage)
-    ctx.usage = usage
-    if elapsed is None:
-        elapsed = time.monotonic() - attempt.started
-    ctx.upstream_ms = elapsed * 1000
+    usage = ctx.usage = sane_usage(usage)
+    ctx.upstream_ms = (time.monotonic() - attempt.started) * 1000
     if usage is not None:
         attempt.key_state.tokens.add(run.gw.clock(), usage.total_tokens)
 
@@ -64,10 +58,16 @@ def on_success(run: RequestRun, attempt: AttemptState, usage: Usage | None, ttft
     elapsed = time.monotonic() - attempt.started
     record_attempt(run, attempt, 200, None, elapsed)
     gw = run.gw
-    gw.health.record_success(attempt.key_state)
+    state = attempt.key_state
+    gw.health.record_success(state)
     gw.budget.succeeded(attempt.routing.retry_budget)
     attempt.stats.observe(elapsed, ttft)
-    account(run, attempt, usage, elapsed)
+    ctx = run.ctx  # as account(), without the call and with the time read above
+    ctx.candidate = attempt.candidate
+    usage = ctx.usage = sane_usage(usage)
+    ctx.upstream_ms = elapsed * 1000
+    if usage is not None:
+        state.tokens.add(gw.clock(), usage.total_tokens)
 
 
 def on_failure(
