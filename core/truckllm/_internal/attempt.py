@@ -222,20 +222,21 @@ async def _send(
     headers = response.headers  # case-insensitive already: no copy
     if upstream.stream and 200 <= response.status < 300:
         return UpstreamResponse(status=response.status, headers=headers)
-    body = await _read_capped(run, response)
+    # the answer, at most server.max_response_bytes; most come whole in one read: no read for the end
+    cap = run.rt.config.server.max_response_bytes
+    content = response.content
+    body = await content.read(_CHUNK)
+    if len(body) > cap:
+        raise _too_large()
+    if body and not content.at_eof():
+        body = await _read_rest(content, body, cap)
     return UpstreamResponse(status=response.status, headers=headers, body=body)
 
 
-async def _read_capped(run: RequestRun, response: aiohttp.ClientResponse) -> bytes:
-    cap = run.rt.config.server.max_response_bytes
-    content = response.content
-    chunk = await content.read(_CHUNK)
-    size = len(chunk)
-    if size > cap:
-        raise _too_large()
-    if not chunk or content.at_eof():  # most answers come whole in one read: no read for the end
-        return chunk
-    parts = [chunk]
+async def _read_rest(content: aiohttp.StreamReader, first: bytes, cap: int) -> bytes:
+    """The answer after its ``first`` chunk; :class:`AttemptFailed` past ``cap`` bytes in all."""
+    parts = [first]
+    size = len(first)
     while True:
         chunk = await content.read(_CHUNK)
         if not chunk:
@@ -249,20 +250,6 @@ async def _read_capped(run: RequestRun, response: aiohttp.ClientResponse) -> byt
 
 def _too_large() -> AttemptFailed:
     return AttemptFailed(UpstreamError(status=502, kind="server", message="upstream response too large"))
-
-
-def _headers(run: RequestRun, state: AttemptState, stream: bool = False) -> dict[str, str]:
-    headers = {
-        "x-truckllm-provider": state.candidate.provider.name,
-        "x-truckllm-attempts": str(run.attempt_count),
-    }
-    if stream:
-        headers["content-type"] = run.ctx.dialect.stream_content_type(run.request)
-        headers["cache-control"] = "no-cache"
-        headers["x-accel-buffering"] = "no"
-    else:
-        headers["content-type"] = "application/json"
-    return headers
 
 
 def _served_by(run: RequestRun, cand: Candidate) -> None:
@@ -281,10 +268,6 @@ def _served_by(run: RequestRun, cand: Candidate) -> None:
 def _raw(content_type: str | None) -> bool:
     """A stream of bytes that is not an event stream (it cannot carry an error event)."""
     return content_type is not None and "event-stream" not in content_type.lower()
-
-
-def _reframes(run: RequestRun, source: str) -> bool:
-    return source != run.request.dialect or run.ctx.dialect.reframes_own
 
 
 def _finish_whole(run: RequestRun, response: UpstreamResponse, state: AttemptState) -> Outcome:
@@ -313,10 +296,10 @@ def _finish_whole(run: RequestRun, response: UpstreamResponse, state: AttemptSta
         )
     on_success(run, state, usage, ttft=None)
     body = result.body
-    if result.dialect != run.request.dialect or run.ctx.dialect.reframes_own:  # _reframes, inline
+    if result.dialect != run.request.dialect or run.ctx.dialect.reframes_own:  # the dialect reframes it
         _served_by(run, cand)
         body = run.ctx.dialect.response(run.request, body, result.dialect)
-    headers = {  # _headers(run, state), inline
+    headers = {
         "x-truckllm-provider": cand.provider.name,
         "x-truckllm-attempts": str(run.attempt_count),
         "content-type": result.content_type or "application/json",
@@ -342,7 +325,7 @@ async def _start_stream(run: RequestRun, head: UpstreamResponse, state: AttemptS
         state.key_state.limits_at = run.gw.clock()
     source = getattr(translator, "dialect", "openai")
     content_type: str | None = getattr(translator, "content_type", None)  # a stream that is not SSE
-    if _reframes(run, source):
+    if source != run.request.dialect or run.ctx.dialect.reframes_own:  # the dialect reframes it
         _served_by(run, cand)
         translator = Reframed(translator, run.ctx.dialect.stream(run.request, source))
     read = reader(state, head)
@@ -358,9 +341,13 @@ async def _start_stream(run: RequestRun, head: UpstreamResponse, state: AttemptS
     ttft = time.monotonic() - state.started
     run.ctx.ttft_ms = (time.monotonic() - run.ctx.started) * 1000
     run.ctx.candidate = cand
-    headers = _headers(run, state, stream=True)
-    if content_type:
-        headers["content-type"] = content_type
+    headers = {
+        "x-truckllm-provider": cand.provider.name,
+        "x-truckllm-attempts": str(run.attempt_count),
+        "content-type": content_type or run.ctx.dialect.stream_content_type(run.request),
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+    }
     return Outcome(
         status=200,
         headers=headers,

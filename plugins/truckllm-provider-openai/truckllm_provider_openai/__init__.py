@@ -360,7 +360,7 @@ def transform_request(
         "accept": "text/event-stream" if stream else "application/json",
     }
     return UpstreamRequest(
-        url=plan.url(path),
+        url=plan.root + path + plan.query,  # plan.url(path), inline on the hot path
         headers=plan.headers(api_key, headers),
         body=body,
         stream=stream,
