@@ -255,10 +255,11 @@ class GatewayView:
         return None
 
     def record(self, record: RequestRecord) -> None:
-        """Queue a request record a plugin made (a call it served itself, e.g. an MCP tool call)
-        for ``store_usage`` and every logger's ``emit_log``, off the caller's path, like the
-        kernel's own records. Its ``error_message`` is scrubbed of the config's secrets first;
-        key names only, never values."""
+        """Hand a request record a plugin made (a call it served itself, e.g. an MCP tool call)
+        to ``store_usage`` and every logger's ``emit_log``, like the kernel's own records: at once
+        when every implementation is a plain function and nothing is queued, otherwise queued
+        after what is (a coroutine hook always runs on the background task). Its
+        ``error_message`` is scrubbed of the config's secrets first; key names only, never values."""
         if record.error_message:
             scrubbed = self.scrub(record.error_message)
             if scrubbed != record.error_message:
