@@ -388,6 +388,7 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
             timeout=aiohttp.ClientTimeout(total=None),
             trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # an upstream's cookies never ride on another request
         )
         self.background.start()
         await self._sweep_uploads()

@@ -192,7 +192,9 @@ class LlmGuardrail:
         self.calls += 1
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=float(opts.timeout)), trust_env=False
+                timeout=aiohttp.ClientTimeout(total=float(opts.timeout)),
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),  # the checker's cookies never ride on a later check
             )
         session = self._session
         self._users += 1
