@@ -162,9 +162,9 @@ def has(provider: str) -> bool:
 
 
 def gateway_config(anth: FakeAnthropic, gem: FakeGemini, oai: FakeOpenAI) -> str:
-    """Aliases ``claude`` (Anthropic), ``gem`` (Gemini), ``gpt`` (OpenAI), ``gpt-pair`` (two OpenAI
-    accounts: keys ``ok`` and ``ok2`` of the fake), ``counted`` (a counter); gateway keys ``team``
-    and ``other``. A provider whose plugin is not installed is left out (its tests skip)."""
+    """Aliases ``claude`` (Anthropic), ``gem`` (Gemini), ``gpt`` (OpenAI), ``gpt-r`` (an OpenAI
+    reasoning model), ``gpt-pair`` (two OpenAI accounts: keys ``ok`` and ``ok2`` of the fake),
+    ``counted`` (a counter); gateway keys ``team`` and ``other``. A provider whose plugin is not installed is left out (its tests skip)."""
     providers = {
         "anthropic": [
             f"  ant: {{type: anthropic, base_url: {anth.base_url}, keys: [{{name: a, value: ak}}]}}"
@@ -180,6 +180,7 @@ def gateway_config(anth: FakeAnthropic, gem: FakeGemini, oai: FakeOpenAI) -> str
         "gemini": ["  gem: {deployments: [{provider: gem, model: gemini-2.5-flash}]}"],
         "openai": [
             "  gpt: {deployments: [{provider: oai, model: gpt-4o}]}",
+            "  gpt-r: {deployments: [{provider: oai, model: o4-mini}]}",
             "  gpt-pair: {routing: {retries: 2}, deployments: [{provider: oai, model: gpt-4o},"
             " {provider: oai2, model: gpt-4o}]}",
         ],

@@ -19,6 +19,7 @@ import pytest
 from truckllm_testing.fakes import Fault, Reply, ToolCall
 from truckllm_testing.server import GatewayServer
 
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 WEATHER: Any = {
     "type": "function",
     "name": "get_weather",
@@ -173,3 +174,35 @@ def test_input_tokens_pass_through_and_continue_a_conversation(client: openai.Op
     again = client.responses.input_tokens.count(model="gpt", previous_response_id=first.id, input="four")
     assert again.input_tokens > alone.input_tokens  # the earlier turn was counted too
     assert fresh.openai.requests[-1].json["previous_response_id"] == first.id  # back to the holder
+
+
+def test_typed_stream_with_an_image_structured_output_and_reasoning(
+    client: openai.OpenAI, fresh: Any
+) -> None:
+    """The SDK's typed stream through the pass-through: an image in, a json_schema answer and a
+    reasoning summary out (its own events), ``get_final_response()`` whole, then a follow-up."""
+    fresh.openai.script(Reply(thinking="A red square.", text='{"colour": "red"}'))
+    schema: Any = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
+    image: Any = {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}", "detail": "low"}
+    with client.responses.stream(
+        model="gpt-r",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "what colour?"}, image]}],
+        text={"format": {"type": "json_schema", "name": "colour", "schema": schema, "strict": True}},
+        reasoning={"effort": "low", "summary": "auto"},
+        include=["reasoning.encrypted_content"],
+    ) as stream:
+        seen = list(stream)
+        final = stream.get_final_response()
+    summary = "".join(e.delta for e in seen if e.type == "response.reasoning_summary_text.delta")
+    assert summary == "A red square."
+    assert [o.type for o in final.output] == ["reasoning", "message"]
+    assert json.loads(final.output_text) == {"colour": "red"}
+    assert final.reasoning is not None and final.reasoning.effort == "low"
+    assert final.text is not None and final.text.format is not None
+    assert final.text.format.type == "json_schema"
+    sent = fresh.openai.requests[-1].json
+    assert sent["input"][0]["content"][1] == image and sent["text"]["format"]["schema"] == schema
+    assert sent["reasoning"] == {"effort": "low", "summary": "auto"}
+    assert client.responses.retrieve(final.id).output_text == final.output_text
+    again = client.responses.create(model="gpt-r", previous_response_id=final.id, input="why?")
+    assert again.status == "completed" and fresh.openai.requests[-1].json["previous_response_id"] == final.id
