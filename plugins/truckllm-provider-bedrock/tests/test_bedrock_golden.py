@@ -59,7 +59,9 @@ def test_request(case: str) -> None:
     assert up is not None
     converse = json.loads(up.body)
     operation = _SERVICE.operation_model("ConverseStream" if up.stream else "Converse")
-    report = ParamValidator().validate({**converse, "modelId": body["model"]}, operation.input_shape)
+    shape = operation.input_shape
+    assert shape is not None
+    report = ParamValidator().validate({**converse, "modelId": body["model"]}, shape)
     assert not report.has_errors(), report.generate_report()
     check_file(GOLDEN / "requests" / f"{case}.out.json", converse)
 

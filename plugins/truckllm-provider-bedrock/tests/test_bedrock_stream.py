@@ -3,7 +3,10 @@ answer; any corruption or truncation is a clean :class:`UpstreamFailure`, never 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import struct
 from typing import Any
 
 import pytest
@@ -210,7 +213,7 @@ def test_unknown_events_are_skipped_and_usage_is_not_sent_unasked() -> None:
 
 # --- InvokeModel streams (Anthropic clients of Claude) ------------------------------------------------
 
-_ANTHROPIC = [
+_ANTHROPIC: list[dict[str, Any]] = [
     {
         "type": "message_start",
         "message": {
@@ -294,3 +297,106 @@ def test_invoke_body_drops_what_bedrock_refuses() -> None:
         "anthropic_version": "bedrock-2023-05-31",
         "anthropic_beta": ["a", "b"],
     }
+
+
+# --- messages whose framing and CRCs are valid but whose headers or payloads are anything ---------
+
+
+def _framed(head: bytes, payload: bytes) -> bytes:
+    """One message with good lengths and CRCs around raw header bytes (a header section the
+    CRCs cannot catch: only the header parser and the translators stand between it and a crash)."""
+    prelude = struct.pack("!II", 12 + len(head) + len(payload) + 4, len(head))
+    prelude += struct.pack("!I", binascii.crc32(prelude))
+    message = prelude + head + payload
+    return message + struct.pack("!I", binascii.crc32(message))
+
+
+def _readers() -> list[ConverseStream | InvokeStream]:
+    return [ConverseStream(model="alias", include_usage=True), InvokeStream()]
+
+
+def _clean(reader: ConverseStream | InvokeStream, data: bytes) -> None:
+    """Frames or :class:`UpstreamFailure`, nothing else (a ``KeyError`` would be a crash)."""
+    try:
+        reader.feed(data)
+        reader.close()
+    except UpstreamFailure:
+        pass
+
+
+_MEMBERS = [
+    "contentBlockIndex",
+    "start",
+    "delta",
+    "toolUse",
+    "toolUseId",
+    "name",
+    "input",
+    "text",
+    "reasoningContent",
+    "signature",
+    "redactedContent",
+    "stopReason",
+    "usage",
+    "inputTokens",
+    "outputTokens",
+    "cacheReadInputTokens",
+    "bytes",
+    "type",
+    "message",
+    "input_tokens",
+    "output_tokens",
+    "error",
+    "index",
+]
+"""Member names Converse events and Anthropic stream events use, for payloads close to real ones."""
+_EVENT_TYPES = [
+    "messageStart",
+    "contentBlockStart",
+    "contentBlockDelta",
+    "contentBlockStop",
+    "messageStop",
+    "metadata",
+    "chunk",
+    "other",
+]
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(_MEMBERS), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=60)), max_size=4))
+def test_any_header_bytes_in_a_well_framed_message_are_clean(messages: list[tuple[bytes, bytes]]) -> None:
+    data = b"".join(_framed(head, payload) for head, payload in messages)
+    for reader in _readers():
+        _clean(reader, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_EVENT_TYPES),
+            st.sampled_from(["event", "exception", "error", "other"]),
+            _JSON,
+            st.booleans(),
+        ),
+        max_size=6,
+    )
+)
+def test_any_payload_of_any_event_is_clean(messages: list[tuple[str, str, Any, bool]]) -> None:
+    """Payloads of every shape (an ``InvokeModel`` chunk with no ``bytes`` was a ``KeyError``)."""
+    data = b""
+    for name, kind, payload, wrapped in messages:
+        body = {"bytes": base64.b64encode(json.dumps(payload).encode()).decode()} if wrapped else payload
+        data += frame({":event-type": name, ":message-type": kind}, json.dumps(body).encode())
+    for reader in _readers():
+        _clean(reader, data)
+
+
+def test_a_chunk_without_bytes_is_a_bad_stream() -> None:
+    with pytest.raises(UpstreamFailure, match="not an Anthropic stream event"):
+        InvokeStream().feed(event_frame("chunk", {}))

@@ -103,7 +103,6 @@ def message_usage(body: bytes) -> Usage | None:
     return _usage(message["usage"])
 
 
-
 class InvokeStream(EventStreamReader):
     """Re-frames an InvokeModelWithResponseStream answer as Anthropic's SSE, for an Anthropic client.
 
@@ -133,8 +132,12 @@ class InvokeStream(EventStreamReader):
         self._seen = True
         wrapper = _decode(message.payload)
         try:
-            data = base64.b64decode(wrapper["bytes"], validate=True) if isinstance(wrapper, dict) else b""
-        except (binascii.Error, ValueError, TypeError):
+            data = (
+                base64.b64decode(wrapper.get("bytes", ""), validate=True)
+                if isinstance(wrapper, dict)
+                else b""
+            )
+        except (binascii.Error, ValueError, TypeError):  # no "bytes", or not base64 text
             data = b""
         event = _decode(data) if data else None
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):

@@ -73,7 +73,6 @@ _KNOWN = frozenset(
 )
 
 
-
 class _Block:
     """What a content block has streamed so far."""
 
