@@ -9,8 +9,12 @@ prompt), and the ``policy`` guardrail for comparison:
   ordinary case: every date is a run of digits and separators worth a closer look.
 
 Each ``check`` is driven without an event loop (it never awaits unless presidio is on), so the
-figures are the guardrail's own CPU time; the kernel's timeout wrapper adds its own. A summary
-table prints at the end.
+figures are the guardrail's own CPU time. ``test_pii_input_stage`` measures what a request pays
+in all with the ``pii`` guardrail configured: the kernel's whole input stage
+(``guard_stages.check_request``: the 2 KB chat body decoded, its texts found, the check run under
+the entry's timeout, and for ``few`` the masked texts written back and the body encoded again),
+100 requests per round inside one running task (as a request's own task runs it), per request.
+A summary table prints at the end.
 
 Run with ``.venv/bin/python -m pytest bench/test_bench_guardrail.py --benchmark-only`` (or
 ``make bench``).
@@ -18,12 +22,18 @@ Run with ``.venv/bin/python -m pytest bench/test_bench_guardrail.py --benchmark-
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine, Iterator
+from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 
-from truckllm.types import GuardSubject, GuardText, Verdict
+from truckllm._internal.config.schema import GuardrailConfig
+from truckllm._internal.guard_stages import check_request
+from truckllm._internal.guardrails import Entry, Guards
+from truckllm.types import ChatRequest, GuardSubject, GuardText, Verdict
 
 pii = pytest.importorskip("truckllm_guardrail_pii")
 policy = pytest.importorskip("truckllm_guardrail_policy")
@@ -110,3 +120,42 @@ def test_policy(benchmark: Any) -> None:
     subject = _subject(USER)
     assert benchmark(lambda: _run(guard.check(subject))) is policy.ALLOW
     _record(benchmark, "policy, clean")
+
+
+STAGE_ROUNDS = 100
+"""Requests per benchmark round of ``test_pii_input_stage`` (one event-loop entry per round)."""
+
+
+@pytest.mark.parametrize("prompt", ["clean", "few"])
+def test_pii_input_stage(benchmark: Any, prompt: str) -> None:
+    guard = pii.PiiGuardrail.make(pii.PiiOptions())
+    rt = SimpleNamespace(extra={"guardrails": Guards((Entry("pii", GuardrailConfig(type="pii"), guard),))})
+    body = msgspec.json.encode(
+        {
+            "model": "chat",
+            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPTS[prompt]}],
+        }
+    )
+    request = ChatRequest(endpoint="chat", body=body, model="chat")
+    loop = asyncio.new_event_loop()
+
+    async def rounds() -> bytes | None:
+        out = None
+        for _ in range(STAGE_ROUNDS):
+            ctx = SimpleNamespace(gateway_key="k", guardrails=[])
+            out = await check_request(rt, ctx, request)  # type: ignore[arg-type]
+        return out
+
+    try:
+        out = benchmark(lambda: loop.run_until_complete(rounds()))
+    finally:
+        loop.close()
+    if prompt == "few":
+        assert out is not None and b"<EMAIL>" in out and b"jane.doe" not in out
+    else:
+        assert out is None
+    assert len(SYSTEM) + len(PROMPTS[prompt]) <= 2048
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        RESULTS[f"pii input stage, {prompt} (per request)"] = stats.stats.mean * 1e6 / STAGE_ROUNDS
+        RESULTS[f"pii input stage, {prompt} (median)"] = stats.stats.median * 1e6 / STAGE_ROUNDS
