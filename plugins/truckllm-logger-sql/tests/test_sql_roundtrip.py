@@ -130,3 +130,27 @@ def test_a_batch_retried_after_its_commit_is_not_counted_twice(db_url: str, reco
             await store.close()
 
     asyncio.run(run())
+
+
+def test_a_record_reads_back_to_the_same_json(db_url: str, record: Any) -> None:
+    """What the admin API sends (and the console shows) for a stored record is what the gateway
+    recorded: a chat request's usage gains no ``audio_seconds: 0.0``; a transcription keeps its."""
+    import msgspec
+
+    async def run() -> None:
+        store = open_store(SqlOptions(url=Secret(db_url)))
+        chat = record(1)
+        audio = record(2, usage=Usage(prompt_tokens=0, audio_seconds=12.5, requests=1))
+        try:
+            await store.migrate()
+            assert await store.write([chat, audio]) == 2
+            for original in (chat, audio):
+                got = await store.get(original.request_id)
+                assert got is not None
+                assert msgspec.json.encode(got.usage) == msgspec.json.encode(original.usage)
+                page = await store.search(LogQuery(request_id=original.request_id))
+                assert msgspec.json.encode(page.records[0].usage) == msgspec.json.encode(original.usage)
+        finally:
+            await store.close()
+
+    asyncio.run(run())

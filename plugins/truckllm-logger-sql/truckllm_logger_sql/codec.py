@@ -187,15 +187,15 @@ def to_row(record: RequestRecord) -> tuple[Any, ...]:
 def from_row(row: Sequence[Any], columns: Sequence[str] = COLUMNS) -> RequestRecord:
     """A row of ``columns`` (:data:`COLUMNS` or :data:`PAGE_COLUMNS`) back into its record."""
     v = dict(zip(columns, row, strict=True))
-    usage = (
-        Usage(
-            **{name: int(v[name]) for name in _USAGE},
-            **{name: int(v[name] or 0) for name in _INT_UNITS},
-            audio_seconds=float(v["audio_seconds"] or 0.0),
+    # no audio: the default left in place, so that the usage's JSON leaves it out as it does a
+    # fresh record's (msgspec omits a float default by identity, and 0.0 built here is not it)
+    usage = None
+    if v["prompt_tokens"] is not None:
+        usage = Usage(
+            **{name: int(v[name]) for name in _USAGE}, **{name: int(v[name] or 0) for name in _INT_UNITS}
         )
-        if v["prompt_tokens"] is not None
-        else None
-    )
+        if seconds := float(v["audio_seconds"] or 0.0):
+            usage.audio_seconds = seconds
     truncated = v.get("body_truncated")
     bodies = (
         RecordBodies(
