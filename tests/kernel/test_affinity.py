@@ -558,9 +558,57 @@ keys: [{name: k, value: key-k, rpm: 100}]
     body = {"model": "m", "user": "u1", "messages": [{"role": "user", "content": "hi"}]}
     with GatewayServer(config, extra_plugins=(Plugin(),)) as gw:
         answers = [
-            httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer key-k"}, timeout=10)
+            httpx.post(
+                gw.url + "/v1/chat/completions",
+                json=body,
+                headers={"authorization": "Bearer key-k"},
+                timeout=10,
+            )
             for _ in range(3)
         ]
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert events == ["pin read", "admitted"] * 3
     assert len({a.headers["x-truckllm-provider"] for a in answers}) == 1  # and the pin held
+
+
+def test_the_prefix_key_ignores_where_the_cache_mark_is() -> None:
+    """An agent moves its ``cache_control`` mark to the newest turn on every request (and sends
+    a marked turn as a one-part list): the conversation's stable prefix is the same."""
+    mark = {"type": "ephemeral"}
+
+    def marked(first_user: object, system: object = "be brief", tool_mark: bool = False) -> ChatRequest:
+        tool: dict[str, Any] = {
+            "type": "function",
+            "function": {"name": "f", "parameters": {"type": "object"}},
+        }
+        if tool_mark:
+            tool["cache_control"] = mark
+        body = {
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": first_user},
+                {"role": "assistant", "content": "a0"},
+                {"role": "user", "content": [{"type": "text", "text": "next", "cache_control": mark}]},
+            ],
+            "tools": [tool],
+        }
+        raw = msgspec.json.encode(body)
+        typed = msgspec.json.decode(raw, type=ChatCompletionRequest)
+        return ChatRequest(endpoint="chat", body=raw, model="m", typed=typed, headers={})
+
+    plain = affinity_key(marked("first"))
+    assert plain is not None and plain.startswith("prefix:")
+    assert affinity_key(marked([{"type": "text", "text": "first", "cache_control": mark}])) == plain
+    assert affinity_key(marked([{"type": "text", "text": "first"}])) == plain
+    assert (
+        affinity_key(marked("first", system=[{"type": "text", "text": "be brief", "cache_control": mark}]))
+        == plain
+    )
+    assert affinity_key(marked("first", tool_mark=True)) == plain
+    # what the prefix says still counts
+    assert affinity_key(marked("other")) != plain
+    assert (
+        affinity_key(marked([{"type": "text", "text": "first"}, {"type": "text", "text": "more"}])) != plain
+    )
+    assert affinity_key(marked("first", system="be verbose")) != plain

@@ -71,8 +71,26 @@ def _text(raw: object) -> str | None:
     return raw[:_MAX_ID] if isinstance(raw, str) and raw else None
 
 
+def _unmarked(value: object) -> object:
+    """``value`` (builtins) without prompt-cache marks, and a content list of one text part as
+    its text: an agent moves its ``cache_control`` mark to the newest turn on every request, and
+    the stable prefix is the same conversation whichever part carries the mark."""
+    if isinstance(value, dict):
+        kept = {k: _unmarked(v) for k, v in value.items() if k != "cache_control"}
+        content = kept.get("content")
+        if isinstance(content, list) and len(content) == 1 and isinstance(content[0], dict):
+            part = content[0]
+            if part.get("type") == "text" and isinstance(part.get("text"), str) and len(part) == 2:
+                kept["content"] = part["text"]
+        return kept
+    if isinstance(value, list):
+        return [_unmarked(v) for v in value]
+    return value
+
+
 def _prefix_hash(request: ChatRequest) -> str | None:
-    """A hash of the request's stable prefix: system/developer messages, tools, the first user turn."""
+    """A hash of the request's stable prefix: system/developer messages, tools, the first user
+    turn (prompt-cache marks left out: :func:`_unmarked`)."""
     typed = request.typed
     messages = getattr(typed, "messages", None)
     if not messages:
@@ -88,8 +106,8 @@ def _prefix_hash(request: ChatRequest) -> str | None:
     tools = getattr(typed, "tools", None)
     stable.append(None if tools is msgspec.UNSET else tools)
     try:
-        encoded = msgspec.json.encode(stable)
-    except (TypeError, msgspec.EncodeError):
+        encoded = msgspec.json.encode(_unmarked(msgspec.json.decode(msgspec.json.encode(stable))))
+    except (TypeError, msgspec.EncodeError, msgspec.DecodeError):
         return None
     return hashlib.sha256(encoded).hexdigest()
 
