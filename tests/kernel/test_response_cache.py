@@ -122,8 +122,9 @@ def test_hook_cache_store() -> None:
         again = _post(gw, STREAM)
         gateway = gw.gateway
         assert gateway is not None
-        assert gateway.store is not None
-        kept = gw.call(gateway.store.get_state("rcache:last"))
+        store: Any = gateway.store  # the memory store: it keeps state (StateStore)
+        assert store is not None
+        kept = gw.call(store.get_state("rcache:last"))
     assert whole.headers["x-truckllm-cache"] == stream.headers["x-truckllm-cache"] == "miss"
     first, second = cache.stored
     assert not first.stream and first.body == whole.content

@@ -8,6 +8,7 @@ streams, never with ``Cache-Control: no-cache`` / ``no-store``.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx2 as httpx
@@ -85,7 +86,9 @@ DIALECTS: dict[str, tuple[str, dict[str, Any], str]] = {
 }
 
 
-def _ask(gw: GatewayServer, dialect: str, stream: bool, key: str = ALICE) -> httpx.Response:
+def _ask(
+    gw: GatewayServer, dialect: str, stream: bool, key: str = ALICE, headers: dict[str, str] | None = None
+) -> httpx.Response:
     path, body, header = DIALECTS[dialect]
     body = dict(body)
     if dialect == "gemini":
@@ -93,8 +96,8 @@ def _ask(gw: GatewayServer, dialect: str, stream: bool, key: str = ALICE) -> htt
     elif stream:
         body["stream"] = True
     value = f"Bearer {key}" if header == "authorization" else key
-    headers = {header: value, "anthropic-version": "2023-06-01"}
-    return httpx.post(gw.url + path, json=body, headers=headers, timeout=20)
+    sent = {header: value, "anthropic-version": "2023-06-01", **(headers or {})}
+    return httpx.post(gw.url + path, json=body, headers=sent, timeout=20)
 
 
 def _upstream(records: Records) -> list[RequestRecord]:
@@ -182,24 +185,41 @@ def test_errors_are_never_cached() -> None:
     assert all(r.extra.get("cache") == "miss" for r in records.records)
 
 
-@pytest.mark.parametrize("dialect", ["openai", "anthropic"])
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
 def test_cut_streams_are_never_cached(dialect: str) -> None:
     records = Records()
-    body = _chat("cut me", stream=True)
     fault = {"x-mock-fault": "cut_after=2"}
     with _gateway(records) as gw:
-        if dialect == "openai":
-            first = _openai(gw, ALICE, body, **fault)
-            second = _openai(gw, ALICE, body)
-        else:
-            path, anthropic, _ = DIALECTS["anthropic"]
-            anthropic = {**anthropic, "messages": [{"role": "user", "content": "cut me"}], "stream": True}
-            headers = {"x-api-key": ALICE, "anthropic-version": "2023-06-01"}
-            first = httpx.post(gw.url + path, json=anthropic, headers={**headers, **fault}, timeout=20)
-            second = httpx.post(gw.url + path, json=anthropic, headers=headers, timeout=20)
+        first = _ask(gw, dialect, True, headers=fault)
+        second = _ask(gw, dialect, True)
     assert first.status_code == 200  # the stream started, then was cut: an error event ends it
     assert b"error" in first.content
-    assert second.headers["x-truckllm-cache"] == "miss"
+    assert first.headers["x-truckllm-cache"] == second.headers["x-truckllm-cache"] == "miss"
+    assert second.content != first.content
+    assert _attempts(records) == 2
+
+
+def test_a_stream_the_client_left_is_never_cached() -> None:
+    """A client that goes away after the first frames gets nothing kept: the next ask is a miss."""
+    records = Records()
+    slow = CONFIG.replace(
+        "mock: {{type: mock}}", "mock: {{type: mock, options: {{chunks: 10, chunk_interval: 100ms}}}}"
+    )
+    with GatewayServer(slow.format(shared="false"), extra_plugins=(records,)) as gw:
+        body = _chat("leave early", stream=True)
+        headers = {"authorization": f"Bearer {ALICE}"}
+        with httpx.stream(
+            "POST", gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=20
+        ) as r:
+            assert r.headers["x-truckllm-cache"] == "miss"
+            next(r.iter_raw())  # the first frames, then the client leaves
+        for _ in range(100):  # the gateway ends the request once it sees the client gone
+            if records.records:
+                break
+            time.sleep(0.05)
+        again = _openai(gw, ALICE, body)
+    assert again.status_code == 200 and b"[DONE]" in again.content
+    assert again.headers["x-truckllm-cache"] == "miss"
     assert _attempts(records) == 2
 
 
@@ -216,7 +236,8 @@ def test_hits_cost_the_budget_nothing() -> None:
     assert len(hits) == 3
     assert all(r.cost_usd == 0 and r.usage is None for r in hits)
     assert all(r.extra["cost_saved_usd"] == pytest.approx(miss.cost_usd) for r in hits)
-    (budget,) = gateway.store.state.budget_states()
+    store: Any = gateway.store  # the memory store: its state is readable in process
+    (budget,) = store.state.budget_states()
     assert budget.spent == pytest.approx(miss.cost_usd)
     assert budget.reserved == pytest.approx(0)
 

@@ -11,6 +11,7 @@ import truckllm_cache
 from truckllm_cache import EXCLUDED, ResponseCache, canonical, entry_name
 
 from truckllm._internal.plugins import make_plugin_manager
+from truckllm.kit.options import Duration
 from truckllm.types import CacheContext, CachedAnswer, ChatRequest
 
 
@@ -94,7 +95,9 @@ def _context(storage: Storage, alias: str = "m", key: str | None = "alice") -> C
 
 
 def test_store_then_lookup_with_ttl_size_cap_and_figures() -> None:
-    cache = ResponseCache(ResponseCache.Options(aliases=("m",), keys=("alice",), ttl=60, max_entry_bytes=200))
+    cache = ResponseCache(
+        ResponseCache.Options(aliases=("m",), keys=("alice",), ttl=Duration(60), max_entry_bytes=200)
+    )
     storage = Storage()
     request = _request(BODY)
     small = CachedAnswer(body=b"{}", cost_usd=0.5)
