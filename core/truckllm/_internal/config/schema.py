@@ -306,7 +306,8 @@ class OrgConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     :ivar tpm: tokens per minute, likewise.
     :ivar budgets: spend caps, one per period at most.
     :ivar models: the aliases its keys may use (``None``: all).
-    :ivar metadata: free labels (recorded, shown), never secrets.
+    :ivar metadata: free labels, never secrets: shown by ``/admin/v1/teams`` and the console
+        (not copied onto request records).
     """
 
     rpm: PosInt | None = None
@@ -324,7 +325,8 @@ class TeamConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     :ivar tpm: tokens per minute, likewise.
     :ivar budgets: spend caps, one per period at most.
     :ivar models: the aliases its keys may use (``None``: all); a key's own list narrows it.
-    :ivar metadata: free labels (recorded, shown), never secrets.
+    :ivar metadata: free labels, never secrets: shown by ``/admin/v1/teams`` and the console
+        (not copied onto request records).
     """
 
     org: Name | None = None
