@@ -9,6 +9,13 @@ keys, 10 aliases, 5 providers, 3% errors. Then each query runs 30 times and the 
 p50/p95 (ms): the first page, a filtered page (alias + status class), a deep page (the cursor 20
 pages in), a record by id, and the overview series of the last hour (minute), day (hour) and
 month (day). The target is p95 < 300 ms at 1M rows on both backends.
+
+Then the console's own pages over the same database (``--no-pages`` leaves them out): a gateway
+with the ``sql`` logger on it (retention off) is started in this process, and each page is asked
+for 30 times over loopback with the admin token: the log's first page, a filtered page, a request,
+and the overview of the last hour, day and 30 days. These times are the whole answer as the client
+saw it (the admin API call, the query, the template, the HTTP round trip): an upper bound on the
+server-side time.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx2 as httpx
 from truckllm_logger_sql.codec import COLUMNS, to_row
 from truckllm_logger_sql.ddl import upsert_rollup_sql
 from truckllm_logger_sql.options import SqlOptions
@@ -35,6 +43,7 @@ from truckllm_logger_sql.store import Store, open_store
 from truckllm.kit.options import Secret
 from truckllm.kit.request_log import LogQuery, SeriesQuery
 from truckllm.types import AttemptRecord, RequestRecord, Usage
+from truckllm_testing.server import GatewayServer
 
 __all__ = ["main", "run", "synthetic"]
 
@@ -195,8 +204,69 @@ async def measure(store: Store, now: float) -> list[tuple[str, float, float]]:
     return results
 
 
-async def run(backend: str, rows: int, pg_admin: str, keep: bool) -> list[tuple[str, float, float]]:
-    """Seed and measure one backend; its rows of the table."""
+ADMIN_TOKEN = "bench-request-log-admin-token"
+
+
+def _gateway_config(url: str) -> str:
+    return f"""
+admin: {{token: {ADMIN_TOKEN}}}
+loggers: [{{sql: {{url: "{url}", retention_days: 0}}}}]
+providers:
+  mock: {{type: mock}}
+models:
+  chat:
+    deployments: [{{provider: mock, model: m}}]
+"""
+
+
+def _time_get(client: httpx.Client, path: str) -> tuple[float, float]:
+    def get() -> None:
+        answer = client.get(path)
+        if answer.status_code != 200 or any(
+            bad in answer.text for bad in ("The admin API answered", "No request log is kept")
+        ):
+            raise RuntimeError(f"{path}: {answer.status_code} {answer.text[:300]}")
+
+    get()  # warm
+    samples = []
+    for _ in range(RUNS):
+        t0 = time.perf_counter()
+        get()
+        samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1) + 0.5)]
+
+
+def measure_pages(url: str) -> list[tuple[str, float, float]]:
+    """p50/p95 (ms) of the console's pages, over loopback, from a gateway logging to ``url``
+    (the console plugin must be installed)."""
+    with tempfile.TemporaryDirectory(prefix="truckllm-reqlog-gw-") as folder:
+        config = Path(folder) / "truckllm.yaml"
+        config.write_text(_gateway_config(url))
+        with (
+            GatewayServer(config_path=str(config)) as server,
+            httpx.Client(
+                base_url=server.url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
+            ) as client,
+        ):
+            first = client.get("/admin/v1/requests", params={"limit": "1"}).json()["data"][0]["request_id"]
+            pages = [
+                ("page: request log, first page", "/console/requests"),
+                ("page: request log, alias + 5xx", "/console/requests?alias=alias-3&status=5xx"),
+                ("page: request log, key + provider", "/console/requests?key=team-07&provider=gemini"),
+                ("page: one request", f"/console/requests/{first}"),
+                ("page: overview, last hour", "/console/?range=hour"),
+                ("page: overview, last day", "/console/?range=day"),
+                ("page: overview, last 30 days", "/console/?range=month"),
+            ]
+            return [(name, *_time_get(client, path)) for name, path in pages]
+
+
+async def run(
+    backend: str, rows: int, pg_admin: str, keep: bool, pages: bool = True
+) -> list[tuple[str, float, float]]:
+    """Seed and measure one backend (the queries, then the console's pages unless ``pages`` is
+    false); its rows of the table."""
     now = time.time()
     if backend == "sqlite":
         with tempfile.TemporaryDirectory(prefix="truckllm-reqlog-") as folder:
@@ -206,9 +276,12 @@ async def run(backend: str, rows: int, pg_admin: str, keep: bool) -> list[tuple[
             print(f"sqlite: seeded {rows} rows in {time.perf_counter() - t0:.0f} s", flush=True)
             store: Store = SqliteStore(path)
             try:
-                return await measure(store, now)
+                results = await measure(store, now)
             finally:
                 await store.close()
+            if pages:
+                results += await asyncio.to_thread(measure_pages, f"sqlite:///{path}")
+            return results
     name = f"truckllm_reqlog_bench_{secrets.token_hex(3)}"
     admin = await asyncpg.connect(pg_admin)
     await admin.execute(f"CREATE DATABASE {name}")
@@ -219,9 +292,12 @@ async def run(backend: str, rows: int, pg_admin: str, keep: bool) -> list[tuple[
         print(f"postgres: seeded {rows} rows in {time.perf_counter() - t0:.0f} s", flush=True)
         pg_store = open_store(SqlOptions(url=Secret(url)))
         try:
-            return await measure(pg_store, now)
+            results = await measure(pg_store, now)
         finally:
             await pg_store.close()
+        if pages:
+            results += await asyncio.to_thread(measure_pages, url)
+        return results
     finally:
         if not keep:
             await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -235,11 +311,16 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
+    parser.add_argument(
+        "--no-pages", action="store_true", help="time the queries only, not the console's pages"
+    )
     args = parser.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     table = [f"| backend | query ({args.rows:,} rows) | p50 ms | p95 ms |", "|---|---|---:|---:|"]
     for backend in backends:
-        for name, p50, p95 in asyncio.run(run(backend, args.rows, args.pg_admin, args.keep)):
+        for name, p50, p95 in asyncio.run(
+            run(backend, args.rows, args.pg_admin, args.keep, not args.no_pages)
+        ):
             table.append(f"| {backend} | {name} | {p50:.1f} | {p95:.1f} |")
     print("\n".join(table))
 

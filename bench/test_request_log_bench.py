@@ -1,5 +1,6 @@
 """``bench.request_log`` on a small SQLite file: the synthetic records have the promised spread
-and every console query of the table runs (figures are not asserted: this is no timed test)."""
+and every console query and page of the table runs (a page that fails or shows an admin error
+stops the run; figures are not asserted: this is no timed test)."""
 
 from __future__ import annotations
 
@@ -33,5 +34,12 @@ def test_every_query_runs_on_sqlite() -> None:
         "overview: last hour (minute)",
         "overview: last day (hour)",
         "overview: last month (day)",
+        "page: request log, first page",
+        "page: request log, alias + 5xx",
+        "page: request log, key + provider",
+        "page: one request",
+        "page: overview, last hour",
+        "page: overview, last day",
+        "page: overview, last 30 days",
     ]
     assert all(p50 <= p95 for _, p50, p95 in rows)
