@@ -145,3 +145,41 @@ def test_series_sums_match_the_records(db_url: str, record: Any) -> None:
             await store.close()
 
     asyncio.run(run())
+
+
+def test_a_page_is_one_query_without_offset(tmp_path: Any, record: Callable[..., RequestRecord]) -> None:
+    """Each page, the first and the next ones, filtered or not, is one ``SELECT`` (SQLite's trace
+    of the reader's statements), and no query of a page skips rows with ``OFFSET``."""
+    from truckllm_logger_sql import sqlite_store
+    from truckllm_logger_sql.queries import search_sql
+
+    statements: list[str] = []
+    real = sqlite_store.connect
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        conn = real(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    async def run() -> None:
+        store, _ = await _seeded(f"sqlite:///{tmp_path}/requests.db", record)
+        try:
+            for query in (LogQuery(limit=20), LogQuery(limit=15, alias="gpt", status="2xx")):
+                cursor = None
+                for _ in range(3):
+                    statements.clear()
+                    page = await store.search(LogQuery(**{**_fields(query), "cursor": cursor}))
+                    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+                    assert len(selects) == 1, statements
+                    assert "OFFSET" not in selects[0].upper()
+                    assert page.next_cursor is not None
+                    cursor = page.next_cursor
+        finally:
+            await store.close()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sqlite_store, "connect", traced)
+        asyncio.run(run())
+    for query in QUERIES:  # the same text on PostgreSQL, with $n placeholders
+        sql, _ = search_sql(query, lambda n: f"${n}")
+        assert "OFFSET" not in sql.upper() and sql.count("SELECT") == 1
