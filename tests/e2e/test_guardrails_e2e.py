@@ -342,6 +342,50 @@ def test_a_failing_guardrail_allows_with_on_error_allow(
     assert result.error == ("timeout" if word == "SLOWME" else "RuntimeError")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("door", DOORS)
+def test_a_raising_input_guardrail_blocks_on_every_door(
+    gw: GatewayServer, fake: FakeOpenAI, plugin: Plugin, door: str, stream: bool
+) -> None:
+    """Fail closed whatever the front door: the 400 in the door's own format, nothing upstream."""
+    if stream and door not in STREAMING:
+        pytest.skip("embeddings do not stream")
+    before = len(fake.requests)
+    response = send(gw, door, f"RAISEME {SECRET}", stream)
+    assert response.status_code == 400
+    assert shape(door, response.content) == ERROR_SHAPE.get(door, door)
+    assert (
+        message_of(response.content)
+        == "Blocked by guardrail 'in': the guardrail could not check this request"
+    )
+    assert len(fake.requests) == before
+    (result,) = record_for(plugin, response).guardrails
+    assert (result.stage, result.action, result.error) == ("input", "block", "RuntimeError")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("door", STREAMING)
+def test_a_raising_output_guardrail_blocks_the_answer(
+    gw: GatewayServer, fake: FakeOpenAI, plugin: Plugin, logs: list[str], door: str, stream: bool
+) -> None:
+    """The output stage fails closed too: the answer (whole, or a stream whose window had not
+    been released) is never shown; the client gets the door's error."""
+    if door == "gemini-array" and not stream:
+        pytest.skip("the JSON-array form is a stream")
+    fake.script(Reply(text=f"the answer is RAISEME and {SECRET}"))
+    response = send(gw, door, "tell me", stream)
+    assert response.status_code == 400
+    assert shape(door, response.content) == ERROR_SHAPE.get(door, door)
+    assert message_of(response.content) == (
+        "Blocked by guardrail 'out': the guardrail could not check this request"
+    )
+    assert SECRET not in response.text and "RAISEME" not in response.text
+    record = record_for(plugin, response)
+    (result,) = [g for g in record.guardrails if g.stage == "output"]
+    assert (result.name, result.action, result.error) == ("out", "block", "RuntimeError")
+    assert not [line for line in logs if SECRET in line]
+
+
 def test_guardrails_never_see_credentials(gw: GatewayServer, plugin: Plugin) -> None:
     assert gw.gateway is not None
     send(gw, "chat", "what is my key")
