@@ -11,8 +11,9 @@ the store keeps no state), with a sliding TTL (``affinity.ttl``, per provider:
 
 :class:`AffinityBook` (one per gateway: ``Gateway.affinity``) reads the pin (one store read per
 request), puts the pinned candidate first when it is usable, and otherwise pins the strategy's
-first choice whose key is under its share cap (``max_skew``); a pin is written only when it
-changes or when half its TTL has gone. Unusable candidates (cooldown, ejection, over rpm/tpm) are
+first choice, or another key of the same deployment when that keeps each key's share of the
+deployment's live pins within ``max_skew`` of even (:meth:`AffinityBook._new`); a pin is
+written only when it changes or when half its TTL has gone. Unusable candidates (cooldown, ejection, over rpm/tpm) are
 already out of the usable list, so their pins move on the next request.
 """
 
@@ -334,12 +335,28 @@ class AffinityBook:
     def _new(
         self, alias: str, ordered: Sequence[Candidate], settings: AffinityConfig
     ) -> tuple[Candidate, bool]:
-        """The candidate a new pin goes to, and whether the cap passed over the strategy's first."""
-        pairs = {_pair(alias, c) for c in ordered}
-        live = sum(self.tally.counts[pair] for pair in pairs)
-        for cand in ordered:
-            pair = _pair(alias, cand)
-            bound = (live + 1) * (1 + settings.max_skew) / len(pairs)
-            if self.tally.counts[pair] + 1 <= max(bound, 1.0):
-                return cand, cand is not ordered[0]
-        return ordered[0], False
+        """The candidate a new pin goes to, and whether the share bounds passed over the
+        strategy's first choice.
+
+        The strategy chooses the deployment (its first choice's: priority, cost and weights
+        across deployments are its business); among that deployment's usable keys, whose live
+        pins are ``live`` over ``n`` keys, a key holding fewer than ``live * (1 - max_skew) / n``
+        takes the pin first (the strategy's first such), else the strategy's first key holding
+        at most ``(live + 1) * (1 + max_skew) / n`` with this one: each key's share of its
+        deployment's pins stays within ``max_skew`` of even, so pins cannot starve keys."""
+        first = ordered[0]
+        group = [c for c in ordered if c.deployment.index == first.deployment.index]
+        counts = self.tally.counts
+        pairs = {_pair(alias, c) for c in group}
+        if len(pairs) < 2:
+            return first, False
+        live = sum(counts[pair] for pair in pairs)
+        floor = live * (1 - settings.max_skew) / len(pairs)
+        for cand in group:
+            if counts[_pair(alias, cand)] < floor:
+                return cand, cand is not first
+        bound = max((live + 1) * (1 + settings.max_skew) / len(pairs), 1.0)
+        for cand in group:
+            if counts[_pair(alias, cand)] + 1 <= bound:
+                return cand, cand is not first
+        return first, False

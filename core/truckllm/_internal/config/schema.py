@@ -427,9 +427,10 @@ class AffinityConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=Tr
         long as a provider keeps a prompt cache (5 minutes for OpenAI and Anthropic).
     :ivar provider_ttl: ``ttl`` per ``providers.<name>`` entry (a provider whose cache lives
         longer, or shorter). A TTL under one second counts as one second.
-    :ivar max_skew: a new pin goes to a key only while that key holds at most
-        ``(1 + max_skew) / N`` of the alias's live pins (``N`` usable keys), so that pins
-        cannot starve keys.
+    :ivar max_skew: each key's share of its deployment's live pins stays within ``max_skew``
+        of even (``N`` usable keys): a new pin goes first to a key holding fewer than
+        ``(1 - max_skew) / N`` of them, and never to one holding more than ``(1 + max_skew) / N``
+        (the strategy still chooses the deployment), so that pins cannot starve keys.
     """
 
     enabled: bool = False
