@@ -400,3 +400,42 @@ def test_any_payload_of_any_event_is_clean(messages: list[tuple[str, str, Any, b
 def test_a_chunk_without_bytes_is_a_bad_stream() -> None:
     with pytest.raises(UpstreamFailure, match="not an Anthropic stream event"):
         InvokeStream().feed(event_frame("chunk", {}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0), max_size=30))
+def test_any_split_of_an_invoke_stream_gives_the_same_frames(cuts: list[int]) -> None:
+    whole = InvokeStream()
+    expected = whole.feed(INVOKE) + whole.close()
+    split = InvokeStream()
+    assert b"".join(split.feed(p) for p in _split(INVOKE, cuts)) + split.close() == expected
+
+
+def _header(name: str, kind: int, value: bytes) -> bytes:
+    return struct.pack("!B", len(name)) + name.encode() + struct.pack("!B", kind) + value
+
+
+def test_every_header_value_type_is_read_and_only_strings_are_kept() -> None:
+    """AWS's nine header value types (bool true/false, byte, short, int, long, bytes, string,
+    timestamp, uuid): the fixed-size ones skipped by their size, the length-prefixed ones by theirs."""
+    head = b"".join(
+        [
+            _header("t", 0, b""),
+            _header("f", 1, b""),
+            _header("b", 2, b"\x01"),
+            _header("s", 3, b"\x00\x02"),
+            _header("i", 4, b"\x00\x00\x00\x03"),
+            _header("l", 5, b"\x00" * 8),
+            _header("raw", 6, struct.pack("!H", 3) + b"\xff\x00\xfe"),
+            _header(":event-type", 7, struct.pack("!H", 12) + b"messageStart"),
+            _header("ts", 8, b"\x00" * 8),
+            _header("id", 9, b"\x11" * 16),
+        ]
+    )
+    (message,) = EventDecoder().feed(_framed(head, b'{"role":"assistant"}'))
+    assert message.headers == {":event-type": "messageStart"}
+    assert message.payload == b'{"role":"assistant"}'
+    with pytest.raises(EventStreamError, match="unknown header value type"):
+        EventDecoder().feed(_framed(_header("x", 10, b""), b""))
+    with pytest.raises(EventStreamError, match="runs past"):
+        EventDecoder().feed(_framed(_header("x", 5, b"\x00" * 3), b""))
