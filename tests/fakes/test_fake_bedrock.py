@@ -117,6 +117,23 @@ def test_session_token_is_checked(fake: FakeBedrock) -> None:
     assert info.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
 
+def test_temporary_credentials_added_later_expire(fake: FakeBedrock) -> None:
+    now = dt.datetime.now(dt.UTC)
+    fake.add_key("ASIALATER1:later-secret:later-token", expires=now + dt.timedelta(minutes=5))
+    fake.add_key("ASIAGONE1:gone-secret:gone-token", expires=now - dt.timedelta(seconds=1))
+    later = client(fake, akid="ASIALATER1", secret="later-secret", token="later-token")
+    assert later.converse(modelId=MODEL, messages=USER)["stopReason"] == "end_turn"
+    assert fake.requests[-1].api_key == "ASIALATER1:later-secret:later-token"
+    with pytest.raises(ClientError) as info:
+        client(fake, akid="ASIAGONE1", secret="gone-secret", token="gone-token").converse(
+            modelId=MODEL, messages=USER
+        )
+    assert info.value.response["Error"]["Code"] == "ExpiredTokenException"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert fake.violations == ["ExpiredTokenException: The security token included in the request is expired"]
+    fake.violations.clear()
+
+
 def test_converse_tool_use_and_reasoning(fake: FakeBedrock) -> None:
     fake.script(Reply(thinking="Let me think", tool_calls=[ToolCall("get_weather", {"where": "Paris"})]))
     answer = client(fake).converse(modelId=MODEL, messages=USER, toolConfig=TOOLS)

@@ -1,23 +1,32 @@
 """The AWS credential chain's temporary credentials, through botocore itself: the container
 credentials endpoint (ECS, EKS Pod Identity) and web identity (IRSA: STS
 ``AssumeRoleWithWebIdentity``), each served on loopback. The source hands out what botocore got,
-reports its expiry to the kernel, and the next refresh near that expiry gets botocore's new set."""
+reports its expiry to the kernel, and the next refresh near that expiry gets botocore's new set.
+
+And the issue's run: temporary credentials living a few seconds, 2,000 requests through the
+gateway to the SigV4-checking fake (which refuses an expired one), zero failures."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
+import openai
 import pytest
 import truckllm_provider_bedrock as plugin
 from truckllm_provider_bedrock.credentials import AwsCredential, decode_credential
 
 from truckllm.types import Provider
+from truckllm_testing.fakes.bedrock import FakeBedrock
+from truckllm_testing.server import GatewayServer
 
 _CLEARED = (
     "AWS_ACCESS_KEY_ID",
@@ -36,20 +45,29 @@ class Issuer:
     """Temporary credentials, one set per call, each living ``lifetime`` (inside botocore's
     mandatory refresh window of 10 minutes, so that each refresh fetches a new set)."""
 
-    def __init__(self, lifetime: dt.timedelta = dt.timedelta(minutes=5)) -> None:
+    def __init__(
+        self,
+        lifetime: dt.timedelta = dt.timedelta(minutes=5),
+        on_issue: Callable[[AwsCredential, dt.datetime], None] | None = None,
+    ) -> None:
         self.lifetime = lifetime
+        self.on_issue = on_issue
         self.issued: list[tuple[AwsCredential, dt.datetime]] = []
         self.seen: list[dict[str, str]] = []  # what each call carried (headers, form)
+        self._lock = threading.Lock()
 
     def issue(self) -> tuple[AwsCredential, dt.datetime]:
-        n = len(self.issued) + 1
-        expiry = (dt.datetime.now(dt.UTC) + self.lifetime).replace(microsecond=0)
-        credential = AwsCredential(f"ASIATEMP{n:04d}", f"temp-secret-{n}", f"temp-token-{n}")
-        self.issued.append((credential, expiry))
-        return credential, expiry
+        with self._lock:
+            n = len(self.issued) + 1
+            expiry = (dt.datetime.now(dt.UTC) + self.lifetime).replace(microsecond=0)
+            credential = AwsCredential(f"ASIATEMP{n:04d}", f"temp-secret-{n}", f"temp-token-{n}")
+            if self.on_issue is not None:  # the upstream learns it before anyone can use it
+                self.on_issue(credential, expiry)
+            self.issued.append((credential, expiry))
+            return credential, expiry
 
 
-def _serve(issuer: Issuer) -> Iterator[str]:
+def _serve(issuer: Issuer) -> Generator[str, None, None]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
             """Quiet."""
@@ -167,3 +185,70 @@ async def test_web_identity(
     assert all(seen["Action"] == "AssumeRoleWithWebIdentity" for seen in issuer.seen)
     assert {seen["WebIdentityToken"] for seen in issuer.seen} == {"the-pods-oidc-token"}
     assert {seen["RoleArn"] for seen in issuer.seen} == {"arn:aws:iam::123456789012:role/gateway"}
+
+
+LIFETIME = 6.0  # seconds a set lives: the kernel refreshes it within about a second (its floor)
+REQUESTS = 2000
+
+
+@pytest.mark.slow
+def test_credentials_expire_during_2000_requests_and_none_fails(
+    monkeypatch: pytest.MonkeyPatch, clean_env: Path
+) -> None:
+    fake = FakeBedrock(keys=["AKIDNEVERUSED:unused-secret"])
+    issuer = Issuer(
+        dt.timedelta(seconds=LIFETIME),
+        lambda c, expiry: fake.add_key(f"{c.access_key}:{c.secret_key}:{c.token}", expires=expiry),
+    )
+    config = json.dumps(
+        {
+            "routing": {"retries": 0, "cooldown": {"failures": 1000}},
+            "providers": {"aws": {"type": "bedrock", "base_url": "BASE", "options": {"region": "us-east-1"}}},
+            "models": {
+                "claude": {
+                    "deployments": [
+                        {"provider": "aws", "model": "us.anthropic.claude-sonnet-4-5-20250929-v1:0"}
+                    ]
+                }
+            },
+        }
+    )
+    with fake.running():
+        endpoint = _serve(issuer)
+        url = next(endpoint)
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", url + "/creds")
+        try:
+            with (
+                GatewayServer(
+                    config.replace("BASE", fake.origin), autoload=False, extra_plugins=(plugin,)
+                ) as gw,
+                openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0, timeout=30) as sdk,
+            ):
+
+                def one(n: int) -> str:
+                    messages: Any = [{"role": "user", "content": f"request {n}"}]
+                    if n % 3 == 0:
+                        text = ""
+                        for chunk in sdk.chat.completions.create(
+                            model="claude", messages=messages, stream=True
+                        ):
+                            text += "".join(c.delta.content or "" for c in chunk.choices)
+                        return text
+                    answer = sdk.chat.completions.create(model="claude", messages=messages)
+                    return answer.choices[0].message.content or ""
+
+                started = time.monotonic()
+                with ThreadPoolExecutor(max_workers=8) as pool:
+                    answers = list(pool.map(one, range(REQUESTS)))
+                while time.monotonic() - started < 3 * LIFETIME:  # a fast machine: outlive some sets
+                    answers.append(one(len(answers)))
+        finally:
+            endpoint.close()
+
+    assert answers == [f"echo: request {n}" for n in range(len(answers))]  # no request failed
+    assert fake.violations == []  # none signed with an expired, unknown or wrong credential
+    calls = [r for r in fake.requests if "/model/" in r.path]
+    assert len(calls) == len(answers) and {r.status for r in calls} == {200}
+    used = {r.headers["authorization"].split("Credential=", 1)[1].split("/", 1)[0] for r in calls}
+    assert len(used) >= 3, f"the run outlived several sets but signed with {sorted(used)}"
+    assert used <= {c.access_key for c, _ in issuer.issued}

@@ -14,13 +14,14 @@ Routes (``{modelId}`` is one path segment, percent-encoded or not, as clients se
 
 Every request's SigV4 signature is recomputed with botocore's signer from the fake's known
 credentials (``keys``: ``"ACCESS_KEY_ID:SECRET"`` or ``"ACCESS_KEY_ID:SECRET:SESSION_TOKEN"``):
-a wrong signature, an expired date, another region or service is AWS's 403 with its error body
-and ``x-amzn-ErrorType``. Bedrock API keys (``Authorization: Bearer``) are accepted when listed
-in ``api_keys``. A Converse body is validated against botocore's service model of
-``bedrock-runtime`` (an unknown field, a wrong type, a content block with two members...) and
-Bedrock's own rules (roles alternate starting with the user, ``toolConfig`` present when tool
-blocks are, ``toolUse`` never before ``reasoningContent`` in an assistant turn, text never
-blank): a violation is ``ValidationException`` 400.
+a wrong signature, an expired date, another region or service, a temporary credential past its
+expiry (:meth:`FakeBedrock.add_key`) is AWS's 403 with its error body and ``x-amzn-ErrorType``.
+Bedrock API keys (``Authorization: Bearer``) are accepted when listed in ``api_keys``. A
+Converse body is validated against botocore's service model of ``bedrock-runtime`` (an unknown
+field, a wrong type, a content block with two members...) and Bedrock's own rules (roles
+alternate starting with the user, ``toolConfig`` present when tool blocks are, ``toolUse`` never
+before ``reasoningContent`` in an assistant turn, text never blank): a violation is
+``ValidationException`` 400.
 
 :attr:`Received.api_key` is the configured key the request was signed with (its
 ``ACCESS_KEY_ID:SECRET...`` text), or the bearer token.
@@ -197,14 +198,24 @@ class FakeBedrock(FakeUpstream):
         """The fake's UTC clock."""
         self._secrets: dict[str, tuple[str, str | None]] = {}
         self._key_of: dict[str, str] = {}
+        self._expiry: dict[str, dt.datetime] = {}
         for key in keys:
-            parsed = _parse_key(key)
-            if parsed is None:
-                raise ValueError("FakeBedrock keys are 'ACCESS_KEY_ID:SECRET[:SESSION_TOKEN]'")
-            self._secrets[parsed[0]] = (parsed[1], parsed[2])
-            self._key_of[parsed[0]] = key
+            self.add_key(key)
         self._operations = _service_operations()
         self._validator = ParamValidator()
+
+    def add_key(self, key: str, *, expires: dt.datetime | None = None) -> None:
+        """Accept one more credential (``"ACCESS_KEY_ID:SECRET[:SESSION_TOKEN]"``), e.g. temporary
+        credentials a test's STS or container endpoint just issued. Once ``expires`` (UTC) has
+        passed on :attr:`clock`, a request signed with it is AWS's 403 ``ExpiredTokenException``
+        (a violation). Safe to call from another thread while the fake serves."""
+        parsed = _parse_key(key)
+        if parsed is None:
+            raise ValueError("FakeBedrock keys are 'ACCESS_KEY_ID:SECRET[:SESSION_TOKEN]'")
+        if expires is not None:
+            self._expiry[parsed[0]] = expires
+        self._secrets[parsed[0]] = (parsed[1], parsed[2])
+        self._key_of[parsed[0]] = key
 
     # ------------------------------------------------------------------ provider hooks
 
@@ -243,7 +254,8 @@ class FakeBedrock(FakeUpstream):
                 ctx, "UnrecognizedClientException", "Invalid API Key format: Must be a valid Bedrock API key."
             )
         headers = {k.lower(): v for k, v in request.headers.items()}
-        _, denial = check_sigv4(
+        now = self.clock()
+        akid, denial = check_sigv4(
             method=request.method,
             origin=f"http://{request.host}",
             raw_path=request.raw_path,
@@ -252,10 +264,15 @@ class FakeBedrock(FakeUpstream):
             secrets=self._secrets,
             region=self.region,
             service="bedrock",
-            now=self.clock(),
+            now=now,
         )
         if denial is None:
-            return None
+            expiry = self._expiry.get(akid or "")
+            if expiry is None or now < expiry:
+                return None
+            return self._deny(
+                ctx, "ExpiredTokenException", "The security token included in the request is expired"
+            )
         return self._deny(ctx, denial.error, denial.message)
 
     def _deny(self, ctx: Ctx, error: str, message: str) -> web.Response:
