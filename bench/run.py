@@ -22,8 +22,9 @@ Lanes (``--lanes``; all by default):
   Skipped when the ``responses`` dialect plugin is not installed.
 - ``cache_affinity``: 200 multi-turn agent sessions over 8 keys of an upstream with a per-key
   prompt-prefix cache, with affinity off and on (and one key 429'd mid-run): the cached-token
-  ratio against a single key, each key's share of requests, client errors
-  (:mod:`bench.cache_affinity`; in process, about 20 s).
+  ratio against a single key, each key's share of requests, client errors,
+  for an upstream reporting cached tokens as OpenAI, Anthropic and Gemini do, the targets checked on
+  the worst of them (:mod:`bench.cache_affinity`; in process, about 50 s).
 - ``request_log``: request records to PostgreSQL (the ``sql`` logger): the gateway's CPU per
   request with and without it at ``--log-rates`` (open loop, ``--log-seconds`` per run), rows
   stored against requests answered, and a database outage of ``--outage-seconds`` mid-load
@@ -312,16 +313,28 @@ def targets(lanes: dict[str, Any], s: Settings) -> list[dict[str, Any]]:
     else:
         add(f"{s.hold_streams:,} concurrent paced streams, RSS", None, 600, unit="MB")
     runs = lanes.get("cache_affinity", {}).get("runs", {})
-    on, hit = runs.get("on"), runs.get("on+429")
+    # the worst over the providers' ways of reporting cached tokens (OpenAI's runs are unprefixed)
+    ons = [run for name, run in runs.items() if name.rsplit(" ", 1)[-1] == "on"]
+    hits = [run for name, run in runs.items() if name.rsplit(" ", 1)[-1] == "on+429"]
     add(
-        "affinity on: cached-token ratio vs one key",
-        on["ratio_vs_single"] if on else None,
+        "affinity on: cached-token ratio vs one key (worst provider)",
+        min(run["ratio_vs_single"] for run in ons) if ons else None,
         0.95,
         higher_is_better=True,
         unit="",
     )
-    add("affinity on: largest key share off even", on["max_share_deviation"] if on else None, 0.15, unit="")
-    add("affinity on, a key 429'd mid-run: client errors", hit["client_errors"] if hit else None, 1, unit="")
+    add(
+        "affinity on: largest key share off even (worst provider)",
+        max(run["max_share_deviation"] for run in ons) if ons else None,
+        0.15,
+        unit="",
+    )
+    add(
+        "affinity on, a key 429'd mid-run: client errors (all providers)",
+        sum(run["client_errors"] for run in hits) if hits else None,
+        1,
+        unit="",
+    )
     log = lanes.get("request_log", {})
     rate = log.get("target_rate")
     cpu = log.get("cpu", {}).get(f"{rate:g}") if rate else None

@@ -596,6 +596,46 @@ def test_targets_show_before_and_after() -> None:
     )
 
 
+def test_cache_affinity_targets_take_the_worst_provider() -> None:
+    """Issue 17's goals hold for every way of reporting cached tokens: the worst provider's ratio
+    and spread are the ones judged, and client errors of every provider's 429 run count."""
+    from bench.run import targets
+
+    def run(ratio: float, spread: float, errors: int = 0) -> dict[str, float]:
+        return {"ratio_vs_single": ratio, "max_share_deviation": spread, "client_errors": errors}
+
+    lanes = {
+        "cache_affinity": {
+            "runs": {
+                "single": run(1.0, 0.0),
+                "off": run(0.8, 0.0),
+                "on": run(0.99, 0.08),
+                "on+429": run(0.98, 0.1),
+                "anthropic on": run(0.94, 0.12),
+                "anthropic on+429": run(0.97, 0.2, errors=2),
+                "gemini on": run(0.99, 0.16),
+            }
+        }
+    }
+    found = {
+        t["target"].split(":")[1].split("(")[0].strip(): t
+        for t in targets(lanes, Settings())
+        if t["target"].startswith("affinity on")
+    }
+    assert (
+        found["cached-token ratio vs one key"]["value"],
+        found["cached-token ratio vs one key"]["met"],
+    ) == (
+        0.94,
+        False,
+    )
+    assert (found["largest key share off even"]["value"], found["largest key share off even"]["met"]) == (
+        0.16,
+        False,
+    )
+    assert found["client errors"]["value"] == 2
+
+
 def test_hold_capacity_and_open_file_limit() -> None:
     """Two sockets per held stream in the gateway, plus a reserve; the limit is raised as far as allowed."""
     import resource
