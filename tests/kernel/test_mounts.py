@@ -151,6 +151,26 @@ def test_sign_in_sets_a_strict_http_only_cookie(gw: GatewayServer) -> None:
     assert len(page.text.split()[-1]) >= 32  # the CSRF token
 
 
+def test_secure_cookie_marks_the_session_secure_behind_a_tls_proxy() -> None:
+    """Behind a TLS-terminating proxy the gateway sees plain HTTP: ``admin.secure_cookie`` makes
+    the session cookie (and its removal at sign-out) ``Secure`` all the same."""
+    config = CONFIG.replace(f"admin: {{token: {TOKEN}}}", f"admin: {{token: {TOKEN}, secure_cookie: true}}")
+    with GatewayServer(config, extra_plugins=(Plugin(),)) as server:
+        answer = sign_in(server)
+        assert answer.status_code == 200
+        attributes = [part.strip().lower() for part in answer.headers["set-cookie"].split(";")]
+        assert "secure" in attributes and "httponly" in attributes and "samesite=strict" in attributes
+        cookie, csrf = session(server)
+        out = httpx.post(
+            server.url + "/panel/logout",
+            cookies={SESSION_COOKIE: cookie},
+            headers={CSRF_HEADER: csrf},
+        )
+        assert out.status_code == 200, out.text
+        removal = [part.strip().lower() for part in out.headers["set-cookie"].split(";")]
+        assert "secure" in removal and "max-age=0" in removal
+
+
 @given(st.integers(min_value=0, max_value=200), st.sampled_from("AZaz09-_."))
 @settings(max_examples=40, deadline=None)
 def test_a_tampered_cookie_is_refused(gw: GatewayServer, position: int, char: str) -> None:

@@ -112,7 +112,7 @@ class AdminSessions:
     async def sign_in(self, request: Request, response: Response, token: str) -> bool:
         """Check ``token`` against the admin token; when it is right, set a new session's cookie
         on ``response`` (HttpOnly, SameSite=Strict, Path=/, Secure when the request came over
-        TLS) and return ``True``."""
+        TLS or ``admin.secure_cookie`` is set) and return ``True``."""
         key = self._key()
         if key is None or not self.check_token(token):
             logger.warning("admin sign-in refused from {}", request.client.host if request.client else "?")
@@ -126,7 +126,7 @@ class AdminSessions:
             path="/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=self._secure(request),
         )
         logger.info("admin signed in from {}", request.client.host if request.client else "?")
         return True
@@ -140,7 +140,14 @@ class AdminSessions:
                 await self._state().put_state(_REVOKED + nonce, b"1", max(1.0, expires - time.time()))
             except Exception as exc:  # the cookie is cleared still; the store's failure is logged
                 logger.bind(plugin="store").error("cannot revoke an admin session: {}", type(exc).__name__)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=self._secure(request)
+        )
+
+    def _secure(self, request: Request) -> bool:
+        """Whether the session cookie is ``Secure``: over TLS, or behind a TLS-terminating proxy
+        the config names (``admin.secure_cookie``)."""
+        return request.url.scheme == "https" or self._gateway.runtime.config.admin.secure_cookie
 
     async def session_of(self, scope: Any) -> str | None:
         """The nonce of the signed-in, unrevoked session whose cookie the request carries."""

@@ -103,10 +103,14 @@ class AdminConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
 
     :ivar token: the admin token.
     :ivar session_ttl: how long a browser's admin session lasts after signing in with the token.
+    :ivar secure_cookie: mark the session cookie ``Secure`` even when the request reached the
+        gateway over plain HTTP: set it behind a TLS-terminating proxy (over TLS it is always
+        ``Secure``; the gateway trusts no ``X-Forwarded-Proto``).
     """
 
     token: Secret | None = None
     session_ttl: Duration = Duration(8 * 3600)
+    secure_cookie: bool = False
 
     def __post_init__(self) -> None:
         if not 60 <= self.session_ttl <= 30 * 86400:
