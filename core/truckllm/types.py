@@ -804,6 +804,11 @@ class RequestRecord(Struct, frozen=True, kw_only=True):
     ``team`` and ``org`` are the gateway key's; ``user`` the end user the client named (the
     ``user`` field, ``metadata.user_id``...), ``tags`` its tags (``x-truckllm-tags`` and the key's
     own), each bounded; ``guardrails`` what each guardrail decided.
+
+    ``metadata`` is the default metadata of the gateway key's requests: its organisation's
+    ``orgs.<name>.metadata``, then its team's ``teams.<name>.metadata`` over it (empty for a key
+    without a team). Config labels, never secrets, bounded by the config (at most 32 entries,
+    keys of 1-64 characters of letters, digits and ``_.:-``, values of at most 256 characters).
     """
 
     request_id: str
@@ -836,6 +841,7 @@ class RequestRecord(Struct, frozen=True, kw_only=True):
     user: str | None = None
     tags: tuple[str, ...] = ()
     guardrails: tuple[GuardrailResult, ...] = ()
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 # --- guardrails (``register_guardrails``) -----------------------------------------------------------

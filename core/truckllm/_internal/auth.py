@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from truckllm._internal.config.schema import GatewayKeyConfig
@@ -63,6 +65,8 @@ class GatewayKey:
     :ivar models: the models it may use (``None``: all); once :meth:`KeyRing.scoped`, narrowed by
         its team's and organisation's.
     :ivar team: its team (``keys[].team``), once scoped; ``org`` that team's organisation.
+    :ivar metadata: once scoped, the default metadata of its requests: its organisation's
+        ``metadata``, then its team's over it (empty without a team).
     """
 
     name: str
@@ -74,6 +78,7 @@ class GatewayKey:
     config: GatewayKeyConfig
     team: str | None = None
     org: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 class KeyRing:
@@ -96,8 +101,9 @@ class KeyRing:
             )
 
     def scoped(self, key: GatewayKey, config: Config) -> GatewayKey:
-        """``key`` with its team and organisation set and its ``models`` narrowed by theirs (made
-        once per key for this ring, i.e. per config version; ``config`` is the ring's)."""
+        """``key`` with its team, organisation and their merged ``metadata`` set and its ``models``
+        narrowed by theirs (made once per key for this ring, i.e. per config version; ``config``
+        is the ring's)."""
         done = self._scoped.get(key.digest)
         if done is not None:
             return done
@@ -109,11 +115,16 @@ class KeyRing:
             frozenset(team.models) if team is not None and team.models is not None else None,
             frozenset(org.models) if org is not None and org.models is not None else None,
         )
+        metadata = {
+            **(org.metadata if org is not None else {}),
+            **(team.metadata if team is not None else {}),
+        }
         done = replace(
             key,
             models=models,
             team=key.config.team if team is not None else None,
             org=org_name if org is not None else None,
+            metadata=MappingProxyType(metadata),
         )
         self._scoped[key.digest] = done
         return done

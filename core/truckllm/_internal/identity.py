@@ -104,8 +104,8 @@ def request_tags(
 def identify(
     rt: Runtime, ctx: RequestContext, key: GatewayKey | None, request: ChatRequest, headers: dict[str, str]
 ) -> GatewayKey | None:
-    """Set the request's team, org, end user and tags on ``ctx``; return the key with its
-    ``models`` narrowed by its team's and org's (what admission then checks).
+    """Set the request's team, org, their default metadata, end user and tags on ``ctx``; return
+    the key with its ``models`` narrowed by its team's and org's (what admission then checks).
 
     :raises GatewayError: 400 for an end user or tags out of bounds.
     """
@@ -114,6 +114,7 @@ def identify(
         key = rt.keyring.scoped(key, config)
         ctx.team = key.team
         ctx.org = key.org
+        ctx.metadata = key.metadata
     ctx.user = end_user(request)
     tags = config.tags
     ctx.tags = request_tags(

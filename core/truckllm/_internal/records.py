@@ -4,7 +4,8 @@ The kernel's one definition of the log fields, used by ``truckllm-logger-stdout`
 ``-webhook`` and available to third-party loggers, so every logger writes the same names.
 
 Only what :class:`~truckllm.types.RequestRecord` holds is written: key *names*, never key values
-(records never carry them), and nothing from the config.
+(records never carry them), and nothing from the config but names and the teams' and
+organisations' ``metadata`` labels (never secrets).
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ FIELDS = (
     "error_kind",
     "error_message",
     "client_disconnected",
+    "team",
+    "org",
+    "user",
+    "tags",
+    "metadata",
 )
 """Every field of a JSON record, in the order written."""
 
@@ -137,6 +143,11 @@ def record_fields(record: RequestRecord) -> dict[str, Any]:
         "error_kind": record.error_kind,
         "error_message": record.error_message,
         "client_disconnected": record.client_disconnected,
+        "team": record.team,
+        "org": record.org,
+        "user": record.user,
+        "tags": list(record.tags),
+        "metadata": dict(record.metadata),
     }
 
 
@@ -223,5 +234,10 @@ def text_line(record: RequestRecord) -> str:
         ("error_kind", record.error_kind),
         ("error_message", record.error_message),
         ("client_disconnected", "true" if record.client_disconnected else None),
+        ("team", record.team),
+        ("org", record.org),
+        ("user", record.user),
+        ("tags", ",".join(record.tags) or None),
+        ("metadata", msgspec.json.encode(record.metadata).decode() if record.metadata else None),
     ]
     return head + "".join(f" {k}={_value(v)}" for k, v in pairs if v is not None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from truckllm._internal.admission import Reservation, settlement
@@ -68,6 +68,7 @@ class RequestContext:
     stream_cut: bool = False  # a raw stream failed mid-body: its connection closes without the end
     team: str | None = None  # the gateway key's team and org
     org: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)  # the team's and org's (config)
     user: str | None = None  # the end user the client named (bounded)
     tags: tuple[str, ...] = ()  # the request's tags (bounded)
     guardrails: list[GuardrailResult] = field(default_factory=list)  # what each guardrail decided
@@ -170,6 +171,7 @@ def end_request(gw: Gateway, rt: Runtime, ctx: RequestContext) -> None:
         client_disconnected=ctx.client_disconnected,
         team=ctx.team,
         org=ctx.org,
+        metadata=dict(ctx.metadata),  # the record's own copy: loggers never share one
         user=ctx.user,
         tags=ctx.tags,
         guardrails=tuple(ctx.guardrails),

@@ -100,6 +100,16 @@ class RuntimeView:
         return frozenset(self._gateway.runtime.config.tags.metrics)
 
     @property
+    def teams(self) -> frozenset[str]:
+        """The names of the running config's teams (``teams:``)."""
+        return frozenset(self._gateway.runtime.config.teams)
+
+    @property
+    def orgs(self) -> frozenset[str]:
+        """The names of the running config's organisations (``orgs:``)."""
+        return frozenset(self._gateway.runtime.config.orgs)
+
+    @property
     def providers(self) -> Mapping[str, Provider]:
         """Provider name → :class:`~truckllm.types.Provider` (type, base URL, options; no keys)."""
         return MappingProxyType(self._gateway.runtime.providers)
@@ -259,11 +269,20 @@ class GatewayView:
         to ``store_usage`` and every logger's ``emit_log``, like the kernel's own records: at once
         when every implementation is a plain function and nothing is queued, otherwise queued
         after what is (a coroutine hook always runs on the background task). Its
-        ``error_message`` is scrubbed of the config's secrets first; key names only, never values."""
+        ``error_message`` is scrubbed of the config's secrets first; key names only, never values.
+        A record with a ``gateway_key`` and that key's ``team`` but no ``metadata`` gets the key's
+        default metadata (its organisation's and team's), as the kernel's own records do."""
         if record.error_message:
             scrubbed = self.scrub(record.error_message)
             if scrubbed != record.error_message:
                 record = msgspec.structs.replace(record, error_message=scrubbed)
+        if record.team is not None and record.gateway_key is not None and not record.metadata:
+            runtime = self._gateway.runtime
+            key = next((k for k in runtime.keyring.by_digest.values() if k.name == record.gateway_key), None)
+            if key is not None:
+                scoped = runtime.keyring.scoped(key, runtime.config)
+                if scoped.team == record.team and scoped.metadata:
+                    record = msgspec.structs.replace(record, metadata=dict(scoped.metadata))
         self._gateway.background.submit(self._gateway.runtime.host, record)
 
     def scrub(self, text: str) -> str:

@@ -192,6 +192,10 @@ def request_attributes(record: RequestRecord, upstream: Upstream | None = None) 
     _put(attributes, "truckllm.provider_type", record.provider_type)
     _put(attributes, "truckllm.deployment", record.deployment)
     _put(attributes, "truckllm.provider_key", record.provider_key)
+    _put(attributes, "truckllm.team", record.team)
+    _put(attributes, "truckllm.org", record.org)
+    for name, value in record.metadata.items():  # config labels, bounded by the config
+        attributes[f"truckllm.metadata.{name}"] = value
     attributes["truckllm.stream"] = record.stream
     attributes["truckllm.status"] = record.status
     attributes["truckllm.attempts"] = len(record.attempts)

@@ -44,6 +44,10 @@ PosInt = Annotated[int, Meta(ge=1)]
 NonNegInt = Annotated[int, Meta(ge=0)]
 NonNeg = Annotated[float, Meta(ge=0)]
 Name = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/+-]+$")]
+MetadataKey = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Metadata = Annotated[dict[MetadataKey, Annotated[str, Meta(max_length=256)]], Meta(max_length=32)]
+"""A team's or organisation's ``metadata``: at most 32 labels, each key 1-64 characters of letters,
+digits and ``_.:-``, each value at most 256 characters (copied onto every request record)."""
 
 
 class LimitsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -310,15 +314,16 @@ class OrgConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     :ivar tpm: tokens per minute, likewise.
     :ivar budgets: spend caps, one per period at most.
     :ivar models: the aliases its keys may use (``None``: all).
-    :ivar metadata: free labels, never secrets: shown by ``/admin/v1/teams`` and the console
-        (not copied onto request records).
+    :ivar metadata: free labels, never secrets (bounded: :data:`Metadata`): shown by
+        ``/admin/v1/teams`` and the console, and the default metadata of its keys' requests
+        (``RequestRecord.metadata``; a team's own entries win).
     """
 
     rpm: PosInt | None = None
     tpm: PosInt | None = None
     budgets: tuple[BudgetConfig, ...] = ()
     models: tuple[str, ...] | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: Metadata = field(default_factory=dict)
 
 
 class TeamConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -329,8 +334,9 @@ class TeamConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     :ivar tpm: tokens per minute, likewise.
     :ivar budgets: spend caps, one per period at most.
     :ivar models: the aliases its keys may use (``None``: all); a key's own list narrows it.
-    :ivar metadata: free labels, never secrets: shown by ``/admin/v1/teams`` and the console
-        (not copied onto request records).
+    :ivar metadata: free labels, never secrets (bounded: :data:`Metadata`): shown by
+        ``/admin/v1/teams`` and the console, and the default metadata of its keys' requests
+        (``RequestRecord.metadata``: its organisation's entries, then its own over them).
     """
 
     org: Name | None = None
@@ -338,7 +344,7 @@ class TeamConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     tpm: PosInt | None = None
     budgets: tuple[BudgetConfig, ...] = ()
     models: tuple[str, ...] | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: Metadata = field(default_factory=dict)
 
 
 class TagsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
