@@ -609,3 +609,39 @@ async def test_tags_become_labels_only_from_the_config_list(monkeypatch: pytest.
     assert value(s, "truckllm_tag_cost_usd_total", tag="other") == pytest.approx(0.51)
     tags = {dict(labels)["tag"] for (name, labels) in s if name.startswith("truckllm_tag_")}
     assert tags == {"capped", "other"}
+
+
+async def test_teams_and_orgs_become_labels_only_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``team`` / ``org`` are the running config's names, ``none`` without one, ``other`` for a
+    name the config does not have (a team a reload removed)."""
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    gateway = Gateway(
+        config_text=CONFIG + "orgs: {acme: {}}\nteams: {eng: {org: acme}, ops: {}}\n",
+        env={},
+        extra_plugins=(Providers(),),
+        autoload=False,
+    )
+    metrics = await started(gateway)
+    metrics.emit_log(record(team="eng", org="acme", cost_usd=0.25))
+    metrics.emit_log(record(team="eng", org="acme", cost_usd=0.5))
+    metrics.emit_log(record(team="ops", cost_usd=1.0))
+    metrics.emit_log(record(team="gone", org="old-org", cost_usd=2.0))
+    metrics.emit_log(record())  # a key without a team
+    s = scrape(metrics)
+    assert value(s, "truckllm_team_requests_total", team="eng") == 2
+    assert value(s, "truckllm_team_requests_total", team="ops") == 1
+    assert value(s, "truckllm_team_requests_total", team="other") == 1
+    assert value(s, "truckllm_team_requests_total", team="none") == 1
+    assert value(s, "truckllm_team_cost_usd_total", team="eng") == pytest.approx(0.75)
+    assert value(s, "truckllm_team_cost_usd_total", team="other") == pytest.approx(2.0)
+    assert value(s, "truckllm_team_cost_usd_total", team="none") is None  # no spend: no sample
+    assert value(s, "truckllm_org_requests_total", org="acme") == 2
+    assert value(s, "truckllm_org_requests_total", org="none") == 2
+    assert value(s, "truckllm_org_requests_total", org="other") == 1
+    assert value(s, "truckllm_org_cost_usd_total", org="acme") == pytest.approx(0.75)
+    assert value(s, "truckllm_org_cost_usd_total", org="none") == pytest.approx(1.0)
+    teams = {dict(labels)["team"] for (name, labels) in s if name.startswith("truckllm_team_")}
+    orgs = {dict(labels)["org"] for (name, labels) in s if name.startswith("truckllm_org_")}
+    assert teams == {"eng", "ops", "other", "none"} and orgs == {"acme", "other", "none"}
+    users = {k for (_, labels) in s for k, _ in labels}
+    assert "user" not in users  # end users are unbounded: never a label

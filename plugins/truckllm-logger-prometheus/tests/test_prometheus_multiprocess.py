@@ -29,6 +29,7 @@ class Providers:
 
 CONFIG = "providers: {openai: {type: openai, keys: [{name: k, value: sk-1}]}}\\n" + (
     "models: {gpt-4o: {deployments: [{provider: openai, model: gpt-4o}]}}\\n"
+    "orgs: {acme: {}}\\nteams: {eng: {org: acme}}\\n"
 )
 gateway = Gateway(config_text=CONFIG, env={}, extra_plugins=(Providers(),), autoload=False)
 gateway.in_flight = in_flight
@@ -47,7 +48,8 @@ async def main() -> None:
                 request_id=str(n), started_at=0.0, endpoint="chat", dialect="openai", alias="gpt-4o",
                 gateway_key=None, stream=False, status=200, latency_ms=100.0, upstream_ms=90.0,
                 provider="openai", usage=Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15),
-                cost_usd=0.5, attempts=(
+                cost_usd=0.5, team="eng" if n % 2 == 0 else None, org="acme" if n % 2 == 0 else None,
+                attempts=(
                     AttemptRecord(provider="openai", provider_key="k", deployment="gpt-4o#0",
                                   model="gpt-4o", status=200, latency_ms=90.0, alias="gpt-4o"),
                 ),
@@ -94,6 +96,12 @@ def test_two_processes_are_summed(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert value("truckllm_tokens_total", kind="completion", **route) == 35
     assert value("truckllm_cost_usd_total", **route) == pytest.approx(3.5)
     assert value("truckllm_attempts_total", outcome="success", **route) == 7
+    # team and org counters are summed too: records 0 and 2 of each worker are eng, the others none
+    assert value("truckllm_team_requests_total", team="eng") == 4
+    assert value("truckllm_team_requests_total", team="none") == 3
+    assert value("truckllm_team_cost_usd_total", team="eng") == pytest.approx(2.0)
+    assert value("truckllm_org_requests_total", org="acme") == 4
+    assert value("truckllm_org_cost_usd_total", org="none") == pytest.approx(1.5)
     assert value("truckllm_request_duration_seconds_count", **route) == 7
     assert value("truckllm_request_duration_seconds_sum", **route) == pytest.approx(0.7)
     assert value("truckllm_overhead_seconds_count", **route) == 7

@@ -11,8 +11,10 @@ instead and every scrape merges all workers' files with prometheus-client's mult
 
 Label values are bounded: ``alias`` and ``provider`` only take names from the running config
 (``other`` for anything else, ``none`` when absent), error kinds a fixed set, ``tag`` only the
-tags the config's ``tags.metrics`` lists (``other`` for any other); a model name or a tag a client
-made up never becomes a label.
+tags the config's ``tags.metrics`` lists (``other`` for any other), ``team`` and ``org`` only the
+running config's ``teams:`` / ``orgs:`` names (``none`` for a request without one, ``other`` for
+a name the config no longer has); a model name or a tag a client made up never becomes a label,
+and end users never do (unbounded: they are grouped in ``/admin/v1/usage`` instead).
 """
 
 from __future__ import annotations
@@ -220,6 +222,26 @@ class PrometheusLogger:
         self.tag_cost = Counter(
             "truckllm_tag_cost_usd_total", "Spend in USD per tag.", ("tag",), registry=target
         )
+        self.team_requests = Counter(
+            "truckllm_team_requests_total",
+            "Finished requests per team of the gateway key (none: no team; other: a team the "
+            "running config does not have).",
+            ("team",),
+            registry=target,
+        )
+        self.team_cost = Counter(
+            "truckllm_team_cost_usd_total", "Spend in USD per team.", ("team",), registry=target
+        )
+        self.org_requests = Counter(
+            "truckllm_org_requests_total",
+            "Finished requests per organisation of the gateway key's team (none: no organisation; "
+            "other: one the running config does not have).",
+            ("org",),
+            registry=target,
+        )
+        self.org_cost = Counter(
+            "truckllm_org_cost_usd_total", "Spend in USD per organisation.", ("org",), registry=target
+        )
         self.alerts = Counter(
             "truckllm_alerts_total", "Alerts sent to the loggers, by kind.", ("kind",), registry=target
         )
@@ -271,6 +293,20 @@ class PrometheusLogger:
         )
         return {tag if tag in listed else "other" for tag in tags}
 
+    def team_label(self, team: str | None) -> str:
+        """``team`` if the running config has it; ``none`` if absent; else ``other``."""
+        if not team:
+            return "none"
+        teams: Collection[str] = getattr(self._app.runtime, "teams", ()) if self._app is not None else ()
+        return team if team in teams else "other"
+
+    def org_label(self, org: str | None) -> str:
+        """``org`` if the running config has it; ``none`` if absent; else ``other``."""
+        if not org:
+            return "none"
+        orgs: Collection[str] = getattr(self._app.runtime, "orgs", ()) if self._app is not None else ()
+        return org if org in orgs else "other"
+
     @staticmethod
     def kind_label(kind: str) -> str:
         """An error kind, or ``other`` for one outside :data:`ERROR_KINDS`."""
@@ -291,6 +327,13 @@ class PrometheusLogger:
             self.tag_requests.labels(tag).inc()
             if record.cost_usd > 0:
                 self.tag_cost.labels(tag).inc(record.cost_usd)
+        team = self.team_label(record.team)
+        org = self.org_label(record.org)
+        self.team_requests.labels(team).inc()
+        self.org_requests.labels(org).inc()
+        if record.cost_usd > 0:
+            self.team_cost.labels(team).inc(record.cost_usd)
+            self.org_cost.labels(org).inc(record.cost_usd)
         self.duration.labels(alias, provider).observe(record.latency_ms / 1000)
         if record.ttft_ms is not None:
             self.ttft.labels(alias, provider).observe(record.ttft_ms / 1000)
