@@ -13,8 +13,9 @@ the store keeps no state), with a sliding TTL (``affinity.ttl``, per provider:
 request), puts the pinned candidate first when it is usable, and otherwise pins the strategy's
 first choice, or another key of the same deployment when that keeps each key's share of the
 deployment's live pins within ``max_skew`` of even (:meth:`AffinityBook._new`); a pin is
-written only when it changes or when half its TTL has gone. Unusable candidates (cooldown, ejection, over rpm/tpm) are
-already out of the usable list, so their pins move on the next request.
+written only when it changes or when half its TTL has gone. Unusable candidates (cooldown,
+ejection, over rpm/tpm) are already out of the usable list, so their pins move on the next
+request.
 """
 
 from __future__ import annotations
