@@ -87,10 +87,11 @@ class KeyRing:
     def __init__(self, keys: tuple[GatewayKeyConfig, ...] | None) -> None:
         self.open = keys is None
         self.by_digest: dict[str, GatewayKey] = {}
+        self._by_name: dict[str, GatewayKey] = {}
         self._scoped: dict[str, GatewayKey] = {}
         for key in keys or ():
             digest = key.hash if key.hash is not None else hash_key(key.value.reveal() if key.value else "")
-            self.by_digest[digest] = GatewayKey(
+            built = self.by_digest[digest] = GatewayKey(
                 name=key.name,
                 digest=digest,
                 models=frozenset(key.models) if key.models is not None else None,
@@ -99,6 +100,7 @@ class KeyRing:
                 expires=_parse_expiry(key.expires),
                 config=key,
             )
+            self._by_name.setdefault(key.name, built)  # names are unique in a valid config
 
     def scoped(self, key: GatewayKey, config: Config) -> GatewayKey:
         """``key`` with its team, organisation and their merged ``metadata`` set and its ``models``
@@ -128,6 +130,11 @@ class KeyRing:
         )
         self._scoped[key.digest] = done
         return done
+
+    def named(self, name: str, config: Config) -> GatewayKey | None:
+        """The key called ``name``, :meth:`scoped` (``None`` when the ring has none by that name)."""
+        key = self._by_name.get(name)
+        return self.scoped(key, config) if key is not None else None
 
     def authenticate(self, token: str | None) -> GatewayKey | None:
         """The key for a presented token; ``None`` when the ring is open (no ``keys:``).

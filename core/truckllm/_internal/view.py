@@ -278,11 +278,9 @@ class GatewayView:
                 record = msgspec.structs.replace(record, error_message=scrubbed)
         if record.team is not None and record.gateway_key is not None and not record.metadata:
             runtime = self._gateway.runtime
-            key = next((k for k in runtime.keyring.by_digest.values() if k.name == record.gateway_key), None)
-            if key is not None:
-                scoped = runtime.keyring.scoped(key, runtime.config)
-                if scoped.team == record.team and scoped.metadata:
-                    record = msgspec.structs.replace(record, metadata=dict(scoped.metadata))
+            scoped = runtime.keyring.named(record.gateway_key, runtime.config)
+            if scoped is not None and scoped.team == record.team and scoped.metadata:
+                record = msgspec.structs.replace(record, metadata=dict(scoped.metadata))
         self._gateway.background.submit(self._gateway.runtime.host, record)
 
     def scrub(self, text: str) -> str:
@@ -324,10 +322,9 @@ class GatewayView:
         runtime = gw.runtime
         if caller.name is None or gw.store is None:
             return
-        key = next((k for k in runtime.keyring.by_digest.values() if k.name == caller.name), None)
+        key = runtime.keyring.named(caller.name, runtime.config)
         if key is None:
             return
-        key = runtime.keyring.scoped(key, runtime.config)
         rpm_only = [
             msgspec.structs.replace(level, tpm=None, budgets=())
             for level in levels(runtime.config, key, None, key.config.tags)
@@ -386,10 +383,9 @@ class GatewayView:
             raise LookupError(f"no inbound dialect {dialect!r} is registered")
         gateway_key = None
         if key is not None:
-            gateway_key = next((k for k in runtime.keyring.by_digest.values() if k.name == key), None)
+            gateway_key = runtime.keyring.named(key, runtime.config)
             if gateway_key is None:
                 raise LookupError(f"the running config has no gateway key {key!r}")
-            gateway_key = runtime.keyring.scoped(gateway_key, runtime.config)
         return local_call(gw, runtime, found, gateway_key, own=True)
 
     # --- deprecated: the kernel's own objects, whose shape is not part of the plugin API ----------
