@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeVar
 
@@ -100,14 +101,14 @@ class RuntimeView:
         return frozenset(self._gateway.runtime.config.tags.metrics)
 
     @property
-    def teams(self) -> frozenset[str]:
-        """The names of the running config's teams (``teams:``)."""
-        return frozenset(self._gateway.runtime.config.teams)
+    def teams(self) -> AbstractSet[str]:
+        """The names of the running config's teams (``teams:``; a read-only view, not a copy)."""
+        return self._gateway.runtime.config.teams.keys()
 
     @property
-    def orgs(self) -> frozenset[str]:
-        """The names of the running config's organisations (``orgs:``)."""
-        return frozenset(self._gateway.runtime.config.orgs)
+    def orgs(self) -> AbstractSet[str]:
+        """The names of the running config's organisations (``orgs:``; a read-only view)."""
+        return self._gateway.runtime.config.orgs.keys()
 
     @property
     def providers(self) -> Mapping[str, Provider]:

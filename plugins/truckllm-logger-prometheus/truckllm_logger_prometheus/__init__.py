@@ -272,11 +272,16 @@ class PrometheusLogger:
             return f"{head}/*"
         return "other"
 
+    @staticmethod
+    def _named(name: str | None, names: Collection[str]) -> str:
+        """``name`` if ``names`` (the running config's) has it; ``none`` if absent; else ``other``."""
+        if not name:
+            return "none"
+        return name if name in names else "other"
+
     def provider_label(self, provider: str | None) -> str:
         """``provider`` if the running config has it; ``none`` if absent; else ``other``."""
-        if not provider:
-            return "none"
-        return provider if provider in self._providers() else "other"
+        return self._named(provider, self._providers())
 
     def key_label(self, provider: str, key: str | None) -> str:
         """A provider key's config name when ``provider`` is a configured provider (names come
@@ -295,17 +300,11 @@ class PrometheusLogger:
 
     def team_label(self, team: str | None) -> str:
         """``team`` if the running config has it; ``none`` if absent; else ``other``."""
-        if not team:
-            return "none"
-        teams: Collection[str] = getattr(self._app.runtime, "teams", ()) if self._app is not None else ()
-        return team if team in teams else "other"
+        return self._named(team, getattr(self._app.runtime, "teams", ()) if self._app is not None else ())
 
     def org_label(self, org: str | None) -> str:
         """``org`` if the running config has it; ``none`` if absent; else ``other``."""
-        if not org:
-            return "none"
-        orgs: Collection[str] = getattr(self._app.runtime, "orgs", ()) if self._app is not None else ()
-        return org if org in orgs else "other"
+        return self._named(org, getattr(self._app.runtime, "orgs", ()) if self._app is not None else ())
 
     @staticmethod
     def kind_label(kind: str) -> str:
