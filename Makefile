@@ -121,6 +121,7 @@ typecheck: install
 bench: install
 	$(PY) -m bench $(or $(BENCH_ARGS),--quick)
 	$(PY) -m pytest -q bench --benchmark-only $(PYTEST_ARGS)
+	$(PY) -m pytest -q -s bench/test_guardrail_window_delay.py  # timed: the stream window's delay
 
 # Wheels and sdists of the kernel, the test kit and every plugin in $(DIST)/ (emptied first),
 # checked by twine. Installing from them: contrib/plugin-template/README.md.

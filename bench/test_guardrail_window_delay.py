@@ -1,5 +1,8 @@
 """Issue 19's "done when": the stream window's added delay is what the README says.
 
+A timed check, so it belongs to the benchmarks (``make bench`` runs it), not to ``make test``:
+``tests/kernel/test_guardrails.py`` holds the same rule on virtual time.
+
 The README ("Governance and guardrails"): a stream's answer is held back in windows of
 ``window`` characters until checked, so the client waits at most the time the model takes to
 write that many characters: with chunks of 7 characters, window 64 at one chunk every 50 ms is
@@ -39,9 +42,10 @@ MARGIN = 0.2
 
 
 def _config(interval: float, window: int) -> str:
+    chunks = -(-REPLY // CHUNK)
     return f"""
 providers:
-  slow: {{type: mock, options: {{chunks: {-(-REPLY // CHUNK)}, chunk_interval: {interval}s, max_reply_words: {WORDS}}}}}
+  slow: {{type: mock, options: {{chunks: {chunks}, chunk_interval: {interval}s, max_reply_words: {WORDS}}}}}
 models:
   plain: {{deployments: [{{provider: slow, model: echo}}]}}
   guarded: {{deployments: [{{provider: slow, model: echo}}]}}
@@ -99,7 +103,8 @@ def test_the_added_delay_is_the_time_to_write_a_window(
         over = min(over, added - allowed)
         best = min(best, added)
         print(
-            f"window {window}, a chunk every {interval}s: +{added:.3f}s (README {readme:.2f}s, pace {allowed:.3f}s)"
+            f"window {window}, a chunk every {interval}s: +{added:.3f}s"
+            f" (README {readme:.2f}s, pace {allowed:.3f}s)"
         )
     assert over <= MARGIN, over  # no later than writing the window took (+ noise), in the best run
     assert best >= readme * 0.8, (best, readme)  # held back about as long as the README says
