@@ -319,7 +319,7 @@ def test_content_is_relayed_before_the_upstream_ends(gateway: GatewayServer, cle
         with team.files.with_streaming_response.content(output) as response:
             chunks = response.iter_bytes(1 << 16)
             first = next(chunks)
-            assert clean.results_sent_first.is_set() and not clean.results_gate.is_set()
+            assert clean.results_sent_first.wait(10) and not clean.results_gate.is_set()
             assert first.startswith(b'{"id":"batch_req_req-0"')
             clean.results_gate.set()
             total = len(first) + sum(len(chunk) for chunk in chunks)

@@ -92,7 +92,7 @@ class MessageBatchesAPI(FakeUpstream):
         """When set, results are sent up to :attr:`results_first` bytes, then wait for it."""
         self.results_first = 65536
         self.results_sent_first = threading.Event()
-        """Set once the first part of gated results is sent."""
+        """Set as the first part of gated results starts to go out (the rest waits on the gate)."""
         self._batches_lock = threading.Lock()
 
     def batches_routes(self) -> list[Route]:
@@ -295,8 +295,10 @@ class MessageBatchesAPI(FakeUpstream):
         if gate is None:
             await response.write(content)
         else:
-            await response.write(content[: self.results_first])
+            # marked before the write: the write can wait on drain while the gateway already
+            # relays these bytes, so a client may hold them before the write returns
             self.results_sent_first.set()
+            await response.write(content[: self.results_first])
             await asyncio.to_thread(gate.wait, 60)
             for start in range(self.results_first, len(content), 1 << 20):
                 await response.write(content[start : start + (1 << 20)])
