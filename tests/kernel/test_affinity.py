@@ -4,7 +4,7 @@ In-process gateways on virtual time, one alias over four keys of a ``sim`` provi
 answers with the key it was called with, ordered by a ``rotate`` strategy (the next key first on
 every call), so that without a pin consecutive requests of one conversation land on different
 keys. Pins: keep a conversation on one key, slide and expire with their TTL (per provider),
-move when their key cools down, is ejected or is over its rpm, respect the share cap, survive a
+move when their key cools down, is ejected or is over its rpm or tpm, respect the share cap, survive a
 restart through a shared file store, and yield to an affinity set by a dialect.
 """
 
@@ -289,6 +289,25 @@ def test_a_pin_moves_off_an_ejected_key_and_a_key_over_its_rpm() -> None:
     keys = run(vt, work())
     assert keys[0] == keys[1] == keys[2] != keys[3]
     assert keys[4] not in (keys[0], keys[3])
+
+
+def test_a_pin_moves_off_a_key_over_its_tpm_with_no_client_error() -> None:
+    """Each answer takes 2 tokens (``parse_usage``): a key with tpm 6 is full after three; the
+    fourth request of the conversation moves (reason ``moved``), with no client error, and stays
+    on its new key while that one has room."""
+    vt = VirtualTime()
+    sim = Sim(vt)
+    gw = gateway(vt, sim, config(key_extra=", tpm: 6"))
+
+    async def work() -> list[str]:
+        return [await ask(gw, chat("s")) for _ in range(5)]
+
+    keys = run(vt, work())
+    assert keys[0] == keys[1] == keys[2] != keys[3]  # the third filled the key's tpm
+    assert keys[3] == keys[4]  # the conversation settled on its new key
+    assert sim.calls.count(keys[0]) == 3  # a full key is never called: the pin moved first
+    moves = gw.affinity.moves
+    assert moves["new"] == 1 and moves["moved"] == 1 and moves["failover"] == 0
 
 
 class First(Sim):
