@@ -997,11 +997,12 @@ class AliasInfo(Struct, frozen=True, kw_only=True):
     fallbacks: tuple[str, ...] = ()
 
 
-KeyHealth = Literal["ok", "cooldown", "ejected", "half_open", "disabled", "recovering"]
+KeyHealth = Literal["ok", "cooldown", "ejected", "half_open", "disabled", "credential", "recovering"]
 """A provider key's state: ``ok``; ``cooldown`` (a 429, a quota, or a mark shared by another
 process); ``ejected`` (repeated failures); ``half_open`` (back from an ejection, one probe at a
-time); ``disabled`` (the provider refused the key, until an enable or a reload); ``recovering``
-(slow start after a cooldown or an ejection)."""
+time); ``disabled`` (the provider refused the key, until an enable or a reload); ``credential``
+(its fetched credential is not there yet, expired, or was refused and a fresh one is being
+fetched); ``recovering`` (slow start after a cooldown or an ejection)."""
 
 
 class KeySnapshot(Struct, frozen=True, kw_only=True):

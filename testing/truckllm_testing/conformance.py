@@ -972,6 +972,10 @@ class ProviderConformance(HostileUpstreamChecks):
     """Load installed entry-point plugins (``None``: unless ``TRUCKLLM_DISABLE_PLUGIN_AUTOLOAD``)."""
     supports_tools: ClassVar[bool] = True
     """Run the tool-call checks."""
+    credentials_expire: ClassVar[bool] = False
+    """The keys' credentials are fetched by a ``ProviderSpec.credentials`` source and expire
+    (cloud tokens): a 401 makes the kernel fetch a fresh one, and the key is disabled only when
+    that one is refused as well."""
 
     # --- configuration (override to adapt) --------------------------------------------------------
 
@@ -1097,11 +1101,12 @@ class ProviderConformance(HostileUpstreamChecks):
         calls: dict[str, dict[str, Any]] = {
             "transform_request": {"provider": foreign, "model": "m", "request": request, "api_key": "k"},
             "transform_response": {
-                "provider": foreign, "request": request, "response": response, "model": "m"
+                "provider": foreign,
+                "request": request,
+                "response": response,
+                "model": "m",
             },
-            "transform_stream": {
-                "provider": foreign, "request": request, "response": response, "model": "m"
-            },
+            "transform_stream": {"provider": foreign, "request": request, "response": response, "model": "m"},
             "parse_usage": {"provider": foreign, "request": request, "body": b"{}"},
         }
         for name, kwargs in calls.items():
@@ -1274,19 +1279,40 @@ class ProviderConformance(HostileUpstreamChecks):
         assert len(upstream.requests) == 2
 
     def test_auth_error_disables_the_key(self, upstream: FakeUpstream, client: GatewayClient) -> None:
-        """A 401 disables the key (it never heals by itself); the request fails over to the next key."""
-        upstream.inject(Fault(status=401, key=self.keys[0]))
+        """A 401 disables the key (it never heals by itself); the request fails over to the next key.
+        With :attr:`credentials_expire` the key first waits for a fresh credential, fetched at
+        once, and is disabled when that one is refused as well (one refresh, not a storm)."""
+        refusals = 2 if self.credentials_expire else 1
+        upstream.inject(Fault(status=401, key=self.keys[0], times=-1))
         answer = client.chat(self.chat_body())
         assert answer.status == 200, answer.body
+        if self.credentials_expire:
+            wait_for(
+                lambda: self.key_states(client)["key1"]["state"] == "ok", 20, what="key1's fresh credential"
+            )
+            answer = client.chat(self.chat_body())  # key1 first again, its fresh credential refused
+            assert answer.status == 200, answer.body
         assert self.key_states(client)["key1"]["state"] == "disabled"
         for _ in range(2):
             assert client.chat(self.chat_body()).status == 200
-        assert [r.api_key for r in upstream.requests] == [
-            self.keys[0],
-            self.keys[1],
+        assert [r.api_key for r in upstream.requests] == [self.keys[0], self.keys[1]] * refusals + [
             self.keys[1],
             self.keys[1],
         ]
+
+    def test_a_refused_credential_that_expires_is_fetched_again(
+        self, upstream: FakeUpstream, client: GatewayClient
+    ) -> None:
+        """With :attr:`credentials_expire`: a credential refused once (revoked, rotated) is
+        replaced at once and its key serves again, not disabled."""
+        if not self.credentials_expire:
+            pytest.skip("the keys' credentials do not expire: a 401 disables the key")
+        upstream.inject(Fault(status=401, key=self.keys[0]))
+        answer = client.chat(self.chat_body())
+        assert answer.status == 200, answer.body
+        wait_for(lambda: self.key_states(client)["key1"]["state"] == "ok", 20, what="key1's fresh credential")
+        assert client.chat(self.chat_body()).status == 200
+        assert [r.api_key for r in upstream.requests] == [self.keys[0], self.keys[1], self.keys[0]]
 
     @pytest.mark.parametrize("status", [500, 502, 503])
     def test_server_error_fails_over(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import pytest
 from loguru import logger
 
 from truckllm import hookimpl
-from truckllm._internal.credentials import MIN_MARGIN, refresh_at
+from truckllm._internal.credentials import MIN_MARGIN, Credentials, _Entry, refresh_at
 from truckllm.errors import CredentialError
 from truckllm.kit.openai_wire import chat_completion
 from truckllm.types import (
@@ -38,9 +39,12 @@ LIFETIME = 2.5  # seconds a token lives: a 2,000-request run outlives many of th
 
 
 class Issuer:
-    """Mints tokens with an expiry; knows which are valid now; can be made to fail."""
+    """Mints tokens with an expiry (``lifetime`` seconds); knows which are valid now; can be made
+    to fail (``failing``: minting raises) or to mint tokens the upstream refuses (``refusing``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, lifetime: float = LIFETIME) -> None:
+        self.lifetime = lifetime
+        self.refusing: set[str] = set()
         self.lock = threading.Lock()
         self.tokens: dict[str, float] = {}
         self.refreshes: dict[str, int] = {}
@@ -54,9 +58,14 @@ class Issuer:
                 raise ConnectionError(f"token endpoint refused {who} (secret-value-123)")
             self.refreshes[who] = self.refreshes.get(who, 0) + 1
             token = f"tok-{who}-{self.refreshes[who]}"
-            expires = time.time() + LIFETIME
-            self.tokens[token] = expires
+            expires = time.time() + self.lifetime
+            if who not in self.refusing:
+                self.tokens[token] = expires
             return token, expires
+
+    def revoke(self, token: str) -> None:
+        with self.lock:
+            self.tokens.pop(token, None)
 
     def valid(self, token: str) -> bool:
         with self.lock:
@@ -87,6 +96,7 @@ class TokPlugin:
     def __init__(self, issuer: Issuer) -> None:
         self.issuer = issuer
         self.bad: list[str] = []
+        self.used: list[str] = []
 
     @hookimpl
     def register_providers(self, register: Callable[[ProviderSpec], None]) -> None:
@@ -103,6 +113,7 @@ class TokPlugin:
         if provider.type != "tok":
             return None
         ok = self.issuer.valid(api_key)
+        self.used.append(api_key)
         if not ok:
             self.bad.append(api_key)
 
@@ -115,7 +126,9 @@ class TokPlugin:
                 return UpstreamResponse(status=401, body=b"expired token")
             body = chat_completion(
                 model=model,
-                choices=[{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                choices=[
+                    {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+                ],
                 usage=Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
             )
             return UpstreamResponse(status=200, body=body)
@@ -194,6 +207,8 @@ def test_a_key_whose_credential_never_came_is_skipped_and_named() -> None:
     handle = logger.add(logs.append, level="DEBUG", format="{message} {exception}")
     with GatewayServer(CONFIG, extra_plugins=(TokPlugin(issuer),)) as gw:
         refused = httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10)
+        assert gw.gateway is not None
+        shown = gw.gateway.health.key("t", "a").state(gw.gateway.clock())
         issuer.failing.discard("t:sa-two")  # the token endpoint is back for one key
         deadline = time.monotonic() + 10
         served = refused
@@ -206,6 +221,7 @@ def test_a_key_whose_credential_never_came_is_skipped_and_named() -> None:
     assert any("credential refresh failed (ConnectionError)" in line for line in logs)  # the type only
     assert refused.status_code == 503, refused.text
     assert "credential is not ready" in refused.json()["error"]["message"]
+    assert shown == "credential"  # the admin API, the console and truckllm_key_state say so
     assert "secret-value-123" not in refused.text and "secret-value-123" not in "".join(logs)
     assert served.status_code == 200
 
@@ -271,7 +287,9 @@ def test_a_credential_error_message_is_logged_other_messages_are_not() -> None:
             def factory(provider: Provider, value: str) -> TokenSource:
                 return Refused(self.issuer, value)
 
-            register(ProviderSpec(type="tok", default_base_url="tok://x", needs_keys=False, credentials=factory))
+            register(
+                ProviderSpec(type="tok", default_base_url="tok://x", needs_keys=False, credentials=factory)
+            )
 
     logs: list[str] = []
     handle = logger.add(logs.append, level="WARNING", format="{message}")
@@ -289,8 +307,112 @@ def test_a_reload_off_the_event_loop_starts_and_closes_sources_on_it() -> None:
         assert gw.gateway is not None
         gw.gateway.reload(CONFIG.replace("{name: b, value: sa-two}", "{name: c, value: sa-three}"))
         deadline = time.monotonic() + 5
-        while ("t:sa-three" not in issuer.refreshes or "t:sa-two" not in issuer.closed) and time.monotonic() < deadline:
+        while (
+            "t:sa-three" not in issuer.refreshes or "t:sa-two" not in issuer.closed
+        ) and time.monotonic() < deadline:
             time.sleep(0.05)
-        served = [httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10).status_code for _ in range(4)]
+        served = [
+            httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10).status_code for _ in range(4)
+        ]
     assert "t:sa-three" in issuer.refreshes and "t:sa-two" in issuer.closed
     assert served == [200] * 4
+
+
+def _until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, f"waited 10 s for {what}"
+        time.sleep(0.02)
+
+
+def _serve_until(gw: GatewayServer, check: Callable[[], bool], what: str) -> list[int]:
+    """Send requests one by one until ``check`` holds; returns their statuses."""
+    statuses: list[int] = []
+    for _ in range(200):
+        statuses.append(httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10).status_code)
+        if check():
+            return statuses
+    raise AssertionError(f"200 requests and still not {what}")
+
+
+def test_a_revoked_credential_is_refreshed_at_once_and_no_request_fails() -> None:
+    """A token the provider stops taking long before its expiry (revoked, rotated): its 401 fails
+    over to the other key, its key is out of selection until a fresh token comes, fetched at once
+    (not at the next scheduled refresh, an hour away), and then serves again; not disabled."""
+    issuer = Issuer(lifetime=3600)
+    plugin = TokPlugin(issuer)
+    with GatewayServer(CONFIG, extra_plugins=(plugin,)) as gw:
+        assert gw.gateway is not None
+        state = gw.gateway.health.key("t", "a")
+        issuer.revoke("tok-t:sa-one-1")
+        first = _serve_until(gw, lambda: "tok-t:sa-one-1" in plugin.bad, "the revoked token tried")
+        _until(lambda: issuer.refreshes["t:sa-one"] == 2 and not state.credential_refused, "the fresh token")
+        then = _serve_until(gw, lambda: "tok-t:sa-one-2" in plugin.used, "the fresh token used")
+        disabled = state.disabled
+    assert set(first + then) == {200}  # the refused attempt failed over within its request
+    assert plugin.bad == ["tok-t:sa-one-1"]
+    assert issuer.refreshes == {"t:sa-one": 2, "t:sa-two": 1}  # one refresh, for the refused key
+    assert disabled == ""
+
+
+def test_a_fresh_credential_refused_as_well_disables_the_key_after_one_refresh() -> None:
+    """Every token of the key is refused (its service account lost the role): one refresh at the
+    first 401, and at the second the key is disabled like any refused key; no refresh storm."""
+    issuer = Issuer(lifetime=3600)
+    issuer.refusing = {"t:sa-one"}
+    plugin = TokPlugin(issuer)
+    with GatewayServer(CONFIG, extra_plugins=(plugin,)) as gw:
+        assert gw.gateway is not None
+        state = gw.gateway.health.key("t", "a")
+        statuses = _serve_until(gw, lambda: bool(state.disabled), "the key disabled")
+        statuses += [
+            httpx.post(gw.url + "/v1/chat/completions", json=CHAT, timeout=10).status_code for _ in range(10)
+        ]
+        refreshes = dict(issuer.refreshes)
+    assert set(statuses) == {200}
+    assert plugin.bad == ["tok-t:sa-one-1", "tok-t:sa-one-2"]
+    assert refreshes == {"t:sa-one": 2, "t:sa-two": 1}
+
+
+def test_a_credential_that_never_expires_is_disabled_at_its_first_401() -> None:
+    """A static credential (expiry ``inf``) cannot be fixed by fetching it again."""
+    issuer = Issuer(lifetime=math.inf)
+    issuer.refusing = {"t:sa-one"}
+    plugin = TokPlugin(issuer)
+    with GatewayServer(CONFIG, extra_plugins=(plugin,)) as gw:
+        assert gw.gateway is not None
+        state = gw.gateway.health.key("t", "a")
+        statuses = _serve_until(gw, lambda: bool(state.disabled), "the key disabled")
+        refreshes = dict(issuer.refreshes)
+    assert set(statuses) == {200}
+    assert plugin.bad == ["tok-t:sa-one-1"]
+    assert refreshes == {"t:sa-one": 1, "t:sa-two": 1}
+
+
+def test_refused_state_machine_an_earlier_value_a_fresh_one_and_a_refused_fresh_one() -> None:
+    """``Credentials.refused`` on its own: a 401 from an attempt that carried a value replaced
+    since changes nothing; one on the current value starts one refresh (however many 401s come
+    while it runs); one on the value that refresh fetched is the credential's: ``False``."""
+    issuer = Issuer(lifetime=3600)
+
+    async def scenario() -> list[object]:
+        creds = Credentials(time.monotonic, time.time, asyncio.sleep, random.Random(1))
+        source = TokenSource(issuer, "w")
+        entry = _Entry(provider="p", key="k", signature="", source=source)
+        creds.entries[("p", "k")] = entry
+        creds._begin(entry)
+        await entry.first.wait()
+        seen: list[object] = [issuer.refreshes["w"]]
+        seen.append(creds.refused("p", "k", entry.published - 1))  # an earlier value's 401
+        await asyncio.sleep(0.05)
+        seen.append(issuer.refreshes["w"])
+        seen.append([creds.refused("p", "k", time.monotonic()) for _ in range(3)])  # three 401s at once
+        while entry.wanted:
+            await asyncio.sleep(0.01)
+        seen.append(issuer.refreshes["w"])
+        seen.append(creds.refused("p", "k", time.monotonic()))  # the fresh value refused too
+        await creds.stop()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen == [1, True, 1, [True, True, True], 2, False]

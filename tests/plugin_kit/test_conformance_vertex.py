@@ -43,6 +43,7 @@ class _VertexConformance(ProviderConformance):
     publisher: ClassVar[str] = ""
     fake_upstream = FakeVertex
     provider_options = {"project": PROJECT, "location": LOCATION}
+    credentials_expire = True
 
     def provider_entry(self, fake: FakeUpstream) -> dict[str, Any]:
         """The keys' values are the fake's service-account key files."""

@@ -30,6 +30,8 @@ def unusable(
     if state.disabled:
         return "disabled: the provider refused the key (401/403) until an enable or a reload"
     if state.credential_until <= now:
+        if state.credential_refused:
+            return "its credential was refused (401): a fresh one is being fetched"
         if state.credential_until == float("-inf"):
             return "its credential is not ready: the first refresh has not succeeded"
         return "its credential expired: the refresh is failing"

@@ -99,6 +99,12 @@ def on_failure(
         state.cool(now, cooldown.max_duration, "quota")
         gw.share_cooldown(cand.provider.name, cand.key.name, cooldown.max_duration, "quota")
         logger.warning("key {} is out of quota; out for {:.0f}s", name, cooldown.max_duration)
+    elif (
+        kind == "auth"
+        and gw.credentials.entries
+        and gw.credentials.refused(cand.provider.name, cand.key.name, attempt.started)
+    ):
+        pass  # a refreshed credential refused: the key waits for a fresh one (Credentials.refused)
     elif kind in ("auth", "permission"):
         state.disabled = f"{error.status} {kind}: {error.message}"[:200]
         logger.error(

@@ -11,6 +11,11 @@ The request path only reads: :meth:`Credentials.value` is the source's ``current
 handed to ``transform_request`` as ``api_key``. Whether a key's credential is usable is on its
 :class:`~truckllm._internal.health.KeyState` (``credential_until``, on the gateway's clock), so the
 selection skips a key whose credential is missing or expired and the "no candidate" error says why.
+
+A 401 from upstream on a refreshed credential (:meth:`Credentials.refused`: revoked, rotated, a
+clock skew) takes the key out of selection and refreshes it at once, instead of disabling the key
+until a reload; only when the value that refresh fetched is refused as well is the key disabled
+like any refused key. A credential that never expires (a static key) is disabled at its first 401.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import contextlib
 import hashlib
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -59,6 +65,10 @@ class _Entry:
     expires: float = 0.0  # unix time of the current value's expiry
     task: asyncio.Task[None] | None = None
     first: asyncio.Event = field(default_factory=asyncio.Event)  # set after the first try
+    published: float = -math.inf  # when (monotonic) the current value was fetched
+    sleeping: bool = False  # the refresh task waits for its next refresh (safe to cancel)
+    wanted: bool = False  # a refusal asked for a refresh that has not succeeded yet
+    forced: str | None = None  # the value a refresh asked for by a refusal fetched
 
 
 class Credentials:
@@ -154,6 +164,37 @@ class Credentials:
         if self.entries.get((entry.provider, entry.key)) is entry and entry.task is None:
             entry.task = asyncio.get_running_loop().create_task(self._keep_fresh(entry))
 
+    def refused(self, provider: str, key: str, started: float) -> bool:
+        """The upstream refused (401) the credential an attempt started at ``started``
+        (``time.monotonic``) carried. Returns whether that is handled here: the value was
+        replaced since, or the key now waits, out of selection, for a refresh started at once.
+        ``False`` (disable the key, as any refused key) when the key has no refreshed credential,
+        its credential never expires, or the refused value is the one such a refresh fetched."""
+        entry = self.entries.get((provider, key))
+        if entry is None or not entry.ready or math.isinf(entry.expires):
+            return False
+        if started < entry.published:
+            return True  # it carried an earlier value; the current one is untried
+        if self._current(entry) == entry.forced:
+            return False  # a fresh value was refused as well (or none can be read): it is the credential
+        if self.runtime is not None:
+            state = self.runtime.health.key(provider, key)
+            state.credential_refused = True
+            state.credential_until = -math.inf
+        if not entry.wanted:
+            entry.wanted = True
+            logger.warning(
+                "provider {} key {}: the provider refused its credential (401); fetching a fresh one",
+                provider,
+                key,
+            )
+            if entry.task is None or entry.task.done() or entry.sleeping:
+                if entry.task is not None:
+                    entry.task.cancel()
+                entry.task, entry.sleeping = None, False
+                self._begin(entry)
+        return True
+
     async def start(self, rt: Runtime) -> None:
         """Make every source and wait (up to 30 s) for each one's first refresh."""
         self._loop = asyncio.get_running_loop()
@@ -229,9 +270,9 @@ class Credentials:
         if rt is None:
             return
         left = entry.expires - self.wall_clock()
-        rt.health.key(entry.provider, entry.key).credential_until = (
-            math.inf if math.isinf(entry.expires) else self.clock() + left
-        )
+        state = rt.health.key(entry.provider, entry.key)
+        state.credential_refused = False
+        state.credential_until = math.inf if math.isinf(entry.expires) else self.clock() + left
 
     async def _keep_fresh(self, entry: _Entry) -> None:
         """Refresh ``entry`` now, then before each expiry; back off after failures."""
@@ -257,17 +298,36 @@ class Credentials:
                 )
                 if self.on_failure is not None:
                     self.on_failure(entry.provider, entry.key, why)
-                await self.sleep(wait)
+                await self._wait(entry, wait)
                 continue
             if math.isnan(expires):
                 expires = fetched
             failures = 0
             entry.ready = True
             entry.expires = expires
+            entry.published = time.monotonic()
+            entry.forced, entry.wanted = (self._current(entry) if entry.wanted else None), False
             self._learn(entry)
             self._publish(entry)
             entry.first.set()
             at = refresh_at(fetched, expires)
             if math.isinf(at):
                 return
-            await self.sleep(max(at - self.wall_clock(), 1.0))
+            await self._wait(entry, max(at - self.wall_clock(), 1.0))
+
+    async def _wait(self, entry: _Entry, seconds: float) -> None:
+        """Sleep until the entry's next refresh (:meth:`refused` may cut it short)."""
+        entry.sleeping = True
+        try:
+            await self.sleep(seconds)
+        finally:
+            if asyncio.current_task() is entry.task:  # not a task refused() has replaced
+                entry.sleeping = False
+
+    @staticmethod
+    def _current(entry: _Entry) -> str | None:
+        """The source's current value (``None`` when reading it raises)."""
+        try:
+            return entry.source.current()
+        except Exception:
+            return None

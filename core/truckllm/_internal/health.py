@@ -85,6 +85,7 @@ class KeyState:
     shared_until: float = 0.0  # the cooldown applied from another process's mark in the store
     enabled_at: float = float("-inf")  # when an operator last re-enabled the key
     credential_until: float = float("inf")  # a refreshed credential's expiry (gateway clock); -inf: none yet
+    credential_refused: bool = False  # the upstream refused (401) its credential: a fresh one is on its way
 
     def enable(self, now: float) -> None:
         """An operator put the key back: no cooldown, ejection or disablement; slow start from now."""
@@ -103,9 +104,12 @@ class KeyState:
         return max(self.cooldown_until, self.ejected_until)
 
     def state(self, now: float) -> KeyHealth:
-        """``ok``, ``cooldown``, ``ejected``, ``half_open``, ``disabled`` or ``recovering`` (slow start)."""
+        """``ok``, ``cooldown``, ``ejected``, ``half_open``, ``disabled``, ``credential`` (no usable
+        fetched credential) or ``recovering`` (slow start)."""
         if self.disabled:
             return "disabled"
+        if self.credential_until <= now:
+            return "credential"
         if self.ejected_until > now:
             return "ejected"
         if self.half_open:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from starlette.applications import Starlette
@@ -18,9 +18,11 @@ from truckllm_console.charts import Axis, bar_chart, line_chart
 from truckllm_console.pages.auth import safe_next
 from truckllm_console.pages.keys import new_key_body, period_start
 from truckllm_console.pages.overview import charts
+from truckllm_console.pages.providers import STATES
 from truckllm_console.pages.teams import budgets
 
 from truckllm.kit.web import AdminAnswer
+from truckllm.types import KeyHealth
 
 EVIL = "<script>alert('x')</script>"
 NOW = 1_800_000_000.0
@@ -558,3 +560,7 @@ def test_keys_show_their_team_and_tags() -> None:
         html = client.get("/console/keys").text
     assert '<a href="/console/teams#team-search">search</a>' in html
     assert '<span class="tag">prod</span> <span class="tag">eu</span>' in html
+
+
+def test_every_key_state_has_words_on_the_providers_page() -> None:
+    assert sorted(STATES) == sorted(get_args(KeyHealth))

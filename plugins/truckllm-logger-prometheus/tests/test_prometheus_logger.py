@@ -13,13 +13,13 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from truckllm_logger_prometheus import PrometheusLogger
-from truckllm_logger_prometheus._gateway import GatewayPublisher
+from truckllm_logger_prometheus._gateway import KEY_STATES, GatewayPublisher
 
 from truckllm import hookimpl
 from truckllm._internal.config.loader import decode_options
 from truckllm._internal.gateway import Gateway
 from truckllm._internal.view import GatewayView
-from truckllm.types import Alert, AlertKind, AttemptRecord, ProviderSpec, RequestRecord, Usage
+from truckllm.types import Alert, AlertKind, AttemptRecord, KeyHealth, ProviderSpec, RequestRecord, Usage
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -645,3 +645,9 @@ async def test_teams_and_orgs_become_labels_only_from_the_config(monkeypatch: py
     assert teams == {"eng", "ops", "other", "none"} and orgs == {"acme", "other", "none"}
     users = {k for (_, labels) in s for k, _ in labels}
     assert "user" not in users  # end users are unbounded: never a label
+
+
+def test_every_key_state_has_a_sample() -> None:
+    """``truckllm_key_state`` has a 0/1 sample for every state a key can be in (a state missing
+    there reads as a key in no state at all)."""
+    assert sorted(KEY_STATES) == sorted(get_args(KeyHealth))

@@ -29,7 +29,7 @@ from truckllm.types import AffinitySnapshot, GatewaySnapshot, LoggerFigures
 
 __all__ = ["KEY_STATES", "GatewayCollector", "GatewayPublisher", "Reading", "read_snapshot", "snapshot_of"]
 
-KEY_STATES = ("ok", "cooldown", "ejected", "disabled", "recovering")
+KEY_STATES = ("ok", "cooldown", "ejected", "half_open", "disabled", "credential", "recovering")
 """Every value of the ``state`` label of ``truckllm_key_state`` (one is 1, the others 0)."""
 
 GaugeMode = Literal["livesum", "livemax"]
@@ -68,7 +68,8 @@ def _scalar(
 def _keys(snapshot: GatewaySnapshot) -> list[Reading]:
     state = Reading(
         "truckllm_key_state",
-        "Provider key state: 1 for the current state (ok, cooldown, ejected, disabled, recovering).",
+        "Provider key state: 1 for the current state"
+        " (ok, cooldown, ejected, half_open, disabled, credential, recovering).",
         "gauge",
         ("provider", "key", "state"),
         mode="livemax",

@@ -80,3 +80,60 @@ def test_tokens_expire_during_the_run_and_no_request_fails(fake: FakeVertex) -> 
     assert len(used) >= 2, "the run outlived a token but never used a second one"
     assert len(fake.issued) >= elapsed / LIFETIME, "tokens were not refreshed before they expired"
     assert fake.refused_grants == []
+
+
+def test_a_revoked_token_fails_over_and_its_key_gets_a_fresh_one_at_once() -> None:
+    """A token Vertex stops taking an hour before its expiry: the request it was sent with fails
+    over to the other key, the key fetches a fresh token at once (not in an hour) and serves with
+    it; the key is not disabled."""
+    server = FakeVertex(keys=["sa-1", "sa-2"], project=PROJECT, token_lifetime=3600)
+    with server.running():
+        keys = [
+            {"name": n, "value": server.service_account_json(n.replace("sa", "sa-"))} for n in ("sa1", "sa2")
+        ]
+        text = json.dumps(
+            {
+                "providers": {
+                    "g": {
+                        "type": "vertex",
+                        "base_url": server.base_url,
+                        "options": {"project": PROJECT},
+                        "keys": keys,
+                    }
+                },
+                "models": {
+                    "gemini": {
+                        "strategy": "round-robin",
+                        "deployments": [{"provider": "g", "model": "gemini-2.5-flash"}],
+                    }
+                },
+            }
+        )
+        with (
+            GatewayServer(text) as gw,
+            openai.OpenAI(base_url=gw.url + "/v1", api_key="x", max_retries=0, timeout=30) as sdk,
+        ):
+            first = {t.account: t.token for t in server.issued}
+            server.revoke(first["sa-1"])
+            answers: list[str | None] = []
+            deadline = time.monotonic() + 30  # a wait for the fresh token's first use, not a timing
+            while time.monotonic() < deadline:
+                n = len(answers)
+                messages: Any = [{"role": "user", "content": f"request {n}"}]
+                answers.append(
+                    sdk.chat.completions.create(model="gemini", messages=messages).choices[0].message.content
+                )
+                fresh = [t.token for t in server.issued if t.account == "sa-1"][1:]
+                if fresh and any(
+                    r.headers.get("authorization") == f"Bearer {fresh[0]}" and r.status == 200
+                    for r in server.requests
+                ):
+                    break
+            assert gw.gateway is not None
+            disabled = gw.gateway.health.key("g", "sa1").disabled
+    assert answers == [f"echo: request {n}" for n in range(len(answers))]  # no request failed
+    refused = [r for r in server.requests if r.status == 401]
+    assert [r.headers["authorization"] for r in refused] == [f"Bearer {first['sa-1']}"]  # once
+    assert [t.account for t in server.issued].count("sa-1") == 2  # one fresh token, fetched at once
+    assert fresh, "the key never served with its fresh token"
+    assert disabled == ""

@@ -455,6 +455,11 @@ class FakeVertex(FakeGemini):
         """Every access token issued, in order."""
         return self._tokens.issued
 
+    def revoke(self, token: str) -> None:
+        """Stop taking ``token`` before its expiry (a revoked or rotated credential): it is
+        refused from now on with Vertex's 401, like one this server never issued."""
+        self._tokens.by_token.pop(token, None)
+
     @property
     def refused_grants(self) -> list[str]:
         """The ``error_description`` of every refused token request, in order."""

@@ -21,6 +21,7 @@ STATES: dict[str, str] = {
     "half_open": "half-open (probing)",
     "recovering": "recovering (slow start)",
     "disabled": "disabled",
+    "credential": "waiting for its credential",
 }
 """A key's state → its words on the page."""
 
