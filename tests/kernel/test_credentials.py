@@ -392,7 +392,8 @@ def test_a_credential_that_never_expires_is_disabled_at_its_first_401() -> None:
 def test_refused_state_machine_an_earlier_value_a_fresh_one_and_a_refused_fresh_one() -> None:
     """``Credentials.refused`` on its own: a 401 from an attempt that carried a value replaced
     since changes nothing; one on the current value starts one refresh (however many 401s come
-    while it runs); one on the value that refresh fetched is the credential's: ``False``."""
+    while it runs); one on the value that refresh fetched is the credential's: ``False``, unless
+    that value is over a minute old."""
     issuer = Issuer(lifetime=3600)
 
     async def scenario() -> list[object]:
@@ -411,8 +412,13 @@ def test_refused_state_machine_an_earlier_value_a_fresh_one_and_a_refused_fresh_
             await asyncio.sleep(0.01)
         seen.append(issuer.refreshes["w"])
         seen.append(creds.refused("p", "k", time.monotonic()))  # the fresh value refused too
+        entry.published -= 61  # that value served a minute: a refusal now is a new event
+        seen.append(creds.refused("p", "k", time.monotonic()))
+        while entry.wanted:
+            await asyncio.sleep(0.01)
+        seen.append(issuer.refreshes["w"])
         await creds.stop()
         return seen
 
     seen = asyncio.run(scenario())
-    assert seen == [1, True, 1, [True, True, True], 2, False]
+    assert seen == [1, True, 1, [True, True, True], 2, False, True, 3]

@@ -14,8 +14,9 @@ selection skips a key whose credential is missing or expired and the "no candida
 
 A 401 from upstream on a refreshed credential (:meth:`Credentials.refused`: revoked, rotated, a
 clock skew) takes the key out of selection and refreshes it at once, instead of disabling the key
-until a reload; only when the value that refresh fetched is refused as well is the key disabled
-like any refused key. A credential that never expires (a static key) is disabled at its first 401.
+until a reload; only when the value that refresh fetched is refused as well (within a minute) is
+the key disabled like any refused key. A credential that never expires (a static key) is
+disabled at its first 401.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ MIN_MARGIN = 60.0
 """Seconds before its expiry a credential is refreshed at least (and 20% of its lifetime)."""
 _BACKOFF = (1.0, 60.0)  # first and longest wait after a failed refresh
 _FIRST_WAIT = 30.0  # how long start-up waits for the first refresh of every source
+_REFUSED_AGAIN = 60.0  # a value a refusal's refresh fetched, refused within this: the credential's fault
 
 
 def refresh_at(fetched: float, expires: float) -> float:
@@ -169,13 +171,14 @@ class Credentials:
         (``time.monotonic``) carried. Returns whether that is handled here: the value was
         replaced since, or the key now waits, out of selection, for a refresh started at once.
         ``False`` (disable the key, as any refused key) when the key has no refreshed credential,
-        its credential never expires, or the refused value is the one such a refresh fetched."""
+        its credential never expires, or the refused value is the one such a refresh fetched,
+        within a minute of fetching it (later, it is refreshed again: a minute apart at most)."""
         entry = self.entries.get((provider, key))
         if entry is None or not entry.ready or math.isinf(entry.expires):
             return False
         if started < entry.published:
             return True  # it carried an earlier value; the current one is untried
-        if self._current(entry) == entry.forced:
+        if self._current(entry) == entry.forced and time.monotonic() - entry.published < _REFUSED_AGAIN:
             return False  # a fresh value was refused as well (or none can be read): it is the credential
         if self.runtime is not None:
             state = self.runtime.health.key(provider, key)
