@@ -680,3 +680,44 @@ def test_the_prefix_key_ignores_where_the_cache_mark_is() -> None:
         affinity_key(marked([{"type": "text", "text": "first"}, {"type": "text", "text": "more"}])) != plain
     )
     assert affinity_key(marked("first", system="be verbose")) != plain
+
+
+def test_the_affinity_key_is_worked_out_once_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stable-prefix hash (the costly source: the request re-encoded) runs once per request,
+    at admission, and the pipeline reuses it (a pin read and its order from one key)."""
+    import httpx2 as httpx
+
+    from truckllm._internal import affinity as affinity_module
+    from truckllm_testing.server import GatewayServer
+
+    hashed: list[int] = []
+    real = affinity_module._prefix_hash
+
+    def counting(request: ChatRequest) -> str | None:
+        hashed.append(1)
+        return real(request)
+
+    monkeypatch.setattr(affinity_module, "_prefix_hash", counting)
+    config = """
+affinity: {enabled: true}
+providers:
+  a: {type: mock}
+  b: {type: mock}
+models:
+  m: {strategy: round-robin, deployments: [{provider: a, model: echo}, {provider: b, model: echo}]}
+keys: [{name: k, value: key-k}]
+"""
+    body = {"model": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]}
+    with GatewayServer(config) as gw:
+        answers = [
+            httpx.post(
+                gw.url + "/v1/chat/completions",
+                json=body,
+                headers={"authorization": "Bearer key-k"},
+                timeout=10,
+            )
+            for _ in range(4)
+        ]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({a.headers["x-truckllm-provider"] for a in answers}) == 1  # pinned by the prefix
+    assert len(hashed) == 4

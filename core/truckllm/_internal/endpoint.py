@@ -176,6 +176,7 @@ async def admit_request(
     if settings.enabled and request.affinity is None and len(plan.candidates) > 1:
         conversation = affinity_key(request)
         if conversation is not None:  # the pin's read overlaps the admission's round trip
+            ctx.conversation = (request, conversation)
             name = gw.affinity.name(ctx.gateway_key, plan.alias, conversation)
             ctx.pin_read = (name, gw.affinity.prefetch(gw.store, name))
     if (key is not None or levels) and gw.store is not None:

@@ -114,7 +114,12 @@ class _Failover:
         affinity = self.run.original.affinity
         if affinity is None:
             settings = self.run.rt.config.affinity
-            key = affinity_key(self.run.request)
+            seen = self.run.ctx.conversation  # worked out at admission for this very request
+            key = (
+                seen[1]
+                if seen is not None and seen[0] is self.run.request
+                else affinity_key(self.run.request)
+            )
             if key is None:
                 return ordered
             book = self.run.gw.affinity

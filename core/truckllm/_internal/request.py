@@ -64,6 +64,7 @@ class RequestContext:
     estimated_tokens: tuple[int, int] | None = None  # (prompt, completion), estimated once
     state: RequestState | None = None  # a stateful dialect's stored state (writes flushed before the end)
     pin_read: tuple[str, asyncio.Future[bytes | None]] | None = None  # affinity: a pin read begun early
+    conversation: tuple[ChatRequest, str] | None = None  # affinity: a request and its key, worked out once
     bodies: BodyCapture | None = None  # the key or the alias keeps bodies (log_bodies)
     stream_cut: bool = False  # a raw stream failed mid-body: its connection closes without the end
     team: str | None = None  # the gateway key's team and org
