@@ -27,6 +27,8 @@ from truckllm_testing.redis_servers import (
 from truckllm_testing.store_conformance import StoreConformance, StoreHarness
 
 USER, PASSWORD, ADMIN_PASSWORD = "truckllm", "s3cret-Pa55word", "admin-Pa55word"
+READER = "truckllm-reader"
+"""A user of the same keys who may read and run scripts but not write (a mistaken ACL)."""
 KEYS = "truckllm-acl:"
 """The user's keys and channels: only under this prefix."""
 
@@ -60,6 +62,17 @@ def server(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Ite
         "+@connection",
         "+time",  # the scripts read Redis's clock
         "-@dangerous",
+        "--user",
+        READER,
+        "on",
+        f">{PASSWORD}",
+        f"~{KEYS}*",
+        f"&{KEYS}*",
+        "-@all",
+        "+@read",
+        "+@scripting",
+        "+@connection",
+        "+time",
         "--user",
         "default",
         "on",
@@ -191,6 +204,7 @@ async def test_tls_and_acl_user_work_end_to_end(
         ("no CA file: the server's CA is unknown", {"ca_file": None}, "certificate verify failed"),
         ("plain TCP to a TLS port", {"url": None, "addr": "127.0.0.1:{port}"}, ""),
         ("keys outside the user's", {"prefix": "elsewhere:"}, "permission"),
+        ("a user who may not write", {"username": READER}, "can't run this command"),
     ],
 )
 async def test_refused_connections_answer_degraded_and_never_show_the_password(
@@ -210,10 +224,9 @@ async def test_refused_connections_answer_degraded_and_never_show_the_password(
         decision = await store.admit(ADMISSION)
         assert decision.degraded and not decision.allowed and decision.kind == "budget"
         assert store.outage.down and error.lower() in str(store.outage.error).lower()
-        details = await store.ready()
-        if case != "keys outside the user's":  # a PING needs no key: the server is reachable
-            assert details["ok"] is False
-            assert error.lower() in str(details["error"]).lower()
+        details = await store.ready()  # its probe does what an admit does: a PING would pass
+        assert details["ok"] is False
+        assert error.lower() in str(details["error"]).lower()
         assert any("unreachable" in m for m in logged)  # the outage was logged
         for text in (repr(details), repr(store.options), str(store.options), *logged):
             assert PASSWORD not in text and ADMIN_PASSWORD not in text

@@ -455,6 +455,7 @@ class RedisStore:
         p = self.options.prefix
         self._limits = f"{p}{{limits}}:"
         self._cancelled = f"{p}{{limits}}:cancelled"
+        self._probe_key = f"{p}{{limits}}:probe"  # never written: the probe's PEXPIRE finds nothing
         self._days_key = f"{p}{{usage}}:days"
         self._day_prefix = f"{p}{{usage}}:day:"
         self._cd_until = f"{p}{{cooldowns}}:until"
@@ -620,14 +621,15 @@ class RedisStore:
         return client
 
     async def _ping(self, redis: Any) -> None:
-        """PING the server; in a cluster, reach the primary of each of the store's slots (an
-        ``EXISTS`` of one key of each: a dead node in the client's view of the topology is
-        followed to its successor, as every command is)."""
+        """Probe the server as the store uses it (:data:`~.scripts.PROBE`: a script writing a key
+        under the prefix and reading ``TIME``, so that an ACL user who may not do what an admit
+        does is an outage, not a passed ``PING``); in a cluster, also reach the primary of each
+        of the store's other slots (an ``EXISTS`` of one key of each: a dead node in the client's
+        view of the topology is followed to its successor, as every command is)."""
+        await self._probe_script(keys=[self._probe_key], client=redis)
         if self.mode == "cluster":
-            for key in (self._cancelled, self._days_key, self._cd_until):
+            for key in (self._days_key, self._cd_until):
                 await redis.exists(key)
-        else:
-            await redis.ping()
 
     async def start(self) -> None:
         """Connect and load the admit script; an unreachable Redis starts the store degraded."""
@@ -645,6 +647,7 @@ class RedisStore:
         self._budget_script = self._redis.register_script(scripts.SETTLE_BUDGETS)
         self._mark_script = self._redis.register_script(scripts.MARK_COOLDOWN)
         self._clear_script = self._redis.register_script(scripts.CLEAR_COOLDOWN)
+        self._probe_script = self._redis.register_script(scripts.PROBE)
         try:
             async with asyncio.timeout(self.options.io_timeout):
                 await self._redis.script_load(scripts.ADMIT)

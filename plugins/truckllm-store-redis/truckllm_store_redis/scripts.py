@@ -25,6 +25,7 @@ __all__ = [
     "CANCEL_KEEP",
     "CLEAR_COOLDOWN",
     "MARK_COOLDOWN",
+    "PROBE",
     "SETTLE_BUDGETS",
     "SETTLE_RATES",
 ]
@@ -257,3 +258,10 @@ end
 return changed
 """
 )
+
+
+PROBE = "redis.call('PEXPIRE', KEYS[1], 1000) return redis.call('TIME')[1]"
+"""What the store's probe runs (``ready()``, and every 250 ms in an outage) on a key that is never
+written: a script (``@scripting``), a write (``@write``) on a key under the prefix (the ACL's key
+patterns) and Redis's clock (``TIME``), as every admit does; a ``PING`` would pass for an ACL user
+who may do none of them. ``PEXPIRE`` on a missing key changes nothing."""
