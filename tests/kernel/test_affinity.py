@@ -575,10 +575,19 @@ affinity: {enabled: true, provider_ttl: {nope: 1h}}
         raise AssertionError("a provider_ttl for an unknown provider was accepted")
 
 
+def _post_chats(url: str, body: dict[str, Any], times: int) -> list[Any]:
+    """``times`` chat requests with gateway key ``key-k``, one after the other (their answers)."""
+    import httpx2 as httpx
+
+    headers = {"authorization": "Bearer key-k"}
+    return [
+        httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=10) for _ in range(times)
+    ]
+
+
 def test_the_pin_read_overlaps_the_admission_round_trip() -> None:
     """One round trip's latency, not two: the pin's read is begun before the store admits the
     request (a store whose admission waits for the read to have begun would otherwise stall)."""
-    import httpx2 as httpx
     from truckllm_store_memory import MemoryStore
 
     from truckllm_testing.server import GatewayServer
@@ -625,15 +634,7 @@ keys: [{name: k, value: key-k, rpm: 100}]
 """
     body = {"model": "m", "user": "u1", "messages": [{"role": "user", "content": "hi"}]}
     with GatewayServer(config, extra_plugins=(Plugin(),)) as gw:
-        answers = [
-            httpx.post(
-                gw.url + "/v1/chat/completions",
-                json=body,
-                headers={"authorization": "Bearer key-k"},
-                timeout=10,
-            )
-            for _ in range(3)
-        ]
+        answers = _post_chats(gw.url, body, 3)
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert events == ["pin read", "admitted"] * 3
     assert len({a.headers["x-truckllm-provider"] for a in answers}) == 1  # and the pin held
@@ -685,7 +686,6 @@ def test_the_prefix_key_ignores_where_the_cache_mark_is() -> None:
 def test_the_affinity_key_is_worked_out_once_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
     """The stable-prefix hash (the costly source: the request re-encoded) runs once per request,
     at admission, and the pipeline reuses it (a pin read and its order from one key)."""
-    import httpx2 as httpx
 
     from truckllm._internal import affinity as affinity_module
     from truckllm_testing.server import GatewayServer
@@ -709,15 +709,7 @@ keys: [{name: k, value: key-k}]
 """
     body = {"model": "m", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]}
     with GatewayServer(config) as gw:
-        answers = [
-            httpx.post(
-                gw.url + "/v1/chat/completions",
-                json=body,
-                headers={"authorization": "Bearer key-k"},
-                timeout=10,
-            )
-            for _ in range(4)
-        ]
+        answers = _post_chats(gw.url, body, 4)
     assert [a.status_code for a in answers] == [200] * 4
     assert len({a.headers["x-truckllm-provider"] for a in answers}) == 1  # pinned by the prefix
     assert len(hashed) == 4
