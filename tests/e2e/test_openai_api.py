@@ -201,6 +201,7 @@ def test_upstream_401_disables_the_key_and_fails_over(
     ).json()
     first = providers["providers"][0]["keys"][0]
     assert first["state"] == "disabled" and KEYS[0] not in json.dumps(providers)
+    assert first["disabled"].startswith("401 auth")
 
 
 def test_client_error_is_not_retried_and_keeps_the_upstream_message(
@@ -263,6 +264,10 @@ def test_connection_refused_falls_back() -> None:
         now = gw.gateway.clock()
         states = sorted(gw.gateway.health.key("oa", name).state(now) for name in ("first", "second"))
         assert states == ["ejected", "ok"]
+        shown = httpx.get(gw.url + "/admin/v1/providers", headers={"authorization": "Bearer admin-token"})
+        keys = {k["state"]: k for k in shown.json()["providers"][0]["keys"]}
+        assert "consecutive failures" in keys["ejected"]["ejected_reason"]  # why, for the console
+        assert keys["ok"]["ejected_reason"] is None and keys["ok"]["credential"] is None
 
 
 @pytest.mark.parametrize(

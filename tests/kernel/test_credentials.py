@@ -422,3 +422,20 @@ def test_refused_state_machine_an_earlier_value_a_fresh_one_and_a_refused_fresh_
 
     seen = asyncio.run(scenario())
     assert seen == [1, True, 1, [True, True, True], 2, False, True, 3]
+
+
+def test_the_admin_api_says_which_fetched_credential_keeps_its_key_out() -> None:
+    """``/admin/v1/providers``: ``credential`` is ``waiting`` for a key whose first fetch failed,
+    ``ok`` for one whose token came."""
+    issuer = Issuer(lifetime=3600)
+    issuer.failing = {"t:sa-one"}
+    config = CONFIG + "admin: {token: admin-token-for-credentials}\n"
+    with GatewayServer(config, extra_plugins=(TokPlugin(issuer),)) as gw:
+        shown = httpx.get(
+            gw.url + "/admin/v1/providers",
+            headers={"authorization": "Bearer admin-token-for-credentials"},
+            timeout=10,
+        ).json()
+    keys = {k["name"]: k for k in shown["providers"][0]["keys"]}
+    assert (keys["a"]["state"], keys["a"]["credential"]) == ("credential", "waiting")
+    assert (keys["b"]["state"], keys["b"]["credential"]) == ("ok", "ok")

@@ -106,15 +106,14 @@ def on_failure(
     ):
         pass  # a refreshed credential refused: the key waits for a fresh one (Credentials.refused)
     elif kind in ("auth", "permission"):
-        state.disabled = f"{error.status} {kind}: {error.message}"[:200]
-        logger.error(
-            "key {} REJECTED by the provider ({}); disabled until reload or re-enable", name, error.status
-        )
+        code = "401" if kind == "auth" else "403"  # the provider's; error.status is the client's (502)
+        state.disabled = f"{code} {kind}: {error.message}"[:200]
+        logger.error("key {} REJECTED by the provider ({}); disabled until reload or re-enable", name, code)
         gw.alerts.key_event(
             "key_disabled",
             cand.provider.name,
             cand.key.name,
-            f"provider key {name} refused by the provider ({'401' if kind == 'auth' else '403'} {kind}); "
+            f"provider key {name} refused by the provider ({code} {kind}); "
             "disabled until a reload or an operator's enable",
         )
     elif kind not in CLIENT_KINDS:

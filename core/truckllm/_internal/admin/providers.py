@@ -12,9 +12,23 @@ from starlette.responses import Response
 
 from truckllm._internal.admin.responses import JSON, audit
 from truckllm._internal.gateway import Gateway
+from truckllm._internal.health import KeyState
 from truckllm.errors import GatewayError
 
 __all__ = ["disable_key", "enable_key", "providers"]
+
+
+def _credential(gateway: Gateway, provider: str, key: str, state: KeyState, now: float) -> str | None:
+    """A fetched credential's state: ``ok``, ``waiting`` (its first refresh has not succeeded),
+    ``refused`` (the provider refused it: a fresh one is being fetched) or ``expired`` (the
+    refresh is failing); ``None`` for a key whose credential is its configured value."""
+    if (provider, key) not in gateway.credentials.entries:
+        return None
+    if state.credential_until > now:
+        return "ok"
+    if state.credential_refused:
+        return "refused"
+    return "waiting" if state.credential_until == float("-inf") else "expired"
 
 
 async def providers(gateway: Gateway, request: Request) -> Response:
@@ -37,8 +51,10 @@ async def providers(gateway: Gateway, request: Request) -> Response:
                     "cooldown_remaining_s": round(max(0.0, state.cooldown_until - now), 3),
                     "cooldown_reason": state.cooldown_reason or None,
                     "ejected_remaining_s": round(max(0.0, state.ejected_until - now), 3),
+                    "ejected_reason": (state.ejected_reason or None) if state.ejected_until > now else None,
                     "ejections": state.ejections,
                     "disabled": state.disabled or None,
+                    "credential": _credential(gateway, name, key.name, state, now),
                     "in_flight": state.in_flight,
                     "successes": state.successes,
                     "failures": state.failures,
