@@ -55,6 +55,10 @@ class LogQuery(msgspec.Struct, frozen=True, kw_only=True):
     :ivar dialect: the client's API dialect (``openai``, ``anthropic``...).
     :ivar endpoint: ``chat``, ``completions``, ``embeddings``, ``responses``...
     :ivar request_id: one request.
+    :ivar team: the gateway key's team (:attr:`RequestRecord.team <truckllm.types.RequestRecord.team>`).
+    :ivar user: the end user the client named (:attr:`RequestRecord.user
+        <truckllm.types.RequestRecord.user>`).
+    :ivar tag: one tag: records whose ``tags`` hold exactly this one.
     :ivar limit: records per page (1 to :data:`MAX_PAGE`).
     :ivar cursor: the ``next_cursor`` of the page before; ``None`` for the newest page.
     """
@@ -69,6 +73,9 @@ class LogQuery(msgspec.Struct, frozen=True, kw_only=True):
     dialect: str | None = None
     endpoint: str | None = None
     request_id: str | None = None
+    team: str | None = None
+    user: str | None = None
+    tag: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 50
     cursor: str | None = None
 

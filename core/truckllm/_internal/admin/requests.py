@@ -34,6 +34,9 @@ _TEXT_FILTERS = {
     "dialect": "dialect",
     "endpoint": "endpoint",
     "request_id": "request_id",
+    "team": "team",
+    "user": "user",
+    "tag": "tag",
 }
 
 
