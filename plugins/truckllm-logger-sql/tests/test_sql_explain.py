@@ -2,8 +2,9 @@
 page, a page per filter, the next page, a record by id, and the series of each step.
 
 SQLite: ``EXPLAIN QUERY PLAN`` never shows a table scan of ``requests`` or a rollup table (only
-``SEARCH ... USING [COVERING] INDEX``; the unfiltered first page may walk the
-``(started_at DESC, request_id DESC)`` index, stopping at the limit) nor a sort of the page.
+``SEARCH ... USING [COVERING] INDEX``; the unfiltered first page and the tag filter's may walk
+the ``(started_at DESC, request_id DESC)`` index, stopping at the limit) nor a sort of the page;
+the team and end user filters use their own indexes.
 PostgreSQL: ``EXPLAIN (FORMAT JSON)`` on ~50k analysed rows has no ``Seq Scan`` on a partition
 of ``requests`` or on a rollup table.
 """
@@ -28,6 +29,9 @@ from truckllm.kit.options import Secret
 from truckllm.kit.request_log import LogQuery, SeriesQuery
 
 NOW = 1_790_000_000.0
+# the pages that may walk the (started_at, request_id) index newest first, stopping at the limit:
+# the unfiltered one, and the tag filter's (a JSON test per row; no index holds the tags)
+_WALKS = ("first page", "filter tag")
 CURSOR = encode_cursor(NOW - 5000, "req-000900")
 
 
@@ -41,9 +45,13 @@ def _queries() -> Iterator[tuple[str, LogQuery | SeriesQuery | str]]:
         ("dialect", "gemini"),
         ("endpoint", "chat"),
         ("request_id", "req-000042"),
+        ("team", "team-3"),
+        ("user", "user-7"),
     ]:
         yield f"filter {column}", LogQuery(**{column: value})  # type: ignore[arg-type]
         yield f"filter {column}, next page", LogQuery(cursor=CURSOR, **{column: value})  # type: ignore[arg-type]
+    yield "filter tag", LogQuery(tag="tag-3")
+    yield "team + tag", LogQuery(team="team-3", tag="tag-3")
     yield "filter status", LogQuery(status="500")
     yield "filter status class", LogQuery(status="5xx")
     yield "alias + status class", LogQuery(alias="claude", status="4xx")
@@ -72,10 +80,19 @@ async def _seed(url: str, record: Any, count: int) -> None:
         for i in range(0, count, 5000):
             # spread over ~20 days: the series' ranges select a part of each rollup table
             await store.write(
-                [record(j, now=NOW, started_at=NOW - j * 35.0) for j in range(i, min(count, i + 5000))]
+                [
+                    record(j, now=NOW, started_at=NOW - j * 35.0, **_context(j))
+                    for j in range(i, min(count, i + 5000))
+                ]
             )
     finally:
         await store.close()
+
+
+def _context(j: int) -> dict[str, Any]:
+    """Record ``j``'s team (one of 200), end user (one of 2,000) and tags: a team's or a user's
+    records are few, as in a log of many teams, so its index beats walking the newest rows."""
+    return {"team": f"team-{j % 200}", "user": f"user-{j % 2000}", "tags": (f"tag-{j % 10}", "all")}
 
 
 def _old_rollup_rows(step: str) -> list[tuple[Any, ...]]:
@@ -110,11 +127,13 @@ def test_sqlite_plans_use_indexes(tmp_path: Any, record: Any) -> None:
                 for step in plan:
                     table = step.split()[1] if len(step.split()) > 1 else ""
                     if step.startswith("SCAN") and (table == "requests" or table.startswith("rollup_")):
-                        assert name == "first page" and "USING INDEX requests_started" in step, (
-                            f"{name}: {text}"
-                        )
+                        assert name in _WALKS and "USING INDEX requests_started" in step, f"{name}: {text}"
                 if not isinstance(query, SeriesQuery) and "request_id" not in name:  # one id: one row
                     assert "TEMP B-TREE" not in text, f"{name}: the page is sorted, not read in order: {text}"
+                if name.startswith(("filter team", "team + tag")):
+                    assert "USING INDEX requests_team " in text, f"{name}: {text}"
+                if name.startswith("filter user"):
+                    assert "USING INDEX requests_end_user " in text, f"{name}: {text}"
                 assert "USING" in text, f"{name}: {text}"
     finally:
         conn.close()
@@ -127,6 +146,13 @@ def _seq_scans(node: dict[str, Any]) -> Iterator[str]:
             yield relation
     for child in node.get("Plans", ()):
         yield from _seq_scans(child)
+
+
+def _index_names(node: dict[str, Any]) -> Iterator[str]:
+    if "Index Name" in node:
+        yield str(node["Index Name"])
+    for child in node.get("Plans", ()):
+        yield from _index_names(child)
 
 
 def test_postgres_plans_use_indexes(pg_url: str, record: Any) -> None:
@@ -144,6 +170,12 @@ def test_postgres_plans_use_indexes(pg_url: str, record: Any) -> None:
                     plan = json.loads(raw)[0]["Plan"]
                     scans = list(_seq_scans(plan))
                     assert not scans, f"{name}: Seq Scan on {scans}: {json.dumps(plan)[:2000]}"
+                    # each partition's copy of the index is named after its columns
+                    used = " ".join(_index_names(plan))
+                    if name.startswith(("filter team", "team + tag")):
+                        assert "_team_" in used, f"{name}: {used}: {json.dumps(plan)[:2000]}"
+                    if name.startswith("filter user"):
+                        assert "_end_user_" in used, f"{name}: {used}: {json.dumps(plan)[:2000]}"
         finally:
             await conn.close()
 

@@ -47,7 +47,7 @@ def test_rerunning_migrations_is_a_no_op(db_url: str) -> None:
     async def run() -> None:
         store = open_store(SqlOptions(url=Secret(db_url)))
         try:
-            assert await store.migrate() == [1, 2]
+            assert await store.migrate() == [1, 2, 3]
             assert await store.migrate() == []
         finally:
             await store.close()
@@ -71,7 +71,7 @@ def test_two_processes_at_once_make_one_schema(db_url: str) -> None:
     for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode()
     applied = sorted(out.decode().strip() for out, _ in outputs)
-    assert applied == ["", "1,2"]  # one applied the migrations, the other found it applied
+    assert applied == ["", "1,2,3"]  # one applied the migrations, the other found it applied
 
     async def check() -> None:
         store = open_store(SqlOptions(url=Secret(db_url)))
@@ -133,4 +133,4 @@ def test_many_processes_opening_one_new_file_at_once_all_write(tmp_path: Path) -
     outputs = [p.communicate(timeout=120) for p in procs]
     for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode()
-    assert sorted(out.decode().strip() for out, _ in outputs) == ["", "", "", "", "", "1,2"]
+    assert sorted(out.decode().strip() for out, _ in outputs) == ["", "", "", "", "", "1,2,3"]

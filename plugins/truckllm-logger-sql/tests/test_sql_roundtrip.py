@@ -1,5 +1,7 @@
 """Records written in batches are read back exactly, on both backends (property-based over
-every field: any unicode text, missing and present values, huge numbers)."""
+every field: any unicode text, missing and present values, huge numbers), and every field of
+:class:`RequestRecord`, each set to a value other than its default, survives the round trip (a
+field added later without its column fails :func:`test_every_field_of_a_record_survives`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import asyncio
 import uuid
 from typing import Any
 
+import msgspec
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from truckllm_logger_sql.options import SqlOptions
@@ -14,7 +18,7 @@ from truckllm_logger_sql.store import open_store
 
 from truckllm.kit.options import Secret
 from truckllm.kit.request_log import LogQuery
-from truckllm.types import AttemptRecord, RecordBodies, RequestRecord, Usage
+from truckllm.types import AttemptRecord, GuardrailResult, RecordBodies, RequestRecord, Usage
 
 # huge, yet a batch summed into the rollups stays within 64 bits
 INT64 = st.integers(min_value=0, max_value=2**56)
@@ -43,6 +47,11 @@ BODIES = st.builds(
     request=st.text(max_size=200), response=st.text(max_size=200),
     request_truncated=st.booleans(), response_truncated=st.booleans(),
 )  # fmt: skip
+GUARDRAILS = st.builds(
+    GuardrailResult,
+    name=TEXT, stage=st.sampled_from(["input", "output"]), action=st.sampled_from(["allow", "block", "modify"]),
+    reason=TEXT, ms=st.floats(0, 1e6), error=OPT_TEXT, findings=st.dictionaries(TEXT, INT64, max_size=3),
+)  # fmt: skip
 RECORDS = st.builds(
     RequestRecord,
     request_id=TEXT,
@@ -55,18 +64,22 @@ RECORDS = st.builds(
     usage=st.none() | USAGE, cost_usd=FLOATS, error_kind=OPT_TEXT, error_message=OPT_TEXT,
     client_disconnected=st.booleans(), extra=st.dictionaries(TEXT, JSONISH, max_size=4),
     bodies=st.none() | BODIES,
+    team=OPT_TEXT, org=OPT_TEXT, user=OPT_TEXT, tags=st.lists(TEXT, max_size=4).map(tuple),
+    guardrails=st.lists(GUARDRAILS, max_size=3).map(tuple), metadata=st.dictionaries(TEXT, TEXT, max_size=4),
 )  # fmt: skip
 
 
 def _as_stored(record: RequestRecord, postgres: bool) -> RequestRecord:
-    """What the backend gives back: PostgreSQL text cannot hold NUL (stored as U+FFFD)."""
+    """What the backend gives back: PostgreSQL text cannot hold NUL (stored as U+FFFD); a tag's
+    NUL is U+FFFD on both backends (the tag filter reads tags with the JSON functions)."""
     if not postgres:
-        return record
+        return msgspec_replace(record, tags=tuple(t.replace("\x00", "\ufffd") for t in record.tags))
 
     def clean(value: Any) -> Any:
         return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
     fields = {f: clean(getattr(record, f)) for f in record.__struct_fields__}
+    fields["tags"] = tuple(clean(t) for t in record.tags)
     if record.bodies is not None:
         b = record.bodies
         fields["bodies"] = RecordBodies(
@@ -97,8 +110,6 @@ async def _roundtrip(url: str, records: list[RequestRecord]) -> None:
 
 def msgspec_replace(record: RequestRecord, **changes: Any) -> RequestRecord:
     """``record`` with ``changes``."""
-    import msgspec
-
     return msgspec.structs.replace(record, **changes)
 
 
@@ -150,6 +161,110 @@ def test_a_record_reads_back_to_the_same_json(db_url: str, record: Any) -> None:
                 assert msgspec.json.encode(got.usage) == msgspec.json.encode(original.usage)
                 page = await store.search(LogQuery(request_id=original.request_id))
                 assert msgspec.json.encode(page.records[0].usage) == msgspec.json.encode(original.usage)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+# one value per RequestRecord field, none its default (a NUL-free, hostile-enough text each)
+EVERY_FIELD: dict[str, Any] = {
+    "request_id": "req-every-field",
+    "started_at": 1_790_000_123.25,
+    "endpoint": "responses",
+    "dialect": "anthropic",
+    "alias": "claude 'quoted' %_",
+    "gateway_key": "alice",
+    "stream": True,
+    "status": 429,
+    "latency_ms": 1234.5,
+    "ttft_ms": 56.75,
+    "upstream_ms": 1200.25,
+    "provider": "anthropic",
+    "provider_type": "anthropic",
+    "deployment": "eu-1",
+    "model": "claude-x",
+    "provider_key": "k2",
+    "attempts": (
+        AttemptRecord(
+            provider="openai",
+            provider_key="k1",
+            deployment="d",
+            model="m",
+            status=500,
+            latency_ms=12.5,
+            error_kind="server",
+            alias="gpt",
+        ),
+    ),
+    "fallbacks": ("gpt",),
+    "usage": Usage(
+        prompt_tokens=1,
+        completion_tokens=2,
+        total_tokens=3,
+        cached_tokens=4,
+        cache_write_tokens=5,
+        reasoning_tokens=6,
+        images=7,
+        audio_seconds=8.5,
+        characters=9,
+        search_units=10,
+        requests=11,
+    ),
+    "cost_usd": 0.125,
+    "error_kind": "rate_limited",
+    "error_message": 'slow down "now"',
+    "client_disconnected": True,
+    "extra": {"a": [1, {"b": None}], "é": "ü"},
+    "bodies": RecordBodies(request="{}", response="[]", request_truncated=True, response_truncated=True),
+    "team": "platform",
+    "org": "acme",
+    "user": "user-42 'x' %",
+    "tags": ("env:prod", "team/a", "ü"),
+    "guardrails": (
+        GuardrailResult(
+            name="pii", stage="input", action="modify", reason="emails", ms=1.5, findings={"email": 2}
+        ),
+        GuardrailResult(name="words", stage="output", action="block", ms=0.25, error="timeout"),
+    ),
+    "metadata": {"cost_center": "cc-1", "region": "eu"},
+}
+
+
+def test_the_every_field_record_names_every_field_with_no_default() -> None:
+    """A field added to RequestRecord must be added here (and so get its column)."""
+    fields = msgspec.structs.fields(RequestRecord)
+    assert sorted(f.name for f in fields) == sorted(EVERY_FIELD)
+    for f in fields:
+        if f.default is not msgspec.NODEFAULT:
+            assert EVERY_FIELD[f.name] != f.default, f.name
+        if f.default_factory is not msgspec.NODEFAULT:
+            assert EVERY_FIELD[f.name] != f.default_factory(), f.name
+
+
+@pytest.mark.parametrize("bodies", [True, False], ids=["get", "search"])
+def test_every_field_of_a_record_survives(db_url: str, bodies: bool) -> None:
+    """Every field, non-default, read back equal by ``get`` (bodies included) and by a search
+    (everything but the bodies), and to the same JSON the admin API sends."""
+    record = RequestRecord(**EVERY_FIELD)
+
+    async def run() -> None:
+        store = open_store(SqlOptions(url=Secret(db_url)))
+        try:
+            await store.migrate()
+            assert await store.write([record]) == 1
+            if bodies:
+                got = await store.get(record.request_id)
+                expected = record
+            else:
+                page = await store.search(LogQuery(request_id=record.request_id))
+                assert len(page.records) == 1
+                got, expected = page.records[0], msgspec_replace(record, bodies=None)
+            assert got is not None
+            for f in msgspec.structs.fields(RequestRecord):
+                assert getattr(got, f.name) == getattr(expected, f.name), f.name
+            assert got == expected
+            assert msgspec.json.encode(got) == msgspec.json.encode(expected)
         finally:
             await store.close()
 

@@ -1,5 +1,6 @@
 """Search: keyset pages see every matching record exactly once, newest first, with each filter
-and with filters combined (AND); a cursor the log did not make is a ValueError."""
+(team, end user and tag too) and with filters combined (AND); a cursor the log did not make is a
+ValueError."""
 
 from __future__ import annotations
 
@@ -17,14 +18,27 @@ from truckllm.types import RequestRecord
 
 N = 300
 NOW = 1_790_000_000.0
+TEAMS = ("red", "blue", "green", None)
+# tags that LIKE or a substring test would confuse: a, ab, a%, _
+TAG_SETS: tuple[tuple[str, ...], ...] = ((), ("a",), ("a", "b"), ("b",), ("ab",), ("a%", "_"), ("A",))
+
+
+def context(i: int) -> dict[str, Any]:
+    """Record ``i``'s team, org, end user and tags (cycling at other rates than the other fields)."""
+    return {
+        "team": TEAMS[i % len(TEAMS)],
+        "org": "acme" if i % 2 else None,
+        "user": f"user-{i % 5}" if i % 5 else None,
+        "tags": TAG_SETS[i % len(TAG_SETS)],
+    }
 
 
 async def _seeded(url: str, record: Callable[..., RequestRecord]) -> tuple[Store, list[RequestRecord]]:
     store = open_store(SqlOptions(url=Secret(url)))
     await store.migrate()
-    records = [record(i, now=NOW) for i in range(N)]
+    records = [record(i, now=NOW, **context(i)) for i in range(N)]
     # two records share a start time: the request id breaks the tie
-    records.append(record(N, now=NOW, started_at=records[10].started_at))
+    records.append(record(N, now=NOW, started_at=records[10].started_at, **context(N)))
     for i in range(0, len(records), 97):
         await store.write(records[i : i + 97])
     return store, records
@@ -47,10 +61,22 @@ def _fields(query: LogQuery) -> dict[str, Any]:
 
 
 def _matches(r: RequestRecord, query: LogQuery) -> bool:
-    for column in ("gateway_key", "alias", "provider", "model", "dialect", "endpoint", "request_id"):
+    for column in (
+        "gateway_key",
+        "alias",
+        "provider",
+        "model",
+        "dialect",
+        "endpoint",
+        "request_id",
+        "team",
+        "user",
+    ):
         value = getattr(query, column)
         if value is not None and getattr(r, column) != value:
             return False
+    if query.tag is not None and query.tag not in r.tags:
+        return False
     if query.status is not None:
         if query.status.endswith("xx"):
             if r.status // 100 != int(query.status[0]):
@@ -77,7 +103,43 @@ QUERIES = [
     LogQuery(limit=11, since=NOW - 1000, until=NOW - 200),
     LogQuery(limit=3, alias="gpt", status="2xx", gateway_key="alice"),
     LogQuery(limit=3, provider="anthropic", dialect="openai", since=NOW - 2000),
+    LogQuery(limit=9, team="red"),
+    LogQuery(limit=9, user="user-3"),
+    LogQuery(limit=9, tag="a"),
+    LogQuery(limit=9, tag="b"),
+    LogQuery(limit=4, tag="_"),
+    LogQuery(limit=4, tag="a%"),
+    LogQuery(limit=4, tag="A"),
+    LogQuery(limit=4, team="blue", tag="a", status="2xx"),
+    LogQuery(limit=4, user="user-1", alias="claude", since=NOW - 1500),
+    LogQuery(limit=4, team="green", user="user-2", tag="ab"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("query", "none_of"),
+    [
+        (LogQuery(tag="%"), "any tag: % is no wildcard"),
+        (LogQuery(tag="a_"), "ab: _ is no wildcard"),
+        (LogQuery(tag='a", "b'), "the JSON text of a, b"),
+        (LogQuery(tag="a,b"), "a, b"),
+        (LogQuery(user="user-%"), "any user"),
+        (LogQuery(user="USER-1"), "user-1: exact case"),
+        (LogQuery(team="re"), "red: no prefix match"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_a_filter_matches_only_its_exact_value(
+    db_url: str, record: Any, query: LogQuery, none_of: str
+) -> None:
+    async def run() -> None:
+        store, _ = await _seeded(db_url, record)
+        try:
+            assert (await store.search(query)).records == (), none_of
+        finally:
+            await store.close()
+
+    asyncio.run(run())
 
 
 @pytest.mark.parametrize(

@@ -110,7 +110,7 @@ def test_a_schema_one_database_upgrades_in_place(
     async def upgraded() -> None:
         store = open_store(SqlOptions(url=Secret(db_url)))
         try:
-            assert await store.migrate() == [2]
+            assert await store.migrate() == [2, 3]
             assert await store.migrate() == []
             assert await store.get(old.request_id) == old  # its units read as 0
             assert await store.get(no_usage.request_id) == no_usage  # still no usage at all
@@ -168,7 +168,7 @@ def test_a_unit_column_already_there_is_not_added_twice(
     async def upgraded() -> None:
         store = open_store(SqlOptions(url=Secret(db_url)))
         try:
-            assert await store.migrate() == [2]
+            assert await store.migrate() == [2, 3]
             await store.ensure_ahead(NOW)
             made = record(4, now=NOW, usage=UNITS)
             assert await store.write([made]) == 1

@@ -3,7 +3,8 @@ search cursor.
 
 - :data:`COLUMNS`: the ``requests`` columns in row order; :data:`PAGE_COLUMNS`: those a search
   page reads (no bodies); :data:`UNIT_COLUMNS`: the usage's units of work besides tokens (schema
-  2), :data:`COLUMNS_V1`: the columns of schema 1 (all but those).
+  2); :data:`CONTEXT_COLUMNS`: who made the request, its tags, guardrail decisions and metadata
+  (schema 3); :data:`COLUMNS_V2` / :data:`COLUMNS_V1`: the columns of schemas 2 and 1.
 - :func:`to_row` / :func:`from_row`: a record ↔ a row tuple (JSON columns as text).
 - :func:`encode_batch`: a batch as one JSON array, encoded in C (the databases read it).
 - :func:`encode_cursor` / :func:`decode_cursor`: the opaque ``next_cursor`` (base64url of JSON).
@@ -19,12 +20,14 @@ from typing import Any
 
 import msgspec
 
-from truckllm.types import AttemptRecord, RecordBodies, RequestRecord, Usage
+from truckllm.types import AttemptRecord, GuardrailResult, RecordBodies, RequestRecord, Usage
 
 __all__ = [
     "BODY_COLUMNS",
     "COLUMNS",
     "COLUMNS_V1",
+    "COLUMNS_V2",
+    "CONTEXT_COLUMNS",
     "INT64_MAX",
     "PAGE_COLUMNS",
     "UNIT_COLUMNS",
@@ -32,6 +35,7 @@ __all__ = [
     "encode_batch",
     "encode_cursor",
     "from_row",
+    "tag_as_stored",
     "to_row",
 ]
 
@@ -78,6 +82,12 @@ COLUMNS: tuple[str, ...] = (
     "body_request",
     "body_response",
     "body_truncated",
+    "team",
+    "org",
+    "end_user",
+    "tags",
+    "guardrails",
+    "metadata",
 )
 """The ``requests`` table's columns, in the order of :func:`to_row`."""
 
@@ -94,7 +104,22 @@ charged per request), added by schema 2; ``NULL`` when the record has no usage, 
 (a row written before schema 2 reads them as 0). ``audio_seconds`` is a float, the others
 integers."""
 
-COLUMNS_V1: tuple[str, ...] = tuple(c for c in COLUMNS if c not in UNIT_COLUMNS)
+CONTEXT_COLUMNS = ("team", "org", "end_user", "tags", "guardrails", "metadata")
+"""Who made the request and what was decided about it, added by schema 3: ``team``, ``org`` and
+``end_user`` (:attr:`RequestRecord.user <truckllm.types.RequestRecord.user>`; ``user`` is a
+reserved word in PostgreSQL) as text, ``NULL`` when unset; ``tags`` (a JSON array of strings),
+``guardrails`` (a JSON array of :class:`~truckllm.types.GuardrailResult` as msgspec encodes them)
+and ``metadata`` (a JSON object of strings) as JSON text. A row written before schema 3 reads
+them as ``None``, ``()``, ``()`` and ``{}``.
+
+A NUL in a tag is stored as U+FFFD on both backends (:func:`tag_as_stored`): the tag filter reads
+``tags`` with the database's JSON functions, and SQLite's end a string at ``\\u0000`` (``a\\x00b``
+would match the tag ``a``) while PostgreSQL's ``jsonb`` refuses it."""
+
+COLUMNS_V2: tuple[str, ...] = tuple(c for c in COLUMNS if c not in CONTEXT_COLUMNS)
+"""The ``requests`` columns of schema 2 (schema 1's and :data:`UNIT_COLUMNS`)."""
+
+COLUMNS_V1: tuple[str, ...] = tuple(c for c in COLUMNS_V2 if c not in UNIT_COLUMNS)
 """The ``requests`` columns of schema 1 (what its ``CREATE TABLE`` made)."""
 
 _USAGE = (
@@ -109,14 +134,18 @@ _INT_UNITS = ("images", "characters", "search_units", "requests")
 _ATTEMPTS = msgspec.json.Decoder(tuple[AttemptRecord, ...])
 _FALLBACKS = msgspec.json.Decoder(tuple[str, ...])
 _EXTRA = msgspec.json.Decoder(dict[str, Any])
+_TAGS = msgspec.json.Decoder(tuple[str, ...])
+_GUARDRAILS = msgspec.json.Decoder(tuple[GuardrailResult, ...])
+_METADATA = msgspec.json.Decoder(dict[str, str])
 _ENCODER = msgspec.json.Encoder()
 
 
 def encode_batch(records: Sequence[RequestRecord]) -> bytes:
     """``records`` as one JSON array of objects (UTF-8), in msgspec's C encoder: the backends
     read every column from it in SQL. Every :class:`RequestRecord` field is present (``null``
-    when unset); ``usage`` and ``bodies`` omit their default fields; ``attempts``, ``fallbacks``
-    and ``extra`` are exactly the text :func:`to_row` stores."""
+    when unset); ``usage`` and ``bodies`` omit their default fields; ``attempts``, ``fallbacks``,
+    ``extra``, ``tags``, ``guardrails`` and ``metadata`` are exactly the text :func:`to_row`
+    stores."""
     return _ENCODER.encode(records)
 
 
@@ -181,6 +210,12 @@ def to_row(record: RequestRecord) -> tuple[Any, ...]:
         _json(record.fallbacks),
         _json(record.extra),
         *body,
+        record.team,
+        record.org,
+        record.user,
+        _json(tuple(tag_as_stored(t) for t in record.tags) if _has_nul(record.tags) else record.tags),
+        _json(record.guardrails),
+        _json(record.metadata),
     )
 
 
@@ -233,7 +268,23 @@ def from_row(row: Sequence[Any], columns: Sequence[str] = COLUMNS) -> RequestRec
         client_disconnected=bool(v["client_disconnected"]),
         extra=_EXTRA.decode(v["extra"]),
         bodies=bodies,
+        team=v["team"],
+        org=v["org"],
+        user=v["end_user"],
+        # NULL: a row written before schema 3
+        tags=_TAGS.decode(v["tags"]) if v["tags"] is not None else (),
+        guardrails=_GUARDRAILS.decode(v["guardrails"]) if v["guardrails"] is not None else (),
+        metadata=_METADATA.decode(v["metadata"]) if v["metadata"] is not None else {},
     )
+
+
+def tag_as_stored(tag: str) -> str:
+    """``tag`` as the ``tags`` column keeps it and the tag filter compares it: NUL as U+FFFD."""
+    return tag.replace("\x00", "\ufffd")
+
+
+def _has_nul(tags: tuple[str, ...]) -> bool:
+    return any("\x00" in tag for tag in tags)
 
 
 def _float(value: Any) -> float | None:

@@ -1,6 +1,8 @@
 """The schema's text shared by both backends: the ``requests`` columns' types and the indexes,
-and schema 2's added columns (:func:`unit_columns`: the units of work, in ``requests`` and the
-rollups), each an :class:`AddColumn` that each backend applies only when missing.
+schema 2's added columns (:func:`unit_columns`: the units of work, in ``requests`` and the
+rollups) and schema 3's (:func:`context_columns`: team, org, end user, tags, guardrail decisions
+and metadata, with :func:`context_indexes`), each an :class:`AddColumn` that each backend applies
+only when missing.
 
 Every index a console query needs: ``(started_at DESC, request_id DESC)`` for the unfiltered log,
 ``(<column>, started_at DESC, request_id DESC)`` per filter column, and ``request_id`` for one
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-from .codec import COLUMNS_V1, UNIT_COLUMNS
+from .codec import COLUMNS_V1, CONTEXT_COLUMNS, UNIT_COLUMNS
 from .queries import FILTER_COLUMNS
 from .rollup import (
     DIMENSIONS,
@@ -26,6 +28,8 @@ from .rollup import (
 __all__ = [
     "AddColumn",
     "Backend",
+    "context_columns",
+    "context_indexes",
     "index_statements",
     "requests_columns",
     "rollup_statements",
@@ -112,17 +116,34 @@ def unit_columns(backend: Backend) -> list[AddColumn]:
     return added
 
 
+def context_columns(backend: Backend) -> list[AddColumn]:
+    """Schema 3: :data:`~.codec.CONTEXT_COLUMNS` in ``requests``, all ``TEXT`` and nullable (a
+    row written before reads them as empty); their indexes are :func:`context_indexes`."""
+    return [AddColumn("requests", c, _type(c, backend)) for c in CONTEXT_COLUMNS]
+
+
+def _filter_index(table: str, column: str) -> str:
+    return (
+        f"CREATE INDEX IF NOT EXISTS {table}_{column} ON {table} ({column}, started_at DESC, request_id DESC)"
+    )
+
+
 def index_statements(table: str = "requests") -> list[str]:
-    """``CREATE INDEX IF NOT EXISTS`` for every console query (on ``table``)."""
+    """``CREATE INDEX IF NOT EXISTS`` for every console query of schema 1 (on ``table``); schema
+    3 adds :func:`context_indexes`."""
     statements = [
         f"CREATE INDEX IF NOT EXISTS {table}_started ON {table} (started_at DESC, request_id DESC)",
         f"CREATE INDEX IF NOT EXISTS {table}_request_id ON {table} (request_id)",
     ]
-    statements += [
-        f"CREATE INDEX IF NOT EXISTS {table}_{c} ON {table} ({c}, started_at DESC, request_id DESC)"
-        for c in FILTER_COLUMNS
-    ]
+    statements += [_filter_index(table, c) for c in FILTER_COLUMNS if c not in CONTEXT_COLUMNS]
     return statements
+
+
+def context_indexes(table: str = "requests") -> list[str]:
+    """Schema 3's filter indexes (``team``, ``end_user``), ``(column, started_at DESC, request_id
+    DESC)`` as the others'. The ``tag`` filter has none: it reads the newest rows in order and
+    tests each row's ``tags``."""
+    return [_filter_index(table, c) for c in FILTER_COLUMNS if c in CONTEXT_COLUMNS]
 
 
 def rollup_statements(backend: Backend) -> list[str]:

@@ -65,7 +65,8 @@ _RECORD_FIELDS = (
     " stream bool, status numeric, latency_ms float8, ttft_ms float8, upstream_ms float8,"
     " provider text, provider_type text, deployment text, model text, provider_key text,"
     " attempts json, fallbacks json, usage json, cost_usd float8, error_kind text,"
-    " error_message text, client_disconnected bool, extra json, bodies json"
+    " error_message text, client_disconnected bool, extra json, bodies json,"
+    ' team text, org text, "user" text, tags json, guardrails json, metadata json'
 )
 
 
@@ -88,8 +89,10 @@ def _json_columns() -> dict[str, str]:
     # msgspec writes a seconds value that is not finite as null: 0, as the codec stores it
     seconds = "COALESCE((r.usage->>'audio_seconds')::float8, 0)"
     out["audio_seconds"] = f"CASE WHEN r.usage IS NOT NULL THEN {seconds} END"
-    for name in ("attempts", "fallbacks", "extra"):
+    # json keeps its input text: exactly what to_row stores
+    for name in ("attempts", "fallbacks", "extra", "tags", "guardrails", "metadata"):
         out[name] = f"r.{name}::text"
+    out["end_user"] = 'r."user"'  # a reserved word: quoted
     out["body_request"] = "CASE WHEN r.bodies IS NOT NULL THEN COALESCE(r.bodies->>'request', '') END"
     out["body_response"] = "CASE WHEN r.bodies IS NOT NULL THEN COALESCE(r.bodies->>'response', '') END"
     out["body_truncated"] = (

@@ -28,7 +28,14 @@ from truckllm.kit.request_log import LogPage, LogQuery, Series, SeriesQuery
 from truckllm.types import RequestRecord
 
 from .codec import COLUMNS, encode_batch, from_row, to_row
-from .ddl import index_statements, requests_columns, rollup_statements, unit_columns
+from .ddl import (
+    context_columns,
+    context_indexes,
+    index_statements,
+    requests_columns,
+    rollup_statements,
+    unit_columns,
+)
 from .pg_batch import JSON_SQL, UNNEST_SQL
 from .queries import search_sql, series_sql, top_sql
 from .reader import page_from, series_from
@@ -54,6 +61,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     ),
     # the units of work, in requests (its partitions follow) and the rollups
     (2, tuple(added.sql("postgres") for added in unit_columns("postgres"))),
+    # team, org, end user, tags, guardrail decisions and metadata; the team and end user indexes
+    # (built on every partition: on a big log, writes wait for them)
+    (3, (*(added.sql("postgres") for added in context_columns("postgres")), *context_indexes())),
 )
 """``(version, statements)``, oldest first; a version is applied once, in one transaction.
 (``request_id`` lookups use the unique index ``(request_id, started_at)``.)"""

@@ -1,6 +1,6 @@
 """The read queries, as SQL text with their arguments, for either backend (``?`` placeholders
-for SQLite, ``$n`` for PostgreSQL): one query per search page, and the series' reads of one
-rollup table.
+for SQLite, ``$n`` for PostgreSQL: the placeholder also picks the dialect where the two differ,
+the tag filter's JSON test): one query per search page, and the series' reads of one rollup table.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from truckllm.kit.request_log import LogQuery, SeriesQuery, status_filter
 
-from .codec import PAGE_COLUMNS, decode_cursor
+from .codec import PAGE_COLUMNS, decode_cursor, tag_as_stored
 from .rollup import FIGURES, HIST_COLUMNS, bucket_of, table_of
 
 __all__ = ["FILTER_COLUMNS", "Placeholder", "search_sql", "series_sql", "top_sql"]
@@ -24,8 +24,18 @@ FILTER_COLUMNS = (
     "status_class",
     "dialect",
     "endpoint",
+    "team",
+    "end_user",
 )
-"""The columns a search filters on; each has an index ``(column, started_at DESC, request_id DESC)``."""
+"""The columns a search filters on; each has an index ``(column, started_at DESC, request_id DESC)``
+(``team`` and ``end_user`` since schema 3)."""
+
+_TAG_SQL = {
+    # json_each reads the array; value = ? compares the whole tag (no LIKE: % and _ are plain)
+    "?": "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = {})",
+    # jsonb's ?: a string element of the top-level array equal to the argument
+    "$": "tags::jsonb ? {}",
+}
 
 Placeholder = Callable[[int], str]
 """The placeholder of the n-th argument (1-based): ``?`` or ``$n``."""
@@ -37,7 +47,8 @@ def _where(conditions: list[str]) -> str:
 
 def search_sql(query: LogQuery, ph: Placeholder) -> tuple[str, list[Any]]:
     """One page of ``query``: ``limit + 1`` rows (one more tells whether a next page exists),
-    newest first, keyset after the cursor; ValueError for a bad cursor or status."""
+    newest first, keyset after the cursor; ValueError for a bad cursor or status. The ``tag``
+    filter matches a row whose ``tags`` hold that exact tag (a JSON test, no index)."""
     conditions: list[str] = []
     args: list[Any] = []
 
@@ -48,10 +59,14 @@ def search_sql(query: LogQuery, ph: Placeholder) -> tuple[str, list[Any]]:
             marks.append(ph(len(args)))
         conditions.append(sql.format(*marks))
 
-    for column in ("gateway_key", "alias", "provider", "model", "dialect", "endpoint", "request_id"):
+    for column in ("gateway_key", "alias", "provider", "model", "dialect", "endpoint", "request_id", "team"):
         value = getattr(query, column)
         if value is not None:
             add(f"{column} = {{}}", value)
+    if query.user is not None:
+        add("end_user = {}", query.user)
+    if query.tag is not None:
+        add(_TAG_SQL[ph(1)[0]], tag_as_stored(query.tag))
     if query.status is not None:
         code, klass = status_filter(query.status)
         if code is not None:

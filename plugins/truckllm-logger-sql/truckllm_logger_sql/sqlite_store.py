@@ -26,6 +26,8 @@ from truckllm.types import RequestRecord
 from .codec import COLUMNS, from_row, to_row
 from .ddl import (
     AddColumn,
+    context_columns,
+    context_indexes,
     index_statements,
     requests_columns,
     rollup_statements,
@@ -50,6 +52,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str | AddColumn, ...]], ...] = (
         ),
     ),
     (2, tuple(unit_columns("sqlite"))),  # the units of work: requests and rollups
+    (3, (*context_columns("sqlite"), *context_indexes())),  # team, org, user, tags, guardrails, metadata
 )
 """``(version, statements)``, oldest first; a version is applied once, in one transaction."""
 

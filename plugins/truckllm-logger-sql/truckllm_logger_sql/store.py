@@ -66,6 +66,8 @@ _PERMANENT: tuple[type[BaseException], ...] = (
     sqlite3.InterfaceError,
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
+    # e.g. "index row size exceeds maximum": a text too long for an index (a long end user)
+    asyncpg.ProgramLimitExceededError,
     ValueError,
     TypeError,
     OverflowError,
