@@ -49,8 +49,12 @@ class MemoryLog:
             (q.dialect, r.dialect),
             (q.endpoint, r.endpoint),
             (q.request_id, r.request_id),
+            (q.team, r.team),
+            (q.user, r.user),
         ]
         if any(want is not None and want != have for want, have in pairs):
+            return False
+        if q.tag is not None and q.tag not in r.tags:
             return False
         if q.status is not None:
             code, klass = status_filter(q.status)

@@ -116,6 +116,15 @@ def hostile() -> Iterator[tuple[FakeView, TestClient]]:
             }
         ],
         bodies={"request": '{"content": "' + EVIL + '"}', "response": EVIL},
+        team=EVIL,
+        org=EVIL,
+        user=EVIL,
+        tags=[EVIL, "ok"],
+        metadata={EVIL: EVIL},
+        guardrails=[
+            {"name": EVIL, "stage": "input", "action": "block", "reason": EVIL, "ms": 8.5, "error": EVIL},
+            {"name": "pii", "stage": "output", "action": "modify", "findings": {EVIL: 2}},
+        ],
     )
     view = FakeView(
         {
@@ -255,6 +264,57 @@ def test_request_detail_shows_the_units_of_work() -> None:
         "search units": "3",
     }
     assert shown.get("calls charged") == "1"
+
+
+def test_request_detail_shows_who_made_it_and_the_guardrail_decisions(
+    hostile: tuple[FakeView, TestClient],
+) -> None:
+    html = hostile[1].get("/console/requests/req_evil").text
+    esc = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+    shown = dict(re.findall(r"<dt>([^<]+)</dt><dd>(.*?)</dd>", html))
+    assert shown["Team"] == f"{esc} (organisation {esc})"
+    assert shown["End user"] == esc
+    assert shown["Tags"] == f'<span class="tag">{esc}</span> <span class="tag">ok</span> '
+    assert shown[esc] == esc  # the metadata
+    guardrails = html.split("<h2>Guardrails</h2>")[1].split("</table>")[0]
+    rows = re.findall(
+        r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td><td class=\"num\">(.*?)</td>", guardrails
+    )
+    assert rows == [
+        (esc, "input", f'<span class="status bad">block</span> ({esc})', "8.5 ms"),
+        ("pii", "output", '<span class="status good">modify</span>', "0.0 ms"),
+    ]
+    assert f"{esc} 2" in guardrails
+
+
+def test_a_request_without_team_tags_or_guardrails_says_so() -> None:
+    rec = record(request_id="req_plain")
+    view = FakeView({"GET /admin/v1/requests/req_plain": AdminAnswer(status=200, body=rec)})
+    with client_for(view) as client:
+        html = client.get("/console/requests/req_plain").text
+    assert "No guardrail ran." in html and "<h2>Metadata</h2>" not in html and "<dt>Tags</dt>" not in html
+    assert "<dt>Team</dt><dd>–</dd>" in html and "<dt>End user</dt><dd>–</dd>" in html
+
+
+def test_the_log_lists_team_user_and_tags_as_filter_links(hostile: tuple[FakeView, TestClient]) -> None:
+    html = hostile[1].get("/console/requests").text
+    row = html.split("<tbody>")[1].split("</tbody>")[0]
+    evil = "%3Cscript%3Ealert%28%27x%27%29%3C%2Fscript%3E"
+    assert f'<a href="/console/requests?team={evil}">&lt;script&gt;' in row
+    assert f'<a href="/console/requests?user={evil}">&lt;script&gt;' in row
+    assert '<a class="tag" href="/console/requests?tag=ok">ok</a>' in row
+    for name, label in (("team", "Team"), ("user", "End user"), ("tag", "Tag")):
+        assert f'<label for="f-{name}">{label}</label><input id="f-{name}" name="{name}"' in html
+
+
+def test_the_team_user_and_tag_filters_reach_the_admin_api(hostile: tuple[FakeView, TestClient]) -> None:
+    view, client = hostile
+    html = client.get("/console/requests", params={"team": EVIL, "user": "ann", "tag": "a&b=c"}).text
+    (call,) = view.calls
+    assert call[2] == {"limit": "50", "team": EVIL, "user": "ann", "tag": "a&b=c"}
+    assert 'value="&lt;script&gt;' in html  # the form keeps them, escaped
+    older = re.search(r'href="([^"]*)" rel="next"', html)
+    assert older is not None and "team=%3Cscript%3E" in older.group(1) and "tag=a%26b%3Dc" in older.group(1)
 
 
 def test_one_admin_call_per_log_page_with_the_filters(hostile: tuple[FakeView, TestClient]) -> None:

@@ -1,6 +1,6 @@
 """``/requests``: the request log, filtered by a GET form, newest first, one admin call per page
-and an "Older" link carrying the cursor; ``/requests/{id}``: one request's attempts, usage, cost
-and bodies."""
+and an "Older" link carrying the cursor; ``/requests/{id}``: one request's team, end user, tags,
+metadata, guardrail decisions, attempts, usage, cost and bodies."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ FILTERS: dict[str, str] = {
     "dialect": "Dialect",
     "endpoint": "Endpoint",
     "request_id": "Request id",
+    "team": "Team",
+    "user": "End user",
+    "tag": "Tag",
 }
 """The text filters: query parameter → label (the admin API's names)."""
 
