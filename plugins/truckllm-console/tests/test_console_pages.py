@@ -624,3 +624,24 @@ def test_keys_show_their_team_and_tags() -> None:
 
 def test_every_key_state_has_words_on_the_providers_page() -> None:
     assert sorted(STATES) == sorted(get_args(KeyHealth))
+
+
+def test_a_key_out_of_rotation_says_why() -> None:
+    """Ejected: after what; disabled: the provider's refusal; a fetched credential keeping its key
+    out: in words. Every text from the admin API escaped."""
+    keys = [
+        {"name": "e", "state": "ejected", "ejected_remaining_s": 30.0, "ejected_reason": EVIL},
+        {"name": "d", "state": "disabled", "disabled": f"401 auth: {EVIL}"},
+        {"name": "c", "state": "credential", "credential": "refused"},
+        {"name": "o", "state": "ok", "credential": "ok"},
+    ]
+    body = {"providers": [{"name": "p", "type": "vertex", "keys": keys}], "deployments": []}
+    view = FakeView({"GET /admin/v1/providers": AdminAnswer(status=200, body=body)})
+    with client_for(view) as client:
+        html = client.get("/console/providers").text
+    assert "<script>alert" not in html
+    assert "(30 s): &lt;script&gt;" in html  # the ejection's reason after its end
+    assert "401 auth: &lt;script&gt;" in html
+    assert "credential refused by the provider: fetching a fresh one" in html
+    ok_row = re.search(r'<tr data-key="p/o">.*?</tr>', html, re.S)
+    assert ok_row is not None and "credential" not in ok_row.group(0)  # a good credential says nothing

@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from truckllm_console.console import Console
 
-__all__ = ["STATES", "key_rows", "routes"]
+__all__ = ["CREDENTIALS", "STATES", "key_rows", "routes"]
 
 STATES: dict[str, str] = {
     "ok": "healthy",
@@ -24,6 +24,14 @@ STATES: dict[str, str] = {
     "credential": "waiting for its credential",
 }
 """A key's state → its words on the page."""
+
+CREDENTIALS: dict[str, str] = {
+    "waiting": "credential: the first fetch has not succeeded",
+    "refused": "credential refused by the provider: fetching a fresh one",
+    "expired": "credential expired: its refresh is failing",
+}
+"""A fetched credential's state (``/admin/v1/providers`` ``credential``) → its words, when it
+keeps the key out (``ok`` and keys without a fetched credential say nothing)."""
 
 NOTICES = {"enable": "enabled", "disable": "disabled"}
 """A key action → the word of its notice."""
@@ -58,6 +66,7 @@ def key_rows(body: dict[str, Any], now: float) -> list[dict[str, Any]]:
                     "is_disabled": key.get("state") == "disabled" or bool(key.get("disabled")),
                     "cooldown_until": _until(key.get("cooldown_remaining_s"), now),
                     "ejected_until": _until(key.get("ejected_remaining_s"), now),
+                    "credential_text": CREDENTIALS.get(str(key.get("credential"))),
                 }
             )
     return rows
