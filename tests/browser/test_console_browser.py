@@ -164,12 +164,13 @@ def test_the_console_end_to_end(
     assert len(rows) == 1 and "404" in rows[0].text
     shot(driver, "09-requests-filtered")
     driver.get(gateway.url + "/console/requests?alias=chat&status=200")
-    links = driver.find_elements(*by("css", "table.log tbody a"))
+    links = driver.find_elements(*by("css", "table.log tbody a.req"))
     assert len(links) == 6
     links[0].click()
     wait_for(driver, lambda d: "/console/requests/req" in d.current_url, "a request's page")
     page = driver.page_source
     assert "Attempts" in page and "mock / key-" in page and "prompt tokens" in page
+    assert "demo (organisation acme)" in page and "cc-42" in page  # the key's team, org and metadata
     assert "hello console" in driver.find_element(*by("css", "pre.body")).text  # the alias keeps bodies
     no_secret(driver)
     shot(driver, "10-request-detail")
@@ -256,20 +257,26 @@ def test_the_log_reads_and_pages_without_javascript(
     until_logged(gateway, driver, min(500, before + 55))
     sign_in(driver, gateway, "/console/requests")
     assert driver.execute_script("return typeof window.htmx") == "undefined"  # no page script ran
-    first = [a.text for a in driver.find_elements(*by("css", "table.log tbody a"))]
+    first = [a.text for a in driver.find_elements(*by("css", "table.log tbody a.req"))]
     assert len(first) == 50
     shot(driver, "17-nojs-requests")
     driver.find_element(*by("link", "Older »")).click()
     wait_for(driver, lambda d: "cursor=" in d.current_url, "the older page")
-    second = [a.text for a in driver.find_elements(*by("css", "table.log tbody a"))]
+    second = [a.text for a in driver.find_elements(*by("css", "table.log tbody a.req"))]
     assert second and not set(first) & set(second)
     shot(driver, "18-nojs-requests-older")
     # filters are a GET form: submit it without script
     driver.find_element(*by("id", "f-status")).send_keys("200")
     driver.find_element(*by("css", "form.filters button[type=submit]")).click()
     wait_for(driver, lambda d: "status=200" in d.current_url, "the filtered log")
-    driver.find_elements(*by("css", "table.log tbody a"))[0].click()
+    driver.find_elements(*by("css", "table.log tbody a.req"))[0].click()
     wait_for(driver, lambda d: "Attempts" in d.page_source, "a request's page")
+    # a tag in the log is a link filtering by it (a GET, no script)
+    driver.back()
+    driver.find_element(*by("css", "table.log tbody a.tag")).click()
+    wait_for(driver, lambda d: "tag=" in d.current_url, "the log filtered by a tag")
+    tagged = driver.find_elements(*by("css", "table.log tbody tr"))
+    assert tagged and all("browser" in row.text for row in tagged)
     # the usage form works without script too
     driver.get(gateway.url + "/console/usage")
     driver.find_element(*by("css", "input[name=group_by][value=model]")).click()
