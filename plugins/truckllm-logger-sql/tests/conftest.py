@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -130,3 +131,37 @@ def make(
 def record() -> Factory:
     """:func:`make`."""
     return make
+
+
+class DirectSql:
+    """The database under test reached directly, past the store (``?`` placeholders on both
+    backends): to build an older schema, or to read what was stored."""
+
+    async def rows(self, url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Run ``sql`` on the database at ``url``; its rows."""
+        if url.startswith("sqlite:///"):
+            conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+            try:
+                return [tuple(r) for r in conn.execute(sql, args).fetchall()]
+            finally:
+                conn.close()
+        parts = sql.split("?")  # asyncpg's placeholders are $1, $2...
+        sql = "".join(part + (f"${i + 1}" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
+        pg = await asyncpg.connect(url)
+        try:
+            return [tuple(r) for r in await pg.fetch(sql, *args)]
+        finally:
+            await pg.close()
+
+    async def columns(self, url: str, table: str) -> set[str]:
+        """The names of ``table``'s columns."""
+        if url.startswith("sqlite:///"):
+            return {row[1] for row in await self.rows(url, f"PRAGMA table_info({table})")}
+        query = "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
+        return {row[0] for row in await self.rows(url, query, table)}
+
+
+@pytest.fixture
+def raw_sql() -> DirectSql:
+    """:class:`DirectSql`: the database under test, past the store."""
+    return DirectSql()

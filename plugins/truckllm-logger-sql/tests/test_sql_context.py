@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 import httpx2 as httpx
 import msgspec
 import pytest
@@ -42,30 +40,6 @@ CONTEXT: dict[str, Any] = {
 }
 
 
-async def _sql(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Run ``sql`` (``?`` placeholders) on the database directly; its rows."""
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        try:
-            return [tuple(r) for r in conn.execute(sql, args).fetchall()]
-        finally:
-            conn.close()
-    parts = sql.split("?")  # asyncpg's placeholders are $1, $2...
-    sql = "".join(part + (f"${i + 1}" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
-    pg = await asyncpg.connect(url)
-    try:
-        return [tuple(r) for r in await pg.fetch(sql, *args)]
-    finally:
-        await pg.close()
-
-
-async def _columns(url: str, table: str) -> set[str]:
-    if url.startswith("sqlite:///"):
-        return {row[1] for row in await _sql(url, f"PRAGMA table_info({table})")}
-    rows = await _sql(url, "SELECT column_name FROM information_schema.columns WHERE table_name = ?", table)
-    return {row[0] for row in rows}
-
-
 def _postgres(url: str) -> bool:
     return url.startswith("postgresql")
 
@@ -88,11 +62,11 @@ def _as_stored(record: RequestRecord, url: str) -> RequestRecord:
     )
 
 
-async def _write_v2_row(url: str, record: RequestRecord) -> None:
+async def _write_v2_row(raw_sql: Any, url: str, record: RequestRecord) -> None:
     """``record`` inserted as a schema-2 gateway wrote it (no team... metadata columns)."""
     values = dict(zip(COLUMNS, to_row(record), strict=True))
     marks = ", ".join("?" * len(COLUMNS_V2))
-    await _sql(
+    await raw_sql.rows(
         url,
         f"INSERT INTO requests ({', '.join(COLUMNS_V2)}) VALUES ({marks})",
         *(values[c] for c in COLUMNS_V2),
@@ -108,7 +82,7 @@ async def _at_schema_two(monkeypatch: pytest.MonkeyPatch, step: Callable[[], Any
 
 
 def test_a_schema_two_database_upgrades_in_place(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, record: Factory
+    raw_sql: Any, db_url: str, monkeypatch: pytest.MonkeyPatch, record: Factory
 ) -> None:
     olds = [record(i, now=NOW) for i in range(5)]
     new = record(10, now=NOW, **CONTEXT)
@@ -120,9 +94,9 @@ def test_a_schema_two_database_upgrades_in_place(
             await store.ensure_ahead(NOW)
         finally:
             await store.close()
-        assert not (await _columns(db_url, "requests")) & set(CONTEXT_COLUMNS)
+        assert not (await raw_sql.columns(db_url, "requests")) & set(CONTEXT_COLUMNS)
         for old in olds:
-            await _write_v2_row(db_url, old)
+            await _write_v2_row(raw_sql, db_url, old)
 
     async def upgraded() -> None:
         store = open_store(SqlOptions(url=Secret(db_url)))
@@ -147,8 +121,8 @@ def test_a_schema_two_database_upgrades_in_place(
                 assert [r.request_id for r in (await store.search(query)).records] == [new.request_id]
         finally:
             await store.close()
-        assert set(CONTEXT_COLUMNS) <= await _columns(db_url, "requests")
-        stored = await _sql(
+        assert set(CONTEXT_COLUMNS) <= await raw_sql.columns(db_url, "requests")
+        stored = await raw_sql.rows(
             db_url,
             f"SELECT {', '.join(CONTEXT_COLUMNS)} FROM requests WHERE request_id = ?",
             olds[0].request_id,
@@ -160,7 +134,7 @@ def test_a_schema_two_database_upgrades_in_place(
 
 
 def test_a_context_column_already_there_is_not_added_twice(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, record: Factory
+    raw_sql: Any, db_url: str, monkeypatch: pytest.MonkeyPatch, record: Factory
 ) -> None:
     """Schema 3 where someone already added one of its columns and an index by that name."""
 
@@ -170,8 +144,10 @@ def test_a_context_column_already_there_is_not_added_twice(
             assert await store.migrate() == [1, 2]
         finally:
             await store.close()
-        await _sql(db_url, "ALTER TABLE requests ADD COLUMN team TEXT")
-        await _sql(db_url, "CREATE INDEX requests_team ON requests (team, started_at DESC, request_id DESC)")
+        await raw_sql.rows(db_url, "ALTER TABLE requests ADD COLUMN team TEXT")
+        await raw_sql.rows(
+            db_url, "CREATE INDEX requests_team ON requests (team, started_at DESC, request_id DESC)"
+        )
 
     async def upgraded() -> None:
         store = open_store(SqlOptions(url=Secret(db_url)))

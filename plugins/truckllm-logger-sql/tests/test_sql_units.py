@@ -6,11 +6,9 @@ and a value that cannot be stored the same way on both backends is stored as 0 o
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from typing import Any
 
-import asyncpg
 import httpx2 as httpx
 import pytest
 from truckllm_logger_sql import postgres_store, sqlite_store
@@ -40,39 +38,15 @@ def _schema_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(postgres_store, "MIGRATIONS", postgres_store.MIGRATIONS[:1])
 
 
-async def _sql(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Run ``sql`` (``?`` placeholders) on the database directly; its rows."""
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        try:
-            return [tuple(r) for r in conn.execute(sql, args).fetchall()]
-        finally:
-            conn.close()
-    parts = sql.split("?")  # asyncpg's placeholders are $1, $2...
-    sql = "".join(part + (f"${i + 1}" if i < len(parts) - 1 else "") for i, part in enumerate(parts))
-    pg = await asyncpg.connect(url)
-    try:
-        return [tuple(r) for r in await pg.fetch(sql, *args)]
-    finally:
-        await pg.close()
-
-
-async def _columns(url: str, table: str) -> set[str]:
-    if url.startswith("sqlite:///"):
-        return {row[1] for row in await _sql(url, f"PRAGMA table_info({table})")}
-    rows = await _sql(url, "SELECT column_name FROM information_schema.columns WHERE table_name = ?", table)
-    return {row[0] for row in rows}
-
-
-async def _write_v1_row(url: str, record: RequestRecord) -> None:
+async def _write_v1_row(raw_sql: Any, url: str, record: RequestRecord) -> None:
     """``record`` inserted as a schema-1 gateway wrote it (no unit columns), and its day rollup."""
     values = dict(zip(COLUMNS, to_row(record), strict=True))
     old = [values[c] for c in COLUMNS_V1]
     marks = ", ".join("?" * len(COLUMNS_V1))
-    await _sql(url, f"INSERT INTO requests ({', '.join(COLUMNS_V1)}) VALUES ({marks})", *old)
+    await raw_sql.rows(url, f"INSERT INTO requests ({', '.join(COLUMNS_V1)}) VALUES ({marks})", *old)
     bucket = int(record.started_at // 86400) * 86400
     usage = record.usage or Usage()
-    await _sql(
+    await raw_sql.rows(
         url,
         "INSERT INTO rollup_day (bucket, gateway_key, alias, provider, model, status, requests, errors,"
         " prompt_tokens, completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, 1, 0, ?, ?, ?)",
@@ -89,7 +63,7 @@ async def _write_v1_row(url: str, record: RequestRecord) -> None:
 
 
 def test_a_schema_one_database_upgrades_in_place(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, record: Factory
+    raw_sql: Any, db_url: str, monkeypatch: pytest.MonkeyPatch, record: Factory
 ) -> None:
     make = record
     old = make(1, now=NOW, usage=Usage(prompt_tokens=7, completion_tokens=9, total_tokens=16))
@@ -103,9 +77,9 @@ def test_a_schema_one_database_upgrades_in_place(
             await store.ensure_ahead(NOW)
         finally:
             await store.close()
-        assert not (await _columns(db_url, "requests")) & set(UNIT_COLUMNS)
-        await _write_v1_row(db_url, old)
-        await _write_v1_row(db_url, no_usage)
+        assert not (await raw_sql.columns(db_url, "requests")) & set(UNIT_COLUMNS)
+        await _write_v1_row(raw_sql, db_url, old)
+        await _write_v1_row(raw_sql, db_url, no_usage)
 
     async def upgraded() -> None:
         store = open_store(SqlOptions(url=Secret(db_url)))
@@ -124,15 +98,15 @@ def test_a_schema_one_database_upgrades_in_place(
             }
         finally:
             await store.close()
-        assert set(UNIT_COLUMNS) <= await _columns(db_url, "requests")
+        assert set(UNIT_COLUMNS) <= await raw_sql.columns(db_url, "requests")
         for table in ("rollup_minute", "rollup_hour", "rollup_day"):
-            assert set(UNIT_FIGURES) <= await _columns(db_url, table), table
+            assert set(UNIT_FIGURES) <= await raw_sql.columns(db_url, table), table
         units = ", ".join(UNIT_FIGURES)
-        rows = await _sql(db_url, f"SELECT gateway_key, {units} FROM rollup_day ORDER BY gateway_key")
+        rows = await raw_sql.rows(db_url, f"SELECT gateway_key, {units} FROM rollup_day ORDER BY gateway_key")
         by_key = {row[0]: tuple(row[1:]) for row in rows}
         assert by_key["alice"] == (2, 12.5, 40, 1, 1)  # the new record's units, summed
         assert by_key[old.gateway_key or ""] == (0, 0, 0, 0, 0)  # an old row: zeros, not NULL
-        stored = await _sql(
+        stored = await raw_sql.rows(
             db_url,
             f"SELECT {', '.join(UNIT_COLUMNS)} FROM requests WHERE request_id = ?",
             no_usage.request_id,
@@ -151,7 +125,7 @@ async def at_schema_one_with(monkeypatch: pytest.MonkeyPatch, step: Any) -> None
 
 
 def test_a_unit_column_already_there_is_not_added_twice(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, record: Factory
+    raw_sql: Any, db_url: str, monkeypatch: pytest.MonkeyPatch, record: Factory
 ) -> None:
     """Schema 2 on a database where someone already added some of its columns (by hand, or a
     migration tool): it completes, and the units are written."""
@@ -162,8 +136,8 @@ def test_a_unit_column_already_there_is_not_added_twice(
             assert await store.migrate() == [1]
         finally:
             await store.close()
-        await _sql(db_url, "ALTER TABLE requests ADD COLUMN images BIGINT")
-        await _sql(db_url, "ALTER TABLE rollup_day ADD COLUMN search_units BIGINT NOT NULL DEFAULT 0")
+        await raw_sql.rows(db_url, "ALTER TABLE requests ADD COLUMN images BIGINT")
+        await raw_sql.rows(db_url, "ALTER TABLE rollup_day ADD COLUMN search_units BIGINT NOT NULL DEFAULT 0")
 
     async def upgraded() -> None:
         store = open_store(SqlOptions(url=Secret(db_url)))
@@ -182,7 +156,7 @@ def test_a_unit_column_already_there_is_not_added_twice(
 
 @pytest.mark.parametrize("seconds", [float("inf"), float("-inf"), float("nan")])
 def test_seconds_that_are_not_finite_are_stored_as_zero_on_both_backends(
-    db_url: str, seconds: float, record: Factory
+    raw_sql: Any, db_url: str, seconds: float, record: Factory
 ) -> None:
     made = record(5, now=NOW, usage=Usage(prompt_tokens=1, audio_seconds=seconds, images=1))
 
@@ -197,7 +171,7 @@ def test_seconds_that_are_not_finite_are_stored_as_zero_on_both_backends(
             assert (got.usage.audio_seconds, got.usage.images) == (0.0, 1)
         finally:
             await store.close()
-        rows = await _sql(db_url, "SELECT sum(audio_seconds), sum(images) FROM rollup_day")
+        rows = await raw_sql.rows(db_url, "SELECT sum(audio_seconds), sum(images) FROM rollup_day")
         assert rows == [(0.0, 1)]
 
     asyncio.run(run())
@@ -241,7 +215,7 @@ loggers:
 """
 
 
-def test_an_image_request_through_the_gateway_is_stored_with_its_images(db_url: str) -> None:
+def test_an_image_request_through_the_gateway_is_stored_with_its_images(raw_sql: Any, db_url: str) -> None:
     """A gateway serving Imagen (fake Gemini), logging to the database: the row and the day's
     rollup carry the images."""
     fake = FakeGemini()
@@ -256,7 +230,7 @@ def test_an_image_request_through_the_gateway_is_stored_with_its_images(db_url: 
         request_id = answer.headers["x-request-id"]
         for _ in range(3000):  # the writer's batch: a state polled, up to 30 s
             rows = asyncio.run(
-                _sql(
+                raw_sql.rows(
                     db_url,
                     f"SELECT {', '.join(UNIT_COLUMNS)}, cost_usd FROM requests WHERE request_id = ?",
                     request_id,
@@ -267,7 +241,7 @@ def test_an_image_request_through_the_gateway_is_stored_with_its_images(db_url: 
             time.sleep(0.01)
         assert rows == [(3, 0.0, 0, 0, 1, pytest.approx(0.12))]
         day = asyncio.run(
-            _sql(db_url, "SELECT images, usage_requests FROM rollup_day WHERE alias = 'imagen'")
+            raw_sql.rows(db_url, "SELECT images, usage_requests FROM rollup_day WHERE alias = 'imagen'")
         )
         assert day == [(3, 1)]
         assert fake.violations == []
