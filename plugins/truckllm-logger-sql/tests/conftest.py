@@ -8,13 +8,16 @@ import asyncio
 import random
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
 import pytest
+from truckllm_logger_sql import SqlLogger
 
 from truckllm.types import AttemptRecord, RequestRecord, Usage
+from truckllm_testing.server import GatewayServer
 
 PG_HOST = "127.0.0.1:5432"
 _ADMIN_DSNS = [
@@ -165,3 +168,31 @@ class DirectSql:
 def raw_sql() -> DirectSql:
     """:class:`DirectSql`: the database under test, past the store."""
     return DirectSql()
+
+
+class GatewayLog:
+    """The ``sql`` logger of a gateway under test, and waiting for what it has written."""
+
+    @staticmethod
+    def of(gw: GatewayServer) -> SqlLogger:
+        """The gateway's ``sql`` logger instance."""
+        assert gw.gateway is not None
+        for _name, instance in gw.gateway.loggers:
+            if isinstance(instance, SqlLogger):
+                return instance
+        raise AssertionError(f"no sql logger in {gw.gateway.loggers}")
+
+    @staticmethod
+    def wait_written(logger: SqlLogger, count: int) -> None:
+        """Poll the writer's figure (a state, not a duration), up to 30 s."""
+        for _ in range(3000):
+            if logger.metrics["written"] >= count:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"written stayed at {logger.metrics['written']}")
+
+
+@pytest.fixture
+def gateway_log() -> GatewayLog:
+    """:class:`GatewayLog`."""
+    return GatewayLog()

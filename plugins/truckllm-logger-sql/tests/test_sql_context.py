@@ -303,22 +303,6 @@ loggers:
 ADMIN = {"authorization": "Bearer admin-token-Zq8vX3kP0wLm1234"}
 
 
-def _logger(gw: GatewayServer) -> SqlLogger:
-    assert gw.gateway is not None
-    found = [instance for _name, instance in gw.gateway.loggers if isinstance(instance, SqlLogger)]
-    assert found, gw.gateway.loggers
-    return found[0]
-
-
-def _wait_written(logger: SqlLogger, count: int) -> None:
-    """Poll the writer's figure (a state, not a duration), up to 30 s."""
-    for _ in range(3000):
-        if logger.metrics["written"] >= count:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"written stayed at {logger.metrics['written']}")
-
-
 def _chat(gw: GatewayServer, key: str, user: str | None, tags: str | None) -> str:
     body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     if user is not None:
@@ -331,14 +315,14 @@ def _chat(gw: GatewayServer, key: str, user: str | None, tags: str | None) -> st
     return str(response.headers["x-request-id"])
 
 
-def test_the_admin_api_filters_by_team_user_and_tag(db_url: str) -> None:
+def test_the_admin_api_filters_by_team_user_and_tag(gateway_log: Any, db_url: str) -> None:
     with GatewayServer(CONFIG.format(url=db_url), extra_plugins=(GuardPlugin(),)) as gw:
         started = time.time()
         a1 = _chat(gw, "key-alice", "ann", "exp-1")
         a2 = _chat(gw, "key-alice", "ben", None)
         b1 = _chat(gw, "key-bob", "ann", "exp-1,exp-2")
         b2 = _chat(gw, "key-bob", None, None)
-        _wait_written(_logger(gw), 4)
+        gateway_log.wait_written(gateway_log.of(gw), 4)
 
         def ids(**params: Any) -> list[str]:
             page = httpx.get(gw.url + "/admin/v1/requests", params=params, headers=ADMIN)

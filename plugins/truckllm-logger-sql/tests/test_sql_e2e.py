@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2 as httpx
-from truckllm_logger_sql import SqlLogger
 
 from truckllm.kit.request_log import LogQuery, SeriesQuery
 from truckllm_testing.server import GatewayServer
@@ -31,14 +30,6 @@ loggers:
 """
 
 
-def _logger(gw: GatewayServer) -> SqlLogger:
-    assert gw.gateway is not None
-    for _name, instance in gw.gateway.loggers:
-        if isinstance(instance, SqlLogger):
-            return instance
-    raise AssertionError(f"no sql logger in {gw.gateway.loggers}")
-
-
 def _on_gateway(gw: GatewayServer, coro: Coroutine[Any, Any, T]) -> T:
     assert gw.loop is not None
     return asyncio.run_coroutine_threadsafe(coro, gw.loop).result(timeout=30)
@@ -53,16 +44,7 @@ def _chat(gw: GatewayServer, text: str) -> httpx.Response:
     )
 
 
-def _wait_written(logger: SqlLogger, count: int) -> None:
-    """Poll the writer's figure (a state, not a duration), up to 30 s."""
-    for _ in range(3000):
-        if logger.metrics["written"] >= count:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"written stayed at {logger.metrics['written']}")
-
-
-def test_requests_through_the_gateway_are_searchable(db_url: str) -> None:
+def test_requests_through_the_gateway_are_searchable(gateway_log: Any, db_url: str) -> None:
     with GatewayServer(CONFIG.format(url=db_url)) as gw:
         started = time.time()
         ids = []
@@ -70,8 +52,8 @@ def test_requests_through_the_gateway_are_searchable(db_url: str) -> None:
             response = _chat(gw, f"hello {i}")
             assert response.status_code == 200
             ids.append(response.headers["x-request-id"])
-        logger = _logger(gw)
-        _wait_written(logger, 5)
+        logger = gateway_log.of(gw)
+        gateway_log.wait_written(logger, 5)
         page = _on_gateway(gw, logger.search(LogQuery(gateway_key="alice", alias="m", limit=3)))
         assert len(page.records) == 3 and page.next_cursor is not None
         rest = _on_gateway(
@@ -86,19 +68,19 @@ def test_requests_through_the_gateway_are_searchable(db_url: str) -> None:
         assert logger.metrics["db_up"] == 1 and logger.metrics["dropped"] == 0
 
 
-def test_the_gateway_serves_with_the_database_down(tmp_path: Path) -> None:
+def test_the_gateway_serves_with_the_database_down(gateway_log: Any, tmp_path: Path) -> None:
     with GatewayServer(CONFIG.format(url="postgresql://u:hunter2@127.0.0.1:1/none")) as gw:
         assert _chat(gw, "hello").status_code == 200
-        logger = _logger(gw)
+        logger = gateway_log.of(gw)
         assert logger.metrics["db_up"] == 0
         assert logger.metrics["written"] == 0
 
 
-def test_the_admin_api_answers_from_the_log(db_url: str) -> None:
+def test_the_admin_api_answers_from_the_log(gateway_log: Any, db_url: str) -> None:
     admin = {"authorization": "Bearer admin-token-Zq8vX3kP0wLm1234"}
     with GatewayServer(CONFIG.format(url=db_url)) as gw:
         ids = [_chat(gw, f"hi {i}").headers["x-request-id"] for i in range(3)]
-        _wait_written(_logger(gw), 3)
+        gateway_log.wait_written(gateway_log.of(gw), 3)
         page = httpx.get(gw.url + "/admin/v1/requests", params={"key": "alice", "limit": 2}, headers=admin)
         assert page.status_code == 200, page.text
         body = page.json()
